@@ -1,0 +1,27 @@
+"""jaxzip: make neural networks small and keep them accurate, in JAX.
+
+Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
+
+* ``jz.paths``: ``where=`` selection of leaves by path.
+* ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
+* ``jz.models``: reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN).
+* ``jz.train``: a jitted train step, evaluation and a fit loop.
+* ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
+"""
+
+from jaxzip import data, models, paths, pipeline, train
+from jaxzip._errors import ConfigError, DataError, JaxzipError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "JaxzipError",
+    "__version__",
+    "data",
+    "models",
+    "paths",
+    "pipeline",
+    "train",
+]

@@ -1,0 +1,28 @@
+"""The test command also lints: ruff check and ruff format --check over the repo."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ruff() -> list[str]:
+    exe = Path(sys.executable).with_name("ruff")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("ruff")
+    if found is None:
+        pytest.fail("ruff is not installed; install the test extra: pip install -e '.[test]'")
+    return [found]
+
+
+@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["check", "format"])
+def test_ruff(args):
+    result = subprocess.run(_ruff() + args, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"ruff {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
