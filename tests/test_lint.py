@@ -22,7 +22,9 @@ def _ruff() -> list[str]:
     return [found]
 
 
-@pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]], ids=["check", "format"])
+@pytest.mark.parametrize(
+    "args", [["check", "."], ["format", "--check", "."]], ids=["check", "format"]
+)
 def test_ruff(args):
     result = subprocess.run(_ruff() + args, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"ruff {' '.join(args)} failed:\n{result.stdout}{result.stderr}"

@@ -71,7 +71,11 @@ def describe(where: Where) -> str:
     if isinstance(where, re.Pattern):
         return repr(where.pattern)
     if callable(where):
-        return repr(where) if dataclasses.is_dataclass(where) else getattr(where, "__name__", repr(where))
+        return (
+            repr(where)
+            if dataclasses.is_dataclass(where)
+            else getattr(where, "__name__", repr(where))
+        )
     return "any of [" + ", ".join(describe(w) for w in where) + "]"
 
 
@@ -127,7 +131,11 @@ def selected_paths(tree: PyTree, where: Where, *, allow_empty: bool = False) -> 
       ['a/kernel', 'b/kernel']
     """
     mask = select(tree, where, allow_empty=allow_empty)
-    return [p for (p, _), keep in zip(leaves_with_paths(tree), jax.tree.leaves(mask)) if keep]
+    return [
+        p
+        for (p, _), keep in zip(leaves_with_paths(tree), jax.tree.leaves(mask), strict=True)
+        if keep
+    ]
 
 
 def raise_no_match(tree: PyTree, where: Where, what: str = "where") -> None:
@@ -151,7 +159,7 @@ def _ndim(leaf: Any) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class min_ndim:  # noqa: N801 - used like a function: where=min_ndim(2)
+class min_ndim:
     """Selects array leaves with at least ``n`` dimensions (kernels, not biases).
 
     Example:
@@ -173,7 +181,7 @@ class min_ndim:  # noqa: N801 - used like a function: where=min_ndim(2)
 
 
 @dataclasses.dataclass(frozen=True)
-class is_float:  # noqa: N801
+class is_float:
     """Selects leaves with a floating-point dtype.
 
     Example:
@@ -190,7 +198,7 @@ class is_float:  # noqa: N801
 
 
 @dataclasses.dataclass(frozen=True)
-class all_of:  # noqa: N801
+class all_of:
     """Selects leaves that every one of the given wheres selects.
 
     Example:
@@ -216,7 +224,7 @@ class all_of:  # noqa: N801
 
 
 @dataclasses.dataclass(frozen=True)
-class not_:  # noqa: N801
+class not_:
     """Selects the leaves that ``where`` does not select.
 
     Example:
@@ -234,5 +242,3 @@ class not_:  # noqa: N801
 
     def __repr__(self) -> str:
         return f"not_({describe(self.where)})"
-
-
