@@ -1,0 +1,48 @@
+"""Datasets: MNIST-family IDX files, scikit-learn's digits, splits and batches.
+
+* :func:`load_splits` turns a dataset name into train/val/test :class:`Splits`;
+  it is what the pipeline uses.
+* :func:`load_mnist` / :func:`load_fashion_mnist` find the four IDX files
+  (``data_dir``, then ``$JAXZIP_DATA_DIR/<name>``, then the cache, whose root is
+  ``cache_dir``, ``$JAXZIP_CACHE_DIR`` or ``platformdirs.user_cache_dir("jaxzip")``),
+  verify their MD5s, and download them from public mirrors if allowed.
+* :func:`load_digits` loads the bundled 8x8 digits: the offline default.
+* :func:`train_val_split` and :func:`batches` are deterministic given a seed.
+"""
+
+from jaxzip.data._dataset import Dataset, Splits, batches, train_val_split
+from jaxzip.data._digits import load_digits
+from jaxzip.data._idx import read_idx, write_idx
+from jaxzip.data._mnist import (
+    CACHE_DIR_ENV,
+    DATA_DIR_ENV,
+    cache_root,
+    load_fashion_mnist,
+    load_idx_dataset,
+    load_mnist,
+)
+from jaxzip.data._sources import FASHION_MNIST, IDX_FILES, MNIST, IdxSource
+from jaxzip.data._splits import DATASETS, DIGITS_SPLIT_SEED, load_splits
+
+__all__ = [
+    "CACHE_DIR_ENV",
+    "DATASETS",
+    "DATA_DIR_ENV",
+    "DIGITS_SPLIT_SEED",
+    "FASHION_MNIST",
+    "IDX_FILES",
+    "MNIST",
+    "Dataset",
+    "IdxSource",
+    "Splits",
+    "batches",
+    "cache_root",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_idx_dataset",
+    "load_mnist",
+    "load_splits",
+    "read_idx",
+    "train_val_split",
+    "write_idx",
+]
