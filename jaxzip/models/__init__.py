@@ -1,0 +1,37 @@
+"""Reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN) and the ``ApplyFn`` convention.
+
+Linen models take ``__call__(x, *, train=False)`` on images ``(N, H, W, C)`` and
+return logits; their params are named ``Dense_0``, ``Conv_0``, ... so that
+``where=`` patterns such as ``r".*/kernel"`` select their weights. Training code
+calls every model through an :class:`ApplyFn`, built by :func:`linen_apply_fn`
+or :func:`nnx_apply_fn`.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import jaxzip as jz
+  >>> model = jz.models.make_model("lenet_300_100")
+  >>> init = lambda: jz.models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  >>> jz.models.param_count(jax.eval_shape(init))
+  266610
+"""
+
+from jaxzip.models._apply import ApplyFn, init_params, linen_apply_fn, param_count
+from jaxzip.models._cnn import LeNet5, SmallCNN
+from jaxzip.models._factory import MODEL_NAMES, make_model
+from jaxzip.models._mlp import MLP, lenet_300_100
+from jaxzip.models._nnx import NnxMLP, nnx_apply_fn
+
+__all__ = [
+    "MLP",
+    "MODEL_NAMES",
+    "ApplyFn",
+    "LeNet5",
+    "NnxMLP",
+    "SmallCNN",
+    "init_params",
+    "lenet_300_100",
+    "linen_apply_fn",
+    "make_model",
+    "nnx_apply_fn",
+    "param_count",
+]

@@ -1,0 +1,92 @@
+"""Convolutional reference models: Deep Compression's LeNet-5 and a small CNN for 8x8 digits."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxzip.models._mlp import _check_num_classes
+
+
+def _check_images(owner: str, x: jax.Array) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{owner}: x must be images of shape (N, H, W, C), got shape {x.shape}")
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 as in Han et al.'s Deep Compression (Caffe's MNIST LeNet).
+
+    ``Conv_0`` (20 filters 5x5, VALID) → max-pool 2 → ``Conv_1`` (50 filters 5x5,
+    VALID) → max-pool 2 → flatten → ``Dense_0`` (500, ReLU) → ``Dense_1``
+    (classifier). As in the Caffe model there is no activation after the
+    convolutions. On 28x28x1 inputs it has 431,080 parameters.
+
+    Attributes:
+      num_classes: number of output logits.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxzip.models import init_params, param_count
+      >>> init = lambda: init_params(LeNet5(), jax.random.key(0), jnp.ones((1, 28, 28, 1)))
+      >>> params = jax.eval_shape(init)  # shapes only: nothing is computed
+      >>> sorted(params), param_count(params)
+      (['Conv_0', 'Conv_1', 'Dense_0', 'Dense_1'], 431080)
+    """
+
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        _check_num_classes("LeNet5", self.num_classes)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
+        _check_images("LeNet5", x)
+        x = nn.Conv(20, (5, 5), padding="VALID")(x)
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = nn.Conv(50, (5, 5), padding="VALID")(x)
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = jnp.reshape(x, (x.shape[0], -1))
+        x = nn.relu(nn.Dense(500)(x))
+        return nn.Dense(self.num_classes)(x)
+
+
+class SmallCNN(nn.Module):
+    """A small convolutional net for 8x8 images (scikit-learn's digits).
+
+    ``Conv_0`` (16 filters 3x3, SAME, ReLU) → max-pool 2 → ``Conv_1`` (32 filters
+    3x3, SAME, ReLU) → max-pool 2 → flatten → ``Dense_0`` (64, ReLU) → ``Dense_1``
+    (classifier). On 8x8x1 inputs it has 13,706 parameters.
+
+    Attributes:
+      num_classes: number of output logits.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxzip.models import init_params, param_count
+      >>> x = jnp.ones((2, 8, 8, 1))
+      >>> params = jax.eval_shape(lambda: init_params(SmallCNN(), jax.random.key(0), x))
+      >>> logits = jax.eval_shape(SmallCNN().apply, {"params": params}, x)
+      >>> logits.shape, param_count(params)
+      ((2, 10), 13706)
+    """
+
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        _check_num_classes("SmallCNN", self.num_classes)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
+        _check_images("SmallCNN", x)
+        x = nn.relu(nn.Conv(16, (3, 3), padding="SAME")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = nn.relu(nn.Conv(32, (3, 3), padding="SAME")(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = jnp.reshape(x, (x.shape[0], -1))
+        x = nn.relu(nn.Dense(64)(x))
+        return nn.Dense(self.num_classes)(x)

@@ -1,0 +1,128 @@
+"""``save_params`` / ``load_params``: params as an ``.npz`` keyed by ``/``-joined paths."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxzip._io import atomic_open
+from jaxzip._types import Params
+from jaxzip.paths import leaves_with_paths
+
+
+def _arrays_by_path(params: Params, where: str) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for path, leaf in leaves_with_paths(params):
+        if path in arrays:
+            raise ValueError(f"{where}: two leaves share the path {path!r}; paths must be unique")
+        array = np.asarray(jax.device_get(leaf))
+        if not (array.dtype == np.bool_ or jnp.issubdtype(array.dtype, jnp.number)):
+            raise TypeError(
+                f"{where}: leaf {path!r} is not a numeric array (got {type(leaf).__name__} of dtype {array.dtype})"
+            )
+        arrays[path] = array
+    return arrays
+
+
+def save_params(path: str | os.PathLike[str], params: Params) -> None:
+    """Writes ``params`` to ``path`` as an uncompressed ``.npz``, atomically.
+
+    Each leaf is stored under its ``/``-joined path (``"Dense_0/kernel"``), so the
+    file is readable with plain ``np.load``. The file is written exactly at
+    ``path`` (no ``.npz`` suffix is added). Nothing is pickled.
+
+    Args:
+      path: the file to write (its directory is created if missing).
+      params: the parameter pytree (jax or numpy arrays, scalars).
+
+    Raises:
+      ValueError: two leaves have the same path.
+      TypeError: a leaf is not numeric.
+
+    Example:
+      >>> import tempfile, pathlib, numpy as np
+      >>> f = pathlib.Path(tempfile.mkdtemp()) / "params.npz"
+      >>> save_params(f, {"Dense_0": {"kernel": np.ones((2, 3), np.float32)}})
+      >>> sorted(np.load(f))
+      ['Dense_0/kernel']
+    """
+    arrays = _arrays_by_path(params, "save_params")
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _describe(shape: tuple[int, ...], dtype: np.dtype) -> str:
+    return f"shape {tuple(shape)} dtype {np.dtype(dtype).name}"
+
+
+def load_params(path: str | os.PathLike[str], like: Params) -> Params:
+    """Reads params written by :func:`save_params`, checked against a template.
+
+    Args:
+      path: the ``.npz`` file.
+      like: a pytree with the expected structure; its leaves give the expected
+        shapes and dtypes (arrays or ``jax.ShapeDtypeStruct``, e.g. from
+        ``jax.eval_shape`` of the model's init).
+
+    Returns:
+      A pytree with ``like``'s structure holding the file's arrays (as jax arrays).
+
+    Raises:
+      FileNotFoundError: ``path`` does not exist.
+      ValueError: the file is not an ``.npz`` archive, a path of ``like`` is
+        missing from the file or the file has a path ``like`` lacks, or a shape
+        or dtype differs (the message names the path, expected and found).
+
+    Example:
+      >>> import tempfile, pathlib, numpy as np
+      >>> f = pathlib.Path(tempfile.mkdtemp()) / "params.npz"
+      >>> params = {"Dense_0": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+      >>> save_params(f, params)
+      >>> load_params(f, params)["Dense_0"]["kernel"].tolist()
+      [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_params: no params file at {str(path)!r}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise ValueError(f"load_params: {str(path)!r} is not a readable .npz file: {e}") from e
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"load_params: {str(path)!r} is a single .npy array, not an .npz archive")
+    with archive:
+        expected = leaves_with_paths(like)
+        wanted = [p for p, _ in expected]
+        missing = [p for p in wanted if p not in archive.files]
+        extra = sorted(set(archive.files) - set(wanted))
+        if missing or extra:
+            raise ValueError(
+                f"load_params: {str(path)!r} does not match the expected params: "
+                f"missing paths {missing}, unexpected paths {extra}"
+            )
+        leaves = []
+        for p, leaf in expected:
+            want_shape, want_dtype = tuple(np.shape(leaf)), _dtype_of(leaf)
+            try:
+                got = archive[p]
+            except ValueError as e:  # e.g. a pickled object array
+                raise ValueError(f"load_params: {str(path)!r}: cannot read {p!r}: {e}") from e
+            if got.dtype.kind == "V" and got.dtype.itemsize == want_dtype.itemsize:
+                got = got.view(want_dtype)  # extension dtypes (bfloat16) are stored as raw bytes
+            if got.shape != want_shape or got.dtype != want_dtype:
+                raise ValueError(
+                    f"load_params: {str(path)!r}: {p!r} expected "
+                    f"{_describe(want_shape, want_dtype)}, file has {_describe(got.shape, got.dtype)}"
+                )
+            leaves.append(jnp.asarray(got))
+    return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
+def _dtype_of(leaf: object) -> np.dtype:
+    dtype = getattr(leaf, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(leaf).dtype

@@ -1,0 +1,144 @@
+"""``make_train_step``: one jitted, state-donating step of softmax cross-entropy training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxzip.models._apply import ApplyFn
+from jaxzip.train._augment import RandomShift
+from jaxzip.train._state import TrainState
+
+Batch = Mapping[str, Any]
+TrainStep = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def check_batch(batch: Any, where: str) -> tuple[Any, Any]:
+    """Returns ``(batch["x"], batch["y"])`` after checking them (outside any trace)."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(
+            f"{where}: batch must be a mapping with keys 'x' and 'y', got {type(batch).__name__}"
+        )
+    missing = [k for k in ("x", "y") if k not in batch]
+    if missing:
+        raise ValueError(
+            f"{where}: batch is missing key(s) {missing}; expected keys 'x' (inputs) and "
+            f"'y' (integer labels), got keys {sorted(map(str, batch))}"
+        )
+    x, y = batch["x"], batch["y"]
+    x_shape, y_shape = np.shape(x), np.shape(y)
+    if len(y_shape) != 1:
+        raise ValueError(f"{where}: batch['y'] must have shape (N,), got shape {y_shape}")
+    if not x_shape or x_shape[0] != y_shape[0]:
+        raise ValueError(
+            f"{where}: batch['x'] must have a leading axis of the batch size {y_shape[0]} "
+            f"(that of batch['y']), got shape {x_shape}"
+        )
+    if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+        raise ValueError(
+            f"{where}: batch['y'] must hold integer labels, got dtype {jnp.result_type(y)}"
+        )
+    return x, y
+
+
+def loss_and_accuracy(logits: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean softmax cross-entropy with integer labels, and the fraction of correct argmaxes."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    accuracy = (jnp.argmax(logits, axis=-1) == y).mean()
+    return loss, accuracy
+
+
+def make_train_step(
+    apply_fn: ApplyFn,
+    tx: optax.GradientTransformation,
+    *,
+    augment: RandomShift | None = None,
+) -> TrainStep:
+    """Builds ``step(state, batch, key) -> (state, metrics)``: one jitted optimizer step.
+
+    The loss is the mean softmax cross-entropy of ``apply_fn(params, batch["x"],
+    train=True, key=k)`` against the integer labels ``batch["y"]``, where ``k`` is
+    ``key`` folded with ``state.step`` (so one key serves the whole run and every
+    step gets fresh dropout). The step is compiled once per batch shape and
+    donates ``state``: do not use a state after passing it in (use the returned one).
+    With ``augment``, the inputs are augmented inside the step from a key split off ``k``.
+    The batch is checked before tracing; keys other than ``"x"`` and ``"y"`` are ignored.
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, x, *, train, key) -> logits``.
+      tx: the optax optimizer (schedules, weight decay, masks are part of it).
+      augment: an optional augmentation applied to ``batch["x"]`` inside the step,
+        e.g. :class:`RandomShift`.
+
+    Returns:
+      ``step(state, batch, key)`` returning the new :class:`TrainState` and
+      ``{"loss": scalar, "accuracy": scalar}`` (device arrays, for the batch).
+
+    Raises:
+      TypeError: ``apply_fn`` is not callable or ``tx`` is not an optax
+        ``GradientTransformation``. The step raises ``TypeError``/``ValueError`` for
+        a batch that is not a mapping with ``"x"`` and integer ``"y"`` of one batch
+        size, or a ``key`` that is not a JAX array.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from jaxzip.train import init_state
+      >>> apply_fn = lambda params, x, *, train, key: x.reshape(len(x), -1) @ params["w"]
+      >>> tx = optax.sgd(0.5)
+      >>> step = make_train_step(apply_fn, tx)
+      >>> state = init_state({"w": jnp.zeros((2, 2))}, tx)
+      >>> batch = {"x": jnp.array([[1.0, 0.0], [0.0, 1.0]]), "y": jnp.array([0, 1])}
+      >>> for _ in range(3):
+      ...     state, metrics = step(state, batch, jax.random.key(0))
+      >>> int(state.step), float(metrics["accuracy"])
+      (3, 1.0)
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"make_train_step: apply_fn must be callable, got {apply_fn!r}")
+    if not (hasattr(tx, "init") and hasattr(tx, "update")):
+        raise TypeError(f"make_train_step: tx must be an optax GradientTransformation, got {tx!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(
+            f"make_train_step: augment must be callable (e.g. RandomShift), got {augment!r}"
+        )
+
+    def loss_fn(params, x, y, key):
+        logits = apply_fn(params, x, train=True, key=key)
+        loss, accuracy = loss_and_accuracy(logits, y)
+        return loss, accuracy
+
+    def _step(state: TrainState, x, y, key):
+        key = jax.random.fold_in(key, state.step)
+        if augment is not None:
+            key, augment_key = jax.random.split(key)
+            x = augment(x, key=augment_key)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, accuracy), grads = grad_fn(state.params, x, y, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+        return new_state, {"loss": loss, "accuracy": accuracy}
+
+    jitted = jax.jit(_step, donate_argnums=0)
+
+    def step(
+        state: TrainState, batch: Batch, key: jax.Array
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        if not isinstance(state, TrainState):
+            raise TypeError(
+                f"train step: state must be a TrainState (see init_state), got {type(state)!r}"
+            )
+        x, y = check_batch(batch, "train step")
+        if not isinstance(key, jax.Array):
+            raise TypeError(
+                "train step: key must be a PRNG key such as jax.random.key(seed), "
+                f"got {type(key).__name__}"
+            )
+        return jitted(state, x, y, key)
+
+    return step
