@@ -1,0 +1,197 @@
+"""The experiment config: one frozen dataclass per TOML section.
+
+Every field has a default, so a config file states only what differs. To add a
+section (``[prune]``, ``[quant]``, ...), write a :class:`~jaxzip.pipeline._schema.Section`
+dataclass and add it as a field of :class:`ExperimentConfig`; the loader, the
+``--set`` overrides and the TOML writer pick it up from the type hints. A
+section that may be absent is typed ``XConfig | None = None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Literal
+
+from jaxzip.data import DATASETS
+from jaxzip.models import MODEL_NAMES
+from jaxzip.pipeline._schema import (
+    FieldError,
+    Section,
+    at_least,
+    between,
+    each,
+    greater_than,
+    matches,
+    nonempty,
+    rules,
+)
+from jaxzip.train import OPTIMIZERS, SCHEDULES
+
+__all__ = [
+    "DataConfig",
+    "ExperimentConfig",
+    "ExperimentSection",
+    "ModelConfig",
+    "TrainConfig",
+]
+
+DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist"
+ModelName = Literal[MODEL_NAMES]  # "mlp", "lenet_300_100", "lenet5", "small_cnn"
+OptimizerName = Literal[OPTIMIZERS]  # "sgd", "adam", "adamw"
+ScheduleName = Literal[SCHEDULES]  # "constant", "cosine", "warmup_cosine"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentSection(Section):
+    """``[experiment]``: what the run is called and its one seed.
+
+    Example:
+      >>> ExperimentSection(name="lenet5_mnist", seed=1).seed
+      1
+    """
+
+    name: str = field(
+        default="digits_small_cnn",
+        metadata=rules(
+            matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "made of letters, digits, '.', '_', '-'"),
+            doc="run name; the default output directory is runs/<name>",
+        ),
+    )
+    seed: int = field(
+        default=0,
+        metadata=rules(at_least(0), doc="seed for the data split, init, shuffling, dropout"),
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig(Section):
+    """``[data]``: which dataset and how to split off validation.
+
+    Example:
+      >>> DataConfig(name="mnist", val_fraction=0.1).name
+      'mnist'
+    """
+
+    name: DatasetName = field(default="digits", metadata=rules(doc="dataset"))
+    data_dir: str = field(
+        default="", metadata=rules(doc='directory holding the files; "" = the lookup order')
+    )
+    val_fraction: float = field(
+        default=0.1,
+        metadata=rules(
+            between(0.0, 1.0, lo_open=True, hi_open=True), doc="training share held out"
+        ),
+    )
+    download: bool = field(
+        default=True, metadata=rules(doc="download MNIST-family files when not found")
+    )
+
+    def check(self) -> None:
+        if self.name == "digits" and self.data_dir:
+            raise FieldError(
+                "data_dir", '"" for data.name "digits" (bundled with scikit-learn)', self.data_dir
+            )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelConfig(Section):
+    """``[model]``: the network.
+
+    Example:
+      >>> ModelConfig(name="mlp", widths=[64, 32]).widths
+      (64, 32)
+    """
+
+    name: ModelName = field(default="small_cnn", metadata=rules(doc="model"))
+    widths: tuple[int, ...] = field(
+        default=(256, 128),
+        metadata=rules(nonempty(), each(at_least(1)), doc='hidden widths (only for "mlp")'),
+    )
+    dropout_rate: float = field(
+        default=0.0,
+        metadata=rules(
+            between(0.0, 1.0, hi_open=True), doc='dropout before each hidden layer ("mlp")'
+        ),
+    )
+
+    def check(self) -> None:
+        if self.name != "mlp" and self.dropout_rate != 0.0:
+            raise FieldError(
+                "dropout_rate",
+                f'0.0 for model {self.name!r} (only "mlp" has dropout)',
+                self.dropout_rate,
+            )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(Section):
+    """``[train]``: the optimizer and training loop.
+
+    Example:
+      >>> TrainConfig(epochs=3, learning_rate=1).learning_rate
+      1.0
+    """
+
+    epochs: int = field(default=10, metadata=rules(at_least(1), doc="passes over the training set"))
+    batch_size: int = field(default=64, metadata=rules(at_least(1), doc="examples per step"))
+    optimizer: OptimizerName = field(default="adam", metadata=rules(doc="optimizer"))
+    learning_rate: float = field(
+        default=1e-3, metadata=rules(greater_than(0.0), doc="peak learning rate")
+    )
+    schedule: ScheduleName = field(
+        default="constant",
+        metadata=rules(doc="learning-rate schedule (the cosine ones decay to 0)"),
+    )
+    warmup_epochs: float = field(
+        default=0.0,
+        metadata=rules(at_least(0.0), doc='linear warmup from 0, in epochs ("warmup_cosine")'),
+    )
+    weight_decay: float = field(
+        default=0.0,
+        metadata=rules(at_least(0.0), doc="kernel weight decay (L2; decoupled for adamw)"),
+    )
+    momentum: float = field(
+        default=0.9, metadata=rules(between(0.0, 1.0, hi_open=True), doc='for "sgd"')
+    )
+    eval_batch_size: int = field(
+        default=1000, metadata=rules(at_least(1), doc="examples per evaluation batch")
+    )
+    augment_shift: int = field(
+        default=0,
+        metadata=rules(
+            at_least(0), doc="random image shifts of up to this many pixels while training (0: off)"
+        ),
+    )
+
+    def check(self) -> None:
+        if self.schedule != "warmup_cosine" and self.warmup_epochs != 0:
+            raise FieldError(
+                "warmup_epochs",
+                f'0.0 with train.schedule = {self.schedule!r} (only "warmup_cosine" warms up)',
+                self.warmup_epochs,
+            )
+        if self.schedule == "warmup_cosine" and not 0 < self.warmup_epochs < self.epochs:
+            raise FieldError(
+                "warmup_epochs",
+                f'a number in (0, train.epochs = {self.epochs}) with train.schedule = "warmup_cosine"',
+                self.warmup_epochs,
+            )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentConfig(Section):
+    """A whole experiment: one field per TOML section.
+
+    Build it with :func:`load_config`; or directly, for scripts and tests.
+
+    Example:
+      >>> cfg = ExperimentConfig(train=TrainConfig(epochs=2))
+      >>> cfg.train.epochs, cfg.data.name
+      (2, 'digits')
+    """
+
+    experiment: ExperimentSection = dataclasses.field(default_factory=ExperimentSection)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -1,0 +1,253 @@
+"""The stage runner behind ``jaxzip run``: data → model → train → evaluate → write results.
+
+An experiment is a short list of :class:`Stage` s. Each stage is a function
+``(cfg, ctx) -> (updates, metrics)``: it reads what earlier stages produced
+from the context mapping ``ctx`` and returns new context entries and the
+metrics it reports. Later stages (prune, quantize, encode) slot into
+:func:`default_stages` without touching the runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxzip import data as jz_data
+from jaxzip import models as jz_models
+from jaxzip import train as jz_train
+from jaxzip._io import atomic_write_json
+from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._load import save_config
+from jaxzip.pipeline._report import format_table
+
+__all__ = [
+    "CONFIG_FILE",
+    "PARAMS_FILE",
+    "RESULTS_FILE",
+    "Stage",
+    "default_stages",
+    "run_experiment",
+]
+
+CONFIG_FILE = "config.toml"
+PARAMS_FILE = "params.npz"
+RESULTS_FILE = "results.json"
+
+Context = Mapping[str, Any]
+Metrics = dict[str, Any]
+StageFn = Callable[[ExperimentConfig, Context], tuple[dict[str, Any], Metrics]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One named step of an experiment.
+
+    Attributes:
+      name: shown in the results table and as the key of its wall time.
+      run: ``(cfg, ctx) -> (updates, metrics)``; ``updates`` are merged into
+        the context seen by later stages, ``metrics`` (name → number) are reported.
+    """
+
+    name: str
+    run: StageFn
+
+
+def _load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    d = cfg.data
+    splits = jz_data.load_splits(
+        d.name,
+        data_dir=d.data_dir or None,
+        val_fraction=d.val_fraction,
+        seed=cfg.experiment.seed,
+        download=d.download,
+        progress=ctx["progress"],
+    )
+    metrics = {
+        "train_examples": len(splits.train),
+        "val_examples": len(splits.val),
+        "test_examples": len(splits.test),
+    }
+    return {"splits": splits}, metrics
+
+
+def _build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    m, splits = cfg.model, ctx["splits"]
+    kwargs: dict[str, Any] = {"num_classes": splits.train.num_classes}
+    if m.name == "mlp":
+        kwargs.update(widths=m.widths, dropout_rate=m.dropout_rate)
+    module = jz_models.make_model(m.name, **kwargs)
+    key = jax.random.key(cfg.experiment.seed)
+    # One compiled init instead of one dispatch (and compile) per initializer op.
+    init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
+    params = init(key, splits.train.x[:1])
+    updates = {"apply_fn": jz_models.linen_apply_fn(module), "params": params}
+    return updates, {"param_count": jz_models.param_count(params)}
+
+
+def _train(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    t, splits = cfg.train, ctx["splits"]
+    steps_per_epoch = len(splits.train) // t.batch_size  # fit drops the last partial batch
+    total_steps = max(1, t.epochs * steps_per_epoch)
+    warmup_steps = 0
+    if t.warmup_epochs > 0:  # at least one step of warmup and one of decay
+        warmup_steps = min(max(1, round(t.warmup_epochs * steps_per_epoch)), total_steps - 1)
+    tx = jz_train.make_optimizer(
+        name=t.optimizer,
+        learning_rate=t.learning_rate,
+        schedule=t.schedule,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        weight_decay=t.weight_decay,
+        momentum=t.momentum,
+    )
+    state, history = jz_train.fit(
+        ctx["apply_fn"],
+        ctx["params"],
+        tx,
+        splits.train,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        seed=cfg.experiment.seed,
+        val_ds=splits.val,
+        progress=ctx["progress"],
+        eval_batch_size=t.eval_batch_size,
+        augment=jz_train.RandomShift(pixels=t.augment_shift) if t.augment_shift else None,
+    )
+    history = _jsonable(history)
+    last = history[-1] if history else {}
+    metrics = {"epochs": len(history), "steps": int(state.step)}
+    metrics.update({k: v for k, v in last.items() if k.startswith("train_")})
+    return {"params": state.params, "history": history}, metrics
+
+
+def _evaluate(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    splits, bs = ctx["splits"], cfg.train.eval_batch_size
+    metrics: Metrics = {}
+    for part in ("val", "test"):
+        m = jz_train.evaluate(ctx["apply_fn"], ctx["params"], getattr(splits, part), batch_size=bs)
+        metrics[f"{part}_accuracy"] = float(m["accuracy"])
+        metrics[f"{part}_error"] = float(m["error"])
+        metrics[f"{part}_errors"] = int(m["errors"])
+        metrics[f"{part}_loss"] = float(m["loss"])
+    return {}, metrics
+
+
+def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
+    """The stages :func:`run_experiment` runs for ``cfg``, in order.
+
+    Example:
+      >>> from jaxzip.pipeline import ExperimentConfig
+      >>> [s.name for s in default_stages(ExperimentConfig())]
+      ['data', 'model', 'train', 'evaluate']
+    """
+    del cfg  # every stage runs today; later sections (prune, quant) add theirs when set
+    return (
+        Stage("data", _load_data),
+        Stage("model", _build_model),
+        Stage("train", _train),
+        Stage("evaluate", _evaluate),
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types from numpy / JAX scalars and containers; non-finite floats → None."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, jax.Array | np.ndarray | np.generic):
+        obj = np.asarray(obj)
+        return _jsonable(obj.item() if obj.ndim == 0 else obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    report: bool = True,
+    stages: Sequence[Stage] | None = None,
+) -> dict[str, Any]:
+    """Runs an experiment's stages and writes its results to ``out_dir``.
+
+    Writes ``config.toml`` (the resolved config) first, so a run is
+    identifiable even if it fails; removes ``results.json`` and ``params.npz``
+    left by an earlier run there; and writes those two only after every stage
+    has succeeded (``results.json`` last), each atomically. A failed run thus
+    leaves ``config.toml`` and no results.
+
+    Args:
+      cfg: the validated experiment config.
+      out_dir: the directory for the output files (created if missing).
+      progress: show progress bars (download, training) on stderr.
+      report: print a table of the results (stage, metric, value) to stdout.
+      stages: the stages to run; default :func:`default_stages` of ``cfg``.
+
+    Returns:
+      The results written to ``results.json``: ``metrics`` (val/test
+      accuracy and error, test error count, param count, epochs, ...),
+      ``stages`` (each stage's metrics), ``wall_time_s`` per stage and in
+      total, ``history`` (one dict per epoch), ``config_name``,
+      ``jax_version``, ``backend`` and ``jaxzip_version``.
+
+    Raises:
+      TypeError: ``cfg`` is not an :class:`ExperimentConfig`.
+      jaxzip.JaxzipError, ValueError, OSError: from a stage (e.g. missing data)
+        or from writing the files.
+    """
+    if not isinstance(cfg, ExperimentConfig):
+        raise TypeError(f"run_experiment: cfg must be an ExperimentConfig, got {type(cfg)!r}")
+    from jaxzip import __version__
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(out / CONFIG_FILE, cfg)
+    for stale in (RESULTS_FILE, PARAMS_FILE):
+        (out / stale).unlink(missing_ok=True)
+
+    ctx: dict[str, Any] = {"progress": progress}
+    per_stage: dict[str, Metrics] = {}
+    wall: dict[str, float] = {}
+    start = time.perf_counter()
+    for stage in default_stages(cfg) if stages is None else stages:
+        t0 = time.perf_counter()
+        updates, metrics = stage.run(cfg, ctx)
+        jax.block_until_ready(updates)
+        wall[stage.name] = round(time.perf_counter() - t0, 4)
+        ctx = {**ctx, **updates}
+        per_stage[stage.name] = _jsonable(metrics)
+    wall["total"] = round(time.perf_counter() - start, 4)
+
+    flat: Metrics = {}
+    for metrics in per_stage.values():
+        flat.update(metrics)
+    results: dict[str, Any] = {
+        "config_name": cfg.experiment.name,
+        "metrics": flat,
+        "stages": per_stage,
+        "wall_time_s": wall,
+        "history": ctx.get("history", []),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "jaxzip_version": __version__,
+    }
+    results = _jsonable(results)
+    if "params" in ctx:
+        jz_train.save_params(out / PARAMS_FILE, ctx["params"])
+    atomic_write_json(out / RESULTS_FILE, results)
+    if report:
+        print(format_table(results), flush=True)
+    return results

@@ -1,0 +1,163 @@
+"""Tests for jaxzip/cli.py: help, exit codes, one-line errors, and one real end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxzip as jz
+from jaxzip.cli import main
+from jaxzip.pipeline import apply_overrides, load_config
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("jaxzip: error: ")
+    return lines[0]
+
+
+def test_help(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: jaxzip" in out and "run" in out and "examples:" in out
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("--set", "--out", "--no-progress", "CONFIG", "train.epochs=", "examples:"):
+        assert needle in out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"jaxzip {jz.__version__}"
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["run", "--bogus"], ["run", "a", "b"]])
+def test_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert "usage: jaxzip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "missing.toml"], "missing.toml: config file not found"),
+        (["run", "--set", "train.epocs=3"], "did you mean train.epochs?"),
+        (["run", "--set", "trian.epochs=3"], "unknown section [trian]"),
+        (["run", "--set", "train.epochs=three"], "--set train.epochs: expected an integer"),
+        (["run", "--set", "train.epochs=true"], "True (a boolean)"),
+        (["run", "--set", "train.epochs=0"], "expected an integer >= 1, got 0"),
+        (["run", "--set", "epochs"], "expected SECTION.KEY=VALUE"),
+    ],
+)
+def test_config_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert needle in _one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()  # nothing written for a bad config
+
+
+def test_bad_toml_file(capsys, tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\nepochs = 3\n[model\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    line = _one_error_line(capsys)
+    assert str(path) in line and "invalid TOML" in line
+
+
+def _mnist_args(data_dir: Path, out: Path) -> list[str]:
+    return [
+        "run",
+        "--set", "data.name=mnist",
+        "--set", f"data.data_dir={data_dir}",
+        "--set", "data.download=false",
+        "--out", str(out),
+        "--no-progress",
+    ]  # fmt: skip
+
+
+def test_missing_data_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXZIP_DATA_DIR", str(tmp_path / "no_env_data"))
+    monkeypatch.setenv("JAXZIP_CACHE_DIR", str(tmp_path / "no_cache"))
+    assert main(_mnist_args(tmp_path / "does_not_exist", tmp_path / "out")) == 2
+    line = _one_error_line(capsys)
+    assert "does_not_exist" in line or "mnist" in line
+
+
+def test_corrupt_idx_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXZIP_DATA_DIR", str(tmp_path / "no_env_data"))
+    monkeypatch.setenv("JAXZIP_CACHE_DIR", str(tmp_path / "no_cache"))
+    data = tmp_path / "mnist"
+    data.mkdir()
+    for pair in jz.data.IDX_FILES.values():
+        for name in pair:
+            (data / name).write_bytes(b"\x00\x00\x08\x03 this is not an IDX file")
+    assert main(_mnist_args(data, tmp_path / "out")) == 2
+    _one_error_line(capsys)
+    assert not (tmp_path / "out" / "results.json").exists()
+    assert (tmp_path / "out" / "config.toml").exists()  # the failed run is identifiable
+
+
+def test_out_is_a_file(capsys, tmp_path):
+    (tmp_path / "f").write_text("")
+    assert main(["run", "--out", str(tmp_path / "f"), "--no-progress"]) == 2
+    assert "not a directory" in _one_error_line(capsys)
+
+
+def test_keyboard_interrupt(capsys, monkeypatch, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jz.pipeline, "run_experiment", interrupted)
+    assert main(["run", "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["jaxzip: interrupted"]
+
+
+def test_traceback_flag_shows_the_traceback(capsys):
+    assert main(["--traceback", "run", "--set", "train.epochs=0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("jaxzip: error:")
+
+
+def test_end_to_end_subprocess(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxzip", "run", "--set", "train.epochs=1", "--out", str(out)],
+        cwd=tmp_path,  # not the repository: the packaged default must be found anyway
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    assert rows[0] == ["stage", "metric", "value"]
+    table = {(r[0], r[1]): r[2] for r in rows[2:] if len(r) == 3}
+    assert table[("train", "epochs")] == "1"
+    accuracy = float(table[("evaluate", "test_accuracy")])
+    assert 0.0 <= accuracy <= 1.0
+
+    results = json.loads((out / "results.json").read_text())
+    m = results["metrics"]
+    assert m["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert m["test_error"] == pytest.approx(1 - m["test_accuracy"])
+    assert m["test_errors"] == round(m["test_error"] * m["test_examples"])
+    assert m["epochs"] == 1 and len(results["history"]) == 1 and m["param_count"] > 0
+    assert set(results["wall_time_s"]) == {"data", "model", "train", "evaluate", "total"}
+    assert results["config_name"] == load_config().experiment.name
+    assert results["jax_version"] and results["backend"] == "cpu"
+
+    cfg = load_config(out / "config.toml")
+    assert cfg == apply_overrides(load_config(), ["train.epochs=1"])
+    with np.load(out / "params.npz", allow_pickle=False) as npz:
+        assert sum(npz[k].size for k in npz.files) == m["param_count"]
+        assert all("/" in k for k in npz.files)
