@@ -1,0 +1,84 @@
+"""Tests for jaxzip/prune/_topk.py: exact, tie-broken, jittable lowest-k selection."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxzip.prune._structures import Unstructured
+from jaxzip.prune._topk import keep_masks, num_pruned, sort_keys, topk_mask
+
+
+def _reference_pruned(arrays: list[np.ndarray], k: int) -> list[np.ndarray]:
+    """Sort-based reference: ascending score, ties by (leaf, row-major index)."""
+    flat = np.concatenate([a.ravel() for a in arrays]).astype(np.float32)
+    order = np.lexsort((np.arange(flat.size), flat))
+    pruned = np.zeros(flat.size, bool)
+    pruned[order[:k]] = True
+    out, start = [], 0
+    for a in arrays:
+        out.append(pruned[start : start + a.size].reshape(a.shape))
+        start += a.size
+    return out
+
+
+def test_hand_worked_ties_prune_lower_index_first():
+    scores = jnp.array([2.0, 1.0, 1.0, 1.0, 3.0])
+    # k = round(0.4 * 5) = 2: both pruned among the three tied 1.0s are the first two.
+    assert topk_mask(scores, sparsity=0.4).tolist() == [True, False, False, True, True]
+
+
+def test_sort_keys_preserve_order_and_merge_signed_zero():
+    x = jnp.array([-jnp.inf, -3.0, -1e-30, -0.0, 0.0, 1e-30, 2.0, jnp.inf])
+    keys = np.asarray(sort_keys(x)).astype(np.int64)
+    assert np.all(np.diff(keys) >= 0)
+    assert keys[3] == keys[4]
+    assert np.count_nonzero(np.diff(keys) == 0) == 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shapes=st.lists(
+        st.sampled_from([(1,), (7,), (3, 4), (2, 3, 2), (5, 5)]), min_size=1, max_size=2
+    ),
+    sparsity=st.floats(0.0, 0.99),
+    levels=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_lowest_k_matches_sort_reference_with_many_ties(shapes, sparsity, levels, seed):
+    rng = np.random.default_rng(seed)
+    # Few distinct levels -> many equal scores, the hard case for exactness.
+    arrays = [rng.integers(0, levels, size=s).astype(np.float32) for s in shapes]
+    n = sum(a.size for a in arrays)
+    k = round(sparsity * n)
+    kept = keep_masks(tuple(arrays), (k,), structure=Unstructured(), pooled=True)
+    for g, want in zip(kept, _reference_pruned(arrays, k), strict=True):
+        np.testing.assert_array_equal(~np.asarray(g), want)
+    assert sum(int(np.sum(~np.asarray(g))) for g in kept) == k
+
+
+def test_num_pruned_is_round_of_product():
+    assert int(num_pruned(0.25, 10)) == 2  # round half to even, like Python's round
+    assert int(num_pruned(0.35, 10)) == round(0.35 * 10)
+    assert int(jax.jit(lambda s: num_pruned(s, 10))(jnp.float32(0.7))) == 7
+
+
+def test_traced_sparsity_jit_and_vmap_agree_with_eager():
+    scores = jax.random.normal(jax.random.key(0), (7, 9))
+    eager = [topk_mask(scores, sparsity=s) for s in (0.0, 0.3, 0.9)]
+    jitted = jax.jit(lambda x, s: topk_mask(x, sparsity=s))
+    vmapped = jax.vmap(lambda s: topk_mask(scores, sparsity=s))(jnp.array([0.0, 0.3, 0.9]))
+    for i, s in enumerate((0.0, 0.3, 0.9)):
+        np.testing.assert_array_equal(jitted(scores, s), eager[i])
+        np.testing.assert_array_equal(vmapped[i], eager[i])
+        assert int(np.sum(~np.asarray(eager[i]))) == round(s * 63)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+def test_sparsity_out_of_range_raises(bad):
+    with pytest.raises(ValueError, match="sparsity"):
+        topk_mask(jnp.ones(4), sparsity=bad)
