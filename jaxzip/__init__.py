@@ -6,11 +6,12 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
 * ``jz.models``: reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN).
 * ``jz.prune``: pruning scores, structures, allocation, masks, schedules and Optax transforms.
+* ``jz.quant``: QArray, PTQ, QAT (straight-through, LSQ), k-means weight sharing, integer inference.
 * ``jz.train``: a jitted train step, evaluation and a fit loop.
 * ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
 """
 
-from jaxzip import data, models, paths, pipeline, prune, train
+from jaxzip import data, models, paths, pipeline, prune, quant, train
 from jaxzip._errors import ConfigError, DataError, JaxzipError
 
 __version__ = "0.1.0"
@@ -25,5 +26,6 @@ __all__ = [
     "paths",
     "pipeline",
     "prune",
+    "quant",
     "train",
 ]
