@@ -9,6 +9,7 @@ from jaxzip.pipeline._config import (
     ExperimentConfig,
     ExperimentSection,
     ModelConfig,
+    PruneConfig,
     TrainConfig,
 )
 from jaxzip.pipeline._load import (
@@ -55,6 +56,7 @@ __all__ = [
     "ExperimentSection",
     "FieldError",
     "ModelConfig",
+    "PruneConfig",
     "Section",
     "Stage",
     "TrainConfig",

@@ -4,18 +4,20 @@ Every field has a default, so a config file states only what differs. To add a
 section (``[prune]``, ``[quant]``, ...), write a :class:`~jaxzip.pipeline._schema.Section`
 dataclass and add it as a field of :class:`ExperimentConfig`; the loader, the
 ``--set`` overrides and the TOML writer pick it up from the type hints. A
-section that may be absent is typed ``XConfig | None = None``.
+section that may be absent is typed ``XConfig | None = None`` (``[prune]`` is one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import field
-from typing import Literal
+from typing import Any, Literal
 
 from jaxzip.data import DATASETS
 from jaxzip.models import MODEL_NAMES
 from jaxzip.pipeline._schema import (
+    Check,
     FieldError,
     Section,
     at_least,
@@ -33,6 +35,7 @@ __all__ = [
     "ExperimentConfig",
     "ExperimentSection",
     "ModelConfig",
+    "PruneConfig",
     "TrainConfig",
 ]
 
@@ -40,6 +43,31 @@ DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist"
 ModelName = Literal[MODEL_NAMES]  # "mlp", "lenet_300_100", "lenet5", "small_cnn"
 OptimizerName = Literal[OPTIMIZERS]  # "sgd", "adam", "adamw"
 ScheduleName = Literal[SCHEDULES]  # "constant", "cosine", "warmup_cosine"
+AllocationName = Literal["global", "uniform", "erk"]
+
+
+def _is_regex(value: Any) -> bool:
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+def _valid_regex() -> Check:
+    return Check("(a valid regular expression)", _is_regex)
+
+
+class _HintedFieldError(FieldError):
+    """A :class:`FieldError` whose message ends with a hint in parentheses."""
+
+    def __init__(self, key: str, expected: str, given: Any, hint: str) -> None:
+        self.hint = hint
+        super().__init__(key, expected, given)
+
+    @property
+    def detail(self) -> str:
+        return f"{super().detail} ({self.hint})"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -114,6 +142,12 @@ class ModelConfig(Section):
             between(0.0, 1.0, hi_open=True), doc='dropout before each hidden layer ("mlp")'
         ),
     )
+    params_from: str = field(
+        default="",
+        metadata=rules(
+            doc='start from saved params (.npz; relative to the current dir); "" = fresh init'
+        ),
+    )
 
     def check(self) -> None:
         if self.name != "mlp" and self.dropout_rate != 0.0:
@@ -133,7 +167,13 @@ class TrainConfig(Section):
       1.0
     """
 
-    epochs: int = field(default=10, metadata=rules(at_least(1), doc="passes over the training set"))
+    epochs: int = field(
+        default=10,
+        metadata=rules(
+            at_least(0),
+            doc="passes over the training set (0 = no training; needs model.params_from)",
+        ),
+    )
     batch_size: int = field(default=64, metadata=rules(at_least(1), doc="examples per step"))
     optimizer: OptimizerName = field(default="adam", metadata=rules(doc="optimizer"))
     learning_rate: float = field(
@@ -180,6 +220,55 @@ class TrainConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PruneConfig(Section):
+    """``[prune]``: iterative magnitude pruning with retraining, after ``[train]``.
+
+    Round ``r`` of ``rounds`` prunes the selected weights to the sparsity
+    ``jaxzip.prune.iterative_rounds(sparsity, rounds=rounds)[r - 1]`` (already
+    pruned weights stay pruned), then retrains for ``epochs_per_round`` epochs
+    with ``[train]``'s optimizer, schedule, weight decay and augmentation at
+    ``learning_rate``, keeping pruned weights at zero.
+
+    Example:
+      >>> PruneConfig(sparsity=0.9, rounds=3).allocation
+      'global'
+      >>> PruneConfig(sparsity=1.0)
+      Traceback (most recent call last):
+      ...
+      jaxzip.pipeline._schema.FieldError: sparsity: expected a number in [0.0, 1.0), got 1.0
+    """
+
+    sparsity: float = field(
+        default=0.9,
+        metadata=rules(
+            between(0.0, 1.0, hi_open=True),
+            doc="final fraction of the selected weights pruned",
+        ),
+    )
+    where: str = field(
+        default=".*/kernel",
+        metadata=rules(
+            nonempty(),
+            _valid_regex(),
+            doc='weights to prune: regex full-matching paths like "Dense_0/kernel"',
+        ),
+    )
+    allocation: AllocationName = field(
+        default="global",
+        metadata=rules(doc="how the sparsity is spread over layers"),
+    )
+    rounds: int = field(
+        default=1, metadata=rules(at_least(1), doc="prune-retrain rounds (iterative pruning)")
+    )
+    epochs_per_round: int = field(
+        default=1, metadata=rules(at_least(0), doc="retraining epochs after each round")
+    )
+    learning_rate: float = field(
+        default=0.01, metadata=rules(greater_than(0.0), doc="peak learning rate of retraining")
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExperimentConfig(Section):
     """A whole experiment: one field per TOML section.
 
@@ -195,3 +284,13 @@ class ExperimentConfig(Section):
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    prune: PruneConfig | None = None
+
+    def check(self) -> None:
+        if self.train.epochs == 0 and not self.model.params_from:
+            raise _HintedFieldError(
+                "train.epochs",
+                "an integer >= 1",
+                self.train.epochs,
+                "0 skips training and is allowed only with model.params_from set",
+            )

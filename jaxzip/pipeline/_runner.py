@@ -1,4 +1,4 @@
-"""The stage runner behind ``jaxzip run``: data → model → train → evaluate → write results.
+"""The stage runner behind ``jaxzip run``: data → model → train → [prune] → evaluate → results.
 
 An experiment is a short list of :class:`Stage` s. Each stage is a function
 ``(cfg, ctx) -> (updates, metrics)``: it reads what earlier stages produced
@@ -10,7 +10,6 @@ metrics it reports. Later stages (prune, quantize, encode) slot into
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,15 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxzip import data as jz_data
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
+from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_json
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._load import save_config
+from jaxzip.pipeline._prune_stage import PRUNE_REPORT, evaluate_dense, prune_stage
 from jaxzip.pipeline._report import format_table
+from jaxzip.pipeline._stage_utils import augment_of, make_train_tx
+from jaxzip.pipeline._stage_utils import jsonable as _jsonable
 
 __all__ = [
     "CONFIG_FILE",
@@ -87,26 +89,30 @@ def _build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], M
     key = jax.random.key(cfg.experiment.seed)
     # One compiled init instead of one dispatch (and compile) per initializer op.
     init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
-    params = init(key, splits.train.x[:1])
+    if not m.params_from:
+        params = init(key, splits.train.x[:1])
+    else:  # only the shapes and dtypes are needed to check and load the file
+        like = jax.eval_shape(init, key, splits.train.x[:1])
+        try:
+            params = jz_train.load_params(m.params_from, like)
+        except (OSError, ValueError) as e:
+            where = "" if os.path.isabs(m.params_from) else f" (relative to {os.getcwd()!r})"
+            raise ConfigError(
+                f"model.params_from: cannot use {m.params_from!r}{where} as {m.name!r} params: {e}"
+            ) from e
     updates = {"apply_fn": jz_models.linen_apply_fn(module), "params": params}
     return updates, {"param_count": jz_models.param_count(params)}
 
 
 def _train(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
     t, splits = cfg.train, ctx["splits"]
-    steps_per_epoch = len(splits.train) // t.batch_size  # fit drops the last partial batch
-    total_steps = max(1, t.epochs * steps_per_epoch)
-    warmup_steps = 0
-    if t.warmup_epochs > 0:  # at least one step of warmup and one of decay
-        warmup_steps = min(max(1, round(t.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    tx = jz_train.make_optimizer(
-        name=t.optimizer,
+    if t.epochs == 0:  # allowed only with model.params_from: use the loaded params as they are
+        return {"history": []}, {"epochs": 0, "steps": 0}
+    tx = make_train_tx(
+        t,
         learning_rate=t.learning_rate,
-        schedule=t.schedule,
-        total_steps=total_steps,
-        warmup_steps=warmup_steps,
-        weight_decay=t.weight_decay,
-        momentum=t.momentum,
+        epochs=t.epochs,
+        steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
     )
     state, history = jz_train.fit(
         ctx["apply_fn"],
@@ -119,7 +125,7 @@ def _train(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics
         val_ds=splits.val,
         progress=ctx["progress"],
         eval_batch_size=t.eval_batch_size,
-        augment=jz_train.RandomShift(pixels=t.augment_shift) if t.augment_shift else None,
+        augment=augment_of(t),
     )
     history = _jsonable(history)
     last = history[-1] if history else {}
@@ -143,32 +149,21 @@ def _evaluate(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metr
 def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
     """The stages :func:`run_experiment` runs for ``cfg``, in order.
 
+    With a ``[prune]`` section the dense model is evaluated (``dense_*``
+    metrics) before pruning, and ``evaluate`` reports the pruned model.
+
     Example:
       >>> from jaxzip.pipeline import ExperimentConfig
+      >>> from jaxzip.pipeline._config import PruneConfig
       >>> [s.name for s in default_stages(ExperimentConfig())]
       ['data', 'model', 'train', 'evaluate']
+      >>> [s.name for s in default_stages(ExperimentConfig(prune=PruneConfig()))]
+      ['data', 'model', 'train', 'evaluate_dense', 'prune', 'evaluate']
     """
-    del cfg  # every stage runs today; later sections (prune, quant) add theirs when set
-    return (
-        Stage("data", _load_data),
-        Stage("model", _build_model),
-        Stage("train", _train),
-        Stage("evaluate", _evaluate),
-    )
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types from numpy / JAX scalars and containers; non-finite floats → None."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, jax.Array | np.ndarray | np.generic):
-        obj = np.asarray(obj)
-        return _jsonable(obj.item() if obj.ndim == 0 else obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    stages = [Stage("data", _load_data), Stage("model", _build_model), Stage("train", _train)]
+    if cfg.prune is not None:
+        stages += [Stage("evaluate_dense", evaluate_dense), Stage("prune", prune_stage)]
+    return (*stages, Stage("evaluate", _evaluate))
 
 
 def run_experiment(
@@ -198,7 +193,9 @@ def run_experiment(
       The results written to ``results.json``: ``metrics`` (val/test
       accuracy and error, test error count, param count, epochs, ...),
       ``stages`` (each stage's metrics), ``wall_time_s`` per stage and in
-      total, ``history`` (one dict per epoch), ``config_name``,
+      total, ``history`` (one dict per epoch of dense training), ``prune``
+      (with a ``[prune]`` section: per round and per layer sparsity, val
+      accuracy, retraining histories, FLOPs), ``config_name``,
       ``jax_version``, ``backend`` and ``jaxzip_version``.
 
     Raises:
@@ -240,6 +237,7 @@ def run_experiment(
         "stages": per_stage,
         "wall_time_s": wall,
         "history": ctx.get("history", []),
+        **({"prune": ctx[PRUNE_REPORT]} if PRUNE_REPORT in ctx else {}),
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "jaxzip_version": __version__,

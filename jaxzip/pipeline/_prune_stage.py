@@ -1,0 +1,198 @@
+"""The ``[prune]`` stage: iterative magnitude pruning with retraining, and its report.
+
+Round ``r`` prunes the selected weights to ``iterative_rounds(sparsity,
+rounds=rounds)[r - 1]`` by magnitude (scores from the already masked params,
+and the new mask ANDed with the old one, so a pruned weight stays pruned),
+zeroes them, and retrains for ``epochs_per_round`` epochs with
+``optax.chain(<[train]'s optimizer at prune.learning_rate>, keep_masked(mask))``.
+The final params are checked to hold exact zeros wherever the mask prunes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxzip import prune as jz_prune
+from jaxzip import train as jz_train
+from jaxzip._errors import ConfigError
+from jaxzip._types import Mask, Params
+from jaxzip.paths import select
+from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
+
+__all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
+
+PRUNE_REPORT = "prune_report"
+"""Context key of the prune stage's detailed report (``results["prune"]``)."""
+
+_ALLOCATIONS = {
+    "global": jz_prune.Global(),
+    "uniform": jz_prune.Uniform(),
+    "erk": jz_prune.ERK(),
+}
+
+
+def _flop_layers(cfg: ExperimentConfig) -> tuple[str, ...] | None:
+    """The layer chain :func:`jaxzip.prune.flops` understands for this model, if any."""
+    name = cfg.model.name
+    if name == "lenet5":
+        return ("Conv_0", "Conv_1", "Dense_0", "Dense_1")
+    if name == "lenet_300_100":
+        return ("Dense_0", "Dense_1", "Dense_2")
+    if name == "mlp":
+        return tuple(f"Dense_{i}" for i in range(len(cfg.model.widths) + 1))
+    return None  # small_cnn pads its convolutions; flops() assumes VALID ones
+
+
+def _leaked(params: Params, mask: Mask) -> int:
+    """How many weights the mask prunes but the params still hold as nonzero."""
+    counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
+    return int(sum(int(c) for c in jax.tree.leaves(counts)))
+
+
+def _zeros_stats(params: Params, where: str | None) -> dict[str, Any]:
+    """:func:`jaxzip.prune.mask_stats` of where the params are nonzero (real zeros, not the mask)."""
+    return jz_prune.mask_stats(jz_prune.nonzero_mask(params), where=where)
+
+
+def evaluate_dense(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Stage: the trained (or loaded) dense model's val/test metrics, as ``dense_*``."""
+    splits, bs = ctx["splits"], cfg.train.eval_batch_size
+    metrics: dict[str, Any] = {}
+    for part in ("val", "test"):
+        m = jz_train.evaluate(ctx["apply_fn"], ctx["params"], getattr(splits, part), batch_size=bs)
+        metrics[f"dense_{part}_accuracy"] = float(m["accuracy"])
+        metrics[f"dense_{part}_error"] = float(m["error"])
+        metrics[f"dense_{part}_errors"] = int(m["errors"])
+    return {}, metrics
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Stage: prune ``cfg.prune.rounds`` times, retraining after each round.
+
+    Reads ``splits``, ``apply_fn``, ``params`` and ``progress`` from ``ctx``;
+    returns the pruned ``params``, the final ``mask`` and a detailed report
+    under :data:`PRUNE_REPORT` (per round: target and measured sparsity, val
+    accuracy, retraining history; per layer: size, nonzeros, sparsity), and
+    flat metrics for the results table. One line per round goes to stderr.
+
+    Raises:
+      ConfigError: ``prune.where`` selects no weight of the model.
+      RuntimeError: a weight the mask prunes is nonzero after retraining (a bug).
+    """
+    p, t = cfg.prune, cfg.train
+    if p is None:
+        raise ValueError("prune_stage: the config has no [prune] section")
+    splits, apply_fn, params = ctx["splits"], ctx["apply_fn"], ctx["params"]
+    progress = bool(ctx.get("progress", True))
+    try:
+        select(params, p.where)
+    except ValueError as e:
+        raise ConfigError(f"prune.where: {e}") from None
+    allocation = _ALLOCATIONS[p.allocation]
+    steps_per_epoch = len(splits.train) // t.batch_size
+    mask: Mask = jax.tree.map(lambda x: jnp.ones(jnp.shape(x), bool), params)
+    # the last round hits the configured sparsity exactly (no float drift)
+    targets = (*jz_prune.iterative_rounds(p.sparsity, rounds=p.rounds)[:-1], p.sparsity)
+    rounds: list[dict[str, Any]] = []
+    metrics: dict[str, Any] = {"rounds": p.rounds, "target_sparsity": p.sparsity}
+    for r, target in enumerate(targets, start=1):
+        start = time.perf_counter()
+        new = jz_prune.magnitude_mask(
+            jz_prune.apply_mask(params, mask),
+            sparsity=target,
+            where=p.where,
+            allocation=allocation,
+        )
+        mask = jz_prune.mask_and(mask, new)
+        params = jz_prune.apply_mask(params, mask)
+        history: list[dict[str, Any]] = []
+        if p.epochs_per_round > 0:
+            tx = optax.chain(
+                make_train_tx(
+                    t,
+                    learning_rate=p.learning_rate,
+                    epochs=p.epochs_per_round,
+                    steps_per_epoch=steps_per_epoch,
+                ),
+                # a copy: the train step donates its state, mask included
+                jz_prune.keep_masked(jax.tree.map(jnp.copy, mask)),
+            )
+            state, history = jz_train.fit(
+                apply_fn,
+                params,
+                tx,
+                splits.train,
+                epochs=p.epochs_per_round,
+                batch_size=t.batch_size,
+                seed=cfg.experiment.seed + r,
+                val_ds=None,  # evaluated once below
+                progress=progress,
+                eval_batch_size=t.eval_batch_size,
+                augment=augment_of(t),
+            )
+            params = state.params
+        val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
+        selected = _zeros_stats(params, p.where)
+        overall = _zeros_stats(params, None)
+        record = {
+            "round": r,
+            "target_sparsity": target,
+            "sparsity": selected["sparsity"],
+            "overall_sparsity": overall["sparsity"],
+            "val_accuracy": float(val["accuracy"]),
+            "val_error": float(val["error"]),
+            "epochs": len(history),
+            "seconds": time.perf_counter() - start,
+            "history": history,
+        }
+        rounds.append(record)
+        metrics[f"round{r}_sparsity"] = record["sparsity"]
+        metrics[f"round{r}_val_accuracy"] = record["val_accuracy"]
+        _log(
+            f"prune round {r}/{p.rounds}: sparsity {record['sparsity']:.4f} "
+            f"(target {target:.4f}, overall {record['overall_sparsity']:.4f}), "
+            f"val_accuracy {record['val_accuracy']:.4f}, "
+            f"{record['epochs']} epochs ({record['seconds']:.1f}s)"
+        )
+
+    leaked = _leaked(params, mask)
+    if leaked:
+        raise RuntimeError(f"prune_stage: {leaked} pruned weights are nonzero after retraining")
+    selected = _zeros_stats(params, p.where)
+    overall = _zeros_stats(params, None)
+    metrics.update(
+        retrain_epochs=sum(rec["epochs"] for rec in rounds),
+        sparsity=selected["sparsity"],
+        nonzeros=selected["nonzeros"],
+        overall_sparsity=overall["sparsity"],
+        overall_nonzeros=overall["nonzeros"],
+        compression=overall["size"] / max(1, overall["nonzeros"]),
+    )
+    for path, layer in selected["layers"].items():
+        metrics[f"sparsity[{path}]"] = layer["sparsity"]
+    report: dict[str, Any] = {
+        "rounds": rounds,
+        "selected": selected,
+        "overall": {k: v for k, v in overall.items() if k != "layers"},
+        "mask": {k: v for k, v in jz_prune.mask_stats(mask, where=p.where).items()},
+    }
+    layers = _flop_layers(cfg)
+    if layers is not None:
+        shape = tuple(np.shape(splits.train.x)[1:])
+        report["flops"] = jz_prune.flops(params, None, shape, layers=layers)
+        metrics["dense_flops"] = report["flops"]["dense"]
+        metrics["sparse_flops"] = report["flops"]["sparse"]
+    return {"params": params, "mask": mask, PRUNE_REPORT: jsonable(report)}, metrics

@@ -1,0 +1,76 @@
+"""Helpers shared by the pipeline's stages: the optimizer a ``[train]`` section names, JSON values."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxzip import train as jz_train
+from jaxzip.pipeline._config import TrainConfig
+
+__all__ = ["augment_of", "jsonable", "make_train_tx"]
+
+
+def make_train_tx(
+    t: TrainConfig, *, learning_rate: float, epochs: int, steps_per_epoch: int
+) -> optax.GradientTransformation:
+    """The optimizer of ``[train]`` (name, schedule, warmup, weight decay, momentum) at a given LR.
+
+    The schedule spans ``epochs * steps_per_epoch`` steps, so a retraining run
+    (``[prune]``) gets its own full schedule at its own peak learning rate.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> tx = make_train_tx(TrainConfig(optimizer="sgd", momentum=0.0), learning_rate=0.5,
+      ...                    epochs=1, steps_per_epoch=10)
+      >>> updates, _ = tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.zeros(1)}))
+      >>> float(updates["w"][0])
+      -0.5
+    """
+    total_steps = max(1, epochs * steps_per_epoch)
+    warmup_steps = 0
+    if t.warmup_epochs > 0:  # at least one step of warmup and one of decay
+        warmup_steps = min(max(1, round(t.warmup_epochs * steps_per_epoch)), total_steps - 1)
+    return jz_train.make_optimizer(
+        name=t.optimizer,
+        learning_rate=learning_rate,
+        schedule=t.schedule,
+        total_steps=total_steps,
+        warmup_steps=warmup_steps,
+        weight_decay=t.weight_decay,
+        momentum=t.momentum,
+    )
+
+
+def augment_of(t: TrainConfig) -> jz_train.RandomShift | None:
+    """The training-time augmentation ``[train]`` asks for (None when off).
+
+    Example:
+      >>> augment_of(TrainConfig(augment_shift=2)), augment_of(TrainConfig())
+      (RandomShift(pixels=2), None)
+    """
+    return jz_train.RandomShift(pixels=t.augment_shift) if t.augment_shift else None
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types from numpy / JAX scalars and containers; non-finite floats → None.
+
+    Example:
+      >>> jsonable({"a": np.float32(0.5), "b": [np.int64(2), float("nan")]})
+      {'a': 0.5, 'b': [2, None]}
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, jax.Array | np.ndarray | np.generic):
+        obj = np.asarray(obj)
+        return jsonable(obj.item() if obj.ndim == 0 else obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
