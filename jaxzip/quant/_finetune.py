@@ -31,6 +31,9 @@ class CodebookState(NamedTuple):
 def init_codebook_state(books: Params, tx: optax.GradientTransformation) -> CodebookState:
     """Starts codebook fine-tuning from ``books`` (see :func:`make_codebook_step`).
 
+    The trainable leaves are copies, so the step's donation of the state never
+    deletes the arrays of ``books`` (or of the params they were built from).
+
     Example:
       >>> import jax.numpy as jnp, optax
       >>> from jaxzip.quant import kmeans_params
@@ -38,7 +41,7 @@ def init_codebook_state(books: Params, tx: optax.GradientTransformation) -> Code
       >>> init_codebook_state(books, optax.sgd(0.1)).trainable
       {'w': Array([0., 1.], dtype=float32)}
     """
-    trainable = codebook_centroids(books)
+    trainable = jax.tree.map(jnp.copy, codebook_centroids(books))
     return CodebookState(jnp.zeros((), jnp.int32), trainable, tx.init(trainable))
 
 

@@ -40,3 +40,19 @@ def test_codebook_step_trains_centroids_and_keeps_pruned_zeros_exact():
     assert np.all(w[~np.asarray(mask["kernel"])] == 0.0)  # sparsity invariant
     assert len(np.unique(w[np.asarray(mask["kernel"])])) <= 4  # still shared
     assert step._cache_size() == 1  # no retrace on later calls
+
+
+def test_codebook_step_does_not_delete_the_callers_arrays():
+    # Regression: the step donates its state; the state must not alias the books' arrays.
+    params = {"w": jnp.array([0.0, 1.0, 2.0, 3.0]), "b": jnp.ones(3)}
+    books = kmeans_params(params, bits=1, where="w")
+    tx = optax.adam(0.1)
+    state = init_codebook_state(books, tx)
+
+    def loss_fn(p, target):
+        return jnp.sum((p["w"] - target) ** 2) + jnp.sum(p["b"] ** 2)
+
+    state, _ = make_codebook_step(loss_fn, tx)(state, books, jnp.ones(4))
+    assert not params["b"].is_deleted()
+    assert not jax.tree.leaves(books)[0].is_deleted()
+    np.testing.assert_array_equal(params["b"], np.ones(3))
