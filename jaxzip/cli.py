@@ -177,9 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       0 on success, 2 for bad input (usage, config, data), 130 after Ctrl-C.
 
     Example:
-      >>> main(["run", "--set", "train.epochs=zero"])  # doctest: +SKIP
-      jaxzip: error: --set train.epochs: expected an integer >= 1, got 'zero' (a string)
+      >>> main(["run", "--set", "train.epochs=zero"])  # prints one line on stderr
       2
+
+      and on stderr: ``jaxzip: error: --set train.epochs: expected an integer >= 1,
+      got 'zero' (a string)``.
     """
     parser = build_parser()
     try:

@@ -1,12 +1,4 @@
-"""Suite-wide fixtures and rules.
-
-* ``mnist_dir``: the directory named by ``JAXZIP_DATA_DIR`` (holding ``mnist/``).
-  Without it the test is skipped locally.
-* Under CI (``CI`` set to a true value) every skip is turned into a failure, so
-  the MNIST tests cannot silently stop running there.
-* The user cache is redirected to a temporary directory for every test, so the
-  suite never reads from or writes to the real cache.
-"""
+"""Fixtures for tests/ (the suite-wide rules live in the root conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-_UNDER_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("JAXZIP_CACHE_DIR", str(tmp_path_factory.mktemp("jaxzip-cache")))
 
 
 @pytest.fixture
@@ -33,13 +18,3 @@ def mnist_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.skip(f"JAXZIP_DATA_DIR={value!r} has no mnist/ folder")
     return path
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if _UNDER_CI and report.skipped and not hasattr(report, "wasxfail"):
-        report.outcome = "failed"
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"skipped under CI, which must run every test: {reason}"
