@@ -71,7 +71,10 @@ def keep_masked(mask: Mask) -> optax.GradientTransformation:
 
     def init(params: Params) -> KeepMaskedState:
         check_mask(params, mask)
-        return KeepMaskedState(mask=jax.tree.map(jnp.asarray, mask))
+        # A real copy: a train step that donates its state must not delete the caller's mask.
+        return KeepMaskedState(
+            mask=jax.tree.map(lambda m: jnp.array(m, dtype=bool, copy=True), mask)
+        )
 
     def update(updates: PyTree, state: KeepMaskedState, params: Params | None = None):
         _need_params(params, "keep_masked")

@@ -118,3 +118,18 @@ def test_bad_use_raises_clear_errors(mlp_params):
         gradual_pruning(lambda t: 0.5, update_every=1, where="nothing").init(mlp_params)
     with pytest.raises(ValueError, match="Dense_0/kernel"):
         keep_masked({"Dense_0": {"kernel": jnp.ones((2, 2), bool)}}).init(mlp_params)
+
+
+def test_keep_masked_state_does_not_alias_the_callers_mask():
+    # Regression: fit/make_train_step donate the state; the caller's mask must survive.
+    import jax.numpy as jnp
+    import optax as _optax
+
+    from jaxzip.prune import keep_masked as _keep_masked
+
+    params = {"w": jnp.array([1.0, 2.0, 3.0])}
+    mask = {"w": jnp.array([True, False, True])}
+    tx = _optax.chain(_optax.sgd(0.1), _keep_masked(mask))
+    state = tx.init(params)
+    jax.jit(lambda s: s, donate_argnums=0)(state)
+    assert not mask["w"].is_deleted()
