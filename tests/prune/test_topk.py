@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxzip.prune._structures import Unstructured
-from jaxzip.prune._topk import keep_masks, num_pruned, sort_keys, topk_mask
+from jaxzip.prune._topk import _SMALL, keep_masks, num_pruned, sort_keys, topk_mask
 
 
 def _reference_pruned(arrays: list[np.ndarray], k: int) -> list[np.ndarray]:
@@ -82,3 +82,39 @@ def test_traced_sparsity_jit_and_vmap_agree_with_eager():
 def test_sparsity_out_of_range_raises(bad):
     with pytest.raises(ValueError, match="sparsity"):
         topk_mask(jnp.ones(4), sparsity=bad)
+
+
+@pytest.mark.parametrize("levels", [3, 0])
+def test_large_units_use_counting_passes_and_match_sort_reference(levels):
+    # Over _SMALL elements in a pooled unit: sample bracket, counting passes, block tie search.
+    rng = np.random.default_rng(levels)
+    shapes = [(301, 250), (20_011,)]  # sizes not multiples of the tie-search block
+    if levels:  # a few distinct values: the cutoff falls inside a huge run of ties
+        arrays = [rng.integers(0, levels, size=s).astype(np.float32) for s in shapes]
+    else:
+        arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    arrays[1][::7] = arrays[0].ravel()[:2859]  # exact duplicates across leaves
+    n = sum(a.size for a in arrays)
+    assert n > _SMALL
+    fn = jax.jit(lambda k: keep_masks(tuple(arrays), (k,), structure=Unstructured(), pooled=True))
+    ks = [0, n // 3, round(0.9 * n), n - 1]
+    batched = jax.vmap(fn)(jnp.array(ks[:2], jnp.int32)) if levels else None
+    for i, k in enumerate(ks):
+        kept = fn(jnp.int32(k))
+        for g, want in zip(kept, _reference_pruned(arrays, k), strict=True):
+            np.testing.assert_array_equal(~np.asarray(g), want)
+        if batched is not None and i < 2:
+            for g, b in zip(kept, batched, strict=True):
+                np.testing.assert_array_equal(np.asarray(g), np.asarray(b[i]))
+
+
+def test_large_per_leaf_units_are_exact_each():
+    rng = np.random.default_rng(5)
+    arrays = [
+        rng.standard_normal((70_001,)).astype(np.float32),
+        rng.random((9, 9)).astype(np.float32),
+    ]
+    ks = (12_345, 40)
+    kept = keep_masks(tuple(arrays), ks, structure=Unstructured(), pooled=False)
+    for g, a, k in zip(kept, arrays, ks, strict=True):
+        np.testing.assert_array_equal(~np.asarray(g), _reference_pruned([a], k)[0])
