@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxzip.models._mlp import _check_num_classes
+from jaxzip.models._mlp import ActQuant, _check_act_quant, _check_num_classes, quantize_input
 
 
 def _check_images(owner: str, x: jax.Array) -> None:
@@ -24,6 +26,8 @@ class LeNet5(nn.Module):
 
     Attributes:
       num_classes: number of output logits.
+      act_quant: optional activation fake-quantizer applied to the input of every
+        Conv and Dense layer (see :class:`MLP`).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -35,22 +39,25 @@ class LeNet5(nn.Module):
     """
 
     num_classes: int = 10
+    act_quant: ActQuant | None = None
 
     def __post_init__(self) -> None:
         _check_num_classes("LeNet5", self.num_classes)
+        _check_act_quant("LeNet5", self.act_quant)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
         _check_images("LeNet5", x)
-        x = nn.Conv(20, (5, 5), padding="VALID")(x)
+        q = functools.partial(quantize_input, self.act_quant)
+        x = nn.Conv(20, (5, 5), padding="VALID")(q(x))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.Conv(50, (5, 5), padding="VALID")(x)
+        x = nn.Conv(50, (5, 5), padding="VALID")(q(x))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = jnp.reshape(x, (x.shape[0], -1))
-        x = nn.relu(nn.Dense(500)(x))
-        return nn.Dense(self.num_classes)(x)
+        x = nn.relu(nn.Dense(500)(q(x)))
+        return nn.Dense(self.num_classes)(q(x))
 
 
 class SmallCNN(nn.Module):
@@ -62,6 +69,8 @@ class SmallCNN(nn.Module):
 
     Attributes:
       num_classes: number of output logits.
+      act_quant: optional activation fake-quantizer applied to the input of every
+        Conv and Dense layer (see :class:`MLP`).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -74,19 +83,22 @@ class SmallCNN(nn.Module):
     """
 
     num_classes: int = 10
+    act_quant: ActQuant | None = None
 
     def __post_init__(self) -> None:
         _check_num_classes("SmallCNN", self.num_classes)
+        _check_act_quant("SmallCNN", self.act_quant)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
         _check_images("SmallCNN", x)
-        x = nn.relu(nn.Conv(16, (3, 3), padding="SAME")(x))
+        q = functools.partial(quantize_input, self.act_quant)
+        x = nn.relu(nn.Conv(16, (3, 3), padding="SAME")(q(x)))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(32, (3, 3), padding="SAME")(x))
+        x = nn.relu(nn.Conv(32, (3, 3), padding="SAME")(q(x)))
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = jnp.reshape(x, (x.shape[0], -1))
-        x = nn.relu(nn.Dense(64)(x))
-        return nn.Dense(self.num_classes)(x)
+        x = nn.relu(nn.Dense(64)(q(x)))
+        return nn.Dense(self.num_classes)(q(x))

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+ActQuant = Callable[[jax.Array], jax.Array]
+"""An activation fake-quantizer, e.g. ``lambda x: jz.quant.fake_quant(x, spec)``."""
+
+
+def _check_act_quant(owner: str, act_quant: object) -> None:
+    if act_quant is not None and not callable(act_quant):
+        raise ValueError(
+            f"{owner}: act_quant must be None or a callable x -> x (e.g. a fake quantizer), "
+            f"got {act_quant!r}"
+        )
+
+
+def quantize_input(act_quant: ActQuant | None, x: jax.Array) -> jax.Array:
+    """Applies ``act_quant`` to a weighted layer's input (identity when it is None)."""
+    return x if act_quant is None else act_quant(x)
 
 
 def _check_num_classes(owner: str, num_classes: object) -> None:
@@ -30,6 +47,9 @@ class MLP(nn.Module):
       widths: hidden layer widths (may be empty: a linear classifier).
       num_classes: number of output logits.
       dropout_rate: dropout probability after each hidden layer, in ``[0, 1)``.
+      act_quant: optional activation fake-quantizer applied to the input of every
+        Dense layer (activation QAT), e.g. ``lambda x: jz.quant.fake_quant(x,
+        QuantSpec(bits=8, signed=False))``; None leaves activations in float.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -43,8 +63,10 @@ class MLP(nn.Module):
     widths: tuple[int, ...]
     num_classes: int = 10
     dropout_rate: float = 0.0
+    act_quant: ActQuant | None = None
 
     def __post_init__(self) -> None:
+        _check_act_quant("MLP", self.act_quant)
         widths = self.widths
         if not isinstance(widths, (tuple, list)) or not all(
             isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths
@@ -77,22 +99,23 @@ class MLP(nn.Module):
             )
         x = jnp.reshape(x, (x.shape[0], -1))
         for width in self.widths:
-            x = nn.relu(nn.Dense(width)(x))
+            x = nn.relu(nn.Dense(width)(quantize_input(self.act_quant, x)))
             if use_dropout:
                 x = nn.Dropout(self.dropout_rate, deterministic=False)(x)
-        return nn.Dense(self.num_classes)(x)
+        return nn.Dense(self.num_classes)(quantize_input(self.act_quant, x))
 
 
-def lenet_300_100(num_classes: int = 10) -> MLP:
+def lenet_300_100(num_classes: int = 10, act_quant: ActQuant | None = None) -> MLP:
     """LeNet-300-100: the 784-300-100-10 MLP of LeCun et al. and Han et al.'s Deep Compression.
 
     On 28x28x1 inputs it has 266,610 parameters.
 
     Args:
       num_classes: number of output logits.
+      act_quant: optional activation fake-quantizer (see :class:`MLP`).
 
     Returns:
-      ``MLP((300, 100), num_classes=num_classes)``.
+      ``MLP((300, 100), num_classes=num_classes, act_quant=act_quant)``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -101,4 +124,4 @@ def lenet_300_100(num_classes: int = 10) -> MLP:
       >>> param_count(jax.eval_shape(init))
       266610
     """
-    return MLP((300, 100), num_classes=num_classes)
+    return MLP((300, 100), num_classes=num_classes, act_quant=act_quant)

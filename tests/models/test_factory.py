@@ -24,7 +24,7 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_unexpected_kwarg_names_it_and_the_accepted_ones():
-    with pytest.raises(ConfigError, match=r"\['widths'\].*accepts \['num_classes'\]"):
+    with pytest.raises(ConfigError, match=r"\['widths'\].*accepts \['num_classes', 'act_quant'\]"):
         make_model("lenet5", widths=(3,))
     with pytest.raises(ConfigError, match="dropout"):
         make_model("lenet_300_100", dropout=0.5)
