@@ -2,6 +2,7 @@
 
 Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 
+* ``jz.codec``: the compressed file: bit packing, sparse positions, ANS/Huffman coding, size reports.
 * ``jz.paths``: ``where=`` selection of leaves by path.
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
 * ``jz.models``: reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN).
@@ -11,7 +12,7 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
 """
 
-from jaxzip import data, models, paths, pipeline, prune, quant, train
+from jaxzip import codec, data, models, paths, pipeline, prune, quant, train
 from jaxzip._errors import ConfigError, DataError, JaxzipError
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "DataError",
     "JaxzipError",
     "__version__",
+    "codec",
     "data",
     "models",
     "paths",

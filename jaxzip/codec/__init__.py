@@ -1,0 +1,32 @@
+"""The compressed file: bit packing, sparse positions, entropy coding, a checksummed container.
+
+Example:
+  >>> import numpy as np
+  >>> from jaxzip import codec
+  >>> tree = {"w": np.array([0.0, 0.0, 1.5, 0.0], np.float32)}
+  >>> codec.decode(codec.encode(tree))["w"]
+  array([0. , 0. , 1.5, 0. ], dtype=float32)
+"""
+
+from jaxzip.codec._bits import decode_gaps, encode_gaps, pack_bits, unpack_bits
+from jaxzip.codec._container import decode, encode, load, save
+from jaxzip.codec._errors import FormatError
+from jaxzip.codec._report import LeafSize, SizeReport, format_size_report, size_report
+from jaxzip.codec._streams import Encoding
+
+__all__ = [
+    "Encoding",
+    "FormatError",
+    "LeafSize",
+    "SizeReport",
+    "decode",
+    "decode_gaps",
+    "encode",
+    "encode_gaps",
+    "format_size_report",
+    "load",
+    "pack_bits",
+    "save",
+    "size_report",
+    "unpack_bits",
+]

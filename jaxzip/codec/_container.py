@@ -1,0 +1,260 @@
+"""The compressed file: magic, version, checksummed JSON header, payload, file checksum."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from jaxzip._io import atomic_write_bytes
+from jaxzip._types import PyTree
+from jaxzip.codec._errors import FormatError
+from jaxzip.codec._streams import Encoding, decode_array, encode_array
+from jaxzip.codec._tree import COMPONENTS, DTYPES, check_shape, join_leaf, split_leaf
+from jaxzip.paths import keystr
+
+MAGIC = b"\x89JZC\r\n\x1a\n"
+VERSION = 1
+_PREFIX = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header crc32
+MAX_HEADER_BYTES = 16 << 20
+MAX_FILE_BYTES = 1 << 36
+MAX_DEPTH = 64
+
+
+def _flatten(tree: Any, kp: tuple, leaves: list, depth: int = 0) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise TypeError(f"{keystr(kp)}: tree nested deeper than {MAX_DEPTH}")
+    if tree is None:
+        return {"t": "none"}
+    if isinstance(tree, dict):
+        for k in tree:
+            if not isinstance(k, str):
+                raise TypeError(f"{keystr(kp) or '<root>'}: dict key {k!r} is not a str")
+        kids = [
+            _flatten(v, (*kp, jax.tree_util.DictKey(k)), leaves, depth + 1) for k, v in tree.items()
+        ]
+        return {"t": "dict", "k": list(tree), "c": kids}
+    if type(tree) in (list, tuple):
+        kids = [
+            _flatten(v, (*kp, jax.tree_util.SequenceKey(i)), leaves, depth + 1)
+            for i, v in enumerate(tree)
+        ]
+        return {"t": type(tree).__name__, "c": kids}
+    leaves.append((keystr(kp), tree))
+    return {"t": "leaf", "i": len(leaves) - 1}
+
+
+def _unflatten(node: Any, leaves: list, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH or not isinstance(node, dict):
+        raise FormatError("header: malformed tree")
+    t, kids = node.get("t"), node.get("c", [])
+    if t == "leaf":
+        i = node.get("i")
+        if not isinstance(i, int) or not 0 <= i < len(leaves):
+            raise FormatError(f"header: bad leaf index {i!r}")
+        return leaves[i]
+    if t == "none":
+        return None
+    if not isinstance(kids, list):
+        raise FormatError("header: malformed tree")
+    vals = [_unflatten(c, leaves, depth + 1) for c in kids]
+    if t == "dict":
+        keys = node.get("k")
+        if (
+            not isinstance(keys, list)
+            or len(keys) != len(vals)
+            or not all(isinstance(k, str) for k in keys)
+        ):
+            raise FormatError("header: malformed dict node")
+        return dict(zip(keys, vals, strict=True))
+    if t in ("list", "tuple"):
+        return vals if t == "list" else tuple(vals)
+    raise FormatError(f"header: unknown tree node {t!r}")
+
+
+def encode(tree: PyTree, *, encoding: Encoding | None = None) -> bytes:
+    """Encodes a tree of arrays, QArrays and KMeansArrays into one self-describing file.
+
+    Args:
+      tree: nested dicts (str keys), lists and tuples of arrays (numpy or JAX),
+        Python or numpy scalars, ``None``, :class:`~jaxzip.quant.QArray` and
+        :class:`~jaxzip.quant.KMeansArray` leaves.
+      encoding: an :class:`Encoding` pinned for every array, or None to pick the
+        smallest encoding per array.
+
+    Returns:
+      The file's bytes; :func:`decode` gives back ``tree`` bit for bit.
+
+    Raises:
+      TypeError: an unsupported leaf, dtype or dict key (named by path), or a bad ``encoding``.
+
+    Example:
+      >>> import numpy as np
+      >>> data = encode({"w": np.array([0, 0, 3, 0], np.int8)})
+      >>> decode(data)["w"]
+      array([0, 0, 3, 0], dtype=int8)
+    """
+    if encoding is not None and not isinstance(encoding, Encoding):
+        raise TypeError(f"encoding: expected an Encoding or None, got {type(encoding).__name__}")
+    leaves: list = []
+    structure = _flatten(tree, (), leaves)
+    entries, chunks, offset = [], [], 0
+    for path, leaf in leaves:
+        kind, meta, comps = split_leaf(leaf, path)
+        items = []
+        for name, arr in comps.items():
+            spec, data = encode_array(arr, encoding)
+            items.append({
+                "name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "enc": spec,
+                "offset": offset, "length": len(data), "crc32": zlib.crc32(data),
+            })  # fmt: skip
+            chunks.append(data)
+            offset += len(data)
+        entries.append({"path": path, "kind": kind, "meta": meta, "components": items})
+    header = {"format": "jaxzip.codec", "version": VERSION, "tree": structure,
+              "leaves": entries, "payload_length": offset}  # fmt: skip
+    hbytes = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    body = (
+        _PREFIX.pack(MAGIC, VERSION, 0, len(hbytes), zlib.crc32(hbytes)) + hbytes + b"".join(chunks)
+    )
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def read_header(data: bytes) -> tuple[dict[str, Any], int]:
+    """Checks magic, version, lengths and checksums; returns ``(header, payload_start)``.
+
+    Raises:
+      FormatError: anything about the file's framing is wrong.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _PREFIX.size + 4:
+        raise FormatError(f"file is truncated: {len(data)} bytes, shorter than the fixed prefix")
+    magic, version, _, hlen, hcrc = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise FormatError(f"not a jaxzip compressed file (magic {magic!r})")
+    if version > VERSION or version < 1:
+        raise FormatError(
+            f"format version {version} is not supported; this jaxzip reads 1..{VERSION}"
+        )
+    if hlen > MAX_HEADER_BYTES or _PREFIX.size + hlen + 4 > len(data):
+        raise FormatError(f"header length {hlen} exceeds the file ({len(data)} bytes) or the cap")
+    if zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
+        raise FormatError("file checksum mismatch: the file is truncated or corrupt")
+    hbytes = data[_PREFIX.size : _PREFIX.size + hlen]
+    if zlib.crc32(hbytes) != hcrc:
+        raise FormatError("header checksum mismatch")
+    try:
+        header = json.loads(hbytes.decode("utf-8"), parse_constant=_reject)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"header is not valid JSON ({e})") from None
+    if not isinstance(header, dict) or header.get("version") != version:
+        raise FormatError("header: missing or inconsistent version")
+    start = _PREFIX.size + hlen
+    if header.get("payload_length") != len(data) - 4 - start:
+        raise FormatError(f"header declares payload length {header.get('payload_length')!r}, "
+                          f"file holds {len(data) - 4 - start}")  # fmt: skip
+    return header, start
+
+
+def _reject(name: str) -> None:
+    raise ValueError(f"non-finite constant {name}")
+
+
+def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, Any]]:
+    """Decodes every leaf described by ``header``: ``[(path, leaf)]`` in header order."""
+    entries, out, pos = header.get("leaves"), [], 0
+    if not isinstance(entries, list):
+        raise FormatError("header: 'leaves' must be a list")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("path"), str):
+            raise FormatError(f"header: leaf {i} is malformed")
+        path, kind, items = e["path"], e.get("kind"), e.get("components")
+        names = COMPONENTS.get(kind) if isinstance(kind, str) else None
+        if names is None or not isinstance(items, list) or len(items) != len(names):
+            raise FormatError(f"{path}: unknown kind {kind!r} or wrong components")
+        comps = {}
+        for name, c in zip(names, items, strict=True):
+            where = f"{path}/{name}"
+            if not isinstance(c, dict) or c.get("name") != name or c.get("dtype") not in DTYPES:
+                raise FormatError(f"{where}: malformed component")
+            dtype = DTYPES[c["dtype"]]
+            n = check_shape(c.get("shape"), dtype, where)
+            off, length = c.get("offset"), c.get("length")
+            if (
+                off != pos
+                or not isinstance(length, int)
+                or length < 0
+                or start + pos + length > len(data) - 4
+            ):
+                raise FormatError(
+                    f"{where}: section offset {off!r}/length {length!r} out of bounds"
+                )
+            chunk = data[start + pos : start + pos + length]
+            pos += length
+            if zlib.crc32(chunk) != c.get("crc32"):
+                raise FormatError(f"{where}: section checksum mismatch")
+            comps[name] = decode_array(c.get("enc"), chunk, dtype, n).reshape(c["shape"])
+        out.append((path, join_leaf(kind, e.get("meta"), comps, path)))
+    if pos != header["payload_length"]:
+        raise FormatError("header: sections do not cover the payload")
+    return out
+
+
+def decode(data: bytes) -> PyTree:
+    """Decodes a file written by :func:`encode`, checking every size and checksum first.
+
+    Raises:
+      FormatError: the data is truncated, corrupt, too new or declares impossible sizes.
+      TypeError: ``data`` is not bytes.
+
+    Example:
+      >>> decode(encode({"a": [1.5, (2, None)]}))
+      {'a': [1.5, (2, None)]}
+    """
+    header, start = read_header(data)
+    leaves = [leaf for _, leaf in decode_components(header, bytes(data), start)]
+    return _unflatten(header.get("tree"), leaves)
+
+
+def save(path: str | os.PathLike[str], tree: PyTree, *, encoding: Encoding | None = None) -> None:
+    """Encodes ``tree`` (see :func:`encode`) and writes it to ``path`` atomically.
+
+    Example:
+      >>> import tempfile, pathlib, numpy as np
+      >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.jz"
+      >>> save(p, {"w": np.arange(3, dtype=np.float32)})
+      >>> load(p)["w"]
+      array([0., 1., 2.], dtype=float32)
+    """
+    atomic_write_bytes(path, encode(tree, encoding=encoding))
+
+
+def load(path: str | os.PathLike[str]) -> PyTree:
+    """Reads and decodes a file written by :func:`save`.
+
+    Raises:
+      FormatError: the file is malformed, too large, or ``path`` is a directory.
+      FileNotFoundError: ``path`` does not exist.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise FormatError(f"{p}: is a directory, not a jaxzip compressed file")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise FormatError(f"{p}: {p.stat().st_size} bytes is over the {MAX_FILE_BYTES}-byte cap")
+    try:
+        return decode(p.read_bytes())
+    except FormatError as e:
+        raise FormatError(f"{p}: {e}") from None
+
+
+def leaf_sizes(data: bytes) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The header and decoded leaves of a file (for the size report)."""
+    header, start = read_header(data)
+    return header, decode_components(header, bytes(data), start)

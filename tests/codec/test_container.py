@@ -1,0 +1,174 @@
+import contextlib
+import struct
+import zlib
+
+import hypothesis.extra.numpy as hnp
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jaxzip.codec import Encoding, FormatError, decode, encode, load, save
+from jaxzip.quant import KMeansArray, QArray
+
+DTYPES = [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8, np.bool_]
+ENCODINGS = [None] + [
+    Encoding(symbols=s, positions=p, gap_bits=g)
+    for s in ("pack", "ans", "huffman")
+    for p, g in (("dense", 4), ("bitmask", 4), ("gaps", 1), ("gaps", 3))
+]
+CFG = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.dtype, a.shape, a.tobytes()
+
+
+def _same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _same(x, y)
+    elif isinstance(a, (QArray, KMeansArray)):
+        for f in (
+            ("values", "scale", "zero_point")
+            if isinstance(a, QArray)
+            else ("indices", "centroids", "mask")
+        ):
+            assert _bits(getattr(a, f)) == _bits(getattr(b, f))
+        np.testing.assert_array_equal(
+            np.asarray(jnp.asarray(_deq(a))).view(np.uint8), np.asarray(_deq(b)).view(np.uint8)
+        )
+    elif a is None or isinstance(a, (bool, int, float)):
+        assert a == b or (a != a and b != b)
+    else:
+        assert _bits(a) == _bits(b)
+
+
+def _deq(q):
+    from jaxzip.quant import dequantize
+
+    return dequantize(q)
+
+
+def _arrays(dtype):
+    elems = st.integers(0, 3).map(float) if dtype == jnp.bfloat16 else None
+    d = np.dtype(np.float32) if dtype == jnp.bfloat16 else np.dtype(dtype)
+    return hnp.arrays(
+        d, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=7), elements=elems
+    ).map(lambda a: a.astype(dtype))
+
+
+leaf = st.one_of(
+    *[_arrays(d) for d in DTYPES], st.integers(-5, 5), st.floats(allow_nan=False), st.booleans()
+)
+trees = st.recursive(
+    leaf,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=3),
+        st.lists(kids, max_size=3).map(tuple),
+        st.dictionaries(st.text("abc/_", min_size=1, max_size=3), kids, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+@CFG
+@given(tree=trees, enc=st.sampled_from(ENCODINGS))
+def test_round_trip_bit_exact(tree, enc):
+    _same(tree, decode(encode(tree, encoding=enc)))
+
+
+@pytest.mark.parametrize("enc", ENCODINGS)
+def test_quantized_leaves_round_trip(enc):
+    rng = np.random.default_rng(0)
+    mask = rng.random((9, 5)) < 0.3
+    idx = np.where(mask, rng.integers(0, 8, (9, 5)), 0).astype(np.uint8)
+    k = KMeansArray(
+        indices=jnp.asarray(idx), centroids=jnp.linspace(-1, 1, 8), mask=jnp.asarray(mask), bits=3
+    )
+    k2 = k.replace(
+        indices=jnp.asarray(rng.integers(0, 8, (9, 5)).astype(np.uint8))
+    )  # nonzero where masked
+    q = QArray(values=jnp.asarray(rng.integers(-8, 8, (6, 4)).astype(np.int8)), scale=jnp.full((1, 4), 0.1),
+               zero_point=jnp.zeros((1, 4), jnp.int32), bits=4, axes=(1,), dtype=np.dtype(jnp.bfloat16))  # fmt: skip
+    tree = {"a": [k, k2], "q": (q, None), "e": np.zeros((0, 3), np.float32), "s": np.float16(2.5)}
+    _same(tree, decode(encode(tree, encoding=enc)))
+
+
+def test_save_load(tmp_path):
+    tree = {"w": jnp.arange(6, dtype=jnp.bfloat16).reshape(2, 3)}
+    save(tmp_path / "m.jz", tree)
+    _same(tree, load(tmp_path / "m.jz"))
+    with pytest.raises(FormatError, match="directory"):
+        load(tmp_path)
+
+
+def test_unsupported_leaf_names_path():
+    with pytest.raises(TypeError, match="a/1"):
+        encode({"a": [1, "text"]})
+    with pytest.raises(TypeError, match="encoding"):
+        encode({}, encoding="ans")
+
+
+def _sample():
+    return encode(
+        {"w": np.arange(20, dtype=np.int8) % 3, "f": np.linspace(0, 1, 5, dtype=np.float32)}
+    )
+
+
+def _refit(header: bytes) -> bytes:
+    body = (
+        b"\x89JZC\r\n\x1a\n" + struct.pack("<HHII", 1, 0, len(header), zlib.crc32(header)) + header
+    )
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_bad_inputs():
+    data = _sample()
+    for bad in (b"", data[:10], data[:-1], b"NOTAFILE" + data[8:], data + b"\x00"):
+        with pytest.raises(FormatError):
+            decode(bad)
+    newer = bytearray(data)
+    newer[8] = 2
+    with pytest.raises(FormatError, match="version 2"):
+        decode(bytes(newer))
+    huge = b'{"format":"jaxzip.codec","version":1,"tree":{"t":"leaf","i":0},"payload_length":0,' \
+           b'"leaves":[{"path":"w","kind":"numpy","meta":{},"components":[{"name":"value",' \
+           b'"dtype":"float32","shape":[1000000,1000000],"enc":{"enc":"pack","bits":0,"offset":0},' \
+           b'"offset":0,"length":0,"crc32":0}]}]}'  # fmt: skip
+    with pytest.raises(FormatError, match="bytes, over"):
+        decode(_refit(huge))
+    with pytest.raises(TypeError):
+        decode("text")
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_fuzz_only_format_error(data):
+    blob = bytearray(_sample())
+    op = data.draw(st.sampled_from(["flip", "truncate", "insert", "header"]))
+    if op == "flip":
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] ^= data.draw(st.integers(1, 255))
+    elif op == "truncate":
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    elif op == "insert":
+        i = data.draw(st.integers(0, len(blob)))
+        blob[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+    else:  # a header edit with valid checksums: only the schema checks stand guard
+        hlen = struct.unpack_from("<I", blob, 12)[0]
+        header = bytearray(blob[20 : 20 + hlen])
+        i = data.draw(st.integers(0, len(header) - 1))
+        header[i] = data.draw(st.sampled_from(b'0123456789"{}[],:-ae'))
+        blob = bytearray(_refit(bytes(header))[:-4] + blob[20 + hlen : -4])
+        blob += struct.pack("<I", zlib.crc32(bytes(blob)))
+    with contextlib.suppress(FormatError):
+        decode(bytes(blob))
