@@ -1,0 +1,144 @@
+"""``make_train_step``: one jitted, state-donating step of distillation from a teacher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import optax
+from jax.sharding import Mesh
+
+from jaxzip._types import Params
+from jaxzip.distill._common import Loss
+from jaxzip.distill._core import (
+    Metrics,
+    Transform,
+    check_factory_args,
+    check_step_inputs,
+    check_transform,
+    shape_key,
+    student_update,
+    teacher_forward,
+)
+from jaxzip.distill._shard import check_divisible, check_mesh, data_sharded, replicated
+from jaxzip.models._apply import ApplyFn
+from jaxzip.train import TrainState
+
+DistillStep = Callable[
+    [TrainState, Params, Mapping[str, Any], jax.Array], tuple[TrainState, Metrics]
+]
+
+
+def make_train_step(
+    student_apply: ApplyFn,
+    teacher_apply: ApplyFn,
+    tx: optax.GradientTransformation,
+    *,
+    loss: Loss,
+    student_transform: Transform | None = None,
+    mesh: Mesh | None = None,
+) -> DistillStep:
+    """Builds ``step(state, teacher_params, batch, key) -> (state, metrics)``: one jitted step.
+
+    The teacher runs on ``batch["x"]`` with ``train=False, key=None`` under
+    ``jax.lax.stop_gradient``; its params are an argument of every call (never
+    closed over), so one step serves any teacher of that shape. The student runs
+    with ``train=True`` and ``key`` folded with ``state.step``, on
+    ``student_transform(params)`` when a transform is given (a pruning mask, fake
+    quantization: compression-aware distillation), and the optimizer updates the
+    untransformed params. The loss is ``masked_mean(loss(student_out,
+    teacher_out, batch["y"], mask=batch.get("mask")))``.
+
+    The step follows :func:`jaxzip.train.make_train_step`: it is compiled once per
+    batch shape, donates ``state`` (use the returned one), and checks the batch
+    (a mapping with ``"x"`` and integer ``"y"``, optional boolean ``"mask"`` of
+    padded examples, which must hold finite values: their loss is masked out, but
+    a NaN input would still reach the gradient through ``0 * NaN``) before
+    tracing. On its first call with a params structure it checks the transform
+    with ``jax.eval_shape``.
+
+    With ``mesh``, training is data-parallel: the batch is split along the mesh's
+    ``"data"`` axis (see :func:`shard_batch`), the state, teacher params and
+    metrics are replicated, and XLA inserts the gradient all-reduce.
+
+    Args:
+      student_apply: ``apply_fn(params, x, *, train, key)`` of the student,
+        returning logits or a mapping ``{"logits": ..., <features>...}``.
+      teacher_apply: the teacher's apply function, same convention.
+      tx: the optax optimizer of the student.
+      loss: a distillation loss such as :func:`kd_loss` (or :func:`combine_losses`).
+      student_transform: optional ``params -> params`` of the same structure,
+        shapes and dtypes, applied to the student's params inside the loss.
+      mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis of type
+        ``jax.sharding.AxisType.Auto``.
+
+    Returns:
+      ``step(state, teacher_params, batch, key)`` returning the new
+      :class:`jaxzip.train.TrainState` and ``{"loss", "accuracy", <each loss
+      term>}`` scalars (masked means over the batch).
+
+    Raises:
+      TypeError: an apply function, ``tx``, ``loss`` or ``student_transform`` has
+        the wrong type, or ``mesh`` is not a Mesh. The step raises
+        ``TypeError``/``ValueError`` for a bad state, batch or key, a batch size not
+        divisible over the mesh, a transform that changes the params' tree, and
+        (from the loss) student and teacher outputs of different shapes.
+      ValueError: ``mesh`` has no ``"data"`` axis.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from jaxzip.train import init_state
+      >>> from jaxzip.distill import kd_loss
+      >>> linear = lambda params, x, *, train, key: x @ params
+      >>> tx = optax.sgd(1.0)
+      >>> step = make_train_step(linear, linear, tx, loss=kd_loss(temperature=2.0, alpha=0.5))
+      >>> state = init_state(jnp.zeros((2, 2)), tx)
+      >>> batch = {"x": jnp.eye(2), "y": jnp.array([0, 1])}
+      >>> for _ in range(3):
+      ...     state, metrics = step(state, 3.0 * jnp.eye(2), batch, jax.random.key(0))
+      >>> int(state.step), float(metrics["accuracy"]), sorted(metrics)
+      (3, 1.0, ['accuracy', 'ce', 'kd', 'loss'])
+    """
+    where = "distill.make_train_step"
+    check_factory_args(where, student_apply, teacher_apply, tx, student_transform)
+    if not callable(loss):
+        raise TypeError(f"{where}: loss must be a loss function such as kd_loss(...), got {loss!r}")
+    if mesh is not None:
+        mesh = check_mesh(where, mesh)
+
+    def _step(state, teacher_params, x, y, mask, key):
+        teacher_out = teacher_forward(teacher_apply, teacher_params, x)
+        return student_update(
+            student_apply, tx, student_transform, loss, state, teacher_out, x, y, mask, key
+        )
+
+    if mesh is None:
+        jitted = jax.jit(_step, donate_argnums=0)
+    else:
+        rep, data = replicated(mesh), data_sharded(mesh)
+        jitted = jax.jit(
+            _step,
+            donate_argnums=0,
+            in_shardings=(rep, rep, data, data, data, rep),
+            out_shardings=(rep, rep),
+        )
+    checked: set[Any] = set()
+    step_where = "distill train step"
+
+    def step(
+        state: TrainState, teacher_params: Params, batch: Mapping[str, Any], key: jax.Array
+    ) -> tuple[TrainState, Metrics]:
+        x, y, mask = check_step_inputs(step_where, state, batch, key)
+        if student_transform is not None:
+            signature = shape_key(state.params)
+            if signature not in checked:
+                check_transform(step_where, student_transform, state.params)
+                checked.add(signature)
+        if mesh is not None:
+            check_divisible(step_where, len(y), mesh)
+            data = data_sharded(mesh)
+            x, y, mask = (jax.device_put(a, data) for a in (x, y, mask))
+        return jitted(state, teacher_params, x, y, mask, key)
+
+    return step

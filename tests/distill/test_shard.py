@@ -1,0 +1,79 @@
+"""Tests for jaxzip/distill/_shard.py and ``make_train_step(..., mesh=)``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxzip.distill import shard_batch
+
+_SCRIPT = r"""
+import json, jax, jax.numpy as jnp, numpy as np, optax
+from jaxzip.distill import kd_loss, make_train_step, shard_batch
+from jaxzip.train import init_state
+assert len(jax.devices()) == 4, jax.devices()
+def apply(params, x, *, train, key):
+    return jnp.tanh(x.reshape(x.shape[0], -1) @ params["w1"]) @ params["w2"]
+def params(seed):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"w1": jax.random.normal(k1, (4, 8)), "w2": jax.random.normal(k2, (8, 3))}
+rng = np.random.default_rng(0)
+batches = [{"x": rng.normal(size=(8, 2, 2, 1)).astype(np.float32),
+            "y": rng.integers(0, 3, 8).astype(np.int32)} for _ in range(3)]
+tx = optax.adam(0.05)
+loss = kd_loss(temperature=3.0, alpha=0.7)
+mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+results = {}
+for name, kwargs in (("single", {}), ("mesh", {"mesh": mesh})):
+    step = make_train_step(apply, apply, tx, loss=loss, **kwargs)
+    state = init_state(params(0), tx)
+    for i, b in enumerate(batches):
+        b = shard_batch(b, mesh) if name == "mesh" else b
+        state, metrics = step(state, params(1), b, jax.random.key(i))
+    results[name] = {"params": jax.tree.map(lambda a: np.asarray(a).tolist(), state.params),
+                     "loss": float(metrics["loss"]),
+                     "devices": len(state.params["w1"].sharding.device_set)}
+try:
+    step(state, params(1), {"x": batches[0]["x"][:6], "y": batches[0]["y"][:6]}, jax.random.key(0))
+    results["indivisible"] = "no error"
+except ValueError as err:
+    results["indivisible"] = str(err)
+print("RESULT" + json.dumps(results))
+"""
+
+
+def test_four_device_data_parallel_matches_single_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
+    results = json.loads(line[len("RESULT") :])
+    single, mesh = results["single"], results["mesh"]
+    assert mesh["devices"] == 4 and single["devices"] == 1
+    for k in single["params"]:
+        np.testing.assert_allclose(mesh["params"][k], single["params"][k], rtol=1e-5, atol=1e-6)
+    assert mesh["loss"] == pytest.approx(single["loss"], rel=1e-5)
+    assert "multiple of the mesh's 'data' axis size 4" in results["indivisible"]
+
+
+def test_shard_batch_single_device_and_bad_input():
+    auto = (jax.sharding.AxisType.Auto,)
+    mesh = jax.make_mesh((1,), ("data",), axis_types=auto)
+    b = shard_batch({"x": np.zeros((4, 2)), "y": np.arange(4)}, mesh)
+    assert b["x"].sharding.spec == jax.sharding.PartitionSpec("data")
+    with pytest.raises(ValueError, match="one leading size"):
+        shard_batch({"x": np.zeros((4, 2)), "y": np.arange(3)}, mesh)
+    with pytest.raises(ValueError, match="'data'"):
+        shard_batch({"x": np.zeros((4, 2))}, jax.make_mesh((1,), ("model",), axis_types=auto))
+    with pytest.raises(ValueError, match=r"AxisType\.Auto"):
+        shard_batch({"x": np.zeros((4, 2))}, jax.make_mesh((1,), ("data",)))
+    with pytest.raises(TypeError, match="Mesh"):
+        shard_batch({"x": np.zeros((4, 2))}, None)
