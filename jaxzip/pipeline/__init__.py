@@ -4,10 +4,13 @@ The command line ``jaxzip run CONFIG --set train.epochs=3`` is
 ``run_experiment(apply_overrides(load_config(CONFIG), ["train.epochs=3"]), out_dir)``.
 """
 
+from jaxzip.pipeline._codec_stage import encode_stage, kmeans_stage
 from jaxzip.pipeline._config import (
+    CodecConfig,
     DataConfig,
     ExperimentConfig,
     ExperimentSection,
+    KMeansConfig,
     ModelConfig,
     PruneConfig,
     TrainConfig,
@@ -51,10 +54,12 @@ __all__ = [
     "PARAMS_FILE",
     "RESULTS_FILE",
     "Check",
+    "CodecConfig",
     "DataConfig",
     "ExperimentConfig",
     "ExperimentSection",
     "FieldError",
+    "KMeansConfig",
     "ModelConfig",
     "PruneConfig",
     "Section",
@@ -69,9 +74,11 @@ __all__ = [
     "default_stages",
     "dump_config",
     "each",
+    "encode_stage",
     "format_table",
     "format_value",
     "greater_than",
+    "kmeans_stage",
     "load_config",
     "matches",
     "nonempty",

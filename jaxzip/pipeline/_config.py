@@ -31,9 +31,11 @@ from jaxzip.pipeline._schema import (
 from jaxzip.train import OPTIMIZERS, SCHEDULES
 
 __all__ = [
+    "CodecConfig",
     "DataConfig",
     "ExperimentConfig",
     "ExperimentSection",
+    "KMeansConfig",
     "ModelConfig",
     "PruneConfig",
     "TrainConfig",
@@ -269,6 +271,73 @@ class PruneConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class KMeansConfig(Section):
+    """``[kmeans]``: Deep Compression's weight sharing, after ``[train]`` (and ``[prune]``).
+
+    Every selected weight array gets its own k-means codebook: ``conv_bits``
+    for 4-D (convolution) kernels, ``dense_bits`` for the others. Pruned
+    weights (the ``[prune]`` mask, or exact zeros of loaded params) take no part
+    and stay exactly zero. Then the centroids (and the unselected float leaves)
+    are fine-tuned with Adam at ``learning_rate`` (cosine decay) for
+    ``finetune_epochs`` epochs, with ``[train]``'s batch size and augmentation.
+
+    Example:
+      >>> KMeansConfig(dense_bits=4).conv_bits
+      8
+      >>> KMeansConfig(dense_bits=9)
+      Traceback (most recent call last):
+      ...
+      jaxzip.pipeline._schema.FieldError: dense_bits: expected an integer in [1, 8], got 9
+    """
+
+    dense_bits: int = field(
+        default=5, metadata=rules(between(1, 8), doc="index bits of non-conv (Dense) codebooks")
+    )
+    conv_bits: int = field(
+        default=8, metadata=rules(between(1, 8), doc="index bits of 4-D (Conv) kernel codebooks")
+    )
+    where: str = field(
+        default=".*/kernel",
+        metadata=rules(
+            nonempty(),
+            _valid_regex(),
+            doc='weights to share: regex full-matching paths like "Dense_0/kernel"',
+        ),
+    )
+    iters: int = field(default=20, metadata=rules(at_least(1), doc="Lloyd iterations per layer"))
+    finetune_epochs: int = field(
+        default=1, metadata=rules(at_least(0), doc="centroid fine-tuning epochs (0: none)")
+    )
+    learning_rate: float = field(
+        default=1e-4, metadata=rules(greater_than(0.0), doc="peak Adam learning rate of centroids")
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CodecConfig(Section):
+    """``[codec]``: the compressed file written after ``evaluate`` (see :mod:`jaxzip.codec`).
+
+    Without a ``[codec]`` section, a run with ``[kmeans]`` writes the file with
+    these defaults.
+
+    Example:
+      >>> CodecConfig().file
+      'model.jz'
+    """
+
+    file: str = field(
+        default="model.jz",
+        metadata=rules(
+            matches(
+                r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')"
+            ),
+            doc="file name in the output directory",
+        ),
+    )
+    write: bool = field(default=True, metadata=rules(doc="write (and verify) the file"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExperimentConfig(Section):
     """A whole experiment: one field per TOML section.
 
@@ -285,6 +354,8 @@ class ExperimentConfig(Section):
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     prune: PruneConfig | None = None
+    kmeans: KMeansConfig | None = None
+    codec: CodecConfig | None = None
 
     def check(self) -> None:
         if self.train.epochs == 0 and not self.model.params_from:

@@ -1,4 +1,6 @@
-"""The stage runner behind ``jaxzip run``: data → model → train → [prune] → evaluate → results.
+"""The stage runner behind ``jaxzip run``.
+
+data → model → train → [prune] → [kmeans] → evaluate → [encode] → results.
 
 An experiment is a short list of :class:`Stage` s. Each stage is a function
 ``(cfg, ctx) -> (updates, metrics)``: it reads what earlier stages produced
@@ -23,6 +25,13 @@ from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_json
+from jaxzip.pipeline._codec_stage import (
+    CODEC_REPORT,
+    KMEANS_REPORT,
+    codec_of,
+    encode_stage,
+    kmeans_stage,
+)
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._load import save_config
 from jaxzip.pipeline._prune_stage import PRUNE_REPORT, evaluate_dense, prune_stage
@@ -149,8 +158,11 @@ def _evaluate(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metr
 def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
     """The stages :func:`run_experiment` runs for ``cfg``, in order.
 
-    With a ``[prune]`` section the dense model is evaluated (``dense_*``
-    metrics) before pruning, and ``evaluate`` reports the pruned model.
+    With a ``[prune]`` or ``[kmeans]`` section the trained (or loaded) model is
+    evaluated (``dense_*`` metrics) first, and ``evaluate`` reports the pruned
+    and/or weight-shared model (decoded from its codebooks). With ``[kmeans]``
+    or ``[codec]`` (unless ``codec.write = false``), ``encode`` then writes the
+    compressed file and checks that it decodes to the evaluated params.
 
     Example:
       >>> from jaxzip.pipeline import ExperimentConfig
@@ -159,11 +171,22 @@ def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
       ['data', 'model', 'train', 'evaluate']
       >>> [s.name for s in default_stages(ExperimentConfig(prune=PruneConfig()))]
       ['data', 'model', 'train', 'evaluate_dense', 'prune', 'evaluate']
+      >>> from jaxzip.pipeline._config import KMeansConfig
+      >>> [s.name for s in default_stages(ExperimentConfig(kmeans=KMeansConfig()))][3:]
+      ['evaluate_dense', 'kmeans', 'evaluate', 'encode']
     """
     stages = [Stage("data", _load_data), Stage("model", _build_model), Stage("train", _train)]
+    if cfg.prune is not None or cfg.kmeans is not None:
+        stages.append(Stage("evaluate_dense", evaluate_dense))
     if cfg.prune is not None:
-        stages += [Stage("evaluate_dense", evaluate_dense), Stage("prune", prune_stage)]
-    return (*stages, Stage("evaluate", _evaluate))
+        stages.append(Stage("prune", prune_stage))
+    if cfg.kmeans is not None:
+        stages.append(Stage("kmeans", kmeans_stage))
+    stages.append(Stage("evaluate", _evaluate))
+    codec = codec_of(cfg)
+    if codec is not None and codec.write:
+        stages.append(Stage("encode", encode_stage))
+    return tuple(stages)
 
 
 def run_experiment(
@@ -177,8 +200,8 @@ def run_experiment(
     """Runs an experiment's stages and writes its results to ``out_dir``.
 
     Writes ``config.toml`` (the resolved config) first, so a run is
-    identifiable even if it fails; removes ``results.json`` and ``params.npz``
-    left by an earlier run there; and writes those two only after every stage
+    identifiable even if it fails; removes ``results.json``, ``params.npz``
+    (and the ``[codec]`` file) left by an earlier run there; and writes those two only after every stage
     has succeeded (``results.json`` last), each atomically. A failed run thus
     leaves ``config.toml`` and no results.
 
@@ -195,7 +218,11 @@ def run_experiment(
       ``stages`` (each stage's metrics), ``wall_time_s`` per stage and in
       total, ``history`` (one dict per epoch of dense training), ``prune``
       (with a ``[prune]`` section: per round and per layer sparsity, val
-      accuracy, retraining histories, FLOPs), ``config_name``,
+      accuracy, retraining histories, FLOPs), ``kmeans`` (with ``[kmeans]``:
+      per-layer bits, sizes, distinct values; val accuracy before and after
+      fine-tuning), ``codec`` (when a file is written: its name, bytes,
+      ``compression_ratio = 4 * param_count / file_bytes`` and the per-leaf
+      size report), ``config_name``,
       ``jax_version``, ``backend`` and ``jaxzip_version``.
 
     Raises:
@@ -212,10 +239,11 @@ def run_experiment(
         raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / CONFIG_FILE, cfg)
-    for stale in (RESULTS_FILE, PARAMS_FILE):
+    codec = codec_of(cfg)
+    for stale in (RESULTS_FILE, PARAMS_FILE, *([codec.file] if codec is not None else [])):
         (out / stale).unlink(missing_ok=True)
 
-    ctx: dict[str, Any] = {"progress": progress}
+    ctx: dict[str, Any] = {"progress": progress, "out_dir": out}
     per_stage: dict[str, Metrics] = {}
     wall: dict[str, float] = {}
     start = time.perf_counter()
@@ -238,6 +266,8 @@ def run_experiment(
         "wall_time_s": wall,
         "history": ctx.get("history", []),
         **({"prune": ctx[PRUNE_REPORT]} if PRUNE_REPORT in ctx else {}),
+        **({"kmeans": ctx[KMEANS_REPORT]} if KMEANS_REPORT in ctx else {}),
+        **({"codec": ctx[CODEC_REPORT]} if CODEC_REPORT in ctx else {}),
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "jaxzip_version": __version__,

@@ -1,0 +1,241 @@
+"""Deep Compression's weight sharing (``[kmeans]``) and the compressed file (``[codec]``).
+
+``kmeans_stage`` replaces the selected weights by per-layer k-means codebooks
+(pruned weights, i.e. the ``[prune]`` mask or exact zeros of loaded params,
+excluded and kept exactly zero), fine-tunes the centroids, and puts the decoded
+params in the context, so ``evaluate`` reports the compressed model.
+``encode_stage`` writes the codebooks with :func:`jaxzip.codec.save`, loads the
+file back and checks it decodes to exactly the evaluated params.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxzip import codec as jz_codec
+from jaxzip import data as jz_data
+from jaxzip import models as jz_models
+from jaxzip import prune as jz_prune
+from jaxzip import quant as jz_quant
+from jaxzip import train as jz_train
+from jaxzip._errors import ConfigError
+from jaxzip._types import Mask, Params
+from jaxzip.paths import (
+    all_of,
+    keystr,
+    leaves_with_paths,
+    min_ndim,
+    not_,
+    select,
+    selected_paths,
+)
+from jaxzip.pipeline._config import CodecConfig, ExperimentConfig
+from jaxzip.pipeline._stage_utils import augment_of, jsonable
+
+__all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
+
+KMEANS_REPORT = "kmeans_report"
+"""Context key of the k-means stage's report (``results["kmeans"]``)."""
+CODEC_REPORT = "codec_report"
+"""Context key of the encode stage's report (``results["codec"]``)."""
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
+    """The ``[codec]`` settings in effect: the section, or its defaults when ``[kmeans]`` is set.
+
+    Example:
+      >>> from jaxzip.pipeline._config import KMeansConfig
+      >>> codec_of(ExperimentConfig()) is None, codec_of(ExperimentConfig(kmeans=KMeansConfig()))
+      (True, CodecConfig(file='model.jz', write=True))
+    """
+    if cfg.codec is not None:
+        return cfg.codec
+    return CodecConfig() if cfg.kmeans is not None else None
+
+
+def _keep_mask(params: Params, ctx: Mapping[str, Any]) -> Mask:
+    """The ``[prune]`` mask if there is one, else where the params are nonzero."""
+    if "mask" in ctx:
+        return ctx["mask"]
+    return jz_prune.nonzero_mask(params)
+
+
+def _make_books(params: Params, mask: Mask, cfg: ExperimentConfig) -> Params:
+    k = cfg.kmeans
+    try:
+        select(params, k.where)
+    except ValueError as e:
+        raise ConfigError(f"kmeans.where: {e}") from None
+    books = params
+    for where, bits in ((all_of(k.where, min_ndim(4)), k.conv_bits),
+                        (all_of(k.where, not_(min_ndim(4))), k.dense_bits)):  # fmt: skip
+        if selected_paths(params, where, allow_empty=True):
+            shared = jz_quant.kmeans_params(
+                params, bits=bits, where=where, mask=mask, iters=k.iters
+            )
+            books = jax.tree.map(
+                lambda s, b: s if jz_quant.is_quantized(s) else b,
+                shared,
+                books,
+                is_leaf=jz_quant.is_quantized,
+            )
+    return books
+
+
+def _finetune(cfg: ExperimentConfig, ctx: Mapping[str, Any], books: Params, mask: Mask) -> Params:
+    """Trains the centroids and the float leaves (pruned float weights held at zero)."""
+    k, t, splits = cfg.kmeans, cfg.train, ctx["splits"]
+    total = max(1, k.finetune_epochs * (len(splits.train) // t.batch_size))
+    # unshared leaves keep their [prune] zeros; centroid arrays are all trainable
+    trainable_mask = jax.tree.map(
+        lambda b, m: jnp.ones(b.centroids.shape, bool) if jz_quant.is_quantized(b) else m,
+        books,
+        mask,
+        is_leaf=jz_quant.is_quantized,
+    )
+    tx = optax.chain(
+        optax.adam(optax.cosine_decay_schedule(k.learning_rate, decay_steps=total)),
+        jz_prune.keep_masked(trainable_mask),
+    )
+    augment, apply_fn = augment_of(t), ctx["apply_fn"]
+
+    def loss_fn(params: Params, batch: dict[str, jax.Array]) -> jax.Array:
+        k_aug, k_drop = jax.random.split(batch["key"])
+        x = batch["x"] if augment is None else augment(batch["x"], key=k_aug)
+        logits = apply_fn(params, x, train=True, key=k_drop)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+
+    step = jz_quant.make_codebook_step(loss_fn, tx)
+    state = jz_quant.init_codebook_state(books, tx)
+    seed = cfg.experiment.seed + 10_000  # not the seeds of [train] / [prune] shuffling
+    key, i = jax.random.key(seed), 0
+    for epoch in range(k.finetune_epochs):
+        start, loss_sum, n = time.perf_counter(), jnp.zeros(()), 0
+        for batch in jz_data.batches(
+            splits.train, t.batch_size, seed=seed, epoch=epoch, drop_last=True
+        ):
+            state, m = step(state, books, {**batch, "key": jax.random.fold_in(key, i)})
+            loss_sum, n, i = loss_sum + m["loss"], n + 1, i + 1
+        _log(
+            f"kmeans fine-tune epoch {epoch + 1}/{k.finetune_epochs}: "
+            f"loss {float(loss_sum) / max(n, 1):.4f} ({time.perf_counter() - start:.1f}s)"
+        )
+    return jz_quant.replace_centroids(books, state.trainable)
+
+
+def _leaked(params: Params, mask: Mask) -> int:
+    counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
+    return int(sum(int(c) for c in jax.tree.leaves(counts)))
+
+
+def kmeans_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Stage: per-layer k-means codebooks, then centroid fine-tuning.
+
+    Reads ``splits``, ``apply_fn``, ``params`` (and ``mask`` after ``[prune]``)
+    from ``ctx``; returns ``books`` (the tree with
+    :class:`~jaxzip.quant.KMeansArray` leaves), ``params`` (decoded from them),
+    the ``mask`` and a report under :data:`KMEANS_REPORT`.
+
+    Raises:
+      ConfigError: ``kmeans.where`` selects no weight of the model.
+      RuntimeError: a pruned weight is nonzero after fine-tuning (a bug).
+    """
+    k, t, splits = cfg.kmeans, cfg.train, ctx["splits"]
+    if k is None:
+        raise ValueError("kmeans_stage: the config has no [kmeans] section")
+    params = ctx["params"]
+    mask = _keep_mask(params, ctx)
+    books = _make_books(params, mask, cfg)
+    decoded = jz_quant.dequantize_params(books)
+    before = jz_train.evaluate(ctx["apply_fn"], decoded, splits.val, batch_size=t.eval_batch_size)
+    _log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
+    if k.finetune_epochs > 0:
+        books = _finetune(cfg, ctx, books, mask)
+        decoded = jz_quant.dequantize_params(books)
+    leaked = _leaked(decoded, mask)
+    if leaked:
+        raise RuntimeError(f"kmeans_stage: {leaked} pruned weights are nonzero after fine-tuning")
+    after = jz_train.evaluate(ctx["apply_fn"], decoded, splits.val, batch_size=t.eval_batch_size)
+    layers: dict[str, Any] = {}
+    masks = dict(leaves_with_paths(mask))
+    flat = jax.tree_util.tree_flatten_with_path(books, is_leaf=jz_quant.is_quantized)[0]
+    for kp, b in flat:
+        if not jz_quant.is_quantized(b):
+            continue
+        path = keystr(kp)
+        w, m = np.asarray(b.decode()), np.asarray(masks[path])
+        layers[path] = {
+            "bits": int(b.bits),
+            "size": int(m.size),
+            "kept": int(m.sum()),
+            "distinct_values": int(np.unique(w[m]).size),
+        }
+    metrics: dict[str, Any] = {
+        "kmeans_val_accuracy_before_finetune": float(before["accuracy"]),
+        "kmeans_val_accuracy": float(after["accuracy"]),
+        "kmeans_finetune_epochs": k.finetune_epochs,
+        "kmeans_layers": len(layers),
+    }
+    for path, layer in layers.items():
+        metrics[f"bits[{path}]"] = layer["bits"]
+    report = {"layers": layers, **metrics}
+    updates = {"books": books, "params": decoded, "mask": mask, KMEANS_REPORT: jsonable(report)}
+    return updates, metrics
+
+
+def _same_tree(a: Params, b: Params) -> str | None:
+    """None if ``a`` and ``b`` hold bit-identical arrays at the same paths, else what differs."""
+    la, lb = dict(leaves_with_paths(a)), dict(leaves_with_paths(b))
+    if la.keys() != lb.keys():
+        return f"paths differ: {sorted(la.keys() ^ lb.keys())}"
+    for path, x in la.items():
+        x, y = np.asarray(x), np.asarray(lb[path])
+        if x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y):
+            return f"{path}: {y.dtype}{list(y.shape)} differs from the evaluated {x.dtype}{list(x.shape)}"
+    return None
+
+
+def encode_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Stage: writes ``out_dir/<codec.file>`` and checks it decodes to the evaluated params.
+
+    Encodes ``books`` from ``ctx`` (the codebooks of ``[kmeans]``) or else
+    ``params``; reports the file's bytes, ``compression_ratio = 4 *
+    param_count / file_bytes`` and the per-leaf size report under
+    :data:`CODEC_REPORT`; prints the size table to stderr.
+
+    Raises:
+      RuntimeError: the file read back does not decode to exactly the evaluated params.
+    """
+    c = codec_of(cfg)
+    if c is None:
+        raise ValueError("encode_stage: the config has neither [codec] nor [kmeans]")
+    path = Path(ctx["out_dir"]) / c.file
+    params = ctx["params"]
+    jz_codec.save(path, ctx.get("books", params))
+    data = path.read_bytes()
+    problem = _same_tree(params, jz_quant.dequantize_params(jz_codec.load(path)))
+    if problem is not None:
+        raise RuntimeError(
+            f"encode_stage: {str(path)!r} does not decode to the evaluated params: {problem}"
+        )
+    report = jz_codec.size_report(data)
+    _log(jz_codec.format_size_report(report))
+    n = jz_models.param_count(params)
+    ratio = 4 * n / len(data)
+    metrics = {"file_bytes": len(data), "compression_ratio": ratio}
+    out = {"file": c.file, "file_bytes": len(data), "param_count": n, "compression_ratio": ratio,
+           "size_report": report.to_dict()}  # fmt: skip
+    return {CODEC_REPORT: jsonable(out)}, metrics
