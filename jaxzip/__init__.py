@@ -5,6 +5,7 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.codec``: the compressed file: bit packing, sparse positions, ANS/Huffman coding, size reports.
 * ``jz.paths``: ``where=`` selection of leaves by path.
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
+* ``jz.deploy``: export a compressed model with ``jax.export`` and run it without its Python source.
 * ``jz.distill``: distillation losses (KD, DKD, hints, attention) and one jitted, vmappable, shardable step.
 * ``jz.models``: reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN).
 * ``jz.prune``: pruning scores, structures, allocation, masks, schedules and Optax transforms.
@@ -13,7 +14,7 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
 """
 
-from jaxzip import codec, data, distill, models, paths, pipeline, prune, quant, train
+from jaxzip import codec, data, deploy, distill, models, paths, pipeline, prune, quant, train
 from jaxzip._errors import ConfigError, DataError, JaxzipError
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "codec",
     "data",
+    "deploy",
     "distill",
     "models",
     "paths",

@@ -1,0 +1,175 @@
+"""Export a model with its compressed weights to one file that runs without the model's source."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from jaxzip import codec
+from jaxzip._io import atomic_write_bytes
+from jaxzip._types import Params
+from jaxzip.deploy._format import MAX_FILE_BYTES, ExportInfo, pack, parse, parse_info
+from jaxzip.quant import dequantize_params
+
+
+def export(
+    apply_fn: Callable[..., jax.Array],
+    compressed: Params,
+    example_input: ArrayLike,
+    path: str | os.PathLike[str],
+    *,
+    polymorphic_batch: bool = False,
+) -> ExportInfo:
+    """Exports ``x -> apply_fn(dequantize_params(compressed), x)`` with its weights to one file.
+
+    The weights are dequantized inside the exported StableHLO at run time, so the
+    file holds them compressed (a :func:`jaxzip.codec.encode` section). The
+    exported function takes inputs of ``example_input``'s shape and dtype; with
+    ``polymorphic_batch=True`` the first (batch) dimension may be any size.
+
+    Args:
+      apply_fn: ``apply_fn(params, x, *, train, key) -> logits`` (called with
+        ``train=False, key=None``).
+      compressed: the params tree; may hold ``QArray``/``KMeansArray`` leaves.
+      example_input: an input batch fixing the input shape and dtype.
+      path: the file to write (atomically).
+      polymorphic_batch: export a symbolic batch dimension instead of a fixed one.
+
+    Returns:
+      The :class:`ExportInfo` of the written file.
+
+    Raises:
+      TypeError: ``apply_fn`` is not callable, ``polymorphic_batch`` is not a bool,
+        or ``compressed`` holds a leaf the codec cannot store.
+      ValueError: ``example_input`` is a scalar.
+
+    Example:
+      >>> import tempfile, pathlib, jax.numpy as jnp
+      >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.jzx"
+      >>> apply = lambda params, x, *, train, key: x @ params["w"]
+      >>> export(apply, {"w": jnp.eye(2)}, jnp.ones((1, 2)), p).output_shape
+      (1, 2)
+      >>> load_exported(p)(jnp.array([[1.0, 2.0]]))
+      Array([[1., 2.]], dtype=float32)
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn: expected a callable, got {type(apply_fn).__name__}")
+    if not isinstance(polymorphic_batch, bool):
+        raise TypeError(f"polymorphic_batch: expected a bool, got {polymorphic_batch!r}")
+    x = jnp.asarray(example_input)
+    if x.ndim == 0:
+        raise ValueError("example_input: expected an array with a batch dimension, got a scalar")
+    weights = codec.encode(compressed)
+    leaves, treedef = jax.tree.flatten(codec.decode(weights))
+    leaves = [jnp.asarray(leaf) for leaf in leaves]
+
+    def run(flat: list[jax.Array], x: jax.Array) -> jax.Array:
+        params = dequantize_params(jax.tree.unflatten(treedef, flat))
+        return apply_fn(params, x, train=False, key=None)
+
+    x_shape: tuple[Any, ...] = x.shape
+    if polymorphic_batch:
+        x_shape = jax.export.symbolic_shape(
+            ", ".join(["b", *(str(d) for d in x.shape[1:])]), constraints=("b >= 1",)
+        )
+    specs = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves]
+    exported = jax.export.export(jax.jit(run))(specs, jax.ShapeDtypeStruct(x_shape, x.dtype))
+    out = exported.out_avals
+    if len(out) != 1:
+        raise TypeError(f"apply_fn: expected one output array, got {len(out)}")
+
+    def dims(shape: tuple[Any, ...]) -> list[int | None]:
+        return [d if isinstance(d, int) else None for d in shape]
+
+    info = {
+        "input_shape": dims(x_shape),
+        "input_dtype": x.dtype.name,
+        "output_shape": dims(out[0].shape),
+        "output_dtype": np.dtype(out[0].dtype).name,
+        "num_weights": len(leaves),
+        "jax_version": jax.__version__,
+    }
+    data = pack(info, bytes(exported.serialize()), weights)
+    atomic_write_bytes(path, data)
+    return parse_info(data)
+
+
+def _deserialize(hlo: bytes) -> jax.export.Exported:
+    try:
+        return jax.export.deserialize(bytearray(hlo))
+    except Exception as e:  # any failure here means a malformed section
+        raise codec.FormatError(
+            f"hlo section cannot be deserialized ({type(e).__name__})"
+        ) from None
+
+
+def load_exported(path: str | os.PathLike[str]) -> Callable[[ArrayLike], jax.Array]:
+    """Loads a file written by :func:`export`; returns ``f(x) -> logits``.
+
+    Everything is validated before use: framing, checksums, the weights' codec
+    file, and that the weights match the exported function's parameters. No
+    model source code is needed: the function is the serialized StableHLO.
+
+    Args:
+      path: the exported file.
+
+    Returns:
+      A function of one input batch (the exported shape and dtype); it raises
+      ``ValueError`` for an input of another shape or dtype.
+
+    Raises:
+      FormatError: the file is malformed, or ``path`` is a directory or too large.
+      FileNotFoundError: ``path`` does not exist.
+
+    Example:
+      >>> load_exported("missing.jzx")
+      Traceback (most recent call last):
+      ...
+      FileNotFoundError: [Errno 2] No such file or directory: 'missing.jzx'
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise codec.FormatError(f"{p}: is a directory, not an exported model")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise codec.FormatError(f"{p}: {p.stat().st_size} bytes is over the cap")
+    try:
+        info, hlo = parse(p.read_bytes())
+        leaves = [jnp.asarray(leaf) for leaf in jax.tree.leaves(codec.decode(info.weights))]
+        exported = _deserialize(hlo)
+        avals = exported.in_avals
+        if len(leaves) != info.num_weights or len(avals) != len(leaves) + 1:
+            raise codec.FormatError(
+                f"weights: {len(leaves)} arrays, the function takes {len(avals) - 1}"
+            )
+        for i, (leaf, aval) in enumerate(zip(leaves, avals, strict=False)):
+            if leaf.shape != aval.shape or leaf.dtype != aval.dtype:
+                raise codec.FormatError(
+                    f"weights: array {i} is {leaf.dtype}{list(leaf.shape)}, "
+                    f"the function expects {aval.dtype}{list(aval.shape)}"
+                )
+    except codec.FormatError as e:
+        raise codec.FormatError(f"{p}: {e}") from None
+    want = info.input_shape
+    run = jax.jit(exported.call)
+
+    def call(x: ArrayLike) -> jax.Array:
+        x = jnp.asarray(x)
+        fits = len(x.shape) == len(want) and all(
+            w is None or w == s for w, s in zip(want, x.shape, strict=True)
+        )
+        if not fits or x.dtype.name != info.input_dtype:
+            shown = ["N" if w is None else w for w in want]
+            raise ValueError(
+                f"x: expected shape {shown} and dtype {info.input_dtype}, "
+                f"got {list(x.shape)} {x.dtype.name}"
+            )
+        return run(leaves, x)
+
+    return call

@@ -1,0 +1,131 @@
+"""Tests for ``jaxzip inspect`` and ``jaxzip export`` (jaxzip/cli.py)."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import jaxzip as jz
+from jaxzip.cli import main
+from jaxzip.deploy import load_exported
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("jaxzip: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    module = jz.models.make_model("small_cnn")
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
+    params = jax.jit(module.init)(jax.random.key(0), x)["params"]
+    spec = jz.quant.QuantSpec(bits=4, axes=(-1,))
+    compressed = jax.jit(lambda p: jz.quant.quantize_params(p, [(r".*/kernel", spec)]))(params)
+    jz.codec.save(d / "w.jz", compressed)
+    return d, module, compressed, x
+
+
+def test_inspect_jz(cnn, capsys):
+    d, *_ = cnn
+    assert main(["inspect", str(d / "w.jz")]) == 0
+    out = capsys.readouterr().out
+    report = jz.codec.size_report((d / "w.jz").read_bytes())
+    assert out.strip() == jz.codec.format_size_report(report)
+    assert "Conv_0/kernel" in out and "qarray" in out
+
+
+def test_inspect_json(cnn, capsys):
+    d, *_ = cnn
+    assert main(["inspect", "--json", str(d / "w.jz")]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == json.loads(json.dumps(jz.codec.size_report((d / "w.jz").read_bytes()).to_dict()))
+    assert got["file_bytes"] == (d / "w.jz").stat().st_size
+
+
+def test_export_then_run_and_inspect(cnn, capsys):
+    d, module, compressed, x = cnn
+    out = d / "m.jzx"
+    argv = ["export", "--model", "small_cnn", "--weights", str(d / "w.jz"),
+            "--input-shape", "2,8,8,1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "wrote" in capsys.readouterr().out
+    want = jz.models.linen_apply_fn(module)(
+        jz.quant.dequantize_params(compressed), x, train=False, key=None
+    )
+    np.testing.assert_allclose(load_exported(out)(x), want, rtol=1e-5, atol=1e-5)
+
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "input  (2, 8, 8, 1) float32" in text and "output (2, 10) float32" in text
+    assert "Conv_0/kernel" in text
+    assert main(["inspect", "--json", str(out)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["export"]["input_shape"] == [2, 8, 8, 1]
+    assert got["export"]["file_bytes"] == out.stat().st_size
+    assert got["leaves"] and got["file_bytes"] < out.stat().st_size
+
+
+def test_export_polymorphic_batch(cnn, capsys):
+    d, *_ = cnn
+    argv = ["export", "--model", "small_cnn", "--weights", str(d / "w.jz"),
+            "--input-shape", "1,8,8,1", "--out", str(d / "p.jzx"), "--polymorphic-batch"]  # fmt: skip
+    assert main(argv) == 0
+    assert "input [None, 8, 8, 1]" in capsys.readouterr().out
+    assert load_exported(d / "p.jzx")(np.zeros((3, 8, 8, 1), np.float32)).shape == (3, 10)
+
+
+def _export_argv(d, **over):
+    args = {"--model": "small_cnn", "--weights": str(d / "w.jz"), "--input-shape": "1,8,8,1",
+            "--out": str(d / "bad.jzx")} | over  # fmt: skip
+    return ["export", *[s for kv in args.items() for s in kv]]
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"--model": "resnet"}, "unknown model name 'resnet'"),
+        ({"--input-shape": "1,x,8"}, "--input-shape: expected positive integers"),
+        ({"--input-shape": "0,8,8,1"}, "--input-shape"),
+        ({"--weights": "missing.jz"}, "missing.jz"),
+        ({"--model": "lenet_300_100"}, "do not fit model 'lenet_300_100'"),
+        ({"--model": "lenet5"}, "model 'lenet5' cannot take input shape [1, 8, 8, 1]"),
+    ],
+)
+def test_export_bad_input(cnn, capsys, over, needle):
+    d, *_ = cnn
+    assert main(_export_argv(d, **over)) == 2
+    assert needle in _one_error_line(capsys)
+    assert not (d / "bad.jzx").exists()
+
+
+def test_inspect_bad_input(cnn, capsys, tmp_path):
+    d, *_ = cnn
+    assert main(["inspect", str(tmp_path / "missing.jz")]) == 2
+    assert "missing.jz" in _one_error_line(capsys)
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert "is a directory" in _one_error_line(capsys)
+    for name, data in [("t.jz", (d / "w.jz").read_bytes()[:50]), ("g.jz", b"garbage" * 10)]:
+        (tmp_path / name).write_bytes(data)
+        assert main(["inspect", str(tmp_path / name)]) == 2
+        assert str(tmp_path / name) in _one_error_line(capsys)
+    bad = bytearray((d / "w.jz").read_bytes())
+    bad[len(bad) // 2] ^= 1
+    (tmp_path / "f.jz").write_bytes(bytes(bad))
+    assert main(["inspect", str(tmp_path / "f.jz")]) == 2
+    assert "checksum" in _one_error_line(capsys)
+
+
+def test_usage_errors(capsys):
+    assert main(["export", "--model", "small_cnn"]) == 2
+    assert "usage: jaxzip export" in capsys.readouterr().err
+    assert main(["inspect"]) == 2
+    assert "usage: jaxzip inspect" in capsys.readouterr().err
