@@ -1,0 +1,326 @@
+"""Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network": MNIST.
+
+Three models, all MLPs on flattened images, trained with SGD (Nesterov
+momentum 0.9) and a cosine learning-rate decay (the teacher from
+``--learning-rate``, both students from ``--student-learning-rate``: the
+``T**2``-scaled soft loss at T = 20 acts like logit matching, whose gradients are
+unbounded, and it diverges at the teacher's 0.1):
+
+* the **teacher**, ``MLP((1200, 1200), dropout_rate=...)`` trained with random
+  shifts of up to ``--shift`` pixels (the paper: 67 test errors);
+* the **student alone**, ``MLP((800, 800))`` with no dropout and no augmentation
+  (the paper: 146 errors);
+* the **distilled student**, the same student from the same initialization with
+  the same optimizer and epochs, trained on ``kd_loss(temperature=T, alpha)``
+  against the teacher's logits (the teacher's params go into every step), with
+  no augmentation either, so the comparison is about the soft targets alone
+  (the paper, T = 20: 74 errors).
+
+The headline is the fraction of the alone-vs-teacher error gap that distillation
+closes, ``(alone - distilled) / (alone - teacher)``. The test set is used once,
+at the end; validation accuracy per epoch is recorded for every model. Results
+go to ``hinton_distill.json`` in ``--out`` with the teacher's params
+(``teacher_params.npz``, reusable with ``--teacher-params``); a table goes to
+stdout.
+
+  JAXZIP_DATA_DIR=../shared/data python experiments/hinton_distill.py         # ~9 min, 2 CPUs
+  python experiments/hinton_distill.py --dataset digits --epochs-teacher 1 \\
+      --epochs-student 1 --teacher-widths 32 32 --student-widths 16 16        # seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import jaxzip as jz
+from jaxzip._io import atomic_write_json
+
+PAPER_ERRORS = {"teacher": 67, "student_alone": 146, "student_distilled": 74}
+"""Test errors reported by Hinton et al. (2015) for 1200-1200 / 800-800 MLPs, T = 20."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line options."""
+    p = argparse.ArgumentParser(
+        description="Hinton et al.'s MNIST distillation: a 1200-1200 dropout teacher, an "
+        "800-800 student alone, and the same student distilled at temperature T.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("mnist", "digits"),
+        default="mnist",
+        help="digits: scikit-learn's 8x8 digits, for a quick check",
+    )
+    p.add_argument("--data-dir", default=None, help="directory holding mnist/")
+    p.add_argument("--epochs-teacher", type=int, default=25)
+    p.add_argument("--epochs-student", type=int, default=25)
+    p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature T")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.9,
+        help="weight of the soft (T^2 KL) term; 1 - alpha weights the hard labels",
+    )
+    p.add_argument("--teacher-widths", type=int, nargs="+", default=[1200, 1200])
+    p.add_argument("--student-widths", type=int, nargs="+", default=[800, 800])
+    p.add_argument("--teacher-dropout", type=float, default=0.3, help="dropout on hidden units")
+    p.add_argument("--shift", type=int, default=2, help="teacher's random shift in pixels")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=0.1, help="teacher's peak SGD rate")
+    p.add_argument(
+        "--student-learning-rate",
+        type=float,
+        default=0.02,
+        help="peak SGD rate of both students (the T^2-scaled soft loss diverges at 0.1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, inits and shuffles")
+    p.add_argument(
+        "--teacher-params",
+        type=Path,
+        default=None,
+        help="reuse a teacher saved by an earlier run (teacher_params.npz) instead of training",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/hinton_distill"), help="output directory")
+    p.add_argument("--progress", action="store_true", help="show training progress bars")
+    args = p.parse_args(argv)
+    for name in ("epochs_teacher", "epochs_student", "batch_size", "shift"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    if min(args.teacher_widths + args.student_widths) < 1:
+        p.error("--teacher-widths and --student-widths must be positive")
+    if not 0.0 <= args.teacher_dropout < 1.0:
+        p.error(f"--teacher-dropout must be in [0, 1), got {args.teacher_dropout}")
+    if not 0.0 <= args.alpha <= 1.0:
+        p.error(f"--alpha must be in [0, 1], got {args.alpha}")
+    if min(args.temperature, args.learning_rate, args.student_learning_rate) <= 0:
+        p.error("--temperature, --learning-rate and --student-learning-rate must be > 0")
+    return args
+
+
+def optimizer(
+    args: argparse.Namespace, learning_rate: float, epochs: int, n_train: int
+) -> optax.GradientTransformation:
+    """SGD with Nesterov momentum and a cosine decay from ``learning_rate`` over the run."""
+    return jz.train.make_optimizer(
+        name="sgd",
+        learning_rate=learning_rate,
+        schedule="cosine",
+        total_steps=epochs * (n_train // args.batch_size),
+    )
+
+
+def summary(
+    apply_fn: jz.models.ApplyFn, params: Any, splits: jz.data.Splits, val_acc: list[float]
+) -> dict[str, Any]:
+    """Test errors/accuracy (the one use of the test set) and the validation history."""
+    test = jz.train.evaluate(apply_fn, params, splits.test)
+    return {
+        "test_errors": round((1.0 - float(test["accuracy"])) * len(splits.test)),
+        "test_accuracy": float(test["accuracy"]),
+        "val_accuracy": val_acc,
+    }
+
+
+def train_plain(
+    args: argparse.Namespace,
+    splits: jz.data.Splits,
+    apply_fn: jz.models.ApplyFn,
+    params: Any,
+    learning_rate: float,
+    epochs: int,
+    seed: int,
+    augment: jz.train.RandomShift | None = None,
+) -> tuple[Any, list[float]]:
+    """Cross-entropy training with :func:`jaxzip.train.fit`; returns (params, val accuracies)."""
+    tx = optimizer(args, learning_rate, epochs, len(splits.train))
+    state, history = jz.train.fit(
+        apply_fn,
+        params,
+        tx,
+        splits.train,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        seed=seed,
+        val_ds=splits.val,
+        progress=args.progress,
+        augment=augment,
+    )
+    return state.params, [float(h["val_accuracy"]) for h in history]
+
+
+def train_distilled(
+    args: argparse.Namespace,
+    splits: jz.data.Splits,
+    student_apply: jz.models.ApplyFn,
+    teacher_apply: jz.models.ApplyFn,
+    params: Any,
+    teacher_params: Any,
+    seed: int,
+) -> tuple[Any, list[float]]:
+    """Distillation from the teacher's logits; returns (params, val accuracies)."""
+    epochs = args.epochs_student
+    tx = optimizer(args, args.student_learning_rate, epochs, len(splits.train))
+    loss = jz.distill.kd_loss(temperature=args.temperature, alpha=args.alpha)
+    step = jz.distill.make_train_step(student_apply, teacher_apply, tx, loss=loss)
+    state = jz.train.init_state(params, tx)
+    key = jax.random.key(seed)
+    val_acc = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        acc = jnp.zeros((), jnp.float32)
+        n = 0
+        for batch in jz.data.batches(
+            splits.train, args.batch_size, seed=seed, epoch=epoch, drop_last=True
+        ):
+            state, metrics = step(state, teacher_params, batch, key)
+            acc, n = acc + metrics["accuracy"], n + 1
+        val = jz.train.evaluate(student_apply, state.params, splits.val)
+        val_acc.append(float(val["accuracy"]))
+        if args.progress:
+            print(
+                f"distill epoch {epoch + 1}/{epochs}: train_acc={float(acc) / n:.4f} "
+                f"val_acc={val_acc[-1]:.4f} ({time.perf_counter() - start:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return state.params, val_acc
+
+
+def log(name: str, result: dict[str, Any]) -> None:
+    """One progress line per model on stderr."""
+    print(
+        f"{name}: {result['test_errors']} test errors, val accuracy "
+        f"{result['val_accuracy'][-1]:.4f} ({result['seconds']:.1f}s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole experiment; returns what goes to ``hinton_distill.json``."""
+    total_start = time.perf_counter()
+    splits = jz.data.load_splits(
+        args.dataset, data_dir=args.data_dir, val_fraction=0.1, seed=args.seed, progress=False
+    )
+    classes = splits.train.num_classes
+    teacher = jz.models.MLP(
+        tuple(args.teacher_widths), num_classes=classes, dropout_rate=args.teacher_dropout
+    )
+    student = jz.models.MLP(tuple(args.student_widths), num_classes=classes)
+    teacher_apply, student_apply = (
+        jz.models.linen_apply_fn(teacher),
+        jz.models.linen_apply_fn(student),
+    )
+    key_t, key_s = jax.random.split(jax.random.key(args.seed))
+    example = splits.train.x[:1]
+    teacher_init = jz.models.init_params(teacher, key_t, example)
+    student_init = jz.models.init_params(student, key_s, example)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+
+    start = time.perf_counter()
+    if args.teacher_params is not None:
+        teacher_params = jz.train.load_params(args.teacher_params, teacher_init)
+        val = jz.train.evaluate(teacher_apply, teacher_params, splits.val)
+        teacher_val = [float(val["accuracy"])]
+    else:
+        teacher_params, teacher_val = train_plain(
+            args,
+            splits,
+            teacher_apply,
+            teacher_init,
+            args.learning_rate,
+            args.epochs_teacher,
+            args.seed,
+            augment=jz.train.RandomShift(pixels=args.shift),
+        )
+        jz.train.save_params(args.out / "teacher_params.npz", teacher_params)
+    results["teacher"] = summary(teacher_apply, teacher_params, splits, teacher_val)
+    results["teacher"]["seconds"] = time.perf_counter() - start
+    results["teacher"]["reused_from"] = (
+        None if args.teacher_params is None else str(args.teacher_params)
+    )
+    log("teacher", results["teacher"])
+
+    start = time.perf_counter()
+    params, val_acc = train_plain(
+        args,
+        splits,
+        student_apply,
+        student_init,
+        args.student_learning_rate,
+        args.epochs_student,
+        args.seed + 1,
+    )
+    results["student_alone"] = summary(student_apply, params, splits, val_acc)
+    results["student_alone"]["seconds"] = time.perf_counter() - start
+    log("student alone", results["student_alone"])
+
+    start = time.perf_counter()
+    params, val_acc = train_distilled(
+        args, splits, student_apply, teacher_apply, student_init, teacher_params, args.seed + 1
+    )
+    results["student_distilled"] = summary(student_apply, params, splits, val_acc)
+    results["student_distilled"]["seconds"] = time.perf_counter() - start
+    log("student distilled", results["student_distilled"])
+
+    errors = {name: results[name]["test_errors"] for name in PAPER_ERRORS}
+    gap = errors["student_alone"] - errors["teacher"]
+    closure = (errors["student_alone"] - errors["student_distilled"]) / gap if gap > 0 else None
+    return {
+        "experiment": "hinton_distill",
+        "dataset": args.dataset,
+        "test_size": len(splits.test),
+        "models": results,
+        "test_errors": errors,
+        "gap_closure": closure,
+        "target_closure": 0.8,
+        "target_met": closure is not None and closure >= 0.8,
+        "paper_test_errors": PAPER_ERRORS,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "wall_seconds": time.perf_counter() - total_start,
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as an aligned text table."""
+    lines = [
+        "model              test_errors  paper  val_acc   seconds",
+        "-----------------  -----------  -----  -------  --------",
+    ]
+    for name, paper in PAPER_ERRORS.items():
+        r = results["models"][name]
+        lines.append(
+            f"{name:<17}  {r['test_errors']:>11}  {paper:>5}  {r['val_accuracy'][-1]:>7.4f}  "
+            f"{r['seconds']:>8.1f}"
+        )
+    closure = results["gap_closure"]
+    text = "n/a (teacher not better than student alone)" if closure is None else f"{closure:.3f}"
+    lines.append(f"gap closure (alone - distilled) / (alone - teacher): {text} (target >= 0.8)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the experiment, writes ``hinton_distill.json`` and prints the table."""
+    args = parse_args(argv)
+    results = run(args)
+    atomic_write_json(args.out / "hinton_distill.json", results)
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
