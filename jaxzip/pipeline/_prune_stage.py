@@ -127,8 +127,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
                     epochs=p.epochs_per_round,
                     steps_per_epoch=steps_per_epoch,
                 ),
-                # a copy: the train step donates its state, mask included
-                jz_prune.keep_masked(jax.tree.map(jnp.copy, mask)),
+                jz_prune.keep_masked(mask),  # copies the mask into its state
             )
             state, history = jz_train.fit(
                 apply_fn,
