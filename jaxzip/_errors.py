@@ -18,3 +18,23 @@ class ConfigError(JaxzipError, ValueError):
 
 class DataError(JaxzipError, ValueError):
     """A dataset file is missing, corrupt, or fails its checksum."""
+
+
+class NonFiniteError(JaxzipError, ValueError):
+    """Params, gradients or a loss hold NaN or Inf where finite numbers are required.
+
+    A ``ValueError`` (not ``FloatingPointError``) because it is raised at a
+    boundary, about values the caller passed in or a step produced from them,
+    like every other bad-input error of jaxzip (``except ValueError`` keeps
+    working where the quantizers raised a plain ``ValueError`` before).
+
+    Attributes:
+      paths: the ``/``-joined paths of every offending leaf (all of them, not only
+        the few the message names).
+      state: where a train loop stopped, the last finite state; otherwise None.
+    """
+
+    def __init__(self, message: str, *, paths: tuple[str, ...] = (), state: object = None):
+        super().__init__(message)
+        self.paths = tuple(paths)
+        self.state = state

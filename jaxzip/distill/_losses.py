@@ -1,7 +1,8 @@
 """Logit distillation losses: Hinton's KD, soft cross-entropy and decoupled KD (DKD).
 
 Every loss works in float32 internally (``log_softmax`` of ``logits / T``), so it
-is finite for temperatures up to 100 and bfloat16 logits, and returns float32
+is finite and accurate for temperatures from 0.05 to 1000, logits up to 1e4 and
+bfloat16 logits (tests/distill/test_stability.py), and returns float32
 per-example arrays.
 """
 
@@ -31,7 +32,8 @@ def _log_probs(logits: ArrayLike, temperature: Any) -> jax.Array:
 def _kl(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
     """``sum p (log p - log q)`` over the last axis; a zero ``p`` contributes exactly 0."""
     p = jnp.exp(log_p)
-    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
+    diff = jnp.where(p > 0, log_p - log_q, 0.0)  # before the product: no 0 * NaN in the gradient
+    return jnp.sum(p * diff, axis=-1)
 
 
 def _exp_remainder(e: jax.Array) -> jax.Array:
@@ -49,15 +51,20 @@ def _kl_logits(z_t: jax.Array, z_s: jax.Array) -> jax.Array:
     and ``e = d - m`` (so ``E_p[e] = 0``), the divergence is exactly
     ``log1p(E_p[exp(-e) - 1 + e])``, a sum of non-negative terms computed without
     cancellation; rows where ``-e`` is too large for ``exp`` use the direct form
-    (the divergence is then large and the direct form accurate).
+    (the divergence is then large and the direct form accurate). So do rows where
+    a class whose teacher probability underflows to 0 still adds a non-negligible
+    ``p * exp(-e) = exp(log p - e)`` (the student puts mass where the teacher has
+    next to none: at low temperature or with logits of 1e4, an exactly-zero ``p``
+    must not hide a large divergence).
     """
     log_p = jax.nn.log_softmax(z_t, axis=-1)
     p = jnp.exp(log_p)
     live = p > 0
-    d = z_t - z_s
+    d = jnp.where(live, z_t - z_s, 0.0)
     m = jnp.sum(jnp.where(live, p * d, 0.0), axis=-1, keepdims=True)
     e = jnp.where(live, d - m, 0.0)
-    fits = jnp.max(-e, axis=-1) <= 30.0
+    dead = jnp.where(live | (log_p == -jnp.inf), -jnp.inf, log_p - (z_t - z_s - m))
+    fits = (jnp.max(-e, axis=-1) <= 30.0) & (jnp.max(dead, axis=-1) <= -80.0)
     remainder = _exp_remainder(jnp.maximum(e, -30.0))
     precise = jnp.log1p(jnp.sum(jnp.where(live, p * remainder, 0.0), axis=-1))
     direct = _kl(log_p, jax.nn.log_softmax(z_s, axis=-1))
@@ -211,12 +218,20 @@ def soft_cross_entropy_loss(*, temperature: float = 1.0) -> Loss:
 
 
 def _split_target(z: jax.Array, onehot: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(log p_target, log (1 - p_target), log_softmax over the non-target classes)``."""
+    """``(log p_target, log (1 - p_target), log_softmax over the non-target classes)``.
+
+    ``log(1 - p_target)`` is ``log1p(-p_target)`` while ``p_target < 1/2`` (the
+    difference of two log-sum-exps would lose the digits of a tiny ``p_target``,
+    which the ``T**2`` of DKD then magnifies) and ``lse_nt - lse_all`` above.
+    """
     lse_all = jax.nn.logsumexp(z, axis=-1)
     z_nt = jnp.where(onehot, -jnp.inf, z)
     lse_nt = jax.nn.logsumexp(z_nt, axis=-1)
     log_target = jnp.sum(jnp.where(onehot, z, 0.0), axis=-1) - lse_all
-    return log_target, lse_nt - lse_all, z_nt - lse_nt[:, None]
+    small = log_target < -jnp.log(2.0)
+    safe = jnp.where(small, log_target, -1.0)  # keeps log1p(-1) out of the gradient
+    log_rest = jnp.where(small, jnp.log1p(-jnp.exp(safe)), lse_nt - lse_all)
+    return log_target, log_rest, z_nt - lse_nt[:, None]
 
 
 def dkd_loss(
@@ -268,10 +283,8 @@ def dkd_loss(
         s_tgt, s_rest, s_nt = _split_target(jnp.asarray(s, jnp.float32) / temperature, onehot)
         t_tgt, t_rest, t_nt = _split_target(jnp.asarray(t, jnp.float32) / temperature, onehot)
         scale = temperature**2
-        tckd = scale * _kl(jnp.stack([t_tgt, t_rest], -1), jnp.stack([s_tgt, s_rest], -1))
-        p_nt = jnp.exp(t_nt)  # exactly 0 at the target class
-        diff = jnp.where(onehot, 0.0, t_nt - s_nt)
-        nckd = scale * jnp.sum(jnp.where(p_nt > 0, p_nt * diff, 0.0), axis=-1)
+        tckd = scale * _kl_logits(jnp.stack([t_tgt, t_rest], -1), jnp.stack([s_tgt, s_rest], -1))
+        nckd = scale * _kl_logits(t_nt, s_nt)  # -inf at the target class: p = 0 there
         ce = _hard_ce(s, labels)
         per_example = ce_weight * ce + alpha * tckd + beta * nckd
         terms = {

@@ -21,9 +21,16 @@ from jaxzip.distill._core import (
     student_update,
     teacher_forward,
 )
-from jaxzip.distill._shard import check_divisible, check_mesh, data_sharded, replicated
+from jaxzip.distill._shard import (
+    check_divisible,
+    check_mesh,
+    data_sharded,
+    replicate,
+    replicated,
+)
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train import TrainState
+from jaxzip.train._guard import run_guarded
 
 DistillStep = Callable[
     [TrainState, Params, Mapping[str, Any], jax.Array], tuple[TrainState, Metrics]
@@ -38,6 +45,7 @@ def make_train_step(
     loss: Loss,
     student_transform: Transform | None = None,
     mesh: Mesh | None = None,
+    check_finite: bool = False,
 ) -> DistillStep:
     """Builds ``step(state, teacher_params, batch, key) -> (state, metrics)``: one jitted step.
 
@@ -60,7 +68,18 @@ def make_train_step(
 
     With ``mesh``, training is data-parallel: the batch is split along the mesh's
     ``"data"`` axis (see :func:`shard_batch`), the state, teacher params and
-    metrics are replicated, and XLA inserts the gradient all-reduce.
+    metrics are replicated (the step places them with :func:`replicate`), and XLA
+    inserts the gradient all-reduce. The same step runs multi-process under
+    ``jax.distributed`` with a mesh over all processes' devices: every process
+    calls it with the same state, teacher params and key, and its own part of the
+    global batch placed by ``shard_batch(part, mesh, local=True)`` (a host batch
+    is taken as the global batch); see ``docs/distributed.md``.
+
+    With ``check_finite=True`` the step applies the update only if the loss, the
+    gradients and the new params are finite, and adds ``"finite"`` and
+    ``"nonfinite"`` (per-leaf NaN/Inf counts) to the metrics, as
+    :func:`jaxzip.train.make_train_step` does; see
+    :func:`jaxzip.train.raise_if_nonfinite`. Off by default, at no cost.
 
     Args:
       student_apply: ``apply_fn(params, x, *, train, key)`` of the student,
@@ -72,6 +91,7 @@ def make_train_step(
         shapes and dtypes, applied to the student's params inside the loss.
       mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis of type
         ``jax.sharding.AxisType.Auto``.
+      check_finite: guard the update against NaN/Inf and report per-leaf counts.
 
     Returns:
       ``step(state, teacher_params, batch, key)`` returning the new
@@ -106,12 +126,18 @@ def make_train_step(
         raise TypeError(f"{where}: loss must be a loss function such as kd_loss(...), got {loss!r}")
     if mesh is not None:
         mesh = check_mesh(where, mesh)
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"{where}: check_finite must be a bool, got {check_finite!r}")
 
     def _step(state, teacher_params, x, y, mask, key):
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
-        return student_update(
-            student_apply, tx, student_transform, loss, state, teacher_out, x, y, mask, key
-        )
+
+        def update(opt):
+            return student_update(
+                student_apply, opt, student_transform, loss, state, teacher_out, x, y, mask, key
+            )
+
+        return run_guarded(update, tx, state) if check_finite else update(tx)
 
     if mesh is None:
         jitted = jax.jit(_step, donate_argnums=0)
@@ -137,6 +163,7 @@ def make_train_step(
                 checked.add(signature)
         if mesh is not None:
             check_divisible(step_where, len(y), mesh)
+            state, teacher_params = replicate((state, teacher_params), mesh)
             data = data_sharded(mesh)
             x, y, mask = (jax.device_put(a, data) for a in (x, y, mask))
         return jitted(state, teacher_params, x, y, mask, key)

@@ -24,6 +24,7 @@ from jaxzip.distill._core import (
 )
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train import TrainState
+from jaxzip.train._guard import run_guarded
 
 VmappedStep = Callable[..., tuple[TrainState, Metrics]]
 
@@ -113,6 +114,7 @@ def make_vmapped_train_step(
     *,
     make_loss: Callable[..., Loss],
     student_transform: Transform | None = None,
+    check_finite: bool = False,
 ) -> VmappedStep:
     """Builds ``step(states, teacher_params, batch, keys, hparams)`` training K students at once.
 
@@ -124,7 +126,10 @@ def make_vmapped_train_step(
     program. Student ``i`` follows exactly what ``make_train_step(...,
     loss=make_loss(**hparams_i))`` would do with ``keys[i]``. Same conventions:
     jitted, donates ``states``, checks inputs (and each student's
-    hyperparameters, through ``make_loss``) before tracing.
+    hyperparameters, through ``make_loss``) before tracing. With
+    ``check_finite=True`` each student's update is guarded as in
+    :func:`make_train_step` (a student meeting NaN/Inf keeps its state while the
+    others advance); ``"finite"`` has shape ``(K,)`` and the counts a leading K axis.
 
     Args:
       student_apply: the student's apply function (one architecture for all K).
@@ -133,6 +138,7 @@ def make_vmapped_train_step(
       make_loss: a loss factory taking the hyperparameters as keywords, e.g.
         :func:`kd_loss` with ``hparams={"temperature": ..., "alpha": ...}``.
       student_transform: optional ``params -> params`` applied per student.
+      check_finite: guard each student's update against NaN/Inf and report counts.
 
     Returns:
       ``step(states, teacher_params, batch, keys, hparams)`` returning the new
@@ -162,15 +168,21 @@ def make_vmapped_train_step(
     check_factory_args(where, student_apply, teacher_apply, tx, student_transform)
     if not callable(make_loss):
         raise TypeError(f"{where}: make_loss must be a loss factory such as kd_loss")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"{where}: check_finite must be a bool, got {check_finite!r}")
 
     def _step(states, teacher_params, x, y, mask, keys, hparams):
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
 
         def one(state, key, hp):
             loss = make_loss(**hp)
-            return student_update(
-                student_apply, tx, student_transform, loss, state, teacher_out, x, y, mask, key
-            )
+
+            def update(opt):
+                return student_update(
+                    student_apply, opt, student_transform, loss, state, teacher_out, x, y, mask, key
+                )
+
+            return run_guarded(update, tx, state) if check_finite else update(tx)
 
         return jax.vmap(one)(states, keys, hparams)
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxzip._finite import check_finite
 from jaxzip._types import Mask, Params, PyTree, Where
 from jaxzip.paths import leaves_with_paths, min_ndim, select
 from jaxzip.prune._allocation import (
@@ -83,6 +84,8 @@ def make_mask(
     :class:`Block`). Ties are broken by position: among equal scores, earlier
     leaves (flattening order) and lower row-major indices are pruned first.
     ``sparsity`` may be traced (jit, vmap over several sparsity levels).
+    Concrete scores of the selected leaves must not be NaN (a NaN has no rank);
+    ``±inf`` are valid scores (``-inf`` is pruned first). Traced scores are not checked.
 
     Args:
       scores: a tree of float scores (higher = more important) with the params'
@@ -100,6 +103,7 @@ def make_mask(
     Raises:
       ValueError: bad sparsity, ``where`` selecting nothing, a selected non-float
         leaf, a structure that does not fit a selected leaf.
+      NonFiniteError: a selected score is NaN (a ``ValueError`` naming the paths).
       TypeError: ``structure`` or ``allocation`` of the wrong type.
 
     Example:
@@ -110,6 +114,21 @@ def make_mask(
              [False,  True]], dtype=bool)
     """
     _check_options(sparsity, structure, allocation)
+    _check_selected(scores, where, "make_mask", allow_inf=True)
+    return _make_mask(scores, sparsity, where, structure, allocation)
+
+
+def _check_selected(tree: PyTree, where: Where, caller: str, *, allow_inf: bool) -> None:
+    """NaN (and, unless ``allow_inf``, Inf) in the selected concrete leaves raises."""
+    picked = select(tree, where)
+    check_finite(jax.tree.map(lambda x, s: x if s else None, tree, picked), where=caller,
+                 allow_inf=allow_inf)  # fmt: skip
+
+
+def _make_mask(
+    scores: PyTree, sparsity: Any, where: Where, structure: Structure, allocation: Allocation
+) -> Mask:
+    """:func:`make_mask` after its checks."""
     selected = jax.tree.leaves(select(scores, where))
     flat, treedef = jax.tree.flatten(scores)
     paths = [p for p, _ in leaves_with_paths(scores)]
@@ -160,6 +179,8 @@ def magnitude_mask(
 
     Raises:
       ValueError: see :func:`make_mask`; also a selected leaf that is not float.
+      NonFiniteError: a selected leaf holds NaN or Inf (a ``ValueError`` naming
+        every such path with its counts; skipped for traced params).
 
     Example:
       >>> import jax.numpy as jnp
@@ -172,13 +193,9 @@ def magnitude_mask(
     for (path, leaf), keep in zip(leaves_with_paths(params), chosen, strict=True):
         if keep:
             check_float(path, leaf, "where")
-    return make_mask(
-        magnitude_scores(params),
-        sparsity=sparsity,
-        where=where,
-        structure=structure,
-        allocation=allocation,
-    )
+    _check_options(sparsity, structure, allocation)
+    _check_selected(params, where, "magnitude_mask", allow_inf=False)
+    return _make_mask(magnitude_scores(params), sparsity, where, structure, allocation)
 
 
 def apply_mask(params: Params, mask: Mask) -> Params:

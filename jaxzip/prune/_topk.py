@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from jaxzip._finite import check_finite
 from jaxzip.prune._checks import check_sparsity, is_concrete
 from jaxzip.prune._structures import Unstructured
 
@@ -295,6 +296,7 @@ def topk_mask(scores: ArrayLike, *, sparsity: ArrayLike) -> jax.Array:
 
     Raises:
       ValueError: ``sparsity`` is concrete and outside ``[0, 1)``.
+      NonFiniteError: ``scores`` is concrete and holds NaN (``±inf`` are valid).
 
     Example:
       >>> import jax.numpy as jnp
@@ -302,6 +304,7 @@ def topk_mask(scores: ArrayLike, *, sparsity: ArrayLike) -> jax.Array:
       Array([ True, False,  True, False], dtype=bool)
     """
     check_sparsity(sparsity)
+    check_finite(scores, where="topk_mask", name="scores", allow_inf=True)
     scores = jnp.asarray(scores)
     (keep,) = keep_masks(
         (scores,), (num_pruned(sparsity, scores.size),), structure=Unstructured(), pooled=False

@@ -41,7 +41,7 @@ def binarize(x: ArrayLike, *, axes: tuple[int, ...] = ()) -> QArray:
       >>> dequantize(binarize(jnp.array([0.5, -1.5, 1.0])))
       Array([ 1., -1.,  1.], dtype=float32)
     """
-    x = check_input(x, "x")
+    x = check_input(x, "x", where="binarize")
     layout = _layout(x, axes)
     xb = layout.to_blocks(x.astype(jnp.float32))
     alpha = layout.from_rows(jnp.mean(jnp.abs(xb), axis=1))
@@ -82,7 +82,7 @@ def ternarize(x: ArrayLike, *, axes: tuple[int, ...] = (), threshold: float = 0.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
         raise ValueError(f"threshold: expected a number >= 0, got {threshold!r}")
-    x = check_input(x, "x")
+    x = check_input(x, "x", where="ternarize")
     layout = _layout(x, axes)
     xb = jnp.abs(layout.to_blocks(x.astype(jnp.float32)))
     delta = threshold * jnp.mean(xb, axis=1, keepdims=True)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxzip._finite import check_finite
 from jaxzip.quant._qarray import Layout, make_layout
 from jaxzip.quant._spec import (
     MINMAX,
@@ -22,12 +23,19 @@ from jaxzip.quant._spec import (
 )
 
 
-def check_input(x: ArrayLike, what: str = "x") -> jax.Array:
+def check_input(
+    x: ArrayLike, what: str = "x", *, where: str = "jaxzip.quant", check_values: bool = True
+) -> jax.Array:
     """Validates a float array to quantize; NaN/Inf are checked only when ``x`` is concrete.
+
+    ``what`` names the array (``"x"`` or its path) and ``where`` the function in
+    the message; ``check_values=False`` skips the NaN/Inf check (the caller did
+    it already, for a whole tree).
 
     Raises:
       TypeError: ``x`` is not a floating-point array.
-      ValueError: ``x`` is empty or holds NaN or Inf.
+      ValueError: ``x`` is empty.
+      NonFiniteError: ``x`` holds NaN or Inf (a ``ValueError``).
     """
     dtype = getattr(x, "dtype", None)
     if dtype is None:
@@ -37,11 +45,8 @@ def check_input(x: ArrayLike, what: str = "x") -> jax.Array:
         raise TypeError(f"{what}: expected a floating-point array, got dtype {dtype}")
     if np.size(x) == 0:
         raise ValueError(f"{what}: cannot quantize an empty array (shape {np.shape(x)})")
-    if not isinstance(x, jax.core.Tracer):
-        finite = np.isfinite(np.asarray(x))
-        if not finite.all():
-            n = int((~finite).sum())
-            raise ValueError(f"{what}: holds {n} NaN or Inf value(s); expected finite numbers")
+    if check_values:
+        check_finite(x, where=where, name=what)  # skipped for tracers
     return jnp.asarray(x)
 
 
@@ -170,7 +175,8 @@ def calibrate(
 
     Raises:
       TypeError: ``x`` is not float, or ``spec``/``calibration`` have the wrong type.
-      ValueError: ``x`` is empty or non-finite, or ``spec`` does not fit ``x``'s shape.
+      ValueError: ``x`` is empty or non-finite (``NonFiniteError``), or ``spec``
+        does not fit ``x``'s shape.
 
     Example:
       >>> import jax.numpy as jnp
@@ -180,5 +186,5 @@ def calibrate(
     """
     check_spec(spec)
     check_calibration(calibration)
-    x = check_input(x)
+    x = check_input(x, where="calibrate")
     return calibrate_layout(x, make_layout(x.shape, spec), spec, calibration)

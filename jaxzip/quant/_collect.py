@@ -88,7 +88,7 @@ def make_range_collector(
         return RangeState(jnp.zeros((), jnp.int32), lo, hi)
 
     def update(state: RangeState, x: ArrayLike) -> RangeState:
-        x = check_input(x, "x")
+        x = check_input(x, "x", where="range collector update")
         layout = make_layout(x.shape, spec)
         if layout.scale_shape != state.lo.shape:
             raise ValueError(

@@ -108,7 +108,7 @@ def fake_quant(
     check_spec(spec)
     check_calibration(calibration)
     check_key(spec, key, "fake_quant")
-    x = check_input(x, "x")
+    x = check_input(x, "x", where="fake_quant")
     layout = make_layout(x.shape, spec)
     qmin, qmax = _grid(spec, bits)
     lo, hi = resolve_range(
@@ -183,7 +183,7 @@ def lsq_fake_quant(x: ArrayLike, step: ArrayLike, spec: QuantSpec) -> jax.Array:
     check_spec(spec)
     if spec.rounding != "nearest":
         raise ValueError(f"lsq_fake_quant: needs rounding='nearest', got {spec.rounding!r}")
-    x = check_input(x, "x")
+    x = check_input(x, "x", where="lsq_fake_quant")
     layout = make_layout(x.shape, spec)
     step = jnp.asarray(step, jnp.float32)
     try:
@@ -215,7 +215,7 @@ def lsq_init_step(x: ArrayLike, spec: QuantSpec) -> jax.Array:
       Array([2.309401], dtype=float32)
     """
     check_spec(spec)
-    x = check_input(x, "x")
+    x = check_input(x, "x", where="lsq_init_step")
     layout = make_layout(x.shape, spec)
     mean_abs = jnp.mean(jnp.abs(layout.to_blocks(x).astype(jnp.float32)), axis=1)
     step = 2.0 * mean_abs / math.sqrt(_lsq_grid(spec)[1])

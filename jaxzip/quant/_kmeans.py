@@ -10,6 +10,7 @@ import numpy as np
 from flax import struct
 from jax.typing import ArrayLike
 
+from jaxzip._finite import check_finite
 from jaxzip._types import Mask, Params, Where
 from jaxzip.paths import keystr, select
 from jaxzip.quant._calibrate import check_input
@@ -68,6 +69,11 @@ def _check_bits(bits: Any) -> None:
         raise ValueError(f"bits: expected an int in 1..8, got {bits!r}")
 
 
+def _check_iters(iters: Any) -> None:
+    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 0:
+        raise ValueError(f"iters: expected a non-negative int, got {iters!r}")
+
+
 def kmeans(
     x: ArrayLike, *, bits: int, mask: ArrayLike | None = None, iters: int = 20
 ) -> KMeansArray:
@@ -90,7 +96,8 @@ def kmeans(
 
     Raises:
       TypeError: ``x`` is not float.
-      ValueError: bad ``bits``/``iters``, mask shape mismatch, empty or non-finite ``x``.
+      ValueError: bad ``bits``/``iters``, mask shape mismatch, empty ``x``.
+      NonFiniteError: ``x`` is concrete and holds NaN or Inf (a ``ValueError``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -99,9 +106,12 @@ def kmeans(
       Array([0.05, 0.95], dtype=float32)
     """
     _check_bits(bits)
-    if isinstance(iters, bool) or not isinstance(iters, (int, np.integer)) or iters < 0:
-        raise ValueError(f"iters: expected a non-negative int, got {iters!r}")
-    x = check_input(x, "x")
+    _check_iters(iters)
+    return _cluster(check_input(x, "x", where="kmeans"), bits, mask, iters)
+
+
+def _cluster(x: jax.Array, bits: int, mask: ArrayLike | None, iters: int) -> KMeansArray:
+    """:func:`kmeans` of a checked float array."""
     if mask is None:
         m = jnp.ones(x.shape, bool)
     else:
@@ -153,6 +163,8 @@ def kmeans_params(
     Raises:
       ValueError: ``where`` selects nothing; mask structure differs; bad values
         (named by path).
+      NonFiniteError: a selected leaf holds NaN or Inf (a ``ValueError`` naming
+        every such path with its counts; skipped for traced leaves).
 
     Example:
       >>> import jax.numpy as jnp
@@ -162,6 +174,7 @@ def kmeans_params(
       Array([0.05, 0.05, 0.95, 0.95], dtype=float32)
     """
     _check_bits(bits)
+    _check_iters(iters)
     picked = select(params, where)
     if mask is None:
         mleaves = [None] * len(jax.tree.leaves(params))
@@ -173,6 +186,9 @@ def kmeans_params(
             )
         mleaves = jax.tree.leaves(mask)
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    sels = jax.tree.leaves(picked)
+    chosen = [leaf if sel else None for (_, leaf), sel in zip(flat, sels, strict=True)]
+    check_finite(jax.tree.unflatten(treedef, chosen), where="kmeans_params")
     out = []
     for (kp, leaf), sel, m in zip(flat, jax.tree.leaves(picked), mleaves, strict=True):
         if not sel:
@@ -181,9 +197,9 @@ def kmeans_params(
         path = keystr(kp)
         if m is not None and jnp.ndim(m) == 0:
             m = jnp.broadcast_to(jnp.asarray(m, bool), jnp.shape(leaf))
-        leaf = check_input(leaf, path)
+        leaf = check_input(leaf, path, where="kmeans_params", check_values=False)
         try:
-            out.append(kmeans(leaf, bits=bits, mask=m, iters=iters))
+            out.append(_cluster(leaf, bits, m, int(iters)))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
     return jax.tree.unflatten(treedef, out)

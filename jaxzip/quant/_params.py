@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxzip._finite import check_finite
 from jaxzip._types import Params, Where
 from jaxzip.paths import describe, keystr, matches
 from jaxzip.quant._fake import fake_quant, lsq_fake_quant, lsq_init_step
@@ -102,8 +103,10 @@ def quantize_params(
       ``params``' structure with :class:`QArray` in place of quantized leaves.
 
     Raises:
-      ValueError: a rule matches nothing; NaN/Inf (named by path); a spec does not
-        fit a leaf's shape (named by path).
+      ValueError: a rule matches nothing; a spec does not fit a leaf's shape
+        (named by path).
+      NonFiniteError: a quantized leaf holds NaN or Inf (a ``ValueError`` naming
+        every such path with its counts; skipped for traced leaves).
       TypeError: malformed rules or a non-float leaf selected.
 
     Example:
@@ -115,6 +118,10 @@ def quantize_params(
     """
     specs = resolve_rules(params, rules)
     leaves, treedef = jax.tree.flatten(params)
+    chosen = [
+        leaf if spec is not None else None for (_, spec), leaf in zip(specs, leaves, strict=True)
+    ]
+    check_finite(jax.tree.unflatten(treedef, chosen), where="quantize_params")  # None: not checked
     keys = _leaf_keys(key, len(leaves))
     out = []
     for (path, spec), leaf, k in zip(specs, leaves, keys, strict=True):
@@ -130,6 +137,8 @@ def quantize_params(
                 fixed_range=None,
                 key=k,
                 what=path,
+                where="quantize_params",
+                check_values=False,
             )
         )
     return jax.tree.unflatten(treedef, out)

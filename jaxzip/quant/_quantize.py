@@ -74,12 +74,14 @@ def quantize_array(
     fixed_range: tuple[ArrayLike, ArrayLike] | None,
     key: jax.Array | None,
     what: str,
+    where: str,
+    check_values: bool = True,
 ) -> QArray:
-    """:func:`quantize` with the name used in error messages."""
+    """:func:`quantize` with the array's name and the function's for error messages."""
     check_spec(spec, f"{what}: spec")
     check_calibration(calibration)
     check_key(spec, key, what)
-    x = check_input(x, what)
+    x = check_input(x, what, where=where, check_values=check_values)
     try:
         layout = make_layout(x.shape, spec)
     except ValueError as e:
@@ -134,8 +136,10 @@ def quantize(
 
     Raises:
       TypeError: ``x`` is not a float array; bad argument types.
-      ValueError: empty or non-finite ``x``; axes out of range; a group size that
-        does not divide its axis; stochastic rounding without a key.
+      ValueError: empty ``x``; axes out of range; a group size that does not
+        divide its axis; stochastic rounding without a key.
+      NonFiniteError: ``x`` is concrete and holds NaN or Inf (a ``ValueError``;
+        under ``jit``/``vmap`` of the caller nothing is checked).
 
     Example:
       >>> import jax.numpy as jnp
@@ -152,4 +156,5 @@ def quantize(
         fixed_range=fixed_range,
         key=key,
         what="x",
+        where="quantize",
     )

@@ -23,6 +23,7 @@ from jaxzip.train._augment import RandomShift
 from jaxzip.train._checkpoint import load_params, save_params
 from jaxzip.train._evaluate import evaluate
 from jaxzip.train._fit import fit
+from jaxzip.train._guard import raise_if_nonfinite
 from jaxzip.train._optim import OPTIMIZERS, SCHEDULES, kernel_mask, make_optimizer
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
@@ -39,5 +40,6 @@ __all__ = [
     "load_params",
     "make_optimizer",
     "make_train_step",
+    "raise_if_nonfinite",
     "save_params",
 ]

@@ -17,6 +17,7 @@ from jaxzip.data import Dataset, batches
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train._augment import RandomShift
 from jaxzip.train._evaluate import evaluate
+from jaxzip.train._guard import raise_if_nonfinite
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
 
@@ -45,6 +46,7 @@ def fit(
     progress: bool = True,
     eval_batch_size: int = 1000,
     augment: RandomShift | None = None,
+    check_finite: bool = False,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Trains with softmax cross-entropy for ``epochs`` epochs.
 
@@ -54,6 +56,14 @@ def fit(
     from ``jax.random.key(seed)``. Metrics are summed on the device; the host
     fetches them only every few steps for the progress bar and once per epoch.
     ``params`` is not consumed (training works on a copy).
+
+    With ``check_finite=True`` the step is built with ``check_finite=True`` (see
+    :func:`make_train_step`) and the loop stops at the first step whose loss,
+    gradients or new params hold NaN or Inf, raising :class:`jaxzip._errors.NonFiniteError`
+    that names the step, the epoch and batch, and the offending paths with their
+    counts. No garbage is returned: the step was not applied, and the error's
+    ``state`` attribute is the last finite :class:`TrainState` (the one before
+    the bad step). The check costs one host fetch of a bool per step.
 
     Args:
       apply_fn: the model, ``apply_fn(params, x, *, train, key) -> logits``.
@@ -68,6 +78,7 @@ def fit(
       eval_batch_size: batch size for the validation passes.
       augment: optional augmentation applied inside the train step (e.g.
         :class:`RandomShift`); see :func:`make_train_step`.
+      check_finite: stop with :class:`jaxzip._errors.NonFiniteError` at the first non-finite step.
 
     Returns:
       ``(state, history)``: the final :class:`TrainState` and one dict per epoch
@@ -79,6 +90,7 @@ def fit(
       TypeError: an argument has the wrong type.
       ValueError: ``epochs``/``batch_size``/``seed`` out of range, or
         ``batch_size`` larger than the training set.
+      NonFiniteError: with ``check_finite``, a step met NaN or Inf (a ``ValueError``).
 
     Example:
       >>> import numpy as np, optax
@@ -106,7 +118,9 @@ def fit(
             f"{train_ds.name!r} (incomplete batches are dropped, so no step would run)"
         )
     steps_per_epoch = len(train_ds) // batch_size
-    step = make_train_step(apply_fn, tx, augment=augment)
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"fit: check_finite must be a bool, got {check_finite!r}")
+    step = make_train_step(apply_fn, tx, augment=augment, check_finite=check_finite)
     state = init_state(params, tx)
     key = jax.random.key(seed)
     history: list[dict[str, Any]] = []
@@ -126,6 +140,9 @@ def fit(
             it = batches(train_ds, batch_size, seed=seed, epoch=epoch, drop_last=True)
             for i, batch in enumerate(it, start=1):
                 state, metrics = step(state, batch, key)
+                if check_finite and not bool(metrics["finite"]):
+                    where = f"fit: step {int(state.step) + 1} (epoch {epoch + 1}, batch {i})"
+                    raise_if_nonfinite(metrics, state, where=where)
                 loss_sum = loss_sum + metrics["loss"]
                 acc_sum = acc_sum + metrics["accuracy"]
                 bar.update(1)

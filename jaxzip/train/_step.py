@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxzip._finite import nonfinite_counts
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train._augment import RandomShift
+from jaxzip.train._guard import guard_update
 from jaxzip.train._state import TrainState
 
 Batch = Mapping[str, Any]
@@ -58,6 +60,7 @@ def make_train_step(
     tx: optax.GradientTransformation,
     *,
     augment: RandomShift | None = None,
+    check_finite: bool = False,
 ) -> TrainStep:
     """Builds ``step(state, batch, key) -> (state, metrics)``: one jitted optimizer step.
 
@@ -69,21 +72,33 @@ def make_train_step(
     With ``augment``, the inputs are augmented inside the step from a key split off ``k``.
     The batch is checked before tracing; keys other than ``"x"`` and ``"y"`` are ignored.
 
+    With ``check_finite=True`` the step also counts the NaN and Inf values of the
+    loss, of every gradient leaf and of every new param leaf (one fused reduction
+    per leaf), and applies the update only if all are finite: a bad step returns
+    the state it was given (``step`` not advanced). The metrics gain
+    ``"finite"`` (bool scalar) and ``"nonfinite"`` (``{"loss", "grads",
+    "params"}`` int32 arrays of shape ``(leaves, 2)``: NaN and Inf counts per leaf,
+    in flattening order); :func:`raise_if_nonfinite` turns them into an error
+    naming the paths. Off (the default), the step is exactly the unchecked one.
+
     Args:
       apply_fn: the model, ``apply_fn(params, x, *, train, key) -> logits``.
       tx: the optax optimizer (schedules, weight decay, masks are part of it).
       augment: an optional augmentation applied to ``batch["x"]`` inside the step,
         e.g. :class:`RandomShift`.
+      check_finite: guard the update against NaN/Inf and report per-leaf counts.
 
     Returns:
       ``step(state, batch, key)`` returning the new :class:`TrainState` and
-      ``{"loss": scalar, "accuracy": scalar}`` (device arrays, for the batch).
+      ``{"loss": scalar, "accuracy": scalar}`` (device arrays, for the batch),
+      plus ``"finite"`` and ``"nonfinite"`` with ``check_finite``.
 
     Raises:
-      TypeError: ``apply_fn`` is not callable or ``tx`` is not an optax
-        ``GradientTransformation``. The step raises ``TypeError``/``ValueError`` for
-        a batch that is not a mapping with ``"x"`` and integer ``"y"`` of one batch
-        size, or a ``key`` that is not a JAX array.
+      TypeError: ``apply_fn`` is not callable, ``tx`` is not an optax
+        ``GradientTransformation`` or ``check_finite`` is not a bool. The step
+        raises ``TypeError``/``ValueError`` for a batch that is not a mapping with
+        ``"x"`` and integer ``"y"`` of one batch size, or a ``key`` that is not a
+        JAX array.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -106,6 +121,8 @@ def make_train_step(
         raise TypeError(
             f"make_train_step: augment must be callable (e.g. RandomShift), got {augment!r}"
         )
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"make_train_step: check_finite must be a bool, got {check_finite!r}")
 
     def loss_fn(params, x, y, key):
         logits = apply_fn(params, x, train=True, key=key)
@@ -122,7 +139,11 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
-        return new_state, {"loss": loss, "accuracy": accuracy}
+        metrics = {"loss": loss, "accuracy": accuracy}
+        if check_finite:
+            new_state, guard = guard_update(state, new_state, loss, nonfinite_counts(grads))
+            metrics.update(guard)
+        return new_state, metrics
 
     jitted = jax.jit(_step, donate_argnums=0)
 

@@ -170,3 +170,30 @@ def test_mask_and_or():
         mask_and(a, {"v": jnp.array([True, True, True])})
     with pytest.raises(ValueError, match="at least two"):
         mask_or(a)
+
+
+def test_magnitude_mask_names_nonfinite_selected_leaves_only():
+    from jaxzip._errors import NonFiniteError
+
+    params = {
+        "a": {"kernel": jnp.array([[1.0, jnp.nan], [jnp.inf, 2.0]])},
+        "b": {"kernel": jnp.ones((2, 2)), "bias": jnp.array([jnp.nan])},  # bias not selected
+    }
+    with pytest.raises(NonFiniteError, match=r"^a/kernel: holds 2 NaN or Inf value\(s\) "
+                       r"\(1 NaN, 1 Inf, of 4\); magnitude_mask expects finite") as e:  # fmt: skip
+        magnitude_mask(params, sparsity=0.5)
+    assert e.value.paths == ("a/kernel",)
+    params["a"]["kernel"] = jnp.ones((2, 2))
+    magnitude_mask(params, sparsity=0.5)  # the NaN bias is not selected: fine
+    # under the caller's jit nothing is known: no check, no error
+    jax.jit(lambda p: magnitude_mask(p, sparsity=0.5))({"w": jnp.full((2, 2), jnp.nan)})
+
+
+def test_make_mask_accepts_infinite_scores_but_not_nan():
+    from jaxzip._errors import NonFiniteError
+
+    scores = {"w": jnp.array([[-jnp.inf, 1.0], [jnp.inf, 0.5]])}
+    mask = make_mask(scores, sparsity=0.5)["w"]  # -inf pruned first, +inf kept
+    assert mask.tolist() == [[False, True], [True, False]]
+    with pytest.raises(NonFiniteError, match=r"^w: holds 1 NaN value\(s\) .*make_mask"):
+        make_mask({"w": jnp.array([[jnp.nan, 1.0], [2.0, 3.0]])}, sparsity=0.5)

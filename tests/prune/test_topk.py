@@ -118,3 +118,13 @@ def test_large_per_leaf_units_are_exact_each():
     kept = keep_masks(tuple(arrays), ks, structure=Unstructured(), pooled=False)
     for g, a, k in zip(kept, arrays, ks, strict=True):
         np.testing.assert_array_equal(~np.asarray(g), _reference_pruned([a], k)[0])
+
+
+def test_topk_mask_rejects_nan_scores_when_concrete():
+    with pytest.raises(ValueError, match=r"^scores: holds 1 NaN value\(s\) \(of 3\); topk_mask"):
+        topk_mask(jnp.array([1.0, jnp.nan, 2.0]), sparsity=0.5)
+    assert topk_mask(jnp.array([jnp.inf, -jnp.inf, 0.0]), sparsity=0.34).tolist() == [
+        True,
+        False,
+        True,
+    ]

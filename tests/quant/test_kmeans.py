@@ -94,3 +94,15 @@ def test_bad_input():
         kmeans_params({"w": jnp.ones(3)}, bits=2, where="kernel")
     with pytest.raises(ValueError, match=r"^w: holds 1 NaN"):
         kmeans_params({"w": jnp.array([1.0, jnp.nan])}, bits=2, where="w")
+
+
+def test_kmeans_params_names_the_function_and_every_bad_leaf():
+    from jaxzip._errors import NonFiniteError
+
+    params = {"w": jnp.array([1.0, jnp.nan]), "v": jnp.array([jnp.inf, 0.0]), "b": jnp.ones(1)}
+    with pytest.raises(
+        NonFiniteError, match=r"^v: holds 1 .*; w: holds 1 .*; kmeans_params expects"
+    ):
+        kmeans_params(params, bits=2, where="w|v")
+    with pytest.raises(NonFiniteError, match=r"^x: holds 1 NaN or Inf .*; kmeans expects"):
+        kmeans(jnp.array([0.0, jnp.inf]), bits=1)

@@ -158,3 +158,17 @@ def test_jit_and_eager_agree():
     b = jax.jit(lambda p: dequantize_params(quantize_params(p, rules)))(params)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_quantize_params_names_every_nonfinite_leaf_at_once():
+    from jaxzip._errors import JaxzipError, NonFiniteError
+
+    params = {"a": jnp.array([jnp.nan, 1.0]), "b": jnp.array([jnp.inf, -jnp.inf]),
+              "c": jnp.array([jnp.nan]), "ok": jnp.ones(2)}  # fmt: skip
+    with pytest.raises(NonFiniteError) as e:
+        quantize_params(params, [("a|b", QuantSpec(bits=4)), ("c", None), ("ok", QuantSpec())])
+    assert str(e.value) == (
+        "a: holds 1 NaN or Inf value(s) (1 NaN, 0 Inf, of 2); "
+        "b: holds 2 NaN or Inf value(s) (0 NaN, 2 Inf, of 2); quantize_params expects finite values"
+    )  # c is kept float (spec None): not checked
+    assert e.value.paths == ("a", "b") and isinstance(e.value, JaxzipError)
