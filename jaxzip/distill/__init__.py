@@ -39,7 +39,7 @@ from jaxzip.distill._losses import (
     soft_cross_entropy,
     soft_cross_entropy_loss,
 )
-from jaxzip.distill._shard import shard_batch
+from jaxzip.distill._shard import replicate, shard_batch
 from jaxzip.distill._step import make_train_step
 from jaxzip.distill._vmap import make_vmapped_train_step, stack_states, unstack_states
 
@@ -57,6 +57,7 @@ __all__ = [
     "make_train_step",
     "make_vmapped_train_step",
     "masked_mean",
+    "replicate",
     "shard_batch",
     "soft_cross_entropy",
     "soft_cross_entropy_loss",

@@ -10,8 +10,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxzip.distill import shard_batch
+from jaxzip.distill import replicate, shard_batch
 
 _SCRIPT = r"""
 import json, jax, jax.numpy as jnp, numpy as np, optax
@@ -77,3 +78,30 @@ def test_shard_batch_single_device_and_bad_input():
         shard_batch({"x": np.zeros((4, 2))}, jax.make_mesh((1,), ("data",)))
     with pytest.raises(TypeError, match="Mesh"):
         shard_batch({"x": np.zeros((4, 2))}, None)
+
+
+def test_shard_batch_local_in_one_process_is_the_global_batch():
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    batch = {"x": np.arange(8.0).reshape(4, 2), "y": np.arange(4)}
+    local, whole = shard_batch(batch, mesh, local=True), shard_batch(batch, mesh)
+    for k in batch:
+        assert local[k].sharding == whole[k].sharding
+        np.testing.assert_array_equal(np.asarray(local[k]), batch[k])
+    with pytest.raises(TypeError, match="local must be a bool"):
+        shard_batch(batch, mesh, local="yes")
+    with pytest.raises(ValueError, match="one leading size"):
+        shard_batch({"x": np.zeros((4, 2)), "y": np.arange(3)}, mesh, local=True)
+
+
+def test_replicate_places_every_leaf_once():
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    tree = {"a": np.arange(3), "b": (jax.numpy.ones((2, 2)), 2.0)}
+    placed = replicate(tree, mesh)
+    assert jax.tree.structure(placed) == jax.tree.structure(tree)
+    for leaf, want in zip(jax.tree.leaves(placed), jax.tree.leaves(tree), strict=True):
+        assert leaf.sharding.is_equivalent_to(NamedSharding(mesh, PartitionSpec()), leaf.ndim)
+        np.testing.assert_array_equal(np.asarray(leaf), np.asarray(want))
+    again = replicate(placed, mesh)  # already placed: the very same arrays, no copy
+    assert all(a is b for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(placed), strict=True))
+    with pytest.raises(TypeError, match=r"replicate: mesh must be a jax\.sharding\.Mesh"):
+        replicate(tree, "data")
