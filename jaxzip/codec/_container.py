@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 
+from jaxzip._finite import check_finite_items
 from jaxzip._io import atomic_write_bytes
 from jaxzip._types import PyTree
 from jaxzip.codec._errors import FormatError
@@ -24,6 +25,11 @@ _PREFIX = struct.Struct("<8sHHII")  # magic, version, reserved, header length, h
 MAX_HEADER_BYTES = 16 << 20
 MAX_FILE_BYTES = 1 << 36
 MAX_DEPTH = 64
+# Decoding may produce at most max(MIN_DECODED_BYTES, MAX_EXPANSION * file size) bytes of
+# arrays: generous for real models (Deep Compression reaches ~50x, 99%-sparse codebooks a few
+# hundred), while a tiny file cannot make the decoder allocate gigabytes.
+MAX_EXPANSION = 1024
+MIN_DECODED_BYTES = 1 << 20
 
 
 def _flatten(tree: Any, kp: tuple, leaves: list, depth: int = 0) -> dict[str, Any]:
@@ -77,7 +83,9 @@ def _unflatten(node: Any, leaves: list, depth: int = 0) -> Any:
     raise FormatError(f"header: unknown tree node {t!r}")
 
 
-def encode(tree: PyTree, *, encoding: Encoding | None = None) -> bytes:
+def encode(
+    tree: PyTree, *, encoding: Encoding | None = None, allow_nonfinite: bool = False
+) -> bytes:
     """Encodes a tree of arrays, QArrays and KMeansArrays into one self-describing file.
 
     Args:
@@ -86,12 +94,17 @@ def encode(tree: PyTree, *, encoding: Encoding | None = None) -> bytes:
         :class:`~jaxzip.quant.KMeansArray` leaves.
       encoding: an :class:`Encoding` pinned for every array, or None to pick the
         smallest encoding per array.
+      allow_nonfinite: store NaN and Inf as they are (bit for bit) instead of
+        raising; for trees that are not model weights.
 
     Returns:
       The file's bytes; :func:`decode` gives back ``tree`` bit for bit.
 
     Raises:
       TypeError: an unsupported leaf, dtype or dict key (named by path), or a bad ``encoding``.
+      jaxzip._errors.NonFiniteError: a float leaf (or a QArray's scale, a
+        KMeansArray's centroids) holds NaN or Inf, named by path with its counts
+        (a ``ValueError``); pass ``allow_nonfinite=True`` to store them.
 
     Example:
       >>> import numpy as np
@@ -103,6 +116,8 @@ def encode(tree: PyTree, *, encoding: Encoding | None = None) -> bytes:
         raise TypeError(f"encoding: expected an Encoding or None, got {type(encoding).__name__}")
     leaves: list = []
     structure = _flatten(tree, (), leaves)
+    if not allow_nonfinite:
+        check_finite_items(leaves, where="codec.encode")
     entries, chunks, offset = [], [], 0
     for path, leaf in leaves:
         kind, meta, comps = split_leaf(leaf, path)
@@ -169,7 +184,8 @@ def _reject(name: str) -> None:
 
 def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, Any]]:
     """Decodes every leaf described by ``header``: ``[(path, leaf)]`` in header order."""
-    entries, out, pos = header.get("leaves"), [], 0
+    entries, out, pos, total = header.get("leaves"), [], 0, 0
+    budget = max(MIN_DECODED_BYTES, MAX_EXPANSION * len(data))
     if not isinstance(entries, list):
         raise FormatError("header: 'leaves' must be a list")
     for i, e in enumerate(entries):
@@ -182,10 +198,21 @@ def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[t
         comps = {}
         for name, c in zip(names, items, strict=True):
             where = f"{path}/{name}"
-            if not isinstance(c, dict) or c.get("name") != name or c.get("dtype") not in DTYPES:
+            if (
+                not isinstance(c, dict)
+                or c.get("name") != name
+                or not isinstance(c.get("dtype"), str)
+                or c["dtype"] not in DTYPES
+            ):
                 raise FormatError(f"{where}: malformed component")
             dtype = DTYPES[c["dtype"]]
             n = check_shape(c.get("shape"), dtype, where)
+            total += n * dtype.itemsize
+            if total > budget:
+                raise FormatError(
+                    f"{where}: the arrays declare {total} bytes so far, over the {budget}-byte "
+                    f"cap for a {len(data)}-byte file ({MAX_EXPANSION}x, at least {MIN_DECODED_BYTES})"
+                )
             off, length = c.get("offset"), c.get("length")
             if (
                 off != pos

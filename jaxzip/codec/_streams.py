@@ -104,6 +104,12 @@ def _symbols_size(v: np.ndarray, coder: str) -> float:
 
 
 def _decode_symbols(spec: dict[str, Any], data: bytes, n: int) -> np.ndarray:
+    s, offset = _decode_symbols_u8(spec, data, n)
+    return s.astype(np.int64) + offset
+
+
+def _decode_symbols_u8(spec: dict[str, Any], data: bytes, n: int) -> tuple[np.ndarray, int]:
+    """The ``uint8`` symbols and the offset to add (no wide intermediate array)."""
     enc, offset = spec.get("enc"), spec.get("offset")
     if not isinstance(offset, int) or isinstance(offset, bool) or abs(offset) > 2**64:
         raise FormatError(f"symbol stream: bad offset {offset!r}")
@@ -126,7 +132,7 @@ def _decode_symbols(spec: dict[str, Any], data: bytes, n: int) -> np.ndarray:
         s = decode(data[5 * k :], present, counts, n)
     else:
         raise FormatError(f"symbol stream: unknown encoding {enc!r}")
-    return s.astype(np.int64) + offset
+    return s, offset
 
 
 # ---- arrays ----
@@ -136,7 +142,7 @@ def _symbol_candidates(flat: np.ndarray, coder: str | None) -> list[str]:
     if not _is_int(flat.dtype) or flat.size == 0:
         return []
     lo, hi = int(flat.min()), int(flat.max())
-    if hi - lo > 255:
+    if hi - lo > 255 or hi > np.iinfo(np.int64).max:  # symbol streams compute in int64
         return []
     return list(SYMBOL_CODERS) if coder is None else [coder]
 
@@ -232,11 +238,15 @@ def decode_array(spec: Any, data: bytes, dtype: np.dtype, n: int) -> np.ndarray:
     if enc in SYMBOL_CODERS:
         if not _is_int(dtype):
             raise FormatError(f"{enc} encoding is only valid for integer arrays, not {dtype}")
-        v = _decode_symbols(spec, data, n)
+        s, offset = _decode_symbols_u8(spec, data, n)
         info = (0, 1) if dtype == np.bool_ else (np.iinfo(dtype).min, np.iinfo(dtype).max)
-        if v.size and (v.min() < info[0] or v.max() > info[1]):
+        if s.size and (int(s.min()) + offset < info[0] or int(s.max()) + offset > info[1]):
             raise FormatError(f"{enc} stream: values out of range for {dtype}")
-        return v.astype(dtype)
+        if dtype == np.bool_:
+            return (s + np.uint8(offset)).astype(np.bool_) if offset else s.astype(np.bool_)
+        # the true values fit in dtype, so adding modulo 2**bits gives them exactly
+        wrap = np.dtype(f"u{dtype.itemsize}")
+        return s.astype(dtype) + np.array(offset % (1 << (8 * dtype.itemsize)), wrap).view(dtype)
     if enc == "sparse":
         return _decode_sparse(spec, data, dtype, n)
     raise FormatError(f"array encoding: unknown {enc!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -109,9 +110,19 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
         for p, leaf in expected:
             want_shape, want_dtype = tuple(np.shape(leaf)), _dtype_of(leaf)
             try:
-                got = archive[p]
-            except ValueError as e:  # e.g. a pickled object array
+                head_shape, head_dtype = _member_header(archive, p)
+                same = head_dtype == want_dtype or (
+                    head_dtype.kind == "V" and head_dtype.itemsize == want_dtype.itemsize
+                )
+                # checked before reading, so the array is never larger than ``like`` says
+                got = archive[p] if head_shape == want_shape and same else None
+            except _READ_ERRORS as e:  # e.g. a pickled object array, a corrupt zip member
                 raise ValueError(f"load_params: {str(path)!r}: cannot read {p!r}: {e}") from e
+            if got is None:
+                raise ValueError(
+                    f"load_params: {str(path)!r}: {p!r} expected "
+                    f"{_describe(want_shape, want_dtype)}, file has {_describe(head_shape, head_dtype)}"
+                )
             if got.dtype.kind == "V" and got.dtype.itemsize == want_dtype.itemsize:
                 got = got.view(want_dtype)  # extension dtypes (bfloat16) are stored as raw bytes
             if got.shape != want_shape or got.dtype != want_dtype:
@@ -121,6 +132,25 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
                 )
             leaves.append(jnp.asarray(got))
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
+_READ_ERRORS = (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _member_header(archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an ``.npy`` member declares, read without reading its data."""
+    name = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+    with archive.zip.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded (they would need pickle)")
+    return tuple(shape), dtype
 
 
 def _dtype_of(leaf: object) -> np.dtype:
