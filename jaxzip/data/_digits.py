@@ -33,12 +33,12 @@ def load_digits(*, split: str = "train", test_fraction: float = 0.2, seed: int) 
       >>> ds.x.shape, ds.x.dtype, ds.num_classes
       ((359, 8, 8, 1), dtype('float32'), 10)
     """
-    from sklearn.datasets import load_digits as _sk_load_digits  # imported lazily: slow
-
     if split not in ("train", "test"):
         raise ValueError(f"load_digits: split must be 'train' or 'test', got {split!r}")
     test_fraction = _check_fraction("load_digits: test_fraction", test_fraction)
     seed = _check_int("load_digits: seed", seed, 0)
+    from sklearn.datasets import load_digits as _sk_load_digits  # imported lazily: slow
+
     bunch = _sk_load_digits()
     images = np.asarray(bunch.images)
     x = (images / 16.0).astype(np.float32)[..., None]

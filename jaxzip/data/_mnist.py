@@ -104,9 +104,11 @@ def load_idx_dataset(
       jaxzip._errors.DataError: mnist test split: directory ... lacks t10k-images-idx3-ubyte, ...
     """
     if not isinstance(source, IdxSource):
-        raise TypeError(f"source must be an IdxSource, got {type(source).__name__}")
+        raise TypeError(
+            f"load_idx_dataset: source must be an IdxSource, got {type(source).__name__}"
+        )
     if split not in IDX_FILES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ValueError(f"{source.name}: split must be 'train' or 'test', got {split!r}")
     if mirrors is not None:  # validated by the same rules as IdxSource
         mirrors = IdxSource(name=source.name, md5s=source.md5s, mirrors=mirrors).mirrors
     else:

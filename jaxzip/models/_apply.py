@@ -10,6 +10,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxzip._types import Params
+from jaxzip.paths import leaves_with_paths
 
 
 class ApplyFn(Protocol):
@@ -77,7 +78,7 @@ def init_params(module: nn.Module, key: jax.Array, example_x: ArrayLike) -> Para
       The params pytree (a plain nested dict of arrays).
 
     Raises:
-      TypeError: ``module`` is not a linen module.
+      TypeError: ``module`` is not a linen module, or ``key`` is not a PRNG key.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -88,6 +89,14 @@ def init_params(module: nn.Module, key: jax.Array, example_x: ArrayLike) -> Para
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"init_params: module must be a flax.linen Module, got {type(module)!r}")
+    is_key = isinstance(key, jax.Array) and (
+        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.dtype == np.uint32
+    )
+    if not is_key:
+        raise TypeError(
+            f"init_params: key must be a PRNG key such as jax.random.key(0), "
+            f"got {type(key).__name__} {key!r}"
+        )
     return module.init({"params": key}, example_x, train=False)["params"]
 
 
@@ -105,9 +114,16 @@ def param_count(params: Params) -> int:
       >>> init = lambda: init_params(LeNet5(), jax.random.key(0), jnp.ones((1, 28, 28, 1)))
       >>> param_count(jax.eval_shape(init))
       431080
+
+    Raises:
+      TypeError: a leaf is not an array, a number or a ``jax.ShapeDtypeStruct``.
     """
-    return int(
-        sum(
-            int(np.prod(getattr(leaf, "shape", np.shape(leaf)))) for leaf in jax.tree.leaves(params)
-        )
-    )
+    total = 0
+    for path, leaf in leaves_with_paths(params):
+        if not hasattr(leaf, "shape") and not isinstance(leaf, (int, float, complex)):
+            raise TypeError(
+                f"param_count: params leaf {path!r} must be an array, a number or a "
+                f"jax.ShapeDtypeStruct, got {type(leaf).__name__} {leaf!r}"
+            )
+        total += int(np.prod(getattr(leaf, "shape", ())))
+    return total

@@ -88,9 +88,9 @@ def config_from_dict(
       The validated config.
 
     Raises:
-      ConfigError: for an unknown section or key (with a suggestion), a value
-        of the wrong type, or one out of range; the message names the source,
-        the key, what was expected and what was given.
+      ConfigError: for data that is not a mapping, an unknown section or key
+        (with a suggestion), a value of the wrong type, or one out of range; the
+        message names the source, the key, what was expected and what was given.
 
     Example:
       >>> config_from_dict({"train": {"epochs": 2}}).train.epochs
@@ -101,6 +101,12 @@ def config_from_dict(
       jaxzip._errors.ConfigError: x.toml: train.epoch: unknown key (known keys of [train]: epochs, batch_size, optimizer, learning_rate, schedule, warmup_epochs, weight_decay, momentum, eval_batch_size, augment_shift); did you mean train.epochs?
     """
     where = locate or (lambda key: f"{source}: {key}")
+    if not isinstance(data, Mapping):
+        what = f"[{_prefix[:-1]}]" if _prefix else "{section: {key: value}}"
+        raise ConfigError(
+            f"{source}: expected a table (a mapping such as {what}), "
+            f"got {type(data).__name__} {describe_value(data)}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -180,6 +186,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
     Raises:
       ConfigError: ``text`` is not of the form ``SECTION.KEY=VALUE``.
+      TypeError: ``text`` is not a string.
 
     Example:
       >>> parse_override("model.widths=[64, 32]")
@@ -187,6 +194,11 @@ def parse_override(text: str) -> tuple[str, Any]:
       >>> parse_override("data.name=mnist")
       ('data.name', 'mnist')
     """
+    if not isinstance(text, str):
+        raise TypeError(
+            f"--set: expected a string SECTION.KEY=VALUE (e.g. 'train.epochs=3'), "
+            f"got {type(text).__name__} {text!r}"
+        )
     key, sep, value = text.partition("=")
     key = key.strip()
     parts = key.split(".")
@@ -216,12 +228,23 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Iterable[str]) -> Experime
     Raises:
       ConfigError: a malformed override, an unknown section or key, or a bad
         value; the message names ``--set section.key``.
+      TypeError: ``cfg`` is not an :class:`ExperimentConfig`, or ``overrides`` is
+        a single string rather than a list of them.
 
     Example:
       >>> cfg = apply_overrides(load_config(), ["train.epochs=3", "model.name=mlp"])
       >>> cfg.train.epochs, cfg.model.name
       (3, 'mlp')
     """
+    if not isinstance(cfg, ExperimentConfig):
+        raise TypeError(
+            f"apply_overrides: cfg must be an ExperimentConfig, got {type(cfg).__name__}"
+        )
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Iterable):
+        raise TypeError(
+            "apply_overrides: overrides must be a list of 'SECTION.KEY=VALUE' strings "
+            f"(e.g. ['train.epochs=3']), got {type(overrides).__name__} {overrides!r}"
+        )
     data = config_to_dict(cfg)
     origin: set[str] = set()
     for text in overrides:
@@ -273,10 +296,18 @@ def dump_config(cfg: ExperimentConfig) -> str:
       >>> print(dump_config(load_config()).splitlines()[2])
       [experiment]
     """
+    if not isinstance(cfg, ExperimentConfig):
+        raise TypeError(f"dump_config: cfg must be an ExperimentConfig, got {type(cfg).__name__}")
     header = "# Resolved jaxzip experiment config (every setting, defaults included).\n\n"
     return header + tomli_w.dumps(config_to_dict(cfg))
 
 
 def save_config(path: str | os.PathLike[str], cfg: ExperimentConfig) -> None:
-    """Writes :func:`dump_config` of ``cfg`` to ``path`` atomically."""
+    """Writes :func:`dump_config` of ``cfg`` to ``path`` atomically.
+
+    Raises:
+      TypeError: ``cfg`` is not an :class:`ExperimentConfig`.
+    """
+    if not isinstance(cfg, ExperimentConfig):
+        raise TypeError(f"save_config: cfg must be an ExperimentConfig, got {type(cfg).__name__}")
     atomic_write_text(path, dump_config(cfg))

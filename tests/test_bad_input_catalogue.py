@@ -1,0 +1,668 @@
+"""The bad-input catalogue: invalid calls across the public API and the CLI, one table.
+
+Each :class:`Case` is a call (Python source, evaluated in a small namespace of
+tiny params, datasets and files written by :func:`_build_env`), the exception
+it must raise, and fragments its message must contain: the argument or path,
+what was expected and what was given. CLI cases run ``jaxzip.cli.main``
+in-process and must exit with status 2, printing a short error and no traceback.
+
+``docs/errors.md`` is rendered from the same table by :func:`render_markdown`;
+regenerate it with ``python tests/test_bad_input_catalogue.py --write``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shlex
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import jaxzip as jz
+from jaxzip._io import atomic_write_text
+from jaxzip.cli import main as cli_main
+
+DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+REGENERATE = "python tests/test_bad_input_catalogue.py --write"
+
+
+class CliError(Exception):
+    """Raised by the ``cli`` helper after ``jaxzip`` exits with status 2; holds its stderr."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One invalid call: ``call`` must raise ``exc_type`` with every ``must_contain`` fragment."""
+
+    id: str
+    call: str
+    exc_type: type[BaseException]
+    must_contain: tuple[str, ...]
+    area: str = ""
+
+
+def _area(area: str, *cases: tuple[str, str, type[BaseException], tuple[str, ...]]) -> list[Case]:
+    return [Case(id=f"{area}-{i}", call=c, exc_type=e, must_contain=m, area=area)
+            for i, c, e, m in cases]  # fmt: skip
+
+
+FE, DE, CE, VE, TE = jz.codec.FormatError, jz.DataError, jz.ConfigError, ValueError, TypeError
+NOFILE = FileNotFoundError
+KD = "jz.distill.kd_loss(temperature=2.0, alpha=0.5)"
+R = ["run", "--no-progress", "--out", "out", "--set"]  # prefix of the `jaxzip run --set` cases
+EXPORT = ["export", "--out", "o.jzx", "--weights", "w.jz", "--model", "lenet_300_100"]
+
+# fmt: off
+CASES: list[Case] = [
+    *_area(
+        "paths",
+        ("bad-regex", 'jz.paths.select(P, "(kernel")', VE, ("where", "invalid regex", "'(kernel'")),
+        ("not-a-where", "jz.paths.select(P, 3)", TE, ("where", "a predicate", "got int 3")),
+        ("bytes-where", 'jz.paths.matches(b"k", "a")', TE, ("where", "regex string", "got bytes")),
+        ("empty-sequence", "jz.paths.select(P, [])", VE, ("where", "non-empty sequence", "got []")),
+        ("no-match", 'jz.paths.select(P, ".*/kernal")', VE,
+         ("where='.*/kernal'", "selects no leaf", "existing paths: 'Dense_0/bias'")),
+        ("not-full-match", 'jz.paths.selected_paths(P, "kernel")', VE,
+         ("where='kernel'", "full-matched", "'Dense_0/kernel'")),
+        ("min-ndim", "jz.paths.min_ndim(-1)", VE, ("min_ndim: n", "non-negative int", "got -1")),
+        ("all-of-empty", "jz.paths.all_of()", VE, ("all_of", "at least one where", "got none")),
+        ("not-bad", "jz.paths.not_(3.5)", TE, ("where", "a predicate", "got float 3.5")),
+    ),
+    *_area(
+        "data",
+        ("idx-missing", 'jz.data.read_idx("missing.idx")', DE, ("missing.idx", "does not exist")),
+        ("idx-bad-magic", 'jz.data.read_idx("bad_magic.idx")', DE,
+         ("bad_magic.idx", "expected it to start with 0000", "bad magic number 01020802")),
+        ("idx-truncated", 'jz.data.read_idx("truncated.idx")', DE,
+         ("truncated.idx", "header declares shape (2, 3) of uint8, 6 bytes", "has 4 bytes")),
+        ("idx-short-header", 'jz.data.read_idx("short_header.idx")', DE,
+         ("short_header.idx", "truncated", "ends inside the dimensions")),
+        ("idx-zero-dims", 'jz.data.read_idx("zero_dims.idx")', DE,
+         ("zero_dims.idx", "expected at least 1", "declares 0 dimensions")),
+        ("idx-bad-type", 'jz.data.read_idx("bad_type.idx")', DE,
+         ("bad_type.idx", "expected one of 0x08", "unknown type code 0x07")),
+        ("idx-bad-gzip", 'jz.data.read_idx("corrupt.idx.gz")', DE,
+         ("corrupt.idx.gz", "corrupt or unreadable")),
+        ("idx-md5-format", 'jz.data.read_idx("ok.idx", md5="xyz")', VE,
+         ("md5", "32 lowercase hex digits", "'xyz'")),
+        ("idx-md5-mismatch", 'jz.data.read_idx("ok.idx", md5="0" * 32)', DE,
+         ("ok.idx", "fails its checksum", "expected 0000")),
+        ("write-idx-dtype", 'jz.data.write_idx("x.idx", np.zeros(2, np.complex64))', TE,
+         ("write_idx: array dtype", "one of uint8", "got complex64")),
+        ("write-idx-scalar", 'jz.data.write_idx("x.idx", np.array(1, np.uint8))', VE,
+         ("write_idx: array", "1 to 255 dimensions", "got 0")),
+        ("dataset-x-range", "dataset(x=np.full((2, 2, 2, 1), 3.0, np.float32))", DE,
+         ("Dataset 't'", "x must lie in [0, 1]", "[3.0, 3.0]")),
+        ("dataset-x-ndim", "dataset(x=np.zeros((2, 4), np.float32))", DE,
+         ("Dataset 't'", "x must have 4 dimensions", "got shape (2, 4)")),
+        ("dataset-lengths", "dataset(y=np.zeros(3, np.int32))", DE,
+         ("x and y", "same length", "got 2 and 3")),
+        ("dataset-y-dtype", "dataset(y=np.zeros(2, np.float32))", TE,
+         ("y must be a numpy int32 array", "got float32")),
+        ("dataset-labels", "dataset(y=np.full(2, 5, np.int32))", DE,
+         ("labels must lie in [0, 2)", "[5, 5]")),
+        ("batches-size", "jz.data.batches(ds, 0, seed=0)", VE,
+         ("batches: batch_size", "at least 1", "got 0")),
+        ("batches-seed", 'jz.data.batches(ds, 2, seed="0")', TE,
+         ("batches: seed", "must be an int", "got '0'")),
+        ("split-fraction", "jz.data.train_val_split(ds, val_fraction=1.5, seed=0)", VE,
+         ("val_fraction", "lie in (0, 1)", "got 1.5")),
+        ("digits-split", 'jz.data.load_digits(split="dev", seed=0)', VE,
+         ("load_digits: split", "'train' or 'test'", "got 'dev'")),
+        ("mnist-split", 'jz.data.load_mnist("no_such_dir", split="dev", download=False)', VE,
+         ("mnist: split", "'train' or 'test'", "got 'dev'")),
+        ("mnist-missing-dir", 'jz.data.load_mnist("no_such_dir", download=False, progress=False)',
+         DE, ("no_such_dir", "lacks train-images-idx3-ubyte")),
+        ("splits-name", 'jz.data.load_splits("cifar", val_fraction=0.1, seed=0)', VE,
+         ("load_splits: name", "'digits', 'mnist'", "got 'cifar'")),
+    ),
+    *_area(
+        "models",
+        ("unknown-name", 'jz.models.make_model("resnet")', CE,
+         ("make_model", "valid names: 'mlp'", "'resnet'")),
+        ("unknown-argument", 'jz.models.make_model("mlp", widthz=(3,))', CE,
+         ("['widthz']", "it accepts ['widths'")),
+        ("missing-widths", 'jz.models.make_model("mlp")', CE, ("'mlp'", "needs widths=(...)")),
+        ("mlp-widths", "jz.models.init_params(jz.models.MLP(widths=(-1,)), key, x4)", VE,
+         ("MLP: widths", "tuple of positive ints", "(-1,)")),
+        ("mlp-dropout", "jz.models.init_params(jz.models.MLP((3,), dropout_rate=1.5), key, x4)",
+         VE, ("MLP: dropout_rate", "in [0, 1)", "got 1.5")),
+        ("init-key", "jz.models.init_params(jz.models.MLP(widths=(3,)), 0, x4)", TE,
+         ("init_params: key", "PRNG key", "got int 0")),
+        ("init-module", 'jz.models.init_params("mlp", key, x4)', TE,
+         ("init_params: module", "flax.linen Module", "str")),
+        ("lenet5-shape", "jz.models.init_params(jz.models.LeNet5(), key, np.zeros((1, 28, 28)))",
+         VE, ("LeNet5: x", "(N, H, W, C)", "got shape (1, 28, 28)")),
+        ("apply-fn-module", "jz.models.linen_apply_fn(len)", TE,
+         ("linen_apply_fn: module", "flax.linen Module", "function")),
+        ("param-count-leaf", 'jz.models.param_count({"a": "x"})', TE,
+         ("params leaf 'a'", "an array, a number", "got str 'x'")),
+    ),
+    *_area(
+        "train",
+        ("optimizer-name", 'optimizer(name="adamx")', CE,
+         ("make_optimizer: name", "one of ['sgd', 'adam', 'adamw']", "got 'adamx'")),
+        ("optimizer-lr", "optimizer(learning_rate=-1.0)", CE,
+         ("make_optimizer: learning_rate", "> 0", "got -1.0")),
+        ("optimizer-schedule", 'optimizer(schedule="linear")', CE,
+         ("make_optimizer: schedule", "one of ['constant'", "got 'linear'")),
+        ("optimizer-decay", "optimizer(weight_decay=-1.0)", CE,
+         ("make_optimizer: weight_decay", ">= 0", "got -1.0")),
+        ("random-shift", "jz.train.RandomShift(pixels=-1)", VE,
+         ("RandomShift: pixels", "int >= 1", "got -1")),
+        ("params-missing", 'jz.train.load_params("missing.npz", P)', NOFILE,
+         ("load_params", "no params file", "missing.npz")),
+        ("params-structure", 'jz.train.load_params("other.npz", P)', VE,
+         ("other.npz", "missing paths ['Dense_0/bias', 'Dense_0/kernel']",
+          "unexpected paths ['a']")),
+        ("params-shape", 'jz.train.load_params("narrow.npz", P)', VE,
+         ("'Dense_0/kernel' expected shape (4, 3)", "file has shape (4, 2)")),
+        ("step-batch-keys", 'jz.train.make_train_step(linear, tx)(state(), {"x": x22}, key)', VE,
+         ("batch is missing key(s) ['y']", "expected keys 'x'", "got keys ['x']")),
+        ("evaluate-batch", "jz.train.evaluate(linear, np.zeros((4, 2)), ds, batch_size=0)", VE,
+         ("evaluate: batch_size", "at least 1", "got 0")),
+        ("fit-epochs", "jz.train.fit(linear, P, tx, ds, epochs=0, batch_size=2, seed=0)", VE,
+         ("fit: epochs", "at least 1", "got 0")),
+    ),
+    *_area(
+        "prune",
+        ("sparsity-range", "jz.prune.magnitude_mask(P, sparsity=1.5)", VE,
+         ("sparsity", "a value in [0, 1)", "got 1.5")),
+        ("where-no-match", 'jz.prune.magnitude_mask(P, sparsity=0.5, where="nope")', VE,
+         ("where='nope'", "selects no leaf", "'Dense_0/kernel'")),
+        ("nbym-order", "jz.prune.NByM(3, 2)", VE, ("NByM", "1 <= n < m", "n=3, m=2")),
+        ("nbym-divide", 'jz.prune.make_mask(K35, sparsity=0.5, where="k", structure=NBYM)', VE,
+         ("NByM: m=4", "must divide", "axis -1 of leaf 'k' (shape (3, 5))")),
+        ("block-shape", "jz.prune.Block((0, 2))", VE,
+         ("Block: shape", "tuple of ints >= 1", "got (0, 2)")),
+        ("block-divide", 'jz.prune.make_mask(K35, sparsity=0.5, where="k", structure=BLOCK)', VE,
+         ("Block: block shape (2, 2)", "does not divide", "leaf 'k' of shape (3, 5)")),
+        ("erk-power", "jz.prune.ERK(power=-1.0)", VE, ("ERK: power", "[0, 10]", "got -1.0")),
+        ("explicit-rule", 'jz.prune.Explicit(rules=((".*", 1.5),))', VE,
+         ("rules[0] sparsity", "[0, 1)", "got 1.5")),
+        ("channel-ord", "jz.prune.Channel(ord=3)", VE, ("Channel: ord", "1 or 2", "got 3")),
+        ("mask-structure", 'jz.prune.apply_mask(P, {"Dense_0": {"kernel": MASK_K}})', VE,
+         ("mask", "the params' structure", "path 'Dense_0/bias'")),
+        ("mask-shape", "jz.prune.apply_mask(P, NARROW_MASK)", VE,
+         ("at path 'Dense_0/kernel'", "params' structure and shapes", "(4, 3) vs (4, 2)")),
+        ("mask-dtype", "jz.prune.apply_mask(P, jax.tree.map(np.ones_like, P))", VE,
+         ("mask", "expected bool leaves", "got dtype float32 at path 'Dense_0/bias'")),
+        ("keep-masked-tree", "jz.prune.keep_masked([True, False]).init(P)", VE,
+         ("mask", "params' structure", "faces path '0'")),
+        ("mask-and-trees", 'jz.prune.mask_and(MASK, {"b": MASK_K})', VE,
+         ("mask_and: masks[1]", "params' structure", "path 'b'")),
+        ("schedule-steps", "jz.prune.polynomial_sparsity(0.9, begin_step=10, end_step=5)", VE,
+         ("end_step", "an int >= 11", "got 5")),
+        ("rounds", "jz.prune.iterative_rounds(0.9, rounds=0)", VE,
+         ("rounds", "an int >= 1", "got 0")),
+        ("compact-layer", 'jz.prune.compact(P, MASK, layers=["Nope"])', VE,
+         ("layers", "no layer 'Nope'", "in params")),
+        ("gradual-every", "jz.prune.gradual_pruning(SCHEDULE, update_every=0)", VE,
+         ("update_every", "an int >= 1", "got 0")),
+    ),
+    *_area(
+        "quant",
+        ("spec-bits", "jz.quant.QuantSpec(bits=0)", VE, ("QuantSpec: bits", "in 1..8", "got 0")),
+        ("spec-bits-type", 'jz.quant.QuantSpec(bits="8")', TE,
+         ("QuantSpec: bits", "must be an int", "got '8'")),
+        ("spec-rounding", 'jz.quant.QuantSpec(rounding="floor")', VE,
+         ("QuantSpec: rounding", "('nearest', 'stochastic')", "got 'floor'")),
+        ("spec-group", "jz.quant.QuantSpec(group_size=0)", VE,
+         ("QuantSpec: group_size", "positive int or None", "got 0")),
+        ("spec-axes", "jz.quant.QuantSpec(axes=-1)", TE,
+         ("QuantSpec: axes", "tuple of ints", "got -1")),
+        ("axes-range", "jz.quant.quantize(x23, jz.quant.QuantSpec(axes=(5,)))", VE,
+         ("x: spec.axes=5", "out of range", "shape (2, 3)")),
+        ("int-input", "jz.quant.quantize(x23.astype(np.int32), jz.quant.QuantSpec())", TE,
+         ("x", "floating-point array", "got dtype int32")),
+        ("group-divide", "jz.quant.quantize(x23, jz.quant.QuantSpec(group_size=2, group_axis=1))",
+         VE, ("spec.group_size=2", "does not divide axis 1 of size 3", "(shape (2, 3))")),
+        ("stochastic-key", 'jz.quant.quantize(x23, jz.quant.QuantSpec(rounding="stochastic"))',
+         VE, ("x: spec.rounding='stochastic'", "explicit key=", "got None")),
+        ("rules-type", "jz.quant.quantize_params(P, jz.quant.QuantSpec())", TE,
+         ("rules", "sequence of (where, spec) pairs", "got QuantSpec(bits=8")),
+        ("rule-no-match", 'jz.quant.quantize_params(P, [("nope", jz.quant.QuantSpec())])', VE,
+         ("rules[0]: where='nope'", "matches no leaf", "existing paths")),
+        ("calibrate-spec", "jz.quant.calibrate(x23, 8)", TE,
+         ("spec", "expected a QuantSpec", "got int 8")),
+        ("percentile", "jz.quant.Percentile(percentile=150.0)", VE,
+         ("Percentile: percentile", "(0, 100]", "got 150.0")),
+        ("mse-clip", "jz.quant.MSEClip(num_ratios=0)", VE,
+         ("MSEClip: num_ratios", "positive int", "got 0")),
+        ("kmeans-bits", "jz.quant.kmeans(np.ones(8), bits=0)", VE,
+         ("bits", "an int in 1..8", "got 0")),
+        ("kmeans-mask", "jz.quant.kmeans(np.ones(8), bits=2, mask=np.ones(7, bool))", VE,
+         ("mask", "bool of shape (8,)", "got bool (7,)")),
+        ("kmeans-mask-tree", 'jz.quant.kmeans_params(P, bits=2, where=".*/kernel", mask=MASK_K)',
+         VE, ("mask", "differs from params'", "PyTreeDef")),
+        ("ternary-threshold", "jz.quant.ternarize(np.ones(4), threshold=-1.0)", VE,
+         ("threshold", "a number >= 0", "got -1.0")),
+        ("dequantize-type", "jz.quant.dequantize(np.ones(3))", TE,
+         ("dequantize", "a QArray or KMeansArray", "got ndarray")),
+        ("int-dense-type", "jz.quant.int_dense(x23, x23)", TE,
+         ("x_q", "expected a QArray", "got ndarray")),
+        ("int-dense-shapes", "jz.quant.int_dense(Q23, Q23)", VE,
+         ("int_dense", "x (..., K) and w (K, N)", "got (2, 3) and (2, 3)")),
+        ("clip-ratio", "jz.quant.fake_quant(x23, jz.quant.QuantSpec(), clip_ratio=0.0)", VE,
+         ("clip_ratio", "positive finite", "got 0.0")),
+    ),
+    *_area(
+        "distill",
+        ("temperature-zero", "jz.distill.kd_loss(temperature=0.0, alpha=0.5)", VE,
+         ("kd_loss: temperature", "in (0.0, inf]", "got 0.0")),
+        ("temperature-negative", "jz.distill.kl_divergence(z23, z23, temperature=-1.0)", VE,
+         ("kl_divergence: temperature", "in (0.0, inf]", "got -1.0")),
+        ("alpha-range", "jz.distill.kd_loss(temperature=2.0, alpha=1.5)", VE,
+         ("kd_loss: alpha", "in [0.0, 1.0]", "got 1.5")),
+        ("dkd-beta", "jz.distill.dkd_loss(temperature=2.0, beta=-1.0)", VE,
+         ("dkd_loss: beta", "in [0.0, inf]", "got -1.0")),
+        ("logits-shapes", f"{KD}(z23, z24, y2)", VE,
+         ("kd_loss: student and teacher logits", "same shape", "student (2, 3) and teacher (2, 4)")),
+        ("labels-shape", f"{KD}(z23, z23, np.zeros(3, np.int32))", VE,
+         ("kd_loss: labels", "shape (2,)", "got (3,)")),
+        ("logits-rank", f"{KD}(np.zeros(3), np.zeros(3), y2)", VE,
+         ("kd_loss: student logits", "shape (N, C)", "got (3,)")),
+        ("kl-shapes", "jz.distill.kl_divergence(z23, np.zeros((3, 3)))", VE,
+         ("kl_divergence", "same shape", "teacher (3, 3)")),
+        ("dkd-classes", "jz.distill.dkd_loss(temperature=2.0)(z21, z21, y2)", VE,
+         ("dkd_loss", "at least 2 classes", "shape (2, 1)")),
+        ("hint-missing", 'jz.distill.hint_loss(student_key="h")({"logits": z23}, HINT4, y2)', VE,
+         ("hint_loss", "a mapping with key 'h'", "got ['logits']")),
+        ("hint-shape", 'jz.distill.hint_loss()({"logits": z23, "hint": z25}, HINT4, y2)', VE,
+         ("student feature 'hint'", "the teacher's 'hint' has shape (2, 4)", "shape (2, 5)")),
+        ("combine-empty", "jz.distill.combine_losses({})", VE,
+         ("combine_losses: losses", "non-empty mapping", "got {}")),
+        ("combine-weights", f'jz.distill.combine_losses({{"kd": {KD}}}, weights={{"b": 1.0}})', VE,
+         ("combine_losses: weights", "not in losses ['kd']", "['b']")),
+        ("masked-mean", "jz.distill.masked_mean(np.ones(3), np.ones(2, bool))", VE,
+         ("masked_mean: mask", "shape of values (3,)", "got (2,)")),
+        ("step-loss", "jz.distill.make_train_step(linear, linear, tx, loss=3)", TE,
+         ("make_train_step: loss", "a loss function", "got 3")),
+        ("step-tx", f'jz.distill.make_train_step(linear, linear, "sgd", loss={KD})', TE,
+         ("make_train_step: tx", "optax GradientTransformation", "got 'sgd'")),
+        ("batch-no-labels", 'step(state(), T, {"x": x22}, key)', VE,
+         ("batch is missing key(s) ['y']", "expected keys 'x'", "got keys ['x']")),
+        ("batch-not-mapping", "step(state(), T, [x22, y2], key)", TE,
+         ("distill train step: batch", "a mapping with keys 'x' and 'y'", "got list")),
+        ("batch-float-labels", 'step(state(), T, {"x": x22, "y": np.zeros(2, np.float32)}, key)', VE,
+         ("batch['y']", "integer labels", "got dtype float32")),
+        ("batch-mask", 'step(state(), T, {**batch, "mask": np.ones(3, np.float32)}, key)', VE,
+         ("batch['mask']", "boolean array of shape (2,)", "got shape (3,) and dtype float32")),
+        ("step-key", "step(state(), T, batch, 0)", TE,
+         ("distill train step: key", "a PRNG key", "got int")),
+        ("step-state", "step(np.zeros((2, 2)), T, batch, key)", TE,
+         ("distill train step: state", "a jaxzip.train.TrainState", "got ndarray")),
+        ("teacher-shape", "step(state(), np.zeros((2, 3)), batch, key)", VE,
+         ("kd_loss: student and teacher logits", "same shape", "teacher (2, 3)")),
+        ("transform-tree", 'distill_step(lambda p: {"w": p})(state(), T, batch, key)', VE,
+         ("student_transform", "same tree structure", "got PyTreeDef({'w': *})")),
+        ("transform-shape", "distill_step(lambda p: p[:1])(state(), T, batch, key)", VE,
+         ("student_transform changed params leaf", "float32[2, 2]", "to float32[1, 2]")),
+        ("attention-p", "jz.distill.attention_map(np.ones((1, 2, 2, 3)), p=0.0)", VE,
+         ("attention_map: p", "in (0.0, inf]", "got 0.0")),
+        ("regressor-size", "jz.distill.init_regressor(key, 0, 3)", VE,
+         ("init_regressor: in_features", "positive int", "got 0")),
+    ),
+    *_area(
+        "codec",
+        ("garbage", 'jz.codec.decode(b"garbage, not a jaxzip file")', FE,
+         ("not a jaxzip compressed file", "magic b'garbage,'")),
+        ("empty", 'jz.codec.decode(b"")', FE, ("truncated", "0 bytes", "fixed prefix")),
+        ("not-bytes", 'jz.codec.decode("abc")', TE, ("data", "expected bytes", "got str")),
+        ("truncated", 'jz.codec.load("truncated.jz")', FE,
+         ("truncated.jz", "checksum mismatch", "truncated or corrupt")),
+        ("future-version", 'jz.codec.load("future.jz")', FE,
+         ("future.jz", "reads 1..1", "format version 99 is not supported")),
+        ("missing", 'jz.codec.load("missing.jz")', NOFILE, ("missing.jz", "No such file")),
+        ("directory", 'jz.codec.load(".")', FE, (".", "is a directory", "not a jaxzip")),
+        ("garbage-file", 'jz.codec.load("garbage.jz")', FE,
+         ("garbage.jz", "not a jaxzip compressed file", "magic")),
+        ("leaf-dtype", 'jz.codec.encode({"a": np.zeros(2, np.complex64)})', TE,
+         ("a: unsupported dtype complex64", "expected one of ['bfloat16'")),
+        ("leaf-type", 'jz.codec.encode({"a": "hello"})', TE,
+         ("a: unsupported leaf type str", "expected arrays, Python scalars")),
+        ("dict-key", "jz.codec.encode({1: np.zeros(2)})", TE, ("<root>", "dict key 1 is not a str")),
+        ("encoding-type", 'jz.codec.encode({"a": np.zeros(2)}, encoding="ans")', TE,
+         ("encoding", "an Encoding or None", "got str")),
+        ("encoding-symbols", 'jz.codec.Encoding(symbols="zip")', VE,
+         ("symbols", "one of ('pack', 'ans', 'huffman')", "got 'zip'")),
+        ("encoding-gap-bits", "jz.codec.Encoding(gap_bits=0)", VE,
+         ("gap_bits", "an int in 1..8", "got 0")),
+        ("pack-values", "jz.codec.pack_bits(np.array([5]), 2)", VE,
+         ("values", "integers in [0, 4)", "got 5..5")),
+        ("pack-bits", "jz.codec.pack_bits(np.array([5]), 9)", VE, ("bits", "0..8", "got 9")),
+        ("unpack-short", 'jz.codec.unpack_bits(b"x", 8, 5)', FE,
+         ("packed stream", "expected 5 bytes", "got 1")),
+    ),
+    *_area(
+        "deploy",
+        ("apply-fn", 'jz.deploy.export(3, P, x4, "e.jzx")', TE,
+         ("apply_fn", "a callable", "got int")),
+        ("scalar-input", 'jz.deploy.export(linear, P, np.ones(()), "e.jzx")', VE,
+         ("example_input", "a batch dimension", "got a scalar")),
+        ("polymorphic-flag", 'jz.deploy.export(linear, P, x4, "e.jzx", polymorphic_batch="yes")',
+         TE, ("polymorphic_batch", "a bool", "got 'yes'")),
+        ("two-outputs", 'jz.deploy.export(lambda p, x, **_: (x, x), P, x4, "e.jzx")', TE,
+         ("apply_fn", "one output array", "got 2")),
+        ("load-garbage", 'jz.deploy.load_exported("garbage.jz")', FE,
+         ("garbage.jz", "exported model is truncated", "fixed prefix")),
+        ("load-codec-file", 'jz.deploy.load_exported("w.jz")', FE,
+         ("w.jz", "not a jaxzip exported model", "magic")),
+        ("load-truncated", 'jz.deploy.load_exported("truncated.jzx")', FE,
+         ("truncated.jzx", "do not match the file", "bytes")),
+        ("input-shape", "exported(np.ones((1, 3)))", VE,
+         ("x", "expected shape [1, 2] and dtype float32", "got [1, 3] float32")),
+        ("input-dtype", "exported(np.ones((1, 2), np.int32))", VE,
+         ("x", "dtype float32", "got [1, 2] int32")),
+        ("info-type", 'jz.deploy.parse_info("abc")', TE, ("data", "expected bytes", "got str")),
+    ),
+    *_area(
+        "pipeline",
+        ("unknown-section", 'cfg({"trian": {}})', CE,
+         ("config: trian", "unknown section [trian]", "did you mean [train]?")),
+        ("unknown-key", 'cfg({"train": {"epocs": 3}})', CE,
+         ("config: train.epocs", "unknown key", "did you mean train.epochs?")),
+        ("string-for-int", 'cfg({"train": {"epochs": "3"}})', CE,
+         ("train.epochs", "expected an integer", "got '3' (a string)")),
+        ("bool-for-int", 'cfg({"train": {"epochs": True}})', CE,
+         ("train.epochs", "expected an integer", "got True (a boolean)")),
+        ("epochs-range", 'cfg({"train": {"epochs": 0}})', CE,
+         ("train.epochs", "an integer >= 1", "got 0")),
+        ("learning-rate", 'cfg({"train": {"learning_rate": -1.0}})', CE,
+         ("train.learning_rate", "a number > 0.0", "got -1.0")),
+        ("optimizer", 'cfg({"train": {"optimizer": "adamx"}})', CE,
+         ("train.optimizer", "one of 'sgd', 'adam', 'adamw'", "got 'adamx'")),
+        ("model-name", 'cfg({"model": {"name": "resnet"}})', CE,
+         ("model.name", "one of 'mlp'", "got 'resnet'")),
+        ("widths-values", 'cfg({"model": {"widths": [0, 3]}})', CE,
+         ("model.widths", "each >= 1", "got [0, 3]")),
+        ("widths-type", 'cfg({"model": {"widths": 3}})', CE,
+         ("model.widths", "a list of integers", "got 3")),
+        ("dropout", 'cfg({"model": {"dropout_rate": 1.0}})', CE,
+         ("model.dropout_rate", "in [0.0, 1.0)", "got 1.0")),
+        ("section-type", 'cfg({"train": 3})', CE, ("config: train", "a table [train]", "got 3")),
+        ("not-a-mapping", "cfg([1, 2])", CE, ("config", "expected a table", "got list [1, 2]")),
+        ("dataset-name", 'cfg({"data": {"name": "cifar"}})', CE,
+         ("data.name", "one of 'digits', 'mnist'", "got 'cifar'")),
+        ("val-fraction", 'cfg({"data": {"val_fraction": 1.0}})', CE,
+         ("data.val_fraction", "in (0.0, 1.0)", "got 1.0")),
+        ("prune-sparsity", 'cfg({"prune": {"sparsity": 1.0}})', CE,
+         ("prune.sparsity", "in [0.0, 1.0)", "got 1.0")),
+        ("prune-where", 'cfg({"prune": {"where": "(kernel"}})', CE,
+         ("prune.where", "a valid regular expression", "got '(kernel'")),
+        ("prune-allocation", 'cfg({"prune": {"allocation": "best"}})', CE,
+         ("prune.allocation", "one of 'global', 'uniform', 'erk'", "got 'best'")),
+        ("prune-rounds", 'cfg({"prune": {"rounds": 0}})', CE,
+         ("prune.rounds", "an integer >= 1", "got 0")),
+        ("kmeans-bits", 'cfg({"kmeans": {"dense_bits": 9}})', CE,
+         ("kmeans.dense_bits", "an integer in [1, 8]", "got 9")),
+        ("codec-file", 'cfg({"codec": {"file": "a/b.jz"}})', CE,
+         ("codec.file", "a file name of letters", "got 'a/b.jz'")),
+        ("experiment-name", 'cfg({"experiment": {"name": "a b/c"}})', CE,
+         ("experiment.name", "letters, digits", "got 'a b/c'")),
+        ("seed-float", 'cfg({"experiment": {"seed": 1.5}})', CE,
+         ("experiment.seed", "an integer", "got 1.5")),
+        ("direct-field", 'jz.pipeline.TrainConfig(batch_size="64")', CE,
+         ("batch_size", "expected an integer", "got '64' (a string)")),
+        ("file-missing", 'jz.pipeline.load_config("missing.toml")', CE,
+         ("missing.toml", "config file not found")),
+        ("file-directory", 'jz.pipeline.load_config(".")', CE,
+         (".:", "expected a TOML config file", "got a directory")),
+        ("file-not-toml", 'jz.pipeline.load_config("bad.toml")', CE,
+         ("bad.toml", "invalid TOML", "line 1, column 7")),
+        ("file-not-utf8", 'jz.pipeline.load_config("not_utf8.toml")', CE,
+         ("not_utf8.toml", "not UTF-8 text", "at byte 0")),
+        ("file-bad-value", 'jz.pipeline.load_config("bad_value.toml")', CE,
+         ("bad_value.toml: train.epochs", "expected an integer", "got 'x'")),
+        ("override-format", 'jz.pipeline.parse_override("epochs")', CE,
+         ("--set 'epochs'", "SECTION.KEY=VALUE", "got 'epochs'")),
+        ("override-key", 'jz.pipeline.apply_overrides(CFG, ["train.epocs=3"])', CE,
+         ("--set train.epocs", "unknown key", "did you mean train.epochs?")),
+        ("overrides-string", 'jz.pipeline.apply_overrides(CFG, "train.epochs=3")', TE,
+         ("apply_overrides: overrides", "a list of 'SECTION.KEY=VALUE'", "got str")),
+        ("save-config-type", 'jz.pipeline.save_config("c.toml", {"train": {}})', TE,
+         ("save_config: cfg", "an ExperimentConfig", "got dict")),
+        ("run-config-type", 'jz.pipeline.run_experiment({"train": {}}, "out")', TE,
+         ("run_experiment: cfg", "an ExperimentConfig", "dict")),
+    ),
+    *_area(
+        "cli",
+        ("config-missing", 'cli(["run", "missing.toml"])', CliError,
+         ("missing.toml", "config file not found")),
+        ("config-directory", 'cli(["run", "."])', CliError,
+         ("expected a TOML config file", "got a directory")),
+        ("config-not-toml", 'cli(["run", "bad.toml"])', CliError, ("bad.toml", "invalid TOML")),
+        ("config-unknown-key", 'cli(["run", "unknown_key.toml"])', CliError,
+         ("unknown_key.toml: train.epocs", "unknown key", "did you mean train.epochs?")),
+        ("set-epochs", 'cli([*R, "train.epochs=0"])', CliError,
+         ("--set train.epochs", "an integer >= 1", "got 0")),
+        ("set-word", 'cli([*R, "train.epochs=three"])', CliError,
+         ("--set train.epochs", "expected an integer", "got 'three'")),
+        ("set-model", 'cli([*R, "model.name=resnet"])', CliError,
+         ("--set model.name", "one of 'mlp'", "got 'resnet'")),
+        ("set-sparsity", 'cli([*R, "prune.sparsity=1.5"])', CliError,
+         ("--set prune.sparsity", "in [0.0, 1.0)", "got 1.5")),
+        ("set-widths", 'cli([*R, "model.widths=[0]"])', CliError,
+         ("--set model.widths", "each >= 1", "got [0]")),
+        ("set-format", 'cli([*R, "train=3"])', CliError,
+         ("--set 'train=3'", "SECTION.KEY=VALUE", "got 'train=3'")),
+        ("set-section", 'cli([*R, "trian.epochs=3"])', CliError,
+         ("--set trian.epochs", "unknown section [trian]", "did you mean [train]?")),
+        ("data-missing", 'cli([*R, "data.name=mnist", "--set", "data.data_dir=no_such_dir", '
+         '"--set", "data.download=false"])', CliError,
+         ("no_such_dir", "lacks train-images-idx3-ubyte")),
+        ("inspect-missing", 'cli(["inspect", "missing.jz"])', CliError,
+         ("missing.jz", "No such file")),
+        ("inspect-garbage", 'cli(["inspect", "garbage.jz"])', CliError,
+         ("garbage.jz", "not a jaxzip compressed file", "magic")),
+        ("inspect-truncated", 'cli(["inspect", "truncated.jz"])', CliError,
+         ("truncated.jz", "checksum mismatch")),
+        ("inspect-directory", 'cli(["inspect", "."])', CliError,
+         ("is a directory", "not a jaxzip file")),
+        ("export-shape", 'cli([*EXPORT, "--input-shape", "1,x"])', CliError,
+         ("--input-shape", "positive integers separated by commas", "got '1,x'")),
+        ("export-model", 'cli([*EXPORT[:-1], "resnet", "--input-shape", "1,4"])', CliError,
+         ("make_model", "valid names", "'resnet'")),
+        ("export-weights", 'cli([*EXPORT, "--input-shape", "1,4"])', CliError,
+         ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]")),
+        ("export-usage", 'cli(["export", "--model", "lenet5"])', CliError,
+         ("usage: jaxzip export", "required: --weights, --input-shape, --out")),
+    ),
+]
+# fmt: on
+
+
+# --- the namespace the calls run in -------------------------------------------------
+
+
+def _idx_files(root: Path) -> None:
+    jz.data.write_idx(root / "ok.idx", np.zeros((2, 3), np.uint8))
+    good = (root / "ok.idx").read_bytes()
+    files = {
+        "bad_magic.idx": b"\x01\x02\x08\x02" + good[4:],
+        "truncated.idx": good[:-2],
+        "short_header.idx": good[:6],
+        "zero_dims.idx": b"\x00\x00\x08\x00",
+        "bad_type.idx": b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00",
+        "corrupt.idx.gz": b"\x1f\x8bnot gzip",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+
+
+def _files(root: Path) -> None:
+    _idx_files(root)
+    jz.train.save_params(root / "other.npz", {"a": np.ones(2, np.float32)})
+    narrow = {"Dense_0": {"kernel": np.ones((4, 2), np.float32), "bias": np.zeros(3, np.float32)}}
+    jz.train.save_params(root / "narrow.npz", narrow)
+    jz.codec.save(root / "w.jz", {"a": np.ones(3, np.float32)})
+    enc = (root / "w.jz").read_bytes()
+    (root / "truncated.jz").write_bytes(enc[:-7])
+    (root / "future.jz").write_bytes(enc[:8] + struct.pack("<H", 99) + enc[10:])
+    (root / "garbage.jz").write_bytes(b"garbage, not a jaxzip file")
+    (root / "bad.toml").write_text("[train\nepochs =")
+    (root / "unknown_key.toml").write_text("[train]\nepocs = 3\n")
+    (root / "bad_value.toml").write_text("[train]\nepochs = 'x'\n")
+    (root / "not_utf8.toml").write_bytes(b"\xff\xfe\x00")
+    w = {"w": np.ones((2, 3), np.float32)}
+    jz.deploy.export(lambda p, x, **_: x @ p["w"], w, np.ones((1, 2), np.float32), root / "m.jzx")
+    (root / "truncated.jzx").write_bytes((root / "m.jzx").read_bytes()[:-3])
+
+
+def _build_env(root: Path) -> dict[str, Any]:
+    """Tiny values and files (under ``root``) that the calls of :data:`CASES` name."""
+    f32 = functools.partial(np.ones, dtype=np.float32)
+    params = {"Dense_0": {"kernel": f32((4, 3)), "bias": 0 * f32(3)}}
+    _files(root)
+    mask = jax.tree.map(lambda a: np.ones(a.shape, bool), params)
+    tx = optax.sgd(0.1)
+
+    def dataset(**fields: Any) -> jz.data.Dataset:
+        kw = {"x": np.zeros((2, 2, 2, 1), np.float32), "y": np.zeros(2, np.int32)}
+        return jz.data.Dataset(**{**kw, **fields}, num_classes=2, name="t")
+
+    def linear(p: Any, x: Any, *, train: bool = False, key: Any = None) -> jax.Array:
+        return x @ p
+
+    def distill_step(transform: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+        kd = jz.distill.kd_loss(temperature=2.0, alpha=0.5)
+        return jz.distill.make_train_step(linear, linear, tx, loss=kd, student_transform=transform)
+
+    optimizer = functools.partial(
+        jz.train.make_optimizer, name="adam", learning_rate=1e-3, schedule="constant",
+        total_steps=10,
+    )  # fmt: skip
+    q23 = jz.quant.QArray(np.zeros((2, 3), np.int8), f32(()), 0 * f32(()), bits=8)
+    return {
+        "jz": jz, "jax": jax, "np": np, "R": R,
+        "P": params, "MASK": mask, "MASK_K": mask["Dense_0"]["kernel"],
+        "NARROW_MASK": {"Dense_0": {"kernel": np.ones((4, 2), bool), "bias": mask["Dense_0"]["bias"]}},
+        "K35": {"k": f32((3, 5))}, "NBYM": jz.prune.NByM(2, 4, axis=-1),
+        "BLOCK": jz.prune.Block((2, 2)),
+        "SCHEDULE": jz.prune.polynomial_sparsity(0.5, begin_step=0, end_step=5),
+        "key": jax.random.key(0), "x4": 0 * f32((1, 4)), "x22": np.eye(2, dtype=np.float32),
+        "x23": f32((2, 3)), "Q23": q23, "T": 3 * np.eye(2, dtype=np.float32),
+        "z21": 0 * f32((2, 1)), "z23": 0 * f32((2, 3)), "z24": 0 * f32((2, 4)),
+        "z25": 0 * f32((2, 5)), "y2": np.zeros(2, np.int32),
+        "HINT4": {"logits": 0 * f32((2, 3)), "hint": 0 * f32((2, 4))},
+        "dataset": dataset, "ds": dataset(), "linear": linear, "tx": tx,
+        "optimizer": optimizer, "distill_step": distill_step, "step": distill_step(),
+        "state": lambda: jz.train.init_state(0 * f32((2, 2)), tx),
+        "batch": {"x": np.eye(2, dtype=np.float32), "y": np.array([0, 1], np.int32)},
+        "exported": jz.deploy.load_exported(root / "m.jzx"),
+        "cfg": jz.pipeline.config_from_dict, "CFG": jz.pipeline.ExperimentConfig(),
+        "EXPORT": EXPORT,
+    }  # fmt: skip
+
+
+def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """Runs ``jaxzip argv`` in-process; checks exit status 2 and a short, traceback-free stderr."""
+    capsys.readouterr()
+    status = cli_main(argv)
+    err = capsys.readouterr().err.strip()
+    assert status == 2, f"jaxzip {argv} exited with {status}, expected 2; stderr: {err}"
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 3, f"expected one error line (or a usage block), got:\n{err}"
+    assert lines[-1].startswith(("jaxzip: error: ", "jaxzip export: error: ")), err
+    raise CliError(err)
+
+
+@pytest.fixture(scope="module")
+def env_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("catalogue")
+    return root, _build_env(root)
+
+
+# --- the tests ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, env_root, capsys, monkeypatch) -> None:
+    root, env = env_root
+    monkeypatch.chdir(root)
+    namespace = {**env, "cli": functools.partial(_cli, capsys)}
+    with pytest.raises(case.exc_type) as info:
+        eval(case.call, namespace)  # the calls are this file's own table
+    message = str(info.value)
+    missing = [frag for frag in case.must_contain if frag not in message]
+    assert not missing, f"message lacks {missing}: {message}"
+
+
+def test_catalogue_shape() -> None:
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    assert len(CASES) >= 70
+    assert sum(c.area == "cli" for c in CASES) >= 12
+    areas = {c.area for c in CASES}
+    want = {"paths", "data", "models", "train", "prune", "quant", "distill", "codec", "deploy"}
+    assert want | {"pipeline", "cli"} <= areas
+    assert all(len(c.must_contain) >= 2 for c in CASES), "name the argument and the problem"
+
+
+# --- docs/errors.md ---------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _shown_call(case: Case) -> str:
+    """The call as the docs show it: CLI cases as the ``jaxzip ...`` command line."""
+    if case.exc_type is not CliError:
+        return case.call
+    assert case.call.startswith("cli(") and case.call.endswith(")"), case.call
+    argv = eval(case.call[4:-1], {"R": R, "EXPORT": EXPORT})  # a list display over R, EXPORT
+    return "jaxzip " + shlex.join(argv)
+
+
+def render_markdown(cases: list[Case] = CASES) -> str:
+    """The catalogue as the Markdown page ``docs/errors.md``."""
+    lines = [
+        "# Bad input: what jaxzip checks",
+        "",
+        "Every row is an invalid call that jaxzip rejects at the boundary with the error",
+        "shown, whose message contains the fragments in the last column (the argument or",
+        "path, what was expected and what was given). Each row is a test in",
+        "`tests/test_bad_input_catalogue.py`; this page is generated from it with",
+        f"`{REGENERATE}` (do not edit by hand).",
+        "",
+        "In the calls, `P` is the params `{'Dense_0': {'kernel': ones((4, 3)), 'bias':",
+        "zeros(3)}}`, `MASK` an all-True mask of it, `ds` a tiny `Dataset`, `x23` and `z23`",
+        "float arrays of shape (2, 3), `y2` two int32 labels, `step` a",
+        "`jz.distill.make_train_step(...)` with `kd_loss(temperature=2.0, alpha=0.5)`, `cfg`",
+        "is `jz.pipeline.config_from_dict`, and files such as `bad_magic.idx` are written by",
+        "the test. Every `jaxzip` command-line user error exits with status 2 and prints one",
+        "line `jaxzip: error: <message>` on stderr (argparse usage errors: the usage and one",
+        "error line), never a traceback; `jaxzip --traceback ...` shows one.",
+        "",
+        "| Area | Call | Error | The message says |",
+        "|---|---|---|---|",
+    ]
+    for c in cases:
+        error = "exit status 2" if c.exc_type is CliError else c.exc_type.__name__
+        says = " … ".join(c.must_contain)
+        lines.append(f"| {c.area} | `{_cell(_shown_call(c))}` | {error} | {_cell(says)} |")
+    return "\n".join(lines) + "\n"
+
+
+def test_docs_up_to_date() -> None:
+    current = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
+    assert current == render_markdown(), (
+        f"{DOC_PATH} is out of date with the catalogue; regenerate it with `{REGENERATE}`"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit(f"usage: {REGENERATE}")
+    atomic_write_text(DOC_PATH, render_markdown())
+    print(f"wrote {DOC_PATH} ({len(CASES)} cases)")
