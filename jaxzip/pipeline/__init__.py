@@ -2,14 +2,36 @@
 
 The command line ``jaxzip run CONFIG --set train.epochs=3`` is
 ``run_experiment(apply_overrides(load_config(CONFIG), ["train.epochs=3"]), out_dir)``.
+
+Stages: ``[experiment] stages = ["data", "model", "train", "distill", "prune",
+"kmeans", "evaluate", "encode", "export", "report"]`` (names from
+:data:`STAGE_NAMES`) runs those stages in that order; without the key they are
+derived from the sections present (:func:`stage_names`). Before anything runs,
+a list whose stage needs what no earlier stage provides (``kmeans`` before
+``model``: no params yet), names a stage twice, or lists a stage without its
+section (``prune`` without ``[prune]``) is a ``ConfigError`` naming the stage
+and its position.
+
+Stage cache: each stage's outputs (params and masks as ``.npz``, codebooks as
+``.jz``, reports and metrics as JSON, copies of the files it wrote) are kept in
+``out_dir/stages/<NN>-<name>-<hash12>/``; the hash covers the config sections
+the stage depends on, the previous stage's hash and the jaxzip version, and
+``done.json`` is written last. Rerunning into the same output directory
+restores every unchanged stage (``results["cached"]`` names them) and reruns
+from the first stage whose inputs changed, or that did not finish.
+``run_experiment(..., use_cache=False)`` runs everything. ``data`` and
+``report`` always run.
 """
 
+from jaxzip.pipeline._auto import run_auto
 from jaxzip.pipeline._codec_stage import encode_stage, kmeans_stage
 from jaxzip.pipeline._config import (
     CodecConfig,
     DataConfig,
+    DistillConfig,
     ExperimentConfig,
     ExperimentSection,
+    ExportConfig,
     KMeansConfig,
     ModelConfig,
     PruneConfig,
@@ -25,7 +47,8 @@ from jaxzip.pipeline._load import (
     parse_override,
     save_config,
 )
-from jaxzip.pipeline._report import format_table, format_value
+from jaxzip.pipeline._plan import STAGE_NAMES, stage_names
+from jaxzip.pipeline._report import format_markdown, format_table, format_value
 from jaxzip.pipeline._runner import (
     CONFIG_FILE,
     PARAMS_FILE,
@@ -53,11 +76,14 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "PARAMS_FILE",
     "RESULTS_FILE",
+    "STAGE_NAMES",
     "Check",
     "CodecConfig",
     "DataConfig",
+    "DistillConfig",
     "ExperimentConfig",
     "ExperimentSection",
+    "ExportConfig",
     "FieldError",
     "KMeansConfig",
     "ModelConfig",
@@ -75,6 +101,7 @@ __all__ = [
     "dump_config",
     "each",
     "encode_stage",
+    "format_markdown",
     "format_table",
     "format_value",
     "greater_than",
@@ -84,6 +111,8 @@ __all__ = [
     "nonempty",
     "parse_override",
     "rules",
+    "run_auto",
     "run_experiment",
     "save_config",
+    "stage_names",
 ]

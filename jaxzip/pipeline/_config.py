@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from jaxzip.data import DATASETS
 from jaxzip.models import MODEL_NAMES
+from jaxzip.pipeline._plan import STAGE_NAMES, check_stages
 from jaxzip.pipeline._schema import (
     Check,
     FieldError,
@@ -28,13 +29,16 @@ from jaxzip.pipeline._schema import (
     nonempty,
     rules,
 )
+from jaxzip.pipeline._stage_config import DistillConfig, ExportConfig
 from jaxzip.train import OPTIMIZERS, SCHEDULES
 
 __all__ = [
     "CodecConfig",
     "DataConfig",
+    "DistillConfig",
     "ExperimentConfig",
     "ExperimentSection",
+    "ExportConfig",
     "KMeansConfig",
     "ModelConfig",
     "PruneConfig",
@@ -44,6 +48,7 @@ __all__ = [
 DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist"
 ModelName = Literal[MODEL_NAMES]  # "mlp", "lenet_300_100", "lenet5", "small_cnn"
 OptimizerName = Literal[OPTIMIZERS]  # "sgd", "adam", "adamw"
+StageName = Literal[STAGE_NAMES]  # "data", "model", "train", "distill", ...
 ScheduleName = Literal[SCHEDULES]  # "constant", "cosine", "warmup_cosine"
 AllocationName = Literal["global", "uniform", "erk"]
 
@@ -74,7 +79,12 @@ class _HintedFieldError(FieldError):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExperimentSection(Section):
-    """``[experiment]``: what the run is called and its one seed.
+    """``[experiment]``: what the run is called, its one seed and, optionally, its stages.
+
+    ``stages`` lists the stages to run in order (see
+    :data:`jaxzip.pipeline.STAGE_NAMES`); the empty default derives them from
+    the sections present (see :func:`jaxzip.pipeline.stage_names`). Whether the
+    order can work is checked by :class:`ExperimentConfig`.
 
     Example:
       >>> ExperimentSection(name="lenet5_mnist", seed=1).seed
@@ -91,6 +101,13 @@ class ExperimentSection(Section):
     seed: int = field(
         default=0,
         metadata=rules(at_least(0), doc="seed for the data split, init, shuffling, dropout"),
+    )
+    stages: tuple[StageName, ...] = field(
+        default=(),
+        metadata=rules(
+            doc="stages to run, in order ([] = derived from the sections present): "
+            + ", ".join(f'"{n}"' for n in STAGE_NAMES)
+        ),
     )
 
 
@@ -356,8 +373,11 @@ class ExperimentConfig(Section):
     prune: PruneConfig | None = None
     kmeans: KMeansConfig | None = None
     codec: CodecConfig | None = None
+    distill: DistillConfig | None = None
+    export: ExportConfig | None = None
 
     def check(self) -> None:
+        check_stages(self)
         if self.train.epochs == 0 and not self.model.params_from:
             raise _HintedFieldError(
                 "train.epochs",

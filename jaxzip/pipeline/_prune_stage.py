@@ -40,15 +40,20 @@ _ALLOCATIONS = {
 }
 
 
-def _flop_layers(cfg: ExperimentConfig) -> tuple[str, ...] | None:
-    """The layer chain :func:`jaxzip.prune.flops` understands for this model, if any."""
-    name = cfg.model.name
+def _flop_layers(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The layer chain :func:`jaxzip.prune.flops` understands for the context's model, if any.
+
+    The model is the context's ``arch`` (``[model]``, or the ``[distill]`` student).
+    """
+    m = cfg.model
+    arch = ctx.get("arch", {"name": m.name, "widths": m.widths})
+    name = arch["name"]
     if name == "lenet5":
         return ("Conv_0", "Conv_1", "Dense_0", "Dense_1")
     if name == "lenet_300_100":
         return ("Dense_0", "Dense_1", "Dense_2")
     if name == "mlp":
-        return tuple(f"Dense_{i}" for i in range(len(cfg.model.widths) + 1))
+        return tuple(f"Dense_{i}" for i in range(len(arch["widths"]) + 1))
     return None  # small_cnn pads its convolutions; flops() assumes VALID ones
 
 
@@ -188,7 +193,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
         "overall": {k: v for k, v in overall.items() if k != "layers"},
         "mask": {k: v for k, v in jz_prune.mask_stats(mask, where=p.where).items()},
     }
-    layers = _flop_layers(cfg)
+    layers = _flop_layers(cfg, ctx)
     if layers is not None:
         shape = tuple(np.shape(splits.train.x)[1:])
         report["flops"] = jz_prune.flops(params, None, shape, layers=layers)

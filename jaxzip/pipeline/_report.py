@@ -1,11 +1,17 @@
-"""The plain-text results table ``jaxzip run`` prints: one row per (stage, metric)."""
+"""The results table ``jaxzip run`` prints (one row per (stage, metric)) and ``report.md``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "format_value"]
+from jaxzip._io import atomic_write_text
+
+__all__ = ["REPORT_FILE", "format_markdown", "format_table", "format_value", "report_stage"]
+
+REPORT_FILE = "report.md"
+"""The file the ``report`` stage writes to the output directory."""
 
 
 def format_value(value: Any) -> str:
@@ -43,12 +49,8 @@ def format_table(results: Mapping[str, Any]) -> str:
       evaluate  wall_time_s    0.5000
       total     wall_time_s    2.00
     """
-    rows = [("stage", "metric", "value")]
+    rows = [("stage", "metric", "value"), *_rows(results)]
     wall = results.get("wall_time_s", {})
-    for stage, metrics in results.get("stages", {}).items():
-        rows.extend((stage, name, format_value(v)) for name, v in metrics.items())
-        if stage in wall:
-            rows.append((stage, "wall_time_s", format_value(wall[stage])))
     if "total" in wall:
         rows.append(("total", "wall_time_s", format_value(wall["total"])))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -58,3 +60,54 @@ def format_table(results: Mapping[str, Any]) -> str:
         for r in [rows[0], rule, *rows[1:]]
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _rows(results: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    wall, cached = results.get("wall_time_s", {}), set(results.get("cached", ()))
+    rows = []
+    for stage, metrics in results.get("stages", {}).items():
+        rows.extend((stage, name, format_value(v)) for name, v in metrics.items())
+        if stage in cached:
+            rows.append((stage, "cached", "yes"))
+        if stage in wall:
+            rows.append((stage, "wall_time_s", format_value(wall[stage])))
+    return rows
+
+
+def format_markdown(results: Mapping[str, Any], *, title: str) -> str:
+    """``results`` as a Markdown document: a heading and a ``stage | metric | value`` table.
+
+    Args:
+      results: ``stages`` (name -> metrics), ``wall_time_s`` and ``cached`` (stage
+        names restored from the stage cache), as in :func:`jaxzip.pipeline.run_experiment`.
+      title: the heading (the experiment's name).
+
+    Returns:
+      The Markdown text, ending in a newline.
+
+    Example:
+      >>> print(format_markdown({"stages": {"evaluate": {"test_accuracy": 0.975}},
+      ...                        "cached": ["evaluate"]}, title="demo"), end="")
+      # demo
+      <BLANKLINE>
+      | stage | metric | value |
+      | --- | --- | --- |
+      | evaluate | test_accuracy | 0.9750 |
+      | evaluate | cached | yes |
+    """
+    lines = [f"# {title}", "", "| stage | metric | value |", "| --- | --- | --- |"]
+    for row in _rows(results):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report_stage(cfg: Any, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Stage: writes ``out_dir/report.md``, the :func:`format_markdown` of the stages before it.
+
+    Reads ``results`` (the runner's record of the stages so far) and ``out_dir``
+    from ``ctx``; adds nothing to the context.
+    """
+    path = Path(ctx["out_dir"]) / REPORT_FILE
+    text = format_markdown(ctx.get("results", {}), title=cfg.experiment.name)
+    atomic_write_text(path, text)
+    return {}, {}

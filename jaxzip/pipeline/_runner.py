@@ -1,43 +1,51 @@
-"""The stage runner behind ``jaxzip run``.
+"""The stage runner behind ``jaxzip run``, with its stage cache.
 
-data → model → train → [prune] → [kmeans] → evaluate → [encode] → results.
-
-An experiment is a short list of :class:`Stage` s. Each stage is a function
+An experiment is a short list of :class:`Stage` s (by default
+data → model → train → [distill] → [prune] → [kmeans] → evaluate → [encode] →
+[export], or the config's ``experiment.stages``). Each stage is a function
 ``(cfg, ctx) -> (updates, metrics)``: it reads what earlier stages produced
 from the context mapping ``ctx`` and returns new context entries and the
-metrics it reports. Later stages (prune, quantize, encode) slot into
-:func:`default_stages` without touching the runner.
+metrics it reports.
+
+Each stage's outputs are kept in ``out_dir/stages/<NN>-<name>-<hash12>/``,
+keyed by a hash of the config parts it depends on chained with the key of the
+stage before it, so a rerun restores every stage whose inputs did not change
+and reruns the first changed one and all after it (see
+:mod:`jaxzip.pipeline._cache`). ``data`` and ``report`` always run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import shutil
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from jaxzip import data as jz_data
-from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_json
-from jaxzip.pipeline._codec_stage import (
-    CODEC_REPORT,
-    KMEANS_REPORT,
-    codec_of,
-    encode_stage,
-    kmeans_stage,
+from jaxzip.pipeline._cache import (
+    CACHE_DIR,
+    find_complete,
+    restore_outputs,
+    stage_dir_name,
+    stage_key,
+    store_outputs,
 )
+from jaxzip.pipeline._codec_stage import CODEC_REPORT, KMEANS_REPORT
 from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._distill_stage import DISTILL_REPORT
+from jaxzip.pipeline._export_stage import EXPORT_REPORT
 from jaxzip.pipeline._load import save_config
-from jaxzip.pipeline._prune_stage import PRUNE_REPORT, evaluate_dense, prune_stage
+from jaxzip.pipeline._prune_stage import PRUNE_REPORT
 from jaxzip.pipeline._report import format_table
-from jaxzip.pipeline._stage_utils import augment_of, make_train_tx
 from jaxzip.pipeline._stage_utils import jsonable as _jsonable
+from jaxzip.pipeline._stages import Stage, default_stages
 
 __all__ = [
     "CONFIG_FILE",
@@ -52,141 +60,88 @@ CONFIG_FILE = "config.toml"
 PARAMS_FILE = "params.npz"
 RESULTS_FILE = "results.json"
 
-Context = Mapping[str, Any]
 Metrics = dict[str, Any]
-StageFn = Callable[[ExperimentConfig, Context], tuple[dict[str, Any], Metrics]]
+_RUNNER_KEYS = ("progress", "out_dir", "results")
+_REPORTS = {
+    "distill": DISTILL_REPORT,
+    "prune": PRUNE_REPORT,
+    "kmeans": KMEANS_REPORT,
+    "codec": CODEC_REPORT,
+    "export": EXPORT_REPORT,
+}
 
 
-@dataclasses.dataclass(frozen=True)
-class Stage:
-    """One named step of an experiment.
-
-    Attributes:
-      name: shown in the results table and as the key of its wall time.
-      run: ``(cfg, ctx) -> (updates, metrics)``; ``updates`` are merged into
-        the context seen by later stages, ``metrics`` (name → number) are reported.
-    """
-
-    name: str
-    run: StageFn
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
-def _load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    d = cfg.data
-    splits = jz_data.load_splits(
-        d.name,
-        data_dir=d.data_dir or None,
-        val_fraction=d.val_fraction,
-        seed=cfg.experiment.seed,
-        download=d.download,
-        progress=ctx["progress"],
-    )
-    metrics = {
-        "train_examples": len(splits.train),
-        "val_examples": len(splits.val),
-        "test_examples": len(splits.test),
-    }
-    return {"splits": splits}, metrics
+def _check_order(stages: Sequence[Stage]) -> None:
+    provided: set[str] = set(_RUNNER_KEYS)
+    for pos, stage in enumerate(stages, start=1):
+        if not isinstance(stage, Stage):
+            raise TypeError(f"stages: item {pos} must be a Stage, got {type(stage).__name__}")
+        for key in stage.needs:
+            if key not in provided:
+                raise ConfigError(
+                    f"stages: {stage.name!r} at position {pos} needs {key!r}, "
+                    "which no earlier stage provides"
+                )
+        provided.update(stage.provides)
 
 
-def _build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    m, splits = cfg.model, ctx["splits"]
-    kwargs: dict[str, Any] = {"num_classes": splits.train.num_classes}
-    if m.name == "mlp":
-        kwargs.update(widths=m.widths, dropout_rate=m.dropout_rate)
-    module = jz_models.make_model(m.name, **kwargs)
-    key = jax.random.key(cfg.experiment.seed)
-    # One compiled init instead of one dispatch (and compile) per initializer op.
-    init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
-    if not m.params_from:
-        params = init(key, splits.train.x[:1])
-    else:  # only the shapes and dtypes are needed to check and load the file
-        like = jax.eval_shape(init, key, splits.train.x[:1])
+class _Cache:
+    """Where each stage's outputs live, and whether to use them."""
+
+    def __init__(self, cfg: ExperimentConfig, out: Path, enabled: bool) -> None:
+        from jaxzip import __version__
+
+        self.cfg, self.out, self.enabled, self.version = cfg, out, enabled, __version__
+        self.previous: str | None = ""  # None once a stage without `depends` breaks the chain
+
+    def key(self, index: int, stage: Stage) -> str | None:
+        if self.previous is None or stage.depends is None:
+            self.previous = None
+            return None
+        self.previous = stage_key(
+            index=index,
+            name=stage.name,
+            depends=stage.depends(self.cfg),
+            previous=self.previous,
+            version=self.version,
+        )
+        return self.previous
+
+    def dir(self, index: int, stage: Stage, key: str) -> Path:
+        return self.out / CACHE_DIR / stage_dir_name(index, stage.name, key)
+
+    def restore(self, index: int, stage: Stage, key: str, ctx: Mapping[str, Any]):
+        d = self.dir(index, stage, key)
+        manifest = find_complete(d, key)
+        if manifest is None:
+            return None
         try:
-            params = jz_train.load_params(m.params_from, like)
-        except (OSError, ValueError) as e:
-            where = "" if os.path.isabs(m.params_from) else f" (relative to {os.getcwd()!r})"
-            raise ConfigError(
-                f"model.params_from: cannot use {m.params_from!r}{where} as {m.name!r} params: {e}"
-            ) from e
-    updates = {"apply_fn": jz_models.linen_apply_fn(module), "params": params}
-    return updates, {"param_count": jz_models.param_count(params)}
+            updates, metrics = restore_outputs(d, manifest, self.out)
+            if stage.rebuild is not None:
+                updates.update(stage.rebuild(self.cfg, ctx))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            _log(f"stage {stage.name!r}: cannot restore {d} ({e}); running it again")
+            return None
+        _log(f"stage {stage.name!r}: restored from {d.relative_to(self.out)}")
+        return updates, metrics
 
-
-def _train(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    t, splits = cfg.train, ctx["splits"]
-    if t.epochs == 0:  # allowed only with model.params_from: use the loaded params as they are
-        return {"history": []}, {"epochs": 0, "steps": 0}
-    tx = make_train_tx(
-        t,
-        learning_rate=t.learning_rate,
-        epochs=t.epochs,
-        steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
-    )
-    state, history = jz_train.fit(
-        ctx["apply_fn"],
-        ctx["params"],
-        tx,
-        splits.train,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        seed=cfg.experiment.seed,
-        val_ds=splits.val,
-        progress=ctx["progress"],
-        eval_batch_size=t.eval_batch_size,
-        augment=augment_of(t),
-    )
-    history = _jsonable(history)
-    last = history[-1] if history else {}
-    metrics = {"epochs": len(history), "steps": int(state.step)}
-    metrics.update({k: v for k, v in last.items() if k.startswith("train_")})
-    return {"params": state.params, "history": history}, metrics
-
-
-def _evaluate(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    splits, bs = ctx["splits"], cfg.train.eval_batch_size
-    metrics: Metrics = {}
-    for part in ("val", "test"):
-        m = jz_train.evaluate(ctx["apply_fn"], ctx["params"], getattr(splits, part), batch_size=bs)
-        metrics[f"{part}_accuracy"] = float(m["accuracy"])
-        metrics[f"{part}_error"] = float(m["error"])
-        metrics[f"{part}_errors"] = int(m["errors"])
-        metrics[f"{part}_loss"] = float(m["loss"])
-    return {}, metrics
-
-
-def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
-    """The stages :func:`run_experiment` runs for ``cfg``, in order.
-
-    With a ``[prune]`` or ``[kmeans]`` section the trained (or loaded) model is
-    evaluated (``dense_*`` metrics) first, and ``evaluate`` reports the pruned
-    and/or weight-shared model (decoded from its codebooks). With ``[kmeans]``
-    or ``[codec]`` (unless ``codec.write = false``), ``encode`` then writes the
-    compressed file and checks that it decodes to the evaluated params.
-
-    Example:
-      >>> from jaxzip.pipeline import ExperimentConfig
-      >>> from jaxzip.pipeline._config import PruneConfig
-      >>> [s.name for s in default_stages(ExperimentConfig())]
-      ['data', 'model', 'train', 'evaluate']
-      >>> [s.name for s in default_stages(ExperimentConfig(prune=PruneConfig()))]
-      ['data', 'model', 'train', 'evaluate_dense', 'prune', 'evaluate']
-      >>> from jaxzip.pipeline._config import KMeansConfig
-      >>> [s.name for s in default_stages(ExperimentConfig(kmeans=KMeansConfig()))][3:]
-      ['evaluate_dense', 'kmeans', 'evaluate', 'encode']
-    """
-    stages = [Stage("data", _load_data), Stage("model", _build_model), Stage("train", _train)]
-    if cfg.prune is not None or cfg.kmeans is not None:
-        stages.append(Stage("evaluate_dense", evaluate_dense))
-    if cfg.prune is not None:
-        stages.append(Stage("prune", prune_stage))
-    if cfg.kmeans is not None:
-        stages.append(Stage("kmeans", kmeans_stage))
-    stages.append(Stage("evaluate", _evaluate))
-    codec = codec_of(cfg)
-    if codec is not None and codec.write:
-        stages.append(Stage("encode", encode_stage))
-    return tuple(stages)
+    def store(self, index: int, stage: Stage, key: str, updates: Mapping, metrics: Mapping):
+        d = self.dir(index, stage, key)
+        for old in (self.out / CACHE_DIR).glob(f"{index:02d}-*"):
+            if old != d and old.is_dir():  # an earlier run's outputs for this position
+                shutil.rmtree(old)
+        skip = tuple(k for k, v in updates.items() if callable(v)) if stage.rebuild else ()
+        files = stage.files(self.cfg) if stage.files is not None else ()
+        ok = store_outputs(
+            d, key=key, name=stage.name, updates=updates, metrics=metrics,
+            out_dir=self.out, files=files, skip=skip,
+        )  # fmt: skip
+        if not ok:
+            _log(f"stage {stage.name!r}: its outputs cannot be stored; not cached")
 
 
 def run_experiment(
@@ -196,14 +151,23 @@ def run_experiment(
     progress: bool = True,
     report: bool = True,
     stages: Sequence[Stage] | None = None,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Runs an experiment's stages and writes its results to ``out_dir``.
 
     Writes ``config.toml`` (the resolved config) first, so a run is
     identifiable even if it fails; removes ``results.json``, ``params.npz``
-    (and the ``[codec]`` file) left by an earlier run there; and writes those two only after every stage
-    has succeeded (``results.json`` last), each atomically. A failed run thus
-    leaves ``config.toml`` and no results.
+    (and the files the stages write: the ``[codec]`` file, the export,
+    ``report.md``) left by an earlier run there; and writes those two only after
+    every stage has succeeded (``results.json`` last), each atomically. A failed
+    run thus leaves ``config.toml``, the cache of the stages that finished, and
+    no results.
+
+    With ``use_cache``, each stage that declares ``depends`` (all named stages)
+    is restored from ``out_dir/stages/`` when a complete entry with its key is
+    there, and otherwise run and stored (``data`` and ``report`` always run).
+    Changing a config section reruns the first stage depending on it and every
+    later stage; so does a crash (only finished stages were stored).
 
     Args:
       cfg: the validated experiment config.
@@ -211,46 +175,65 @@ def run_experiment(
       progress: show progress bars (download, training) on stderr.
       report: print a table of the results (stage, metric, value) to stdout.
       stages: the stages to run; default :func:`default_stages` of ``cfg``.
+      use_cache: restore and store stage outputs under ``out_dir/stages/``;
+        ``False`` runs every stage and leaves the cache alone.
 
     Returns:
       The results written to ``results.json``: ``metrics`` (val/test
       accuracy and error, test error count, param count, epochs, ...),
       ``stages`` (each stage's metrics), ``wall_time_s`` per stage and in
-      total, ``history`` (one dict per epoch of dense training), ``prune``
-      (with a ``[prune]`` section: per round and per layer sparsity, val
-      accuracy, retraining histories, FLOPs), ``kmeans`` (with ``[kmeans]``:
-      per-layer bits, sizes, distinct values; val accuracy before and after
-      fine-tuning), ``codec`` (when a file is written: its name, bytes,
-      ``compression_ratio = 4 * param_count / file_bytes`` and the per-leaf
-      size report), ``config_name``,
-      ``jax_version``, ``backend`` and ``jaxzip_version``.
+      total, ``cached`` (the names of the stages restored from the cache),
+      ``history`` (one dict per epoch of dense training), ``distill``,
+      ``prune`` (per round and per layer sparsity, val accuracy, retraining
+      histories, FLOPs), ``kmeans`` (per-layer bits, sizes, distinct values;
+      val accuracy before and after fine-tuning), ``codec`` (when a file is
+      written: its name, bytes, ``compression_ratio = 4 * param_count /
+      file_bytes`` and the per-leaf size report) and ``export``, each when its
+      stage ran, ``config_name``, ``jax_version``, ``backend`` and ``jaxzip_version``.
 
     Raises:
-      TypeError: ``cfg`` is not an :class:`ExperimentConfig`.
+      TypeError: ``cfg`` is not an :class:`ExperimentConfig`, or a stage is not a :class:`Stage`.
+      ConfigError: a stage needs a context key no earlier stage provides.
       jaxzip.JaxzipError, ValueError, OSError: from a stage (e.g. missing data)
         or from writing the files.
     """
     if not isinstance(cfg, ExperimentConfig):
         raise TypeError(f"run_experiment: cfg must be an ExperimentConfig, got {type(cfg)!r}")
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"run_experiment: use_cache must be a bool, got {use_cache!r}")
     from jaxzip import __version__
 
+    stage_list = tuple(default_stages(cfg) if stages is None else stages)
+    _check_order(stage_list)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     save_config(out / CONFIG_FILE, cfg)
-    codec = codec_of(cfg)
-    for stale in (RESULTS_FILE, PARAMS_FILE, *([codec.file] if codec is not None else [])):
+    written = {f for s in stage_list if s.files is not None for f in s.files(cfg)}
+    for stale in (RESULTS_FILE, PARAMS_FILE, *sorted(written)):
         (out / stale).unlink(missing_ok=True)
 
+    cache = _Cache(cfg, out, use_cache)
     ctx: dict[str, Any] = {"progress": progress, "out_dir": out}
     per_stage: dict[str, Metrics] = {}
     wall: dict[str, float] = {}
+    cached: list[str] = []
     start = time.perf_counter()
-    for stage in default_stages(cfg) if stages is None else stages:
+    for index, stage in enumerate(stage_list, start=1):
         t0 = time.perf_counter()
-        updates, metrics = stage.run(cfg, ctx)
-        jax.block_until_ready(updates)
+        ctx["results"] = {"stages": per_stage, "wall_time_s": wall, "cached": cached}
+        key = cache.key(index, stage)
+        usable = use_cache and stage.cache and key is not None
+        restored = cache.restore(index, stage, key, ctx) if usable else None
+        if restored is not None:
+            updates, metrics = restored
+            cached.append(stage.name)
+        else:
+            updates, metrics = stage.run(cfg, ctx)
+            jax.block_until_ready(updates)
+            if usable:
+                cache.store(index, stage, key, updates, _jsonable(metrics))
         wall[stage.name] = round(time.perf_counter() - t0, 4)
         ctx = {**ctx, **updates}
         per_stage[stage.name] = _jsonable(metrics)
@@ -264,10 +247,9 @@ def run_experiment(
         "metrics": flat,
         "stages": per_stage,
         "wall_time_s": wall,
+        "cached": cached,
         "history": ctx.get("history", []),
-        **({"prune": ctx[PRUNE_REPORT]} if PRUNE_REPORT in ctx else {}),
-        **({"kmeans": ctx[KMEANS_REPORT]} if KMEANS_REPORT in ctx else {}),
-        **({"codec": ctx[CODEC_REPORT]} if CODEC_REPORT in ctx else {}),
+        **{name: ctx[key] for name, key in _REPORTS.items() if key in ctx},
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "jaxzip_version": __version__,

@@ -6,6 +6,7 @@ end to end in tests/test_cli.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -24,6 +25,7 @@ from jaxzip.pipeline import (
     load_config,
     run_experiment,
 )
+from jaxzip.pipeline._cache import CACHE_DIR, DONE_FILE
 from jaxzip.pipeline._runner import _jsonable
 
 
@@ -107,3 +109,128 @@ def test_jsonable():
     obj = {"a": np.float32(0.5), "b": jnp.int32(2), "c": (np.nan, float("inf")), 3: [np.ones(2)]}
     assert _jsonable(obj) == {"a": 0.5, "b": 2, "c": [None, None], "3": [[1.0, 1.0]]}
     json.dumps(_jsonable(obj), allow_nan=False)
+
+
+# --- the stage cache, with fake stages that declare what they depend on -----------------
+
+
+def _cached_stages(calls: list[str], fail_at: str = "") -> list[Stage]:
+    """``a`` -> ``b`` -> ``c``: params arrays, a JSON report and a file; ``b`` depends on train."""
+
+    def a(cfg, ctx):
+        calls.append("a")
+        return {"params": {"w": jnp.arange(3.0)}}, {"n": 3}
+
+    def b(cfg, ctx):
+        calls.append("b")
+        if fail_at == "b":
+            raise jz.DataError("disk on fire")
+        w = ctx["params"]["w"] * cfg.train.epochs
+        (ctx["out_dir"] / "b.txt").write_text(f"{float(w.sum())}")
+        return {"params": {"w": w}, "b_report": {"sum": w.sum()}}, {"total": float(w.sum())}
+
+    def c(cfg, ctx):
+        calls.append("c")
+        if fail_at == "c":
+            raise jz.DataError("disk on fire")
+        return {}, {"seen": ctx["b_report"]["sum"]}
+
+    return [
+        Stage("a", a, provides=("params",), depends=lambda cfg: {"seed": cfg.experiment.seed}),
+        Stage("b", b, needs=("params",), provides=("params", "b_report"),
+              depends=lambda cfg: {"epochs": cfg.train.epochs}, files=lambda cfg: ("b.txt",)),
+        Stage("c", c, needs=("b_report",), depends=lambda cfg: {}),
+    ]  # fmt: skip
+
+
+def _run_fake(cfg, out, calls, fail_at="", **kw):
+    calls.clear()
+    stages = _cached_stages(calls, fail_at)
+    return run_experiment(cfg, out, progress=False, report=False, stages=stages, **kw)
+
+
+def _dirs(out) -> list[str]:
+    return sorted(p.name for p in (out / CACHE_DIR).iterdir())
+
+
+def test_cache_hit_restores_every_stage(tmp_path):
+    calls: list[str] = []
+    cfg = ExperimentConfig(train=jz.pipeline.TrainConfig(epochs=2))
+    first = _run_fake(cfg, tmp_path, calls)
+    assert calls == ["a", "b", "c"] and first["cached"] == []
+    assert [d[:-13] for d in _dirs(tmp_path)] == ["01-a", "02-b", "03-c"]
+    assert all((tmp_path / CACHE_DIR / d / DONE_FILE).is_file() for d in _dirs(tmp_path))
+    (tmp_path / "b.txt").write_text("clobbered")
+    second = _run_fake(cfg, tmp_path, calls)
+    assert calls == [] and second["cached"] == ["a", "b", "c"]
+    assert second["metrics"] == first["metrics"] == {"n": 3, "total": 6.0, "seen": 6.0}
+    assert (tmp_path / "b.txt").read_text() == "6.0"  # the stage's file is restored
+    params = jz.train.load_params(tmp_path / PARAMS_FILE, {"w": jnp.zeros(3)})
+    np.testing.assert_array_equal(params["w"], [0.0, 2.0, 4.0])
+
+
+def test_changed_section_reruns_that_stage_and_later_ones(tmp_path):
+    calls: list[str] = []
+    _run_fake(ExperimentConfig(train=jz.pipeline.TrainConfig(epochs=2)), tmp_path, calls)
+    before = _dirs(tmp_path)
+    results = _run_fake(ExperimentConfig(train=jz.pipeline.TrainConfig(epochs=3)), tmp_path, calls)
+    assert calls == ["b", "c"] and results["cached"] == ["a"]
+    assert results["metrics"]["seen"] == 9.0
+    after = _dirs(tmp_path)  # one directory per position: the stale ones are replaced
+    assert after[0] == before[0] and after[1:] != before[1:] and len(after) == 3
+    results = _run_fake(ExperimentConfig(experiment=jz.pipeline.ExperimentSection(seed=1),
+                                         train=jz.pipeline.TrainConfig(epochs=3)),
+                        tmp_path, calls)  # fmt: skip
+    assert calls == ["a", "b", "c"]  # the first stage changed: the whole chain reruns
+
+
+def test_torn_stage_directory_is_rerun(tmp_path):
+    calls: list[str] = []
+    cfg = ExperimentConfig()
+    _run_fake(cfg, tmp_path, calls)
+    (tmp_path / CACHE_DIR / _dirs(tmp_path)[1] / DONE_FILE).unlink()
+    results = _run_fake(cfg, tmp_path, calls)
+    assert calls == ["b"] and results["cached"] == ["a", "c"]
+    assert (tmp_path / CACHE_DIR / _dirs(tmp_path)[1] / DONE_FILE).is_file()
+
+
+def test_crash_keeps_finished_stages_cached(tmp_path):
+    calls: list[str] = []
+    cfg = ExperimentConfig()
+    with pytest.raises(jz.DataError, match="disk on fire"):
+        _run_fake(cfg, tmp_path, calls, fail_at="c")
+    assert not (tmp_path / RESULTS_FILE).exists()
+    assert [d[:-13] for d in _dirs(tmp_path)] == ["01-a", "02-b"]
+    results = _run_fake(cfg, tmp_path, calls)
+    assert calls == ["c"] and results["cached"] == ["a", "b"]
+
+
+def test_use_cache_false_runs_everything_and_leaves_the_cache(tmp_path):
+    calls: list[str] = []
+    cfg = ExperimentConfig()
+    _run_fake(cfg, tmp_path, calls)
+    before = {d: (tmp_path / CACHE_DIR / d / DONE_FILE).read_bytes() for d in _dirs(tmp_path)}
+    results = _run_fake(cfg, tmp_path, calls, use_cache=False)
+    assert calls == ["a", "b", "c"] and results["cached"] == []
+    assert {
+        d: (tmp_path / CACHE_DIR / d / DONE_FILE).read_bytes() for d in _dirs(tmp_path)
+    } == before
+
+
+def test_stage_without_depends_ends_caching_from_there_on(tmp_path):
+    calls: list[str] = []
+    stages = _cached_stages(calls)
+    stages[1] = dataclasses.replace(stages[1], depends=None)
+    for _ in range(2):
+        calls.clear()
+        run_experiment(ExperimentConfig(), tmp_path, progress=False, report=False, stages=stages)
+    assert calls == ["b", "c"] and _dirs(tmp_path) == _dirs(tmp_path)[:1]
+
+
+def test_custom_stage_order_is_checked(tmp_path):
+    needy = Stage("needy", lambda cfg, ctx: ({}, {}), needs=("params",))
+    with pytest.raises(jz.ConfigError, match="'needy' at position 1 needs 'params'"):
+        run_experiment(ExperimentConfig(), tmp_path, stages=[needy])
+    assert not list(tmp_path.iterdir())  # nothing written
+    with pytest.raises(TypeError, match="use_cache"):
+        run_experiment(ExperimentConfig(), tmp_path, stages=[], use_cache=1)

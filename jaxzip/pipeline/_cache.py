@@ -1,0 +1,237 @@
+"""The stage cache: each stage's outputs under ``out_dir/stages/<NN>-<name>-<hash12>/``.
+
+A stage's key is the sha256 of the canonical JSON of what it depends on (the
+config parts it reads), its position and name, the key of the stage before it
+(a chain, so a change invalidates every later stage) and the jaxzip version.
+Its directory holds the context entries it added (array trees as ``.npz`` via
+:func:`jaxzip.train.save_params`, codebook trees as :func:`jaxzip.codec.save`
+files, anything else as JSON), copies of the files it wrote to the output
+directory, and ``done.json``, written last and atomically: a directory without a
+valid ``done.json`` (a crash mid-write) is never restored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxzip import codec as jz_codec
+from jaxzip import quant as jz_quant
+from jaxzip import train as jz_train
+from jaxzip._io import atomic_write_bytes, atomic_write_json
+from jaxzip.paths import leaves_with_paths
+from jaxzip.pipeline._stage_utils import jsonable
+
+__all__ = [
+    "CACHE_DIR",
+    "DONE_FILE",
+    "canonical_json",
+    "file_digest",
+    "find_complete",
+    "restore_outputs",
+    "stage_dir_name",
+    "stage_key",
+    "store_outputs",
+]
+
+CACHE_DIR = "stages"
+"""The cache's directory under the output directory."""
+DONE_FILE = "done.json"
+"""Written last in a stage directory; its presence (and matching key) marks it complete."""
+_FORMAT = 1
+_FILES = "files"
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, compact JSON of ``obj`` (after :func:`jsonable`): the text that is hashed.
+
+    Example:
+      >>> canonical_json({"b": (1, 2), "a": 0.5})
+      '{"a":0.5,"b":[1,2]}'
+    """
+    return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def stage_key(*, index: int, name: str, depends: Any, previous: str, version: str) -> str:
+    """The hex sha256 keying one stage's outputs.
+
+    Args:
+      index: the stage's 1-based position.
+      name: the stage's name.
+      depends: JSON-able description of what the stage's outputs depend on.
+      previous: the key of the stage before it ("" for the first).
+      version: the jaxzip version.
+
+    Example:
+      >>> a = stage_key(index=1, name="train", depends={"epochs": 1}, previous="", version="0")
+      >>> b = stage_key(index=1, name="train", depends={"epochs": 2}, previous="", version="0")
+      >>> len(a), a == b
+      (64, False)
+    """
+    text = canonical_json(
+        {"index": index, "name": name, "depends": depends, "previous": previous, "jaxzip": version}
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stage_dir_name(index: int, name: str, key: str) -> str:
+    """``"<NN>-<name>-<first 12 hex digits of key>"``.
+
+    Example:
+      >>> stage_dir_name(3, "train", "0123456789abcdef")
+      '03-train-0123456789ab'
+    """
+    return f"{index:02d}-{name}-{key[:12]}"
+
+
+def file_digest(path: str) -> str | None:
+    """sha256 hex of a file's bytes (so a stage depending on it sees it change); None if absent."""
+    p = Path(path)
+    if not path or not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_complete(stage_dir: Path, key: str) -> dict[str, Any] | None:
+    """The manifest in ``stage_dir/done.json`` if it is valid and for ``key``, else None."""
+    try:
+        manifest = json.loads((stage_dir / DONE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("key") != key:
+        return None
+    if manifest.get("format") != _FORMAT:
+        return None
+    return manifest
+
+
+def _from_paths(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Nested dicts from ``/``-joined paths (the inverse of ``leaves_with_paths`` on dicts)."""
+    root: dict[str, Any] = {}
+    for path, leaf in pairs:
+        *parents, last = path.split("/")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = leaf
+    return root
+
+
+def _is_array_tree(value: Any) -> bool:
+    leaves = jax.tree.leaves(value)
+    return bool(leaves) and all(isinstance(x, jax.Array | np.ndarray) for x in leaves)
+
+
+def _has_codebooks(value: Any) -> bool:
+    leaves = jax.tree.leaves(value, is_leaf=jz_quant.is_quantized)
+    return any(jz_quant.is_quantized(x) for x in leaves)
+
+
+def _dict_rebuildable(value: Any) -> bool:
+    pairs = leaves_with_paths(value)
+    try:
+        rebuilt = _from_paths(pairs)
+    except (TypeError, AttributeError):  # a path that is both a leaf and a node
+        return False
+    return jax.tree.structure(rebuilt) == jax.tree.structure(value)
+
+
+def store_outputs(
+    stage_dir: Path,
+    *,
+    key: str,
+    name: str,
+    updates: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    out_dir: Path,
+    files: tuple[str, ...],
+    skip: tuple[str, ...] = (),
+) -> bool:
+    """Writes a stage's outputs to ``stage_dir`` (replacing what is there), ``done.json`` last.
+
+    Args:
+      stage_dir: the stage's directory.
+      key: its :func:`stage_key`.
+      name: its name.
+      updates: the context entries it returned.
+      metrics: the metrics it returned.
+      out_dir: the output directory, where it wrote ``files``.
+      files: names of files it wrote to ``out_dir``; copied into ``stage_dir``.
+      skip: update keys not to store (the stage rebuilds them on restore).
+
+    Returns:
+      False (and nothing left in ``stage_dir``) if an update cannot be stored:
+      a function, or an array tree that is not nested dicts with string keys.
+    """
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    outputs: dict[str, Any] = {}
+    for k, value in updates.items():
+        if k in skip:
+            continue
+        if _has_codebooks(value):
+            jz_codec.save(stage_dir / f"{k}.jz", value)
+            outputs[k] = {"kind": "codec", "file": f"{k}.jz"}
+        elif _is_array_tree(value) and _dict_rebuildable(value):
+            jz_train.save_params(stage_dir / f"{k}.npz", value)
+            leaves = [
+                [p, list(np.shape(x)), jnp.dtype(x.dtype).name] for p, x in leaves_with_paths(value)
+            ]
+            outputs[k] = {"kind": "npz", "file": f"{k}.npz", "leaves": leaves}
+        elif callable(value) or _is_array_tree(value):
+            shutil.rmtree(stage_dir, ignore_errors=True)
+            return False
+        else:
+            outputs[k] = {"kind": "json", "value": jsonable(value)}
+    for f in files:
+        atomic_write_bytes(stage_dir / _FILES / f, (out_dir / f).read_bytes())
+    manifest = {
+        "format": _FORMAT,
+        "key": key,
+        "stage": name,
+        "metrics": jsonable(dict(metrics)),
+        "outputs": outputs,
+        "files": list(files),
+    }
+    atomic_write_json(stage_dir / DONE_FILE, manifest)
+    return True
+
+
+def restore_outputs(
+    stage_dir: Path, manifest: Mapping[str, Any], out_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reads back what :func:`store_outputs` wrote: ``(updates, metrics)``; copies files back.
+
+    Raises:
+      ValueError, OSError: a stored file is missing or does not match its manifest
+        (the runner then reruns the stage).
+    """
+    updates: dict[str, Any] = {}
+    for k, entry in manifest["outputs"].items():
+        kind = entry["kind"]
+        if kind == "json":
+            updates[k] = entry["value"]
+        elif kind == "codec":
+            updates[k] = jz_codec.load(stage_dir / entry["file"])
+        elif kind == "npz":
+            like = _from_paths(
+                [(p, jax.ShapeDtypeStruct(tuple(s), jnp.dtype(d))) for p, s, d in entry["leaves"]]
+            )
+            updates[k] = jz_train.load_params(stage_dir / entry["file"], like)
+        else:
+            raise ValueError(f"{stage_dir / DONE_FILE}: unknown output kind {kind!r}")
+    for f in manifest["files"]:
+        atomic_write_bytes(out_dir / f, (stage_dir / _FILES / f).read_bytes())
+    return updates, dict(manifest["metrics"])

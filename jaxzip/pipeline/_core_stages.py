@@ -1,0 +1,123 @@
+"""The basic stages: ``data``, ``model``, ``train`` and ``evaluate``.
+
+Each is ``(cfg, ctx) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stage`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+
+from jaxzip import data as jz_data
+from jaxzip import models as jz_models
+from jaxzip import train as jz_train
+from jaxzip._errors import ConfigError
+from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
+
+__all__ = ["build_model", "evaluate_stage", "load_data", "make_module", "train_stage"]
+
+Context = Mapping[str, Any]
+Metrics = dict[str, Any]
+
+
+def load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``data``: the train/val/test splits of ``[data]`` (context key ``splits``)."""
+    d = cfg.data
+    splits = jz_data.load_splits(
+        d.name,
+        data_dir=d.data_dir or None,
+        val_fraction=d.val_fraction,
+        seed=cfg.experiment.seed,
+        download=d.download,
+        progress=ctx["progress"],
+    )
+    metrics = {
+        "train_examples": len(splits.train),
+        "val_examples": len(splits.val),
+        "test_examples": len(splits.test),
+    }
+    return {"splits": splits}, metrics
+
+
+def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
+    """The linen module of ``arch = {"name", "widths", "dropout_rate"}`` (the context's ``arch``).
+
+    Example:
+      >>> type(make_module({"name": "mlp", "widths": [8], "dropout_rate": 0.0}, 10)).__name__
+      'MLP'
+    """
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if arch["name"] == "mlp":
+        kwargs.update(widths=tuple(arch["widths"]), dropout_rate=arch["dropout_rate"])
+    return jz_models.make_model(arch["name"], **kwargs)
+
+
+def build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``model``: ``apply_fn``, ``params`` (fresh or ``model.params_from``) and ``arch``."""
+    m, splits = cfg.model, ctx["splits"]
+    arch = {"name": m.name, "widths": list(m.widths), "dropout_rate": m.dropout_rate}
+    module = make_module(arch, splits.train.num_classes)
+    key = jax.random.key(cfg.experiment.seed)
+    # One compiled init instead of one dispatch (and compile) per initializer op.
+    init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
+    if not m.params_from:
+        params = init(key, splits.train.x[:1])
+    else:  # only the shapes and dtypes are needed to check and load the file
+        like = jax.eval_shape(init, key, splits.train.x[:1])
+        try:
+            params = jz_train.load_params(m.params_from, like)
+        except (OSError, ValueError) as e:
+            where = "" if os.path.isabs(m.params_from) else f" (relative to {os.getcwd()!r})"
+            raise ConfigError(
+                f"model.params_from: cannot use {m.params_from!r}{where} as {m.name!r} params: {e}"
+            ) from e
+    updates = {"apply_fn": jz_models.linen_apply_fn(module), "params": params, "arch": arch}
+    return updates, {"param_count": jz_models.param_count(params)}
+
+
+def train_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``train``: ``[train]`` on the context's model; new ``params`` and ``history``."""
+    t, splits = cfg.train, ctx["splits"]
+    if t.epochs == 0:  # allowed only with model.params_from: use the loaded params as they are
+        return {"history": []}, {"epochs": 0, "steps": 0}
+    tx = make_train_tx(
+        t,
+        learning_rate=t.learning_rate,
+        epochs=t.epochs,
+        steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
+    )
+    state, history = jz_train.fit(
+        ctx["apply_fn"],
+        ctx["params"],
+        tx,
+        splits.train,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        seed=cfg.experiment.seed,
+        val_ds=splits.val,
+        progress=ctx["progress"],
+        eval_batch_size=t.eval_batch_size,
+        augment=augment_of(t),
+    )
+    history = jsonable(history)
+    last = history[-1] if history else {}
+    metrics = {"epochs": len(history), "steps": int(state.step)}
+    metrics.update({k: v for k, v in last.items() if k.startswith("train_")})
+    return {"params": state.params, "history": history}, metrics
+
+
+def evaluate_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``evaluate``: val/test accuracy, error, error count and loss of the current model."""
+    splits, bs = ctx["splits"], cfg.train.eval_batch_size
+    metrics: Metrics = {}
+    for part in ("val", "test"):
+        m = jz_train.evaluate(ctx["apply_fn"], ctx["params"], getattr(splits, part), batch_size=bs)
+        metrics[f"{part}_accuracy"] = float(m["accuracy"])
+        metrics[f"{part}_error"] = float(m["error"])
+        metrics[f"{part}_errors"] = int(m["errors"])
+        metrics[f"{part}_loss"] = float(m["loss"])
+    return {}, metrics

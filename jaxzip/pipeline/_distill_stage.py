@@ -1,0 +1,105 @@
+"""The ``distill`` stage: a student trained by knowledge distillation from the current model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxzip import data as jz_data
+from jaxzip import distill as jz_distill
+from jaxzip import models as jz_models
+from jaxzip import train as jz_train
+from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._core_stages import make_module
+from jaxzip.pipeline._stage_utils import make_train_tx
+
+__all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
+
+DISTILL_REPORT = "distill_report"
+"""Context key of the distill stage's report (``results["distill"]``)."""
+
+
+def _student_arch(cfg: ExperimentConfig) -> dict[str, Any]:
+    d = cfg.distill
+    if d is None:
+        raise ValueError("distill_stage: the config has no [distill] section")
+    return {"name": d.model, "widths": list(d.widths), "dropout_rate": d.dropout_rate}
+
+
+def distill_rebuild(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """The student's ``apply_fn`` (what a restored cache cannot store), from ``[distill]``."""
+    module = make_module(_student_arch(cfg), ctx["splits"].train.num_classes)
+    return {"apply_fn": jz_models.linen_apply_fn(module)}
+
+
+def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Stage: trains the ``[distill]`` student from the context's model (the teacher).
+
+    Reads ``splits``, ``apply_fn`` and ``params`` (the teacher) from ``ctx``;
+    returns the student's ``apply_fn``, ``params`` and ``arch``, and a report
+    under :data:`DISTILL_REPORT` (per-epoch loss and accuracy). Metrics: the
+    teacher's and the student's param counts and the student's val accuracy
+    (list ``evaluate_dense`` before ``distill`` for the teacher's). One line per
+    epoch goes to stderr.
+
+    Raises:
+      ValueError: the config has no ``[distill]`` section.
+    """
+    d, t, splits = cfg.distill, cfg.train, ctx["splits"]
+    arch = _student_arch(cfg)
+    module = make_module(arch, splits.train.num_classes)
+    student_apply = jz_models.linen_apply_fn(module)
+    teacher_apply, teacher_params = ctx["apply_fn"], ctx["params"]
+    init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
+    params = init(jax.random.key(cfg.experiment.seed + 1), splits.train.x[:1])
+    steps_per_epoch = len(splits.train) // t.batch_size
+    tx = make_train_tx(
+        t, learning_rate=d.learning_rate, epochs=d.epochs, steps_per_epoch=steps_per_epoch
+    )
+    loss = jz_distill.kd_loss(temperature=d.temperature, alpha=d.alpha)
+    step = jz_distill.make_train_step(student_apply, teacher_apply, tx, loss=loss)
+    state = jz_train.init_state(params, tx)
+    seed = cfg.experiment.seed + 20_000  # not the seeds of [train] / [prune] / [kmeans] shuffling
+    key = jax.random.key(seed)
+    history: list[dict[str, Any]] = []
+    for epoch in range(d.epochs):
+        start, loss_sum, acc_sum, n = time.perf_counter(), jnp.zeros(()), jnp.zeros(()), 0
+        for batch in jz_data.batches(
+            splits.train, t.batch_size, seed=seed, epoch=epoch, drop_last=True
+        ):
+            state, m = step(state, teacher_params, batch, key)
+            loss_sum, acc_sum, n = loss_sum + m["loss"], acc_sum + m["accuracy"], n + 1
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum) / max(n, 1),
+            "train_accuracy": float(acc_sum) / max(n, 1),
+            "seconds": time.perf_counter() - start,
+        }
+        history.append(record)
+        print(
+            f"distill epoch {epoch + 1}/{d.epochs}: loss {record['train_loss']:.4f}, "
+            f"accuracy {record['train_accuracy']:.4f} ({record['seconds']:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    bs = t.eval_batch_size
+    student = jz_train.evaluate(student_apply, state.params, splits.val, batch_size=bs)
+    metrics = {
+        "teacher_param_count": jz_models.param_count(teacher_params),
+        "student_param_count": jz_models.param_count(state.params),
+        "student_val_accuracy": float(student["accuracy"]),
+        "distill_epochs": d.epochs,
+    }
+    report = {"student": arch, "history": history, **metrics}
+    updates = {
+        "apply_fn": student_apply,
+        "params": state.params,
+        "arch": arch,
+        DISTILL_REPORT: report,
+    }
+    return updates, metrics

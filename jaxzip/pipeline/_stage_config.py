@@ -1,0 +1,103 @@
+"""Config sections of the ``distill`` and ``export`` stages: ``[distill]`` and ``[export]``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Literal
+
+from jaxzip.models import MODEL_NAMES
+from jaxzip.pipeline._schema import (
+    FieldError,
+    Section,
+    at_least,
+    between,
+    each,
+    greater_than,
+    nonempty,
+    rules,
+)
+from jaxzip.pipeline._schema import matches as _matches
+
+__all__ = ["DistillConfig", "ExportConfig"]
+
+ModelName = Literal[MODEL_NAMES]  # "mlp", "lenet_300_100", "lenet5", "small_cnn"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DistillConfig(Section):
+    """``[distill]``: train a smaller student from the current model (the teacher) by KD.
+
+    The teacher is the model the earlier stages made: the ``train`` stage's
+    trained model, or, to distill from a saved teacher, ``[model]`` with
+    ``params_from`` set and no ``train`` stage (or ``train.epochs = 0``). The
+    student (``model``, ``widths``, ``dropout_rate`` as in ``[model]``) is
+    initialised with ``experiment.seed + 1`` and trained for ``epochs`` with
+    :func:`jaxzip.distill.make_train_step` and
+    ``kd_loss(temperature=temperature, alpha=alpha)``, with ``[train]``'s
+    optimizer, schedule, weight decay and batch size at ``learning_rate``. The
+    student then replaces the model for the later stages.
+
+    Example:
+      >>> DistillConfig(widths=[16], temperature=2).temperature
+      2.0
+      >>> DistillConfig(alpha=1.5)
+      Traceback (most recent call last):
+      ...
+      jaxzip.pipeline._schema.FieldError: alpha: expected a number in [0.0, 1.0], got 1.5
+    """
+
+    model: ModelName = field(default="mlp", metadata=rules(doc="student model"))
+    widths: tuple[int, ...] = field(
+        default=(64,),
+        metadata=rules(nonempty(), each(at_least(1)), doc='student hidden widths (only "mlp")'),
+    )
+    dropout_rate: float = field(
+        default=0.0,
+        metadata=rules(between(0.0, 1.0, hi_open=True), doc='student dropout ("mlp")'),
+    )
+    temperature: float = field(
+        default=4.0, metadata=rules(greater_than(0.0), doc="softmax temperature of the KD term")
+    )
+    alpha: float = field(
+        default=0.9, metadata=rules(between(0.0, 1.0), doc="weight of the KD term (vs. labels)")
+    )
+    epochs: int = field(default=10, metadata=rules(at_least(1), doc="student training epochs"))
+    learning_rate: float = field(
+        default=1e-3, metadata=rules(greater_than(0.0), doc="peak learning rate of the student")
+    )
+
+    def check(self) -> None:
+        if self.model != "mlp" and self.dropout_rate != 0.0:
+            raise FieldError(
+                "dropout_rate",
+                f'0.0 for student model {self.model!r} (only "mlp" has dropout)',
+                self.dropout_rate,
+            )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportConfig(Section):
+    """``[export]``: write the final model as a :mod:`jaxzip.deploy` file that runs without source.
+
+    The weights are the ``[kmeans]`` codebooks when there are any (kept
+    compressed in the file), else the params. The input shape is one example
+    of the dataset with a batch dimension.
+
+    Example:
+      >>> ExportConfig().file
+      'model.jzx'
+    """
+
+    file: str = field(
+        default="model.jzx",
+        metadata=rules(
+            _matches(
+                r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')"
+            ),
+            doc="file name in the output directory",
+        ),
+    )
+    polymorphic_batch: bool = field(
+        default=True, metadata=rules(doc="the exported function takes any batch size")
+    )

@@ -1,0 +1,170 @@
+""":class:`Stage` and the named stages an experiment config can list.
+
+A stage is a function ``(cfg, ctx) -> (updates, metrics)`` plus what the
+runner needs to check and cache it: the context keys it needs and provides, a
+``depends(cfg)`` description of the config parts its outputs depend on (its
+cache key), and how to rebuild what cannot be stored (an ``apply_fn``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jaxzip import models as jz_models
+from jaxzip.pipeline._cache import file_digest
+from jaxzip.pipeline._codec_stage import codec_of, encode_stage, kmeans_stage
+from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._core_stages import (
+    build_model,
+    evaluate_stage,
+    load_data,
+    make_module,
+    train_stage,
+)
+from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
+from jaxzip.pipeline._export_stage import export_files, export_stage
+from jaxzip.pipeline._load import config_to_dict
+from jaxzip.pipeline._plan import STAGE_SPECS, stage_names
+from jaxzip.pipeline._prune_stage import evaluate_dense, prune_stage
+from jaxzip.pipeline._report import REPORT_FILE, report_stage
+
+__all__ = ["Stage", "default_stages", "named_stage"]
+
+Context = Mapping[str, Any]
+StageFn = Callable[[ExperimentConfig, Context], tuple[dict[str, Any], dict[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One named step of an experiment.
+
+    Attributes:
+      name: shown in the results table and as the key of its wall time.
+      run: ``(cfg, ctx) -> (updates, metrics)``; ``updates`` are merged into
+        the context seen by later stages, ``metrics`` (name → number) are reported.
+      needs: context keys an earlier stage must provide (checked before running).
+      provides: context keys it adds.
+      depends: ``cfg -> JSON-able`` description of every config part its outputs
+        depend on; ``None`` makes the stage (and every later one) uncached.
+      cache: store and restore its outputs (``False``: always run, but still
+        part of the key chain).
+      rebuild: ``(cfg, ctx) -> updates`` recreating, on restore, the updates
+        that cannot be stored (functions); a stage returning a function without
+        one is not cached.
+      files: ``cfg -> names`` of the files it writes to the output directory
+        (cached with it, and removed at the start of a run).
+    """
+
+    name: str
+    run: StageFn
+    needs: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    depends: Callable[[ExperimentConfig], Any] | None = None
+    cache: bool = True
+    rebuild: Callable[[ExperimentConfig, Context], dict[str, Any]] | None = None
+    files: Callable[[ExperimentConfig], tuple[str, ...]] | None = None
+
+
+def _section(cfg: ExperimentConfig, name: str) -> Any:
+    value = getattr(cfg, name)
+    return None if value is None else config_to_dict(value)
+
+
+def _depends_on(*names: str, seed: bool = True) -> Callable[[ExperimentConfig], Any]:
+    def depends(cfg: ExperimentConfig) -> Any:
+        out = {n: _section(cfg, n) for n in names}
+        return {**out, "seed": cfg.experiment.seed} if seed else out
+
+    return depends
+
+
+def _model_depends(cfg: ExperimentConfig) -> Any:
+    return {**_depends_on("model")(cfg), "params_from_sha256": file_digest(cfg.model.params_from)}
+
+
+def _evaluate_depends(cfg: ExperimentConfig) -> Any:
+    return {"eval_batch_size": cfg.train.eval_batch_size}
+
+
+def _encode_depends(cfg: ExperimentConfig) -> Any:
+    c = codec_of(cfg)
+    return {"codec": None if c is None else config_to_dict(c)}
+
+
+def _encode_files(cfg: ExperimentConfig) -> tuple[str, ...]:
+    c = codec_of(cfg)
+    return () if c is None else (c.file,)
+
+
+def _model_rebuild(cfg: ExperimentConfig, ctx: Context) -> dict[str, Any]:
+    m = cfg.model
+    arch = {"name": m.name, "widths": list(m.widths), "dropout_rate": m.dropout_rate}
+    module = make_module(arch, ctx["splits"].train.num_classes)
+    return {"apply_fn": jz_models.linen_apply_fn(module)}
+
+
+_STAGES: dict[str, dict[str, Any]] = {
+    "data": {"run": load_data, "depends": _depends_on("data"), "cache": False},
+    "model": {"run": build_model, "depends": _model_depends, "rebuild": _model_rebuild},
+    "train": {"run": train_stage, "depends": _depends_on("train")},
+    "distill": {
+        "run": distill_stage,
+        "depends": _depends_on("distill", "train"),
+        "rebuild": distill_rebuild,
+    },
+    "evaluate_dense": {"run": evaluate_dense, "depends": _evaluate_depends},
+    "prune": {"run": prune_stage, "depends": _depends_on("prune", "train")},
+    "kmeans": {"run": kmeans_stage, "depends": _depends_on("kmeans", "train")},
+    "evaluate": {"run": evaluate_stage, "depends": _evaluate_depends},
+    "encode": {"run": encode_stage, "depends": _encode_depends, "files": _encode_files},
+    "export": {"run": export_stage, "depends": _depends_on("export"), "files": export_files},
+    "report": {
+        "run": report_stage,
+        "depends": _depends_on(seed=False),
+        "cache": False,  # reports this run (which stages were cached), so always rerun
+        "files": lambda cfg: (REPORT_FILE,),
+    },
+}
+
+
+def named_stage(name: str) -> Stage:
+    """The :class:`Stage` a config's ``experiment.stages`` means by ``name``.
+
+    Raises:
+      ValueError: ``name`` is not one of :data:`jaxzip.pipeline.STAGE_NAMES`.
+
+    Example:
+      >>> named_stage("prune").needs
+      ('splits', 'params', 'apply_fn')
+    """
+    if name not in _STAGES:
+        raise ValueError(f"named_stage: expected one of {sorted(_STAGES)}, got {name!r}")
+    spec = STAGE_SPECS[name]
+    return Stage(name, needs=spec.needs, provides=spec.provides, **_STAGES[name])
+
+
+def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
+    """The stages :func:`run_experiment` runs for ``cfg``, in order.
+
+    ``experiment.stages`` when the config lists them; else derived from its
+    sections (:func:`jaxzip.pipeline.stage_names`): with a ``[prune]`` or
+    ``[kmeans]`` section the trained (or loaded) model is evaluated
+    (``dense_*`` metrics) first, and ``evaluate`` reports the pruned and/or
+    weight-shared model (decoded from its codebooks). With ``[kmeans]`` or
+    ``[codec]`` (unless ``codec.write = false``), ``encode`` then writes the
+    compressed file and checks that it decodes to the evaluated params.
+
+    Example:
+      >>> from jaxzip.pipeline import ExperimentConfig
+      >>> from jaxzip.pipeline._config import PruneConfig
+      >>> [s.name for s in default_stages(ExperimentConfig())]
+      ['data', 'model', 'train', 'evaluate']
+      >>> [s.name for s in default_stages(ExperimentConfig(prune=PruneConfig()))]
+      ['data', 'model', 'train', 'evaluate_dense', 'prune', 'evaluate']
+      >>> from jaxzip.pipeline._config import KMeansConfig
+      >>> [s.name for s in default_stages(ExperimentConfig(kmeans=KMeansConfig()))][3:]
+      ['evaluate_dense', 'kmeans', 'evaluate', 'encode']
+    """
+    return tuple(named_stage(n) for n in stage_names(cfg))

@@ -1,0 +1,44 @@
+"""Tests for jaxzip/pipeline/_distill_stage.py (the shared tiny run is in conftest.py)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxzip as jz
+from jaxzip.pipeline import ExperimentConfig
+from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
+
+
+def test_student_replaces_the_teacher(full_run):
+    out, _, results = full_run
+    d = results["distill"]
+    assert d["student"] == {"name": "mlp", "widths": [8], "dropout_rate": 0.0}
+    # teacher 64->32->10, student 64->8->10 (digits are 8x8)
+    assert d["teacher_param_count"] == 64 * 32 + 32 + 32 * 10 + 10
+    assert d["student_param_count"] == 64 * 8 + 8 + 8 * 10 + 10
+    assert len(d["history"]) == 1 and np.isfinite(d["history"][0]["train_loss"])
+    assert 0.0 <= d["student_val_accuracy"] <= 1.0
+    with np.load(out / "params.npz") as f:  # the final params are the student's
+        assert f["Dense_0/kernel"].shape == (64, 8)
+    # 1 epoch of KD from a 1-epoch teacher learns something: twice chance on 10 classes
+    assert results["metrics"]["student_val_accuracy"] > 0.2
+
+
+def test_rebuilt_apply_fn_runs_the_restored_params(full_run):
+    out, cfg, results = full_run
+    splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
+    apply_fn = distill_rebuild(cfg, {"splits": splits})["apply_fn"]
+    like = {"Dense_0": {"kernel": jnp.zeros((64, 8)), "bias": jnp.zeros(8)},
+            "Dense_1": {"kernel": jnp.zeros((8, 10)), "bias": jnp.zeros(10)}}  # fmt: skip
+    params = jz.train.load_params(out / "params.npz", like)
+    m = jz.train.evaluate(apply_fn, params, splits.test)
+    assert float(m["accuracy"]) == pytest.approx(results["metrics"]["test_accuracy"], abs=1e-6)
+
+
+def test_without_a_distill_section():
+    with pytest.raises(ValueError, match=r"no \[distill\] section"):
+        distill_stage(ExperimentConfig(), {"splits": None, "apply_fn": None, "params": {}})
+    with pytest.raises(ValueError, match=r"no \[distill\] section"):
+        distill_rebuild(ExperimentConfig(), {})
