@@ -2,6 +2,7 @@
 
 Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 
+* ``jz.auto``: sensitivity analysis, accuracy-bounded compression search, student construction.
 * ``jz.codec``: the compressed file: bit packing, sparse positions, ANS/Huffman coding, size reports.
 * ``jz.paths``: ``where=`` selection of leaves by path.
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
@@ -14,8 +15,8 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
 """
 
-from jaxzip import codec, data, deploy, distill, models, paths, pipeline, prune, quant, train
-from jaxzip._errors import ConfigError, DataError, JaxzipError
+from jaxzip import auto, codec, data, deploy, distill, models, paths, pipeline, prune, quant, train
+from jaxzip._errors import ConfigError, DataError, JaxzipError, NonFiniteError
 
 __version__ = "0.1.0"
 
@@ -23,7 +24,9 @@ __all__ = [
     "ConfigError",
     "DataError",
     "JaxzipError",
+    "NonFiniteError",
     "__version__",
+    "auto",
     "codec",
     "data",
     "deploy",

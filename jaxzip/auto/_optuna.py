@@ -1,0 +1,43 @@
+"""The optional multi-objective strategy: Optuna's NSGA-II over per-layer choices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jaxzip.auto._space import SearchSpace
+from jaxzip.auto._trials import Trials
+
+__all__ = ["optuna_search", "require_optuna"]
+
+
+def require_optuna() -> Any:
+    """Imports optuna, or raises ImportError saying how to install it."""
+    try:
+        import optuna
+    except ImportError as e:
+        raise ImportError(
+            f"strategy 'optuna' needs optuna: pip install optuna ({e}); or use strategy 'greedy'"
+        ) from None
+    return optuna
+
+
+def optuna_search(trials: Trials, space: SearchSpace, *, seed: int, max_trials: int | None) -> None:
+    """Asks NSGA-II (seeded) for per-layer choices; objectives: bytes (min), accuracy (max).
+
+    Every candidate goes through ``trials`` (journaled, replayed when already
+    there). Optuna's own suggestions depend only on the seed and the values
+    told, so a rerun replays the same sequence. Stops at ``max_trials`` (default
+    50) or when ``trials`` raises the budget exception.
+    """
+    optuna = require_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(seed=seed)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    n = 50 if max_trials is None else max_trials
+    for _ in range(n):
+        t = study.ask()
+        sp = {p: t.suggest_categorical(f"sparsity[{p}]", list(space.sparsities))
+              for p in trials.layers}  # fmt: skip
+        bt = {p: t.suggest_categorical(f"bits[{p}]", list(space.bits)) for p in trials.layers}
+        rec = trials.candidate(sp, bt)  # raises BudgetExhausted between trials
+        study.tell(t, [float(rec["bytes"]), float(rec["accuracy"])])

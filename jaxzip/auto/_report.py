@@ -1,0 +1,150 @@
+"""A Markdown report of a search: tables and PNG plots."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jaxzip._io import atomic_write_bytes, atomic_write_text
+from jaxzip.auto._sensitivity import Sensitivity, plot_sensitivity, require_matplotlib
+from jaxzip.auto._space import SearchResult
+
+__all__ = ["REPORT_FILE", "write_report"]
+
+REPORT_FILE = "report.md"
+
+
+def _save(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _trials_figure(result: SearchResult) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    trials = result.trials
+    ok = [t for t in trials if t["feasible"]]
+    bad = [t for t in trials if not t["feasible"]]
+    ax.scatter([t["bytes"] for t in bad], [t["accuracy"] for t in bad], marker="x",
+               color="tab:red", label="infeasible")  # fmt: skip
+    ax.scatter([t["bytes"] for t in ok], [t["accuracy"] for t in ok], marker="o",
+               color="tab:green", label="feasible")  # fmt: skip
+    front = result.pareto
+    ax.step([t["bytes"] for t in front], [t["accuracy"] for t in front], where="post",
+            color="tab:blue", label="Pareto front")  # fmt: skip
+    ax.axhline(result.baseline - result.max_drop, color="gray", linestyle="--",
+               label=f"bound (baseline − {result.max_drop:g})")  # fmt: skip
+    ax.axhline(result.baseline, color="black", linewidth=0.8, label="baseline")
+    ax.scatter([result.best["bytes"]], [result.best["accuracy"]], s=160, facecolors="none",
+               edgecolors="black", label="best")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("compressed file bytes")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _layers_figure(result: SearchResult) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3.5))
+    ax_s, ax_b = fig.subplots(1, 2)
+    layers = list(result.layers)
+    x = range(len(layers))
+    ax_s.bar(x, [result.best["sparsity"][p] for p in layers], color="tab:blue")
+    ax_b.bar(x, [result.best["bits"][p] for p in layers], color="tab:orange")
+    for ax, label in ((ax_s, "sparsity"), (ax_b, "k-means bits")):
+        ax.set_xticks(list(x), layers, rotation=30, ha="right", fontsize="small")
+        ax.set_ylabel(label)
+    fig.tight_layout()
+    return fig
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_report(
+    result: SearchResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    sensitivity: Sensitivity | None = None,
+    test_metrics: Mapping[str, Any] | None = None,
+) -> Path:
+    """Writes ``report.md`` and its PNG plots for a search result.
+
+    The report has the baseline and best candidate (bytes, ratio, accuracy,
+    feasibility), a per-layer table (sparsity, bits, bytes, entropy bound from
+    :func:`jaxzip.codec.size_report`), the test metrics if given, and plots:
+    ``trials.png`` (bytes vs accuracy, the Pareto front and the bound),
+    ``sensitivity.png`` (if a sensitivity is given or in the result) and
+    ``layers.png`` (per-layer sparsity and bits). Every file is written atomically.
+
+    Args:
+      result: a :class:`SearchResult`.
+      out_dir: the directory (created if missing).
+      sensitivity: the curves to plot; default ``result.sensitivity``.
+      test_metrics: e.g. ``{"test_accuracy": 0.99}``, measured once at the end.
+
+    Returns:
+      The path of ``report.md``.
+
+    Raises:
+      TypeError: ``result`` is not a :class:`SearchResult`.
+      ImportError: matplotlib is not installed.
+    """
+    if not isinstance(result, SearchResult):
+        raise TypeError(f"write_report: result must be a SearchResult, got {type(result)!r}")
+    require_matplotlib()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sens = sensitivity if sensitivity is not None else result.sensitivity
+    best = result.best
+    lines = [
+        "# jaxzip auto: search report", "",
+        f"Strategy `{result.strategy}`, {len(result.trials)} candidate trials "
+        f"({result.computed} computed in the last run), stopped: {result.stopped}.", "",
+        "| | value |", "|---|---|",
+        f"| baseline accuracy (validation) | {result.baseline:.4f} |",
+        f"| max drop | {result.max_drop:g} |",
+        f"| best accuracy (validation) | {best['accuracy']:.4f} |",
+        f"| feasible | {'yes' if result.feasible else 'NO: no candidate met the bound'} |",
+        f"| file bytes | {best['bytes']} |",
+        f"| dense float32 bytes | {best['dense_bytes']} |",
+        f"| compression ratio | {best['ratio']:.2f}x |",
+    ]  # fmt: skip
+    for k, v in (test_metrics or {}).items():
+        lines.append(f"| {k} | {_fmt(v)} |")
+    lines += ["", "## Best candidate per layer", "",
+              "| leaf | sparsity | bits | bytes | entropy bound (bytes) |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for path, nbytes in best["layer_bytes"].items():
+        sp = best["sparsity"].get(path)
+        bits = best["bits"].get(path)
+        bound = best["layer_bound_bits"][path] / 8
+        lines.append(f"| {path} | {'' if sp is None else f'{sp:.2f}'} | "
+                     f"{'' if bits is None else bits} | {nbytes} | {bound:.0f} |")  # fmt: skip
+    _save(_trials_figure(result), out / "trials.png")
+    _save(_layers_figure(result), out / "layers.png")
+    lines += ["", "## Trials", "", "![bytes vs accuracy](trials.png)", "",
+              "![per-layer settings](layers.png)"]  # fmt: skip
+    if sens is not None:
+        _save(plot_sensitivity(sens), out / "sensitivity.png")
+        lines += ["", "## Sensitivity", "", "Each layer alone pruned or weight-shared, "
+                  "no fine-tuning.", "", "![sensitivity](sensitivity.png)"]  # fmt: skip
+    lines += ["", "## Pareto front", "", "| bytes | ratio | accuracy | feasible |",
+              "|---|---|---|---|"]  # fmt: skip
+    for t in result.pareto:
+        lines.append(f"| {t['bytes']} | {t['ratio']:.2f}x | {t['accuracy']:.4f} | "
+                     f"{'yes' if t['feasible'] else 'no'} |")  # fmt: skip
+    path = out / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

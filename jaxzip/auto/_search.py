@@ -1,0 +1,293 @@
+"""Accuracy-bounded compression search: smallest file within ``max_drop`` of the baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxzip._types import Params, Where
+from jaxzip.auto._common import EvalFn, layer_paths
+from jaxzip.auto._journal import Journal
+from jaxzip.auto._sensitivity import Sensitivity
+from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
+from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials
+from jaxzip.paths import describe, leaves_with_paths
+
+__all__ = ["JOURNAL_FILE", "STRATEGIES", "search"]
+
+JOURNAL_FILE = "journal.jsonl"
+STRATEGIES = ("greedy", "optuna")
+
+
+def _check_number(name: str, value: Any, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or (v <= 0 if positive else v < 0):
+        want = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name}: expected a finite number {want}, got {value!r}")
+    return v
+
+
+def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:
+    probes = space.probes
+    s_acc = [[trials.probe(p, sparsity=s) for s in probes] for p in trials.layers]
+    b_acc = [[trials.probe(p, bits=b) for b in space.bits] for p in trials.layers]
+    return Sensitivity(layers=trials.layers, sparsities=probes, bits=space.bits,
+                       baseline=trials.baseline, sparsity_accuracy=np.array(s_acc),
+                       bits_accuracy=np.array(b_acc))  # fmt: skip
+
+
+def _envelope(drops: np.ndarray) -> np.ndarray:
+    """Running maximum along the aggressiveness axis: a setting is allowed only if all milder are."""
+    return np.maximum.accumulate(drops, axis=1)
+
+
+def _est_bytes(n: int, sparsity: float, bits: int) -> float:
+    """Estimated stored bytes of an ``n``-weight layer: positions (entropy), indices, codebook."""
+    s = min(max(sparsity, 0.0), 1.0 - 1e-9)
+    positions = 0.0 if s == 0 else n * -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
+    return (positions + n * (1 - s) * bits + 32 * 2**bits) / 8
+
+
+def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> list[tuple]:
+    """Candidates from least to most aggressive, one per trade-off lambda, deduplicated.
+
+    Each layer takes the (sparsity, bits) minimizing ``est_bytes + lambda * solo_drop``,
+    with the solo drops of pruning and of sharing added; large layers thus go further
+    than small ones for the same accuracy cost.
+    """
+    base = sens.baseline
+    # drops on the space's sparsity grid: interpolate the probes (0 at sparsity 0)
+    xs = np.concatenate([[0.0], np.asarray(sens.sparsities)])
+    s_drop = np.stack([np.interp(space.sparsities, xs, np.concatenate([[0.0], base - row]))
+                       for row in sens.sparsity_accuracy])  # fmt: skip
+    s_env = _envelope(np.maximum(s_drop, 0.0))
+    b_env = _envelope(np.maximum(base - sens.bits_accuracy, 0.0))
+    total = sum(4 * n for n in sizes.values())
+    lambdas = [np.inf, *np.geomspace(total * 1e3, total * 1e-3, 61), 0.0]
+    out: list[tuple[dict, dict]] = []
+    for lam in lambdas:
+        sp, bt = {}, {}
+        for i, layer in enumerate(sens.layers):
+            best = None
+            for j, sv in enumerate(space.sparsities):
+                for k, bv in enumerate(space.bits):
+                    drop = s_env[i, j] + b_env[i, k]
+                    est = _est_bytes(sizes[layer], sv, bv)
+                    cost = (drop, est) if lam == np.inf else (est + lam * drop, drop)
+                    if best is None or cost < best[0]:
+                        best = (cost, sv, bv)
+            sp[layer], bt[layer] = best[1], best[2]
+        if not out or out[-1] != (sp, bt):
+            out.append((sp, bt))
+    return out
+
+
+def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
+    sens = _sensitivity(trials, space)
+    trials.sensitivity = sens
+    sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
+    ladder = _ladder(sens, space, sizes)
+    lo, hi = -1, len(ladder)  # the largest feasible rung, by bisection
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trials.is_feasible(trials.candidate(*ladder[mid])):
+            lo = mid
+        else:
+            hi = mid
+    if lo < 0 or not space.refine:
+        return sens
+    sp, bt = dict(ladder[lo][0]), dict(ladder[lo][1])
+    current = trials.candidate(sp, bt)
+    improved = True
+    while improved:
+        improved = False
+        order = sorted(trials.layers, key=lambda p: -current["layer_bytes"].get(p, 0))
+        for layer in order:
+            moves = []
+            i = space.sparsities.index(sp[layer])
+            if i + 1 < len(space.sparsities):
+                moves.append(({**sp, layer: space.sparsities[i + 1]}, bt))
+            k = space.bits.index(bt[layer])
+            if k + 1 < len(space.bits):
+                moves.append((sp, {**bt, layer: space.bits[k + 1]}))
+            for msp, mbt in moves:
+                rec = trials.candidate(msp, mbt)
+                if trials.is_feasible(rec) and rec["bytes"] < current["bytes"]:
+                    sp, bt, current, improved = dict(msp), dict(mbt), rec, True
+                    break
+            if improved:
+                break
+    return sens
+
+
+def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
+                    seed: int, strategy: str, finetune: bool) -> dict[str, Any]:  # fmt: skip
+    leaves = dict(leaves_with_paths(params))
+    return {"search": 1, "where": describe(where), "space": space.to_dict(), "seed": seed,
+            "layers": {p: list(np.shape(leaves[p])) for p in layers},
+            "strategy": strategy, "finetune": finetune}  # fmt: skip
+
+
+def search(
+    params: Params,
+    *,
+    eval_fn: EvalFn,
+    max_drop: float,
+    where: Where,
+    seed: int,
+    finetune_fn: FinetuneFn | None = None,
+    space: SearchSpace = SearchSpace(),  # noqa: B008 - frozen, hashable
+    strategy: str = "greedy",
+    out_dir: str | os.PathLike[str] | None = None,
+    journal: Journal | str | os.PathLike[str] | None = None,
+    time_budget_s: float | None = None,
+    max_trials: int | None = None,
+    progress: bool = False,
+) -> SearchResult:
+    """Searches per-layer sparsity and k-means bits for the smallest file within ``max_drop``.
+
+    A candidate gives each selected layer a sparsity and a bit width from
+    ``space``. It is built as: magnitude-prune each layer → ``finetune_fn``
+    (if given; it must keep the mask) → a k-means codebook per layer (pruned
+    weights stay 0) → ``jaxzip.codec.encode`` (its length is the candidate's
+    ``bytes``) → ``eval_fn`` of the decoded params. It is feasible iff
+    ``accuracy >= baseline - max_drop``.
+
+    ``"greedy"``: sensitivity curves (each layer alone pruned / shared, no
+    fine-tuning; a setting's solo drop is the largest drop of it and every
+    milder setting); for a trade-off lambda each layer takes the settings
+    minimizing its estimated bytes + lambda * solo drop (lambda = 0: the most
+    aggressive; infinite: the mildest of least drop); lambda is bisected for the
+    most aggressive feasible candidate; then single layers are pushed one notch
+    further, largest layers first, keeping feasible moves. ``"optuna"``:
+    NSGA-II over the per-layer choices (``pip install optuna``) for
+    ``max_trials`` trials, returning the Pareto front.
+
+    Every finished trial (baseline, probes, candidates) is appended to the
+    journal before the next starts, and a trial already in the journal is
+    reused, not recomputed; since all decisions are made from trial records,
+    a rerun after a kill replays to the same result. With ``out_dir``, the
+    journal defaults to ``out_dir/journal.jsonl`` and ``best.jz`` (the codec
+    file) and ``best.json`` are rewritten whenever the best candidate improves.
+    Budgets are checked between trials.
+
+    Args:
+      params: the trained params (the baseline).
+      eval_fn: ``eval_fn(params) -> float``, validation accuracy.
+      max_drop: allowed accuracy drop, in ``eval_fn``'s units (>= 0).
+      where: the layers to compress (regex, predicate or sequence).
+      seed: seeds fine-tuning (each candidate's key is derived from it and the
+        candidate's settings) and the optuna sampler.
+      finetune_fn: optional ``finetune_fn(params, mask, *, key) -> params``.
+      space: the per-layer choices.
+      strategy: ``"greedy"`` or ``"optuna"``.
+      out_dir: where ``best.jz``, ``best.json`` (and the default journal) go.
+      journal: a :class:`Journal`, or the path of one (opened with this
+        search's settings as its config); default ``out_dir/journal.jsonl``.
+      time_budget_s: stop starting new trials after this many seconds (> 0).
+      max_trials: at most this many candidate trials, journaled ones included (>= 1).
+      progress: show a tqdm bar with the best so far on stderr.
+
+    Returns:
+      A :class:`SearchResult`; ``feasible=False`` when no candidate met the bound.
+      If the time budget ends before any candidate (during the sensitivity
+      probes), the mildest candidate is still evaluated so that a result exists.
+
+    Raises:
+      ValueError: ``max_drop < 0``, a budget <= 0, an unknown strategy, ``where``
+        selects nothing, ``eval_fn`` returns NaN or a non-scalar.
+      jaxzip._errors.ConfigError: the journal belongs to another search.
+      ImportError: strategy ``"optuna"`` without optuna installed.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> p = {"w": jnp.linspace(-1.0, 1.0, 64).reshape(8, 8)}
+      >>> acc = lambda q: 1.0 - float(jnp.abs(q["w"] - p["w"]).mean())
+      >>> r = search(p, eval_fn=acc, max_drop=0.2, where="w", seed=0,
+      ...            space=SearchSpace(sparsities=(0.0, 0.5), bits=(2,)))
+      >>> r.feasible, r.best["sparsity"], r.best["bits"]  # 64 weights: positions cost more
+      (True, {'w': 0.0}, {'w': 2})
+    """
+    max_drop = _check_number("max_drop", max_drop, positive=False)
+    if time_budget_s is not None:
+        time_budget_s = _check_number("time_budget_s", time_budget_s, positive=True)
+    if max_trials is not None and (isinstance(max_trials, bool)
+                                   or not isinstance(max_trials, (int, np.integer))
+                                   or max_trials < 1):  # fmt: skip
+        raise ValueError(f"max_trials: expected an int >= 1, got {max_trials!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: expected one of {STRATEGIES}, got {strategy!r}")
+    if not isinstance(space, SearchSpace):
+        raise TypeError(f"space: expected a SearchSpace, got {type(space)!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an int, got {seed!r}")
+    if not callable(eval_fn):
+        raise TypeError(f"eval_fn: expected a callable, got {eval_fn!r}")
+    layers = tuple(layer_paths(params, where))
+    if strategy == "optuna":
+        from jaxzip.auto._optuna import require_optuna
+
+        require_optuna()
+    out = None if out_dir is None else Path(out_dir)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    if journal is None and out is not None:
+        journal = out / JOURNAL_FILE
+    if journal is not None and not isinstance(journal, Journal):
+        cfg = _journal_config(params, layers, where, space, int(seed), strategy,
+                              finetune_fn is not None)  # fmt: skip
+        journal = Journal.open(journal, config=cfg)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_trials, desc="auto search", unit="trial", dynamic_ncols=True)
+    try:
+        trials = Trials(params, eval_fn=eval_fn, finetune_fn=finetune_fn, layers=layers,
+                        iters=space.kmeans_iters, seed=int(seed), max_drop=max_drop,
+                        journal=journal, out_dir=out, time_budget_s=time_budget_s,
+                        max_trials=max_trials, bar=bar)  # fmt: skip
+        stopped = "done"
+        try:
+            if strategy == "greedy":
+                _greedy(trials, space)
+            else:
+                from jaxzip.auto._optuna import optuna_search
+
+                optuna_search(trials, space, seed=int(seed), max_trials=max_trials)
+        except BudgetExhausted as e:
+            stopped = e.reason
+    finally:
+        if bar is not None:
+            bar.close()
+    return _result(trials, space, trials.sensitivity, strategy, stopped, max_drop)
+
+
+def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strategy: str,
+            stopped: str, max_drop: float) -> SearchResult:  # fmt: skip
+    if not trials.candidates:  # the budget ran out before any candidate: try the mildest one
+        mild = ({p: space.sparsities[0] for p in trials.layers},
+                {p: space.bits[0] for p in trials.layers})  # fmt: skip
+        trials.max_trials, trials.deadline = None, None
+        trials.candidate(*mild)
+    records = [{**r, "feasible": trials.is_feasible(r)} for r in trials.candidates]
+    best = trials.best()
+    assert best is not None  # at least one candidate exists here
+    books = trials.books_of(best)
+    if trials.out_dir is not None:
+        path = trials.out_dir / "best.json"
+        saved = json.loads(path.read_text("utf-8")) if path.exists() else {}
+        if saved.get("key") != best["key"] or saved.get("max_drop") != max_drop:
+            trials.save_best(best, books)
+    return SearchResult(
+        feasible=bool(best["feasible"]), best=best, books=books, baseline=trials.baseline,
+        max_drop=max_drop, trials=tuple(records), pareto=pareto_front(records),
+        sensitivity=sens, layers=trials.layers, strategy=strategy, stopped=stopped,
+        computed=trials.computed,
+    )  # fmt: skip

@@ -1,0 +1,229 @@
+"""Runs and journals trials: each finished trial is recorded before the next starts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxzip import codec as jz_codec
+from jaxzip import prune as jz_prune
+from jaxzip._io import atomic_write_bytes, atomic_write_json
+from jaxzip._types import Mask, Params
+from jaxzip.auto._common import (
+    EvalFn,
+    check_score,
+    decode,
+    layer_mask,
+    settings_key,
+    share_weights,
+)
+from jaxzip.auto._journal import Journal
+from jaxzip.auto._sensitivity import probe
+
+__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "build_candidate"]
+
+BEST_FILE = "best.jz"
+BEST_JSON = "best.json"
+
+FinetuneFn = Callable[..., Params]
+"""``finetune_fn(params, mask, *, key) -> params``: short training that keeps the mask."""
+
+
+class BudgetExhausted(Exception):
+    """Raised between trials when the time or trial budget is spent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def build_candidate(
+    params: Params,
+    sparsity: Mapping[str, float],
+    bits: Mapping[str, int],
+    *,
+    finetune_fn: FinetuneFn | None,
+    key: jax.Array,
+    iters: int,
+) -> Params:
+    """prune each layer by magnitude → optional ``finetune_fn`` → k-means per layer.
+
+    Returns the params with :class:`jaxzip.quant.KMeansArray` leaves for the layers.
+    """
+    mask: Mask = layer_mask(params, sparsity)
+    pruned = jz_prune.apply_mask(params, mask)
+    if finetune_fn is not None:
+        tuned = finetune_fn(pruned, mask, key=key)
+        if jax.tree.structure(tuned) != jax.tree.structure(params):
+            raise ValueError(
+                f"finetune_fn: must return params of the input's structure "
+                f"{jax.tree.structure(params)}, got {jax.tree.structure(tuned)}"
+            )
+        pruned = jz_prune.apply_mask(tuned, mask)
+    return share_weights(pruned, bits, mask, iters=iters)
+
+
+def _pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    feasible = [r for r in records if r["feasible"]]
+    if feasible:
+        return min(feasible, key=lambda r: (r["bytes"], -r["accuracy"], r["index"]))
+    if records:
+        return min(records, key=lambda r: (-r["accuracy"], r["bytes"], r["index"]))
+    return None
+
+
+class Trials:
+    """Evaluates baseline, probes and candidates, each at most once (journal first)."""
+
+    def __init__(self, params: Params, *, eval_fn: EvalFn, finetune_fn: FinetuneFn | None,
+                 layers: tuple[str, ...], iters: int, seed: int, max_drop: float,
+                 journal: Journal | None, out_dir: Path | None, time_budget_s: float | None,
+                 max_trials: int | None, bar: Any = None) -> None:  # fmt: skip
+        self.params, self.eval_fn, self.finetune_fn = params, eval_fn, finetune_fn
+        self.layers, self.iters, self.seed, self.max_drop = layers, iters, seed, max_drop
+        self.journal, self.out_dir, self.bar = journal, out_dir, bar
+        self.max_trials = max_trials
+        self.memo: dict[str, dict[str, Any]] = {}
+        self.candidates: list[dict[str, Any]] = []
+        self.books: dict[str, Params] = {}  # key -> books computed by this process
+        self.computed = 0
+        self.sensitivity: Any = None  # set by the greedy strategy
+        self.dense_bytes = 4 * int(sum(np.size(x) for x in jax.tree.leaves(params)))
+        self.deadline = None  # the baseline is always measured
+        start = time.monotonic()
+        self.baseline = float(self._record({"kind": "baseline"}, self._eval_baseline)["accuracy"])
+        self.deadline = None if time_budget_s is None else start + time_budget_s
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _check_time(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise BudgetExhausted("time_budget")
+
+    def _record(self, settings: dict[str, Any], compute: Callable[[], dict[str, Any]],
+                on_new: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+        key = settings_key(settings)
+        if key in self.memo:
+            return self.memo[key]
+        rec = self.journal.get(key) if self.journal is not None else None
+        if rec is None:
+            self._check_time()
+            rec = {"key": key, **settings, **compute()}
+            rec = json.loads(json.dumps(rec))  # the same JSON types as a replayed record
+            if on_new is not None:
+                on_new(rec)
+            if self.journal is not None:
+                self.journal.append(rec)
+        self.memo[key] = rec
+        return rec
+
+    def _eval(self, params: Params, what: str) -> float:
+        return check_score(self.eval_fn(params), f"eval_fn (on {what})")
+
+    def _eval_baseline(self) -> dict[str, Any]:
+        return {"accuracy": self._eval(self.params, "the input params"),
+                "dense_bytes": self.dense_bytes}  # fmt: skip
+
+    # -- probes ------------------------------------------------------------------------------
+    def probe(self, path: str, *, sparsity: float = 0.0, bits: int | None = None) -> float:
+        """Accuracy with ``path`` alone pruned to ``sparsity`` or shared at ``bits``."""
+        if bits is None and sparsity == 0:
+            return self.baseline
+        settings = {"kind": "probe", "path": path, "sparsity": sparsity, "bits": bits}
+
+        def compute() -> dict[str, Any]:
+            p = probe(self.params, path, sparsity=sparsity, bits=bits, iters=self.iters)
+            return {"accuracy": self._eval(p, f"{path} at sparsity {sparsity}, bits {bits}")}
+
+        return float(self._record(settings, compute)["accuracy"])
+
+    # -- candidates --------------------------------------------------------------------------
+    def candidate(self, sparsity: Mapping[str, float], bits: Mapping[str, int]) -> dict[str, Any]:
+        """The record of one candidate (computed, or replayed from the journal)."""
+        settings = {"kind": "candidate",
+                    "sparsity": {p: float(sparsity[p]) for p in self.layers},
+                    "bits": {p: int(bits[p]) for p in self.layers}}  # fmt: skip
+        key = settings_key(settings)
+        fresh = key not in self.memo
+        if fresh and self.max_trials is not None and len(self.candidates) >= self.max_trials:
+            raise BudgetExhausted("max_trials")
+        rec = self._record(settings, lambda: self._compute(settings, key), self._on_new)
+        if fresh:
+            self.candidates.append(rec)
+            self._show()
+        return rec
+
+    def _compute(self, settings: dict[str, Any], key: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rng = jax.random.fold_in(jax.random.key(self.seed), int(key[:7], 16))
+        books = build_candidate(self.params, settings["sparsity"], settings["bits"],
+                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters)  # fmt: skip
+        data = jz_codec.encode(books)
+        report = jz_codec.size_report(data)
+        acc = self._eval(decode(books), f"candidate {key}")
+        self.books[key] = books
+        self.computed += 1
+        return {
+            "index": len(self.candidates), "accuracy": acc, "bytes": len(data),
+            "dense_bytes": self.dense_bytes, "ratio": self.dense_bytes / len(data),
+            "feasible": bool(acc >= self.baseline - self.max_drop),
+            "layer_bytes": {x.path: int(x.bytes) for x in report.leaves},
+            "layer_bound_bits": {x.path: float(x.bound_bits) for x in report.leaves},
+            "seconds": round(time.perf_counter() - t0, 3),
+        }  # fmt: skip
+
+    def is_feasible(self, rec: Mapping[str, Any]) -> bool:
+        """``accuracy >= baseline - max_drop`` (recomputed: max_drop may differ from the run's)."""
+        return bool(rec["accuracy"] >= self.baseline - self.max_drop)
+
+    def best(self) -> dict[str, Any] | None:
+        """The best candidate so far (see :class:`SearchResult`)."""
+        recs = [{**r, "feasible": self.is_feasible(r)} for r in self.candidates]
+        return _pick_best(recs)
+
+    def _on_new(self, rec: dict[str, Any]) -> None:
+        """Saves ``best.jz``/``best.json`` when ``rec`` beats the best so far (before journaling)."""
+        if self.out_dir is None:
+            return
+        rec = {**rec, "feasible": self.is_feasible(rec)}
+        old = self.best()
+        if _pick_best([old, rec] if old else [rec]) is rec:
+            self.save_best(rec, self.books[rec["key"]])
+
+    def save_best(self, rec: Mapping[str, Any], books: Params) -> None:
+        """Writes ``best.jz`` then ``best.json`` (each atomically) to ``out_dir``."""
+        assert self.out_dir is not None
+        atomic_write_bytes(self.out_dir / BEST_FILE, jz_codec.encode(books))
+        atomic_write_json(self.out_dir / BEST_JSON, {"baseline": self.baseline,
+                                                     "max_drop": self.max_drop, **rec})  # fmt: skip
+
+    def books_of(self, rec: Mapping[str, Any]) -> Params:
+        """The books of a candidate: in memory, from ``best.jz`` if it holds it, or rebuilt."""
+        key = rec["key"]
+        if key in self.books:
+            return self.books[key]
+        if self.out_dir is not None and (self.out_dir / BEST_JSON).exists():
+            saved = json.loads((self.out_dir / BEST_JSON).read_text(encoding="utf-8"))
+            if saved.get("key") == key and (self.out_dir / BEST_FILE).exists():
+                return jz_codec.load(self.out_dir / BEST_FILE)
+        rng = jax.random.fold_in(jax.random.key(self.seed), int(key[:7], 16))
+        books = build_candidate(self.params, rec["sparsity"], rec["bits"],
+                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters)  # fmt: skip
+        self.books[key] = books
+        return books
+
+    def _show(self) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        best = self.best()
+        if best is not None:
+            self.bar.set_postfix_str(
+                f"best {best['bytes']} B, {best['ratio']:.1f}x, acc {best['accuracy']:.4f}"
+                + ("" if best["feasible"] else " (infeasible)")
+            )
