@@ -82,6 +82,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.02,
         help="peak SGD rate of both students (the T^2-scaled soft loss diverges at 0.1)",
     )
+    p.add_argument(
+        "--clip-norm",
+        type=float,
+        default=0.0,
+        help="clip both students' gradients to this global norm before the optimizer (0: off)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the split, inits and shuffles")
     p.add_argument(
         "--teacher-params",
@@ -103,21 +109,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--teacher-dropout must be in [0, 1), got {args.teacher_dropout}")
     if not 0.0 <= args.alpha <= 1.0:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
+    if args.clip_norm < 0:
+        p.error(f"--clip-norm must be >= 0 (0 turns clipping off), got {args.clip_norm}")
     if min(args.temperature, args.learning_rate, args.student_learning_rate) <= 0:
         p.error("--temperature, --learning-rate and --student-learning-rate must be > 0")
     return args
 
 
 def optimizer(
-    args: argparse.Namespace, learning_rate: float, epochs: int, n_train: int
+    args: argparse.Namespace, learning_rate: float, epochs: int, n_train: int, clip_norm: float
 ) -> optax.GradientTransformation:
-    """SGD with Nesterov momentum and a cosine decay from ``learning_rate`` over the run."""
-    return jz.train.make_optimizer(
+    """SGD with Nesterov momentum and a cosine decay from ``learning_rate`` over the run.
+
+    With ``clip_norm`` > 0 (the students' ``--clip-norm``) the gradients are first
+    clipped to that global norm.
+    """
+    tx = jz.train.make_optimizer(
         name="sgd",
         learning_rate=learning_rate,
         schedule="cosine",
         total_steps=epochs * (n_train // args.batch_size),
     )
+    if clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+    return tx
 
 
 def summary(
@@ -141,9 +156,10 @@ def train_plain(
     epochs: int,
     seed: int,
     augment: jz.train.RandomShift | None = None,
+    clip_norm: float = 0.0,
 ) -> tuple[Any, list[float]]:
     """Cross-entropy training with :func:`jaxzip.train.fit`; returns (params, val accuracies)."""
-    tx = optimizer(args, learning_rate, epochs, len(splits.train))
+    tx = optimizer(args, learning_rate, epochs, len(splits.train), clip_norm)
     state, history = jz.train.fit(
         apply_fn,
         params,
@@ -170,7 +186,7 @@ def train_distilled(
 ) -> tuple[Any, list[float]]:
     """Distillation from the teacher's logits; returns (params, val accuracies)."""
     epochs = args.epochs_student
-    tx = optimizer(args, args.student_learning_rate, epochs, len(splits.train))
+    tx = optimizer(args, args.student_learning_rate, epochs, len(splits.train), args.clip_norm)
     loss = jz.distill.kd_loss(temperature=args.temperature, alpha=args.alpha)
     step = jz.distill.make_train_step(student_apply, teacher_apply, tx, loss=loss)
     state = jz.train.init_state(params, tx)
@@ -262,6 +278,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.student_learning_rate,
         args.epochs_student,
         args.seed + 1,
+        clip_norm=args.clip_norm,
     )
     results["student_alone"] = summary(student_apply, params, splits, val_acc)
     results["student_alone"]["seconds"] = time.perf_counter() - start

@@ -1,0 +1,180 @@
+"""Benchmark: K students distilled in one vmapped step vs K sequential runs of the plain step.
+
+Usage:
+  python experiments/benchmarks/vmap_students.py [--students 8] [--steps 20] [--repeats 5]
+
+Both sides distill K = ``--students`` LeNet-300-100 students (``MLP((300, 100))``,
+784 inputs, 10 classes) from one teacher (``--teacher-widths``, LeNet-300-100 by
+default) with ``kd_loss(temperature=4, alpha=0.9)`` and SGD, batch 128:
+
+* **vmapped**: :func:`jaxzip.distill.make_vmapped_train_step` over the stacked
+  states (:func:`jaxzip.distill.stack_states`), one call per step for all K (the
+  teacher runs once per batch);
+* **sequential**: :func:`jaxzip.distill.make_train_step`, K runs one after the
+  other, each of ``--steps`` steps (the teacher runs in every call).
+
+The students start from different params; all see the same batch. Inputs,
+labels and params are random numpy draws (the speed does not depend on them;
+drawing them with numpy spares compiling the initializers). Throughput is
+``K * steps * batch / seconds`` in examples per second (median over repeats,
+the two sides alternating so that both see the same machine load), and the
+ratio vmapped / sequential is printed (target >= 2x). Compilation is excluded
+(each side's first call is a warm-up) and reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxzip as jz
+
+TARGET_RATIO = 2.0
+NUM_CLASSES = 10
+
+
+def random_params(model: Any, example_x: Any, seed: int) -> Any:
+    """Params of ``model``'s structure drawn with numpy: kernels ``N(0, 1 / fan_in)``, zero biases."""
+    shapes = jax.eval_shape(lambda: jz.models.init_params(model, jax.random.key(0), example_x))
+    rng = np.random.default_rng(seed)
+
+    def draw(leaf: jax.ShapeDtypeStruct) -> jax.Array:
+        if len(leaf.shape) < 2:
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        std = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+        return jnp.asarray(rng.standard_normal(leaf.shape) * std, leaf.dtype)
+
+    return jax.tree.map(draw, shapes)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line options."""
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--students", type=int, default=8, help="K")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="steps per student per timed repeat")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--student-widths", type=int, nargs="+", default=[300, 100])
+    p.add_argument("--teacher-widths", type=int, nargs="+", default=[300, 100])
+    args = p.parse_args(argv)
+    for name in ("students", "batch_size", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if min(args.teacher_widths + args.student_widths) < 1:
+        p.error("--teacher-widths and --student-widths must be positive")
+    return args
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs the benchmark; returns the figures that :func:`main` prints."""
+    k, steps = args.students, args.steps
+    teacher = jz.models.MLP(tuple(args.teacher_widths), num_classes=NUM_CLASSES)
+    student = jz.models.MLP(tuple(args.student_widths), num_classes=NUM_CLASSES)
+    teacher_apply = jz.models.linen_apply_fn(teacher)
+    student_apply = jz.models.linen_apply_fn(student)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch_size, 28, 28, 1), np.float32)
+    batch = {
+        "x": jnp.asarray(x),
+        "y": jnp.asarray(rng.integers(0, NUM_CLASSES, args.batch_size, np.int32)),
+    }
+    teacher_params = random_params(teacher, x[:1], seed=0)
+    inits = [random_params(student, x[:1], seed=1 + i) for i in range(k)]
+    tx = optax.sgd(0.01)
+    hp = {"temperature": 4.0, "alpha": 0.9}
+    keys = jax.random.split(jax.random.key(0), k)
+
+    vstep = jz.distill.make_vmapped_train_step(
+        student_apply, teacher_apply, tx, make_loss=jz.distill.kd_loss
+    )
+    hparams = {name: np.full((k,), v, np.float32) for name, v in hp.items()}
+    stacked = jz.distill.stack_states([jz.train.init_state(p, tx) for p in inits])
+    step = jz.distill.make_train_step(
+        student_apply, teacher_apply, tx, loss=jz.distill.kd_loss(**hp)
+    )
+    states = [jz.train.init_state(p, tx) for p in inits]
+    student_keys = list(keys)  # indexed once, outside the timed loops
+
+    def run_vmapped() -> Any:
+        nonlocal stacked
+        metrics = None
+        for _ in range(steps):
+            stacked, metrics = vstep(stacked, teacher_params, batch, keys, hparams)
+        return metrics
+
+    def run_sequential() -> Any:
+        metrics = []
+        for i in range(k):
+            m = None
+            for _ in range(steps):
+                states[i], m = step(states[i], teacher_params, batch, student_keys[i])
+            metrics.append(m)
+        return metrics
+
+    t0 = time.perf_counter()  # first calls: trace + compile + one step
+    stacked, metrics = vstep(stacked, teacher_params, batch, keys, hparams)
+    jax.block_until_ready(metrics)
+    compile_v = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    states[0], metrics = step(states[0], teacher_params, batch, student_keys[0])
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - t0
+    times_v, times_s = [], []
+    for _ in range(args.repeats):
+        times_v.append(_timed(run_vmapped))
+        times_s.append(_timed(run_sequential))
+    examples = k * steps * args.batch_size
+    tv, ts = statistics.median(times_v), statistics.median(times_s)
+    return {
+        "platform": jax.devices()[0].platform,
+        "vmapped_examples_per_s": examples / tv,
+        "sequential_examples_per_s": examples / ts,
+        "ratio": ts / tv,
+        "vmapped_compile_seconds": compile_v,
+        "sequential_compile_seconds": compile_s,
+    }
+
+
+def report(args: argparse.Namespace, r: dict[str, Any]) -> str:
+    """The figures of :func:`measure` as printed lines."""
+    return "\n".join(
+        [
+            f"{args.students} students MLP{tuple(args.student_widths)} distilled from "
+            f"MLP{tuple(args.teacher_widths)}, batch {args.batch_size}, {args.steps} steps each, "
+            f"random data, on {r['platform']}",
+            f"vmapped (make_vmapped_train_step): {r['vmapped_examples_per_s']:,.0f} examples/s",
+            f"sequential (make_train_step x {args.students}): "
+            f"{r['sequential_examples_per_s']:,.0f} examples/s",
+            f"ratio: {r['ratio']:.2f}x (target >= {TARGET_RATIO:.0f}x)",
+            f"compile (first call, excluded above): vmapped {r['vmapped_compile_seconds']:.2f} s, "
+            f"sequential {r['sequential_compile_seconds']:.2f} s",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the benchmark and prints its figures."""
+    args = parse_args(argv)
+    print(report(args, measure(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
