@@ -118,7 +118,7 @@ def check_hparam(where: str, name: str, value: Any, lo: float, hi: float, *, ope
     """
     if isinstance(value, jax.core.Tracer):
         return
-    if isinstance(value, bool) or np.ndim(value) != 0:
+    if isinstance(value, (bool, str, bytes)) or np.ndim(value) != 0:
         raise ValueError(f"{where}: {name} must be a real scalar, got {value!r}")
     try:
         v = float(value)

@@ -27,6 +27,9 @@ def random_scores(params: Params, *, key: jax.Array) -> PyTree:
       params: the params (only shapes are used).
       key: a JAX PRNG key; each leaf gets its own split.
 
+    Raises:
+      TypeError: ``key`` is not a PRNG key (e.g. a plain int seed).
+
     Example:
       >>> import jax
       >>> s = random_scores({"w": jax.numpy.zeros(3)}, key=jax.random.key(0))
@@ -34,6 +37,14 @@ def random_scores(params: Params, *, key: jax.Array) -> PyTree:
       (3,)
     """
     leaves, treedef = jax.tree.flatten(params)
+    is_key = isinstance(key, jax.Array) and (
+        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.dtype == jnp.uint32
+    )
+    if not is_key:
+        raise TypeError(
+            f"random_scores: key must be a PRNG key such as jax.random.key(0), "
+            f"got {type(key).__name__} {key!r}"
+        )
     keys = jax.random.split(key, max(len(leaves), 1))
     out = [jax.random.uniform(k, jnp.shape(x)) for k, x in zip(keys, leaves, strict=False)]
     return jax.tree.unflatten(treedef, out)
