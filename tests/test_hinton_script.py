@@ -96,6 +96,8 @@ def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
         (("--alpha", "1.5"), "--alpha"),
         (("--teacher-dropout", "1.0"), "--teacher-dropout"),
         (("--dataset", "cifar"), "--dataset"),
+        (("--shift", "-1"), "--shift"),
+        (("--clip-norm", "-1"), "--clip-norm"),
     ],
 )
 def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
