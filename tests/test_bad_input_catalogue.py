@@ -438,6 +438,34 @@ CASES: list[Case] = [
          ("run_experiment: cfg", "an ExperimentConfig", "dict")),
     ),
     *_area(
+        "auto",
+        ("max-drop-negative", "jz.auto.search(P, eval_fn=EV, max_drop=-0.1, where=K, seed=0)", VE,
+         ("max_drop", "finite number >= 0", "got -0.1")),
+        ("max-trials-zero", "jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, seed=0, max_trials=0)",
+         VE, ("max_trials", "int >= 1", "got 0")),
+        ("time-budget-zero",
+         "jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, seed=0, time_budget_s=0)", VE,
+         ("time_budget_s", "finite number > 0", "got 0")),
+        ("eval-nan", 'jz.auto.search(P, eval_fn=lambda p: float("nan"), max_drop=0.1, where=K, seed=0)',
+         VE, ("eval_fn", "finite scalar number", "got nan")),
+        ("eval-array", "jz.auto.search(P, eval_fn=lambda p: np.ones(2), max_drop=0.1, where=K, seed=0)",
+         VE, ("eval_fn", "finite scalar number", "shape (2,)")),
+        ("eval-string", 'jz.auto.sensitivity(P, lambda p: "x", where=K)', VE,
+         ("eval_fn", "finite scalar number", "got 'x'")),
+        ("strategy", 'jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, seed=0, strategy="sa")', VE,
+         ("strategy", "one of ('greedy', 'optuna')", "got 'sa'")),
+        ("stage-order", 'cfg({"experiment": {"stages": ["data", "kmeans", "model"]}, "kmeans": {}})', CE,
+         ("experiment.stages", "'kmeans' at position 2 needs 'params'", "add 'model' before it")),
+        ("family-widths", "jz.auto.MLPFamily(widths=(0,))", VE,
+         ("MLPFamily: widths", "positive ints", "got (0,)")),
+        ("cli-max-drop", 'cli(["auto", "missing.toml", "--max-drop", "-1"])', CliError,
+         ("--max-drop", "percentage points >= 0", "got '-1'")),
+        ("cli-time-budget", 'cli(["auto", "missing.toml", "--max-drop", "1", "--time-budget", "5x"])',
+         CliError, ("--time-budget", "positive duration like 600s, 10m or 1h", "got '5x'")),
+        ("cli-max-trials", 'cli(["auto", "missing.toml", "--max-drop", "1", "--max-trials", "0"])',
+         CliError, ("--max-trials", "integer >= 1", "got '0'")),
+    ),
+    *_area(
         "cli",
         ("config-missing", 'cli(["run", "missing.toml"])', CliError,
          ("missing.toml", "config file not found")),
@@ -563,7 +591,7 @@ def _build_env(root: Path) -> dict[str, Any]:
         "batch": {"x": np.eye(2, dtype=np.float32), "y": np.array([0, 1], np.int32)},
         "exported": jz.deploy.load_exported(root / "m.jzx"),
         "cfg": jz.pipeline.config_from_dict, "CFG": jz.pipeline.ExperimentConfig(),
-        "EXPORT": EXPORT,
+        "EXPORT": EXPORT, "EV": lambda p: 0.5, "K": ".*/kernel",
     }  # fmt: skip
 
 
@@ -607,7 +635,18 @@ def test_catalogue_shape() -> None:
     assert len(CASES) >= 70
     assert sum(c.area == "cli" for c in CASES) >= 12
     areas = {c.area for c in CASES}
-    want = {"paths", "data", "models", "train", "prune", "quant", "distill", "codec", "deploy"}
+    want = {
+        "paths",
+        "data",
+        "models",
+        "train",
+        "prune",
+        "quant",
+        "distill",
+        "codec",
+        "deploy",
+        "auto",
+    }
     assert want | {"pipeline", "cli"} <= areas
     assert all(len(c.must_contain) >= 2 for c in CASES), "name the argument and the problem"
 
