@@ -6,6 +6,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,22 @@ def _reject(name: str) -> None:
     raise ValueError(f"non-finite constant {name}")
 
 
+def _checked(where: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Calls a decoder; a malformed value in its (checksummed) description is a FormatError.
+
+    The header is JSON, so a field can hold ``true``, a float or a huge int where
+    an int is meant; the stream decoders check the sizes that matter for memory
+    and bounds, and any other error they hit on such a value is reported as the
+    file's fault, naming where, rather than leaking as a TypeError.
+    """
+    try:
+        return fn(*args)
+    except FormatError:
+        raise
+    except (TypeError, ValueError, OverflowError, IndexError, KeyError) as e:
+        raise FormatError(f"{where}: malformed description ({type(e).__name__}: {e})") from e
+
+
 def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, Any]]:
     """Decodes every leaf described by ``header``: ``[(path, leaf)]`` in header order."""
     entries, out, pos, total = header.get("leaves"), [], 0, 0
@@ -227,8 +244,9 @@ def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[t
             pos += length
             if zlib.crc32(chunk) != c.get("crc32"):
                 raise FormatError(f"{where}: section checksum mismatch")
-            comps[name] = decode_array(c.get("enc"), chunk, dtype, n).reshape(c["shape"])
-        out.append((path, join_leaf(kind, e.get("meta"), comps, path)))
+            comps[name] = _checked(where, decode_array, c.get("enc"), chunk, dtype, n)
+            comps[name] = comps[name].reshape(c["shape"])
+        out.append((path, _checked(path, join_leaf, kind, e.get("meta"), comps, path)))
     if pos != header["payload_length"]:
         raise FormatError("header: sections do not cover the payload")
     return out

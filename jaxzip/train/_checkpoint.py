@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -92,7 +93,7 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
         raise FileNotFoundError(f"load_params: no params file at {str(path)!r}")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
+    except _READ_ERRORS as e:
         raise ValueError(f"load_params: {str(path)!r} is not a readable .npz file: {e}") from e
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"load_params: {str(path)!r} is a single .npy array, not an .npz archive")
@@ -134,7 +135,23 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
 
-_READ_ERRORS = (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, zlib.error)
+# What zipfile/numpy raise on a damaged archive or member: besides the obvious ones, an
+# unsupported compression method or zip version (NotImplementedError), an "encrypted"
+# flag bit (RuntimeError), a garbled .npy header dict (SyntaxError, tokenize.TokenError).
+_READ_ERRORS = (
+    ValueError,
+    KeyError,
+    OSError,
+    EOFError,
+    OverflowError,
+    TypeError,
+    NotImplementedError,
+    RuntimeError,
+    SyntaxError,
+    tokenize.TokenError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def _member_header(archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
