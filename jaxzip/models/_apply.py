@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxzip._keys import check_key
 from jaxzip._types import Params
 from jaxzip.paths import leaves_with_paths
 
@@ -89,14 +90,7 @@ def init_params(module: nn.Module, key: jax.Array, example_x: ArrayLike) -> Para
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"init_params: module must be a flax.linen Module, got {type(module)!r}")
-    is_key = isinstance(key, jax.Array) and (
-        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.dtype == np.uint32
-    )
-    if not is_key:
-        raise TypeError(
-            f"init_params: key must be a PRNG key such as jax.random.key(0), "
-            f"got {type(key).__name__} {key!r}"
-        )
+    check_key("init_params", key)
     return module.init({"params": key}, example_x, train=False)["params"]
 
 

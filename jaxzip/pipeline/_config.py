@@ -24,6 +24,7 @@ from jaxzip.pipeline._schema import (
     at_least,
     between,
     each,
+    file_name,
     greater_than,
     matches,
     nonempty,
@@ -345,9 +346,7 @@ class CodecConfig(Section):
     file: str = field(
         default="model.jz",
         metadata=rules(
-            matches(
-                r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')"
-            ),
+            file_name(),
             doc="file name in the output directory",
         ),
     )

@@ -93,6 +93,11 @@ def matches(pattern: str, words: str) -> Check:
     return Check(words, lambda v: compiled.fullmatch(v) is not None)
 
 
+def file_name() -> Check:
+    """A plain file name in the output directory: letters, digits, '.', '_', '-'."""
+    return matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')")
+
+
 def each(check: Check) -> Check:
     """Every element of a tuple passes ``check``."""
     return Check(f"each {check.expected}", lambda v: all(check.ok(x) for x in v))

@@ -13,11 +13,11 @@ from jaxzip.pipeline._schema import (
     at_least,
     between,
     each,
+    file_name,
     greater_than,
     nonempty,
     rules,
 )
-from jaxzip.pipeline._schema import matches as _matches
 
 __all__ = ["DistillConfig", "ExportConfig"]
 
@@ -92,9 +92,7 @@ class ExportConfig(Section):
     file: str = field(
         default="model.jzx",
         metadata=rules(
-            _matches(
-                r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')"
-            ),
+            file_name(),
             doc="file name in the output directory",
         ),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxzip._keys import check_key
 from jaxzip._types import Params, PyTree
 from jaxzip.prune._checks import first_structure_difference
 
@@ -37,14 +38,7 @@ def random_scores(params: Params, *, key: jax.Array) -> PyTree:
       (3,)
     """
     leaves, treedef = jax.tree.flatten(params)
-    is_key = isinstance(key, jax.Array) and (
-        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.dtype == jnp.uint32
-    )
-    if not is_key:
-        raise TypeError(
-            f"random_scores: key must be a PRNG key such as jax.random.key(0), "
-            f"got {type(key).__name__} {key!r}"
-        )
+    check_key("random_scores", key)
     keys = jax.random.split(key, max(len(leaves), 1))
     out = [jax.random.uniform(k, jnp.shape(x)) for k, x in zip(keys, leaves, strict=False)]
     return jax.tree.unflatten(treedef, out)
