@@ -1,0 +1,103 @@
+"""``jaxzip auto``: the accuracy-bounded compression search's subcommand (see :mod:`jaxzip.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _add_auto_command(commands: argparse._SubParsersAction) -> None:
+    auto = commands.add_parser(
+        "auto",
+        help="search per-layer sparsity and bits for the smallest file within an accuracy drop",
+        description="Search per-layer pruning sparsity and k-means bits for the smallest "
+        "compressed file whose validation accuracy stays within --max-drop percentage points "
+        "of the config's model. Every trial goes to OUT/journal.jsonl as it finishes; rerunning "
+        "the same command resumes without redoing trials. Writes best.jz, best.json, auto.json "
+        "and report.md to OUT.",
+    )
+    auto.add_argument("config", metavar="CONFIG", help="experiment config (TOML)")
+    auto.add_argument(
+        "--max-drop",
+        required=True,
+        metavar="PP",
+        help="allowed validation accuracy drop in percentage points, e.g. 0.1",
+    )
+    auto.add_argument(
+        "--time-budget",
+        metavar="T",
+        help="stop starting trials after T (600s, 10m, 1h; a bare number is seconds)",
+    )
+    auto.add_argument("--max-trials", metavar="N", help="at most N candidate trials")
+    auto.add_argument(
+        "--out", metavar="DIR", help="output directory (default: runs/<experiment.name>_auto)"
+    )
+    auto.add_argument(
+        "--strategy",
+        choices=("greedy", "optuna"),
+        default="greedy",
+        help="greedy allocation from sensitivity curves (default) or optuna",
+    )
+    auto.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config setting",
+    )
+    auto.add_argument("--no-progress", dest="progress", action="store_false",
+                      help="no progress bars on stderr")  # fmt: skip
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"600s"``, ``"10m"``, ``"1.5h"`` or ``"90"``; must be > 0.
+
+    Example:
+      >>> parse_duration("10m"), parse_duration("1h"), parse_duration("45")
+      (600.0, 3600.0, 45.0)
+    """
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    scale = units.get(t[-1:])
+    number = t[:-1] if scale is not None else t
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"--time-budget: expected a positive duration like 600s, 10m or 1h, "
+                         f"got {text!r}")  # fmt: skip
+    return value
+
+
+def _number_arg(name: str, text: str, *, integer: bool) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        value = None
+    ok = value is not None and (value >= 1 if integer else 0 <= value < float("inf"))
+    if not ok:
+        want = "an integer >= 1" if integer else "a number of percentage points >= 0"
+        raise ValueError(f"{name}: expected {want}, got {text!r}")
+    return value
+
+
+def _auto(args: argparse.Namespace) -> int:
+    from jaxzip.pipeline import apply_overrides, load_config, run_auto
+
+    max_drop = _number_arg("--max-drop", args.max_drop, integer=False)
+    budget = None if args.time_budget is None else parse_duration(args.time_budget)
+    trials = None if args.max_trials is None else int(_number_arg("--max-trials", args.max_trials,
+                                                                  integer=True))  # fmt: skip
+    cfg = apply_overrides(load_config(args.config), args.overrides)
+    out_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.experiment.name}_auto"
+    summary = run_auto(cfg, out_dir, max_drop_pp=max_drop, time_budget_s=budget,
+                       max_trials=trials, strategy=args.strategy, progress=args.progress)  # fmt: skip
+    best, res = summary["result"]["best"], summary["result"]
+    status = "feasible" if res["feasible"] else "NOT feasible (no candidate met the bound)"
+    print(f"best: {best['bytes']} bytes, {best['ratio']:.2f}x, val accuracy "
+          f"{best['accuracy']:.4f} (baseline {res['baseline']:.4f}), {status}; "
+          f"test accuracy {summary['test']['best_test_accuracy']:.4f}")  # fmt: skip
+    print(f"wrote {out_dir / 'auto.json'}, best.jz, journal.jsonl")
+    return 0

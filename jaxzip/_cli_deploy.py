@@ -1,0 +1,111 @@
+"""``jaxzip inspect`` and ``jaxzip export``: compressed and exported files (see :mod:`jaxzip.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
+    inspect = commands.add_parser(
+        "inspect",
+        help="print the size report of a compressed (.jz) or exported model file",
+        description="Print each leaf's stored bytes beside its entropy bound, and the totals. "
+        "For an exported model, also its input and output shapes.",
+    )
+    inspect.add_argument("file", metavar="FILE", help="a .jz file or an exported model")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    export = commands.add_parser(
+        "export",
+        help="export a reference model with compressed weights to one runnable file",
+        description="Export a reference model and its compressed weights (a .jz file) to one "
+        "file holding serialized StableHLO and the still-compressed weights; "
+        "jaxzip.deploy.load_exported runs it without the model's source.",
+    )
+    export.add_argument("--model", required=True, metavar="NAME", help="a reference model name")
+    export.add_argument("--weights", required=True, metavar="FILE.jz", help="its params (.jz)")
+    export.add_argument(
+        "--input-shape", required=True, metavar="N,H,W,C", help="input shape, e.g. 1,28,28,1"
+    )
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    export.add_argument(
+        "--polymorphic-batch",
+        action="store_true",
+        help="accept any batch size (the first dimension) instead of N only",
+    )
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from jaxzip import codec, deploy
+
+    path = Path(args.file)
+    if path.is_dir():
+        raise codec.FormatError(f"{path}: is a directory, not a jaxzip file")
+    data = path.read_bytes()
+    try:
+        info = deploy.parse_info(data) if deploy.is_exported_file(data) else None
+        report = codec.size_report(info.weights if info else data)
+    except codec.FormatError as e:
+        raise codec.FormatError(f"{path}: {e}") from None
+    if args.json:
+        out = report.to_dict()
+        if info is not None:
+            out["export"] = {
+                "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
+                "output_shape": list(info.output_shape), "output_dtype": info.output_dtype,
+                "file_bytes": len(data), "hlo_bytes": info.hlo_bytes,
+            }  # fmt: skip
+        print(json.dumps(out, indent=2))
+        return 0
+    if info is not None:
+        shape = lambda s: "(" + ", ".join("N" if d is None else str(d) for d in s) + ")"  # noqa: E731
+        print(f"exported model: {len(data)} bytes ({info.hlo_bytes} StableHLO, "
+              f"{len(info.weights)} weights)")  # fmt: skip
+        print(f"input  {shape(info.input_shape)} {info.input_dtype}")
+        print(f"output {shape(info.output_shape)} {info.output_dtype}")
+        print("weights:")
+    print(codec.format_size_report(report))
+    return 0
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    parts = text.split(",")
+    if not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(
+            f"--input-shape: expected positive integers separated by commas (e.g. 1,28,28,1), "
+            f"got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxzip import codec, deploy, models, quant
+
+    shape = _parse_shape(args.input_shape)
+    module = models.make_model(args.model)
+    compressed = codec.load(args.weights)
+    x = jnp.zeros(shape, jnp.float32)
+    try:
+        want = jax.eval_shape(lambda: models.init_params(module, jax.random.key(0), x))
+    except Exception as e:  # the model's own code failed on this shape
+        raise ValueError(
+            f"--input-shape: model {args.model!r} cannot take input shape {list(shape)} "
+            f"({type(e).__name__}: {e})"
+        ) from None
+    got = jax.eval_shape(lambda: quant.dequantize_params(compressed))
+    as_shapes = lambda t: jax.tree.map(lambda a: tuple(a.shape), t)  # noqa: E731
+    if jax.tree.structure(want) != jax.tree.structure(got) or as_shapes(want) != as_shapes(got):
+        raise ValueError(
+            f"--weights {args.weights}: its params do not fit model {args.model!r} "
+            f"with input shape {list(shape)}"
+        )
+    info = deploy.export(
+        models.linen_apply_fn(module), compressed, x, args.out,
+        polymorphic_batch=args.polymorphic_batch,
+    )  # fmt: skip
+    print(f"wrote {args.out}: input {list(info.input_shape)}, output {list(info.output_shape)}")
+    return 0
