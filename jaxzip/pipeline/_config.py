@@ -23,6 +23,7 @@ from jaxzip.pipeline._schema import (
     Section,
     at_least,
     between,
+    check_dropout,
     each,
     file_name,
     greater_than,
@@ -170,12 +171,7 @@ class ModelConfig(Section):
     )
 
     def check(self) -> None:
-        if self.name != "mlp" and self.dropout_rate != 0.0:
-            raise FieldError(
-                "dropout_rate",
-                f'0.0 for model {self.name!r} (only "mlp" has dropout)',
-                self.dropout_rate,
-            )
+        check_dropout(self.name, self.dropout_rate, "model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -8,10 +8,10 @@ from typing import Literal
 
 from jaxzip.models import MODEL_NAMES
 from jaxzip.pipeline._schema import (
-    FieldError,
     Section,
     at_least,
     between,
+    check_dropout,
     each,
     file_name,
     greater_than,
@@ -68,12 +68,7 @@ class DistillConfig(Section):
     )
 
     def check(self) -> None:
-        if self.model != "mlp" and self.dropout_rate != 0.0:
-            raise FieldError(
-                "dropout_rate",
-                f'0.0 for student model {self.model!r} (only "mlp" has dropout)',
-                self.dropout_rate,
-            )
+        check_dropout(self.model, self.dropout_rate, "student model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
