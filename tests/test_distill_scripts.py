@@ -78,29 +78,32 @@ def test_kd_step_counts_flops_and_reports(scripts):
 
 def test_vmap_students_reports_both_throughputs(scripts):
     vs = scripts["vmap_students"]
-    args = vs.parse_args(
-        [
-            "--students",
-            "2",
-            "--batch-size",
-            "4",
-            "--steps",
-            "1",
-            "--repeats",
-            "1",
-            "--student-widths",
-            "8",
-            "--teacher-widths",
-            "8",
-        ]
-    )
-    r = vs.measure(args)
+    tiny = ["--students", "2", "--batch-size", "4", "--steps", "1", "--repeats", "1"]
+    args = vs.parse_args([*tiny, "--student-widths", "8"])
+    # by default: Hinton's teacher and one of the students' own size, in that order
+    assert vs.teachers(args) == [[1200, 1200], [8]]
+    assert vs.teachers(vs.parse_args([*tiny, "--teacher-widths", "16", "4"])) == [[16, 4]]
+    r = vs.measure(args, [8])
+    assert r["teacher_widths"] == [8]
     assert r["vmapped_examples_per_s"] > 0 and r["sequential_examples_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["vmapped_examples_per_s"] / r["sequential_examples_per_s"])
     assert r["vmapped_compile_seconds"] > 0 and r["sequential_compile_seconds"] > 0
+    # a teacher as big as a student costs a third of its step: K(1+3)/(1+3K) = 8/7 at K = 2
+    assert r["ratio_bound"] == pytest.approx(8 / 7)
     lines = vs.report(args, r).splitlines()
-    assert lines[0].startswith("2 students MLP(8,)") and "random data" in lines[0]
-    assert lines[3].startswith("ratio:") and lines[3].endswith("(target >= 2x)")
+    assert lines[0].startswith("2 students MLP(8,) distilled from MLP(8,)") and "random" in lines[0]
+    assert lines[3].startswith("ratio:") and lines[3].endswith("limit 1.14x)")
+
+
+def test_vmap_students_bound_counts_flops_by_hand(scripts):
+    vs = scripts["vmap_students"]
+    # LeNet-300-100 forward: 784*300 + 300*100 + 100*10 = 266,200 multiply-adds
+    assert vs.forward_flops([300, 100], 1) == 2 * 266_200
+    assert vs.forward_flops([300, 100], 128) == 128 * 2 * 266_200
+    assert vs.ratio_bound([300, 100], [300, 100], 8) == pytest.approx(32 / 25)  # 1.28x
+    t, s = 2 * (784 * 1200 + 1200 * 1200 + 1200 * 10), 3 * 2 * 266_200  # Hinton's teacher
+    assert vs.ratio_bound([1200, 1200], [300, 100], 8) == pytest.approx(8 * (t + s) / (t + 8 * s))
+    assert 2.9 < vs.ratio_bound([1200, 1200], [300, 100], 8) < 2.92
 
 
 RECOVERY = [

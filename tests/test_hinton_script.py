@@ -105,3 +105,69 @@ def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
         script.parse_args(list(bad))
     assert info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+SEEDS = Path(__file__).resolve().parents[1] / "experiments" / "hinton_seeds.py"
+
+
+@pytest.fixture(scope="module")
+def seeds():
+    spec = importlib.util.spec_from_file_location("hinton_seeds", SEEDS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_json(path: Path, seed: int, teacher: int, alone: int, distilled: int, **settings) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = {"seed": seed, "out": str(path.parent), "epochs_teacher": 75, "temperature": 20.0}
+    path.write_text(
+        json.dumps(
+            {
+                "test_errors": {
+                    "teacher": teacher,
+                    "student_alone": alone,
+                    "student_distilled": distilled,
+                },
+                "settings": {**base, **settings},
+            }
+        )
+    )
+    return path
+
+
+def test_seeds_pools_error_counts_not_closures(seeds, tmp_path, capsys):
+    a = _run_json(tmp_path / "s2" / "hinton_distill.json", 2, 70, 170, 90)  # closes 0.80
+    b = _run_json(tmp_path / "s3" / "hinton_distill.json", 3, 75, 125, 85)  # closes 0.80
+    c = _run_json(tmp_path / "s4" / "hinton_distill.json", 4, 60, 160, 95)  # closes 0.65
+    assert seeds.main([str(a), str(b), str(c)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == ["2", "70", "170", "90", "0.800"]
+    assert lines[5].split() == ["sum", "205", "455", "270"]
+    # mean of 0.8, 0.8, 0.65 is 0.75; pooled (455 - 270) / (455 - 205) = 0.74
+    assert lines[6].endswith("0.750")
+    assert lines[7] == "pooled closure: 0.740 (target >= 0.80: not met)"
+
+    assert seeds.main(["--json", str(a), str(b)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["pooled_closure"] == pytest.approx((295 - 175) / (295 - 145))
+    assert summary["target_met"] is True and [r["seed"] for r in summary["runs"]] == [2, 3]
+
+
+def test_seeds_refuses_mixed_settings_and_bad_files(seeds, tmp_path, capsys):
+    a = _run_json(tmp_path / "s2" / "hinton_distill.json", 2, 70, 170, 90)
+    b = _run_json(tmp_path / "s3" / "hinton_distill.json", 3, 70, 170, 90, temperature=4.0)
+    assert seeds.main([str(a), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert str(b) in err and "different temperature" in err and "Traceback" not in err
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"test_errors": {"teacher": 1}}')
+    assert seeds.main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "student_alone" in err
+    bad.write_text("not json")
+    assert seeds.main([str(bad)]) == 2
+    assert "could not read it" in capsys.readouterr().err
+    assert seeds.main([str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
