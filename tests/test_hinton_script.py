@@ -171,3 +171,27 @@ def test_seeds_refuses_mixed_settings_and_bad_files(seeds, tmp_path, capsys):
     assert "could not read it" in capsys.readouterr().err
     assert seeds.main([str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, monkeypatch):
+    import jaxzip as jz
+
+    seen = []
+    evaluate = jz.train.evaluate
+
+    def spy(apply_fn, params, ds, *a, **k):
+        seen.append(len(ds))
+        return evaluate(apply_fn, params, ds, *a, **k)
+
+    monkeypatch.setattr(jz.train, "evaluate", spy)
+    out = tmp_path / "val"
+    results = script.main([*TINY, "--validation-only", "--out", str(out)])
+    n_val = results["val_size"]
+    assert results["evaluated_on"] == "validation" and "test_errors" not in results
+    assert 359 not in seen and set(seen) == {n_val}  # digits: 359 test images, never scored
+    for name in ("teacher", "student_alone", "student_distilled"):
+        model = results["models"][name]
+        assert "test_errors" not in model
+        assert model["val_errors"] == round((1 - model["val_accuracy"][-1]) * n_val)
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["model", "val_errors"]
