@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--shift", type=int, default=2, help="teacher's random shift in pixels (0: no shifts)"
     )
+    p.add_argument(
+        "--max-norm",
+        type=float,
+        default=0.0,
+        help="teacher only: after each update, scale every unit's incoming weight vector "
+        "back to this L2 norm when it grows past it (the paper's weight constraint; 0: off)",
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=0.1, help="teacher's peak SGD rate")
     p.add_argument(
@@ -122,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--teacher-dropout must be in [0, 1), got {args.teacher_dropout}")
     if not 0.0 <= args.alpha <= 1.0:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
+    if args.max_norm < 0:
+        p.error(f"--max-norm must be >= 0 (0 turns the constraint off), got {args.max_norm}")
     if args.clip_norm < 0:
         p.error(f"--clip-norm must be >= 0 (0 turns clipping off), got {args.clip_norm}")
     if min(args.temperature, args.learning_rate, args.student_learning_rate) <= 0:
@@ -129,13 +138,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def max_norm(limit: float) -> optax.GradientTransformation:
+    """A constraint chained after an optimizer: each 2-D kernel's columns (one unit's
+    incoming weights) are projected onto the L2 ball of radius ``limit`` after the
+    update, as Srivastava et al.'s dropout nets (and Hinton et al.'s teacher) did.
+
+    The returned updates are ``project(params + updates) - params``, so
+    ``optax.apply_updates`` lands on the projected params. Biases are left alone.
+    """
+
+    def init(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple[Any, Any]:
+        if params is None:
+            raise ValueError("max_norm: expected params in tx.update(updates, state, params)")
+
+        def project(u: jax.Array, w: jax.Array) -> jax.Array:
+            if w.ndim != 2:
+                return u
+            new = w + u
+            norms = jnp.sqrt(jnp.sum(jnp.square(new), axis=0, keepdims=True))
+            return new * jnp.minimum(1.0, limit / jnp.maximum(norms, 1e-12)) - w
+
+        return jax.tree.map(project, updates, params), state
+
+    return optax.GradientTransformation(init, update)
+
+
 def optimizer(
-    args: argparse.Namespace, learning_rate: float, epochs: int, n_train: int, clip_norm: float
+    args: argparse.Namespace,
+    learning_rate: float,
+    epochs: int,
+    n_train: int,
+    clip_norm: float,
+    max_norm_limit: float = 0.0,
 ) -> optax.GradientTransformation:
     """SGD with Nesterov momentum and a cosine decay from ``learning_rate`` over the run.
 
     With ``clip_norm`` > 0 (the students' ``--clip-norm``) the gradients are first
-    clipped to that global norm.
+    clipped to that global norm; with ``max_norm_limit`` > 0 (the teacher's
+    ``--max-norm``) the updated weights are constrained by :func:`max_norm`.
     """
     tx = jz.train.make_optimizer(
         name="sgd",
@@ -145,7 +189,7 @@ def optimizer(
     )
     if clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
-    return tx
+    return tx if max_norm_limit <= 0 else optax.chain(tx, max_norm(max_norm_limit))
 
 
 def scored_split(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[str, jz.data.Dataset]:
@@ -182,9 +226,10 @@ def train_plain(
     seed: int,
     augment: jz.train.RandomShift | None = None,
     clip_norm: float = 0.0,
+    max_norm_limit: float = 0.0,
 ) -> tuple[Any, list[float]]:
     """Cross-entropy training with :func:`jaxzip.train.fit`; returns (params, val accuracies)."""
-    tx = optimizer(args, learning_rate, epochs, len(splits.train), clip_norm)
+    tx = optimizer(args, learning_rate, epochs, len(splits.train), clip_norm, max_norm_limit)
     state, history = jz.train.fit(
         apply_fn,
         params,
@@ -286,6 +331,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.epochs_teacher,
             args.seed,
             augment=jz.train.RandomShift(pixels=args.shift) if args.shift else None,
+            max_norm_limit=args.max_norm,
         )
         jz.train.save_params(args.out / "teacher_params.npz", teacher_params)
     results["teacher"] = summary(args, teacher_apply, teacher_params, splits, teacher_val)

@@ -98,6 +98,7 @@ def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
         (("--dataset", "cifar"), "--dataset"),
         (("--shift", "-1"), "--shift"),
         (("--clip-norm", "-1"), "--clip-norm"),
+        (("--max-norm", "-1"), "--max-norm"),
     ],
 )
 def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
@@ -195,3 +196,27 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
         assert model["val_errors"] == round((1 - model["val_accuracy"][-1]) * n_val)
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["model", "val_errors"]
+
+
+def test_max_norm_projects_each_units_incoming_weights(script):
+    import jax.numpy as jnp
+    import optax
+
+    params = {"kernel": jnp.array([[3.0, 0.1], [4.0, 0.2]]), "bias": jnp.array([9.0, 9.0])}
+    tx = optax.chain(optax.sgd(1.0), script.max_norm(2.0))
+    grads = {"kernel": jnp.zeros((2, 2)), "bias": jnp.array([-1.0, 0.0])}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    # column 0 has norm 5 -> scaled to 2 (3, 4) * 0.4; column 1 (norm 0.22) is untouched
+    np.testing.assert_allclose(new["kernel"], [[1.2, 0.1], [1.6, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(new["bias"], [10.0, 9.0])  # biases: the plain SGD step
+    with pytest.raises(ValueError, match="expected params"):
+        script.max_norm(1.0).update(grads, optax.EmptyState())
+
+
+def test_max_norm_teacher_run_keeps_every_column_within_the_limit(script, tmp_path):
+    out = tmp_path / "mn"
+    script.main([*TINY, "--max-norm", "0.5", "--out", str(out)])
+    saved = np.load(out / "teacher_params.npz")
+    for name in ("Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"):
+        assert np.linalg.norm(saved[name], axis=0).max() <= 0.5 + 1e-5, name
