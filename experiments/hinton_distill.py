@@ -199,15 +199,14 @@ def scored_split(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[str,
 
 
 def summary(
-    args: argparse.Namespace,
     apply_fn: jz.models.ApplyFn,
     params: Any,
-    splits: jz.data.Splits,
+    name: str,
+    ds: jz.data.Dataset,
     val_acc: list[float],
 ) -> dict[str, Any]:
-    """Errors/accuracy on the scored split (the one use of the test set) and the
-    validation history."""
-    name, ds = scored_split(args, splits)
+    """Errors/accuracy on the scored split ``ds`` called ``name`` (from
+    :func:`scored_split`: the one use of the test set) and the validation history."""
     scored = jz.train.evaluate(apply_fn, params, ds)
     return {
         f"{name}_errors": round((1.0 - float(scored["accuracy"])) * len(ds)),
@@ -283,9 +282,8 @@ def train_distilled(
     return state.params, val_acc
 
 
-def log(name: str, result: dict[str, Any]) -> None:
-    """One progress line per model on stderr."""
-    split = "test" if "test_errors" in result else "val"
+def log(name: str, result: dict[str, Any], split: str) -> None:
+    """One progress line per model on stderr (``split``: where errors were counted)."""
     print(
         f"{name}: {result[f'{split}_errors']} {split} errors, val accuracy "
         f"{result['val_accuracy'][-1]:.4f} ({result['seconds']:.1f}s)",
@@ -300,6 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     splits = jz.data.load_splits(
         args.dataset, data_dir=args.data_dir, val_fraction=0.1, seed=args.seed, progress=False
     )
+    split, scored = scored_split(args, splits)
     classes = splits.train.num_classes
     teacher = jz.models.MLP(
         tuple(args.teacher_widths), num_classes=classes, dropout_rate=args.teacher_dropout
@@ -334,12 +333,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             max_norm_limit=args.max_norm,
         )
         jz.train.save_params(args.out / "teacher_params.npz", teacher_params)
-    results["teacher"] = summary(args, teacher_apply, teacher_params, splits, teacher_val)
+    results["teacher"] = summary(teacher_apply, teacher_params, split, scored, teacher_val)
     results["teacher"]["seconds"] = time.perf_counter() - start
     results["teacher"]["reused_from"] = (
         None if args.teacher_params is None else str(args.teacher_params)
     )
-    log("teacher", results["teacher"])
+    log("teacher", results["teacher"], split)
 
     start = time.perf_counter()
     params, val_acc = train_plain(
@@ -352,26 +351,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.seed + 1,
         clip_norm=args.clip_norm,
     )
-    results["student_alone"] = summary(args, student_apply, params, splits, val_acc)
+    results["student_alone"] = summary(student_apply, params, split, scored, val_acc)
     results["student_alone"]["seconds"] = time.perf_counter() - start
-    log("student alone", results["student_alone"])
+    log("student alone", results["student_alone"], split)
 
     start = time.perf_counter()
     params, val_acc = train_distilled(
         args, splits, student_apply, teacher_apply, student_init, teacher_params, args.seed + 1
     )
-    results["student_distilled"] = summary(args, student_apply, params, splits, val_acc)
+    results["student_distilled"] = summary(student_apply, params, split, scored, val_acc)
     results["student_distilled"]["seconds"] = time.perf_counter() - start
-    log("student distilled", results["student_distilled"])
+    log("student distilled", results["student_distilled"], split)
 
-    split, scored = scored_split(args, splits)
     errors = {name: results[name][f"{split}_errors"] for name in PAPER_ERRORS}
     gap = errors["student_alone"] - errors["teacher"]
     closure = (errors["student_alone"] - errors["student_distilled"]) / gap if gap > 0 else None
     return {
         "experiment": "hinton_distill",
         "dataset": args.dataset,
-        "evaluated_on": "test" if split == "test" else "validation",
+        "evaluated_on": split,
         f"{split}_size": len(scored),
         "models": results,
         f"{split}_errors": errors,
@@ -388,7 +386,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     """The results as an aligned text table."""
-    split = "test" if results["evaluated_on"] == "test" else "val"
+    split = results["evaluated_on"]
     lines = [
         f"model              {split + '_errors':>11}  paper  val_acc   seconds",
         "-----------------  -----------  -----  -------  --------",

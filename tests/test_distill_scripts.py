@@ -98,16 +98,20 @@ def test_vmap_students_reports_both_throughputs(scripts):
 
 def test_vmap_students_bound_counts_flops_by_hand(scripts):
     vs = scripts["vmap_students"]
+    x = np.zeros((1, 28, 28, 1), np.float32)
+
+    def params(*widths):
+        return vs.random_params(vs.jz.models.MLP(widths, num_classes=10), x, seed=0)
+
+    lenet, hinton = params(300, 100), params(1200, 1200)
     # LeNet-300-100 forward: 784*300 + 300*100 + 100*10 = 266,200 multiply-adds
-    assert vs.forward_flops([300, 100], 1) == 2 * 266_200
-    assert vs.forward_flops([300, 100], 128) == 128 * 2 * 266_200
-    assert vs.step_flops([300, 100], 1) == 2 * (3 * 266_200 - 784 * 300)
-    t, s = 2 * 266_200, 2 * 563_400
-    assert vs.ratio_bound([300, 100], [300, 100], 8) == pytest.approx(8 * (t + s) / (t + 8 * s))
-    assert 1.38 < vs.ratio_bound([300, 100], [300, 100], 8) < 1.40
+    assert vs.mlp_flops(lenet)["dense"] == 2 * 266_200
+    t, s = 2 * 266_200, 2 * (3 * 266_200 - 784 * 300)  # no input gradient for layer 0
+    assert vs.ratio_bound(lenet, lenet, 8) == pytest.approx(8 * (t + s) / (t + 8 * s))
+    assert 1.38 < vs.ratio_bound(lenet, lenet, 8) < 1.40
     t = 2 * (784 * 1200 + 1200 * 1200 + 1200 * 10)  # Hinton's teacher
-    assert vs.ratio_bound([1200, 1200], [300, 100], 8) == pytest.approx(8 * (t + s) / (t + 8 * s))
-    assert 3.42 < vs.ratio_bound([1200, 1200], [300, 100], 8) < 3.44
+    assert vs.ratio_bound(hinton, lenet, 8) == pytest.approx(8 * (t + s) / (t + 8 * s))
+    assert 3.42 < vs.ratio_bound(hinton, lenet, 8) < 3.44
 
 
 RECOVERY = [

@@ -188,7 +188,7 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
     out = tmp_path / "val"
     results = script.main([*TINY, "--validation-only", "--out", str(out)])
     n_val = results["val_size"]
-    assert results["evaluated_on"] == "validation" and "test_errors" not in results
+    assert results["evaluated_on"] == "val" and "test_errors" not in results
     assert 359 not in seen and set(seen) == {n_val}  # digits: 359 test images, never scored
     for name in ("teacher", "student_alone", "student_distilled"):
         model = results["models"][name]

@@ -34,7 +34,6 @@ ratio vmapped / sequential is printed (target >= 2x). Compilation is excluded
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -92,24 +91,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def forward_flops(widths: list[int], batch: int) -> int:
-    """FLOPs of one forward pass of ``MLP(widths)`` on ``batch`` flattened 28x28 images."""
-    dims = [28 * 28, *widths, NUM_CLASSES]
-    return 2 * batch * sum(a * b for a, b in itertools.pairwise(dims))
+def mlp_flops(params: Any) -> dict[str, Any]:
+    """:func:`jaxzip.prune.flops` of one 28x28 image through an MLP's Dense layers."""
+    layers = [f"Dense_{i}" for i in range(len(params))]
+    return jz.prune.flops(params, None, (28, 28, 1), layers=layers)
 
 
-def step_flops(widths: list[int], batch: int) -> int:
-    """FLOPs of one forward and backward pass of ``MLP(widths)``: each layer's forward
-    matmul, its weight gradient, and its input gradient except the first layer's
-    (the input is data, so XLA does not compute it)."""
-    first = 2 * batch * 28 * 28 * widths[0]
-    return 3 * forward_flops(widths, batch) - first
-
-
-def ratio_bound(teacher_widths: list[int], student_widths: list[int], k: int) -> float:
+def ratio_bound(teacher_params: Any, student_params: Any, k: int) -> float:
     """What vmapping K students can gain when the step is compute-bound: the
-    teacher's forward pass is shared, each student's forward and backward is not."""
-    t, s = forward_flops(teacher_widths, 1), step_flops(student_widths, 1)
+    teacher's forward pass is shared, each student's forward and backward is not.
+
+    A student's step counts each layer's forward matmul, its weight gradient, and
+    its input gradient except the first layer's (the input is data, so XLA does
+    not compute it).
+    """
+    t, student = mlp_flops(teacher_params)["dense"], mlp_flops(student_params)
+    s = 3 * student["dense"] - student["layers"]["Dense_0"]["dense"]
     return k * (t + s) / (t + k * s)
 
 
@@ -192,7 +189,7 @@ def measure(args: argparse.Namespace, teacher_widths: list[int]) -> dict[str, An
         "vmapped_examples_per_s": examples / tv,
         "sequential_examples_per_s": examples / ts,
         "ratio": ts / tv,
-        "ratio_bound": ratio_bound(teacher_widths, args.student_widths, k),
+        "ratio_bound": ratio_bound(teacher_params, inits[0], k),
         "vmapped_compile_seconds": compile_v,
         "sequential_compile_seconds": compile_s,
     }
