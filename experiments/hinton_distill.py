@@ -8,7 +8,9 @@ unbounded, and it diverges at the teacher's 0.1):
 
 * the **teacher**, ``MLP((1200, 1200), dropout_rate=...)`` trained with random
   shifts of up to ``--shift`` pixels (``--shift 0``: dropout only; the paper: 67
-  test errors, with dropout, weight constraints and 2-pixel jitter);
+  test errors, with dropout, weight constraints and 2-pixel jitter), optionally
+  with dropout on its input pixels too (``--teacher-input-dropout``) and a
+  per-unit weight constraint (``--max-norm``);
 * the **student alone**, ``MLP((800, 800))`` with no dropout and no augmentation
   (the paper: 146 errors);
 * the **distilled student**, the same student from the same initialization with
@@ -78,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--student-widths", type=int, nargs="+", default=[800, 800])
     p.add_argument("--teacher-dropout", type=float, default=0.3, help="dropout on hidden units")
     p.add_argument(
+        "--teacher-input-dropout",
+        type=float,
+        default=0.0,
+        help="teacher's dropout on input pixels (Srivastava et al.'s nets: 0.2)",
+    )
+    p.add_argument(
         "--shift", type=int, default=2, help="teacher's random shift in pixels (0: no shifts)"
     )
     p.add_argument(
@@ -127,6 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--teacher-widths and --student-widths must be positive")
     if not 0.0 <= args.teacher_dropout < 1.0:
         p.error(f"--teacher-dropout must be in [0, 1), got {args.teacher_dropout}")
+    if not 0.0 <= args.teacher_input_dropout < 1.0:
+        p.error(f"--teacher-input-dropout must be in [0, 1), got {args.teacher_input_dropout}")
     if not 0.0 <= args.alpha <= 1.0:
         p.error(f"--alpha must be in [0, 1], got {args.alpha}")
     if args.max_norm < 0:
@@ -301,7 +311,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     split, scored = scored_split(args, splits)
     classes = splits.train.num_classes
     teacher = jz.models.MLP(
-        tuple(args.teacher_widths), num_classes=classes, dropout_rate=args.teacher_dropout
+        tuple(args.teacher_widths),
+        num_classes=classes,
+        dropout_rate=args.teacher_dropout,
+        input_dropout_rate=args.teacher_input_dropout,
     )
     student = jz.models.MLP(tuple(args.student_widths), num_classes=classes)
     teacher_apply, student_apply = (

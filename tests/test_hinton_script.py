@@ -95,6 +95,7 @@ def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
         (("--epochs-teacher", "0"), "--epochs-teacher"),
         (("--alpha", "1.5"), "--alpha"),
         (("--teacher-dropout", "1.0"), "--teacher-dropout"),
+        (("--teacher-input-dropout", "-0.1"), "--teacher-input-dropout"),
         (("--dataset", "cifar"), "--dataset"),
         (("--shift", "-1"), "--shift"),
         (("--clip-norm", "-1"), "--clip-norm"),

@@ -36,7 +36,9 @@ class MLP(nn.Module):
 
     Layers are named ``Dense_0 ... Dense_k``; the last one (``Dense_{len(widths)}``)
     is the classifier. Dropout, when ``dropout_rate > 0``, follows every hidden
-    layer and is active only for ``train=True`` (the ``"dropout"`` PRNG stream
+    layer, and when ``input_dropout_rate > 0`` it also drops input pixels (as
+    Srivastava et al.'s dropout nets did, with 0.2 on the input and 0.5 on hidden
+    units). Both are active only for ``train=True`` (the ``"dropout"`` PRNG stream
     must then be given, e.g. ``key=`` of :func:`jaxzip.models.linen_apply_fn`).
 
     Hinton et al.'s distillation models are ``MLP((1200, 1200), dropout_rate=0.5)``
@@ -47,6 +49,7 @@ class MLP(nn.Module):
       widths: hidden layer widths (may be empty: a linear classifier).
       num_classes: number of output logits.
       dropout_rate: dropout probability after each hidden layer, in ``[0, 1)``.
+      input_dropout_rate: dropout probability of each input pixel, in ``[0, 1)``.
       act_quant: optional activation fake-quantizer applied to the input of every
         Dense layer (activation QAT), e.g. ``lambda x: jz.quant.fake_quant(x,
         QuantSpec(bits=8, signed=False))``; None leaves activations in float.
@@ -63,6 +66,7 @@ class MLP(nn.Module):
     widths: tuple[int, ...]
     num_classes: int = 10
     dropout_rate: float = 0.0
+    input_dropout_rate: float = 0.0
     act_quant: ActQuant | None = None
 
     def __post_init__(self) -> None:
@@ -74,14 +78,15 @@ class MLP(nn.Module):
             raise ValueError(f"MLP: widths must be a tuple of positive ints, got {widths!r}")
         object.__setattr__(self, "widths", tuple(widths))
         _check_num_classes("MLP", self.num_classes)
-        rate = self.dropout_rate
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float))
-            or not math.isfinite(rate)
-            or not 0.0 <= rate < 1.0
-        ):
-            raise ValueError(f"MLP: dropout_rate must be a float in [0, 1), got {rate!r}")
+        for name in ("dropout_rate", "input_dropout_rate"):
+            rate = getattr(self, name)
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, (int, float))
+                or not math.isfinite(rate)
+                or not 0.0 <= rate < 1.0
+            ):
+                raise ValueError(f"MLP: {name} must be a float in [0, 1), got {rate!r}")
         super().__post_init__()
 
     @nn.compact
@@ -89,15 +94,20 @@ class MLP(nn.Module):
         """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, ...)``.
 
         Raises:
-          ValueError: ``train=True`` with ``dropout_rate > 0`` but no ``"dropout"`` PRNG key.
+          ValueError: ``train=True`` with ``dropout_rate > 0`` or ``input_dropout_rate > 0``
+            but no ``"dropout"`` PRNG key.
         """
         use_dropout = train and self.dropout_rate > 0.0
-        if use_dropout and not self.has_rng("dropout"):
+        use_input_dropout = train and self.input_dropout_rate > 0.0
+        if (use_dropout or use_input_dropout) and not self.has_rng("dropout"):
             raise ValueError(
-                f"MLP: train=True with dropout_rate={self.dropout_rate} needs a dropout PRNG key "
+                f"MLP: train=True with dropout_rate={self.dropout_rate}, input_dropout_rate="
+                f"{self.input_dropout_rate} needs a dropout PRNG key "
                 "(apply_fn(..., key=key) or rngs={'dropout': key}); got none"
             )
         x = jnp.reshape(x, (x.shape[0], -1))
+        if use_input_dropout:
+            x = nn.Dropout(self.input_dropout_rate, deterministic=False)(x)
         for width in self.widths:
             x = nn.relu(nn.Dense(width)(quantize_input(self.act_quant, x)))
             if use_dropout:

@@ -73,6 +73,29 @@ def test_dropout_only_when_training_with_a_key(numpy_params):
         apply_fn(params, x, train=True, key=None)
 
 
+def test_input_dropout_zeroes_pixels_only_when_training():
+    # one hidden unit that sums the input, no bias: dropped pixels show in its value
+    model = MLP((1,), num_classes=1, input_dropout_rate=0.5)
+    x = jnp.ones((1, 4, 4, 1))
+    params = {
+        "Dense_0": {"kernel": jnp.ones((16, 1)), "bias": jnp.zeros((1,))},
+        "Dense_1": {"kernel": jnp.ones((1, 1)), "bias": jnp.zeros((1,))},
+    }
+    apply_fn = linen_apply_fn(model)
+    np.testing.assert_array_equal(apply_fn(params, x, train=False, key=None), [[16.0]])
+    noisy = float(apply_fn(params, x, train=True, key=jax.random.key(3))[0, 0])
+    # kept pixels are scaled by 1 / (1 - 0.5): the sum is 2 * (number kept), and not all kept
+    assert noisy % 2 == 0 and noisy != 16.0
+    with pytest.raises(ValueError, match="dropout PRNG key"):
+        apply_fn(params, x, train=True, key=None)
+
+
+def test_input_dropout_adds_no_params():
+    _, plain = _shapes(MLP((5,)), (1, 3, 3, 1))
+    _, dropped = _shapes(MLP((5,), input_dropout_rate=0.2, dropout_rate=0.5), (1, 3, 3, 1))
+    assert plain == dropped
+
+
 def test_no_dropout_trains_without_a_key(numpy_params):
     model = MLP((3,), num_classes=2)
     x = jnp.ones((1, 2, 2, 1))
@@ -93,6 +116,8 @@ def test_no_dropout_trains_without_a_key(numpy_params):
         ({"widths": (3,), "dropout_rate": 1.0}, "dropout_rate"),
         ({"widths": (3,), "dropout_rate": -0.1}, "dropout_rate"),
         ({"widths": (3,), "dropout_rate": float("nan")}, "dropout_rate"),
+        ({"widths": (3,), "input_dropout_rate": 1.0}, "input_dropout_rate"),
+        ({"widths": (3,), "input_dropout_rate": True}, "input_dropout_rate"),
     ],
 )
 def test_bad_arguments(kwargs, match):
