@@ -10,12 +10,14 @@ the per-run closures and the **pooled** closure, the same fraction over the
 summed error counts, which is the decision rule of
 ``experiments/hinton_protocol.md`` (target >= 0.80). Runs whose settings differ
 in anything but the seed and the output directory are refused, so that a pooled
-figure never mixes settings.
+figure never mixes settings. A setting a run does not record (it predates the
+option) counts as the script's default for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -26,6 +28,19 @@ TARGET = 0.8
 MODELS = ("teacher", "student_alone", "student_distilled")
 PER_RUN = ("seed", "out", "teacher_params", "progress", "data_dir")
 """Settings that may differ between pooled runs (a reused teacher is checked by its errors)."""
+
+
+def script_defaults() -> dict[str, Any]:
+    """``hinton_distill.py``'s default settings, as its JSON records them."""
+    spec = importlib.util.spec_from_file_location(
+        "hinton_distill", Path(__file__).with_name("hinton_distill.py")
+    )
+    if spec is None or spec.loader is None:
+        raise ValueError("expected experiments/hinton_distill.py beside hinton_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = vars(module.parse_args([]))
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -53,13 +68,23 @@ def closure(errors: dict[str, int]) -> float | None:
     return (errors["student_alone"] - errors["student_distilled"]) / gap if gap > 0 else None
 
 
-def pool(runs: list[dict[str, Any]], paths: list[Path]) -> dict[str, Any]:
-    """Per-run rows, summed errors, the mean and the pooled closure."""
+def pool(
+    runs: list[dict[str, Any]], paths: list[Path], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Per-run rows, summed errors, the mean and the pooled closure.
+
+    ``defaults`` fills in the settings a run does not record before they are
+    compared (:func:`script_defaults` from :func:`main`).
+    """
     if not runs:
         raise ValueError("expected at least one hinton_distill.json, got none")
-    shared = {k: v for k, v in runs[0]["settings"].items() if k not in PER_RUN}
+
+    def compared(settings: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in {**(defaults or {}), **settings}.items() if k not in PER_RUN}
+
+    shared = compared(runs[0]["settings"])
     for results, path in zip(runs[1:], paths[1:], strict=True):
-        other = {k: v for k, v in results["settings"].items() if k not in PER_RUN}
+        other = compared(results["settings"])
         if other != shared:
             diff = sorted(k for k in shared.keys() | other.keys() if shared.get(k) != other.get(k))
             raise ValueError(
@@ -120,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead")
     args = p.parse_args(argv)
     try:
-        summary = pool([load(path) for path in args.results], args.results)
+        summary = pool([load(path) for path in args.results], args.results, script_defaults())
     except ValueError as e:
         print(f"hinton_seeds.py: error: {e}", file=sys.stderr)
         return 2

@@ -175,6 +175,18 @@ def test_seeds_refuses_mixed_settings_and_bad_files(seeds, tmp_path, capsys):
     assert "missing.json" in capsys.readouterr().err
 
 
+def test_seeds_counts_an_unrecorded_setting_as_the_scripts_default(seeds, tmp_path, capsys):
+    defaults = seeds.script_defaults()
+    assert defaults["teacher_input_dropout"] == 0.0 and defaults["max_norm"] == 0.0
+    old = _run_json(tmp_path / "s2" / "hinton_distill.json", 2, 70, 170, 90)  # no max_norm key
+    same = _run_json(tmp_path / "s3" / "hinton_distill.json", 3, 70, 170, 90, max_norm=0.0)
+    other = _run_json(tmp_path / "s4" / "hinton_distill.json", 4, 70, 170, 90, max_norm=2.0)
+    assert seeds.main([str(old), str(same)]) == 0
+    capsys.readouterr()
+    assert seeds.main([str(old), str(other)]) == 2
+    assert "different max_norm" in capsys.readouterr().err
+
+
 def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, monkeypatch):
     import jaxzip as jz
 
