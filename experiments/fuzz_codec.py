@@ -12,7 +12,7 @@ checksum, so they reach the stream decoders behind the checksums.
 Outcomes per target: ``ok_identical``, ``ok_different`` (only possible for
 mutations that recomputed the checksums; one for a raw mutation is a checksum
 escape and is flagged), ``expected_error`` (``FormatError`` for the codec and
-exported-model loaders, ``ValueError`` for ``load_params``), other exceptions by
+exported-model loaders, ``jaxzip.CheckpointError`` for ``load_params``), other exceptions by
 type with a sample, ``hang`` (over ``--timeout`` seconds) and ``crash`` (the
 worker process died). Peak memory per decode is measured with tracemalloc and
 reported as a multiple of the mutated file's size.
@@ -426,7 +426,7 @@ class Runner:
 
     def run(self, target: str, base: int, data: bytes) -> tuple[str, str, int]:
         """``(outcome, detail, peak bytes)`` for decoding ``data`` as ``target``."""
-        expected = self.jz.codec.FormatError if target != "npz" else ValueError
+        expected = self.jz.codec.FormatError if target != "npz" else self.jz.CheckpointError
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
         signal.setitimer(signal.ITIMER_REAL, self.timeout)

@@ -16,11 +16,12 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 """
 
 from jaxzip import auto, codec, data, deploy, distill, models, paths, pipeline, prune, quant, train
-from jaxzip._errors import ConfigError, DataError, JaxzipError, NonFiniteError
+from jaxzip._errors import CheckpointError, ConfigError, DataError, JaxzipError, NonFiniteError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "JaxzipError",

@@ -20,6 +20,11 @@ class DataError(JaxzipError, ValueError):
     """A dataset file is missing, corrupt, or fails its checksum."""
 
 
+class CheckpointError(JaxzipError, ValueError):
+    """A params file (``train.load_params``) is unreadable or does not match the
+    expected params: a path missing or extra, or a shape or dtype that differs."""
+
+
 class NonFiniteError(JaxzipError, ValueError):
     """Params, gradients or a loss hold NaN or Inf where finite numbers are required.
 

@@ -55,6 +55,7 @@ def _area(area: str, *cases: tuple[str, str, type[BaseException], tuple[str, ...
 
 
 FE, DE, CE, VE, TE = jz.codec.FormatError, jz.DataError, jz.ConfigError, ValueError, TypeError
+KE = jz.CheckpointError
 NOFILE = FileNotFoundError
 KD = "jz.distill.kd_loss(temperature=2.0, alpha=0.5)"
 R = ["run", "--no-progress", "--out", "out", "--set"]  # prefix of the `jaxzip run --set` cases
@@ -135,6 +136,9 @@ CASES: list[Case] = [
          ("MLP: widths", "tuple of positive ints", "(-1,)")),
         ("mlp-dropout", "jz.models.init_params(jz.models.MLP((3,), dropout_rate=1.5), key, x4)",
          VE, ("MLP: dropout_rate", "in [0, 1)", "got 1.5")),
+        ("mlp-input-dropout",
+         "jz.models.init_params(jz.models.MLP((3,), input_dropout_rate=-0.2), key, x4)",
+         VE, ("MLP: input_dropout_rate", "in [0, 1)", "got -0.2")),
         ("init-key", "jz.models.init_params(jz.models.MLP(widths=(3,)), 0, x4)", TE,
          ("init_params: key", "PRNG key", "got int 0")),
         ("init-module", 'jz.models.init_params("mlp", key, x4)', TE,
@@ -160,10 +164,10 @@ CASES: list[Case] = [
          ("RandomShift: pixels", "int >= 1", "got -1")),
         ("params-missing", 'jz.train.load_params("missing.npz", P)', NOFILE,
          ("load_params", "no params file", "missing.npz")),
-        ("params-structure", 'jz.train.load_params("other.npz", P)', VE,
+        ("params-structure", 'jz.train.load_params("other.npz", P)', KE,
          ("other.npz", "missing paths ['Dense_0/bias', 'Dense_0/kernel']",
           "unexpected paths ['a']")),
-        ("params-shape", 'jz.train.load_params("narrow.npz", P)', VE,
+        ("params-shape", 'jz.train.load_params("narrow.npz", P)', KE,
          ("'Dense_0/kernel' expected shape (4, 3)", "file has shape (4, 2)")),
         ("step-batch-keys", 'jz.train.make_train_step(linear, tx)(state(), {"x": x22}, key)', VE,
          ("batch is missing key(s) ['y']", "expected keys 'x'", "got keys ['x']")),

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxzip._errors import CheckpointError
 from jaxzip._io import atomic_open
 from jaxzip._types import Params
 from jaxzip.paths import leaves_with_paths
@@ -76,9 +77,10 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
 
     Raises:
       FileNotFoundError: ``path`` does not exist.
-      ValueError: the file is not an ``.npz`` archive, a path of ``like`` is
-        missing from the file or the file has a path ``like`` lacks, or a shape
-        or dtype differs (the message names the path, expected and found).
+      jaxzip.CheckpointError: (a ``ValueError``) the file is not an ``.npz``
+        archive, a path of ``like`` is missing from the file or the file has a
+        path ``like`` lacks, or a shape or dtype differs (the message names the
+        path, expected and found).
 
     Example:
       >>> import tempfile, pathlib, numpy as np
@@ -94,16 +96,18 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
     try:
         archive = np.load(path, allow_pickle=False)
     except _READ_ERRORS as e:
-        raise ValueError(f"load_params: {str(path)!r} is not a readable .npz file: {e}") from e
+        raise CheckpointError(f"load_params: {str(path)!r} is not a readable .npz file: {e}") from e
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"load_params: {str(path)!r} is a single .npy array, not an .npz archive")
+        raise CheckpointError(
+            f"load_params: {str(path)!r} is a single .npy array, not an .npz archive"
+        )
     with archive:
         expected = leaves_with_paths(like)
         wanted = [p for p, _ in expected]
         missing = [p for p in wanted if p not in archive.files]
         extra = sorted(set(archive.files) - set(wanted))
         if missing or extra:
-            raise ValueError(
+            raise CheckpointError(
                 f"load_params: {str(path)!r} does not match the expected params: "
                 f"missing paths {missing}, unexpected paths {extra}"
             )
@@ -118,16 +122,16 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
                 # checked before reading, so the array is never larger than ``like`` says
                 got = archive[p] if head_shape == want_shape and same else None
             except _READ_ERRORS as e:  # e.g. a pickled object array, a corrupt zip member
-                raise ValueError(f"load_params: {str(path)!r}: cannot read {p!r}: {e}") from e
+                raise CheckpointError(f"load_params: {str(path)!r}: cannot read {p!r}: {e}") from e
             if got is None:
-                raise ValueError(
+                raise CheckpointError(
                     f"load_params: {str(path)!r}: {p!r} expected "
                     f"{_describe(want_shape, want_dtype)}, file has {_describe(head_shape, head_dtype)}"
                 )
             if got.dtype.kind == "V" and got.dtype.itemsize == want_dtype.itemsize:
                 got = got.view(want_dtype)  # extension dtypes (bfloat16) are stored as raw bytes
             if got.shape != want_shape or got.dtype != want_dtype:
-                raise ValueError(
+                raise CheckpointError(
                     f"load_params: {str(path)!r}: {p!r} expected "
                     f"{_describe(want_shape, want_dtype)}, file has {_describe(got.shape, got.dtype)}"
                 )

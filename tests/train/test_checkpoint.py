@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxzip as jz
 from jaxzip.train import load_params, save_params
 
 
@@ -83,7 +84,9 @@ def test_nnx_state_round_trip(tmp_path):
 
 def test_missing_and_extra_paths(tmp_path):
     save_params(tmp_path / "p.npz", {"a": np.ones(2, np.float32), "b": np.ones(2, np.float32)})
-    with pytest.raises(ValueError, match=r"missing paths \['c'\], unexpected paths \['b'\]"):
+    with pytest.raises(
+        jz.CheckpointError, match=r"missing paths \['c'\], unexpected paths \['b'\]"
+    ):
         load_params(tmp_path / "p.npz", {"a": np.ones(2, np.float32), "c": np.ones(2, np.float32)})
 
 
@@ -103,7 +106,7 @@ def test_missing_file_and_non_npz(tmp_path):
     with pytest.raises(FileNotFoundError, match="no params file at"):
         load_params(tmp_path / "nope.npz", {"a": np.ones(1)})
     (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
-    with pytest.raises(ValueError, match=r"not a readable \.npz"):
+    with pytest.raises(jz.CheckpointError, match=r"not a readable \.npz"):
         load_params(tmp_path / "junk.npz", {"a": np.ones(1)})
     np.save(tmp_path / "single.npy", np.ones(2))
     with pytest.raises(ValueError, match=r"single \.npy array"):
