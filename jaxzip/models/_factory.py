@@ -57,6 +57,7 @@ def make_model(name: str, **kwargs: Any) -> nn.Module:
           widths = (800, 800)
           num_classes = 10
           dropout_rate = 0.0
+          input_dropout_rate = 0.0
           act_quant = None
       )
       >>> make_model("resnet")
