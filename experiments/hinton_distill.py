@@ -202,6 +202,18 @@ def optimizer(
     return tx if max_norm_limit <= 0 else optax.chain(tx, max_norm(max_norm_limit))
 
 
+def gap_closure(errors: dict[str, int]) -> float | None:
+    """``(alone - distilled) / (alone - teacher)`` of error counts keyed by
+    ``teacher``, ``student_alone`` and ``student_distilled``; None when the teacher
+    is not better than the student alone.
+
+    >>> gap_closure({"teacher": 67, "student_alone": 146, "student_distilled": 74})
+    0.9113924050632911
+    """
+    gap = errors["student_alone"] - errors["teacher"]
+    return (errors["student_alone"] - errors["student_distilled"]) / gap if gap > 0 else None
+
+
 def scored_split(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[str, jz.data.Dataset]:
     """Where errors are counted: ``("test", splits.test)``, or the validation split
     with ``--validation-only``."""
@@ -377,8 +389,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log("student distilled", results["student_distilled"], split)
 
     errors = {name: results[name][f"{split}_errors"] for name in PAPER_ERRORS}
-    gap = errors["student_alone"] - errors["teacher"]
-    closure = (errors["student_alone"] - errors["student_distilled"]) / gap if gap > 0 else None
+    closure = gap_closure(errors)
     return {
         "experiment": "hinton_distill",
         "dataset": args.dataset,

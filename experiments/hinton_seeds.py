@@ -17,6 +17,7 @@ option) counts as the script's default for it.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import statistics
@@ -30,8 +31,9 @@ PER_RUN = ("seed", "out", "teacher_params", "progress", "data_dir")
 """Settings that may differ between pooled runs (a reused teacher is checked by its errors)."""
 
 
-def script_defaults() -> dict[str, Any]:
-    """``hinton_distill.py``'s default settings, as its JSON records them."""
+@functools.cache
+def distill_script() -> Any:
+    """The ``hinton_distill.py`` module beside this file (loaded once)."""
     spec = importlib.util.spec_from_file_location(
         "hinton_distill", Path(__file__).with_name("hinton_distill.py")
     )
@@ -39,7 +41,12 @@ def script_defaults() -> dict[str, Any]:
         raise ValueError("expected experiments/hinton_distill.py beside hinton_seeds.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    args = vars(module.parse_args([]))
+    return module
+
+
+def script_defaults() -> dict[str, Any]:
+    """``hinton_distill.py``'s default settings, as its JSON records them."""
+    args = vars(distill_script().parse_args([]))
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}
 
 
@@ -60,12 +67,6 @@ def load(path: Path) -> dict[str, Any]:
             "counts >= 0) and 'settings'; got something else"
         )
     return results
-
-
-def closure(errors: dict[str, int]) -> float | None:
-    """``(alone - distilled) / (alone - teacher)``, or None when the teacher is not better."""
-    gap = errors["student_alone"] - errors["teacher"]
-    return (errors["student_alone"] - errors["student_distilled"]) / gap if gap > 0 else None
 
 
 def pool(
@@ -91,6 +92,7 @@ def pool(
                 f"{path}: expected the settings of {paths[0]} apart from the seed, "
                 f"got different {', '.join(diff)}"
             )
+    closure = distill_script().gap_closure
     rows = [
         {
             "path": str(path),

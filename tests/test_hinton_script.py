@@ -175,6 +175,14 @@ def test_seeds_refuses_mixed_settings_and_bad_files(seeds, tmp_path, capsys):
     assert "missing.json" in capsys.readouterr().err
 
 
+def test_gap_closure_by_hand(script):
+    # the paper: (146 - 74) / (146 - 67) = 72 / 79
+    paper = {"teacher": 67, "student_alone": 146, "student_distilled": 74}
+    assert script.gap_closure(paper) == pytest.approx(72 / 79)
+    assert script.gap_closure({**paper, "student_distilled": 160}) == pytest.approx(-14 / 79)
+    assert script.gap_closure({**paper, "teacher": 146}) is None  # no gap to close
+
+
 def test_seeds_counts_an_unrecorded_setting_as_the_scripts_default(seeds, tmp_path, capsys):
     defaults = seeds.script_defaults()
     assert defaults["teacher_input_dropout"] == 0.0 and defaults["max_norm"] == 0.0
