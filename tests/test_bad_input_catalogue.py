@@ -396,6 +396,8 @@ CASES: list[Case] = [
          ("model.widths", "a list of integers", "got 3")),
         ("dropout", 'cfg({"model": {"dropout_rate": 1.0}})', CE,
          ("model.dropout_rate", "in [0.0, 1.0)", "got 1.0")),
+        ("input-dropout", 'cfg({"model": {"name": "lenet5", "input_dropout_rate": 0.2}})', CE,
+         ("model.input_dropout_rate", 'only "mlp" has dropout', "got 0.2")),
         ("section-type", 'cfg({"train": 3})', CE, ("config: train", "a table [train]", "got 3")),
         ("not-a-mapping", "cfg([1, 2])", CE, ("config", "expected a table", "got list [1, 2]")),
         ("dataset-name", 'cfg({"data": {"name": "cifar"}})', CE,

@@ -160,8 +160,12 @@ class ModelConfig(Section):
     dropout_rate: float = field(
         default=0.0,
         metadata=rules(
-            between(0.0, 1.0, hi_open=True), doc='dropout before each hidden layer ("mlp")'
+            between(0.0, 1.0, hi_open=True), doc='dropout after each hidden layer ("mlp")'
         ),
+    )
+    input_dropout_rate: float = field(
+        default=0.0,
+        metadata=rules(between(0.0, 1.0, hi_open=True), doc='dropout on input pixels ("mlp")'),
     )
     params_from: str = field(
         default="",
@@ -172,6 +176,7 @@ class ModelConfig(Section):
 
     def check(self) -> None:
         check_dropout(self.name, self.dropout_rate, "model")
+        check_dropout(self.name, self.input_dropout_rate, "model", "input_dropout_rate")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,7 @@ Each is ``(cfg, ctx) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stage`
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -18,7 +18,14 @@ from jaxzip._errors import ConfigError
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
 
-__all__ = ["build_model", "evaluate_stage", "load_data", "make_module", "train_stage"]
+__all__ = [
+    "build_model",
+    "evaluate_stage",
+    "load_data",
+    "make_module",
+    "model_arch",
+    "train_stage",
+]
 
 Context = Mapping[str, Any]
 Metrics = dict[str, Any]
@@ -43,23 +50,46 @@ def load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metr
     return {"splits": splits}, metrics
 
 
-def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
-    """The linen module of ``arch = {"name", "widths", "dropout_rate"}`` (the context's ``arch``).
+def model_arch(
+    name: str, widths: Sequence[int], dropout_rate: float, input_dropout_rate: float
+) -> dict[str, Any]:
+    """The context's ``arch``: what :func:`make_module` builds a network from, for
+    ``[model]`` and for the ``[distill]`` student alike.
 
     Example:
-      >>> type(make_module({"name": "mlp", "widths": [8], "dropout_rate": 0.0}, 10)).__name__
-      'MLP'
+      >>> model_arch("mlp", (8,), 0.5, 0.2)
+      {'name': 'mlp', 'widths': [8], 'dropout_rate': 0.5, 'input_dropout_rate': 0.2}
+    """
+    return {
+        "name": name,
+        "widths": list(widths),
+        "dropout_rate": dropout_rate,
+        "input_dropout_rate": input_dropout_rate,
+    }
+
+
+def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
+    """The linen module of an ``arch`` from :func:`model_arch` (the context's ``arch``).
+
+    Example:
+      >>> module = make_module(model_arch("mlp", [8], 0.0, 0.2), 10)
+      >>> type(module).__name__, module.input_dropout_rate
+      ('MLP', 0.2)
     """
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     if arch["name"] == "mlp":
-        kwargs.update(widths=tuple(arch["widths"]), dropout_rate=arch["dropout_rate"])
+        kwargs.update(
+            widths=tuple(arch["widths"]),
+            dropout_rate=arch["dropout_rate"],
+            input_dropout_rate=arch["input_dropout_rate"],
+        )
     return jz_models.make_model(arch["name"], **kwargs)
 
 
 def build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
     """Stage ``model``: ``apply_fn``, ``params`` (fresh or ``model.params_from``) and ``arch``."""
     m, splits = cfg.model, ctx["splits"]
-    arch = {"name": m.name, "widths": list(m.widths), "dropout_rate": m.dropout_rate}
+    arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
     module = make_module(arch, splits.train.num_classes)
     key = jax.random.key(cfg.experiment.seed)
     # One compiled init instead of one dispatch (and compile) per initializer op.

@@ -15,7 +15,7 @@ from jaxzip import distill as jz_distill
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
-from jaxzip.pipeline._core_stages import make_module
+from jaxzip.pipeline._core_stages import make_module, model_arch
 from jaxzip.pipeline._stage_utils import make_train_tx
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
@@ -28,7 +28,7 @@ def _student_arch(cfg: ExperimentConfig) -> dict[str, Any]:
     d = cfg.distill
     if d is None:
         raise ValueError("distill_stage: the config has no [distill] section")
-    return {"name": d.model, "widths": list(d.widths), "dropout_rate": d.dropout_rate}
+    return model_arch(d.model, d.widths, d.dropout_rate, d.input_dropout_rate)
 
 
 def distill_rebuild(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> dict[str, Any]:

@@ -98,10 +98,11 @@ def file_name() -> Check:
     return matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')")
 
 
-def check_dropout(model: str, rate: float, what: str) -> None:
-    """Raises ``FieldError`` for a nonzero ``dropout_rate`` on a model without dropout."""
+def check_dropout(model: str, rate: float, what: str, name: str = "dropout_rate") -> None:
+    """Raises ``FieldError`` for a nonzero dropout rate (field ``name``) on a model
+    without dropout."""
     if model != "mlp" and rate != 0.0:
-        raise FieldError("dropout_rate", f'0.0 for {what} {model!r} (only "mlp" has dropout)', rate)
+        raise FieldError(name, f'0.0 for {what} {model!r} (only "mlp" has dropout)', rate)
 
 
 def each(check: Check) -> Check:

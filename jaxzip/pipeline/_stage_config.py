@@ -31,9 +31,9 @@ class DistillConfig(Section):
     The teacher is the model the earlier stages made: the ``train`` stage's
     trained model, or, to distill from a saved teacher, ``[model]`` with
     ``params_from`` set and no ``train`` stage (or ``train.epochs = 0``). The
-    student (``model``, ``widths``, ``dropout_rate`` as in ``[model]``) is
-    initialised with ``experiment.seed + 1`` and trained for ``epochs`` with
-    :func:`jaxzip.distill.make_train_step` and
+    student (``model``, ``widths``, ``dropout_rate``, ``input_dropout_rate`` as in
+    ``[model]``) is initialised with ``experiment.seed + 1`` and trained for
+    ``epochs`` with :func:`jaxzip.distill.make_train_step` and
     ``kd_loss(temperature=temperature, alpha=alpha)``, with ``[train]``'s
     optimizer, schedule, weight decay and batch size at ``learning_rate``. The
     student then replaces the model for the later stages.
@@ -56,6 +56,12 @@ class DistillConfig(Section):
         default=0.0,
         metadata=rules(between(0.0, 1.0, hi_open=True), doc='student dropout ("mlp")'),
     )
+    input_dropout_rate: float = field(
+        default=0.0,
+        metadata=rules(
+            between(0.0, 1.0, hi_open=True), doc='student dropout on input pixels ("mlp")'
+        ),
+    )
     temperature: float = field(
         default=4.0, metadata=rules(greater_than(0.0), doc="softmax temperature of the KD term")
     )
@@ -69,6 +75,7 @@ class DistillConfig(Section):
 
     def check(self) -> None:
         check_dropout(self.model, self.dropout_rate, "student model")
+        check_dropout(self.model, self.input_dropout_rate, "student model", "input_dropout_rate")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from jaxzip.pipeline._core_stages import (
     evaluate_stage,
     load_data,
     make_module,
+    model_arch,
     train_stage,
 )
 from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
@@ -100,7 +101,7 @@ def _encode_files(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 def _model_rebuild(cfg: ExperimentConfig, ctx: Context) -> dict[str, Any]:
     m = cfg.model
-    arch = {"name": m.name, "widths": list(m.widths), "dropout_rate": m.dropout_rate}
+    arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
     module = make_module(arch, ctx["splits"].train.num_classes)
     return {"apply_fn": jz_models.linen_apply_fn(module)}
 

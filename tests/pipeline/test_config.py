@@ -60,6 +60,16 @@ def test_every_model_name_builds(name):
         (lambda: ModelConfig(widths=(0,)), "widths", "each >= 1"),
         (lambda: ModelConfig(dropout_rate=0.5), "dropout_rate", 'only "mlp" has dropout'),
         (lambda: ModelConfig(name="mlp", dropout_rate=1.0), "dropout_rate", "[0.0, 1.0)"),
+        (
+            lambda: ModelConfig(input_dropout_rate=0.2),
+            "input_dropout_rate",
+            'only "mlp" has dropout',
+        ),
+        (
+            lambda: ModelConfig(name="mlp", input_dropout_rate=-0.1),
+            "input_dropout_rate",
+            "[0.0, 1.0)",
+        ),
         (lambda: TrainConfig(epochs=-1), "epochs", "an integer >= 0"),
         (lambda: TrainConfig(batch_size=2.0), "batch_size", "an integer"),
         (lambda: TrainConfig(learning_rate=0), "learning_rate", "> 0.0"),

@@ -14,7 +14,12 @@ from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
 def test_student_replaces_the_teacher(full_run):
     out, _, results = full_run
     d = results["distill"]
-    assert d["student"] == {"name": "mlp", "widths": [8], "dropout_rate": 0.0}
+    assert d["student"] == {
+        "name": "mlp",
+        "widths": [8],
+        "dropout_rate": 0.0,
+        "input_dropout_rate": 0.0,
+    }
     # teacher 64->32->10, student 64->8->10 (digits are 8x8)
     assert d["teacher_param_count"] == 64 * 32 + 32 + 32 * 10 + 10
     assert d["student_param_count"] == 64 * 8 + 8 + 8 * 10 + 10

@@ -73,3 +73,24 @@ def test_changed_prune_reruns_prune_and_later_stages_only(full_run, tmp_path):
     assert results["cached"] == ["model", "train", "distill"]
     assert results["metrics"]["sparsity"] == 0.75
     assert results["distill"] == first["distill"]
+
+
+def test_model_input_dropout_reaches_the_network_and_the_rebuilt_one():
+    import jax
+    import numpy as np
+
+    import jaxzip as jz
+    from jaxzip.pipeline import ExperimentConfig, ModelConfig
+    from jaxzip.pipeline._core_stages import build_model
+
+    cfg = ExperimentConfig(model=ModelConfig(name="mlp", widths=[8], input_dropout_rate=0.5))
+    splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
+    ctx, _ = build_model(cfg, {"splits": splits})
+    assert ctx["arch"]["input_dropout_rate"] == 0.5
+    x = splits.train.x[:4]
+    rebuilt = named_stage("model").rebuild(cfg, {"splits": splits})["apply_fn"]
+    for apply_fn in (ctx["apply_fn"], rebuilt):
+        clean = apply_fn(ctx["params"], x, train=False, key=None)
+        noisy = apply_fn(ctx["params"], x, train=True, key=jax.random.key(0))
+        # no hidden dropout: only dropped input pixels can change the training logits
+        assert not np.allclose(clean, noisy)
