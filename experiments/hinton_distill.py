@@ -24,7 +24,8 @@ closes, ``(alone - distilled) / (alone - teacher)``. The test set is used once,
 at the end; validation accuracy per epoch is recorded for every model. With
 ``--validation-only`` the test set is never evaluated: the errors and the
 closure are counted on the 10% validation split instead (``val_errors``), for
-choosing settings without looking at the test set. Results
+choosing settings without looking at the test set (``target_met`` is then null:
+the target is about test errors). Results
 go to ``hinton_distill.json`` in ``--out`` with the teacher's params
 (``teacher_params.npz``, reusable with ``--teacher-params``); a table goes to
 stdout.
@@ -101,7 +102,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--student-learning-rate",
         type=float,
         default=0.02,
-        help="peak SGD rate of both students (the T^2-scaled soft loss diverges at 0.1)",
+        help="peak rate of both students (SGD: the T^2-scaled soft loss diverges at 0.1)",
+    )
+    p.add_argument(
+        "--student-optimizer",
+        choices=("sgd", "adam"),
+        default="sgd",
+        help="both students' optimizer (the teacher's is always SGD), cosine-decayed from "
+        "--student-learning-rate",
     )
     p.add_argument(
         "--clip-norm",
@@ -184,15 +192,17 @@ def optimizer(
     n_train: int,
     clip_norm: float,
     max_norm_limit: float = 0.0,
+    name: str = "sgd",
 ) -> optax.GradientTransformation:
-    """SGD with Nesterov momentum and a cosine decay from ``learning_rate`` over the run.
+    """SGD with Nesterov momentum (or Adam: ``name="adam"``) and a cosine decay from
+    ``learning_rate`` over the run.
 
     With ``clip_norm`` > 0 (the students' ``--clip-norm``) the gradients are first
     clipped to that global norm; with ``max_norm_limit`` > 0 (the teacher's
     ``--max-norm``) the updated weights are constrained by :func:`max_norm`.
     """
     tx = jz.train.make_optimizer(
-        name="sgd",
+        name=name,
         learning_rate=learning_rate,
         schedule="cosine",
         total_steps=epochs * (n_train // args.batch_size),
@@ -248,9 +258,12 @@ def train_plain(
     augment: jz.train.RandomShift | None = None,
     clip_norm: float = 0.0,
     max_norm_limit: float = 0.0,
+    optimizer_name: str = "sgd",
 ) -> tuple[Any, list[float]]:
     """Cross-entropy training with :func:`jaxzip.train.fit`; returns (params, val accuracies)."""
-    tx = optimizer(args, learning_rate, epochs, len(splits.train), clip_norm, max_norm_limit)
+    tx = optimizer(
+        args, learning_rate, epochs, len(splits.train), clip_norm, max_norm_limit, optimizer_name
+    )
     state, history = jz.train.fit(
         apply_fn,
         params,
@@ -277,7 +290,14 @@ def train_distilled(
 ) -> tuple[Any, list[float]]:
     """Distillation from the teacher's logits; returns (params, val accuracies)."""
     epochs = args.epochs_student
-    tx = optimizer(args, args.student_learning_rate, epochs, len(splits.train), args.clip_norm)
+    tx = optimizer(
+        args,
+        args.student_learning_rate,
+        epochs,
+        len(splits.train),
+        args.clip_norm,
+        name=args.student_optimizer,
+    )
     loss = jz.distill.kd_loss(temperature=args.temperature, alpha=args.alpha)
     step = jz.distill.make_train_step(student_apply, teacher_apply, tx, loss=loss)
     state = jz.train.init_state(params, tx)
@@ -375,6 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.epochs_student,
         args.seed + 1,
         clip_norm=args.clip_norm,
+        optimizer_name=args.student_optimizer,
     )
     results["student_alone"] = summary(student_apply, params, split, scored, val_acc)
     results["student_alone"]["seconds"] = time.perf_counter() - start
@@ -399,7 +420,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{split}_errors": errors,
         "gap_closure": closure,
         "target_closure": 0.8,
-        "target_met": closure is not None and closure >= 0.8,
+        # the issue's target is about test errors; a validation run does not claim it
+        "target_met": None if split == "val" else closure is not None and closure >= 0.8,
         "paper_test_errors": PAPER_ERRORS,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "wall_seconds": time.perf_counter() - total_start,

@@ -100,6 +100,7 @@ def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
         (("--shift", "-1"), "--shift"),
         (("--clip-norm", "-1"), "--clip-norm"),
         (("--max-norm", "-1"), "--max-norm"),
+        (("--student-optimizer", "rmsprop"), "--student-optimizer"),
     ],
 )
 def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
@@ -210,6 +211,8 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
     results = script.main([*TINY, "--validation-only", "--out", str(out)])
     n_val = results["val_size"]
     assert results["evaluated_on"] == "val" and "test_errors" not in results
+    # the target is about test errors: a validation run does not claim it either way
+    assert results["target_met"] is None and results["gap_closure"] is not None
     assert 359 not in seen and set(seen) == {n_val}  # digits: 359 test images, never scored
     for name in ("teacher", "student_alone", "student_distilled"):
         model = results["models"][name]
@@ -217,6 +220,23 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
         assert model["val_errors"] == round((1 - model["val_accuracy"][-1]) * n_val)
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["model", "val_errors"]
+
+
+def test_student_optimizer_adam_takes_sign_sized_first_steps(script):
+    import jax.numpy as jnp
+
+    args = script.parse_args(["--batch-size", "10"])
+    assert args.student_optimizer == "sgd"  # the default: the protocols' runs
+    params = {"kernel": jnp.zeros((1, 2))}
+    grads = {"kernel": jnp.array([[2.0, -0.5]])}
+    updates = {}
+    for name in ("adam", "sgd"):
+        tx = script.optimizer(args, 0.1, epochs=1, n_train=100, clip_norm=0.0, name=name)
+        updates[name], _ = tx.update(grads, tx.init(params), params)
+    # Adam's first step is lr * g / |g| (bias-corrected moments, eps aside), whatever |g|
+    np.testing.assert_allclose(updates["adam"]["kernel"], [[-0.1, 0.1]], rtol=1e-5)
+    # SGD with Nesterov momentum 0.9: lr * (1 + 0.9) * g
+    np.testing.assert_allclose(updates["sgd"]["kernel"], [[-0.38, 0.095]], rtol=1e-5)
 
 
 def test_max_norm_projects_each_units_incoming_weights(script):
