@@ -26,6 +26,18 @@ def quantize_input(act_quant: ActQuant | None, x: jax.Array) -> jax.Array:
     return x if act_quant is None else act_quant(x)
 
 
+def check_dropout_rate(owner: str, name: str, rate: object) -> None:
+    """Raises ``ValueError`` naming ``owner`` and ``name`` unless ``rate`` is a finite
+    number in ``[0, 1)`` (bools are refused)."""
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, float))
+        or not math.isfinite(rate)
+        or not 0.0 <= rate < 1.0
+    ):
+        raise ValueError(f"{owner}: {name} must be a float in [0, 1), got {rate!r}")
+
+
 def _check_num_classes(owner: str, num_classes: object) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"{owner}: num_classes must be a positive int, got {num_classes!r}")
@@ -79,14 +91,7 @@ class MLP(nn.Module):
         object.__setattr__(self, "widths", tuple(widths))
         _check_num_classes("MLP", self.num_classes)
         for name in ("dropout_rate", "input_dropout_rate"):
-            rate = getattr(self, name)
-            if (
-                isinstance(rate, bool)
-                or not isinstance(rate, (int, float))
-                or not math.isfinite(rate)
-                or not 0.0 <= rate < 1.0
-            ):
-                raise ValueError(f"MLP: {name} must be a float in [0, 1), got {rate!r}")
+            check_dropout_rate("MLP", name, getattr(self, name))
         super().__post_init__()
 
     @nn.compact

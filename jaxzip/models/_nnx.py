@@ -10,6 +10,7 @@ from flax import nnx
 
 from jaxzip._types import Params
 from jaxzip.models._apply import ApplyFn
+from jaxzip.models._mlp import check_dropout_rate
 
 
 class NnxMLP(nnx.Module):
@@ -28,10 +29,12 @@ class NnxMLP(nnx.Module):
       num_classes: number of output logits.
       in_features: flattened input size (784 for 28x28x1 images, 64 for 8x8x1).
       dropout_rate: dropout probability after each hidden layer, in ``[0, 1)``.
+      input_dropout_rate: dropout probability of each input pixel, in ``[0, 1)``.
       rngs: ``nnx.Rngs`` for the initializers.
 
     Raises:
-      ValueError: a width, ``num_classes``, ``in_features`` or ``dropout_rate`` is invalid.
+      ValueError: a width, ``num_classes``, ``in_features``, ``dropout_rate`` or
+        ``input_dropout_rate`` is invalid.
 
     Example:
       >>> import jax.numpy as jnp
@@ -48,6 +51,7 @@ class NnxMLP(nnx.Module):
         *,
         in_features: int = 784,
         dropout_rate: float = 0.0,
+        input_dropout_rate: float = 0.0,
         rngs: nnx.Rngs,
     ) -> None:
         if not isinstance(widths, (tuple, list)):
@@ -58,18 +62,16 @@ class NnxMLP(nnx.Module):
                 "NnxMLP: in_features, widths and num_classes must be positive ints, got "
                 f"in_features={in_features!r}, widths={widths!r}, num_classes={num_classes!r}"
             )
-        if (
-            isinstance(dropout_rate, bool)
-            or not isinstance(dropout_rate, (int, float))
-            or not 0.0 <= dropout_rate < 1.0
-        ):
-            raise ValueError(f"NnxMLP: dropout_rate must be in [0, 1), got {dropout_rate!r}")
+        check_dropout_rate("NnxMLP", "dropout_rate", dropout_rate)
+        check_dropout_rate("NnxMLP", "input_dropout_rate", input_dropout_rate)
         self.in_features = in_features
         self.num_layers = len(sizes) - 1
         self.dropout_rate = float(dropout_rate)
+        self.input_dropout_rate = float(input_dropout_rate)
         for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             setattr(self, f"Dense_{i}", nnx.Linear(n_in, n_out, rngs=rngs))
         self.dropout = nnx.Dropout(self.dropout_rate)
+        self.input_dropout = nnx.Dropout(self.input_dropout_rate)
 
     def __call__(
         self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None
@@ -77,13 +79,15 @@ class NnxMLP(nnx.Module):
         """Logits ``(N, num_classes)``; dropout runs only with ``train=True`` and needs ``key``.
 
         Raises:
-          ValueError: ``train=True`` with ``dropout_rate > 0`` and ``key=None``, or ``x``
-            does not flatten to ``in_features`` values per example.
+          ValueError: ``train=True`` with ``dropout_rate > 0`` or ``input_dropout_rate > 0``
+            and ``key=None``, or ``x`` does not flatten to ``in_features`` values per example.
         """
         use_dropout = train and self.dropout_rate > 0.0
-        if use_dropout and key is None:
+        use_input_dropout = train and self.input_dropout_rate > 0.0
+        if (use_dropout or use_input_dropout) and key is None:
             raise ValueError(
-                f"NnxMLP: train=True with dropout_rate={self.dropout_rate} needs key=, got None"
+                f"NnxMLP: train=True with dropout_rate={self.dropout_rate}, input_dropout_rate="
+                f"{self.input_dropout_rate} needs key=, got None"
             )
         x = jnp.reshape(x, (x.shape[0], -1))
         if x.shape[1] != self.in_features:
@@ -91,6 +95,9 @@ class NnxMLP(nnx.Module):
                 f"NnxMLP: x flattens to {x.shape[1]} features per example, "
                 f"expected in_features={self.in_features}"
             )
+        if use_input_dropout:
+            key, sub = jax.random.split(key)
+            x = self.input_dropout(x, deterministic=False, rngs=sub)
         for i in range(self.num_layers):
             x = getattr(self, f"Dense_{i}")(x)
             if i < self.num_layers - 1:

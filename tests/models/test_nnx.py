@@ -104,6 +104,26 @@ def test_dropout_needs_a_key():
     )
 
 
+def test_input_dropout_zeroes_pixels_only_when_training():
+    # one hidden unit that sums 15 pixels, no bias: dropped pixels show in its value
+    graphdef, params = _split_with_numpy_params(
+        widths=(1,), num_classes=1, in_features=15, input_dropout_rate=0.5
+    )
+    params = jax.tree.map(lambda p: jnp.full_like(p, 1.0 if p.ndim == 2 else 0.0), params)
+    apply_fn = nnx_apply_fn(graphdef)
+    x = jnp.ones((1, 3, 5, 1))
+    np.testing.assert_array_equal(apply_fn(params, x, train=False, key=None), [[15.0]])
+    # kept pixels are scaled by 1 / (1 - 0.5): the sum is 2 * (number kept), so even,
+    # never the odd 15 of no dropout
+    noisy = float(apply_fn(params, x, train=True, key=jax.random.key(3))[0, 0])
+    assert noisy % 2 == 0
+    with pytest.raises(ValueError, match=r"input_dropout_rate=0\.5 needs key="):
+        apply_fn(params, x, train=True, key=None)
+    # input dropout adds no params: the same tree as without it
+    _, plain = _split_with_numpy_params(widths=(1,), num_classes=1, in_features=15)
+    assert jax.tree.structure(params) == jax.tree.structure(plain)
+
+
 def test_wrong_input_size():
     graphdef, params = _split_with_numpy_params(widths=(4,), num_classes=2, in_features=4)
     with pytest.raises(ValueError, match="in_features=4"):
@@ -118,6 +138,9 @@ def test_wrong_input_size():
         {"widths": (3,), "num_classes": 0},
         {"widths": (3,), "in_features": -1},
         {"widths": (3,), "dropout_rate": 1.0},
+        {"widths": (3,), "dropout_rate": float("nan")},
+        {"widths": (3,), "input_dropout_rate": 1.0},
+        {"widths": (3,), "input_dropout_rate": True},
     ],
 )
 def test_bad_arguments(kwargs):
