@@ -4,7 +4,8 @@ Three models, all MLPs on flattened images, trained with SGD (Nesterov
 momentum 0.9) and a cosine learning-rate decay (the teacher from
 ``--learning-rate``, both students from ``--student-learning-rate``: the
 ``T**2``-scaled soft loss at T = 20 acts like logit matching, whose gradients are
-unbounded, and it diverges at the teacher's 0.1):
+unbounded, and it diverges at the teacher's 0.1); ``--student-optimizer adam``
+trains both students with Adam instead:
 
 * the **teacher**, ``MLP((1200, 1200), dropout_rate=...)`` trained with random
   shifts of up to ``--shift`` pixels (``--shift 0``: dropout only; the paper: 67
