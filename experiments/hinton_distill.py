@@ -28,8 +28,11 @@ closure are counted on the 10% validation split instead (``val_errors``), for
 choosing settings without looking at the test set (``target_met`` is then null:
 the target is about test errors). Results
 go to ``hinton_distill.json`` in ``--out`` with the teacher's params
-(``teacher_params.npz``, reusable with ``--teacher-params``); a table goes to
-stdout.
+(``teacher_params.npz``, reusable with ``--teacher-params``) and the students'
+(``student_alone_params.npz``, ``student_distilled_params.npz``); a table goes to
+stdout. Each student's ``teacher_agreement`` is the fraction of images where its
+class is the teacher's (the fidelity of the distillation), on the training set
+(the transfer set) and on the scored split.
 
   JAXZIP_DATA_DIR=../shared/data python experiments/hinton_distill.py         # ~9 min, 2 CPUs
   python experiments/hinton_distill.py --dataset digits --epochs-teacher 1 \\
@@ -46,6 +49,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import jaxzip as jz
@@ -231,6 +235,22 @@ def scored_split(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[str,
     return ("val", splits.val) if args.validation_only else ("test", splits.test)
 
 
+def teacher_labelled(
+    apply_fn: jz.models.ApplyFn, params: Any, ds: jz.data.Dataset, batch_size: int = 1000
+) -> jz.data.Dataset:
+    """``ds`` with the teacher's predicted classes as its labels, so that a student's
+    accuracy on it (:func:`jaxzip.train.evaluate`) is its top-1 agreement with the
+    teacher, the fidelity of the distillation."""
+    predict = jax.jit(lambda x: jnp.argmax(apply_fn(params, x, train=False, key=None), -1))
+    y = np.concatenate(
+        [
+            np.asarray(predict(ds.x[i : i + batch_size]), np.int32)
+            for i in range(0, len(ds), batch_size)
+        ]
+    )
+    return jz.data.Dataset(x=ds.x, y=y, num_classes=ds.num_classes, name=f"{ds.name}@teacher")
+
+
 def summary(
     apply_fn: jz.models.ApplyFn,
     params: Any,
@@ -385,6 +405,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         None if args.teacher_params is None else str(args.teacher_params)
     )
     log("teacher", results["teacher"], split)
+    # the teacher's own answers on the transfer set and on the scored split
+    agreement_sets = {
+        "train": teacher_labelled(teacher_apply, teacher_params, splits.train),
+        split: teacher_labelled(teacher_apply, teacher_params, scored),
+    }
+
+    def finish(name: str, params: Any, val_acc: list[float], start: float) -> None:
+        results[name] = summary(student_apply, params, split, scored, val_acc)
+        results[name]["seconds"] = time.perf_counter() - start
+        results[name]["teacher_agreement"] = {
+            where: jz.train.evaluate(student_apply, params, ds)["accuracy"]
+            for where, ds in agreement_sets.items()
+        }
+        jz.train.save_params(args.out / f"{name}_params.npz", params)
+        log(name.replace("_", " "), results[name], split)
 
     start = time.perf_counter()
     params, val_acc = train_plain(
@@ -398,17 +433,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         clip_norm=args.clip_norm,
         optimizer_name=args.student_optimizer,
     )
-    results["student_alone"] = summary(student_apply, params, split, scored, val_acc)
-    results["student_alone"]["seconds"] = time.perf_counter() - start
-    log("student alone", results["student_alone"], split)
+    finish("student_alone", params, val_acc, start)
 
     start = time.perf_counter()
     params, val_acc = train_distilled(
         args, splits, student_apply, teacher_apply, student_init, teacher_params, args.seed + 1
     )
-    results["student_distilled"] = summary(student_apply, params, split, scored, val_acc)
-    results["student_distilled"]["seconds"] = time.perf_counter() - start
-    log("student distilled", results["student_distilled"], split)
+    finish("student_distilled", params, val_acc, start)
 
     errors = {name: results[name][f"{split}_errors"] for name in PAPER_ERRORS}
     closure = gap_closure(errors)
@@ -443,6 +474,12 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{name:<17}  {r[f'{split}_errors']:>11}  {paper:>5}  {r['val_accuracy'][-1]:>7.4f}  "
             f"{r['seconds']:>8.1f}"
+        )
+    for name in ("student_alone", "student_distilled"):
+        agree = results["models"][name]["teacher_agreement"]
+        lines.append(
+            f"{name} agrees with the teacher on {agree['train']:.2%} of train, "
+            f"{agree[split]:.2%} of {split}"
         )
     closure = results["gap_closure"]
     text = "n/a (teacher not better than student alone)" if closure is None else f"{closure:.3f}"

@@ -70,11 +70,17 @@ def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
     }
     saved = np.load(out / "teacher_params.npz")
     assert saved["Dense_0/kernel"].shape == (64, 24) and saved["Dense_2/kernel"].shape == (24, 10)
+    for name in ("student_alone", "student_distilled"):
+        with np.load(out / f"{name}_params.npz") as f:
+            assert f["Dense_0/kernel"].shape == (64, 12) and f["Dense_1/kernel"].shape == (12, 10)
+        agree = results["models"][name]["teacher_agreement"]
+        assert set(agree) == {"train", "test"} and all(0.0 <= a <= 1.0 for a in agree.values())
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["model", "test_errors", "paper", "val_acc", "seconds"]
     rows = [line.split() for line in table[2:5]]
     assert [r[0] for r in rows] == ["teacher", "student_alone", "student_distilled"]
     assert [int(r[1]) for r in rows] == [errors[r[0]] for r in rows]
+    assert table[5].startswith("student_alone agrees with the teacher on ")
     assert table[-1].startswith("gap closure")
 
     # a rerun reuses the saved teacher: same test errors, no new teacher file
@@ -206,20 +212,51 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
         seen.append(len(ds))
         return evaluate(apply_fn, params, ds, *a, **k)
 
+    labelled = []
+    teacher_labelled = script.teacher_labelled
+
+    def spy_labels(apply_fn, params, ds, *a, **k):
+        labelled.append(len(ds))
+        return teacher_labelled(apply_fn, params, ds, *a, **k)
+
     monkeypatch.setattr(jz.train, "evaluate", spy)
+    monkeypatch.setattr(script, "teacher_labelled", spy_labels)
     out = tmp_path / "val"
     results = script.main([*TINY, "--validation-only", "--out", str(out)])
     n_val = results["val_size"]
+    n_train = 1797 - 359 - n_val
     assert results["evaluated_on"] == "val" and "test_errors" not in results
     # the target is about test errors: a validation run does not claim it either way
-    assert results["target_met"] is None and results["gap_closure"] is not None
-    assert 359 not in seen and set(seen) == {n_val}  # digits: 359 test images, never scored
+    assert results["target_met"] is None
+    # digits: 359 test images, never scored nor labelled by the teacher; the
+    # training images are scored only for the students' agreement with the teacher
+    assert set(seen) == {n_val, n_train} and seen.count(n_train) == 2
+    assert sorted(labelled) == sorted([n_train, n_val])
+    for name in ("student_alone", "student_distilled"):
+        assert set(results["models"][name]["teacher_agreement"]) == {"train", "val"}
     for name in ("teacher", "student_alone", "student_distilled"):
         model = results["models"][name]
         assert "test_errors" not in model
         assert model["val_errors"] == round((1 - model["val_accuracy"][-1]) * n_val)
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["model", "val_errors"]
+
+
+def test_teacher_labelled_makes_accuracy_the_agreement_with_the_teacher(script):
+    import jaxzip as jz
+
+    x = np.eye(4, dtype=np.float32).reshape(4, 1, 1, 4)
+    ds = jz.data.Dataset(x=x, y=np.zeros(4, np.int32), num_classes=4, name="toy")
+    # the "teacher" answers 3 - i for the one-hot image i; a student answering i agrees on none
+    teacher = lambda params, x, *, train, key: x.reshape(len(x), -1)[:, ::-1]  # noqa: E731
+    student = lambda params, x, *, train, key: x.reshape(len(x), -1) + params  # noqa: E731
+    relabelled = script.teacher_labelled(teacher, None, ds, batch_size=3)  # a ragged last batch
+    assert relabelled.y.tolist() == [3, 2, 1, 0] and relabelled.name == "toy@teacher"
+    np.testing.assert_array_equal(relabelled.x, ds.x)
+    assert jz.train.evaluate(student, 0.0, relabelled)["accuracy"] == 0.0
+    # a constant bias towards class 1 makes the student answer 1 everywhere: agrees once
+    bias = np.array([0.0, 5.0, 0.0, 0.0], np.float32)
+    assert jz.train.evaluate(student, bias, relabelled)["accuracy"] == 0.25
 
 
 def test_student_optimizer_adam_takes_sign_sized_first_steps(script):
