@@ -36,6 +36,9 @@ DistillStep = Callable[
     [TrainState, Params, Mapping[str, Any], jax.Array], tuple[TrainState, Metrics]
 ]
 
+_AUGMENT_STREAM = 1
+"""``fold_in`` data of the augmentation's key, apart from the student's dropout key."""
+
 
 def make_train_step(
     student_apply: ApplyFn,
@@ -46,6 +49,7 @@ def make_train_step(
     student_transform: Transform | None = None,
     mesh: Mesh | None = None,
     check_finite: bool = False,
+    augment: Callable[..., jax.Array] | None = None,
 ) -> DistillStep:
     """Builds ``step(state, teacher_params, batch, key) -> (state, metrics)``: one jitted step.
 
@@ -75,6 +79,14 @@ def make_train_step(
     global batch placed by ``shard_batch(part, mesh, local=True)`` (a host batch
     is taken as the global batch); see ``docs/distributed.md``.
 
+    With ``augment`` (e.g. :class:`jaxzip.train.RandomShift`), ``batch["x"]`` is
+    augmented inside the step, from a key derived from ``key`` and the step count
+    (apart from the student's dropout key), and the teacher and the student both
+    see the augmented images: consistent views, so the student learns the
+    teacher's answer on exactly what it sees (Beyer et al., "Knowledge
+    distillation: A good teacher is patient and consistent", 2022). Without it
+    the transfer set is the batches as given, as in Hinton et al.
+
     With ``check_finite=True`` the step applies the update only if the loss, the
     gradients and the new params are finite, and adds ``"finite"`` and
     ``"nonfinite"`` (per-leaf NaN/Inf counts) to the metrics, as
@@ -92,6 +104,8 @@ def make_train_step(
       mesh: optional ``jax.sharding.Mesh`` with a ``"data"`` axis of type
         ``jax.sharding.AxisType.Auto``.
       check_finite: guard the update against NaN/Inf and report per-leaf counts.
+      augment: optional ``augment(x, key=key) -> x`` applied to the images that
+        the teacher and the student both see.
 
     Returns:
       ``step(state, teacher_params, batch, key)`` returning the new
@@ -99,8 +113,8 @@ def make_train_step(
       term>}`` scalars (masked means over the batch).
 
     Raises:
-      TypeError: an apply function, ``tx``, ``loss`` or ``student_transform`` has
-        the wrong type, or ``mesh`` is not a Mesh. The step raises
+      TypeError: an apply function, ``tx``, ``loss``, ``student_transform`` or
+        ``augment`` has the wrong type, or ``mesh`` is not a Mesh. The step raises
         ``TypeError``/``ValueError`` for a bad state, batch or key, a batch size not
         divisible over the mesh, a transform that changes the params' tree, and
         (from the loss) student and teacher outputs of different shapes.
@@ -128,8 +142,16 @@ def make_train_step(
         mesh = check_mesh(where, mesh)
     if not isinstance(check_finite, bool):
         raise TypeError(f"{where}: check_finite must be a bool, got {check_finite!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(
+            f"{where}: augment must be None or callable as augment(x, key=key) "
+            f"(e.g. jaxzip.train.RandomShift(pixels=2)), got {augment!r}"
+        )
 
     def _step(state, teacher_params, x, y, mask, key):
+        if augment is not None:
+            step_key = jax.random.fold_in(key, state.step)
+            x = augment(x, key=jax.random.fold_in(step_key, _AUGMENT_STREAM))
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
 
         def update(opt):

@@ -130,6 +130,8 @@ def make_vmapped_train_step(
     ``check_finite=True`` each student's update is guarded as in
     :func:`make_train_step` (a student meeting NaN/Inf keeps its state while the
     others advance); ``"finite"`` has shape ``(K,)`` and the counts a leading K axis.
+    There is no ``augment``: the one teacher pass per batch serves all K students,
+    so augment the batch before the step if they should share augmented images.
 
     Args:
       student_apply: the student's apply function (one architecture for all K).

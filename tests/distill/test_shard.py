@@ -17,7 +17,7 @@ from jaxzip.distill import replicate, shard_batch
 _SCRIPT = r"""
 import json, jax, jax.numpy as jnp, numpy as np, optax
 from jaxzip.distill import kd_loss, make_train_step, shard_batch
-from jaxzip.train import init_state
+from jaxzip.train import RandomShift, init_state
 assert len(jax.devices()) == 4, jax.devices()
 def apply(params, x, *, train, key):
     return jnp.tanh(x.reshape(x.shape[0], -1) @ params["w1"]) @ params["w2"]
@@ -31,11 +31,13 @@ tx = optax.adam(0.05)
 loss = kd_loss(temperature=3.0, alpha=0.7)
 mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 results = {}
-for name, kwargs in (("single", {}), ("mesh", {"mesh": mesh})):
+shift = {"augment": RandomShift(pixels=1)}
+for name, kwargs in (("single", {}), ("mesh", {"mesh": mesh}),
+                     ("single_shift", shift), ("mesh_shift", {"mesh": mesh, **shift})):
     step = make_train_step(apply, apply, tx, loss=loss, **kwargs)
     state = init_state(params(0), tx)
     for i, b in enumerate(batches):
-        b = shard_batch(b, mesh) if name == "mesh" else b
+        b = shard_batch(b, mesh) if name.startswith("mesh") else b
         state, metrics = step(state, params(1), b, jax.random.key(i))
     results[name] = {"params": jax.tree.map(lambda a: np.asarray(a).tolist(), state.params),
                      "loss": float(metrics["loss"]),
@@ -57,11 +59,14 @@ def test_four_device_data_parallel_matches_single_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
     results = json.loads(line[len("RESULT") :])
-    single, mesh = results["single"], results["mesh"]
-    assert mesh["devices"] == 4 and single["devices"] == 1
-    for k in single["params"]:
-        np.testing.assert_allclose(mesh["params"][k], single["params"][k], rtol=1e-5, atol=1e-6)
-    assert mesh["loss"] == pytest.approx(single["loss"], rel=1e-5)
+    # with and without augment (the shifts are drawn alike whatever the sharding)
+    for suffix in ("", "_shift"):
+        single, mesh = results["single" + suffix], results["mesh" + suffix]
+        assert mesh["devices"] == 4 and single["devices"] == 1
+        for k in single["params"]:
+            np.testing.assert_allclose(mesh["params"][k], single["params"][k], rtol=1e-5, atol=1e-6)
+        assert mesh["loss"] == pytest.approx(single["loss"], rel=1e-5)
+    assert results["single_shift"]["loss"] != pytest.approx(results["single"]["loss"])
     assert "multiple of the mesh's 'data' axis size 4" in results["indivisible"]
 
 

@@ -121,6 +121,35 @@ def test_teacher_gets_no_gradient_and_jit_matches_eager(batch):
     assert float(metrics["loss"]) == pytest.approx(float(eager_loss(s_params)), rel=1e-5)
 
 
+def test_augment_shows_teacher_and_student_the_same_images(batch):
+    from jaxzip.train import RandomShift
+
+    tx = optax.sgd(0.1)
+    params = linear_params(jax.random.key(1))
+    pure_kd = kd_loss(temperature=2.0, alpha=1.0)  # the soft term only
+    # the student is the teacher: on the same images their logits agree and KD is 0
+    step = make_train_step(
+        linear_apply, linear_apply, tx, loss=pure_kd, augment=RandomShift(pixels=1)
+    )
+    state, metrics = step(init_state(params, tx), params, batch, jax.random.key(0))
+    assert float(metrics["kd"]) == pytest.approx(0.0, abs=1e-6)
+    jax.tree.map(np.testing.assert_array_equal, state.params, params)  # no gradient
+
+    # the images were shifted: the labels' term differs from the same step without augment
+    steps = {
+        name: make_train_step(linear_apply, linear_apply, tx, loss=KD, augment=aug)
+        for name, aug in (("shift", RandomShift(pixels=1)), ("plain", None))
+    }
+    student = linear_params(jax.random.key(0))
+    ce = {
+        name: float(step(init_state(student, tx), params, batch, jax.random.key(0))[1]["ce"])
+        for name, step in steps.items()
+    }
+    assert ce["shift"] != pytest.approx(ce["plain"])
+    with pytest.raises(TypeError, match="augment must be None or callable"):
+        make_train_step(linear_apply, linear_apply, tx, loss=KD, augment=2)
+
+
 def test_student_transform_masks_weights(batch):
     mask = {"w": jnp.zeros((4, 3)).at[0].set(1.0), "b": jnp.ones(3)}
     tx = optax.sgd(0.5)
