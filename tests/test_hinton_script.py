@@ -107,6 +107,7 @@ def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
         (("--clip-norm", "-1"), "--clip-norm"),
         (("--max-norm", "-1"), "--max-norm"),
         (("--student-optimizer", "rmsprop"), "--student-optimizer"),
+        (("--student-shift", "-2"), "--student-shift"),
     ],
 )
 def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
@@ -240,6 +241,33 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
         assert model["val_errors"] == round((1 - model["val_accuracy"][-1]) * n_val)
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["model", "val_errors"]
+
+
+def test_student_shift_trains_both_students_on_shifted_images(script, tmp_path, monkeypatch):
+    import jaxzip as jz
+
+    assert script.student_augment(script.parse_args([])) is None  # the paper's protocol
+    assert script.student_augment(script.parse_args(["--student-shift", "2"])).pixels == 2
+    seen = []
+    make_step = jz.distill.make_train_step
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("augment"))
+        return make_step(*args, **kwargs)
+
+    monkeypatch.setattr(jz.distill, "make_train_step", spy)
+    runs = {}
+    for shift in ("0", "1"):
+        out = tmp_path / f"shift{shift}"
+        runs[shift] = script.main([*TINY, "--student-shift", shift, "--out", str(out)])
+        runs[shift]["out"] = out
+    assert seen[0] is None and seen[1].pixels == 1  # the distilled student's step
+    assert runs["1"]["settings"]["student_shift"] == 1
+    # the same seeds, inits and batches: the shifts alone change the students
+    for name in ("student_alone", "student_distilled"):
+        files = [runs[s]["out"] / f"{name}_params.npz" for s in ("0", "1")]
+        with np.load(files[0]) as a, np.load(files[1]) as b:
+            assert not np.allclose(a["Dense_0/kernel"], b["Dense_0/kernel"]), name
 
 
 def test_teacher_labelled_makes_accuracy_the_agreement_with_the_teacher(script):
