@@ -62,7 +62,8 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
         t, learning_rate=d.learning_rate, epochs=d.epochs, steps_per_epoch=steps_per_epoch
     )
     loss = jz_distill.kd_loss(temperature=d.temperature, alpha=d.alpha)
-    step = jz_distill.make_train_step(student_apply, teacher_apply, tx, loss=loss)
+    augment = jz_train.RandomShift(pixels=d.augment_shift) if d.augment_shift else None
+    step = jz_distill.make_train_step(student_apply, teacher_apply, tx, loss=loss, augment=augment)
     state = jz_train.init_state(params, tx)
     seed = cfg.experiment.seed + 20_000  # not the seeds of [train] / [prune] / [kmeans] shuffling
     key = jax.random.key(seed)

@@ -35,8 +35,11 @@ class DistillConfig(Section):
     ``[model]``) is initialised with ``experiment.seed + 1`` and trained for
     ``epochs`` with :func:`jaxzip.distill.make_train_step` and
     ``kd_loss(temperature=temperature, alpha=alpha)``, with ``[train]``'s
-    optimizer, schedule, weight decay and batch size at ``learning_rate``. The
-    student then replaces the model for the later stages.
+    optimizer, schedule, weight decay and batch size at ``learning_rate``. With
+    ``augment_shift`` the transfer images are shifted at random inside the step,
+    and the teacher labels the same shifted images the student sees (consistent
+    views); ``[train]``'s own ``augment_shift`` does not apply here. The student
+    then replaces the model for the later stages.
 
     Example:
       >>> DistillConfig(widths=[16], temperature=2).temperature
@@ -71,6 +74,13 @@ class DistillConfig(Section):
     epochs: int = field(default=10, metadata=rules(at_least(1), doc="student training epochs"))
     learning_rate: float = field(
         default=1e-3, metadata=rules(greater_than(0.0), doc="peak learning rate of the student")
+    )
+    augment_shift: int = field(
+        default=0,
+        metadata=rules(
+            at_least(0),
+            doc="random shifts of up to this many pixels, seen by teacher and student (0: off)",
+        ),
     )
 
     def check(self) -> None:

@@ -47,3 +47,24 @@ def test_without_a_distill_section():
         distill_stage(ExperimentConfig(), {"splits": None, "apply_fn": None, "params": {}})
     with pytest.raises(ValueError, match=r"no \[distill\] section"):
         distill_rebuild(ExperimentConfig(), {})
+
+
+def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, monkeypatch):
+    from jaxzip.pipeline import apply_overrides, load_config, run_experiment
+
+    seen = []
+    make_step = jz.distill.make_train_step
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("augment"))
+        return make_step(*args, **kwargs)
+
+    monkeypatch.setattr(jz.distill, "make_train_step", spy)
+    stages = '["data", "model", "train", "distill"]'
+    base = ["model.name=mlp", "model.widths=[16]", "train.epochs=1", "train.augment_shift=2",
+            "distill.widths=[8]", "distill.epochs=1", f"experiment.stages={stages}"]  # fmt: skip
+    for shift in (0, 1):
+        cfg = apply_overrides(load_config(), [*base, f"distill.augment_shift={shift}"])
+        run_experiment(cfg, tmp_path / f"run{shift}", progress=False, report=False)
+    # [train]'s shift is not the student's: off unless [distill] asks for it
+    assert seen[0] is None and seen[1] == jz.train.RandomShift(pixels=1)

@@ -120,7 +120,9 @@ def test_config_help_shows_the_new_keys():
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [({"temperature": 0.0}, "temperature"), ({"alpha": -0.1}, "alpha"), ({"epochs": 0}, "epochs"),
-     ({"widths": []}, "widths"), ({"model": "lenet5", "dropout_rate": 0.5}, "dropout_rate")],
+     ({"widths": []}, "widths"), ({"model": "lenet5", "dropout_rate": 0.5}, "dropout_rate"),
+     ({"model": "lenet5", "input_dropout_rate": 0.2}, "input_dropout_rate"),
+     ({"augment_shift": -1}, "augment_shift")],
 )  # fmt: skip
 def test_distill_config_bad_values(kwargs, name):
     with pytest.raises(ConfigError, match=f"^{name}: expected"):
