@@ -18,3 +18,22 @@ def mnist_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.skip(f"JAXZIP_DATA_DIR={value!r} has no mnist/ folder")
     return path
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """``spy(owner, name)`` wraps ``owner.name`` for the test and returns the list
+    that each call appends its ``(args, kwargs)`` to; the real function still runs."""
+
+    def install(owner: object, name: str) -> list[tuple[tuple, dict]]:
+        calls: list[tuple[tuple, dict]] = []
+        real = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append((args, kwargs))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+        return calls
+
+    return install

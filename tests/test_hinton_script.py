@@ -203,25 +203,11 @@ def test_seeds_counts_an_unrecorded_setting_as_the_scripts_default(seeds, tmp_pa
     assert "different max_norm" in capsys.readouterr().err
 
 
-def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, monkeypatch):
+def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, spy):
     import jaxzip as jz
 
-    seen = []
-    evaluate = jz.train.evaluate
-
-    def spy(apply_fn, params, ds, *a, **k):
-        seen.append(len(ds))
-        return evaluate(apply_fn, params, ds, *a, **k)
-
-    labelled = []
-    teacher_labelled = script.teacher_labelled
-
-    def spy_labels(apply_fn, params, ds, *a, **k):
-        labelled.append(len(ds))
-        return teacher_labelled(apply_fn, params, ds, *a, **k)
-
-    monkeypatch.setattr(jz.train, "evaluate", spy)
-    monkeypatch.setattr(script, "teacher_labelled", spy_labels)
+    evaluated = spy(jz.train, "evaluate")
+    labelled_calls = spy(script, "teacher_labelled")
     out = tmp_path / "val"
     results = script.main([*TINY, "--validation-only", "--out", str(out)])
     n_val = results["val_size"]
@@ -231,6 +217,8 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
     assert results["target_met"] is None
     # digits: 359 test images, never scored nor labelled by the teacher; the
     # training images are scored only for the students' agreement with the teacher
+    seen = [len(args[2]) for args, _ in evaluated]  # evaluate(apply_fn, params, ds)
+    labelled = [len(args[2]) for args, _ in labelled_calls]
     assert set(seen) == {n_val, n_train} and seen.count(n_train) == 2
     assert sorted(labelled) == sorted([n_train, n_val])
     for name in ("student_alone", "student_distilled"):
@@ -243,25 +231,19 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, mon
     assert table[0].split()[:2] == ["model", "val_errors"]
 
 
-def test_student_shift_trains_both_students_on_shifted_images(script, tmp_path, monkeypatch):
+def test_student_shift_trains_both_students_on_shifted_images(script, tmp_path, spy):
     import jaxzip as jz
 
     assert script.student_augment(script.parse_args([])) is None  # the paper's protocol
     assert script.student_augment(script.parse_args(["--student-shift", "2"])).pixels == 2
-    seen = []
-    make_step = jz.distill.make_train_step
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("augment"))
-        return make_step(*args, **kwargs)
-
-    monkeypatch.setattr(jz.distill, "make_train_step", spy)
+    calls = spy(jz.distill, "make_train_step")
     runs = {}
     for shift in ("0", "1"):
         out = tmp_path / f"shift{shift}"
         runs[shift] = script.main([*TINY, "--student-shift", shift, "--out", str(out)])
         runs[shift]["out"] = out
-    assert seen[0] is None and seen[1].pixels == 1  # the distilled student's step
+    seen = [kwargs.get("augment") for _, kwargs in calls]  # the distilled student's steps
+    assert seen == [None, jz.train.RandomShift(pixels=1)]
     assert runs["1"]["settings"]["student_shift"] == 1
     # the same seeds, inits and batches: the shifts alone change the students
     for name in ("student_alone", "student_distilled"):

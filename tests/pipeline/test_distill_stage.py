@@ -49,17 +49,10 @@ def test_without_a_distill_section():
         distill_rebuild(ExperimentConfig(), {})
 
 
-def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, monkeypatch):
+def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, spy):
     from jaxzip.pipeline import apply_overrides, load_config, run_experiment
 
-    seen = []
-    make_step = jz.distill.make_train_step
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("augment"))
-        return make_step(*args, **kwargs)
-
-    monkeypatch.setattr(jz.distill, "make_train_step", spy)
+    calls = spy(jz.distill, "make_train_step")
     stages = '["data", "model", "train", "distill"]'
     base = ["model.name=mlp", "model.widths=[16]", "train.epochs=1", "train.augment_shift=2",
             "distill.widths=[8]", "distill.epochs=1", f"experiment.stages={stages}"]  # fmt: skip
@@ -67,4 +60,5 @@ def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, monkeyp
         cfg = apply_overrides(load_config(), [*base, f"distill.augment_shift={shift}"])
         run_experiment(cfg, tmp_path / f"run{shift}", progress=False, report=False)
     # [train]'s shift is not the student's: off unless [distill] asks for it
-    assert seen[0] is None and seen[1] == jz.train.RandomShift(pixels=1)
+    seen = [kwargs.get("augment") for _, kwargs in calls]
+    assert seen == [None, jz.train.RandomShift(pixels=1)]
