@@ -260,10 +260,11 @@ def teacher_labelled(
     """``ds`` with the teacher's predicted classes as its labels, so that a student's
     accuracy on it (:func:`jaxzip.train.evaluate`) is its top-1 agreement with the
     teacher, the fidelity of the distillation."""
-    predict = jax.jit(lambda x: jnp.argmax(apply_fn(params, x, train=False, key=None), -1))
+    # params are an argument, not a closed-over constant baked into the program
+    predict = jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x, train=False, key=None), -1))
     y = np.concatenate(
         [
-            np.asarray(predict(ds.x[i : i + batch_size]), np.int32)
+            np.asarray(predict(params, ds.x[i : i + batch_size]), np.int32)
             for i in range(0, len(ds), batch_size)
         ]
     )
