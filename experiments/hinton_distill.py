@@ -47,6 +47,7 @@ class is the teacher's (the fidelity of the distillation), on the training set
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -230,10 +231,10 @@ def optimizer(
     return tx if max_norm_limit <= 0 else optax.chain(tx, max_norm(max_norm_limit))
 
 
-def student_augment(args: argparse.Namespace) -> jz.train.RandomShift | None:
-    """Both students' augmentation: ``--student-shift`` pixels, or None (the paper's
-    unshifted transfer set)."""
-    return jz.train.RandomShift(pixels=args.student_shift) if args.student_shift else None
+def shifts(pixels: int) -> jz.train.RandomShift | None:
+    """Random shifts of up to ``pixels`` (``--shift`` for the teacher, ``--student-shift``
+    for both students), or None for 0: no augmentation."""
+    return jz.train.RandomShift(pixels=pixels) if pixels else None
 
 
 def gap_closure(errors: dict[str, int]) -> float | None:
@@ -254,17 +255,21 @@ def scored_split(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[str,
     return ("val", splits.val) if args.validation_only else ("test", splits.test)
 
 
+@functools.partial(jax.jit, static_argnames="apply_fn")
+def predict(apply_fn: jz.models.ApplyFn, params: Any, x: jax.Array) -> jax.Array:
+    """The class ``apply_fn`` gives each image (compiled once per model and batch shape)."""
+    return jnp.argmax(apply_fn(params, x, train=False, key=None), axis=-1)
+
+
 def teacher_labelled(
     apply_fn: jz.models.ApplyFn, params: Any, ds: jz.data.Dataset, batch_size: int = 1000
 ) -> jz.data.Dataset:
     """``ds`` with the teacher's predicted classes as its labels, so that a student's
     accuracy on it (:func:`jaxzip.train.evaluate`) is its top-1 agreement with the
     teacher, the fidelity of the distillation."""
-    # params are an argument, not a closed-over constant baked into the program
-    predict = jax.jit(lambda p, x: jnp.argmax(apply_fn(p, x, train=False, key=None), -1))
     y = np.concatenate(
         [
-            np.asarray(predict(params, ds.x[i : i + batch_size]), np.int32)
+            np.asarray(predict(apply_fn, params, ds.x[i : i + batch_size]), np.int32)
             for i in range(0, len(ds), batch_size)
         ]
     )
@@ -341,7 +346,7 @@ def train_distilled(
     )
     loss = jz.distill.kd_loss(temperature=args.temperature, alpha=args.alpha)
     step = jz.distill.make_train_step(
-        student_apply, teacher_apply, tx, loss=loss, augment=student_augment(args)
+        student_apply, teacher_apply, tx, loss=loss, augment=shifts(args.student_shift)
     )
     state = jz.train.init_state(params, tx)
     key = jax.random.key(seed)
@@ -417,7 +422,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             args.learning_rate,
             args.epochs_teacher,
             args.seed,
-            augment=jz.train.RandomShift(pixels=args.shift) if args.shift else None,
+            augment=shifts(args.shift),
             max_norm_limit=args.max_norm,
         )
         jz.train.save_params(args.out / "teacher_params.npz", teacher_params)
@@ -452,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.student_learning_rate,
         args.epochs_student,
         args.seed + 1,
-        augment=student_augment(args),
+        augment=shifts(args.student_shift),
         clip_norm=args.clip_norm,
         optimizer_name=args.student_optimizer,
     )

@@ -234,8 +234,8 @@ def test_validation_only_never_scores_the_test_set(script, tmp_path, capsys, spy
 def test_student_shift_trains_both_students_on_shifted_images(script, tmp_path, spy):
     import jaxzip as jz
 
-    assert script.student_augment(script.parse_args([])) is None  # the paper's protocol
-    assert script.student_augment(script.parse_args(["--student-shift", "2"])).pixels == 2
+    assert script.shifts(0) is None  # --student-shift's default: the paper's protocol
+    assert script.shifts(2) == jz.train.RandomShift(pixels=2)
     calls = spy(jz.distill, "make_train_step")
     runs = {}
     for shift in ("0", "1"):

@@ -16,7 +16,7 @@ from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import make_module, model_arch
-from jaxzip.pipeline._stage_utils import make_train_tx
+from jaxzip.pipeline._stage_utils import augment_of, make_train_tx
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
 
@@ -62,8 +62,9 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
         t, learning_rate=d.learning_rate, epochs=d.epochs, steps_per_epoch=steps_per_epoch
     )
     loss = jz_distill.kd_loss(temperature=d.temperature, alpha=d.alpha)
-    augment = jz_train.RandomShift(pixels=d.augment_shift) if d.augment_shift else None
-    step = jz_distill.make_train_step(student_apply, teacher_apply, tx, loss=loss, augment=augment)
+    step = jz_distill.make_train_step(
+        student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d)
+    )
     state = jz_train.init_state(params, tx)
     seed = cfg.experiment.seed + 20_000  # not the seeds of [train] / [prune] / [kmeans] shuffling
     key = jax.random.key(seed)

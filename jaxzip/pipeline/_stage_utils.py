@@ -12,6 +12,7 @@ import optax
 
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import TrainConfig
+from jaxzip.pipeline._stage_config import DistillConfig
 
 __all__ = ["augment_of", "jsonable", "make_train_tx"]
 
@@ -47,8 +48,9 @@ def make_train_tx(
     )
 
 
-def augment_of(t: TrainConfig) -> jz_train.RandomShift | None:
-    """The training-time augmentation ``[train]`` asks for (None when off).
+def augment_of(t: TrainConfig | DistillConfig) -> jz_train.RandomShift | None:
+    """The training-time augmentation ``[train]`` (or ``[distill]``) asks for with
+    its ``augment_shift`` (None when off).
 
     Example:
       >>> augment_of(TrainConfig(augment_shift=2)), augment_of(TrainConfig())
