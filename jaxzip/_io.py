@@ -16,6 +16,61 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from jaxzip._errors import JaxzipError
+
+
+class UnsafePathError(JaxzipError, ValueError):
+    """A name read from a file would leave its directory, or pass through a symlink."""
+
+
+def contained_path(root: str | os.PathLike[str], name: object, *, what: str) -> Path:
+    """``root / name`` after checking that it stays inside ``root`` without following a symlink.
+
+    For names that come from files jaxzip reads back (a cache manifest, a
+    journal, a header): ``name`` must be a non-empty relative ``/``-separated
+    path with no empty, ``.`` or ``..`` part, no backslash and no NUL, and no
+    existing component below ``root`` may be a symlink (``root`` itself may
+    be one: the user chose it).
+
+    Args:
+      root: the directory the name must stay in.
+      name: the name read from the file.
+      what: where the name came from, for the error message.
+
+    Returns:
+      The joined path.
+
+    Raises:
+      UnsafePathError: (a ``ValueError``) naming ``what``, the name and the rule it breaks.
+
+    Example:
+      >>> import tempfile
+      >>> d = tempfile.mkdtemp()
+      >>> contained_path(d, "files/model.jz", what="manifest").name
+      'model.jz'
+      >>> contained_path(d, "../escape.txt", what="manifest")  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      jaxzip._io.UnsafePathError: manifest: refusing the name '../escape.txt': expected a plain relative name inside ... ('..' part)
+    """
+    expected = f"{what}: refusing the name {name!r}: expected a plain relative name inside {root}"
+    if not isinstance(name, str) or not name:
+        raise UnsafePathError(f"{expected} (not a non-empty string)")
+    if "\\" in name or "\0" in name or name.startswith("/") or os.path.isabs(name):
+        raise UnsafePathError(f"{expected} (absolute, or a backslash or NUL in it)")
+    parts = name.split("/")
+    for bad in ("", ".", ".."):
+        if bad in parts:
+            raise UnsafePathError(
+                f"{expected} ({bad!r} part)" if bad else f"{expected} (empty part)"
+            )
+    path = Path(root)
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise UnsafePathError(f"{expected} ({path} is a symlink)")
+    return path
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:

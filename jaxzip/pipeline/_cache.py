@@ -8,6 +8,12 @@ Its directory holds the context entries it added (array trees as ``.npz`` via
 files, anything else as JSON), copies of the files it wrote to the output
 directory, and ``done.json``, written last and atomically: a directory without a
 valid ``done.json`` (a crash mid-write) is never restored.
+
+Every name read back from a manifest is checked with
+:func:`jaxzip._io.contained_path` before a file is read or written under it: a
+plain relative name inside its directory, with no symlink on the way, so a
+tampered cache cannot make a resumed run read or write outside the output
+directory.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 from jaxzip import codec as jz_codec
 from jaxzip import quant as jz_quant
 from jaxzip import train as jz_train
-from jaxzip._io import atomic_write_bytes, atomic_write_json
+from jaxzip._io import atomic_write_bytes, atomic_write_json, contained_path
 from jaxzip.paths import leaves_with_paths
 from jaxzip.pipeline._stage_utils import jsonable
 
@@ -36,6 +42,7 @@ __all__ = [
     "canonical_json",
     "file_digest",
     "find_complete",
+    "remove_entry",
     "restore_outputs",
     "stage_dir_name",
     "stage_key",
@@ -104,8 +111,29 @@ def file_digest(path: str) -> str | None:
     return h.hexdigest()
 
 
+def remove_entry(path: Path) -> None:
+    """Removes a cache entry: a symlink is unlinked (never followed), a directory deleted.
+
+    Example:
+      >>> import tempfile, pathlib
+      >>> d = pathlib.Path(tempfile.mkdtemp()) / "03-train-abc"
+      >>> (d / "files").mkdir(parents=True)
+      >>> remove_entry(d); d.exists()
+      False
+    """
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 def find_complete(stage_dir: Path, key: str) -> dict[str, Any] | None:
-    """The manifest in ``stage_dir/done.json`` if it is valid and for ``key``, else None."""
+    """The manifest in ``stage_dir/done.json`` if it is valid and for ``key``, else None.
+
+    A ``stage_dir`` that is a symlink is not followed: it is never complete.
+    """
+    if stage_dir.is_symlink() or stage_dir.parent.is_symlink():
+        return None
     try:
         manifest = json.loads((stage_dir / DONE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -175,8 +203,7 @@ def store_outputs(
       False (and nothing left in ``stage_dir``) if an update cannot be stored:
       a function, or an array tree that is not nested dicts with string keys.
     """
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)
+    remove_entry(stage_dir)
     outputs: dict[str, Any] = {}
     for k, value in updates.items():
         if k in skip:
@@ -215,23 +242,38 @@ def restore_outputs(
     """Reads back what :func:`store_outputs` wrote: ``(updates, metrics)``; copies files back.
 
     Raises:
-      ValueError, OSError: a stored file is missing or does not match its manifest
-        (the runner then reruns the stage).
+      ValueError, OSError: a stored file is missing or does not match its
+        manifest, or a name in the manifest is not a plain relative name inside
+        its directory or passes through a symlink (:class:`jaxzip._io.UnsafePathError`);
+        the runner then reruns the stage. Nothing is written before every name
+        has been checked.
     """
+    what = str(stage_dir / DONE_FILE)
+    outputs, files = manifest.get("outputs"), manifest.get("files")
+    if not isinstance(outputs, dict) or not all(isinstance(e, dict) for e in outputs.values()):
+        raise ValueError(f"{what}: 'outputs' must map names to entries, got {outputs!r}")
+    if not isinstance(files, list):
+        raise ValueError(f"{what}: 'files' must be a list of names, got {files!r}")
+    targets = [contained_path(out_dir, f, what=what) for f in files]  # names the raw name
+    copies = [
+        (contained_path(stage_dir, f"{_FILES}/{f}", what=what), t)
+        for f, t in zip(files, targets, strict=True)
+    ]
     updates: dict[str, Any] = {}
-    for k, entry in manifest["outputs"].items():
-        kind = entry["kind"]
+    for k, entry in outputs.items():
+        kind = entry.get("kind")
         if kind == "json":
             updates[k] = entry["value"]
         elif kind == "codec":
-            updates[k] = jz_codec.load(stage_dir / entry["file"])
+            updates[k] = jz_codec.load(contained_path(stage_dir, entry.get("file"), what=what))
         elif kind == "npz":
             like = _from_paths(
                 [(p, jax.ShapeDtypeStruct(tuple(s), jnp.dtype(d))) for p, s, d in entry["leaves"]]
             )
-            updates[k] = jz_train.load_params(stage_dir / entry["file"], like)
+            source = contained_path(stage_dir, entry.get("file"), what=what)
+            updates[k] = jz_train.load_params(source, like)
         else:
-            raise ValueError(f"{stage_dir / DONE_FILE}: unknown output kind {kind!r}")
-    for f in manifest["files"]:
-        atomic_write_bytes(out_dir / f, (stage_dir / _FILES / f).read_bytes())
+            raise ValueError(f"{what}: unknown output kind {kind!r}")
+    for source, target in copies:
+        atomic_write_bytes(target, source.read_bytes())
     return updates, dict(manifest["metrics"])

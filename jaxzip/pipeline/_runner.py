@@ -17,7 +17,6 @@ and reruns the first changed one and all after it (see
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from jaxzip._io import atomic_write_json
 from jaxzip.pipeline._cache import (
     CACHE_DIR,
     find_complete,
+    remove_entry,
     restore_outputs,
     stage_dir_name,
     stage_key,
@@ -131,9 +131,11 @@ class _Cache:
 
     def store(self, index: int, stage: Stage, key: str, updates: Mapping, metrics: Mapping):
         d = self.dir(index, stage, key)
+        if d.parent.is_symlink():  # never write through a planted link: the cache is ours
+            d.parent.unlink()
         for old in (self.out / CACHE_DIR).glob(f"{index:02d}-*"):
-            if old != d and old.is_dir():  # an earlier run's outputs for this position
-                shutil.rmtree(old)
+            if old != d:  # an earlier run's outputs for this position
+                remove_entry(old)
         skip = tuple(k for k, v in updates.items() if callable(v)) if stage.rebuild else ()
         files = stage.files(self.cfg) if stage.files is not None else ()
         ok = store_outputs(
