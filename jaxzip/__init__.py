@@ -16,7 +16,15 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 """
 
 from jaxzip import auto, codec, data, deploy, distill, models, paths, pipeline, prune, quant, train
-from jaxzip._errors import CheckpointError, ConfigError, DataError, JaxzipError, NonFiniteError
+from jaxzip._errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DirectoryLockedError,
+    JaxzipError,
+    NonFiniteError,
+    UnsafePathError,
+)
 
 __version__ = "0.1.0"
 
@@ -24,8 +32,10 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DirectoryLockedError",
     "JaxzipError",
     "NonFiniteError",
+    "UnsafePathError",
     "__version__",
     "auto",
     "codec",

@@ -43,3 +43,19 @@ class NonFiniteError(JaxzipError, ValueError):
         super().__init__(message)
         self.paths = tuple(paths)
         self.state = state
+
+
+class UnsafePathError(JaxzipError, ValueError):
+    """A name read from a file would leave its directory, or pass through a symlink."""
+
+
+class DirectoryLockedError(JaxzipError, RuntimeError):
+    """Another jaxzip process holds the output directory's lock.
+
+    Attributes:
+      pid: the holder's process id as it wrote it in the lock file, or None if unreadable.
+    """
+
+    def __init__(self, message: str, *, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid

@@ -16,11 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from jaxzip._errors import JaxzipError
+from jaxzip._errors import DirectoryLockedError, UnsafePathError
 
-
-class UnsafePathError(JaxzipError, ValueError):
-    """A name read from a file would leave its directory, or pass through a symlink."""
+LOCK_FILE = ".jaxzip.lock"
+"""The lock file :func:`directory_lock` keeps in the directory it locks."""
 
 
 def contained_path(root: str | os.PathLike[str], name: object, *, what: str) -> Path:
@@ -51,7 +50,7 @@ def contained_path(root: str | os.PathLike[str], name: object, *, what: str) -> 
       >>> contained_path(d, "../escape.txt", what="manifest")  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      jaxzip._io.UnsafePathError: manifest: refusing the name '../escape.txt': expected a plain relative name inside ... ('..' part)
+      jaxzip._errors.UnsafePathError: manifest: refusing the name '../escape.txt': expected a plain relative name inside ... ('..' part)
     """
     expected = f"{what}: refusing the name {name!r}: expected a plain relative name inside {root}"
     if not isinstance(name, str) or not name:
@@ -146,3 +145,56 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Writes ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike[str], *, what: str) -> Iterator[Path]:
+    """Holds an exclusive lock on ``directory`` while the body runs; a second holder fails at once.
+
+    The lock is an advisory ``flock`` on ``directory/.jaxzip.lock`` (opened
+    without following a symlink), which holds the holder's PID. The operating
+    system releases it when the process ends, even by SIGKILL, so a crashed
+    run never leaves a stale lock; the file itself stays.
+
+    Args:
+      directory: the directory to lock (created if missing).
+      what: the command taking the lock, for the error message (e.g. ``"jaxzip run"``).
+
+    Yields:
+      The lock file's path.
+
+    Raises:
+      DirectoryLockedError: another process holds the lock; the message names
+        its PID and the directory.
+      OSError: the lock file cannot be opened (e.g. it is a symlink).
+
+    Example:
+      >>> import tempfile
+      >>> d = tempfile.mkdtemp()
+      >>> with directory_lock(d, what="jaxzip run") as lock:
+      ...     lock.name
+      '.jaxzip.lock'
+    """
+    import fcntl  # POSIX; imported here so that the rest of the module works everywhere
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            pid = int(text) if text.isdigit() else None
+            holder = f"PID {pid}" if pid is not None else "a process whose PID is unknown"
+            raise DirectoryLockedError(
+                f"{what}: {directory} is in use by another jaxzip process ({holder}, holding "
+                f"{path}); wait for it to finish or choose another output directory",
+                pid=pid,
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
-from jaxzip._io import atomic_open, atomic_write_bytes, atomic_write_json, atomic_write_text
+from jaxzip._errors import DirectoryLockedError
+from jaxzip._io import (
+    LOCK_FILE,
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    directory_lock,
+)
 
 
 def test_write_and_overwrite(tmp_path):
@@ -45,3 +57,48 @@ def test_permissions_follow_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+
+def test_directory_lock_refuses_a_second_holder_naming_the_pid(tmp_path):
+    with directory_lock(tmp_path / "out", what="jaxzip run") as lock:
+        assert lock.read_text().strip() == str(os.getpid())
+        pid = os.getpid()
+        with (
+            pytest.raises(DirectoryLockedError, match=rf"jaxzip auto: .*PID {pid}") as e,
+            directory_lock(tmp_path / "out", what="jaxzip auto"),
+        ):
+            pass
+        assert e.value.pid == os.getpid()
+    with directory_lock(tmp_path / "out", what="jaxzip run"):  # released on exit
+        pass
+
+
+def test_directory_lock_is_released_when_its_holder_is_killed(tmp_path):
+    code = (
+        "import sys, time; from jaxzip._io import directory_lock\n"
+        "with directory_lock(sys.argv[1], what='x'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        with (
+            pytest.raises(DirectoryLockedError, match=f"PID {holder.pid}"),
+            directory_lock(tmp_path, what="jaxzip run"),
+        ):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with directory_lock(tmp_path, what="jaxzip run"):
+        pass
+
+
+def test_directory_lock_does_not_follow_a_symlinked_lock_file(tmp_path):
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep")
+    (tmp_path / "out").mkdir()
+    os.symlink(target, tmp_path / "out" / LOCK_FILE)
+    with pytest.raises(OSError), directory_lock(tmp_path / "out", what="jaxzip run"):
+        pass
+    assert target.read_text() == "keep"
