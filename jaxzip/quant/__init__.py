@@ -16,6 +16,7 @@ Example:
   Array(12., dtype=float32)
 """
 
+from jaxzip.quant._apply import make_quantized_apply
 from jaxzip.quant._binary import binarize, ternarize
 from jaxzip.quant._calibrate import calibrate, compute_scale
 from jaxzip.quant._collect import RangeCollector, RangeState, make_range_collector
@@ -71,6 +72,7 @@ __all__ = [
     "lsq_fake_quant",
     "lsq_init_step",
     "make_codebook_step",
+    "make_quantized_apply",
     "make_range_collector",
     "quantization_report",
     "quantize",
