@@ -6,7 +6,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,14 @@ from jaxzip._io import atomic_write_bytes
 from jaxzip._types import PyTree
 from jaxzip.codec._errors import FormatError
 from jaxzip.codec._streams import Encoding, decode_array, encode_array
-from jaxzip.codec._tree import COMPONENTS, DTYPES, check_shape, join_leaf, split_leaf
+from jaxzip.codec._tree import (
+    COMPONENTS,
+    DTYPES,
+    build_leaf,
+    check_leaf,
+    check_shape,
+    split_leaf,
+)
 from jaxzip.paths import keystr
 
 MAGIC = b"\x89JZC\r\n\x1a\n"
@@ -56,32 +63,58 @@ def _flatten(tree: Any, kp: tuple, leaves: list, depth: int = 0) -> dict[str, An
     return {"t": "leaf", "i": len(leaves) - 1}
 
 
-def _unflatten(node: Any, leaves: list, depth: int = 0) -> Any:
-    if depth > MAX_DEPTH or not isinstance(node, dict):
-        raise FormatError("header: malformed tree")
-    t, kids = node.get("t"), node.get("c", [])
-    if t == "leaf":
-        i = node.get("i")
-        if not isinstance(i, int) or not 0 <= i < len(leaves):
-            raise FormatError(f"header: bad leaf index {i!r}")
-        return leaves[i]
-    if t == "none":
-        return None
-    if not isinstance(kids, list):
-        raise FormatError("header: malformed tree")
-    vals = [_unflatten(c, leaves, depth + 1) for c in kids]
-    if t == "dict":
-        keys = node.get("k")
-        if (
-            not isinstance(keys, list)
-            or len(keys) != len(vals)
-            or not all(isinstance(k, str) for k in keys)
-        ):
-            raise FormatError("header: malformed dict node")
-        return dict(zip(keys, vals, strict=True))
-    if t in ("list", "tuple"):
-        return vals if t == "list" else tuple(vals)
-    raise FormatError(f"header: unknown tree node {t!r}")
+def _unflatten(node: Any, leaves: list, paths: list[str]) -> Any:
+    """Rebuilds the tree; each leaf used once, in order, at the path its entry names."""
+    used = [0]
+
+    def build(node: Any, kp: tuple, depth: int) -> Any:
+        if depth > MAX_DEPTH or not isinstance(node, dict):
+            raise FormatError("header: malformed tree")
+        t, kids = node.get("t"), node.get("c", [])
+        if t == "leaf":
+            i = node.get("i")
+            if i != used[0] or isinstance(i, bool) or i >= len(leaves):
+                raise FormatError(
+                    f"header: leaf index {i!r} where {used[0]} is next (of {len(leaves)}); "
+                    "each leaf must appear once, in order"
+                )
+            used[0] += 1
+            if paths[i] != keystr(kp):
+                raise FormatError(f"header: leaf {i} has path {paths[i]!r} but sits at "
+                                  f"{keystr(kp)!r} in the tree")  # fmt: skip
+            return leaves[i]
+        if t == "none":
+            return None
+        if not isinstance(kids, list):
+            raise FormatError("header: malformed tree")
+        if t == "dict":
+            keys = node.get("k")
+            if (
+                not isinstance(keys, list)
+                or len(keys) != len(kids)
+                or not all(isinstance(k, str) for k in keys)
+            ):
+                raise FormatError("header: malformed dict node")
+            if len(set(keys)) != len(keys):
+                dup = next(k for k in keys if keys.count(k) > 1)
+                where = keystr(kp) or "<root>"
+                raise FormatError(f"header: dict at {where} has the duplicate key {dup!r}")
+            vals = [
+                build(c, (*kp, jax.tree_util.DictKey(k)), depth + 1)
+                for k, c in zip(keys, kids, strict=True)
+            ]
+            return dict(zip(keys, vals, strict=True))
+        if t in ("list", "tuple"):
+            vals = [
+                build(c, (*kp, jax.tree_util.SequenceKey(i)), depth + 1) for i, c in enumerate(kids)
+            ]
+            return vals if t == "list" else tuple(vals)
+        raise FormatError(f"header: unknown tree node {t!r}")
+
+    tree = build(node, (), 0)
+    if used[0] != len(leaves):
+        raise FormatError(f"header: the tree places {used[0]} of {len(leaves)} leaves")
+    return tree
 
 
 def encode(
@@ -199,9 +232,12 @@ def _checked(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise FormatError(f"{where}: malformed description ({type(e).__name__}: {e})") from e
 
 
-def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, Any]]:
-    """Decodes every leaf described by ``header``: ``[(path, leaf)]`` in header order."""
-    entries, out, pos, total = header.get("leaves"), [], 0, 0
+def _plan(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, str, list]]:
+    """Checks every leaf entry's sizes, sections and the expansion cap before decoding any.
+
+    Returns ``[(path, kind, [(name, component, dtype, n, chunk)])]``.
+    """
+    entries, plan, pos, total = header.get("leaves"), [], 0, 0
     budget = max(MIN_DECODED_BYTES, MAX_EXPANSION * len(data))
     if not isinstance(entries, list):
         raise FormatError("header: 'leaves' must be a list")
@@ -212,7 +248,7 @@ def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[t
         names = COMPONENTS.get(kind) if isinstance(kind, str) else None
         if names is None or not isinstance(items, list) or len(items) != len(names):
             raise FormatError(f"{path}: unknown kind {kind!r} or wrong components")
-        comps = {}
+        comps = []
         for name, c in zip(names, items, strict=True):
             where = f"{path}/{name}"
             if (
@@ -244,12 +280,45 @@ def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[t
             pos += length
             if zlib.crc32(chunk) != c.get("crc32"):
                 raise FormatError(f"{where}: section checksum mismatch")
-            comps[name] = _checked(where, decode_array, c.get("enc"), chunk, dtype, n)
-            comps[name] = comps[name].reshape(c["shape"])
-        out.append((path, _checked(path, join_leaf, kind, e.get("meta"), comps, path)))
+            comps.append((name, c, dtype, n, chunk))
+        plan.append((path, kind, comps))
     if pos != header["payload_length"]:
         raise FormatError("header: sections do not cover the payload")
-    return out
+    return plan
+
+
+def iter_leaves(
+    header: dict[str, Any], data: bytes, start: int, *, build: bool = True
+) -> Iterator[tuple[str, str, dict[str, Any], Any]]:
+    """Decodes and checks the leaves one at a time: ``(path, kind, components, leaf)``.
+
+    Every size, section and checksum is checked (and the expansion cap applied to
+    the declared shapes) before the first array is built. ``components`` are the
+    checked numpy arrays (:func:`check_leaf`); ``leaf`` is the tree's leaf, or
+    None when ``build`` is False (for a report that must not hold every leaf).
+    """
+    entries = header["leaves"] if isinstance(header.get("leaves"), list) else None
+    for (path, kind, items), e in zip(_plan(header, data, start), entries or [], strict=True):
+        comps = {}
+        for name, c, dtype, n, chunk in items:
+            where = f"{path}/{name}"
+            comps[name] = _checked(where, decode_array, c.get("enc"), chunk, dtype, n)
+            comps[name] = comps[name].reshape(c["shape"])
+        meta = e.get("meta")
+        comps = _checked(path, check_leaf, kind, meta, comps, path)
+        leaf = build_leaf(kind, meta, comps) if build else None
+        yield path, kind, comps, leaf
+        del comps, leaf
+
+
+def decode_components(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, Any]]:
+    """Decodes every leaf described by ``header``: ``[(path, leaf)]`` in header order."""
+    return [(path, leaf) for path, _, _, leaf in iter_leaves(header, data, start)]
+
+
+def check_tree(header: dict[str, Any], paths: list[str]) -> None:
+    """Checks the header's tree against the leaves' paths (as :func:`decode` does)."""
+    _unflatten(header.get("tree"), list(range(len(paths))), paths)
 
 
 def decode(data: bytes) -> PyTree:
@@ -264,8 +333,8 @@ def decode(data: bytes) -> PyTree:
       {'a': [1.5, (2, None)]}
     """
     header, start = read_header(data)
-    leaves = [leaf for _, leaf in decode_components(header, bytes(data), start)]
-    return _unflatten(header.get("tree"), leaves)
+    decoded = decode_components(header, bytes(data), start)
+    return _unflatten(header.get("tree"), [leaf for _, leaf in decoded], [p for p, _ in decoded])
 
 
 def save(path: str | os.PathLike[str], tree: PyTree, *, encoding: Encoding | None = None) -> None:
@@ -297,9 +366,3 @@ def load(path: str | os.PathLike[str]) -> PyTree:
         return decode(p.read_bytes())
     except FormatError as e:
         raise FormatError(f"{p}: {e}") from None
-
-
-def leaf_sizes(data: bytes) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    """The header and decoded leaves of a file (for the size report)."""
-    header, start = read_header(data)
-    return header, decode_components(header, bytes(data), start)

@@ -16,6 +16,7 @@ from constriction import stream as _stream
 from jaxzip.codec._errors import FormatError
 
 MAX_CODE_LEN = 16
+_ANS_CHUNK = 1 << 16
 
 
 def symbol_counts(symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,14 +81,22 @@ def ans_decode(data: bytes, present: np.ndarray, counts: np.ndarray, n: int) -> 
     if len(data) % 4:
         raise FormatError(f"ANS stream: length {len(data)} is not a multiple of 4")
     words = np.frombuffer(data, "<u4").astype(np.uint32)
+    out = np.empty(n, np.uint8)
     try:
-        coder = _stream.stack.AnsCoder(words)
-        ranks = np.asarray(coder.decode(_model(counts), n))
+        coder, model = _stream.stack.AnsCoder(words), _model(counts)
+        # in chunks: constriction returns int32 ranks, 4 bytes per symbol for the whole
+        # stream at once, and a skewed table lets a few words stand for millions of symbols
+        for i in range(0, n, _ANS_CHUNK):
+            m = min(_ANS_CHUNK, n - i)
+            ranks = np.asarray(coder.decode(model, m))
+            if ranks.shape != (m,) or ranks.min() < 0 or ranks.max() >= present.size:
+                raise FormatError("ANS stream: decoded symbols out of range")
+            out[i : i + m] = present[ranks]
+    except FormatError:
+        raise
     except Exception as e:  # constriction reports corrupt data with various types
         raise FormatError(f"ANS stream: cannot decode ({e})") from None
-    if ranks.shape != (n,) or (n and (ranks.min() < 0 or ranks.max() >= present.size)):
-        raise FormatError("ANS stream: decoded symbols out of range")
-    return present[ranks]
+    return out
 
 
 def huffman_lengths(counts: np.ndarray) -> np.ndarray:

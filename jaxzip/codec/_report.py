@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from jaxzip._types import PyTree
-from jaxzip.codec._container import encode, leaf_sizes
-from jaxzip.codec._entropy import entropy_bits, symbol_counts
-from jaxzip.codec._streams import log2_binomial, nonzero_positions
+from jaxzip.codec._container import check_tree, encode, iter_leaves, read_header
+from jaxzip.codec._entropy import entropy_bits
+from jaxzip.codec._streams import log2_binomial
 
 
 @dataclasses.dataclass(frozen=True)
 class LeafSize:
-    """One leaf's storage: bytes, bits per nonzero, and the entropy bound (bits)."""
+    """One leaf's storage: bytes, bits per weight and per nonzero, and the entropy bound (bits).
+
+    ``bits_per_weight`` is ``8 * bytes / size``: every stored byte of the leaf (for
+    a QArray its packed values with their scales and zero points; for a
+    KMeansArray its mask, codebook and indices) per element of the decoded array.
+    """
 
     path: str
     kind: str
@@ -23,6 +29,7 @@ class LeafSize:
     nnz: int
     bytes: int
     position_bytes: int
+    bits_per_weight: float
     bits_per_nonzero: float
     bits_per_position: float
     bound_bits: float
@@ -43,17 +50,46 @@ class SizeReport:
         return dataclasses.asdict(self) | {"leaves": [dataclasses.asdict(x) for x in self.leaves]}
 
 
-def _bound(arr: np.ndarray) -> float:
+_CHUNK = 1 << 15  # elements per step of the streamed counts (256 KiB of int64 at most)
+
+
+def _chunks(flat: np.ndarray, mask: np.ndarray | None) -> Iterator[np.ndarray]:
+    for i in range(0, flat.size, _CHUNK):
+        part = flat[i : i + _CHUNK]
+        yield part if mask is None else part[mask[i : i + _CHUNK]]
+
+
+def _count_nonzero(flat: np.ndarray, mask: np.ndarray | None = None) -> int:
+    """Elements whose bits are not all zero (``-0.0`` counts), in bounded memory."""
+    if flat.dtype.itemsize == 0:
+        return 0
+    view = flat.view(np.dtype(f"u{flat.dtype.itemsize}"))
+    return sum(int(np.count_nonzero(c)) for c in _chunks(view, mask))
+
+
+def _bound(arr: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, int, int]:
+    """``(bound bits, n, nonzeros)`` of ``arr`` (or of its elements under ``mask``).
+
+    Counted in chunks of at most ``_CHUNK`` elements, so the extra memory is
+    bounded whatever the array's size (the counts of a symbol stream come from
+    ``bincount`` on each chunk, never from a widened copy of the whole array).
+    """
     flat = arr.reshape(-1)
-    pos = nonzero_positions(flat)
-    n, k = flat.size, pos.size
-    if flat.dtype.kind in "biu" and n and int(flat.max()) - int(flat.min()) <= 255:
-        s = flat.astype(np.int64) - int(flat.min())
-        dense = entropy_bits(symbol_counts(s)[1])
-        nz = s[pos]
-        sparse = log2_binomial(n, k) + entropy_bits(symbol_counts(nz - (nz.min() if k else 0))[1])
-        return min(dense, sparse)
-    return log2_binomial(n, k) + 8 * flat.dtype.itemsize * k
+    m = None if mask is None else mask.reshape(-1)
+    n = flat.size if m is None else int(np.count_nonzero(m))
+    k = _count_nonzero(flat, m)
+    if flat.dtype.kind in "biu" and n:
+        lo = min(int(c.min()) for c in _chunks(flat, m) if c.size)
+        hi = max(int(c.max()) for c in _chunks(flat, m) if c.size)
+        if hi - lo <= 255:
+            counts = np.zeros(256, np.int64)
+            for c in _chunks(flat, m):
+                counts += np.bincount((c.astype(np.int64) - lo), minlength=256)
+            dense = entropy_bits(counts)
+            if lo <= 0 <= hi:
+                counts[-lo] = 0  # the nonzeros' histogram: the zero symbol removed
+            return min(dense, log2_binomial(n, k) + entropy_bits(counts)), n, k
+    return log2_binomial(n, k) + 8 * flat.dtype.itemsize * k, n, k
 
 
 def size_report(tree_or_bytes: PyTree | bytes) -> SizeReport:
@@ -63,11 +99,19 @@ def size_report(tree_or_bytes: PyTree | bytes) -> SizeReport:
     of a float stream ``log2 C(n, k)`` plus the raw bits of its nonzeros. Header
     bytes are counted in the file total only. ``overhead = bytes * 8 / bound - 1``.
 
+    The file is checked exactly as :func:`~jaxzip.codec.decode` checks it, but
+    decoded one leaf at a time and the bound counted in chunks, so the memory
+    used is at most that of decoding the largest leaf (never more than
+    :func:`~jaxzip.codec.load` needs).
+
     Args:
       tree_or_bytes: a tree (encoded with the automatic choice) or a file's bytes.
 
     Returns:
       A :class:`SizeReport`.
+
+    Raises:
+      FormatError: the bytes are not a valid file (as for :func:`~jaxzip.codec.decode`).
 
     Example:
       >>> import numpy as np
@@ -76,35 +120,37 @@ def size_report(tree_or_bytes: PyTree | bytes) -> SizeReport:
       (1, 16)
     """
     data = tree_or_bytes if isinstance(tree_or_bytes, (bytes, bytearray)) else encode(tree_or_bytes)
-    header, leaves = leaf_sizes(bytes(data))
-    rows, dense = [], 0
-    for entry, (path, leaf) in zip(header["leaves"], leaves, strict=True):
-        comps = {c["name"]: c for c in entry["components"]}
+    data = bytes(data)
+    header, start = read_header(data)
+    rows, paths, dense = [], [], 0
+    for i, (path, kind, comps, _) in enumerate(iter_leaves(header, data, start, build=False)):
+        entry = header["leaves"][i]
+        named = {c["name"]: c for c in entry["components"]}
         nbytes = sum(c["length"] for c in entry["components"])
-        if entry["kind"] == "kmeans":
-            mask = np.asarray(leaf.mask)
-            n, k = mask.size, int(mask.sum())
-            arrays = [np.asarray(leaf.indices)[mask], np.asarray(leaf.centroids)]
-            bound = log2_binomial(n, k) + sum(_bound(a) for a in arrays)
-            enc = comps["mask"]["enc"]
+        if kind == "kmeans":
+            mask = comps["mask"]
+            n, k = mask.size, int(np.count_nonzero(mask))
+            bound = log2_binomial(n, k) + _bound(comps["indices"], mask)[0]
+            bound += _bound(comps["centroids"])[0]
+            enc = named["mask"]["enc"]
         else:
-            main = np.asarray(leaf.values if entry["kind"] == "qarray" else leaf)
-            n, k = main.size, int(nonzero_positions(main.reshape(-1)).size)
-            extra = (
-                [np.asarray(leaf.scale), np.asarray(leaf.zero_point)]
-                if entry["kind"] == "qarray"
-                else []
-            )
-            bound = _bound(main) + sum(_bound(a) for a in extra)
-            enc = comps["values" if entry["kind"] == "qarray" else "value"]["enc"]
+            main = comps["values" if kind == "qarray" else "value"]
+            bound, n, k = _bound(main)
+            if kind == "qarray":
+                bound += _bound(comps["scale"])[0] + _bound(comps["zero_point"])[0]
+            enc = named["values" if kind == "qarray" else "value"]["enc"]
+        del comps
         pos_bytes = enc.get("pos_len", 0) if enc.get("enc") == "sparse" else 0
         dense += 4 * n
+        paths.append(path)
         rows.append(LeafSize(
-            path=path, kind=entry["kind"], size=n, nnz=k, bytes=nbytes, position_bytes=pos_bytes,
+            path=path, kind=kind, size=n, nnz=k, bytes=nbytes, position_bytes=pos_bytes,
+            bits_per_weight=8 * nbytes / n if n else 0.0,
             bits_per_nonzero=8 * nbytes / k if k else 0.0,
             bits_per_position=8 * pos_bytes / k if k else 0.0,
             bound_bits=bound, overhead=8 * nbytes / bound - 1 if bound else 0.0,
         ))  # fmt: skip
+    check_tree(header, paths)
     return SizeReport(tuple(rows), len(data), dense, dense / len(data))
 
 
@@ -114,14 +160,14 @@ def format_size_report(report: SizeReport) -> str:
     Example:
       >>> import numpy as np
       >>> print(format_size_report(size_report({"w": np.zeros(8, np.float32)})).splitlines()[0])
-      path                  kind       size      nnz    bytes  bits/nz  bits/pos  bound(B)  overhead
+      path                  kind       size      nnz    bytes  bits/w  bits/nz  bits/pos  bound(B)  overhead
     """
-    lines = [f"{'path':<20}  {'kind':<6} {'size':>8} {'nnz':>8} {'bytes':>8} {'bits/nz':>8} "
+    lines = [f"{'path':<20}  {'kind':<6} {'size':>8} {'nnz':>8} {'bytes':>8} {'bits/w':>7} {'bits/nz':>8} "
              f"{'bits/pos':>9} {'bound(B)':>9} {'overhead':>9}"]  # fmt: skip
     for r in report.leaves:
         lines.append(
             f"{r.path or '<root>':<20}  {r.kind:<6} {r.size:>8} {r.nnz:>8} {r.bytes:>8} "
-            f"{r.bits_per_nonzero:>8.2f} {r.bits_per_position:>9.2f} {r.bound_bits / 8:>9.1f} "
+            f"{r.bits_per_weight:>7.2f} {r.bits_per_nonzero:>8.2f} {r.bits_per_position:>9.2f} {r.bound_bits / 8:>9.1f} "
             f"{r.overhead:>9.1%}"
         )
     lines.append(f"total {report.file_bytes} bytes (dense float32 {report.dense_f32_bytes}), "

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxzip.codec._bits import decode_gaps, encode_gaps, pack_bits, packed_nbytes, unpack_bits
+from jaxzip.codec._bits import encode_gaps, pack_bits, packed_nbytes, unpack_bits
 from jaxzip.codec._entropy import (
     ans_decode,
     ans_encode,
@@ -101,11 +101,6 @@ def _symbols_size(v: np.ndarray, coder: str) -> float:
     _, counts = symbol_counts(s)
     body = huffman_nbits(counts) / 8 if coder == "huffman" else entropy_bits(counts) / 8 + 4
     return 5 * counts.size + body
-
-
-def _decode_symbols(spec: dict[str, Any], data: bytes, n: int) -> np.ndarray:
-    s, offset = _decode_symbols_u8(spec, data, n)
-    return s.astype(np.int64) + offset
 
 
 def _decode_symbols_u8(spec: dict[str, Any], data: bytes, n: int) -> tuple[np.ndarray, int]:
@@ -242,11 +237,17 @@ def decode_array(spec: Any, data: bytes, dtype: np.dtype, n: int) -> np.ndarray:
         info = (0, 1) if dtype == np.bool_ else (np.iinfo(dtype).min, np.iinfo(dtype).max)
         if s.size and (int(s.min()) + offset < info[0] or int(s.max()) + offset > info[1]):
             raise FormatError(f"{enc} stream: values out of range for {dtype}")
-        if dtype == np.bool_:
-            return (s + np.uint8(offset)).astype(np.bool_) if offset else s.astype(np.bool_)
-        # the true values fit in dtype, so adding modulo 2**bits gives them exactly
-        wrap = np.dtype(f"u{dtype.itemsize}")
-        return s.astype(dtype) + np.array(offset % (1 << (8 * dtype.itemsize)), wrap).view(dtype)
+        # the true values fit in dtype, so adding modulo 2**bits gives them exactly; one-byte
+        # dtypes reuse the symbols' buffer, wider ones hold it beside the output only briefly
+        if dtype.itemsize == 1:
+            s += np.uint8(offset % 256)
+            return s.view(dtype)
+        out = s.astype(dtype)
+        del s
+        if offset % (1 << (8 * dtype.itemsize)):  # added in place: no second full-size array
+            wrap = np.dtype(f"u{dtype.itemsize}")
+            out += np.array(offset % (1 << (8 * dtype.itemsize)), wrap).view(dtype)
+        return out
     if enc == "sparse":
         return _decode_sparse(spec, data, dtype, n)
     raise FormatError(f"array encoding: unknown {enc!r}")
@@ -260,9 +261,11 @@ def _decode_sparse(spec: dict[str, Any], data: bytes, dtype: np.dtype, n: int) -
         raise FormatError(f"sparse array: bad positions length {plen!r}")
     pdata = data[:plen]
     if pspec.get("enc") == "bitmask":
-        pos = np.flatnonzero(unpack_bits(pdata, 1, n))
-        if pos.size != nnz:
-            raise FormatError(f"sparse array: bitmask has {pos.size} ones, expected {nnz}")
+        mask = unpack_bits(pdata, 1, n).view(np.bool_)
+        if int(np.count_nonzero(mask)) != nnz:
+            raise FormatError(
+                f"sparse array: bitmask has {int(np.count_nonzero(mask))} ones, expected {nnz}"
+            )
     elif pspec.get("enc") == "gaps":
         bits, count = pspec.get("bits"), pspec.get("count")
         if not isinstance(bits, int) or not 1 <= bits <= 8:
@@ -273,14 +276,40 @@ def _decode_sparse(spec: dict[str, Any], data: bytes, dtype: np.dtype, n: int) -
             or not isinstance(pspec.get("coder"), dict)
         ):
             raise FormatError(f"gap positions: bad count {count!r} for {n} elements")
-        entries = _decode_symbols(pspec["coder"], pdata, count)
-        pos = decode_gaps(entries, bits, n, nnz)
+        entries, offset = _decode_symbols_u8(pspec["coder"], pdata, count)
+        mask = _gap_mask(entries, offset, bits, n, nnz)
+        del entries
     else:
         raise FormatError(f"sparse array: unknown positions encoding {pspec.get('enc')!r}")
     vals = decode_array(spec.get("values"), data[plen:], dtype, nnz)
     out = np.zeros(n, dtype)
-    out[pos] = vals
+    out[mask] = vals
     return out
+
+
+_GAP_CHUNK = 1 << 16
+
+
+def _gap_mask(entries: np.ndarray, offset: int, bits: int, size: int, nnz: int) -> np.ndarray:
+    """:func:`decode_gaps` as a bool mask, in chunks (no int64 array of every entry)."""
+    m, count, carry = (1 << bits) - 1, 0, 0
+    mask = np.zeros(size, np.bool_)
+    last_real = True
+    for i in range(0, entries.size, _GAP_CHUNK):
+        e = entries[i : i + _GAP_CHUNK].astype(np.int64) + offset
+        if e.min() < 0 or e.max() > m:
+            raise FormatError(f"gap stream: entries outside 0..{m}")
+        real = e < m
+        ends = carry + np.cumsum(e + real)
+        pos = ends[real] - 1
+        if pos.size and pos[-1] >= size:
+            raise FormatError(f"gap stream: a position past {size} elements")
+        mask[pos] = True
+        count += pos.size
+        carry, last_real = int(ends[-1]), bool(real[-1])
+    if count != nnz or not last_real:
+        raise FormatError(f"gap stream: expected {nnz} positions below {size}, got {count}")
+    return mask
 
 
 def log2_binomial(n: int, k: int) -> float:

@@ -91,53 +91,149 @@ def _int_or_none(v: Any) -> bool:
     return v is None or (isinstance(v, int) and not isinstance(v, bool))
 
 
-def join_leaf(kind: str, meta: Any, comps: dict[str, np.ndarray], path: str) -> Any:
-    """Inverse of :func:`split_leaf`; ``FormatError`` if the metadata is malformed."""
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+FLOATS = frozenset(n for n, d in DTYPES.items() if d.kind == "f" or n == "bfloat16")
+
+
+def _float_dtype(meta: dict[str, Any], path: str) -> None:
+    if meta.get("dtype") not in FLOATS:
+        raise FormatError(
+            f"{path}: dtype {meta.get('dtype')!r} is not a float dtype {sorted(FLOATS)}"
+        )
+
+
+def _bits(meta: dict[str, Any], path: str) -> int:
+    bits = meta.get("bits")
+    if not _is_int(bits) or not 1 <= bits <= 8:
+        raise FormatError(f"{path}: bits {bits!r} is not an int in 1..8")
+    return bits
+
+
+def _has(meta: dict[str, Any], keys: tuple[str, ...], path: str) -> None:
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise FormatError(f"{path}: leaf metadata lacks {missing}")
+
+
+def _check_qarray(meta: dict[str, Any], comps: dict[str, np.ndarray], path: str) -> None:
+    """The QArray invariant: integer values within ``bits``, scales laid out by axes/groups."""
+    _has(meta, ("bits", "axes", "group_size", "group_axis", "dtype"), path)
+    values, scale, zp = comps["values"], comps["scale"], comps["zero_point"]
+    axes, gs, ga = meta.get("axes"), meta.get("group_size"), meta.get("group_axis")
+    bits, nd = _bits(meta, path), values.ndim
+    _float_dtype(meta, path)
+    if not (isinstance(axes, list) and all(_is_int(a) and 0 <= a < nd for a in axes)) or len(
+        set(axes)
+    ) != len(axes):
+        raise FormatError(f"{path}: bad QArray axes {axes!r} for {nd}-d values")
+    if not (_int_or_none(gs) and _int_or_none(ga)) or (gs is None) != (ga is None):
+        raise FormatError(f"{path}: bad QArray group_size/group_axis {gs!r}/{ga!r}")
+    if ga is not None and not (
+        0 <= ga < nd and ga not in axes and gs > 0 and values.shape[ga] % gs == 0
+    ):
+        raise FormatError(
+            f"{path}: group_size {gs} on axis {ga} does not fit values {values.shape}"
+        )
+    want = tuple(n if i in axes else n // gs if i == ga else 1 for i, n in enumerate(values.shape))
+    if values.dtype.kind not in "iu" or scale.dtype.name not in FLOATS or zp.dtype.kind not in "iu":
+        raise FormatError(f"{path}: QArray values/scale/zero_point must be int/float/int, got "
+                          f"{values.dtype}/{scale.dtype}/{zp.dtype}")  # fmt: skip
+    if scale.shape != want or zp.shape != want:
+        raise FormatError(f"{path}: scale {scale.shape} and zero_point {zp.shape} do not have the "
+                          f"shape {want} that axes {axes} and groups give values {values.shape}")  # fmt: skip
+    if values.size:
+        lo, hi = int(values.min()), int(values.max())
+        if lo < -(1 << (bits - 1)) or hi >= 1 << bits or hi - lo >= 1 << bits:
+            raise FormatError(f"{path}: values span {lo}..{hi}, more than {bits} bits")
+
+
+def _check_kmeans(meta: dict[str, Any], comps: dict[str, np.ndarray], path: str) -> np.ndarray:
+    """The KMeansArray invariant; returns the full-shape indices (scattered if ``masked``)."""
+    _has(meta, ("bits", "dtype", "masked"), path)
+    mask, idx, books = comps["mask"], comps["indices"], comps["centroids"]
+    bits = _bits(meta, path)
+    _float_dtype(meta, path)
+    if mask.dtype != np.bool_ or idx.dtype.kind not in "iu":
+        raise FormatError(f"{path}: mask must be bool and indices integers, got "
+                          f"{mask.dtype}/{idx.dtype}")  # fmt: skip
+    if books.shape != (1 << bits,) or books.dtype.name not in FLOATS:
+        raise FormatError(f"{path}: centroids {books.dtype}{list(books.shape)} are not a {bits}-bits "
+                          f"float codebook of {1 << bits} entries")  # fmt: skip
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= books.size):
+        raise FormatError(f"{path}: an index is outside the {books.size}-entry codebook")
+    if meta.get("masked") is True:
+        k = int(np.count_nonzero(mask))
+        if idx.shape != (k,):
+            raise FormatError(f"{path}: {idx.size} stored indices for {k} unmasked weights")
+        full = np.zeros(mask.shape, idx.dtype)
+        full[mask] = idx
+        return full
+    if meta.get("masked") is not False:
+        raise FormatError(f"{path}: masked must be true or false, got {meta.get('masked')!r}")
+    if idx.shape != mask.shape:
+        raise FormatError(f"{path}: indices {list(idx.shape)} and mask {list(mask.shape)} differ")
+    return idx
+
+
+def check_leaf(kind: str, meta: Any, comps: dict[str, np.ndarray], path: str) -> dict[str, Any]:
+    """Validates one decoded leaf's metadata against its arrays; returns the checked components.
+
+    Every invariant the leaf's type states is checked here (a file that breaks one
+    is refused rather than loaded inconsistent): QArray values fit ``bits`` and the
+    scales fit ``axes``/groups; a KMeansArray's codebook has ``2**bits`` float
+    entries, its indices are inside it and have the mask's shape; the float
+    ``dtype`` they decode to is a float dtype.
+
+    Raises:
+      FormatError: naming ``path`` and what is inconsistent.
+    """
     if not isinstance(meta, dict):
         raise FormatError(f"{path}: leaf metadata must be an object")
-    try:
-        if kind == "qarray":
-            axes, gs, ga, bits = meta["axes"], meta["group_size"], meta["group_axis"], meta["bits"]
-            if not (isinstance(axes, list) and all(isinstance(a, int) for a in axes)):
-                raise FormatError(f"{path}: bad QArray axes {axes!r}")
-            if not (_int_or_none(gs) and _int_or_none(ga) and isinstance(bits, int)):
-                raise FormatError(f"{path}: bad QArray metadata {meta!r}")
-            return QArray(
-                values=jnp.asarray(comps["values"]), scale=jnp.asarray(comps["scale"]),
-                zero_point=jnp.asarray(comps["zero_point"]), bits=bits, axes=tuple(axes),
-                group_size=gs, group_axis=ga, dtype=DTYPES[meta["dtype"]],
-            )  # fmt: skip
-        if kind == "kmeans":
-            mask, idx = comps["mask"], comps["indices"]
-            if mask.dtype != np.bool_ or not isinstance(meta["bits"], int):
-                raise FormatError(f"{path}: bad KMeansArray mask or bits")
-            if meta["masked"] is True:
-                full = np.zeros(mask.shape, idx.dtype)
-                if idx.shape != (int(mask.sum()),):
-                    raise FormatError(f"{path}: {idx.size} indices for {int(mask.sum())} weights")
-                full[mask] = idx
-                idx = full
-            elif meta["masked"] is not False:
-                raise FormatError(f"{path}: bad KMeansArray metadata {meta!r}")
-            return KMeansArray(
-                indices=jnp.asarray(idx), centroids=jnp.asarray(comps["centroids"]),
-                mask=jnp.asarray(mask), bits=meta["bits"], dtype=DTYPES[meta["dtype"]],
-            )  # fmt: skip
-        value = comps["value"]
-        if kind == "py":
-            want = {"bool": np.bool_, "int": np.int64, "float": np.float64}[meta["type"]]
-            if value.shape != () or value.dtype != want:
-                raise FormatError(f"{path}: bad Python scalar")
-            return value.item()
-        if kind == "npscalar" and value.shape == ():
-            return value[()]
-        if kind == "numpy":
-            return value
-        if kind == "jax":
-            return jnp.asarray(value)
-    except (KeyError, TypeError) as e:
-        raise FormatError(f"{path}: malformed {kind} leaf ({e!r})") from None
-    raise FormatError(f"{path}: unknown leaf kind {kind!r}")
+    if kind == "qarray":
+        _check_qarray(meta, comps, path)
+        return comps
+    if kind == "kmeans":
+        return {**comps, "indices": _check_kmeans(meta, comps, path)}
+    value = comps["value"]
+    if kind == "py":
+        want = {"bool": np.bool_, "int": np.int64, "float": np.float64}.get(meta.get("type"))
+        if want is None or value.shape != () or value.dtype != want:
+            raise FormatError(f"{path}: bad Python scalar")
+    elif kind == "npscalar" and value.shape != ():
+        raise FormatError(f"{path}: a numpy scalar must have shape (), got {value.shape}")
+    elif kind not in ("py", "npscalar", "numpy", "jax"):
+        raise FormatError(f"{path}: unknown leaf kind {kind!r}")
+    return comps
+
+
+def join_leaf(kind: str, meta: Any, comps: dict[str, np.ndarray], path: str) -> Any:
+    """Inverse of :func:`split_leaf`: :func:`check_leaf`, then :func:`build_leaf`."""
+    return build_leaf(kind, meta, check_leaf(kind, meta, comps, path))
+
+
+def build_leaf(kind: str, meta: dict[str, Any], comps: dict[str, np.ndarray]) -> Any:
+    """The leaf of components that :func:`check_leaf` returned."""
+    if kind == "qarray":
+        return QArray(
+            values=jnp.asarray(comps["values"]), scale=jnp.asarray(comps["scale"]),
+            zero_point=jnp.asarray(comps["zero_point"]), bits=meta["bits"],
+            axes=tuple(meta["axes"]), group_size=meta["group_size"],
+            group_axis=meta["group_axis"], dtype=DTYPES[meta["dtype"]],
+        )  # fmt: skip
+    if kind == "kmeans":
+        return KMeansArray(
+            indices=jnp.asarray(comps["indices"]), centroids=jnp.asarray(comps["centroids"]),
+            mask=jnp.asarray(comps["mask"]), bits=meta["bits"], dtype=DTYPES[meta["dtype"]],
+        )  # fmt: skip
+    value = comps["value"]
+    if kind == "py":
+        return value.item()
+    if kind == "npscalar":
+        return value[()]
+    return jnp.asarray(value) if kind == "jax" else value
 
 
 COMPONENTS = {

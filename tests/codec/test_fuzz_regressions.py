@@ -99,3 +99,151 @@ def test_offset_pushing_values_out_of_range_is_a_format_error():
 
     with pytest.raises(codec.FormatError, match="out of range for int8"):
         codec.decode(_edit(data, fn))
+
+
+# ---- issue 19: crafted files with every checksum recomputed ----
+
+
+def _bomb(n: int, dtype: str = "int8") -> bytes:
+    """A small file whose constant stream (0 bytes on disk) declares ``n`` elements of 1."""
+    data = codec.encode({"w": np.zeros(8, np.int8), "f": np.linspace(0, 1, 64, dtype=np.float32)})
+
+    def fn(h):
+        c = h["leaves"][1]["components"][0] if h["leaves"][0]["path"] == "f" else None
+        c = c or h["leaves"][0]["components"][0]
+        c.update(dtype=dtype, shape=[n], enc={"enc": "pack", "bits": 0, "offset": 1})
+
+    return _edit(data, fn)
+
+
+def test_size_report_stays_within_the_decode_bound():
+    # defect 2: the entropy bound widened the decoded array to int64 (~34 bytes per
+    # declared element); the report now needs the largest leaf and a 256 KiB chunk at most
+    budget = MIN_DECODED_BYTES
+    bad = _bomb(budget - 4096)
+    assert MAX_EXPANSION * len(bad) < budget
+    tracemalloc.start()
+    try:
+        report = codec.size_report(bad)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.leaves[0].size == budget - 4096 and report.leaves[0].bound_bits == 0.0
+    assert peak <= budget + (512 << 10), peak
+
+
+def test_size_report_bound_matches_the_direct_computation():
+    # the chunked bound equals the formula on a hand-worked case: 4 int8 values, 2 nonzero
+    x = np.array([0, 3, 0, 3], np.int8)
+    dense = 4.0  # H([2, 2]) * 4 = 1 bit each
+    sparse = np.log2(6) + 0.0  # C(4, 2) positions, one distinct nonzero value
+    got = codec.size_report({"x": x}).leaves[0].bound_bits
+    assert got == pytest.approx(min(dense, sparse))
+
+
+def _kmeans_file():
+    from jaxzip.quant import KMeansArray
+
+    mask = np.array([[True, False, True], [False, True, True]])
+    idx = np.where(mask, np.array([[1, 0, 2], [0, 3, 1]]), 0).astype(np.uint8)
+    k = KMeansArray(indices=idx, centroids=np.linspace(-1, 1, 4, dtype=np.float32),
+                    mask=mask, bits=2)  # fmt: skip
+    return codec.encode({"k": k})
+
+
+def _set_meta(**kw):
+    def fn(h):
+        h["leaves"][0]["meta"].update(kw)
+
+    return fn
+
+
+def _set_comp(name, **kw):
+    def fn(h):
+        (c,) = [c for c in h["leaves"][0]["components"] if c["name"] == name]
+        c.update(kw)
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    ("fn", "needle"),
+    [
+        (_set_meta(masked=False), "indices"),  # 4 stored indices read as the full (2, 3) array
+        (_set_meta(dtype="int8"), "dtype"),  # would decode to all-zero int8 weights
+        (_set_meta(bits=3), "bits"),  # 4 centroids are not a 3-bit codebook
+        (_set_meta(bits=9), "bits"),
+        (_set_comp("centroids", shape=[2, 2]), "centroids"),
+    ],
+)
+def test_inconsistent_kmeans_leaf_is_refused(fn, needle):
+    assert codec.decode(_kmeans_file())["k"].bits == 2
+    with pytest.raises(codec.FormatError, match=f"k: .*{needle}"):
+        codec.decode(_edit(_kmeans_file(), fn))
+
+
+def test_kmeans_index_past_the_codebook_is_refused():
+    from jaxzip.quant import KMeansArray
+
+    k = KMeansArray(indices=np.array([0, 5], np.uint8), centroids=np.zeros(4, np.float32),
+                    mask=np.array([True, True]), bits=2)  # fmt: skip
+    with pytest.raises(codec.FormatError, match="k: .*index"):
+        codec.decode(codec.encode({"k": k}))
+
+
+def _qarray_file():
+    from jaxzip.quant import QuantSpec, quantize
+
+    x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 6)
+    return codec.encode({"q": quantize(x, QuantSpec(bits=4, axes=(1,)))})
+
+
+@pytest.mark.parametrize(
+    ("fn", "needle"),
+    [
+        (_set_meta(axes=[0]), "scale"),  # scale (1, 6) does not fit per-row axes
+        (_set_meta(axes=[5]), "axes"),
+        (_set_meta(bits=2), "bits"),  # 4-bit values do not fit 2 bits
+        (_set_meta(dtype="int32"), "dtype"),
+        (_set_meta(group_size=2, group_axis=None), "group"),
+        (_set_comp("scale", dtype="int32"), "scale"),  # same bytes read as integer steps
+    ],
+)
+def test_inconsistent_qarray_leaf_is_refused(fn, needle):
+    codec.decode(_qarray_file())
+    with pytest.raises(codec.FormatError, match=f"q: .*{needle}"):
+        codec.decode(_edit(_qarray_file(), fn))
+
+
+def test_duplicate_dict_keys_are_refused():
+    # defect 7c: {"a": x, "a": y} silently dropped a leaf
+    data = codec.encode({"a": np.zeros(2, np.float32), "b": np.ones(2, np.float32)})
+
+    def fn(h):
+        h["tree"]["k"] = ["a", "a"]
+        h["leaves"][1]["path"] = "a"
+
+    with pytest.raises(codec.FormatError, match="duplicate key 'a'"):
+        codec.decode(_edit(data, fn))
+
+
+@pytest.mark.parametrize("indices", [[0, 0], [1, 0]])
+def test_leaf_indices_must_be_used_once_in_order(indices):
+    data = codec.encode([np.zeros(2, np.float32), np.ones(2, np.float32)])
+
+    def fn(h):
+        for node, i in zip(h["tree"]["c"], indices, strict=True):
+            node["i"] = i
+
+    with pytest.raises(codec.FormatError, match="leaf"):
+        codec.decode(_edit(data, fn))
+
+
+def test_leaf_path_must_match_its_place_in_the_tree():
+    data = codec.encode({"a": np.zeros(2, np.float32)})
+
+    def fn(h):
+        h["leaves"][0]["path"] = "b"
+
+    with pytest.raises(codec.FormatError, match="path 'b'"):
+        codec.decode(_edit(data, fn))
