@@ -22,6 +22,7 @@ from jaxzip.quant._calibrate import calibrate, compute_scale
 from jaxzip.quant._collect import RangeCollector, RangeState, make_range_collector
 from jaxzip.quant._fake import fake_quant, lsq_fake_quant, lsq_init_step
 from jaxzip.quant._finetune import CodebookState, init_codebook_state, make_codebook_step
+from jaxzip.quant._gptq import gptq_quantize_matrix
 from jaxzip.quant._intops import int_conv, int_dense
 from jaxzip.quant._kmeans import (
     KMeansArray,
@@ -62,6 +63,7 @@ __all__ = [
     "dequantize_params",
     "fake_quant",
     "fake_quant_params",
+    "gptq_quantize_matrix",
     "init_codebook_state",
     "init_lsq_steps",
     "int_conv",
