@@ -1,0 +1,62 @@
+"""Wanda: per-output ranking of |W| * ||X||, unstructured and N:M on the input axis."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxzip.prune import NByM, topk_mask, wanda_mask_matrix
+
+W = jnp.array([[4.0, 0.5], [3.0, 0.1], [2.0, 0.4], [1.0, 0.2]])
+NORM = jnp.array([1.0, 1.0, 1.0, 10.0])
+
+
+def test_hand_worked_per_output_ranking():
+    # scores |W| * ||X||: column 0 = [4, 3, 2, 10], column 1 = [0.5, 0.1, 0.4, 2.0]
+    mask = wanda_mask_matrix(W, NORM, sparsity=0.5)
+    np.testing.assert_array_equal(np.asarray(mask), [[1, 1], [0, 0], [0, 0], [1, 1]])
+    # one ranking over the whole layer (make_mask's) prunes column 1 almost entirely:
+    # the 4 lowest of all 8 scores are 0.1, 0.4, 0.5 and the first 2.0 (row 2 of column 0)
+    per_layer = topk_mask(jnp.abs(W) * NORM[:, None], sparsity=0.5)
+    np.testing.assert_array_equal(np.asarray(per_layer), [[1, 0], [1, 0], [0, 0], [1, 1]])
+    # and the norms matter: by |W| alone column 0 would keep rows 0 and 1
+    np.testing.assert_array_equal(
+        np.asarray(wanda_mask_matrix(W, jnp.ones(4), sparsity=0.5))[:, 0], [1, 1, 0, 0]
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_sparsity_per_output_and_nbym(seed):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(16, 5)).astype(np.float32)
+    norm = rng.uniform(0.1, 3.0, size=16).astype(np.float32)
+    for s in (0.0, 0.25, 0.5, 0.7):
+        mask = np.asarray(wanda_mask_matrix(w, norm, sparsity=s))
+        assert (mask.sum(0) == 16 - round(s * 16)).all()
+        # the kept scores of a column are all >= its pruned ones
+        score = np.abs(w) * norm[:, None]
+        for j in range(5):
+            if (~mask[:, j]).any():
+                assert score[mask[:, j], j].min() >= score[~mask[:, j], j].max()
+    mask = np.asarray(wanda_mask_matrix(w, norm, structure=NByM(2, 4)))
+    assert (mask.reshape(4, 4, 5).sum(1) == 2).all()
+
+
+def test_jit_and_eager_agree():
+    f = jax.jit(lambda w, n, s: wanda_mask_matrix(w, n, sparsity=s))
+    np.testing.assert_array_equal(f(W, NORM, 0.5), wanda_mask_matrix(W, NORM, sparsity=0.5))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match=r"expected a value in \[0, 1\)"):
+        wanda_mask_matrix(W, NORM, sparsity=1.0)
+    with pytest.raises(ValueError, match="m=3 must divide the input size 4"):
+        wanda_mask_matrix(W, NORM, structure=NByM(1, 3))
+    with pytest.raises(ValueError, match="in_norm must have shape"):
+        wanda_mask_matrix(W, NORM[:3], sparsity=0.5)
+    with pytest.raises(ValueError, match="pass sparsity"):
+        wanda_mask_matrix(W, NORM)
+    with pytest.raises(ValueError, match=r"prunes exactly 0\.5"):
+        wanda_mask_matrix(W, NORM, sparsity=0.3, structure=NByM(2, 4))
