@@ -1,0 +1,138 @@
+"""``trace_layouts``: the layout of every kernel, read off the model's own jaxpr."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxzip._types import Params
+from jaxzip.layout._layout import KernelLayout
+from jaxzip.layout._prov import leaf_prov
+from jaxzip.layout._walk import Site, Walker
+from jaxzip.paths import leaf_paths
+
+
+def trace_program(
+    apply_fn: Callable[..., Any], params: Params, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, list[str]]:
+    """Traces ``apply_fn(params, *args, **kwargs)`` with the params as the only inputs.
+
+    Returns the closed jaxpr and the ``/``-joined paths of the param leaves, in
+    the order of the jaxpr's inputs. Other arguments are closed over.
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn: expected a callable, got {type(apply_fn).__name__}")
+    paths = leaf_paths(params)
+    if not paths:
+        raise ValueError("params: the tree has no leaves; expected the model's parameters")
+    closed = jax.make_jaxpr(lambda p: apply_fn(p, *args, **kwargs))(params)
+    return closed, paths
+
+
+def walk_sites(closed: Any, params: Params) -> list[Site]:
+    """Every equation of ``closed`` (with the params as inputs) that consumes a param leaf."""
+    leaves = jax.tree.leaves(params)
+    provs = [leaf_prov(i, np.ndim(leaf)) for i, leaf in enumerate(leaves)]
+    walker = Walker(evaluate=False)
+    walker.walk(closed.jaxpr, closed.consts, [None] * len(provs), provs)
+    return walker.sites
+
+
+def site_layout(site: Site, shape: tuple[int, ...], path: str) -> KernelLayout:
+    """The :class:`KernelLayout` of the leaf at ``path`` implied by one consuming equation."""
+    both = site.in_axes & site.out_axes
+    if both:
+        raise ValueError(
+            f"{path!r} (shape {shape}): axes {sorted(both)} are both contracted and not "
+            f"contracted in one {site.op} (the kernel was reshaped so that an axis is split "
+            "between input and output); jaxzip cannot give it a layout"
+        )
+    ins = tuple(sorted(site.in_axes))
+    outs = tuple(a for a in range(len(shape)) if a not in site.in_axes)
+    return KernelLayout(shape=tuple(shape), in_axes=ins, out_axes=outs, op=site.op)
+
+
+def layouts_from_sites(sites: list[Site], params: Params) -> dict[str, KernelLayout]:
+    """Groups consuming equations by leaf and checks that every use agrees on the layout."""
+    paths = leaf_paths(params)
+    shapes = [tuple(np.shape(leaf)) for leaf in jax.tree.leaves(params)]
+    layouts: dict[str, KernelLayout] = {}
+    for site in sites:
+        path, shape = paths[site.leaf], shapes[site.leaf]
+        if site.unsupported and site.unsupported.startswith("it is a dot_general batch"):
+            continue  # a batched operand is not a matmul kernel (documented rule)
+        if site.stacked:
+            raise ValueError(
+                f"{path!r} (shape {shape}) is sliced along its leading axis by a scan (a stack "
+                "of layers) before a matmul uses it; trace_layouts does not support stacked "
+                "kernels. Unroll the scan (e.g. a Python loop over layers) to trace them"
+            )
+        layout = site_layout(site, shape, path)
+        seen = layouts.get(path)
+        if seen is None:
+            layouts[path] = layout
+        elif seen != layout:
+            raise ValueError(
+                f"{path!r} (shape {shape}) is used by several matmuls with different layouts: "
+                f"in_axes {seen.in_axes} ({seen.op}) and in_axes {layout.in_axes} "
+                f"({layout.op}); jaxzip needs one layout per kernel"
+            )
+    return layouts
+
+
+def trace_layouts(
+    apply_fn: Callable[..., Any], params: Params, *args: Any, **kwargs: Any
+) -> dict[str, KernelLayout]:
+    """Traces ``apply_fn(params, *args, **kwargs)`` once and returns each kernel's layout.
+
+    A *kernel* is a param leaf consumed by a ``dot_general`` (``x @ w``,
+    ``jnp.einsum``, ``jnp.dot``, Flax ``Dense``/``DenseGeneral``/attention) or a
+    ``conv_general_dilated`` (its ``rhs``). Between the leaf and the matmul the
+    trace sees through nested ``jit``/``closed_call``/``remat``/``custom_jvp``/
+    ``custom_vjp`` calls and through ops that only move entries: dtype casts,
+    reshapes that split or merge axes, transposes, squeezes, size-1
+    ``expand_dims``, reversals and copies. Kernels used inside ``scan``/
+    ``while_loop``/``cond`` bodies (as loop constants) are traced too.
+
+    Rules:
+
+    * leaves not consumed by a matmul (embeddings read by a gather, biases,
+      norm scales) are absent, as are leaves used only as a ``dot_general``
+      *batch* operand (a batched matmul over the leaf's axes), and leaves that
+      reach a matmul only through other ops (``w * mask``, ``w[:, :k]``);
+    * a leaf used by several matmuls must have one layout in all of them;
+    * original size-1 axes that the trace loses (squeezed away) count as output
+      axes.
+
+    Args:
+      apply_fn: the model function, called as ``apply_fn(params, *args, **kwargs)``
+        (a Flax ``model.apply`` with ``params`` being the variables, or any
+        function over a params pytree; nnx: ``lambda s, x: nnx.merge(g, s)(x)``).
+      params: the params pytree; its leaves' ``/``-joined paths key the result.
+      *args: example inputs (their shapes matter, not their values).
+      **kwargs: more example keyword arguments.
+
+    Returns:
+      ``{path: KernelLayout}`` for every kernel, ordered by first use in the program.
+
+    Raises:
+      ValueError: a leaf has different layouts in different matmuls, an axis is
+        split between input and output, or a kernel is sliced from a stack of
+        layers by a ``scan`` (each message names the path).
+      TypeError: ``apply_fn`` is not callable.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> params = {"w": jnp.ones((4, 3)), "emb": jnp.ones((10, 4)), "b": jnp.ones(3)}
+      >>> def f(p, ids):
+      ...     x = p["emb"][ids]
+      ...     return jnp.einsum("ti,io->to", x, p["w"]) + p["b"]
+      >>> lay = trace_layouts(f, params, jnp.zeros(5, jnp.int32))
+      >>> list(lay), lay["w"].in_axes, lay["w"].out_axes
+      (['w'], (0,), (1,))
+    """
+    closed, _ = trace_program(apply_fn, params, args, kwargs)
+    return layouts_from_sites(walk_sites(closed, params), params)

@@ -1,0 +1,237 @@
+"""A jaxpr interpreter that follows param leaves to the matmuls and convs that consume them.
+
+One walker serves both :func:`trace_layouts` (``evaluate=False``: only the
+provenance of values is tracked) and :func:`intercept_matmuls`
+(``evaluate=True``: every equation is also evaluated, and a callback may
+replace the result of a matmul that consumes a param leaf).
+
+What it sees through: call-like equations with one sub-jaxpr of the same
+signature (``jit``/pjit, ``closed_call``, ``remat``, ``custom_jvp_call``,
+``custom_vjp_call``, ...) are walked inline; the layout-preserving ops of
+:mod:`._prov` carry provenance; ``scan``/``while``/``cond`` bodies are walked for
+provenance only (``Site.context`` names the construct); any other equation ends
+the provenance of its outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from jax.extend import core as jcore
+
+from jaxzip.layout._prov import Prov, propagate
+
+_LOOPS = frozenset({"scan", "while", "cond"})
+DOT = "dot_general"
+CONV = "conv_general_dilated"
+
+
+class Site(NamedTuple):
+    """One equation that consumes a param leaf as its kernel operand."""
+
+    leaf: int
+    side: int  # which operand of the equation is the kernel
+    in_axes: frozenset[int]  # original leaf axes contracted with the activation
+    out_axes: frozenset[int]  # original leaf axes seen in the other kernel axes
+    op: str  # "dot_general" or "conv"
+    context: str | None  # "scan" / "while" / "cond" when inside one, else None
+    stacked: bool  # sliced from the leaf by a scan over its leading axis
+    unsupported: str | None  # why the hooks cannot handle it (batch dims, groups)
+
+
+def bind(eqn: Any, invals: Sequence[Any]) -> list[Any]:
+    """Evaluates one equation on ``invals``, exactly as ``jax.core.eval_jaxpr`` does."""
+    params = eqn.primitive.get_bind_params(eqn.params)
+    subfuns: tuple[Any, ...] = ()
+    if isinstance(params, tuple):  # JAX before 0.7 returned (subfuns, params)
+        subfuns, params = params
+    manager = getattr(getattr(eqn, "ctx", None), "manager", None)
+    if manager is not None:
+        with manager:
+            out = eqn.primitive.bind(*subfuns, *invals, **params)
+    else:
+        out = eqn.primitive.bind(*subfuns, *invals, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _as_jaxpr(value: Any) -> tuple[Any, Sequence[Any]] | None:
+    if isinstance(value, jcore.ClosedJaxpr):
+        return value.jaxpr, value.consts
+    if isinstance(value, jcore.Jaxpr) and not value.constvars:
+        return value, ()
+    return None
+
+
+def call_body(eqn: Any) -> tuple[Any, Sequence[Any]] | None:
+    """The sub-jaxpr of a call-like equation (same inputs and outputs), or None."""
+    if eqn.primitive.name in _LOOPS:
+        return None
+    found = [j for v in eqn.params.values() if (j := _as_jaxpr(v)) is not None]
+    if len(found) != 1:
+        return None
+    jaxpr, consts = found[0]
+    if len(jaxpr.invars) != len(eqn.invars) or len(jaxpr.outvars) != len(eqn.outvars):
+        return None
+    for inner, outer in zip(jaxpr.invars, eqn.invars, strict=True):
+        if getattr(inner.aval, "shape", None) != getattr(outer.aval, "shape", None):
+            return None
+    return jaxpr, consts
+
+
+def _union(sets: Any) -> frozenset[int]:
+    return frozenset().union(*sets)
+
+
+def _site(eqn: Any, side: int, p: Prov, context: str | None) -> Site | None:
+    name = eqn.primitive.name
+    ndim = len(p.axes)
+    unsupported = None
+    if name == DOT:
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        contracted, batch = ((lc, lb), (rc, rb))[side]
+        contracted = tuple(int(a) for a in contracted)
+        if batch:
+            unsupported = "it is a dot_general batch operand (a batched matmul)"
+        op = "dot_general"
+    else:
+        if side != 1:
+            return None  # a param as the image of a conv is not a kernel
+        spec = eqn.params["dimension_numbers"].rhs_spec
+        contracted = tuple(int(a) for a in spec[1:])
+        if eqn.params["feature_group_count"] != 1 or eqn.params["batch_group_count"] != 1:
+            unsupported = "it is a grouped convolution (feature/batch_group_count > 1)"
+        op = "conv"
+    ins = _union(p.axes[a] for a in contracted)
+    outs = _union(p.axes[a] for a in range(ndim) if a not in contracted)
+    if not ins:
+        return None
+    return Site(p.leaf, side, ins, outs, op, context, p.stacked, unsupported)
+
+
+class Walker:
+    """Walks a jaxpr, tracking param provenance; see the module docstring.
+
+    Args:
+      evaluate: also compute values (else values are None throughout).
+      on_site: ``(site, eqn, invals, prov) -> outvals | None``, called in
+        evaluate mode at every consuming equation outside loops (``prov``: the
+        kernel operand's provenance); None means "evaluate as is".
+      on_loop_site: ``(site) -> None``, called for every consuming equation
+        found inside a ``scan``/``while``/``cond`` body.
+    """
+
+    def __init__(
+        self,
+        *,
+        evaluate: bool,
+        on_site: Callable[[Site, Any, list[Any], Prov], list[Any] | None] | None = None,
+        on_loop_site: Callable[[Site], None] | None = None,
+    ) -> None:
+        self.evaluate = evaluate
+        self.on_site = on_site
+        self.on_loop_site = on_loop_site
+        self.sites: list[Site] = []
+        self._context: str | None = None
+
+    def walk(
+        self, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], provs: Sequence[Any]
+    ) -> tuple[list[Any], list[Prov | None]]:
+        vals: dict[Any, Any] = {}
+        prov: dict[Any, Prov | None] = {}
+        for v, c in zip(jaxpr.constvars, consts, strict=True):
+            vals[v] = c
+        for v, a, p in zip(jaxpr.invars, args, provs, strict=True):
+            vals[v] = a
+            prov[v] = p
+
+        def read(v: Any) -> Any:
+            return v.val if isinstance(v, jcore.Literal) else vals.get(v)
+
+        def read_prov(v: Any) -> Prov | None:
+            return None if isinstance(v, jcore.Literal) else prov.get(v)
+
+        for eqn in jaxpr.eqns:
+            inprov = [read_prov(v) for v in eqn.invars]
+            invals = [read(v) for v in eqn.invars] if self.evaluate else []
+            outs, outprov = self._eqn(eqn, inprov, invals)
+            for v, o, p in zip(eqn.outvars, outs, outprov, strict=True):
+                if isinstance(v, jcore.DropVar):
+                    continue
+                vals[v] = o
+                prov[v] = p
+        return [read(v) for v in jaxpr.outvars], [read_prov(v) for v in jaxpr.outvars]
+
+    def _eval(self, eqn: Any, invals: list[Any]) -> list[Any]:
+        return bind(eqn, invals) if self.evaluate else [None] * len(eqn.outvars)
+
+    def _eqn(
+        self, eqn: Any, inprov: list[Prov | None], invals: list[Any]
+    ) -> tuple[list[Any], list[Prov | None]]:
+        none = [None] * len(eqn.outvars)
+        if all(p is None for p in inprov):
+            return self._eval(eqn, invals), none
+        name = eqn.primitive.name
+        if name in (DOT, CONV):
+            return self._consume(eqn, inprov, invals), none
+        moved = propagate(eqn, inprov)
+        if moved is not None:
+            return self._eval(eqn, invals), moved
+        if name in _LOOPS:
+            self._loop(eqn, inprov)
+            return self._eval(eqn, invals), none
+        body = call_body(eqn)
+        if body is not None:
+            jaxpr, consts = body
+            return self.walk(jaxpr, consts, invals or none_like(eqn.invars), inprov)
+        return self._eval(eqn, invals), none
+
+    def _consume(self, eqn: Any, inprov: list[Prov | None], invals: list[Any]) -> list[Any]:
+        sites = []
+        for side in (0, 1):
+            p = inprov[side]
+            if p is not None and (s := _site(eqn, side, p, self._context)) is not None:
+                sites.append((s, p))
+        self.sites.extend(s for s, _ in sites)
+        if self._context is not None and self.on_loop_site is not None:
+            for s, _ in sites:
+                self.on_loop_site(s)
+        if self.evaluate and self.on_site is not None:
+            for s, p in sites:
+                out = self.on_site(s, eqn, invals, p)
+                if out is not None:
+                    return out
+        return self._eval(eqn, invals)
+
+    def _loop(self, eqn: Any, inprov: list[Prov | None]) -> None:
+        """Walks a loop's or cond's bodies for provenance only (no values)."""
+        sub = Walker(evaluate=False, on_loop_site=self.on_loop_site)
+        sub._context = eqn.primitive.name
+        p = eqn.params
+        if eqn.primitive.name == "scan":
+            nc, ncarry = p["num_consts"], p["num_carry"]
+            xs = [_unstack(q) for q in inprov[nc + ncarry :]]
+            body = [*inprov[:nc], *([None] * ncarry), *xs]
+            sub.walk(p["jaxpr"].jaxpr, p["jaxpr"].consts, none_like(body), body)
+        elif eqn.primitive.name == "while":
+            cn, bn = p["cond_nconsts"], p["body_nconsts"]
+            ncarry = len(inprov) - cn - bn
+            body = [*inprov[cn : cn + bn], *([None] * ncarry)]
+            cond = [*inprov[:cn], *([None] * ncarry)]
+            sub.walk(p["body_jaxpr"].jaxpr, p["body_jaxpr"].consts, none_like(body), body)
+            sub.walk(p["cond_jaxpr"].jaxpr, p["cond_jaxpr"].consts, none_like(cond), cond)
+        else:  # cond
+            for branch in p["branches"]:
+                ops = inprov[1:]
+                sub.walk(branch.jaxpr, branch.consts, none_like(ops), ops)
+        self.sites.extend(sub.sites)
+
+
+def none_like(xs: Sequence[Any]) -> list[None]:
+    return [None] * len(xs)
+
+
+def _unstack(p: Prov | None) -> Prov | None:
+    if p is None or not p.axes:
+        return None
+    return Prov(p.leaf, p.axes[1:], (*p.chain, lambda a: a[0]), True)
