@@ -38,29 +38,44 @@ def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
 
 def _inspect(args: argparse.Namespace) -> int:
     from jaxzip import codec, deploy
+    from jaxzip.codec._container import read_file
 
     path = Path(args.file)
     if path.is_dir():
         raise codec.FormatError(f"{path}: is a directory, not a jaxzip file")
-    data = path.read_bytes()
-    try:
-        info = deploy.parse_info(data) if deploy.is_exported_file(data) else None
-        report = codec.size_report(info.weights if info else data)
-    except codec.FormatError as e:
-        raise codec.FormatError(f"{path}: {e}") from None
+    # validated exactly as load / load_exported would, then reported leaf by leaf
+    head = b""
+    if path.is_file():
+        with path.open("rb") as f:
+            head = f.read(8)
+    if deploy.is_exported_file(head):
+        info = deploy.check_exported(path)
+        data_len = path.stat().st_size
+        try:
+            report = codec.size_report(info.weights)
+        except codec.FormatError as e:
+            raise codec.FormatError(f"{path}: {e}") from None
+    else:
+        info = None
+        try:
+            data = read_file(path)
+            data_len = len(data)
+            report = codec.size_report(data)
+        except codec.FormatError as e:
+            raise codec.FormatError(f"{path}: {e}") from None
     if args.json:
         out = report.to_dict()
         if info is not None:
             out["export"] = {
                 "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
                 "output_shape": list(info.output_shape), "output_dtype": info.output_dtype,
-                "file_bytes": len(data), "hlo_bytes": info.hlo_bytes,
+                "file_bytes": data_len, "hlo_bytes": info.hlo_bytes,
             }  # fmt: skip
         print(json.dumps(out, indent=2))
         return 0
     if info is not None:
         shape = lambda s: "(" + ", ".join("N" if d is None else str(d) for d in s) + ")"  # noqa: E731
-        print(f"exported model: {len(data)} bytes ({info.hlo_bytes} StableHLO, "
+        print(f"exported model: {data_len} bytes ({info.hlo_bytes} StableHLO, "
               f"{len(info.weights)} weights)")  # fmt: skip
         print(f"input  {shape(info.input_shape)} {info.input_dtype}")
         print(f"output {shape(info.output_shape)} {info.output_dtype}")

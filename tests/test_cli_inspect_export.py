@@ -129,3 +129,41 @@ def test_usage_errors(capsys):
     assert "usage: jaxzip export" in capsys.readouterr().err
     assert main(["inspect"]) == 2
     assert "usage: jaxzip inspect" in capsys.readouterr().err
+
+
+def _refit_jz(data: bytes, edit) -> bytes:
+    import struct
+    import zlib
+
+    hlen = struct.unpack_from("<I", data, 12)[0]
+    header = json.loads(data[20 : 20 + hlen])
+    edit(header)
+    hb = json.dumps(header).encode()
+    body = data[:12] + struct.pack("<II", len(hb), zlib.crc32(hb)) + hb + data[20 + hlen : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_inspect_validates_as_load_does(cnn, capsys, tmp_path):
+    # defect 7e: inspect exited 0 on files that load refuses (the tree, the StableHLO)
+    d, module, compressed, x = cnn
+
+    def dup(h):
+        h["tree"]["k"][1] = h["tree"]["k"][0]
+
+    bad = tmp_path / "dup.jz"
+    bad.write_bytes(_refit_jz((d / "w.jz").read_bytes(), dup))
+    with pytest.raises(jz.codec.FormatError):
+        jz.codec.load(bad)
+    assert main(["inspect", str(bad)]) == 2
+    assert "duplicate key" in _one_error_line(capsys)
+
+    from jaxzip.deploy._format import pack, unpack
+
+    jzx = tmp_path / "m.jzx"
+    jz.deploy.export(jz.models.linen_apply_fn(module), compressed, x, jzx)
+    info, _, weights = unpack(jzx.read_bytes())
+    jzx.write_bytes(pack(info, b"not a serialized jax.export", weights))
+    with pytest.raises(jz.codec.FormatError):
+        load_exported(jzx)
+    assert main(["inspect", str(jzx)]) == 2
+    assert "StableHLO" in _one_error_line(capsys)

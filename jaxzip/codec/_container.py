@@ -358,11 +358,16 @@ def load(path: str | os.PathLike[str]) -> PyTree:
       FileNotFoundError: ``path`` does not exist.
     """
     p = Path(path)
-    if p.is_dir():
-        raise FormatError(f"{p}: is a directory, not a jaxzip compressed file")
-    if p.stat().st_size > MAX_FILE_BYTES:
-        raise FormatError(f"{p}: {p.stat().st_size} bytes is over the {MAX_FILE_BYTES}-byte cap")
     try:
-        return decode(p.read_bytes())
+        return decode(read_file(p))
     except FormatError as e:
         raise FormatError(f"{p}: {e}") from None
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of ``path`` after :func:`load`'s checks (not a directory, under the size cap)."""
+    if path.is_dir():
+        raise FormatError("is a directory, not a jaxzip compressed file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise FormatError(f"{path.stat().st_size} bytes is over the {MAX_FILE_BYTES}-byte cap")
+    return path.read_bytes()

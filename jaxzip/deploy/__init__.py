@@ -15,7 +15,15 @@ Example:
   Array([[2., 4., 6.]], dtype=float32)
 """
 
-from jaxzip.deploy._export import export, load_exported
+from jaxzip.deploy._export import ALLOWED_CUSTOM_CALLS, check_exported, export, load_exported
 from jaxzip.deploy._format import ExportInfo, is_exported_file, parse_info
 
-__all__ = ["ExportInfo", "export", "is_exported_file", "load_exported", "parse_info"]
+__all__ = [
+    "ALLOWED_CUSTOM_CALLS",
+    "ExportInfo",
+    "check_exported",
+    "export",
+    "is_exported_file",
+    "load_exported",
+    "parse_info",
+]

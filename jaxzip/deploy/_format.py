@@ -16,6 +16,10 @@ VERSION = 1
 _PREFIX = struct.Struct("<8sHHIQQIII")
 MAX_INFO_BYTES = 1 << 20
 MAX_FILE_BYTES = 1 << 36
+_DTYPES = frozenset(
+    ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+     "float16", "bfloat16", "float32", "float64")
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +113,22 @@ def unpack(data: bytes) -> tuple[dict[str, Any], bytes, bytes]:
         if zlib.crc32(blob) != crc:
             raise FormatError(f"{name} section checksum mismatch")
     try:
-        info = json.loads(ibytes.decode("utf-8"))
+        info = json.loads(ibytes.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise FormatError(f"info section is not valid JSON ({e})") from None
     if not isinstance(info, dict):
         raise FormatError("info section must be a JSON object")
     return info, hlo, weights
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-finite constant {name}")
+
+
+def _dtype(v: Any, what: str) -> str:
+    if not isinstance(v, str) or v not in _DTYPES:
+        raise FormatError(f"info: {what} {v!r} is not one of {sorted(_DTYPES)}")
+    return v
 
 
 def _shape(v: Any, what: str) -> tuple[int | None, ...]:
@@ -144,17 +158,16 @@ def parse(data: bytes) -> tuple[ExportInfo, bytes]:
     try:
         out = ExportInfo(
             input_shape=_shape(info["input_shape"], "input_shape"),
-            input_dtype=info["input_dtype"],
+            input_dtype=_dtype(info["input_dtype"], "input_dtype"),
             output_shape=_shape(info["output_shape"], "output_shape"),
-            output_dtype=info["output_dtype"],
+            output_dtype=_dtype(info["output_dtype"], "output_dtype"),
             num_weights=info["num_weights"],
             hlo_bytes=len(hlo),
             weights=weights,
         )
     except KeyError as e:
         raise FormatError(f"info: missing field {e}") from None
-    if not all(isinstance(d, str) for d in (out.input_dtype, out.output_dtype)):
-        raise FormatError("info: dtypes must be strings")
-    if not isinstance(out.num_weights, int) or isinstance(out.num_weights, bool):
-        raise FormatError(f"info: bad num_weights {out.num_weights!r}")
+    n = out.num_weights
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n < 2**31:
+        raise FormatError(f"info: bad num_weights {n!r}")
     return out, hlo

@@ -63,7 +63,16 @@ def _describe(shape: tuple[int, ...], dtype: np.dtype) -> str:
     return f"shape {tuple(shape)} dtype {np.dtype(dtype).name}"
 
 
-def load_params(path: str | os.PathLike[str], like: Params) -> Params:
+# Files jaxzip writes that are not params archives, told apart by their magic.
+_OTHER_FORMATS = (
+    (b"\x89JZC\r\n\x1a\n", "a jaxzip .jz codec file", "for a .jz use jz.codec.load"),
+    (b"\x89JZX\r\n\x1a\n", "a jaxzip exported model", "for it use jz.deploy.load_exported"),
+)
+
+
+def load_params(
+    path: str | os.PathLike[str], like: Params, *, require_finite: bool = False
+) -> Params:
     """Reads params written by :func:`save_params`, checked against a template.
 
     Args:
@@ -71,6 +80,9 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
       like: a pytree with the expected structure; its leaves give the expected
         shapes and dtypes (arrays or ``jax.ShapeDtypeStruct``, e.g. from
         ``jax.eval_shape`` of the model's init).
+      require_finite: refuse a file whose float arrays hold NaN or Inf (for
+        params that will be compressed or deployed); off by default so a file
+        loads exactly as it was saved.
 
     Returns:
       A pytree with ``like``'s structure holding the file's arrays (as jax arrays).
@@ -78,9 +90,12 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
     Raises:
       FileNotFoundError: ``path`` does not exist.
       jaxzip.CheckpointError: (a ``ValueError``) the file is not an ``.npz``
-        archive, a path of ``like`` is missing from the file or the file has a
-        path ``like`` lacks, or a shape or dtype differs (the message names the
-        path, expected and found).
+        archive (a jaxzip ``.jz`` or exported-model file is named as such), a path
+        of ``like`` is missing from the file or the file has a path ``like``
+        lacks, a shape or dtype differs (the message names the path, expected and
+        found), or ``require_finite`` and a leaf holds NaN or Inf (named with its
+        counts).
+      TypeError: ``require_finite`` is not a bool.
 
     Example:
       >>> import tempfile, pathlib, numpy as np
@@ -90,9 +105,19 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
       >>> load_params(f, params)["Dense_0"]["kernel"].tolist()
       [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
     """
+    if not isinstance(require_finite, bool):
+        raise TypeError(f"require_finite: expected a bool, got {require_finite!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_params: no params file at {str(path)!r}")
+    with path.open("rb") as f:
+        head = f.read(8)
+    for magic, what, instead in _OTHER_FORMATS:
+        if head == magic:
+            raise CheckpointError(
+                f"load_params: {str(path)!r} is {what} (magic {magic!r}), not the .npz params "
+                f"file expected (written by jz.train.save_params); {instead}"
+            )
     try:
         archive = np.load(path, allow_pickle=False)
     except _READ_ERRORS as e:
@@ -135,8 +160,22 @@ def load_params(path: str | os.PathLike[str], like: Params) -> Params:
                     f"load_params: {str(path)!r}: {p!r} expected "
                     f"{_describe(want_shape, want_dtype)}, file has {_describe(got.shape, got.dtype)}"
                 )
+            if require_finite:
+                _check_finite(got, p, path)
             leaves.append(jnp.asarray(got))
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
+def _check_finite(got: np.ndarray, key: str, path: Path) -> None:
+    if not jnp.issubdtype(got.dtype, jnp.inexact):
+        return
+    x = np.asarray(got, np.float32) if got.dtype.itemsize < 4 else got
+    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    if nan or inf:
+        raise CheckpointError(
+            f"load_params: {str(path)!r}: {key!r} holds {nan} NaN and {inf} Inf of "
+            f"{got.size} values; expected finite params"
+        )
 
 
 # What zipfile/numpy raise on a damaged archive or member: besides the obvious ones, an

@@ -187,7 +187,7 @@ def test_kmeans_index_past_the_codebook_is_refused():
 
     k = KMeansArray(indices=np.array([0, 5], np.uint8), centroids=np.zeros(4, np.float32),
                     mask=np.array([True, True]), bits=2)  # fmt: skip
-    with pytest.raises(codec.FormatError, match="k: .*index"):
+    with pytest.raises(codec.FormatError, match=r"k: .*index"):
         codec.decode(codec.encode({"k": k}))
 
 

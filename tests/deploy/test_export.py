@@ -163,3 +163,53 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="polymorphic_batch"):
         export(apply, {}, jnp.ones((1, 2)), tmp_path / "a", polymorphic_batch=1)
     assert not (tmp_path / "a").exists()
+
+
+# ---- issue 19, defect 7a: the StableHLO is checked at load, not at first call ----
+
+
+def _eye_file(tmp_path):
+    apply = lambda params, x, *, train, key: x @ params["w"]  # noqa: E731
+    p = tmp_path / "eye.jzx"
+    export(apply, {"w": jnp.eye(2)}, jnp.ones((1, 2)), p)
+    return p
+
+
+def _replace_hlo(p, exported) -> None:
+    from jaxzip.deploy._format import pack, unpack
+
+    info, _, weights = unpack(p.read_bytes())
+    p.write_bytes(pack(info, bytes(exported.serialize()), weights))
+
+
+def _specs():
+    return ([jax.ShapeDtypeStruct((2, 2), jnp.float32)], jax.ShapeDtypeStruct((1, 2), jnp.float32))
+
+
+def test_undeserializable_stablehlo_is_refused_at_load(tmp_path, capfd):
+    import dataclasses
+
+    p = _eye_file(tmp_path)
+    good = jax.export.export(jax.jit(lambda flat, x: x @ flat[0]))(*_specs())
+    _replace_hlo(p, dataclasses.replace(good, mlir_module_serialized=b"not a StableHLO module"))
+    with pytest.raises(FormatError, match=f"{p}: .*StableHLO"):
+        load_exported(p)
+
+
+def test_disallowed_custom_call_is_refused_at_load(tmp_path):
+    p = _eye_file(tmp_path)
+
+    def evil(flat, x):
+        out = jax.ShapeDtypeStruct((1, 2), jnp.float32)
+        return jax.ffi.ffi_call("evil_target", out)(x @ flat[0])
+
+    check = jax.export.DisabledSafetyCheck.custom_call("evil_target")
+    _replace_hlo(p, jax.export.export(jax.jit(evil), disabled_checks=[check])(*_specs()))
+    with pytest.raises(FormatError, match="custom call 'evil_target'"):
+        load_exported(p)
+
+
+def test_polymorphic_export_passes_the_custom_call_check(cnn_case, tmp_path):
+    module, compressed, x = cnn_case
+    export(_apply(module), compressed, x, tmp_path / "p.jzx", polymorphic_batch=True)
+    assert load_exported(tmp_path / "p.jzx")(x[:1]).shape == (1, 10)

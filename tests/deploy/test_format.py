@@ -63,3 +63,26 @@ def test_bad_info_rejected(info):
 def test_not_bytes():
     with pytest.raises(TypeError, match="data"):
         unpack("text")
+
+
+def _pack_text(info_text: str) -> bytes:
+    import struct
+    import zlib
+
+    from jaxzip.deploy._format import _PREFIX
+
+    ib = info_text.encode()
+    head = _PREFIX.pack(MAGIC, 1, 0, len(ib), 1, 1, zlib.crc32(ib), zlib.crc32(b"h"),
+                        zlib.crc32(b"w"))  # fmt: skip
+    body = head + ib + b"h" + b"w"
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("const", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_info_is_refused(const):
+    # defect 7d: docs/security.md promises the info JSON refuses non-finite constants
+    import json
+
+    text = json.dumps(INFO)[:-1] + f', "jax_version": {const}}}'
+    with pytest.raises(FormatError, match=f"info section is not valid JSON.*{const}"):
+        unpack(_pack_text(text))

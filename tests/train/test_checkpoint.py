@@ -123,3 +123,35 @@ def test_save_rejects_non_numeric_leaves(tmp_path):
     with pytest.raises(TypeError, match="'a' is not a numeric array"):
         save_params(tmp_path / "p.npz", {"a": "text"})
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_a_jz_file_is_named_as_such(tmp_path):
+    # defect 7f: numpy's advice to load it with pickle was relayed as is
+    jz.codec.save(tmp_path / "m.jz", {"a": np.ones(2, np.float32)})
+    with pytest.raises(jz.CheckpointError) as e:
+        load_params(tmp_path / "m.jz", {"a": np.ones(2, np.float32)})
+    msg = str(e.value)
+    assert "jaxzip .jz codec file" in msg and "jz.codec.load" in msg and ".npz" in msg
+    assert "pickle" not in msg
+
+
+def test_an_exported_model_is_named_as_such(tmp_path):
+    data = b"\x89JZX\r\n\x1a\n" + bytes(60)
+    (tmp_path / "m.jzx").write_bytes(data)
+    with pytest.raises(jz.CheckpointError, match=r"exported model .*jz\.deploy\.load_exported"):
+        load_params(tmp_path / "m.jzx", {"a": np.ones(2, np.float32)})
+
+
+def test_require_finite_names_the_leaf(tmp_path):
+    params = {"Dense_0": {"kernel": np.array([1.0, np.nan, np.inf], np.float32)},
+              "ok": np.ones(2, np.float32)}  # fmt: skip
+    save_params(tmp_path / "p.npz", params)
+    got = load_params(tmp_path / "p.npz", params)  # off by default: resumable as saved
+    assert np.isnan(got["Dense_0"]["kernel"][1])
+    with pytest.raises(jz.CheckpointError, match=r"'Dense_0/kernel' holds 1 NaN and 1 Inf"):
+        load_params(tmp_path / "p.npz", params, require_finite=True)
+    ok = {"ok": np.ones(2, np.float32)}
+    save_params(tmp_path / "q.npz", ok)
+    assert load_params(tmp_path / "q.npz", ok, require_finite=True)["ok"].sum() == 2
+    with pytest.raises(TypeError, match="require_finite"):
+        load_params(tmp_path / "q.npz", ok, require_finite="yes")
