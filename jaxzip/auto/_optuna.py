@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+
 from jaxzip.auto._space import SearchSpace
 from jaxzip.auto._trials import Trials
 
@@ -21,16 +23,21 @@ def require_optuna() -> Any:
     return optuna
 
 
-def optuna_search(trials: Trials, space: SearchSpace, *, seed: int, max_trials: int | None) -> None:
+def optuna_search(
+    trials: Trials, space: SearchSpace, *, key: jax.Array, max_trials: int | None
+) -> None:
     """Asks NSGA-II (seeded) for per-layer choices; objectives: bytes (min), accuracy (max).
 
     Every candidate goes through ``trials`` (journaled, replayed when already
-    there). Optuna's own suggestions depend only on the seed and the values
-    told, so a rerun replays the same sequence. Stops at ``max_trials`` (default
+    there). Optuna's sampler takes only an int seed: it is drawn from ``key``
+    (the one place a key becomes an int, for a library outside JAX). Optuna's
+    suggestions depend only on that seed and the values told, so a rerun
+    replays the same sequence. Stops at ``max_trials`` (default
     50) or when ``trials`` raises the budget exception.
     """
     optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     sampler = optuna.samplers.NSGAIISampler(seed=seed)
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
     n = 50 if max_trials is None else max_trials

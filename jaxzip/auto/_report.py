@@ -102,11 +102,11 @@ def write_report(
       ImportError: matplotlib is not installed.
 
     Example:
-      >>> import tempfile, jax.numpy as jnp
+      >>> import jax, tempfile, jax.numpy as jnp
       >>> from jaxzip.auto import SearchSpace, search
       >>> p = {"w": jnp.linspace(-1.0, 1.0, 64).reshape(8, 8)}
       >>> acc = lambda q: 1.0 - float(jnp.abs(q["w"] - p["w"]).mean())
-      >>> r = search(p, eval_fn=acc, max_drop=0.2, where="w", seed=0,
+      >>> r = search(p, eval_fn=acc, max_drop=0.2, where="w", key=jax.random.key(0),
       ...            space=SearchSpace(sparsities=(0.0, 0.5), bits=(2,)))
       >>> path = write_report(r, tempfile.mkdtemp())
       >>> path.name, sorted(f.name for f in path.parent.glob("*.png"))[-1]

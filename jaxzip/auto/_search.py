@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
+from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params, Where
 from jaxzip.auto._common import EvalFn, layer_paths
 from jaxzip.auto._journal import Journal
@@ -127,9 +129,10 @@ def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
 
 
 def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
-                    seed: int, strategy: str, finetune: bool) -> dict[str, Any]:  # fmt: skip
+                    key: jax.Array, strategy: str, finetune: bool) -> dict[str, Any]:  # fmt: skip
     leaves = dict(leaves_with_paths(params))
-    return {"search": 1, "where": describe(where), "space": space.to_dict(), "seed": seed,
+    key_data = np.asarray(jax.random.key_data(key)).tolist()  # the key's identity, for the hash
+    return {"search": 1, "where": describe(where), "space": space.to_dict(), "key": key_data,
             "layers": {p: list(np.shape(leaves[p])) for p in layers},
             "strategy": strategy, "finetune": finetune}  # fmt: skip
 
@@ -140,7 +143,7 @@ def search(
     eval_fn: EvalFn,
     max_drop: float,
     where: Where,
-    seed: int,
+    key: jax.Array,
     finetune_fn: FinetuneFn | None = None,
     space: SearchSpace = SearchSpace(),  # noqa: B008 - frozen, hashable
     strategy: str = "greedy",
@@ -182,8 +185,8 @@ def search(
       eval_fn: ``eval_fn(params) -> float``, validation accuracy.
       max_drop: allowed accuracy drop, in ``eval_fn``'s units (>= 0).
       where: the layers to compress (regex, predicate or sequence).
-      seed: seeds fine-tuning (each candidate's key is derived from it and the
-        candidate's settings) and the optuna sampler.
+      key: the PRNG key of fine-tuning (each candidate's key is derived from it by
+        the candidate's settings) and of the optuna sampler.
       finetune_fn: optional ``finetune_fn(params, mask, *, key) -> params``.
       space: the per-layer choices.
       strategy: ``"greedy"`` or ``"optuna"``.
@@ -206,10 +209,10 @@ def search(
       ImportError: strategy ``"optuna"`` without optuna installed.
 
     Example:
-      >>> import jax.numpy as jnp
+      >>> import jax, jax.numpy as jnp
       >>> p = {"w": jnp.linspace(-1.0, 1.0, 64).reshape(8, 8)}
       >>> acc = lambda q: 1.0 - float(jnp.abs(q["w"] - p["w"]).mean())
-      >>> r = search(p, eval_fn=acc, max_drop=0.2, where="w", seed=0,
+      >>> r = search(p, eval_fn=acc, max_drop=0.2, where="w", key=jax.random.key(0),
       ...            space=SearchSpace(sparsities=(0.0, 0.5), bits=(2,)))
       >>> r.feasible, r.best["sparsity"], r.best["bits"]  # 64 weights: positions cost more
       (True, {'w': 0.0}, {'w': 2})
@@ -225,8 +228,7 @@ def search(
         raise ValueError(f"strategy: expected one of {STRATEGIES}, got {strategy!r}")
     if not isinstance(space, SearchSpace):
         raise TypeError(f"space: expected a SearchSpace, got {type(space)!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
+    check_key("search", key)
     if not callable(eval_fn):
         raise TypeError(f"eval_fn: expected a callable, got {eval_fn!r}")
     layers = tuple(layer_paths(params, where))
@@ -240,7 +242,7 @@ def search(
     if journal is None and out is not None:
         journal = out / JOURNAL_FILE
     if journal is not None and not isinstance(journal, Journal):
-        cfg = _journal_config(params, layers, where, space, int(seed), strategy,
+        cfg = _journal_config(params, layers, where, space, key, strategy,
                               finetune_fn is not None)  # fmt: skip
         journal = Journal.open(journal, config=cfg)
     bar = None
@@ -250,7 +252,7 @@ def search(
         bar = tqdm(total=max_trials, desc="auto search", unit="trial", dynamic_ncols=True)
     try:
         trials = Trials(params, eval_fn=eval_fn, finetune_fn=finetune_fn, layers=layers,
-                        iters=space.kmeans_iters, seed=int(seed), max_drop=max_drop,
+                        iters=space.kmeans_iters, key=named_key(key, "trials"), max_drop=max_drop,
                         journal=journal, out_dir=out, time_budget_s=time_budget_s,
                         max_trials=max_trials, bar=bar)  # fmt: skip
         stopped = "done"
@@ -260,7 +262,7 @@ def search(
             else:
                 from jaxzip.auto._optuna import optuna_search
 
-                optuna_search(trials, space, seed=int(seed), max_trials=max_trials)
+                optuna_search(trials, space, key=named_key(key, "optuna"), max_trials=max_trials)
         except BudgetExhausted as e:
             stopped = e.reason
     finally:

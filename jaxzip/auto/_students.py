@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from tqdm.auto import tqdm
 
 from jaxzip._errors import DataError
+from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params
 from jaxzip.auto._families import CNNFamily, Family, MLPFamily, _is_int, _multiplier
 from jaxzip.codec import encode
-from jaxzip.data import Dataset, batches
+from jaxzip.data import Dataset
 from jaxzip.distill import Loss, kd_loss, make_train_step
 from jaxzip.models import ApplyFn, init_params, linen_apply_fn, param_count
-from jaxzip.train import evaluate, init_state, make_optimizer
+from jaxzip.train import evaluate, init_state, make_optimizer, run_epochs
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -218,7 +218,7 @@ def search_students(
     batch_size: int,
     learning_rate: float,
     optimizer: str = "adam",
-    seed: int,
+    key: jax.Array,
     progress: bool = False,
 ) -> StudentSearchResult:
     """Trains each student of ``family`` that fits the budget by distillation; keeps the best.
@@ -227,9 +227,9 @@ def search_students(
     sized from its shapes alone (``jax.eval_shape``, nothing computed). A student
     over the budget (``params > budget_params`` or ``4 * params > budget_bytes``)
     or with the widths of an earlier candidate is recorded as skipped, untrained.
-    Every other student starts from ``jax.random.fold_in(jax.random.key(seed), i)``
-    (``i`` its position) and is trained for ``epochs`` over the same shuffles
-    (``jaxzip.data.batches(..., seed=seed, drop_last=True)``) with
+    Every other student starts from ``fold_in(named_key(key, "init"), i)`` (``i``
+    its position) and is trained for ``epochs`` by :func:`jaxzip.train.run_epochs`
+    over the same shuffles (key ``named_key(key, "train")``) with
     ``make_optimizer(name=optimizer, schedule="cosine")`` and the jitted step of
     :func:`jaxzip.distill.make_train_step`, the teacher's params passed to every
     step; then it is scored on ``val_ds`` and its trained params encoded with
@@ -257,7 +257,7 @@ def search_students(
       batch_size: examples per step (1 to ``len(train_ds)``).
       learning_rate: the peak learning rate (> 0), decayed by a cosine.
       optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (see :func:`jaxzip.train.make_optimizer`).
-      seed: a non-negative int for the inits and the shuffles.
+      key: the PRNG key of the inits and the shuffles.
       progress: show a progress bar over the candidates on stderr.
 
     Returns:
@@ -282,7 +282,8 @@ def search_students(
       >>> teacher = MLP((8,), num_classes=2)
       >>> kwargs = dict(teacher_apply=linen_apply_fn(teacher),
       ...     teacher_params=init_params(teacher, jax.random.key(0), ds.x[:1]),
-      ...     train_ds=ds, val_ds=ds, epochs=1, batch_size=32, learning_rate=1e-2, seed=0)
+      ...     train_ds=ds, val_ds=ds, epochs=1, batch_size=32, learning_rate=1e-2,
+      ...     key=jax.random.key(0))
       >>> [(m, MLPFamily(widths=(8,)).widths_for(m)) for m in (0.5, 1.0)]
       [(0.5, (4,)), (1.0, (8,))]
       >>> result = search_students(MLPFamily(widths=(8,)), multipliers=[0.5, 1.0],
@@ -296,7 +297,6 @@ def search_students(
         "budget_bytes": (budget_bytes, 1),
         "epochs": (epochs, 1),
         "batch_size": (batch_size, 1),
-        "seed": (seed, 0),
     }
     ms = _check_search_args(
         where,
@@ -308,6 +308,7 @@ def search_students(
         ints,
         learning_rate,
     )
+    check_key(where, key)
     loss = kd_loss(temperature=4.0, alpha=0.9) if loss is None else loss
     if not callable(loss) or not callable(teacher_apply):
         raise TypeError(
@@ -332,10 +333,12 @@ def search_students(
     records: list[StudentRecord] = []
     best_params, best_key = None, None
     bar = tqdm(ms, desc="students", disable=not progress, file=sys.stderr)
+    init_key, train_key = named_key(key, "init"), named_key(key, "train")
     for i, m in enumerate(bar):
-        start, key = time.perf_counter(), jax.random.fold_in(jax.random.key(seed), i)
+        start, student_key = time.perf_counter(), jax.random.fold_in(init_key, i)
         widths, module = family.widths_for(m), family.build(m, classes)
-        n = param_count(jax.eval_shape(lambda k, mod=module: init_params(mod, k, example), key))
+        shapes = jax.eval_shape(lambda k, mod=module: init_params(mod, k, example), student_key)
+        n = param_count(shapes)
         size = {"multiplier": m, "widths": widths, "params": n, "f32_bytes": 4 * n}
         reason = _skip_reason(records, widths, n, budget_params, budget_bytes)
         if reason is not None:
@@ -344,13 +347,16 @@ def search_students(
         apply_fn = linen_apply_fn(module)
         step = make_train_step(apply_fn, teacher_apply, tx, loss=loss)
         # One compiled init: eager init compiles each initializer op for every new shape.
-        params = jax.jit(lambda k, x, mod=module: init_params(mod, k, x))(key, example)
-        state = init_state(params, tx)
-        for epoch in range(epochs):
-            total, count = jnp.zeros((), jnp.float32), 0
-            for batch in batches(train_ds, batch_size, seed=seed, epoch=epoch, drop_last=True):
-                state, metrics = step(state, teacher_params, batch, key)
-                total, count = total + metrics["loss"], count + 1
+        params = jax.jit(lambda k, x, mod=module: init_params(mod, k, x))(student_key, example)
+        state, history = run_epochs(
+            lambda s, batch, k, step=step: step(s, teacher_params, batch, k),
+            init_state(params, tx),
+            train_ds,
+            key=train_key,
+            epochs=epochs,
+            batch_size=batch_size,
+            desc=where,
+        )
         acc = evaluate(apply_fn, state.params, val_ds)["accuracy"]
         params = jax.device_get(state.params)
         records.append(
@@ -358,7 +364,7 @@ def search_students(
                 **size,
                 encoded_bytes=len(encode(params)),
                 val_accuracy=acc,
-                train_loss=_finite_or_none(float(total) / count),
+                train_loss=_finite_or_none(history[-1]["train_loss"]),
                 seconds=time.perf_counter() - start,
             )
         )

@@ -14,6 +14,7 @@ import numpy as np
 from jaxzip import codec as jz_codec
 from jaxzip import prune as jz_prune
 from jaxzip._io import atomic_write_bytes, atomic_write_json
+from jaxzip._keys import named_key
 from jaxzip._types import Mask, Params
 from jaxzip.auto._common import (
     EvalFn,
@@ -82,11 +83,11 @@ class Trials:
     """Evaluates baseline, probes and candidates, each at most once (journal first)."""
 
     def __init__(self, params: Params, *, eval_fn: EvalFn, finetune_fn: FinetuneFn | None,
-                 layers: tuple[str, ...], iters: int, seed: int, max_drop: float,
+                 layers: tuple[str, ...], iters: int, key: jax.Array, max_drop: float,
                  journal: Journal | None, out_dir: Path | None, time_budget_s: float | None,
                  max_trials: int | None, bar: Any = None) -> None:  # fmt: skip
         self.params, self.eval_fn, self.finetune_fn = params, eval_fn, finetune_fn
-        self.layers, self.iters, self.seed, self.max_drop = layers, iters, seed, max_drop
+        self.layers, self.iters, self.key, self.max_drop = layers, iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
         self.max_trials = max_trials
         self.memo: dict[str, dict[str, Any]] = {}
@@ -160,7 +161,7 @@ class Trials:
 
     def _compute(self, settings: dict[str, Any], key: str) -> dict[str, Any]:
         t0 = time.perf_counter()
-        rng = jax.random.fold_in(jax.random.key(self.seed), int(key[:7], 16))
+        rng = named_key(self.key, key)  # the candidate's own key, named by its settings hash
         books = build_candidate(self.params, settings["sparsity"], settings["bits"],
                                 finetune_fn=self.finetune_fn, key=rng, iters=self.iters)  # fmt: skip
         data = jz_codec.encode(books)
@@ -211,7 +212,7 @@ class Trials:
             saved = json.loads((self.out_dir / BEST_JSON).read_text(encoding="utf-8"))
             if saved.get("key") == key and (self.out_dir / BEST_FILE).exists():
                 return jz_codec.load(self.out_dir / BEST_FILE)
-        rng = jax.random.fold_in(jax.random.key(self.seed), int(key[:7], 16))
+        rng = named_key(self.key, key)
         books = build_candidate(self.params, rec["sparsity"], rec["bits"],
                                 finetune_fn=self.finetune_fn, key=rng, iters=self.iters)  # fmt: skip
         self.books[key] = books

@@ -27,6 +27,7 @@ from jaxzip import auto as jz_auto
 from jaxzip import prune as jz_prune
 from jaxzip import train as jz_train
 from jaxzip._io import atomic_write_json
+from jaxzip._keys import named_key
 from jaxzip._types import Mask, Params
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
@@ -72,7 +73,8 @@ def run_auto(
       max_drop_pp: allowed validation accuracy drop in percentage points (>= 0).
       time_budget_s: stop starting new trials after this many seconds.
       max_trials: at most this many candidate trials.
-      seed: seeds fine-tuning; default ``experiment.seed``.
+      seed: the root seed of the search (``named_key(jax.random.key(seed), "auto")``
+        keys fine-tuning and the optuna sampler); default ``experiment.seed``.
       strategy: ``"greedy"`` or ``"optuna"``.
       space: the per-layer choices; default :class:`jaxzip.auto.SearchSpace`.
       progress: progress bars on stderr.
@@ -128,14 +130,14 @@ def run_auto(
                           steps_per_epoch=len(splits.train) // t.batch_size),
             jz_prune.keep_masked(mask),
         )  # fmt: skip
-        fit_seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
         state, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=epochs,
-                                batch_size=t.batch_size, seed=fit_seed, progress=False,
+                                batch_size=t.batch_size, key=key, progress=False,
                                 eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
         return state.params
 
     result = jz_auto.search(
-        dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where, seed=int(seed),
+        dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
+        key=named_key(jax.random.key(seed), "auto"),
         finetune_fn=finetune_fn, space=space, strategy=strategy, out_dir=out, journal=journal,
         time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
     )  # fmt: skip

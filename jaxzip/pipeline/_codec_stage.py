@@ -11,7 +11,6 @@ file back and checks it decodes to exactly the evaluated params.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ import numpy as np
 import optax
 
 from jaxzip import codec as jz_codec
-from jaxzip import data as jz_data
 from jaxzip import models as jz_models
 from jaxzip import prune as jz_prune
 from jaxzip import quant as jz_quant
@@ -39,7 +37,7 @@ from jaxzip.paths import (
     selected_paths,
 )
 from jaxzip.pipeline._config import CodecConfig, ExperimentConfig
-from jaxzip.pipeline._stage_utils import augment_of, jsonable
+from jaxzip.pipeline._stage_utils import augment_of, jsonable, run_key
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
 
@@ -118,21 +116,21 @@ def _finetune(cfg: ExperimentConfig, ctx: Mapping[str, Any], books: Params, mask
         logits = apply_fn(params, x, train=True, key=k_drop)
         return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
 
-    step = jz_quant.make_codebook_step(loss_fn, tx)
-    state = jz_quant.init_codebook_state(books, tx)
-    seed = cfg.experiment.seed + 10_000  # not the seeds of [train] / [prune] shuffling
-    key, i = jax.random.key(seed), 0
-    for epoch in range(k.finetune_epochs):
-        start, loss_sum, n = time.perf_counter(), jnp.zeros(()), 0
-        for batch in jz_data.batches(
-            splits.train, t.batch_size, seed=seed, epoch=epoch, drop_last=True
-        ):
-            state, m = step(state, books, {**batch, "key": jax.random.fold_in(key, i)})
-            loss_sum, n, i = loss_sum + m["loss"], n + 1, i + 1
-        _log(
-            f"kmeans fine-tune epoch {epoch + 1}/{k.finetune_epochs}: "
-            f"loss {float(loss_sum) / max(n, 1):.4f} ({time.perf_counter() - start:.1f}s)"
-        )
+    codebook_step = jz_quant.make_codebook_step(loss_fn, tx)
+
+    def step(state, batch, key):  # the key of step i is fold_in(key, i), as in the train steps
+        return codebook_step(state, books, {**batch, "key": jax.random.fold_in(key, state.step)})
+
+    state, _ = jz_train.run_epochs(
+        step,
+        jz_quant.init_codebook_state(books, tx),
+        splits.train,
+        key=run_key(cfg, "kmeans"),
+        epochs=k.finetune_epochs,
+        batch_size=t.batch_size,
+        progress=bool(ctx.get("progress", True)),
+        desc="kmeans fine-tune",
+    )
     return jz_quant.replace_centroids(books, state.trainable)
 
 

@@ -16,7 +16,7 @@ from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip.pipeline._config import ExperimentConfig
-from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
+from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
 
 __all__ = [
     "build_model",
@@ -91,7 +91,7 @@ def build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Me
     m, splits = cfg.model, ctx["splits"]
     arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
     module = make_module(arch, splits.train.num_classes)
-    key = jax.random.key(cfg.experiment.seed)
+    key = run_key(cfg, "model")
     # One compiled init instead of one dispatch (and compile) per initializer op.
     init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
     if not m.params_from:
@@ -127,7 +127,7 @@ def train_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Me
         splits.train,
         epochs=t.epochs,
         batch_size=t.batch_size,
-        seed=cfg.experiment.seed,
+        key=run_key(cfg, "train"),
         val_ds=splits.val,
         progress=ctx["progress"],
         eval_batch_size=t.eval_batch_size,

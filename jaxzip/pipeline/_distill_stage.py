@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
-from jaxzip import data as jz_data
 from jaxzip import distill as jz_distill
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import make_module, model_arch
-from jaxzip.pipeline._stage_utils import augment_of, make_train_tx
+from jaxzip.pipeline._stage_utils import augment_of, make_train_tx, run_key
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
 
@@ -44,8 +40,8 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
     returns the student's ``apply_fn``, ``params`` and ``arch``, and a report
     under :data:`DISTILL_REPORT` (per-epoch loss and accuracy). Metrics: the
     teacher's and the student's param counts and the student's val accuracy
-    (list ``evaluate_dense`` before ``distill`` for the teacher's). One line per
-    epoch goes to stderr.
+    (list ``evaluate_dense`` before ``distill`` for the teacher's). With
+    progress on, one line per epoch goes to stderr.
 
     Raises:
       ValueError: the config has no ``[distill]`` section.
@@ -56,7 +52,7 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
     student_apply = jz_models.linen_apply_fn(module)
     teacher_apply, teacher_params = ctx["apply_fn"], ctx["params"]
     init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
-    params = init(jax.random.key(cfg.experiment.seed + 1), splits.train.x[:1])
+    params = init(run_key(cfg, "distill/init"), splits.train.x[:1])
     steps_per_epoch = len(splits.train) // t.batch_size
     tx = make_train_tx(
         t, learning_rate=d.learning_rate, epochs=d.epochs, steps_per_epoch=steps_per_epoch
@@ -65,30 +61,16 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
     step = jz_distill.make_train_step(
         student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d)
     )
-    state = jz_train.init_state(params, tx)
-    seed = cfg.experiment.seed + 20_000  # not the seeds of [train] / [prune] / [kmeans] shuffling
-    key = jax.random.key(seed)
-    history: list[dict[str, Any]] = []
-    for epoch in range(d.epochs):
-        start, loss_sum, acc_sum, n = time.perf_counter(), jnp.zeros(()), jnp.zeros(()), 0
-        for batch in jz_data.batches(
-            splits.train, t.batch_size, seed=seed, epoch=epoch, drop_last=True
-        ):
-            state, m = step(state, teacher_params, batch, key)
-            loss_sum, acc_sum, n = loss_sum + m["loss"], acc_sum + m["accuracy"], n + 1
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": float(loss_sum) / max(n, 1),
-            "train_accuracy": float(acc_sum) / max(n, 1),
-            "seconds": time.perf_counter() - start,
-        }
-        history.append(record)
-        print(
-            f"distill epoch {epoch + 1}/{d.epochs}: loss {record['train_loss']:.4f}, "
-            f"accuracy {record['train_accuracy']:.4f} ({record['seconds']:.1f}s)",
-            file=sys.stderr,
-            flush=True,
-        )
+    state, history = jz_train.run_epochs(
+        lambda s, batch, key: step(s, teacher_params, batch, key),
+        jz_train.init_state(params, tx),
+        splits.train,
+        key=run_key(cfg, "distill"),
+        epochs=d.epochs,
+        batch_size=t.batch_size,
+        progress=bool(ctx.get("progress", True)),
+        desc="distill",
+    )
     bs = t.eval_batch_size
     student = jz_train.evaluate(student_apply, state.params, splits.val, batch_size=bs)
     metrics = {

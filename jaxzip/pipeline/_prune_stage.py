@@ -26,7 +26,7 @@ from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
 from jaxzip.paths import select
 from jaxzip.pipeline._config import ExperimentConfig
-from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
+from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
 
@@ -141,7 +141,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
                 splits.train,
                 epochs=p.epochs_per_round,
                 batch_size=t.batch_size,
-                seed=cfg.experiment.seed + r,
+                key=jax.random.fold_in(run_key(cfg, "prune"), r),
                 val_ds=None,  # evaluated once below
                 progress=progress,
                 eval_batch_size=t.eval_batch_size,

@@ -32,7 +32,7 @@ class DistillConfig(Section):
     trained model, or, to distill from a saved teacher, ``[model]`` with
     ``params_from`` set and no ``train`` stage (or ``train.epochs = 0``). The
     student (``model``, ``widths``, ``dropout_rate``, ``input_dropout_rate`` as in
-    ``[model]``) is initialised with ``experiment.seed + 1`` and trained for
+    ``[model]``) is initialised with the run's key named ``"distill/init"`` and trained for
     ``epochs`` with :func:`jaxzip.distill.make_train_step` and
     ``kd_loss(temperature=temperature, alpha=alpha)``, with ``[train]``'s
     optimizer, schedule, weight decay and batch size at ``learning_rate``. With

@@ -11,10 +11,27 @@ import numpy as np
 import optax
 
 from jaxzip import train as jz_train
+from jaxzip._keys import named_key
 from jaxzip.pipeline._config import TrainConfig
 from jaxzip.pipeline._stage_config import DistillConfig
 
-__all__ = ["augment_of", "jsonable", "make_train_tx"]
+__all__ = ["augment_of", "jsonable", "make_train_tx", "run_key"]
+
+
+def run_key(cfg: Any, name: str) -> jax.Array:
+    """The key of the consumer ``name`` in a run: ``named_key(jax.random.key(experiment.seed), name)``.
+
+    The config's one seed is the run's root key; each stage takes its own key
+    from it by name (``"model"``, ``"train"``, ``"distill"``, ...), never by an
+    integer offset.
+
+    Example:
+      >>> from jaxzip.pipeline._config import ExperimentConfig
+      >>> a = run_key(ExperimentConfig(), "train")
+      >>> bool((jax.random.key_data(a) == jax.random.key_data(run_key(ExperimentConfig(), "model"))).all())
+      False
+    """
+    return named_key(jax.random.key(cfg.experiment.seed), name)
 
 
 def make_train_tx(

@@ -14,15 +14,17 @@ Example:
   >>> tx = jz.train.make_optimizer(name="adam", learning_rate=0.1, schedule="constant",
   ...                              total_steps=20)
   >>> state, history = jz.train.fit(jz.models.linen_apply_fn(model), params, tx, ds,
-  ...                               epochs=20, batch_size=4, seed=0, progress=False)
+  ...                               epochs=20, batch_size=4, key=jax.random.key(0),
+  ...                               progress=False)
   >>> jz.train.evaluate(jz.models.linen_apply_fn(model), state.params, ds)["accuracy"]
   1.0
 """
 
+from jaxzip._keys import named_key
 from jaxzip.train._augment import RandomShift
 from jaxzip.train._checkpoint import load_params, save_params
 from jaxzip.train._evaluate import evaluate
-from jaxzip.train._fit import fit
+from jaxzip.train._fit import epoch_batches, fit, run_epochs
 from jaxzip.train._guard import raise_if_nonfinite
 from jaxzip.train._optim import OPTIMIZERS, SCHEDULES, kernel_mask, make_optimizer
 from jaxzip.train._state import TrainState, init_state
@@ -33,6 +35,7 @@ __all__ = [
     "SCHEDULES",
     "RandomShift",
     "TrainState",
+    "epoch_batches",
     "evaluate",
     "fit",
     "init_state",
@@ -40,6 +43,8 @@ __all__ = [
     "load_params",
     "make_optimizer",
     "make_train_step",
+    "named_key",
     "raise_if_nonfinite",
+    "run_epochs",
     "save_params",
 ]

@@ -1,10 +1,11 @@
-"""``fit``: the epoch loop around :func:`make_train_step`, with a progress bar and a history."""
+"""The one training loop (:func:`run_epochs`) and :func:`fit`, the classifier loop built on it."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +13,9 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params
-from jaxzip.data import Dataset, batches
+from jaxzip.data import Dataset
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train._augment import RandomShift
 from jaxzip.train._evaluate import evaluate
@@ -21,16 +23,193 @@ from jaxzip.train._guard import raise_if_nonfinite
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
 
+__all__ = ["epoch_batches", "fit", "run_epochs"]
+
+S = TypeVar("S")
+Step = Callable[[S, dict[str, np.ndarray], jax.Array], tuple[S, Mapping[str, Any]]]
+Callback = Callable[[dict[str, Any], Any], bool | None]
+
 _REFRESH_EVERY = 25
 """Steps between host fetches of the running metrics for the progress bar."""
+_SHORT = {"accuracy": "acc"}
+_GUARD_KEYS = ("finite", "nonfinite")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"fit: {name} must be an int, got {value!r}")
+        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
     if value < minimum:
-        raise ValueError(f"fit: {name} must be at least {minimum}, got {value}")
+        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
     return int(value)
+
+
+def _check_batch_size(where: str, ds: Any, batch_size: Any) -> int:
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"{where}: train_ds must be a jaxzip.data.Dataset, got {type(ds).__name__}")
+    batch_size = _check_int(where, "batch_size", batch_size, 1)
+    if batch_size > len(ds):
+        raise ValueError(
+            f"{where}: batch_size={batch_size} exceeds the {len(ds)} training examples of "
+            f"{ds.name!r} (incomplete batches are dropped, so no step would run)"
+        )
+    return batch_size
+
+
+def epoch_batches(ds: Dataset, batch_size: int, *, key: jax.Array) -> Iterator[dict[str, Any]]:
+    """One epoch of full batches of ``ds``, in the order ``jax.random.permutation(key, len(ds))``.
+
+    Every example appears at most once; the last ``len(ds) % batch_size``
+    examples of the order are dropped, so every batch has the same shape.
+
+    Args:
+      ds: the :class:`jaxzip.data.Dataset`.
+      batch_size: examples per batch (1 to ``len(ds)``).
+      key: the PRNG key of this epoch's order.
+
+    Returns:
+      An iterator of ``{"x": ..., "y": ...}`` numpy batches.
+
+    Raises:
+      TypeError: ``ds`` is not a Dataset, ``key`` not a PRNG key.
+      ValueError: ``batch_size`` out of range.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> ds = Dataset(x=np.zeros((5, 1, 1, 1), np.float32), y=np.arange(5, dtype=np.int32),
+      ...              num_classes=5, name="toy")
+      >>> out = [b["y"].tolist() for b in epoch_batches(ds, 2, key=jax.random.key(0))]
+      >>> len(out), sorted(sum(out, [])) == sorted(set(sum(out, [])))
+      (2, True)
+    """
+    batch_size = _check_batch_size("epoch_batches", ds, batch_size)
+    check_key("epoch_batches", key)
+    order = np.asarray(jax.random.permutation(key, len(ds)))
+    for start in range(0, len(ds) - len(ds) % batch_size, batch_size):
+        idx = order[start : start + batch_size]
+        yield {"x": ds.x[idx], "y": ds.y[idx]}
+
+
+def _line(desc: str, record: Mapping[str, Any]) -> str:
+    parts = []
+    for name, value in record.items():
+        if name in ("epoch", "seconds") or not isinstance(value, float):
+            continue
+        short = name.removeprefix("train_")
+        parts.append(f"{_SHORT.get(short, short).replace('_accuracy', '_acc')}={value:.4f}")
+    return f"{desc}: {' '.join(parts)} ({record['seconds']:.1f}s)"
+
+
+def run_epochs(
+    step: Step,
+    state: S,
+    train_ds: Dataset,
+    *,
+    key: jax.Array,
+    epochs: int,
+    batch_size: int,
+    evaluate: Callable[[S], Mapping[str, Any]] | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+    desc: str = "run_epochs",
+) -> tuple[S, list[dict[str, Any]]]:
+    """Runs ``step`` over ``epochs`` shuffled epochs of ``train_ds``: the one training loop.
+
+    Dense training (:func:`fit`), distillation, codebook fine-tuning and student
+    construction all run through it. Epoch ``e`` (from 0) visits
+    :func:`epoch_batches` with key ``fold_in(named_key(key, "shuffle"), e)``;
+    every step gets ``named_key(key, "step")`` (the steps fold in their own
+    counter). Per-step scalar metrics are summed on the device and fetched once
+    per epoch (and every few steps for the progress bar).
+
+    The numerical guard: when a step's metrics hold ``"finite"`` (a step built
+    with ``check_finite=True``), a non-finite step stops the loop with
+    :class:`jaxzip._errors.NonFiniteError` naming the step, epoch and batch
+    (see :func:`raise_if_nonfinite`; its ``.state`` is the last finite state).
+
+    Args:
+      step: ``step(state, batch, key) -> (state, metrics)``; ``metrics`` maps
+        names to scalars (``"loss"``, ``"accuracy"``, ...).
+      state: the initial state (e.g. a :class:`TrainState`).
+      train_ds: the training :class:`jaxzip.data.Dataset`.
+      key: the run's PRNG key (shuffles and step keys derive from it).
+      epochs: passes over ``train_ds`` (at least 1).
+      batch_size: examples per step (1 to ``len(train_ds)``).
+      evaluate: ``evaluate(state) -> metrics`` after every epoch (e.g. validation);
+        its entries are added to the epoch's record as they are.
+      callbacks: each called as ``callback(record, state)`` after every epoch;
+        one returning ``True`` stops training after that epoch (early stop).
+      progress: a tqdm bar on stderr and one line per epoch.
+      desc: who is training, for the bar, the epoch lines (``"<desc> epoch <e>/<epochs>"``)
+        and the error messages (``"<desc>: ..."``).
+
+    Returns:
+      ``(state, history)``: one record per epoch, ``{"epoch": e (1-based),
+      "train_<metric>": the epoch's mean, <evaluate's entries>, "seconds": ...}``.
+
+    Raises:
+      TypeError: a wrong type (``step`` not callable, ``key`` not a PRNG key, ...).
+      ValueError: ``epochs``/``batch_size`` out of range.
+      NonFiniteError: a guarded step met NaN or Inf (a ``ValueError``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> ds = Dataset(x=np.ones((4, 1, 1, 1), np.float32), y=np.zeros(4, np.int32),
+      ...              num_classes=2, name="toy")
+      >>> def step(total, batch, key):
+      ...     return total + batch["x"].sum(), {"loss": jnp.float32(len(batch["x"]))}
+      >>> stop = lambda record, state: record["epoch"] == 2
+      >>> total, history = run_epochs(step, jnp.float32(0), ds, key=jax.random.key(0),
+      ...                             epochs=5, batch_size=2, callbacks=[stop])
+      >>> float(total), [(h["epoch"], h["train_loss"]) for h in history]
+      (8.0, [(1, 2.0), (2, 2.0)])
+    """
+    if not callable(step):
+        raise TypeError(f"run_epochs: step must be callable, got {step!r}")
+    where = desc
+    batch_size = _check_batch_size(where, train_ds, batch_size)
+    epochs = _check_int(where, "epochs", epochs, 1)
+    check_key(where, key)
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"{where}: evaluate must be callable, got {evaluate!r}")
+    if isinstance(callbacks, str | bytes) or not all(callable(c) for c in callbacks):
+        raise TypeError(f"{where}: callbacks must be a sequence of callables, got {callbacks!r}")
+    shuffle_key, step_key = named_key(key, "shuffle"), named_key(key, "step")
+    steps_per_epoch = len(train_ds) // batch_size
+    history: list[dict[str, Any]] = []
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        sums: dict[str, jax.Array] = {}
+        label = f"{desc} epoch {epoch + 1}/{epochs}"
+        bar = tqdm(total=steps_per_epoch, desc=label, file=sys.stderr, disable=not progress,
+                   leave=False, dynamic_ncols=True)  # fmt: skip
+        with bar:
+            batches = epoch_batches(
+                train_ds, batch_size, key=jax.random.fold_in(shuffle_key, epoch)
+            )
+            for i, batch in enumerate(batches, start=1):
+                state, metrics = step(state, batch, step_key)
+                if "finite" in metrics and not bool(metrics["finite"]):
+                    where_step = (
+                        f"{where}: step {int(state.step) + 1} (epoch {epoch + 1}, batch {i})"
+                    )
+                    raise_if_nonfinite(metrics, state, where=where_step)
+                for name, value in metrics.items():
+                    if name not in _GUARD_KEYS and jnp.ndim(value) == 0:
+                        sums[name] = sums.get(name, jnp.zeros((), jnp.float32)) + value
+                bar.update(1)
+                if progress and (i % _REFRESH_EVERY == 0 or i == steps_per_epoch):
+                    bar.set_postfix({n: f"{float(v) / i:.4f}" for n, v in sums.items()})
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        record.update({f"train_{n}": float(v) / steps_per_epoch for n, v in sums.items()})
+        if evaluate is not None:
+            record.update(evaluate(state))
+        record["seconds"] = time.perf_counter() - start
+        history.append(record)
+        if progress:
+            tqdm.write(_line(label, record), file=sys.stderr)
+        if any([bool(c(record, state)) for c in callbacks]):
+            break
+    return state, history
 
 
 def fit(
@@ -41,21 +220,20 @@ def fit(
     *,
     epochs: int,
     batch_size: int,
-    seed: int,
+    key: jax.Array,
     val_ds: Dataset | None = None,
     progress: bool = True,
     eval_batch_size: int = 1000,
     augment: RandomShift | None = None,
     check_finite: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[TrainState, list[dict[str, Any]]]:
-    """Trains with softmax cross-entropy for ``epochs`` epochs.
+    """Trains a classifier with softmax cross-entropy for ``epochs`` epochs.
 
-    Each epoch runs the jitted step of :func:`make_train_step` over
-    ``jaxzip.data.batches(train_ds, batch_size, seed=seed, epoch=e, drop_last=True)``
-    (a fresh shuffle per epoch, every batch the same shape), with dropout keys
-    from ``jax.random.key(seed)``. Metrics are summed on the device; the host
-    fetches them only every few steps for the progress bar and once per epoch.
-    ``params`` is not consumed (training works on a copy).
+    :func:`run_epochs` around the jitted step of :func:`make_train_step`: a
+    fresh shuffle per epoch from ``key``, every batch the same shape (the
+    incomplete one dropped), dropout keys from ``key`` too. ``params`` is not
+    consumed (training works on a copy).
 
     With ``check_finite=True`` the step is built with ``check_finite=True`` (see
     :func:`make_train_step`) and the loop stops at the first step whose loss,
@@ -68,17 +246,18 @@ def fit(
     Args:
       apply_fn: the model, ``apply_fn(params, x, *, train, key) -> logits``.
       params: the initial parameter pytree.
-      tx: the optax optimizer (see :func:`make_optimizer`).
+      tx: the optax optimizer.
       train_ds: the training :class:`jaxzip.data.Dataset`.
       epochs: number of passes over ``train_ds`` (at least 1).
       batch_size: examples per step (at least 1, at most ``len(train_ds)``).
-      seed: non-negative int for the shuffles and the dropout keys.
+      key: the PRNG key of the shuffles and the dropout keys.
       val_ds: evaluated with :func:`evaluate` after every epoch, if given.
       progress: show a tqdm bar on stderr with the running loss and accuracy.
       eval_batch_size: batch size for the validation passes.
       augment: optional augmentation applied inside the train step (e.g.
         :class:`RandomShift`); see :func:`make_train_step`.
       check_finite: stop with :class:`jaxzip._errors.NonFiniteError` at the first non-finite step.
+      callbacks: per-epoch callbacks of :func:`run_epochs` (``True`` stops early).
 
     Returns:
       ``(state, history)``: the final :class:`TrainState` and one dict per epoch
@@ -87,19 +266,20 @@ def fit(
       ``val_ds``) and ``seconds`` (wall time of the epoch, validation included).
 
     Raises:
-      TypeError: an argument has the wrong type.
-      ValueError: ``epochs``/``batch_size``/``seed`` out of range, or
-        ``batch_size`` larger than the training set.
+      TypeError: an argument has the wrong type (``key`` not a PRNG key, ...).
+      ValueError: ``epochs``/``batch_size`` out of range, or ``batch_size``
+        larger than the training set.
       NonFiniteError: with ``check_finite``, a step met NaN or Inf (a ``ValueError``).
 
     Example:
-      >>> import numpy as np, optax
+      >>> import jax, numpy as np, optax
       >>> from jaxzip.data import Dataset
       >>> ds = Dataset(x=np.eye(2, dtype=np.float32).reshape(2, 1, 1, 2),
       ...              y=np.array([0, 1], np.int32), num_classes=2, name="toy")
       >>> apply_fn = lambda params, x, *, train, key: x.reshape(len(x), -1) @ params
       >>> state, history = fit(apply_fn, np.zeros((2, 2), np.float32), optax.sgd(1.0), ds,
-      ...                      epochs=2, batch_size=2, seed=0, val_ds=ds, progress=False)
+      ...                      epochs=2, batch_size=2, key=jax.random.key(0), val_ds=ds,
+      ...                      progress=False)
       >>> [h["epoch"] for h in history], history[-1]["val_accuracy"], int(state.step)
       ([1, 2], 1.0, 2)
     """
@@ -108,69 +288,20 @@ def fit(
     for name, ds in (("train_ds", train_ds), ("val_ds", val_ds)):
         if not (ds is None and name == "val_ds") and not isinstance(ds, Dataset):
             raise TypeError(f"fit: {name} must be a jaxzip.data.Dataset, got {type(ds).__name__}")
-    epochs = _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    seed = _check_int("seed", seed, 0)
-    eval_batch_size = _check_int("eval_batch_size", eval_batch_size, 1)
-    if batch_size > len(train_ds):
-        raise ValueError(
-            f"fit: batch_size={batch_size} exceeds the {len(train_ds)} training examples of "
-            f"{train_ds.name!r} (incomplete batches are dropped, so no step would run)"
-        )
-    steps_per_epoch = len(train_ds) // batch_size
+    _check_int("fit", "epochs", epochs, 1)
+    _check_batch_size("fit", train_ds, batch_size)
+    check_key("fit", key)
+    eval_batch_size = _check_int("fit", "eval_batch_size", eval_batch_size, 1)
     if not isinstance(check_finite, bool):
         raise TypeError(f"fit: check_finite must be a bool, got {check_finite!r}")
     step = make_train_step(apply_fn, tx, augment=augment, check_finite=check_finite)
-    state = init_state(params, tx)
-    key = jax.random.key(seed)
-    history: list[dict[str, Any]] = []
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        loss_sum = jnp.zeros((), jnp.float32)
-        acc_sum = jnp.zeros((), jnp.float32)
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            file=sys.stderr,
-            disable=not progress,
-            leave=False,
-            dynamic_ncols=True,
-        )
-        with bar:
-            it = batches(train_ds, batch_size, seed=seed, epoch=epoch, drop_last=True)
-            for i, batch in enumerate(it, start=1):
-                state, metrics = step(state, batch, key)
-                if check_finite and not bool(metrics["finite"]):
-                    where = f"fit: step {int(state.step) + 1} (epoch {epoch + 1}, batch {i})"
-                    raise_if_nonfinite(metrics, state, where=where)
-                loss_sum = loss_sum + metrics["loss"]
-                acc_sum = acc_sum + metrics["accuracy"]
-                bar.update(1)
-                if progress and (i % _REFRESH_EVERY == 0 or i == steps_per_epoch):
-                    bar.set_postfix(
-                        loss=f"{float(loss_sum) / i:.4f}", acc=f"{float(acc_sum) / i:.4f}"
-                    )
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": float(loss_sum) / steps_per_epoch,
-            "train_accuracy": float(acc_sum) / steps_per_epoch,
-            "val_loss": None,
-            "val_accuracy": None,
-        }
-        if val_ds is not None:
-            val = evaluate(apply_fn, state.params, val_ds, batch_size=eval_batch_size)
-            record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
-        record["seconds"] = time.perf_counter() - start
-        history.append(record)
-        if progress:
-            val_text = (
-                ""
-                if val_ds is None
-                else f" val_loss={record['val_loss']:.4f} val_acc={record['val_accuracy']:.4f}"
-            )
-            tqdm.write(
-                f"epoch {epoch + 1}/{epochs}: loss={record['train_loss']:.4f} "
-                f"acc={record['train_accuracy']:.4f}{val_text} ({record['seconds']:.1f}s)",
-                file=sys.stderr,
-            )
-    return state, history
+
+    def validate(state: TrainState) -> dict[str, Any]:
+        if val_ds is None:
+            return {"val_loss": None, "val_accuracy": None}
+        val = evaluate(apply_fn, state.params, val_ds, batch_size=eval_batch_size)
+        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+
+    return run_epochs(step, init_state(params, tx), train_ds, key=key, epochs=epochs,
+                      batch_size=batch_size, evaluate=validate, callbacks=callbacks,
+                      progress=progress, desc="fit")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import pytest
 
 from jaxzip.auto import SearchSpace, search, write_report
@@ -9,7 +10,14 @@ from jaxzip.auto import SearchSpace, search, write_report
 
 def test_report_written(mlp, make_eval, tmp_path):
     space = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5)
-    r = search(mlp, eval_fn=make_eval(), max_drop=0.1, where=r".*/kernel", seed=0, space=space)
+    r = search(
+        mlp,
+        eval_fn=make_eval(),
+        max_drop=0.1,
+        where=r".*/kernel",
+        key=jax.random.key(0),
+        space=space,
+    )
     path = write_report(r, tmp_path / "rep", test_metrics={"best_test_accuracy": 0.5})
     text = path.read_text()
     assert path.name == "report.md"

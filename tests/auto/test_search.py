@@ -23,7 +23,7 @@ def _same(a, b):
 
 
 def _run(mlp, ev, tmp_path, **kw):
-    kw = {"max_drop": 0.1, "where": KERNELS, "seed": 0, "space": SPACE, **kw}
+    kw = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE, **kw}
     return search(mlp, eval_fn=ev, out_dir=tmp_path, **kw)
 
 
@@ -93,7 +93,9 @@ def test_infeasible_reports_most_accurate(mlp, make_eval, tmp_path):
         base["calls"] += 1
         return 1.0 if base["calls"] == 1 else penalized(p)  # only the baseline scores 1.0
 
-    r = search(mlp, eval_fn=eval_fn, max_drop=0.0, where=KERNELS, seed=0, space=SPACE)
+    r = search(
+        mlp, eval_fn=eval_fn, max_drop=0.0, where=KERNELS, key=jax.random.key(0), space=SPACE
+    )
     assert not r.feasible and r.best["feasible"] is False
     assert r.best["accuracy"] == max(t["accuracy"] for t in r.trials)
     assert all(not t["feasible"] for t in r.trials)
@@ -112,20 +114,22 @@ def test_time_budget_stops(mlp, make_eval, tmp_path):
     ({"strategy": "random"}, "strategy"), ({"where": "nothing"}, "where"),
 ])  # fmt: skip
 def test_bad_input(mlp, make_eval, kw, match):
-    args = {"max_drop": 0.1, "where": KERNELS, "seed": 0, "space": SPACE, **kw}
+    args = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE, **kw}
     with pytest.raises(ValueError, match=match):
         search(mlp, eval_fn=make_eval(), **args)
 
 
 def test_eval_nan_named(mlp):
     with pytest.raises(ValueError, match=r"eval_fn.*nan"):
-        search(mlp, eval_fn=lambda p: float("nan"), max_drop=0.1, where=KERNELS, seed=0)
+        search(
+            mlp, eval_fn=lambda p: float("nan"), max_drop=0.1, where=KERNELS, key=jax.random.key(0)
+        )
 
 
 def test_journal_of_another_search_rejected(mlp, make_eval, tmp_path):
     _run(mlp, make_eval(), tmp_path, max_trials=1)
     with pytest.raises(ConfigError, match="another config"):
-        _run(mlp, make_eval(), tmp_path, seed=1)
+        _run(mlp, make_eval(), tmp_path, key=jax.random.key(1))
     j = Journal.open(tmp_path / "mine.jsonl", config={"mine": 1})
     r = _run(mlp, make_eval(), tmp_path / "other", journal=j, max_trials=1)
     assert len(j) >= 2 and r.best["key"] in j  # baseline, probes and the candidate
@@ -136,7 +140,14 @@ def test_optuna_missing_is_a_clear_import_error(mlp, make_eval, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
     with pytest.raises(ImportError, match="pip install optuna"):
-        search(mlp, eval_fn=make_eval(), max_drop=0.1, where=KERNELS, seed=0, strategy="optuna")
+        search(
+            mlp,
+            eval_fn=make_eval(),
+            max_drop=0.1,
+            where=KERNELS,
+            key=jax.random.key(0),
+            strategy="optuna",
+        )
 
 
 def test_optuna_strategy_pareto_and_replay(mlp, make_eval, tmp_path):

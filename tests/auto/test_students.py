@@ -57,7 +57,7 @@ def setup():
     }
 
 
-ARGS = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-2, "seed": 0}
+ARGS = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-2, "key": jax.random.key(0)}
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +219,7 @@ def test_plot(searched):
         ({"epochs": 0}, ValueError, "epochs"),
         ({"batch_size": 65}, ValueError, "exceeds the 64"),
         ({"learning_rate": 0.0}, ValueError, "learning_rate"),
-        ({"seed": -1}, ValueError, "seed"),
+        ({"key": 0}, TypeError, "key must be a PRNG key"),
         ({"family": MLP((4,))}, TypeError, "family"),
         ({"val_ds": "val"}, TypeError, "val_ds"),
         ({"loss": "kd"}, TypeError, "loss"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxzip.train import fit
+from jaxzip.data import Dataset
+from jaxzip.train import epoch_batches, fit, init_state, make_train_step, named_key, run_epochs
 
 KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
 
@@ -20,7 +22,7 @@ def test_history_and_learning(toy, linear, linear_params):
         toy,
         epochs=3,
         batch_size=8,
-        seed=0,
+        key=jax.random.key(0),
         val_ds=toy,
         progress=False,
     )
@@ -35,7 +37,7 @@ def test_history_and_learning(toy, linear, linear_params):
 
 def test_same_seed_same_result_other_seed_other_order(toy, linear, linear_params):
     def run(seed):
-        args = {"epochs": 1, "batch_size": 5, "seed": seed, "progress": False}
+        args = {"epochs": 1, "batch_size": 5, "key": jax.random.key(seed), "progress": False}
         return fit(linear, linear_params, optax.sgd(1.0), toy, **args)[0].params
 
     a, b, c = run(0), run(0), run(1)
@@ -51,7 +53,7 @@ def test_drops_the_incomplete_batch_and_leaves_params_usable(toy, linear, linear
         toy,
         epochs=1,
         batch_size=10,
-        seed=0,
+        key=jax.random.key(0),
         progress=False,
     )
     assert int(state.step) == 3  # 32 examples, batches of 10: the last 2 are dropped
@@ -67,7 +69,7 @@ def test_progress_goes_to_stderr(toy, linear, linear_params, capsys):
         toy,
         epochs=1,
         batch_size=8,
-        seed=0,
+        key=jax.random.key(0),
         val_ds=toy,
         progress=True,
     )
@@ -77,7 +79,16 @@ def test_progress_goes_to_stderr(toy, linear, linear_params, capsys):
 
 
 def test_silent_without_progress(toy, linear, linear_params, capsys):
-    fit(linear, linear_params, optax.sgd(1.0), toy, epochs=1, batch_size=8, seed=0, progress=False)
+    fit(
+        linear,
+        linear_params,
+        optax.sgd(1.0),
+        toy,
+        epochs=1,
+        batch_size=8,
+        key=jax.random.key(0),
+        progress=False,
+    )
     assert capsys.readouterr() == ("", "")
 
 
@@ -88,17 +99,121 @@ def test_silent_without_progress(toy, linear, linear_params, capsys):
         ({"epochs": 1.5}, TypeError, "epochs must be an int"),
         ({"batch_size": 33}, ValueError, "batch_size=33 exceeds the 32"),
         ({"batch_size": 0}, ValueError, "batch_size must be at least 1"),
-        ({"seed": -1}, ValueError, "seed must be at least 0"),
-        ({"seed": None}, TypeError, "seed must be an int"),
+        ({"key": 0}, TypeError, "fit: key must be a PRNG key"),
+        ({"key": None}, TypeError, "fit: key must be a PRNG key"),
         ({"val_ds": "val"}, TypeError, r"val_ds must be a jaxzip\.data\.Dataset"),
     ],
 )
 def test_bad_arguments(kwargs, error, match, toy, linear, linear_params):
-    args = {"epochs": 1, "batch_size": 8, "seed": 0, "progress": False, **kwargs}
+    args = {"epochs": 1, "batch_size": 8, "key": jax.random.key(0), "progress": False, **kwargs}
     with pytest.raises(error, match=match):
         fit(linear, linear_params, optax.sgd(1.0), toy, **args)
 
 
 def test_train_ds_must_be_a_dataset(toy, linear, linear_params):
     with pytest.raises(TypeError, match=r"train_ds must be a jaxzip\.data\.Dataset"):
-        fit(linear, linear_params, optax.sgd(1.0), (toy.x, toy.y), epochs=1, batch_size=8, seed=0)
+        fit(
+            linear,
+            linear_params,
+            optax.sgd(1.0),
+            (toy.x, toy.y),
+            epochs=1,
+            batch_size=8,
+            key=jax.random.key(0),
+        )
+
+
+def _count_step(total, batch, key):
+    """A step whose state is the sum of the labels seen: a hand-checkable loop."""
+    return total + batch["y"].sum(), {"loss": jnp.float32(batch["y"].sum()), "vec": jnp.ones(2)}
+
+
+def _labelled(n: int) -> Dataset:
+    return Dataset(x=np.zeros((n, 1, 1, 1), np.float32), y=np.arange(n, dtype=np.int32),
+                   num_classes=n, name="count")  # fmt: skip
+
+
+def test_run_epochs_by_hand():
+    # 6 examples, batches of 4: one step per epoch over 4 distinct labels of 0..5
+    total, history = run_epochs(_count_step, jnp.int32(0), _labelled(6), key=jax.random.key(0),
+                                epochs=3, batch_size=4)  # fmt: skip
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert set(history[0]) == {"epoch", "train_loss", "seconds"}  # non-scalar metrics skipped
+    assert int(total) == sum(h["train_loss"] for h in history)
+    assert all(6 <= h["train_loss"] <= 14 for h in history)  # 0+1+2+3 .. 2+3+4+5
+
+
+def test_run_epochs_evaluate_callbacks_and_early_stop():
+    seen = []
+
+    def stop_at_2(record, state):
+        seen.append((record["epoch"], int(state)))
+        return record["epoch"] == 2
+
+    total, history = run_epochs(
+        _count_step, jnp.int32(0), _labelled(4), key=jax.random.key(1), epochs=5, batch_size=4,
+        evaluate=lambda s: {"val": int(s)}, callbacks=[stop_at_2],
+    )  # fmt: skip
+    assert seen == [(1, 6), (2, 12)] and int(total) == 12
+    assert [h["val"] for h in history] == [6, 12]
+
+
+def test_epoch_batches_visit_each_example_once_and_depend_only_on_the_key():
+    ds = _labelled(10)
+
+    def order(seed):
+        return [b["y"].tolist() for b in epoch_batches(ds, 3, key=jax.random.key(seed))]
+
+    a, b, c = order(0), order(0), order(1)
+    assert a == b and a != c
+    flat = [y for batch in a for y in batch]
+    assert len(a) == 3 and len(flat) == 9 and len(set(flat)) == 9  # the 10th dropped
+
+
+def test_run_epochs_same_key_same_result_jit_and_eager_steps_agree(toy, linear, linear_params):
+    tx = optax.sgd(0.5)
+    jitted = make_train_step(linear, tx)
+
+    def eager(state, batch, key):
+        with jax.disable_jit():
+            return jitted(state, batch, key)
+
+    args = {"key": jax.random.key(3), "epochs": 2, "batch_size": 8}
+    a, _ = run_epochs(jitted, init_state(linear_params, tx), toy, **args)
+    b, _ = run_epochs(eager, init_state(linear_params, tx), toy, **args)
+    np.testing.assert_allclose(a.params["w"], b.params["w"], rtol=1e-6, atol=1e-6)
+    assert int(a.step) == int(b.step) == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"step": None}, TypeError, "step must be callable"),
+        ({"key": 0}, TypeError, "key must be a PRNG key"),
+        ({"epochs": 0}, ValueError, "epochs must be at least 1"),
+        ({"batch_size": 7}, ValueError, "batch_size=7 exceeds the 6"),
+        ({"evaluate": 1}, TypeError, "evaluate must be callable"),
+        ({"callbacks": [1]}, TypeError, "callbacks must be a sequence of callables"),
+        ({"train_ds": "ds"}, TypeError, "train_ds must be a jaxzip.data.Dataset"),
+    ],
+)
+def test_run_epochs_bad_arguments(kwargs, error, match):
+    args = {"step": _count_step, "state": jnp.int32(0), "train_ds": _labelled(6),
+            "key": jax.random.key(0), "epochs": 1, "batch_size": 2, **kwargs}  # fmt: skip
+    with pytest.raises(error, match=match):
+        run_epochs(**args)
+
+
+def test_named_key_is_stable_and_checked():
+    root = jax.random.key(0)
+    data = jax.random.key_data
+    np.testing.assert_array_equal(data(named_key(root, "a")), data(named_key(root, "a")))
+    assert not np.array_equal(data(named_key(root, "a")), data(named_key(root, "b")))
+    # golden: the name's hash is SHA-256 based, not Python's salted hash()
+    np.testing.assert_array_equal(
+        data(named_key(root, "train")), data(jax.random.fold_in(root, np.uint32(0xC4546F11)))
+    )
+    with pytest.raises(TypeError, match="name must be a non-empty str"):
+        named_key(root, "")
+    with pytest.raises(TypeError, match="key must be a PRNG key"):
+        named_key(0, "a")
