@@ -7,6 +7,8 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.paths``: ``where=`` selection of leaves by path.
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
 * ``jz.deploy``: export a compressed model with ``jax.export`` and run it without its Python source.
+* ``jz.io``: atomic file writes (the one write path for every file jaxzip produces).
+* ``jz.layout``: kernel layouts traced from the model (which axes a matmul contracts), matmul hooks.
 * ``jz.distill``: distillation losses (KD, DKD, hints, attention) and one jitted, vmappable, shardable step.
 * ``jz.models``: reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN).
 * ``jz.prune``: pruning scores, structures, allocation, masks, schedules and Optax transforms.
@@ -15,7 +17,21 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
 """
 
-from jaxzip import auto, codec, data, deploy, distill, models, paths, pipeline, prune, quant, train
+from jaxzip import (
+    auto,
+    codec,
+    data,
+    deploy,
+    distill,
+    io,
+    layout,
+    models,
+    paths,
+    pipeline,
+    prune,
+    quant,
+    train,
+)
 from jaxzip._errors import (
     CheckpointError,
     ConfigError,
@@ -42,6 +58,8 @@ __all__ = [
     "data",
     "deploy",
     "distill",
+    "io",
+    "layout",
     "models",
     "paths",
     "pipeline",
