@@ -50,7 +50,9 @@ import numpy as np
 import optax
 
 import jaxzip as jz
-from jaxzip._io import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
 
 DEFAULT_DENSE = Path("runs/lenet300100_mnist/params.npz")
 KERNELS = r".*/kernel"
@@ -59,13 +61,11 @@ ALLOCATIONS = {"global": jz.prune.Global(), "uniform": jz.prune.Uniform()}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options."""
-    p = argparse.ArgumentParser(
-        description="Prune + quantize LeNet-300-100, then recover by fine-tuning on labels "
-        "or by distilling from the dense model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = common.parser(
+        "Prune + quantize LeNet-300-100, then recover by fine-tuning on labels "
+        "or by distilling from the dense model."
     )
-    p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist")
-    p.add_argument("--data-dir", default=None, help="directory holding mnist/")
+    common.add_data_options(p)
     p.add_argument(
         "--dense-params",
         type=Path,
@@ -82,27 +82,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=0.01, help="peak SGD rate, both arms")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9, help="weight of the soft (T^2 KL) term")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0, help="seed for the split and the shuffles")
-    p.add_argument("--out", type=Path, default=Path("runs/compression_recovery"))
+    common.add_run_options(p, out="runs/compression_recovery")
     args = p.parse_args(argv)
-    for name in ("dense_epochs", "epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0.0 <= args.sparsity < 1.0:
-        p.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    common.require_at_least(p, args, 1, "dense_epochs", "epochs", "widths")
+    common.require_fraction(p, args, "sparsity", one=False)
+    common.require_fraction(p, args, "alpha")
     if not 2 <= args.bits <= 8:
         p.error(f"--bits must be in [2, 8], got {args.bits}")
-    if min(args.widths) < 1:
-        p.error(f"--widths must be positive, got {args.widths}")
-    if min(args.learning_rate, args.temperature) <= 0:
-        p.error("--learning-rate and --temperature must be > 0")
-    if not 0.0 <= args.alpha <= 1.0:
-        p.error(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
-    if args.dense_params is not None and not args.dense_params.is_file():
-        p.error(f"--dense-params: no file at {str(args.dense_params)!r}")
+    common.require_positive(p, args, "learning_rate", "temperature")
+    common.require_file(p, args, "dense_params")
     return args
 
 
@@ -117,28 +105,20 @@ def errors_of(
 
 def dense_params_of(args: argparse.Namespace, splits: jz.data.Splits, apply_fn, model) -> tuple:
     """The dense params and where they came from (loaded, or trained here)."""
-    init = jz.models.init_params(model, jax.random.key(args.seed), splits.train.x[:1])
-    path = args.dense_params
-    if path is None and args.dataset == "mnist" and DEFAULT_DENSE.is_file():
-        path = DEFAULT_DENSE
-    if path is not None:
-        return jz.train.load_params(path, init), str(path)
-    steps = args.dense_epochs * (len(splits.train) // args.batch_size)
-    tx = jz.train.make_optimizer(
-        name="sgd", learning_rate=0.1, schedule="cosine", total_steps=steps, weight_decay=5e-4
-    )
-    state, _ = jz.train.fit(
+    key = jax.random.key(args.seed)
+    return common.load_or_fit(
+        common.default_file(args.dense_params, args, DEFAULT_DENSE),
         apply_fn,
-        init,
-        tx,
+        jz.models.init_params(model, key, splits.train.x[:1]),
         splits.train,
+        optimizer="sgd",
+        learning_rate=0.1,
+        weight_decay=5e-4,
         epochs=args.dense_epochs,
         batch_size=args.batch_size,
-        seed=args.seed,
-        progress=False,
+        key=jax.random.fold_in(key, 1),
+        save_to=args.out / "dense_params.npz",
     )
-    jz.train.save_params(args.out / "dense_params.npz", state.params)
-    return state.params, f"trained here for {args.dense_epochs} epochs"
 
 
 def make_compress(mask: Any, bits: int) -> Callable[[Any], Any]:
@@ -177,10 +157,13 @@ def fine_tune(
     :func:`jaxzip.distill.make_vmapped_train_step`); sharing one compiled step and
     one teacher forward pass per batch just makes it cheaper.
     """
-    steps = args.epochs * (len(splits.train) // args.batch_size)
     tx = optax.chain(
-        jz.train.make_optimizer(
-            name="sgd", learning_rate=args.learning_rate, schedule="cosine", total_steps=steps
+        common.cosine_optimizer(
+            "sgd",
+            args.learning_rate,
+            epochs=args.epochs,
+            train_size=len(splits.train),
+            batch_size=args.batch_size,
         ),
         jz.prune.keep_masked(mask),
     )
@@ -191,36 +174,31 @@ def fine_tune(
         "temperature": np.array([1.0, args.temperature], np.float32),
         "alpha": np.array([0.0, args.alpha], np.float32),
     }
-    states = jz.distill.stack_states([jz.train.init_state(start, tx)] * len(ARMS))
-    keys = jax.random.split(jax.random.key(args.seed + 1), len(ARMS))
-    history: list[list[float]] = [[] for _ in ARMS]
-    for epoch in range(args.epochs):
-        epoch_start = time.perf_counter()
-        for batch in jz.data.batches(
-            splits.train, args.batch_size, seed=args.seed + 1, epoch=epoch, drop_last=True
-        ):
-            states, _ = step(states, dense, batch, keys, hparams)
-        for i, s in enumerate(jz.distill.unstack_states(states)):
-            val = jz.train.evaluate(
-                apply_fn, compress(s.params), splits.val, batch_size=args.batch_size
-            )
-            history[i].append(val["error"])
-        print(
-            f"epoch {epoch + 1}/{args.epochs}: val error "
+    states, history = common.distill_stacked(
+        step,
+        jz.distill.stack_states([jz.train.init_state(start, tx)] * len(ARMS)),
+        dense,
+        splits.train,
+        hparams=hparams,
+        keys=jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 2), len(ARMS)),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed + 1,
+        val_errors=lambda params: jz.train.evaluate(
+            apply_fn, compress(params), splits.val, batch_size=args.batch_size
+        )["error"],
+        describe=lambda history: (
+            "val error "
             + ", ".join(f"{name} {h[-1]:.4f}" for name, h in zip(ARMS, history, strict=True))
-            + f" ({time.perf_counter() - epoch_start:.1f}s)",
-            file=sys.stderr,
-            flush=True,
-        )
+        ),
+    )
     return [s.params for s in jz.distill.unstack_states(states)], history
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole experiment; returns what goes to ``compression_recovery.json``."""
     total_start = time.perf_counter()
-    splits = jz.data.load_splits(
-        args.dataset, data_dir=args.data_dir, val_fraction=0.1, seed=args.seed, progress=False
-    )
+    splits = common.load_splits(args)
     args.out.mkdir(parents=True, exist_ok=True)
     model = jz.models.MLP(tuple(args.widths), num_classes=splits.train.num_classes)
     apply_fn = jz.models.linen_apply_fn(model)
@@ -244,45 +222,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         models[name] = errors_of(apply_fn, final, splits, eval_size)
         models[name]["val_error_history"] = history
         models[name]["kernel_sparsity"] = kernel_sparsity(final)
-    return {
-        "experiment": "compression_recovery",
-        "dataset": args.dataset,
-        "val_size": len(splits.val),
-        "test_size": len(splits.test),
-        "models": models,
-        "fine_tune_seconds": time.perf_counter() - tune_start,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "wall_seconds": time.perf_counter() - total_start,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-    }
+    return common.record(
+        args,
+        experiment="compression_recovery",
+        dataset=args.dataset,
+        val_size=len(splits.val),
+        test_size=len(splits.test),
+        models=models,
+        fine_tune_seconds=time.perf_counter() - tune_start,
+        wall_seconds=time.perf_counter() - total_start,
+    )
 
 
 def table(results: dict[str, Any]) -> str:
     """The results as an aligned text table (errors in percent)."""
     s = results["settings"]
-    lines = [
-        f"MLP{tuple(s['widths'])} on {results['dataset']}: {s['sparsity']:.0%} of kernel "
-        f"weights pruned ({s['allocation']}), {s['bits']}-bit per-channel kernels",
-        "model        val_err%  test_err%  test_errors",
-        "-----------  --------  ---------  -----------",
+    rows = [
+        [name, f"{100 * r['val_error']:.2f}", f"{100 * r['test_error']:.2f}", r["test_errors"]]
+        for name, r in ((name, results["models"][name]) for name in ("dense", "damaged", *ARMS))
     ]
-    for name in ("dense", "damaged", "labels_only", "distilled"):
-        r = results["models"][name]
-        lines.append(
-            f"{name:<11}  {100 * r['val_error']:>8.2f}  {100 * r['test_error']:>9.2f}  "
-            f"{r['test_errors']:>11}"
-        )
-    return "\n".join(lines)
+    title = (
+        f"MLP{tuple(s['widths'])} on {results['dataset']}: {s['sparsity']:.0%} of kernel "
+        f"weights pruned ({s['allocation']}), {s['bits']}-bit per-channel kernels"
+    )
+    return (
+        title + "\n" + common.format_table(["model", "val_err%", "test_err%", "test_errors"], rows)
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the experiment, writes ``compression_recovery.json`` and prints the table."""
-    args = parse_args(argv)
-    results = run(args)
-    atomic_write_json(args.out / "compression_recovery.json", results)
-    print(table(results))
-    return results
+    return common.main(
+        argv, parse_args, run, lambda r: ({"compression_recovery.json": r}, table(r))
+    )
 
 
 if __name__ == "__main__":

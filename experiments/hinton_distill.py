@@ -59,7 +59,9 @@ import numpy as np
 import optax
 
 import jaxzip as jz
-from jaxzip._io import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
 
 PAPER_ERRORS = {"teacher": 67, "student_alone": 146, "student_distilled": 74}
 """Test errors reported by Hinton et al. (2015) for 1200-1200 / 800-800 MLPs, T = 20."""
@@ -67,18 +69,11 @@ PAPER_ERRORS = {"teacher": 67, "student_alone": 146, "student_distilled": 74}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options."""
-    p = argparse.ArgumentParser(
-        description="Hinton et al.'s MNIST distillation: a 1200-1200 dropout teacher, an "
-        "800-800 student alone, and the same student distilled at temperature T.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = common.parser(
+        "Hinton et al.'s MNIST distillation: a 1200-1200 dropout teacher, an "
+        "800-800 student alone, and the same student distilled at temperature T."
     )
-    p.add_argument(
-        "--dataset",
-        choices=("mnist", "digits"),
-        default="mnist",
-        help="digits: scikit-learn's 8x8 digits, for a quick check",
-    )
-    p.add_argument("--data-dir", default=None, help="directory holding mnist/")
+    common.add_data_options(p)
     p.add_argument("--epochs-teacher", type=int, default=25)
     p.add_argument("--epochs-student", type=int, default=25)
     p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature T")
@@ -114,7 +109,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="teacher only: after each update, scale every unit's incoming weight vector "
         "back to this L2 norm when it grows past it (the paper's weight constraint; 0: off)",
     )
-    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=0.1, help="teacher's peak SGD rate")
     p.add_argument(
         "--student-learning-rate",
@@ -135,43 +129,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="clip both students' gradients to this global norm before the optimizer (0: off)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, inits and shuffles")
     p.add_argument(
         "--teacher-params",
         type=Path,
         default=None,
         help="reuse a teacher saved by an earlier run (teacher_params.npz) instead of training",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/hinton_distill"), help="output directory")
+    common.add_run_options(p, out="runs/hinton_distill", progress=True)
     p.add_argument(
         "--validation-only",
         action="store_true",
         help="count errors on the validation split and never evaluate the test set",
     )
-    p.add_argument("--progress", action="store_true", help="show training progress bars")
     args = p.parse_args(argv)
-    for name in ("shift", "student_shift"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    for name in ("epochs_teacher", "epochs_student", "batch_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
-    if min(args.teacher_widths + args.student_widths) < 1:
-        p.error("--teacher-widths and --student-widths must be positive")
-    if not 0.0 <= args.teacher_dropout < 1.0:
-        p.error(f"--teacher-dropout must be in [0, 1), got {args.teacher_dropout}")
-    if not 0.0 <= args.teacher_input_dropout < 1.0:
-        p.error(f"--teacher-input-dropout must be in [0, 1), got {args.teacher_input_dropout}")
-    if not 0.0 <= args.alpha <= 1.0:
-        p.error(f"--alpha must be in [0, 1], got {args.alpha}")
-    if args.max_norm < 0:
-        p.error(f"--max-norm must be >= 0 (0 turns the constraint off), got {args.max_norm}")
-    if args.clip_norm < 0:
-        p.error(f"--clip-norm must be >= 0 (0 turns clipping off), got {args.clip_norm}")
-    if min(args.temperature, args.learning_rate, args.student_learning_rate) <= 0:
-        p.error("--temperature, --learning-rate and --student-learning-rate must be > 0")
+    common.require_at_least(p, args, 0, "shift", "student_shift", "max_norm", "clip_norm")
+    common.require_at_least(
+        p, args, 1, "epochs_teacher", "epochs_student", "teacher_widths", "student_widths"
+    )
+    common.require_fraction(p, args, "teacher_dropout", "teacher_input_dropout", one=False)
+    common.require_fraction(p, args, "alpha")
+    common.require_positive(p, args, "temperature", "learning_rate", "student_learning_rate")
     return args
 
 
@@ -220,11 +197,8 @@ def optimizer(
     clipped to that global norm; with ``max_norm_limit`` > 0 (the teacher's
     ``--max-norm``) the updated weights are constrained by :func:`max_norm`.
     """
-    tx = jz.train.make_optimizer(
-        name=name,
-        learning_rate=learning_rate,
-        schedule="cosine",
-        total_steps=epochs * (n_train // args.batch_size),
+    tx = common.cosine_optimizer(
+        name, learning_rate, epochs=epochs, train_size=n_train, batch_size=args.batch_size
     )
     if clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
@@ -310,19 +284,19 @@ def train_plain(
     tx = optimizer(
         args, learning_rate, epochs, len(splits.train), clip_norm, max_norm_limit, optimizer_name
     )
-    state, history = jz.train.fit(
+    params, history = common.fit_classifier(
         apply_fn,
         params,
         tx,
         splits.train,
         epochs=epochs,
         batch_size=args.batch_size,
-        seed=seed,
+        key=jax.random.key(seed),
         val_ds=splits.val,
         progress=args.progress,
         augment=augment,
     )
-    return state.params, [float(h["val_accuracy"]) for h in history]
+    return params, [float(h["val_accuracy"]) for h in history]
 
 
 def train_distilled(
@@ -363,31 +337,25 @@ def train_distilled(
         val = jz.train.evaluate(student_apply, state.params, splits.val)
         val_acc.append(float(val["accuracy"]))
         if args.progress:
-            print(
+            common.log(
                 f"distill epoch {epoch + 1}/{epochs}: train_acc={float(acc) / n:.4f} "
-                f"val_acc={val_acc[-1]:.4f} ({time.perf_counter() - start:.1f}s)",
-                file=sys.stderr,
-                flush=True,
+                f"val_acc={val_acc[-1]:.4f} ({time.perf_counter() - start:.1f}s)"
             )
     return state.params, val_acc
 
 
 def log(name: str, result: dict[str, Any], split: str) -> None:
     """One progress line per model on stderr (``split``: where errors were counted)."""
-    print(
+    common.log(
         f"{name}: {result[f'{split}_errors']} {split} errors, val accuracy "
-        f"{result['val_accuracy'][-1]:.4f} ({result['seconds']:.1f}s)",
-        file=sys.stderr,
-        flush=True,
+        f"{result['val_accuracy'][-1]:.4f} ({result['seconds']:.1f}s)"
     )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole experiment; returns what goes to ``hinton_distill.json``."""
     total_start = time.perf_counter()
-    splits = jz.data.load_splits(
-        args.dataset, data_dir=args.data_dir, val_fraction=0.1, seed=args.seed, progress=False
-    )
+    splits = common.load_splits(args)
     split, scored = scored_split(args, splits)
     classes = splits.train.num_classes
     teacher = jz.models.MLP(
@@ -471,38 +439,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     errors = {name: results[name][f"{split}_errors"] for name in PAPER_ERRORS}
     closure = gap_closure(errors)
-    return {
-        "experiment": "hinton_distill",
-        "dataset": args.dataset,
-        "evaluated_on": split,
-        f"{split}_size": len(scored),
-        "models": results,
-        f"{split}_errors": errors,
-        "gap_closure": closure,
-        "target_closure": 0.8,
-        # the issue's target is about test errors; a validation run does not claim it
-        "target_met": None if split == "val" else closure is not None and closure >= 0.8,
-        "paper_test_errors": PAPER_ERRORS,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "wall_seconds": time.perf_counter() - total_start,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-    }
+    # the issue's target is about test errors; a validation run does not claim it
+    met = None if split == "val" else closure is not None and closure >= 0.8
+    return common.record(
+        args,
+        experiment="hinton_distill",
+        dataset=args.dataset,
+        evaluated_on=split,
+        models=results,
+        gap_closure=closure,
+        target_closure=0.8,
+        target_met=met,
+        paper_test_errors=PAPER_ERRORS,
+        wall_seconds=time.perf_counter() - total_start,
+        **{f"{split}_size": len(scored), f"{split}_errors": errors},
+    )
 
 
 def table(results: dict[str, Any]) -> str:
     """The results as an aligned text table."""
     split = results["evaluated_on"]
-    lines = [
-        f"model              {split + '_errors':>11}  paper  val_acc   seconds",
-        "-----------------  -----------  -----  -------  --------",
-    ]
+    rows = []
     for name, paper in PAPER_ERRORS.items():
         r = results["models"][name]
-        lines.append(
-            f"{name:<17}  {r[f'{split}_errors']:>11}  {paper:>5}  {r['val_accuracy'][-1]:>7.4f}  "
-            f"{r['seconds']:>8.1f}"
+        rows.append(
+            [
+                name,
+                r[f"{split}_errors"],
+                paper,
+                f"{r['val_accuracy'][-1]:.4f}",
+                f"{r['seconds']:.1f}",
+            ]
         )
+    lines = [common.format_table(["model", f"{split}_errors", "paper", "val_acc", "seconds"], rows)]
     for name in ("student_alone", "student_distilled"):
         agree = results["models"][name]["teacher_agreement"]
         lines.append(
@@ -517,11 +486,7 @@ def table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the experiment, writes ``hinton_distill.json`` and prints the table."""
-    args = parse_args(argv)
-    results = run(args)
-    atomic_write_json(args.out / "hinton_distill.json", results)
-    print(table(results))
-    return results
+    return common.main(argv, parse_args, run, lambda r: ({"hinton_distill.json": r}, table(r)))
 
 
 if __name__ == "__main__":

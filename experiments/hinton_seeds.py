@@ -17,13 +17,15 @@ option) counts as the script's default for it.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for the imports below
+import _common as common
+import hinton_distill
 
 TARGET = 0.8
 MODELS = ("teacher", "student_alone", "student_distilled")
@@ -31,23 +33,9 @@ PER_RUN = ("seed", "out", "teacher_params", "progress", "data_dir")
 """Settings that may differ between pooled runs (a reused teacher is checked by its errors)."""
 
 
-@functools.cache
-def distill_script() -> Any:
-    """The ``hinton_distill.py`` module beside this file (loaded once)."""
-    spec = importlib.util.spec_from_file_location(
-        "hinton_distill", Path(__file__).with_name("hinton_distill.py")
-    )
-    if spec is None or spec.loader is None:
-        raise ValueError("expected experiments/hinton_distill.py beside hinton_seeds.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def script_defaults() -> dict[str, Any]:
     """``hinton_distill.py``'s default settings, as its JSON records them."""
-    args = vars(distill_script().parse_args([]))
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in args.items()}
+    return common.settings(hinton_distill.parse_args([]))
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -92,7 +80,7 @@ def pool(
                 f"{path}: expected the settings of {paths[0]} apart from the seed, "
                 f"got different {', '.join(diff)}"
             )
-    closure = distill_script().gap_closure
+    closure = hinton_distill.gap_closure
     rows = [
         {
             "path": str(path),
@@ -121,16 +109,13 @@ def table(summary: dict[str, Any]) -> str:
     def frac(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.3f}"
 
-    lines = ["seed  teacher  alone  distilled  closure", "----  -------  -----  ---------  -------"]
-    for r in summary["runs"]:
-        lines.append(
-            f"{r['seed']!s:>4}  {r['teacher']:>7}  {r['student_alone']:>5}  "
-            f"{r['student_distilled']:>9}  {frac(r['closure']):>7}"
-        )
+    rows = [
+        [r["seed"], r["teacher"], r["student_alone"], r["student_distilled"], frac(r["closure"])]
+        for r in summary["runs"]
+    ]
     t = summary["total"]
-    lines.append(
-        f"{'sum':>4}  {t['teacher']:>7}  {t['student_alone']:>5}  {t['student_distilled']:>9}"
-    )
+    rows.append(["sum", t["teacher"], t["student_alone"], t["student_distilled"]])
+    lines = [common.format_table(["seed", "teacher", "alone", "distilled", "closure"], rows)]
     lines.append(f"mean of the per-run closures: {frac(summary['mean_closure'])}")
     verdict = "met" if summary["target_met"] else "not met"
     lines.append(

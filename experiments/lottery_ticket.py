@@ -22,7 +22,6 @@ ordering at this scale). Biases are never pruned; they are rewound with the rest
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,9 @@ import jax
 import optax
 
 import jaxzip as jz
-from jaxzip._io import atomic_write_bytes, atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
 
 KERNELS = r".*/kernel"
 OUTPUT_LAYER = "Dense_2/kernel"
@@ -41,22 +42,11 @@ OUTPUT_LAYER = "Dense_2/kernel"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options."""
-    p = argparse.ArgumentParser(
-        description="Lottery tickets on LeNet-300-100: iterative magnitude pruning with "
-        "rewinding to initialization vs random re-initialization.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = common.parser(
+        "Lottery tickets on LeNet-300-100: iterative magnitude pruning with "
+        "rewinding to initialization vs random re-initialization."
     )
-    p.add_argument(
-        "--dataset",
-        choices=("mnist", "digits"),
-        default="mnist",
-        help="digits: scikit-learn's 8x8 digits, for a quick check",
-    )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="directory holding mnist/ (default: the jaxzip lookup order)",
-    )
+    common.add_data_options(p)
     p.add_argument("--rounds", type=int, default=7, help="pruning rounds after the dense run")
     p.add_argument("--epochs", type=int, default=3, help="training epochs per round")
     p.add_argument(
@@ -66,16 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fraction of the remaining hidden-layer weights pruned per round "
         "(the output layer: half of it)",
     )
-    p.add_argument("--batch-size", type=int, default=60)
     p.add_argument("--learning-rate", type=float, default=1.2e-3, help="Adam's learning rate")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, inits and shuffles")
-    p.add_argument("--out", type=Path, default=Path("runs/lottery_ticket"), help="output directory")
-    p.add_argument("--progress", action="store_true", help="show training progress bars")
+    common.add_run_options(p, out="runs/lottery_ticket", batch_size=60, progress=True)
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.epochs < 1 or args.batch_size < 1 or args.seed < 0:
-        p.error("--rounds, --epochs and --batch-size must be >= 1 and --seed >= 0")
-    if not 0.0 < args.rate < 1.0:
-        p.error(f"--rate must be in (0, 1), got {args.rate}")
+    common.require_at_least(p, args, 1, "rounds", "epochs")
+    common.require_fraction(p, args, "rate", zero=False, one=False)
     return args
 
 
@@ -86,27 +71,27 @@ def round_allocation(rate: float, r: int) -> jz.prune.Explicit:
     )
 
 
-def train(ctx: dict[str, Any], params: Any, mask: Any, seed: int) -> dict[str, Any]:
+def train(ctx: dict[str, Any], params: Any, mask: Any, key: jax.Array) -> dict[str, Any]:
     """Trains masked ``params`` for ``--epochs``; returns the trained params and accuracies."""
     args, splits, apply_fn = ctx["args"], ctx["splits"], ctx["apply_fn"]
     # copy the mask: the train step donates its state, the mask's buffers included
     tx = optax.chain(
         optax.adam(args.learning_rate), jz.prune.keep_masked(jax.tree.map(lambda m: m.copy(), mask))
     )
-    state, history = jz.train.fit(
+    trained, history = common.fit_classifier(
         apply_fn,
         jz.prune.apply_mask(params, mask),
         tx,
         splits.train,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        seed=seed,
+        key=key,
         val_ds=splits.val,
         progress=args.progress,
     )
-    test = jz.train.evaluate(apply_fn, state.params, splits.test)
+    test = jz.train.evaluate(apply_fn, trained, splits.test)
     return {
-        "params": state.params,
+        "params": trained,
         "test_accuracy": float(test["accuracy"]),
         "val_accuracy": [float(h["val_accuracy"]) for h in history],
     }
@@ -124,13 +109,7 @@ def remaining(mask: Any) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole experiment; returns what goes to ``lottery_ticket.json``."""
-    splits = jz.data.load_splits(
-        args.dataset,
-        data_dir=args.data_dir,
-        val_fraction=0.1,
-        seed=args.seed,
-        progress=args.progress,
-    )
+    splits = common.load_splits(args)
     model = jz.models.lenet_300_100(num_classes=splits.train.num_classes)
     key = jax.random.key(args.seed)
     init = jax.jit(lambda k: jz.models.init_params(model, k, splits.train.x[:1]))
@@ -139,7 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     mask = jax.tree.map(lambda p: jax.numpy.ones(p.shape, bool), params0)
 
     start = time.perf_counter()
-    dense = train(ctx, params0, mask, args.seed)
+    train_key = jax.random.fold_in(key, 0)  # training; fold_in(key, r >= 1): round r's re-init
+    dense = train(ctx, params0, mask, train_key)
     rows = [{"round": 0, "remaining": remaining(mask), "ticket": dense, "random": dense}]
     log(rows[-1], time.perf_counter() - start)
     trained = dense["params"]
@@ -151,62 +131,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             allocation=round_allocation(args.rate, r),
         )
         mask = jz.prune.mask_and(mask, new)
-        ticket = train(ctx, jz.prune.rewind(trained, params0, mask), mask, args.seed + r)
-        reinit = train(ctx, init(jax.random.fold_in(key, r)), mask, args.seed + r)
+        round_key = jax.random.fold_in(train_key, r)
+        ticket = train(ctx, jz.prune.rewind(trained, params0, mask), mask, round_key)
+        reinit = train(ctx, init(jax.random.fold_in(key, r)), mask, round_key)
         rows.append({"round": r, "remaining": remaining(mask), "ticket": ticket, "random": reinit})
         log(rows[-1], time.perf_counter() - start)
         trained = ticket["params"]
     for row in rows:
         for arm in ("ticket", "random"):
             row[arm] = {k: v for k, v in row[arm].items() if k != "params"}
-    return {
-        "experiment": "lottery_ticket",
-        "dataset": args.dataset,
-        "model": "lenet_300_100",
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "rounds": rows,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-    }
+    return common.record(
+        args, experiment="lottery_ticket", dataset=args.dataset, model="lenet_300_100", rounds=rows
+    )
 
 
 def log(row: dict[str, Any], seconds: float) -> None:
     """One progress line per round on stderr."""
-    print(
+    common.log(
         f"round {row['round']}: {100 * row['remaining']['kernels']:.1f}% of kernel weights "
         f"remain; test accuracy ticket {row['ticket']['test_accuracy']:.4f}, random "
-        f"re-init {row['random']['test_accuracy']:.4f} ({seconds:.1f}s)",
-        file=sys.stderr,
-        flush=True,
+        f"re-init {row['random']['test_accuracy']:.4f} ({seconds:.1f}s)"
     )
 
 
 def table(results: dict[str, Any]) -> str:
     """The results as an aligned text table."""
-    lines = [
-        "round  remaining  ticket_test_acc  random_test_acc",
-        "-----  ---------  ---------------  ---------------",
-    ]
-    for row in results["rounds"]:
-        lines.append(
-            f"{row['round']:>5}  {100 * row['remaining']['kernels']:>8.1f}%  "
-            f"{row['ticket']['test_accuracy']:>15.4f}  "
-            f"{row['random']['test_accuracy']:>15.4f}"
-        )
-    return "\n".join(lines)
+    rows = [
+        [row["round"], f"{100 * row['remaining']['kernels']:.1f}%",
+         f"{row['ticket']['test_accuracy']:.4f}", f"{row['random']['test_accuracy']:.4f}"]
+        for row in results["rounds"]
+    ]  # fmt: skip
+    return common.format_table(["round", "remaining", "ticket_test_acc", "random_test_acc"], rows)
 
 
 def plot(results: dict[str, Any]) -> bytes:
     """Test accuracy vs percent of kernel weights remaining, as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
 
     rows = results["rounds"]
     x = [100 * r["remaining"]["kernels"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig, ax = common.pyplot().subplots(figsize=(6, 4), dpi=120)
     ax.plot(
         x,
         [100 * r["ticket"]["test_accuracy"] for r in rows],
@@ -229,20 +193,15 @@ def plot(results: dict[str, Any]) -> bytes:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return common.png_bytes(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the experiment and writes the json, the png and the table."""
     args = parse_args(argv)
     results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "lottery_ticket.json", results)
-    atomic_write_bytes(args.out / "lottery_ticket.png", plot(results))
-    print(table(results))
+    files = {"lottery_ticket.json": results, "lottery_ticket.png": plot(results)}
+    common.finish(args.out, files, table(results))
     print(f"wrote {args.out / 'lottery_ticket.json'}, {args.out / 'lottery_ticket.png'}")
     return 0
 

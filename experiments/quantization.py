@@ -37,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from quantization.common import Context, finetune, format_markdown, format_table, log, sgd
+
+import jaxzip as jz
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for the imports below
+import _common as common
+from quantization.common import Context, finetune, format_table, log, sgd
 from quantization.kmeans import run_kmeans
 from quantization.ptq import run_ptq
 from quantization.qat import run_binary, run_qat
-
-import jaxzip as jz
-from jaxzip._io import atomic_write_json, atomic_write_text
 
 PARTS = {"ptq": run_ptq, "qat": run_qat, "binary": run_binary, "kmeans": run_kmeans}
 MODELS = ("lenet_300_100", "lenet5", "small_cnn", "mlp")
@@ -65,10 +67,7 @@ def _parts(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options."""
-    p = argparse.ArgumentParser(
-        description="Weight quantization experiments: PTQ grid, QAT, binary/ternary, k-means.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = common.parser("Weight quantization experiments: PTQ grid, QAT, binary/ternary, k-means.")
     a = p.add_argument
     a("--model", choices=MODELS, default="lenet_300_100")
     a("--params", type=Path, default=None, help="the float model's params.npz")
@@ -95,12 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.params is None and args.train_epochs < 1:
         p.error("give --params PATH, or --train-epochs N (>= 1) to train the float model here")
-    for name in ("epochs", "prune_rounds", "group_size", "seed", "prune_epochs", "train_epochs"):
-        low = 1 if name in ("epochs", "prune_rounds", "group_size") else 0
-        if getattr(args, name) < low:
-            p.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
-    if not 0.0 <= args.sparsity < 1.0:
-        p.error(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    common.require_at_least(p, args, 1, "epochs", "prune_rounds", "group_size")
+    common.require_at_least(p, args, 0, "seed", "prune_epochs", "train_epochs")
+    common.require_fraction(p, args, "sparsity", one=False)
     for name in ("dense_bits", "conv_bits"):
         if not 1 <= getattr(args, name) <= 8:
             p.error(f"--{name.replace('_', '-')} must be in 1..8, got {getattr(args, name)}")
@@ -199,35 +195,28 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = round(time.perf_counter() - t0, 2)
         log(f"part {name} done in {timings[name]:.1f}s")
     targets = check_targets(rows, args.model)
-    table = format_table(rows, ctx.float_error)
-    print(table)
-    for t in targets:
-        print(f"{'MET ' if t['met'] else 'MISS'}  {t['target']}: {_shown(t)}")
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    settings["parts"] = list(args.parts)
-    results = {
-        "command": command,
-        "model": args.model,
-        "dataset": args.dataset,
-        "float_test_error": ctx.float_error,
-        "rows": rows,
-        "targets": targets,
-        "settings": settings,
-        "seconds_per_part": timings,
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "quantization.json", results)
+    results = common.record(
+        args,
+        command=command,
+        model=args.model,
+        dataset=args.dataset,
+        float_test_error=ctx.float_error,
+        rows=rows,
+        targets=targets,
+        seconds_per_part=timings,
+        wall_time_s=round(time.perf_counter() - start, 2),
+    )
+    results["settings"]["parts"] = list(args.parts)
     notes = (
         f"Test error on {args.dataset} test ({len(ctx.splits.test)} images); drop = percentage "
         "points vs float. Kernels quantized, biases float, symmetric grids. percentile = "
         f"{args.percentile}th of |w|; mse = clip ratio searched for the lowest MSE; per-group = "
         f"groups of up to {args.group_size} inputs (a divisor of the layer's inputs)."
     )
-    md = format_markdown(rows, ctx.float_error, command, notes)
-    atomic_write_text(args.out / "quantization.md", md)
+    md = f"`{command}`\n\n{notes}\n\n{format_table(rows, ctx.float_error, markdown=True)}\n"
+    lines = [format_table(rows, ctx.float_error)]
+    lines += [f"{'MET ' if t['met'] else 'MISS'}  {t['target']}: {_shown(t)}" for t in targets]
+    common.finish(args.out, {"quantization.json": results, "quantization.md": md}, "\n".join(lines))
     log(f"wrote {args.out / 'quantization.json'} and quantization.md ({results['wall_time_s']}s)")
     return 0
 

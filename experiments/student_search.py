@@ -27,7 +27,6 @@ and, when trained here, ``teacher_params.npz``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -37,7 +36,6 @@ from typing import Any
 import jax
 
 import jaxzip as jz
-from jaxzip._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from jaxzip.auto import (
     CNNFamily,
     MLPFamily,
@@ -46,18 +44,19 @@ from jaxzip.auto import (
     search_students,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
+
 FAMILIES = ("mlp", "small_cnn", "lenet5")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options (bad values exit with status 2)."""
-    p = argparse.ArgumentParser(
-        description="Search width multipliers of a student family under a size budget, "
-        "distilling each candidate from the teacher.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = common.parser(
+        "Search width multipliers of a student family under a size budget, "
+        "distilling each candidate from the teacher."
     )
-    p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist")
-    p.add_argument("--data-dir", default=None, help="directory holding mnist/")
+    common.add_data_options(p)
     p.add_argument("--teacher-params", type=Path, default=None, help="teacher_params.npz to reuse")
     p.add_argument("--teacher-widths", type=int, nargs="+", default=[1200, 1200])
     p.add_argument("--teacher-dropout", type=float, default=0.3)
@@ -74,32 +73,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--budget-params", type=int, default=None, help="default: 300000")
     budget.add_argument("--budget-bytes", type=int, default=None, help="float32 bytes")
     p.add_argument("--epochs", type=int, default=10, help="distillation epochs per student")
-    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam, cosine decay")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9, help="weight of the soft term")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/student_search"))
-    p.add_argument("--progress", action="store_true")
+    common.add_run_options(p, out="runs/student_search", progress=True)
     args = p.parse_args(argv)
     if args.budget_params is None and args.budget_bytes is None:
         args.budget_params = 300_000
-    for name in ("teacher_epochs", "epochs", "batch_size", "budget_params", "budget_bytes"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
-    if min(args.teacher_widths) < 1:
-        p.error(f"--teacher-widths must be positive, got {args.teacher_widths}")
-    if min(args.multipliers) <= 0 or len(set(args.multipliers)) != len(args.multipliers):
-        p.error(f"--multipliers must be distinct and > 0, got {args.multipliers}")
-    if not 0.0 <= args.teacher_dropout < 1.0 or not 0.0 <= args.alpha <= 1.0:
-        p.error("--teacher-dropout must be in [0, 1) and --alpha in [0, 1]")
-    if min(args.learning_rate, args.teacher_learning_rate, args.temperature) <= 0:
-        p.error("--learning-rate, --teacher-learning-rate and --temperature must be > 0")
-    if args.teacher_params is not None and not args.teacher_params.is_file():
-        p.error(f"--teacher-params: no file at {str(args.teacher_params)!r}")
+    common.require_at_least(p, args, 1, "teacher_epochs", "epochs", "budget_params", "budget_bytes")
+    common.require_at_least(p, args, 1, "teacher_widths")
+    common.require_positive(p, args, "multipliers")
+    if len(set(args.multipliers)) != len(args.multipliers):
+        p.error(f"--multipliers must be distinct, got {args.multipliers}")
+    common.require_fraction(p, args, "teacher_dropout", one=False)
+    common.require_fraction(p, args, "alpha")
+    common.require_positive(p, args, "learning_rate", "teacher_learning_rate", "temperature")
+    common.require_file(p, args, "teacher_params")
     return args
 
 
@@ -120,26 +109,21 @@ def teacher_of(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[Any, A
     )
     apply_fn = jz.models.linen_apply_fn(model)
     key, example = jax.random.key(args.seed), splits.train.x[:1]
-    if args.teacher_params is not None:
-        like = jax.eval_shape(lambda: jz.models.init_params(model, key, example))
-        return apply_fn, jz.train.load_params(args.teacher_params, like), 0.0
-    init = jax.jit(lambda k: jz.models.init_params(model, k, example))(key)
-    steps = args.teacher_epochs * (len(splits.train) // args.batch_size)
-    tx = jz.train.make_optimizer(
-        name="adam", learning_rate=args.teacher_learning_rate, schedule="cosine", total_steps=steps
-    )
-    state, _ = jz.train.fit(
+    params, _ = common.load_or_fit(
+        args.teacher_params,
         apply_fn,
-        init,
-        tx,
+        jax.jit(lambda k: jz.models.init_params(model, k, example))(key),
         splits.train,
+        optimizer="adam",
+        learning_rate=args.teacher_learning_rate,
         epochs=args.teacher_epochs,
         batch_size=args.batch_size,
-        seed=args.seed,
+        key=jax.random.fold_in(key, 1),
+        save_to=args.out / "teacher_params.npz",
         progress=args.progress,
     )
-    jz.train.save_params(args.out / "teacher_params.npz", state.params)
-    return apply_fn, state.params, time.perf_counter() - start
+    seconds = 0.0 if args.teacher_params is not None else time.perf_counter() - start
+    return apply_fn, params, seconds
 
 
 def table(result: StudentSearchResult, summary: dict[str, Any]) -> str:
@@ -177,9 +161,7 @@ def table(result: StudentSearchResult, summary: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> tuple[StudentSearchResult, dict[str, Any]]:
     """The whole experiment: the search result and the summary that joins it in the JSON."""
     total_start = time.perf_counter()
-    splits = jz.data.load_splits(
-        args.dataset, data_dir=args.data_dir, val_fraction=0.1, seed=args.seed, progress=False
-    )
+    splits = common.load_splits(args)
     args.out.mkdir(parents=True, exist_ok=True)
     teacher_apply, teacher_params, teacher_seconds = teacher_of(args, splits)
     family = family_of(args)
@@ -196,7 +178,7 @@ def run(args: argparse.Namespace) -> tuple[StudentSearchResult, dict[str, Any]]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
-        seed=args.seed,
+        key=jax.random.fold_in(jax.random.key(args.seed), 2),
         progress=args.progress,
     )
     best = result.best
@@ -205,20 +187,17 @@ def run(args: argparse.Namespace) -> tuple[StudentSearchResult, dict[str, Any]]:
         module = family.build(best.multiplier, splits.train.num_classes)
         apply_fn = jz.models.linen_apply_fn(module)
         best_test = jz.train.evaluate(apply_fn, result.best_params, splits.test)["accuracy"]
-    summary = {
-        "experiment": "student_search",
-        "dataset": args.dataset,
-        "teacher_params": jz.models.param_count(teacher_params),
-        "teacher_trained_seconds": teacher_seconds,
-        "teacher_test_accuracy": jz.train.evaluate(teacher_apply, teacher_params, splits.test)[
-            "accuracy"
-        ],
-        "best_test_accuracy": best_test,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "wall_seconds": time.perf_counter() - total_start,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-    }
+    teacher_test = jz.train.evaluate(teacher_apply, teacher_params, splits.test)["accuracy"]
+    summary = common.record(
+        args,
+        experiment="student_search",
+        dataset=args.dataset,
+        teacher_params=jz.models.param_count(teacher_params),
+        teacher_trained_seconds=teacher_seconds,
+        teacher_test_accuracy=teacher_test,
+        best_test_accuracy=best_test,
+        wall_seconds=time.perf_counter() - total_start,
+    )
     return result, summary
 
 
@@ -227,15 +206,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     result, summary = run(args)
     data = json.loads(result.to_json()) | summary
-    atomic_write_json(args.out / "student_search.json", data)
-    buf = io.BytesIO()
-    plot_students(result).savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(args.out / "student_search.png", buf.getvalue())
     text = table(result, summary)
-    atomic_write_text(args.out / "student_search.md", text)
+    files = {
+        "student_search.json": data,
+        "student_search.png": common.png_bytes(plot_students(result), dpi=120),
+        "student_search.md": text,
+    }
     if result.best_params is not None:
         jz.codec.save(args.out / "best_student.jz", result.best_params)
-    print(text, end="")
+    common.finish(args.out, files, text.removesuffix("\n"))
     print(f"wrote {args.out} in {summary['wall_seconds']:.1f}s", file=sys.stderr)
     return data
 

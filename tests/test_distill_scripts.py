@@ -101,7 +101,7 @@ def test_vmap_students_bound_counts_flops_by_hand(scripts):
     x = np.zeros((1, 28, 28, 1), np.float32)
 
     def params(*widths):
-        return vs.random_params(vs.jz.models.MLP(widths, num_classes=10), x, seed=0)
+        return vs.common.random_params(vs.jz.models.MLP(widths, num_classes=10), x, seed=0)
 
     lenet, hinton = params(300, 100), params(1200, 1200)
     # LeNet-300-100 forward: 784*300 + 300*100 + 100*10 = 266,200 multiply-adds

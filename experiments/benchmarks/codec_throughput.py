@@ -19,8 +19,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import jax
@@ -29,14 +28,8 @@ import numpy as np
 import jaxzip as jz
 from jaxzip.codec._entropy import ans_encode, entropy_bits, symbol_counts
 
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 
 def _tree(n: int) -> dict[str, dict[str, np.ndarray]]:
@@ -69,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     host = [np.asarray(x) for x in jax.tree.leaves(_tree(args.params))]
     mb = 4 * n / 1e6
 
-    t_enc = _median_time(lambda: jz.codec.encode(books), args.repeats)
-    t_dec = _median_time(lambda: jz.codec.decode(data), args.repeats)
-    t_copy = _median_time(lambda: [np.copy(a) for a in host], args.repeats)
+    t_enc = common.median_seconds(lambda: jz.codec.encode(books), args.repeats)
+    t_dec = common.median_seconds(lambda: jz.codec.decode(data), args.repeats)
+    t_copy = common.median_seconds(lambda: [np.copy(a) for a in host], args.repeats)
     print(f"tree: {n:,} float32 params ({mb:.1f} MB), 90% pruned, 5-bit k-means")
     print(f"file: {len(data):,} bytes (ratio {4 * n / len(data):.1f}x)")
     print(f"encode: median {t_enc * 1e3:.1f} ms = {mb / t_enc:.1f} MB/s of float32 params")
@@ -81,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.lenet5_file.is_file():
         blob = args.lenet5_file.read_bytes()
-        t5 = _median_time(lambda: jz.codec.decode(blob), args.repeats)
+        t5 = common.median_seconds(lambda: jz.codec.decode(blob), args.repeats)
         print(f"decode {args.lenet5_file} ({len(blob):,} bytes): median {t5 * 1e3:.1f} ms")
         tree = jz.codec.decode(blob)
     else:

@@ -13,22 +13,16 @@ exceed 1; it is printed as measured.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
 import jaxzip.quant as jzq
 
-
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     f_int(xq, wq, b).block_until_ready()
     err = float(jnp.max(jnp.abs(f_int(xq, wq, b) - (jzq.dequantize(xq) @ jzq.dequantize(wq) + b))))
 
-    tf = _median(lambda: f_float(x, w, b), args.repeats)
-    ti = _median(lambda: f_int(xq, wq, b), args.repeats)
+    tf = common.median_seconds(lambda: jax.block_until_ready(f_float(x, w, b)), args.repeats)
+    ti = common.median_seconds(lambda: jax.block_until_ready(f_int(xq, wq, b)), args.repeats)
     print(
         f"Dense ({args.batch} x {args.n_in}) @ ({args.n_in} x {args.out}) on {jax.devices()[0].platform}"
     )

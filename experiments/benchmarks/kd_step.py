@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -49,6 +50,9 @@ import numpy as np
 import optax
 
 import jaxzip as jz
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 TARGET_FRACTION = 0.7
 IN_FEATURES = 28 * 28
@@ -84,34 +88,6 @@ def xla_flops(compiled: Any) -> float | None:
     return float(cost["flops"])
 
 
-def random_params(model: Any, example_x: Any, seed: int) -> Any:
-    """Params of ``model``'s structure drawn with numpy: kernels ``N(0, 1 / fan_in)``, zero biases.
-
-    The speed does not depend on the values, and this avoids compiling the
-    initializers (seconds of XLA time on a small CPU).
-    """
-    shapes = jax.eval_shape(lambda: jz.models.init_params(model, jax.random.key(0), example_x))
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf: jax.ShapeDtypeStruct) -> jax.Array:
-        if len(leaf.shape) < 2:
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        std = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
-        return jnp.asarray(rng.standard_normal(leaf.shape) * std, leaf.dtype)
-
-    return jax.tree.map(draw, shapes)
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    """The median wall time of ``fn()`` (which must block until its work is done)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def matmul_peak(n: int, repeats: int) -> float:
     """FLOP/s of a jitted ``(n, n) @ (n, n)`` float32 matmul (median of ``repeats``)."""
     rng = np.random.default_rng(1)
@@ -127,7 +103,7 @@ def matmul_peak(n: int, repeats: int) -> float:
             out = matmul(a, b)
         jax.block_until_ready(out)
 
-    return inner * 2 * n**3 / median_seconds(run, repeats)
+    return inner * 2 * n**3 / common.median_seconds(run, repeats)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -153,18 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the benchmark; returns the figures that :func:`main` prints."""
-    teacher = jz.models.MLP(tuple(args.teacher_widths), num_classes=NUM_CLASSES)
-    student = jz.models.MLP(tuple(args.student_widths), num_classes=NUM_CLASSES)
-    teacher_apply = jz.models.linen_apply_fn(teacher)
-    student_apply = jz.models.linen_apply_fn(student)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch_size, 28, 28, 1), np.float32)
-    batch = {
-        "x": jnp.asarray(x),
-        "y": jnp.asarray(rng.integers(0, NUM_CLASSES, args.batch_size, np.int32)),
-    }
-    teacher_params = random_params(teacher, x[:1], seed=1)
-    student_params = random_params(student, x[:1], seed=2)
+    teacher, teacher_apply = common.mlp(args.teacher_widths, NUM_CLASSES)
+    student, student_apply = common.mlp(args.student_widths, NUM_CLASSES)
+    batch = common.random_batch(args.batch_size, num_classes=NUM_CLASSES)
+    x = batch["x"]
+    teacher_params = common.random_params(teacher, x[:1], seed=1)
+    student_params = common.random_params(student, x[:1], seed=2)
     tx = optax.sgd(0.01)
     loss = jz.distill.kd_loss(temperature=20.0, alpha=0.9)
     key = jax.random.key(2)
@@ -194,7 +164,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             state, m = step(state, teacher_params, batch, key)
         jax.block_until_ready(m)
 
-    step_time = median_seconds(run_steps, args.repeats) / args.steps
+    step_time = common.median_seconds(run_steps, args.repeats) / args.steps
     flops = step_flops(args.teacher_widths, args.student_widths, args.batch_size)
     peak = matmul_peak(args.matmul_size, args.repeats)
     achieved = flops / step_time

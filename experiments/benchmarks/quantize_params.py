@@ -13,13 +13,16 @@ Prints the median times and the ratio (target: <= 3x). Compilation is excluded
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 
 import jaxzip.quant as jzq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 
 def _tree(n: int, rows: int = 4096) -> dict[str, np.ndarray]:
@@ -33,15 +36,6 @@ def _tree(n: int, rows: int = 4096) -> dict[str, np.ndarray]:
         cols_total -= c
         i += 1
     return tree
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run_quant()  # compile
     run_copy()
-    tq = _median_time(run_quant, args.repeats)
-    tc = _median_time(run_copy, args.repeats)
+    tq = common.median_seconds(run_quant, args.repeats)
+    tc = common.median_seconds(run_copy, args.repeats)
     print(f"params: {n:,} float32 ({4 * n / 1e6:.1f} MB) on {jax.devices()[0].platform}")
     print(f"quantize_params int8 per-channel (jit): median {tq * 1e3:.1f} ms")
     print(f"numpy copy of the same bytes:          median {tc * 1e3:.1f} ms")

@@ -35,33 +35,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jaxzip as jz
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
+
 TARGET_RATIO = 2.0
 NUM_CLASSES = 10
-
-
-def random_params(model: Any, example_x: Any, seed: int) -> Any:
-    """Params of ``model``'s structure drawn with numpy: kernels ``N(0, 1 / fan_in)``, zero biases."""
-    shapes = jax.eval_shape(lambda: jz.models.init_params(model, jax.random.key(0), example_x))
-    rng = np.random.default_rng(seed)
-
-    def draw(leaf: jax.ShapeDtypeStruct) -> jax.Array:
-        if len(leaf.shape) < 2:
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        std = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
-        return jnp.asarray(rng.standard_normal(leaf.shape) * std, leaf.dtype)
-
-    return jax.tree.map(draw, shapes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,18 +116,12 @@ def _timed(fn: Callable[[], Any]) -> float:
 def measure(args: argparse.Namespace, teacher_widths: list[int]) -> dict[str, Any]:
     """Runs the benchmark against one teacher; returns the figures :func:`report` prints."""
     k, steps = args.students, args.steps
-    teacher = jz.models.MLP(tuple(teacher_widths), num_classes=NUM_CLASSES)
-    student = jz.models.MLP(tuple(args.student_widths), num_classes=NUM_CLASSES)
-    teacher_apply = jz.models.linen_apply_fn(teacher)
-    student_apply = jz.models.linen_apply_fn(student)
-    rng = np.random.default_rng(0)
-    x = rng.random((args.batch_size, 28, 28, 1), np.float32)
-    batch = {
-        "x": jnp.asarray(x),
-        "y": jnp.asarray(rng.integers(0, NUM_CLASSES, args.batch_size, np.int32)),
-    }
-    teacher_params = random_params(teacher, x[:1], seed=0)
-    inits = [random_params(student, x[:1], seed=1 + i) for i in range(k)]
+    teacher, teacher_apply = common.mlp(teacher_widths, NUM_CLASSES)
+    student, student_apply = common.mlp(args.student_widths, NUM_CLASSES)
+    batch = common.random_batch(args.batch_size, num_classes=NUM_CLASSES)
+    x = batch["x"]
+    teacher_params = common.random_params(teacher, x[:1], seed=0)
+    inits = [common.random_params(student, x[:1], seed=1 + i) for i in range(k)]
     tx = optax.sgd(0.01)
     hp = {"temperature": 4.0, "alpha": 0.9}
     keys = jax.random.split(jax.random.key(0), k)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 from collections.abc import Callable
 from typing import Any
 
+import _common as common
 import jax
 import optax
 
 import jaxzip as jz
-from jaxzip._types import Params
 
+Params = Any
+"""A parameter pytree (as :mod:`jaxzip` takes it: linen params, nnx state, dicts)."""
+Mask = Any
+"""A bool pytree of a params tree's structure (True: kept)."""
 KERNELS = r".*/kernel"
 """Every kernel is quantized; biases stay float."""
 DENSE_KERNELS = r"Dense_\d+/kernel"
@@ -22,6 +25,7 @@ CONV_KERNELS = r"Conv_\d+/kernel"
 BATCH_SIZE = 128
 WEIGHT_DECAY = 5e-4
 """The baselines' L2 on kernels (experiments/lenet*_mnist.toml), kept while fine-tuning."""
+log = common.log
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,28 +50,19 @@ class Context:
     augment: jz.train.RandomShift | None
 
 
-def log(message: str) -> None:
-    """Progress goes to stderr; stdout is kept for the table."""
-    print(message, file=sys.stderr, flush=True)
-
-
 def test_error(ctx: Context, params: Params) -> float:
     """Test error (fraction) of float ``params`` (dequantize quantized trees first)."""
     return float(jz.train.evaluate(ctx.apply_fn, params, ctx.splits.test)["error"])
 
 
-def steps_per_epoch(ctx: Context) -> int:
-    """Optimizer steps per epoch (incomplete batches are dropped)."""
-    return len(ctx.splits.train) // BATCH_SIZE
-
-
 def sgd(ctx: Context, learning_rate: float, epochs: int) -> optax.GradientTransformation:
     """The baselines' optimizer (SGD, Nesterov momentum, cosine decay, L2) at a fine-tuning rate."""
-    return jz.train.make_optimizer(
-        name="sgd",
-        learning_rate=learning_rate,
-        schedule="cosine",
-        total_steps=max(1, epochs * steps_per_epoch(ctx)),
+    return common.cosine_optimizer(
+        "sgd",
+        learning_rate,
+        epochs=epochs,
+        train_size=len(ctx.splits.train),
+        batch_size=BATCH_SIZE,
         weight_decay=WEIGHT_DECAY,
         momentum=0.9,
     )
@@ -82,14 +77,14 @@ def finetune(
     apply_fn: Callable[..., jax.Array] | None = None,
 ) -> Params:
     """Trains ``params`` for ``epochs`` (``apply_fn`` defaults to the float model)."""
-    state, history = jz.train.fit(
+    params, history = common.fit_classifier(
         ctx.apply_fn if apply_fn is None else apply_fn,
         params,
         tx,
         ctx.splits.train,
         epochs=epochs,
         batch_size=BATCH_SIZE,
-        seed=ctx.args.seed,
+        key=jax.random.key(ctx.args.seed),
         progress=ctx.args.progress,
         augment=ctx.augment,
     )
@@ -98,18 +93,18 @@ def finetune(
             f"    epoch {h['epoch']}/{epochs}: loss {h['train_loss']:.4f} "
             f"acc {h['train_accuracy']:.4f} ({h['seconds']:.1f}s)"
         )
-    return state.params
+    return params
 
 
-def transform_apply(
-    apply_fn: Callable[..., jax.Array], transform: Callable[[Params], Params]
-) -> Callable[..., jax.Array]:
-    """``apply_fn`` on ``transform(params)``: a param transform (fake quantization) for QAT."""
+def finetune_through(ctx: Context, transform: Callable[[Params], Params]) -> Params:
+    """The float params fine-tuned for ``--epochs`` at ``--qat-lr``, the forward pass seeing
+    ``transform(params)`` (fake quantization with a straight-through gradient: QAT)."""
 
-    def wrapped(params: Params, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
-        return apply_fn(transform(params), x, train=train, key=key)
+    def apply_fn(params: Params, x: jax.Array, *, train: bool, key: jax.Array | None) -> jax.Array:
+        return ctx.apply_fn(transform(params), x, train=train, key=key)
 
-    return wrapped
+    tx = sgd(ctx, ctx.args.qat_lr, ctx.args.epochs)
+    return finetune(ctx, ctx.params, tx, epochs=ctx.args.epochs, apply_fn=apply_fn)
 
 
 def make_row(
@@ -151,29 +146,11 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ]
 
 
-def _float_row(float_error: float) -> list[str]:
-    return ["float", "baseline", "32", "-", "-", f"{100 * float_error:.2f}", "+0.00"]
-
-
-def format_table(rows: list[dict[str, Any]], float_error: float) -> str:
-    """A plain-text table, the float baseline first."""
-    body = [_float_row(float_error), *(_cells(r) for r in rows)]
-    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
-    return "\n".join(lines)
-
-
-def format_markdown(
-    rows: list[dict[str, Any]], float_error: float, command: str, notes: str
-) -> str:
-    """The same table in Markdown, headed by the command that produced it, then ``notes``."""
-    body = [_float_row(float_error), *(_cells(r) for r in rows)]
-    lines = [f"`{command}`", "", notes, "", "| " + " | ".join(COLUMNS) + " |"]
-    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
-    lines += ["| " + " | ".join(b) + " |" for b in body]
-    return "\n".join(lines) + "\n"
+def format_table(rows: list[dict[str, Any]], float_error: float, *, markdown: bool = False) -> str:
+    """The rows as a text (or Markdown) table, the float baseline first."""
+    baseline = ["float", "baseline", "32", "-", "-", f"{100 * float_error:.2f}", "+0.00"]
+    body = [baseline, *(_cells(r) for r in rows)]
+    return common.format_table(COLUMNS, body, markdown=markdown)
 
 
 def finite_or_none(value: float) -> float | None:

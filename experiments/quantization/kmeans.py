@@ -21,18 +21,18 @@ import numpy as np
 import optax
 
 import jaxzip as jz
-from jaxzip._types import Mask, Params
 from quantization.common import (
     BATCH_SIZE,
     CONV_KERNELS,
     DENSE_KERNELS,
     KERNELS,
     Context,
+    Mask,
+    Params,
     finetune,
     log,
     make_row,
     sgd,
-    steps_per_epoch,
     test_error,
 )
 
@@ -90,7 +90,7 @@ def make_books(params: Params, mask: Mask, *, dense_bits: int, conv_bits: int) -
 def finetune_codebooks(ctx: Context, books: Params) -> Params:
     """Trains the centroids and the float leaves for ``--epochs``; indices and masks stay fixed."""
     args = ctx.args
-    total = max(1, args.epochs * steps_per_epoch(ctx))
+    total = max(1, args.epochs * (len(ctx.splits.train) // BATCH_SIZE))
     tx = optax.adam(optax.cosine_decay_schedule(args.kmeans_lr, decay_steps=total))
     augment, apply_fn = ctx.augment, ctx.apply_fn
 

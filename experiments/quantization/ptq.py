@@ -7,8 +7,7 @@ import time
 from typing import Any
 
 import jaxzip as jz
-from jaxzip._types import Params
-from quantization.common import KERNELS, Context, finite_or_none, log, make_row, test_error
+from quantization.common import KERNELS, Context, Params, finite_or_none, log, make_row, test_error
 
 BITS = (8, 4, 2)
 GRANULARITIES = ("per-tensor", "per-channel", "per-group")

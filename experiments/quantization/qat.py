@@ -17,16 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxzip as jz
-from jaxzip._types import Params
 from quantization.common import (
     KERNELS,
     Context,
-    finetune,
+    Params,
+    finetune_through,
     log,
     make_row,
-    sgd,
     test_error,
-    transform_apply,
 )
 from quantization.ptq import calibrations
 
@@ -39,6 +37,18 @@ LeNet-300-100 epoch on a CPU core instead of ~13 s). The real model uses the sam
 def _max_abs_diff(a: Params, b: Params) -> float:
     diffs = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.max(jnp.abs(x - y)), a, b))
     return float(max(diffs))
+
+
+def _finetuned(
+    ctx: Context, transform: Callable[[Params], Params], real: Callable[[Params], Params]
+) -> tuple[Params, Params, float, float]:
+    """Fine-tunes through ``transform``; returns the trained params, ``real(trained)`` (the
+    quantized model), its test error, and the fine-tuning's seconds."""
+    start = time.perf_counter()
+    trained = finetune_through(ctx, transform)
+    seconds = time.perf_counter() - start
+    quantized = real(trained)
+    return trained, quantized, test_error(ctx, quantized), seconds
 
 
 def run_qat(ctx: Context) -> list[dict[str, Any]]:
@@ -62,17 +72,7 @@ def run_qat(ctx: Context) -> list[dict[str, Any]]:
 
         before = test_error(ctx, real(ctx.params))
         log(f"  qat {bits}-bit: before fine-tuning (PTQ) test error {100 * before:.2f}%")
-        start = time.perf_counter()
-        trained = finetune(
-            ctx,
-            ctx.params,
-            sgd(ctx, args.qat_lr, args.epochs),
-            epochs=args.epochs,
-            apply_fn=transform_apply(ctx.apply_fn, fake),
-        )
-        seconds = time.perf_counter() - start
-        quantized = real(trained)
-        error = test_error(ctx, quantized)
+        trained, quantized, error, seconds = _finetuned(ctx, fake, real)
         rows.append(
             make_row(
                 ctx,
@@ -142,16 +142,9 @@ def run_binary(ctx: Context) -> list[dict[str, Any]]:
         common = {"bits": bits, "granularity": "per-channel", "calibration": "mean|w|"}
         rows.append(make_row(ctx, part="binary", method=f"{name} PTQ", error=post, **common))
         log(f"  {name}: post-training test error {100 * post:.2f}%")
-        start = time.perf_counter()
-        trained = finetune(
-            ctx,
-            ctx.params,
-            sgd(ctx, args.qat_lr, args.epochs),
-            epochs=args.epochs,
-            apply_fn=transform_apply(ctx.apply_fn, lambda p, ste=ste: _map_kernels(ste, p)),
+        _, quantized, error, seconds = _finetuned(
+            ctx, lambda p, ste=ste: _map_kernels(ste, p), real
         )
-        quantized = real(trained)
-        error = test_error(ctx, quantized)
         rows.append(
             make_row(
                 ctx,
@@ -161,7 +154,7 @@ def run_binary(ctx: Context) -> list[dict[str, Any]]:
                 epochs=args.epochs,
                 learning_rate=args.qat_lr,
                 max_levels_per_channel=_max_levels(quantized),
-                seconds=round(time.perf_counter() - start, 2),
+                seconds=round(seconds, 2),
                 **common,
             )
         )

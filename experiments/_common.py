@@ -1,0 +1,406 @@
+"""The one helper the experiment scripts share: options, checks, records, tables, files, timing.
+
+Every script in ``experiments/`` (and ``experiments/benchmarks/``) imports it as
+``import _common as common`` after putting ``experiments/`` on ``sys.path``
+(one line at the top of the script: it is there already when the script runs as
+``python experiments/<name>.py``, not when a test or a benchmark loads it by
+path). It uses only jaxzip's public API, like the scripts themselves.
+
+What it holds, and nothing else:
+
+* :func:`parser`, :func:`add_data_options`, :func:`add_run_options` and the
+  ``require_*`` checks: the command-line options every script repeats, and
+  their errors (``--flag must be ...``, exit status 2 through argparse);
+* :func:`load_splits` and :func:`fit_classifier`: the data split and the
+  cross-entropy training every script sets up the same way;
+* :func:`record`: the fields every results JSON carries (settings, versions);
+* :func:`format_table`, :func:`png_bytes`, :func:`finish`: the printed table,
+  the plots and the files, written atomically with :mod:`jaxzip.io`;
+* :func:`median_seconds` and :func:`random_params`: the benchmarks' timing and
+  their random params.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxzip as jz
+from jaxzip.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+DATASETS = ("mnist", "digits")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser that shows every option's default in ``--help``."""
+    return argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """``--dataset`` (MNIST, or scikit-learn's digits for a quick check) and ``--data-dir``."""
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist",
+        help="digits: scikit-learn's 8x8 digits, for a quick check",
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="directory holding mnist/ (default: jaxzip's lookup)"
+    )
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_run_options(
+    p: argparse.ArgumentParser, *, out: str, batch_size: int = 128, progress: bool = False
+) -> None:
+    """``--batch-size`` (>= 1), ``--seed`` (>= 0), ``--out`` (default ``out``) and, if asked,
+    ``--progress``."""
+    p.add_argument("--batch-size", type=_int_at_least(1), default=batch_size)
+    p.add_argument(
+        "--seed", type=_int_at_least(0), default=0, help="seed of the split, inits and shuffles"
+    )
+    p.add_argument("--out", type=Path, default=Path(out), help="output directory")
+    if progress:
+        p.add_argument("--progress", action="store_true", help="show training progress bars")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _values(args: argparse.Namespace, name: str) -> list[Any]:
+    value = getattr(args, name)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def require_at_least(
+    p: argparse.ArgumentParser, args: argparse.Namespace, minimum: float, *names: str
+) -> None:
+    """Each option of ``names`` (each element of a list option; unset ones pass) is ``>= minimum``."""
+    for name in names:
+        if any(v < minimum for v in _values(args, name)):
+            p.error(f"{_flag(name)} must be >= {minimum:g}, got {getattr(args, name)}")
+
+
+def require_positive(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """Each option of ``names`` (each element of a list option) is ``> 0``."""
+    for name in names:
+        if any(v <= 0 for v in _values(args, name)):
+            p.error(f"{_flag(name)} must be > 0, got {getattr(args, name)}")
+
+
+def require_fraction(
+    p: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    *names: str,
+    one: bool = True,
+    zero: bool = True,
+) -> None:
+    """Each option of ``names`` lies in ``[0, 1]`` (``one=False``: below 1; ``zero=False``: above 0)."""
+    interval = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
+    for name in names:
+        for v in _values(args, name):
+            if v < 0 or v > 1 or (v == 1 and not one) or (v == 0 and not zero):
+                p.error(f"{_flag(name)} must be in {interval}, got {v}")
+
+
+def require_file(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """Each path option of ``names`` that is set names an existing file."""
+    for name in names:
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            p.error(f"{_flag(name)}: no file at {str(path)!r}")
+
+
+def load_splits(args: argparse.Namespace) -> jz.data.Splits:
+    """``--dataset``'s train / validation (10% of train, split by ``--seed``) / test sets."""
+    return jz.data.load_splits(
+        args.dataset, data_dir=args.data_dir, val_fraction=0.1, seed=args.seed, progress=False
+    )
+
+
+def cosine_optimizer(
+    name: str,
+    learning_rate: float,
+    *,
+    epochs: int,
+    train_size: int,
+    batch_size: int,
+    **kwargs: Any,
+) -> optax.GradientTransformation:
+    """``name`` (``"sgd"``: Nesterov momentum 0.9, or ``"adam"``) with a cosine decay from
+    ``learning_rate`` over ``epochs`` epochs of full batches (``kwargs``: e.g. ``weight_decay``)."""
+    return jz.train.make_optimizer(
+        name=name,
+        learning_rate=learning_rate,
+        schedule="cosine",
+        total_steps=max(1, epochs * (train_size // batch_size)),
+        **kwargs,
+    )
+
+
+def fit_classifier(
+    apply_fn: jz.models.ApplyFn,
+    params: Any,
+    tx: optax.GradientTransformation,
+    train_ds: jz.data.Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    **kwargs: Any,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Cross-entropy training (:func:`jaxzip.train.fit`; ``kwargs``: ``val_ds``,
+    ``augment``, ``progress``, off by default); returns ``(params, history)``."""
+    state, history = jz.train.fit(
+        apply_fn,
+        params,
+        tx,
+        train_ds,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=key,
+        **{"progress": False, **kwargs},
+    )
+    return state.params, history
+
+
+def default_file(path: Path | None, args: argparse.Namespace, default: Path) -> Path | None:
+    """``path`` if given; else, on MNIST, ``default`` when that file exists (an earlier run's)."""
+    if path is None and args.dataset == "mnist" and default.is_file():
+        return default
+    return path
+
+
+def load_or_fit(
+    path: Path | None,
+    apply_fn: jz.models.ApplyFn,
+    init: Any,
+    train_ds: jz.data.Dataset,
+    *,
+    optimizer: str,
+    learning_rate: float,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    save_to: Path,
+    **kwargs: Any,
+) -> tuple[Any, str]:
+    """Params read from ``path`` (shaped like ``init``), or trained from ``init`` with
+    :func:`cosine_optimizer` and :func:`fit_classifier` (``kwargs``: their options, e.g.
+    ``weight_decay``, ``progress``) and saved to ``save_to``; and where they came from:
+    the path, or ``"trained here for <epochs> epochs"``."""
+    if path is not None:
+        return jz.train.load_params(path, init), str(path)
+    fit_kwargs = {k: kwargs.pop(k) for k in ("val_ds", "augment", "progress") if k in kwargs}
+    tx = cosine_optimizer(
+        optimizer,
+        learning_rate,
+        epochs=epochs,
+        train_size=len(train_ds),
+        batch_size=batch_size,
+        **kwargs,
+    )
+    params, _ = fit_classifier(
+        apply_fn, init, tx, train_ds, epochs=epochs, batch_size=batch_size, key=key, **fit_kwargs
+    )
+    jz.train.save_params(save_to, params)
+    return params, f"trained here for {epochs} epochs"
+
+
+def distill_stacked(
+    step: Callable[..., tuple[Any, Any]],
+    states: Any,
+    teacher_params: Any,
+    train_ds: jz.data.Dataset,
+    *,
+    hparams: dict[str, np.ndarray],
+    keys: jax.Array,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    val_errors: Callable[[Any], float],
+    describe: Callable[[list[list[float]]], str],
+) -> tuple[Any, list[list[float]]]:
+    """Trains stacked students with a :func:`jaxzip.distill.make_vmapped_train_step` step.
+
+    Every student sees the same shuffled full batches; after each epoch
+    ``val_errors(params)`` of each student is appended to its history and
+    ``describe(histories)`` is logged with the epoch's seconds. Returns the
+    final stacked states and the per-student validation-error histories.
+    """
+    history: list[list[float]] = [[] for _ in range(len(keys))]
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        for batch in jz.data.batches(train_ds, batch_size, seed=seed, epoch=epoch, drop_last=True):
+            states, _ = step(states, teacher_params, batch, keys, hparams)
+        for h, s in zip(history, jz.distill.unstack_states(states), strict=True):
+            h.append(val_errors(s.params))
+        log(f"epoch {epoch + 1}/{epochs}: {describe(history)} ({time.perf_counter() - start:.1f}s)")
+    return states, history
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options as JSON values (paths as strings)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+def record(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
+    """A results JSON: ``fields``, then the settings, the JAX version and the backend."""
+    return {
+        **fields,
+        "settings": settings(args),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+    }
+
+
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], *, markdown: bool = False
+) -> str:
+    """An aligned text table: the first column flush left, the others flush right, a rule
+    under the header; or, with ``markdown=True``, the same cells as a Markdown table.
+
+    Example:
+      >>> print(format_table(["model", "errors"], [["teacher", 67], ["student", 146]]))
+      model    errors
+      -------  ------
+      teacher      67
+      student     146
+    """
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    if markdown:
+        rows_md = ["| " + " | ".join(row) + " |" for row in cells]
+        return "\n".join([rows_md[0], "|" + "---|" * len(header), *rows_md[1:]])
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        out = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        ]
+        return "  ".join(out).rstrip()
+
+    return "\n".join(
+        [line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]]
+    )
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(fig: Any, *, dpi: int | None = None) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def finish(out: Path, files: dict[str, Any], text: str) -> None:
+    """Writes each of ``files`` (name -> bytes, str, or a JSON value) into ``out``
+    atomically, then prints ``text`` (the table) on stdout."""
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            atomic_write_bytes(out / name, content)
+        elif isinstance(content, str):
+            atomic_write_text(out / name, content)
+        else:
+            atomic_write_json(out / name, content)
+    print(text)
+
+
+def main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], dict[str, Any]],
+    outputs: Callable[[dict[str, Any]], tuple[dict[str, Any], str]],
+) -> dict[str, Any]:
+    """A script's ``main``: parses ``argv``, runs, writes the files and prints the table
+    that ``outputs(results)`` returns (see :func:`finish`); returns the results."""
+    args = parse_args(argv)
+    results = run(args)
+    files, text = outputs(results)
+    finish(args.out, files, text)
+    return results
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (stdout is kept for the table)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """The median wall time of ``fn()`` over ``repeats`` calls (``fn`` must block until done)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def mlp(widths: Sequence[int], num_classes: int = 10) -> tuple[Any, jz.models.ApplyFn]:
+    """``jz.models.MLP(widths)`` and its apply function."""
+    model = jz.models.MLP(tuple(widths), num_classes=num_classes)
+    return model, jz.models.linen_apply_fn(model)
+
+
+def random_batch(batch_size: int, *, num_classes: int = 10, seed: int = 0) -> dict[str, Any]:
+    """A batch of uniform random 28x28x1 images and labels on the device, for benchmarks."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch_size, 28, 28, 1), np.float32)
+    y = rng.integers(0, num_classes, batch_size, np.int32)
+    return {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+
+
+def random_params(model: Any, example_x: Any, seed: int) -> Any:
+    """Params of ``model``'s structure drawn with numpy: kernels ``N(0, 1 / fan_in)``, zero biases.
+
+    For benchmarks, whose speed does not depend on the values: this avoids
+    compiling the initializers (seconds of XLA time on a small CPU).
+    """
+    shapes = jax.eval_shape(lambda: jz.models.init_params(model, jax.random.key(0), example_x))
+    rng = np.random.default_rng(seed)
+
+    def draw(leaf: jax.ShapeDtypeStruct) -> jax.Array:
+        if len(leaf.shape) < 2:
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        std = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+        return jnp.asarray(rng.standard_normal(leaf.shape) * std, leaf.dtype)
+
+    return jax.tree.map(draw, shapes)
