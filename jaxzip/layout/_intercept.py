@@ -195,10 +195,11 @@ def intercept_matmuls(
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise TypeError(f"hook at {path!r}: expected a tuple (y, value), got {result!r}")
             y, value = result
-            if tuple(np.shape(y)) != call.y_shape or np.result_type(y) != call.y_dtype:
+            dtype = getattr(y, "dtype", None)
+            if tuple(np.shape(y)) != call.y_shape or dtype != call.y_dtype:
                 raise ValueError(
                     f"hook at {path!r}: expected y of shape {call.y_shape} and dtype "
-                    f"{call.y_dtype}, got {np.shape(y)} {np.result_type(y)}"
+                    f"{call.y_dtype}, got {type(y).__name__} of shape {np.shape(y)}, dtype {dtype}"
                 )
             if path in used:
                 if combine is None:

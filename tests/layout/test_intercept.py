@@ -1,0 +1,196 @@
+"""Tests for jaxzip/layout/_intercept.py and _rows.py: hooks at matmuls and convs."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxzip.layout import intercept_matmuls, to_matrix, trace_layouts
+
+from ._models import Decoder
+
+
+def _identity(path, x, x_rows, w, compute):
+    return compute(x, w), None
+
+
+def _check_rows(path, x, x_rows, w, compute):
+    """The hook that checks rows @ to_matrix(w) == the equation, and rows=True recomputes it."""
+    y = compute(x, w)
+    leaf = jnp.asarray(w)
+    lay = compute.layout
+    if compute.w_layout != lay:  # the model rearranged the stored kernel: undo via the test's map
+        leaf = None
+    return y, {
+        "direct": (x_rows @ to_matrix(leaf, lay)) if leaf is not None else None,
+        "y": y,
+        "rows": compute(x_rows, w, rows=True),
+        "n_rows": compute.n_rows,
+    }
+
+
+def test_identity_is_bit_exact_under_jit_on_the_decoder():
+    model = Decoder(layers=2)
+    ids = jax.random.randint(jax.random.key(1), (2, 8), 0, 11)
+    params = jax.jit(model.init)(jax.random.key(0), ids)
+    lay = trace_layouts(model.apply, params, ids)
+    out, aux = jax.jit(intercept_matmuls(model.apply, lay, _identity))(params, ids)
+    ref = jax.jit(model.apply)(params, ids)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(ref))
+    assert set(aux) == set(lay) and all(v is None for v in aux.values())
+
+
+class _Convs(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Conv(4, (3, 3), strides=2, padding="SAME", name="a")(x)
+        x = nn.Conv(3, (2, 3), kernel_dilation=(2, 1), padding=((1, 0), (2, 1)), name="b")(x)
+        return nn.Conv(2, (3,), padding="VALID", name="c")(x.reshape(x.shape[0], -1, 3))
+
+
+@pytest.mark.parametrize("model", ["convs", "nchw"])
+def test_conv_patches_follow_to_matrix_order(model):
+    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+    if model == "convs":
+        apply = _Convs().apply
+        params = _Convs().init(jax.random.key(1), x)
+    else:  # explicit NCHW / OIHW dimension numbers, kernel stored OIHW
+        params = {"k": jax.random.normal(jax.random.key(1), (5, 3, 2, 3))}
+
+        def apply(p, x):
+            x = jnp.transpose(x, (0, 3, 1, 2))
+            return jax.lax.conv_general_dilated(
+                x, p["k"], (1, 2), ((1, 1), (0, 2)), rhs_dilation=(2, 1),
+                dimension_numbers=("NCHW", "OIHW", "NCHW"),
+            )  # fmt: skip
+
+    lay = trace_layouts(apply, params, x)
+    if model == "nchw":
+        assert lay["k"].in_axes == (1, 2, 3) and lay["k"].out_axes == (0,)
+    out, aux = jax.jit(intercept_matmuls(apply, lay, _check_rows))(params, x)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(jax.jit(apply)(params, x)))
+    for path, a in aux.items():
+        spec_y = np.asarray(a["y"])
+        o_axis = 1 if model == "nchw" else spec_y.ndim - 1
+        y_rows = np.moveaxis(spec_y, o_axis, -1).reshape(-1, spec_y.shape[o_axis])
+        assert a["direct"].shape[0] == a["n_rows"] == y_rows.shape[0], path
+        np.testing.assert_allclose(np.asarray(a["direct"]), y_rows, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(a["rows"]), spec_y, rtol=1e-5, atol=1e-5)
+
+
+def test_rearranged_kernels_rows_in_stored_order():
+    """x_rows use the STORED kernel's to_matrix order even when the model transposes/reshapes."""
+
+    def f(p, x):
+        h = jnp.einsum("bi,oi->bo", x, p["t"])  # stored (out=5, in=4)
+        h = jnp.einsum("bji,oji->bo", h.reshape(-1, 1, 5), p["r"].reshape(3, 1, 5))  # (out, in)
+        w = p["lhs"].transpose(1, 0, 2).reshape(4, 3)  # stored (2, 2, 3): rows permuted
+        y = jax.lax.dot_general(w, x, (((0,), (1,)), ((), ())))  # the kernel is the lhs
+        return h.sum() + y
+
+    params = {"t": jax.random.normal(jax.random.key(0), (5, 4)),
+              "r": jax.random.normal(jax.random.key(1), (3, 5)),
+              "lhs": jax.random.normal(jax.random.key(2), (2, 2, 3))}  # fmt: skip
+    x = jax.random.normal(jax.random.key(3), (2, 4))
+    lay = trace_layouts(f, params, x)
+    assert {p: v.in_axes for p, v in lay.items()} == {"t": (1,), "r": (1,), "lhs": (0, 1)}
+
+    def hook(path, x, x_rows, w, compute):
+        y = compute(x, w)
+        return y, (x_rows, y, compute(x_rows, w, rows=True))
+
+    out, aux = jax.jit(intercept_matmuls(f, lay, hook))(params, x)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(jax.jit(f)(params, x)))
+    for path in ("t", "r"):
+        x_rows, y, y_rows = aux[path]
+        direct = x_rows @ to_matrix(params[path], lay[path])
+        np.testing.assert_allclose(direct, np.asarray(y).reshape(direct.shape), rtol=1e-5)
+        np.testing.assert_allclose(y_rows, y, rtol=1e-5, atol=1e-6)
+    x_rows, y, y_rows = aux["lhs"]  # the kernel is the lhs: y is (out, rows)
+    direct = x_rows @ to_matrix(params["lhs"], lay["lhs"])
+    np.testing.assert_allclose(direct.T, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_rows, y, rtol=1e-5, atol=1e-6)
+
+
+def test_hook_can_change_x_and_w_and_static_kwargs_pass_through():
+    dense = nn.Dense(3)
+    x = jnp.ones((2, 4))
+    params = dense.init(jax.random.key(0), x)
+
+    def apply(v, x, *, double):
+        return dense.apply(v, x * (2.0 if double else 1.0))
+
+    lay = trace_layouts(apply, params, x, double=True)
+
+    def zero_w(path, x, x_rows, w, compute):
+        return compute(x, jnp.zeros_like(w)), jnp.abs(x_rows).max()
+
+    out, aux = jax.jit(intercept_matmuls(apply, lay, zero_w), static_argnames="double")(
+        params, x, double=True
+    )
+    np.testing.assert_array_equal(out, jnp.broadcast_to(params["params"]["bias"], (2, 3)))
+    assert float(aux["params/kernel"]) == 2.0
+
+
+def test_kernel_used_twice_needs_combine():
+    def f(p, x):
+        return (x @ p["w"]) @ p["w"]
+
+    params, x = {"w": jnp.eye(3) * 2}, jnp.ones((1, 3))
+    lay = trace_layouts(f, params, x)
+
+    def hook(path, x, x_rows, w, compute):
+        return compute(x, w), x_rows.sum()
+
+    with pytest.raises(ValueError, match=r"'w' is used by more than one matmul.*combine"):
+        intercept_matmuls(f, lay, hook)(params, x)
+    _, aux = intercept_matmuls(f, lay, hook, combine=jnp.add)(params, x)
+    assert float(aux["w"]) == 3.0 + 6.0
+
+
+def test_loops_where_and_bad_inputs():
+    def f(p, x):
+        x = jax.lax.fori_loop(0, 2, lambda i, h: h @ p["loop"], x)
+        return x @ p["w"] + p["b"]
+
+    params = {"loop": jnp.eye(3), "w": jnp.ones((3, 2)), "b": jnp.ones(2)}
+    x = jnp.ones((1, 3))
+    lay = trace_layouts(f, params, x)
+    with pytest.raises(ValueError, match=r"'loop'.*inside a (scan|while) body"):
+        intercept_matmuls(f, lay, _identity)(params, x)
+    out, aux = intercept_matmuls(f, lay, _identity, where="w")(params, x)
+    np.testing.assert_array_equal(out, f(params, x))
+    assert list(aux) == ["w"]
+    with pytest.raises(ValueError, match=r"selects 'b', which no matmul"):
+        intercept_matmuls(f, lay, _identity, where="w|b")(params, x)
+    with pytest.raises(ValueError, match="selects no leaf"):
+        intercept_matmuls(f, lay, _identity, where="nothing")(params, x)
+    with pytest.raises(ValueError, match=r"'w'.*no matmul or conv of apply_fn uses it"):
+        intercept_matmuls(lambda p, x: x[:, :2] + p["b"], lay, _identity, where="w")(params, x)
+    with pytest.raises(ValueError, match=r"hook at 'w': expected y of shape \(1, 2\)"):
+        intercept_matmuls(f, lay, lambda p, x, xr, w, c: (xr, None), where="w")(params, x)
+    with pytest.raises(TypeError, match="tuple"):
+        intercept_matmuls(f, lay, lambda p, x, xr, w, c: c(x, w), where="w")(params, x)
+    with pytest.raises(ValueError, match=r"layouts\['w'\]: expected shape|expected shape"):
+        intercept_matmuls(f, lay, _identity)({**params, "w": jnp.ones((2, 3))}, x)
+    with pytest.raises(TypeError, match="hook"):
+        intercept_matmuls(f, lay, None)
+    with pytest.raises(TypeError, match="layouts"):
+        intercept_matmuls(f, list(lay), _identity)(params, x)
+    with pytest.raises(ValueError, match=r"'w': apply_fn contracts axes \(1,\)"):
+        intercept_matmuls(lambda p, x: p["w"] @ x[0, :2], lay, _identity, where="w")(params, x)
+
+
+def test_eager_and_jit_agree():
+    model = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(2)])
+    x = jax.random.normal(jax.random.key(0), (3, 4))
+    params = model.init(jax.random.key(1), x)
+    lay = trace_layouts(model.apply, params, x)
+    fn = intercept_matmuls(model.apply, lay, lambda p, x, xr, w, c: (c(x, w), (xr**2).sum(0)))
+    (o1, a1), (o2, a2) = fn(params, x), jax.jit(fn)(params, x)
+    np.testing.assert_allclose(o1, o2, rtol=1e-6)
+    for p in a1:
+        np.testing.assert_allclose(a1[p], a2[p], rtol=1e-6)
