@@ -17,6 +17,7 @@ Example:
 """
 
 from jaxzip.quant._apply import make_quantized_apply
+from jaxzip.quant._awq import AWQResult, awq, awq_scales
 from jaxzip.quant._binary import binarize, ternarize
 from jaxzip.quant._calibrate import calibrate, compute_scale
 from jaxzip.quant._collect import RangeCollector, RangeState, make_range_collector
@@ -42,9 +43,12 @@ from jaxzip.quant._params import (
 )
 from jaxzip.quant._qarray import QArray, dequantize
 from jaxzip.quant._quantize import quantize
+from jaxzip.quant._smoothquant import smooth_quant, smooth_scales
 from jaxzip.quant._spec import MinMax, MSEClip, Percentile, QuantSpec
+from jaxzip.quant._w8a8 import make_scaled_apply, w8a8
 
 __all__ = [
+    "AWQResult",
     "CodebookState",
     "KMeansArray",
     "MSEClip",
@@ -54,6 +58,8 @@ __all__ = [
     "QuantSpec",
     "RangeCollector",
     "RangeState",
+    "awq",
+    "awq_scales",
     "binarize",
     "calibrate",
     "centroid_grads",
@@ -76,9 +82,13 @@ __all__ = [
     "make_codebook_step",
     "make_quantized_apply",
     "make_range_collector",
+    "make_scaled_apply",
     "quantization_report",
     "quantize",
     "quantize_params",
     "replace_centroids",
+    "smooth_quant",
+    "smooth_scales",
     "ternarize",
+    "w8a8",
 ]
