@@ -1,0 +1,237 @@
+"""Per-kernel activation statistics, streamed over calibration batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxzip._types import Params, Where
+from jaxzip.layout import KernelLayout, intercept_matmuls
+from jaxzip.layout._intercept import selected_kernels
+
+
+class KernelStats(NamedTuple):
+    """Statistics of the activation rows one kernel saw, in :func:`jaxzip.layout.to_matrix` row order.
+
+    A *row* is one activation vector multiplied by the kernel: one token for a
+    Dense or attention projection, one output position's im2col patch for a
+    conv; its ``n_in`` entries follow the rows of ``to_matrix(kernel, layout)``.
+    All float32.
+
+    Attributes:
+      count: the number of rows seen (a scalar).
+      xtx: ``(n_in, n_in)``, the sum over rows of ``x xᵀ`` (``XᵀX``; the GPTQ /
+        SparseGPT Hessian is ``2 XᵀX / count``). ``(0, 0)`` when collected with
+        ``hessian=False``.
+      sq_sum: ``(n_in,)``, the sum over rows of ``x²`` (Wanda's input norm is
+        ``sqrt(sq_sum)``).
+      absmax: ``(n_in,)``, the largest ``|x|`` per input (AWQ, SmoothQuant, W8A8
+        ranges).
+    """
+
+    count: jax.Array
+    xtx: jax.Array
+    sq_sum: jax.Array
+    absmax: jax.Array
+
+
+def row_stats(x_rows: Any, *, hessian: bool = True) -> KernelStats:
+    """The :class:`KernelStats` of one ``(rows, n_in)`` block of activation rows.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s = row_stats(jnp.array([[1.0, -2.0], [3.0, 0.0]]))
+      >>> s.count, s.xtx.tolist(), s.sq_sum.tolist(), s.absmax.tolist()
+      (Array(2., dtype=float32), [[10.0, -2.0], [-2.0, 4.0]], [10.0, 4.0], [3.0, 2.0])
+    """
+    x = jnp.asarray(x_rows).astype(jnp.float32)
+    if x.ndim != 2:
+        raise ValueError(f"row_stats: expected (rows, n_in) activation rows, got shape {x.shape}")
+    if hessian:
+        xtx = jax.lax.dot_general(
+            x, x, (((0,), (0,)), ((), ())), precision=jax.lax.Precision.HIGHEST
+        )
+    else:
+        xtx = jnp.zeros((0, 0), jnp.float32)
+    return KernelStats(
+        count=jnp.float32(x.shape[0]),
+        xtx=xtx,
+        sq_sum=jnp.sum(x * x, axis=0),
+        absmax=jnp.max(jnp.abs(x), axis=0, initial=0.0),
+    )
+
+
+def add_stats(a: KernelStats, b: KernelStats) -> KernelStats:
+    """Merges the statistics of two sets of rows (sums; the maximum for ``absmax``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> a = row_stats(jnp.ones((2, 3)))
+      >>> add_stats(a, a).count
+      Array(4., dtype=float32)
+    """
+    return KernelStats(
+        count=a.count + b.count,
+        xtx=a.xtx + b.xtx,
+        sq_sum=a.sq_sum + b.sq_sum,
+        absmax=jnp.maximum(a.absmax, b.absmax),
+    )
+
+
+def init_stats(
+    layouts: Mapping[str, KernelLayout],
+    params: Params,
+    *,
+    where: Where | None = None,
+    hessian: bool = True,
+) -> dict[str, KernelStats]:
+    """Zero statistics for every kernel that ``where`` selects (all of ``layouts`` if None).
+
+    Raises:
+      ValueError: ``where`` selects a leaf that is not in ``layouts`` (not a
+        kernel), or nothing; a layout does not match its leaf.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.layout import KernelLayout
+      >>> lay = {"w": KernelLayout(shape=(3, 2), in_axes=(0,), out_axes=(1,))}
+      >>> init_stats(lay, {"w": jnp.ones((3, 2))})["w"].xtx.shape
+      (3, 3)
+    """
+    chosen = selected_kernels(layouts, params, where)
+    out = {}
+    for path in chosen.values():
+        n = layouts[path].n_in
+        out[path] = KernelStats(
+            count=jnp.zeros((), jnp.float32),
+            xtx=jnp.zeros((n, n) if hessian else (0, 0), jnp.float32),
+            sq_sum=jnp.zeros((n,), jnp.float32),
+            absmax=jnp.zeros((n,), jnp.float32),
+        )
+    return out
+
+
+def make_stats_step(
+    apply_fn: Callable[..., Any],
+    *,
+    layouts: Mapping[str, KernelLayout],
+    where: Where | None = None,
+    hessian: bool = True,
+) -> Callable[[Params, dict[str, KernelStats], Any], dict[str, KernelStats]]:
+    """A jitted ``step(params, stats, batch) -> stats`` adding one batch's statistics.
+
+    ``apply_fn(params, batch)`` runs with :func:`jaxzip.layout.intercept_matmuls`;
+    each selected kernel's activation rows are reduced to :class:`KernelStats`
+    inside the step and never leave it. The step compiles once per distinct
+    ``(params, batch)`` shape signature and is reused after that: keep it to
+    calibrate the same kernels again (e.g. with updated params); a new
+    ``where`` needs a new step (one more compile of the whole model).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.layout import trace_layouts
+      >>> f = lambda p, x: x @ p["w"]
+      >>> params, x = {"w": jnp.ones((2, 3))}, jnp.array([[1.0, 2.0]])
+      >>> lay = trace_layouts(f, params, x)
+      >>> step = make_stats_step(f, layouts=lay)
+      >>> stats = step(params, init_stats(lay, params), x)
+      >>> stats["w"].xtx.tolist()
+      [[1.0, 2.0], [2.0, 4.0]]
+    """
+
+    def hook(path: str, x: Any, x_rows: Any, w: Any, compute: Any) -> tuple[Any, KernelStats]:
+        return compute(x, w), row_stats(x_rows, hessian=hessian)
+
+    fn = intercept_matmuls(apply_fn, layouts, hook, where=where, combine=add_stats)
+
+    def step(params: Params, stats: dict[str, KernelStats], batch: Any) -> dict[str, KernelStats]:
+        _, new = fn(params, batch)
+        if set(new) != set(stats):
+            raise ValueError(
+                f"stats: expected statistics for {sorted(new)}, got {sorted(stats)} "
+                "(create them with init_stats and the same where=)"
+            )
+        return {p: add_stats(stats[p], new[p]) for p in new}
+
+    return jax.jit(step)
+
+
+def _signature(batch: Any) -> Any:
+    return jax.tree.map(lambda a: (tuple(np.shape(a)), str(jnp.result_type(a))), batch)
+
+
+def collect_stats(
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batches: Iterable[Any],
+    *,
+    layouts: Mapping[str, KernelLayout],
+    where: Where | None = None,
+    hessian: bool = True,
+) -> dict[str, KernelStats]:
+    """Streams calibration batches through ``apply_fn`` and sums per-kernel statistics.
+
+    Each batch is passed as ``apply_fn(params, batch)`` (a pytree batch is one
+    argument). Statistics are reduced inside one jitted step (compiled once per
+    distinct batch shape, see :func:`make_stats_step`), added in float32, and
+    activations are never stored. For layer-sequential methods (GPTQ,
+    SparseGPT) call it with ``where=`` restricted to one group of kernels, then
+    again with the updated params for the next group: each call costs one
+    compilation and one full forward pass per batch.
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, batch)``.
+      params: its params (a pytree; linen variables, nnx state, dicts).
+      batches: an iterable of batches (consumed once).
+      layouts: from :func:`jaxzip.layout.trace_layouts`.
+      where: which kernels to collect (default: all of ``layouts``); selecting a
+        leaf that no matmul uses is an error.
+      hessian: also sum ``XᵀX`` (``n_in²`` floats per kernel); with False,
+        ``xtx`` is a ``(0, 0)`` array.
+
+    Returns:
+      ``{path: KernelStats}`` in :func:`jaxzip.layout.to_matrix` row order;
+      ``count`` says how many rows each kernel saw (a kernel used by several
+      matmuls counts the rows of all of them).
+
+    Raises:
+      ValueError: ``batches`` is empty; a batch that the model rejects
+        (naming its index and its shape beside the first batch's); ``where``
+        selects a leaf no matmul uses (naming it).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.layout import trace_layouts
+      >>> f = lambda p, x: jnp.tanh(x @ p["w1"]) @ p["w2"]
+      >>> params = {"w1": jnp.ones((2, 4)), "w2": jnp.ones((4, 1))}
+      >>> batches = [jnp.array([[1.0, -1.0]]), jnp.array([[2.0, 0.0]])]
+      >>> lay = trace_layouts(f, params, batches[0])
+      >>> stats = collect_stats(f, params, batches, layouts=lay)
+      >>> stats["w1"].count, stats["w1"].absmax.tolist(), stats["w2"].xtx.shape
+      (Array(2., dtype=float32), [2.0, 1.0], (4, 4))
+    """
+    step = make_stats_step(apply_fn, layouts=layouts, where=where, hessian=hessian)
+    stats = init_stats(layouts, params, where=where, hessian=hessian)
+    first = None
+    for i, batch in enumerate(batches):
+        sig = _signature(batch)
+        if first is None:
+            first = sig
+            stats = step(params, stats, batch)
+            continue
+        try:
+            stats = step(params, stats, batch)
+        except (TypeError, ValueError) as err:
+            if sig == first:
+                raise
+            raise ValueError(
+                f"batches[{i}]: apply_fn rejects this batch of {sig} (the first batch was "
+                f"{first}): {err}"
+            ) from err
+    if first is None:
+        raise ValueError("batches: expected at least one calibration batch, got none")
+    return stats
