@@ -43,11 +43,11 @@ from jaxzip.prune._scores import (
     random_scores,
     saliency_scores,
 )
-from jaxzip.prune._sparsegpt import sparsegpt_prune_matrix
+from jaxzip.prune._sparsegpt import sparsegpt, sparsegpt_prune_matrix
 from jaxzip.prune._stats import flops, mask_stats, nonzero_mask
 from jaxzip.prune._structures import Block, Channel, NByM, Unstructured
 from jaxzip.prune._topk import topk_mask
-from jaxzip.prune._wanda import wanda_mask_matrix
+from jaxzip.prune._wanda import wanda, wanda_mask_matrix
 
 __all__ = [
     "ERK",
@@ -84,7 +84,9 @@ __all__ = [
     "random_scores",
     "rewind",
     "saliency_scores",
+    "sparsegpt",
     "sparsegpt_prune_matrix",
     "topk_mask",
+    "wanda",
     "wanda_mask_matrix",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
@@ -10,10 +12,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxzip import layout as jz_layout
+from jaxzip._types import Mask, Params, Where
+from jaxzip.paths import keystr
 from jaxzip.prune._checks import check_sparsity, is_concrete
 from jaxzip.prune._structures import NByM
 from jaxzip.quant import QArray, QuantSpec
 from jaxzip.quant._gptq import check_gptq_spec, check_matrix, check_options, raise_not_pd
+from jaxzip.quant._gptq_tree import check_tree_spec
 from jaxzip.quant._obs import (
     Grid,
     Pruning,
@@ -25,6 +31,17 @@ from jaxzip.quant._obs import (
     obs_loop,
     pad_rows,
     padded_size,
+)
+from jaxzip.quant._oneshot import (
+    calib_collect,
+    check_batches,
+    check_kernel_groups,
+    check_tokens,
+    kernel_qarray,
+    replace_leaves,
+    run_oneshot,
+    select_kernels,
+    trace,
 )
 
 
@@ -194,3 +211,128 @@ def sparsegpt_prune_matrix(
     )
     raise_not_pd(ok, lam, what)
     return (w_hat, mask) if q is None else (w_hat, mask, q)
+
+
+def check_tree_structure(structure: Any, layouts: Any, paths: list[str], what: str) -> None:
+    """N:M groups run along each kernel's last input axis: ``m`` must divide it."""
+    if structure is None:
+        return
+    if structure.axis != -2:
+        raise ValueError(
+            f"{what}: leave NByM's axis at -2; N:M groups run along each kernel's traced "
+            f"input axis (layout.group_axis()), got axis={structure.axis}"
+        )
+    for p in paths:
+        lay = layouts[p]
+        size = lay.shape[lay.in_axes[-1]]
+        if size % structure.m:
+            raise ValueError(
+                f"{p}: NByM m={structure.m} must divide the size {size} of the kernel's last "
+                f"input axis {lay.in_axes[-1]} (shape {lay.shape})"
+            )
+
+
+def sparsegpt(
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batches: Iterable[Any],
+    *,
+    sparsity: float | None = None,
+    structure: NByM | None = None,
+    where: Where | None = None,
+    sequential: bool = True,
+    damp: float = 0.01,
+    block_size: int = 128,
+    quant_spec: QuantSpec | None = None,
+    layouts: Mapping[str, Any] | None = None,
+) -> tuple[Params, Mask]:
+    """Prunes a model's matmul kernels with SparseGPT from calibration batches.
+
+    Kernels and their input axes come from tracing ``apply_fn``
+    (:func:`jaxzip.layout.trace_layouts`); each kernel, as the ``(n_in, n_out)``
+    matrix of ``y = x @ W``, goes through :func:`sparsegpt_prune_matrix` with its
+    Hessian from :func:`jaxzip.calib.collect_stats`. With ``sequential`` (the
+    paper's protocol) each kernel is calibrated on params where every earlier
+    kernel is already pruned; kernels reading the same activation share a pass.
+    N:M groups run along each kernel's last input axis (the true input axis:
+    input features of a Dense, input channels of an HWIO conv).
+
+    Args:
+      apply_fn: ``apply_fn(params, batch)``.
+      params: the float params.
+      batches: calibration inputs, each passed as ``apply_fn(params, batch)``.
+      sparsity: fraction pruned (unstructured), in ``[0, 1)``.
+      structure: ``NByM(n, m)`` instead (``axis`` left at -2).
+      where: the kernels to prune (default: every traced kernel).
+      sequential: calibrate on the already-pruned earlier kernels.
+      damp: relative Hessian dampening.
+      block_size: rows per block.
+      quant_spec: joint quantization (as :func:`jaxzip.quant.gptq`'s ``spec``).
+      layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+
+    Returns:
+      ``(params, mask)``: the pruned and reconstructed params (a :class:`QArray`
+      per kernel with ``quant_spec``), and a bool mask with ``params``'
+      structure (all True on leaves not pruned) for :func:`apply_mask` and
+      :func:`keep_masked`.
+
+    Raises:
+      ValueError: fewer calibration tokens than a kernel's ``n_in``; ``m`` not
+        dividing a kernel's input axis; bad sparsity; a Hessian not positive
+        definite after the retries; ``where`` selecting nothing or a non-kernel.
+      TypeError: bad argument types.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> import jaxzip as jz
+      >>> model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)])
+      >>> params = model.init(jax.random.key(0), jnp.ones((1, 8)))
+      >>> batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in range(2)]
+      >>> p, mask = sparsegpt(model.apply, params, batches, structure=jz.prune.NByM(2, 4))
+      >>> mask["params"]["layers_0"]["kernel"].reshape(2, 4, 16).sum(1).min().item()
+      2
+    """
+    what = "sparsegpt"
+    check_prune_options(sparsity, structure, structure.m if structure else 1, what)
+    check_options(damp, block_size, what)
+    mspec = None if quant_spec is None else check_tree_spec(quant_spec, what)
+    if mspec is not None:
+        check_gptq_spec(mspec, mspec.group_size or 1, f"{what}: quant_spec")
+    if not isinstance(sequential, bool):
+        raise TypeError(f"{what}: sequential must be a bool, got {sequential!r}")
+    batches = check_batches(batches, what)
+    layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
+    paths = select_kernels(params, layouts, where)
+    check_tree_structure(structure, layouts, paths, what)
+    for p in paths:
+        check_kernel_groups(p, layouts[p], None if mspec is None else mspec.group_size)
+    n, m = (structure.n, structure.m) if structure is not None else (0, 0)
+    masks: dict[str, Any] = {}
+
+    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+        check_tokens(path, stats, layout.n_in, "SparseGPT")
+        mat = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
+        s = 0.0 if sparsity is None else sparsity
+        w_hat, mask, q, ok, lam = sparsegpt_core(
+            mat, stats.xtx, damp, s, n=n, m=m, spec=mspec, block_size=block_size
+        )
+        raise_not_pd(ok, lam, path)
+        masks[path] = jz_layout.from_matrix(mask, layout)
+        new = jz_layout.from_matrix(w_hat, layout).astype(jnp.result_type(leaf))
+        if q is None:
+            return new, new
+        kq = kernel_qarray(dataclasses.replace(q, dtype=np.dtype(jnp.result_type(leaf))), layout)
+        return new, kq
+
+    _, out = run_oneshot(
+        params, layouts, paths, calib_collect(apply_fn, batches, layouts), process,
+        hessian=True, sequential=sequential,
+    )  # fmt: skip
+    return replace_leaves(params, out), full_mask(params, masks)
+
+
+def full_mask(params: Params, masks: Mapping[str, Any]) -> Mask:
+    """A bool tree with ``params``' structure: ``masks`` at their paths, all True elsewhere."""
+    return jax.tree_util.tree_map_with_path(
+        lambda kp, x: masks.get(keystr(kp), jnp.ones(jnp.shape(x), bool)), params
+    )

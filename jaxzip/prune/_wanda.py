@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jaxzip.prune._sparsegpt import check_prune_options
+from jaxzip import layout as jz_layout
+from jaxzip._types import Mask, Params, Where
+from jaxzip.prune._sparsegpt import check_prune_options, check_tree_structure, full_mask
 from jaxzip.prune._structures import NByM
+from jaxzip.quant._oneshot import calib_collect, check_batches, run_oneshot, select_kernels, trace
 
 
 def wanda_scores(w: jax.Array, in_norm: jax.Array) -> jax.Array:
@@ -90,3 +94,77 @@ def wanda_mask_matrix(
     in_norm = _check_norm(w, in_norm, what)
     s = check_prune_options(sparsity, structure, w.shape[0], what)
     return per_output_mask(wanda_scores(w, in_norm), s, structure)
+
+
+def wanda(
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batches: Iterable[Any],
+    *,
+    sparsity: float | None = None,
+    structure: NByM | None = None,
+    where: Where | None = None,
+    sequential: bool = True,
+    layouts: Mapping[str, Any] | None = None,
+) -> Mask:
+    """Wanda's keep-mask for a model's matmul kernels, from calibration batches.
+
+    Each kernel (from :func:`jaxzip.layout.trace_layouts`), as the
+    ``(n_in, n_out)`` matrix of ``y = x @ W``, is scored ``|W_ij| · ‖X_i‖₂``
+    with the input norms from :func:`jaxzip.calib.collect_stats`
+    (``hessian=False``: only ``sq_sum``) and ranked per output
+    (:func:`wanda_mask_matrix`). With ``sequential`` each kernel's norms come
+    from params where the earlier kernels are already masked. N:M groups run
+    along each kernel's last input axis.
+
+    Args:
+      apply_fn: ``apply_fn(params, batch)``.
+      params: the float params.
+      batches: calibration inputs, each passed as ``apply_fn(params, batch)``.
+      sparsity: fraction pruned per output, in ``[0, 1)``.
+      structure: ``NByM(n, m)`` instead (``axis`` left at -2).
+      where: the kernels to prune (default: every traced kernel).
+      sequential: calibrate on the already-masked earlier kernels.
+      layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+
+    Returns:
+      A bool mask with ``params``' structure (all True on leaves not pruned),
+      for :func:`apply_mask` and :func:`keep_masked`. Weights are not updated.
+
+    Raises:
+      ValueError: bad sparsity; ``m`` not dividing a kernel's input axis;
+        ``where`` selecting nothing or a non-kernel.
+      TypeError: bad argument types.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> import jaxzip as jz
+      >>> model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)])
+      >>> params = model.init(jax.random.key(0), jnp.ones((1, 8)))
+      >>> batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in range(2)]
+      >>> mask = wanda(model.apply, params, batches, sparsity=0.5)
+      >>> mask["params"]["layers_2"]["kernel"].sum(0)
+      Array([8, 8, 8, 8], dtype=int32)
+    """
+    what = "wanda"
+    check_prune_options(sparsity, structure, structure.m if structure else 1, what)
+    if not isinstance(sequential, bool):
+        raise TypeError(f"{what}: sequential must be a bool, got {sequential!r}")
+    batches = check_batches(batches, what)
+    layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
+    paths = select_kernels(params, layouts, where)
+    check_tree_structure(structure, layouts, paths, what)
+    masks: dict[str, Any] = {}
+
+    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+        mat = jz_layout.to_matrix(leaf, layout)
+        norm = jnp.sqrt(jnp.asarray(stats.sq_sum, jnp.float32))
+        mask = per_output_mask(wanda_scores(mat.astype(jnp.float32), norm), sparsity, structure)
+        masks[path] = jz_layout.from_matrix(mask, layout)
+        return jnp.where(masks[path], leaf, jnp.zeros_like(leaf)), None
+
+    run_oneshot(
+        params, layouts, paths, calib_collect(apply_fn, batches, layouts), process,
+        hessian=False, sequential=sequential,
+    )  # fmt: skip
+    return full_mask(params, masks)

@@ -24,6 +24,7 @@ from jaxzip.quant._collect import RangeCollector, RangeState, make_range_collect
 from jaxzip.quant._fake import fake_quant, lsq_fake_quant, lsq_init_step
 from jaxzip.quant._finetune import CodebookState, init_codebook_state, make_codebook_step
 from jaxzip.quant._gptq import gptq_quantize_matrix
+from jaxzip.quant._gptq_tree import gptq
 from jaxzip.quant._intops import int_conv, int_dense
 from jaxzip.quant._kmeans import (
     KMeansArray,
@@ -69,6 +70,7 @@ __all__ = [
     "dequantize_params",
     "fake_quant",
     "fake_quant_params",
+    "gptq",
     "gptq_quantize_matrix",
     "init_codebook_state",
     "init_lsq_steps",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxzip.prune import NByM, topk_mask, wanda_mask_matrix
+from jaxzip.prune import NByM, topk_mask, wanda, wanda_mask_matrix
 
 W = jnp.array([[4.0, 0.5], [3.0, 0.1], [2.0, 0.4], [1.0, 0.2]])
 NORM = jnp.array([1.0, 1.0, 1.0, 10.0])
@@ -60,3 +61,27 @@ def test_bad_inputs():
         wanda_mask_matrix(W, NORM)
     with pytest.raises(ValueError, match=r"prunes exactly 0\.5"):
         wanda_mask_matrix(W, NORM, sparsity=0.3, structure=NByM(2, 4))
+
+
+# --- the pytree driver ---------------------------------------------------------------------
+
+
+def test_driver_sequential_norms_and_structure():
+    model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)])
+    params = model.init(jax.random.key(0), jnp.ones((1, 8)))
+    batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in range(2)]
+    mask = wanda(model.apply, params, batches, sparsity=0.5)
+    p = params["params"]
+    x = jnp.concatenate(batches)
+    m0 = wanda_mask_matrix(p["layers_0"]["kernel"], jnp.linalg.norm(x, axis=0), sparsity=0.5)
+    np.testing.assert_array_equal(mask["params"]["layers_0"]["kernel"], m0)
+    # layer 2's norms are those of the hidden units of the masked layer 0 (sequential)
+    hid = nn.relu(x @ (p["layers_0"]["kernel"] * m0) + p["layers_0"]["bias"])
+    m2 = wanda_mask_matrix(p["layers_2"]["kernel"], jnp.linalg.norm(hid, axis=0), sparsity=0.5)
+    np.testing.assert_array_equal(mask["params"]["layers_2"]["kernel"], m2)
+    assert mask["params"]["layers_2"]["bias"].all()
+    nm = wanda(model.apply, params, batches, structure=NByM(2, 4), where=r".*layers_0/kernel")
+    assert (np.asarray(nm["params"]["layers_0"]["kernel"]).reshape(2, 4, 16).sum(1) == 2).all()
+    assert np.asarray(nm["params"]["layers_2"]["kernel"]).all()
+    with pytest.raises(ValueError, match="no matmul or conv"):
+        wanda(model.apply, params, batches, sparsity=0.5, where=r".*bias")

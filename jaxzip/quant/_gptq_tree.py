@@ -1,0 +1,139 @@
+"""``gptq``: GPTQ on every matmul kernel of a model, from calibration batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxzip._types import Params, Where
+from jaxzip.quant._gptq import check_gptq_spec, check_options, gptq_core, raise_not_pd
+from jaxzip.quant._oneshot import (
+    calib_collect,
+    check_batches,
+    check_kernel_groups,
+    check_tokens,
+    kernel_qarray,
+    replace_leaves,
+    run_oneshot,
+    select_kernels,
+    trace,
+)
+from jaxzip.quant._qarray import dequantize
+from jaxzip.quant._spec import QuantSpec, check_spec
+
+
+def check_tree_spec(spec: Any, what: str) -> QuantSpec:
+    """The driver's spec: granularity by the traced layout; returns the matrix-space spec."""
+    check_spec(spec, f"{what}: spec")
+    if spec.axes not in ((), (-1,)):
+        raise ValueError(
+            f"{what}: spec.axes must be () (per-tensor) or (-1,) (one scale per output "
+            f"channel: per entry of each kernel's traced out_axes), got {spec.axes}"
+        )
+    if spec.group_size is not None and spec.group_axis != -2:
+        raise ValueError(
+            f"{what}: leave spec.group_axis at -2; groups run along each kernel's traced "
+            f"input axis (layout.group_axis()), got group_axis={spec.group_axis}"
+        )
+    return dataclasses.replace(spec, group_axis=0) if spec.group_size is not None else spec
+
+
+def gptq(
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batches: Iterable[Any],
+    spec: QuantSpec,
+    *,
+    where: Where | None = None,
+    sequential: bool = True,
+    damp: float = 0.01,
+    block_size: int = 128,
+    act_order: bool = False,
+    layouts: Mapping[str, Any] | None = None,
+) -> Params:
+    """Quantizes a model's matmul kernels with GPTQ from calibration batches.
+
+    The kernels (every param leaf a ``dot_general`` or convolution consumes, or
+    those ``where`` selects) and their input/output axes come from tracing
+    ``apply_fn`` once (:func:`jaxzip.layout.trace_layouts`); each kernel is
+    viewed as the ``(n_in, n_out)`` matrix of ``y = x @ W`` and quantized by
+    :func:`gptq_quantize_matrix` with its Hessian ``XᵀX`` from
+    :func:`jaxzip.calib.collect_stats`. With ``sequential`` (the paper's
+    protocol) kernels go in traced order and each is calibrated on params
+    where every earlier kernel is already quantized (dequantized values);
+    kernels reading the same activation (q/k/v) share one calibration pass.
+
+    Granularity: ``spec.axes=(-1,)`` gives one scale per output channel (the
+    :class:`QArray`'s ``axes`` are the kernel's traced ``out_axes``);
+    ``group_size=g`` adds groups of ``g`` along the kernel's last input axis
+    (``group_axis``; for multi-axis inputs the other input axes keep their own
+    scales), so ``g`` must divide that axis; ``axes=()`` is per-tensor.
+
+    Args:
+      apply_fn: ``apply_fn(params, batch)``, e.g. a linen ``model.apply``.
+      params: the float params (as ``apply_fn`` takes them).
+      batches: calibration inputs, each passed as ``apply_fn(params, batch)`` (a
+        pytree batch is one argument); read once per calibration pass.
+      spec: bits 2..8, grid, ``axes`` ``()`` or ``(-1,)``, optional ``group_size``.
+      where: the kernels to quantize (default: every traced kernel).
+      sequential: calibrate each group on the already-quantized earlier kernels.
+      damp: relative Hessian dampening.
+      block_size: rows per lazy-update block.
+      act_order: quantize inputs by descending ``diag H`` (static groups).
+      layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+
+    Returns:
+      ``params``' structure with a :class:`QArray` (kernel shape) at each
+      selected kernel; other leaves unchanged.
+
+    Raises:
+      ValueError: fewer calibration tokens than a kernel's ``n_in`` (the
+        message names the kernel, the count and ``n_in``); a group size not
+        dividing a kernel's last input axis (the sizes that do are listed); a
+        Hessian not positive definite after the dampening retries; ``where``
+        selecting nothing or a leaf no matmul consumes; bad spec or options.
+      TypeError: bad argument types.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> import jaxzip as jz
+      >>> model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)])
+      >>> params = model.init(jax.random.key(0), jnp.ones((1, 8)))
+      >>> batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in range(2)]
+      >>> q = gptq(model.apply, params, batches, jz.quant.QuantSpec(bits=4, axes=(-1,)))
+      >>> type(q["params"]["layers_2"]["kernel"]).__name__, q["params"]["layers_2"]["kernel"].axes
+      ('QArray', (1,))
+    """
+    what = "gptq"
+    mspec = check_tree_spec(spec, what)
+    check_gptq_spec(mspec, mspec.group_size or 1, what)
+    check_options(damp, block_size, what)
+    if not isinstance(act_order, bool) or not isinstance(sequential, bool):
+        raise TypeError(f"{what}: act_order and sequential must be bools")
+    batches = check_batches(batches, what)
+    layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
+    paths = select_kernels(params, layouts, where)
+    for p in paths:
+        check_kernel_groups(p, layouts[p], spec.group_size)
+
+    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+        from jaxzip import layout as jz_layout
+
+        check_tokens(path, stats, layout.n_in, "GPTQ")
+        m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
+        q, ok, lam = gptq_core(
+            m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order
+        )
+        raise_not_pd(ok, lam, path)
+        kq = kernel_qarray(dataclasses.replace(q, dtype=np.dtype(jnp.result_type(leaf))), layout)
+        return dequantize(kq), kq
+
+    _, out = run_oneshot(
+        params, layouts, paths, calib_collect(apply_fn, batches, layouts), process,
+        hessian=True, sequential=sequential,
+    )  # fmt: skip
+    return replace_leaves(params, out)

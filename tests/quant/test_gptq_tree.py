@@ -1,0 +1,120 @@
+"""``jz.quant.gptq`` on models: traced kernels, sequential calibration, codec round trip."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxzip as jz
+import jaxzip.calib
+from jaxzip.layout import to_matrix, trace_layouts
+from jaxzip.quant import QuantSpec, dequantize, gptq, gptq_quantize_matrix
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Records the ``where`` of every calibration pass (jaxzip.calib.collect_stats)."""
+    log = []
+    real = jz.calib.collect_stats
+
+    def collect(*a, **k):
+        log.append(k.get("where"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(jz.calib, "collect_stats", collect)
+    return log
+
+
+class Branchy(nn.Module):
+    """Two kernels read the same input (like q/k/v), then a third reads their sum."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(16, name="a")(x) + nn.Dense(16, name="b")(x)
+        return nn.Dense(4, name="c")(nn.relu(h))
+
+
+def _setup(seed=0):
+    model = Branchy()
+    params = model.init(jax.random.key(seed), jnp.ones((1, 8)))
+    mix = jax.random.normal(jax.random.key(99), (8, 8)) * 0.5 + jnp.eye(8)
+    batches = [jax.random.normal(jax.random.key(i), (24, 8)) @ mix for i in range(2)]
+    return model, params, batches
+
+
+SPEC = QuantSpec(bits=3, axes=(-1,))
+
+
+def test_sequential_matches_matrix_gptq_and_groups_shared_inputs(calls):
+    model, params, batches = _setup()
+    q = gptq(model.apply, params, batches, SPEC, block_size=8)
+    # a and b read x: one pass for both; c is calibrated on the quantized a, b: a second pass
+    assert len(calls) == 2
+    p = params["params"]
+
+    def xtx(f):
+        return sum(f(b).T @ f(b) for b in batches)
+
+    for name in ("a", "b"):
+        ref = gptq_quantize_matrix(p[name]["kernel"], xtx(lambda b: b), SPEC, block_size=8)
+        np.testing.assert_array_equal(q["params"][name]["kernel"].values, ref.values)
+
+    def hid(b, kernel):
+        return nn.relu(sum(b @ kernel(n) + p[n]["bias"] for n in ("a", "b")))
+
+    h_c = xtx(lambda b: hid(b, lambda n: dequantize(q["params"][n]["kernel"])))
+    ref_c = gptq_quantize_matrix(p["c"]["kernel"], h_c, SPEC, block_size=8)
+    np.testing.assert_array_equal(q["params"]["c"]["kernel"].values, ref_c.values)
+    assert q["params"]["c"]["bias"] is p["c"]["bias"]  # other leaves untouched
+    # not sequential: one pass, c calibrated on the float model
+    calls.clear()
+    q2 = gptq(model.apply, params, batches, SPEC, block_size=8, sequential=False)
+    assert len(calls) == 1
+    h_f = xtx(lambda b: hid(b, lambda n: p[n]["kernel"]))
+    ref_c2 = gptq_quantize_matrix(p["c"]["kernel"], h_f, SPEC, block_size=8)
+    np.testing.assert_array_equal(q2["params"]["c"]["kernel"].values, ref_c2.values)
+
+
+def test_grouped_multi_axis_kernel_and_codec_round_trip(calls, tmp_path):
+    # DenseGeneral over two input axes (heads, head_dim) -> out: an attention output kernel
+    model = nn.DenseGeneral(features=6, axis=(-2, -1))
+    x = jax.random.normal(jax.random.key(1), (40, 2, 8))
+    params = model.init(jax.random.key(0), x[:1])
+    spec = QuantSpec(bits=4, axes=(-1,), group_size=4)
+    q = gptq(model.apply, params, [x], spec, act_order=True)
+    k = q["params"]["kernel"]
+    assert (k.shape, k.axes, k.group_axis, k.group_size) == ((2, 8, 6), (0, 2), 1, 4)
+    assert k.scale.shape == (2, 2, 6)
+    lay = trace_layouts(model.apply, params, x)["params/kernel"]
+    xr = x.reshape(40, 16)
+    ref = gptq_quantize_matrix(
+        to_matrix(params["params"]["kernel"], lay), xr.T @ xr, spec, act_order=True
+    )
+    np.testing.assert_array_equal(to_matrix(k.values, lay), ref.values)
+    np.testing.assert_allclose(to_matrix(dequantize(k), lay), dequantize(ref), rtol=1e-6)
+    jz.codec.save(tmp_path / "m.jz", q)
+    back = jz.codec.load(tmp_path / "m.jz")
+    for a, b in zip(jax.tree.leaves(q), jax.tree.leaves(back), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # a group size that does not divide the last input axis (8) is refused with the sizes
+    with pytest.raises(ValueError, match=r"params/kernel: group_size=16 .* \[1, 2, 4, 8\]"):
+        gptq(model.apply, params, [x], QuantSpec(bits=4, axes=(-1,), group_size=16))
+
+
+def test_bad_inputs(calls):
+    model, params, batches = _setup()
+    with pytest.raises(ValueError, match=r"params/a/kernel: GPTQ needs at least n_in=8 .* got 4"):
+        gptq(model.apply, params, [batches[0][:4]], SPEC)
+    with pytest.raises(ValueError, match=r"2\.\.8 bits"):
+        gptq(model.apply, params, batches, QuantSpec(bits=1, symmetric=False))
+    with pytest.raises(ValueError, match="no matmul or conv"):
+        gptq(model.apply, params, batches, SPEC, where=r".*/bias")
+    with pytest.raises(ValueError, match="selects no leaf"):
+        gptq(model.apply, params, batches, SPEC, where=r"nothing")
+    with pytest.raises(ValueError, match=r"spec\.axes"):
+        gptq(model.apply, params, batches, QuantSpec(bits=4, axes=(0,)))
+    with pytest.raises(ValueError, match="batches is empty"):
+        gptq(model.apply, params, [], SPEC)
