@@ -9,7 +9,15 @@ Example:
 """
 
 from jaxzip.codec._bits import decode_gaps, encode_gaps, pack_bits, unpack_bits
-from jaxzip.codec._container import decode, encode, load, save
+from jaxzip.codec._container import decode, encode, load, memory_bound, save
+from jaxzip.codec._entropy import (
+    ans_decode,
+    ans_encode,
+    entropy_bits,
+    huffman_decode,
+    huffman_encode,
+    symbol_counts,
+)
 from jaxzip.codec._errors import FormatError
 from jaxzip.codec._report import LeafSize, SizeReport, format_size_report, size_report
 from jaxzip.codec._streams import Encoding
@@ -19,14 +27,21 @@ __all__ = [
     "FormatError",
     "LeafSize",
     "SizeReport",
+    "ans_decode",
+    "ans_encode",
     "decode",
     "decode_gaps",
     "encode",
     "encode_gaps",
+    "entropy_bits",
     "format_size_report",
+    "huffman_decode",
+    "huffman_encode",
     "load",
+    "memory_bound",
     "pack_bits",
     "save",
     "size_report",
+    "symbol_counts",
     "unpack_bits",
 ]

@@ -6,6 +6,8 @@ import numpy as np
 
 from jaxzip.codec._errors import FormatError
 
+_UNPACK_CHUNK = 1 << 16
+
 
 def packed_nbytes(count: int, bits: int) -> int:
     """The number of bytes :func:`pack_bits` writes for ``count`` values of ``bits`` bits."""
@@ -62,9 +64,21 @@ def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
         )
     if bits == 0 or count == 0:
         return np.zeros(count, np.uint8)
-    flat = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[: count * bits]
-    planes = flat.reshape(count, bits).astype(np.uint8)
-    return (planes << np.arange(bits, dtype=np.uint8)).sum(axis=1, dtype=np.uint8)
+    buf = np.frombuffer(data, np.uint8)
+    if bits == 8:
+        return buf.copy()
+    if bits == 1:
+        return np.unpackbits(buf, count=count, bitorder="little")
+    # in chunks of _UNPACK_CHUNK values (a multiple of 8, so each starts on a byte): the bit
+    # planes of the whole stream at once would take 3 * bits bytes per value
+    out = np.empty(count, np.uint8)
+    shifts = np.arange(bits, dtype=np.uint8)
+    for i in range(0, count, _UNPACK_CHUNK):
+        m = min(_UNPACK_CHUNK, count - i)
+        part = buf[i * bits // 8 : (i * bits + m * bits + 7) // 8]
+        planes = np.unpackbits(part, count=m * bits, bitorder="little").reshape(m, bits)
+        out[i : i + m] = (planes << shifts).sum(axis=1, dtype=np.uint8)
+    return out
 
 
 def encode_gaps(positions: np.ndarray, bits: int) -> np.ndarray:

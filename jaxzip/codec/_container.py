@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxzip._finite import check_finite_items
 from jaxzip._io import atomic_write_bytes
@@ -232,10 +233,42 @@ def _checked(where: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise FormatError(f"{where}: malformed description ({type(e).__name__}: {e})") from e
 
 
-def _plan(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, str, list]]:
+def _int_in(v: Any, lo: int, hi: int, default: int) -> int:
+    ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+    return v if ok else default
+
+
+def decode_charge(enc: Any, dtype: np.dtype, n: int, length: Any, kind: Any) -> int:
+    """The bytes decoding one component may hold at once: an upper bound, from its description.
+
+    The array itself (twice for leaves that become JAX arrays: the decoded buffer
+    and the device copy), the one-byte symbols of a wider integer stream, a sparse
+    array's position mask, gap entries and nonzero values, and Huffman's per-bit
+    tables (48 bytes per bit of its section). Chunked steps (ANS, unpacking, the
+    size report's counts) add at most a few MiB beyond this.
+    """
+    isz = dtype.itemsize
+    out = n * isz * (2 if kind in ("jax", "qarray", "kmeans") else 1)
+    size = _int_in(length, 0, MAX_FILE_BYTES, 0)
+    if "huffman" in json.dumps(enc, default=str)[:4096]:
+        out += 48 * 8 * size  # measured: 32 bytes per bit of a Huffman body
+    if not isinstance(enc, dict):
+        return out
+    if enc.get("enc") in ("pack", "ans", "huffman"):
+        return out + (n if isz > 1 else 0)
+    if enc.get("enc") == "sparse":
+        nnz = _int_in(enc.get("nnz"), 0, n, n)
+        pos = enc.get("pos") if isinstance(enc.get("pos"), dict) else {}
+        count = _int_in(pos.get("count"), 0, n, n) if pos.get("enc") == "gaps" else 0
+        mask = n if nnz or pos.get("enc") != "gaps" else 0  # all-zero: no mask is built
+        return out + mask + count + nnz * isz + (nnz if isz > 1 else 0)
+    return out
+
+
+def _plan(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, str, list, int]]:
     """Checks every leaf entry's sizes, sections and the expansion cap before decoding any.
 
-    Returns ``[(path, kind, [(name, component, dtype, n, chunk)])]``.
+    Returns ``[(path, kind, [(name, component, dtype, n, chunk)], charged bytes)]``.
     """
     entries, plan, pos, total = header.get("leaves"), [], 0, 0
     budget = max(MIN_DECODED_BYTES, MAX_EXPANSION * len(data))
@@ -248,7 +281,7 @@ def _plan(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, st
         names = COMPONENTS.get(kind) if isinstance(kind, str) else None
         if names is None or not isinstance(items, list) or len(items) != len(names):
             raise FormatError(f"{path}: unknown kind {kind!r} or wrong components")
-        comps = []
+        comps, before = [], total
         for name, c in zip(names, items, strict=True):
             where = f"{path}/{name}"
             if (
@@ -260,7 +293,9 @@ def _plan(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, st
                 raise FormatError(f"{where}: malformed component")
             dtype = DTYPES[c["dtype"]]
             n = check_shape(c.get("shape"), dtype, where)
-            total += n * dtype.itemsize
+            total += decode_charge(c.get("enc"), dtype, n, c.get("length"), kind)
+            if name == "mask" and kind == "kmeans":
+                total += 2 * n  # the indices scattered to the mask's shape (uint8), twice
             if total > budget:
                 raise FormatError(
                     f"{where}: the arrays declare {total} bytes so far, over the {budget}-byte "
@@ -281,10 +316,36 @@ def _plan(header: dict[str, Any], data: bytes, start: int) -> list[tuple[str, st
             if zlib.crc32(chunk) != c.get("crc32"):
                 raise FormatError(f"{where}: section checksum mismatch")
             comps.append((name, c, dtype, n, chunk))
-        plan.append((path, kind, comps))
+        plan.append((path, kind, comps, total - before))
     if pos != header["payload_length"]:
         raise FormatError("header: sections do not cover the payload")
     return plan
+
+
+def memory_bound(data: bytes) -> int:
+    """The most bytes decoding ``data`` may hold, from its header alone (nothing is decoded).
+
+    Checks the framing, checksums, every declared shape and section, and the
+    cap: decoding may hold at most ``max(MIN_DECODED_BYTES, MAX_EXPANSION * len(data))``
+    bytes, counting each array, its device copy where it becomes a JAX array, and
+    the transient buffers of its encoding (see :func:`decode_charge`).
+
+    Args:
+      data: a compressed file's bytes.
+
+    Returns:
+      The bound in bytes (at most the cap).
+
+    Raises:
+      FormatError: the framing is malformed or the arrays declare more than the cap.
+
+    Example:
+      >>> import numpy as np
+      >>> memory_bound(encode({"w": np.zeros(1000, np.int8)}))  # 1000 bytes + no transients
+      1000
+    """
+    header, start = read_header(data)
+    return sum(size for _, _, _, size in _plan(header, bytes(data), start))
 
 
 def iter_leaves(
@@ -298,7 +359,7 @@ def iter_leaves(
     None when ``build`` is False (for a report that must not hold every leaf).
     """
     entries = header["leaves"] if isinstance(header.get("leaves"), list) else None
-    for (path, kind, items), e in zip(_plan(header, data, start), entries or [], strict=True):
+    for (path, kind, items, _), e in zip(_plan(header, data, start), entries or [], strict=True):
         comps = {}
         for name, c, dtype, n, chunk in items:
             where = f"{path}/{name}"

@@ -58,6 +58,14 @@ def _ranks(symbols: np.ndarray, present: np.ndarray) -> np.ndarray:
 def ans_encode(symbols: np.ndarray, present: np.ndarray, counts: np.ndarray) -> bytes:
     """ANS-codes ``symbols`` with the categorical model of ``counts`` (constriction).
 
+    Args:
+      symbols: ``uint8`` symbols, each one of ``present``.
+      present: the distinct symbols, strictly increasing (from :func:`symbol_counts`).
+      counts: their counts (the model; stored beside the stream so a decoder rebuilds it).
+
+    Returns:
+      The coded words' little-endian bytes; empty for a constant stream.
+
     Example:
       >>> import numpy as np
       >>> s = np.array([0, 0, 0, 1], np.uint8)
@@ -73,7 +81,17 @@ def ans_encode(symbols: np.ndarray, present: np.ndarray, counts: np.ndarray) -> 
 
 
 def ans_decode(data: bytes, present: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """Decodes ``n`` symbols written by :func:`ans_encode`; raises ``FormatError`` if corrupt."""
+    """Decodes ``n`` symbols written by :func:`ans_encode` (in bounded-memory chunks).
+
+    Raises:
+      FormatError: the stream is corrupt or decodes to a symbol outside ``present``.
+
+    Example:
+      >>> import numpy as np
+      >>> p, c = np.array([3, 9], np.uint8), np.array([3, 1], np.uint32)
+      >>> ans_decode(ans_encode(np.array([3, 9, 3, 3], np.uint8), p, c), p, c, 4)
+      array([3, 9, 3, 3], dtype=uint8)
+    """
     if present.size <= 1:
         if data:
             raise FormatError("ANS stream: a constant stream must have no payload")
@@ -167,7 +185,18 @@ def huffman_nbits(symbols_counts: np.ndarray) -> int:
 
 
 def huffman_decode(data: bytes, present: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """Decodes ``n`` symbols written by :func:`huffman_encode`; ``FormatError`` if corrupt."""
+    """Decodes ``n`` symbols written by :func:`huffman_encode`.
+
+    Raises:
+      FormatError: the body has the wrong length or does not decode to ``n`` symbols.
+
+    Example:
+      >>> import numpy as np
+      >>> s = np.array([0, 0, 1, 2], np.uint8)
+      >>> p, c = symbol_counts(s)
+      >>> huffman_decode(huffman_encode(s, p, c), p, c, 4)
+      array([0, 0, 1, 2], dtype=uint8)
+    """
     if present.size <= 1:
         if data:
             raise FormatError("Huffman stream: a constant stream must have no payload")

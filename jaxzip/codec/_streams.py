@@ -277,6 +277,9 @@ def _decode_sparse(spec: dict[str, Any], data: bytes, dtype: np.dtype, n: int) -
         ):
             raise FormatError(f"gap positions: bad count {count!r} for {n} elements")
         entries, offset = _decode_symbols_u8(pspec["coder"], pdata, count)
+        if count == 0 and nnz == 0:  # an all-zero array: no mask to build
+            decode_array(spec.get("values"), data[plen:], dtype, 0)
+            return np.zeros(n, dtype)
         mask = _gap_mask(entries, offset, bits, n, nnz)
         del entries
     else:
