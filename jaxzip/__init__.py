@@ -3,6 +3,7 @@
 Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 
 * ``jz.auto``: sensitivity analysis, accuracy-bounded compression search, student construction.
+* ``jz.calib``: calibration statistics per matmul kernel (XᵀX, channel norms, absmax), streamed.
 * ``jz.codec``: the compressed file: bit packing, sparse positions, ANS/Huffman coding, size reports.
 * ``jz.paths``: ``where=`` selection of leaves by path.
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
@@ -19,6 +20,7 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 
 from jaxzip import (
     auto,
+    calib,
     codec,
     data,
     deploy,
@@ -54,6 +56,7 @@ __all__ = [
     "UnsafePathError",
     "__version__",
     "auto",
+    "calib",
     "codec",
     "data",
     "deploy",
