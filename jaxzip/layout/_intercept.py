@@ -176,7 +176,10 @@ def intercept_matmuls(
                 return None
             path = chosen[site.leaf]
             if site.unsupported:
-                raise ValueError(f"{path!r}: intercept_matmuls cannot hook it: {site.unsupported}")
+                raise ValueError(
+                    f"{path!r}: intercept_matmuls cannot hook it: {site.unsupported}; leave it "
+                    "out with where="
+                )
             if site.stacked:
                 raise ValueError(f"{path!r} is sliced from a stack of layers by a scan")
             other = invals[1 - site.side]

@@ -137,8 +137,6 @@ _RULES: dict[str, Callable[[Any, Prov], Prov | None]] = {
     "copy_p": _same,
     "reduce_precision": _same,
     "sharding_constraint": _same,
-    "optimization_barrier": _same,
-    "device_put": _same,
 }
 
 # Ops that pass each operand through to the matching output unchanged.

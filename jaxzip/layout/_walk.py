@@ -100,7 +100,10 @@ def _site(eqn: Any, side: int, p: Prov, context: str | None) -> Site | None:
         spec = eqn.params["dimension_numbers"].rhs_spec
         contracted = tuple(int(a) for a in spec[1:])
         if eqn.params["feature_group_count"] != 1 or eqn.params["batch_group_count"] != 1:
-            unsupported = "it is a grouped convolution (feature/batch_group_count > 1)"
+            unsupported = (
+                "it is a grouped or depthwise convolution (feature_group_count or "
+                "batch_group_count > 1), whose rows differ per group"
+            )
         op = "conv"
     ins = _union(p.axes[a] for a in contracted)
     outs = _union(p.axes[a] for a in range(ndim) if a not in contracted)

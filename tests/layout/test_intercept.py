@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxzip.layout import intercept_matmuls, to_matrix, trace_layouts
 
@@ -194,3 +195,38 @@ def test_eager_and_jit_agree():
     np.testing.assert_allclose(o1, o2, rtol=1e-6)
     for p in a1:
         np.testing.assert_allclose(a1[p], a2[p], rtol=1e-6)
+
+
+class _Net(nnx.Module):
+    def __init__(self, rngs):
+        self.a = nnx.Linear(3, 4, param_dtype=jnp.bfloat16, dtype=jnp.bfloat16, rngs=rngs)
+        self.b = nnx.Linear(4, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.b(nnx.relu(self.a(x)).astype(jnp.float32))
+
+
+def test_nnx_bfloat16_and_grouped_conv():
+    graphdef, state = nnx.split(_Net(nnx.Rngs(0)))
+
+    def apply(s, x):
+        return nnx.merge(graphdef, s)(x)
+
+    x = jax.random.normal(jax.random.key(0), (2, 3)).astype(jnp.bfloat16)
+    lay = trace_layouts(apply, state, x)
+    assert list(lay) == ["a/kernel", "b/kernel"]
+
+    def hook(path, x, x_rows, w, compute):
+        return compute(x, w), x_rows
+
+    out, aux = jax.jit(intercept_matmuls(apply, lay, hook))(state, x)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(jax.jit(apply)(state, x)))
+    assert aux["a/kernel"].dtype == jnp.bfloat16 and aux["a/kernel"].shape == (2, 3)
+    np.testing.assert_array_equal(np.asarray(aux["a/kernel"]), np.asarray(x))
+
+    conv = nn.Conv(4, (3, 3), feature_group_count=2)
+    x = jnp.ones((1, 5, 5, 4))
+    params = conv.init(jax.random.key(0), x)
+    lay = trace_layouts(conv.apply, params, x)
+    with pytest.raises(ValueError, match=r"'params/kernel'.*grouped or depthwise.*where="):
+        intercept_matmuls(conv.apply, lay, _identity)(params, x)

@@ -199,3 +199,35 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="no leaves"):
         trace_layouts(lambda p, x: x, {}, jnp.ones(2))
     np.testing.assert_equal(trace_layouts(lambda p, x: x * p["w"], {"w": jnp.ones(2)}, 1.0), {})
+
+
+def test_custom_vjp_tied_embedding_and_depthwise_conv():
+    @jax.custom_vjp
+    def mm(x, w):
+        return x @ w
+
+    mm.defvjp(lambda x, w: (mm(x, w), (x, w)), lambda r, g: (g @ r[1].T, r[0].T @ g))
+
+    def f(p, x):
+        return mm(x, p["w"].astype(jnp.float32))
+
+    lay = trace_layouts(f, {"w": jnp.ones((3, 2), jnp.bfloat16)}, jnp.ones((4, 3)))
+    assert _axes(lay) == {"w": ((0,), (1,))}
+
+    class Tied(nn.Module):
+        @nn.compact
+        def __call__(self, ids):
+            emb = nn.Embed(7, 4)
+            return emb.attend(nn.Dense(4)(emb(ids)))
+
+    ids = jnp.zeros(3, jnp.int32)
+    lay = trace_layouts(Tied().apply, jax.eval_shape(Tied().init, jax.random.key(0), ids), ids)
+    # a tied output projection makes the embedding a matmul kernel too: x @ embedding.T
+    assert _axes(lay)["params/Embed_0/embedding"] == ((1,), (0,))
+
+    conv = nn.Conv(4, (3, 3), feature_group_count=4)
+    x = jnp.ones((1, 5, 5, 4))
+    lay = trace_layouts(conv.apply, jax.eval_shape(conv.init, jax.random.key(0), x), x)
+    assert lay["params/kernel"] == KernelLayout(
+        shape=(3, 3, 1, 4), in_axes=(0, 1, 2), out_axes=(3,), op="conv"
+    )

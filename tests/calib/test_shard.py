@@ -1,0 +1,54 @@
+"""collect_stats on a 4-device mesh (sharded params and batches) equals one device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+_SCRIPT = r"""
+import json, jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from jaxzip.calib import collect_stats
+from jaxzip.layout import trace_layouts
+assert len(jax.devices()) == 4, jax.devices()
+def f(p, x):
+    h = jnp.tanh(jnp.einsum("bti,ihk->bthk", x, p["qkv"]))
+    return jnp.einsum("bthk,hko->bto", h, p["out"])
+k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+params = {"qkv": jax.random.normal(k1, (8, 2, 4)), "out": jax.random.normal(k2, (2, 4, 8))}
+batches = [np.asarray(b) for b in jax.random.normal(k3, (3, 4, 5, 8))]
+lay = trace_layouts(f, params, batches[0])
+single = collect_stats(f, params, batches, layouts=lay)
+mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+sp = {"qkv": jax.device_put(params["qkv"], NamedSharding(mesh, P(None, "model", None))),
+      "out": jax.device_put(params["out"], NamedSharding(mesh, P("model", None, None)))}
+sb = [jax.device_put(b, NamedSharding(mesh, P("data", None, None))) for b in batches]
+sharded = collect_stats(f, sp, sb, layouts=lay)
+out = {}
+for path in lay:
+    out[path] = {n: [np.asarray(getattr(s[path], n)).tolist() for s in (single, sharded)]
+                 for n in ("count", "xtx", "sq_sum", "absmax")}
+    out[path]["devices"] = len(sharded[path].xtx.sharding.device_set)
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_four_device_mesh_matches_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
+    result = json.loads(line[len("RESULT") :])
+    assert set(result) == {"qkv", "out"}
+    for path, stats in result.items():
+        assert stats["devices"] == 4, path
+        for name in ("count", "xtx", "sq_sum", "absmax"):
+            single, sharded = stats[name]
+            np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-5, err_msg=path)
+    assert result["out"]["count"][0] == 60.0 and np.shape(result["out"]["xtx"][0]) == (8, 8)
