@@ -155,9 +155,11 @@ def cosine_optimizer(
     batch_size: int,
     **kwargs: Any,
 ) -> optax.GradientTransformation:
-    """``name`` (``"sgd"``: Nesterov momentum 0.9, or ``"adam"``) with a cosine decay from
-    ``learning_rate`` over ``epochs`` epochs of full batches (``kwargs``: e.g. ``weight_decay``)."""
-    return jz.train.make_optimizer(
+    """The optimizer an option names (``"sgd"``: Nesterov momentum 0.9, ``"adam"``), its rate
+    decayed from ``learning_rate`` to 0 by a cosine over ``epochs`` epochs of full batches,
+    through the config layer's one name table (:func:`jaxzip.pipeline.make_optimizer`;
+    ``kwargs``: e.g. ``weight_decay``, L2 on the kernels only)."""
+    return jz.pipeline.make_optimizer(
         name=name,
         learning_rate=learning_rate,
         schedule="cosine",
@@ -243,28 +245,39 @@ def distill_stacked(
     *,
     hparams: dict[str, np.ndarray],
     keys: jax.Array,
+    key: jax.Array,
     epochs: int,
     batch_size: int,
-    seed: int,
     val_errors: Callable[[Any], float],
-    describe: Callable[[list[list[float]]], str],
+    describe: Callable[[list[float]], str],
 ) -> tuple[Any, list[list[float]]]:
-    """Trains stacked students with a :func:`jaxzip.distill.make_vmapped_train_step` step.
+    """Trains stacked students with a :func:`jaxzip.distill.make_vmapped_train_step` step
+    (student ``i`` with ``keys[i]`` and ``hparams[...][i]``) in :func:`jaxzip.train.run_epochs`.
 
-    Every student sees the same shuffled full batches; after each epoch
-    ``val_errors(params)`` of each student is appended to its history and
-    ``describe(histories)`` is logged with the epoch's seconds. Returns the
-    final stacked states and the per-student validation-error histories.
+    Every student sees the same batches, shuffled by ``key``; after each epoch
+    ``val_errors(params)`` of each student is recorded and ``describe(errors)`` is
+    logged with the epoch's seconds. Returns the final stacked states and each
+    student's validation errors, one per epoch.
     """
-    history: list[list[float]] = [[] for _ in range(len(keys))]
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        for batch in jz.data.batches(train_ds, batch_size, seed=seed, epoch=epoch, drop_last=True):
-            states, _ = step(states, teacher_params, batch, keys, hparams)
-        for h, s in zip(history, jz.distill.unstack_states(states), strict=True):
-            h.append(val_errors(s.params))
-        log(f"epoch {epoch + 1}/{epochs}: {describe(history)} ({time.perf_counter() - start:.1f}s)")
-    return states, history
+
+    def evaluate(states: Any) -> dict[str, Any]:
+        return {"val_errors": [val_errors(s.params) for s in jz.distill.unstack_states(states)]}
+
+    def report(record: dict[str, Any], states: Any) -> None:
+        errors, seconds = record["val_errors"], record["seconds"]
+        log(f"epoch {record['epoch']}/{epochs}: {describe(errors)} ({seconds:.1f}s)")
+
+    states, records = jz.train.run_epochs(
+        lambda states, batch, _: step(states, teacher_params, batch, keys, hparams),
+        states,
+        train_ds,
+        key=key,
+        epochs=epochs,
+        batch_size=batch_size,
+        evaluate=evaluate,
+        callbacks=[report],
+    )
+    return states, [list(h) for h in zip(*(r["val_errors"] for r in records), strict=True)]
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -272,9 +285,15 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
-def record(args: argparse.Namespace, **fields: Any) -> dict[str, Any]:
-    """A results JSON: ``fields``, then the settings, the JAX version and the backend."""
+def record(
+    args: argparse.Namespace, splits: jz.data.Splits | None = None, **fields: Any
+) -> dict[str, Any]:
+    """A results JSON: ``fields`` (after ``--dataset`` and the validation and test sizes
+    when ``splits`` is given), then the settings, the JAX version and the backend."""
+    sizes = {} if splits is None else {"val_size": len(splits.val), "test_size": len(splits.test)}
     return {
+        **({} if splits is None else {"dataset": args.dataset}),
+        **sizes,
         **fields,
         "settings": settings(args),
         "jax_version": jax.__version__,

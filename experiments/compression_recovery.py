@@ -174,22 +174,22 @@ def fine_tune(
         "temperature": np.array([1.0, args.temperature], np.float32),
         "alpha": np.array([0.0, args.alpha], np.float32),
     }
+    key = jax.random.key(args.seed)
     states, history = common.distill_stacked(
         step,
         jz.distill.stack_states([jz.train.init_state(start, tx)] * len(ARMS)),
         dense,
         splits.train,
         hparams=hparams,
-        keys=jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 2), len(ARMS)),
+        keys=jax.random.split(jax.random.fold_in(key, 2), len(ARMS)),
+        key=jax.random.fold_in(key, 3),
         epochs=args.epochs,
         batch_size=args.batch_size,
-        seed=args.seed + 1,
         val_errors=lambda params: jz.train.evaluate(
             apply_fn, compress(params), splits.val, batch_size=args.batch_size
         )["error"],
-        describe=lambda history: (
-            "val error "
-            + ", ".join(f"{name} {h[-1]:.4f}" for name, h in zip(ARMS, history, strict=True))
+        describe=lambda errors: (
+            "val error " + ", ".join(f"{n} {e:.4f}" for n, e in zip(ARMS, errors, strict=True))
         ),
     )
     return [s.params for s in jz.distill.unstack_states(states)], history
@@ -224,10 +224,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         models[name]["kernel_sparsity"] = kernel_sparsity(final)
     return common.record(
         args,
+        splits,
         experiment="compression_recovery",
-        dataset=args.dataset,
-        val_size=len(splits.val),
-        test_size=len(splits.test),
         models=models,
         fine_tune_seconds=time.perf_counter() - tune_start,
         wall_seconds=time.perf_counter() - total_start,

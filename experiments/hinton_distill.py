@@ -274,7 +274,7 @@ def train_plain(
     params: Any,
     learning_rate: float,
     epochs: int,
-    seed: int,
+    key: jax.Array,
     augment: jz.train.RandomShift | None = None,
     clip_norm: float = 0.0,
     max_norm_limit: float = 0.0,
@@ -291,7 +291,7 @@ def train_plain(
         splits.train,
         epochs=epochs,
         batch_size=args.batch_size,
-        key=jax.random.key(seed),
+        key=key,
         val_ds=splits.val,
         progress=args.progress,
         augment=augment,
@@ -306,7 +306,7 @@ def train_distilled(
     teacher_apply: jz.models.ApplyFn,
     params: Any,
     teacher_params: Any,
-    seed: int,
+    key: jax.Array,
 ) -> tuple[Any, list[float]]:
     """Distillation from the teacher's logits; returns (params, val accuracies)."""
     epochs = args.epochs_student
@@ -322,25 +322,22 @@ def train_distilled(
     step = jz.distill.make_train_step(
         student_apply, teacher_apply, tx, loss=loss, augment=shifts(args.student_shift)
     )
-    state = jz.train.init_state(params, tx)
-    key = jax.random.key(seed)
-    val_acc = []
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        acc = jnp.zeros((), jnp.float32)
-        n = 0
-        for batch in jz.data.batches(
-            splits.train, args.batch_size, seed=seed, epoch=epoch, drop_last=True
-        ):
-            state, metrics = step(state, teacher_params, batch, key)
-            acc, n = acc + metrics["accuracy"], n + 1
-        val = jz.train.evaluate(student_apply, state.params, splits.val)
-        val_acc.append(float(val["accuracy"]))
-        if args.progress:
-            common.log(
-                f"distill epoch {epoch + 1}/{epochs}: train_acc={float(acc) / n:.4f} "
-                f"val_acc={val_acc[-1]:.4f} ({time.perf_counter() - start:.1f}s)"
+    state, history = jz.train.run_epochs(
+        lambda state, batch, key: step(state, teacher_params, batch, key),
+        jz.train.init_state(params, tx),
+        splits.train,
+        key=key,  # the student alone's key: the same batches
+        epochs=epochs,
+        batch_size=args.batch_size,
+        evaluate=lambda state: {
+            "val_accuracy": float(
+                jz.train.evaluate(student_apply, state.params, splits.val)["accuracy"]
             )
+        },
+        progress=args.progress,
+        desc="distill",
+    )
+    val_acc = [h["val_accuracy"] for h in history]
     return state.params, val_acc
 
 
@@ -369,7 +366,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         jz.models.linen_apply_fn(teacher),
         jz.models.linen_apply_fn(student),
     )
-    key_t, key_s = jax.random.split(jax.random.key(args.seed))
+    root = jax.random.key(args.seed)
+    key_t, key_s = jax.random.split(root)  # the inits
     example = splits.train.x[:1]
     teacher_init = jz.models.init_params(teacher, key_t, example)
     student_init = jz.models.init_params(student, key_s, example)
@@ -389,7 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             teacher_init,
             args.learning_rate,
             args.epochs_teacher,
-            args.seed,
+            jz.train.named_key(root, "teacher"),
             augment=shifts(args.shift),
             max_norm_limit=args.max_norm,
         )
@@ -424,7 +422,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         student_init,
         args.student_learning_rate,
         args.epochs_student,
-        args.seed + 1,
+        jz.train.named_key(root, "students"),
         augment=shifts(args.student_shift),
         clip_norm=args.clip_norm,
         optimizer_name=args.student_optimizer,
@@ -433,7 +431,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     start = time.perf_counter()
     params, val_acc = train_distilled(
-        args, splits, student_apply, teacher_apply, student_init, teacher_params, args.seed + 1
+        args,
+        splits,
+        student_apply,
+        teacher_apply,
+        student_init,
+        teacher_params,
+        jz.train.named_key(root, "students"),
     )
     finish("student_distilled", params, val_acc, start)
 

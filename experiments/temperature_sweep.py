@@ -149,11 +149,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         student_apply, teacher_apply, tx, make_loss=jz.distill.kd_loss
     )
 
-    def describe(history: list[list[float]]) -> str:
-        best = min(range(len(temps)), key=lambda i: history[i][-1])
+    def describe(errors: list[float]) -> str:
+        best = min(range(len(temps)), key=lambda i: errors[i])
         return (
-            f"best val error {history[best][-1]:.4f} at T={temps[best]:g}, "
-            f"labels only {history[-1][-1]:.4f}"
+            f"best val error {errors[best]:.4f} at T={temps[best]:g}, labels only {errors[-1]:.4f}"
         )
 
     start = time.perf_counter()
@@ -164,9 +163,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         splits.train,
         hparams=hparams,
         keys=jax.random.split(jax.random.fold_in(key, 1), k),
+        key=jax.random.fold_in(key, 2),
         epochs=args.epochs,
         batch_size=args.batch_size,
-        seed=args.seed,
         val_errors=lambda params: errors_of(student_apply, params, splits.val, args.batch_size)[
             "error"
         ],
@@ -187,10 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     best = min(sweep, key=lambda r: r["val"]["error"])
     return common.record(
         args,
+        splits,
         experiment="temperature_sweep",
-        dataset=args.dataset,
-        val_size=len(splits.val),
-        test_size=len(splits.test),
         teacher=teacher,
         sweep=sweep,
         labels_only=baseline,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "hinton_distill.py"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = (
     "--dataset",
     "digits",
@@ -29,12 +29,17 @@ TINY = (
 )
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("hinton_distill", SCRIPT)
+def _load(name: str):
+    """``experiments/<name>.py`` as a module (it puts experiments/ on sys.path itself)."""
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def script():
+    return _load("hinton_distill")
 
 
 def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
@@ -117,15 +122,9 @@ def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
     assert flag in capsys.readouterr().err
 
 
-SEEDS = Path(__file__).resolve().parents[1] / "experiments" / "hinton_seeds.py"
-
-
 @pytest.fixture(scope="module")
 def seeds():
-    spec = importlib.util.spec_from_file_location("hinton_seeds", SEEDS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("hinton_seeds")
 
 
 def _run_json(path: Path, seed: int, teacher: int, alone: int, distilled: int, **settings) -> Path:

@@ -1,33 +1,30 @@
-"""Runs experiments/lottery_ticket.py at tiny size (digits, 2 rounds, 1 epoch) in a subprocess."""
+"""Runs experiments/lottery_ticket.py at tiny size (digits, 2 rounds, 1 epoch) in-process."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "lottery_ticket.py"
 
 
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("lottery_ticket", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the script puts experiments/ on sys.path for _common
+    return module
 
 
-def test_tiny_run_writes_json_png_and_table(tmp_path):
+def test_tiny_run_writes_json_png_and_table(script, tmp_path, capsys):
     out = tmp_path / "lt"
-    args = ("--dataset", "digits", "--rounds", "2", "--epochs", "1", "--out", str(out))
-    proc = _run(*args, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert (
+        script.main(["--dataset", "digits", "--rounds", "2", "--epochs", "1", "--out", str(out)])
+        == 0
+    )
     results = json.loads((out / "lottery_ticket.json").read_text())
     assert (out / "lottery_ticket.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = results["rounds"]
@@ -43,16 +40,27 @@ def test_tiny_run_writes_json_png_and_table(tmp_path):
             assert 0.0 <= r[arm]["test_accuracy"] <= 1.0 and len(r[arm]["val_accuracy"]) == 1
     assert rows[0]["ticket"] == rows[0]["random"]  # round 0 is the shared dense run
     assert results["settings"]["rounds"] == 2 and results["dataset"] == "digits"
-    table = proc.stdout.splitlines()
+    printed = capsys.readouterr()
+    table = printed.out.splitlines()
     assert table[0].split() == ["round", "remaining", "ticket_test_acc", "random_test_acc"]
     assert len([line for line in table if line.strip()[:1].isdigit()]) == 3
-    assert "round 2:" in proc.stderr
+    assert "round 2:" in printed.err
 
 
-def test_help_and_bad_arguments(tmp_path):
-    proc = _run("--help", cwd=tmp_path)
-    assert proc.returncode == 0
+def test_help_lists_the_options(script, capsys):
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(["--help"])
+    assert info.value.code == 0
+    shown = capsys.readouterr().out
     for flag in ("--rounds", "--epochs", "--seed", "--out", "--dataset"):
-        assert flag in proc.stdout
-    proc = _run("--rounds", "0", cwd=tmp_path)
-    assert proc.returncode == 2 and "--rounds" in proc.stderr
+        assert flag in shown
+
+
+@pytest.mark.parametrize(
+    "bad, flag",
+    [(["--rounds", "0"], "--rounds"), (["--rate", "1"], "--rate"), (["--seed", "-1"], "--seed")],
+)
+def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(bad)
+    assert info.value.code == 2 and flag in capsys.readouterr().err

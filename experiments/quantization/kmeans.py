@@ -99,20 +99,25 @@ def finetune_codebooks(ctx: Context, books: Params) -> Params:
         logits = apply_fn(params, x, train=True, key=None)
         return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
 
-    step = jz.quant.make_codebook_step(loss_fn, tx)
-    state = jz.quant.init_codebook_state(books, tx)
-    key, i = jax.random.key(args.seed), 0
-    for epoch in range(args.epochs):
-        start, loss_sum, n = time.perf_counter(), jnp.zeros(()), 0
-        for batch in jz.data.batches(
-            ctx.splits.train, BATCH_SIZE, seed=args.seed, epoch=epoch, drop_last=True
-        ):
-            state, metrics = step(state, books, {**batch, "key": jax.random.fold_in(key, i)})
-            loss_sum, n, i = loss_sum + metrics["loss"], n + 1, i + 1
-        log(
-            f"    centroid epoch {epoch + 1}/{args.epochs}: loss {float(loss_sum) / n:.4f} "
-            f"({time.perf_counter() - start:.1f}s)"
-        )
+    codebook_step = jz.quant.make_codebook_step(loss_fn, tx)
+
+    def step(state: Any, batch: dict[str, Any], key: jax.Array) -> tuple[Any, Any]:
+        # step i draws its shifts from fold_in(key, i), as the train steps do
+        return codebook_step(state, books, {**batch, "key": jax.random.fold_in(key, state.step)})
+
+    def report(record: dict[str, Any], state: Any) -> None:
+        loss, seconds = record["train_loss"], record["seconds"]
+        log(f"    centroid epoch {record['epoch']}/{args.epochs}: loss {loss:.4f} ({seconds:.1f}s)")
+
+    state, _ = jz.train.run_epochs(
+        step,
+        jz.quant.init_codebook_state(books, tx),
+        ctx.splits.train,
+        key=jax.random.key(args.seed),
+        epochs=args.epochs,
+        batch_size=BATCH_SIZE,
+        callbacks=[report],
+    )
     return jz.quant.replace_centroids(books, state.trainable)
 
 
