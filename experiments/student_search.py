@@ -6,7 +6,7 @@ read from ``--teacher-params`` (``runs/hinton_distill/teacher_params.npz``, save
 ``--teacher-epochs`` epochs. Each student is the family scaled by a width
 multiplier (MLP hidden widths, or CNN channels with ``--family small_cnn`` /
 ``lenet5``); students over the budget are skipped, the rest are distilled from
-the teacher (:func:`jaxzip.auto._students.search_students`) and ranked on the
+the teacher (:func:`jaxzip.auto.search_students`) and ranked on the
 validation split. The test set is used once, for the teacher and the best student.
 The split is ``load_splits(..., val_fraction=0.1, seed=--seed)``, as in
 ``hinton_distill.py``: reuse a teacher with the ``--seed`` it was trained with, so
