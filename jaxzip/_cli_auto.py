@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxzip.pipeline._names import names
+
 
 def _add_auto_command(commands: argparse._SubParsersAction) -> None:
     auto = commands.add_parser(
@@ -34,7 +36,7 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
     )
     auto.add_argument(
         "--strategy",
-        choices=("greedy", "optuna"),
+        choices=names("strategy"),
         default="greedy",
         help="greedy allocation from sensitivity curves (default) or optuna",
     )

@@ -127,11 +127,6 @@ CASES: list[Case] = [
     ),
     *_area(
         "models",
-        ("unknown-name", 'jz.models.make_model("resnet")', CE,
-         ("make_model", "valid names: 'mlp'", "'resnet'")),
-        ("unknown-argument", 'jz.models.make_model("mlp", widthz=(3,))', CE,
-         ("['widthz']", "it accepts ['widths'")),
-        ("missing-widths", 'jz.models.make_model("mlp")', CE, ("'mlp'", "needs widths=(...)")),
         ("mlp-widths", "jz.models.init_params(jz.models.MLP(widths=(-1,)), key, x4)", VE,
          ("MLP: widths", "tuple of positive ints", "(-1,)")),
         ("mlp-dropout", "jz.models.init_params(jz.models.MLP((3,), dropout_rate=1.5), key, x4)",
@@ -152,14 +147,6 @@ CASES: list[Case] = [
     ),
     *_area(
         "train",
-        ("optimizer-name", 'optimizer(name="adamx")', CE,
-         ("make_optimizer: name", "one of ['sgd', 'adam', 'adamw']", "got 'adamx'")),
-        ("optimizer-lr", "optimizer(learning_rate=-1.0)", CE,
-         ("make_optimizer: learning_rate", "> 0", "got -1.0")),
-        ("optimizer-schedule", 'optimizer(schedule="linear")', CE,
-         ("make_optimizer: schedule", "one of ['constant'", "got 'linear'")),
-        ("optimizer-decay", "optimizer(weight_decay=-1.0)", CE,
-         ("make_optimizer: weight_decay", ">= 0", "got -1.0")),
         ("random-shift", "jz.train.RandomShift(pixels=-1)", VE,
          ("RandomShift: pixels", "int >= 1", "got -1")),
         ("params-missing", 'jz.train.load_params("missing.npz", P)', NOFILE,
@@ -376,6 +363,21 @@ CASES: list[Case] = [
     ),
     *_area(
         "pipeline",
+        ("unknown-model", 'jz.pipeline.make_model("resnet")', CE,
+         ("make_model: name", "one of ['mlp'", "got 'resnet'")),
+        ("model-argument", 'jz.pipeline.make_model("mlp", widthz=(3,))', CE,
+         ("['widthz']", "it accepts ['widths'")),
+        ("missing-widths", 'jz.pipeline.make_model("mlp")', CE, ("'mlp'", "needs widths=(...)")),
+        ("unknown-strategy", 'jz.pipeline.lookup("strategy", "sa", where="strategy")', CE,
+         ("strategy", "one of ['greedy', 'optuna']", "got 'sa'")),
+        ("optimizer-name", 'optimizer(name="adamx")', CE,
+         ("make_optimizer: name", "one of ['sgd', 'adam', 'adamw']", "got 'adamx'")),
+        ("optimizer-lr", "optimizer(learning_rate=-1.0)", CE,
+         ("make_optimizer: learning_rate", "> 0", "got -1.0")),
+        ("optimizer-schedule", 'optimizer(schedule="linear")', CE,
+         ("make_optimizer: schedule", "one of ['constant'", "got 'linear'")),
+        ("optimizer-decay", "optimizer(weight_decay=-1.0)", CE,
+         ("make_optimizer: weight_decay", ">= 0", "got -1.0")),
         ("unknown-section", 'cfg({"trian": {}})', CE,
          ("config: trian", "unknown section [trian]", "did you mean [train]?")),
         ("unknown-key", 'cfg({"train": {"epocs": 3}})', CE,
@@ -460,8 +462,8 @@ CASES: list[Case] = [
          VE, ("eval_fn", "finite scalar number", "shape (2,)")),
         ("eval-string", 'jz.auto.sensitivity(P, lambda p: "x", where=K)', VE,
          ("eval_fn", "finite scalar number", "got 'x'")),
-        ("strategy", 'jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, key=key, strategy="sa")', VE,
-         ("strategy", "one of ('greedy', 'optuna')", "got 'sa'")),
+        ("strategy", 'jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, key=key, strategy="sa")', TE,
+         ("strategy", "jaxzip.auto.Greedy() or jaxzip.auto.Optuna()", "got 'sa'")),
         ("stage-order", 'cfg({"experiment": {"stages": ["data", "kmeans", "model"]}, "kmeans": {}})', CE,
          ("experiment.stages", "'kmeans' at position 2 needs 'params'", "add 'model' before it")),
         ("family-widths", "jz.auto.MLPFamily(widths=(0,))", VE,
@@ -577,7 +579,7 @@ def _build_env(root: Path) -> dict[str, Any]:
         return jz.distill.make_train_step(linear, linear, tx, loss=kd, student_transform=transform)
 
     optimizer = functools.partial(
-        jz.train.make_optimizer, name="adam", learning_rate=1e-3, schedule="constant",
+        jz.pipeline.make_optimizer, name="adam", learning_rate=1e-3, schedule="constant",
         total_steps=10,
     )  # fmt: skip
     q23 = jz.quant.QArray(np.zeros((2, 3), np.int8), f32(()), 0 * f32(()), bits=8)

@@ -19,9 +19,11 @@ Example:
 """
 
 from jaxzip.auto._families import CNNFamily, MLPFamily, ScaledCNN, scale_widths
+from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal, config_hash
+from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._report import write_report
-from jaxzip.auto._search import JOURNAL_FILE, STRATEGIES, search
+from jaxzip.auto._search import JOURNAL_FILE, Strategy, search
 from jaxzip.auto._sensitivity import Sensitivity, plot_sensitivity, probe, sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
 from jaxzip.auto._student_plot import plot_students
@@ -32,14 +34,16 @@ __all__ = [
     "BEST_FILE",
     "BEST_JSON",
     "JOURNAL_FILE",
-    "STRATEGIES",
     "CNNFamily",
+    "Greedy",
     "Journal",
     "MLPFamily",
+    "Optuna",
     "ScaledCNN",
     "SearchResult",
     "SearchSpace",
     "Sensitivity",
+    "Strategy",
     "StudentRecord",
     "StudentSearchResult",
     "config_hash",

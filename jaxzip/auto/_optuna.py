@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -9,7 +10,35 @@ import jax
 from jaxzip.auto._space import SearchSpace
 from jaxzip.auto._trials import Trials
 
-__all__ = ["optuna_search", "require_optuna"]
+__all__ = ["Optuna", "optuna_search", "require_optuna"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Optuna:
+    """NSGA-II over the per-layer choices (``pip install optuna``), returning the Pareto front.
+
+    Runs ``max_trials`` trials (default 50); objectives: bytes (min) and
+    accuracy (max). The sampler's seed is drawn from the search's key.
+
+    Example:
+      >>> Optuna().name
+      'optuna'
+    """
+
+    @property
+    def name(self) -> str:
+        """The strategy's name in results and journals."""
+        return "optuna"
+
+    def require(self) -> None:
+        """Raises ImportError (saying how to install it) when optuna is missing."""
+        require_optuna()
+
+    def run(
+        self, trials: Trials, space: SearchSpace, *, key: jax.Array, max_trials: int | None
+    ) -> None:
+        """Runs the search through ``trials`` (which enforce the budgets)."""
+        optuna_search(trials, space, key=key, max_trials=max_trials)
 
 
 def require_optuna() -> Any:

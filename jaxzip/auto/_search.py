@@ -13,16 +13,18 @@ import numpy as np
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params, Where
 from jaxzip.auto._common import EvalFn, layer_paths
+from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal
+from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
 from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials
 from jaxzip.paths import describe, leaves_with_paths
 
-__all__ = ["JOURNAL_FILE", "STRATEGIES", "search"]
+__all__ = ["JOURNAL_FILE", "Strategy", "search"]
 
 JOURNAL_FILE = "journal.jsonl"
-STRATEGIES = ("greedy", "optuna")
+Strategy = Greedy | Optuna
 
 
 def _check_number(name: str, value: Any, *, positive: bool) -> float:
@@ -35,106 +37,13 @@ def _check_number(name: str, value: Any, *, positive: bool) -> float:
     return v
 
 
-def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:
-    probes = space.probes
-    s_acc = [[trials.probe(p, sparsity=s) for s in probes] for p in trials.layers]
-    b_acc = [[trials.probe(p, bits=b) for b in space.bits] for p in trials.layers]
-    return Sensitivity(layers=trials.layers, sparsities=probes, bits=space.bits,
-                       baseline=trials.baseline, sparsity_accuracy=np.array(s_acc),
-                       bits_accuracy=np.array(b_acc))  # fmt: skip
-
-
-def _envelope(drops: np.ndarray) -> np.ndarray:
-    """Running maximum along the aggressiveness axis: a setting is allowed only if all milder are."""
-    return np.maximum.accumulate(drops, axis=1)
-
-
-def _est_bytes(n: int, sparsity: float, bits: int) -> float:
-    """Estimated stored bytes of an ``n``-weight layer: positions (entropy), indices, codebook."""
-    s = min(max(sparsity, 0.0), 1.0 - 1e-9)
-    positions = 0.0 if s == 0 else n * -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
-    return (positions + n * (1 - s) * bits + 32 * 2**bits) / 8
-
-
-def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> list[tuple]:
-    """Candidates from least to most aggressive, one per trade-off lambda, deduplicated.
-
-    Each layer takes the (sparsity, bits) minimizing ``est_bytes + lambda * solo_drop``,
-    with the solo drops of pruning and of sharing added; large layers thus go further
-    than small ones for the same accuracy cost.
-    """
-    base = sens.baseline
-    # drops on the space's sparsity grid: interpolate the probes (0 at sparsity 0)
-    xs = np.concatenate([[0.0], np.asarray(sens.sparsities)])
-    s_drop = np.stack([np.interp(space.sparsities, xs, np.concatenate([[0.0], base - row]))
-                       for row in sens.sparsity_accuracy])  # fmt: skip
-    s_env = _envelope(np.maximum(s_drop, 0.0))
-    b_env = _envelope(np.maximum(base - sens.bits_accuracy, 0.0))
-    total = sum(4 * n for n in sizes.values())
-    lambdas = [np.inf, *np.geomspace(total * 1e3, total * 1e-3, 61), 0.0]
-    out: list[tuple[dict, dict]] = []
-    for lam in lambdas:
-        sp, bt = {}, {}
-        for i, layer in enumerate(sens.layers):
-            best = None
-            for j, sv in enumerate(space.sparsities):
-                for k, bv in enumerate(space.bits):
-                    drop = s_env[i, j] + b_env[i, k]
-                    est = _est_bytes(sizes[layer], sv, bv)
-                    cost = (drop, est) if lam == np.inf else (est + lam * drop, drop)
-                    if best is None or cost < best[0]:
-                        best = (cost, sv, bv)
-            sp[layer], bt[layer] = best[1], best[2]
-        if not out or out[-1] != (sp, bt):
-            out.append((sp, bt))
-    return out
-
-
-def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
-    sens = _sensitivity(trials, space)
-    trials.sensitivity = sens
-    sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
-    ladder = _ladder(sens, space, sizes)
-    lo, hi = -1, len(ladder)  # the largest feasible rung, by bisection
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if trials.is_feasible(trials.candidate(*ladder[mid])):
-            lo = mid
-        else:
-            hi = mid
-    if lo < 0 or not space.refine:
-        return sens
-    sp, bt = dict(ladder[lo][0]), dict(ladder[lo][1])
-    current = trials.candidate(sp, bt)
-    improved = True
-    while improved:
-        improved = False
-        order = sorted(trials.layers, key=lambda p: -current["layer_bytes"].get(p, 0))
-        for layer in order:
-            moves = []
-            i = space.sparsities.index(sp[layer])
-            if i + 1 < len(space.sparsities):
-                moves.append(({**sp, layer: space.sparsities[i + 1]}, bt))
-            k = space.bits.index(bt[layer])
-            if k + 1 < len(space.bits):
-                moves.append((sp, {**bt, layer: space.bits[k + 1]}))
-            for msp, mbt in moves:
-                rec = trials.candidate(msp, mbt)
-                if trials.is_feasible(rec) and rec["bytes"] < current["bytes"]:
-                    sp, bt, current, improved = dict(msp), dict(mbt), rec, True
-                    break
-            if improved:
-                break
-    return sens
-
-
 def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
-                    key: jax.Array, strategy: str, finetune: bool) -> dict[str, Any]:  # fmt: skip
+                    key: jax.Array, strategy: Strategy, finetune: bool) -> dict[str, Any]:  # fmt: skip
     leaves = dict(leaves_with_paths(params))
     key_data = np.asarray(jax.random.key_data(key)).tolist()  # the key's identity, for the hash
     return {"search": 1, "where": describe(where), "space": space.to_dict(), "key": key_data,
             "layers": {p: list(np.shape(leaves[p])) for p in layers},
-            "strategy": strategy, "finetune": finetune}  # fmt: skip
+            "strategy": strategy.name, "finetune": finetune}  # fmt: skip
 
 
 def search(
@@ -146,7 +55,7 @@ def search(
     key: jax.Array,
     finetune_fn: FinetuneFn | None = None,
     space: SearchSpace = SearchSpace(),  # noqa: B008 - frozen, hashable
-    strategy: str = "greedy",
+    strategy: Strategy = Greedy(),  # noqa: B008 - frozen, hashable
     out_dir: str | os.PathLike[str] | None = None,
     journal: Journal | str | os.PathLike[str] | None = None,
     time_budget_s: float | None = None,
@@ -162,15 +71,9 @@ def search(
     ``bytes``) → ``eval_fn`` of the decoded params. It is feasible iff
     ``accuracy >= baseline - max_drop``.
 
-    ``"greedy"``: sensitivity curves (each layer alone pruned / shared, no
-    fine-tuning; a setting's solo drop is the largest drop of it and every
-    milder setting); for a trade-off lambda each layer takes the settings
-    minimizing its estimated bytes + lambda * solo drop (lambda = 0: the most
-    aggressive; infinite: the mildest of least drop); lambda is bisected for the
-    most aggressive feasible candidate; then single layers are pushed one notch
-    further, largest layers first, keeping feasible moves. ``"optuna"``:
-    NSGA-II over the per-layer choices (``pip install optuna``) for
-    ``max_trials`` trials, returning the Pareto front.
+    The strategy proposes the candidates: :class:`Greedy` (sensitivity curves,
+    a bisected trade-off ladder, then one-notch refinements) or :class:`Optuna`
+    (NSGA-II for ``max_trials`` trials, returning the Pareto front).
 
     Every finished trial (baseline, probes, candidates) is appended to the
     journal before the next starts, and a trial already in the journal is
@@ -189,7 +92,7 @@ def search(
         the candidate's settings) and of the optuna sampler.
       finetune_fn: optional ``finetune_fn(params, mask, *, key) -> params``.
       space: the per-layer choices.
-      strategy: ``"greedy"`` or ``"optuna"``.
+      strategy: :class:`Greedy` (the default) or :class:`Optuna`.
       out_dir: where ``best.jz``, ``best.json`` (and the default journal) go.
       journal: a :class:`Journal`, or the path of one (opened with this
         search's settings as its config); default ``out_dir/journal.jsonl``.
@@ -203,10 +106,12 @@ def search(
       probes), the mildest candidate is still evaluated so that a result exists.
 
     Raises:
-      ValueError: ``max_drop < 0``, a budget <= 0, an unknown strategy, ``where``
-        selects nothing, ``eval_fn`` returns NaN or a non-scalar.
+      ValueError: ``max_drop < 0``, a budget <= 0, ``where`` selects nothing,
+        ``eval_fn`` returns NaN or a non-scalar.
+      TypeError: ``strategy`` is not a :class:`Greedy` or :class:`Optuna`, or
+        ``key`` not a PRNG key.
       jaxzip._errors.ConfigError: the journal belongs to another search.
-      ImportError: strategy ``"optuna"`` without optuna installed.
+      ImportError: :class:`Optuna` without optuna installed.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -224,18 +129,18 @@ def search(
                                    or not isinstance(max_trials, (int, np.integer))
                                    or max_trials < 1):  # fmt: skip
         raise ValueError(f"max_trials: expected an int >= 1, got {max_trials!r}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy: expected one of {STRATEGIES}, got {strategy!r}")
+    if not isinstance(strategy, Greedy | Optuna):
+        raise TypeError(
+            f"strategy: expected jaxzip.auto.Greedy() or jaxzip.auto.Optuna(), got {strategy!r}"
+        )
     if not isinstance(space, SearchSpace):
         raise TypeError(f"space: expected a SearchSpace, got {type(space)!r}")
     check_key("search", key)
     if not callable(eval_fn):
         raise TypeError(f"eval_fn: expected a callable, got {eval_fn!r}")
     layers = tuple(layer_paths(params, where))
-    if strategy == "optuna":
-        from jaxzip.auto._optuna import require_optuna
-
-        require_optuna()
+    if isinstance(strategy, Optuna):
+        strategy.require()
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -257,18 +162,13 @@ def search(
                         max_trials=max_trials, bar=bar)  # fmt: skip
         stopped = "done"
         try:
-            if strategy == "greedy":
-                _greedy(trials, space)
-            else:
-                from jaxzip.auto._optuna import optuna_search
-
-                optuna_search(trials, space, key=named_key(key, "optuna"), max_trials=max_trials)
+            strategy.run(trials, space, key=named_key(key, strategy.name), max_trials=max_trials)
         except BudgetExhausted as e:
             stopped = e.reason
     finally:
         if bar is not None:
             bar.close()
-    return _result(trials, space, trials.sensitivity, strategy, stopped, max_drop)
+    return _result(trials, space, trials.sensitivity, strategy.name, stopped, max_drop)
 
 
 def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strategy: str,

@@ -12,10 +12,11 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import optax
 from tqdm.auto import tqdm
 
 from jaxzip._errors import DataError
@@ -26,7 +27,7 @@ from jaxzip.codec import encode
 from jaxzip.data import Dataset
 from jaxzip.distill import Loss, kd_loss, make_train_step
 from jaxzip.models import ApplyFn, init_params, linen_apply_fn, param_count
-from jaxzip.train import evaluate, init_state, make_optimizer, run_epochs
+from jaxzip.train import evaluate, init_state, run_epochs
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -217,7 +218,7 @@ def search_students(
     epochs: int,
     batch_size: int,
     learning_rate: float,
-    optimizer: str = "adam",
+    optimizer: Callable[[optax.Schedule], optax.GradientTransformation] = optax.adam,
     key: jax.Array,
     progress: bool = False,
 ) -> StudentSearchResult:
@@ -230,7 +231,7 @@ def search_students(
     Every other student starts from ``fold_in(named_key(key, "init"), i)`` (``i``
     its position) and is trained for ``epochs`` by :func:`jaxzip.train.run_epochs`
     over the same shuffles (key ``named_key(key, "train")``) with
-    ``make_optimizer(name=optimizer, schedule="cosine")`` and the jitted step of
+    ``optimizer(optax.cosine_decay_schedule(learning_rate, total_steps))`` and the jitted step of
     :func:`jaxzip.distill.make_train_step`, the teacher's params passed to every
     step; then it is scored on ``val_ds`` and its trained params encoded with
     :func:`jaxzip.codec.encode` to record the file size.
@@ -256,7 +257,8 @@ def search_students(
       epochs: training epochs per candidate (>= 1).
       batch_size: examples per step (1 to ``len(train_ds)``).
       learning_rate: the peak learning rate (> 0), decayed by a cosine.
-      optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (see :func:`jaxzip.train.make_optimizer`).
+      optimizer: an optax optimizer constructor taking the learning-rate schedule
+        (``optax.adam``, ``optax.sgd``, ``functools.partial(optax.adamw, weight_decay=1e-4)``).
       key: the PRNG key of the inits and the shuffles.
       progress: show a progress bar over the candidates on stderr.
 
@@ -324,12 +326,14 @@ def search_students(
             f"{classes} classes, got {getattr(t_out, 'shape', t_out)} for N=1"
         )
     teacher_acc = evaluate(teacher_apply, teacher_params, val_ds)["accuracy"]
-    tx = make_optimizer(
-        name=optimizer,
-        learning_rate=learning_rate,
-        schedule="cosine",
-        total_steps=epochs * (len(train_ds) // batch_size),
-    )
+    if not callable(optimizer):
+        raise TypeError(f"{where}: optimizer must be an optax constructor, got {optimizer!r}")
+    total_steps = epochs * (len(train_ds) // batch_size)
+    tx = optimizer(optax.cosine_decay_schedule(learning_rate, decay_steps=total_steps))
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(
+            f"{where}: optimizer(schedule) must return an optax.GradientTransformation, got {tx!r}"
+        )
     records: list[StudentRecord] = []
     best_params, best_key = None, None
     bar = tqdm(ms, desc="students", disable=not progress, file=sys.stderr)

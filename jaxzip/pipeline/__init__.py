@@ -47,6 +47,7 @@ from jaxzip.pipeline._load import (
     parse_override,
     save_config,
 )
+from jaxzip.pipeline._names import NAMES, lookup, make_model, make_optimizer, names
 from jaxzip.pipeline._plan import STAGE_NAMES, stage_names
 from jaxzip.pipeline._report import format_markdown, format_table, format_value
 from jaxzip.pipeline._runner import (
@@ -74,6 +75,7 @@ from jaxzip.pipeline._schema import (
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_CONFIG_NAME",
+    "NAMES",
     "PARAMS_FILE",
     "RESULTS_FILE",
     "STAGE_NAMES",
@@ -107,7 +109,11 @@ __all__ = [
     "greater_than",
     "kmeans_stage",
     "load_config",
+    "lookup",
+    "make_model",
+    "make_optimizer",
     "matches",
+    "names",
     "nonempty",
     "parse_override",
     "rules",

@@ -32,6 +32,7 @@ from jaxzip._types import Mask, Params
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
 from jaxzip.pipeline._load import config_to_dict, save_config
+from jaxzip.pipeline._names import lookup
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
 
 __all__ = ["AUTO_FILE", "run_auto"]
@@ -75,7 +76,8 @@ def run_auto(
       max_trials: at most this many candidate trials.
       seed: the root seed of the search (``named_key(jax.random.key(seed), "auto")``
         keys fine-tuning and the optuna sampler); default ``experiment.seed``.
-      strategy: ``"greedy"`` or ``"optuna"``.
+      strategy: a name of :func:`jaxzip.pipeline.names` ``("strategy")``:
+        ``"greedy"`` or ``"optuna"`` (``jaxzip.auto.Greedy()`` / ``Optuna()``).
       space: the per-layer choices; default :class:`jaxzip.auto.SearchSpace`.
       progress: progress bars on stderr.
 
@@ -84,7 +86,8 @@ def run_auto(
 
     Raises:
       TypeError: ``cfg`` is not an :class:`ExperimentConfig`.
-      ValueError: bad ``max_drop_pp``, budgets or strategy.
+      ValueError: bad ``max_drop_pp`` or budgets; ConfigError (a ValueError) for an
+        unknown strategy name.
       jaxzip.ConfigError: a journal from another config is in ``out_dir``.
     """
     if not isinstance(cfg, ExperimentConfig):
@@ -93,6 +96,7 @@ def run_auto(
         raise ValueError(f"max_drop: expected a number of percentage points, got {max_drop_pp!r}")
     if not max_drop_pp >= 0:
         raise ValueError(f"max_drop: expected percentage points >= 0, got {max_drop_pp!r}")
+    search_strategy = lookup("strategy", strategy, where="strategy")
     seed = cfg.experiment.seed if seed is None else seed
     space = jz_auto.SearchSpace() if space is None else space
     where, epochs, lr = _finetune_settings(cfg)
@@ -138,7 +142,7 @@ def run_auto(
     result = jz_auto.search(
         dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
         key=named_key(jax.random.key(seed), "auto"),
-        finetune_fn=finetune_fn, space=space, strategy=strategy, out_dir=out, journal=journal,
+        finetune_fn=finetune_fn, space=space, strategy=search_strategy, out_dir=out, journal=journal,
         time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
     )  # fmt: skip
     test = {}

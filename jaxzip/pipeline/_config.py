@@ -15,7 +15,7 @@ from dataclasses import field
 from typing import Any, Literal
 
 from jaxzip.data import DATASETS
-from jaxzip.models import MODEL_NAMES
+from jaxzip.pipeline._names import AllocationName, ModelName, OptimizerName, ScheduleName
 from jaxzip.pipeline._plan import STAGE_NAMES, check_stages
 from jaxzip.pipeline._schema import (
     Check,
@@ -32,7 +32,6 @@ from jaxzip.pipeline._schema import (
     rules,
 )
 from jaxzip.pipeline._stage_config import DistillConfig, ExportConfig
-from jaxzip.train import OPTIMIZERS, SCHEDULES
 
 __all__ = [
     "CodecConfig",
@@ -48,11 +47,7 @@ __all__ = [
 ]
 
 DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist"
-ModelName = Literal[MODEL_NAMES]  # "mlp", "lenet_300_100", "lenet5", "small_cnn"
-OptimizerName = Literal[OPTIMIZERS]  # "sgd", "adam", "adamw"
 StageName = Literal[STAGE_NAMES]  # "data", "model", "train", "distill", ...
-ScheduleName = Literal[SCHEDULES]  # "constant", "cosine", "warmup_cosine"
-AllocationName = Literal["global", "uniform", "erk"]
 
 
 def _is_regex(value: Any) -> bool:

@@ -16,6 +16,7 @@ from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._names import make_model
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
 
 __all__ = [
@@ -83,7 +84,7 @@ def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
             dropout_rate=arch["dropout_rate"],
             input_dropout_rate=arch["input_dropout_rate"],
         )
-    return jz_models.make_model(arch["name"], **kwargs)
+    return make_model(arch["name"], **kwargs)
 
 
 def build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:

@@ -26,18 +26,13 @@ from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
 from jaxzip.paths import select
 from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._names import lookup
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
 
 PRUNE_REPORT = "prune_report"
 """Context key of the prune stage's detailed report (``results["prune"]``)."""
-
-_ALLOCATIONS = {
-    "global": jz_prune.Global(),
-    "uniform": jz_prune.Uniform(),
-    "erk": jz_prune.ERK(),
-}
 
 
 def _flop_layers(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -106,7 +101,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
         select(params, p.where)
     except ValueError as e:
         raise ConfigError(f"prune.where: {e}") from None
-    allocation = _ALLOCATIONS[p.allocation]
+    allocation = lookup("allocation", p.allocation, where="prune.allocation")
     steps_per_epoch = len(splits.train) // t.batch_size
     mask: Mask = jax.tree.map(lambda x: jnp.ones(jnp.shape(x), bool), params)
     # the last round hits the configured sparsity exactly (no float drift)

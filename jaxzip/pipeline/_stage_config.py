@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
-from typing import Literal
 
-from jaxzip.models import MODEL_NAMES
+from jaxzip.pipeline._names import ModelName
 from jaxzip.pipeline._schema import (
     Section,
     at_least,
@@ -20,8 +19,6 @@ from jaxzip.pipeline._schema import (
 )
 
 __all__ = ["DistillConfig", "ExportConfig"]
-
-ModelName = Literal[MODEL_NAMES]  # "mlp", "lenet_300_100", "lenet5", "small_cnn"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,7 @@ import optax
 from jaxzip import train as jz_train
 from jaxzip._keys import named_key
 from jaxzip.pipeline._config import TrainConfig
+from jaxzip.pipeline._names import make_optimizer
 from jaxzip.pipeline._stage_config import DistillConfig
 
 __all__ = ["augment_of", "jsonable", "make_train_tx", "run_key"]
@@ -54,7 +55,7 @@ def make_train_tx(
     warmup_steps = 0
     if t.warmup_epochs > 0:  # at least one step of warmup and one of decay
         warmup_steps = min(max(1, round(t.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    return jz_train.make_optimizer(
+    return make_optimizer(
         name=t.optimizer,
         learning_rate=learning_rate,
         schedule=t.schedule,

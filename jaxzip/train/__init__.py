@@ -1,4 +1,4 @@
-"""Training: a jitted train step, evaluation, the fit loop, optimizers and params files.
+"""Training: a jitted train step, evaluation, the one training loop, params files.
 
 Every model enters through an :class:`jaxzip.models.ApplyFn`
 (``apply_fn(params, x, *, train, key) -> logits``), so linen, nnx and plain
@@ -6,13 +6,12 @@ pytree models train through the same code.
 
 Example:
   >>> import numpy as np
-  >>> import jax, jaxzip as jz
+  >>> import jax, optax, jaxzip as jz
   >>> ds = jz.data.Dataset(x=np.eye(4, dtype=np.float32).reshape(4, 2, 2, 1),
   ...                      y=np.array([0, 1, 0, 1], np.int32), num_classes=2, name="toy")
   >>> model = jz.models.MLP((8,), num_classes=2)
   >>> params = jz.models.init_params(model, jax.random.key(0), ds.x[:1])
-  >>> tx = jz.train.make_optimizer(name="adam", learning_rate=0.1, schedule="constant",
-  ...                              total_steps=20)
+  >>> tx = optax.adam(0.1)
   >>> state, history = jz.train.fit(jz.models.linen_apply_fn(model), params, tx, ds,
   ...                               epochs=20, batch_size=4, key=jax.random.key(0),
   ...                               progress=False)
@@ -26,13 +25,11 @@ from jaxzip.train._checkpoint import load_params, save_params
 from jaxzip.train._evaluate import evaluate
 from jaxzip.train._fit import epoch_batches, fit, run_epochs
 from jaxzip.train._guard import raise_if_nonfinite
-from jaxzip.train._optim import OPTIMIZERS, SCHEDULES, kernel_mask, make_optimizer
+from jaxzip.train._optim import kernel_mask
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
 
 __all__ = [
-    "OPTIMIZERS",
-    "SCHEDULES",
     "RandomShift",
     "TrainState",
     "epoch_batches",
@@ -41,7 +38,6 @@ __all__ = [
     "init_state",
     "kernel_mask",
     "load_params",
-    "make_optimizer",
     "make_train_step",
     "named_key",
     "raise_if_nonfinite",

@@ -10,7 +10,7 @@ import pytest
 
 from jaxzip import codec, quant
 from jaxzip._errors import ConfigError
-from jaxzip.auto import Journal, SearchSpace, search
+from jaxzip.auto import Greedy, Journal, Optuna, SearchSpace, search
 
 SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4, 2), kmeans_iters=5)
 KERNELS = r".*/kernel"
@@ -29,7 +29,7 @@ def _run(mlp, ev, tmp_path, **kw):
 
 def test_greedy_finds_small_feasible_candidate(mlp, make_eval, finetune, tmp_path):
     ev = make_eval()
-    r = _run(mlp, ev, tmp_path, finetune_fn=finetune)
+    r = _run(mlp, ev, tmp_path, finetune_fn=finetune, strategy=Greedy())
     assert r.feasible and r.stopped == "done" and r.strategy == "greedy"
     assert r.baseline == 1.0 and r.best["accuracy"] >= 0.9
     feasible = [t for t in r.trials if t["feasible"]]
@@ -111,12 +111,19 @@ def test_time_budget_stops(mlp, make_eval, tmp_path):
     ({"max_drop": -0.01}, "max_drop"), ({"max_drop": float("nan")}, "max_drop"),
     ({"time_budget_s": 0}, "time_budget_s"), ({"time_budget_s": -5.0}, "time_budget_s"),
     ({"max_trials": 0}, "max_trials"), ({"max_trials": 2.5}, "max_trials"),
-    ({"strategy": "random"}, "strategy"), ({"where": "nothing"}, "where"),
+    ({"where": "nothing"}, "where"),
 ])  # fmt: skip
 def test_bad_input(mlp, make_eval, kw, match):
     args = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE, **kw}
     with pytest.raises(ValueError, match=match):
         search(mlp, eval_fn=make_eval(), **args)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", None, Optuna])
+def test_strategy_must_be_an_object(mlp, make_eval, strategy):
+    with pytest.raises(TypeError, match=r"strategy: expected jaxzip.auto.Greedy\(\) or"):
+        search(mlp, eval_fn=make_eval(), max_drop=0.1, where=KERNELS, key=jax.random.key(0),
+               strategy=strategy)  # fmt: skip
 
 
 def test_eval_nan_named(mlp):
@@ -146,24 +153,24 @@ def test_optuna_missing_is_a_clear_import_error(mlp, make_eval, monkeypatch):
             max_drop=0.1,
             where=KERNELS,
             key=jax.random.key(0),
-            strategy="optuna",
+            strategy=Optuna(),
         )
 
 
 def test_optuna_strategy_pareto_and_replay(mlp, make_eval, tmp_path):
     pytest.importorskip("optuna")  # the optional dependency (installed in the dev venv)
     ev = make_eval()
-    r = _run(mlp, ev, tmp_path, strategy="optuna", max_trials=4)
+    r = _run(mlp, ev, tmp_path, strategy=Optuna(), max_trials=4)
     assert r.strategy == "optuna" and len(r.trials) == 4 and r.stopped == "done"
     assert r.pareto and all(t in r.trials for t in r.pareto)
     ev2 = make_eval()
-    again = _run(mlp, ev2, tmp_path, strategy="optuna", max_trials=4)
+    again = _run(mlp, ev2, tmp_path, strategy=Optuna(), max_trials=4)
     assert ev2.calls == 0 and _same([again.best, *again.trials], [r.best, *r.trials])
 
 
 def test_ladder_prunes_big_layers_first_and_shrinks_monotonically():
     from jaxzip.auto import Sensitivity
-    from jaxzip.auto._search import _est_bytes, _ladder
+    from jaxzip.auto._greedy import _est_bytes, _ladder
 
     assert _est_bytes(800, 0.0, 4) == (800 * 4 + 32 * 16) / 8
     assert _est_bytes(800, 0.5, 4) == pytest.approx((800 + 400 * 4 + 32 * 16) / 8)

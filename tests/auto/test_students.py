@@ -220,6 +220,8 @@ def test_plot(searched):
         ({"batch_size": 65}, ValueError, "exceeds the 64"),
         ({"learning_rate": 0.0}, ValueError, "learning_rate"),
         ({"key": 0}, TypeError, "key must be a PRNG key"),
+        ({"optimizer": "adam"}, TypeError, "optimizer must be an optax constructor"),
+        ({"optimizer": lambda lr: "sgd"}, TypeError, "must return an optax.GradientTransformation"),
         ({"family": MLP((4,))}, TypeError, "family"),
         ({"val_ds": "val"}, TypeError, "val_ds"),
         ({"loss": "kd"}, TypeError, "loss"),

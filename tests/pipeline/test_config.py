@@ -16,7 +16,8 @@ from jaxzip.pipeline import (
     ModelConfig,
     TrainConfig,
 )
-from jaxzip.pipeline._config import DatasetName, ModelName, OptimizerName, ScheduleName
+from jaxzip.pipeline._config import DatasetName
+from jaxzip.pipeline._names import AllocationName, ModelName, OptimizerName, ScheduleName
 
 
 def test_defaults_are_valid_and_hashable():
@@ -35,16 +36,17 @@ def test_defaults_are_valid_and_hashable():
 
 def test_choices_come_from_the_libraries():
     assert typing.get_args(DatasetName) == jz.data.DATASETS
-    assert typing.get_args(ModelName) == jz.models.MODEL_NAMES
-    assert typing.get_args(OptimizerName) == jz.train.OPTIMIZERS
-    assert typing.get_args(ScheduleName) == jz.train.SCHEDULES
+    assert typing.get_args(ModelName) == jz.pipeline.names("model")
+    assert typing.get_args(OptimizerName) == jz.pipeline.names("optimizer")
+    assert typing.get_args(ScheduleName) == jz.pipeline.names("schedule")
+    assert typing.get_args(AllocationName) == jz.pipeline.names("allocation")
 
 
 @pytest.mark.parametrize("name", typing.get_args(ModelName))
 def test_every_model_name_builds(name):
     m = ModelConfig(name=name)
     kwargs = {"widths": m.widths, "dropout_rate": m.dropout_rate} if name == "mlp" else {}
-    assert jz.models.make_model(name, num_classes=10, **kwargs) is not None
+    assert jz.pipeline.make_model(name, num_classes=10, **kwargs) is not None
 
 
 @pytest.mark.parametrize(

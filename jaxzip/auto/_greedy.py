@@ -1,0 +1,137 @@
+"""The default search strategy: :class:`Greedy` (sensitivity ladder, bisection, refinement)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from jaxzip.auto._sensitivity import Sensitivity
+from jaxzip.auto._space import SearchSpace
+from jaxzip.auto._trials import Trials
+from jaxzip.paths import leaves_with_paths
+
+__all__ = ["Greedy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy:
+    """Sensitivity curves, then the most aggressive feasible rung of a trade-off ladder.
+
+    Each layer alone is pruned / shared (no fine-tuning); a setting's solo drop
+    is the largest drop of it and every milder setting. For a trade-off lambda
+    each layer takes the settings minimizing its estimated bytes + lambda * solo
+    drop (lambda = 0: the most aggressive; infinite: the mildest of least drop);
+    lambda is bisected for the most aggressive feasible candidate; then (with
+    ``space.refine``) single layers are pushed one notch further, largest layers
+    first, keeping feasible moves. Deterministic: it uses no randomness.
+
+    Example:
+      >>> Greedy().name
+      'greedy'
+    """
+
+    @property
+    def name(self) -> str:
+        """The strategy's name in results and journals."""
+        return "greedy"
+
+    def run(
+        self, trials: Trials, space: SearchSpace, *, key: jax.Array, max_trials: int | None
+    ) -> None:
+        """Runs the search through ``trials`` (which enforce the budgets)."""
+        _greedy(trials, space)
+
+
+def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:
+    probes = space.probes
+    s_acc = [[trials.probe(p, sparsity=s) for s in probes] for p in trials.layers]
+    b_acc = [[trials.probe(p, bits=b) for b in space.bits] for p in trials.layers]
+    return Sensitivity(layers=trials.layers, sparsities=probes, bits=space.bits,
+                       baseline=trials.baseline, sparsity_accuracy=np.array(s_acc),
+                       bits_accuracy=np.array(b_acc))  # fmt: skip
+
+
+def _envelope(drops: np.ndarray) -> np.ndarray:
+    """Running maximum along the aggressiveness axis: a setting is allowed only if all milder are."""
+    return np.maximum.accumulate(drops, axis=1)
+
+
+def _est_bytes(n: int, sparsity: float, bits: int) -> float:
+    """Estimated stored bytes of an ``n``-weight layer: positions (entropy), indices, codebook."""
+    s = min(max(sparsity, 0.0), 1.0 - 1e-9)
+    positions = 0.0 if s == 0 else n * -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
+    return (positions + n * (1 - s) * bits + 32 * 2**bits) / 8
+
+
+def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> list[tuple]:
+    """Candidates from least to most aggressive, one per trade-off lambda, deduplicated.
+
+    Each layer takes the (sparsity, bits) minimizing ``est_bytes + lambda * solo_drop``,
+    with the solo drops of pruning and of sharing added; large layers thus go further
+    than small ones for the same accuracy cost.
+    """
+    base = sens.baseline
+    # drops on the space's sparsity grid: interpolate the probes (0 at sparsity 0)
+    xs = np.concatenate([[0.0], np.asarray(sens.sparsities)])
+    s_drop = np.stack([np.interp(space.sparsities, xs, np.concatenate([[0.0], base - row]))
+                       for row in sens.sparsity_accuracy])  # fmt: skip
+    s_env = _envelope(np.maximum(s_drop, 0.0))
+    b_env = _envelope(np.maximum(base - sens.bits_accuracy, 0.0))
+    total = sum(4 * n for n in sizes.values())
+    lambdas = [np.inf, *np.geomspace(total * 1e3, total * 1e-3, 61), 0.0]
+    out: list[tuple[dict, dict]] = []
+    for lam in lambdas:
+        sp, bt = {}, {}
+        for i, layer in enumerate(sens.layers):
+            best = None
+            for j, sv in enumerate(space.sparsities):
+                for k, bv in enumerate(space.bits):
+                    drop = s_env[i, j] + b_env[i, k]
+                    est = _est_bytes(sizes[layer], sv, bv)
+                    cost = (drop, est) if lam == np.inf else (est + lam * drop, drop)
+                    if best is None or cost < best[0]:
+                        best = (cost, sv, bv)
+            sp[layer], bt[layer] = best[1], best[2]
+        if not out or out[-1] != (sp, bt):
+            out.append((sp, bt))
+    return out
+
+
+def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
+    sens = _sensitivity(trials, space)
+    trials.sensitivity = sens
+    sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
+    ladder = _ladder(sens, space, sizes)
+    lo, hi = -1, len(ladder)  # the largest feasible rung, by bisection
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trials.is_feasible(trials.candidate(*ladder[mid])):
+            lo = mid
+        else:
+            hi = mid
+    if lo < 0 or not space.refine:
+        return sens
+    sp, bt = dict(ladder[lo][0]), dict(ladder[lo][1])
+    current = trials.candidate(sp, bt)
+    improved = True
+    while improved:
+        improved = False
+        order = sorted(trials.layers, key=lambda p: -current["layer_bytes"].get(p, 0))
+        for layer in order:
+            moves = []
+            i = space.sparsities.index(sp[layer])
+            if i + 1 < len(space.sparsities):
+                moves.append(({**sp, layer: space.sparsities[i + 1]}, bt))
+            k = space.bits.index(bt[layer])
+            if k + 1 < len(space.bits):
+                moves.append((sp, {**bt, layer: space.bits[k + 1]}))
+            for msp, mbt in moves:
+                rec = trials.candidate(msp, mbt)
+                if trials.is_feasible(rec) and rec["bytes"] < current["bytes"]:
+                    sp, bt, current, improved = dict(msp), dict(mbt), rec, True
+                    break
+            if improved:
+                break
+    return sens
