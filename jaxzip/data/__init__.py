@@ -1,4 +1,4 @@
-"""Datasets: MNIST-family IDX files, scikit-learn's digits, splits and batches.
+"""Datasets: MNIST-family IDX files, scikit-learn's digits, byte-level text, splits and batches.
 
 * :func:`load_splits` turns a dataset name into train/val/test :class:`Splits`;
   it is what the pipeline uses.
@@ -8,6 +8,10 @@
   verify their MD5s, and download them from public mirrors if allowed.
 * :func:`load_digits` loads the bundled 8x8 digits: the offline default.
 * :func:`train_val_split` and :func:`batches` are deterministic given a seed.
+* :func:`load_kjv` / :func:`load_text` find a text corpus the same way (without
+  a download), verify its SHA-256 and split it by line into :class:`TextSplits`;
+  :func:`eval_windows` (deterministic) and :func:`sample_windows` (random, from a
+  ``key``) cut byte windows into :class:`TokenWindows` ``(N, T)`` with next-byte labels.
 """
 
 from jaxzip.data._dataset import Dataset, Splits, batches, train_val_split
@@ -23,26 +27,50 @@ from jaxzip.data._mnist import (
 )
 from jaxzip.data._sources import FASHION_MNIST, IDX_FILES, MNIST, IdxSource
 from jaxzip.data._splits import DATASETS, DIGITS_SPLIT_SEED, load_splits
+from jaxzip.data._text import (
+    BYTE_VOCAB,
+    KJV,
+    TextSource,
+    TextSplits,
+    TokenWindows,
+    eval_windows,
+    load_kjv,
+    load_text,
+    read_text,
+    sample_windows,
+    split_lines,
+)
 
 __all__ = [
+    "BYTE_VOCAB",
     "CACHE_DIR_ENV",
     "DATASETS",
     "DATA_DIR_ENV",
     "DIGITS_SPLIT_SEED",
     "FASHION_MNIST",
     "IDX_FILES",
+    "KJV",
     "MNIST",
     "Dataset",
     "IdxSource",
     "Splits",
+    "TextSource",
+    "TextSplits",
+    "TokenWindows",
     "batches",
     "cache_root",
+    "eval_windows",
     "load_digits",
     "load_fashion_mnist",
     "load_idx_dataset",
+    "load_kjv",
     "load_mnist",
     "load_splits",
+    "load_text",
     "read_idx",
+    "read_text",
+    "sample_windows",
+    "split_lines",
     "train_val_split",
     "write_idx",
 ]
