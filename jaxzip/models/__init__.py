@@ -1,7 +1,10 @@
-"""Reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN) and the ``ApplyFn`` convention.
+"""Reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN, a decoder-only transformer).
+
+Every model is called through the ``ApplyFn`` convention.
 
 Linen models take ``__call__(x, *, train=False)`` on images ``(N, H, W, C)`` and
-return logits; their params are named ``Dense_0``, ``Conv_0``, ... so that
+return logits (:class:`Transformer` takes ``(N, T)`` tokens and returns
+``(N, T, vocab)`` logits); their params are named ``Dense_0``, ``Conv_0``, ... so that
 ``where=`` patterns such as ``r".*/kernel"`` select their weights. Training code
 calls every model through an :class:`ApplyFn`, built by :func:`linen_apply_fn`
 or :func:`nnx_apply_fn`.
@@ -20,6 +23,7 @@ from jaxzip.models._cnn import LeNet5, SmallCNN
 from jaxzip.models._factory import MODEL_NAMES, make_model
 from jaxzip.models._mlp import MLP, lenet_300_100
 from jaxzip.models._nnx import NnxMLP, nnx_apply_fn
+from jaxzip.models._transformer import Transformer
 
 __all__ = [
     "MLP",
@@ -28,6 +32,7 @@ __all__ = [
     "LeNet5",
     "NnxMLP",
     "SmallCNN",
+    "Transformer",
     "init_params",
     "lenet_300_100",
     "linen_apply_fn",
