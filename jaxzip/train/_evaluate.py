@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import jax
@@ -11,8 +12,9 @@ import numpy as np
 import optax
 
 from jaxzip._types import Params
-from jaxzip.data import Dataset, batches
+from jaxzip.data import Dataset, TokenWindows, batches
 from jaxzip.models._apply import ApplyFn
+from jaxzip.train._step import check_logits_fit
 
 
 @functools.partial(jax.jit, static_argnames="apply_fn")
@@ -20,8 +22,10 @@ def _eval_batch(
     apply_fn: ApplyFn, params: Params, x: jax.Array, y: jax.Array, valid: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     logits = apply_fn(params, x, train=False, key=None)
+    check_logits_fit("evaluate", logits, y)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     correct = jnp.argmax(logits, axis=-1) == y
+    valid = jnp.broadcast_to(valid.reshape(valid.shape + (1,) * (y.ndim - 1)), y.shape)
     loss_sum = jnp.sum(jnp.where(valid, losses, 0.0))
     n_correct = jnp.sum(jnp.logical_and(valid, correct), dtype=jnp.int32)
     return loss_sum, n_correct
@@ -34,10 +38,16 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([a, pad])
 
 
+def _in_order(ds: Dataset | TokenWindows, size: int):
+    if isinstance(ds, Dataset):
+        return batches(ds, size, seed=None)
+    return ({"x": ds.x[i : i + size], "y": ds.y[i : i + size]} for i in range(0, len(ds), size))
+
+
 def evaluate(
-    apply_fn: ApplyFn, params: Params, ds: Dataset, *, batch_size: int = 1000
+    apply_fn: ApplyFn, params: Params, ds: Dataset | TokenWindows, *, batch_size: int = 1000
 ) -> dict[str, Any]:
-    """Mean loss and accuracy of the model on every example of ``ds``.
+    """Mean loss and accuracy of the model on every example (or token) of ``ds``.
 
     The model runs with ``train=False, key=None`` in batches of
     ``min(batch_size, len(ds))``; the last batch is zero-padded to that size and
@@ -45,21 +55,30 @@ def evaluate(
     evaluation compiles once per (model, batch shape), not once per batch size.
     Sums stay on the device until the end.
 
+    A :class:`jaxzip.data.TokenWindows` is a sequence dataset: the model maps
+    ``(N, T)`` tokens to ``(N, T, C)`` logits, every token is one prediction,
+    and the result also holds ``"bits_per_token"`` (the mean cross-entropy in
+    bits; for byte-level text, bits per byte) and ``"windows"``.
+
     Args:
       apply_fn: the model, ``apply_fn(params, x, *, train, key) -> logits``. The
         compiled evaluation is cached per ``apply_fn`` object: reuse one.
       params: the parameter pytree.
-      ds: the :class:`jaxzip.data.Dataset` to evaluate on (not empty).
-      batch_size: the largest batch to run at once (at least 1).
+      ds: the :class:`jaxzip.data.Dataset` or :class:`jaxzip.data.TokenWindows`
+        to evaluate on (not empty).
+      batch_size: the largest batch (of examples or windows) to run at once.
 
     Returns:
-      ``{"loss": mean cross-entropy, "accuracy": fraction correct, "error":
-      1 - accuracy, "errors": number misclassified, "count": len(ds)}`` as plain
-      Python floats and ints.
+      ``{"loss": mean cross-entropy (nats), "accuracy": fraction correct,
+      "error": 1 - accuracy, "errors": number wrong, "count": examples (or
+      tokens)}`` as plain Python floats and ints, plus ``"bits_per_token"`` and
+      ``"windows"`` for token windows.
 
     Raises:
-      TypeError: ``ds`` is not a Dataset or ``batch_size`` is not an int.
-      ValueError: ``ds`` is empty or ``batch_size < 1``.
+      TypeError: ``ds`` is not a Dataset or TokenWindows, or ``batch_size`` is
+        not an int.
+      ValueError: ``ds`` is empty, ``batch_size < 1``, or the model's logits do
+        not have shape ``(N, C)`` (``(N, T, C)`` for token windows).
 
     Example:
       >>> import numpy as np
@@ -70,20 +89,32 @@ def evaluate(
       >>> r = evaluate(apply_fn, 10.0, ds, batch_size=2)
       >>> r["errors"], r["count"], round(r["accuracy"], 4)
       (1, 3, 0.6667)
+
+      Uniform logits over 4 tokens cost 2 bits a token:
+
+      >>> from jaxzip.data import TokenWindows
+      >>> w = TokenWindows(x=np.zeros((2, 3), np.int32), y=np.ones((2, 3), np.int32),
+      ...                  vocab_size=4, name="toy")
+      >>> uniform = lambda params, x, *, train, key: np.zeros((*x.shape, 4), np.float32)
+      >>> r = evaluate(uniform, {}, w)
+      >>> r["count"], r["windows"], round(r["bits_per_token"], 6)
+      (6, 2, 2.0)
     """
-    if not isinstance(ds, Dataset):
-        raise TypeError(f"evaluate: ds must be a jaxzip.data.Dataset, got {type(ds).__name__}")
+    if not isinstance(ds, (Dataset, TokenWindows)):
+        raise TypeError(
+            "evaluate: ds must be a jaxzip.data.Dataset or jaxzip.data.TokenWindows, "
+            f"got {type(ds).__name__}"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"evaluate: batch_size must be an int, got {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be at least 1, got {batch_size}")
-    count = len(ds)
-    if count == 0:
+    if len(ds) == 0:
         raise ValueError(f"evaluate: dataset {ds.name!r} is empty")
-    size = min(int(batch_size), count)
+    size = min(int(batch_size), len(ds))
     loss_sum = jnp.zeros((), jnp.float32)
     n_correct = jnp.zeros((), jnp.int32)
-    for batch in batches(ds, size, seed=None):
+    for batch in _in_order(ds, size):
         n = len(batch["y"])
         valid = np.arange(size) < n
         b_loss, b_correct = _eval_batch(
@@ -91,12 +122,18 @@ def evaluate(
         )
         loss_sum = loss_sum + b_loss
         n_correct = n_correct + b_correct
+    count = int(ds.y.size)
     correct = int(n_correct)
     accuracy = correct / count
-    return {
-        "loss": float(loss_sum) / count,
+    loss = float(loss_sum) / count
+    result = {
+        "loss": loss,
         "accuracy": accuracy,
         "error": 1.0 - accuracy,
         "errors": count - correct,
         "count": count,
     }
+    if isinstance(ds, TokenWindows):
+        result["bits_per_token"] = loss / math.log(2)
+        result["windows"] = len(ds)
+    return result

@@ -34,12 +34,20 @@ def check_batch(batch: Any, where: str) -> tuple[Any, Any]:
         )
     x, y = batch["x"], batch["y"]
     x_shape, y_shape = np.shape(x), np.shape(y)
-    if len(y_shape) != 1:
-        raise ValueError(f"{where}: batch['y'] must have shape (N,), got shape {y_shape}")
+    if len(y_shape) not in (1, 2):
+        raise ValueError(
+            f"{where}: batch['y'] must have shape (N,) (one label per example) or (N, T) "
+            f"(one label per token), got shape {y_shape}"
+        )
     if not x_shape or x_shape[0] != y_shape[0]:
         raise ValueError(
             f"{where}: batch['x'] must have a leading axis of the batch size {y_shape[0]} "
             f"(that of batch['y']), got shape {x_shape}"
+        )
+    if len(y_shape) == 2 and x_shape[:2] != y_shape:
+        raise ValueError(
+            f"{where}: with per-token labels batch['y'] of shape {y_shape}, batch['x'] must "
+            f"start with the same (N, T), got shape {x_shape}"
         )
     if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
         raise ValueError(
@@ -48,8 +56,24 @@ def check_batch(batch: Any, where: str) -> tuple[Any, Any]:
     return x, y
 
 
+def check_logits_fit(where: str, logits: Any, y: Any) -> None:
+    """Raises ``ValueError`` unless ``logits`` has shape ``(*y.shape, C)`` (static shapes)."""
+    l_shape, y_shape = np.shape(logits), np.shape(y)
+    if l_shape[:-1] != y_shape or len(l_shape) < 2:
+        want = "(N, C)" if len(y_shape) == 1 else "(N, T, C)"
+        raise ValueError(
+            f"{where}: the model's logits must have shape {want} for labels of shape "
+            f"{y_shape}, got logits of shape {l_shape}"
+        )
+
+
 def loss_and_accuracy(logits: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean softmax cross-entropy with integer labels, and the fraction of correct argmaxes."""
+    """Mean softmax cross-entropy with integer labels, and the fraction of correct argmaxes.
+
+    Labels ``(N,)`` go with logits ``(N, C)``; per-token labels ``(N, T)`` with
+    logits ``(N, T, C)``, and both means are then over all ``N * T`` tokens.
+    """
+    check_logits_fit("train step", logits, y)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     accuracy = (jnp.argmax(logits, axis=-1) == y).mean()
     return loss, accuracy
@@ -65,7 +89,10 @@ def make_train_step(
     """Builds ``step(state, batch, key) -> (state, metrics)``: one jitted optimizer step.
 
     The loss is the mean softmax cross-entropy of ``apply_fn(params, batch["x"],
-    train=True, key=k)`` against the integer labels ``batch["y"]``, where ``k`` is
+    train=True, key=k)`` against the integer labels ``batch["y"]``: classifier
+    batches (labels ``(N,)``, logits ``(N, C)``) or sequence batches (labels
+    ``(N, T)``, logits ``(N, T, C)``, the loss and accuracy averaged over tokens),
+    where ``k`` is
     ``key`` folded with ``state.step`` (so one key serves the whole run and every
     step gets fresh dropout). The step is compiled once per batch shape and
     donates ``state``: do not use a state after passing it in (use the returned one).
@@ -97,7 +124,8 @@ def make_train_step(
       TypeError: ``apply_fn`` is not callable, ``tx`` is not an optax
         ``GradientTransformation`` or ``check_finite`` is not a bool. The step
         raises ``TypeError``/``ValueError`` for a batch that is not a mapping with
-        ``"x"`` and integer ``"y"`` of one batch size, or a ``key`` that is not a
+        ``"x"`` and integer ``"y"`` (``(N,)`` or ``(N, T)``) of one batch size,
+        logits whose shape does not fit the labels, or a ``key`` that is not a
         JAX array.
 
     Example:

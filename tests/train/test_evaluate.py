@@ -97,3 +97,53 @@ def test_linen_model_with_hand_set_weights(toy):
     }
     result = evaluate(linen_apply_fn(model), params, toy, batch_size=10)
     assert result["accuracy"] == 1.0 and result["count"] == len(toy)
+
+
+# Sequence datasets: TokenWindows (N, T) with logits (N, T, C).
+
+
+def bigram_apply(params, x, *, train, key):
+    """Each token's logits are a row of a table."""
+    return params[x]
+
+
+def _windows(n=5, t=4, vocab=3, seed=0):
+    from jaxzip.data import TokenWindows
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, vocab, (n, t)).astype(np.int32)
+    y = rng.integers(0, vocab, (n, t)).astype(np.int32)
+    return TokenWindows(x=x, y=y, vocab_size=vocab, name="toy")
+
+
+def test_windows_hand_worked_bits_per_token():
+    from jaxzip.data import TokenWindows
+
+    # table rows: token 0 -> p(0) = 1/2, p(1) = p(2) = 1/4; every label is 0: 1 bit a token
+    table = jnp.log(jnp.array([[0.5, 0.25, 0.25]] * 3))
+    w = TokenWindows(
+        x=np.zeros((3, 2), np.int32), y=np.zeros((3, 2), np.int32), vocab_size=3, name="w"
+    )
+    r = evaluate(bigram_apply, table, w, batch_size=2)  # batches 2, 1+pad
+    assert r["count"] == 6 and r["windows"] == 3 and r["errors"] == 0
+    assert r["bits_per_token"] == pytest.approx(1.0, rel=1e-6)
+    assert r["loss"] == pytest.approx(np.log(2.0), rel=1e-6)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5, 64])
+def test_windows_every_token_counts_once_whatever_the_batch(batch_size):
+    w = _windows()
+    table = np.random.default_rng(3).normal(size=(3, 3))
+    logp = table - np.log(np.exp(table).sum(-1, keepdims=True))
+    ref = -logp[w.x, w.y].mean()
+    acc = (table[w.x].argmax(-1) == w.y).mean()
+    r = evaluate(bigram_apply, jnp.asarray(table, jnp.float32), w, batch_size=batch_size)
+    assert r["loss"] == pytest.approx(ref, rel=1e-5)
+    assert r["bits_per_token"] == pytest.approx(ref / np.log(2), rel=1e-5)
+    assert r["accuracy"] == pytest.approx(acc) and r["count"] == w.y.size
+
+
+def test_windows_with_classifier_logits_are_refused():
+    pooled = lambda params, x, *, train, key: params[x].mean(axis=1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"logits must have shape \(N, T, C\)"):
+        evaluate(pooled, jnp.zeros((3, 3)), _windows())

@@ -121,7 +121,12 @@ def test_extra_batch_keys_are_ignored(toy, linear, linear_params):
         ({"inputs": np.zeros((2, 4)), "labels": np.zeros(2)}, ValueError, "'x'.*'y'"),
         ({"x": np.zeros((2, 4)), "y": np.zeros(2, np.float32)}, ValueError, "integer labels"),
         ({"x": np.zeros((3, 4)), "y": np.zeros(2, np.int32)}, ValueError, "leading axis"),
-        ({"x": np.zeros((2, 4)), "y": np.zeros((2, 1), np.int32)}, ValueError, r"shape \(N,\)"),
+        ({"x": np.zeros((2, 4)), "y": np.zeros((2, 1, 1), np.int32)}, ValueError, r"shape \(N,\)"),
+        (
+            {"x": np.zeros((2, 4)), "y": np.zeros((2, 1), np.int32)},
+            ValueError,
+            r"per-token labels batch\['y'\] of shape \(2, 1\), batch\['x'\] must start with",
+        ),
     ],
 )
 def test_bad_batches_fail_before_tracing(batch, error, match, linear_params):
@@ -162,3 +167,66 @@ def test_init_state(linear_params):
     jax.tree.map(np.testing.assert_array_equal, state.params, linear_params)
     with pytest.raises(TypeError, match="GradientTransformation"):
         init_state(linear_params, "sgd")
+
+
+# Sequence batches: tokens (N, T), per-token labels (N, T), logits (N, T, C).
+
+
+def bigram_apply(params, x, *, train, key):
+    """A bigram model as an ApplyFn: the logits of each token are a row of a table."""
+    return params[x]
+
+
+def _tokens(n=4, t=5, vocab=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, vocab, (n, t)).astype(np.int32)
+    return {"x": x, "y": ((x + 1) % vocab).astype(np.int32)}
+
+
+def test_sequence_batch_hand_worked_loss():
+    # zero table: uniform over 6 tokens, log 6 per token; after one SGD step of 1.0 on
+    # a single token pair (x=2 -> y=3), the row of 2 is (1/6 - onehot(3)) * -1.
+    tx = optax.sgd(1.0)
+    state = init_state(jnp.zeros((6, 6)), tx)
+    batch = {"x": np.array([[2]], np.int32), "y": np.array([[3]], np.int32)}
+    state, metrics = make_train_step(bigram_apply, tx)(state, batch, jax.random.key(0))
+    assert float(metrics["loss"]) == pytest.approx(np.log(6.0))
+    expected = np.zeros((6, 6))
+    expected[2] = -1 / 6
+    expected[2, 3] += 1.0
+    np.testing.assert_allclose(state.params, expected, rtol=1e-6)
+
+
+def test_sequence_batch_equals_the_flattened_classifier_batch():
+    """Per-token loss averaged over tokens: (N, T) gives the same step as (N*T,) examples."""
+    tx = optax.adam(0.1)
+    table = jnp.asarray(np.random.default_rng(1).normal(size=(6, 6)), jnp.float32)
+    seq = _tokens()
+    flat = {"x": seq["x"].reshape(-1), "y": seq["y"].reshape(-1)}
+    s1, m1 = make_train_step(bigram_apply, tx)(init_state(table, tx), seq, jax.random.key(0))
+    s2, m2 = make_train_step(bigram_apply, tx)(init_state(table, tx), flat, jax.random.key(0))
+    np.testing.assert_allclose(s1.params, s2.params, rtol=1e-6, atol=1e-7)
+    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-6)
+    assert float(m1["accuracy"]) == pytest.approx(float(m2["accuracy"]))
+    # jit and eager agree: the loss of the jitted step is the numpy mean over tokens
+    logits = np.asarray(table)[seq["x"]].astype(np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ref = -np.take_along_axis(logp, seq["y"][..., None], -1).mean()
+    assert float(m1["loss"]) == pytest.approx(ref, rel=1e-5)
+
+
+def test_sequence_shapes_that_do_not_fit_are_refused():
+    tx = optax.sgd(1.0)
+    step = make_train_step(bigram_apply, tx)
+    seq = _tokens()
+    with pytest.raises(ValueError, match=r"batch\['x'\] must start with the same \(N, T\)"):
+        step(init_state(jnp.zeros((6, 6)), tx), {**seq, "x": seq["x"][:, :3]}, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"shape \(N,\) .* or \(N, T\)"):
+        step(
+            init_state(jnp.zeros((6, 6)), tx), {**seq, "y": seq["y"][..., None]}, jax.random.key(0)
+        )
+    pooled = lambda params, x, *, train, key: params[x].mean(axis=1)  # noqa: E731
+    with pytest.raises(
+        ValueError, match=r"logits must have shape \(N, T, C\) .* got logits of shape \(4, 6\)"
+    ):
+        make_train_step(pooled, tx)(init_state(jnp.zeros((6, 6)), tx), seq, jax.random.key(0))
