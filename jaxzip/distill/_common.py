@@ -14,7 +14,9 @@ Loss = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 """``loss(student_out, teacher_out, labels, *, mask=None) -> (per_example, terms)``.
 
 ``per_example`` is a float32 ``(N,)`` array (zero where ``mask`` is False) and
-``terms`` maps each named term to its own float32 ``(N,)`` array.
+``terms`` maps each named term to its own float32 ``(N,)`` array. For sequence
+outputs (logits ``(N, T, C)``, labels ``(N, T)``) each example's value is the
+mean of its per-token values, so the batch mean is the mean over all tokens.
 """
 
 
@@ -92,22 +94,34 @@ def feature_of(where: str, out: Any, name: str, whose: str) -> Any:
 
 
 def check_logits(where: str, student: Any, teacher: Any, labels: Any) -> None:
-    """Checks ``(N, C)`` student and teacher logits of one shape and ``(N,)`` integer labels."""
+    """Checks student and teacher logits of one shape, ``(N, C)`` (classifier) or
+    ``(N, T, C)`` (sequence), and integer labels of shape ``(N,)`` or ``(N, T)``."""
     s, t = np.shape(student), np.shape(teacher)
-    if len(s) != 2:
-        raise ValueError(f"{where}: student logits must have shape (N, C), got {s}")
+    if len(s) not in (2, 3):
+        raise ValueError(
+            f"{where}: student logits must have shape (N, C) (one prediction per example) or "
+            f"(N, T, C) (one per token), got {s}"
+        )
     if s != t:
         raise ValueError(
             f"{where}: student and teacher logits must have the same shape, got student {s} "
             f"and teacher {t}"
         )
     if labels is not None:
-        if np.shape(labels) != (s[0],):
-            raise ValueError(f"{where}: labels must have shape ({s[0]},), got {np.shape(labels)}")
+        if np.shape(labels) != s[:-1]:
+            raise ValueError(
+                f"{where}: labels must have shape {s[:-1]} (the logits' {s} without the "
+                f"class axis), got {np.shape(labels)}"
+            )
         if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
             raise ValueError(
                 f"{where}: labels must be integers, got dtype {jnp.result_type(labels)}"
             )
+
+
+def per_example(values: jax.Array) -> jax.Array:
+    """Averages per-token values ``(N, T)`` over tokens to ``(N,)`` (``(N,)`` passes through)."""
+    return values if values.ndim == 1 else jnp.mean(values, axis=tuple(range(1, values.ndim)))
 
 
 def check_hparam(where: str, name: str, value: Any, lo: float, hi: float, *, open_lo: bool) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from jaxzip._types import Params
-from jaxzip.distill._common import Loss, logits_of, masked_mean
+from jaxzip.distill._common import Loss, logits_of, masked_mean, per_example
 from jaxzip.models._apply import ApplyFn
 from jaxzip.paths import leaves_with_paths
 from jaxzip.train import TrainState
@@ -126,5 +126,6 @@ def student_update(
     params = optax.apply_updates(state.params, updates)
     metrics = {name: masked_mean(v, mask) for name, v in terms.items()}
     metrics["loss"] = value
-    metrics["accuracy"] = masked_mean(jnp.argmax(logits, axis=-1) == y, mask)
+    correct = (jnp.argmax(logits, axis=-1) == y).astype(jnp.float32)
+    metrics["accuracy"] = masked_mean(per_example(correct), mask)  # per token for sequences
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -3,7 +3,9 @@
 Every loss works in float32 internally (``log_softmax`` of ``logits / T``), so it
 is finite and accurate for temperatures from 0.05 to 1000, logits up to 1e4 and
 bfloat16 logits (tests/distill/test_stability.py), and returns float32
-per-example arrays.
+per-example arrays. Classifier logits are ``(N, C)`` with labels ``(N,)``;
+sequence logits are ``(N, T, C)`` with labels ``(N, T)``, and the losses then
+average their per-token values over the tokens of each example.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jaxzip.distill._common import (
     check_logits,
     check_mask,
     logits_of,
+    per_example,
     zero_masked,
 )
 
@@ -78,15 +81,16 @@ def _scaled(logits: ArrayLike, temperature: Any) -> jax.Array:
 def kl_divergence(
     student_logits: ArrayLike, teacher_logits: ArrayLike, *, temperature: float = 1.0
 ) -> jax.Array:
-    """Per-example ``KL(softmax(teacher / T) || softmax(student / T))``.
+    """Per-example (or per-token) ``KL(softmax(teacher / T) || softmax(student / T))``.
 
     Args:
-      student_logits: ``(N, C)`` logits of the student.
-      teacher_logits: ``(N, C)`` logits of the teacher.
+      student_logits: ``(N, C)`` or ``(N, T, C)`` logits of the student.
+      teacher_logits: the teacher's logits, of the same shape.
       temperature: the softmax temperature ``T > 0``.
 
     Returns:
-      A float32 ``(N,)`` array (not scaled by ``T**2``).
+      A float32 array of the logits' shape without the class axis, ``(N,)`` or
+      ``(N, T)`` (not scaled by ``T**2``).
 
     Raises:
       ValueError: the logits differ in shape or ``temperature <= 0``.
@@ -104,15 +108,15 @@ def kl_divergence(
 def soft_cross_entropy(
     student_logits: ArrayLike, teacher_logits: ArrayLike, *, temperature: float = 1.0
 ) -> jax.Array:
-    """Per-example cross-entropy ``-sum softmax(teacher/T) * log_softmax(student/T)``.
+    """Per-example (or per-token) cross-entropy ``-sum softmax(teacher/T) * log_softmax(student/T)``.
 
     Args:
-      student_logits: ``(N, C)`` logits of the student.
-      teacher_logits: ``(N, C)`` logits of the teacher.
+      student_logits: ``(N, C)`` or ``(N, T, C)`` logits of the student.
+      teacher_logits: the teacher's logits, of the same shape.
       temperature: the softmax temperature ``T > 0``.
 
     Returns:
-      A float32 ``(N,)`` array: ``KL`` plus the teacher's entropy.
+      A float32 array of shape ``(N,)`` or ``(N, T)``: ``KL`` plus the teacher's entropy.
 
     Raises:
       ValueError: the logits differ in shape or ``temperature <= 0``.
@@ -176,10 +180,10 @@ def kd_loss(*, temperature: float, alpha: float) -> Loss:
         check_logits("kd_loss", s, t, labels)
         mask = check_mask("kd_loss", mask, s.shape[0])
         kd = temperature**2 * _kl_logits(_scaled(t, temperature), _scaled(s, temperature))
-        ce = _hard_ce(s, labels)
-        per_example = alpha * kd + (1.0 - alpha) * ce
+        kd, ce = per_example(kd), per_example(_hard_ce(s, labels))
+        total = alpha * kd + (1.0 - alpha) * ce
         terms = {"kd": zero_masked(kd, mask), "ce": zero_masked(ce, mask)}
-        return zero_masked(per_example, mask), terms
+        return zero_masked(total, mask), terms
 
     return loss
 
@@ -211,8 +215,9 @@ def soft_cross_entropy_loss(*, temperature: float = 1.0) -> Loss:
         t = logits_of("soft_cross_entropy_loss", teacher_out)
         check_logits("soft_cross_entropy_loss", s, t, None)
         mask = check_mask("soft_cross_entropy_loss", mask, s.shape[0])
-        per_example = zero_masked(soft_cross_entropy(s, t, temperature=temperature), mask)
-        return per_example, {"soft_ce": per_example}
+        values = per_example(soft_cross_entropy(s, t, temperature=temperature))
+        values = zero_masked(values, mask)
+        return values, {"soft_ce": values}
 
     return loss
 
@@ -231,7 +236,7 @@ def _split_target(z: jax.Array, onehot: jax.Array) -> tuple[jax.Array, jax.Array
     small = log_target < -jnp.log(2.0)
     safe = jnp.where(small, log_target, -1.0)  # keeps log1p(-1) out of the gradient
     log_rest = jnp.where(small, jnp.log1p(-jnp.exp(safe)), lse_nt - lse_all)
-    return log_target, log_rest, z_nt - lse_nt[:, None]
+    return log_target, log_rest, z_nt - lse_nt[..., None]
 
 
 def dkd_loss(
@@ -276,22 +281,22 @@ def dkd_loss(
         s = logits_of("dkd_loss", student_out)
         t = logits_of("dkd_loss", teacher_out)
         check_logits("dkd_loss", s, t, labels)
-        if s.shape[1] < 2:
+        if s.shape[-1] < 2:
             raise ValueError(f"dkd_loss: needs at least 2 classes, got logits of shape {s.shape}")
         mask = check_mask("dkd_loss", mask, s.shape[0])
-        onehot = jax.nn.one_hot(labels, s.shape[1], dtype=bool)
+        onehot = jax.nn.one_hot(labels, s.shape[-1], dtype=bool)
         s_tgt, s_rest, s_nt = _split_target(jnp.asarray(s, jnp.float32) / temperature, onehot)
         t_tgt, t_rest, t_nt = _split_target(jnp.asarray(t, jnp.float32) / temperature, onehot)
         scale = temperature**2
         tckd = scale * _kl_logits(jnp.stack([t_tgt, t_rest], -1), jnp.stack([s_tgt, s_rest], -1))
         nckd = scale * _kl_logits(t_nt, s_nt)  # -inf at the target class: p = 0 there
-        ce = _hard_ce(s, labels)
-        per_example = ce_weight * ce + alpha * tckd + beta * nckd
+        tckd, nckd, ce = per_example(tckd), per_example(nckd), per_example(_hard_ce(s, labels))
+        total = ce_weight * ce + alpha * tckd + beta * nckd
         terms = {
             "tckd": zero_masked(tckd, mask),
             "nckd": zero_masked(nckd, mask),
             "ce": zero_masked(ce, mask),
         }
-        return zero_masked(per_example, mask), terms
+        return zero_masked(total, mask), terms
 
     return loss

@@ -197,3 +197,67 @@ def test_mismatched_logits_and_bad_labels():
         loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="mask"):
         loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.array([0, 1]), mask=jnp.array([1, 0]))
+
+
+# Sequence outputs: logits (N, T, C), labels (N, T); per-token values averaged over tokens.
+
+SEQUENCE_LOSSES = [
+    lambda: kd_loss(temperature=2.0, alpha=0.7),
+    lambda: dkd_loss(temperature=3.0, alpha=1.0, beta=2.0, ce_weight=0.5),
+    lambda: soft_cross_entropy_loss(temperature=1.5),
+]
+
+
+@pytest.mark.parametrize("make", SEQUENCE_LOSSES)
+def test_sequence_loss_is_the_token_mean_of_the_classifier_loss(make):
+    s, t, y = _random_logits(7, n=12, c=5)
+    loss = make()
+    flat, flat_terms = loss(s, t, y)
+    seq, seq_terms = loss(s.reshape(3, 4, 5), t.reshape(3, 4, 5), y.reshape(3, 4))
+    assert seq.shape == (3,)
+    np.testing.assert_allclose(seq, np.asarray(flat).reshape(3, 4).mean(1), rtol=1e-5, atol=1e-7)
+    for name in flat_terms:
+        np.testing.assert_allclose(
+            seq_terms[name],
+            np.asarray(flat_terms[name]).reshape(3, 4).mean(1),
+            rtol=1e-5,
+            atol=1e-7,
+        )
+
+
+def test_kd_on_sequences_hand_worked_and_jit_agrees():
+    s, t, y = _random_logits(8, n=6, c=4)
+    ref = _np_kd(s, t, y, 2.0, 0.5).reshape(2, 3).mean(1)
+    loss = kd_loss(temperature=2.0, alpha=0.5)
+    args = (s.reshape(2, 3, 4), t.reshape(2, 3, 4), y.reshape(2, 3))
+    np.testing.assert_allclose(loss(*args)[0], ref, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(lambda *a: loss(*a)[0])(*args), ref, rtol=1e-5)
+
+
+def test_kl_and_soft_ce_keep_the_token_axis():
+    s, t, _ = _random_logits(9, n=6, c=4)
+    kl = kl_divergence(s.reshape(2, 3, 4), t.reshape(2, 3, 4), temperature=2.0)
+    assert kl.shape == (2, 3)
+    np.testing.assert_allclose(kl.ravel(), kl_divergence(s, t, temperature=2.0), rtol=1e-6)
+    ce = soft_cross_entropy(s.reshape(2, 3, 4), t.reshape(2, 3, 4))
+    np.testing.assert_allclose(ce.ravel(), soft_cross_entropy(s, t), rtol=1e-6)
+
+
+def test_sequence_mask_drops_whole_examples():
+    s, t, y = _random_logits(10, n=6, c=4)
+    s, t, y = s.reshape(2, 3, 4), t.reshape(2, 3, 4), y.reshape(2, 3)
+    s[1] = np.nan  # padding: must not leak
+    per_example, terms = kd_loss(temperature=1.0, alpha=0.5)(s, t, y, mask=jnp.array([True, False]))
+    assert np.isfinite(per_example).all() and float(per_example[1]) == 0.0
+    assert float(terms["ce"][1]) == 0.0
+
+
+def test_sequence_shapes_that_do_not_fit():
+    loss = kd_loss(temperature=1.0, alpha=0.5)
+    z = jnp.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\) .* got \(2,\)"):
+        loss(z, z, jnp.zeros((2,), jnp.int32))
+    with pytest.raises(ValueError, match=r"\(N, C\) .* or \(N, T, C\) .*, got \(2, 3, 4, 1\)"):
+        loss(z[..., None], z[..., None], jnp.zeros((2, 3, 4), jnp.int32))
+    with pytest.raises(ValueError, match=r"same shape"):
+        loss(z, z[:, :2], jnp.zeros((2, 3), jnp.int32))

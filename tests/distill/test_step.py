@@ -223,3 +223,59 @@ def test_bad_inputs(batch):
     with pytest.raises(ValueError, match="'data'"):
         make_train_step(linear_apply, linear_apply, tx, loss=KD,
                         mesh=jax.make_mesh((1,), ("batch",)))  # fmt: skip
+
+
+# Sequence batches: tokens (N, T), per-token labels (N, T), logits (N, T, C).
+
+
+def bigram_apply(params, x, *, train, key):
+    """Each token's logits are a row of a table: a bigram language model."""
+    return params[x]
+
+
+def test_sequence_batch_equals_the_flattened_token_batch():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, (4, 6)).astype(np.int32)
+    seq = {"x": x, "y": ((x + 1) % 5).astype(np.int32)}
+    flat = {"x": seq["x"].reshape(-1), "y": seq["y"].reshape(-1)}
+    teacher = jnp.asarray(2.0 * rng.normal(size=(5, 5)), jnp.float32)
+    student = jnp.asarray(rng.normal(size=(5, 5)), jnp.float32)
+    tx = optax.adam(0.05)
+    step = make_train_step(bigram_apply, bigram_apply, tx, loss=KD)
+    s1, m1 = step(init_state(student, tx), teacher, seq, jax.random.key(0))
+    s2, m2 = step(init_state(student, tx), teacher, flat, jax.random.key(0))
+    np.testing.assert_allclose(s1.params, s2.params, rtol=1e-5, atol=1e-6)
+    for name in ("loss", "kd", "ce", "accuracy"):
+        assert float(m1[name]) == pytest.approx(float(m2[name]), rel=1e-5), name
+    # the KD of a student equal to its teacher is 0 on every token
+    _, m3 = step(init_state(teacher, tx), teacher, seq, jax.random.key(0))
+    assert float(m3["kd"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_sequence_batch_with_a_transformer_student_learns_from_the_teacher():
+    from jaxzip.models import Transformer
+
+    teacher = Transformer(num_layers=1, d_model=8, num_heads=2, max_len=6, vocab_size=7)
+    student = Transformer(num_layers=1, d_model=8, num_heads=1, max_len=6, vocab_size=7)
+    x = np.random.default_rng(1).integers(0, 7, (4, 6)).astype(np.int32)
+    batch = {"x": x, "y": np.roll(x, -1, axis=1)}
+    t_params = init_params(teacher, jax.random.key(0), x)
+    tx = optax.adam(0.03)
+    step = make_train_step(linen_apply_fn(student), linen_apply_fn(teacher), tx, loss=KD)
+    state = init_state(init_params(student, jax.random.key(1), x), tx)
+    _, metrics, losses = _run(step, state, t_params, batch, n=6)
+    assert losses[-1] < losses[0] and 0.0 <= float(metrics["accuracy"]) <= 1.0
+
+
+def test_sequence_labels_that_do_not_fit_the_logits():
+    tx = optax.sgd(0.1)
+    step = make_train_step(bigram_apply, bigram_apply, tx, loss=KD)
+    x = np.zeros((2, 3), np.int32)
+    with pytest.raises(ValueError, match=r"batch\['x'\] must start with the same \(N, T\)"):
+        step(init_state(jnp.zeros((5, 5)), tx), jnp.zeros((5, 5)), {"x": x[:, :2], "y": x},
+             jax.random.key(0))  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"batch\['mask'\] must be a boolean array of shape \(2,\)"
+    ):
+        step(init_state(jnp.zeros((5, 5)), tx), jnp.zeros((5, 5)),
+             {"x": x, "y": x, "mask": np.ones((2, 3), bool)}, jax.random.key(0))  # fmt: skip
