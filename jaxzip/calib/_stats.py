@@ -160,8 +160,21 @@ def make_stats_step(
     return jax.jit(step)
 
 
-def _signature(batch: Any) -> Any:
-    return jax.tree.map(lambda a: (tuple(np.shape(a)), str(jnp.result_type(a))), batch)
+def _signature(batch: Any, index: int) -> Any:
+    """The shapes and dtypes of a batch's leaves; TypeError for a leaf that is not an array."""
+
+    def leaf(a: Any) -> tuple[tuple[int, ...], str]:
+        if not isinstance(a, (jax.Array, np.ndarray, np.generic, int, float, bool)):
+            raise TypeError(
+                f"batches[{index}]: expected arrays (a pytree of NumPy or JAX arrays), got a "
+                f"leaf of type {type(a).__name__}"
+            )
+        dtype = a.dtype if hasattr(a, "dtype") else np.result_type(a)
+        if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+            raise TypeError(f"batches[{index}]: expected numeric arrays, got dtype {dtype}")
+        return tuple(np.shape(a)), str(dtype)
+
+    return jax.tree.map(leaf, batch)
 
 
 def collect_stats(
@@ -218,7 +231,7 @@ def collect_stats(
     stats = init_stats(layouts, params, where=where, hessian=hessian)
     first = None
     for i, batch in enumerate(batches):
-        sig = _signature(batch)
+        sig = _signature(batch, i)
         if first is None:
             first = sig
             stats = step(params, stats, batch)

@@ -11,7 +11,7 @@ import numpy as np
 from jaxzip._types import Params
 from jaxzip.layout._layout import KernelLayout
 from jaxzip.layout._prov import leaf_prov
-from jaxzip.layout._walk import Site, Walker
+from jaxzip.layout._walk import BATCHED, Site, Walker
 from jaxzip.paths import leaf_paths
 
 
@@ -62,7 +62,7 @@ def layouts_from_sites(sites: list[Site], params: Params) -> dict[str, KernelLay
     layouts: dict[str, KernelLayout] = {}
     for site in sites:
         path, shape = paths[site.leaf], shapes[site.leaf]
-        if site.unsupported and site.unsupported.startswith("it is a dot_general batch"):
+        if site.unsupported == BATCHED:
             continue  # a batched operand is not a matmul kernel (documented rule)
         if site.stacked:
             raise ValueError(

@@ -25,6 +25,7 @@ from jaxzip.layout._prov import Prov, propagate
 _LOOPS = frozenset({"scan", "while", "cond"})
 DOT = "dot_general"
 CONV = "conv_general_dilated"
+BATCHED = "it is a dot_general batch operand (a batched matmul)"
 
 
 class Site(NamedTuple):
@@ -92,7 +93,7 @@ def _site(eqn: Any, side: int, p: Prov, context: str | None) -> Site | None:
         contracted, batch = ((lc, lb), (rc, rb))[side]
         contracted = tuple(int(a) for a in contracted)
         if batch:
-            unsupported = "it is a dot_general batch operand (a batched matmul)"
+            unsupported = BATCHED
         op = "dot_general"
     else:
         if side != 1:
@@ -200,10 +201,14 @@ class Walker:
             for s, _ in sites:
                 self.on_loop_site(s)
         if self.evaluate and self.on_site is not None:
-            for s, p in sites:
-                out = self.on_site(s, eqn, invals, p)
-                if out is not None:
-                    return out
+            outs = [o for s, p in sites if (o := self.on_site(s, eqn, invals, p)) is not None]
+            if len(outs) > 1:
+                raise ValueError(
+                    f"a {sites[0][0].op} multiplies two selected kernels with each other; "
+                    "select at most one of its operands with where="
+                )
+            if outs:
+                return outs[0]
         return self._eval(eqn, invals)
 
     def _loop(self, eqn: Any, inprov: list[Prov | None]) -> None:

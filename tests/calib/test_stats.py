@@ -173,5 +173,11 @@ def test_bad_inputs():
         collect_stats(f, params, [x], layouts=lay, where="Dense.*")
     with pytest.raises(ValueError, match=r"'w'.*no matmul or conv of apply_fn uses it"):
         collect_stats(lambda p, x: x[:, :2] + p["b"], params, [x], layouts=lay)
+    with pytest.raises(TypeError, match=r"batches\[1\]: expected arrays.*str"):
+        collect_stats(f, params, [x, {"x": "text"}], layouts=lay)
+    with pytest.raises(TypeError, match=r"batches\[0\]: expected numeric arrays"):
+        collect_stats(f, params, [np.array(["a", "b"])], layouts=lay)
+    bf16 = collect_stats(f, params, [x.astype(jnp.bfloat16)], layouts=lay)["w"]
+    assert bf16.xtx.dtype == jnp.float32 and float(bf16.count) == 4
     with pytest.raises(ValueError, match=r"expected \(rows, n_in\)"):
         row_stats(jnp.ones(3))

@@ -230,3 +230,18 @@ def test_nnx_bfloat16_and_grouped_conv():
     lay = trace_layouts(conv.apply, params, x)
     with pytest.raises(ValueError, match=r"'params/kernel'.*grouped or depthwise.*where="):
         intercept_matmuls(conv.apply, lay, _identity)(params, x)
+
+
+def test_two_selected_kernels_multiplied_together_is_an_error():
+    def f(p, x):
+        return x @ (p["a"] @ p["b"])
+
+    params = {"a": jnp.ones((3, 2)), "b": jnp.ones((2, 3))}
+    x = jnp.ones((1, 3))
+    lay = trace_layouts(f, params, x)
+    assert set(lay) == {"a", "b"}  # each is the other's "activation"
+    with pytest.raises(ValueError, match="two selected kernels"):
+        intercept_matmuls(f, lay, _identity)(params, x)
+    out, aux = intercept_matmuls(f, lay, _identity, where="a")(params, x)
+    np.testing.assert_array_equal(out, f(params, x))
+    assert list(aux) == ["a"]

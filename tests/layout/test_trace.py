@@ -26,6 +26,8 @@ def test_dense_excludes_bias_and_norm_and_keeps_use_order():
     assert list(lay) == ["layers_0/kernel", "layers_2/kernel"]
     assert lay["layers_0/kernel"] == KernelLayout(shape=(4, 8), in_axes=(0,), out_axes=(1,))
     assert lay["layers_2/kernel"].n_in == 8
+    jitted = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    assert trace_layouts(jitted, params, x) == lay  # the same through an outer jit
 
 
 def test_dense_general_multi_axis():
