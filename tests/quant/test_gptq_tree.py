@@ -118,3 +118,17 @@ def test_bad_inputs(calls):
         gptq(model.apply, params, batches, QuantSpec(bits=4, axes=(0,)))
     with pytest.raises(ValueError, match="batches is empty"):
         gptq(model.apply, params, [], SPEC)
+
+
+def test_attention_qkv_share_a_pass(calls):
+    model = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8, out_features=8)
+    x = jax.random.normal(jax.random.key(3), (4, 6, 8))
+    params = model.init(jax.random.key(0), x[:1])
+    q = gptq(model.apply, params, [x], QuantSpec(bits=4, axes=(-1,)))
+    assert len(calls) == 2  # query/key/value read the same x; out reads the attention
+    kernels = [f"params/{n}/kernel" for n in ("query", "key", "value", "out")]
+    chosen = [[where(p, None) for p in kernels] for where in calls]
+    assert chosen[0][:3] == [True] * 3 and chosen[1] == [False, False, False, True]
+    qk, ok = q["params"]["query"]["kernel"], q["params"]["out"]["kernel"]
+    assert (qk.shape, qk.axes, qk.scale.shape) == ((8, 2, 4), (1, 2), (1, 2, 4))
+    assert (ok.shape, ok.axes, ok.scale.shape) == ((2, 4, 8), (2,), (1, 1, 8))
