@@ -46,6 +46,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_crafted as crafted  # experiments/ is on sys.path, as for _common
+
 CODEC_PREFIX = struct.Struct("<8sHHII")
 DEPLOY_PREFIX = struct.Struct("<8sHHIQQIII")
 TARGET_MIX = (("codec", 0.8), ("deploy", 0.1), ("npz", 0.1))
@@ -382,6 +385,7 @@ class Runner:
 
         self.jz, self.jax, self.corpus, self.timeout = jz, jax, corpus, timeout
         self.scratch = scratch
+        self.inspect_cases = True  # also run `jaxzip inspect` on each codec/deploy case
         self.want = {"codec": [self._flat(jz.codec.decode(f)) for f in corpus["codec"]]}
         self.like = self._npz_like(corpus["npz"][0])
         self.want["npz"] = [self._flat(self._load_npz(corpus["npz"][0]))]
@@ -415,6 +419,14 @@ class Runner:
         path.write_bytes(data)
         return self.jz.train.load_params(path, self.like)
 
+    def inspect(self, target: str, data: bytes) -> str:
+        """``jaxzip inspect`` on the case (codec and deploy targets): ``ok``, ``refused`` or other."""
+        if target == "npz":
+            return "n/a"
+        path = self.scratch / ("case.jz" if target == "codec" else "case.jzx")
+        path.write_bytes(data)
+        return crafted.run_mode("inspect", path)[0]
+
     def _decode(self, target: str, data: bytes) -> Any:
         if target == "codec":
             return self._flat(self.jz.codec.decode(data))
@@ -425,7 +437,11 @@ class Runner:
         return self.jz.deploy.load_exported(path)
 
     def run(self, target: str, base: int, data: bytes) -> tuple[str, str, int]:
-        """``(outcome, detail, peak bytes)`` for decoding ``data`` as ``target``."""
+        """``(outcome, detail, peak bytes)`` for decoding ``data`` as ``target``, then inspecting.
+
+        ``jaxzip inspect`` must agree with the loader (exit 2 with one line where it
+        refuses, 0 where it loads); a disagreement is the outcome ``other:inspect-...``.
+        """
         expected = self.jz.codec.FormatError if target != "npz" else self.jz.CheckpointError
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
@@ -459,6 +475,22 @@ class Runner:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         peak = tracemalloc.get_traced_memory()[1] - before
+        if self.inspect_cases and outcome in (
+            "ok",
+            "ok_identical",
+            "ok_different",
+            "expected_error",
+        ):
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            try:
+                seen = self.inspect(target, data)
+            except Hang:
+                seen = "hang"
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            want = "refused" if outcome == "expected_error" else "ok"
+            if seen not in (want, "n/a"):
+                outcome, detail = f"other:inspect-{seen}-where-load-{want}", detail
         return outcome, detail, peak
 
 
@@ -617,14 +649,18 @@ def format_summary(s: dict[str, Any]) -> str:
 
 def run_campaign(
     *, cases: int, seed: int, corpus_seed: int = 0, workers: int = 2, timeout: float = 5.0,
-    progress: bool = False,
+    progress: bool = False, inspect: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Builds the corpus and runs ``cases`` mutated files; ``workers=0`` runs in this process."""
+    """Builds the corpus and runs ``cases`` mutated files; ``workers=0`` runs in this process.
+
+    ``inspect=False`` skips ``jaxzip inspect`` on each case (only with ``workers=0``).
+    """
     corpus = build_corpus(corpus_seed)
     t0 = time.monotonic()
     if workers == 0:
         with tempfile.TemporaryDirectory() as d:
             runner = Runner(corpus, timeout, Path(d))
+            runner.inspect_cases = inspect
             try:
                 records = [run_one(runner, seed, c) for c in range(cases)]
             finally:
@@ -663,21 +699,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds before a case is a hang")
     ap.add_argument("--json", type=Path, default=Path("fuzz_codec.json"), help="summary file")
     ap.add_argument("--replay", type=int, default=None, help="re-run one case id and raise")
+    ap.add_argument("--crafted", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the crafted cases (bombs, inconsistent leaves and trees, "
+                         "NaN, bad StableHLO), load and inspect each")  # fmt: skip
+    ap.add_argument("--bomb-bytes", type=int, default=1 << 20,
+                    help="file size of the declared-size bombs (their peak RSS is measured)")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.cases < 1 or args.workers < 0 or args.timeout <= 0:
-        ap.error("--cases must be >= 1, --workers >= 0 and --timeout > 0")
+    if args.cases < 1 or args.workers < 0 or args.timeout <= 0 or args.bomb_bytes < 1:
+        ap.error("--cases and --bomb-bytes must be >= 1, --workers >= 0 and --timeout > 0")
     if args.replay is not None:
         replay(args.replay, seed=args.seed, corpus_seed=args.corpus_seed)
         return None
-    from jaxzip._io import atomic_write_json
+    from jaxzip.io import atomic_write_json
 
     summary = run_campaign(cases=args.cases, seed=args.seed, corpus_seed=args.corpus_seed,
                            workers=args.workers, timeout=args.timeout, progress=True)  # fmt: skip
+    if args.crafted:
+        with tempfile.TemporaryDirectory() as d:
+            summary["crafted"] = crafted.run_crafted(
+                bomb_bytes=args.bomb_bytes, scratch=Path(d), rss=True, workers=max(1, args.workers)
+            )
     summary["command"] = "python experiments/fuzz_codec.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     atomic_write_json(args.json, summary)
     print(format_summary(summary))
+    if "crafted" in summary:
+        print(crafted.format_crafted(summary["crafted"]))
     print(f"wrote {args.json}")
     return summary
 

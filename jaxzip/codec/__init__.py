@@ -9,7 +9,15 @@ Example:
 """
 
 from jaxzip.codec._bits import decode_gaps, encode_gaps, pack_bits, unpack_bits
-from jaxzip.codec._container import decode, encode, load, memory_bound, save
+from jaxzip.codec._container import (
+    MAX_EXPANSION,
+    MIN_DECODED_BYTES,
+    decode,
+    encode,
+    load,
+    memory_bound,
+    save,
+)
 from jaxzip.codec._entropy import (
     ans_decode,
     ans_encode,
@@ -23,6 +31,8 @@ from jaxzip.codec._report import LeafSize, SizeReport, format_size_report, size_
 from jaxzip.codec._streams import Encoding
 
 __all__ = [
+    "MAX_EXPANSION",
+    "MIN_DECODED_BYTES",
     "Encoding",
     "FormatError",
     "LeafSize",
