@@ -21,6 +21,7 @@ from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, ru
 
 __all__ = [
     "build_model",
+    "evaluate_splits",
     "evaluate_stage",
     "load_data",
     "make_module",
@@ -141,14 +142,26 @@ def train_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Me
     return {"params": state.params, "history": history}, metrics
 
 
-def evaluate_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    """Stage ``evaluate``: val/test accuracy, error, error count and loss of the current model."""
+def evaluate_splits(
+    cfg: ExperimentConfig, ctx: Context, params: Any, *, prefix: str = "", loss: bool = True
+) -> Metrics:
+    """``<prefix><val|test>_<accuracy|error|errors|loss>`` of ``params`` on the context's model.
+
+    The metrics of every evaluating stage (``evaluate``, ``evaluate_dense``, ...),
+    at ``[train] eval_batch_size``; ``loss=False`` leaves out the losses.
+    """
     splits, bs = ctx["splits"], cfg.train.eval_batch_size
     metrics: Metrics = {}
     for part in ("val", "test"):
-        m = jz_train.evaluate(ctx["apply_fn"], ctx["params"], getattr(splits, part), batch_size=bs)
-        metrics[f"{part}_accuracy"] = float(m["accuracy"])
-        metrics[f"{part}_error"] = float(m["error"])
-        metrics[f"{part}_errors"] = int(m["errors"])
-        metrics[f"{part}_loss"] = float(m["loss"])
-    return {}, metrics
+        m = jz_train.evaluate(ctx["apply_fn"], params, getattr(splits, part), batch_size=bs)
+        metrics[f"{prefix}{part}_accuracy"] = float(m["accuracy"])
+        metrics[f"{prefix}{part}_error"] = float(m["error"])
+        metrics[f"{prefix}{part}_errors"] = int(m["errors"])
+        if loss:
+            metrics[f"{prefix}{part}_loss"] = float(m["loss"])
+    return metrics
+
+
+def evaluate_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``evaluate``: val/test accuracy, error, error count and loss of the current model."""
+    return {}, evaluate_splits(cfg, ctx, ctx["params"])

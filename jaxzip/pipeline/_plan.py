@@ -1,7 +1,9 @@
 """Which stages an experiment runs, and the check that their order can work.
 
-Every stage name in :data:`STAGE_NAMES` declares the context keys it needs and
-provides (:data:`STAGE_SPECS`). ``[experiment] stages = [...]`` lists stages
+Every stage name declares the context keys it needs and provides
+(:data:`STAGE_SPECS`; :data:`STAGE_NAMES` is its keys, in order). This module
+is plain data over the config (it imports no config class: the config imports
+it, to check its ``stages`` list). ``[experiment] stages = [...]`` lists stages
 explicitly; :func:`check_stages` rejects, before anything runs, a list whose
 stage needs a key no earlier stage provides, a stage listed twice, or a stage
 listed without its config section. Without the key, :func:`stage_names`
@@ -11,29 +13,11 @@ derives the list from the sections present.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jaxzip.pipeline._schema import FieldError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from jaxzip.pipeline._config import ExperimentConfig
-
 __all__ = ["STAGE_NAMES", "STAGE_SPECS", "StageError", "StageSpec", "check_stages", "stage_names"]
-
-STAGE_NAMES = (
-    "data",
-    "model",
-    "train",
-    "distill",
-    "evaluate_dense",
-    "prune",
-    "kmeans",
-    "evaluate",
-    "encode",
-    "export",
-    "report",
-)
-"""The stage names ``[experiment] stages`` may list, in their usual order."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +59,10 @@ STAGE_SPECS: dict[str, StageSpec] = {
     "export": StageSpec(needs=_MODEL, provides=("export_report",), sections=("export",)),
     "report": StageSpec(),
 }
-"""The needs, provides and required sections of every name in :data:`STAGE_NAMES`."""
+"""The needs, provides and required sections of every stage name, in the usual order."""
+
+STAGE_NAMES: tuple[str, ...] = tuple(STAGE_SPECS)
+"""The stage names ``[experiment] stages`` may list, in their usual order."""
 
 
 class StageError(FieldError):
@@ -90,7 +77,7 @@ class StageError(FieldError):
         return self.why
 
 
-def stage_names(cfg: ExperimentConfig) -> tuple[str, ...]:
+def stage_names(cfg: Any) -> tuple[str, ...]:
     """The stage names ``cfg`` runs: ``experiment.stages`` if given, else derived from its sections.
 
     The derived list is ``data, model, train``, then ``distill`` (with
@@ -124,8 +111,8 @@ def _first_provider(key: str) -> str:
     return next(n for n in STAGE_NAMES if key in STAGE_SPECS[n].provides)
 
 
-def check_stages(cfg: ExperimentConfig) -> None:
-    """Raises :class:`StageError` if ``cfg``'s declared stage list cannot work.
+def check_stages(cfg: Any) -> None:
+    """Raises :class:`StageError` if ``cfg``'s (an ``ExperimentConfig``) stage list cannot work.
 
     Checks, in list order: no name twice; each stage's section present
     (``[prune]`` for ``prune``; ``[codec]`` or ``[kmeans]`` for ``encode``, and

@@ -26,6 +26,7 @@ from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
 from jaxzip.paths import select
 from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._core_stages import evaluate_splits
 from jaxzip.pipeline._names import lookup
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
 
@@ -65,14 +66,7 @@ def _zeros_stats(params: Params, where: str | None) -> dict[str, Any]:
 
 def evaluate_dense(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
     """Stage: the trained (or loaded) dense model's val/test metrics, as ``dense_*``."""
-    splits, bs = ctx["splits"], cfg.train.eval_batch_size
-    metrics: dict[str, Any] = {}
-    for part in ("val", "test"):
-        m = jz_train.evaluate(ctx["apply_fn"], ctx["params"], getattr(splits, part), batch_size=bs)
-        metrics[f"dense_{part}_accuracy"] = float(m["accuracy"])
-        metrics[f"dense_{part}_error"] = float(m["error"])
-        metrics[f"dense_{part}_errors"] = int(m["errors"])
-    return {}, metrics
+    return {}, evaluate_splits(cfg, ctx, ctx["params"], prefix="dense_", loss=False)
 
 
 def _log(text: str) -> None:
