@@ -205,6 +205,19 @@ def optimizer(
     return tx if max_norm_limit <= 0 else optax.chain(tx, max_norm(max_norm_limit))
 
 
+def student_optimizer(args: argparse.Namespace, n_train: int) -> optax.GradientTransformation:
+    """Both students' optimizer: ``--student-optimizer`` from ``--student-learning-rate``
+    over ``--epochs-student``, after ``--clip-norm`` clipping."""
+    return optimizer(
+        args,
+        args.student_learning_rate,
+        args.epochs_student,
+        n_train,
+        args.clip_norm,
+        name=args.student_optimizer,
+    )
+
+
 def shifts(pixels: int) -> jz.train.RandomShift | None:
     """Random shifts of up to ``pixels`` (``--shift`` for the teacher, ``--student-shift``
     for both students), or None for 0: no augmentation."""
@@ -272,18 +285,19 @@ def train_plain(
     splits: jz.data.Splits,
     apply_fn: jz.models.ApplyFn,
     params: Any,
-    learning_rate: float,
-    epochs: int,
     key: jax.Array,
-    augment: jz.train.RandomShift | None = None,
-    clip_norm: float = 0.0,
-    max_norm_limit: float = 0.0,
-    optimizer_name: str = "sgd",
+    *,
+    teacher: bool,
 ) -> tuple[Any, list[float]]:
-    """Cross-entropy training with :func:`jaxzip.train.fit`; returns (params, val accuracies)."""
-    tx = optimizer(
-        args, learning_rate, epochs, len(splits.train), clip_norm, max_norm_limit, optimizer_name
-    )
+    """Cross-entropy training with :func:`jaxzip.train.fit`, with the teacher's settings
+    (``--learning-rate``, ``--epochs-teacher``, ``--shift``, ``--max-norm``, SGD) or the
+    students' (``--student-learning-rate``, ``--epochs-student``, ``--student-shift``,
+    ``--clip-norm``, ``--student-optimizer``); returns (params, val accuracies)."""
+    epochs = args.epochs_teacher if teacher else args.epochs_student
+    if teacher:
+        tx = optimizer(args, args.learning_rate, epochs, len(splits.train), 0.0, args.max_norm)
+    else:
+        tx = student_optimizer(args, len(splits.train))
     params, history = common.fit_classifier(
         apply_fn,
         params,
@@ -294,7 +308,7 @@ def train_plain(
         key=key,
         val_ds=splits.val,
         progress=args.progress,
-        augment=augment,
+        augment=shifts(args.shift if teacher else args.student_shift),
     )
     return params, [float(h["val_accuracy"]) for h in history]
 
@@ -310,14 +324,7 @@ def train_distilled(
 ) -> tuple[Any, list[float]]:
     """Distillation from the teacher's logits; returns (params, val accuracies)."""
     epochs = args.epochs_student
-    tx = optimizer(
-        args,
-        args.student_learning_rate,
-        epochs,
-        len(splits.train),
-        args.clip_norm,
-        name=args.student_optimizer,
-    )
+    tx = student_optimizer(args, len(splits.train))
     loss = jz.distill.kd_loss(temperature=args.temperature, alpha=args.alpha)
     step = jz.distill.make_train_step(
         student_apply, teacher_apply, tx, loss=loss, augment=shifts(args.student_shift)
@@ -366,7 +373,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         jz.models.linen_apply_fn(teacher),
         jz.models.linen_apply_fn(student),
     )
-    root = jax.random.key(args.seed)
+    root, named_key = jax.random.key(args.seed), jz.train.named_key
     key_t, key_s = jax.random.split(root)  # the inits
     example = splits.train.x[:1]
     teacher_init = jz.models.init_params(teacher, key_t, example)
@@ -381,15 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         teacher_val = [float(val["accuracy"])]
     else:
         teacher_params, teacher_val = train_plain(
-            args,
-            splits,
-            teacher_apply,
-            teacher_init,
-            args.learning_rate,
-            args.epochs_teacher,
-            jz.train.named_key(root, "teacher"),
-            augment=shifts(args.shift),
-            max_norm_limit=args.max_norm,
+            args, splits, teacher_apply, teacher_init, named_key(root, "teacher"), teacher=True
         )
         jz.train.save_params(args.out / "teacher_params.npz", teacher_params)
     results["teacher"] = summary(teacher_apply, teacher_params, split, scored, teacher_val)
@@ -416,16 +415,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     start = time.perf_counter()
     params, val_acc = train_plain(
-        args,
-        splits,
-        student_apply,
-        student_init,
-        args.student_learning_rate,
-        args.epochs_student,
-        jz.train.named_key(root, "students"),
-        augment=shifts(args.student_shift),
-        clip_norm=args.clip_norm,
-        optimizer_name=args.student_optimizer,
+        args, splits, student_apply, student_init, named_key(root, "students"), teacher=False
     )
     finish("student_alone", params, val_acc, start)
 
@@ -437,7 +427,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         teacher_apply,
         student_init,
         teacher_params,
-        jz.train.named_key(root, "students"),
+        named_key(root, "students"),
     )
     finish("student_distilled", params, val_acc, start)
 
