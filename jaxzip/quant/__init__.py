@@ -44,7 +44,7 @@ from jaxzip.quant._params import (
 )
 from jaxzip.quant._qarray import QArray, dequantize
 from jaxzip.quant._quantize import quantize
-from jaxzip.quant._smoothquant import smooth_quant, smooth_scales
+from jaxzip.quant._smoothquant import Smoothed, smooth_quant, smooth_scales
 from jaxzip.quant._spec import MinMax, MSEClip, Percentile, QuantSpec
 from jaxzip.quant._w8a8 import make_scaled_apply, w8a8
 
@@ -59,6 +59,7 @@ __all__ = [
     "QuantSpec",
     "RangeCollector",
     "RangeState",
+    "Smoothed",
     "awq",
     "awq_scales",
     "binarize",

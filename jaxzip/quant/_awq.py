@@ -11,8 +11,9 @@ import jax.numpy as jnp
 
 from jaxzip._types import Params, Where
 from jaxzip.layout import KernelLayout, from_matrix, to_matrix
-from jaxzip.paths import map_with_paths
+from jaxzip.paths import leaves_with_paths
 from jaxzip.quant._actstats import check_alpha, check_bits, collect_act_stats, select_kernels
+from jaxzip.quant._fold import find_norms, input_groups, scale_kernels
 from jaxzip.quant._qarray import dequantize
 from jaxzip.quant._quantize import quantize
 from jaxzip.quant._spec import QuantSpec
@@ -25,10 +26,14 @@ class AWQResult(NamedTuple):
     """What :func:`awq` returns.
 
     Attributes:
-      params: the params with each selected kernel ``W ← diag(s) W`` (float);
-        quantize them with :func:`quantize_params` (or GPTQ) and the spec below.
-      scales: ``{path: (n_in,) s}``; run with ``make_scaled_apply(apply_fn,
-        layouts=..., in_scales=scales)``, which divides each input row by ``s``.
+      params: the params with each selected kernel ``W ← diag(s) W`` (float) and
+        each folded normalization's params divided by ``s``; quantize the
+        kernels with :func:`quantize_params` (or GPTQ) and the spec below.
+      in_scales: ``{path: s}`` for the kernels whose ``1/s`` was not folded; run
+        with ``make_scaled_apply(apply_fn, layouts=..., in_scales=in_scales)``,
+        which divides those kernels' input rows by ``s``.
+      scales: ``{path: (n_in,) s}`` for every selected kernel.
+      folded: ``{path: the norm params that absorbed 1/s}``.
       alpha: ``{path: the chosen exponent}``.
       error: ``{path: the layer output error at the chosen alpha}``: the mean
         over calibration rows of ``||x (Q(W diag(s))/s - W)||²``.
@@ -37,7 +42,9 @@ class AWQResult(NamedTuple):
     """
 
     params: Params
+    in_scales: dict[str, jax.Array]
     scales: dict[str, jax.Array]
+    folded: dict[str, tuple[str, ...]]
     alpha: dict[str, float]
     error: dict[str, float]
     rtn_error: dict[str, float]
@@ -88,6 +95,7 @@ def awq(
     group_size: int | None = None,
     alphas: Sequence[float] = ALPHAS,
     where: Where | None = None,
+    fold: bool = True,
 ) -> AWQResult:
     """Searches AWQ's per-input-channel scales and multiplies them into the kernels.
 
@@ -97,11 +105,15 @@ def awq(
     s - W)||²`` is computed exactly from ``XᵀX`` (no activations are stored),
     with ``Q`` round-to-nearest on the spec of :func:`awq_spec`. The ``α`` with
     the lowest error wins (the first on ties); ``α = 0`` is plain RTN, so the
-    chosen error never exceeds RTN's on the calibration set.
+    chosen error (summed over a group sharing ``s``) never exceeds RTN's on the
+    calibration set.
 
-    The division by ``s`` is explicit: run the result with
-    ``make_scaled_apply(apply_fn, layouts=..., in_scales=result.scales)``.
-    Folding ``1/s`` into a preceding LayerNorm is not done.
+    Kernels that read the same activation (query, key and value after one
+    LayerNorm) share one ``s``, chosen on the sum of their errors. With
+    ``fold=True``, ``1/s`` is folded into the preceding normalization's params
+    where a numerical check proves it exact (as in :func:`smooth_quant`);
+    elsewhere the division stays explicit: run the result with
+    ``make_scaled_apply(apply_fn, layouts=..., in_scales=result.in_scales)``.
 
     Args:
       apply_fn: the model, ``apply_fn(params, *args, **kwargs)``.
@@ -112,6 +124,7 @@ def awq(
       group_size: input-group size for per-group scales, or None (per channel).
       alphas: the exponent grid, each in ``[0, 1]``.
       where: selects among the kernels (default: all of ``layouts``).
+      fold: fold ``1/s`` into preceding normalizations where exact.
 
     Returns:
       An :class:`AWQResult`.
@@ -127,13 +140,15 @@ def awq(
       >>> params = {"w": jnp.array([[0.3, -0.2], [0.1, 0.4]])}
       >>> x = jnp.array([[1.0, 1.0], [-1.0, 1.0]])
       >>> r = awq(f, params, [x], layouts=trace_layouts(f, params, x), bits=3)
-      >>> r.alpha, bool((r.scales["w"] == 1).all())
+      >>> r.alpha, bool((r.in_scales["w"] == 1).all())
       ({'w': 0.0}, True)
     """
     bits = check_bits(bits)
     if isinstance(alphas, (str, bytes)) or not isinstance(alphas, Sequence) or not alphas:
         raise ValueError(f"alphas: expected a non-empty sequence of numbers, got {alphas!r}")
     grid = [check_alpha(a, "alphas") for a in alphas]
+    if not isinstance(fold, bool):
+        raise TypeError(f"awq: fold must be a bool, got {fold!r}")
     chosen = select_kernels(params, layouts, where, "awq")
     specs = {}
     for p, lay in chosen.items():
@@ -146,23 +161,32 @@ def awq(
                 )
         except ValueError as e:
             raise ValueError(f"awq: {p!r}: {e}") from None
-    stats = collect_act_stats(apply_fn, params, calib_batches, layouts=chosen, xtx=True,
-                              caller="awq")  # fmt: skip
-    scales, alpha, error, rtn = {}, {}, {}, {}
+    batches = list(calib_batches)
+    stats = collect_act_stats(apply_fn, params, batches, layouts=chosen, xtx=True, caller="awq")
+    groups = input_groups(stats) if fold else [(p,) for p in chosen]
+    norms = find_norms(apply_fn, params, batches[0], groups, chosen) if fold else {}
+    leaves = dict(leaves_with_paths(params))
+    scales, in_scales, folded, norm_div = {}, {}, {}, {}
+    alpha, error, rtn = {}, {}, {}
+    for group in groups:
+        st = stats[group[0]]
+        h, mean = st.xtx / st.count, st.abs_sum / st.count
+        mats = {p: to_matrix(leaves[p], chosen[p]).astype(jnp.float32) for p in group}
 
-    def scale_leaf(path: str, leaf: Any) -> Any:
-        if path not in chosen:
-            return leaf
-        st, lay = stats[path], chosen[path]
-        m = to_matrix(leaf, lay).astype(jnp.float32)
-        h = st.xtx / st.count
-        mean = st.abs_sum / st.count
-        errs = [float(_layer_error(m, h, awq_scales(mean, a), lay, specs[path])) for a in grid]
-        best = min(range(len(grid)), key=lambda i: errs[i])
+        def errors(sc: jax.Array, group=group, h=h, mats=mats) -> dict[str, float]:
+            return {p: float(_layer_error(mats[p], h, sc, chosen[p], specs[p])) for p in group}
+
+        per_alpha = [errors(awq_scales(mean, a)) for a in grid]
+        best = min(range(len(grid)), key=lambda i: sum(per_alpha[i].values()))
         s = awq_scales(mean, grid[best])
-        scales[path], alpha[path], error[path] = s, grid[best], errs[best]
-        rtn[path] = float(_layer_error(m, h, jnp.ones_like(s), lay, specs[path]))
-        return from_matrix(m * s[:, None], lay).astype(jnp.result_type(leaf))
-
-    new = map_with_paths(scale_leaf, params)
-    return AWQResult(new, scales, alpha, error, rtn, specs)
+        base = errors(jnp.ones_like(s))
+        for p in group:
+            scales[p], alpha[p], error[p], rtn[p] = s, grid[best], per_alpha[best][p], base[p]
+            if group in norms:
+                folded[p] = norms[group]
+            else:
+                in_scales[p] = s
+        if group in norms:
+            norm_div.update(dict.fromkeys(norms[group], s))
+    new = scale_kernels(params, scales, chosen, norm_div)
+    return AWQResult(new, in_scales, scales, folded, alpha, error, rtn, specs)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxzip._types import Params, Where
-from jaxzip.layout import KernelLayout, from_matrix, to_matrix
-from jaxzip.paths import map_with_paths
+from jaxzip.layout import KernelLayout, to_matrix
+from jaxzip.paths import leaves_with_paths
 from jaxzip.quant._actstats import check_alpha, collect_act_stats, select_kernels
+from jaxzip.quant._fold import find_norms, input_groups, scale_kernels
 
 
 def smooth_scales(act_absmax: ArrayLike, w_absmax: ArrayLike, *, alpha: float = 0.5) -> jax.Array:
@@ -48,6 +49,24 @@ def smooth_scales(act_absmax: ArrayLike, w_absmax: ArrayLike, *, alpha: float = 
     return jnp.where(ok, s, 1.0)
 
 
+class Smoothed(NamedTuple):
+    """What :func:`smooth_quant` returns.
+
+    Attributes:
+      params: the params with each selected kernel ``W ← diag(s) W`` and each
+        folded normalization's params divided by ``s``.
+      in_scales: ``{path: s}`` for the kernels whose ``1/s`` could not be
+        folded: pass as ``in_scales=`` to :func:`w8a8` / :func:`make_scaled_apply`.
+      scales: ``{path: (n_in,) s}`` for every selected kernel.
+      folded: ``{path: the norm params that absorbed 1/s}`` for the folded kernels.
+    """
+
+    params: Params
+    in_scales: dict[str, jax.Array]
+    scales: dict[str, jax.Array]
+    folded: dict[str, tuple[str, ...]]
+
+
 def smooth_quant(
     apply_fn: Callable[..., Any],
     params: Params,
@@ -56,17 +75,21 @@ def smooth_quant(
     layouts: Mapping[str, KernelLayout],
     alpha: float = 0.5,
     where: Where | None = None,
-) -> tuple[Params, dict[str, jax.Array]]:
-    """Computes SmoothQuant scales on calibration data and multiplies them into the kernels.
+    fold: bool = True,
+) -> Smoothed:
+    """Computes SmoothQuant scales on calibration data and migrates them into the kernels.
 
-    For each selected kernel ``W`` (viewed as ``(n_in, n_out)``) and its input
-    activation ``X``: ``s = smooth_scales(max|X|, max|W|, alpha=alpha)``,
-    ``W ← diag(s) W``, and the activation must be divided by ``s``:
-    ``(X / s) (diag(s) W) = X W``. The division is explicit: pass the returned
-    scales as ``in_scales=`` to :func:`w8a8` (or :func:`make_scaled_apply`),
-    which divides each matmul's input rows by them before quantizing. Folding
-    ``1/s`` into a preceding LayerNorm's scale and bias is not done (the
-    explicit division is correct for any model).
+    Kernels that read the same activation (the query, key and value kernels
+    after one LayerNorm) share one ``s``: with ``X`` that activation and ``W``
+    their kernels side by side as ``(n_in, n_out)`` matrices,
+    ``s = smooth_scales(max|X|, max|W|, alpha=alpha)`` (maxima per input
+    channel), then ``W ← diag(s) W`` and the activation must become ``X / s``,
+    so ``(X / s)(diag(s) W) = X W``. With ``fold=True`` the division is folded
+    into the preceding normalization's params when a numerical check proves it
+    exact (see ``jaxzip.quant._fold``: LayerNorm/RMSNorm scale and bias, not a
+    norm whose output a residual also reads); otherwise it stays explicit:
+    pass ``in_scales`` to :func:`w8a8` (or :func:`make_scaled_apply`), which
+    divides each matmul's input rows by them.
 
     Args:
       apply_fn: the model, ``apply_fn(params, *args, **kwargs)``.
@@ -75,10 +98,10 @@ def smooth_quant(
       layouts: from :func:`jaxzip.layout.trace_layouts`.
       alpha: migration strength in ``[0, 1]``.
       where: selects among the kernels (default: all of ``layouts``).
+      fold: fold ``1/s`` into preceding normalizations where exact.
 
     Returns:
-      ``(params, scales)``: the params with each selected kernel multiplied by
-      its scales (other leaves unchanged), and ``{path: (n_in,) scales}``.
+      A :class:`Smoothed` ``(params, in_scales, scales, folded)``.
 
     Raises:
       ValueError: ``alpha`` outside ``[0, 1]``; ``where`` selects a leaf no
@@ -88,24 +111,32 @@ def smooth_quant(
       >>> from jaxzip.layout import trace_layouts
       >>> f = lambda p, x: x @ p["w"]
       >>> params, x = {"w": jnp.array([[1.0, 1.0], [4.0, 2.0]])}, jnp.array([[16.0, 1.0]])
-      >>> p2, s = smooth_quant(f, params, [x], layouts=trace_layouts(f, params, x))
-      >>> s["w"], p2["w"]
+      >>> r = smooth_quant(f, params, [x], layouts=trace_layouts(f, params, x))
+      >>> r.in_scales["w"], r.params["w"]
       (Array([4. , 0.5], dtype=float32), Array([[4., 4.],
              [2., 1.]], dtype=float32))
     """
     alpha = check_alpha(alpha)
+    if not isinstance(fold, bool):
+        raise TypeError(f"smooth_quant: fold must be a bool, got {fold!r}")
     chosen = select_kernels(params, layouts, where, "smooth_quant")
+    batches = list(calib_batches)
     stats = collect_act_stats(
-        apply_fn, params, calib_batches, layouts=chosen, xtx=False, caller="smooth_quant"
+        apply_fn, params, batches, layouts=chosen, xtx=False, caller="smooth_quant"
     )
-    scales = {}
-
-    def scale_leaf(path: str, leaf: Any) -> Any:
-        if path not in chosen:
-            return leaf
-        m = to_matrix(leaf, chosen[path])
-        s = smooth_scales(stats[path].absmax, jnp.max(jnp.abs(m), axis=1), alpha=alpha)
-        scales[path] = s
-        return from_matrix(m * s[:, None].astype(m.dtype), chosen[path])
-
-    return map_with_paths(scale_leaf, params), scales
+    groups = input_groups(stats) if fold else [(p,) for p in chosen]
+    norms = find_norms(apply_fn, params, batches[0], groups, chosen) if fold else {}
+    leaves = dict(leaves_with_paths(params))
+    scales, in_scales, folded, norm_div = {}, {}, {}, {}
+    for group in groups:
+        rows = [jnp.max(jnp.abs(to_matrix(leaves[p], chosen[p])), axis=1) for p in group]
+        s = smooth_scales(stats[group[0]].absmax, jnp.max(jnp.stack(rows), 0), alpha=alpha)
+        for p in group:
+            scales[p] = s
+            if group in norms:
+                folded[p] = norms[group]
+            else:
+                in_scales[p] = s
+        if group in norms:
+            norm_div.update(dict.fromkeys(norms[group], s))
+    return Smoothed(scale_kernels(params, scales, chosen, norm_div), in_scales, scales, folded)

@@ -191,8 +191,9 @@ def w8a8(
       where: selects among the kernels (default: all of ``layouts``).
       bits: weight bits, 2..8.
       act_bits: activation bits, 2..8.
-      in_scales: per-input-channel scales already folded into the kernels
-        (from :func:`smooth_quant`); activations are divided by them.
+      in_scales: per-input-channel scales already multiplied into the kernels
+        and not folded elsewhere (``smooth_quant(...).in_scales``); each
+        kernel's activations are divided by them.
 
     Returns:
       ``(fn, qparams)``: ``fn(qparams, *args, **kwargs)`` runs the quantized

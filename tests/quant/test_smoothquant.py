@@ -20,22 +20,58 @@ def test_hand_worked_smooth_quant_on_a_matmul():
     f = lambda p, x: x @ p["w"]  # noqa: E731
     params = {"w": jnp.array([[1.0, -1.0], [4.0, 2.0]])}
     calib = [jnp.array([[16.0, 1.0]]), jnp.array([[-8.0, -0.5]])]
-    p2, s = smooth_quant(f, params, calib, layouts=trace_layouts(f, params, calib[0]))
-    # max|X| = [16, 1], max|W| rows = [1, 4] -> s = [4, 0.5]
-    np.testing.assert_allclose(s["w"], [4.0, 0.5])
-    np.testing.assert_allclose(p2["w"], [[4.0, -4.0], [2.0, 1.0]])
+    r = smooth_quant(f, params, calib, layouts=trace_layouts(f, params, calib[0]))
+    # max|X| = [16, 1], max|W| rows = [1, 4] -> s = [4, 0.5]; no norm to fold into
+    np.testing.assert_allclose(r.in_scales["w"], [4.0, 0.5])
+    np.testing.assert_allclose(r.params["w"], [[4.0, -4.0], [2.0, 1.0]])
+    assert r.folded == {}
 
 
-def test_without_quantization_outputs_are_unchanged(tiny_block):
+@pytest.mark.parametrize("fold", [True, False])
+def test_without_quantization_outputs_are_unchanged(tiny_block, fold):
     apply_fn, params, batches = tiny_block(outlier=30.0)
     lay = trace_layouts(apply_fn, params, batches[0])
-    p2, s = smooth_quant(apply_fn, params, batches[:2], layouts=lay, alpha=0.8)
-    assert any(float(jnp.max(jnp.abs(v - 1))) > 0.1 for v in s.values())  # not trivial
-    run = make_scaled_apply(apply_fn, layouts=lay, in_scales=s)
+    r = smooth_quant(apply_fn, params, batches[:2], layouts=lay, alpha=0.8, fold=fold)
+    assert any(float(jnp.max(jnp.abs(v - 1))) > 0.1 for v in r.scales.values())  # not trivial
+    attn = "MultiHeadDotProductAttention_0"
+    if fold:  # q, k, v read LayerNorm_0, the MLP's first Dense (Dense_1) LayerNorm_1
+        ln0, ln1 = (
+            ("LayerNorm_0/bias", "LayerNorm_0/scale"),
+            ("LayerNorm_1/bias", "LayerNorm_1/scale"),
+        )
+        want_folded = {f"{attn}/{k}/kernel": ln0 for k in ("query", "key", "value")}
+        assert r.folded == {**want_folded, "Dense_1/kernel": ln1}
+        assert set(r.in_scales) == {f"{attn}/out/kernel", "Dense_0/kernel"}
+        q, k = r.scales[f"{attn}/query/kernel"], r.scales[f"{attn}/key/kernel"]
+        np.testing.assert_array_equal(q, k)  # one s per shared input
+    else:
+        assert r.folded == {} and set(r.in_scales) == set(lay)
+    run = make_scaled_apply(apply_fn, layouts=lay, in_scales=r.in_scales)
     want = apply_fn(params, batches[2])
-    got = jax.jit(run)(p2, batches[2])
+    got = jax.jit(run)(r.params, batches[2])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(run(p2, batches[2]), got, rtol=1e-5, atol=1e-5)  # eager = jit
+    np.testing.assert_allclose(run(r.params, batches[2]), got, rtol=1e-5, atol=1e-5)  # eager
+
+
+def _ln(p, x):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / jnp.sqrt(var + 1e-6) * p["scale"] + p["bias"]
+
+
+def test_folds_only_where_the_norm_output_feeds_nothing_else():
+    pre = lambda p, x: x + _ln(p["ln"], x) @ p["w"]  # noqa: E731
+    post = lambda p, x: _ln(p["ln"], x) + _ln(p["ln"], x) @ p["w"]  # noqa: E731
+    params = {"ln": {"scale": jnp.linspace(0.5, 1.5, 8), "bias": jnp.linspace(-1, 1, 8)},
+              "w": jax.random.normal(jax.random.key(0), (8, 8))}  # fmt: skip
+    xs = [jax.random.normal(k, (16, 8)) for k in jax.random.split(jax.random.key(1), 2)]
+    for f, foldable in ((pre, True), (post, False)):
+        lay = trace_layouts(f, params, xs[0])
+        r = smooth_quant(f, params, xs[:1], layouts=lay)
+        assert (r.folded == {"w": ("ln/bias", "ln/scale")}) is foldable
+        assert ("w" in r.in_scales) is not foldable
+        got = make_scaled_apply(f, layouts=lay, in_scales=r.in_scales)(r.params, xs[1])
+        np.testing.assert_allclose(got, f(params, xs[1]), rtol=1e-4, atol=1e-4)
 
 
 def test_migration_helps_static_w8a8_with_an_outlier_channel():
@@ -52,10 +88,11 @@ def test_migration_helps_static_w8a8_with_an_outlier_channel():
         return float(jnp.linalg.norm(fn(q, xs[2]) - want) / jnp.linalg.norm(want))
 
     plain = err(*w8a8(f, params, layouts=lay, calib_batches=xs[:2], act_bits=6))
-    p2, s = smooth_quant(f, params, xs[:2], layouts=lay, alpha=0.5)
+    r = smooth_quant(f, params, xs[:2], layouts=lay, alpha=0.5)
+    s = r.in_scales
     assert float(s["w"][3]) > 3 * float(jnp.median(s["w"]))  # the outlier channel
-    np.testing.assert_allclose(to_matrix(p2["w"], lay["w"]), w * s["w"][:, None], rtol=1e-6)
-    smooth = err(*w8a8(f, p2, layouts=lay, calib_batches=xs[:2], act_bits=6, in_scales=s))
+    np.testing.assert_allclose(to_matrix(r.params["w"], lay["w"]), w * s["w"][:, None], rtol=1e-6)
+    smooth = err(*w8a8(f, r.params, layouts=lay, calib_batches=xs[:2], act_bits=6, in_scales=s))
     assert smooth < 0.5 * plain
 
 
@@ -74,3 +111,5 @@ def test_bad_inputs():
         smooth_quant(f, params, [x], layouts=lay, where="b")
     with pytest.raises(ValueError, match="calib_batches is empty"):
         smooth_quant(f, params, [], layouts=lay)
+    with pytest.raises(TypeError, match="fold"):
+        smooth_quant(f, params, [x], layouts=lay, fold="yes")
