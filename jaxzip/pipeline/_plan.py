@@ -53,6 +53,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
         needs=_MODEL, provides=("books", "params", "mask", "kmeans_report"), sections=("kmeans",)
     ),
     "evaluate": StageSpec(needs=_MODEL),
+    "evaluate_int8": StageSpec(needs=_MODEL),
     "encode": StageSpec(
         needs=("params",), provides=("codec_report",), sections=("codec", "kmeans")
     ),

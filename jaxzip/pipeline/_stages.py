@@ -13,11 +13,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jaxzip import models as jz_models
+from jaxzip import quant as jz_quant
+from jaxzip.paths import min_ndim
 from jaxzip.pipeline._cache import file_digest
 from jaxzip.pipeline._codec_stage import codec_of, encode_stage, kmeans_stage
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import (
     build_model,
+    evaluate_splits,
     evaluate_stage,
     load_data,
     make_module,
@@ -106,6 +109,21 @@ def _model_rebuild(cfg: ExperimentConfig, ctx: Context) -> dict[str, Any]:
     return {"apply_fn": jz_models.linen_apply_fn(module)}
 
 
+def evaluate_int8(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stage ``evaluate_int8``: the current model's ``int8_*`` val/test metrics with int8 kernels.
+
+    Post-training quantization, nothing retrained: every kernel (a leaf with 2 or
+    more dimensions) is rounded to 8 bits per output channel (min-max scales,
+    ``QuantSpec(bits=8, axes=(-1,))``) and dequantized; biases stay float. The
+    context's params are left as they are.
+    """
+    spec = jz_quant.QuantSpec(bits=8, axes=(-1,))
+    params = jz_quant.dequantize_params(
+        jz_quant.quantize_params(ctx["params"], [(min_ndim(2), spec)])
+    )
+    return {}, evaluate_splits(cfg, ctx, params, prefix="int8_")
+
+
 _STAGES: dict[str, dict[str, Any]] = {
     "data": {"run": load_data, "depends": _depends_on("data"), "cache": False},
     "model": {"run": build_model, "depends": _model_depends, "rebuild": _model_rebuild},
@@ -119,6 +137,7 @@ _STAGES: dict[str, dict[str, Any]] = {
     "prune": {"run": prune_stage, "depends": _depends_on("prune", "train")},
     "kmeans": {"run": kmeans_stage, "depends": _depends_on("kmeans", "train")},
     "evaluate": {"run": evaluate_stage, "depends": _evaluate_depends},
+    "evaluate_int8": {"run": evaluate_int8, "depends": _evaluate_depends},
     "encode": {"run": encode_stage, "depends": _encode_depends, "files": _encode_files},
     "export": {"run": export_stage, "depends": _depends_on("export"), "files": export_files},
     "report": {

@@ -94,3 +94,40 @@ def test_model_input_dropout_reaches_the_network_and_the_rebuilt_one():
         noisy = apply_fn(ctx["params"], x, train=True, key=jax.random.key(0))
         # no hidden dropout: only dropped input pixels can change the training logits
         assert not np.allclose(clean, noisy)
+
+
+def test_evaluate_int8_reports_the_int8_model_and_restores(tmp_path):
+    import jax
+
+    from jaxzip import data, models, quant, train
+    from jaxzip.paths import min_ndim
+    from jaxzip.pipeline import load_config, make_model
+
+    stages = '["data", "model", "train", "evaluate_int8", "evaluate"]'
+    cfg = apply_overrides(load_config(), ["model.name=mlp", "model.widths=[16]",
+                                          "train.epochs=1", f"experiment.stages={stages}"])  # fmt: skip
+    out = tmp_path / "run"
+    first = run_experiment(cfg, out, progress=False, report=False)
+    m = first["stages"]["evaluate_int8"]
+    assert set(m) == {f"int8_{p}_{k}" for p in ("val", "test")
+                      for k in ("accuracy", "error", "errors", "loss")}  # fmt: skip
+    # by hand: the trained params (params.npz), kernels int8 per output channel, dequantized
+    splits = data.load_splits(cfg.data.name, val_fraction=cfg.data.val_fraction,
+                              seed=cfg.experiment.seed)  # fmt: skip
+    apply_fn = models.linen_apply_fn(make_model("mlp", widths=(16,), num_classes=10))
+    like = jax.eval_shape(lambda: models.init_params(make_model("mlp", widths=(16,)),
+                                                     jax.random.key(0), splits.train.x[:1]))  # fmt: skip
+    params = train.load_params(out / "params.npz", like)
+    q = quant.quantize_params(params, [(min_ndim(2), quant.QuantSpec(bits=8, axes=(-1,)))])
+    assert quant.is_quantized(q["Dense_0"]["kernel"]) and not quant.is_quantized(
+        q["Dense_0"]["bias"]
+    )
+    hand = train.evaluate(apply_fn, quant.dequantize_params(q), splits.test)
+    assert hand["errors"] == m["int8_test_errors"]
+    # int8 is close to the float model on this small MLP, but not the float model itself
+    fm = first["stages"]["evaluate"]
+    assert abs(m["int8_test_accuracy"] - fm["test_accuracy"]) <= 0.02
+    assert m["int8_test_loss"] != fm["test_loss"]
+    again = run_experiment(cfg, out, progress=False, report=False)
+    assert "evaluate_int8" in again["cached"]
+    assert again["stages"]["evaluate_int8"] == m
