@@ -45,6 +45,8 @@ class MatmulCall:
     when given the original operands); ``compute(x_rows, w, rows=True)`` computes
     the same product from activation rows ``(rows, n_in)`` in :func:`to_matrix`
     row order (for a conv, im2col patches), e.g. after quantizing each row.
+    :meth:`rows_of`, :meth:`x_from_rows` (dot_general only) and
+    :meth:`y_from_rows` convert between the equation's shapes and rows.
 
     Attributes:
       op: ``"dot_general"`` or ``"conv"``.
@@ -115,24 +117,73 @@ class MatmulCall:
                 f"compute(rows=True): expected x of shape ({self.n_rows}, {self.layout.n_in}), "
                 f"got {np.shape(x_rows)}"
             )
-        xr = x_rows if self._perm is None else x_rows[:, self._perm]
         p = self._eqn.params
         y = jax.lax.dot_general(
-            xr, to_matrix(w, self.w_layout), (((1,), (0,)), ((), ())),
+            x_rows, self.w_matrix(w), (((1,), (0,)), ((), ())),
             precision=p.get("precision"), preferred_element_type=p.get("preferred_element_type"),
         )  # fmt: skip
+        return self.y_from_rows(y).astype(self.y_dtype)
+
+    def w_matrix(self, w: Any) -> Array:
+        """``w`` (as consumed) as the ``(n_in, n_out)`` matrix that multiplies :meth:`rows_of`.
+
+        Rows in the stored kernel's :func:`to_matrix` order (so for an
+        unrearranged kernel this is ``to_matrix(w, layout)``), columns as
+        ``to_matrix(w, w_layout)``'s. Invariant:
+        ``compute(x, w) ≈ compute.y_from_rows(compute.rows_of(x) @ compute.w_matrix(w))``.
+        """
+        m = to_matrix(w, self.w_layout)
+        return m if self._inv is None else m[self._inv]
+
+    def y_from_rows(self, y_rows: Any) -> Array:
+        """A ``(rows, n_out)`` product back to the equation's result shape.
+
+        Rows as in :meth:`rows_of`; columns as those of :meth:`w_matrix`, so
+        ``compute(x_rows, w, rows=True)`` is ``y_from_rows(x_rows @ w_matrix(w))``.
+        The dtype is kept.
+        """
+        n_out = self.w_layout.n_out
+        if tuple(np.shape(y_rows)) != (self.n_rows, n_out):
+            raise ValueError(
+                f"y_from_rows: expected shape ({self.n_rows}, {n_out}), got {np.shape(y_rows)}"
+            )
+        y = jnp.asarray(y_rows)
         if self._eqn.primitive.name == CONV:
-            spec = p["dimension_numbers"].out_spec
+            spec = self._eqn.params["dimension_numbers"].out_spec
             target = [spec[0], *spec[2:], spec[1]]
             y = y.reshape(tuple(self.y_shape[d] for d in target))
-            return jnp.transpose(y, tuple(int(i) for i in np.argsort(target))).astype(self.y_dtype)
+            return jnp.transpose(y, tuple(int(i) for i in np.argsort(target)))
         free, _ = self._dot_dims()
         x_free = tuple(self.x_shape[d] for d in free)
         y = y.reshape(x_free + self.w_layout.out_shape)
         if self._side == 0:  # the kernel is lhs: its free axes come first
             nx, nw = len(x_free), len(self.w_layout.out_axes)
             y = jnp.transpose(y, tuple(range(nx, nx + nw)) + tuple(range(nx)))
-        return y.astype(self.y_dtype)
+        return y
+
+    def x_from_rows(self, x_rows: Any) -> Array:
+        """The exact inverse of :meth:`rows_of` for a ``dot_general``: rows back to ``x``.
+
+        Lets a hook change the rows (e.g. quantize each token) and then call the
+        original equation, ``compute(compute.x_from_rows(x_rows), w)``. Convs
+        have no inverse (patches overlap): use ``rows=True`` there.
+        """
+        if self._eqn.primitive.name == CONV:
+            raise ValueError(
+                "x_from_rows: conv patches overlap and have no inverse; use "
+                "compute(x_rows, w, rows=True)"
+            )
+        if tuple(np.shape(x_rows)) != (self.n_rows, self.layout.n_in):
+            raise ValueError(
+                f"x_from_rows: expected shape ({self.n_rows}, {self.layout.n_in}), "
+                f"got {np.shape(x_rows)}"
+            )
+        xr = jnp.asarray(x_rows)
+        xr = xr if self._perm is None else xr[:, self._perm]
+        free, contract = self._dot_dims()
+        order = free + contract
+        moved = xr.reshape(tuple(self.x_shape[d] for d in order))
+        return jnp.transpose(moved, tuple(int(i) for i in np.argsort(order)))
 
     # --- conv ----------------------------------------------------------------
     def _conv_rows(self, x: Any) -> Array:

@@ -30,6 +30,7 @@ def _check_rows(path, x, x_rows, w, compute):
         "y": y,
         "rows": compute(x_rows, w, rows=True),
         "n_rows": compute.n_rows,
+        "back": compute.y_from_rows(x_rows @ compute.w_matrix(w)),
     }
 
 
@@ -80,6 +81,7 @@ def test_conv_patches_follow_to_matrix_order(model):
         assert a["direct"].shape[0] == a["n_rows"] == y_rows.shape[0], path
         np.testing.assert_allclose(np.asarray(a["direct"]), y_rows, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(a["rows"]), spec_y, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(a["back"]), spec_y, rtol=1e-5, atol=1e-5)
 
 
 def test_rearranged_kernels_rows_in_stored_order():
@@ -101,16 +103,22 @@ def test_rearranged_kernels_rows_in_stored_order():
 
     def hook(path, x, x_rows, w, compute):
         y = compute(x, w)
-        return y, (x_rows, y, compute(x_rows, w, rows=True))
+        back = compute.y_from_rows(compute.rows_of(x) @ compute.w_matrix(w))
+        checks = (compute.x_from_rows(x_rows), x, back)
+        return y, (x_rows, y, compute(x_rows, w, rows=True), checks)
 
     out, aux = jax.jit(intercept_matmuls(f, lay, hook))(params, x)
     np.testing.assert_array_equal(np.asarray(out), np.asarray(jax.jit(f)(params, x)))
+    for path in ("t", "r", "lhs"):
+        x_back, x_orig, y_back = aux[path][3]
+        np.testing.assert_array_equal(x_back, x_orig)  # x_from_rows inverts rows_of exactly
+        np.testing.assert_allclose(y_back, aux[path][1], rtol=1e-5, atol=1e-6)
     for path in ("t", "r"):
-        x_rows, y, y_rows = aux[path]
+        x_rows, y, y_rows, _ = aux[path]
         direct = x_rows @ to_matrix(params[path], lay[path])
         np.testing.assert_allclose(direct, np.asarray(y).reshape(direct.shape), rtol=1e-5)
         np.testing.assert_allclose(y_rows, y, rtol=1e-5, atol=1e-6)
-    x_rows, y, y_rows = aux["lhs"]  # the kernel is the lhs: y is (out, rows)
+    x_rows, y, y_rows, _ = aux["lhs"]  # the kernel is the lhs: y is (out, rows)
     direct = x_rows @ to_matrix(params["lhs"], lay["lhs"])
     np.testing.assert_allclose(direct.T, y, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y_rows, y, rtol=1e-5, atol=1e-6)
@@ -230,6 +238,15 @@ def test_nnx_bfloat16_and_grouped_conv():
     lay = trace_layouts(conv.apply, params, x)
     with pytest.raises(ValueError, match=r"'params/kernel'.*grouped or depthwise.*where="):
         intercept_matmuls(conv.apply, lay, _identity)(params, x)
+    conv = nn.Conv(4, (3, 3))
+    params = conv.init(jax.random.key(0), x)
+    lay = trace_layouts(conv.apply, params, x)
+
+    def inverse(path, x, x_rows, w, compute):
+        return compute(compute.x_from_rows(x_rows), w), None
+
+    with pytest.raises(ValueError, match="patches overlap"):
+        intercept_matmuls(conv.apply, lay, inverse)(params, x)
 
 
 def test_two_selected_kernels_multiplied_together_is_an_error():
