@@ -43,7 +43,7 @@ def _opaque_zero(anchor: jax.Array) -> jax.Array:
     return lax.shift_right_logical(bits & 1, jnp.int32(1))
 
 
-def _tie(q: Any, anchor: jax.Array) -> Any:
+def tie(q: Any, anchor: jax.Array) -> Any:
     """``q`` with ``0`` (opaque) added to its first integer leaf: a data dependency on ``anchor``.
 
     ``lax.optimization_barrier`` is not enough: XLA's CPU pipeline drops it and
@@ -60,7 +60,7 @@ def _tie(q: Any, anchor: jax.Array) -> Any:
 def _materialize(val: Any, anchor: _Anchor) -> Any:
     if not isinstance(val, _Lazy):
         return val
-    q = val.q if anchor.value is None else _tie(val.q, anchor.value)
+    q = val.q if anchor.value is None else tie(val.q, anchor.value)
     return dequantize(q)
 
 

@@ -21,6 +21,7 @@ from jaxzip.quant._actstats import (
     rows_to_y,
     select_kernels,
 )
+from jaxzip.quant._apply import tie
 from jaxzip.quant._intops import int_dense
 from jaxzip.quant._params import dequantize_params, is_quantized, quantize_params
 from jaxzip.quant._qarray import QArray, dequantize
@@ -137,8 +138,8 @@ def make_scaled_apply(
             if path in div:
                 xr = xr / jnp.asarray(div[path], xr.dtype)
             leaf = qleaves[path]
-            if qmax is None:
-                wf = dequantize(leaf) if is_quantized(leaf) else leaf
+            if qmax is None:  # tied to x: dequantized next to its use (see make_quantized_apply)
+                wf = dequantize(tie(leaf, xr)) if is_quantized(leaf) else leaf
                 return compute(xr.astype(x.dtype), wf, rows=True), None
             if not isinstance(leaf, QArray):
                 raise ValueError(f"{path!r}: the integer path needs a QArray kernel, got {leaf!r}")

@@ -115,3 +115,24 @@ def test_bad_inputs():
         make_scaled_apply(f, layouts=lay, in_scales={"w": [1.0, -1.0]})
     with pytest.raises(ValueError, match="integer path needs a QArray"):
         make_scaled_apply(f, layouts=lay, act_bits=8)(params, x)
+
+
+def test_no_float_copy_of_the_kernels_is_made():
+    n, d = 4, 128
+    params = [jax.random.normal(k, (d, d)) for k in jax.random.split(jax.random.key(0), n)]
+
+    def f(p, x):
+        for w in p:
+            x = jnp.tanh(x @ w)
+        return x
+
+    x = jnp.ones((2, d))
+    lay = trace_layouts(f, params, x)
+    fn, q = w8a8(f, params, layouts=lay)
+    mem = jax.jit(fn).lower(q, x).compile().memory_analysis()
+    if mem is None:
+        pytest.skip("this backend reports no memory analysis")
+    assert mem.temp_size_in_bytes < d * d * 4  # the integer path: no dequantized kernel
+    weight_only = make_scaled_apply(f, layouts=lay)  # float activations: one kernel at a time
+    mem = jax.jit(weight_only).lower(q, x).compile().memory_analysis()
+    assert mem.temp_size_in_bytes < 2 * d * d * 4
