@@ -126,7 +126,9 @@ def make_stats_step(
 
     ``apply_fn(params, batch)`` runs with :func:`jaxzip.layout.intercept_matmuls`;
     each selected kernel's activation rows are reduced to :class:`KernelStats`
-    inside the step and never leave it. The step compiles once per distinct
+    inside the step and never leave it. ``stats`` is donated (its buffers are
+    reused for the result, so the ``n_in²`` Hessians are not held twice): do
+    not use it after the call. The step compiles once per distinct
     ``(params, batch)`` shape signature and is reused after that: keep it to
     calibrate the same kernels again (e.g. with updated params); a new
     ``where`` needs a new step (one more compile of the whole model).
@@ -157,7 +159,7 @@ def make_stats_step(
             )
         return {p: add_stats(stats[p], new[p]) for p in new}
 
-    return jax.jit(step)
+    return jax.jit(step, donate_argnums=1)
 
 
 def _signature(batch: Any, index: int) -> Any:

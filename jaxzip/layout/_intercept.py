@@ -57,7 +57,8 @@ def selected_kernels(
             raise ValueError(
                 f"where={describe(where)} selects {p!r}, which no matmul or conv of apply_fn "
                 f"consumes (it is not in layouts); expected only kernels, such as "
-                f"{sorted(layouts)[:4]}"
+                f"{sorted(layouts)[:3]}; to keep only the kernels of a wider pattern use "
+                "jaxzip.paths.all_of(pattern, jaxzip.layout.matmul_where(layouts))"
             )
     return {index[p][0]: p for p in chosen}
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from jaxzip.calib import KernelStats, collect_stats, init_stats, make_stats_step, row_stats
-from jaxzip.layout import trace_layouts
+from jaxzip.layout import matmul_where, trace_layouts
+from jaxzip.paths import all_of
 
 
 def _ref(rows):
@@ -167,8 +168,10 @@ def test_bad_inputs():
         collect_stats(f, params, [], layouts=lay)
     with pytest.raises(ValueError, match=r"batches\[2\].*\(4, 5\).*first batch.*\(4, 3\)"):
         collect_stats(f, params, [x, x, jnp.ones((4, 5))], layouts=lay)
-    with pytest.raises(ValueError, match=r"selects 'b', which no matmul"):
+    with pytest.raises(ValueError, match=r"selects 'b', which no matmul.*all_of"):
         collect_stats(f, params, [x], layouts=lay, where="b")
+    narrowed = all_of(".*", matmul_where(lay))  # a wide pattern kept to the kernels
+    assert list(collect_stats(f, params, [x], layouts=lay, where=narrowed)) == ["w"]
     with pytest.raises(ValueError, match="selects no leaf"):
         collect_stats(f, params, [x], layouts=lay, where="Dense.*")
     with pytest.raises(ValueError, match=r"'w'.*no matmul or conv of apply_fn uses it"):
