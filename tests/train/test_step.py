@@ -230,3 +230,55 @@ def test_sequence_shapes_that_do_not_fit_are_refused():
         ValueError, match=r"logits must have shape \(N, T, C\) .* got logits of shape \(4, 6\)"
     ):
         make_train_step(pooled, tx)(init_state(jnp.zeros((6, 6)), tx), seq, jax.random.key(0))
+
+
+_SHARDED_LM = r"""
+import json, jax, jax.numpy as jnp, numpy as np, optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+import jaxzip as jz
+assert len(jax.devices()) == 4, jax.devices()
+model = jz.models.Transformer(num_layers=1, d_model=8, num_heads=2, max_len=6, vocab_size=10)
+apply = jz.models.linen_apply_fn(model)
+rng = np.random.default_rng(0)
+x = rng.integers(0, 10, (8, 6)).astype(np.int32)
+batch = {"x": x, "y": np.roll(x, -1, axis=1)}
+params = jz.models.init_params(model, jax.random.key(0), x)
+mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+def place(leaf):  # the last axis of every matrix split over "model", the rest replicated
+    spec = P(*[None] * (leaf.ndim - 1), "model") if leaf.ndim >= 2 else P()
+    return jax.device_put(leaf, NamedSharding(mesh, spec))
+tx = optax.sgd(0.5)  # not Adam: it would turn the rounding noise of the attention key
+out = {}                # bias's zero gradient (softmax ignores it) into full-size steps
+for name in ("single", "sharded"):
+    step = jz.train.make_train_step(apply, tx)
+    p = jax.tree.map(place, params) if name == "sharded" else params
+    b = ({k: jax.device_put(v, NamedSharding(mesh, P("data"))) for k, v in batch.items()}
+         if name == "sharded" else batch)
+    state = jz.train.init_state(p, tx)
+    for i in range(3):
+        state, metrics = step(state, b, jax.random.key(i))
+    out[name] = {"params": [np.asarray(a).ravel().tolist() for a in jax.tree.leaves(state.params)],
+                 "loss": float(metrics["loss"]),
+                 "split": sum(not a.sharding.is_fully_replicated
+                              for a in jax.tree.leaves(p))}
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_sequence_step_with_params_sharded_over_a_mesh_matches_one_device():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", _SHARDED_LM], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
+    out = json.loads(line[len("RESULT") :])
+    assert out["sharded"]["split"] > 0 and out["single"]["split"] == 0
+    assert out["sharded"]["loss"] == pytest.approx(out["single"]["loss"], rel=1e-5)
+    for a, b in zip(out["sharded"]["params"], out["single"]["params"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
