@@ -97,6 +97,9 @@ def make_train_step(
     step gets fresh dropout). The step is compiled once per batch shape and
     donates ``state``: do not use a state after passing it in (use the returned one).
     With ``augment``, the inputs are augmented inside the step from a key split off ``k``.
+    Params and batches placed on a ``jax.sharding.Mesh`` (e.g. kernels split over
+    a model axis, the batch over a data axis) train as placed: the jitted step
+    follows their shardings and computes what one device would.
     The batch is checked before tracing; keys other than ``"x"`` and ``"y"`` are ignored.
 
     With ``check_finite=True`` the step also counts the NaN and Inf values of the
