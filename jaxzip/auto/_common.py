@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -17,6 +15,7 @@ import numpy as np
 from jaxzip import prune as jz_prune
 from jaxzip import quant as jz_quant
 from jaxzip._types import Mask, Params, Where
+from jaxzip.auto._journal import config_hash
 from jaxzip.paths import leaves_with_paths, selected_paths
 
 EvalFn = Callable[[Params], Any]
@@ -115,9 +114,8 @@ def share_weights(params: Params, bits: Mapping[str, int], mask: Mask, *, iters:
 
 
 def settings_key(obj: Any) -> str:
-    """A short sha256 hex digest of ``obj``'s canonical JSON."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    """The first 24 hex digits of :func:`jaxzip.auto.config_hash` of ``obj``."""
+    return config_hash(obj)[:24]
 
 
 def check_fraction_list(name: str, values: Any, *, lo_open: bool = False) -> tuple[float, ...]:

@@ -13,23 +13,32 @@ from typing import Any
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_text
 
-__all__ = ["Journal", "config_hash"]
+__all__ = ["Journal", "canonical_json", "config_hash"]
 
 _FORMAT = 1
 
 
-def _canonical(obj: Any) -> str:
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, compact JSON of ``obj``, NaN and Inf refused: the text jaxzip hashes.
+
+    Example:
+      >>> canonical_json({"b": (1, 2), "a": 0.5})
+      '{"a":0.5,"b":[1,2]}'
+    """
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
-    """sha256 hex digest of ``config``'s canonical JSON (sorted keys, no spaces).
+def config_hash(config: Any) -> str:
+    """sha256 hex digest of ``config``'s :func:`canonical_json`: jaxzip's one content hash.
+
+    It keys journals, search trials (:func:`jaxzip.auto._common.settings_key`)
+    and the stages of ``jaxzip run`` (:func:`jaxzip.pipeline._cache.stage_key`).
 
     Example:
       >>> config_hash({"b": 1, "a": [2]}) == config_hash({"a": [2], "b": 1})
       True
     """
-    return hashlib.sha256(_canonical(config).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
 
 
 class Journal:
@@ -102,7 +111,7 @@ class Journal:
         if not isinstance(config, Mapping):
             raise TypeError(f"Journal.open: config must be a mapping, got {type(config)!r}")
         try:
-            _canonical(config)
+            canonical_json(config)
         except (TypeError, ValueError) as e:
             raise TypeError(f"Journal.open: config must be JSON-able ({e})") from None
         p = Path(path)
@@ -153,12 +162,12 @@ class Journal:
                              f"got {record!r}")  # fmt: skip
         if record["key"] in self._index:
             raise ValueError(f"Journal.append: key {record['key']!r} is already in {self._path}")
-        rec = json.loads(_canonical(dict(record)))  # a JSON-clean copy (raises on NaN)
+        rec = json.loads(canonical_json(dict(record)))  # a JSON-clean copy (raises on NaN)
         self._records.append(rec)
         self._index[rec["key"]] = rec
         self._write()
 
     def _write(self) -> None:
         head = {"jaxzip_journal": _FORMAT, "config_hash": self._hash, "config": self._config}
-        lines = [_canonical(head)] + [_canonical(r) for r in self._records]
+        lines = [canonical_json(head)] + [canonical_json(r) for r in self._records]
         atomic_write_text(self._path, "\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
 """The stage cache: each stage's outputs under ``out_dir/stages/<NN>-<name>-<hash12>/``.
 
-A stage's key is the sha256 of the canonical JSON of what it depends on (the
+A stage's key is :func:`jaxzip.auto.config_hash` (the one content hash, also
+that of ``jaxzip auto``'s journal and trials) of what it depends on (the
 config parts it reads), its position and name, the key of the stage before it
 (a chain, so a change invalidates every later stage) and the jaxzip version.
 Its directory holds the context entries it added (array trees as ``.npz`` via
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxzip import auto as jz_auto
 from jaxzip import codec as jz_codec
 from jaxzip import quant as jz_quant
 from jaxzip import train as jz_train
@@ -39,7 +41,6 @@ from jaxzip.pipeline._stage_utils import jsonable
 __all__ = [
     "CACHE_DIR",
     "DONE_FILE",
-    "canonical_json",
     "file_digest",
     "find_complete",
     "remove_entry",
@@ -55,16 +56,6 @@ DONE_FILE = "done.json"
 """Written last in a stage directory; its presence (and matching key) marks it complete."""
 _FORMAT = 1
 _FILES = "files"
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted-key, compact JSON of ``obj`` (after :func:`jsonable`): the text that is hashed.
-
-    Example:
-      >>> canonical_json({"b": (1, 2), "a": 0.5})
-      '{"a":0.5,"b":[1,2]}'
-    """
-    return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def stage_key(*, index: int, name: str, depends: Any, previous: str, version: str) -> str:
@@ -83,10 +74,14 @@ def stage_key(*, index: int, name: str, depends: Any, previous: str, version: st
       >>> len(a), a == b
       (64, False)
     """
-    text = canonical_json(
-        {"index": index, "name": name, "depends": depends, "previous": previous, "jaxzip": version}
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    key = {
+        "index": index,
+        "name": name,
+        "depends": depends,
+        "previous": previous,
+        "jaxzip": version,
+    }
+    return jz_auto.config_hash(jsonable(key))
 
 
 def stage_dir_name(index: int, name: str, key: str) -> str:

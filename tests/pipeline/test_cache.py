@@ -12,7 +12,6 @@ import pytest
 from jaxzip import quant
 from jaxzip.pipeline._cache import (
     DONE_FILE,
-    canonical_json,
     file_digest,
     find_complete,
     restore_outputs,
@@ -38,11 +37,21 @@ def test_key_changes_with_each_input_and_not_with_dict_order():
     assert stage_dir_name(3, "train", base) == f"03-train-{base[:12]}"
 
 
-def test_canonical_json_and_nan_rejected():
-    assert canonical_json({"b": [1, np.int64(2)], "a": {"y": 1, "x": True}}) == (
+def test_key_is_the_one_content_hash_of_canonical_json():
+    from jaxzip.auto import config_hash
+    from jaxzip.auto._journal import canonical_json
+
+    # numpy scalars are their Python values; a NaN is null; the journal's hash is the same hash
+    assert _key(depends={"b": [1, np.int64(2)]}) == _key(depends={"b": [1, 2]})
+    assert _key(depends={"x": float("nan")}) == _key(depends={"x": None})
+    whole = {"index": 3, "name": "train", "depends": {"b": [1, 2]}, "previous": "p",
+             "jaxzip": "0.1.0"}  # fmt: skip
+    assert _key(depends={"b": [1, 2]}) == config_hash(whole)
+    assert canonical_json({"b": [1, 2], "a": {"y": 1, "x": True}}) == (
         '{"a":{"x":true,"y":1},"b":[1,2]}'
     )
-    assert canonical_json({"x": float("nan")}) == '{"x":null}'
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})  # hashed text never holds NaN
 
 
 def test_file_digest(tmp_path):
