@@ -139,7 +139,7 @@ def make_scaled_apply(
                 xr = xr / jnp.asarray(div[path], xr.dtype)
             leaf = qleaves[path]
             if qmax is None:  # tied to x: dequantized next to its use (see make_quantized_apply)
-                wf = dequantize(tie(leaf, xr)) if is_quantized(leaf) else leaf
+                wf = dequantize(tie(leaf, xr)).astype(w.dtype) if is_quantized(leaf) else w
                 return compute(xr.astype(x.dtype), wf, rows=True), None
             if not isinstance(leaf, QArray):
                 raise ValueError(f"{path!r}: the integer path needs a QArray kernel, got {leaf!r}")

@@ -136,3 +136,18 @@ def test_no_float_copy_of_the_kernels_is_made():
     weight_only = make_scaled_apply(f, layouts=lay)  # float activations: one kernel at a time
     mem = jax.jit(weight_only).lower(q, x).compile().memory_analysis()
     assert mem.temp_size_in_bytes < 2 * d * d * 4
+
+
+def test_model_that_casts_to_bfloat16():
+    def f(p, x):
+        return x.astype(jnp.bfloat16) @ p["w"].astype(jnp.bfloat16)
+
+    params = {"w": jax.random.normal(jax.random.key(0), (8, 4))}
+    x = jax.random.normal(jax.random.key(1), (3, 8))
+    lay = trace_layouts(f, params, x)
+    fn, q = w8a8(f, params, layouts=lay)
+    want = f(params, x).astype(jnp.float32)
+    for run in (fn, make_scaled_apply(f, layouts=lay)):
+        y = jax.jit(run)(q, x)
+        assert y.dtype == jnp.bfloat16
+        np.testing.assert_allclose(y.astype(jnp.float32), want, rtol=0.05, atol=0.1)
