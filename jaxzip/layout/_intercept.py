@@ -181,8 +181,6 @@ def intercept_matmuls(
                     f"{path!r}: intercept_matmuls cannot hook it: {site.unsupported}; leave it "
                     "out with where="
                 )
-            if site.stacked:
-                raise ValueError(f"{path!r} is sliced from a stack of layers by a scan")
             other = invals[1 - site.side]
             layout = layouts[path]
             found = site_layout(site, layout.shape, path)

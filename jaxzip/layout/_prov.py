@@ -6,8 +6,9 @@ the flattened params) seen through ops that only move or regroup its entries:
 is made of (a merged axis holds several, a split axis repeats one, an added
 size-1 axis holds none). ``chain`` holds NumPy replays of those ops, so an index
 array over the original leaf can be carried to the consumed shape (to put
-activation rows in the original kernel's row order). ``stacked`` marks a value
-sliced from the leaf by a ``scan`` over its leading axis (a layer stack).
+activation rows in the original kernel's row order). ``stacked`` holds the
+original axes that a ``scan`` sliced away (a stack of layers): a value seen
+inside the scan body is one layer's slice of the leaf.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Prov(NamedTuple):
     leaf: int
     axes: Axes
     chain: tuple[Callable[[np.ndarray], np.ndarray], ...] = ()
-    stacked: bool = False
+    stacked: frozenset[int] = frozenset()
 
 
 def leaf_prov(index: int, ndim: int) -> Prov:

@@ -64,12 +64,6 @@ def layouts_from_sites(sites: list[Site], params: Params) -> dict[str, KernelLay
         path, shape = paths[site.leaf], shapes[site.leaf]
         if site.unsupported == BATCHED:
             continue  # a batched operand is not a matmul kernel (documented rule)
-        if site.stacked:
-            raise ValueError(
-                f"{path!r} (shape {shape}) is sliced along its leading axis by a scan (a stack "
-                "of layers) before a matmul uses it; trace_layouts does not support stacked "
-                "kernels. Unroll the scan (e.g. a Python loop over layers) to trace them"
-            )
         layout = site_layout(site, shape, path)
         seen = layouts.get(path)
         if seen is None:
@@ -95,7 +89,12 @@ def trace_layouts(
     ``custom_vjp`` calls and through ops that only move entries: dtype casts,
     reshapes that split or merge axes, transposes, squeezes, size-1
     ``expand_dims``, reversals and copies. Kernels used inside ``scan``/
-    ``while_loop``/``cond`` bodies (as loop constants) are traced too.
+    ``while_loop``/``cond`` bodies (as loop constants) are traced too, and so are
+    kernels stacked along a layer axis that a ``scan`` slices (``nn.scan``,
+    ``jax.lax.scan`` over stacked params): the layer axis is an *output* axis
+    (each layer's slice has its own output channels), so per-channel scales
+    and N:M groups stay per layer. (:func:`intercept_matmuls` and calibration
+    cannot hook inside loops; they raise for such kernels.)
 
     Rules:
 
@@ -119,9 +118,8 @@ def trace_layouts(
       ``{path: KernelLayout}`` for every kernel, ordered by first use in the program.
 
     Raises:
-      ValueError: a leaf has different layouts in different matmuls, an axis is
-        split between input and output, or a kernel is sliced from a stack of
-        layers by a ``scan`` (each message names the path).
+      ValueError: a leaf has different layouts in different matmuls, or an
+        axis is split between input and output (each message names the path).
       TypeError: ``apply_fn`` is not callable.
 
     Example:

@@ -37,7 +37,7 @@ class Site(NamedTuple):
     out_axes: frozenset[int]  # original leaf axes seen in the other kernel axes
     op: str  # "dot_general" or "conv"
     context: str | None  # "scan" / "while" / "cond" when inside one, else None
-    stacked: bool  # sliced from the leaf by a scan over its leading axis
+    stacked: bool  # a slice of the leaf taken by a scan over its stacked (layer) axis
     unsupported: str | None  # why the hooks cannot handle it (batch dims, groups)
 
 
@@ -107,10 +107,10 @@ def _site(eqn: Any, side: int, p: Prov, context: str | None) -> Site | None:
             )
         op = "conv"
     ins = _union(p.axes[a] for a in contracted)
-    outs = _union(p.axes[a] for a in range(ndim) if a not in contracted)
+    outs = _union(p.axes[a] for a in range(ndim) if a not in contracted) | p.stacked
     if not ins:
         return None
-    return Site(p.leaf, side, ins, outs, op, context, p.stacked, unsupported)
+    return Site(p.leaf, side, ins, outs, op, context, bool(p.stacked), unsupported)
 
 
 class Walker:
@@ -242,4 +242,4 @@ def none_like(xs: Sequence[Any]) -> list[None]:
 def _unstack(p: Prov | None) -> Prov | None:
     if p is None or not p.axes:
         return None
-    return Prov(p.leaf, p.axes[1:], (*p.chain, lambda a: a[0]), True)
+    return Prov(p.leaf, p.axes[1:], (*p.chain, lambda a: a[0]), p.stacked | p.axes[0])

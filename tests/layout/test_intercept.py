@@ -170,6 +170,14 @@ def test_loops_where_and_bad_inputs():
     lay = trace_layouts(f, params, x)
     with pytest.raises(ValueError, match=r"'loop'.*inside a (scan|while) body"):
         intercept_matmuls(f, lay, _identity)(params, x)
+    stacked = {"layers": jnp.ones((2, 3, 3))}
+
+    def g(p, x):
+        return jax.lax.scan(lambda h, w: (h @ w, None), x, p["layers"])[0]
+
+    lay_g = trace_layouts(g, stacked, x)
+    with pytest.raises(ValueError, match=r"'layers'.*inside a scan body"):
+        intercept_matmuls(g, lay_g, _identity)(stacked, x)
     out, aux = intercept_matmuls(f, lay, _identity, where="w")(params, x)
     np.testing.assert_array_equal(out, f(params, x))
     assert list(aux) == ["w"]

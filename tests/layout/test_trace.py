@@ -154,12 +154,29 @@ def test_loops_consts_and_batched_operands():
     assert _axes(lay) == {"loop": ((0,), (1,)), "cond": ((0,), (1,)), "scan": ((0,), (1,))}
 
 
-def test_stacked_scan_is_a_clear_error():
+def test_stacked_layers_under_scan_keep_the_layer_axis_as_output():
     def f(p, x):
-        return jax.lax.scan(lambda h, w: (h @ w, None), x, p["layers"])[0]
+        return jax.lax.scan(lambda h, w: (jnp.tanh(h @ w), None), x, p["layers"])[0]
 
-    with pytest.raises(ValueError, match=r"'layers'.*scan.*stacked"):
-        trace_layouts(f, {"layers": jnp.ones((3, 4, 4))}, jnp.ones(4))
+    lay = trace_layouts(f, {"layers": jnp.ones((3, 4, 4))}, jnp.ones(4))
+    assert lay["layers"] == KernelLayout(shape=(3, 4, 4), in_axes=(1,), out_axes=(0, 2))
+
+    class Layer(nn.Module):
+        @nn.compact
+        def __call__(self, h, _):
+            return nn.Dense(4)(h), None
+
+    stack = nn.scan(Layer, variable_axes={"params": 0}, split_rngs={"params": True}, length=3)
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return stack(name="stack")(x, None)[0]
+
+    x = jnp.ones((2, 4))
+    params = jax.eval_shape(Model().init, jax.random.key(0), x)
+    lay = trace_layouts(Model().apply, params, x)
+    assert _axes(lay) == {"params/stack/Dense_0/kernel": ((1,), (0, 2))}
 
 
 def test_conflicting_layouts_name_the_path():
