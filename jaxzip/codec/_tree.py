@@ -146,7 +146,8 @@ def _check_qarray(meta: dict[str, Any], comps: dict[str, np.ndarray], path: str)
                           f"shape {want} that axes {axes} and groups give values {values.shape}")  # fmt: skip
     if values.size:
         lo, hi = int(values.min()), int(values.max())
-        if lo < -(1 << (bits - 1)) or hi >= 1 << bits or hi - lo >= 1 << bits:
+        # a signed or unsigned grid of `bits`; binary weights are ±1 with bits=1
+        if lo < -(1 << (bits - 1)) or hi >= 1 << bits or hi - lo > 1 << bits:
             raise FormatError(f"{path}: values span {lo}..{hi}, more than {bits} bits")
 
 

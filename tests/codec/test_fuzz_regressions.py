@@ -247,3 +247,22 @@ def test_leaf_path_must_match_its_place_in_the_tree():
 
     with pytest.raises(codec.FormatError, match="path 'b'"):
         codec.decode(_edit(data, fn))
+
+
+def test_every_quantizer_output_still_decodes():
+    # the leaf checks must accept every valid QArray / KMeansArray the library makes
+    import jax.numpy as jnp
+
+    from jaxzip.quant import QuantSpec, binarize, kmeans, quantize, ternarize
+
+    x = jnp.linspace(-1, 1, 96, dtype=jnp.float32).reshape(8, 12)
+    layouts = ({"axes": ()}, {"axes": (1,)}, {"axes": (1,), "group_size": 4, "group_axis": 0})
+    specs = [QuantSpec(bits=b, symmetric=s, signed=g, **lay)
+             for b in (2, 4, 8) for s, g in ((True, True), (False, True), (False, False))
+             for lay in layouts]  # fmt: skip
+    leaves = [quantize(x, s) for s in specs]
+    leaves += [binarize(x), binarize(x, axes=(1,)), ternarize(x), kmeans(x, bits=3, iters=2)]
+    leaves += [kmeans(x, bits=2, mask=x > 0, iters=2), kmeans(x.astype(jnp.bfloat16), bits=1)]
+    out = codec.decode(codec.encode(leaves))
+    for a, b in zip(leaves, out, strict=True):
+        assert type(a) is type(b) and a.bits == b.bits
