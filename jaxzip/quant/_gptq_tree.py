@@ -22,6 +22,7 @@ from jaxzip.quant._oneshot import (
     select_kernels,
     trace,
 )
+from jaxzip.quant._params import Rules, resolve_rules
 from jaxzip.quant._qarray import dequantize
 from jaxzip.quant._spec import QuantSpec, check_spec
 
@@ -46,7 +47,7 @@ def gptq(
     apply_fn: Callable[..., Any],
     params: Params,
     batches: Iterable[Any],
-    spec: QuantSpec,
+    spec: QuantSpec | Rules,
     *,
     where: Where | None = None,
     sequential: bool = True,
@@ -72,13 +73,18 @@ def gptq(
     ``group_size=g`` adds groups of ``g`` along the kernel's last input axis
     (``group_axis``; for multi-axis inputs the other input axes keep their own
     scales), so ``g`` must divide that axis; ``axes=()`` is per-tensor.
+    Different kernels may take different specs (another group size where one
+    does not divide, more bits for some layers): pass ordered ``(where, spec)``
+    rules as in :func:`quantize_params` (the first rule matching a kernel wins;
+    ``None`` keeps it float); the kernels still share the calibration passes.
 
     Args:
       apply_fn: ``apply_fn(params, batch)``, e.g. a linen ``model.apply``.
       params: the float params (as ``apply_fn`` takes them).
       batches: calibration inputs, each passed as ``apply_fn(params, batch)`` (a
         pytree batch is one argument); read once per calibration pass.
-      spec: bits 2..8, grid, ``axes`` ``()`` or ``(-1,)``, optional ``group_size``.
+      spec: bits 2..8, grid, ``axes`` ``()`` or ``(-1,)``, optional ``group_size``;
+        or ordered ``(where, spec_or_None)`` rules giving each kernel its own.
       where: the kernels to quantize (default: every traced kernel).
       sequential: calibrate each group on the already-quantized earlier kernels.
       damp: relative Hessian dampening.
@@ -109,22 +115,39 @@ def gptq(
       ('QArray', (1,))
     """
     what = "gptq"
-    mspec = check_tree_spec(spec, what)
-    check_gptq_spec(mspec, mspec.group_size or 1, what)
     check_options(damp, block_size, what)
     if not isinstance(act_order, bool) or not isinstance(sequential, bool):
         raise TypeError(f"{what}: act_order and sequential must be bools")
+    if isinstance(spec, QuantSpec):
+        specs = {None: spec}
+    else:
+        specs = {p: s for p, s in resolve_rules(params, spec) if s is not None}
+    mspecs = {}
+    for key, s in specs.items():
+        mspecs[key] = check_tree_spec(s, what if key is None else f"{what}: {key}")
+        check_gptq_spec(mspecs[key], s.group_size or 1, what if key is None else f"{what}: {key}")
     batches = check_batches(batches, what)
     layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
     paths = select_kernels(params, layouts, where)
+    if None not in specs:
+        outside = sorted(set(specs) - set(layouts))
+        if outside:
+            raise ValueError(
+                f"{what}: the rules give a spec to {outside[:4]}, which no matmul or conv "
+                "of apply_fn consumes; GPTQ quantizes kernels only"
+            )
+        paths = [p for p in paths if p in specs]
+        if not paths:
+            raise ValueError(f"{what}: no selected kernel gets a spec from the rules")
     for p in paths:
-        check_kernel_groups(p, layouts[p], spec.group_size)
+        check_kernel_groups(p, layouts[p], specs.get(p, specs.get(None)).group_size)
 
     def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
         from jaxzip import layout as jz_layout
 
         check_tokens(path, stats, layout.n_in, "GPTQ")
         m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
+        mspec = mspecs.get(path, mspecs.get(None))
         q, ok, lam = gptq_core(
             m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order
         )

@@ -132,3 +132,20 @@ def test_attention_qkv_share_a_pass(calls):
     qk, ok = q["params"]["query"]["kernel"], q["params"]["out"]["kernel"]
     assert (qk.shape, qk.axes, qk.scale.shape) == ((8, 2, 4), (1, 2), (1, 2, 4))
     assert (ok.shape, ok.axes, ok.scale.shape) == ((2, 4, 8), (2,), (1, 1, 8))
+
+
+def test_rules_give_kernels_their_own_specs(calls):
+    model, params, batches = _setup()
+    g4 = QuantSpec(bits=4, axes=(-1,), group_size=4)
+    rules = [(r".*/a/kernel", g4), (r".*/b/kernel", None), (r".*/c/kernel", SPEC)]
+    q = gptq(model.apply, params, batches, rules, block_size=8)
+    a, b, c = (q["params"][n]["kernel"] for n in ("a", "b", "c"))
+    assert (a.group_size, a.bits, c.group_size, c.bits) == (4, 4, None, 3)
+    assert b is params["params"]["b"]["kernel"]  # None: kept float
+    x = jnp.concatenate(batches)
+    ref = gptq_quantize_matrix(params["params"]["a"]["kernel"], x.T @ x, g4, block_size=8)
+    np.testing.assert_array_equal(a.values, ref.values)
+    with pytest.raises(ValueError, match=r"rules give a spec to \['params/a/bias'\]"):
+        gptq(model.apply, params, batches, [(r".*/a/.*", SPEC)])
+    with pytest.raises(ValueError, match=r"rules\[0\]: where='nothing' matches no leaf"):
+        gptq(model.apply, params, batches, [("nothing", SPEC)])
