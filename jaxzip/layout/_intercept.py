@@ -111,7 +111,7 @@ def intercept_matmuls(
     A kernel consumed by several equations (the same layer applied twice, tied
     weights) calls the hook at each, in program order; their values are folded
     with ``combine(previous, new)``, and without ``combine`` that is an error.
-    The hook cannot run inside ``scan``/``while_loop``/``cond`` bodies: a
+    The hook cannot run inside ``scan``/``while_loop``/``cond``/``shard_map`` bodies: a
     selected kernel used there (including a layer stack under ``nn.scan``) is
     an error; unselected kernels there are evaluated as usual.
 
@@ -168,7 +168,7 @@ def intercept_matmuls(
             if site.leaf in chosen:
                 raise ValueError(
                     f"{chosen[site.leaf]!r} is used by a {site.op} inside a {site.context} "
-                    "body; intercept_matmuls cannot hook inside scan/while_loop/cond (unroll "
+                    "body; intercept_matmuls cannot hook inside scan/while_loop/cond/shard_map (unroll "
                     "the loop, or leave the kernel out with where=)"
                 )
 

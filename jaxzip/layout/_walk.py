@@ -9,8 +9,9 @@ What it sees through: call-like equations with one sub-jaxpr of the same
 signature (``jit``/pjit, ``closed_call``, ``remat``, ``custom_jvp_call``,
 ``custom_vjp_call``, ...) are walked inline; the layout-preserving ops of
 :mod:`._prov` carry provenance; ``scan``/``while``/``cond`` bodies are walked for
-provenance only (``Site.context`` names the construct); any other equation ends
-the provenance of its outputs.
+provenance only, and so are ``shard_map`` bodies (per-shard shapes, same axes)
+(``Site.context`` names the construct); any other equation ends the provenance
+of its outputs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jax.extend import core as jcore
 
 from jaxzip.layout._prov import Prov, propagate
 
-_LOOPS = frozenset({"scan", "while", "cond"})
+_LOOPS = frozenset({"scan", "while", "cond", "shard_map"})
 DOT = "dot_general"
 CONV = "conv_general_dilated"
 BATCHED = "it is a dot_general batch operand (a batched matmul)"
@@ -36,7 +37,7 @@ class Site(NamedTuple):
     in_axes: frozenset[int]  # original leaf axes contracted with the activation
     out_axes: frozenset[int]  # original leaf axes seen in the other kernel axes
     op: str  # "dot_general" or "conv"
-    context: str | None  # "scan" / "while" / "cond" when inside one, else None
+    context: str | None  # "scan" / "while" / "cond" / "shard_map" when inside one, else None
     stacked: bool  # a slice of the leaf taken by a scan over its stacked (layer) axis
     unsupported: str | None  # why the hooks cannot handle it (batch dims, groups)
 
@@ -228,6 +229,12 @@ class Walker:
             cond = [*inprov[:cn], *([None] * ncarry)]
             sub.walk(p["body_jaxpr"].jaxpr, p["body_jaxpr"].consts, none_like(body), body)
             sub.walk(p["cond_jaxpr"].jaxpr, p["cond_jaxpr"].consts, none_like(cond), cond)
+        elif eqn.primitive.name == "shard_map":
+            body = p["jaxpr"]
+            if isinstance(body, jcore.ClosedJaxpr):
+                sub.walk(body.jaxpr, body.consts, none_like(inprov), inprov)
+            elif not body.constvars:
+                sub.walk(body, (), none_like(inprov), inprov)
         else:  # cond
             for branch in p["branches"]:
                 ops = inprov[1:]

@@ -28,7 +28,19 @@ sp = {"qkv": jax.device_put(params["qkv"], NamedSharding(mesh, P(None, "model", 
       "out": jax.device_put(params["out"], NamedSharding(mesh, P("model", None, None)))}
 sb = [jax.device_put(b, NamedSharding(mesh, P("data", None, None))) for b in batches]
 sharded = collect_stats(f, sp, sb, layouts=lay)
-out = {}
+def g(p, x):  # a shard_map: traced for layouts, refused by the hooks
+    body = lambda w, x: jax.lax.psum(x @ w, "data")
+    return jax.shard_map(body, mesh=mesh, in_specs=(P("data", None), P(None, "data")),
+                         out_specs=P())(p["w"], x)
+w = {"w": jnp.ones((4, 3))}
+lay_g = trace_layouts(g, w, jnp.ones((2, 4)))
+assert {k: (v.in_axes, v.out_axes) for k, v in lay_g.items()} == {"w": ((0,), (1,))}, lay_g
+try:
+    collect_stats(g, w, [jnp.ones((2, 4))], layouts=lay_g)
+    refused = "no error"
+except ValueError as err:
+    refused = str(err)
+out = {"refused": refused}
 for path in lay:
     out[path] = {n: [np.asarray(getattr(s[path], n)).tolist() for s in (single, sharded)]
                  for n in ("count", "xtx", "sq_sum", "absmax")}
@@ -45,6 +57,7 @@ def test_four_device_mesh_matches_one_device():
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
     result = json.loads(line[len("RESULT") :])
+    assert "'w' is used by a dot_general inside a shard_map body" in result.pop("refused")
     assert set(result) == {"qkv", "out"}
     for path, stats in result.items():
         assert stats["devices"] == 4, path
