@@ -168,8 +168,8 @@ def intercept_matmuls(
             if site.leaf in chosen:
                 raise ValueError(
                     f"{chosen[site.leaf]!r} is used by a {site.op} inside a {site.context} "
-                    "body; intercept_matmuls cannot hook inside scan/while_loop/cond/shard_map (unroll "
-                    "the loop, or leave the kernel out with where=)"
+                    "body; intercept_matmuls cannot hook inside scan/while_loop/cond/"
+                    "shard_map (unroll the loop, or leave the kernel out with where=)"
                 )
 
         def on_site(site: Site, eqn: Any, invals: list[Any], prov: Prov) -> list[Any] | None:

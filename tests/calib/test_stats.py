@@ -168,6 +168,16 @@ def test_bad_inputs():
         collect_stats(f, params, [], layouts=lay)
     with pytest.raises(ValueError, match=r"batches\[2\].*\(4, 5\).*first batch.*\(4, 3\)"):
         collect_stats(f, params, [x, x, jnp.ones((4, 5))], layouts=lay)
+    emb = nn.Embed(5, 3)
+    ids = jnp.array([[0, 1]])
+    vars_ = emb.init(jax.random.key(0), ids)
+
+    def lm(v, i):
+        return emb.apply(v, i) @ v["params"]["embedding"].T  # tied output
+
+    lay_lm = trace_layouts(lm, vars_, ids)
+    with pytest.raises(ValueError, match=r"batches\[1\].*float32.*first batch.*int32"):
+        collect_stats(lm, vars_, [ids, ids.astype(jnp.float32)], layouts=lay_lm)
     with pytest.raises(ValueError, match=r"selects 'b', which no matmul.*all_of"):
         collect_stats(f, params, [x], layouts=lay, where="b")
     narrowed = all_of(".*", matmul_where(lay))  # a wide pattern kept to the kernels
