@@ -143,6 +143,50 @@ _RULES: dict[str, Callable[[Any, Prov], Prov | None]] = {
 # Ops that pass each operand through to the matching output unchanged.
 _PASS_THROUGH = frozenset({"optimization_barrier", "device_put"})
 
+# Elementwise ops: entry i of the output comes from entry i of each same-shape operand, so
+# a kernel transformed in place (``w * mask``, fake quantization ``round(w / s) * s``,
+# ``w + a @ b``) keeps its layout. Other operands may be broadcast constants or activations.
+_ELEMENTWISE = frozenset(
+    [
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "max",
+        "min",
+        "neg",
+        "abs",
+        "sign",
+        "round",
+        "floor",
+        "ceil",
+        "clamp",
+        "select_n",
+        "pow",
+        "integer_pow",
+        "exp",
+        "log",
+        "tanh",
+        "logistic",
+        "sqrt",
+        "rsqrt",
+        "square",
+        "stop_gradient",
+    ]
+)
+
+
+def _elementwise(eqn: Any, provs: list[Prov | None]) -> list[Prov | None] | None:
+    shape = _shape(eqn.outvars[0])
+    tagged = [(v, p) for v, p in zip(eqn.invars, provs, strict=True) if p is not None]
+    first = tagged[0][1]
+    for v, p in tagged:
+        if _shape(v) != shape or p.leaf != first.leaf or p.axes != first.axes:
+            return None  # a broadcast kernel, or two different kernels mixed
+        if p.chain != first.chain or p.stacked != first.stacked:
+            return None
+    return [first]
+
 
 def propagate(eqn: Any, provs: list[Prov | None]) -> list[Prov | None] | None:
     """The output provenances of a layout-preserving ``eqn``; None if it is not one."""
@@ -151,6 +195,8 @@ def propagate(eqn: Any, provs: list[Prov | None]) -> list[Prov | None] | None:
         if len(eqn.invars) != len(eqn.outvars):
             return None
         return list(provs)
+    if name in _ELEMENTWISE and len(eqn.outvars) == 1:
+        return _elementwise(eqn, provs)
     rule = _RULES.get(name)
     if rule is None or len(eqn.outvars) != 1:
         return None

@@ -88,7 +88,9 @@ def trace_layouts(
     trace sees through nested ``jit``/``closed_call``/``remat``/``custom_jvp``/
     ``custom_vjp`` calls and through ops that only move entries: dtype casts,
     reshapes that split or merge axes, transposes, squeezes, size-1
-    ``expand_dims``, reversals and copies. Kernels used inside ``scan``/
+    ``expand_dims``, reversals and copies, and elementwise ops that keep the
+    kernel's shape (``w * mask``, fake quantization ``round(w / s) * s``,
+    ``w + a @ b``). Kernels used inside ``scan``/
     ``while_loop``/``cond`` bodies (as loop constants) are traced too, and so are
     kernels stacked along a layer axis that a ``scan`` slices (``nn.scan``,
     ``jax.lax.scan`` over stacked params): the layer axis is an *output* axis
@@ -101,7 +103,9 @@ def trace_layouts(
     * leaves not consumed by a matmul (embeddings read by a gather, biases,
       norm scales) are absent, as are leaves used only as a ``dot_general``
       *batch* operand (a batched matmul over the leaf's axes), and leaves that
-      reach a matmul only through other ops (``w * mask``, ``w[:, :k]``);
+      reach a matmul only through other ops (slices ``w[:, :k]``, concatenation,
+      broadcasting, a mix of two kernels ``w1 + w2``);
+    * a matmul of two params (``a @ b``) records each as the other's kernel;
     * a leaf used by several matmuls must have one layout in all of them;
     * original size-1 axes that the trace loses (squeezed away) count as output
       axes.

@@ -270,3 +270,16 @@ def test_two_selected_kernels_multiplied_together_is_an_error():
     out, aux = intercept_matmuls(f, lay, _identity, where="a")(params, x)
     np.testing.assert_array_equal(out, f(params, x))
     assert list(aux) == ["a"]
+
+
+def test_kernel_fake_quantized_inside_apply():
+    def f(p, x):
+        s = jnp.abs(p["w"]).max() / 7
+        return x @ (jnp.round(p["w"].T / s) * s).T
+
+    params = {"w": jax.random.normal(jax.random.key(0), (3, 2))}
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    lay = trace_layouts(f, params, x)
+    out, aux = jax.jit(intercept_matmuls(f, lay, _check_rows))(params, x)
+    np.testing.assert_array_equal(out, jax.jit(f)(params, x))
+    np.testing.assert_allclose(aux["w"]["rows"], aux["w"]["y"], rtol=1e-5, atol=1e-6)

@@ -250,3 +250,20 @@ def test_custom_vjp_tied_embedding_and_depthwise_conv():
     assert lay["params/kernel"] == KernelLayout(
         shape=(3, 3, 1, 4), in_axes=(0, 1, 2), out_axes=(3,), op="conv"
     )
+
+
+def test_kernels_transformed_elementwise_keep_their_layout():
+    def f(p, x, mask):
+        s = jnp.abs(p["q"]).max() / 7
+        q = jnp.clip(jnp.round(p["q"] / s), -7, 7) * s  # fake quantization inside apply
+        h = x @ (p["m"] * mask) + x @ q  # a kernel masked by an input
+        lora = p["w"] + p["a"] @ p["b"]
+        mixed = x @ (p["q"] + p["m"])  # two kernels mixed: no layout from this use
+        return h @ lora + mixed.sum() + (x @ (p["z"] * p["z2"])).sum()
+
+    params = {"q": jnp.ones((3, 4)), "m": jnp.ones((3, 4)), "w": jnp.ones((4, 2)),
+              "a": jnp.ones((4, 1)), "b": jnp.ones((1, 2)), "z": jnp.ones((3, 1)),
+              "z2": jnp.ones((3, 1))}  # fmt: skip
+    lay = trace_layouts(f, params, jnp.ones((5, 3)), jnp.ones((3, 4)))
+    assert _axes(lay) == {"m": ((0,), (1,)), "q": ((0,), (1,)), "a": ((1,), (0,)),
+                          "b": ((0,), (1,)), "w": ((0,), (1,))}  # fmt: skip
