@@ -1,0 +1,135 @@
+"""Time of GPTQ and SparseGPT on the reference LM, against one float forward pass.
+
+The model is the reference decoder (4 layers, ``d_model`` 192, 4 heads, MLP 4x,
+byte vocabulary: ``jz.models.Transformer``'s defaults) with random weights;
+every matmul kernel (q/k/v/out, both MLP kernels, the head: 25) is processed
+from ``--sequences`` calibration sequences of ``--length`` random bytes, in
+batches of ``--batch``. One run measures, in the same process:
+
+* ``forward``: one jitted float forward pass over the whole calibration set
+  (compiled first; median of ``--repeats``);
+* ``gptq``: ``jz.quant.gptq`` (int4 per channel, sequential), end to end;
+* ``sparsegpt``: ``jz.prune.sparsegpt`` (50% unstructured, sequential).
+
+For the one-shot methods the first call is reported on its own (it includes
+tracing and compilation: what a user pays once) and the median of the others;
+the CPU time of the process during each first call is printed too (the work
+done, whatever else loads the machine).
+Target (issue 17): GPTQ and SparseGPT each <= 60 s on 2 cores.
+
+Run: ``nice -n 10 python experiments/benchmarks/gptq_sparsegpt.py`` (defaults:
+128 sequences of 128 bytes, 2 repeats); ``--sequences 16 --length 32
+--repeats 1`` for a quick check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxzip as jz
+
+
+class _Block(nn.Module):
+    """The reference block (pre-LayerNorm, causal attention, GELU MLP), if jaxzip lacks it."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mask = nn.make_causal_mask(jnp.zeros(x.shape[:2], jnp.int32))
+        h = nn.MultiHeadDotProductAttention(num_heads=4, name="attn")(nn.LayerNorm()(x), mask=mask)
+        x = x + h
+        h = nn.gelu(nn.Dense(4 * x.shape[-1], name="mlp_in")(nn.LayerNorm()(x)))
+        return x + nn.Dense(x.shape[-1], name="mlp_out")(h)
+
+
+class _Decoder(nn.Module):
+    @nn.compact
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        h = nn.Embed(256, 192)(tokens)
+        h = h + self.param("pos_embed", nn.initializers.normal(0.02), (256, 192))[: tokens.shape[1]]
+        for i in range(4):
+            h = _Block(name=f"block_{i}")(h)
+        return nn.Dense(256, name="head")(nn.LayerNorm()(h))
+
+
+def _model() -> tuple[Any, str]:
+    if hasattr(jz.models, "Transformer"):
+        return jz.models.Transformer(), "jz.models.Transformer()"
+    return _Decoder(), "the script's copy of the reference decoder"
+
+
+def _block(tree: Any) -> None:
+    jax.block_until_ready(jax.tree.leaves(tree))
+
+
+def _time(fn, repeats: int) -> tuple[float, float | None, float]:
+    """``(first call, median of the other calls or None, CPU s of the first call)``.
+
+    The CPU time (all threads of this process) says how much work a call is,
+    whatever else loads the machine: on 2 idle cores its wall time is at least
+    half of it.
+    """
+    times, cpu = [], 0.0
+    for i in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        _block(fn())
+        times.append(time.perf_counter() - t0)
+        if i == 0:
+            cpu = time.process_time() - c0
+    return times[0], (statistics.median(times[1:]) if len(times) > 1 else None), cpu
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sequences", type=int, default=128)
+    p.add_argument("--length", type=int, default=128)
+    p.add_argument("--batch", type=int, default=32, help="sequences per calibration batch")
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args(argv)
+    for name in ("sequences", "length", "batch", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    model, name = _model()
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 256, (args.sequences, args.length), np.int32)
+    batches = [jnp.asarray(tokens[i : i + args.batch]) for i in range(0, len(tokens), args.batch)]
+    params = jax.jit(model.init)(jax.random.key(0), batches[0][:1])
+    apply_fn = model.apply
+    fwd = jax.jit(apply_fn)
+    _block(fwd(params, batches[0]))  # compile the forward pass (not timed)
+    runs = [_time(lambda: [fwd(params, b) for b in batches], 1) for _ in range(args.repeats + 1)]
+    forward = statistics.median(r[0] for r in runs)
+    forward_cpu = statistics.median(r[2] for r in runs)
+    layouts = jz.layout.trace_layouts(apply_fn, params, batches[0])
+    print(f"model: {name}, {len(layouts)} matmul kernels; calibration: {args.sequences} x "
+          f"{args.length} tokens in batches of {args.batch}", file=sys.stderr)  # fmt: skip
+    spec = jz.quant.QuantSpec(bits=4, axes=(-1,))
+    rows = {"forward": (forward, None, forward_cpu)}
+    rows["gptq"] = _time(lambda: jz.quant.gptq(apply_fn, params, batches, spec), args.repeats)
+    rows["sparsegpt"] = _time(
+        lambda: jz.prune.sparsegpt(apply_fn, params, batches, sparsity=0.5), args.repeats
+    )
+    print(
+        f"{'':10} {'first s':>9} {'median s':>9} {'x forward':>10} {'CPU s':>8} {'x fwd CPU':>10}"
+    )
+    for key, (first, med, cpu) in rows.items():
+        m = "" if med is None else f"{med:9.2f}"
+        print(
+            f"{key:10} {first:9.2f} {m:>9} {first / forward:10.1f} {cpu:8.2f} "
+            f"{cpu / forward_cpu:10.1f}"
+        )
+    print(f"load average at the end: {os.getloadavg()}", file=sys.stderr)
+    return {k: {"first_s": a, "median_s": b, "cpu_s": c} for k, (a, b, c) in rows.items()}
+
+
+if __name__ == "__main__":
+    main()
