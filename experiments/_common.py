@@ -1,23 +1,16 @@
-"""The one helper the experiment scripts share: options, checks, records, tables, files, timing.
+"""The one helper the experiment scripts share: options, checks, training, records, files.
 
-Every script in ``experiments/`` (and ``experiments/benchmarks/``) imports it as
-``import _common as common`` after putting ``experiments/`` on ``sys.path``
-(one line at the top of the script: it is there already when the script runs as
-``python experiments/<name>.py``, not when a test or a benchmark loads it by
-path). It uses only jaxzip's public API, like the scripts themselves.
-
-What it holds, and nothing else:
-
-* :func:`parser`, :func:`add_data_options`, :func:`add_run_options` and the
-  ``require_*`` checks: the command-line options every script repeats, and
-  their errors (``--flag must be ...``, exit status 2 through argparse);
-* :func:`load_splits` and :func:`fit_classifier`: the data split and the
-  cross-entropy training every script sets up the same way;
-* :func:`record`: the fields every results JSON carries (settings, versions);
-* :func:`format_table`, :func:`png_bytes`, :func:`finish`: the printed table,
-  the plots and the files, written atomically with :mod:`jaxzip.io`;
-* :func:`median_seconds` and :func:`random_params`: the benchmarks' timing and
-  their random params.
+Every script in ``experiments/`` (and ``experiments/benchmarks/``) puts
+``experiments/`` on ``sys.path`` in one line (it is there already under ``python
+experiments/<name>.py``, not when a test loads the script by path) and imports
+this as ``import _common as common``. Like the scripts, it uses only jaxzip's
+public API. It holds the options and checks every script repeats
+(:func:`parser`, ``add_*_options``, ``require_*``), the data split and training
+set-ups several share (:func:`load_splits`, :func:`cosine_optimizer`,
+:func:`load_or_fit`, :func:`distill_stacked`), the results record, table, plot
+and files (:func:`record`, :func:`format_table`, :func:`png_bytes`,
+:func:`finish`, :func:`main`; files written atomically with :mod:`jaxzip.io`),
+and the benchmarks' timing and random inputs.
 """
 
 from __future__ import annotations
@@ -168,32 +161,6 @@ def cosine_optimizer(
     )
 
 
-def fit_classifier(
-    apply_fn: jz.models.ApplyFn,
-    params: Any,
-    tx: optax.GradientTransformation,
-    train_ds: jz.data.Dataset,
-    *,
-    epochs: int,
-    batch_size: int,
-    key: jax.Array,
-    **kwargs: Any,
-) -> tuple[Any, list[dict[str, Any]]]:
-    """Cross-entropy training (:func:`jaxzip.train.fit`; ``kwargs``: ``val_ds``,
-    ``augment``, ``progress``, off by default); returns ``(params, history)``."""
-    state, history = jz.train.fit(
-        apply_fn,
-        params,
-        tx,
-        train_ds,
-        epochs=epochs,
-        batch_size=batch_size,
-        key=key,
-        **{"progress": False, **kwargs},
-    )
-    return state.params, history
-
-
 def default_file(path: Path | None, args: argparse.Namespace, default: Path) -> Path | None:
     """``path`` if given; else, on MNIST, ``default`` when that file exists (an earlier run's)."""
     if path is None and args.dataset == "mnist" and default.is_file():
@@ -215,13 +182,13 @@ def load_or_fit(
     save_to: Path,
     **kwargs: Any,
 ) -> tuple[Any, str]:
-    """Params read from ``path`` (shaped like ``init``), or trained from ``init`` with
-    :func:`cosine_optimizer` and :func:`fit_classifier` (``kwargs``: their options, e.g.
-    ``weight_decay``, ``progress``) and saved to ``save_to``; and where they came from:
-    the path, or ``"trained here for <epochs> epochs"``."""
+    """Params read from ``path`` (shaped like ``init``), or trained from ``init`` by
+    :func:`jaxzip.train.fit` with :func:`cosine_optimizer` (``kwargs``: its options, e.g.
+    ``weight_decay``; and ``progress``) and saved to ``save_to``; and where they came
+    from: the path, or ``"trained here for <epochs> epochs"``."""
     if path is not None:
         return jz.train.load_params(path, init), str(path)
-    fit_kwargs = {k: kwargs.pop(k) for k in ("val_ds", "augment", "progress") if k in kwargs}
+    progress = kwargs.pop("progress", False)
     tx = cosine_optimizer(
         optimizer,
         learning_rate,
@@ -230,11 +197,18 @@ def load_or_fit(
         batch_size=batch_size,
         **kwargs,
     )
-    params, _ = fit_classifier(
-        apply_fn, init, tx, train_ds, epochs=epochs, batch_size=batch_size, key=key, **fit_kwargs
+    state, _ = jz.train.fit(
+        apply_fn,
+        init,
+        tx,
+        train_ds,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=key,
+        progress=progress,
     )
-    jz.train.save_params(save_to, params)
-    return params, f"trained here for {epochs} epochs"
+    jz.train.save_params(save_to, state.params)
+    return state.params, f"trained here for {epochs} epochs"
 
 
 def distill_stacked(

@@ -298,7 +298,7 @@ def train_plain(
         tx = optimizer(args, args.learning_rate, epochs, len(splits.train), 0.0, args.max_norm)
     else:
         tx = student_optimizer(args, len(splits.train))
-    params, history = common.fit_classifier(
+    state, history = jz.train.fit(
         apply_fn,
         params,
         tx,
@@ -310,7 +310,7 @@ def train_plain(
         progress=args.progress,
         augment=shifts(args.shift if teacher else args.student_shift),
     )
-    return params, [float(h["val_accuracy"]) for h in history]
+    return state.params, [float(h["val_accuracy"]) for h in history]
 
 
 def train_distilled(

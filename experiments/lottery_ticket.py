@@ -78,7 +78,7 @@ def train(ctx: dict[str, Any], params: Any, mask: Any, key: jax.Array) -> dict[s
     tx = optax.chain(
         optax.adam(args.learning_rate), jz.prune.keep_masked(jax.tree.map(lambda m: m.copy(), mask))
     )
-    trained, history = common.fit_classifier(
+    state, history = jz.train.fit(
         apply_fn,
         jz.prune.apply_mask(params, mask),
         tx,
@@ -89,9 +89,9 @@ def train(ctx: dict[str, Any], params: Any, mask: Any, key: jax.Array) -> dict[s
         val_ds=splits.val,
         progress=args.progress,
     )
-    test = jz.train.evaluate(apply_fn, trained, splits.test)
+    test = jz.train.evaluate(apply_fn, state.params, splits.test)
     return {
-        "params": trained,
+        "params": state.params,
         "test_accuracy": float(test["accuracy"]),
         "val_accuracy": [float(h["val_accuracy"]) for h in history],
     }
@@ -157,10 +157,14 @@ def log(row: dict[str, Any], seconds: float) -> None:
 def table(results: dict[str, Any]) -> str:
     """The results as an aligned text table."""
     rows = [
-        [row["round"], f"{100 * row['remaining']['kernels']:.1f}%",
-         f"{row['ticket']['test_accuracy']:.4f}", f"{row['random']['test_accuracy']:.4f}"]
+        [
+            row["round"],
+            f"{100 * row['remaining']['kernels']:.1f}%",
+            f"{row['ticket']['test_accuracy']:.4f}",
+            f"{row['random']['test_accuracy']:.4f}",
+        ]
         for row in results["rounds"]
-    ]  # fmt: skip
+    ]
     return common.format_table(["round", "remaining", "ticket_test_acc", "random_test_acc"], rows)
 
 

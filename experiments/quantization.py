@@ -145,18 +145,30 @@ def _find(rows: list[dict[str, Any]], **want: Any) -> dict[str, Any] | None:
 def check_targets(rows: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
     """The issue's targets that the rows can answer, each with its value and verdict."""
     checks = [
-        ("int8 per-channel absmax PTQ drop <= 0.1 pp", "drop_pp", 0.1,
-         {"part": "ptq", "bits": 8, "granularity": "per-channel", "calibration": "absmax"}),
-        ("int4 per-channel MSE-clip PTQ drop <= 0.5 pp", "drop_pp", 0.5,
-         {"part": "ptq", "bits": 4, "granularity": "per-channel", "calibration": "mse"}),
+        (
+            "int8 per-channel absmax PTQ drop <= 0.1 pp",
+            "drop_pp",
+            0.1,
+            {"part": "ptq", "bits": 8, "granularity": "per-channel", "calibration": "absmax"},
+        ),
+        (
+            "int4 per-channel MSE-clip PTQ drop <= 0.5 pp",
+            "drop_pp",
+            0.5,
+            {"part": "ptq", "bits": 4, "granularity": "per-channel", "calibration": "mse"},
+        ),
         ("4-bit per-channel QAT drop <= 0.2 pp", "drop_pp", 0.2, {"part": "qat", "bits": 4}),
-    ]  # fmt: skip
+    ]
     if model in KMEANS_TARGETS:
         limit = KMEANS_TARGETS[model]
         checks.append(
-            (f"pruned + k-means + fine-tune test error <= {100 * limit:.2f}%", "test_error",
-             limit, {"part": "kmeans", "method": "+ centroid fine-tune"})
-        )  # fmt: skip
+            (
+                f"pruned + k-means + fine-tune test error <= {100 * limit:.2f}%",
+                "test_error",
+                limit,
+                {"part": "kmeans", "method": "+ centroid fine-tune"},
+            )
+        )
     out = []
     for name, field, limit, want in checks:
         row = _find(rows, **want)
@@ -166,8 +178,14 @@ def check_targets(rows: list[dict[str, Any]], model: str) -> list[dict[str, Any]
     kmeans_rows = [r for r in rows if r["part"] == "kmeans" and "sparsity_exact" in r]
     if kmeans_rows:
         exact = all(r["sparsity_exact"] for r in kmeans_rows)
-        out.append({"target": "k-means keeps the pruned sparsity exactly", "value": exact,
-                    "limit": True, "met": exact})  # fmt: skip
+        out.append(
+            {
+                "target": "k-means keeps the pruned sparsity exactly",
+                "value": exact,
+                "limit": True,
+                "met": exact,
+            }
+        )
     return out
 
 

@@ -202,10 +202,14 @@ def table(results: dict[str, Any]) -> str:
     named = [(f"T={r['temperature']:g}", r) for r in results["sweep"]]
     named += [("labels only", results["labels_only"]), ("teacher", results["teacher"])]
     rows = [
-        [name, f"{100 * r['val']['error']:.2f}", f"{100 * r['test']['error']:.2f}",
-         r["test"]["errors"]]
+        [
+            name,
+            f"{100 * r['val']['error']:.2f}",
+            f"{100 * r['test']['error']:.2f}",
+            r["test"]["errors"],
+        ]
         for name, r in named
-    ]  # fmt: skip
+    ]
     return (
         common.format_table(["student", "val_err%", "test_err%", "test_errors"], rows)
         + f"\nbest T by validation error: {results['best_temperature_by_val']:g}"

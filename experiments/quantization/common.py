@@ -77,7 +77,7 @@ def finetune(
     apply_fn: Callable[..., jax.Array] | None = None,
 ) -> Params:
     """Trains ``params`` for ``epochs`` (``apply_fn`` defaults to the float model)."""
-    params, history = common.fit_classifier(
+    state, history = jz.train.fit(
         ctx.apply_fn if apply_fn is None else apply_fn,
         params,
         tx,
@@ -93,7 +93,7 @@ def finetune(
             f"    epoch {h['epoch']}/{epochs}: loss {h['train_loss']:.4f} "
             f"acc {h['train_accuracy']:.4f} ({h['seconds']:.1f}s)"
         )
-    return params
+    return state.params
 
 
 def finetune_through(ctx: Context, transform: Callable[[Params], Params]) -> Params:
