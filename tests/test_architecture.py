@@ -39,8 +39,6 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
 LAYER_OF = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 FUZZERS = ("fuzz_",)
 """Scripts allowed to import private modules: they attack the decoders' internals."""
-PRIVATE_PENDING = {"experiments/benchmarks/codec_throughput.py": {"jaxzip.codec._entropy"}}
-"""Private imports waiting for a public name (ANS coding is not exported by jaxzip.codec)."""
 
 
 def unit_of(path: Path, package: Path = PACKAGE) -> str:
@@ -136,4 +134,4 @@ def test_experiments_use_the_public_api_only(script):
         for _, module in jaxzip_imports(script)
         if any(part.startswith("_") for part in module.split(".")[1:])
     }
-    assert private - PRIVATE_PENDING.get(rel, set()) == set(), f"{rel} imports private modules"
+    assert private == set(), f"{rel} imports private modules"

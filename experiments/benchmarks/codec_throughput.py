@@ -26,7 +26,6 @@ import jax
 import numpy as np
 
 import jaxzip as jz
-from jaxzip.codec._entropy import ans_encode, entropy_bits, symbol_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
 import _common as common
@@ -84,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     print("ANS stream of each k-means leaf's nonzero indices vs their empirical entropy:")
     for path, book in _kmeans_leaves(tree):
         idx = np.asarray(book.indices)[np.asarray(book.mask)]
-        present, counts = symbol_counts(idx)
-        bound = entropy_bits(counts) / 8
-        stream = len(ans_encode(idx, present, counts))
+        present, counts = jz.codec.symbol_counts(idx)
+        bound = jz.codec.entropy_bits(counts) / 8
+        stream = len(jz.codec.ans_encode(idx, present, counts))
         over = (stream - bound) / bound if bound else 0.0
         print(
             f"  {path}: {idx.size:,} symbols, stream {stream:,} B, entropy {bound:,.1f} B, "
