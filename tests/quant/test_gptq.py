@@ -88,7 +88,6 @@ CASES = [
     (G8, True, 128),
     (QuantSpec(bits=4, axes=(-1,), symmetric=False, signed=False), False, 8),
     (QuantSpec(bits=2, axes=(-1,), group_size=6, symmetric=False), True, 8),
-    (QuantSpec(bits=2, axes=(-1,), group_size=6, symmetric=False), False, 10),
     (QuantSpec(bits=8, axes=()), False, 10),
 ]
 
