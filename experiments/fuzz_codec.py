@@ -15,10 +15,18 @@ escape and is flagged), ``expected_error`` (``FormatError`` for the codec and
 exported-model loaders, ``jaxzip.CheckpointError`` for ``load_params``), other exceptions by
 type with a sample, ``hang`` (over ``--timeout`` seconds) and ``crash`` (the
 worker process died). Peak memory per decode is measured with tracemalloc and
-reported as a multiple of the mutated file's size.
+reported as a multiple of the mutated file's size. Each codec and exported-model case is
+also run through ``jaxzip inspect``, which must agree with the loader (exit 2 with one
+line where it refuses, 0 where it loads); a disagreement counts as an unexpected outcome.
+
+Then the crafted classes of ``fuzz_crafted.py`` (declared-size bombs at the cap,
+inconsistent k-means / QArray leaves, bad trees, NaN headers and info, bad StableHLO),
+every checksum recomputed, each through load and inspect; the bombs that must load run in
+fresh processes whose peak RSS over a baseline process is set beside the cap.
 
   python experiments/fuzz_codec.py --cases 2000                 # a quick run
   python experiments/fuzz_codec.py --cases 100000 --workers 2   # the full campaign
+  python experiments/fuzz_codec.py --cases 1000 --bomb-bytes 1048576   # + 1 MB crafted bombs
   python experiments/fuzz_codec.py --replay 1234                # re-run one case, traceback shown
 """
 

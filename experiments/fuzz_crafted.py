@@ -599,7 +599,7 @@ def summarize_crafted(records: list[dict[str, Any]], base: dict[str, int]) -> di
             row[mode] = used
             row[f"{mode}_over_cap"] = round(used / cap, 3)
             row[f"{mode}_within"] = used <= cap + WORKING_BYTES
-        row["measure"] = "rss" if "load_rss_extra" in r else "tracemalloc"
+        row["measure"] = "rss" if "load_rss_extra" in r else "traced"
         bombs.append(row)
     failures = sum(len(k["failures"]) for k in classes.values())
     loaded = sum(r["verdict"] == "INCONSISTENT FILE LOADED" for r in records)
@@ -624,13 +624,13 @@ def format_crafted(s: dict[str, Any]) -> str:
             lines.append(f"          FAIL {f['name']}: expect {f['expect']}, load {f['load']}, "
                          f"inspect {f['inspect']} ({f['load_detail'][:80]})")  # fmt: skip
     if s["bombs"]:
-        how = ("peak RSS over a baseline process" if s["bombs"][0]["measure"] == "rss"
-               else "tracemalloc peak")  # fmt: skip
-        lines.append(f"  bombs: memory used ({how}) beside the cap max(1 MiB, 1024 x file bytes); "
-                     f"bound: cap + {WORKING_BYTES >> 20} MiB of working buffers")  # fmt: skip
+        lines.append("  bombs: memory used beside the cap max(1 MiB, 1024 x file bytes); bound: cap + "
+                     f"{WORKING_BYTES >> 20} MiB of working buffers; [rss] = peak RSS of a fresh "
+                     "process over a baseline process, [traced] = tracemalloc peak")  # fmt: skip
         for b in s["bombs"]:
             lines.append(
-                f"    {b['name']:26s} {b['bytes']:>9d} B  cap {b['cap'] / 2**20:8.1f} MiB  "
+                f"    {b['name']:26s} [{b['measure'][:3]}] {b['bytes']:>9d} B  "
+                f"cap {b['cap'] / 2**20:8.1f} MiB  "
                 f"load {b['load'] / 2**20:8.1f} MiB ({b['load_over_cap']:.2f})  "
                 f"inspect {b['inspect'] / 2**20:8.1f} MiB ({b['inspect_over_cap']:.2f})"
             )
