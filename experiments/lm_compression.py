@@ -1,0 +1,427 @@
+"""One-shot compression of the reference byte-level language model, side by side (issue 17).
+
+For the transformer trained by ``experiments/lm_train.py`` (KJV, bytes), every
+method is applied to the same params and scored on the same held-out windows
+(the first ``--eval-windows`` non-overlapping windows of the held-out text),
+with the same calibration sample (``--calib`` windows drawn from the training
+text with a key derived from ``--seed``). Each row gives held-out bits per byte,
+its increase over fp32, and the bytes of the compressed file
+(:func:`jaxzip.codec.encode` of the params as the method leaves them):
+
+* round-to-nearest (RTN) and GPTQ at int8 / int4 / int3, per output channel and
+  per group of 64 inputs (the attention output projection, whose input axes are
+  ``(heads, head_dim)``, uses groups of one head, 48, as 64 does not divide it);
+* magnitude, Wanda and SparseGPT at 50% unstructured and 2:4 on the kernels'
+  true input axes, one-shot and after ``--finetune-steps`` steps of fine-tuning
+  with the mask kept (:func:`jaxzip.prune.keep_masked`);
+* W8A8 (int8 weights, int8 activations per token, integer matmuls), SmoothQuant
+  + W8A8, and AWQ (+ RTN) at int4 / int3 per group;
+* the distilled 2-layer student of ``lm_train.py --distill`` (read from its JSON);
+* Qwix's PTQ and GPTQ on the same model in the same run when Qwix is installed
+  (``pip install qwix``; never required); a Qwix failure is reported, not hidden.
+
+Every method quantizes or prunes the kernels that a matmul consumes, found by
+tracing the model (:func:`jaxzip.layout.trace_layouts`): embeddings, biases and
+LayerNorms stay float.
+
+  JAXZIP_DATA_DIR=../shared/data python experiments/lm_compression.py \\
+      --teacher runs/lm/teacher.npz --student-json runs/lm/lm_train.json --out runs/lm_compression
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
+
+import jaxzip as jz
+
+SIZES: dict[str, dict[str, int]] = {
+    "reference": {"num_layers": 4, "d_model": 192, "num_heads": 4},
+    "tiny": {"num_layers": 2, "d_model": 16, "num_heads": 2},
+}
+GROUP = 64
+
+
+def parse_args(argv: list[str] | None = None):
+    p = common.parser("One-shot compression of the reference byte-level LM, side by side.")
+    p.add_argument("--teacher", type=Path, required=True, help="params from lm_train.py")
+    p.add_argument("--size", choices=tuple(SIZES), default="reference")
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--data-dir", default=None, help="directory holding kjv.txt.gz")
+    p.add_argument("--eval-windows", type=int, default=1024, help="held-out windows (0: all)")
+    p.add_argument("--calib", type=int, default=128, help="calibration windows")
+    p.add_argument("--calib-batch", type=int, default=16)
+    p.add_argument("--finetune-steps", type=int, default=200)
+    p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch")
+    p.add_argument("--student-json", type=Path, default=None, help="lm_train.py --distill JSON")
+    p.add_argument("--only", default="", help="comma-separated method families to run")
+    p.add_argument("--no-qwix", action="store_true", help="skip the Qwix peer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/lm_compression"))
+    args = p.parse_args(argv)
+    for name in ("seq_len", "calib", "calib_batch", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.eval_windows < 0 or args.finetune_steps < 0:
+        p.error("--eval-windows and --finetune-steps must be >= 0")
+    return args
+
+
+class Bench:
+    """The model, its data and the scoring shared by every method."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        root = jax.random.key(args.seed)
+        self.key = lambda name: jax.random.fold_in(root, sum(map(ord, name)))
+        splits = jz.data.load_kjv(args.data_dir)
+        windows = jz.data.eval_windows(splits.held_out, seq_len=args.seq_len, name="held_out")
+        n = args.eval_windows or len(windows)
+        self.windows = jz.data.TokenWindows(x=windows.x[:n], y=windows.y[:n],
+                                            vocab_size=windows.vocab_size, name="held_out")  # fmt: skip
+        self.train_text = splits.train
+        calib = jz.data.sample_windows(splits.train, seq_len=args.seq_len, num=args.calib,
+                                       key=self.key("calibration"))  # fmt: skip
+        b = args.calib_batch
+        self.calib = [jnp.asarray(calib.x[i : i + b]) for i in range(0, args.calib, b)]
+        self.model = jz.models.Transformer(**SIZES[args.size], max_len=args.seq_len)
+        self.apply = jz.models.linen_apply_fn(self.model)
+        self.qapply = jz.quant.make_quantized_apply(self.apply)
+        example = np.zeros((1, args.seq_len), np.int32)
+        like = jax.eval_shape(lambda: jz.models.init_params(self.model, root, example))
+        self.params = jz.train.load_params(args.teacher, like)
+        self.fwd = lambda p, x: self.apply(p, x, train=False, key=None)
+        self.layouts = jz.layout.trace_layouts(self.fwd, self.params, self.calib[0][:1])
+        self.kernels = jz.layout.matmul_where(self.layouts)
+        self.fp32 = self.bpb(self.params)
+
+    def bpb(self, params, apply_fn=None) -> float:
+        fn = apply_fn or (self.qapply if _has_qarrays(params) else self.apply)
+        return jz.train.evaluate(fn, params, self.windows, batch_size=64)["bits_per_token"]
+
+    def group_for(self, layout) -> int:
+        """64, or the whole last input axis when 64 does not divide it (one attention head)."""
+        size = layout.shape[layout.group_axis()]
+        return GROUP if size % GROUP == 0 else size
+
+    def finetune(self, params, mask, steps: int):
+        """``steps`` steps of Adam on the training text with ``mask`` kept exactly."""
+        tx = optax.chain(optax.adam(self.args.finetune_lr), jz.prune.keep_masked(mask))
+        step = jz.train.make_train_step(self.apply, tx)
+        state = jz.train.init_state(params, tx)
+        data_key, step_key = self.key("finetune-data"), self.key("finetune-step")
+        for i in range(steps):
+            w = jz.data.sample_windows(self.train_text, seq_len=self.args.seq_len,
+                                       num=self.args.batch_size,
+                                       key=jax.random.fold_in(data_key, i))  # fmt: skip
+            state, _ = step(state, {"x": w.x, "y": w.y}, jax.random.fold_in(step_key, i))
+        return state.params
+
+
+def _has_qarrays(params) -> bool:
+    leaves = jax.tree.leaves(params, is_leaf=jz.quant.is_quantized)
+    return any(jz.quant.is_quantized(x) for x in leaves)
+
+
+def file_bytes(tree) -> int:
+    return len(jz.codec.encode(tree))
+
+
+def _exact(path: str) -> str:
+    return re.escape(path)
+
+
+def _flat(tree) -> tuple[list[tuple[str, Any]], Any]:
+    """``(path, leaf)`` pairs with QArrays as leaves, and the treedef to rebuild."""
+    pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=jz.quant.is_quantized)
+    return [(jz.paths.keystr(k), x) for k, x in pairs], treedef
+
+
+def _replace(tree, updates: dict[str, Any]):
+    """``tree`` with the leaves at ``updates``' paths replaced."""
+    pairs, treedef = _flat(tree)
+    return jax.tree.unflatten(treedef, [updates.get(p, x) for p, x in pairs])
+
+
+def _leaf(tree, path: str):
+    return dict(_flat(tree)[0])[path]
+
+
+def specs_for(b: Bench, bits: int, grouped: bool) -> dict[str, Any]:
+    """Per kernel: one scale per output channel (its traced out axes), optionally per group."""
+    return {
+        path: jz.quant.QuantSpec(bits=bits, axes=lay.quant_axes(),
+                                 group_size=b.group_for(lay) if grouped else None,
+                                 group_axis=lay.group_axis())
+        for path, lay in b.layouts.items()
+    }  # fmt: skip
+
+
+def rtn_params(b: Bench, bits: int, grouped: bool, params=None):
+    rules = [(_exact(p), spec) for p, spec in specs_for(b, bits, grouped).items()]
+    return jz.quant.quantize_params(b.params if params is None else params, rules)
+
+
+def gptq_params(b: Bench, bits: int, grouped: bool):
+    """GPTQ over every kernel, sequentially (the paper's protocol).
+
+    With one group size for all kernels this is one :func:`jaxzip.quant.gptq`
+    call. With groups the attention output projection needs another size (one
+    head), and ``gptq`` takes one spec, so the kernels go one call each, in
+    traced order, each calibrated on the params where every earlier kernel is
+    already quantized (dequantized values): the same protocol.
+    """
+    specs = specs_for(b, bits, grouped)
+    sizes = {s.group_size for s in specs.values()}
+    if len(sizes) == 1:
+        spec = jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=sizes.pop())
+        return jz.quant.gptq(b.fwd, b.params, b.calib, spec, layouts=b.layouts)
+    current, done = b.params, {}
+    for path, s in specs.items():
+        spec = jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size)
+        q = jz.quant.gptq(b.fwd, current, b.calib, spec, where=_exact(path), layouts=b.layouts)
+        done[path] = _leaf(q, path)
+        current = _replace(current, {path: jz.quant.dequantize(done[path])})
+    return _replace(b.params, done)
+
+
+def magnitude_mask(b: Bench, structure: str):
+    """50% per kernel, or 2:4 along each kernel's own last input axis."""
+    if structure == "50%":
+        return jz.prune.magnitude_mask(b.params, sparsity=0.5, where=b.kernels)
+    masks = [
+        jz.prune.magnitude_mask(b.params, where=_exact(path),
+                                structure=jz.prune.NByM(2, 4, axis=lay.group_axis()))
+        for path, lay in b.layouts.items()
+    ]  # fmt: skip
+    return jax.tree.map(lambda *ms: np.logical_and.reduce([np.asarray(m) for m in ms]), *masks)
+
+
+def prune_kwargs(structure: str) -> dict[str, Any]:
+    return {"sparsity": 0.5} if structure == "50%" else {"structure": jz.prune.NByM(2, 4)}
+
+
+def scaled(fn) -> Callable[..., Any]:
+    """A ``fn(params, x)`` as an ApplyFn for :func:`jaxzip.train.evaluate`."""
+    return lambda p, x, *, train=False, key=None: fn(p, x)
+
+
+def w8a8(b: Bench, *, static: bool, smooth: bool):
+    params, in_scales = b.params, None
+    if smooth:
+        smoothed = jz.quant.smooth_quant(b.fwd, b.params, b.calib, layouts=b.layouts)
+        params, in_scales = smoothed.params, smoothed.in_scales
+    fn, q = jz.quant.w8a8(b.fwd, params, layouts=b.layouts, in_scales=in_scales,
+                          calib_batches=b.calib if static else None)  # fmt: skip
+    return q, scaled(fn), in_scales
+
+
+def awq_rtn(b: Bench, bits: int):
+    """AWQ's scale search per kernel (per group size), then RTN on the scaled kernels."""
+    by_size: dict[int, list[str]] = {}
+    for path, lay in b.layouts.items():
+        by_size.setdefault(b.group_for(lay), []).append(path)
+    params, scales, specs = b.params, {}, {}
+    for g, paths in by_size.items():
+        r = jz.quant.awq(b.fwd, params, b.calib, layouts=b.layouts, bits=bits, group_size=g,
+                         where=tuple(_exact(p) for p in paths))  # fmt: skip
+        params, scales, specs = r.params, {**scales, **r.in_scales}, {**specs, **r.spec}
+    q = jz.quant.quantize_params(params, [(_exact(p), s) for p, s in specs.items()])
+    return q, scaled(jz.quant.make_scaled_apply(b.fwd, layouts=b.layouts, in_scales=scales)), scales
+
+
+def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(family: str, method: str, setting: str, make: Callable[[], tuple]):
+        if only and family not in only:
+            return
+        t0 = time.perf_counter()
+        try:
+            params, apply_fn, extra = (*make(), None)[:3]
+            seconds = time.perf_counter() - t0
+            bpb = b.bpb(params, apply_fn)
+            stored = params if extra is None else {"params": params, "in_scales": extra}
+            row = {"family": family, "method": method, "setting": setting, "bpb": bpb,
+                   "increase": bpb - b.fp32, "relative": bpb / b.fp32 - 1,
+                   "file_bytes": file_bytes(stored), "seconds": round(seconds, 2)}  # fmt: skip
+        except Exception as e:  # a method's (or a peer's) failure is reported, not hidden
+            row = {"family": family, "method": method, "setting": setting,
+                   "error": f"{type(e).__name__}: {e}"[:400],
+                   "traceback": traceback.format_exc()[-1500:]}  # fmt: skip
+        rows.append(row)
+        print(_row_line(row), flush=True)
+
+    add("fp32", "fp32", "-", lambda: (b.params, None))
+    for bits, grouped in ((8, False), (4, False), (4, True), (3, False), (3, True)):
+        setting = f"int{bits} {'g64' if grouped else 'per-channel'}"
+        add("rtn", "RTN", setting, lambda bits=bits, g=grouped: (rtn_params(b, bits, g), None))
+        add("gptq", "GPTQ", setting, lambda bits=bits, g=grouped: (gptq_params(b, bits, g), None))
+    for structure in ("50%", "2:4"):
+        makers = {
+            "magnitude": lambda s=structure: magnitude_mask(b, s),
+            "Wanda": lambda s=structure: jz.prune.wanda(b.fwd, b.params, b.calib,
+                                                        layouts=b.layouts, **prune_kwargs(s)),
+            "SparseGPT": lambda s=structure: jz.prune.sparsegpt(b.fwd, b.params, b.calib,
+                                                                layouts=b.layouts,
+                                                                **prune_kwargs(s)),
+        }  # fmt: skip
+        for name, make in makers.items():
+            made: dict[str, Any] = {}
+
+            def one_shot(make=make, made=made):
+                out = make()
+                params, mask = out if isinstance(out, tuple) else (None, out)
+                made["mask"] = mask
+                made["params"] = jz.prune.apply_mask(b.params if params is None else params, mask)
+                return made["params"], None
+
+            def tuned(made=made):
+                return b.finetune(made["params"], made["mask"], b.args.finetune_steps), None
+
+            add("prune", name, f"{structure} one-shot", one_shot)
+            if b.args.finetune_steps:
+                add("prune", name, f"{structure} + {b.args.finetune_steps} steps", tuned)
+    add("w8a8", "W8A8", "dynamic per token", lambda: w8a8(b, static=False, smooth=False))
+    add("w8a8", "W8A8", "static per tensor", lambda: w8a8(b, static=True, smooth=False))
+    add("w8a8", "SmoothQuant+W8A8", "a=0.5 dynamic", lambda: w8a8(b, static=False, smooth=True))
+    add("w8a8", "SmoothQuant+W8A8", "a=0.5 static", lambda: w8a8(b, static=True, smooth=True))
+    for bits in (4, 3):
+        add("awq", "AWQ + RTN", f"int{bits} g64", lambda bits=bits: awq_rtn(b, bits))
+    return rows
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"{row['method']:<20} {row['setting']:<26} FAILED: {row['error'][:120]}"
+    return (f"{row['method']:<20} {row['setting']:<26} {row['bpb']:.4f} bpb "
+            f"({row['increase']:+.4f})  {row['file_bytes']:>9,} bytes  {row['seconds']:.1f}s")  # fmt: skip
+
+
+def qwix_rows(b: Bench) -> list[dict[str, Any]]:
+    """Qwix's PTQ and GPTQ on the same model, params, calibration sample and windows.
+
+    Qwix stores no file, so its size is the bytes of its params in memory. Its
+    GPTQ is tried on every kernel first and, if that fails, on the MLP kernels
+    only (the rest float); each failure is a row of its own.
+    """
+    try:
+        import qwix
+        from qwix.contrib import gptq as qwix_gptq
+    except ImportError as e:
+        return [{"family": "qwix", "method": "Qwix", "setting": "-",
+                 "error": f"not installed ({e}); pip install qwix"}]  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    x0 = b.calib[0]
+
+    def apply_with(model):
+        return lambda p, x, *, train=False, key=None: model.apply({"params": p}, x, train=False)
+
+    def ptq_model(rules):
+        model = qwix.quantize_model(b.model, qwix.PtqProvider(rules))
+        abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), x0))["params"]
+        return model, abstract
+
+    def ptq(rules):
+        model, abstract = ptq_model(rules)
+        return qwix.quantize_params(b.params, abstract), apply_with(model)
+
+    def gptq(rules, gptq_rules):
+        cal = qwix.quantize_model(b.model, qwix_gptq.GptqCalibrationProvider(gptq_rules))
+        variables: dict[str, Any] = {"params": b.params}
+        for x in b.calib:
+            _, new = cal.apply(variables, x, train=False, mutable="quant_stats")
+            variables = {**variables, **new}
+        model, abstract = ptq_model(rules)
+        q = qwix_gptq.quantize_params(b.params, abstract, variables["quant_stats"])
+        return q, apply_with(model)
+
+    def add(method: str, setting: str, make):
+        t0 = time.perf_counter()
+        try:
+            params, apply_fn = make()
+            seconds = time.perf_counter() - t0
+            bpb = b.bpb(params, apply_fn)
+            nbytes = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(params))
+            row = {"family": "qwix", "method": method, "setting": setting, "bpb": bpb,
+                   "increase": bpb - b.fp32, "relative": bpb / b.fp32 - 1,
+                   "file_bytes": nbytes, "bytes_are": "params in memory (Qwix writes no file)",
+                   "seconds": round(seconds, 2)}  # fmt: skip
+        except Exception as e:
+            row = {"family": "qwix", "method": method, "setting": setting,
+                   "error": f"{type(e).__name__}: {e}"[:400],
+                   "traceback": traceback.format_exc()[-1500:]}  # fmt: skip
+        rows.append(row)
+        print(_row_line(row), flush=True)
+        return "error" not in row
+
+    for bits, tile in ((8, None), (4, None), (4, GROUP)):
+        dtype = {8: jnp.int8, 4: jnp.int4}[bits]
+        setting = f"int{bits} {'g64' if tile else 'per-channel'}"
+        rule = dict(weight_qtype=dtype, tile_size=tile)
+        add("Qwix PTQ", setting, lambda r=rule: ptq([qwix.QuantizationRule(**r)]))
+        if not add(
+            "Qwix GPTQ",
+            setting,
+            lambda r=rule: gptq([qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]),
+        ):
+            mlp = dict(rule, module_path=r".*mlp_.*")
+            add("Qwix GPTQ (MLP only)", setting, lambda r=mlp: gptq(
+                [qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]))  # fmt: skip
+    return rows
+
+
+def run(args) -> dict[str, Any]:
+    b = Bench(args)
+    print(f"fp32: {b.fp32:.4f} bits per byte on {len(b.windows)} held-out windows; "
+          f"{len(b.layouts)} matmul kernels", flush=True)  # fmt: skip
+    rows = run_methods(b, {s for s in args.only.split(",") if s})
+    if not args.no_qwix:
+        rows += qwix_rows(b)
+    student = student_row(args.student_json) if args.student_json else None
+    return common.record(args, fp32_bpb=b.fp32, held_out_windows=len(b.windows),
+                         kernels=list(b.layouts), rows=rows, student=student)  # fmt: skip
+
+
+def student_row(path: Path) -> dict[str, Any]:
+    """The distilled 2-layer student's figures from ``lm_train.py --distill``'s JSON."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {"source": str(path), **data.get("students", {})}
+
+
+def outputs(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    header = ["method", "setting", "bits/byte", "increase", "vs fp32", "file bytes", "seconds"]
+    table = []
+    for r in results["rows"]:
+        if "error" in r:
+            table.append([r["method"], r["setting"], "failed", r["error"][:60], "", "", ""])
+        else:
+            table.append([r["method"], r["setting"], f"{r['bpb']:.4f}", f"{r['increase']:+.4f}",
+                          f"{100 * r['relative']:+.2f}%", f"{r['file_bytes']:,}",
+                          f"{r['seconds']:.1f}"])  # fmt: skip
+    text = common.format_table(header, table)
+    markdown = common.format_table(header, table, markdown=True)
+    return {"lm_compression.json": results, "lm_compression.md": markdown + "\n"}, text
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return common.main(argv, parse_args, run, outputs)
+
+
+if __name__ == "__main__":
+    main()
