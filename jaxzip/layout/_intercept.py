@@ -12,7 +12,7 @@ from jaxzip._types import Params, Where
 from jaxzip.layout._layout import KernelLayout
 from jaxzip.layout._prov import Prov, leaf_prov
 from jaxzip.layout._rows import MatmulCall, row_perm
-from jaxzip.layout._trace import site_layout
+from jaxzip.layout._trace import site_layout, trace_program
 from jaxzip.layout._walk import Site, Walker
 from jaxzip.paths import describe, leaves_with_paths, matches, raise_no_match
 
@@ -61,20 +61,6 @@ def selected_kernels(
                 "jaxzip.paths.all_of(pattern, jaxzip.layout.matmul_where(layouts))"
             )
     return {index[p][0]: p for p in chosen}
-
-
-def _split_args(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
-    """Array leaves of ``tree`` (traced inputs) and a function rebuilding it from new ones."""
-    leaves, treedef = jax.tree.flatten(tree)
-    dynamic = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, np.ndarray))]
-
-    def rebuild(values: list[Any]) -> Any:
-        new = list(leaves)
-        for i, v in zip(dynamic, values, strict=True):
-            new[i] = v
-        return jax.tree.unflatten(treedef, new)
-
-    return [leaves[i] for i in dynamic], rebuild
 
 
 def intercept_matmuls(
@@ -154,13 +140,7 @@ def intercept_matmuls(
     def fn(params: Params, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         chosen = selected_kernels(layouts, params, where)
         leaves = jax.tree.leaves(params)
-        dyn, rebuild = _split_args((args, kwargs))
-
-        def run(p: Params, d: list[Any]) -> Any:
-            a, kw = rebuild(d)
-            return apply_fn(p, *a, **kw)
-
-        closed, out_shape = jax.make_jaxpr(run, return_shape=True)(params, dyn)
+        closed, out_shape, dyn = trace_program(apply_fn, params, args, kwargs)
         aux: dict[str, Any] = {}
         used: set[str] = set()
 
@@ -217,8 +197,9 @@ def intercept_matmuls(
 
         provs = [leaf_prov(i, np.ndim(v)) if i in chosen else None for i, v in enumerate(leaves)]
         walker = Walker(evaluate=True, on_site=on_site, on_loop_site=on_loop_site)
-        outs, _ = walker.walk(
-            closed.jaxpr, closed.consts, [*leaves, *dyn], [*provs, *([None] * len(dyn))]
+        taints = [False] * len(leaves) + [True] * len(dyn)
+        outs, _, _ = walker.walk(
+            closed.jaxpr, closed.consts, [*leaves, *dyn], [*provs, *([None] * len(dyn))], taints
         )
         for path in chosen.values():
             if path not in used:

@@ -144,8 +144,9 @@ _RULES: dict[str, Callable[[Any, Prov], Prov | None]] = {
 _PASS_THROUGH = frozenset({"optimization_barrier", "device_put"})
 
 # Elementwise ops: entry i of the output comes from entry i of each same-shape operand, so
-# a kernel transformed in place (``w * mask``, fake quantization ``round(w / s) * s``,
-# ``w + a @ b``) keeps its layout. Other operands may be broadcast constants or activations.
+# a kernel transformed in place (``w * c`` for a constant ``c``, fake quantization
+# ``round(w / s) * s``, ``w + a @ b``) keeps its layout. An operand that depends on the model's inputs (an
+# activation: ``x + bias``) ends the provenance.
 _ELEMENTWISE = frozenset(
     [
         "add",
@@ -176,7 +177,11 @@ _ELEMENTWISE = frozenset(
 )
 
 
-def _elementwise(eqn: Any, provs: list[Prov | None]) -> list[Prov | None] | None:
+def _elementwise(
+    eqn: Any, provs: list[Prov | None], taints: list[bool]
+) -> list[Prov | None] | None:
+    if any(t and p is None for p, t in zip(provs, taints, strict=True)):
+        return None  # mixed with an activation (x + bias): the result is not a kernel
     shape = _shape(eqn.outvars[0])
     tagged = [(v, p) for v, p in zip(eqn.invars, provs, strict=True) if p is not None]
     first = tagged[0][1]
@@ -188,15 +193,20 @@ def _elementwise(eqn: Any, provs: list[Prov | None]) -> list[Prov | None] | None
     return [first]
 
 
-def propagate(eqn: Any, provs: list[Prov | None]) -> list[Prov | None] | None:
-    """The output provenances of a layout-preserving ``eqn``; None if it is not one."""
+def propagate(
+    eqn: Any, provs: list[Prov | None], taints: list[bool] | None = None
+) -> list[Prov | None] | None:
+    """The output provenances of a layout-preserving ``eqn``; None if it is not one.
+
+    ``taints[i]``: operand ``i`` depends on the model's inputs (an activation).
+    """
     name = eqn.primitive.name
     if name in _PASS_THROUGH:
         if len(eqn.invars) != len(eqn.outvars):
             return None
         return list(provs)
     if name in _ELEMENTWISE and len(eqn.outvars) == 1:
-        return _elementwise(eqn, provs)
+        return _elementwise(eqn, provs, taints or [False] * len(provs))
     rule = _RULES.get(name)
     if rule is None or len(eqn.outvars) != 1:
         return None

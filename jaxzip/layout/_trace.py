@@ -15,29 +15,53 @@ from jaxzip.layout._walk import BATCHED, Site, Walker
 from jaxzip.paths import leaf_paths
 
 
+def split_args(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
+    """Array leaves of ``tree`` (traced inputs) and a function rebuilding it from new ones.
+
+    Other leaves (Python scalars, strings, None) stay static.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    dynamic = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, np.ndarray))]
+
+    def rebuild(values: list[Any]) -> Any:
+        new = list(leaves)
+        for i, v in zip(dynamic, values, strict=True):
+            new[i] = v
+        return jax.tree.unflatten(treedef, new)
+
+    return [leaves[i] for i in dynamic], rebuild
+
+
 def trace_program(
     apply_fn: Callable[..., Any], params: Params, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, list[str]]:
-    """Traces ``apply_fn(params, *args, **kwargs)`` with the params as the only inputs.
+) -> tuple[Any, Any, list[Any]]:
+    """Traces ``apply_fn(params, *args, **kwargs)``.
 
-    Returns the closed jaxpr and the ``/``-joined paths of the param leaves, in
-    the order of the jaxpr's inputs. Other arguments are closed over.
+    Returns the closed jaxpr (inputs: the param leaves, then the array leaves
+    of ``args``/``kwargs``), the output shapes, and those array leaves.
     """
     if not callable(apply_fn):
         raise TypeError(f"apply_fn: expected a callable, got {type(apply_fn).__name__}")
-    paths = leaf_paths(params)
-    if not paths:
+    if not jax.tree.leaves(params):
         raise ValueError("params: the tree has no leaves; expected the model's parameters")
-    closed = jax.make_jaxpr(lambda p: apply_fn(p, *args, **kwargs))(params)
-    return closed, paths
+    dyn, rebuild = split_args((args, kwargs))
+
+    def run(p: Params, d: list[Any]) -> Any:
+        a, kw = rebuild(d)
+        return apply_fn(p, *a, **kw)
+
+    closed, out_shape = jax.make_jaxpr(run, return_shape=True)(params, dyn)
+    return closed, out_shape, dyn
 
 
-def walk_sites(closed: Any, params: Params) -> list[Site]:
-    """Every equation of ``closed`` (with the params as inputs) that consumes a param leaf."""
+def walk_sites(closed: Any, params: Params, n_inputs: int) -> list[Site]:
+    """Every equation of ``closed`` that consumes a param leaf (``n_inputs`` model inputs follow)."""
     leaves = jax.tree.leaves(params)
     provs = [leaf_prov(i, np.ndim(leaf)) for i, leaf in enumerate(leaves)]
     walker = Walker(evaluate=False)
-    walker.walk(closed.jaxpr, closed.consts, [None] * len(provs), provs)
+    n = len(provs) + n_inputs
+    taints = [False] * len(provs) + [True] * n_inputs
+    walker.walk(closed.jaxpr, closed.consts, [None] * n, [*provs, *([None] * n_inputs)], taints)
     return walker.sites
 
 
@@ -89,8 +113,8 @@ def trace_layouts(
     ``custom_vjp`` calls and through ops that only move entries: dtype casts,
     reshapes that split or merge axes, transposes, squeezes, size-1
     ``expand_dims``, reversals and copies, and elementwise ops that keep the
-    kernel's shape (``w * mask``, fake quantization ``round(w / s) * s``,
-    ``w + a @ b``). Kernels used inside ``scan``/
+    kernel's shape and do not involve the model's inputs (``w * c`` for a
+    constant ``c``, fake quantization ``round(w / s) * s``, ``w + a @ b``). Kernels used inside ``scan``/
     ``while_loop``/``cond`` bodies (as loop constants) are traced too, and so are
     kernels stacked along a layer axis that a ``scan`` slices (``nn.scan``,
     ``jax.lax.scan`` over stacked params): the layer axis is an *output* axis
@@ -104,7 +128,8 @@ def trace_layouts(
       norm scales) are absent, as are leaves used only as a ``dot_general``
       *batch* operand (a batched matmul over the leaf's axes), and leaves that
       reach a matmul only through other ops (slices ``w[:, :k]``, concatenation,
-      broadcasting, a mix of two kernels ``w1 + w2``);
+      broadcasting, a mix of two kernels ``w1 + w2``, an op with an activation
+      ``w * x_mask``: so ``x + bias`` never makes a bias a kernel);
     * a matmul of two params (``a @ b``) records each as the other's kernel;
     * a leaf used by several matmuls must have one layout in all of them;
     * original size-1 axes that the trace loses (squeezed away) count as output
@@ -136,5 +161,5 @@ def trace_layouts(
       >>> list(lay), lay["w"].in_axes, lay["w"].out_axes
       (['w'], (0,), (1,))
     """
-    closed, _ = trace_program(apply_fn, params, args, kwargs)
-    return layouts_from_sites(walk_sites(closed, params), params)
+    closed, _, inputs = trace_program(apply_fn, params, args, kwargs)
+    return layouts_from_sites(walk_sites(closed, params, len(inputs)), params)

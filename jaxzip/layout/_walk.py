@@ -140,15 +140,27 @@ class Walker:
         self._context: str | None = None
 
     def walk(
-        self, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], provs: Sequence[Any]
-    ) -> tuple[list[Any], list[Prov | None]]:
+        self,
+        jaxpr: Any,
+        consts: Sequence[Any],
+        args: Sequence[Any],
+        provs: Sequence[Any],
+        taints: Sequence[bool] | None = None,
+    ) -> tuple[list[Any], list[Prov | None], list[bool]]:
+        """Walks ``jaxpr``; ``taints[i]``: input ``i`` depends on the model's inputs.
+
+        Returns the output values (None when not evaluating), provenances and taints.
+        """
         vals: dict[Any, Any] = {}
         prov: dict[Any, Prov | None] = {}
+        taint: dict[Any, bool] = {}
+        taints = [False] * len(args) if taints is None else taints
         for v, c in zip(jaxpr.constvars, consts, strict=True):
             vals[v] = c
-        for v, a, p in zip(jaxpr.invars, args, provs, strict=True):
+        for v, a, p, t in zip(jaxpr.invars, args, provs, taints, strict=True):
             vals[v] = a
             prov[v] = p
+            taint[v] = bool(t)
 
         def read(v: Any) -> Any:
             return v.val if isinstance(v, jcore.Literal) else vals.get(v)
@@ -156,40 +168,52 @@ class Walker:
         def read_prov(v: Any) -> Prov | None:
             return None if isinstance(v, jcore.Literal) else prov.get(v)
 
+        def read_taint(v: Any) -> bool:
+            return False if isinstance(v, jcore.Literal) else taint.get(v, False)
+
         for eqn in jaxpr.eqns:
             inprov = [read_prov(v) for v in eqn.invars]
+            intaint = [read_taint(v) for v in eqn.invars]
             invals = [read(v) for v in eqn.invars] if self.evaluate else []
-            outs, outprov = self._eqn(eqn, inprov, invals)
-            for v, o, p in zip(eqn.outvars, outs, outprov, strict=True):
+            outs, outprov, outtaint = self._eqn(eqn, inprov, intaint, invals)
+            for v, o, p, t in zip(eqn.outvars, outs, outprov, outtaint, strict=True):
                 if isinstance(v, jcore.DropVar):
                     continue
                 vals[v] = o
                 prov[v] = p
-        return [read(v) for v in jaxpr.outvars], [read_prov(v) for v in jaxpr.outvars]
+                taint[v] = t
+        outvars = jaxpr.outvars
+        return (
+            [read(v) for v in outvars],
+            [read_prov(v) for v in outvars],
+            [read_taint(v) for v in outvars],
+        )
 
     def _eval(self, eqn: Any, invals: list[Any]) -> list[Any]:
         return bind(eqn, invals) if self.evaluate else [None] * len(eqn.outvars)
 
     def _eqn(
-        self, eqn: Any, inprov: list[Prov | None], invals: list[Any]
-    ) -> tuple[list[Any], list[Prov | None]]:
+        self, eqn: Any, inprov: list[Prov | None], intaint: list[bool], invals: list[Any]
+    ) -> tuple[list[Any], list[Prov | None], list[bool]]:
         none = [None] * len(eqn.outvars)
+        tainted = [any(intaint)] * len(eqn.outvars)
         if all(p is None for p in inprov):
-            return self._eval(eqn, invals), none
+            return self._eval(eqn, invals), none, tainted
         name = eqn.primitive.name
         if name in (DOT, CONV):
-            return self._consume(eqn, inprov, invals), none
-        moved = propagate(eqn, inprov)
+            return self._consume(eqn, inprov, invals), none, tainted
+        moved = propagate(eqn, inprov, intaint)
         if moved is not None:
-            return self._eval(eqn, invals), moved
+            return self._eval(eqn, invals), moved, tainted
         if name in _LOOPS:
-            self._loop(eqn, inprov)
-            return self._eval(eqn, invals), none
+            self._loop(eqn, inprov, any(intaint))
+            return self._eval(eqn, invals), none, tainted
         body = call_body(eqn)
         if body is not None:
             jaxpr, consts = body
-            return self.walk(jaxpr, consts, invals or none_like(eqn.invars), inprov)
-        return self._eval(eqn, invals), none
+            args = invals or none_like(eqn.invars)
+            return self.walk(jaxpr, consts, args, inprov, intaint)
+        return self._eval(eqn, invals), none, tainted
 
     def _consume(self, eqn: Any, inprov: list[Prov | None], invals: list[Any]) -> list[Any]:
         sites = []
@@ -212,33 +236,39 @@ class Walker:
                 return outs[0]
         return self._eval(eqn, invals)
 
-    def _loop(self, eqn: Any, inprov: list[Prov | None]) -> None:
-        """Walks a loop's or cond's bodies for provenance only (no values)."""
+    def _loop(self, eqn: Any, inprov: list[Prov | None], tainted: bool) -> None:
+        """Walks a loop's, cond's or shard_map's bodies for provenance only (no values).
+
+        Every body input without provenance counts as depending on the model's
+        inputs when any operand of ``eqn`` does (conservative).
+        """
         sub = Walker(evaluate=False, on_loop_site=self.on_loop_site)
         sub._context = eqn.primitive.name
         p = eqn.params
+
+        def run(closed: Any, provs: list[Prov | None]) -> None:
+            taints = [q is None and tainted for q in provs]
+            sub.walk(closed.jaxpr, closed.consts, none_like(provs), provs, taints)
+
         if eqn.primitive.name == "scan":
             nc, ncarry = p["num_consts"], p["num_carry"]
             xs = [_unstack(q) for q in inprov[nc + ncarry :]]
-            body = [*inprov[:nc], *([None] * ncarry), *xs]
-            sub.walk(p["jaxpr"].jaxpr, p["jaxpr"].consts, none_like(body), body)
+            run(p["jaxpr"], [*inprov[:nc], *([None] * ncarry), *xs])
         elif eqn.primitive.name == "while":
             cn, bn = p["cond_nconsts"], p["body_nconsts"]
             ncarry = len(inprov) - cn - bn
-            body = [*inprov[cn : cn + bn], *([None] * ncarry)]
-            cond = [*inprov[:cn], *([None] * ncarry)]
-            sub.walk(p["body_jaxpr"].jaxpr, p["body_jaxpr"].consts, none_like(body), body)
-            sub.walk(p["cond_jaxpr"].jaxpr, p["cond_jaxpr"].consts, none_like(cond), cond)
+            run(p["body_jaxpr"], [*inprov[cn : cn + bn], *([None] * ncarry)])
+            run(p["cond_jaxpr"], [*inprov[:cn], *([None] * ncarry)])
         elif eqn.primitive.name == "shard_map":
             body = p["jaxpr"]
-            if isinstance(body, jcore.ClosedJaxpr):
-                sub.walk(body.jaxpr, body.consts, none_like(inprov), inprov)
-            elif not body.constvars:
-                sub.walk(body, (), none_like(inprov), inprov)
+            if not isinstance(body, jcore.ClosedJaxpr):
+                if body.constvars:
+                    return
+                body = jcore.ClosedJaxpr(body, ())
+            run(body, list(inprov))
         else:  # cond
             for branch in p["branches"]:
-                ops = inprov[1:]
-                sub.walk(branch.jaxpr, branch.consts, none_like(ops), ops)
+                run(branch, list(inprov[1:]))
         self.sites.extend(sub.sites)
 
 

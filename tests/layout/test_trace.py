@@ -48,9 +48,10 @@ def test_dense_general_multi_axis():
     }
 
 
-def test_decoder_with_flax_attention_every_kernel():
+@pytest.mark.parametrize("batch", [2, 1])  # batch 1: `x + bias` must not tag the bias
+def test_decoder_with_flax_attention_every_kernel(batch):
     model = Decoder()
-    ids = jnp.zeros((2, 8), jnp.int32)
+    ids = jnp.zeros((batch, 8), jnp.int32)
     params = jax.eval_shape(model.init, jax.random.key(0), ids)["params"]
     lay = trace_layouts(lambda p, i: model.apply({"params": p}, i), params, ids)
     expected = {}
@@ -256,14 +257,16 @@ def test_kernels_transformed_elementwise_keep_their_layout():
     def f(p, x, mask):
         s = jnp.abs(p["q"]).max() / 7
         q = jnp.clip(jnp.round(p["q"] / s), -7, 7) * s  # fake quantization inside apply
-        h = x @ (p["m"] * mask) + x @ q  # a kernel masked by an input
+        h = x @ (p["m"] * mask) + x @ q  # mixed with an input: m is no kernel here
+        h = h + x @ (p["c"] * const)  # a constant mask keeps the layout
         lora = p["w"] + p["a"] @ p["b"]
         mixed = x @ (p["q"] + p["m"])  # two kernels mixed: no layout from this use
         return h @ lora + mixed.sum() + (x @ (p["z"] * p["z2"])).sum()
 
     params = {"q": jnp.ones((3, 4)), "m": jnp.ones((3, 4)), "w": jnp.ones((4, 2)),
               "a": jnp.ones((4, 1)), "b": jnp.ones((1, 2)), "z": jnp.ones((3, 1)),
-              "z2": jnp.ones((3, 1))}  # fmt: skip
+              "z2": jnp.ones((3, 1)), "c": jnp.ones((3, 4))}  # fmt: skip
+    const = np.ones((3, 4), np.float32)
     lay = trace_layouts(f, params, jnp.ones((5, 3)), jnp.ones((3, 4)))
-    assert _axes(lay) == {"m": ((0,), (1,)), "q": ((0,), (1,)), "a": ((1,), (0,)),
+    assert _axes(lay) == {"q": ((0,), (1,)), "c": ((0,), (1,)), "a": ((1,), (0,)),
                           "b": ((0,), (1,)), "w": ((0,), (1,))}  # fmt: skip
