@@ -283,3 +283,26 @@ def test_kernel_fake_quantized_inside_apply():
     out, aux = jax.jit(intercept_matmuls(f, lay, _check_rows))(params, x)
     np.testing.assert_array_equal(out, jax.jit(f)(params, x))
     np.testing.assert_allclose(aux["w"]["rows"], aux["w"]["y"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transpose_kernel", [False, True])
+def test_conv_transpose_rows_in_stored_order(transpose_kernel):
+    """ConvTranspose: lhs dilation, and with transpose_kernel a reversed, swapped kernel."""
+    model = nn.ConvTranspose(3, (3, 2), strides=(2, 1), transpose_kernel=transpose_kernel)
+    x = jax.random.normal(jax.random.key(0), (2, 5, 4, 2))
+    params = model.init(jax.random.key(1), x)
+    lay = trace_layouts(model.apply, params, x)
+    kernel = params["params"]["kernel"]
+    assert lay["params/kernel"].in_axes == ((0, 1, 3) if transpose_kernel else (0, 1, 2))
+
+    def hook(path, x, x_rows, w, compute):
+        y = compute(x, w)
+        return y, (x_rows @ to_matrix(kernel, lay[path]), compute(x_rows, w, rows=True))
+
+    out, aux = jax.jit(intercept_matmuls(model.apply, lay, hook))(params, x)
+    ref = jax.jit(model.apply)(params, x)
+    np.testing.assert_array_equal(out, ref)
+    y = np.asarray(ref - params["params"]["bias"])
+    direct, rows = aux["params/kernel"]
+    np.testing.assert_allclose(direct, y.reshape(-1, 3), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rows, y, rtol=1e-5, atol=1e-5)
