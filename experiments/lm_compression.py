@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--size", choices=tuple(SIZES), default="reference")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--data-dir", default=None, help="directory holding kjv.txt.gz")
+    p.add_argument("--text", type=Path, default=None, help="another text file (raw or .gz)")
+    p.add_argument("--sha256", default=None, help="SHA-256 of --text's (decompressed) content")
     p.add_argument("--eval-windows", type=int, default=1024, help="held-out windows (0: all)")
     p.add_argument("--calib", type=int, default=128, help="calibration windows")
     p.add_argument("--calib-batch", type=int, default=16)
@@ -77,6 +79,8 @@ def parse_args(argv: list[str] | None = None):
     for name in ("seq_len", "calib", "calib_batch", "batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if (args.text is None) != (args.sha256 is None):
+        p.error("--text and --sha256 go together")
     if args.eval_windows < 0 or args.finetune_steps < 0:
         p.error("--eval-windows and --finetune-steps must be >= 0")
     return args
@@ -89,7 +93,12 @@ class Bench:
         self.args = args
         root = jax.random.key(args.seed)
         self.key = lambda name: jax.random.fold_in(root, sum(map(ord, name)))
-        splits = jz.data.load_kjv(args.data_dir)
+        if args.text is None:
+            splits = jz.data.load_kjv(args.data_dir)
+        else:
+            name = args.text.name.removesuffix(".gz")
+            source = jz.data.TextSource(name="text", file=name, sha256=args.sha256)
+            splits = jz.data.load_text(source, args.text.parent)
         windows = jz.data.eval_windows(splits.held_out, seq_len=args.seq_len, name="held_out")
         n = args.eval_windows or len(windows)
         self.windows = jz.data.TokenWindows(x=windows.x[:n], y=windows.y[:n],

@@ -1,0 +1,79 @@
+"""Runs experiments/lm_compression.py at tiny size, in-process, on a teacher lm_train.py trains."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TEXT = b"".join(f"verse {i}: in the beginning was the word.\n".encode() for i in range(80))
+
+
+def _load(name: str):
+    sys.path.insert(0, str(EXPERIMENTS))  # for _common
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lmc")
+    (d / "toy.txt.gz").write_bytes(gzip.compress(TEXT, mtime=0))
+    text = ["--text", str(d / "toy.txt.gz"), "--sha256", hashlib.sha256(TEXT).hexdigest()]
+    _load("lm_train").main([*text, "--size", "tiny", "--seq-len", "16", "--batch-size", "4",
+                            "--warmup-steps", "2", "--steps", "6", "--eval-every", "0",
+                            "--eval-limit", "4", "--out", str(d / "lm")], log=lambda _: None)  # fmt: skip
+    return text, d / "lm" / "teacher.npz"
+
+
+def test_tiny_table(teacher, tmp_path, capsys):
+    text, params = teacher
+    out = tmp_path / "out"
+    results = _load("lm_compression").main([
+        *text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
+        "--eval-windows", "4", "--calib", "8", "--calib-batch", "4", "--finetune-steps", "2",
+        "--batch-size", "4", "--only", "fp32,rtn,w8a8", "--no-qwix", "--out", str(out),
+    ])  # fmt: skip
+    assert results == json.loads((out / "lm_compression.json").read_text())
+    rows = {(r["method"], r["setting"]): r for r in results["rows"]}
+    assert not [r for r in rows.values() if "error" in r]
+    fp32 = rows[("fp32", "-")]
+    assert fp32["bpb"] == results["fp32_bpb"] and fp32["increase"] == 0.0
+    for key in [("RTN", "int8 per-channel"), ("RTN", "int3 g64"), ("W8A8", "dynamic per token"),
+                ("SmoothQuant+W8A8", "a=0.5 static")]:  # fmt: skip
+        row = rows[key]
+        assert math.isfinite(row["bpb"]) and row["increase"] == pytest.approx(
+            row["bpb"] - fp32["bpb"]
+        )
+        assert row["file_bytes"] > 0
+    assert (
+        rows[("RTN", "int3 per-channel")]["file_bytes"]
+        < rows[("RTN", "int8 per-channel")]["file_bytes"]
+        < fp32["file_bytes"]
+    )
+    assert "| RTN" in (out / "lm_compression.md").read_text()
+    assert "SmoothQuant+W8A8" in capsys.readouterr().out
+
+
+def test_a_failing_method_is_a_row_not_a_crash(teacher, tmp_path, monkeypatch):
+    text, params = teacher
+    module = _load("lm_compression")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(module, "rtn_params", broken)
+    results = module.main([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
+                           "--eval-windows", "2", "--calib", "4", "--only", "rtn", "--no-qwix",
+                           "--out", str(tmp_path / "o")])  # fmt: skip
+    errors = [r for r in results["rows"] if r["method"] == "RTN"]
+    assert errors and all(r["error"] == "RuntimeError: boom" for r in errors)
