@@ -71,6 +71,7 @@ from jaxzip.pipeline._schema import (
     nonempty,
     rules,
 )
+from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "CONFIG_FILE",
@@ -90,6 +91,7 @@ __all__ = [
     "KMeansConfig",
     "ModelConfig",
     "PruneConfig",
+    "RunState",
     "Section",
     "Stage",
     "TrainConfig",

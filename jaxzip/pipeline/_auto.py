@@ -34,6 +34,7 @@ from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
 from jaxzip.pipeline._load import config_to_dict, save_config
 from jaxzip.pipeline._names import lookup
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["AUTO_FILE", "run_auto"]
 
@@ -115,11 +116,10 @@ def run_auto(
         out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
     )
 
-    ctx: dict[str, Any] = {"progress": progress, "out_dir": out}
+    state = RunState(out_dir=out, progress=progress)
     for stage in (load_data, build_model, train_stage):
-        updates, _ = stage(cfg, ctx)
-        ctx = {**ctx, **updates}
-    splits, apply_fn, dense = ctx["splits"], ctx["apply_fn"], ctx["params"]
+        state = state.updated(stage(cfg, state)[0])
+    splits, apply_fn, dense = state.splits, state.apply_fn, state.params
     t = cfg.train
 
     def eval_fn(params: Params) -> float:
@@ -134,10 +134,10 @@ def run_auto(
                           steps_per_epoch=len(splits.train) // t.batch_size),
             jz_prune.keep_masked(mask),
         )  # fmt: skip
-        state, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=epochs,
+        tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=epochs,
                                 batch_size=t.batch_size, key=key, progress=False,
                                 eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
-        return state.params
+        return tuned.params
 
     result = jz_auto.search(
         dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,

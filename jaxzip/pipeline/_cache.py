@@ -4,7 +4,7 @@ A stage's key is :func:`jaxzip.auto.config_hash` (the one content hash, also
 that of ``jaxzip auto``'s journal and trials) of what it depends on (the
 config parts it reads), its position and name, the key of the stage before it
 (a chain, so a change invalidates every later stage) and the jaxzip version.
-Its directory holds the context entries it added (array trees as ``.npz`` via
+Its directory holds the run-state fields it set (array trees as ``.npz`` via
 :func:`jaxzip.train.save_params`, codebook trees as :func:`jaxzip.codec.save`
 files, anything else as JSON), copies of the files it wrote to the output
 directory, and ``done.json``, written last and atomically: a directory without a
@@ -188,7 +188,7 @@ def store_outputs(
       stage_dir: the stage's directory.
       key: its :func:`stage_key`.
       name: its name.
-      updates: the context entries it returned.
+      updates: the run-state fields it returned.
       metrics: the metrics it returned.
       out_dir: the output directory, where it wrote ``files``.
       files: names of files it wrote to ``out_dir``; copied into ``stage_dir``.

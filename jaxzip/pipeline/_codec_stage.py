@@ -3,7 +3,7 @@
 ``kmeans_stage`` replaces the selected weights by per-layer k-means codebooks
 (pruned weights, i.e. the ``[prune]`` mask or exact zeros of loaded params,
 excluded and kept exactly zero), fine-tunes the centroids, and puts the decoded
-params in the context, so ``evaluate`` reports the compressed model.
+params in the run state, so ``evaluate`` reports the compressed model.
 ``encode_stage`` writes the codebooks with :func:`jaxzip.codec.save`, loads the
 file back and checks it decodes to exactly the evaluated params.
 """
@@ -11,7 +11,6 @@ file back and checks it decodes to exactly the evaluated params.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from jaxzip.paths import (
 )
 from jaxzip.pipeline._config import CodecConfig, ExperimentConfig
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, run_key
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
 
@@ -64,10 +64,10 @@ def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
     return CodecConfig() if cfg.kmeans is not None else None
 
 
-def _keep_mask(params: Params, ctx: Mapping[str, Any]) -> Mask:
+def _keep_mask(params: Params, state: RunState) -> Mask:
     """The ``[prune]`` mask if there is one, else where the params are nonzero."""
-    if "mask" in ctx:
-        return ctx["mask"]
+    if state.mask is not None:
+        return state.mask
     return jz_prune.nonzero_mask(params)
 
 
@@ -93,9 +93,9 @@ def _make_books(params: Params, mask: Mask, cfg: ExperimentConfig) -> Params:
     return books
 
 
-def _finetune(cfg: ExperimentConfig, ctx: Mapping[str, Any], books: Params, mask: Mask) -> Params:
+def _finetune(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask) -> Params:
     """Trains the centroids and the float leaves (pruned float weights held at zero)."""
-    k, t, splits = cfg.kmeans, cfg.train, ctx["splits"]
+    k, t, splits = cfg.kmeans, cfg.train, state.splits
     total = max(1, k.finetune_epochs * (len(splits.train) // t.batch_size))
     # unshared leaves keep their [prune] zeros; centroid arrays are all trainable
     trainable_mask = jax.tree.map(
@@ -108,7 +108,7 @@ def _finetune(cfg: ExperimentConfig, ctx: Mapping[str, Any], books: Params, mask
         optax.adam(optax.cosine_decay_schedule(k.learning_rate, decay_steps=total)),
         jz_prune.keep_masked(trainable_mask),
     )
-    augment, apply_fn = augment_of(t), ctx["apply_fn"]
+    augment, apply_fn = augment_of(t), state.apply_fn
 
     def loss_fn(params: Params, batch: dict[str, jax.Array]) -> jax.Array:
         k_aug, k_drop = jax.random.split(batch["key"])
@@ -118,20 +118,22 @@ def _finetune(cfg: ExperimentConfig, ctx: Mapping[str, Any], books: Params, mask
 
     codebook_step = jz_quant.make_codebook_step(loss_fn, tx)
 
-    def step(state, batch, key):  # the key of step i is fold_in(key, i), as in the train steps
-        return codebook_step(state, books, {**batch, "key": jax.random.fold_in(key, state.step)})
+    def step(cb_state, batch, key):  # the key of step i is fold_in(key, i), as in the train steps
+        return codebook_step(
+            cb_state, books, {**batch, "key": jax.random.fold_in(key, cb_state.step)}
+        )
 
-    state, _ = jz_train.run_epochs(
+    tuned, _ = jz_train.run_epochs(
         step,
         jz_quant.init_codebook_state(books, tx),
         splits.train,
         key=run_key(cfg, "kmeans"),
         epochs=k.finetune_epochs,
         batch_size=t.batch_size,
-        progress=bool(ctx.get("progress", True)),
+        progress=bool(state.progress),
         desc="kmeans fine-tune",
     )
-    return jz_quant.replace_centroids(books, state.trainable)
+    return jz_quant.replace_centroids(books, tuned.trainable)
 
 
 def _leaked(params: Params, mask: Mask) -> int:
@@ -139,11 +141,11 @@ def _leaked(params: Params, mask: Mask) -> int:
     return int(sum(int(c) for c in jax.tree.leaves(counts)))
 
 
-def kmeans_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: per-layer k-means codebooks, then centroid fine-tuning.
 
     Reads ``splits``, ``apply_fn``, ``params`` (and ``mask`` after ``[prune]``)
-    from ``ctx``; returns ``books`` (the tree with
+    from ``state``; returns ``books`` (the tree with
     :class:`~jaxzip.quant.KMeansArray` leaves), ``params`` (decoded from them),
     the ``mask`` and a report under :data:`KMEANS_REPORT`.
 
@@ -151,22 +153,22 @@ def kmeans_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, d
       ConfigError: ``kmeans.where`` selects no weight of the model.
       RuntimeError: a pruned weight is nonzero after fine-tuning (a bug).
     """
-    k, t, splits = cfg.kmeans, cfg.train, ctx["splits"]
+    k, t, splits = cfg.kmeans, cfg.train, state.splits
     if k is None:
         raise ValueError("kmeans_stage: the config has no [kmeans] section")
-    params = ctx["params"]
-    mask = _keep_mask(params, ctx)
+    params = state.params
+    mask = _keep_mask(params, state)
     books = _make_books(params, mask, cfg)
     decoded = jz_quant.dequantize_params(books)
-    before = jz_train.evaluate(ctx["apply_fn"], decoded, splits.val, batch_size=t.eval_batch_size)
+    before = jz_train.evaluate(state.apply_fn, decoded, splits.val, batch_size=t.eval_batch_size)
     _log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
     if k.finetune_epochs > 0:
-        books = _finetune(cfg, ctx, books, mask)
+        books = _finetune(cfg, state, books, mask)
         decoded = jz_quant.dequantize_params(books)
     leaked = _leaked(decoded, mask)
     if leaked:
         raise RuntimeError(f"kmeans_stage: {leaked} pruned weights are nonzero after fine-tuning")
-    after = jz_train.evaluate(ctx["apply_fn"], decoded, splits.val, batch_size=t.eval_batch_size)
+    after = jz_train.evaluate(state.apply_fn, decoded, splits.val, batch_size=t.eval_batch_size)
     layers: dict[str, Any] = {}
     masks = dict(leaves_with_paths(mask))
     flat = jax.tree_util.tree_flatten_with_path(books, is_leaf=jz_quant.is_quantized)[0]
@@ -206,10 +208,10 @@ def _same_tree(a: Params, b: Params) -> str | None:
     return None
 
 
-def encode_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+def encode_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: writes ``out_dir/<codec.file>`` and checks it decodes to the evaluated params.
 
-    Encodes ``books`` from ``ctx`` (the codebooks of ``[kmeans]``) or else
+    Encodes ``books`` from ``state`` (the codebooks of ``[kmeans]``) or else
     ``params``; reports the file's bytes, ``compression_ratio = 4 *
     param_count / file_bytes`` and the per-leaf size report under
     :data:`CODEC_REPORT`; prints the size table to stderr.
@@ -220,9 +222,9 @@ def encode_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, d
     c = codec_of(cfg)
     if c is None:
         raise ValueError("encode_stage: the config has neither [codec] nor [kmeans]")
-    path = Path(ctx["out_dir"]) / c.file
-    params = ctx["params"]
-    jz_codec.save(path, ctx.get("books", params))
+    path = Path(state.out_dir) / c.file
+    params = state.params
+    jz_codec.save(path, params if state.books is None else state.books)
     data = path.read_bytes()
     problem = _same_tree(params, jz_quant.dequantize_params(jz_codec.load(path)))
     if problem is not None:

@@ -1,6 +1,6 @@
 """The basic stages: ``data``, ``model``, ``train`` and ``evaluate``.
 
-Each is ``(cfg, ctx) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stage`).
+Each is ``(cfg, state) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stage`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from jaxzip._errors import ConfigError
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._names import make_model
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
+from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "build_model",
@@ -29,12 +30,11 @@ __all__ = [
     "train_stage",
 ]
 
-Context = Mapping[str, Any]
 Metrics = dict[str, Any]
 
 
-def load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    """Stage ``data``: the train/val/test splits of ``[data]`` (context key ``splits``)."""
+def load_data(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``data``: the train/val/test splits of ``[data]`` (field ``splits``)."""
     d = cfg.data
     splits = jz_data.load_splits(
         d.name,
@@ -42,7 +42,7 @@ def load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metr
         val_fraction=d.val_fraction,
         seed=cfg.experiment.seed,
         download=d.download,
-        progress=ctx["progress"],
+        progress=state.progress,
     )
     metrics = {
         "train_examples": len(splits.train),
@@ -55,7 +55,7 @@ def load_data(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metr
 def model_arch(
     name: str, widths: Sequence[int], dropout_rate: float, input_dropout_rate: float
 ) -> dict[str, Any]:
-    """The context's ``arch``: what :func:`make_module` builds a network from, for
+    """The run state's ``arch``: what :func:`make_module` builds a network from, for
     ``[model]`` and for the ``[distill]`` student alike.
 
     Example:
@@ -71,7 +71,7 @@ def model_arch(
 
 
 def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
-    """The linen module of an ``arch`` from :func:`model_arch` (the context's ``arch``).
+    """The linen module of an ``arch`` from :func:`model_arch` (the run state's ``arch``).
 
     Example:
       >>> module = make_module(model_arch("mlp", [8], 0.0, 0.2), 10)
@@ -88,9 +88,9 @@ def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
     return make_model(arch["name"], **kwargs)
 
 
-def build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
     """Stage ``model``: ``apply_fn``, ``params`` (fresh or ``model.params_from``) and ``arch``."""
-    m, splits = cfg.model, ctx["splits"]
+    m, splits = cfg.model, state.splits
     arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
     module = make_module(arch, splits.train.num_classes)
     key = run_key(cfg, "model")
@@ -111,9 +111,9 @@ def build_model(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Me
     return updates, {"param_count": jz_models.param_count(params)}
 
 
-def train_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
-    """Stage ``train``: ``[train]`` on the context's model; new ``params`` and ``history``."""
-    t, splits = cfg.train, ctx["splits"]
+def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
+    """Stage ``train``: ``[train]`` on the current model; new ``params`` and ``history``."""
+    t, splits = cfg.train, state.splits
     if t.epochs == 0:  # allowed only with model.params_from: use the loaded params as they are
         return {"history": []}, {"epochs": 0, "steps": 0}
     tx = make_train_tx(
@@ -122,38 +122,38 @@ def train_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Me
         epochs=t.epochs,
         steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
     )
-    state, history = jz_train.fit(
-        ctx["apply_fn"],
-        ctx["params"],
+    trained, history = jz_train.fit(
+        state.apply_fn,
+        state.params,
         tx,
         splits.train,
         epochs=t.epochs,
         batch_size=t.batch_size,
         key=run_key(cfg, "train"),
         val_ds=splits.val,
-        progress=ctx["progress"],
+        progress=state.progress,
         eval_batch_size=t.eval_batch_size,
         augment=augment_of(t),
     )
     history = jsonable(history)
     last = history[-1] if history else {}
-    metrics = {"epochs": len(history), "steps": int(state.step)}
+    metrics = {"epochs": len(history), "steps": int(trained.step)}
     metrics.update({k: v for k, v in last.items() if k.startswith("train_")})
-    return {"params": state.params, "history": history}, metrics
+    return {"params": trained.params, "history": history}, metrics
 
 
 def evaluate_splits(
-    cfg: ExperimentConfig, ctx: Context, params: Any, *, prefix: str = "", loss: bool = True
+    cfg: ExperimentConfig, state: RunState, params: Any, *, prefix: str = "", loss: bool = True
 ) -> Metrics:
-    """``<prefix><val|test>_<accuracy|error|errors|loss>`` of ``params`` on the context's model.
+    """``<prefix><val|test>_<accuracy|error|errors|loss>`` of ``params`` on the current model.
 
     The metrics of every evaluating stage (``evaluate``, ``evaluate_dense``, ...),
     at ``[train] eval_batch_size``; ``loss=False`` leaves out the losses.
     """
-    splits, bs = ctx["splits"], cfg.train.eval_batch_size
+    splits, bs = state.splits, cfg.train.eval_batch_size
     metrics: Metrics = {}
     for part in ("val", "test"):
-        m = jz_train.evaluate(ctx["apply_fn"], params, getattr(splits, part), batch_size=bs)
+        m = jz_train.evaluate(state.apply_fn, params, getattr(splits, part), batch_size=bs)
         metrics[f"{prefix}{part}_accuracy"] = float(m["accuracy"])
         metrics[f"{prefix}{part}_error"] = float(m["error"])
         metrics[f"{prefix}{part}_errors"] = int(m["errors"])
@@ -162,6 +162,6 @@ def evaluate_splits(
     return metrics
 
 
-def evaluate_stage(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], Metrics]:
+def evaluate_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
     """Stage ``evaluate``: val/test accuracy, error, error count and loss of the current model."""
-    return {}, evaluate_splits(cfg, ctx, ctx["params"])
+    return {}, evaluate_splits(cfg, state, state.params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -13,6 +12,7 @@ from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import make_module, model_arch
 from jaxzip.pipeline._stage_utils import augment_of, make_train_tx, run_key
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
 
@@ -27,16 +27,16 @@ def _student_arch(cfg: ExperimentConfig) -> dict[str, Any]:
     return model_arch(d.model, d.widths, d.dropout_rate, d.input_dropout_rate)
 
 
-def distill_rebuild(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> dict[str, Any]:
+def distill_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
     """The student's ``apply_fn`` (what a restored cache cannot store), from ``[distill]``."""
-    module = make_module(_student_arch(cfg), ctx["splits"].train.num_classes)
+    module = make_module(_student_arch(cfg), state.splits.train.num_classes)
     return {"apply_fn": jz_models.linen_apply_fn(module)}
 
 
-def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
-    """Stage: trains the ``[distill]`` student from the context's model (the teacher).
+def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
+    """Stage: trains the ``[distill]`` student from the current model (the teacher).
 
-    Reads ``splits``, ``apply_fn`` and ``params`` (the teacher) from ``ctx``;
+    Reads ``splits``, ``apply_fn`` and ``params`` (the teacher) from ``state``;
     returns the student's ``apply_fn``, ``params`` and ``arch``, and a report
     under :data:`DISTILL_REPORT` (per-epoch loss and accuracy). Metrics: the
     teacher's and the student's param counts and the student's val accuracy
@@ -46,11 +46,11 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
     Raises:
       ValueError: the config has no ``[distill]`` section.
     """
-    d, t, splits = cfg.distill, cfg.train, ctx["splits"]
+    d, t, splits = cfg.distill, cfg.train, state.splits
     arch = _student_arch(cfg)
     module = make_module(arch, splits.train.num_classes)
     student_apply = jz_models.linen_apply_fn(module)
-    teacher_apply, teacher_params = ctx["apply_fn"], ctx["params"]
+    teacher_apply, teacher_params = state.apply_fn, state.params
     init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
     params = init(run_key(cfg, "distill/init"), splits.train.x[:1])
     steps_per_epoch = len(splits.train) // t.batch_size
@@ -61,28 +61,28 @@ def distill_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, 
     step = jz_distill.make_train_step(
         student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d)
     )
-    state, history = jz_train.run_epochs(
+    student_state, history = jz_train.run_epochs(
         lambda s, batch, key: step(s, teacher_params, batch, key),
         jz_train.init_state(params, tx),
         splits.train,
         key=run_key(cfg, "distill"),
         epochs=d.epochs,
         batch_size=t.batch_size,
-        progress=bool(ctx.get("progress", True)),
+        progress=bool(state.progress),
         desc="distill",
     )
     bs = t.eval_batch_size
-    student = jz_train.evaluate(student_apply, state.params, splits.val, batch_size=bs)
+    student = jz_train.evaluate(student_apply, student_state.params, splits.val, batch_size=bs)
     metrics = {
         "teacher_param_count": jz_models.param_count(teacher_params),
-        "student_param_count": jz_models.param_count(state.params),
+        "student_param_count": jz_models.param_count(student_state.params),
         "student_val_accuracy": float(student["accuracy"]),
         "distill_epochs": d.epochs,
     }
     report = {"student": arch, "history": history, **metrics}
     updates = {
         "apply_fn": student_apply,
-        "params": state.params,
+        "params": student_state.params,
         "arch": arch,
         DISTILL_REPORT: report,
     }

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from jaxzip import deploy as jz_deploy
 from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["EXPORT_REPORT", "export_files", "export_stage"]
 
@@ -24,10 +23,10 @@ def export_files(cfg: ExperimentConfig) -> tuple[str, ...]:
     return () if cfg.export is None else (cfg.export.file,)
 
 
-def export_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+def export_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: writes ``out_dir/<export.file>`` with :func:`jaxzip.deploy.export` and checks it.
 
-    The weights are ``books`` (from ``[kmeans]``) if the context has them, else
+    The weights are ``books`` (from ``[kmeans]``) if the run state has them, else
     ``params``; the input is one training example with a batch dimension (any
     batch size with ``export.polymorphic_batch``). The file is loaded back with
     :func:`jaxzip.deploy.load_exported` and run on a few validation examples;
@@ -36,14 +35,14 @@ def export_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, d
     Raises:
       ValueError: the config has no ``[export]`` section.
     """
-    e, splits = cfg.export, ctx["splits"]
+    e, splits = cfg.export, state.splits
     if e is None:
         raise ValueError("export_stage: the config has no [export] section")
-    path = Path(ctx["out_dir"]) / e.file
-    apply_fn, params = ctx["apply_fn"], ctx["params"]
+    path = Path(state.out_dir) / e.file
+    apply_fn, params = state.apply_fn, state.params
     info = jz_deploy.export(
         apply_fn,
-        ctx.get("books", params),
+        params if state.books is None else state.books,
         splits.train.x[:1],
         path,
         polymorphic_batch=e.polymorphic_batch,

@@ -1,6 +1,6 @@
 """Which stages an experiment runs, and the check that their order can work.
 
-Every stage name declares the context keys it needs and provides
+Every stage name declares the run-state fields it needs and provides
 (:data:`STAGE_SPECS`; :data:`STAGE_NAMES` is its keys, in order). This module
 is plain data over the config (it imports no config class: the config imports
 it, to check its ``stages`` list). ``[experiment] stages = [...]`` lists stages
@@ -22,11 +22,11 @@ __all__ = ["STAGE_NAMES", "STAGE_SPECS", "StageError", "StageSpec", "check_stage
 
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
-    """What a named stage reads from the context, adds to it, and which sections it needs.
+    """What a named stage reads from the run state, sets in it, and which sections it needs.
 
     Attributes:
-      needs: context keys that an earlier stage must provide.
-      provides: context keys it adds (or replaces).
+      needs: run-state fields that an earlier stage must provide.
+      provides: run-state fields it sets.
       sections: config sections of which at least one must be present (empty: none needed).
     """
 

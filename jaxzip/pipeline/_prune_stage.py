@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -29,6 +28,7 @@ from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import evaluate_splits
 from jaxzip.pipeline._names import lookup
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
 
@@ -36,13 +36,13 @@ PRUNE_REPORT = "prune_report"
 """Context key of the prune stage's detailed report (``results["prune"]``)."""
 
 
-def _flop_layers(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The layer chain :func:`jaxzip.prune.flops` understands for the context's model, if any.
+def _flop_layers(cfg: ExperimentConfig, state: RunState) -> tuple[str, ...] | None:
+    """The layer chain :func:`jaxzip.prune.flops` understands for the current model, if any.
 
-    The model is the context's ``arch`` (``[model]``, or the ``[distill]`` student).
+    The model is the run state's ``arch`` (``[model]``, or the ``[distill]`` student).
     """
     m = cfg.model
-    arch = ctx.get("arch", {"name": m.name, "widths": m.widths})
+    arch = state.arch or {"name": m.name, "widths": m.widths}
     name = arch["name"]
     if name == "lenet5":
         return ("Conv_0", "Conv_1", "Dense_0", "Dense_1")
@@ -64,19 +64,19 @@ def _zeros_stats(params: Params, where: str | None) -> dict[str, Any]:
     return jz_prune.mask_stats(jz_prune.nonzero_mask(params), where=where)
 
 
-def evaluate_dense(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+def evaluate_dense(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: the trained (or loaded) dense model's val/test metrics, as ``dense_*``."""
-    return {}, evaluate_splits(cfg, ctx, ctx["params"], prefix="dense_", loss=False)
+    return {}, evaluate_splits(cfg, state, state.params, prefix="dense_", loss=False)
 
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: prune ``cfg.prune.rounds`` times, retraining after each round.
 
-    Reads ``splits``, ``apply_fn``, ``params`` and ``progress`` from ``ctx``;
+    Reads ``splits``, ``apply_fn``, ``params`` and ``progress`` from ``state``;
     returns the pruned ``params``, the final ``mask`` and a detailed report
     under :data:`PRUNE_REPORT` (per round: target and measured sparsity, val
     accuracy, retraining history; per layer: size, nonzeros, sparsity), and
@@ -89,8 +89,8 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
     p, t = cfg.prune, cfg.train
     if p is None:
         raise ValueError("prune_stage: the config has no [prune] section")
-    splits, apply_fn, params = ctx["splits"], ctx["apply_fn"], ctx["params"]
-    progress = bool(ctx.get("progress", True))
+    splits, apply_fn, params = state.splits, state.apply_fn, state.params
+    progress = state.progress
     try:
         select(params, p.where)
     except ValueError as e:
@@ -123,7 +123,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
                 ),
                 jz_prune.keep_masked(mask),  # copies the mask into its state
             )
-            state, history = jz_train.fit(
+            trained, history = jz_train.fit(
                 apply_fn,
                 params,
                 tx,
@@ -136,7 +136,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
                 eval_batch_size=t.eval_batch_size,
                 augment=augment_of(t),
             )
-            params = state.params
+            params = trained.params
         val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
         selected = _zeros_stats(params, p.where)
         overall = _zeros_stats(params, None)
@@ -182,7 +182,7 @@ def prune_stage(cfg: ExperimentConfig, ctx: Mapping[str, Any]) -> tuple[dict, di
         "overall": {k: v for k, v in overall.items() if k != "layers"},
         "mask": {k: v for k, v in jz_prune.mask_stats(mask, where=p.where).items()},
     }
-    layers = _flop_layers(cfg, ctx)
+    layers = _flop_layers(cfg, state)
     if layers is not None:
         shape = tuple(np.shape(splits.train.x)[1:])
         report["flops"] = jz_prune.flops(params, None, shape, layers=layers)

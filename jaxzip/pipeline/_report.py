@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxzip._io import atomic_write_text
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["REPORT_FILE", "format_markdown", "format_table", "format_value", "report_stage"]
 
@@ -101,13 +102,13 @@ def format_markdown(results: Mapping[str, Any], *, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_stage(cfg: Any, ctx: Mapping[str, Any]) -> tuple[dict, dict]:
+def report_stage(cfg: Any, state: RunState) -> tuple[dict, dict]:
     """Stage: writes ``out_dir/report.md``, the :func:`format_markdown` of the stages before it.
 
     Reads ``results`` (the runner's record of the stages so far) and ``out_dir``
-    from ``ctx``; adds nothing to the context.
+    from ``state``; sets no field.
     """
-    path = Path(ctx["out_dir"]) / REPORT_FILE
-    text = format_markdown(ctx.get("results", {}), title=cfg.experiment.name)
+    path = Path(state.out_dir) / REPORT_FILE
+    text = format_markdown(state.results, title=cfg.experiment.name)
     atomic_write_text(path, text)
     return {}, {}

@@ -3,9 +3,9 @@
 An experiment is a short list of :class:`Stage` s (by default
 data → model → train → [distill] → [prune] → [kmeans] → evaluate → [encode] →
 [export], or the config's ``experiment.stages``). Each stage is a function
-``(cfg, ctx) -> (updates, metrics)``: it reads what earlier stages produced
-from the context mapping ``ctx`` and returns new context entries and the
-metrics it reports.
+``(cfg, state) -> (updates, metrics)``: it reads what earlier stages produced
+from the typed, frozen :class:`~jaxzip.pipeline.RunState` and returns the
+fields it changes and the metrics it reports.
 
 Each stage's outputs are kept in ``out_dir/stages/<NN>-<name>-<hash12>/``,
 keyed by a hash of the config parts it depends on chained with the key of the
@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from jaxzip.pipeline._prune_stage import PRUNE_REPORT
 from jaxzip.pipeline._report import format_table
 from jaxzip.pipeline._stage_utils import jsonable as _jsonable
 from jaxzip.pipeline._stages import Stage, default_stages
+from jaxzip.pipeline._state import OUTPUTS, RunState
 
 __all__ = [
     "CONFIG_FILE",
@@ -61,7 +63,6 @@ PARAMS_FILE = "params.npz"
 RESULTS_FILE = "results.json"
 
 Metrics = dict[str, Any]
-_RUNNER_KEYS = ("progress", "out_dir", "results")
 _REPORTS = {
     "distill": DISTILL_REPORT,
     "prune": PRUNE_REPORT,
@@ -76,10 +77,16 @@ def _log(text: str) -> None:
 
 
 def _check_order(stages: Sequence[Stage]) -> None:
-    provided: set[str] = set(_RUNNER_KEYS)
+    provided: set[str] = set()
     for pos, stage in enumerate(stages, start=1):
         if not isinstance(stage, Stage):
             raise TypeError(f"stages: item {pos} must be a Stage, got {type(stage).__name__}")
+        for key in (*stage.needs, *stage.provides):
+            if key not in OUTPUTS:
+                raise ConfigError(
+                    f"stages: {stage.name!r} at position {pos} names {key!r}, which is not a "
+                    f"RunState field a stage provides ({sorted(OUTPUTS)})"
+                )
         for key in stage.needs:
             if key not in provided:
                 raise ConfigError(
@@ -114,7 +121,7 @@ class _Cache:
     def dir(self, index: int, stage: Stage, key: str) -> Path:
         return self.out / CACHE_DIR / stage_dir_name(index, stage.name, key)
 
-    def restore(self, index: int, stage: Stage, key: str, ctx: Mapping[str, Any]):
+    def restore(self, index: int, stage: Stage, key: str, state: RunState):
         d = self.dir(index, stage, key)
         manifest = find_complete(d, key)
         if manifest is None:
@@ -122,7 +129,8 @@ class _Cache:
         try:
             updates, metrics = restore_outputs(d, manifest, self.out)
             if stage.rebuild is not None:
-                updates.update(stage.rebuild(self.cfg, ctx))
+                updates.update(stage.rebuild(self.cfg, state.updated(updates)))
+            state.updated(updates)  # only RunState fields (a tampered manifest is refused)
         except (OSError, ValueError, KeyError, TypeError) as e:
             _log(f"stage {stage.name!r}: cannot restore {d} ({e}); running it again")
             return None
@@ -195,7 +203,8 @@ def run_experiment(
 
     Raises:
       TypeError: ``cfg`` is not an :class:`ExperimentConfig`, or a stage is not a :class:`Stage`.
-      ConfigError: a stage needs a context key no earlier stage provides.
+      ConfigError: a stage needs a field no earlier stage provides, or names one
+        that is not a :class:`RunState` field.
       jaxzip.JaxzipError, ValueError, OSError: from a stage (e.g. missing data)
         or from writing the files.
     """
@@ -217,27 +226,27 @@ def run_experiment(
         (out / stale).unlink(missing_ok=True)
 
     cache = _Cache(cfg, out, use_cache)
-    ctx: dict[str, Any] = {"progress": progress, "out_dir": out}
+    state = RunState(out_dir=out, progress=progress)
     per_stage: dict[str, Metrics] = {}
     wall: dict[str, float] = {}
     cached: list[str] = []
     start = time.perf_counter()
     for index, stage in enumerate(stage_list, start=1):
         t0 = time.perf_counter()
-        ctx["results"] = {"stages": per_stage, "wall_time_s": wall, "cached": cached}
+        state = replace(state, results={"stages": per_stage, "wall_time_s": wall, "cached": cached})
         key = cache.key(index, stage)
         usable = use_cache and stage.cache and key is not None
-        restored = cache.restore(index, stage, key, ctx) if usable else None
+        restored = cache.restore(index, stage, key, state) if usable else None
         if restored is not None:
             updates, metrics = restored
             cached.append(stage.name)
         else:
-            updates, metrics = stage.run(cfg, ctx)
+            updates, metrics = stage.run(cfg, state)
             jax.block_until_ready(updates)
             if usable:
                 cache.store(index, stage, key, updates, _jsonable(metrics))
         wall[stage.name] = round(time.perf_counter() - t0, 4)
-        ctx = {**ctx, **updates}
+        state = state.updated(updates)
         per_stage[stage.name] = _jsonable(metrics)
     wall["total"] = round(time.perf_counter() - start, 4)
 
@@ -250,15 +259,15 @@ def run_experiment(
         "stages": per_stage,
         "wall_time_s": wall,
         "cached": cached,
-        "history": ctx.get("history", []),
-        **{name: ctx[key] for name, key in _REPORTS.items() if key in ctx},
+        "history": state.history or [],
+        **{name: getattr(state, key) for name, key in _REPORTS.items() if state.has(key)},
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "jaxzip_version": __version__,
     }
     results = _jsonable(results)
-    if "params" in ctx:
-        jz_train.save_params(out / PARAMS_FILE, ctx["params"])
+    if state.params is not None:
+        jz_train.save_params(out / PARAMS_FILE, state.params)
     atomic_write_json(out / RESULTS_FILE, results)
     if report:
         print(format_table(results), flush=True)

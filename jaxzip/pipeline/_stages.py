@@ -1,7 +1,8 @@
 """:class:`Stage` and the named stages an experiment config can list.
 
-A stage is a function ``(cfg, ctx) -> (updates, metrics)`` plus what the
-runner needs to check and cache it: the context keys it needs and provides, a
+A stage is a function ``(cfg, state) -> (updates, metrics)`` over the typed
+:class:`RunState` plus what the runner needs to check and cache it: the
+fields it needs and provides, a
 ``depends(cfg)`` description of the config parts its outputs depend on (its
 cache key), and how to rebuild what cannot be stored (an ``apply_fn``).
 """
@@ -9,7 +10,7 @@ cache key), and how to rebuild what cannot be stored (an ``apply_fn``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from jaxzip import models as jz_models
@@ -33,11 +34,11 @@ from jaxzip.pipeline._load import config_to_dict
 from jaxzip.pipeline._plan import STAGE_SPECS, stage_names
 from jaxzip.pipeline._prune_stage import evaluate_dense, prune_stage
 from jaxzip.pipeline._report import REPORT_FILE, report_stage
+from jaxzip.pipeline._state import RunState
 
 __all__ = ["Stage", "default_stages", "named_stage"]
 
-Context = Mapping[str, Any]
-StageFn = Callable[[ExperimentConfig, Context], tuple[dict[str, Any], dict[str, Any]]]
+StageFn = Callable[[ExperimentConfig, RunState], tuple[dict[str, Any], dict[str, Any]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,15 +47,16 @@ class Stage:
 
     Attributes:
       name: shown in the results table and as the key of its wall time.
-      run: ``(cfg, ctx) -> (updates, metrics)``; ``updates`` are merged into
-        the context seen by later stages, ``metrics`` (name → number) are reported.
-      needs: context keys an earlier stage must provide (checked before running).
-      provides: context keys it adds.
+      run: ``(cfg, state) -> (updates, metrics)``; ``updates`` (:class:`RunState`
+        field → value) make the state later stages see, ``metrics`` (name → number)
+        are reported.
+      needs: state fields an earlier stage must provide (checked before running).
+      provides: state fields it sets.
       depends: ``cfg -> JSON-able`` description of every config part its outputs
         depend on; ``None`` makes the stage (and every later one) uncached.
       cache: store and restore its outputs (``False``: always run, but still
         part of the key chain).
-      rebuild: ``(cfg, ctx) -> updates`` recreating, on restore, the updates
+      rebuild: ``(cfg, state) -> updates`` recreating, on restore, the updates
         that cannot be stored (functions); a stage returning a function without
         one is not cached.
       files: ``cfg -> names`` of the files it writes to the output directory
@@ -67,7 +69,7 @@ class Stage:
     provides: tuple[str, ...] = ()
     depends: Callable[[ExperimentConfig], Any] | None = None
     cache: bool = True
-    rebuild: Callable[[ExperimentConfig, Context], dict[str, Any]] | None = None
+    rebuild: Callable[[ExperimentConfig, RunState], dict[str, Any]] | None = None
     files: Callable[[ExperimentConfig], tuple[str, ...]] | None = None
 
 
@@ -102,26 +104,26 @@ def _encode_files(cfg: ExperimentConfig) -> tuple[str, ...]:
     return () if c is None else (c.file,)
 
 
-def _model_rebuild(cfg: ExperimentConfig, ctx: Context) -> dict[str, Any]:
+def _model_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
     m = cfg.model
     arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
-    module = make_module(arch, ctx["splits"].train.num_classes)
+    module = make_module(arch, state.splits.train.num_classes)
     return {"apply_fn": jz_models.linen_apply_fn(module)}
 
 
-def evaluate_int8(cfg: ExperimentConfig, ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate_int8(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stage ``evaluate_int8``: the current model's ``int8_*`` val/test metrics with int8 kernels.
 
     Post-training quantization, nothing retrained: every kernel (a leaf with 2 or
     more dimensions) is rounded to 8 bits per output channel (min-max scales,
     ``QuantSpec(bits=8, axes=(-1,))``) and dequantized; biases stay float. The
-    context's params are left as they are.
+    state's params are left as they are.
     """
     spec = jz_quant.QuantSpec(bits=8, axes=(-1,))
     params = jz_quant.dequantize_params(
-        jz_quant.quantize_params(ctx["params"], [(min_ndim(2), spec)])
+        jz_quant.quantize_params(state.params, [(min_ndim(2), spec)])
     )
-    return {}, evaluate_splits(cfg, ctx, params, prefix="int8_")
+    return {}, evaluate_splits(cfg, state, params, prefix="int8_")
 
 
 _STAGES: dict[str, dict[str, Any]] = {

@@ -21,6 +21,7 @@ from jaxzip.pipeline import (
     ExperimentConfig,
     FieldError,
     KMeansConfig,
+    RunState,
     apply_overrides,
     default_stages,
     encode_stage,
@@ -210,10 +211,10 @@ def test_conv_and_dense_kernels_get_their_own_bits(tmp_path):
 def test_encode_fails_loudly_when_the_file_is_not_the_evaluated_model(tmp_path):
     books = jz.quant.kmeans_params({"w": jnp.array([0.0, 1.0, 2.0, 3.0])}, bits=1, where="w")
     cfg = ExperimentConfig(codec=CodecConfig())
-    ctx = {"out_dir": tmp_path, "books": books, "params": {"w": jnp.array([0.0, 1.0, 2.0, 3.0])}}
+    ctx = RunState(out_dir=tmp_path, books=books, params={"w": jnp.array([0.0, 1.0, 2.0, 3.0])})
     with pytest.raises(RuntimeError, match="does not decode to the evaluated params"):
         encode_stage(cfg, ctx)
-    ok = {**ctx, "params": jz.quant.dequantize_params(books)}
+    ok = ctx.updated({"params": jz.quant.dequantize_params(books)})
     _updates, metrics = encode_stage(cfg, ok)
     assert metrics["file_bytes"] == (tmp_path / "model.jz").stat().st_size
 

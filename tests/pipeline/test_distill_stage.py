@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxzip as jz
-from jaxzip.pipeline import ExperimentConfig
+from jaxzip.pipeline import ExperimentConfig, RunState
 from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
 
 
@@ -34,7 +36,7 @@ def test_student_replaces_the_teacher(full_run):
 def test_rebuilt_apply_fn_runs_the_restored_params(full_run):
     out, cfg, results = full_run
     splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
-    apply_fn = distill_rebuild(cfg, {"splits": splits})["apply_fn"]
+    apply_fn = distill_rebuild(cfg, RunState(out_dir=Path("o"), splits=splits))["apply_fn"]
     like = {"Dense_0": {"kernel": jnp.zeros((64, 8)), "bias": jnp.zeros(8)},
             "Dense_1": {"kernel": jnp.zeros((8, 10)), "bias": jnp.zeros(10)}}  # fmt: skip
     params = jz.train.load_params(out / "params.npz", like)
@@ -44,7 +46,7 @@ def test_rebuilt_apply_fn_runs_the_restored_params(full_run):
 
 def test_without_a_distill_section():
     with pytest.raises(ValueError, match=r"no \[distill\] section"):
-        distill_stage(ExperimentConfig(), {"splits": None, "apply_fn": None, "params": {}})
+        distill_stage(ExperimentConfig(), RunState(out_dir=Path("o"), params={}))
     with pytest.raises(ValueError, match=r"no \[distill\] section"):
         distill_rebuild(ExperimentConfig(), {})
 

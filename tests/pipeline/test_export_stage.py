@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import jaxzip as jz
-from jaxzip.pipeline import ExperimentConfig, ExportConfig
+from jaxzip.pipeline import ExperimentConfig, ExportConfig, RunState
 from jaxzip.pipeline._export_stage import export_files, export_stage
 
 
@@ -27,4 +29,4 @@ def test_export_files_and_missing_section():
     assert export_files(ExperimentConfig()) == ()
     assert export_files(ExperimentConfig(export=ExportConfig(file="a.jzx"))) == ("a.jzx",)
     with pytest.raises(ValueError, match=r"no \[export\] section"):
-        export_stage(ExperimentConfig(), {"splits": None})
+        export_stage(ExperimentConfig(), RunState(out_dir=Path("o")))

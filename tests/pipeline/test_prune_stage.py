@@ -21,6 +21,7 @@ from jaxzip.pipeline import (
     RESULTS_FILE,
     ExperimentConfig,
     ModelConfig,
+    RunState,
     TrainConfig,
     apply_overrides,
     config_from_dict,
@@ -185,17 +186,17 @@ def test_exact_global_sparsity_in_saved_params(dense_run, tmp_path):
     assert "dense_test_error" in m and "test_error" in m
 
 
-def _stage_ctx(cfg: ExperimentConfig) -> dict:
-    ctx: dict = {"progress": False}
+def _stage_ctx(cfg: ExperimentConfig) -> RunState:
+    state = RunState(out_dir=Path("unused"), progress=False)
     for stage in default_stages(cfg)[:2]:  # data, model
-        ctx.update(stage.run(cfg, ctx)[0])
-    return ctx
+        state = state.updated(stage.run(cfg, state)[0])
+    return state
 
 
 def test_pruned_weights_stay_zero_while_retraining(capsys):
     cfg = _tiny("prune.sparsity=0.6", "prune.rounds=1", "prune.epochs_per_round=2")
     ctx = _stage_ctx(cfg)
-    before = ctx["params"]
+    before = ctx.params
     expected = jz.prune.magnitude_mask(
         before, sparsity=0.6, where=".*/kernel", allocation=jz.prune.Global()
     )

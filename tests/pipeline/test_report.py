@@ -47,7 +47,7 @@ def test_empty_results():
 
 
 def test_markdown_report_marks_cached_stages_and_escapes_pipes(tmp_path):
-    from jaxzip.pipeline import ExperimentConfig
+    from jaxzip.pipeline import ExperimentConfig, RunState
     from jaxzip.pipeline._report import REPORT_FILE, format_markdown, report_stage
 
     results = {"stages": {"train": {"a|b": 0.5}, "evaluate": {"n": 3}},
@@ -58,7 +58,7 @@ def test_markdown_report_marks_cached_stages_and_escapes_pipes(tmp_path):
         "| train | a\\|b | 0.5000 |", "| train | cached | yes |", "| train | wall_time_s | 2.00 |",
         "| evaluate | n | 3 |",
     ]  # fmt: skip
-    updates, metrics = report_stage(ExperimentConfig(), {"out_dir": tmp_path, "results": results})
+    updates, metrics = report_stage(ExperimentConfig(), RunState(out_dir=tmp_path, results=results))
     assert updates == {} and metrics == {}
     assert (tmp_path / REPORT_FILE).read_text() == format_markdown(
         results, title="digits_small_cnn"

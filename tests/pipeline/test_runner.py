@@ -30,14 +30,14 @@ from jaxzip.pipeline._runner import _jsonable
 
 
 def _fake_stages(calls: list[str]) -> list[Stage]:
-    def first(cfg, ctx):
+    def first(cfg, state):
         calls.append("first")
-        assert ctx["progress"] is False
+        assert state.progress is False
         return {"params": {"w": jnp.arange(3.0)}}, {"n": np.int64(3), "x": np.float32(0.5)}
 
-    def second(cfg, ctx):
+    def second(cfg, state):
         calls.append("second")
-        w = ctx["params"]["w"] * 2  # sees what the first stage produced
+        w = state.params["w"] * 2  # sees what the first stage produced
         history = [{"epoch": 1, "train_loss": jnp.float32(0.25)}]
         return {"params": {"w": w}, "history": history}, {"total": float(w.sum())}
 
@@ -77,7 +77,7 @@ def test_failure_midway_leaves_config_and_no_results(tmp_path):
     (tmp_path / RESULTS_FILE).write_text("{}")
     (tmp_path / PARAMS_FILE).write_bytes(b"old")
 
-    def boom(cfg, ctx):
+    def boom(cfg, state):
         raise jz.DataError("the data is gone")
 
     stages = [*_fake_stages([]), Stage("boom", boom)]
@@ -117,29 +117,29 @@ def test_jsonable():
 def _cached_stages(calls: list[str], fail_at: str = "") -> list[Stage]:
     """``a`` -> ``b`` -> ``c``: params arrays, a JSON report and a file; ``b`` depends on train."""
 
-    def a(cfg, ctx):
+    def a(cfg, state):
         calls.append("a")
         return {"params": {"w": jnp.arange(3.0)}}, {"n": 3}
 
-    def b(cfg, ctx):
+    def b(cfg, state):
         calls.append("b")
         if fail_at == "b":
             raise jz.DataError("disk on fire")
-        w = ctx["params"]["w"] * cfg.train.epochs
-        (ctx["out_dir"] / "b.txt").write_text(f"{float(w.sum())}")
-        return {"params": {"w": w}, "b_report": {"sum": w.sum()}}, {"total": float(w.sum())}
+        w = state.params["w"] * cfg.train.epochs
+        (state.out_dir / "b.txt").write_text(f"{float(w.sum())}")
+        return {"params": {"w": w}, "prune_report": {"sum": w.sum()}}, {"total": float(w.sum())}
 
-    def c(cfg, ctx):
+    def c(cfg, state):
         calls.append("c")
         if fail_at == "c":
             raise jz.DataError("disk on fire")
-        return {}, {"seen": ctx["b_report"]["sum"]}
+        return {}, {"seen": state.prune_report["sum"]}
 
     return [
         Stage("a", a, provides=("params",), depends=lambda cfg: {"seed": cfg.experiment.seed}),
-        Stage("b", b, needs=("params",), provides=("params", "b_report"),
+        Stage("b", b, needs=("params",), provides=("params", "prune_report"),
               depends=lambda cfg: {"epochs": cfg.train.epochs}, files=lambda cfg: ("b.txt",)),
-        Stage("c", c, needs=("b_report",), depends=lambda cfg: {}),
+        Stage("c", c, needs=("prune_report",), depends=lambda cfg: {}),
     ]  # fmt: skip
 
 
@@ -228,9 +228,16 @@ def test_stage_without_depends_ends_caching_from_there_on(tmp_path):
 
 
 def test_custom_stage_order_is_checked(tmp_path):
-    needy = Stage("needy", lambda cfg, ctx: ({}, {}), needs=("params",))
+    needy = Stage("needy", lambda cfg, state: ({}, {}), needs=("params",))
     with pytest.raises(jz.ConfigError, match="'needy' at position 1 needs 'params'"):
         run_experiment(ExperimentConfig(), tmp_path, stages=[needy])
     assert not list(tmp_path.iterdir())  # nothing written
+    odd = Stage("odd", lambda cfg, state: ({}, {}), provides=("b_report",))
+    with pytest.raises(jz.ConfigError, match="'odd' at position 1 names 'b_report', which is not"):
+        run_experiment(ExperimentConfig(), tmp_path, stages=[odd])
+    assert not list(tmp_path.iterdir())
+    sneaky = Stage("sneaky", lambda cfg, state: ({"b_report": 1}, {}))
+    with pytest.raises(ValueError, match="'b_report' is not a field a stage can set"):
+        run_experiment(ExperimentConfig(), tmp_path, stages=[sneaky], report=False)
     with pytest.raises(TypeError, match="use_cache"):
         run_experiment(ExperimentConfig(), tmp_path, stages=[], use_cache=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +16,9 @@ from jaxzip.pipeline._stages import named_stage
 
 def _spied(cfg, calls):
     def spy(stage):
-        def run(cfg, ctx):
+        def run(cfg, state):
             calls.append(stage.name)
-            return stage.run(cfg, ctx)
+            return stage.run(cfg, state)
 
         return dataclasses.replace(stage, run=run)
 
@@ -80,18 +81,19 @@ def test_model_input_dropout_reaches_the_network_and_the_rebuilt_one():
     import numpy as np
 
     import jaxzip as jz
-    from jaxzip.pipeline import ExperimentConfig, ModelConfig
+    from jaxzip.pipeline import ExperimentConfig, ModelConfig, RunState
     from jaxzip.pipeline._core_stages import build_model
 
     cfg = ExperimentConfig(model=ModelConfig(name="mlp", widths=[8], input_dropout_rate=0.5))
     splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
-    ctx, _ = build_model(cfg, {"splits": splits})
-    assert ctx["arch"]["input_dropout_rate"] == 0.5
+    state = RunState(out_dir=Path("unused"), splits=splits)
+    state = state.updated(build_model(cfg, state)[0])
+    assert state.arch["input_dropout_rate"] == 0.5
     x = splits.train.x[:4]
-    rebuilt = named_stage("model").rebuild(cfg, {"splits": splits})["apply_fn"]
-    for apply_fn in (ctx["apply_fn"], rebuilt):
-        clean = apply_fn(ctx["params"], x, train=False, key=None)
-        noisy = apply_fn(ctx["params"], x, train=True, key=jax.random.key(0))
+    rebuilt = named_stage("model").rebuild(cfg, state)["apply_fn"]
+    for apply_fn in (state.apply_fn, rebuilt):
+        clean = apply_fn(state.params, x, train=False, key=None)
+        noisy = apply_fn(state.params, x, train=True, key=jax.random.key(0))
         # no hidden dropout: only dropped input pixels can change the training logits
         assert not np.allclose(clean, noisy)
 
