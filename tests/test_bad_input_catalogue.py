@@ -378,6 +378,8 @@ CASES: list[Case] = [
          ("make_optimizer: schedule", "one of ['constant'", "got 'linear'")),
         ("optimizer-decay", "optimizer(weight_decay=-1.0)", CE,
          ("make_optimizer: weight_decay", ">= 0", "got -1.0")),
+        ("run-state-field", 'jz.pipeline.RunState(out_dir="o").updated({"masks": 1})', VE,
+         ("run state: 'masks'", "not a field a stage can set", "'mask'")),
         ("unknown-section", 'cfg({"trian": {}})', CE,
          ("config: trian", "unknown section [trian]", "did you mean [train]?")),
         ("unknown-key", 'cfg({"train": {"epocs": 3}})', CE,

@@ -97,7 +97,11 @@ class ExperimentSection(Section):
     )
     seed: int = field(
         default=0,
-        metadata=rules(at_least(0), doc="seed for the data split, init, shuffling, dropout"),
+        metadata=rules(
+            at_least(0),
+            doc="the data split's seed and the run's root key (init, shuffles, dropout keys "
+            "are split from jax.random.key(seed) by name)",
+        ),
     )
     stages: tuple[StageName, ...] = field(
         default=(),
