@@ -18,10 +18,12 @@ from jaxzip.paths import leaf_paths
 def split_args(tree: Any) -> tuple[list[Any], Callable[[list[Any]], Any]]:
     """Array leaves of ``tree`` (traced inputs) and a function rebuilding it from new ones.
 
-    Other leaves (Python scalars, strings, None) stay static.
+    Arrays and ``jax.ShapeDtypeStruct`` leaves are inputs; other leaves (Python
+    scalars, strings, None) stay static.
     """
     leaves, treedef = jax.tree.flatten(tree)
-    dynamic = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, np.ndarray))]
+    arrays = (jax.Array, np.ndarray, jax.ShapeDtypeStruct)
+    dynamic = [i for i, x in enumerate(leaves) if isinstance(x, arrays)]
 
     def rebuild(values: list[Any]) -> Any:
         new = list(leaves)
@@ -140,7 +142,9 @@ def trace_layouts(
         (a Flax ``model.apply`` with ``params`` being the variables, or any
         function over a params pytree; nnx: ``lambda s, x: nnx.merge(g, s)(x)``).
       params: the params pytree; its leaves' ``/``-joined paths key the result.
-      *args: example inputs (their shapes matter, not their values).
+      *args: example inputs (their shapes matter, not their values; a
+        ``jax.ShapeDtypeStruct`` will do, as will abstract params from
+        ``jax.eval_shape(model.init, ...)``).
       **kwargs: more example keyword arguments.
 
     Returns:
