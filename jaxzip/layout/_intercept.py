@@ -48,6 +48,11 @@ def selected_kernels(
     """
     index = check_layouts(layouts, params)
     if where is None:
+        if not layouts:
+            raise ValueError(
+                "layouts: empty, so there is no kernel to select (trace_layouts found no param "
+                "leaf consumed by a matmul or conv)"
+            )
         return {index[p][0]: p for p in layouts}
     chosen = [p for p, (_, leaf) in index.items() if matches(where, p, leaf)]
     if not chosen:

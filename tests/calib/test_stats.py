@@ -164,6 +164,8 @@ def test_bad_inputs():
     params = {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}
     x = jnp.ones((4, 3))
     lay = trace_layouts(f, params, x)
+    with pytest.raises(ValueError, match="layouts: empty"):
+        collect_stats(f, params, [x], layouts={})
     with pytest.raises(ValueError, match="at least one calibration batch"):
         collect_stats(f, params, [], layouts=lay)
     with pytest.raises(ValueError, match=r"batches\[2\].*\(4, 5\).*first batch.*\(4, 3\)"):
