@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 import jaxzip as jz
-from jaxzip._io import atomic_write_json
+from jaxzip.io import atomic_write_json
 
 SIZES: dict[str, dict[str, int]] = {
     "reference": {"num_layers": 4, "d_model": 192, "num_heads": 4},
