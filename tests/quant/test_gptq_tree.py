@@ -149,3 +149,24 @@ def test_rules_give_kernels_their_own_specs(calls):
         gptq(model.apply, params, batches, [(r".*/a/.*", SPEC)])
     with pytest.raises(ValueError, match=r"rules\[0\]: where='nothing' matches no leaf"):
         gptq(model.apply, params, batches, [("nothing", SPEC)])
+
+
+def test_conv_kernel_groups_on_input_channels(calls):
+    model = nn.Conv(features=4, kernel_size=(3, 3), padding="VALID")
+    x = jax.random.normal(jax.random.key(5), (4, 6, 6, 4))  # 64 patches of 36 inputs
+    params = model.init(jax.random.key(0), x[:1])
+    spec = QuantSpec(bits=3, axes=(-1,), group_size=2)
+    k = gptq(model.apply, params, [x], spec)["params"]["kernel"]
+    # HWIO: groups of 2 input channels; H, W and O keep their own scales
+    assert (k.axes, k.group_axis, k.group_size, k.scale.shape) == ((0, 1, 3), 2, 2, (3, 3, 2, 4))
+    rtn = jz.quant.quantize(
+        params["params"]["kernel"], QuantSpec(bits=3, axes=(0, 1, 3), group_size=2)
+    )
+    y = model.apply(params, x)
+
+    def err(kernel):
+        return float(
+            jnp.linalg.norm(model.apply({"params": {**params["params"], "kernel": kernel}}, x) - y)
+        )
+
+    assert err(dequantize(k)) < err(dequantize(rtn))
