@@ -11,6 +11,7 @@ its increase over fp32, and the bytes of the compressed file
 * round-to-nearest (RTN) and GPTQ at int8 / int4 / int3, per output channel and
   per group of 64 inputs (the attention output projection, whose input axes are
   ``(heads, head_dim)``, uses groups of one head, 48, as 64 does not divide it);
+  GPTQ calibrates each kernel on the earlier kernels already quantized;
 * magnitude, Wanda and SparseGPT at 50% unstructured and 2:4 on the kernels'
   true input axes, one-shot and after ``--finetune-steps`` steps of fine-tuning
   with the mask kept (:func:`jaxzip.prune.keep_masked`);
@@ -155,22 +156,6 @@ def _exact(path: str) -> str:
     return re.escape(path)
 
 
-def _flat(tree) -> tuple[list[tuple[str, Any]], Any]:
-    """``(path, leaf)`` pairs with QArrays as leaves, and the treedef to rebuild."""
-    pairs, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=jz.quant.is_quantized)
-    return [(jz.paths.keystr(k), x) for k, x in pairs], treedef
-
-
-def _replace(tree, updates: dict[str, Any]):
-    """``tree`` with the leaves at ``updates``' paths replaced."""
-    pairs, treedef = _flat(tree)
-    return jax.tree.unflatten(treedef, [updates.get(p, x) for p, x in pairs])
-
-
-def _leaf(tree, path: str):
-    return dict(_flat(tree)[0])[path]
-
-
 def specs_for(b: Bench, bits: int, grouped: bool) -> dict[str, Any]:
     """Per kernel: one scale per output channel (its traced out axes), optionally per group."""
     return {
@@ -187,26 +172,15 @@ def rtn_params(b: Bench, bits: int, grouped: bool, params=None):
 
 
 def gptq_params(b: Bench, bits: int, grouped: bool):
-    """GPTQ over every kernel, sequentially (the paper's protocol).
+    """GPTQ over every kernel, sequentially (the paper's protocol), one spec per kernel.
 
-    With one group size for all kernels this is one :func:`jaxzip.quant.gptq`
-    call. With groups the attention output projection needs another size (one
-    head), and ``gptq`` takes one spec, so the kernels go one call each, in
-    traced order, each calibrated on the params where every earlier kernel is
-    already quantized (dequantized values): the same protocol.
+    The specs are RTN's (:func:`specs_for`): with groups, the attention output
+    projection takes one head per group. ``gptq`` gives each kernel a
+    ``QArray`` in its own axes (scales on its traced output axes).
     """
-    specs = specs_for(b, bits, grouped)
-    sizes = {s.group_size for s in specs.values()}
-    if len(sizes) == 1:
-        spec = jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=sizes.pop())
-        return jz.quant.gptq(b.fwd, b.params, b.calib, spec, layouts=b.layouts)
-    current, done = b.params, {}
-    for path, s in specs.items():
-        spec = jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size)
-        q = jz.quant.gptq(b.fwd, current, b.calib, spec, where=_exact(path), layouts=b.layouts)
-        done[path] = _leaf(q, path)
-        current = _replace(current, {path: jz.quant.dequantize(done[path])})
-    return _replace(b.params, done)
+    rules = [(_exact(p), jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size))
+             for p, s in specs_for(b, bits, grouped).items()]  # fmt: skip
+    return jz.quant.gptq(b.fwd, b.params, b.calib, rules, layouts=b.layouts)
 
 
 def magnitude_mask(b: Bench, structure: str):
