@@ -131,6 +131,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def publish(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Moves the finished file ``source`` over ``target`` atomically (same filesystem).
+
+    Readers see the old ``target`` or the new one, never a mix; a symlink at
+    ``target`` is replaced, not followed. The directory is fsynced after.
+
+    Example:
+      >>> import tempfile, pathlib
+      >>> d = pathlib.Path(tempfile.mkdtemp())
+      >>> atomic_write_text(d / "new.txt", "new")
+      >>> publish(d / "new.txt", d / "out.txt")
+      >>> (d / "out.txt").read_text(), (d / "new.txt").exists()
+      ('new', False)
+    """
+    os.replace(source, target)
+    _fsync_dir(Path(target).parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as f:

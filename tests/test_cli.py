@@ -103,7 +103,7 @@ def test_corrupt_idx_file(capsys, tmp_path, monkeypatch):
     assert main(_mnist_args(data, tmp_path / "out")) == 2
     _one_error_line(capsys)
     assert not (tmp_path / "out" / "results.json").exists()
-    assert (tmp_path / "out" / "config.toml").exists()  # the failed run is identifiable
+    assert (tmp_path / "out" / ".pending" / "config.toml").exists()  # identifiable failed run
 
 
 def test_out_is_a_file(capsys, tmp_path):

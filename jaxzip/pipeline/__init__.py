@@ -53,6 +53,7 @@ from jaxzip.pipeline._report import format_markdown, format_table, format_value
 from jaxzip.pipeline._runner import (
     CONFIG_FILE,
     PARAMS_FILE,
+    PENDING_DIR,
     RESULTS_FILE,
     Stage,
     default_stages,
@@ -78,6 +79,7 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "NAMES",
     "PARAMS_FILE",
+    "PENDING_DIR",
     "RESULTS_FILE",
     "STAGE_NAMES",
     "Check",

@@ -26,7 +26,7 @@ import optax
 from jaxzip import auto as jz_auto
 from jaxzip import prune as jz_prune
 from jaxzip import train as jz_train
-from jaxzip._io import atomic_write_json
+from jaxzip._io import atomic_write_json, directory_lock
 from jaxzip._keys import named_key
 from jaxzip._types import Mask, Params
 from jaxzip.pipeline._config import ExperimentConfig
@@ -108,59 +108,60 @@ def run_auto(
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    save_config(out / "config.toml", cfg)
-    start = time.perf_counter()
-    settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
-                "seed": int(seed), "strategy": strategy, "space": space.to_dict()}  # fmt: skip
-    journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
-        out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
-    )
+    with directory_lock(out, what="jaxzip auto"):  # one search per directory at a time
+        save_config(out / "config.toml", cfg)
+        start = time.perf_counter()
+        settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
+                    "seed": int(seed), "strategy": strategy, "space": space.to_dict()}  # fmt: skip
+        journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
+            out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
+        )
 
-    state = RunState(out_dir=out, progress=progress)
-    for stage in (load_data, build_model, train_stage):
-        state = state.updated(stage(cfg, state)[0])
-    splits, apply_fn, dense = state.splits, state.apply_fn, state.params
-    t = cfg.train
+        state = RunState(out_dir=out, progress=progress)
+        for stage in (load_data, build_model, train_stage):
+            state = state.updated(stage(cfg, state)[0])
+        splits, apply_fn, dense = state.splits, state.apply_fn, state.params
+        t = cfg.train
 
-    def eval_fn(params: Params) -> float:
-        m = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
-        return float(m["accuracy"])
+        def eval_fn(params: Params) -> float:
+            m = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
+            return float(m["accuracy"])
 
-    def finetune_fn(params: Params, mask: Mask, *, key: jax.Array) -> Params:
-        if epochs == 0:
-            return params
-        tx = optax.chain(
-            make_train_tx(t, learning_rate=lr, epochs=epochs,
-                          steps_per_epoch=len(splits.train) // t.batch_size),
-            jz_prune.keep_masked(mask),
+        def finetune_fn(params: Params, mask: Mask, *, key: jax.Array) -> Params:
+            if epochs == 0:
+                return params
+            tx = optax.chain(
+                make_train_tx(t, learning_rate=lr, epochs=epochs,
+                              steps_per_epoch=len(splits.train) // t.batch_size),
+                jz_prune.keep_masked(mask),
+            )  # fmt: skip
+            tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=epochs,
+                                    batch_size=t.batch_size, key=key, progress=False,
+                                    eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
+            return tuned.params
+
+        result = jz_auto.search(
+            dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
+            key=named_key(jax.random.key(seed), "auto"),
+            finetune_fn=finetune_fn, space=space, strategy=search_strategy, out_dir=out, journal=journal,
+            time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
         )  # fmt: skip
-        tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=epochs,
-                                batch_size=t.batch_size, key=key, progress=False,
-                                eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
-        return tuned.params
-
-    result = jz_auto.search(
-        dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
-        key=named_key(jax.random.key(seed), "auto"),
-        finetune_fn=finetune_fn, space=space, strategy=search_strategy, out_dir=out, journal=journal,
-        time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
-    )  # fmt: skip
-    test = {}
-    for name, params in (("dense", dense), ("best", result.params)):
-        m = jz_train.evaluate(apply_fn, params, splits.test, batch_size=t.eval_batch_size)
-        test[f"{name}_test_accuracy"] = float(m["accuracy"])
-        test[f"{name}_test_error"] = float(m["error"])
-    summary = {
-        "config_name": cfg.experiment.name, "max_drop_pp": max_drop_pp,
-        "time_budget_s": time_budget_s, "max_trials": max_trials, "settings": settings,
-        "test": test, "result": result.to_dict(), "wall_time_s": round(time.perf_counter() - start, 3),
-        "files": {"best": jz_auto.BEST_FILE, "journal": jz_auto.JOURNAL_FILE},
-    }  # fmt: skip
-    try:
-        jz_auto.write_report(result, out, test_metrics=test)
-        summary["files"]["report"] = "report.md"
-    except ImportError as e:
-        print(f"jaxzip auto: no report written: {e}", file=sys.stderr)
-    summary = jsonable(summary)
-    atomic_write_json(out / AUTO_FILE, summary)
-    return summary
+        test = {}
+        for name, params in (("dense", dense), ("best", result.params)):
+            m = jz_train.evaluate(apply_fn, params, splits.test, batch_size=t.eval_batch_size)
+            test[f"{name}_test_accuracy"] = float(m["accuracy"])
+            test[f"{name}_test_error"] = float(m["error"])
+        summary = {
+            "config_name": cfg.experiment.name, "max_drop_pp": max_drop_pp,
+            "time_budget_s": time_budget_s, "max_trials": max_trials, "settings": settings,
+            "test": test, "result": result.to_dict(), "wall_time_s": round(time.perf_counter() - start, 3),
+            "files": {"best": jz_auto.BEST_FILE, "journal": jz_auto.JOURNAL_FILE},
+        }  # fmt: skip
+        try:
+            jz_auto.write_report(result, out, test_metrics=test)
+            summary["files"]["report"] = "report.md"
+        except ImportError as e:
+            print(f"jaxzip auto: no report written: {e}", file=sys.stderr)
+        summary = jsonable(summary)
+        atomic_write_json(out / AUTO_FILE, summary)
+        return summary

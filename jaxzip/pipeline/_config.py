@@ -62,6 +62,17 @@ def _valid_regex() -> Check:
     return Check("(a valid regular expression)", _is_regex)
 
 
+SEED_MAX = 2**63 - 1
+"""The largest ``experiment.seed``: ``jax.random.key`` takes a signed 64-bit integer."""
+
+RESERVED_FILES = frozenset(
+    {"config.toml", "params.npz", "results.json", "report.md", "stages", ".pending",
+     ".jaxzip.lock", "journal.jsonl", "best.jz", "best.json", "auto.json"}
+)  # fmt: skip
+"""Names jaxzip run / jaxzip auto write or keep in the output directory themselves: a
+``[codec]`` or ``[export]`` file may not take one of them (it would overwrite a result)."""
+
+
 class _HintedFieldError(FieldError):
     """A :class:`FieldError` whose message ends with a hint in parentheses."""
 
@@ -98,7 +109,7 @@ class ExperimentSection(Section):
     seed: int = field(
         default=0,
         metadata=rules(
-            at_least(0),
+            between(0, SEED_MAX),
             doc="the data split's seed and the run's root key (init, shuffles, dropout keys "
             "are split from jax.random.key(seed) by name)",
         ),
@@ -377,6 +388,16 @@ class ExperimentConfig(Section):
 
     def check(self) -> None:
         check_stages(self)
+        files = {k: s.file for k, s in (("codec.file", self.codec), ("export.file", self.export))
+                 if s is not None}  # fmt: skip
+        for key, name in files.items():
+            if name in RESERVED_FILES:
+                raise _HintedFieldError(key, "a file name the run does not write itself", name,
+                                        "the run writes or keeps " + ", ".join(sorted(RESERVED_FILES))
+                                        + " in the output directory")  # fmt: skip
+        if len(set(files.values())) < len(files):
+            raise _HintedFieldError("export.file", "a name other than codec.file",
+                                    files["export.file"], "both would be written to one file")  # fmt: skip
         if self.train.epochs == 0 and not self.model.params_from:
             raise _HintedFieldError(
                 "train.epochs",

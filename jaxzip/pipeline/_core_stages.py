@@ -44,12 +44,42 @@ def load_data(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], M
         download=d.download,
         progress=state.progress,
     )
+    image = splits.train.x.shape[1:3]
+    for key, section in (("train", cfg.train), ("distill", cfg.distill)):
+        shift = getattr(section, "augment_shift", 0) if section is not None else 0
+        if shift and len(image) == 2 and shift >= min(image):
+            raise ConfigError(
+                f"{key}.augment_shift: expected fewer pixels than the images' height and width "
+                f"({image[0]}x{image[1]} for {d.name!r}), got {shift}"
+            )
     metrics = {
         "train_examples": len(splits.train),
         "val_examples": len(splits.val),
         "test_examples": len(splits.test),
     }
     return {"splits": splits}, metrics
+
+
+MAX_MODEL_PARAMS = 1 << 30
+"""The largest model ``jaxzip run`` builds: 2**30 params (4 GiB in float32)."""
+
+
+def init_checked(module: Any, key: jax.Array, x: Any, *, fields: str) -> tuple[Any, Any]:
+    """``(init, shapes)``: a jitted ``init(key, x)`` and its params' shapes, once the
+    model's size is known to be within :data:`MAX_MODEL_PARAMS` (nothing allocated before).
+
+    Raises:
+      ConfigError: the model would be larger; the message names ``fields``.
+    """
+    init = jax.jit(lambda k, inputs: jz_models.init_params(module, k, inputs))
+    shapes = jax.eval_shape(init, key, x)
+    n = jz_models.param_count(shapes)
+    if n > MAX_MODEL_PARAMS:
+        raise ConfigError(
+            f"{fields}: expected a model of at most {MAX_MODEL_PARAMS:,} params, got one of "
+            f"{n:,} ({4 * n / 2**30:,.1f} GiB in float32); make it smaller"
+        )
+    return init, shapes
 
 
 def model_arch(
@@ -95,13 +125,12 @@ def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
     module = make_module(arch, splits.train.num_classes)
     key = run_key(cfg, "model")
     # One compiled init instead of one dispatch (and compile) per initializer op.
-    init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
+    init, like = init_checked(module, key, splits.train.x[:1], fields="model.name/model.widths")
     if not m.params_from:
         params = init(key, splits.train.x[:1])
     else:  # only the shapes and dtypes are needed to check and load the file
-        like = jax.eval_shape(init, key, splits.train.x[:1])
         try:
-            params = jz_train.load_params(m.params_from, like)
+            params = jz_train.load_params(m.params_from, like, require_finite=True)
         except (OSError, ValueError) as e:
             where = "" if os.path.isabs(m.params_from) else f" (relative to {os.getcwd()!r})"
             raise ConfigError(
@@ -134,6 +163,7 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
         progress=state.progress,
         eval_batch_size=t.eval_batch_size,
         augment=augment_of(t),
+        check_finite=True,  # a diverged run stops with NonFiniteError, never reports success
     )
     history = jsonable(history)
     last = history[-1] if history else {}

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-
 from jaxzip import distill as jz_distill
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
-from jaxzip.pipeline._core_stages import make_module, model_arch
+from jaxzip.pipeline._core_stages import init_checked, make_module, model_arch
 from jaxzip.pipeline._stage_utils import augment_of, make_train_tx, run_key
 from jaxzip.pipeline._state import RunState
 
@@ -51,15 +49,16 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     module = make_module(arch, splits.train.num_classes)
     student_apply = jz_models.linen_apply_fn(module)
     teacher_apply, teacher_params = state.apply_fn, state.params
-    init = jax.jit(lambda k, x: jz_models.init_params(module, k, x))
-    params = init(run_key(cfg, "distill/init"), splits.train.x[:1])
+    key, x = run_key(cfg, "distill/init"), splits.train.x[:1]
+    init, _ = init_checked(module, key, x, fields="distill.model/distill.widths")
+    params = init(key, x)
     steps_per_epoch = len(splits.train) // t.batch_size
     tx = make_train_tx(
         t, learning_rate=d.learning_rate, epochs=d.epochs, steps_per_epoch=steps_per_epoch
     )
     loss = jz_distill.kd_loss(temperature=d.temperature, alpha=d.alpha)
     step = jz_distill.make_train_step(
-        student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d)
+        student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d), check_finite=True
     )
     student_state, history = jz_train.run_epochs(
         lambda s, batch, key: step(s, teacher_params, batch, key),

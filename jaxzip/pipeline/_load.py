@@ -131,6 +131,10 @@ def config_from_dict(
         raise ConfigError(f"{where(_prefix + e.key)}: {e.detail}") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file :func:`load_config` reads (1 MiB; real configs are a few KB)."""
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> ExperimentConfig:
     """Reads and validates an experiment config TOML file.
 
@@ -142,8 +146,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ExperimentConfig:
       The validated :class:`ExperimentConfig`; keys the file omits keep their defaults.
 
     Raises:
-      ConfigError: the file is missing, unreadable, not valid TOML, or holds
-        an unknown key or a bad value (the message names the file and key).
+      ConfigError: the file is missing, not a regular file, larger than
+        :data:`MAX_CONFIG_BYTES`, unreadable, not valid TOML (nesting too deep
+        included), or holds an unknown key or a bad value (the message names
+        the file and key).
 
     Example:
       >>> load_config().data.name
@@ -159,16 +165,25 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ExperimentConfig:
             raise ConfigError(f"{source}: config file not found")
         if p.is_dir():
             raise ConfigError(f"{source}: expected a TOML config file, got a directory")
+        if not p.is_file():
+            raise ConfigError(f"{source}: expected a regular TOML config file, got a device, "
+                              "pipe or socket")  # fmt: skip
         try:
-            raw = p.read_bytes()
+            with p.open("rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
             raise ConfigError(f"{source}: cannot read config file: {e.strerror or e}") from None
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{source}: a config file is at most {MAX_CONFIG_BYTES:,} bytes; "
+                              "this one is larger")  # fmt: skip
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid TOML: tables or arrays nested too deeply") from None
     return config_from_dict(data, source=source)
 
 
@@ -210,6 +225,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         parsed = tomllib.loads(f"v = {value}")
     except tomllib.TOMLDecodeError:
         return key, value
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     if set(parsed) != {"v"}:  # e.g. a value with a newline smuggling in another key
         return key, value
     return key, parsed["v"]

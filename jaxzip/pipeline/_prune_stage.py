@@ -135,6 +135,7 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
                 progress=progress,
                 eval_batch_size=t.eval_batch_size,
                 augment=augment_of(t),
+                check_finite=True,
             )
             params = trained.params
         val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)

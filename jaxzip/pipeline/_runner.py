@@ -28,7 +28,7 @@ import jax
 
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
-from jaxzip._io import atomic_write_json
+from jaxzip._io import atomic_write_json, directory_lock, publish
 from jaxzip.pipeline._cache import (
     CACHE_DIR,
     find_complete,
@@ -52,12 +52,15 @@ from jaxzip.pipeline._state import OUTPUTS, RunState
 __all__ = [
     "CONFIG_FILE",
     "PARAMS_FILE",
+    "PENDING_DIR",
     "RESULTS_FILE",
     "Stage",
     "default_stages",
     "run_experiment",
 ]
 
+PENDING_DIR = ".pending"
+"""Where a run writes its files until every stage has succeeded (then they are moved out)."""
 CONFIG_FILE = "config.toml"
 PARAMS_FILE = "params.npz"
 RESULTS_FILE = "results.json"
@@ -99,10 +102,11 @@ def _check_order(stages: Sequence[Stage]) -> None:
 class _Cache:
     """Where each stage's outputs live, and whether to use them."""
 
-    def __init__(self, cfg: ExperimentConfig, out: Path, enabled: bool) -> None:
+    def __init__(self, cfg: ExperimentConfig, out: Path, files: Path, enabled: bool) -> None:
         from jaxzip import __version__
 
         self.cfg, self.out, self.enabled, self.version = cfg, out, enabled, __version__
+        self.files = files  # where the stages write (and restored stages get back) their files
         self.previous: str | None = ""  # None once a stage without `depends` breaks the chain
 
     def key(self, index: int, stage: Stage) -> str | None:
@@ -127,7 +131,7 @@ class _Cache:
         if manifest is None:
             return None
         try:
-            updates, metrics = restore_outputs(d, manifest, self.out)
+            updates, metrics = restore_outputs(d, manifest, self.files)
             if stage.rebuild is not None:
                 updates.update(stage.rebuild(self.cfg, state.updated(updates)))
             state.updated(updates)  # only RunState fields (a tampered manifest is refused)
@@ -148,7 +152,7 @@ class _Cache:
         files = stage.files(self.cfg) if stage.files is not None else ()
         ok = store_outputs(
             d, key=key, name=stage.name, updates=updates, metrics=metrics,
-            out_dir=self.out, files=files, skip=skip,
+            out_dir=self.files, files=files, skip=skip,
         )  # fmt: skip
         if not ok:
             _log(f"stage {stage.name!r}: its outputs cannot be stored; not cached")
@@ -165,13 +169,16 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Runs an experiment's stages and writes its results to ``out_dir``.
 
-    Writes ``config.toml`` (the resolved config) first, so a run is
-    identifiable even if it fails; removes ``results.json``, ``params.npz``
-    (and the files the stages write: the ``[codec]`` file, the export,
-    ``report.md``) left by an earlier run there; and writes those two only after
-    every stage has succeeded (``results.json`` last), each atomically. A failed
-    run thus leaves ``config.toml``, the cache of the stages that finished, and
-    no results.
+    Holds an exclusive lock on ``out_dir`` for the whole run (a second run
+    into it fails at once, naming this one's PID). Every file is first written
+    to ``out_dir/.pending/``: ``config.toml`` (the resolved config) first, so
+    a failed run is identifiable there, then the files the stages write (the
+    ``[codec]`` file, the export, ``report.md``), ``params.npz`` and
+    ``results.json``. Only when every stage has succeeded do they replace the
+    previous run's files in ``out_dir`` (each atomically, ``results.json``
+    last; an old output this run does not produce is removed). A failed run
+    thus leaves the previous run's outputs intact, its own config in
+    ``.pending/``, and the cache of the stages that finished.
 
     With ``use_cache``, each stage that declares ``depends`` (all named stages)
     is restored from ``out_dir/stages/`` when a complete entry with its key is
@@ -203,6 +210,7 @@ def run_experiment(
 
     Raises:
       TypeError: ``cfg`` is not an :class:`ExperimentConfig`, or a stage is not a :class:`Stage`.
+      jaxzip.DirectoryLockedError: another process is running into ``out_dir``.
       ConfigError: a stage needs a field no earlier stage provides, or names one
         that is not a :class:`RunState` field.
       jaxzip.JaxzipError, ValueError, OSError: from a stage (e.g. missing data)
@@ -212,21 +220,38 @@ def run_experiment(
         raise TypeError(f"run_experiment: cfg must be an ExperimentConfig, got {type(cfg)!r}")
     if not isinstance(use_cache, bool):
         raise TypeError(f"run_experiment: use_cache must be a bool, got {use_cache!r}")
-    from jaxzip import __version__
 
     stage_list = tuple(default_stages(cfg) if stages is None else stages)
     _check_order(stage_list)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(out / CONFIG_FILE, cfg)
-    written = {f for s in stage_list if s.files is not None for f in s.files(cfg)}
-    for stale in (RESULTS_FILE, PARAMS_FILE, *sorted(written)):
-        (out / stale).unlink(missing_ok=True)
+    with directory_lock(out, what="jaxzip run"):
+        return _run_locked(cfg, out, stage_list, progress=progress, report=report,
+                           use_cache=use_cache)  # fmt: skip
 
-    cache = _Cache(cfg, out, use_cache)
-    state = RunState(out_dir=out, progress=progress)
+
+def _run_locked(
+    cfg: ExperimentConfig,
+    out: Path,
+    stage_list: tuple[Stage, ...],
+    *,
+    progress: bool,
+    report: bool,
+    use_cache: bool,
+) -> dict[str, Any]:
+    """:func:`run_experiment` once it holds ``out``'s lock: the stages write into
+    ``out/.pending/``; their files replace the previous run's only after all succeeded."""
+    from jaxzip import __version__
+
+    pending = out / PENDING_DIR
+    remove_entry(pending)  # what a failed or killed run left
+    pending.mkdir()
+    save_config(pending / CONFIG_FILE, cfg)
+    written = {f for s in stage_list if s.files is not None for f in s.files(cfg)}
+
+    cache = _Cache(cfg, out, pending, use_cache)
+    state = RunState(out_dir=pending, progress=progress)
     per_stage: dict[str, Metrics] = {}
     wall: dict[str, float] = {}
     cached: list[str] = []
@@ -267,8 +292,16 @@ def run_experiment(
     }
     results = _jsonable(results)
     if state.params is not None:
-        jz_train.save_params(out / PARAMS_FILE, state.params)
-    atomic_write_json(out / RESULTS_FILE, results)
+        jz_train.save_params(pending / PARAMS_FILE, state.params)
+    atomic_write_json(pending / RESULTS_FILE, results)
+    # Publish: every new file replaces its old one (results.json last); an output of the
+    # previous run that this run does not produce is removed.
+    for name in (CONFIG_FILE, PARAMS_FILE, *sorted(written), RESULTS_FILE):
+        if (pending / name).is_file():
+            publish(pending / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+    remove_entry(pending)
     if report:
         print(format_table(results), flush=True)
     return results

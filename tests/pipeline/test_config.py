@@ -54,7 +54,7 @@ def test_every_model_name_builds(name):
     [
         (lambda: ExperimentSection(name="a/b"), "name", "letters, digits"),
         (lambda: ExperimentSection(name=""), "name", "got ''"),
-        (lambda: ExperimentSection(seed=-1), "seed", ">= 0"),
+        (lambda: ExperimentSection(seed=-1), "seed", "in [0, 9223372036854775807]"),
         (lambda: DataConfig(name="cifar10"), "name", "one of 'digits', 'mnist'"),
         (lambda: DataConfig(val_fraction=0.0), "val_fraction", "in (0.0, 1.0)"),
         (lambda: DataConfig(val_fraction=1), "val_fraction", "in (0.0, 1.0)"),

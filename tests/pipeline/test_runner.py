@@ -18,6 +18,7 @@ import jaxzip as jz
 from jaxzip.pipeline import (
     CONFIG_FILE,
     PARAMS_FILE,
+    PENDING_DIR,
     RESULTS_FILE,
     ExperimentConfig,
     Stage,
@@ -72,8 +73,9 @@ def test_report_false_prints_nothing(tmp_path, capsys):
     assert (tmp_path / RESULTS_FILE).exists()
 
 
-def test_failure_midway_leaves_config_and_no_results(tmp_path):
-    # An earlier run's results must not survive next to the new run's config.
+def test_failure_midway_keeps_the_previous_outputs(tmp_path):
+    # Issue 19.3b: a failed rerun must not destroy the previous run's results; its own
+    # config is kept in .pending/ so the failure is identifiable.
     (tmp_path / RESULTS_FILE).write_text("{}")
     (tmp_path / PARAMS_FILE).write_bytes(b"old")
 
@@ -84,8 +86,12 @@ def test_failure_midway_leaves_config_and_no_results(tmp_path):
     cfg = ExperimentConfig()
     with pytest.raises(jz.DataError, match="the data is gone"):
         run_experiment(cfg, tmp_path, progress=False, stages=stages)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [CONFIG_FILE]  # no temp files either
-    assert load_config(tmp_path / CONFIG_FILE) == cfg
+    assert (tmp_path / RESULTS_FILE).read_text() == "{}"
+    assert (tmp_path / PARAMS_FILE).read_bytes() == b"old"
+    assert not (tmp_path / CONFIG_FILE).exists()
+    assert load_config(tmp_path / PENDING_DIR / CONFIG_FILE) == cfg
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".jaxzip.lock", PENDING_DIR, PARAMS_FILE, RESULTS_FILE]  # no temp files
 
 
 def test_bad_arguments(tmp_path):

@@ -1,0 +1,156 @@
+"""Issue 19's defects in jaxzip run / jaxzip auto, each pinned by a test that failed before.
+
+3a reserved output names, 3b a failed rerun keeps the previous outputs, 4 one run per
+output directory, 5 diverged training and non-finite params_from stop the run,
+augment_shift larger than the images, 6 seeds past 64 bits, a model too large to build,
+TOML nested too deeply, config files that are not regular files or are too large.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import jaxzip as jz
+from jaxzip._io import directory_lock
+from jaxzip.cli import main as cli
+from jaxzip.pipeline import (
+    CONFIG_FILE,
+    PARAMS_FILE,
+    RESULTS_FILE,
+    apply_overrides,
+    load_config,
+    run_experiment,
+)
+from jaxzip.pipeline._load import MAX_CONFIG_BYTES
+
+TINY = ["model.name=mlp", "model.widths=[8]", "train.epochs=1"]
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    assert err[0].startswith("jaxzip: error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize("override", ["codec.file=results.json", "codec.file=params.npz",
+                                      "codec.file=config.toml", "export.file=stages",
+                                      "export.file=report.md"])  # fmt: skip
+def test_reserved_output_names_are_refused_at_config_time(override, tmp_path, capsys):
+    assert cli(["run", "--set", override, "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "a file name the run does not write itself" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_codec_and_export_files_must_differ(tmp_path, capsys):
+    args = ["--set", "codec.file=m.bin", "--set", "export.file=m.bin"]
+    assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "export.file: expected a name other than codec.file" in _one_error_line(capsys)
+
+
+def test_a_failing_rerun_keeps_every_previous_output(tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = apply_overrides(load_config(), [*TINY, "prune.sparsity=0.5", "prune.epochs_per_round=0",
+                                          "codec.file=model.jz"])  # fmt: skip
+    run_experiment(cfg, out, progress=False, report=False)
+    names = (CONFIG_FILE, PARAMS_FILE, RESULTS_FILE, "model.jz")
+    before = {n: (out / n).read_bytes() for n in names}
+    bad = apply_overrides(cfg, ["prune.where=nomatch"])
+    with pytest.raises(ValueError, match="nomatch"):
+        run_experiment(bad, out, progress=False, report=False)
+    assert {n: (out / n).read_bytes() for n in names} == before
+    assert load_config(out / ".pending" / CONFIG_FILE) == bad  # the failed run is identifiable
+
+
+def test_a_second_run_into_a_locked_directory_fails_at_once(tmp_path, capsys):
+    cfg = apply_overrides(load_config(), TINY)
+    with directory_lock(tmp_path, what="test"):
+        with pytest.raises(jz.DirectoryLockedError, match=f"PID {os.getpid()}"):
+            run_experiment(cfg, tmp_path, progress=False, report=False)
+        assert cli(["run", "--out", str(tmp_path), "--no-progress", "--set", "train.epochs=1"]) == 2
+        assert f"is in use by another jaxzip process (PID {os.getpid()}" in _one_error_line(capsys)
+    assert not (tmp_path / RESULTS_FILE).exists()
+
+
+def test_auto_takes_the_lock_too(tmp_path, capsys, write_config):
+    config = write_config("""
+        [model]
+        name = "mlp"
+        widths = [8]
+        [train]
+        epochs = 1
+        """)
+    with directory_lock(tmp_path / "auto", what="test"):
+        rc = cli(["auto", str(config), "--max-drop", "1", "--max-trials", "1",
+                  "--out", str(tmp_path / "auto"), "--no-progress"])  # fmt: skip
+    assert rc == 2
+    assert "jaxzip auto:" in _one_error_line(capsys)
+
+
+def test_diverged_training_stops_the_run(tmp_path, capsys):
+    args = ["--set", "train.learning_rate=1e10", "--set", "train.epochs=2"]
+    assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "NaN" in _one_error_line(capsys)
+    assert not (tmp_path / RESULTS_FILE).exists()
+
+
+def test_nonfinite_params_from_is_refused(tmp_path, capsys):
+    cfg = apply_overrides(load_config(), TINY)
+    run_experiment(cfg, tmp_path / "a", progress=False, report=False)
+    params = dict(np.load(tmp_path / "a" / PARAMS_FILE))
+    params[sorted(params)[0]] = np.full_like(params[sorted(params)[0]], np.nan)
+    np.savez(tmp_path / "nan.npz", **params)
+    args = [*(f"--set={o}" for o in TINY), f"--set=model.params_from={tmp_path / 'nan.npz'}"]
+    assert cli(["run", *args, "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    line = _one_error_line(capsys)
+    assert "model.params_from" in line and "NaN" in line
+
+
+@pytest.mark.parametrize("section", ["train", "distill"])
+def test_augment_shift_larger_than_the_images_is_a_config_error(section, tmp_path, capsys):
+    assert cli(["run", "--set", f"{section}.augment_shift=8", "--out", str(tmp_path),
+                "--no-progress"]) == 2  # fmt: skip
+    assert f"{section}.augment_shift: expected fewer pixels" in _one_error_line(capsys)
+
+
+def test_seed_past_64_bits_is_a_config_error(tmp_path, capsys):
+    assert cli(["run", "--set", f"experiment.seed={2**63}", "--out", str(tmp_path)]) == 2
+    assert "experiment.seed: expected an integer in [0, 9223372036854775807]" in (
+        _one_error_line(capsys)
+    )
+
+
+def test_a_model_too_large_is_refused_before_allocating(tmp_path, capsys):
+    args = ["--set", "model.name=mlp", "--set", "model.widths=[1000000000]"]
+    assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "model.name/model.widths: expected a model of at most" in _one_error_line(capsys)
+
+
+def test_toml_nested_too_deeply(tmp_path, capsys):
+    path = tmp_path / "deep.toml"
+    path.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert cli(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "nested too deeply" in _one_error_line(capsys)
+    assert cli(["run", "--set", "train.epochs=" + "[" * 100_000, "--out", str(tmp_path)]) == 2
+    capsys.readouterr()
+
+
+def test_config_must_be_a_small_regular_file(tmp_path, capsys):
+    assert cli(["run", "/dev/zero", "--out", str(tmp_path / "o")]) == 2
+    assert "expected a regular TOML config file" in _one_error_line(capsys)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
+    assert cli(["run", str(big), "--out", str(tmp_path / "o")]) == 2
+    assert f"at most {MAX_CONFIG_BYTES:,} bytes" in _one_error_line(capsys)
+
+
+def test_dev_zero_does_not_hang():
+    # the read is bounded: refused at once rather than reading until memory runs out
+    r = subprocess.run([sys.executable, "-m", "jaxzip", "run", "/dev/zero"], capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and "regular TOML config file" in r.stderr
