@@ -81,7 +81,14 @@ def test_fits_with_dropout_through_fit():
     )
     apply_fn = nnx_apply_fn(graphdef)
     state, history = fit(
-        apply_fn, params, optax.adam(0.05), ds, epochs=3, batch_size=8, seed=0, progress=False
+        apply_fn,
+        params,
+        optax.adam(0.05),
+        ds,
+        epochs=3,
+        batch_size=8,
+        key=jax.random.key(0),
+        progress=False,
     )
     assert int(state.step) == 12
     assert history[-1]["train_loss"] < history[0]["train_loss"]
