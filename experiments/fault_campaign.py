@@ -1,23 +1,39 @@
 """Fault campaign for ``jaxzip run`` and ``jaxzip auto``, driven through the CLI as a user would.
 
-Four checks, each printed as a figure (issue 19's fault targets):
+Four checks, each printed as a figure and written to ``OUT/fault_campaign.json``
+(issue 19's fault targets):
 
 * **kill/resume (run)**: ``jaxzip run`` is SIGKILLed at a random moment, then the
-  same command is run again; its outputs must equal an uninterrupted run's byte
-  for byte (``results.json`` compared without its wall times and list of cached
-  stages, which describe the run rather than its result).
-* **kill/resume (auto)**: the same for ``jaxzip auto`` with ``--max-trials``
-  (``best.jz`` byte for byte, ``best.json`` without timings).
+  same command is run again; its outputs (``model.jz``, ``model.jzx``,
+  ``params.npz``, ``config.toml``, ``results.json``) must equal an uninterrupted
+  run's byte for byte, except that ``results.json`` is compared without
+  ``wall_time_s`` (stage timings) and ``cached`` (the stages the resumed run
+  restored): both describe how the run went, not what it computed.
+* **kill/resume (auto)**: the same for ``jaxzip auto`` with ``--max-trials``:
+  ``best.jz`` and ``config.toml`` byte for byte; ``best.json`` and ``auto.json``
+  without ``seconds`` (each trial's wall time), ``wall_time_s`` (the search's)
+  and ``computed`` (how many trials the last invocation computed rather than
+  read from the journal); ``report.md`` with its "(N computed in the last run)"
+  note removed, for the same reason. Everything else (every trial's accuracy,
+  bytes, key, settings; the Pareto front; the sensitivity table) must match.
+  The plots (``*.png``) are drawn from those same figures and are not compared.
 * **concurrent runs**: a second ``jaxzip run`` into a directory another one is
-  writing must be refused at once (exit 2, one line naming the holder's PID).
-* **failed rerun**: a rerun that fails with a config error must leave the
-  previous run's outputs intact.
+  writing must be refused at once (exit 2, one line naming the holder's PID),
+  and the first run's outputs must equal the reference run's.
+* **failed rerun**: after a complete run, a rerun that fails (a config error,
+  ``prune.where`` matching nothing; a runtime error, training diverging, SGD at
+  ``train.learning_rate=1e10``; a rerun with a changed config SIGKILLed midway)
+  must leave the previous run's outputs byte-identical.
 
-The kill moments are drawn from ``--seed`` over the reference run's duration.
+The kill moments are drawn from ``--seed``, uniform over 5%..100% of the
+reference run's duration (process start included); each kill records how far
+the run had got (stages stored in ``stages/``, lines in auto's journal), so the
+spread over the run is visible in the JSON. A run that finished before its kill
+moment is counted apart (``finished_before_kill``), not as a kill.
 
 Usage::
 
-    python experiments/fault_campaign.py --kills 20 --out runs/fault_campaign
+    python experiments/fault_campaign.py --kills 20 --auto-kills 20 --out runs/fault_campaign
     python experiments/fault_campaign.py --kills 2 --auto-kills 2 --out /tmp/fc   # a quick look
 """
 
@@ -27,6 +43,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -94,7 +111,8 @@ epochs_per_round = 1
 """
 
 # What describes a run rather than its result: left out of the byte comparison.
-_VOLATILE = {"wall_time_s", "cached", "seconds", "elapsed_s", "time_s", "timeline", "wall_s"}
+_VOLATILE = {"wall_time_s", "cached", "seconds", "computed"}
+_REPORT_NOTE = re.compile(r" \(\d+ computed in the last run\)")
 
 
 def _cli(*args: str) -> list[str]:
@@ -118,6 +136,8 @@ def snapshot(out: Path, files: tuple[str, ...]) -> dict[str, object]:
             snap[name] = None
         elif name.endswith(".json"):
             snap[name] = _strip(json.loads(p.read_text(encoding="utf-8")))
+        elif name.endswith(".md"):
+            snap[name] = _REPORT_NOTE.sub("", p.read_text(encoding="utf-8"))
         else:
             snap[name] = p.read_bytes()
     return snap
@@ -127,8 +147,42 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.Comp
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def progress(out: Path) -> int:
+    """How far a run into ``out`` got: stages stored complete, or lines in auto's journal."""
+    journal = out / "journal.jsonl"
+    if journal.is_file():
+        return sum(1 for line in journal.read_bytes().splitlines() if line.strip())
+    return len(list(out.glob("stages/*/done.json")))
+
+
+def run_killed(cmd: list[str], env: dict[str, str], at: float) -> bool:
+    """Starts ``cmd`` and SIGKILLs it after ``at`` seconds; False if it finished first."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=at)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+
+
 def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: str) -> dict:
-    """Reference run, then ``kills`` runs killed at random moments and resumed; compares."""
+    """Reference run, then ``kills`` runs killed at random moments and resumed; compares.
+
+    Args:
+      cmd_for: the command line for an output directory.
+      files: the output files compared (see :func:`snapshot`).
+      kills: how many killed runs.
+      rng: draws the kill moments.
+      env: the subprocesses' environment.
+      workdir: where the runs' directories go.
+      label: names the runs' directories and the printed lines.
+
+    Returns:
+      The figures: ``kills``, ``killed`` (those actually killed), ``identical``,
+      ``different``, ``resume_failed``, ``finished_before_kill`` and a record per kill.
+    """
     ref_dir = workdir / f"{label}_ref"
     t0 = time.perf_counter()
     ref = _run(cmd_for(ref_dir), env, timeout=1800)
@@ -136,40 +190,39 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
     if ref.returncode != 0:
         raise SystemExit(f"{label}: the reference run failed:\n{ref.stderr[-2000:]}")
     want = snapshot(ref_dir, files)
-    outcomes = {"identical": 0, "different": 0, "resume_failed": 0, "finished_before_kill": 0}
+    total = progress(ref_dir)
+    outcomes = {"identical": 0, "different": 0, "resume_failed": 0}
+    killed_count = 0
     details = []
     for i in range(kills):
         out = workdir / f"{label}_{i:02d}"
         at = rng.uniform(0.05, 1.0) * duration
-        proc = subprocess.Popen(cmd_for(out), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            proc.wait(timeout=at)
-            finished = True
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            finished = False
+        killed = run_killed(cmd_for(out), env, at)
+        killed_count += killed
+        done_at_kill = progress(out)
         resumed = _run(cmd_for(out), env, timeout=1800)
-        if finished:
-            outcomes["finished_before_kill"] += 1
         got = snapshot(out, files) if resumed.returncode == 0 else {}
         differ = sorted(f for f in files if got and got[f] != want[f])
         outcome = (
             "resume_failed" if resumed.returncode != 0 else "different" if differ else "identical"
         )
         outcomes[outcome] += 1
-        details.append({"kill_at_s": round(at, 3), "killed": not finished, "outcome": outcome,
-                        "differ": differ,
+        details.append({"kill_at_s": round(at, 3), "killed": killed, "outcome": outcome,
+                        "progress_at_kill": f"{done_at_kill}/{total}", "differ": differ,
                         "stderr_tail": resumed.stderr[-300:] if outcome != "identical" else ""})  # fmt: skip
-        print(
-            f"{label} kill {i + 1}/{kills} at {at:5.1f}s: {outcome} {' '.join(differ)}", flush=True
-        )
-    return {"reference_s": round(duration, 2), "kills": kills, **outcomes, "details": details}
+        state = f"killed at {at:5.1f}s ({done_at_kill}/{total} done)" if killed else "finished"
+        print(f"{label} {i + 1}/{kills} {state}: {outcome} {' '.join(differ)}", flush=True)
+    return {"reference_s": round(duration, 2), "kills": kills, "killed": killed_count,
+            "killed_identical": sum(d["killed"] and d["outcome"] == "identical" for d in details),
+            "finished_before_kill": kills - killed_count, **outcomes,
+            "details": details}  # fmt: skip
 
 
-def concurrent_runs(config: Path, *, env, workdir: Path) -> dict:
-    """Starts a run, then a second one into the same directory while the first holds it."""
+def concurrent_runs(config: Path, want: dict, files, *, env, workdir: Path) -> dict:
+    """Starts a run, then a second one into the same directory while the first holds it.
+
+    ``want`` is the reference run's :func:`snapshot`: the first run's outputs must equal it.
+    """
     out = workdir / "concurrent"
     first = subprocess.Popen(_cli("run", str(config), "--out", str(out), "--no-progress"),
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -177,6 +230,7 @@ def concurrent_runs(config: Path, *, env, workdir: Path) -> dict:
     try:
         line = first.stderr.readline()  # the first stage's log line: it is running
         second = _run(_cli("run", str(config), "--out", str(out), "--no-progress"), env, 1800)
+        first.stderr.read()
         first_rc = first.wait(timeout=1800)
     finally:
         if first.poll() is None:
@@ -184,26 +238,42 @@ def concurrent_runs(config: Path, *, env, workdir: Path) -> dict:
             first.wait()
     lines = [s for s in second.stderr.splitlines() if s.strip()]
     refused = (second.returncode == 2 and len(lines) == 1 and f"PID {first.pid}" in lines[0]
-               and first_rc == 0)  # fmt: skip
-    return {"refused": refused, "first_exit": first_rc, "second_exit": second.returncode,
-            "second_stderr": second.stderr[-500:], "first_log": line.strip()}  # fmt: skip
+               and "Traceback" not in second.stderr)  # fmt: skip
+    first_intact = first_rc == 0 and snapshot(out, files) == want
+    return {"refused": refused, "first_exit": first_rc, "first_outputs_as_reference": first_intact,
+            "second_exit": second.returncode, "second_stderr": second.stderr[-500:],
+            "first_log": line.strip()}  # fmt: skip
 
 
-def failed_rerun(config: Path, files, *, env, workdir: Path) -> dict:
-    """A complete run, then a rerun that fails on a config error: the outputs must survive."""
+def failed_rerun(config: Path, files, *, env, workdir: Path, duration: float) -> dict:
+    """A complete run, then reruns that fail: the previous outputs must survive byte for byte.
+
+    The reruns: a config error (``prune.where`` matches nothing), a runtime error
+    (training diverges), and a rerun with a changed config killed at half of
+    ``duration`` (the reference run's).
+    """
     out = workdir / "failed_rerun"
-    ok = _run(_cli("run", str(config), "--out", str(out), "--no-progress"), env, 1800)
+    cmd = _cli("run", str(config), "--out", str(out), "--no-progress")
+    ok = _run(cmd, env, 1800)
     before = snapshot(out, files)
-    bad = _run(_cli("run", str(config), "--out", str(out), "--no-progress",
-                    "--set", "prune.where=nomatch"), env, 1800)  # fmt: skip
-    after = snapshot(out, files)
-    lost = sorted(f for f in files if before[f] is not None and after[f] != before[f])
-    return {"first_exit": ok.returncode, "rerun_exit": bad.returncode, "intact": not lost
-            and ok.returncode == 0 and bad.returncode == 2, "lost": lost,
-            "rerun_stderr": bad.stderr[-300:]}  # fmt: skip
+    cases = {}
+    diverge = ["--set", "train.optimizer=sgd", "--set", "train.learning_rate=1e10"]
+    for name, extra in (("config_error", ["--set", "prune.where=nomatch"]), ("diverged", diverge)):
+        bad = _run([*cmd, *extra], env, 1800)
+        lost = sorted(f for f in files if snapshot(out, files)[f] != before[f])
+        last = ([s for s in bad.stderr.splitlines() if s.strip()] or [""])[-1]
+        clear = last.startswith("jaxzip: error: ") and "Traceback" not in bad.stderr
+        cases[name] = {"exit": bad.returncode, "lost": lost, "stderr_tail": bad.stderr[-300:],
+                       "intact": not lost and bad.returncode == 2 and clear}  # fmt: skip
+    killed = run_killed([*cmd, "--set", "train.epochs=5"], env, 0.5 * duration)
+    lost = sorted(f for f in files if snapshot(out, files)[f] != before[f])
+    cases["killed"] = {"killed": killed, "lost": lost, "intact": killed and not lost}
+    intact = ok.returncode == 0 and all(c["intact"] for c in cases.values())
+    return {"first_exit": ok.returncode, "intact": intact, **cases}
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Runs the campaign (see the module docstring); prints and returns its figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="random kills of jaxzip run")
     parser.add_argument("--auto-kills", type=int, default=None,
@@ -213,11 +283,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("runs/fault_campaign"))
     parser.add_argument("--keep", action="store_true", help="keep the runs under OUT/work")
     args = parser.parse_args(argv)
-    if args.kills < 0 or (args.auto_kills is not None and args.auto_kills < 0):
+    auto_kills = args.kills if args.auto_kills is None else args.auto_kills
+    if args.kills < 0 or auto_kills < 0:
         parser.error("--kills and --auto-kills must be >= 0")
+    if args.max_trials < 1:
+        parser.error(f"--max-trials must be >= 1, got {args.max_trials}")
     rng = random.Random(args.seed)
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     args.out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         work = Path(tmp) if not args.keep else args.out / "work"
         work.mkdir(parents=True, exist_ok=True)
@@ -225,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
         run_cfg.write_text(textwrap.dedent(RUN_CONFIG), encoding="utf-8")
         auto_cfg.write_text(textwrap.dedent(AUTO_CONFIG), encoding="utf-8")
         run_files = ("model.jz", "model.jzx", "params.npz", "results.json", "config.toml")
-        auto_files = ("best.jz", "best.json")
+        auto_files = ("best.jz", "best.json", "auto.json", "report.md", "config.toml")
         results = {
             "run": kill_and_resume(
                 lambda out: _cli("run", str(run_cfg), "--out", str(out), "--no-progress"),
@@ -233,25 +307,34 @@ def main(argv: list[str] | None = None) -> dict:
             "auto": kill_and_resume(
                 lambda out: _cli("auto", str(auto_cfg), "--out", str(out), "--no-progress",
                                  "--max-drop", "5", "--max-trials", str(args.max_trials)),
-                auto_files, kills=args.kills if args.auto_kills is None else args.auto_kills,
-                rng=rng, env=env, workdir=work, label="auto"),
-            "concurrent": concurrent_runs(run_cfg, env=env, workdir=work),
-            "failed_rerun": failed_rerun(run_cfg, run_files, env=env, workdir=work),
+                auto_files, kills=auto_kills, rng=rng, env=env, workdir=work, label="auto"),
         }  # fmt: skip
-    atomic_write_json(args.out / "fault_campaign.json", results)
+        want = snapshot(work / "run_ref", run_files)
+        results["concurrent"] = concurrent_runs(run_cfg, want, run_files, env=env, workdir=work)
+        results["failed_rerun"] = failed_rerun(run_cfg, run_files, env=env, workdir=work,
+                                               duration=results["run"]["reference_s"])  # fmt: skip
     r, a = results["run"], results["auto"]
-    print(f"jaxzip run:  {r['kills']} kills, {r['identical']} resumed byte-identical, "
-          f"{r['different']} different, {r['resume_failed']} resume failed "
-          f"({r['finished_before_kill']} finished before their kill)")  # fmt: skip
-    print(f"jaxzip auto: {a['kills']} kills, {a['identical']} resumed byte-identical, "
-          f"{a['different']} different, {a['resume_failed']} resume failed "
-          f"({a['finished_before_kill']} finished before their kill)")  # fmt: skip
     c, f = results["concurrent"], results["failed_rerun"]
+    results["summary"] = {
+        "run_killed_resumed_identical": f"{r['killed_identical']}/{r['killed']}",
+        "auto_killed_resumed_identical": f"{a['killed_identical']}/{a['killed']}",
+        "concurrent_second_refused": c["refused"],
+        "concurrent_first_outputs_as_reference": c["first_outputs_as_reference"],
+        "failed_rerun_outputs_intact": f["intact"],
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+    }
+    atomic_write_json(args.out / "fault_campaign.json", results)
+    for name, x in (("jaxzip run: ", r), ("jaxzip auto:", a)):
+        print(f"{name} {x['killed_identical']}/{x['killed']} killed runs resumed byte-identical "
+              f"({x['different']} different, {x['resume_failed']} resume failed; "
+              f"{x['finished_before_kill']} of {x['kills']} finished before their kill moment)")  # fmt: skip
     print(f"concurrent runs into one --out: second {'refused' if c['refused'] else 'NOT refused'}"
-          f" (exit {c['second_exit']})")  # fmt: skip
-    print(
-        f"failed rerun: previous outputs {'intact' if f['intact'] else 'LOST: ' + str(f['lost'])}"
-    )
+          f" (exit {c['second_exit']}), first run's outputs "
+          f"{'as the reference' if c['first_outputs_as_reference'] else 'DIFFERENT'}")  # fmt: skip
+    lost = {k: v["lost"] for k, v in f.items() if isinstance(v, dict) and not v["intact"]}
+    print(f"failed reruns (config error, diverged training, killed): previous outputs "
+          f"{'intact' if f['intact'] else 'NOT intact: ' + str(lost)}")  # fmt: skip
     return results
 
 
