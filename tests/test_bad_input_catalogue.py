@@ -4,7 +4,11 @@ Each :class:`Case` is a call (Python source, evaluated in a small namespace of
 tiny params, datasets and files written by :func:`_build_env`), the exception
 it must raise, and fragments its message must contain: the argument or path,
 what was expected and what was given. CLI cases run ``jaxzip.cli.main``
-in-process and must exit with status 2, printing a short error and no traceback.
+in-process and must exit with status 2, printing one error line (argparse usage
+errors: the usage, then one line) and no traceback. Each ``cfg({...})`` config
+case is also written as a TOML file and given to ``jaxzip run``
+(:func:`test_config_case_through_the_cli`); :func:`cli_case_count` counts the
+cases run through the command line (issue 19's target: at least 100).
 
 ``docs/errors.md`` is rendered from the same table by :func:`render_markdown`;
 regenerate it with ``python tests/test_bad_input_catalogue.py --write``.
@@ -12,8 +16,10 @@ regenerate it with ``python tests/test_bad_input_catalogue.py --write``.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import json
 import shlex
 import struct
 import sys
@@ -27,8 +33,9 @@ import optax
 import pytest
 
 import jaxzip as jz
-from jaxzip._io import atomic_write_text
+from jaxzip._io import atomic_write_text, directory_lock
 from jaxzip.cli import main as cli_main
+from jaxzip.pipeline._load import MAX_CONFIG_BYTES
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 REGENERATE = "python tests/test_bad_input_catalogue.py --write"
@@ -60,6 +67,10 @@ NOFILE = FileNotFoundError
 KD = "jz.distill.kd_loss(temperature=2.0, alpha=0.5)"
 R = ["run", "--no-progress", "--out", "out", "--set"]  # prefix of the `jaxzip run --set` cases
 EXPORT = ["export", "--out", "o.jzx", "--weights", "w.jz", "--model", "lenet_300_100"]
+MLP8 = ["model.name=mlp", "--set", "model.widths=[8]"]  # after R's --set: a 618-param MLP
+MLP32 = ["model.name=mlp", "--set", "model.widths=[32]", "--set", "train.epochs=1"]
+DEEP = "[" * 100_000  # a value nested 100,000 deep
+SHOWN = {"R": R, "EXPORT": EXPORT, "MLP8": MLP8, "MLP32": MLP32, "DEEP": "[[[...(100,000 [)"}
 
 # fmt: off
 CASES: list[Case] = [
@@ -476,6 +487,13 @@ CASES: list[Case] = [
          CliError, ("--time-budget", "positive duration like 600s, 10m or 1h", "got '5x'")),
         ("cli-max-trials", 'cli(["auto", "missing.toml", "--max-drop", "1", "--max-trials", "0"])',
          CliError, ("--max-trials", "integer >= 1", "got '0'")),
+        ("cli-config-device", 'cli(["auto", "/dev/zero", "--max-drop", "1"])', CliError,
+         ("/dev/zero", "expected a regular TOML config file", "got a device, pipe or socket")),
+        ("cli-config-deep", 'cli(["auto", "deep.toml", "--max-drop", "1"])', CliError,
+         ("deep.toml", "invalid TOML", "nested too deeply")),
+        ("cli-locked", 'locked_cli(["auto", "tiny.toml", "--max-drop", "1", "--out", "busy"])',
+         CliError, ("jaxzip auto: busy is in use by another jaxzip process (PID ",
+                    "wait for it to finish or choose another output directory")),
     ),
     *_area(
         "cli",
@@ -519,6 +537,127 @@ CASES: list[Case] = [
          ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]")),
         ("export-usage", 'cli(["export", "--model", "lenet5"])', CliError,
          ("usage: jaxzip export", "required: --weights, --input-shape, --out")),
+        # issue 19: what a run writes, and inputs that crashed, hung or exhausted memory
+        ("reserved-results", 'cli([*R, "codec.file=results.json"])', CliError,
+         ("--set codec.file", "a file name the run does not write itself", "got 'results.json'")),
+        ("reserved-params", 'cli([*R, "codec.file=params.npz"])', CliError,
+         ("--set codec.file", "a file name the run does not write itself", "got 'params.npz'")),
+        ("reserved-config", 'cli([*R, "export.file=config.toml"])', CliError,
+         ("--set export.file", "a file name the run does not write itself", "got 'config.toml'")),
+        ("reserved-stages", 'cli([*R, "export.file=stages"])', CliError,
+         ("--set export.file", "a file name the run does not write itself", "got 'stages'")),
+        ("codec-is-export", 'cli([*R, "codec.file=m.bin", "--set", "export.file=m.bin"])', CliError,
+         ("--set export.file", "a name other than codec.file", "got 'm.bin'")),
+        ("seed-64-bits", f'cli([*R, "experiment.seed={2**63}"])', CliError,
+         ("--set experiment.seed", "an integer in [0, 9223372036854775807]",
+          "got 9223372036854775808")),
+        ("seed-negative", 'cli([*R, "experiment.seed=-1"])', CliError,
+         ("--set experiment.seed", "an integer in [0, 9223372036854775807]", "got -1")),
+        ("model-too-large", 'cli([*R, "model.name=mlp", "--set", "model.widths=[1000000000]"])',
+         CliError, ("model.name/model.widths", "a model of at most 1,073,741,824 params",
+                    "got one of 75,000,000,010")),
+        ("config-deep", 'cli(["run", "deep.toml"])', CliError,
+         ("deep.toml", "invalid TOML", "nested too deeply")),
+        ("set-deep", 'cli([*R, "train.epochs=" + DEEP])', CliError,
+         ("--set train.epochs", "the value is nested too deeply")),
+        ("config-device", 'cli(["run", "/dev/zero"])', CliError,
+         ("/dev/zero", "expected a regular TOML config file", "got a device, pipe or socket")),
+        ("config-too-large", 'cli(["run", "big.toml"])', CliError,
+         ("big.toml", "a config file is at most 1,048,576 bytes", "this one is larger")),
+        ("augment-shift", 'cli([*R, "train.augment_shift=8"])', CliError,
+         ("train.augment_shift", "fewer pixels than the images' height and width (8x8 for "
+          "'digits')", "got 8")),
+        ("distill-augment-shift", 'cli([*R, "distill.augment_shift=8"])', CliError,
+         ("distill.augment_shift", "fewer pixels than the images' height and width", "got 8")),
+        ("params-from-nan", 'cli([*R, *MLP8, "--set", "model.params_from=nan.npz"])', CliError,
+         ("model.params_from", "'nan.npz'", "'Dense_0/bias' holds 8 NaN and 0 Inf of 8 values",
+          "expected finite params")),
+        ("params-from-jz", 'cli([*R, *MLP8, "--set", "model.params_from=w.jz"])', CliError,
+         ("model.params_from", "'w.jz' is a jaxzip .jz codec file",
+          "not the .npz params file expected")),
+        ("params-from-missing", 'cli([*R, *MLP8, "--set", "model.params_from=missing.npz"])',
+         CliError, ("model.params_from", "no params file at 'missing.npz'")),
+        ("diverged", 'cli([*R, *MLP32, "--set", "train.optimizer=sgd", "--set", '
+         '"train.learning_rate=1e10"])', CliError,
+         ("fit: step", "loss is NaN", "the step was not applied")),
+        ("out-is-a-file", 'cli(["run", "--out", "ok.idx", "--set", "train.epochs=1"])', CliError,
+         ("output directory 'ok.idx'", "exists and is not a directory")),
+        ("locked", 'locked_cli(["run", "--no-progress", "--out", "busy"])', CliError,
+         ("jaxzip run: busy is in use by another jaxzip process (PID ",
+          "wait for it to finish or choose another output directory")),
+        # every config section through --set: one line naming --set SECTION.KEY
+        ("set-batch-size", 'cli([*R, "train.batch_size=0"])', CliError,
+         ("--set train.batch_size", "an integer >= 1", "got 0")),
+        ("set-eval-batch-size", 'cli([*R, "train.eval_batch_size=0"])', CliError,
+         ("--set train.eval_batch_size", "an integer >= 1", "got 0")),
+        ("set-schedule", 'cli([*R, "train.schedule=linear"])', CliError,
+         ("--set train.schedule", "one of 'constant', 'cosine', 'warmup_cosine'", "got 'linear'")),
+        ("set-warmup", 'cli([*R, "train.warmup_epochs=-1"])', CliError,
+         ("--set train.warmup_epochs", "a number >= 0.0", "got -1")),
+        ("set-weight-decay", 'cli([*R, "train.weight_decay=-1"])', CliError,
+         ("--set train.weight_decay", "a number >= 0.0", "got -1")),
+        ("set-momentum", 'cli([*R, "train.momentum=1.5"])', CliError,
+         ("--set train.momentum", "a number in [0.0, 1.0)", "got 1.5")),
+        ("set-lr-nan", 'cli([*R, "train.learning_rate=nan"])', CliError,
+         ("--set train.learning_rate", "a finite number", "got nan")),
+        ("set-lr-inf", 'cli([*R, "train.learning_rate=inf"])', CliError,
+         ("--set train.learning_rate", "a finite number", "got inf")),
+        ("set-augment-negative", 'cli([*R, "train.augment_shift=-1"])', CliError,
+         ("--set train.augment_shift", "an integer >= 0", "got -1")),
+        ("set-prune-epochs", 'cli([*R, "prune.epochs_per_round=-1"])', CliError,
+         ("--set prune.epochs_per_round", "an integer >= 0", "got -1")),
+        ("set-prune-lr", 'cli([*R, "prune.learning_rate=0"])', CliError,
+         ("--set prune.learning_rate", "a number > 0.0", "got 0")),
+        ("set-prune-negative", 'cli([*R, "prune.sparsity=-0.1"])', CliError,
+         ("--set prune.sparsity", "a number in [0.0, 1.0)", "got -0.1")),
+        ("set-conv-bits", 'cli([*R, "kmeans.conv_bits=0"])', CliError,
+         ("--set kmeans.conv_bits", "an integer in [1, 8]", "got 0")),
+        ("set-kmeans-where", 'cli([*R, "kmeans.where=(x"])', CliError,
+         ("--set kmeans.where", "a valid regular expression", "got '(x'")),
+        ("set-kmeans-iters", 'cli([*R, "kmeans.iters=0"])', CliError,
+         ("--set kmeans.iters", "an integer >= 1", "got 0")),
+        ("set-kmeans-finetune", 'cli([*R, "kmeans.finetune_epochs=-1"])', CliError,
+         ("--set kmeans.finetune_epochs", "an integer >= 0", "got -1")),
+        ("set-kmeans-lr", 'cli([*R, "kmeans.learning_rate=-1"])', CliError,
+         ("--set kmeans.learning_rate", "a number > 0.0", "got -1")),
+        ("set-codec-write", 'cli([*R, "codec.write=maybe"])', CliError,
+         ("--set codec.write", "a boolean (true/false)", "got 'maybe'")),
+        ("set-codec-escape", 'cli([*R, "codec.file=../x.jz"])', CliError,
+         ("--set codec.file", "a file name of letters, digits", "got '../x.jz'")),
+        ("set-codec-empty", 'cli([*R, "codec.file="])', CliError,
+         ("--set codec.file", "a file name of letters, digits", "got ''")),
+        ("set-export-dir", 'cli([*R, "export.file=a/b.jzx"])', CliError,
+         ("--set export.file", "a file name of letters, digits", "got 'a/b.jzx'")),
+        ("set-export-batch", 'cli([*R, "export.polymorphic_batch=2"])', CliError,
+         ("--set export.polymorphic_batch", "a boolean (true/false)", "got 2")),
+        ("set-temperature", 'cli([*R, "distill.temperature=0"])', CliError,
+         ("--set distill.temperature", "a number > 0.0", "got 0")),
+        ("set-alpha", 'cli([*R, "distill.alpha=2"])', CliError,
+         ("--set distill.alpha", "a number in [0.0, 1.0]", "got 2")),
+        ("set-distill-epochs", 'cli([*R, "distill.epochs=0"])', CliError,
+         ("--set distill.epochs", "an integer >= 1", "got 0")),
+        ("set-distill-model", 'cli([*R, "distill.model=resnet"])', CliError,
+         ("--set distill.model", "one of 'mlp'", "got 'resnet'")),
+        ("set-distill-widths", 'cli([*R, "distill.widths=[]"])', CliError,
+         ("--set distill.widths", "a list of integers (non-empty)", "got []")),
+        ("set-distill-dropout", 'cli([*R, "distill.dropout_rate=1"])', CliError,
+         ("--set distill.dropout_rate", "a number in [0.0, 1.0)", "got 1")),
+        ("set-distill-lr", 'cli([*R, "distill.learning_rate=0"])', CliError,
+         ("--set distill.learning_rate", "a number > 0.0", "got 0")),
+        ("set-val-fraction", 'cli([*R, "data.val_fraction=0"])', CliError,
+         ("--set data.val_fraction", "a number in (0.0, 1.0)", "got 0")),
+        ("set-download", 'cli([*R, "data.download=yes"])', CliError,
+         ("--set data.download", "a boolean (true/false)", "got 'yes'")),
+        ("set-stages", 'cli([*R, \'experiment.stages=["data", "nope"]\'])', CliError,
+         ("--set experiment.stages", "a list of one of 'data', 'model'", "got ['data', 'nope']")),
+        ("set-name-empty", 'cli([*R, "experiment.name="])', CliError,
+         ("--set experiment.name", "letters, digits", "got ''")),
+        ("set-dropout-negative", 'cli([*R, "model.dropout_rate=-0.1"])', CliError,
+         ("--set model.dropout_rate", "a number in [0.0, 1.0)", "got -0.1")),
+        ("set-widths-empty", 'cli([*R, "model.widths=[]"])', CliError,
+         ("--set model.widths", "a list of integers (non-empty)", "got []")),
+        ("set-auto-section", 'cli([*R, "auto.strategy=sa"])', CliError,
+         ("--set auto.strategy", "unknown section [auto]", "known sections: [experiment]")),
     ),
 ]
 # fmt: on
@@ -556,6 +695,17 @@ def _files(root: Path) -> None:
     (root / "unknown_key.toml").write_text("[train]\nepocs = 3\n")
     (root / "bad_value.toml").write_text("[train]\nepochs = 'x'\n")
     (root / "not_utf8.toml").write_bytes(b"\xff\xfe\x00")
+    (root / "deep.toml").write_text("a = " + DEEP + "]" * len(DEEP) + "\n")
+    (root / "big.toml").write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
+    (root / "tiny.toml").write_text('[model]\nname = "mlp"\nwidths = [8]\n')
+    nan = {
+        f"Dense_{i}": {
+            "kernel": np.full(shape, np.nan, np.float32),
+            "bias": np.full(shape[1], np.nan, np.float32),
+        }
+        for i, shape in enumerate([(64, 8), (8, 10)])
+    }  # MLP8's params, all NaN; fmt: skip
+    jz.train.save_params(root / "nan.npz", nan)
     w = {"w": np.ones((2, 3), np.float32)}
     jz.deploy.export(lambda p, x, **_: x @ p["w"], w, np.ones((1, 2), np.float32), root / "m.jzx")
     (root / "truncated.jzx").write_bytes((root / "m.jzx").read_bytes()[:-3])
@@ -603,7 +753,8 @@ def _build_env(root: Path) -> dict[str, Any]:
         "batch": {"x": np.eye(2, dtype=np.float32), "y": np.array([0, 1], np.int32)},
         "exported": jz.deploy.load_exported(root / "m.jzx"),
         "cfg": jz.pipeline.config_from_dict, "CFG": jz.pipeline.ExperimentConfig(),
-        "EXPORT": EXPORT, "EV": lambda p: 0.5, "K": ".*/kernel",
+        "EXPORT": EXPORT, "EV": lambda p: 0.5, "K": ".*/kernel", "MLP8": MLP8, "MLP32": MLP32,
+        "DEEP": DEEP,
     }  # fmt: skip
 
 
@@ -615,9 +766,16 @@ def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert status == 2, f"jaxzip {argv} exited with {status}, expected 2; stderr: {err}"
     assert "Traceback" not in err, err
     lines = err.splitlines()
-    assert 1 <= len(lines) <= 3, f"expected one error line (or a usage block), got:\n{err}"
+    usage = lines[0].startswith("usage: ")  # argparse: the usage, then one error line
+    assert len(lines) == 1 or usage, f"expected one error line (or a usage block), got:\n{err}"
     assert lines[-1].startswith(("jaxzip: error: ", "jaxzip export: error: ")), err
     raise CliError(err)
+
+
+def _locked_cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """:func:`_cli` while this process holds ``--out``'s lock, as a running jaxzip would."""
+    with directory_lock(argv[argv.index("--out") + 1], what="jaxzip run"):
+        _cli(capsys, argv)
 
 
 @pytest.fixture(scope="module")
@@ -633,12 +791,60 @@ def env_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def test_bad_input(case: Case, env_root, capsys, monkeypatch) -> None:
     root, env = env_root
     monkeypatch.chdir(root)
-    namespace = {**env, "cli": functools.partial(_cli, capsys)}
+    namespace = {**env, "cli": functools.partial(_cli, capsys),
+                 "locked_cli": functools.partial(_locked_cli, capsys)}  # fmt: skip
     with pytest.raises(case.exc_type) as info:
         eval(case.call, namespace)  # the calls are this file's own table
     message = str(info.value)
     missing = [frag for frag in case.must_contain if frag not in message]
     assert not missing, f"message lacks {missing}: {message}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string literal is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def config_file_cases(cases: list[Case] = CASES) -> list[tuple[Case, str]]:
+    """The ``cfg({...})`` cases with their config written as a TOML file, for ``jaxzip run``."""
+    out = []
+    for case in cases:
+        if not (case.call.startswith("cfg({") and case.call.endswith("})")):
+            continue
+        table = ast.literal_eval(case.call[4:-1])
+        lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+        for section, body in table.items():
+            if isinstance(body, dict):
+                lines += [f"[{section}]", *(f"{k} = {_toml_value(v)}" for k, v in body.items())]
+        out.append((case, "\n".join(lines) + "\n"))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "toml"), config_file_cases(), ids=[c.id for c, _ in config_file_cases()]
+)
+def test_config_case_through_the_cli(case: Case, toml: str, tmp_path, capsys) -> None:
+    """Each config case as a file given to ``jaxzip run``: exit 2, one line naming the file."""
+    (tmp_path / "case.toml").write_text(toml, encoding="utf-8")
+    argv = ["run", "case.toml", "--out", "out", "--no-progress"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        with pytest.raises(CliError) as info:
+            _cli(capsys, argv)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxzip: error: case.toml: "), lines
+    # "config: train..." names the file instead: "case.toml: train..."
+    wanted = [f.replace("config: ", "case.toml: ", 1) for f in case.must_contain]
+    missing = [frag for frag in wanted if frag not in lines[0]]
+    assert not missing, f"message lacks {missing}: {lines[0]}"
+    assert not (tmp_path / "out").exists()  # refused before the output directory was touched
 
 
 def test_catalogue_shape() -> None:
@@ -661,6 +867,13 @@ def test_catalogue_shape() -> None:
     }
     assert want | {"pipeline", "cli"} <= areas
     assert all(len(c.must_contain) >= 2 for c in CASES), "name the argument and the problem"
+    # issue 19's target: >= 100 command-line/config cases, each exit status 2 and one line
+    assert cli_case_count() >= 100
+
+
+def cli_case_count(cases: list[Case] = CASES) -> int:
+    """The cases run through the ``jaxzip`` command line: the CLI rows and the config files."""
+    return sum(c.exc_type is CliError for c in cases) + len(config_file_cases(cases))
 
 
 # --- docs/errors.md ---------------------------------------------------------------------
@@ -674,8 +887,9 @@ def _shown_call(case: Case) -> str:
     """The call as the docs show it: CLI cases as the ``jaxzip ...`` command line."""
     if case.exc_type is not CliError:
         return case.call
-    assert case.call.startswith("cli(") and case.call.endswith(")"), case.call
-    argv = eval(case.call[4:-1], {"R": R, "EXPORT": EXPORT})  # a list display over R, EXPORT
+    func, _, args = case.call.partition("(")
+    assert func in ("cli", "locked_cli") and args.endswith(")"), case.call
+    argv = eval(args[:-1], dict(SHOWN))  # a list display over R, EXPORT, ...
     return "jaxzip " + shlex.join(argv)
 
 
@@ -699,13 +913,21 @@ def render_markdown(cases: list[Case] = CASES) -> str:
         "line `jaxzip: error: <message>` on stderr (argparse usage errors: the usage and one",
         "error line), never a traceback; `jaxzip --traceback ...` shows one.",
         "",
+        "The `cfg({...})` rows are also run as a TOML file, `jaxzip run case.toml`: exit",
+        'status 2 and one line naming the file ("ConfigError; as a file: exit 2"). Rows',
+        "run through the command line, those and the `jaxzip` rows, number",
+        f"{cli_case_count(cases)} of the {len(cases)}.",
+        "",
         "| Area | Call | Error | The message says |",
         "|---|---|---|---|",
     ]
+    as_file = {c.id for c, _ in config_file_cases(cases)}
     for c in cases:
         error = "exit status 2" if c.exc_type is CliError else c.exc_type.__name__
+        error += "; as a file: exit 2" if c.id in as_file else ""
         says = " … ".join(c.must_contain)
-        lines.append(f"| {c.area} | `{_cell(_shown_call(c))}` | {error} | {_cell(says)} |")
+        when = " while another jaxzip holds `--out`" if c.call.startswith("locked_cli(") else ""
+        lines.append(f"| {c.area} | `{_cell(_shown_call(c))}`{when} | {error} | {_cell(says)} |")
     return "\n".join(lines) + "\n"
 
 
