@@ -6,12 +6,19 @@ method is applied to the same params and scored on the same held-out windows
 with the same calibration sample (``--calib`` windows drawn from the training
 text with a key derived from ``--seed``). Each row gives held-out bits per byte,
 its increase over fp32, and the bytes of the compressed file
-(:func:`jaxzip.codec.encode` of the params as the method leaves them):
+(:func:`jaxzip.codec.encode` of the params as the method leaves them, the very
+params scored), that size as a fraction of the fp32 file, and its bits per
+parameter (file bits over every parameter of the model, scales and headers
+included):
 
 * round-to-nearest (RTN) and GPTQ at int8 / int4 / int3, per output channel and
   per group of 64 inputs (the attention output projection, whose input axes are
   ``(heads, head_dim)``, uses groups of one head, 48, as 64 does not divide it);
-  GPTQ calibrates each kernel on the earlier kernels already quantized;
+  GPTQ calibrates each kernel on the earlier kernels already quantized; the
+  ``int4 g64 + int8 emb`` rows also store the embedding tables (the 2-D leaves
+  named ``*embed*`` that no matmul consumes: token and position embeddings) as int8 with one scale per
+  row (:data:`EMBED_SPEC`), so the whole file is quantized but for biases and
+  LayerNorms;
 * magnitude, Wanda and SparseGPT at 50% unstructured and 2:4 on the kernels'
   true input axes, one-shot and after ``--finetune-steps`` steps of fine-tuning
   with the mask kept (:func:`jaxzip.prune.keep_masked`);
@@ -22,8 +29,8 @@ its increase over fp32, and the bytes of the compressed file
   (``pip install qwix``; never required); a Qwix failure is reported, not hidden.
 
 Every method quantizes or prunes the kernels that a matmul consumes, found by
-tracing the model (:func:`jaxzip.layout.trace_layouts`): embeddings, biases and
-LayerNorms stay float.
+tracing the model (:func:`jaxzip.layout.trace_layouts`): embeddings (except in
+the ``+ int8 emb`` rows), biases and LayerNorms stay float.
 
   JAXZIP_DATA_DIR=../shared/data python experiments/lm_compression.py \\
       --teacher runs/lm/teacher.npz --student-json runs/lm/lm_train.json --out runs/lm_compression
@@ -55,6 +62,7 @@ SIZES: dict[str, dict[str, int]] = {
     "tiny": {"num_layers": 2, "d_model": 16, "num_heads": 2},
 }
 GROUP = 64
+EMBED_SPEC = jz.quant.QuantSpec(bits=8, axes=(0,))  # int8, one scale per embedding row
 
 
 def parse_args(argv: list[str] | None = None):
@@ -118,7 +126,12 @@ class Bench:
         self.fwd = lambda p, x: self.apply(p, x, train=False, key=None)
         self.layouts = jz.layout.trace_layouts(self.fwd, self.params, self.calib[0][:1])
         self.kernels = jz.layout.matmul_where(self.layouts)
+        # embedding tables: the 2-D leaves named *embed* (token and position embeddings)
+        self.tables = [path for path, leaf in jz.paths.leaves_with_paths(self.params)
+                       if np.ndim(leaf) == 2 and "embed" in path and path not in self.layouts]  # fmt: skip
+        self.num_params = sum(int(np.size(x)) for x in jax.tree.leaves(self.params))
         self.fp32 = self.bpb(self.params)
+        self.fp32_bytes = file_bytes(self.params)
 
     def bpb(self, params, apply_fn=None) -> float:
         fn = apply_fn or (self.qapply if _has_qarrays(params) else self.apply)
@@ -169,6 +182,13 @@ def specs_for(b: Bench, bits: int, grouped: bool) -> dict[str, Any]:
 def rtn_params(b: Bench, bits: int, grouped: bool, params=None):
     rules = [(_exact(p), spec) for p, spec in specs_for(b, bits, grouped).items()]
     return jz.quant.quantize_params(b.params if params is None else params, rules)
+
+
+def with_int8_tables(b: Bench, params):
+    """``params`` with the embedding tables (:attr:`Bench.tables`) quantized by EMBED_SPEC."""
+    if not b.tables:
+        raise ValueError("the model has no embedding table (2-D leaf named *embed*)")
+    return jz.quant.quantize_params(params, [(_exact(p), EMBED_SPEC) for p in b.tables])
 
 
 def gptq_params(b: Bench, bits: int, grouped: bool):
@@ -240,9 +260,12 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
             seconds = time.perf_counter() - t0
             bpb = b.bpb(params, apply_fn)
             stored = params if extra is None else {"params": params, "in_scales": extra}
+            nbytes = file_bytes(stored)
             row = {"family": family, "method": method, "setting": setting, "bpb": bpb,
                    "increase": bpb - b.fp32, "relative": bpb / b.fp32 - 1,
-                   "file_bytes": file_bytes(stored), "seconds": round(seconds, 2)}  # fmt: skip
+                   "file_bytes": nbytes, "file_ratio": nbytes / b.fp32_bytes,
+                   "bits_per_param": 8 * nbytes / b.num_params,
+                   "seconds": round(seconds, 2)}  # fmt: skip
         except Exception as e:  # a method's (or a peer's) failure is reported, not hidden
             row = {"family": family, "method": method, "setting": setting,
                    "error": f"{type(e).__name__}: {e}"[:400],
@@ -255,6 +278,15 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
         setting = f"int{bits} {'g64' if grouped else 'per-channel'}"
         add("rtn", "RTN", setting, lambda bits=bits, g=grouped: (rtn_params(b, bits, g), None))
         add("gptq", "GPTQ", setting, lambda bits=bits, g=grouped: (gptq_params(b, bits, g), None))
+        if (bits, grouped) == (4, True):
+            add(
+                "rtn",
+                "RTN",
+                f"{setting} + int8 emb",
+                lambda: (with_int8_tables(b, rtn_params(b, 4, True)), None),
+            )
+            add("gptq", "GPTQ", f"{setting} + int8 emb",
+                lambda: (with_int8_tables(b, gptq_params(b, 4, True)), None))  # fmt: skip
     for structure in ("50%", "2:4"):
         makers = {
             "magnitude": lambda s=structure: magnitude_mask(b, s),
@@ -377,8 +409,10 @@ def run(args) -> dict[str, Any]:
     if not args.no_qwix:
         rows += qwix_rows(b)
     student = student_row(args.student_json) if args.student_json else None
-    return common.record(args, fp32_bpb=b.fp32, held_out_windows=len(b.windows),
-                         kernels=list(b.layouts), rows=rows, student=student)  # fmt: skip
+    return common.record(args, fp32_bpb=b.fp32, fp32_file_bytes=b.fp32_bytes,
+                         num_params=b.num_params, held_out_windows=len(b.windows),
+                         kernels=list(b.layouts), embedding_tables=b.tables, rows=rows,
+                         student=student)  # fmt: skip
 
 
 def student_row(path: Path) -> dict[str, Any]:
@@ -388,14 +422,18 @@ def student_row(path: Path) -> dict[str, Any]:
 
 
 def outputs(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    header = ["method", "setting", "bits/byte", "increase", "vs fp32", "file bytes", "seconds"]
+    header = ["method", "setting", "bits/byte", "increase", "vs fp32", "file bytes",
+              "x fp32 file", "bits/param", "seconds"]  # fmt: skip
     table = []
     for r in results["rows"]:
         if "error" in r:
-            table.append([r["method"], r["setting"], "failed", r["error"][:60], "", "", ""])
+            table.append([r["method"], r["setting"], "failed", r["error"][:60], "", "", "", "",
+                          ""])  # fmt: skip
         else:
             table.append([r["method"], r["setting"], f"{r['bpb']:.4f}", f"{r['increase']:+.4f}",
                           f"{100 * r['relative']:+.2f}%", f"{r['file_bytes']:,}",
+                          f"{r['file_ratio']:.4f}" if "file_ratio" in r else "",
+                          f"{r['bits_per_param']:.2f}" if "bits_per_param" in r else "",
                           f"{r['seconds']:.1f}"])  # fmt: skip
     text = common.format_table(header, table)
     markdown = common.format_table(header, table, markdown=True)

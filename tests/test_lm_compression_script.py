@@ -60,6 +60,14 @@ def test_tiny_table(teacher, tmp_path, capsys):
         < rows[("RTN", "int8 per-channel")]["file_bytes"]
         < fp32["file_bytes"]
     )
+    # the g64 row with int8 embedding tables: smaller, ratio and bits/param of its own file
+    assert results["embedding_tables"] == ["embed/embedding", "pos_embed"]
+    g64, emb = rows[("RTN", "int4 g64")], rows[("RTN", "int4 g64 + int8 emb")]
+    assert emb["file_bytes"] < g64["file_bytes"] and math.isfinite(emb["bpb"])
+    for row in (g64, emb, fp32):
+        assert row["file_ratio"] == row["file_bytes"] / results["fp32_file_bytes"]
+        assert row["bits_per_param"] == 8 * row["file_bytes"] / results["num_params"]
+    assert fp32["file_ratio"] == 1.0 and fp32["bits_per_param"] > 32
     assert "| RTN" in (out / "lm_compression.md").read_text()
     assert "SmoothQuant+W8A8" in capsys.readouterr().out
 
