@@ -5,6 +5,9 @@ returns, for every kernel (a param leaf consumed by a matmul or conv, see
 :func:`jaxzip.layout.trace_layouts`), the :class:`KernelStats` that GPTQ,
 SparseGPT, Wanda, AWQ, SmoothQuant and W8A8 need: ``XᵀX``, ``Σx²`` and
 ``max|x|`` per input, in :func:`jaxzip.layout.to_matrix` row order.
+:func:`run_oneshot` is the driver of the one-shot methods (GPTQ, SparseGPT,
+Wanda): kernels in traced order, each group calibrated on the params that
+already hold the earlier kernels' results.
 
 Example:
   >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -18,6 +21,7 @@ Example:
   [20.0, 20.0, 20.0]
 """
 
+from jaxzip.calib._oneshot import run_oneshot
 from jaxzip.calib._stats import (
     KernelStats,
     add_stats,
@@ -34,4 +38,5 @@ __all__ = [
     "init_stats",
     "make_stats_step",
     "row_stats",
+    "run_oneshot",
 ]

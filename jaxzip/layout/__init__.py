@@ -18,7 +18,7 @@ Example:
   {'params/layers_0/kernel': (0,), 'params/layers_2/kernel': (0,)}
 """
 
-from jaxzip.layout._intercept import MatmulCall, intercept_matmuls
+from jaxzip.layout._intercept import MatmulCall, intercept_matmuls, select_kernels
 from jaxzip.layout._layout import KernelLayout, from_matrix, matmul_where, to_matrix
 from jaxzip.layout._trace import trace_layouts
 
@@ -28,6 +28,7 @@ __all__ = [
     "from_matrix",
     "intercept_matmuls",
     "matmul_where",
+    "select_kernels",
     "to_matrix",
     "trace_layouts",
 ]

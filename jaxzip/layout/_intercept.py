@@ -68,6 +68,32 @@ def selected_kernels(
     return {index[p][0]: p for p in chosen}
 
 
+def select_kernels(
+    layouts: Mapping[str, KernelLayout], params: Params, where: Where | None = None
+) -> list[str]:
+    """The paths of the kernels that ``where`` selects, in traced order (``layouts``' order).
+
+    ``where=None`` selects every kernel of ``layouts``. Each layout is checked
+    against its leaf of ``params``.
+
+    Raises:
+      TypeError: ``layouts`` is not a mapping of :class:`KernelLayout`.
+      ValueError: ``layouts`` is empty (with ``where=None``); ``where`` selects
+        nothing, or a leaf that no matmul consumes (named by path); a layout
+        does not match its leaf's shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.layout import trace_layouts
+      >>> params = {"b": jnp.zeros(2), "w": jnp.ones((3, 2))}
+      >>> f = lambda p, x: x @ p["w"] + p["b"]
+      >>> select_kernels(trace_layouts(f, params, jnp.ones((1, 3))), params)
+      ['w']
+    """
+    chosen = set(selected_kernels(layouts, params, where).values())
+    return [p for p in layouts if p in chosen]
+
+
 def intercept_matmuls(
     apply_fn: Callable[..., Any],
     layouts: Mapping[str, KernelLayout],

@@ -134,6 +134,30 @@ class KernelLayout:
         """
         return self.in_axes[-1]
 
+    def check_group(self, size: int, name: str, path: str = "") -> None:
+        """Raises ``ValueError`` unless groups of ``size`` tile the :meth:`group_axis`.
+
+        Per-group scales and N:M groups run along the last input axis, so its
+        length must be a multiple of ``size``; ``name`` says whose size it is
+        (``"group_size"``, ``"NByM m"``), and the message lists the sizes that do.
+
+        Example:
+          >>> lay = KernelLayout(shape=(3, 4, 6), in_axes=(0, 1), out_axes=(2,))
+          >>> lay.check_group(2, "group_size", "w")
+          >>> try:
+          ...     lay.check_group(3, "group_size", "w")
+          ... except ValueError as e:
+          ...     print(str(e).split("; ")[1])
+          sizes that do: [1, 2, 4]
+        """
+        n = self.shape[self.group_axis()]
+        if n % size:
+            ok = [d for d in range(1, n + 1) if n % d == 0]
+            raise ValueError(
+                f"{path}: {name}={size} must divide the size {n} of the kernel's last input "
+                f"axis {self.group_axis()} (shape {self.shape}); sizes that do: {ok}"
+            )
+
     def check(self, w: Any, path: str = "") -> None:
         """Raises ``ValueError`` if ``w``'s shape is not this layout's shape."""
         shape = tuple(np.shape(w))

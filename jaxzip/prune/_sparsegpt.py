@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
+from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
 from jaxzip._types import Mask, Params, Where
-from jaxzip.paths import keystr
+from jaxzip.paths import map_with_paths
 from jaxzip.prune._checks import check_sparsity, is_concrete
 from jaxzip.prune._structures import NByM
-from jaxzip.quant import QArray, QuantSpec
-from jaxzip.quant._gptq import check_gptq_spec, check_matrix, check_options, raise_not_pd
-from jaxzip.quant._gptq_tree import check_tree_spec
-from jaxzip.quant._obs import (
-    Grid,
-    Pruning,
-    compute_dtype,
-    effective_block,
-    fix_dead,
-    group_params,
-    inverse_cholesky,
-    obs_loop,
-    pad_rows,
-    padded_size,
-)
-from jaxzip.quant._oneshot import (
-    calib_collect,
-    check_batches,
-    check_kernel_groups,
-    check_tokens,
-    kernel_qarray,
-    replace_leaves,
-    run_oneshot,
-    select_kernels,
-    trace,
-)
+from jaxzip.quant import QArray, QuantSpec, kernel_qarray, kernel_spec, obs_prune
 
 
-def check_prune_options(sparsity: Any, structure: Any, n_in: int, what: str) -> Any:
+def check_prune_options(sparsity: Any, structure: Any, what: str, n_in: int | None = None) -> Any:
     """Exactly one of ``sparsity`` (in [0, 1)) and ``structure`` (an :class:`NByM` on the inputs).
 
     Returns the sparsity for unstructured pruning, None for N:M.
@@ -71,73 +44,12 @@ def check_prune_options(sparsity: Any, structure: Any, n_in: int, what: str) -> 
             f"{what}: N:M groups run along the input axis (axis=-2 of (n_in, n_out)), "
             f"got axis={structure.axis}"
         )
-    if n_in % structure.m:
+    if n_in is not None and n_in % structure.m:
         raise ValueError(
             f"{what}: NByM m={structure.m} must divide the input size {n_in} (N:M groups run "
             "along the input axis)"
         )
     return None
-
-
-@functools.partial(jax.jit, static_argnames=("n", "m", "spec", "block_size"))
-def sparsegpt_core(
-    w: jax.Array,
-    h: jax.Array,
-    damp: jax.Array,
-    sparsity: jax.Array,
-    *,
-    n: int,
-    m: int,
-    spec: QuantSpec | None,
-    block_size: int,
-) -> tuple[jax.Array, jax.Array, QArray | None, jax.Array, jax.Array]:
-    """SparseGPT without the boundary checks: ``(w, mask, QArray or None, ok, λ)``."""
-    n_in, n_out = w.shape
-    dt = compute_dtype(w.dtype)
-    w, h = w.astype(dt), h.astype(dt)
-    g = spec.group_size if spec is not None else None
-    grid = None
-    if spec is not None:
-        grid = Grid(spec.qmin, spec.qmax, spec.symmetric, g or 0)
-        if g is None:  # per tensor or channel: from W before any update, as the reference
-            s, z = group_params(w if spec.axes else w.reshape(-1, 1), grid)
-    w, h = fix_dead(w, h)
-    u, ok, lam = inverse_cholesky(h, damp)
-    unit = np.lcm(g or 1, m or 1)
-    block = effective_block(block_size, n_in, int(unit))
-    n_pad = padded_size(n_in, block)
-    wp, up = pad_rows(w, u, n_pad)
-    if spec is not None and g is None:
-        row_s = jnp.broadcast_to(s, (n_pad, n_out))
-        row_z = jnp.broadcast_to(z, (n_pad, n_out))
-    else:
-        row_s = row_z = jnp.zeros((n_pad, n_out), dt)
-    starts = jnp.arange(0, n_pad, block)
-    rows = jnp.clip(n_in - starts, 0, block)
-    prune_k = jnp.round(sparsity * (rows * n_out).astype(dt)).astype(jnp.int32)
-    out = obs_loop(
-        wp, up, row_s, row_z, prune_k,
-        block=block, n_real=n_in, grid=grid, pruning=Pruning(n, m),
-    )  # fmt: skip
-    w_hat, mask = out.w[:n_in].astype(dt), out.mask[:n_in]
-    q = None
-    if spec is not None:
-        if g is not None:
-            scale, zero = out.group_scale[: n_in // g], out.group_zero[: n_in // g]
-        else:
-            scale, zero = s[None], z[None]
-        q = QArray(
-            values=out.values[:n_in].astype(spec.dtype),
-            scale=jnp.where(ok, scale, jnp.nan).astype(jnp.float32),
-            zero_point=zero.astype(jnp.int32),
-            bits=spec.bits,
-            axes=(1,) if spec.axes else (),
-            group_size=g,
-            group_axis=0 if g is not None else None,
-            dtype=np.dtype(dt),
-        )
-    w_hat = jnp.where(ok, w_hat, jnp.nan)
-    return w_hat, mask, q, ok, lam
 
 
 def sparsegpt_prune_matrix(
@@ -200,36 +112,29 @@ def sparsegpt_prune_matrix(
       Array([False,  True,  True, False], dtype=bool)
     """
     what = "sparsegpt_prune_matrix"
-    w, h = check_matrix(w, h, what)
-    s = check_prune_options(sparsity, structure, w.shape[0], what)
-    check_options(damp, block_size, what)
-    if quant_spec is not None:
-        check_gptq_spec(quant_spec, w.shape[0], f"{what}: quant_spec")
+    s = check_prune_options(sparsity, structure, what)
     n, m = (structure.n, structure.m) if structure is not None else (0, 0)
-    w_hat, mask, q, ok, lam = sparsegpt_core(
-        w, h, damp, 0.0 if s is None else s, n=n, m=m, spec=quant_spec, block_size=block_size
-    )
-    raise_not_pd(ok, lam, what)
+    w_hat, mask, q = obs_prune(
+        w, h, sparsity=0.0 if s is None else s, n=n, m=m, spec=quant_spec, damp=damp,
+        block_size=block_size, name=what,
+    )  # fmt: skip
     return (w_hat, mask) if q is None else (w_hat, mask, q)
 
 
-def check_tree_structure(structure: Any, layouts: Any, paths: list[str], what: str) -> None:
+def check_tree_structure(
+    structure: Any, paths: list[str], layouts: Mapping[str, Any], what: str
+) -> list[str]:
     """N:M groups run along each kernel's last input axis: ``m`` must divide it."""
     if structure is None:
-        return
+        return paths
     if structure.axis != -2:
         raise ValueError(
             f"{what}: leave NByM's axis at -2; N:M groups run along each kernel's traced "
             f"input axis (layout.group_axis()), got axis={structure.axis}"
         )
     for p in paths:
-        lay = layouts[p]
-        size = lay.shape[lay.in_axes[-1]]
-        if size % structure.m:
-            raise ValueError(
-                f"{p}: NByM m={structure.m} must divide the size {size} of the kernel's last "
-                f"input axis {lay.in_axes[-1]} (shape {lay.shape})"
-            )
+        layouts[p].check_group(structure.m, "NByM m", p)
+    return paths
 
 
 def sparsegpt(
@@ -293,46 +198,35 @@ def sparsegpt(
       2
     """
     what = "sparsegpt"
-    check_prune_options(sparsity, structure, structure.m if structure else 1, what)
-    check_options(damp, block_size, what)
-    mspec = None if quant_spec is None else check_tree_spec(quant_spec, what)
-    if mspec is not None:
-        check_gptq_spec(mspec, mspec.group_size or 1, f"{what}: quant_spec")
-    if not isinstance(sequential, bool):
-        raise TypeError(f"{what}: sequential must be a bool, got {sequential!r}")
-    batches = check_batches(batches, what)
-    layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
-    paths = select_kernels(params, layouts, where)
-    check_tree_structure(structure, layouts, paths, what)
-    for p in paths:
-        check_kernel_groups(p, layouts[p], None if mspec is None else mspec.group_size)
+    check_prune_options(sparsity, structure, what)
+    mspec = None if quant_spec is None else kernel_spec(quant_spec, f"{what}: quant_spec")
     n, m = (structure.n, structure.m) if structure is not None else (0, 0)
-    masks: dict[str, Any] = {}
+
+    def select(paths: list[str], layouts: Mapping[str, Any]) -> list[str]:
+        for p in paths:
+            if mspec is not None and mspec.group_size is not None:
+                layouts[p].check_group(mspec.group_size, "group_size", p)
+        return check_tree_structure(structure, paths, layouts, what)
 
     def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
-        check_tokens(path, stats, layout.n_in, "SparseGPT")
         mat = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         s = 0.0 if sparsity is None else sparsity
-        w_hat, mask, q, ok, lam = sparsegpt_core(
-            mat, stats.xtx, damp, s, n=n, m=m, spec=mspec, block_size=block_size
-        )
-        raise_not_pd(ok, lam, path)
-        masks[path] = jz_layout.from_matrix(mask, layout)
+        w_hat, mask, q = obs_prune(
+            mat, stats.xtx, sparsity=s, n=n, m=m, spec=mspec, damp=damp,
+            block_size=block_size, name=path,
+        )  # fmt: skip
         new = jz_layout.from_matrix(w_hat, layout).astype(jnp.result_type(leaf))
-        if q is None:
-            return new, new
-        kq = kernel_qarray(dataclasses.replace(q, dtype=np.dtype(jnp.result_type(leaf))), layout)
-        return new, kq
+        kq = new if q is None else kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
+        return new, (kq, jz_layout.from_matrix(mask, layout))
 
-    _, out = run_oneshot(
-        params, layouts, paths, calib_collect(apply_fn, batches, layouts), process,
-        hessian=True, sequential=sequential,
+    out = jz_calib.run_oneshot(
+        apply_fn, params, batches, process, hessian=True, where=where, sequential=sequential,
+        layouts=layouts, select=select, name=what,
     )  # fmt: skip
-    return replace_leaves(params, out), full_mask(params, masks)
+    pruned = map_with_paths(lambda p, x: out[p][0] if p in out else x, params)
+    return pruned, full_mask(params, {p: mask for p, (_, mask) in out.items()})
 
 
 def full_mask(params: Params, masks: Mapping[str, Any]) -> Mask:
     """A bool tree with ``params``' structure: ``masks`` at their paths, all True elsewhere."""
-    return jax.tree_util.tree_map_with_path(
-        lambda kp, x: masks.get(keystr(kp), jnp.ones(jnp.shape(x), bool)), params
-    )
+    return map_with_paths(lambda p, x: masks.get(p, jnp.ones(jnp.shape(x), bool)), params)

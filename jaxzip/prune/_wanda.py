@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
 from jaxzip._types import Mask, Params, Where
 from jaxzip.prune._sparsegpt import check_prune_options, check_tree_structure, full_mask
 from jaxzip.prune._structures import NByM
-from jaxzip.quant._oneshot import calib_collect, check_batches, run_oneshot, select_kernels, trace
 
 
 def wanda_scores(w: jax.Array, in_norm: jax.Array) -> jax.Array:
@@ -92,7 +92,7 @@ def wanda_mask_matrix(
             f"and dtype {w.dtype}"
         )
     in_norm = _check_norm(w, in_norm, what)
-    s = check_prune_options(sparsity, structure, w.shape[0], what)
+    s = check_prune_options(sparsity, structure, what, n_in=w.shape[0])
     return per_output_mask(wanda_scores(w, in_norm), s, structure)
 
 
@@ -147,24 +147,18 @@ def wanda(
       Array([8, 8, 8, 8], dtype=int32)
     """
     what = "wanda"
-    check_prune_options(sparsity, structure, structure.m if structure else 1, what)
-    if not isinstance(sequential, bool):
-        raise TypeError(f"{what}: sequential must be a bool, got {sequential!r}")
-    batches = check_batches(batches, what)
-    layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
-    paths = select_kernels(params, layouts, where)
-    check_tree_structure(structure, layouts, paths, what)
-    masks: dict[str, Any] = {}
+    check_prune_options(sparsity, structure, what)
 
     def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
         mat = jz_layout.to_matrix(leaf, layout)
         norm = jnp.sqrt(jnp.asarray(stats.sq_sum, jnp.float32))
         mask = per_output_mask(wanda_scores(mat.astype(jnp.float32), norm), sparsity, structure)
-        masks[path] = jz_layout.from_matrix(mask, layout)
-        return jnp.where(masks[path], leaf, jnp.zeros_like(leaf)), None
+        mask = jz_layout.from_matrix(mask, layout)
+        return jnp.where(mask, leaf, jnp.zeros_like(leaf)), mask
 
-    run_oneshot(
-        params, layouts, paths, calib_collect(apply_fn, batches, layouts), process,
-        hessian=False, sequential=sequential,
+    masks = jz_calib.run_oneshot(
+        apply_fn, params, batches, process, hessian=False, where=where, sequential=sequential,
+        layouts=layouts, name=what,
+        select=lambda paths, layouts: check_tree_structure(structure, paths, layouts, what),
     )  # fmt: skip
     return full_mask(params, masks)

@@ -26,6 +26,7 @@ from jaxzip.quant._finetune import CodebookState, init_codebook_state, make_code
 from jaxzip.quant._gptq import gptq_quantize_matrix
 from jaxzip.quant._gptq_tree import gptq
 from jaxzip.quant._intops import int_conv, int_dense
+from jaxzip.quant._kernel import kernel_qarray, kernel_spec
 from jaxzip.quant._kmeans import (
     KMeansArray,
     centroid_grads,
@@ -34,6 +35,7 @@ from jaxzip.quant._kmeans import (
     kmeans_params,
     replace_centroids,
 )
+from jaxzip.quant._obs_prune import obs_prune
 from jaxzip.quant._params import (
     dequantize_params,
     fake_quant_params,
@@ -78,6 +80,8 @@ __all__ = [
     "int_conv",
     "int_dense",
     "is_quantized",
+    "kernel_qarray",
+    "kernel_spec",
     "kmeans",
     "kmeans_params",
     "lsq_fake_quant",
@@ -86,6 +90,7 @@ __all__ = [
     "make_quantized_apply",
     "make_range_collector",
     "make_scaled_apply",
+    "obs_prune",
     "quantization_report",
     "quantize",
     "quantize_params",

@@ -1,9 +1,8 @@
 """Shared pieces of the activation-aware methods (W8A8, SmoothQuant, AWQ).
 
 Kernel selection among traced layouts, per-kernel activation statistics
-streamed through :func:`jaxzip.layout.intercept_matmuls`, integer-only row
-quantization and the map from a matmul's ``(rows, n_out)`` result back to the
-shape the model's equation produces.
+streamed through :func:`jaxzip.layout.intercept_matmuls` and integer-only row
+quantization.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxzip import layout as jz_layout
 from jaxzip._types import Params, Where
 from jaxzip.layout import KernelLayout, intercept_matmuls
-from jaxzip.paths import describe, leaves_with_paths, matches
 
 
 def check_bits(bits: Any, name: str = "bits") -> int:
@@ -36,39 +35,13 @@ def check_alpha(alpha: Any, name: str = "alpha") -> float:
 
 
 def select_kernels(
-    params: Params, layouts: Mapping[str, KernelLayout], where: Where | None, caller: str
+    params: Params, layouts: Mapping[str, KernelLayout], where: Where | None
 ) -> dict[str, KernelLayout]:
-    """The layouts of the kernels ``where`` selects (all of ``layouts`` if None), in leaf order.
+    """The layouts of the kernels ``where`` selects (all of ``layouts`` if None), in traced order.
 
-    Raises:
-      TypeError: ``layouts`` is not a mapping of :class:`KernelLayout`.
-      ValueError: ``where`` selects nothing, or a leaf that no matmul consumes
-        (named by path), or a layout's shape differs from its leaf.
+    See :func:`jaxzip.layout.select_kernels` for the checks and errors.
     """
-    if not isinstance(layouts, Mapping) or not all(
-        isinstance(v, KernelLayout) for v in layouts.values()
-    ):
-        raise TypeError(
-            f"{caller}: layouts must be the dict {{path: KernelLayout}} from "
-            f"jaxzip.layout.trace_layouts, got {type(layouts).__name__}"
-        )
-    leaves = leaves_with_paths(params)
-    if where is None:
-        chosen = [p for p, _ in leaves if p in layouts]
-    else:
-        chosen = [p for p, leaf in leaves if matches(where, p, leaf)]
-        for p in chosen:
-            if p not in layouts:
-                raise ValueError(
-                    f"{caller}: where={describe(where)} selects {p!r}, which no matmul or conv "
-                    f"consumes (it is not in layouts); kernels are e.g. {sorted(layouts)[:4]}"
-                )
-    if not chosen:
-        raise ValueError(f"{caller}: no kernel selected (where={describe(where)})")
-    shapes = dict(leaves)
-    for p in chosen:
-        layouts[p].check(shapes[p], p)
-    return {p: layouts[p] for p in chosen}
+    return {p: layouts[p] for p in jz_layout.select_kernels(layouts, params, where)}
 
 
 class ActStats(NamedTuple):
@@ -136,25 +109,3 @@ def quantize_rows(xr: jax.Array, scale: jax.Array, qmax: int) -> jax.Array:
 def absmax_scale(absmax: jax.Array, qmax: int) -> jax.Array:
     """Symmetric scale ``absmax / qmax`` (1 where the range is 0, so zeros stay zeros)."""
     return jnp.where(absmax > 0, absmax / qmax, 1.0).astype(jnp.float32)
-
-
-def rows_to_y(compute: Any, y_rows: jax.Array) -> jax.Array:
-    """Reshapes a ``(rows, n_out)`` product to the intercepted equation's result shape.
-
-    The exact inverse of the activation-row / kernel-column ordering of
-    :class:`jaxzip.layout.MatmulCall` (the part of its ``compute(..., rows=True)``
-    after the matmul).
-    """
-    eqn, side = compute._eqn, compute._side
-    if compute.op == "conv":
-        spec = eqn.params["dimension_numbers"].out_spec
-        target = [spec[0], *spec[2:], spec[1]]
-        y = y_rows.reshape(tuple(compute.y_shape[d] for d in target))
-        return jnp.transpose(y, tuple(int(i) for i in np.argsort(target)))
-    free, _ = compute._dot_dims()
-    x_free = tuple(compute.x_shape[d] for d in free)
-    y = y_rows.reshape(x_free + compute.w_layout.out_shape)
-    if side == 0:
-        nx, nw = len(x_free), len(compute.w_layout.out_axes)
-        y = jnp.transpose(y, tuple(range(nx, nx + nw)) + tuple(range(nx)))
-    return y

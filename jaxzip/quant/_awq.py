@@ -149,7 +149,7 @@ def awq(
     grid = [check_alpha(a, "alphas") for a in alphas]
     if not isinstance(fold, bool):
         raise TypeError(f"awq: fold must be a bool, got {fold!r}")
-    chosen = select_kernels(params, layouts, where, "awq")
+    chosen = select_kernels(params, layouts, where)
     specs = {}
     for p, lay in chosen.items():
         try:

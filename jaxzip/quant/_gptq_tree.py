@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 
+from jaxzip import calib as jz_calib
+from jaxzip import layout as jz_layout
 from jaxzip._types import Params, Where
-from jaxzip.quant._gptq import check_gptq_spec, check_options, gptq_core, raise_not_pd
-from jaxzip.quant._oneshot import (
-    calib_collect,
-    check_batches,
-    check_kernel_groups,
-    check_tokens,
-    kernel_qarray,
-    replace_leaves,
-    run_oneshot,
-    select_kernels,
-    trace,
-)
+from jaxzip.paths import map_with_paths
+from jaxzip.quant._gptq import check_options, gptq_core, raise_not_pd
+from jaxzip.quant._kernel import kernel_qarray, kernel_spec
 from jaxzip.quant._params import Rules, resolve_rules
 from jaxzip.quant._qarray import dequantize
-from jaxzip.quant._spec import QuantSpec, check_spec
-
-
-def check_tree_spec(spec: Any, what: str) -> QuantSpec:
-    """The driver's spec: granularity by the traced layout; returns the matrix-space spec."""
-    check_spec(spec, f"{what}: spec")
-    if spec.axes not in ((), (-1,)):
-        raise ValueError(
-            f"{what}: spec.axes must be () (per-tensor) or (-1,) (one scale per output "
-            f"channel: per entry of each kernel's traced out_axes), got {spec.axes}"
-        )
-    if spec.group_size is not None and spec.group_axis != -2:
-        raise ValueError(
-            f"{what}: leave spec.group_axis at -2; groups run along each kernel's traced "
-            f"input axis (layout.group_axis()), got group_axis={spec.group_axis}"
-        )
-    return dataclasses.replace(spec, group_axis=0) if spec.group_size is not None else spec
+from jaxzip.quant._spec import QuantSpec
 
 
 def gptq(
@@ -116,47 +91,43 @@ def gptq(
     """
     what = "gptq"
     check_options(damp, block_size, what)
-    if not isinstance(act_order, bool) or not isinstance(sequential, bool):
-        raise TypeError(f"{what}: act_order and sequential must be bools")
+    if not isinstance(act_order, bool):
+        raise TypeError(f"{what}: act_order must be a bool, got {act_order!r}")
     if isinstance(spec, QuantSpec):
         specs = {None: spec}
     else:
         specs = {p: s for p, s in resolve_rules(params, spec) if s is not None}
-    mspecs = {}
-    for key, s in specs.items():
-        mspecs[key] = check_tree_spec(s, what if key is None else f"{what}: {key}")
-        check_gptq_spec(mspecs[key], s.group_size or 1, what if key is None else f"{what}: {key}")
-    batches = check_batches(batches, what)
-    layouts = trace(apply_fn, params, batches) if layouts is None else dict(layouts)
-    paths = select_kernels(params, layouts, where)
-    if None not in specs:
-        outside = sorted(set(specs) - set(layouts))
-        if outside:
-            raise ValueError(
-                f"{what}: the rules give a spec to {outside[:4]}, which no matmul or conv "
-                "of apply_fn consumes; GPTQ quantizes kernels only"
-            )
-        paths = [p for p in paths if p in specs]
-        if not paths:
-            raise ValueError(f"{what}: no selected kernel gets a spec from the rules")
-    for p in paths:
-        check_kernel_groups(p, layouts[p], specs.get(p, specs.get(None)).group_size)
+    mspecs = {k: kernel_spec(s, what if k is None else f"{what}: {k}") for k, s in specs.items()}
+
+    def select(paths: list[str], layouts: Mapping[str, Any]) -> list[str]:
+        if None not in specs:
+            outside = sorted(set(specs) - set(layouts))
+            if outside:
+                raise ValueError(
+                    f"{what}: the rules give a spec to {outside[:4]}, which no matmul or conv "
+                    "of apply_fn consumes; GPTQ quantizes kernels only"
+                )
+            paths = [p for p in paths if p in specs]
+            if not paths:
+                raise ValueError(f"{what}: no selected kernel gets a spec from the rules")
+        for p in paths:
+            g = specs.get(p, specs.get(None)).group_size
+            if g is not None:
+                layouts[p].check_group(g, "group_size", p)
+        return paths
 
     def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
-        from jaxzip import layout as jz_layout
-
-        check_tokens(path, stats, layout.n_in, "GPTQ")
         m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         mspec = mspecs.get(path, mspecs.get(None))
         q, ok, lam = gptq_core(
             m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order
         )
         raise_not_pd(ok, lam, path)
-        kq = kernel_qarray(dataclasses.replace(q, dtype=np.dtype(jnp.result_type(leaf))), layout)
+        kq = kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
         return dequantize(kq), kq
 
-    _, out = run_oneshot(
-        params, layouts, paths, calib_collect(apply_fn, batches, layouts), process,
-        hessian=True, sequential=sequential,
+    out = jz_calib.run_oneshot(
+        apply_fn, params, batches, process, hessian=True, where=where, sequential=sequential,
+        layouts=layouts, select=select, name=what,
     )  # fmt: skip
-    return replace_leaves(params, out)
+    return map_with_paths(lambda p, x: out.get(p, x), params)

@@ -119,7 +119,7 @@ def smooth_quant(
     alpha = check_alpha(alpha)
     if not isinstance(fold, bool):
         raise TypeError(f"smooth_quant: fold must be a bool, got {fold!r}")
-    chosen = select_kernels(params, layouts, where, "smooth_quant")
+    chosen = select_kernels(params, layouts, where)
     batches = list(calib_batches)
     stats = collect_act_stats(
         apply_fn, params, batches, layouts=chosen, xtx=False, caller="smooth_quant"

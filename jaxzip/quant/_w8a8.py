@@ -18,7 +18,6 @@ from jaxzip.quant._actstats import (
     check_bits,
     collect_act_stats,
     quantize_rows,
-    rows_to_y,
     select_kernels,
 )
 from jaxzip.quant._apply import tie
@@ -152,7 +151,7 @@ def make_scaled_apply(
             xq = QArray(values=quantize_rows(xr, sx, qmax), scale=sx,
                         zero_point=jnp.zeros(sx.shape, jnp.int32), bits=act_bits, axes=axes)  # fmt: skip
             y = int_dense(xq, _weight_matrix(leaf, layout, path))
-            return rows_to_y(compute, y).astype(compute.y_dtype), None
+            return compute.y_from_rows(y).astype(compute.y_dtype), None
 
         floats = dequantize_params(params)
         run = intercept_matmuls(apply_fn, layouts, hook, where=lambda p, _: p in layouts)
@@ -215,7 +214,7 @@ def w8a8(
     """
     bits = check_bits(bits)
     check_bits(act_bits, "act_bits")
-    chosen = select_kernels(params, layouts, where, "w8a8")
+    chosen = select_kernels(params, layouts, where)
     act_scales = None
     if calib_batches is not None:
         stats = collect_act_stats(

@@ -203,7 +203,7 @@ def test_driver_nbym_mask_keep_masked_and_joint():
 
 def test_driver_bad_inputs():
     model, params, batches = _mlp()
-    with pytest.raises(ValueError, match=r"layers_0/kernel: SparseGPT needs at least n_in=8"):
+    with pytest.raises(ValueError, match=r"layers_0/kernel: sparsegpt needs at least n_in=8"):
         sparsegpt(model.apply, params, [batches[0][:5]], sparsity=0.5)
     with pytest.raises(ValueError, match=r"layers_2/kernel: NByM m=3 must divide the size 8"):
         sparsegpt(model.apply, params, batches, structure=NByM(1, 3), where=r".*layers_[24]/kernel")

@@ -24,7 +24,7 @@ def calls(monkeypatch):
         log.append(k.get("where"))
         return real(*a, **k)
 
-    monkeypatch.setattr(jz.calib, "collect_stats", collect)
+    monkeypatch.setattr("jaxzip.calib._oneshot.collect_stats", collect)  # the driver's passes
     return log
 
 
@@ -106,7 +106,7 @@ def test_grouped_multi_axis_kernel_and_codec_round_trip(calls, tmp_path):
 
 def test_bad_inputs(calls):
     model, params, batches = _setup()
-    with pytest.raises(ValueError, match=r"params/a/kernel: GPTQ needs at least n_in=8 .* got 4"):
+    with pytest.raises(ValueError, match=r"params/a/kernel: gptq needs at least n_in=8 .* got 4"):
         gptq(model.apply, params, [batches[0][:4]], SPEC)
     with pytest.raises(ValueError, match=r"2\.\.8 bits"):
         gptq(model.apply, params, batches, QuantSpec(bits=1, symmetric=False))

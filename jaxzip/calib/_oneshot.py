@@ -1,0 +1,166 @@
+"""``run_oneshot``: the driver of every one-shot method (GPTQ, SparseGPT, Wanda).
+
+It traces the model once (:func:`jaxzip.layout.trace_layouts`), selects the
+kernels with ``where`` (:func:`jaxzip.layout.select_kernels`), and hands each
+kernel with its calibration statistics (:func:`collect_stats`) to the method's
+``process``. Sequentially (the papers' protocol) the kernels go in traced
+order, each group calibrated on params in which every earlier kernel already
+holds its processed (dequantized / pruned) value; a group is the run of next
+kernels that read the same activation (detected exactly: their statistics are
+identical, e.g. q/k/v), so it costs one calibration pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxzip._types import Params, Where
+from jaxzip.calib._stats import KernelStats, collect_stats
+from jaxzip.layout import KernelLayout, select_kernels, trace_layouts
+from jaxzip.paths import leaves_with_paths
+
+Process = Callable[[str, Any, KernelLayout, KernelStats], tuple[Any, Any]]
+"""``(path, leaf, layout, stats) -> (float leaf for later calibration, output)``."""
+
+Select = Callable[[list[str], Mapping[str, KernelLayout]], list[str]]
+"""``(paths, layouts) -> paths``: narrows or checks the selected kernels before calibration."""
+
+
+def _check_batches(batches: Any, name: str) -> list[Any]:
+    """The calibration batches as a list (they are read once per calibration pass)."""
+    if isinstance(batches, (str, bytes)) or not hasattr(batches, "__iter__"):
+        raise TypeError(f"{name}: batches must be an iterable of model inputs, got {batches!r}")
+    out = list(batches)
+    if not out:
+        raise ValueError(f"{name}: batches is empty; pass at least one calibration batch")
+    return out
+
+
+def _check_tokens(path: str, stats: KernelStats, n_in: int, name: str) -> None:
+    """A Hessian method needs at least ``n_in`` calibration tokens (rows of ``X``)."""
+    count = int(stats.count)
+    if count < n_in:
+        raise ValueError(
+            f"{path}: {name} needs at least n_in={n_in} calibration tokens (rows of X) "
+            f"for a full-rank Hessian XᵀX, got {count}; pass more or longer batches"
+        )
+
+
+def _same_input(a: KernelStats, b: KernelStats, hessian: bool) -> bool:
+    if int(a.count) != int(b.count):
+        return False
+    x, y = (a.xtx, b.xtx) if hessian else (a.sq_sum, b.sq_sum)
+    return x.shape == y.shape and bool(jnp.array_equal(x, y))
+
+
+def _candidates(order: list[str], start: int, layouts: Mapping[str, KernelLayout]) -> list[str]:
+    """The next kernel and the run of following kernels with the same ``n_in``."""
+    n_in = layouts[order[start]].n_in
+    out = [order[start]]
+    for p in order[start + 1 :]:
+        if layouts[p].n_in != n_in:
+            break
+        out.append(p)
+    return out
+
+
+def run_oneshot(
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batches: Iterable[Any],
+    process: Process,
+    *,
+    hessian: bool,
+    where: Where | None = None,
+    sequential: bool = True,
+    layouts: Mapping[str, KernelLayout] | None = None,
+    select: Select | None = None,
+    name: str = "run_oneshot",
+) -> dict[str, Any]:
+    """Runs a one-shot method over a model's matmul kernels, calibrating as it goes.
+
+    Every selected kernel, in traced order, is passed to
+    ``process(path, leaf, layout, stats)`` with its :class:`KernelStats`; the
+    first value it returns (a float leaf) replaces the kernel in the params
+    that later calibration passes see, the second is collected. With
+    ``sequential`` each group of kernels reading the same activation is
+    calibrated on the params updated with every earlier kernel's float value
+    (one pass per group); without it all kernels share one pass on ``params``.
+
+    Args:
+      apply_fn: ``apply_fn(params, batch)``.
+      params: the float params.
+      batches: calibration inputs, each passed as ``apply_fn(params, batch)``;
+        read once per calibration pass.
+      process: ``(path, leaf, layout, stats) -> (float leaf, output)``.
+      hessian: collect ``XᵀX`` (and require at least ``n_in`` calibration
+        tokens per kernel); False collects only the per-input statistics.
+      where: the kernels to process (default: every traced kernel).
+      sequential: calibrate each group on the already-processed earlier kernels.
+      layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+      select: ``(paths, layouts) -> paths`` narrowing or checking the selected
+        kernels before any calibration pass (a method's per-kernel rules).
+      name: the method's name, which begins its error messages.
+
+    Returns:
+      ``{path: output}`` for the processed kernels, in traced order.
+
+    Raises:
+      ValueError: ``batches`` empty; ``where`` selecting nothing or a leaf no
+        matmul consumes; fewer calibration tokens than a kernel's ``n_in``
+        (with ``hessian``).
+      TypeError: ``batches`` not iterable; ``sequential`` not a bool.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> f = lambda p, x: jnp.tanh(x @ p["w1"]) @ p["w2"]
+      >>> params = {"w1": jnp.ones((2, 3)), "w2": jnp.ones((3, 1))}
+      >>> zero = lambda path, leaf, layout, stats: (0 * leaf, int(stats.count))
+      >>> run_oneshot(f, params, [jnp.ones((4, 2))], zero, hessian=False)
+      {'w1': 4, 'w2': 4}
+    """
+    if not isinstance(sequential, bool):
+        raise TypeError(f"{name}: sequential must be a bool, got {sequential!r}")
+    batches = _check_batches(batches, name)
+    layouts = trace_layouts(apply_fn, params, batches[0]) if layouts is None else dict(layouts)
+    order = select_kernels(layouts, params, where)
+    if select is not None:
+        order = select(order, layouts)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    index = {p: i for i, (p, _) in enumerate(leaves_with_paths(params))}
+    leaves = [leaf for _, leaf in flat]
+    outputs: dict[str, Any] = {}
+
+    def collect(paths: list[str]) -> Mapping[str, KernelStats]:
+        chosen = frozenset(paths)
+        return collect_stats(
+            apply_fn, jax.tree.unflatten(treedef, leaves), batches, layouts=layouts,
+            where=lambda p, _leaf: p in chosen, hessian=hessian,
+        )  # fmt: skip
+
+    def handle(group: list[str], stats: Mapping[str, KernelStats]) -> None:
+        for p in group:
+            if hessian:
+                _check_tokens(p, stats[p], layouts[p].n_in, name)
+            i = index[p]
+            leaves[i], outputs[p] = process(p, leaves[i], layouts[p], stats[p])
+
+    if not sequential:
+        handle(order, collect(order))
+        return outputs
+    start = 0
+    while start < len(order):
+        cand = _candidates(order, start, layouts)
+        stats = collect(cand)
+        group = [cand[0]]
+        for p in cand[1:]:
+            if not _same_input(stats[cand[0]], stats[p], hessian):
+                break
+            group.append(p)
+        handle(group, stats)
+        start += len(group)
+    return outputs

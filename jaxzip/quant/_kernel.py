@@ -1,0 +1,103 @@
+"""Quantizing traced kernels: the spec of a one-shot method and its ``QArray`` in kernel shape.
+
+The one-shot methods (GPTQ here, SparseGPT's joint quantization in
+``jaxzip.prune``) work on each kernel as the ``(n_in, n_out)`` matrix of
+``y = x @ W`` (:func:`jaxzip.layout.to_matrix`): :func:`kernel_spec` checks a
+user's spec and gives its matrix form, :func:`kernel_qarray` turns the matrix
+result back into a :class:`QArray` of the kernel's shape and axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from jaxzip.layout import KernelLayout, from_matrix
+from jaxzip.quant._gptq import check_gptq_spec
+from jaxzip.quant._qarray import QArray
+from jaxzip.quant._spec import QuantSpec, check_spec
+
+
+def kernel_spec(spec: Any, name: str) -> QuantSpec:
+    """Checks a one-shot method's spec for traced kernels; returns its ``(n_in, n_out)`` form.
+
+    Granularity follows each kernel's traced layout: ``axes=()`` per tensor,
+    ``axes=(-1,)`` one scale per output channel, plus ``group_size`` for groups
+    along the kernel's last input axis (``group_axis`` left at -2; the matrix
+    form has ``group_axis=0``). Bits 2..8, rounding to nearest.
+
+    Args:
+      spec: a :class:`QuantSpec`.
+      name: what begins the error messages (the method, or the method and rule).
+
+    Returns:
+      The spec for the kernels' ``(n_in, n_out)`` matrices.
+
+    Raises:
+      ValueError: other axes, a moved ``group_axis``, bits outside 2..8, a
+        rounding other than nearest.
+      TypeError: ``spec`` is not a :class:`QuantSpec`.
+
+    Example:
+      >>> kernel_spec(QuantSpec(bits=4, axes=(-1,), group_size=8), "gptq").group_axis
+      0
+    """
+    check_spec(spec, f"{name}: spec")
+    if spec.axes not in ((), (-1,)):
+        raise ValueError(
+            f"{name}: spec.axes must be () (per-tensor) or (-1,) (one scale per output "
+            f"channel: per entry of each kernel's traced out_axes), got {spec.axes}"
+        )
+    if spec.group_size is not None and spec.group_axis != -2:
+        raise ValueError(
+            f"{name}: leave spec.group_axis at -2; groups run along each kernel's traced "
+            f"input axis (layout.group_axis()), got group_axis={spec.group_axis}"
+        )
+    mspec = dataclasses.replace(spec, group_axis=0) if spec.group_size is not None else spec
+    check_gptq_spec(mspec, spec.group_size or 1, name)
+    return mspec
+
+
+def kernel_qarray(q: QArray, layout: KernelLayout, *, dtype: Any = None) -> QArray:
+    """A matrix-space ``QArray (n_in, n_out)`` as a ``QArray`` in the kernel's shape and axes.
+
+    ``dtype`` is what :func:`dequantize` will return (default: ``q``'s), e.g.
+    the float kernel's dtype.
+
+    Per output channel: ``axes = out_axes``. Per group of ``g`` rows: groups run
+    along the last input axis (``layout.group_axis()``), so ``axes`` are the
+    output axes plus the other input axes, ``group_axis`` the last input axis.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.quant import quantize
+      >>> lay = KernelLayout(shape=(2, 3, 4), in_axes=(0, 1), out_axes=(2,))
+      >>> q = kernel_qarray(quantize(jnp.ones((6, 4)), QuantSpec(bits=4, axes=(-1,))), lay)
+      >>> q.shape, q.axes, q.scale.shape
+      ((2, 3, 4), (2,), (1, 1, 4))
+    """
+    values = from_matrix(q.values, layout)
+    if q.group_size is not None:
+        g = q.group_size
+        last = layout.in_axes[-1]
+        shape = tuple(n // g if a == last else n for a, n in enumerate(layout.shape))
+        axes = tuple(sorted(layout.out_axes + layout.in_axes[:-1]))
+        gs, ga = g, last
+    elif q.axes:
+        shape = tuple(1 if a in layout.in_axes else n for a, n in enumerate(layout.shape))
+        axes, gs, ga = layout.out_axes, None, None
+    else:
+        shape, axes, gs, ga = (1,) * len(layout.shape), (), None, None
+    sl = dataclasses.replace(layout, shape=shape)
+    return QArray(
+        values=values,
+        scale=from_matrix(q.scale, sl),
+        zero_point=from_matrix(q.zero_point, sl),
+        bits=q.bits,
+        axes=axes,
+        group_size=gs,
+        group_axis=ga,
+        dtype=q.dtype if dtype is None else np.dtype(dtype),
+    )
