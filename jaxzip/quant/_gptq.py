@@ -10,17 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxzip.quant._obs import (
-    Grid,
-    compute_dtype,
-    effective_block,
-    fix_dead,
-    group_params,
-    inverse_cholesky,
-    obs_loop,
-    pad_rows,
-    padded_size,
-)
+from jaxzip.quant._obs import Grid, compute_dtype, fix_dead, group_params, obs_loop, prepare
 from jaxzip.quant._qarray import QArray
 from jaxzip.quant._spec import QuantSpec, check_spec
 
@@ -106,7 +96,7 @@ def gptq_core(
     block_size: int,
     act_order: bool,
 ) -> tuple[QArray, jax.Array, jax.Array]:
-    """GPTQ without the boundary checks; returns ``(QArray, ok, λ)`` (see :func:`inverse_cholesky`)."""
+    """GPTQ without the boundary checks; returns ``(QArray, ok, λ)`` (see ``_obs.inverse_cholesky``)."""
     n_in, n_out = w.shape
     dt = compute_dtype(w.dtype)
     w, h = w.astype(dt), h.astype(dt)
@@ -121,10 +111,8 @@ def gptq_core(
         scale, zero = _static_params(w, spec, grid)  # static groups: from W before updates
     perm = jnp.argsort(-jnp.diag(h), stable=True) if act_order else jnp.arange(n_in)
     w, h = w[perm], h[perm][:, perm]
-    u, ok, lam = inverse_cholesky(h, damp)
-    block = effective_block(block_size, n_in, g or 1)
-    n_pad = padded_size(n_in, block)
-    wp, up = pad_rows(w, u, n_pad)
+    wp, up, ok, lam, block = prepare(w, h, damp, block_size, g or 1)
+    n_pad = wp.shape[0]
     if dynamic:
         row_s = row_z = jnp.zeros((n_pad, n_out), dt)
     else:

@@ -232,3 +232,18 @@ def pad_rows(w: jax.Array, u: jax.Array, n_pad: int) -> tuple[jax.Array, jax.Arr
 def padded_size(n: int, block: int) -> int:
     """``n`` rounded up to a multiple of ``block``."""
     return math.ceil(n / block) * block
+
+
+def prepare(
+    w: jax.Array, h: jax.Array, damp: jax.Array, block_size: int, unit: int
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, int]:
+    """The loop's inputs: ``(W padded, U padded, ok, λ, block)``.
+
+    ``U`` is :func:`inverse_cholesky`'s factor, ``block`` the
+    :func:`effective_block` for ``unit``, and both matrices are padded to whole
+    blocks (:func:`pad_rows`).
+    """
+    u, ok, lam = inverse_cholesky(h, damp)
+    block = effective_block(block_size, w.shape[0], unit)
+    wp, up = pad_rows(w, u, padded_size(w.shape[0], block))
+    return wp, up, ok, lam, block

@@ -21,13 +21,10 @@ from jaxzip.quant._obs import (
     Grid,
     Pruning,
     compute_dtype,
-    effective_block,
     fix_dead,
     group_params,
-    inverse_cholesky,
     obs_loop,
-    pad_rows,
-    padded_size,
+    prepare,
 )
 from jaxzip.quant._qarray import QArray
 from jaxzip.quant._spec import QuantSpec
@@ -56,11 +53,8 @@ def _obs_prune_core(
         if g is None:  # per tensor or channel: from W before any update, as the reference
             s, z = group_params(w if spec.axes else w.reshape(-1, 1), grid)
     w, h = fix_dead(w, h)
-    u, ok, lam = inverse_cholesky(h, damp)
-    unit = np.lcm(g or 1, m or 1)
-    block = effective_block(block_size, n_in, int(unit))
-    n_pad = padded_size(n_in, block)
-    wp, up = pad_rows(w, u, n_pad)
+    wp, up, ok, lam, block = prepare(w, h, damp, block_size, int(np.lcm(g or 1, m or 1)))
+    n_pad = wp.shape[0]
     if spec is not None and g is None:
         row_s = jnp.broadcast_to(s, (n_pad, n_out))
         row_z = jnp.broadcast_to(z, (n_pad, n_out))
