@@ -17,7 +17,9 @@ labels alone, and distilled from the teacher (:func:`jaxzip.distill.kd_loss`,
 ``--temperature``, ``--alpha``), and reports how much of the gap between the
 label-trained student and the teacher the distilled one closes:
 ``(bpb_labels - bpb_distilled) / (bpb_labels - bpb_teacher)``. With
-``--teacher PATH`` the teacher is loaded instead of trained.
+``--teacher PATH`` the teacher is loaded instead of trained. ``--student-init
+alternate`` (or ``first``) starts both students from the teacher's embeddings,
+head and blocks 0, 2 (or 0, 1), DistilBERT-style, instead of a random init.
 
   JAXZIP_DATA_DIR=../shared/data python experiments/lm_train.py --out runs/lm --distill
   python experiments/lm_train.py --size tiny --text FILE --sha256 HEX --out OUT --distill
@@ -90,6 +92,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--student-steps", type=int, default=600)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--alpha", type=float, default=1.0, help="weight of the soft (T^2 KL) term")
+    p.add_argument(
+        "--student-init",
+        choices=("random", "alternate", "first"),
+        default="random",
+        help="both students start from a random init, or (DistilBERT-style) from the "
+        "teacher's embeddings, final norm, head and its blocks 0, 2, 4... (alternate) "
+        "or 0, 1 (first)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/lm"))
     args = p.parse_args(argv)
@@ -128,6 +138,31 @@ def optimizer(args: argparse.Namespace, steps: int) -> optax.GradientTransformat
         end_value=0.0,
     )
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+
+
+def teacher_init(student_params: Any, teacher_params: Any, how: str) -> Any:
+    """The student's params copied from the teacher's (DistilBERT-style initialization).
+
+    Every leaf outside the blocks (embeddings, final norm, head) is the
+    teacher's; student block ``i`` is teacher block ``2 * i`` (``alternate``) or
+    ``i`` (``first``). Shapes must agree (the student has the teacher's width).
+    """
+    out = dict(student_params)
+    blocks = [k for k in out if k.startswith("block_")]
+    teacher_blocks = [k for k in teacher_params if k.startswith("block_")]
+    stride = 2 if how == "alternate" else 1
+    if len(blocks) > len(teacher_blocks[::stride]):
+        raise ValueError(
+            f"--student-init {how}: the student's {len(blocks)} blocks need "
+            f"{len(blocks) * stride - stride + 1} teacher blocks, the teacher has "
+            f"{len(teacher_blocks)}"
+        )
+    for name in out:
+        source = f"block_{int(name[6:]) * stride}" if name in blocks else name
+        out[name] = teacher_params[source]
+    if jax.tree.map(np.shape, out) != jax.tree.map(np.shape, student_params):
+        raise ValueError(f"--student-init {how}: the teacher's leaves do not fit the student")
+    return out
 
 
 def batch_at(train_text: np.ndarray, args: argparse.Namespace, data_key: jax.Array, i: int):
@@ -249,11 +284,16 @@ def distill(args, splits, windows, probe, teacher_params, teacher_apply, log) ->
     apply_fn = jz.models.linen_apply_fn(student)
     example = np.zeros((1, args.seq_len), np.int32)
     params = jz.models.init_params(student, jax.random.key(args.seed + 3), example)
+    if args.student_init != "random":
+        params = teacher_init(params, teacher_params, args.student_init)
     data_key = jax.random.fold_in(jax.random.key(args.seed), 1)
     tx = optimizer(args, args.student_steps)
     out: dict[str, Any] = {
         "params": jz.models.param_count(params),
         "steps": args.student_steps,
+        "init": args.student_init,
+        "temperature": args.temperature,
+        "alpha": args.alpha,
         "windows_scored": len(windows),
     }
 

@@ -83,3 +83,28 @@ def test_missing_text_names_the_file(script, tmp_path):
     with pytest.raises(DataError, match=r"lacks nope\.txt\.gz"):
         script.main(["--text", str(tmp_path / "nope.txt"), "--sha256", "0" * 64, *TINY,
                      "--out", str(tmp_path / "o")], log=lambda s: None)  # fmt: skip
+
+
+def test_teacher_init_copies_embeddings_head_and_chosen_blocks(script):
+    import argparse
+
+    import jax
+    import numpy as np
+
+    import jaxzip as jz
+
+    args = argparse.Namespace(size="tiny", seq_len=8)
+    example = np.zeros((1, 8), np.int32)
+    teacher = jz.models.init_params(script.make_model(args, 4), jax.random.key(0), example)
+    student = jz.models.init_params(script.make_model(args, 2), jax.random.key(1), example)
+    for how, blocks in (("alternate", (0, 2)), ("first", (0, 1))):
+        out = script.teacher_init(student, teacher, how)
+        assert jax.tree.map(np.shape, out) == jax.tree.map(np.shape, student)
+        for name in ("embed", "pos_embed", "ln_f", "head"):
+            assert jax.tree.all(jax.tree.map(np.array_equal, out[name], teacher[name]))
+        for i, j in enumerate(blocks):
+            same = jax.tree.map(np.array_equal, out[f"block_{i}"], teacher[f"block_{j}"])
+            assert jax.tree.all(same)
+    small = jz.models.init_params(script.make_model(args, 2), jax.random.key(2), example)
+    with pytest.raises(ValueError, match="need 3 teacher blocks, the teacher has 2"):
+        script.teacher_init(student, small, "alternate")
