@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import selectors
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,3 +43,80 @@ def spy(monkeypatch):
         return calls
 
     return install
+
+
+_MESH_WORKER = r"""
+import contextlib, json, sys, traceback
+for line in sys.stdin:
+    namespace = {}
+    try:  # the script's prints go to stderr: stdout carries only the replies
+        with contextlib.redirect_stdout(sys.stderr):
+            exec(compile(json.loads(line), "<four_devices script>", "exec"), namespace)
+        reply = {"result": namespace["RESULT"]}
+    except BaseException:
+        reply = {"error": traceback.format_exc()}
+    sys.stdout.write("REPLY" + json.dumps(reply) + "\n")
+    sys.stdout.flush()
+"""
+
+
+class _MeshWorker:
+    """One Python process with 4 host CPU devices that runs test scripts one after another.
+
+    JAX fixes its device count when it starts, so multi-device tests run in a
+    subprocess; sharing one per session pays its start (importing JAX, jaxzip)
+    once instead of once per test.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+               "JAX_PLATFORMS": "cpu"}  # fmt: skip
+        self.log = tmp / "four_devices.stderr"
+        self._stderr = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _MESH_WORKER], env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
+        )  # fmt: skip
+
+    def run(self, script: str, timeout: float = 300) -> Any:
+        """Runs ``script`` (it must set ``RESULT`` to JSON data) and returns ``RESULT``."""
+        assert self.proc.poll() is None, f"the 4-device worker died:\n{self._tail()}"
+        self.proc.stdin.write(json.dumps(script) + "\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    self.proc.kill()
+                    pytest.fail(f"the 4-device script ran past {timeout} s:\n{self._tail()}")
+                line = self.proc.stdout.readline()
+                if not line:
+                    pytest.fail(f"the 4-device worker died:\n{self._tail()}")
+                if line.startswith("REPLY"):
+                    reply = json.loads(line[len("REPLY") :])
+                    if "error" in reply:
+                        pytest.fail(f"the 4-device script failed:\n{reply['error']}")
+                    return reply["result"]
+
+    def _tail(self) -> str:
+        self._stderr.flush()
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._stderr.close()
+
+
+@pytest.fixture(scope="session")
+def four_devices(tmp_path_factory):
+    """``four_devices(script)``: runs ``script`` on 4 host CPU devices and returns its
+    ``RESULT`` (JSON data); one worker process serves every test of the session."""
+    worker = _MeshWorker(tmp_path_factory.mktemp("four_devices"))
+    yield worker.run
+    worker.close()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 
 _SCRIPT = r"""
-import json, jax, jax.numpy as jnp, numpy as np
+import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxzip.calib import collect_stats
 from jaxzip.layout import trace_layouts
@@ -45,18 +40,12 @@ for path in lay:
     out[path] = {n: [np.asarray(getattr(s[path], n)).tolist() for s in (single, sharded)]
                  for n in ("count", "xtx", "sq_sum", "absmax")}
     out[path]["devices"] = len(sharded[path].xtx.sharding.device_set)
-print("RESULT" + json.dumps(out))
+RESULT = out
 """
 
 
-def test_four_device_mesh_matches_one_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    result = json.loads(line[len("RESULT") :])
+def test_four_device_mesh_matches_one_device(four_devices):
+    result = four_devices(_SCRIPT)
     assert "'w' is used by a dot_general inside a shard_map body" in result.pop("refused")
     assert set(result) == {"qkv", "out"}
     for path, stats in result.items():

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -15,7 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxzip.distill import replicate, shard_batch
 
 _SCRIPT = r"""
-import json, jax, jax.numpy as jnp, numpy as np, optax
+import jax, jax.numpy as jnp, numpy as np, optax
 from jaxzip.distill import kd_loss, make_train_step, shard_batch
 from jaxzip.train import RandomShift, init_state
 assert len(jax.devices()) == 4, jax.devices()
@@ -47,18 +42,12 @@ try:
     results["indivisible"] = "no error"
 except ValueError as err:
     results["indivisible"] = str(err)
-print("RESULT" + json.dumps(results))
+RESULT = results
 """
 
 
-def test_four_device_data_parallel_matches_single_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    results = json.loads(line[len("RESULT") :])
+def test_four_device_data_parallel_matches_single_device(four_devices):
+    results = four_devices(_SCRIPT)
     # with and without augment (the shifts are drawn alike whatever the sharding)
     for suffix in ("", "_shift"):
         single, mesh = results["single" + suffix], results["mesh" + suffix]

@@ -233,7 +233,7 @@ def test_sequence_shapes_that_do_not_fit_are_refused():
 
 
 _SHARDED_LM = r"""
-import json, jax, jax.numpy as jnp, numpy as np, optax
+import jax, jax.numpy as jnp, numpy as np, optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 import jaxzip as jz
 assert len(jax.devices()) == 4, jax.devices()
@@ -261,23 +261,12 @@ for name in ("single", "sharded"):
                  "loss": float(metrics["loss"]),
                  "split": sum(not a.sharding.is_fully_replicated
                               for a in jax.tree.leaves(p))}
-print("RESULT" + json.dumps(out))
+RESULT = out
 """
 
 
-def test_sequence_step_with_params_sharded_over_a_mesh_matches_one_device():
-    import json
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", _SHARDED_LM], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    out = json.loads(line[len("RESULT") :])
+def test_sequence_step_with_params_sharded_over_a_mesh_matches_one_device(four_devices):
+    out = four_devices(_SHARDED_LM)
     assert out["sharded"]["split"] > 0 and out["single"]["split"] == 0
     assert out["sharded"]["loss"] == pytest.approx(out["single"]["loss"], rel=1e-5)
     for a, b in zip(out["sharded"]["params"], out["single"]["params"], strict=True):
