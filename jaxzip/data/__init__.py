@@ -26,7 +26,7 @@ from jaxzip.data._mnist import (
     load_mnist,
 )
 from jaxzip.data._sources import FASHION_MNIST, IDX_FILES, MNIST, IdxSource
-from jaxzip.data._splits import DATASETS, DIGITS_SPLIT_SEED, load_splits
+from jaxzip.data._splits import DATASETS, DIGITS_SPLIT_SEED, TEXT_DATASETS, load_splits
 from jaxzip.data._text import (
     BYTE_VOCAB,
     KJV,
@@ -51,6 +51,7 @@ __all__ = [
     "IDX_FILES",
     "KJV",
     "MNIST",
+    "TEXT_DATASETS",
     "Dataset",
     "IdxSource",
     "Splits",

@@ -93,6 +93,8 @@ class Splits:
     """The train, validation and test sets of one experiment.
 
     ``test`` is for final reporting only; ``train`` and ``val`` never overlap it.
+    The three are image :class:`Dataset` s, or all three token windows
+    (:class:`jaxzip.data.TokenWindows`, for language models).
 
     Args:
       train: the examples to fit on.
@@ -100,8 +102,8 @@ class Splits:
       test: the examples for the final report.
 
     Raises:
-      TypeError: a field is not a :class:`Dataset`.
-      DataError: the three disagree on ``num_classes`` or on the image shape.
+      TypeError: a field is not a :class:`Dataset` (or, for all three, ``TokenWindows``).
+      DataError: the three disagree on ``num_classes`` or on the example shape.
 
     Example:
       >>> ds = Dataset(x=np.zeros((4, 1, 1, 1), np.float32), y=np.zeros(4, np.int32),
@@ -117,16 +119,22 @@ class Splits:
     test: Dataset
 
     def __post_init__(self) -> None:
+        from jaxzip.data._text import TokenWindows  # _text imports this module
+
         parts = {"train": self.train, "val": self.val, "test": self.test}
+        kind = TokenWindows if isinstance(self.train, TokenWindows) else Dataset
         for field, ds in parts.items():
-            if not isinstance(ds, Dataset):
-                raise TypeError(f"Splits: {field} must be a Dataset, got {type(ds).__name__}")
+            if not isinstance(ds, kind):
+                raise TypeError(
+                    f"Splits: {field} must be a {kind.__name__}, as train is (all three "
+                    f"Datasets or all three TokenWindows), got {type(ds).__name__}"
+                )
         for field, ds in parts.items():
             if ds.num_classes != self.train.num_classes or ds.x.shape[1:] != self.train.x.shape[1:]:
                 raise DataError(
-                    f"Splits: {field} has num_classes={ds.num_classes} and images "
+                    f"Splits: {field} has num_classes={ds.num_classes} and examples "
                     f"{ds.x.shape[1:]}, but train has num_classes={self.train.num_classes} "
-                    f"and images {self.train.x.shape[1:]}"
+                    f"and examples {self.train.x.shape[1:]}"
                 )
 
 

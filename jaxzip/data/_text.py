@@ -190,6 +190,11 @@ class TokenWindows:
         """``T``, the tokens per window."""
         return int(self.x.shape[1])
 
+    @property
+    def num_classes(self) -> int:
+        """The logits per prediction: ``vocab_size`` (as a :class:`Dataset`'s ``num_classes``)."""
+        return self.vocab_size
+
     def __len__(self) -> int:
         return len(self.x)
 

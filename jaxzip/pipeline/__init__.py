@@ -37,6 +37,7 @@ from jaxzip.pipeline._config import (
     PruneConfig,
     TrainConfig,
 )
+from jaxzip.pipeline._core_stages import config_model
 from jaxzip.pipeline._load import (
     DEFAULT_CONFIG_NAME,
     apply_overrides,
@@ -47,7 +48,7 @@ from jaxzip.pipeline._load import (
     parse_override,
     save_config,
 )
-from jaxzip.pipeline._names import NAMES, lookup, make_model, make_optimizer, names
+from jaxzip.pipeline._names import NAMES, TOKEN_MODELS, lookup, make_model, make_optimizer, names
 from jaxzip.pipeline._plan import STAGE_NAMES, stage_names
 from jaxzip.pipeline._report import format_markdown, format_table, format_value
 from jaxzip.pipeline._runner import (
@@ -82,6 +83,7 @@ __all__ = [
     "PENDING_DIR",
     "RESULTS_FILE",
     "STAGE_NAMES",
+    "TOKEN_MODELS",
     "Check",
     "CodecConfig",
     "DataConfig",
@@ -102,6 +104,7 @@ __all__ = [
     "below",
     "between",
     "config_from_dict",
+    "config_model",
     "config_to_dict",
     "default_stages",
     "dump_config",

@@ -14,8 +14,14 @@ import re
 from dataclasses import field
 from typing import Any, Literal
 
-from jaxzip.data import DATASETS
-from jaxzip.pipeline._names import AllocationName, ModelName, OptimizerName, ScheduleName
+from jaxzip.data import DATASETS, TEXT_DATASETS
+from jaxzip.pipeline._names import (
+    TOKEN_MODELS,
+    AllocationName,
+    ModelName,
+    OptimizerName,
+    ScheduleName,
+)
 from jaxzip.pipeline._plan import STAGE_NAMES, check_stages
 from jaxzip.pipeline._schema import (
     Check,
@@ -24,6 +30,7 @@ from jaxzip.pipeline._schema import (
     at_least,
     between,
     check_dropout,
+    check_transformer_fields,
     each,
     file_name,
     greater_than,
@@ -46,7 +53,7 @@ __all__ = [
     "TrainConfig",
 ]
 
-DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist"
+DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist", "kjv"
 StageName = Literal[STAGE_NAMES]  # "data", "model", "train", "distill", ...
 
 
@@ -63,6 +70,8 @@ def _valid_regex() -> Check:
 
 
 SEED_MAX = 2**63 - 1
+MAX_SEQ_LEN = 8192
+"""The longest ``data.seq_len``: attention over a window costs ``seq_len**2`` per head."""
 """The largest ``experiment.seed``: ``jax.random.key`` takes a signed 64-bit integer."""
 
 RESERVED_FILES = frozenset(
@@ -83,6 +92,18 @@ class _HintedFieldError(FieldError):
     @property
     def detail(self) -> str:
         return f"{super().detail} ({self.hint})"
+
+
+class _SectionError(FieldError):
+    """A section the rest of the config rules out; the message is ``<section>: <why>``."""
+
+    def __init__(self, key: str, why: str) -> None:
+        self.why = why
+        super().__init__(key, why, None)
+
+    @property
+    def detail(self) -> str:
+        return self.why
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -127,9 +148,16 @@ class ExperimentSection(Section):
 class DataConfig(Section):
     """``[data]``: which dataset and how to split off validation.
 
+    The text corpus ``"kjv"`` is cut into windows of ``seq_len`` bytes labelled
+    with the next bytes (see :func:`jaxzip.data.load_splits`): validation and
+    test are the two halves of the held-out text (its last 10% of lines), so
+    ``val_fraction`` does not apply to it.
+
     Example:
       >>> DataConfig(name="mnist", val_fraction=0.1).name
       'mnist'
+      >>> DataConfig(name="kjv", seq_len=16, train_windows=64).seq_len
+      16
     """
 
     name: DatasetName = field(default="digits", metadata=rules(doc="dataset"))
@@ -145,21 +173,53 @@ class DataConfig(Section):
     download: bool = field(
         default=True, metadata=rules(doc="download MNIST-family files when not found")
     )
+    seq_len: int = field(
+        default=128,
+        metadata=rules(
+            between(1, MAX_SEQ_LEN), doc='tokens per window, the model\'s context ("kjv")'
+        ),
+    )
+    train_windows: int = field(
+        default=0,
+        metadata=rules(
+            at_least(0),
+            doc='training windows at random offsets ("kjv"; 0: every non-overlapping window)',
+        ),
+    )
+    held_out_windows: int = field(
+        default=0,
+        metadata=rules(
+            at_least(0), doc='at most this many val and test windows each ("kjv"; 0: all)'
+        ),
+    )
 
     def check(self) -> None:
         if self.name == "digits" and self.data_dir:
             raise FieldError(
                 "data_dir", '"" for data.name "digits" (bundled with scikit-learn)', self.data_dir
             )
+        for key in ("train_windows", "held_out_windows"):
+            if self.name not in TEXT_DATASETS and getattr(self, key):
+                raise FieldError(key, f"0 for data.name {self.name!r} (only text datasets "
+                                 f"{list(TEXT_DATASETS)} are cut into windows)",
+                                 getattr(self, key))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelConfig(Section):
     """``[model]``: the network.
 
+    ``"transformer"`` (:class:`jaxzip.models.Transformer`, for ``data.name =
+    "kjv"``) takes ``num_layers``, ``d_model``, ``num_heads`` and ``mlp_ratio``;
+    its context is ``data.seq_len`` and its vocabulary the data's.
+
     Example:
       >>> ModelConfig(name="mlp", widths=[64, 32]).widths
       (64, 32)
+      >>> ModelConfig(name="transformer", d_model=32, num_heads=3)
+      Traceback (most recent call last):
+      ...
+      jaxzip.pipeline._schema.FieldError: num_heads: expected a divisor of d_model = 32, got 3
     """
 
     name: ModelName = field(default="small_cnn", metadata=rules(doc="model"))
@@ -183,10 +243,24 @@ class ModelConfig(Section):
             doc='start from saved params (.npz; relative to the current dir); "" = fresh init'
         ),
     )
+    num_layers: int = field(
+        default=4, metadata=rules(between(1, 256), doc='decoder blocks ("transformer")')
+    )
+    d_model: int = field(
+        default=192, metadata=rules(between(1, 65536), doc='residual width ("transformer")')
+    )
+    num_heads: int = field(
+        default=4,
+        metadata=rules(at_least(1), doc='attention heads, dividing d_model ("transformer")'),
+    )
+    mlp_ratio: int = field(
+        default=4, metadata=rules(between(1, 64), doc='MLP width / d_model ("transformer")')
+    )
 
     def check(self) -> None:
         check_dropout(self.name, self.dropout_rate, "model")
         check_dropout(self.name, self.input_dropout_rate, "model", "input_dropout_rate")
+        check_transformer_fields(self, "model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -233,6 +307,10 @@ class TrainConfig(Section):
         metadata=rules(
             at_least(0), doc="random image shifts of up to this many pixels while training (0: off)"
         ),
+    )
+    clip_norm: float = field(
+        default=0.0,
+        metadata=rules(at_least(0.0), doc="clip gradients to this global norm (0: off)"),
     )
 
     def check(self) -> None:
@@ -398,6 +476,7 @@ class ExperimentConfig(Section):
         if len(set(files.values())) < len(files):
             raise _HintedFieldError("export.file", "a name other than codec.file",
                                     files["export.file"], "both would be written to one file")  # fmt: skip
+        self._check_data_fits_model()
         if self.train.epochs == 0 and not self.model.params_from:
             raise _HintedFieldError(
                 "train.epochs",
@@ -405,3 +484,25 @@ class ExperimentConfig(Section):
                 self.train.epochs,
                 "0 skips training and is allowed only with model.params_from set",
             )
+
+    def _check_data_fits_model(self) -> None:
+        """Token models take text datasets (token windows), the others images."""
+        text, tokens = self.data.name in TEXT_DATASETS, self.model.name in TOKEN_MODELS
+        if text != tokens:
+            wanted = (f"a model of tokens {list(TOKEN_MODELS)}" if text
+                      else f"an image model, not one of {list(TOKEN_MODELS)}")  # fmt: skip
+            raise _HintedFieldError("model.name", f"{wanted} for data.name = {self.data.name!r}",
+                                    self.model.name, "or change data.name")  # fmt: skip
+        if not text:
+            return
+        if self.train.augment_shift:
+            raise _HintedFieldError("train.augment_shift", "0 for text data",
+                                    self.train.augment_shift, "it shifts images")  # fmt: skip
+        if self.kmeans is not None and self.kmeans.finetune_epochs:
+            raise _HintedFieldError("kmeans.finetune_epochs", "0 for text data",
+                                    self.kmeans.finetune_epochs,
+                                    "fine-tuning does not train on token windows yet")  # fmt: skip
+        for section in ("distill", "prune"):
+            if getattr(self, section) is not None:
+                raise _SectionError(section, f"[{section}] does not train on token windows yet: "
+                                    f"remove it for data.name = {self.data.name!r}")  # fmt: skip

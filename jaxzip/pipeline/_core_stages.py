@@ -10,23 +10,30 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import numpy as np
+import optax
 
 from jaxzip import data as jz_data
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
-from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.pipeline._config import ExperimentConfig, ModelConfig
 from jaxzip.pipeline._names import make_model
+from jaxzip.pipeline._schema import TRANSFORMER_FIELDS
 from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "build_model",
+    "config_arch",
+    "config_model",
+    "config_module",
     "evaluate_splits",
     "evaluate_stage",
     "load_data",
     "make_module",
     "model_arch",
+    "seq_len_of",
     "train_stage",
 ]
 
@@ -36,6 +43,8 @@ Metrics = dict[str, Any]
 def load_data(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
     """Stage ``data``: the train/val/test splits of ``[data]`` (field ``splits``)."""
     d = cfg.data
+    windows = {"seq_len": d.seq_len, "train_windows": d.train_windows,
+               "held_out_windows": d.held_out_windows}  # fmt: skip
     splits = jz_data.load_splits(
         d.name,
         data_dir=d.data_dir or None,
@@ -43,6 +52,7 @@ def load_data(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], M
         seed=cfg.experiment.seed,
         download=d.download,
         progress=state.progress,
+        **(windows if d.name in jz_data.TEXT_DATASETS else {}),
     )
     image = splits.train.x.shape[1:3]
     for key, section in (("train", cfg.train), ("distill", cfg.distill)):
@@ -83,10 +93,15 @@ def init_checked(module: Any, key: jax.Array, x: Any, *, fields: str) -> tuple[A
 
 
 def model_arch(
-    name: str, widths: Sequence[int], dropout_rate: float, input_dropout_rate: float
+    name: str,
+    widths: Sequence[int],
+    dropout_rate: float,
+    input_dropout_rate: float,
+    **sizes: int,
 ) -> dict[str, Any]:
     """The run state's ``arch``: what :func:`make_module` builds a network from, for
-    ``[model]`` and for the ``[distill]`` student alike.
+    ``[model]`` and for the ``[distill]`` student alike (``sizes``: a transformer's
+    ``num_layers``, ``d_model``, ``num_heads``, ``mlp_ratio`` and ``max_len``).
 
     Example:
       >>> model_arch("mlp", (8,), 0.5, 0.2)
@@ -97,11 +112,27 @@ def model_arch(
         "widths": list(widths),
         "dropout_rate": dropout_rate,
         "input_dropout_rate": input_dropout_rate,
+        **sizes,
     }
+
+
+def config_arch(m: ModelConfig, seq_len: int) -> dict[str, Any]:
+    """The ``arch`` of ``[model]``; a transformer's context is the data's ``seq_len``.
+
+    Example:
+      >>> config_arch(ModelConfig(name="transformer", d_model=8, num_heads=2), 16)["max_len"]
+      16
+    """
+    sizes = {}
+    if m.name == "transformer":
+        sizes = {f: getattr(m, f) for f in TRANSFORMER_FIELDS} | {"max_len": seq_len}
+    return model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate, **sizes)
 
 
 def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
     """The linen module of an ``arch`` from :func:`model_arch` (the run state's ``arch``).
+
+    ``num_classes`` is the data's (a transformer's vocabulary).
 
     Example:
       >>> module = make_module(model_arch("mlp", [8], 0.0, 0.2), 10)
@@ -115,17 +146,60 @@ def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
             dropout_rate=arch["dropout_rate"],
             input_dropout_rate=arch["input_dropout_rate"],
         )
+    elif arch["name"] == "transformer":
+        kwargs = {f: arch[f] for f in (*TRANSFORMER_FIELDS, "max_len", "dropout_rate")}
+        kwargs["vocab_size"] = num_classes
     return make_model(arch["name"], **kwargs)
+
+
+def seq_len_of(splits: jz_data.Splits) -> int:
+    """The windows' length for token windows, else 0 (no context)."""
+    return getattr(splits.train, "seq_len", 0)
+
+
+def config_module(cfg: ExperimentConfig, splits: jz_data.Splits) -> Any:
+    """The linen module of ``[model]`` for the data of ``splits`` (its classes or vocabulary,
+    and a transformer's context)."""
+    return make_module(config_arch(cfg.model, seq_len_of(splits)), splits.train.num_classes)
+
+
+def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any, np.ndarray]:
+    """The model ``jaxzip run`` builds for ``cfg``, and one example input of its data.
+
+    Loads the ``[data]`` splits (as the ``data`` stage does) for what the model's
+    shape depends on: the number of classes, a transformer's vocabulary and
+    context.
+
+    Returns:
+      ``(module, x)``: the linen module and the first training example with a
+      batch dimension (float images or int32 tokens).
+
+    Raises:
+      ConfigError, DataError: as the ``data`` stage (e.g. the data files are missing).
+
+    Example:
+      >>> from jaxzip.pipeline._config import ModelConfig
+      >>> module, x = config_model(ExperimentConfig(model=ModelConfig(name="mlp", widths=[8])))
+      >>> type(module).__name__, module.widths, x.shape
+      ('MLP', (8,), (1, 8, 8, 1))
+    """
+    from pathlib import Path  # the run state's out_dir: the data stage writes nothing
+
+    updates, _ = load_data(cfg, RunState(out_dir=Path("."), progress=progress))
+    splits = updates["splits"]
+    return config_module(cfg, splits), splits.train.x[:1]
 
 
 def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
     """Stage ``model``: ``apply_fn``, ``params`` (fresh or ``model.params_from``) and ``arch``."""
     m, splits = cfg.model, state.splits
-    arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
-    module = make_module(arch, splits.train.num_classes)
+    arch = config_arch(m, seq_len_of(splits))
+    module = config_module(cfg, splits)
     key = run_key(cfg, "model")
     # One compiled init instead of one dispatch (and compile) per initializer op.
-    init, like = init_checked(module, key, splits.train.x[:1], fields="model.name/model.widths")
+    fields = "model.name/model.d_model/model.num_layers" if m.name == "transformer" else (
+        "model.name/model.widths")  # fmt: skip
+    init, like = init_checked(module, key, splits.train.x[:1], fields=fields)
     if not m.params_from:
         params = init(key, splits.train.x[:1])
     else:  # only the shapes and dtypes are needed to check and load the file
@@ -141,7 +215,11 @@ def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
 
 
 def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
-    """Stage ``train``: ``[train]`` on the current model; new ``params`` and ``history``."""
+    """Stage ``train``: ``[train]`` on the current model; new ``params`` and ``history``.
+
+    Token windows (text data) train with the per-token cross-entropy of the same
+    step, and each epoch's record adds ``val_bits_per_byte``.
+    """
     t, splits = cfg.train, state.splits
     if t.epochs == 0:  # allowed only with model.params_from: use the loaded params as they are
         return {"history": []}, {"epochs": 0, "steps": 0}
@@ -151,7 +229,10 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
         epochs=t.epochs,
         steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
     )
-    trained, history = jz_train.fit(
+    if t.clip_norm:
+        tx = optax.chain(optax.clip_by_global_norm(t.clip_norm), tx)
+    fit = jz_train.fit if isinstance(splits.train, jz_data.Dataset) else _fit_windows
+    trained, history = fit(
         state.apply_fn,
         state.params,
         tx,
@@ -172,16 +253,58 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
     return {"params": trained.params, "history": history}, metrics
 
 
+def _fit_windows(
+    apply_fn: Any,
+    params: Any,
+    tx: optax.GradientTransformation,
+    train: jz_data.TokenWindows,
+    *,
+    val_ds: jz_data.TokenWindows,
+    eval_batch_size: int,
+    augment: None,
+    **loop: Any,
+) -> tuple[jz_train.TrainState, list[dict[str, Any]]]:
+    """:func:`jaxzip.train.fit` for token windows: the same step and loop.
+
+    ``run_epochs`` shuffles and batches a :class:`~jaxzip.data.Dataset`, so it
+    runs over the windows' indices (a dataset whose labels are ``0..N-1``) and
+    each step gathers its windows.
+    """
+    index = jz_data.Dataset(
+        x=np.zeros((len(train), 1, 1, 1), np.float32),
+        y=np.arange(len(train), dtype=np.int32),
+        num_classes=len(train),
+        name=train.name,
+    )
+    step = jz_train.make_train_step(apply_fn, tx, check_finite=loop.pop("check_finite"))
+
+    def window_step(ts: jz_train.TrainState, batch: Mapping[str, np.ndarray], key: jax.Array):
+        i = batch["y"]
+        return step(ts, {"x": train.x[i], "y": train.y[i]}, key)
+
+    def validate(ts: jz_train.TrainState) -> dict[str, Any]:
+        val = jz_train.evaluate(apply_fn, ts.params, val_ds, batch_size=eval_batch_size)
+        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                "val_bits_per_byte": val["bits_per_token"]}  # fmt: skip
+
+    return jz_train.run_epochs(window_step, jz_train.init_state(params, tx), index,
+                               evaluate=validate, desc="fit", **loop)  # fmt: skip
+
+
 def evaluate_splits(
     cfg: ExperimentConfig, state: RunState, params: Any, *, prefix: str = "", loss: bool = True
 ) -> Metrics:
     """``<prefix><val|test>_<accuracy|error|errors|loss>`` of ``params`` on the current model.
 
     The metrics of every evaluating stage (``evaluate``, ``evaluate_dense``, ...),
-    at ``[train] eval_batch_size``; ``loss=False`` leaves out the losses.
+    at ``[train] eval_batch_size``; ``loss=False`` leaves out the losses. On
+    token windows (text) every token counts as one prediction, and the metrics
+    add ``<prefix><val|test>_bits_per_byte`` and ``<prefix>held_out_bits_per_byte``
+    (val and test together: the whole held-out text).
     """
     splits, bs = state.splits, cfg.train.eval_batch_size
     metrics: Metrics = {}
+    nats = count = 0.0
     for part in ("val", "test"):
         m = jz_train.evaluate(state.apply_fn, params, getattr(splits, part), batch_size=bs)
         metrics[f"{prefix}{part}_accuracy"] = float(m["accuracy"])
@@ -189,9 +312,15 @@ def evaluate_splits(
         metrics[f"{prefix}{part}_errors"] = int(m["errors"])
         if loss:
             metrics[f"{prefix}{part}_loss"] = float(m["loss"])
+        if "bits_per_token" in m:
+            metrics[f"{prefix}{part}_bits_per_byte"] = float(m["bits_per_token"])
+            nats, count = nats + m["loss"] * m["count"], count + m["count"]
+    if count:
+        metrics[f"{prefix}held_out_bits_per_byte"] = float(nats / count / np.log(2))
     return metrics
 
 
 def evaluate_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
-    """Stage ``evaluate``: val/test accuracy, error, error count and loss of the current model."""
+    """Stage ``evaluate``: val/test accuracy, error, error count and loss of the current model
+    (and bits per byte on text)."""
     return {}, evaluate_splits(cfg, state, state.params)

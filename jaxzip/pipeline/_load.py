@@ -98,7 +98,7 @@ def config_from_dict(
       >>> config_from_dict({"train": {"epoch": 2}}, source="x.toml")
       Traceback (most recent call last):
       ...
-      jaxzip._errors.ConfigError: x.toml: train.epoch: unknown key (known keys of [train]: epochs, batch_size, optimizer, learning_rate, schedule, warmup_epochs, weight_decay, momentum, eval_batch_size, augment_shift); did you mean train.epochs?
+      jaxzip._errors.ConfigError: x.toml: train.epoch: unknown key (known keys of [train]: epochs, batch_size, optimizer, learning_rate, schedule, warmup_epochs, weight_decay, momentum, eval_batch_size, augment_shift, clip_norm); did you mean train.epochs?
     """
     where = locate or (lambda key: f"{source}: {key}")
     if not isinstance(data, Mapping):

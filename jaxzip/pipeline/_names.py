@@ -22,11 +22,12 @@ import optax
 from jaxzip import auto as jz_auto
 from jaxzip import prune as jz_prune
 from jaxzip._errors import ConfigError
-from jaxzip.models import MLP, LeNet5, SmallCNN, lenet_300_100
+from jaxzip.models import MLP, LeNet5, SmallCNN, Transformer, lenet_300_100
 from jaxzip.train import kernel_mask
 
 __all__ = [
     "NAMES",
+    "TOKEN_MODELS",
     "AllocationName",
     "ModelName",
     "OptimizerName",
@@ -68,6 +69,7 @@ def _warmup_cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Sche
 NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "model": MappingProxyType({
         "mlp": MLP, "lenet_300_100": lenet_300_100, "lenet5": LeNet5, "small_cnn": SmallCNN,
+        "transformer": Transformer,
     }),
     # (schedule, weight_decay, momentum) -> tx; weight decay on kernels only (L2, or AdamW's)
     "optimizer": MappingProxyType({"sgd": _sgd, "adam": _adam, "adamw": _adamw}),
@@ -97,6 +99,8 @@ def names(kind: str) -> tuple[str, ...]:
 
 
 ModelName = Literal[names("model")]  # the config's types, for its checks and its docs
+TOKEN_MODELS = ("transformer",)
+"""The model names that take int token windows ``(N, T)`` (text data), not images."""
 OptimizerName = Literal[names("optimizer")]
 ScheduleName = Literal[names("schedule")]
 AllocationName = Literal[names("allocation")]
@@ -138,9 +142,10 @@ def make_model(name: str, **kwargs: Any) -> nn.Module:
 
     Args:
       name: one of :func:`names` ``("model")``: ``"mlp"`` (needs ``widths``),
-        ``"lenet_300_100"``, ``"lenet5"``, ``"small_cnn"``.
+        ``"lenet_300_100"``, ``"lenet5"``, ``"small_cnn"``, ``"transformer"``.
       **kwargs: the model's own arguments (``num_classes``, and for ``"mlp"``
-        ``widths``, ``dropout_rate``, ``input_dropout_rate``).
+        ``widths``, ``dropout_rate``, ``input_dropout_rate``; for
+        ``"transformer"`` the fields of :class:`jaxzip.models.Transformer`).
 
     Returns:
       The linen module.
@@ -155,7 +160,7 @@ def make_model(name: str, **kwargs: Any) -> nn.Module:
       >>> make_model("resnet")
       Traceback (most recent call last):
       ...
-      jaxzip._errors.ConfigError: make_model: name must be one of ['mlp', 'lenet_300_100', 'lenet5', 'small_cnn'], got 'resnet'
+      jaxzip._errors.ConfigError: make_model: name must be one of ['mlp', 'lenet_300_100', 'lenet5', 'small_cnn', 'transformer'], got 'resnet'
     """
     ctor = lookup("model", name, where="make_model: name")
     accepted = _accepted(ctor)

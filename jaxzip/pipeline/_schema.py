@@ -100,9 +100,30 @@ def file_name() -> Check:
 
 def check_dropout(model: str, rate: float, what: str, name: str = "dropout_rate") -> None:
     """Raises ``FieldError`` for a nonzero dropout rate (field ``name``) on a model
-    without dropout."""
-    if model != "mlp" and rate != 0.0:
-        raise FieldError(name, f'0.0 for {what} {model!r} (only "mlp" has dropout)', rate)
+    without dropout (``"mlp"`` has both rates, ``"transformer"`` ``dropout_rate``)."""
+    has = ("mlp", "transformer") if name == "dropout_rate" else ("mlp",)
+    if model not in has and rate != 0.0:
+        only = " and ".join(f'"{m}"' for m in has) + (" have" if len(has) > 1 else " has")
+        raise FieldError(name, f"0.0 for {what} {model!r} (only {only} dropout)", rate)
+
+
+TRANSFORMER_FIELDS = ("num_layers", "d_model", "num_heads", "mlp_ratio")
+"""The ``[model]`` fields only ``"transformer"`` takes."""
+
+
+def check_transformer_fields(section: Any, what: str) -> None:
+    """Raises ``FieldError`` for a transformer field set on another model, or for
+    ``num_heads`` not dividing ``d_model``. ``section`` has ``name`` and the fields."""
+    if section.name == "transformer":
+        if section.d_model % section.num_heads:
+            raise FieldError(
+                "num_heads", f"a divisor of d_model = {section.d_model}", section.num_heads
+            )
+        return
+    for f in dataclasses.fields(section):
+        if f.name in TRANSFORMER_FIELDS and getattr(section, f.name) != f.default:
+            raise FieldError(f.name, f'{f.default} for {what} {section.name!r} (only '
+                             '"transformer" takes it)', getattr(section, f.name))  # fmt: skip
 
 
 def each(check: Check) -> Check:

@@ -21,11 +21,10 @@ from jaxzip.pipeline._codec_stage import codec_of, encode_stage, kmeans_stage
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import (
     build_model,
+    config_module,
     evaluate_splits,
     evaluate_stage,
     load_data,
-    make_module,
-    model_arch,
     train_stage,
 )
 from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
@@ -105,10 +104,7 @@ def _encode_files(cfg: ExperimentConfig) -> tuple[str, ...]:
 
 
 def _model_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
-    m = cfg.model
-    arch = model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate)
-    module = make_module(arch, state.splits.train.num_classes)
-    return {"apply_fn": jz_models.linen_apply_fn(module)}
+    return {"apply_fn": jz_models.linen_apply_fn(config_module(cfg, state.splits))}
 
 
 def evaluate_int8(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], dict[str, Any]]:

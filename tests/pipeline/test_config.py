@@ -46,6 +46,10 @@ def test_choices_come_from_the_libraries():
 def test_every_model_name_builds(name):
     m = ModelConfig(name=name)
     kwargs = {"widths": m.widths, "dropout_rate": m.dropout_rate} if name == "mlp" else {}
+    if name == "transformer":  # its output size is the vocabulary
+        kwargs = {"vocab_size": 10, "num_layers": m.num_layers, "d_model": m.d_model}
+        assert jz.pipeline.make_model(name, **kwargs) is not None
+        return
     assert jz.pipeline.make_model(name, num_classes=10, **kwargs) is not None
 
 
@@ -60,7 +64,11 @@ def test_every_model_name_builds(name):
         (lambda: DataConfig(val_fraction=1), "val_fraction", "in (0.0, 1.0)"),
         (lambda: DataConfig(data_dir="/x"), "data_dir", '"" for data.name "digits"'),
         (lambda: ModelConfig(widths=(0,)), "widths", "each >= 1"),
-        (lambda: ModelConfig(dropout_rate=0.5), "dropout_rate", 'only "mlp" has dropout'),
+        (
+            lambda: ModelConfig(dropout_rate=0.5),
+            "dropout_rate",
+            'only "mlp" and "transformer" have dropout',
+        ),
         (lambda: ModelConfig(name="mlp", dropout_rate=1.0), "dropout_rate", "[0.0, 1.0)"),
         (
             lambda: ModelConfig(input_dropout_rate=0.2),

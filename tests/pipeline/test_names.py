@@ -106,7 +106,7 @@ def test_validation(kwargs, match):
 def test_the_table_lists_every_config_name():
     assert names("optimizer") == ("sgd", "adam", "adamw")
     assert names("schedule") == ("constant", "cosine", "warmup_cosine")
-    assert names("model") == ("mlp", "lenet_300_100", "lenet5", "small_cnn")
+    assert names("model") == ("mlp", "lenet_300_100", "lenet5", "small_cnn", "transformer")
     assert names("allocation") == ("global", "uniform", "erk")
     assert names("strategy") == ("greedy", "optuna")
     assert lookup("strategy", "optuna", where="s") == jz.auto.Optuna()
@@ -133,6 +133,9 @@ def test_make_model():
     assert make_model("lenet_300_100", num_classes=5) == jz.models.MLP((300, 100), num_classes=5)
     assert make_model("lenet5") == jz.models.LeNet5()
     assert make_model("small_cnn", num_classes=3) == jz.models.SmallCNN(num_classes=3)
+    assert make_model("transformer", d_model=8, num_heads=2) == jz.models.Transformer(
+        d_model=8, num_heads=2
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,6 +145,8 @@ def test_make_model():
         ("lenet5", {"widths": (3,)}, r"unexpected argument\(s\) \['widths'\]"),
         ("mlp", {}, r"needs widths=\(\.\.\.\)"),
         ("mlp", {"widths": (3,), "dropout_rate": 2.0}, "bad argument for model 'mlp'"),
+        ("transformer", {"d_model": 10, "num_heads": 3}, "model 'transformer': .*divisible"),
+        ("transformer", {"num_classes": 10}, r"unexpected argument\(s\) \['num_classes'\]"),
     ],
 )
 def test_make_model_bad_input(name, kwargs, match):

@@ -1,0 +1,144 @@
+"""Tests for jaxzip/pipeline/_core_stages.py on text: a tiny KJV language model through `jaxzip run`.
+
+The run (context 16, 4 steps, 8 + 8 held-out windows) reads ../shared/data/kjv through
+``$JAXZIP_DATA_DIR`` (set under CI, where a skip fails).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jaxzip as jz
+from jaxzip import ConfigError, DataError
+from jaxzip.pipeline import ExperimentConfig, RunState, config_from_dict, run_experiment
+from jaxzip.pipeline._core_stages import load_data
+
+TINY = {
+    "experiment": {"name": "kjv_tiny"},
+    "data": {"name": "kjv", "seq_len": 16, "train_windows": 64, "held_out_windows": 8},
+    "model": {"name": "transformer", "num_layers": 1, "d_model": 8, "num_heads": 2,
+              "mlp_ratio": 1},
+    "train": {"epochs": 1, "batch_size": 16, "learning_rate": 0.02, "clip_norm": 1.0},
+    "codec": {"file": "lm.jz"},
+    "export": {"file": "lm.jzx"},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kjv_run(tmp_path_factory):
+    """``(out, cfg, results)`` of the tiny run, or skip without the KJV text."""
+    data = os.environ.get("JAXZIP_DATA_DIR", "")
+    if not data or not (Path(data) / "kjv").is_dir():
+        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+    cfg = config_from_dict(TINY)
+    out = tmp_path_factory.mktemp("kjv") / "run"
+    return out, cfg, run_experiment(cfg, out, progress=False, report=False)
+
+
+def _model_and_params(out: Path):
+    module = jz.models.Transformer(num_layers=1, d_model=8, num_heads=2, mlp_ratio=1, max_len=16)
+    like = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 16), np.int32))["params"]
+    return module, jz.train.load_params(out / "params.npz", like)
+
+
+def test_bits_per_byte_are_the_library_evaluation_of_the_held_out_windows(kjv_run):
+    out, _, results = kjv_run
+    m = results["metrics"]
+    splits = jz.data.load_splits("kjv", val_fraction=0.1, seed=0, seq_len=16, held_out_windows=8)
+    module, params = _model_and_params(out)
+    apply_fn = jz.models.linen_apply_fn(module)
+    for part in ("val", "test"):
+        r = jz.train.evaluate(apply_fn, params, getattr(splits, part))
+        assert m[f"{part}_bits_per_byte"] == pytest.approx(r["bits_per_token"], rel=1e-5)
+        assert m[f"{part}_accuracy"] == pytest.approx(r["accuracy"])
+        assert m[f"{part}_errors"] == r["errors"] and r["count"] == 8 * 16
+    # equal token counts: the whole held-out figure is the mean of the two halves
+    both = (m["val_bits_per_byte"] + m["test_bits_per_byte"]) / 2
+    assert m["held_out_bits_per_byte"] == pytest.approx(both, rel=1e-6)
+    # 4 steps of Adam already beat the uniform 8 bits per byte
+    assert m["held_out_bits_per_byte"] < 8.0
+    assert (m["train_examples"], m["val_examples"], m["test_examples"]) == (64, 8, 8)
+
+
+def test_training_ran_per_token_steps_and_reported_validation_bits(kjv_run):
+    _, _, results = kjv_run
+    assert results["metrics"]["steps"] == 64 // 16
+    assert (
+        results["metrics"]["param_count"]
+        == 2 * 256 * 8
+        + 256
+        + 16 * 8
+        + 1 * (4 * (8 * 8 + 8) + 2 * 2 * 8 + 2 * 8 * 8 + 8 + 8)
+        + 2 * 8
+    )
+    (record,) = results["history"]
+    assert record["val_bits_per_byte"] == pytest.approx(record["val_loss"] / math.log(2))
+    assert math.isfinite(record["train_loss"])
+
+
+def test_codec_file_and_export_hold_the_trained_model(kjv_run):
+    out, _, results = kjv_run
+    module, params = _model_and_params(out)
+    loaded = jz.codec.load(out / "lm.jz")
+    assert jax.tree.all(jax.tree.map(np.array_equal, loaded, params))
+    assert results["codec"]["file_bytes"] == (out / "lm.jz").stat().st_size
+    e = results["export"]
+    assert e["input_shape"] == [None, 16] and e["output_shape"] == [None, 16, 256]
+    x = np.arange(3 * 16, dtype=np.int32).reshape(3, 16)
+    want = jz.models.linen_apply_fn(module)(params, x, train=False, key=None)
+    np.testing.assert_allclose(jz.deploy.load_exported(out / "lm.jzx")(x), want, atol=1e-5)
+
+
+def test_rerun_restores_the_transformer_from_the_cache(kjv_run, tmp_path):
+    out, cfg, first = kjv_run
+    shutil.copytree(out, tmp_path / "run")
+    again = run_experiment(cfg, tmp_path / "run", progress=False, report=False)
+    assert again["cached"] == ["model", "train", "evaluate", "encode", "export"]
+    assert again["metrics"]["held_out_bits_per_byte"] == first["metrics"]["held_out_bits_per_byte"]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"model": {"name": "mlp", "d_model": 8}},
+         "model.d_model: expected 192 for model 'mlp' (only \"transformer\" takes it), got 8"),
+        ({"model": {"name": "transformer", "d_model": 10, "num_heads": 4}},
+         "model.num_heads: expected a divisor of d_model = 10, got 4"),
+        ({"model": {"name": "mlp"}}, "model.name: expected a model of tokens ['transformer'] "
+         "for data.name = 'kjv', got 'mlp'"),
+        ({"data": {"name": "digits"}}, "model.name: expected an image model, not one of "
+         "['transformer'] for data.name = 'digits', got 'transformer'"),
+        ({"data": {"name": "digits", "train_windows": 5}, "model": {"name": "mlp"}},
+         "data.train_windows: expected 0 for data.name 'digits'"),
+        ({"data": {"name": "kjv", "seq_len": 0}}, "data.seq_len: expected an integer in [1, 8192]"),
+        ({"train": {"augment_shift": 2}}, "train.augment_shift: expected 0 for text data"),
+        ({"prune": {}}, "prune: [prune] does not train on token windows yet"),
+        ({"distill": {}}, "distill: [distill] does not train on token windows yet"),
+        ({"kmeans": {}}, "kmeans.finetune_epochs: expected 0 for text data, got 1"),
+        ({"model": {"name": "transformer", "input_dropout_rate": 0.1}},
+         "model.input_dropout_rate: expected 0.0 for model 'transformer'"),
+    ],
+)  # fmt: skip
+def test_bad_text_configs_name_the_field(change, needle):
+    data = {k: dict(v) for k, v in TINY.items()}
+    data.update(change)  # each changed section replaced whole
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data, source="t.toml")
+    assert str(info.value).startswith("t.toml: ")
+    assert needle in str(info.value)
+
+
+def test_missing_kjv_directory_is_one_data_error(tmp_path):
+    cfg = config_from_dict({**TINY, "data": {**TINY["data"], "data_dir": str(tmp_path)}})
+    with pytest.raises(
+        DataError, match=r"kjv: directory .* lacks kjv.txt.gz \(or the raw kjv.txt\)"
+    ):
+        load_data(cfg, RunState(out_dir=tmp_path))
+    assert isinstance(cfg, ExperimentConfig)
