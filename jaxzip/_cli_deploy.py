@@ -18,15 +18,24 @@ def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     export = commands.add_parser(
         "export",
-        help="export a reference model with compressed weights to one runnable file",
-        description="Export a reference model and its compressed weights (a .jz file) to one "
-        "file holding serialized StableHLO and the still-compressed weights; "
-        "jaxzip.deploy.load_exported runs it without the model's source.",
+        help="export a model with compressed weights to one runnable file",
+        description="Export a model and its compressed weights (a .jz file) to one file holding "
+        "serialized StableHLO and the still-compressed weights; jaxzip.deploy.load_exported "
+        "runs it without the model's source. The model is any one a config can build: "
+        "--config FILE builds what `jaxzip run FILE` builds (its [model], sized by its "
+        "[data]); --model NAME a model of that name with its defaults.",
     )
-    export.add_argument("--model", required=True, metavar="NAME", help="a reference model name")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="a model name of the config's [model]")
+    which.add_argument(
+        "--config", metavar="FILE.toml", help="an experiment config (e.g. a run's config.toml)"
+    )
     export.add_argument("--weights", required=True, metavar="FILE.jz", help="its params (.jz)")
     export.add_argument(
-        "--input-shape", required=True, metavar="N,H,W,C", help="input shape, e.g. 1,28,28,1"
+        "--input-shape",
+        metavar="N,...",
+        help="input shape, e.g. 1,28,28,1 or 1,128 for tokens (needed with --model; with "
+        "--config the default is one example of its data)",
     )
     export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     export.add_argument(
@@ -96,27 +105,35 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 def _export(args: argparse.Namespace) -> int:
     import jax
-    import jax.numpy as jnp
+    import numpy as np
 
-    from jaxzip import codec, deploy, models, quant
+    from jaxzip import codec, deploy, models, pipeline, quant
 
-    shape = _parse_shape(args.input_shape)
-    module = models.make_model(args.model)
+    if args.config is not None:
+        module, example = pipeline.config_model(pipeline.load_config(args.config), progress=False)
+        what = f"the model of {args.config}"
+    else:
+        if args.input_shape is None:
+            raise ValueError("--input-shape: required with --model (e.g. 1,28,28,1)")
+        pipeline.lookup("model", args.model, where="--model")
+        module = pipeline.make_model(args.model)
+        tokens = args.model in pipeline.TOKEN_MODELS
+        example = np.zeros((1,), np.int32 if tokens else np.float32)
+        what = f"model {args.model!r}"
+    shape = example.shape if args.input_shape is None else _parse_shape(args.input_shape)
+    x = np.zeros(shape, example.dtype)
     compressed = codec.load(args.weights)
-    x = jnp.zeros(shape, jnp.float32)
     try:
         want = jax.eval_shape(lambda: models.init_params(module, jax.random.key(0), x))
     except Exception as e:  # the model's own code failed on this shape
         raise ValueError(
-            f"--input-shape: model {args.model!r} cannot take input shape {list(shape)} "
-            f"({type(e).__name__}: {e})"
+            f"--input-shape: {what} cannot take input shape {list(shape)} ({type(e).__name__}: {e})"
         ) from None
     got = jax.eval_shape(lambda: quant.dequantize_params(compressed))
     as_shapes = lambda t: jax.tree.map(lambda a: tuple(a.shape), t)  # noqa: E731
     if jax.tree.structure(want) != jax.tree.structure(got) or as_shapes(want) != as_shapes(got):
         raise ValueError(
-            f"--weights {args.weights}: its params do not fit model {args.model!r} "
-            f"with input shape {list(shape)}"
+            f"--weights {args.weights}: its params do not fit {what} with input shape {list(shape)}"
         )
     info = deploy.export(
         models.linen_apply_fn(module), compressed, x, args.out,

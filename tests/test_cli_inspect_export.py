@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -25,7 +27,7 @@ def _one_error_line(capsys) -> str:
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
-    module = jz.models.make_model("small_cnn")
+    module = jz.models.SmallCNN()
     x = jax.random.normal(jax.random.key(1), (2, 8, 8, 1))
     params = jax.jit(module.init)(jax.random.key(0), x)["params"]
     spec = jz.quant.QuantSpec(bits=4, axes=(-1,))
@@ -83,6 +85,75 @@ def test_export_polymorphic_batch(cnn, capsys):
     assert load_exported(d / "p.jzx")(np.zeros((3, 8, 8, 1), np.float32)).shape == (3, 10)
 
 
+def test_export_any_model_of_the_table(cnn, capsys):
+    # the transformer takes int tokens; its default context is 256 (more is refused)
+    d, *_ = cnn
+    argv = _export_argv(d, **{"--model": "transformer", "--input-shape": "1,300"})
+    assert main(argv) == 2
+    assert "model 'transformer' cannot take input shape [1, 300]" in _one_error_line(capsys)
+    assert main(_export_argv(d, **{"--model": "transformer", "--input-shape": "1,8"})) == 2
+    assert "do not fit model 'transformer'" in _one_error_line(capsys)
+    argv = ["export", "--model", "small_cnn", "--weights", str(d / "w.jz"), "--out", "x.jzx"]
+    assert main(argv) == 2
+    assert "--input-shape: required with --model" in _one_error_line(capsys)
+
+
+def _tiny_kjv_run(root):
+    """A tiny language model trained by `jaxzip run` on KJV (context 16, 2 steps), or skip."""
+    data = os.environ.get("JAXZIP_DATA_DIR", "")
+    if not data or not (Path(data) / "kjv").is_dir():
+        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+    config = root / "tiny_kjv.toml"
+    config.write_text(TINY_KJV)
+    assert main(["run", str(config), "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+TINY_KJV = """
+[data]
+name = "kjv"
+seq_len = 16
+train_windows = 32
+held_out_windows = 8
+[model]
+name = "transformer"
+num_layers = 1
+d_model = 8
+num_heads = 2
+mlp_ratio = 1
+[train]
+epochs = 1
+batch_size = 16
+[codec]
+"""
+
+
+def test_export_a_language_model_run(tmp_path, capsys):
+    run = _tiny_kjv_run(tmp_path)
+    capsys.readouterr()
+    out = tmp_path / "lm.jzx"
+    argv = ["export", "--config", str(run / "config.toml"), "--weights", str(run / "model.jz"),
+            "--out", str(out), "--polymorphic-batch"]  # fmt: skip
+    assert main(argv) == 0
+    assert "input [None, 16], output [None, 16, 256]" in capsys.readouterr().out
+    module = jz.models.Transformer(num_layers=1, d_model=8, num_heads=2, mlp_ratio=1, max_len=16)
+    like = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 16), np.int32))["params"]
+    params = jz.train.load_params(run / "params.npz", like)
+    x = np.frombuffer(b"In the beginning God created the heaven", np.uint8)[:32]
+    x = x.astype(np.int32).reshape(2, 16)
+    want = jz.models.linen_apply_fn(module)(params, x, train=False, key=None)
+    np.testing.assert_allclose(load_exported(out)(x), want, rtol=1e-5, atol=1e-5)
+    # the config builds the model, so a shorter context than it was trained at is fine too
+    argv[-2:] = [str(tmp_path / "short.jzx"), "--input-shape=3,4"]
+    assert main(argv) == 0
+    np.testing.assert_allclose(
+        load_exported(tmp_path / "short.jzx")(x[:, :4].repeat(2, 0)[:3]),
+        jz.models.linen_apply_fn(module)(params, x[:, :4].repeat(2, 0)[:3], train=False, key=None),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def _export_argv(d, **over):
     args = {"--model": "small_cnn", "--weights": str(d / "w.jz"), "--input-shape": "1,8,8,1",
             "--out": str(d / "bad.jzx")} | over  # fmt: skip
@@ -92,7 +163,10 @@ def _export_argv(d, **over):
 @pytest.mark.parametrize(
     ("over", "needle"),
     [
-        ({"--model": "resnet"}, "unknown model name 'resnet'"),
+        (
+            {"--model": "resnet"},
+            "--model must be one of ['mlp', 'lenet_300_100', 'lenet5', 'small_cnn', 'transformer'], got 'resnet'",
+        ),
         ({"--input-shape": "1,x,8"}, "--input-shape: expected positive integers"),
         ({"--input-shape": "0,8,8,1"}, "--input-shape"),
         ({"--weights": "missing.jz"}, "missing.jz"),

@@ -12,7 +12,7 @@ or :func:`nnx_apply_fn`.
 Example:
   >>> import jax, jax.numpy as jnp
   >>> import jaxzip as jz
-  >>> model = jz.models.make_model("lenet_300_100")
+  >>> model = jz.models.lenet_300_100()
   >>> init = lambda: jz.models.init_params(model, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
   >>> jz.models.param_count(jax.eval_shape(init))
   266610
@@ -20,14 +20,12 @@ Example:
 
 from jaxzip.models._apply import ApplyFn, init_params, linen_apply_fn, param_count
 from jaxzip.models._cnn import LeNet5, SmallCNN
-from jaxzip.models._factory import MODEL_NAMES, make_model
 from jaxzip.models._mlp import MLP, lenet_300_100
 from jaxzip.models._nnx import NnxMLP, nnx_apply_fn
 from jaxzip.models._transformer import Transformer
 
 __all__ = [
     "MLP",
-    "MODEL_NAMES",
     "ApplyFn",
     "LeNet5",
     "NnxMLP",
@@ -36,7 +34,6 @@ __all__ = [
     "init_params",
     "lenet_300_100",
     "linen_apply_fn",
-    "make_model",
     "nnx_apply_fn",
     "param_count",
 ]

@@ -36,7 +36,7 @@ def linen_apply_fn(module: nn.Module) -> ApplyFn:
     becomes the ``"dropout"`` PRNG stream.
 
     Args:
-      module: a linen module (for example from :func:`jaxzip.models.make_model`).
+      module: a linen module (for example :class:`jaxzip.models.MLP`).
 
     Returns:
       ``apply_fn(params, x, *, train=False, key=None) -> logits``, where ``params``

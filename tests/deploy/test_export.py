@@ -44,7 +44,7 @@ def mlp_case():
 
 @pytest.fixture(scope="module")
 def cnn_case():
-    module = jz.models.make_model("small_cnn")
+    module = jz.models.SmallCNN()
     x = jax.random.normal(jax.random.key(2), (3, 8, 8, 1))
     params = jax.jit(module.init)(jax.random.key(0), x)["params"]
     spec = jz.quant.QuantSpec(bits=4, axes=(-1,))

@@ -139,7 +139,7 @@ def test_file_decodes_to_the_evaluated_params(pruned_kmeans_run):
     assert np.unique(evaluated["Dense_0/kernel"]).size <= 8 + 1
     # the reported test error is the file's model's
     splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0)
-    apply_fn = jz.models.linen_apply_fn(jz.models.make_model("mlp", num_classes=10, widths=(32,)))
+    apply_fn = jz.models.linen_apply_fn(jz.models.MLP((32,), num_classes=10))
     m = jz.train.evaluate(
         apply_fn, jz.quant.dequantize_params(loaded), splits.test, batch_size=1000
     )
