@@ -11,7 +11,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+
+from jaxzip.data import Dataset
+
+
+@pytest.fixture
+def toy() -> Dataset:
+    """32 examples of two linearly separable classes of 2x2 images: the bright pixel is
+    pixel 0 or pixel 3."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 32).astype(np.int32)
+    x = rng.uniform(0.0, 0.3, (32, 4)).astype(np.float32)
+    x[np.arange(32), 3 * y] = 1.0
+    return Dataset(x=x.reshape(32, 2, 2, 1), y=y, num_classes=2, name="toy")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxzip.data import Dataset
 from jaxzip.models import MLP, NnxMLP, init_params, nnx_apply_fn
 from jaxzip.paths import leaves_with_paths
 from jaxzip.train import evaluate, fit, init_state, make_train_step
@@ -22,15 +21,6 @@ def _split_with_numpy_params(seed=0, **kwargs):
     rng = np.random.default_rng(seed)
     params = jax.tree.map(lambda s: (0.5 * rng.standard_normal(s.shape)).astype(s.dtype), shapes)
     return graphdef, params
-
-
-def _toy(n=32, seed=0):
-    """Two linearly separable classes of 2x2 images: the brighter pixel is pixel 0 or 3."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n).astype(np.int32)
-    x = rng.uniform(0.0, 0.3, (n, 4)).astype(np.float32)
-    x[np.arange(n), 3 * y] = 1.0
-    return Dataset(x=x.reshape(n, 2, 2, 1), y=y, num_classes=2, name="toy")
 
 
 def test_paths_and_shapes_match_the_linen_mlp():
@@ -56,8 +46,8 @@ def test_apply_fn_agrees_with_the_merged_module():
     )
 
 
-def test_trains_through_make_train_step_and_evaluate():
-    ds = _toy()
+def test_trains_through_make_train_step_and_evaluate(toy):
+    ds = toy
     graphdef, params = _split_with_numpy_params(widths=(8,), num_classes=2, in_features=4)
     apply_fn = nnx_apply_fn(graphdef)
     tx = optax.sgd(0.5)
@@ -74,8 +64,8 @@ def test_trains_through_make_train_step_and_evaluate():
     assert float(metrics["accuracy"]) == 1.0
 
 
-def test_fits_with_dropout_through_fit():
-    ds = _toy()
+def test_fits_with_dropout_through_fit(toy):
+    ds = toy
     graphdef, params = _split_with_numpy_params(
         widths=(16,), num_classes=2, in_features=4, dropout_rate=0.2
     )

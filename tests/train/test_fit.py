@@ -14,18 +14,16 @@ from jaxzip.train import epoch_batches, fit, init_state, make_train_step, named_
 KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
 
 
+def _fit(toy, linear, linear_params, **overrides):
+    """``fit`` of the linear model on ``toy`` with SGD(1.0): one epoch of batches of 8,
+    key 0, no progress, unless ``overrides`` say otherwise."""
+    args = {"epochs": 1, "batch_size": 8, "key": jax.random.key(0), "progress": False}
+    train_ds = overrides.pop("train_ds", toy)
+    return fit(linear, linear_params, optax.sgd(1.0), train_ds, **{**args, **overrides})
+
+
 def test_history_and_learning(toy, linear, linear_params):
-    state, history = fit(
-        linear,
-        linear_params,
-        optax.sgd(1.0),
-        toy,
-        epochs=3,
-        batch_size=8,
-        key=jax.random.key(0),
-        val_ds=toy,
-        progress=False,
-    )
+    state, history = _fit(toy, linear, linear_params, epochs=3, val_ds=toy)
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert all(set(h) == KEYS for h in history)
     assert all(isinstance(h[k], float) for h in history for k in KEYS - {"epoch"})
@@ -37,8 +35,7 @@ def test_history_and_learning(toy, linear, linear_params):
 
 def test_same_seed_same_result_other_seed_other_order(toy, linear, linear_params):
     def run(seed):
-        args = {"epochs": 1, "batch_size": 5, "key": jax.random.key(seed), "progress": False}
-        return fit(linear, linear_params, optax.sgd(1.0), toy, **args)[0].params
+        return _fit(toy, linear, linear_params, batch_size=5, key=jax.random.key(seed))[0].params
 
     a, b, c = run(0), run(0), run(1)
     jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -46,49 +43,21 @@ def test_same_seed_same_result_other_seed_other_order(toy, linear, linear_params
 
 
 def test_drops_the_incomplete_batch_and_leaves_params_usable(toy, linear, linear_params):
-    state, history = fit(
-        linear,
-        linear_params,
-        optax.sgd(1.0),
-        toy,
-        epochs=1,
-        batch_size=10,
-        key=jax.random.key(0),
-        progress=False,
-    )
+    state, history = _fit(toy, linear, linear_params, batch_size=10)
     assert int(state.step) == 3  # 32 examples, batches of 10: the last 2 are dropped
     assert history[0]["val_loss"] is None and history[0]["val_accuracy"] is None
     np.testing.assert_array_equal(linear_params["w"], 0.0)
 
 
 def test_progress_goes_to_stderr(toy, linear, linear_params, capsys):
-    fit(
-        linear,
-        linear_params,
-        optax.sgd(1.0),
-        toy,
-        epochs=1,
-        batch_size=8,
-        key=jax.random.key(0),
-        val_ds=toy,
-        progress=True,
-    )
+    _fit(toy, linear, linear_params, val_ds=toy, progress=True)
     out, err = capsys.readouterr()
     assert out == ""
     assert "epoch 1/1" in err and "loss=" in err and "val_acc=1.0000" in err
 
 
 def test_silent_without_progress(toy, linear, linear_params, capsys):
-    fit(
-        linear,
-        linear_params,
-        optax.sgd(1.0),
-        toy,
-        epochs=1,
-        batch_size=8,
-        key=jax.random.key(0),
-        progress=False,
-    )
+    _fit(toy, linear, linear_params)
     assert capsys.readouterr() == ("", "")
 
 
@@ -102,25 +71,12 @@ def test_silent_without_progress(toy, linear, linear_params, capsys):
         ({"key": 0}, TypeError, "fit: key must be a PRNG key"),
         ({"key": None}, TypeError, "fit: key must be a PRNG key"),
         ({"val_ds": "val"}, TypeError, r"val_ds must be a jaxzip\.data\.Dataset"),
+        ({"train_ds": ("x", "y")}, TypeError, r"train_ds must be a jaxzip\.data\.Dataset"),
     ],
 )
 def test_bad_arguments(kwargs, error, match, toy, linear, linear_params):
-    args = {"epochs": 1, "batch_size": 8, "key": jax.random.key(0), "progress": False, **kwargs}
     with pytest.raises(error, match=match):
-        fit(linear, linear_params, optax.sgd(1.0), toy, **args)
-
-
-def test_train_ds_must_be_a_dataset(toy, linear, linear_params):
-    with pytest.raises(TypeError, match=r"train_ds must be a jaxzip\.data\.Dataset"):
-        fit(
-            linear,
-            linear_params,
-            optax.sgd(1.0),
-            (toy.x, toy.y),
-            epochs=1,
-            batch_size=8,
-            key=jax.random.key(0),
-        )
+        _fit(toy, linear, linear_params, **kwargs)
 
 
 def _count_step(total, batch, key):

@@ -53,22 +53,6 @@ def test_bad_step_keeps_the_state_and_reports_paths(toy, linear, linear_params):
     assert "the state holds the last finite params" in str(e.value)
 
 
-def test_checked_step_does_not_retrace(toy, linear_params):
-    traces = []
-
-    def counting_apply(params, x, *, train, key):
-        traces.append(1)  # runs only while tracing
-        return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
-
-    tx = optax.sgd(0.1)
-    step = make_train_step(counting_apply, tx, check_finite=True)
-    state = init_state(linear_params, tx)
-    for i in range(3):
-        state, _ = step(state, {"x": toy.x[8 * i : 8 * i + 8], "y": toy.y[8 * i : 8 * i + 8]},
-                        jax.random.key(i))  # fmt: skip
-    assert len(traces) == 1
-
-
 def test_bad_arguments(linear, linear_params):
     with pytest.raises(TypeError, match="check_finite must be a bool"):
         make_train_step(linear, optax.sgd(0.1), check_finite="yes")

@@ -44,7 +44,8 @@ def test_hand_worked_single_sgd_step():
     assert float(metrics["accuracy"]) == 0.5  # ties: argmax picks class 0 for both
 
 
-def test_does_not_retrace_on_the_second_call(toy, linear_params):
+@pytest.mark.parametrize("check_finite", [False, True])
+def test_does_not_retrace_on_the_second_call(toy, linear_params, check_finite):
     traces = []
 
     def counting_apply(params, x, *, train, key):
@@ -52,7 +53,7 @@ def test_does_not_retrace_on_the_second_call(toy, linear_params):
         return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
 
     tx = optax.adam(0.1)
-    step = make_train_step(counting_apply, tx)
+    step = make_train_step(counting_apply, tx, check_finite=check_finite)
     state = init_state(linear_params, tx)
     for i in range(3):
         batch = {"x": toy.x[8 * i : 8 * i + 8], "y": toy.y[8 * i : 8 * i + 8]}
