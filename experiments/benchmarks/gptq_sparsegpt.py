@@ -1,8 +1,10 @@
 """Time of GPTQ and SparseGPT on the reference LM, against one float forward pass.
 
 The model is the reference decoder (4 layers, ``d_model`` 192, 4 heads, MLP 4x,
-byte vocabulary: ``jz.models.Transformer``'s defaults) with random weights;
-every matmul kernel (q/k/v/out, both MLP kernels, the head: 25) is processed
+byte vocabulary: ``jz.models.Transformer``'s defaults) with random weights, or
+with ``--teacher PATH`` the trained reference model of ``experiments/lm_train.py``
+(``Transformer(max_len=--length)``, its saved params; the timings do not depend
+on the values, the logits' errors do); every matmul kernel (q/k/v/out, both MLP kernels, the head: 25) is processed
 from ``--sequences`` calibration sequences of ``--length`` random bytes, in
 batches of ``--batch``. One run measures, in the same process:
 
@@ -25,8 +27,8 @@ the CPU time of the process during each first call is printed too (the work
 done, whatever else loads the machine).
 Target (issue 17): GPTQ and SparseGPT each <= 60 s on 2 cores.
 
-Run: ``nice -n 10 python experiments/benchmarks/gptq_sparsegpt.py`` (defaults:
-128 sequences of 128 bytes, 2 repeats); ``--sequences 16 --length 32
+Run: ``nice -n 10 python experiments/benchmarks/gptq_sparsegpt.py --teacher
+runs/lm_full/teacher.npz`` (defaults: 128 sequences of 128 bytes, 2 repeats); ``--sequences 16 --length 32
 --repeats 1`` for a quick check.
 """
 
@@ -70,9 +72,11 @@ class _Decoder(nn.Module):
         return nn.Dense(256, name="head")(nn.LayerNorm()(h))
 
 
-def _model() -> tuple[Any, str]:
+def _model(length: int, teacher: str | None) -> tuple[Any, str]:
+    if teacher is not None:
+        return jz.models.Transformer(max_len=length), f"the trained reference model {teacher}"
     if hasattr(jz.models, "Transformer"):
-        return jz.models.Transformer(), "jz.models.Transformer()"
+        return jz.models.Transformer(), "jz.models.Transformer() (random weights)"
     return _Decoder(), "the script's copy of the reference decoder"
 
 
@@ -103,15 +107,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--batch", type=int, default=32, help="sequences per calibration batch")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--teacher", default=None, help="params saved by experiments/lm_train.py")
     args = p.parse_args(argv)
     for name in ("sequences", "length", "batch", "repeats"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
-    model, name = _model()
+    model, name = _model(args.length, args.teacher)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 256, (args.sequences, args.length), np.int32)
     batches = [jnp.asarray(tokens[i : i + args.batch]) for i in range(0, len(tokens), args.batch)]
     params = jax.jit(model.init)(jax.random.key(0), batches[0][:1])
+    if args.teacher is not None:
+        params = {"params": jz.train.load_params(args.teacher, params["params"])}
     apply_fn = model.apply
     fwd = jax.jit(apply_fn)
     _block(fwd(params, batches[0]))  # compile the forward pass (not timed)
