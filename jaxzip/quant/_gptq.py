@@ -130,18 +130,27 @@ def gptq_core(
     values = out.values[:n_in][inv]
     if dynamic:
         scale, zero = out.group_scale[: n_in // g], out.group_zero[: n_in // g]
-    scale = jnp.where(ok, scale, jnp.nan).astype(jnp.float32)
-    q = QArray(
+    return matrix_qarray(values, scale, zero, ok, spec, dt), ok, lam
+
+
+def matrix_qarray(
+    values: jax.Array, scale: jax.Array, zero: jax.Array, ok: jax.Array, spec: QuantSpec, dtype: Any
+) -> QArray:
+    """The OBS loop's integers and scales as the ``(n_in, n_out)`` :class:`QArray` of ``spec``.
+
+    Scales are NaN when ``ok`` is False (the Hessian stayed singular under ``jit``).
+    """
+    g = spec.group_size
+    return QArray(
         values=values.astype(spec.dtype),
-        scale=scale,
+        scale=jnp.where(ok, scale, jnp.nan).astype(jnp.float32),
         zero_point=zero.astype(jnp.int32),
         bits=spec.bits,
         axes=(1,) if spec.axes else (),
         group_size=g,
         group_axis=0 if g is not None else None,
-        dtype=np.dtype(dt),
+        dtype=np.dtype(dtype),
     )
-    return q, ok, lam
 
 
 def raise_not_pd(ok: Any, lam: Any, what: str) -> None:

@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxzip.quant._gptq import check_gptq_spec, check_matrix, check_options, raise_not_pd
+from jaxzip.quant._gptq import (
+    check_gptq_spec,
+    check_matrix,
+    check_options,
+    matrix_qarray,
+    raise_not_pd,
+)
 from jaxzip.quant._obs import (
     Grid,
     Pruning,
@@ -74,16 +80,7 @@ def _obs_prune_core(
             scale, zero = out.group_scale[: n_in // g], out.group_zero[: n_in // g]
         else:
             scale, zero = s[None], z[None]
-        q = QArray(
-            values=out.values[:n_in].astype(spec.dtype),
-            scale=jnp.where(ok, scale, jnp.nan).astype(jnp.float32),
-            zero_point=zero.astype(jnp.int32),
-            bits=spec.bits,
-            axes=(1,) if spec.axes else (),
-            group_size=g,
-            group_axis=0 if g is not None else None,
-            dtype=np.dtype(dt),
-        )
+        q = matrix_qarray(out.values[:n_in], scale, zero, ok, spec, dt)
     w_hat = jnp.where(ok, w_hat, jnp.nan)
     return w_hat, mask, q, ok, lam
 
