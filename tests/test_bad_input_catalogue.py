@@ -532,11 +532,11 @@ CASES: list[Case] = [
         ("export-shape", 'cli([*EXPORT, "--input-shape", "1,x"])', CliError,
          ("--input-shape", "positive integers separated by commas", "got '1,x'")),
         ("export-model", 'cli([*EXPORT[:-1], "resnet", "--input-shape", "1,4"])', CliError,
-         ("make_model", "valid names", "'resnet'")),
+         ("--model", "must be one of ['mlp'", "got 'resnet'")),
         ("export-weights", 'cli([*EXPORT, "--input-shape", "1,4"])', CliError,
          ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]")),
         ("export-usage", 'cli(["export", "--model", "lenet5"])', CliError,
-         ("usage: jaxzip export", "required: --weights, --input-shape, --out")),
+         ("usage: jaxzip export", "required: --weights, --out")),
         # issue 19: what a run writes, and inputs that crashed, hung or exhausted memory
         ("reserved-results", 'cli([*R, "codec.file=results.json"])', CliError,
          ("--set codec.file", "a file name the run does not write itself", "got 'results.json'")),
