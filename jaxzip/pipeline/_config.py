@@ -32,26 +32,13 @@ from jaxzip.pipeline._schema import (
     check_dropout,
     check_transformer_fields,
     each,
-    file_name,
     greater_than,
     matches,
     nonempty,
+    output_file,
     rules,
 )
 from jaxzip.pipeline._stage_config import DistillConfig, ExportConfig
-
-__all__ = [
-    "CodecConfig",
-    "DataConfig",
-    "DistillConfig",
-    "ExperimentConfig",
-    "ExperimentSection",
-    "ExportConfig",
-    "KMeansConfig",
-    "ModelConfig",
-    "PruneConfig",
-    "TrainConfig",
-]
 
 DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist", "kjv"
 StageName = Literal[STAGE_NAMES]  # "data", "model", "train", "distill", ...
@@ -67,6 +54,17 @@ def _is_regex(value: Any) -> bool:
 
 def _valid_regex() -> Check:
     return Check("(a valid regular expression)", _is_regex)
+
+
+def _where_field(verb: str) -> Any:
+    return field(
+        default=".*/kernel",
+        metadata=rules(
+            nonempty(),
+            _valid_regex(),
+            doc=f'weights to {verb}: regex full-matching paths like "Dense_0/kernel"',
+        ),
+    )
 
 
 SEED_MAX = 2**63 - 1
@@ -354,14 +352,7 @@ class PruneConfig(Section):
             doc="final fraction of the selected weights pruned",
         ),
     )
-    where: str = field(
-        default=".*/kernel",
-        metadata=rules(
-            nonempty(),
-            _valid_regex(),
-            doc='weights to prune: regex full-matching paths like "Dense_0/kernel"',
-        ),
-    )
+    where: str = _where_field("prune")
     allocation: AllocationName = field(
         default="global",
         metadata=rules(doc="how the sparsity is spread over layers"),
@@ -403,14 +394,7 @@ class KMeansConfig(Section):
     conv_bits: int = field(
         default=8, metadata=rules(between(1, 8), doc="index bits of 4-D (Conv) kernel codebooks")
     )
-    where: str = field(
-        default=".*/kernel",
-        metadata=rules(
-            nonempty(),
-            _valid_regex(),
-            doc='weights to share: regex full-matching paths like "Dense_0/kernel"',
-        ),
-    )
+    where: str = _where_field("share")
     iters: int = field(default=20, metadata=rules(at_least(1), doc="Lloyd iterations per layer"))
     finetune_epochs: int = field(
         default=1, metadata=rules(at_least(0), doc="centroid fine-tuning epochs (0: none)")
@@ -432,13 +416,7 @@ class CodecConfig(Section):
       'model.jz'
     """
 
-    file: str = field(
-        default="model.jz",
-        metadata=rules(
-            file_name(),
-            doc="file name in the output directory",
-        ),
-    )
+    file: str = output_file("model.jz")
     write: bool = field(default=True, metadata=rules(doc="write (and verify) the file"))
 
 

@@ -98,6 +98,13 @@ def file_name() -> Check:
     return matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')")
 
 
+def output_file(default: str) -> Any:
+    """The ``file`` field of a section that writes one file into the output directory."""
+    return dataclasses.field(
+        default=default, metadata=rules(file_name(), doc="file name in the output directory")
+    )
+
+
 def check_dropout(model: str, rate: float, what: str, name: str = "dropout_rate") -> None:
     """Raises ``FieldError`` for a nonzero dropout rate (field ``name``) on a model
     without dropout (``"mlp"`` has both rates, ``"transformer"`` ``dropout_rate``)."""

@@ -12,9 +12,9 @@ from jaxzip.pipeline._schema import (
     between,
     check_dropout,
     each,
-    file_name,
     greater_than,
     nonempty,
+    output_file,
     rules,
 )
 
@@ -98,13 +98,7 @@ class ExportConfig(Section):
       'model.jzx'
     """
 
-    file: str = field(
-        default="model.jzx",
-        metadata=rules(
-            file_name(),
-            doc="file name in the output directory",
-        ),
-    )
+    file: str = output_file("model.jzx")
     polymorphic_batch: bool = field(
         default=True, metadata=rules(doc="the exported function takes any batch size")
     )
