@@ -17,7 +17,14 @@ import pytest
 
 import jaxzip as jz
 from jaxzip import ConfigError, DataError
-from jaxzip.pipeline import ExperimentConfig, RunState, config_from_dict, run_experiment
+from jaxzip.pipeline import (
+    ExperimentConfig,
+    RunState,
+    config_from_dict,
+    load_config,
+    run_experiment,
+    stage_names,
+)
 from jaxzip.pipeline._core_stages import load_data
 
 TINY = {
@@ -142,3 +149,14 @@ def test_missing_kjv_directory_is_one_data_error(tmp_path):
     ):
         load_data(cfg, RunState(out_dir=tmp_path))
     assert isinstance(cfg, ExperimentConfig)
+
+
+def test_the_experiment_configs_load_with_their_stages():
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    cfg = load_config(root / "kjv_transformer.toml")
+    assert (cfg.data.name, cfg.model.name, cfg.data.seq_len) == ("kjv", "transformer", 128)
+    assert stage_names(cfg) == ("data", "model", "train", "evaluate", "encode")
+    steps = cfg.data.train_windows // cfg.train.batch_size * cfg.train.epochs
+    assert steps == 1200
+    cfg = load_config(root / "kjv_transformer_kmeans.toml")
+    assert stage_names(cfg)[-5:] == ("evaluate_dense", "kmeans", "evaluate", "encode", "export")
