@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -16,7 +17,42 @@ def _check_images(owner: str, x: jax.Array) -> None:
         raise ValueError(f"{owner}: x must be images of shape (N, H, W, C), got shape {x.shape}")
 
 
-class LeNet5(nn.Module):
+class _TwoConvNet(nn.Module):
+    """Two conv → max-pool 2 blocks, flatten, a hidden ReLU Dense, the classifier.
+
+    A subclass sets the layers: ``convs`` (filters of ``Conv_0``, ``Conv_1``),
+    ``kernel``, ``padding``, ``conv_relu`` (a ReLU after each conv) and ``hidden``
+    (the width of ``Dense_0``).
+    """
+
+    num_classes: int = 10
+    act_quant: ActQuant | None = None
+    convs: ClassVar[tuple[int, int]]
+    kernel: ClassVar[tuple[int, int]]
+    padding: ClassVar[str]
+    conv_relu: ClassVar[bool]
+    hidden: ClassVar[int]
+
+    def __post_init__(self) -> None:
+        _check_num_classes(type(self).__name__, self.num_classes)
+        _check_act_quant(type(self).__name__, self.act_quant)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
+        _check_images(type(self).__name__, x)
+        q = functools.partial(quantize_input, self.act_quant)
+        for features in self.convs:
+            x = nn.Conv(features, self.kernel, padding=self.padding)(q(x))
+            x = nn.relu(x) if self.conv_relu else x
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = jnp.reshape(x, (x.shape[0], -1))
+        x = nn.relu(nn.Dense(self.hidden)(q(x)))
+        return nn.Dense(self.num_classes)(q(x))
+
+
+class LeNet5(_TwoConvNet):
     """LeNet-5 as in Han et al.'s Deep Compression (Caffe's MNIST LeNet).
 
     ``Conv_0`` (20 filters 5x5, VALID) → max-pool 2 → ``Conv_1`` (50 filters 5x5,
@@ -38,29 +74,14 @@ class LeNet5(nn.Module):
       (['Conv_0', 'Conv_1', 'Dense_0', 'Dense_1'], 431080)
     """
 
-    num_classes: int = 10
-    act_quant: ActQuant | None = None
-
-    def __post_init__(self) -> None:
-        _check_num_classes("LeNet5", self.num_classes)
-        _check_act_quant("LeNet5", self.act_quant)
-        super().__post_init__()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
-        _check_images("LeNet5", x)
-        q = functools.partial(quantize_input, self.act_quant)
-        x = nn.Conv(20, (5, 5), padding="VALID")(q(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.Conv(50, (5, 5), padding="VALID")(q(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = jnp.reshape(x, (x.shape[0], -1))
-        x = nn.relu(nn.Dense(500)(q(x)))
-        return nn.Dense(self.num_classes)(q(x))
+    convs = (20, 50)
+    kernel = (5, 5)
+    padding = "VALID"
+    conv_relu = False
+    hidden = 500
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(_TwoConvNet):
     """A small convolutional net for 8x8 images (scikit-learn's digits).
 
     ``Conv_0`` (16 filters 3x3, SAME, ReLU) → max-pool 2 → ``Conv_1`` (32 filters
@@ -82,23 +103,8 @@ class SmallCNN(nn.Module):
       ((2, 10), 13706)
     """
 
-    num_classes: int = 10
-    act_quant: ActQuant | None = None
-
-    def __post_init__(self) -> None:
-        _check_num_classes("SmallCNN", self.num_classes)
-        _check_act_quant("SmallCNN", self.act_quant)
-        super().__post_init__()
-
-    @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
-        _check_images("SmallCNN", x)
-        q = functools.partial(quantize_input, self.act_quant)
-        x = nn.relu(nn.Conv(16, (3, 3), padding="SAME")(q(x)))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = nn.relu(nn.Conv(32, (3, 3), padding="SAME")(q(x)))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-        x = jnp.reshape(x, (x.shape[0], -1))
-        x = nn.relu(nn.Dense(64)(q(x)))
-        return nn.Dense(self.num_classes)(q(x))
+    convs = (16, 32)
+    kernel = (3, 3)
+    padding = "SAME"
+    conv_relu = True
+    hidden = 64
