@@ -14,11 +14,13 @@ included):
 * round-to-nearest (RTN) and GPTQ at int8 / int4 / int3, per output channel and
   per group of 64 inputs (the attention output projection, whose input axes are
   ``(heads, head_dim)``, uses groups of one head, 48, as 64 does not divide it);
-  GPTQ calibrates each kernel on the earlier kernels already quantized; the
+  GPTQ calibrates each kernel on the earlier kernels already quantized;
+  ``GPTQ (MLP only)`` quantizes the MLP kernels alone (the rest float), the
+  setting of Qwix's GPTQ fallback, at int8 / int4 per channel and int4 g64; the
   ``int4 g64 + int8 emb`` rows also store the embedding tables (the 2-D leaves
-  named ``*embed*`` that no matmul consumes: token and position embeddings) as int8 with one scale per
-  row (:data:`EMBED_SPEC`), so the whole file is quantized but for biases and
-  LayerNorms;
+  named ``*embed*`` that no matmul consumes: token and position embeddings) as
+  int8 with one scale per row (:data:`EMBED_SPEC`), so the whole file is
+  quantized but for biases and LayerNorms;
 * magnitude, Wanda and SparseGPT at 50% unstructured and 2:4 on the kernels'
   true input axes, one-shot and after ``--finetune-steps`` steps of fine-tuning
   with the mask kept (:func:`jaxzip.prune.keep_masked`);
@@ -62,6 +64,7 @@ SIZES: dict[str, dict[str, int]] = {
     "tiny": {"num_layers": 2, "d_model": 16, "num_heads": 2},
 }
 GROUP = 64
+MLP = re.compile(r"mlp_")  # the MLP kernels: Qwix's GPTQ runs on these only (see qwix_rows)
 EMBED_SPEC = jz.quant.QuantSpec(bits=8, axes=(0,))  # int8, one scale per embedding row
 
 
@@ -191,7 +194,7 @@ def with_int8_tables(b: Bench, params):
     return jz.quant.quantize_params(params, [(_exact(p), EMBED_SPEC) for p in b.tables])
 
 
-def gptq_params(b: Bench, bits: int, grouped: bool):
+def gptq_params(b: Bench, bits: int, grouped: bool, mlp_only: bool = False):
     """GPTQ over every kernel, sequentially (the paper's protocol), one spec per kernel.
 
     The specs are RTN's (:func:`specs_for`): with groups, the attention output
@@ -199,8 +202,10 @@ def gptq_params(b: Bench, bits: int, grouped: bool):
     ``QArray`` in its own axes (scales on its traced output axes).
     """
     rules = [(_exact(p), jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size))
-             for p, s in specs_for(b, bits, grouped).items()]  # fmt: skip
-    return jz.quant.gptq(b.fwd, b.params, b.calib, rules, layouts=b.layouts)
+             for p, s in specs_for(b, bits, grouped).items()
+             if not mlp_only or MLP.search(p)]  # fmt: skip
+    where = tuple(r[0] for r in rules) if mlp_only else None
+    return jz.quant.gptq(b.fwd, b.params, b.calib, rules, where=where, layouts=b.layouts)
 
 
 def magnitude_mask(b: Bench, structure: str):
@@ -316,6 +321,10 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
     add("w8a8", "W8A8", "static per tensor", lambda: w8a8(b, static=True, smooth=False))
     add("w8a8", "SmoothQuant+W8A8", "a=0.5 dynamic", lambda: w8a8(b, static=False, smooth=True))
     add("w8a8", "SmoothQuant+W8A8", "a=0.5 static", lambda: w8a8(b, static=True, smooth=True))
+    for bits, grouped in ((8, False), (4, False), (4, True)):  # Qwix's GPTQ fallback setting
+        setting = f"int{bits} {'g64' if grouped else 'per-channel'}"
+        add("gptq_mlp", "GPTQ (MLP only)", setting,
+            lambda bits=bits, g=grouped: (gptq_params(b, bits, g, mlp_only=True), None))  # fmt: skip
     for bits in (4, 3):
         add("awq", "AWQ + RTN", f"int{bits} g64", lambda bits=bits: awq_rtn(b, bits))
     return rows
@@ -395,7 +404,7 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
             setting,
             lambda r=rule: gptq([qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]),
         ):
-            mlp = dict(rule, module_path=r".*mlp_.*")
+            mlp = dict(rule, module_path=f".*{MLP.pattern}.*")
             add("Qwix GPTQ (MLP only)", setting, lambda r=mlp: gptq(
                 [qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]))  # fmt: skip
     return rows
