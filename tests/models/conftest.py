@@ -15,8 +15,17 @@ import pytest
 from jaxzip.models import init_params
 
 
+def _abstract_params(model, input_shape):
+    return jax.eval_shape(lambda: init_params(model, jax.random.key(0), jnp.zeros(input_shape)))
+
+
+def _param_shapes(model, input_shape):
+    params = _abstract_params(model, input_shape)
+    return params, jax.tree.map(lambda s: s.shape, params)
+
+
 def _numpy_params(model, input_shape, seed=0):
-    shapes = jax.eval_shape(lambda: init_params(model, jax.random.key(0), jnp.zeros(input_shape)))
+    shapes = _abstract_params(model, input_shape)
     rng = np.random.default_rng(seed)
 
     def draw(s):
@@ -30,3 +39,10 @@ def _numpy_params(model, input_shape, seed=0):
 def numpy_params():
     """``numpy_params(model, input_shape, seed=0)``: random params without JAX's initializers."""
     return _numpy_params
+
+
+@pytest.fixture
+def param_shapes():
+    """``param_shapes(model, input_shape)``: ``(abstract params, {path: shape} tree)``,
+    from ``jax.eval_shape`` (nothing is computed)."""
+    return _param_shapes

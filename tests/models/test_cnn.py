@@ -10,13 +10,8 @@ import pytest
 from jaxzip.models import LeNet5, SmallCNN, init_params, param_count
 
 
-def _shapes(model, input_shape):
-    params = jax.eval_shape(lambda: init_params(model, jax.random.key(0), jnp.ones(input_shape)))
-    return params, jax.tree.map(lambda s: s.shape, params)
-
-
-def test_lenet5_is_deep_compressions_431k_model():
-    params, shapes = _shapes(LeNet5(), (1, 28, 28, 1))
+def test_lenet5_is_deep_compressions_431k_model(param_shapes):
+    params, shapes = param_shapes(LeNet5(), (1, 28, 28, 1))
     assert shapes == {
         "Conv_0": {"kernel": (5, 5, 1, 20), "bias": (20,)},
         "Conv_1": {"kernel": (5, 5, 20, 50), "bias": (50,)},
@@ -27,10 +22,10 @@ def test_lenet5_is_deep_compressions_431k_model():
     assert param_count(params) == 431_080
 
 
-def test_lenet5_output_shape():
+def test_lenet5_output_shape(param_shapes):
     model = LeNet5(num_classes=7)
     x = jnp.ones((3, 28, 28, 1))
-    params, _ = _shapes(model, x.shape)
+    params, _ = param_shapes(model, x.shape)
     assert jax.eval_shape(model.apply, {"params": params}, x).shape == (3, 7)
 
 

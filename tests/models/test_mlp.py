@@ -7,16 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxzip.models import MLP, init_params, lenet_300_100, linen_apply_fn, param_count
+from jaxzip.models import MLP, lenet_300_100, linen_apply_fn, param_count
 
 
-def _shapes(model, input_shape):
-    params = jax.eval_shape(lambda: init_params(model, jax.random.key(0), jnp.ones(input_shape)))
-    return params, jax.tree.map(lambda s: s.shape, params)
-
-
-def test_lenet_300_100_layers_and_count():
-    params, shapes = _shapes(lenet_300_100(), (1, 28, 28, 1))
+def test_lenet_300_100_layers_and_count(param_shapes):
+    params, shapes = param_shapes(lenet_300_100(), (1, 28, 28, 1))
     assert shapes == {
         "Dense_0": {"kernel": (784, 300), "bias": (300,)},
         "Dense_1": {"kernel": (300, 100), "bias": (100,)},
@@ -25,9 +20,9 @@ def test_lenet_300_100_layers_and_count():
     assert param_count(params) == 266_610
 
 
-def test_hinton_teacher_and_student_counts():
-    teacher, _ = _shapes(MLP((1200, 1200), dropout_rate=0.5), (1, 28, 28, 1))
-    student, _ = _shapes(MLP((800, 800)), (1, 28, 28, 1))
+def test_hinton_teacher_and_student_counts(param_shapes):
+    teacher, _ = param_shapes(MLP((1200, 1200), dropout_rate=0.5), (1, 28, 28, 1))
+    student, _ = param_shapes(MLP((800, 800)), (1, 28, 28, 1))
     # 784*1200+1200 + 1200*1200+1200 + 1200*10+10 ; 784*800+800 + 800*800+800 + 800*10+10
     assert param_count(teacher) == 2_395_210
     assert param_count(student) == 1_276_810
@@ -90,9 +85,9 @@ def test_input_dropout_zeroes_pixels_only_when_training():
         apply_fn(params, x, train=True, key=None)
 
 
-def test_input_dropout_adds_no_params():
-    _, plain = _shapes(MLP((5,)), (1, 3, 3, 1))
-    _, dropped = _shapes(MLP((5,), input_dropout_rate=0.2, dropout_rate=0.5), (1, 3, 3, 1))
+def test_input_dropout_adds_no_params(param_shapes):
+    _, plain = param_shapes(MLP((5,)), (1, 3, 3, 1))
+    _, dropped = param_shapes(MLP((5,), input_dropout_rate=0.2, dropout_rate=0.5), (1, 3, 3, 1))
     assert plain == dropped
 
 
