@@ -18,6 +18,18 @@ def _layout(x: jax.Array, axes: tuple[int, ...]):
     return make_layout(x.shape, QuantSpec(bits=2, axes=tuple(axes)))
 
 
+def _levels(values: jax.Array, alpha: jax.Array, bits: int, layout, x: jax.Array) -> QArray:
+    """Signed levels ``values`` (int8) times a per-block ``alpha``, zero point 0."""
+    return QArray(
+        values=values.astype(jnp.int8),
+        scale=alpha,
+        zero_point=jnp.zeros(alpha.shape, jnp.int32),
+        bits=bits,
+        axes=layout.axes,
+        dtype=np.dtype(x.dtype),
+    )
+
+
 def binarize(x: ArrayLike, *, axes: tuple[int, ...] = ()) -> QArray:
     """Binary weights ``sign(x) * alpha`` with ``alpha = mean(|x|)`` (XNOR-Net).
 
@@ -45,15 +57,7 @@ def binarize(x: ArrayLike, *, axes: tuple[int, ...] = ()) -> QArray:
     layout = _layout(x, axes)
     xb = layout.to_blocks(x.astype(jnp.float32))
     alpha = layout.from_rows(jnp.mean(jnp.abs(xb), axis=1))
-    values = jnp.where(x >= 0, 1, -1).astype(jnp.int8)
-    return QArray(
-        values=values,
-        scale=alpha,
-        zero_point=jnp.zeros(alpha.shape, jnp.int32),
-        bits=1,
-        axes=layout.axes,
-        dtype=np.dtype(x.dtype),
-    )
+    return _levels(jnp.where(x >= 0, 1, -1), alpha, 1, layout, x)
 
 
 def ternarize(x: ArrayLike, *, axes: tuple[int, ...] = (), threshold: float = 0.7) -> QArray:
@@ -91,12 +95,4 @@ def ternarize(x: ArrayLike, *, axes: tuple[int, ...] = (), threshold: float = 0.
     alpha = jnp.sum(jnp.where(above, xb, 0.0), axis=1) / jnp.maximum(n, 1)
     alpha = layout.from_rows(jnp.where(alpha > 0, alpha, 1.0))
     delta_full = jnp.broadcast_to(layout.from_rows(delta[:, 0]), x.shape)
-    values = jnp.where(jnp.abs(x) > delta_full, jnp.sign(x), 0).astype(jnp.int8)
-    return QArray(
-        values=values,
-        scale=alpha,
-        zero_point=jnp.zeros(alpha.shape, jnp.int32),
-        bits=2,
-        axes=layout.axes,
-        dtype=np.dtype(x.dtype),
-    )
+    return _levels(jnp.where(jnp.abs(x) > delta_full, jnp.sign(x), 0), alpha, 2, layout, x)

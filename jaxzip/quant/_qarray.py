@@ -144,16 +144,10 @@ class Layout:
 
     def to_blocks(self, x: jax.Array) -> jax.Array:
         """Reshapes ``x`` to ``(C, N)``: one row per scale entry, in scale order."""
-        shape, kept = list(self.shape), list(self.axes)
-        if self.group_axis is not None:
-            ga, g = self.group_axis, self.group_size
-            shape = [*shape[:ga], shape[ga] // g, g, *shape[ga + 1 :]]
-            kept = [a if a < ga else a + 1 for a in kept] + [ga]
-            x = x.reshape(shape)
-        kept = sorted(kept)
-        rest = [i for i in range(len(shape)) if i not in kept]
-        c = math.prod(shape[i] for i in kept)
-        return jnp.transpose(x, kept + rest).reshape(c, -1)
+        x, rest = self.split_view(x)
+        kept = [i for i in range(x.ndim) if i not in rest]
+        c = math.prod(x.shape[i] for i in kept)
+        return jnp.transpose(x, kept + list(rest)).reshape(c, -1)
 
     def from_rows(self, r: jax.Array) -> jax.Array:
         """Reshapes a per-row ``(C,)`` array to ``scale_shape``."""
