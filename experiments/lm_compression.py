@@ -84,6 +84,11 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch")
     p.add_argument("--student-json", type=Path, default=None, help="lm_train.py --distill JSON")
     p.add_argument("--only", default="", help="comma-separated method families to run")
+    p.add_argument(
+        "--settings",
+        default="",
+        help="comma-separated setting prefixes to run (e.g. 'int4 g64'; default: all)",
+    )
     p.add_argument("--no-qwix", action="store_true", help="skip the Qwix peer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/lm_compression"))
@@ -257,7 +262,7 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def add(family: str, method: str, setting: str, make: Callable[[], tuple]):
-        if only and family not in only:
+        if (only and family not in only) or not _wanted(b, setting):
             return
         t0 = time.perf_counter()
         try:
@@ -330,6 +335,12 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _wanted(b: Bench, setting: str) -> bool:
+    """Whether ``--settings`` (comma-separated prefixes; empty: all) selects ``setting``."""
+    prefixes = [s.strip() for s in b.args.settings.split(",") if s.strip()]
+    return setting == "-" or not prefixes or any(setting.startswith(s) for s in prefixes)
+
+
 def _row_line(row: dict[str, Any]) -> str:
     if "error" in row:
         return f"{row['method']:<20} {row['setting']:<26} FAILED: {row['error'][:120]}"
@@ -376,6 +387,8 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
         return q, apply_with(model)
 
     def add(method: str, setting: str, make):
+        if not _wanted(b, setting):
+            return False
         t0 = time.perf_counter()
         try:
             params, apply_fn = make()

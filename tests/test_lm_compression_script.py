@@ -82,6 +82,8 @@ def test_a_failing_method_is_a_row_not_a_crash(teacher, tmp_path, monkeypatch):
     monkeypatch.setattr(module, "rtn_params", broken)
     results = module.main([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
                            "--eval-windows", "2", "--calib", "4", "--only", "rtn", "--no-qwix",
-                           "--out", str(tmp_path / "o")])  # fmt: skip
+                           "--settings", "int8,int4 g64", "--out", str(tmp_path / "o")])  # fmt: skip
     errors = [r for r in results["rows"] if r["method"] == "RTN"]
     assert errors and all(r["error"] == "RuntimeError: boom" for r in errors)
+    # --settings keeps the settings with those prefixes
+    assert [r["setting"] for r in errors] == ["int8 per-channel", "int4 g64", "int4 g64 + int8 emb"]
