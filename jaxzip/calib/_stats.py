@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxzip._types import Params, Where
-from jaxzip.layout import KernelLayout, intercept_matmuls
-from jaxzip.layout._intercept import selected_kernels
+from jaxzip.layout import KernelLayout, intercept_matmuls, select_kernels
 
 
 class KernelStats(NamedTuple):
@@ -102,9 +101,8 @@ def init_stats(
       >>> init_stats(lay, {"w": jnp.ones((3, 2))})["w"].xtx.shape
       (3, 3)
     """
-    chosen = selected_kernels(layouts, params, where)
     out = {}
-    for path in chosen.values():
+    for path in select_kernels(layouts, params, where):
         n = layouts[path].n_in
         out[path] = KernelStats(
             count=jnp.zeros((), jnp.float32),

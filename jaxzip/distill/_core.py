@@ -15,20 +15,18 @@ from jaxzip.distill._common import Loss, logits_of, masked_mean, per_example
 from jaxzip.models._apply import ApplyFn
 from jaxzip.paths import leaves_with_paths
 from jaxzip.train import TrainState
-from jaxzip.train._step import check_batch
+from jaxzip.train._guard import run_guarded
+from jaxzip.train._step import check_batch, check_step_factory
 
 Transform = Callable[[Params], Params]
 Metrics = dict[str, jax.Array]
 
 
 def check_factory_args(where: str, student_apply: Any, teacher_apply: Any, tx: Any,
-                       transform: Any) -> None:  # fmt: skip
+                       transform: Any, check_finite: Any) -> None:  # fmt: skip
     """Raises ``TypeError`` for arguments of a step factory that cannot work."""
-    for name, fn in (("student_apply", student_apply), ("teacher_apply", teacher_apply)):
-        if not callable(fn):
-            raise TypeError(f"{where}: {name} must be callable (an ApplyFn), got {fn!r}")
-    if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        raise TypeError(f"{where}: tx must be an optax GradientTransformation, got {tx!r}")
+    check_step_factory(where, tx, check_finite, student_apply=student_apply,
+                       teacher_apply=teacher_apply)  # fmt: skip
     if transform is not None and not callable(transform):
         raise TypeError(
             f"{where}: student_transform must be None or a callable params -> params, "
@@ -86,6 +84,22 @@ def check_transform(where: str, transform: Transform, params_shapes: Params) -> 
             )
 
 
+def make_transform_check(where: str, transform: Transform | None) -> Callable[[Params], None]:
+    """``check(params_shapes)``: :func:`check_transform` once per params structure and shapes
+    (the steps call it on every call, before the jitted step; nothing without a transform)."""
+    checked: set[Any] = set()
+
+    def check(params_shapes: Params) -> None:
+        if transform is None:
+            return
+        signature = shape_key(params_shapes)
+        if signature not in checked:
+            check_transform(where, transform, params_shapes)
+            checked.add(signature)
+
+    return check
+
+
 def shape_key(params: Params) -> tuple[Any, ...]:
     """A hashable summary of a params tree's structure, shapes and dtypes."""
     leaves, treedef = jax.tree.flatten(params)
@@ -111,8 +125,21 @@ def student_update(
     y: jax.Array,
     mask: jax.Array,
     key: jax.Array,
+    *,
+    check_finite: bool,
 ) -> tuple[TrainState, Metrics]:
-    """One optimizer step of the student against fixed teacher outputs (traced code)."""
+    """One optimizer step of the student against fixed teacher outputs (traced code).
+
+    With ``check_finite`` the update is guarded (``jaxzip.train``'s NaN/Inf guard):
+    applied only if the loss, gradients and new params are finite.
+    """
+    if check_finite:
+
+        def update(opt: optax.GradientTransformation) -> tuple[TrainState, Metrics]:
+            return student_update(student_apply, opt, transform, loss, state, teacher_out, x, y,
+                                  mask, key, check_finite=False)  # fmt: skip
+
+        return run_guarded(update, tx, state)
     key = jax.random.fold_in(key, state.step)
 
     def loss_fn(params):

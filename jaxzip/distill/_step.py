@@ -16,8 +16,7 @@ from jaxzip.distill._core import (
     Transform,
     check_factory_args,
     check_step_inputs,
-    check_transform,
-    shape_key,
+    make_transform_check,
     student_update,
     teacher_forward,
 )
@@ -30,7 +29,6 @@ from jaxzip.distill._shard import (
 )
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train import TrainState
-from jaxzip.train._guard import run_guarded
 
 DistillStep = Callable[
     [TrainState, Params, Mapping[str, Any], jax.Array], tuple[TrainState, Metrics]
@@ -135,13 +133,11 @@ def make_train_step(
       (3, 1.0, ['accuracy', 'ce', 'kd', 'loss'])
     """
     where = "distill.make_train_step"
-    check_factory_args(where, student_apply, teacher_apply, tx, student_transform)
+    check_factory_args(where, student_apply, teacher_apply, tx, student_transform, check_finite)
     if not callable(loss):
         raise TypeError(f"{where}: loss must be a loss function such as kd_loss(...), got {loss!r}")
     if mesh is not None:
         mesh = check_mesh(where, mesh)
-    if not isinstance(check_finite, bool):
-        raise TypeError(f"{where}: check_finite must be a bool, got {check_finite!r}")
     if augment is not None and not callable(augment):
         raise TypeError(
             f"{where}: augment must be None or callable as augment(x, key=key) "
@@ -153,13 +149,8 @@ def make_train_step(
             step_key = jax.random.fold_in(key, state.step)
             x = augment(x, key=jax.random.fold_in(step_key, _AUGMENT_STREAM))
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
-
-        def update(opt):
-            return student_update(
-                student_apply, opt, student_transform, loss, state, teacher_out, x, y, mask, key
-            )
-
-        return run_guarded(update, tx, state) if check_finite else update(tx)
+        return student_update(student_apply, tx, student_transform, loss, state, teacher_out, x,
+                              y, mask, key, check_finite=check_finite)  # fmt: skip
 
     if mesh is None:
         jitted = jax.jit(_step, donate_argnums=0)
@@ -171,18 +162,14 @@ def make_train_step(
             in_shardings=(rep, rep, data, data, data, rep),
             out_shardings=(rep, rep),
         )
-    checked: set[Any] = set()
     step_where = "distill train step"
+    check_params = make_transform_check(step_where, student_transform)
 
     def step(
         state: TrainState, teacher_params: Params, batch: Mapping[str, Any], key: jax.Array
     ) -> tuple[TrainState, Metrics]:
         x, y, mask = check_step_inputs(step_where, state, batch, key)
-        if student_transform is not None:
-            signature = shape_key(state.params)
-            if signature not in checked:
-                check_transform(step_where, student_transform, state.params)
-                checked.add(signature)
+        check_params(state.params)
         if mesh is not None:
             check_divisible(step_where, len(y), mesh)
             state, teacher_params = replicate((state, teacher_params), mesh)

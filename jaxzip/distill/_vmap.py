@@ -17,14 +17,13 @@ from jaxzip.distill._core import (
     Transform,
     check_factory_args,
     check_step_inputs,
-    check_transform,
+    make_transform_check,
     shape_key,
     student_update,
     teacher_forward,
 )
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train import TrainState
-from jaxzip.train._guard import run_guarded
 
 VmappedStep = Callable[..., tuple[TrainState, Metrics]]
 
@@ -167,30 +166,22 @@ def make_vmapped_train_step(
       (3,)
     """
     where = "make_vmapped_train_step"
-    check_factory_args(where, student_apply, teacher_apply, tx, student_transform)
+    check_factory_args(where, student_apply, teacher_apply, tx, student_transform, check_finite)
     if not callable(make_loss):
         raise TypeError(f"{where}: make_loss must be a loss factory such as kd_loss")
-    if not isinstance(check_finite, bool):
-        raise TypeError(f"{where}: check_finite must be a bool, got {check_finite!r}")
 
     def _step(states, teacher_params, x, y, mask, keys, hparams):
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
 
         def one(state, key, hp):
-            loss = make_loss(**hp)
-
-            def update(opt):
-                return student_update(
-                    student_apply, opt, student_transform, loss, state, teacher_out, x, y, mask, key
-                )
-
-            return run_guarded(update, tx, state) if check_finite else update(tx)
+            return student_update(student_apply, tx, student_transform, make_loss(**hp), state,
+                                  teacher_out, x, y, mask, key, check_finite=check_finite)  # fmt: skip
 
         return jax.vmap(one)(states, keys, hparams)
 
     jitted = jax.jit(_step, donate_argnums=0)
-    checked: set[Any] = set()
     step_where = "distill vmapped train step"
+    check_params = make_transform_check(step_where, student_transform)
 
     def step(
         states: TrainState,
@@ -201,15 +192,11 @@ def make_vmapped_train_step(
     ) -> tuple[TrainState, Metrics]:
         x, y, mask = check_step_inputs(step_where, states, batch, keys)
         values = _check_vmapped_inputs(step_where, states, keys, hparams, make_loss)
-        if student_transform is not None:
-            one_student = jax.tree.map(
-                lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], jnp.result_type(a)),
-                states.params,
+        check_params(
+            jax.tree.map(
+                lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], jnp.result_type(a)), states.params
             )
-            signature = shape_key(one_student)
-            if signature not in checked:
-                check_transform(step_where, student_transform, one_student)
-                checked.add(signature)
+        )
         return jitted(states, teacher_params, x, y, mask, keys, values)
 
     return step

@@ -56,6 +56,18 @@ def check_batch(batch: Any, where: str) -> tuple[Any, Any]:
     return x, y
 
 
+def check_step_factory(where: str, tx: Any, check_finite: Any, **apply_fns: Any) -> None:
+    """Raises ``TypeError`` unless each of ``apply_fns`` is callable, ``tx`` an optax
+    transformation and ``check_finite`` a bool: the arguments every step factory takes."""
+    for name, fn in apply_fns.items():
+        if not callable(fn):
+            raise TypeError(f"{where}: {name} must be callable (an ApplyFn), got {fn!r}")
+    if not (hasattr(tx, "init") and hasattr(tx, "update")):
+        raise TypeError(f"{where}: tx must be an optax GradientTransformation, got {tx!r}")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"{where}: check_finite must be a bool, got {check_finite!r}")
+
+
 def check_logits_fit(where: str, logits: Any, y: Any) -> None:
     """Raises ``ValueError`` unless ``logits`` has shape ``(*y.shape, C)`` (static shapes)."""
     l_shape, y_shape = np.shape(logits), np.shape(y)
@@ -144,16 +156,11 @@ def make_train_step(
       >>> int(state.step), float(metrics["accuracy"])
       (3, 1.0)
     """
-    if not callable(apply_fn):
-        raise TypeError(f"make_train_step: apply_fn must be callable, got {apply_fn!r}")
-    if not (hasattr(tx, "init") and hasattr(tx, "update")):
-        raise TypeError(f"make_train_step: tx must be an optax GradientTransformation, got {tx!r}")
+    check_step_factory("make_train_step", tx, check_finite, apply_fn=apply_fn)
     if augment is not None and not callable(augment):
         raise TypeError(
             f"make_train_step: augment must be callable (e.g. RandomShift), got {augment!r}"
         )
-    if not isinstance(check_finite, bool):
-        raise TypeError(f"make_train_step: check_finite must be a bool, got {check_finite!r}")
 
     def loss_fn(params, x, y, key):
         logits = apply_fn(params, x, train=True, key=key)
