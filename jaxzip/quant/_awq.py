@@ -13,7 +13,7 @@ from jaxzip._types import Params, Where
 from jaxzip.layout import KernelLayout, from_matrix, to_matrix
 from jaxzip.paths import leaves_with_paths
 from jaxzip.quant._actstats import check_alpha, check_bits, collect_act_stats, select_kernels
-from jaxzip.quant._fold import find_norms, input_groups, scale_kernels
+from jaxzip.quant._fold import migrate_scales
 from jaxzip.quant._qarray import dequantize
 from jaxzip.quant._quantize import quantize
 from jaxzip.quant._spec import QuantSpec
@@ -163,12 +163,10 @@ def awq(
             raise ValueError(f"awq: {p!r}: {e}") from None
     batches = list(calib_batches)
     stats = collect_act_stats(apply_fn, params, batches, layouts=chosen, xtx=True, caller="awq")
-    groups = input_groups(stats) if fold else [(p,) for p in chosen]
-    norms = find_norms(apply_fn, params, batches[0], groups, chosen) if fold else {}
     leaves = dict(leaves_with_paths(params))
-    scales, in_scales, folded, norm_div = {}, {}, {}, {}
     alpha, error, rtn = {}, {}, {}
-    for group in groups:
+
+    def scale_of(group: tuple[str, ...]) -> jax.Array:
         st = stats[group[0]]
         h, mean = st.xtx / st.count, st.abs_sum / st.count
         mats = {p: to_matrix(leaves[p], chosen[p]).astype(jnp.float32) for p in group}
@@ -181,12 +179,10 @@ def awq(
         s = awq_scales(mean, grid[best])
         base = errors(jnp.ones_like(s))
         for p in group:
-            scales[p], alpha[p], error[p], rtn[p] = s, grid[best], per_alpha[best][p], base[p]
-            if group in norms:
-                folded[p] = norms[group]
-            else:
-                in_scales[p] = s
-        if group in norms:
-            norm_div.update(dict.fromkeys(norms[group], s))
-    new = scale_kernels(params, scales, chosen, norm_div)
+            alpha[p], error[p], rtn[p] = grid[best], per_alpha[best][p], base[p]
+        return s
+
+    new, in_scales, scales, folded = migrate_scales(
+        apply_fn, params, batches[0], chosen, stats, scale_of, fold=fold
+    )
     return AWQResult(new, in_scales, scales, folded, alpha, error, rtn, specs)

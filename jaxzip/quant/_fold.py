@@ -103,3 +103,41 @@ def find_norms(
                 found[group] = cand
                 break
     return found
+
+
+def migrate_scales(
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batch: Any,
+    layouts: Mapping[str, KernelLayout],
+    stats: Mapping[str, ActStats],
+    scale_of: Callable[[tuple[str, ...]], jax.Array],
+    *,
+    fold: bool,
+) -> tuple[Params, dict[str, jax.Array], dict[str, jax.Array], dict[str, tuple[str, ...]]]:
+    """Multiplies per-input scales into the kernels, folding ``1/s`` where exact.
+
+    Kernels reading the same activation (:func:`input_groups`, with ``fold``) get
+    one ``s = scale_of(group)``; each kernel ``W ← diag(s) W``, and ``1/s`` goes into
+    the preceding normalization's params where :func:`find_norms` proves it exact
+    (with ``fold``), else stays an explicit input scale.
+
+    Returns:
+      ``(params, in_scales, scales, folded)``: the new params; ``{path: s}`` for
+      the kernels whose ``1/s`` was not folded; ``{path: s}`` for every kernel;
+      ``{path: the norm params that absorbed 1/s}``.
+    """
+    groups = input_groups(stats) if fold else [(p,) for p in layouts]
+    norms = find_norms(apply_fn, params, batch, groups, layouts) if fold else {}
+    scales, in_scales, folded, norm_div = {}, {}, {}, {}
+    for group in groups:
+        s = scale_of(group)
+        for p in group:
+            scales[p] = s
+            if group in norms:
+                folded[p] = norms[group]
+            else:
+                in_scales[p] = s
+        if group in norms:
+            norm_div.update(dict.fromkeys(norms[group], s))
+    return scale_kernels(params, scales, layouts, norm_div), in_scales, scales, folded

@@ -13,7 +13,7 @@ from jaxzip._types import Params, Where
 from jaxzip.layout import KernelLayout, to_matrix
 from jaxzip.paths import leaves_with_paths
 from jaxzip.quant._actstats import check_alpha, collect_act_stats, select_kernels
-from jaxzip.quant._fold import find_norms, input_groups, scale_kernels
+from jaxzip.quant._fold import migrate_scales
 
 
 def smooth_scales(act_absmax: ArrayLike, w_absmax: ArrayLike, *, alpha: float = 0.5) -> jax.Array:
@@ -124,19 +124,12 @@ def smooth_quant(
     stats = collect_act_stats(
         apply_fn, params, batches, layouts=chosen, xtx=False, caller="smooth_quant"
     )
-    groups = input_groups(stats) if fold else [(p,) for p in chosen]
-    norms = find_norms(apply_fn, params, batches[0], groups, chosen) if fold else {}
     leaves = dict(leaves_with_paths(params))
-    scales, in_scales, folded, norm_div = {}, {}, {}, {}
-    for group in groups:
+
+    def scale_of(group: tuple[str, ...]) -> jax.Array:
         rows = [jnp.max(jnp.abs(to_matrix(leaves[p], chosen[p])), axis=1) for p in group]
-        s = smooth_scales(stats[group[0]].absmax, jnp.max(jnp.stack(rows), 0), alpha=alpha)
-        for p in group:
-            scales[p] = s
-            if group in norms:
-                folded[p] = norms[group]
-            else:
-                in_scales[p] = s
-        if group in norms:
-            norm_div.update(dict.fromkeys(norms[group], s))
-    return Smoothed(scale_kernels(params, scales, chosen, norm_div), in_scales, scales, folded)
+        return smooth_scales(stats[group[0]].absmax, jnp.max(jnp.stack(rows), 0), alpha=alpha)
+
+    return Smoothed(
+        *migrate_scales(apply_fn, params, batches[0], chosen, stats, scale_of, fold=fold)
+    )
