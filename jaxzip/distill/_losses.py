@@ -78,6 +78,11 @@ def _scaled(logits: ArrayLike, temperature: Any) -> jax.Array:
     return jnp.asarray(logits, jnp.float32) / temperature
 
 
+def _check_pair(where: str, student_logits: Any, teacher_logits: Any, temperature: Any) -> None:
+    check_hparam(where, "temperature", temperature, 0.0, float("inf"), open_lo=True)
+    check_logits(where, student_logits, teacher_logits, None)
+
+
 def kl_divergence(
     student_logits: ArrayLike, teacher_logits: ArrayLike, *, temperature: float = 1.0
 ) -> jax.Array:
@@ -100,8 +105,7 @@ def kl_divergence(
       >>> float(kl_divergence(jnp.zeros((1, 2)), jnp.zeros((1, 2)))[0])
       0.0
     """
-    check_hparam("kl_divergence", "temperature", temperature, 0.0, float("inf"), open_lo=True)
-    check_logits("kl_divergence", student_logits, teacher_logits, None)
+    _check_pair("kl_divergence", student_logits, teacher_logits, temperature)
     return _kl_logits(_scaled(teacher_logits, temperature), _scaled(student_logits, temperature))
 
 
@@ -110,24 +114,17 @@ def soft_cross_entropy(
 ) -> jax.Array:
     """Per-example (or per-token) cross-entropy ``-sum softmax(teacher/T) * log_softmax(student/T)``.
 
-    Args:
-      student_logits: ``(N, C)`` or ``(N, T, C)`` logits of the student.
-      teacher_logits: the teacher's logits, of the same shape.
-      temperature: the softmax temperature ``T > 0``.
+    Takes the arguments of :func:`kl_divergence` and raises as it does.
 
     Returns:
       A float32 array of shape ``(N,)`` or ``(N, T)``: ``KL`` plus the teacher's entropy.
-
-    Raises:
-      ValueError: the logits differ in shape or ``temperature <= 0``.
 
     Example:
       >>> import jax.numpy as jnp
       >>> round(float(soft_cross_entropy(jnp.zeros((1, 4)), jnp.ones((1, 4)))[0]), 4)  # log 4
       1.3863
     """
-    check_hparam("soft_cross_entropy", "temperature", temperature, 0.0, float("inf"), open_lo=True)
-    check_logits("soft_cross_entropy", student_logits, teacher_logits, None)
+    _check_pair("soft_cross_entropy", student_logits, teacher_logits, temperature)
     log_t = _log_probs(teacher_logits, temperature)
     return -jnp.sum(jnp.exp(log_t) * _log_probs(student_logits, temperature), axis=-1)
 
