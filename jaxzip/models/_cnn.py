@@ -23,6 +23,11 @@ class _TwoConvNet(nn.Module):
     A subclass sets the layers: ``convs`` (filters of ``Conv_0``, ``Conv_1``),
     ``kernel``, ``padding``, ``conv_relu`` (a ReLU after each conv) and ``hidden``
     (the width of ``Dense_0``).
+
+    Attributes:
+      num_classes: number of output logits.
+      act_quant: optional activation fake-quantizer applied to the input of every
+        Conv and Dense layer (see :class:`MLP`).
     """
 
     num_classes: int = 10
@@ -58,12 +63,8 @@ class LeNet5(_TwoConvNet):
     ``Conv_0`` (20 filters 5x5, VALID) → max-pool 2 → ``Conv_1`` (50 filters 5x5,
     VALID) → max-pool 2 → flatten → ``Dense_0`` (500, ReLU) → ``Dense_1``
     (classifier). As in the Caffe model there is no activation after the
-    convolutions. On 28x28x1 inputs it has 431,080 parameters.
-
-    Attributes:
-      num_classes: number of output logits.
-      act_quant: optional activation fake-quantizer applied to the input of every
-        Conv and Dense layer (see :class:`MLP`).
+    convolutions. On 28x28x1 inputs it has 431,080 parameters. Attributes:
+    ``num_classes`` (10) and ``act_quant`` (see :class:`MLP`), as every reference CNN.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -86,12 +87,8 @@ class SmallCNN(_TwoConvNet):
 
     ``Conv_0`` (16 filters 3x3, SAME, ReLU) → max-pool 2 → ``Conv_1`` (32 filters
     3x3, SAME, ReLU) → max-pool 2 → flatten → ``Dense_0`` (64, ReLU) → ``Dense_1``
-    (classifier). On 8x8x1 inputs it has 13,706 parameters.
-
-    Attributes:
-      num_classes: number of output logits.
-      act_quant: optional activation fake-quantizer applied to the input of every
-        Conv and Dense layer (see :class:`MLP`).
+    (classifier). On 8x8x1 inputs it has 13,706 parameters. Attributes:
+    ``num_classes`` (10) and ``act_quant`` (see :class:`MLP`), as every reference CNN.
 
     Example:
       >>> import jax, jax.numpy as jnp
