@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import selectors
@@ -26,6 +27,26 @@ def toy() -> Dataset:
     x = rng.uniform(0.0, 0.3, (32, 4)).astype(np.float32)
     x[np.arange(32), 3 * y] = 1.0
     return Dataset(x=x.reshape(32, 2, 2, 1), y=y, num_classes=2, name="toy")
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """``load_script("fuzz_crafted")``: ``experiments/fuzz_crafted.py`` imported afresh as a
+    module (``"benchmarks/kd_step"`` for one under experiments/benchmarks/); the scripts put
+    experiments/ on ``sys.path`` themselves for ``_common``."""
+
+    def load(name: str) -> Any:
+        module_name = "experiment_" + name.replace("/", "_")
+        spec = importlib.util.spec_from_file_location(module_name, EXPERIMENTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look their module up
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -7,30 +7,19 @@ exactly: the lines each prints, and that its ratios are the quotients of its med
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # the script puts experiments/ on sys.path for _common
-    return module
 
 
 def _numbers(line: str) -> list[float]:
     return [float(x) for x in re.findall(r"\d+\.\d+|\d+", line.replace(",", ""))]
 
 
-def test_codec_throughput_reports_speeds_and_entropy_overheads(tmp_path, capsys):
+def test_codec_throughput_reports_speeds_and_entropy_overheads(tmp_path, capsys, load_script):
     missing = tmp_path / "none.jz"
     argv = ["--params", "10_000", "--repeats", "1", "--lenet5-file", str(missing)]
-    assert _load("codec_throughput").main(argv) == 0
+    assert load_script("benchmarks/codec_throughput").main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("tree: 10,000 float32 params")
     assert any(line.startswith("encode: median") for line in lines)
@@ -43,9 +32,9 @@ def test_codec_throughput_reports_speeds_and_entropy_overheads(tmp_path, capsys)
         assert symbols == 100 and stream >= entropy > 0  # no stream beats the entropy bound
 
 
-def test_int8_dense_matches_the_dequantized_float_matmul(capsys):
+def test_int8_dense_matches_the_dequantized_float_matmul(capsys, load_script):
     argv = ["--batch", "4", "--in", "16", "--out", "8", "--repeats", "2"]
-    assert _load("int8_dense").main(argv) == 0
+    assert load_script("benchmarks/int8_dense").main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Dense (4 x 16) @ (16 x 8)")
     t_float, t_int = (_numbers(line)[-1] for line in lines[1:3])
@@ -54,8 +43,10 @@ def test_int8_dense_matches_the_dequantized_float_matmul(capsys):
     assert float(lines[3].rsplit("= ", 1)[1]) < 1e-4  # int32 accumulation is exact up to f32
 
 
-def test_quantize_params_reports_the_ratio_of_its_medians(capsys):
-    assert _load("quantize_params").main(["--params", "8192", "--repeats", "1"]) == 0
+def test_quantize_params_reports_the_ratio_of_its_medians(capsys, load_script):
+    assert (
+        load_script("benchmarks/quantize_params").main(["--params", "8192", "--repeats", "1"]) == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("params: 8,192 float32")
     assert lines[-1].startswith("ratio:") and lines[-1].endswith("(target <= 3x)")
@@ -80,8 +71,8 @@ def test_quantize_params_reports_the_ratio_of_its_medians(capsys):
         ),
     ],
 )
-def test_pruning_benchmarks_run_and_report_a_ratio(name, argv, last, capsys):
-    _load(name).main(argv)
+def test_pruning_benchmarks_run_and_report_a_ratio(name, argv, last, capsys, load_script):
+    load_script(f"benchmarks/{name}").main(argv)
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith(last)
     assert any(line.startswith("ratio:") for line in lines)

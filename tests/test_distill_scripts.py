@@ -8,34 +8,19 @@ random data or scikit-learn's digits with a few steps and small widths.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "experiments"
-SCRIPTS = {
-    "kd_step": ROOT / "benchmarks" / "kd_step.py",
-    "vmap_students": ROOT / "benchmarks" / "vmap_students.py",
-    "temperature_sweep": ROOT / "temperature_sweep.py",
-    "compression_recovery": ROOT / "compression_recovery.py",
-}
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"distill_script_{name}", SCRIPTS[name])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def scripts():
-    return {name: _load(name) for name in SCRIPTS}
+def scripts(load_script):
+    names = ("benchmarks/kd_step", "benchmarks/vmap_students", "temperature_sweep",
+             "compression_recovery")  # fmt: skip
+    return {name.split("/")[-1]: load_script(name) for name in names}
 
 
 def test_kd_step_counts_flops_and_reports(scripts):

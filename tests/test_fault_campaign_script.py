@@ -8,15 +8,11 @@ one and from a failed one, and what its comparison leaves out.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fault_campaign.py"
 
 # A stand-in for a resumable run: marks that it started, works 0.4 s, writes its outputs.
 # mode "good" resumes to the same outputs; "drift" writes other bytes when it finds its own
@@ -37,14 +33,6 @@ with open(os.path.join(out, "results.json"), "w") as f:
 """
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("fault_campaign_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class _At:
     """An rng stub: every kill moment at ``fraction`` of the reference run."""
 
@@ -59,8 +47,8 @@ class _At:
 @pytest.mark.parametrize(
     ("mode", "outcome"), [("good", "identical"), ("drift", "different"), ("fail", "resume_failed")]
 )
-def test_kill_and_resume_classifies_the_resumed_run(mode, outcome, tmp_path):
-    fc = _load()
+def test_kill_and_resume_classifies_the_resumed_run(mode, outcome, tmp_path, load_script):
+    fc = load_script("fault_campaign")
     result = fc.kill_and_resume(
         lambda out: [sys.executable, "-c", PROGRAM, str(out), mode],
         ("model.bin", "results.json"),
@@ -75,8 +63,8 @@ def test_kill_and_resume_classifies_the_resumed_run(mode, outcome, tmp_path):
     assert detail["differ"] == (["model.bin"] if mode == "drift" else [])
 
 
-def test_snapshot_leaves_out_only_what_describes_the_run(tmp_path):
-    fc = _load()
+def test_snapshot_leaves_out_only_what_describes_the_run(tmp_path, load_script):
+    fc = load_script("fault_campaign")
     best = {"accuracy": 0.75, "bytes": 2229, "seconds": 0.8, "sparsity": {"k": 0.9}}
     (tmp_path / "best.json").write_text(json.dumps(best))
     (tmp_path / "report.md").write_text("6 candidate trials (6 computed in the last run), ok\n")
@@ -90,8 +78,8 @@ def test_snapshot_leaves_out_only_what_describes_the_run(tmp_path):
     assert fc.snapshot(tmp_path, ("best.json",))["best.json"] != snap["best.json"]
 
 
-def test_progress_counts_stored_stages_or_journal_lines(tmp_path):
-    fc = _load()
+def test_progress_counts_stored_stages_or_journal_lines(tmp_path, load_script):
+    fc = load_script("fault_campaign")
     for name in ("02-model-x", "03-train-y"):
         (tmp_path / "run" / "stages" / name).mkdir(parents=True)
     (tmp_path / "run" / "stages" / "02-model-x" / "done.json").write_text("{}")
@@ -101,8 +89,8 @@ def test_progress_counts_stored_stages_or_journal_lines(tmp_path):
     assert fc.progress(tmp_path / "auto") == 2
 
 
-def test_negative_kills_are_refused(tmp_path):
-    fc = _load()
+def test_negative_kills_are_refused(tmp_path, load_script):
+    fc = load_script("fault_campaign")
     with pytest.raises(SystemExit) as info:
         fc.main(["--kills", "-1", "--out", str(tmp_path)])
     assert info.value.code == 2

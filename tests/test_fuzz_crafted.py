@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
 import jaxzip as jz
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fuzz_crafted.py"
 
-
-def _crafted():
-    spec = importlib.util.spec_from_file_location("fuzz_crafted", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_crafted_files_are_refused_by_load_and_inspect_alike(tmp_path):
+def test_crafted_files_are_refused_by_load_and_inspect_alike(tmp_path, load_script):
     # issue 19: bombs (under and over the cap), inconsistent k-means / QArray leaves,
     # duplicate keys and other bad trees, NaN headers and info, bad StableHLO - every
     # checksum recomputed so the checks behind them run; load and inspect must agree
-    fc = _crafted()
+    fc = load_script("fuzz_crafted")
     s = fc.run_crafted(bomb_bytes=8 << 10, scratch=tmp_path, rss=False)
     assert set(s["classes"]) == set(fc.CLASSES)
     assert s["failures"] == 0, fc.format_crafted(s)
@@ -37,8 +23,8 @@ def test_crafted_files_are_refused_by_load_and_inspect_alike(tmp_path):
     assert all(b["load"] > 0.4 * b["cap"] for b in under if "many" not in b["name"])
 
 
-def test_bomb_sizes_sit_at_the_cap():
-    fc = _crafted()
+def test_bomb_sizes_sit_at_the_cap(load_script):
+    fc = load_script("fuzz_crafted")
     n = fc.largest_bomb("const-int8", 4096)
     filler = np.random.default_rng(0).bytes(4096)
     data = fc.bomb_file("const-int8", n, filler)

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fuzz_codec.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("fuzz_codec_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_200_mutated_files_raise_only_format_errors(tmp_path):
-    fz = _load()
+def test_200_mutated_files_raise_only_format_errors(tmp_path, load_script):
+    fz = load_script("fuzz_codec")
     summary = fz.run_campaign(cases=200, seed=11, workers=0, timeout=5.0, inspect=False)
     assert summary["cases"] == 200
     assert summary["unexpected_total"] == 0, fz.format_summary(summary)
@@ -30,8 +16,8 @@ def test_200_mutated_files_raise_only_format_errors(tmp_path):
     assert set(summary["targets"]) == {"codec", "deploy", "npz"}
 
 
-def test_cases_are_deterministic_and_mutate():
-    fz = _load()
+def test_cases_are_deterministic_and_mutate(load_script):
+    fz = load_script("fuzz_codec")
     corpus = {"codec": [bytes(range(64)) * 4], "deploy": [b"x" * 50], "npz": [b"y" * 50]}
     a = [fz.make_case(3, i, corpus) for i in range(20)]
     assert a == [fz.make_case(3, i, corpus) for i in range(20)]
@@ -45,8 +31,8 @@ def test_cases_are_deterministic_and_mutate():
 REGRESSIONS = (7840, 8085, 20053, 42161, 98673, 6572, 7835, 68430, 91934)
 
 
-def test_campaign_regressions_raise_only_the_loaders_errors(tmp_path):
-    fz = _load()
+def test_campaign_regressions_raise_only_the_loaders_errors(tmp_path, load_script):
+    fz = load_script("fuzz_codec")
     corpus = fz.build_corpus(0)
     runner = fz.Runner(corpus, 30.0, tmp_path)
     try:

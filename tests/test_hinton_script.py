@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = (
     "--dataset",
     "digits",
@@ -29,17 +27,9 @@ TINY = (
 )
 
 
-def _load(name: str):
-    """``experiments/<name>.py`` as a module (it puts experiments/ on sys.path itself)."""
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def script():
-    return _load("hinton_distill")
+def script(load_script):
+    return load_script("hinton_distill")
 
 
 def test_tiny_run_writes_json_teacher_and_table(script, tmp_path, capsys):
@@ -123,8 +113,8 @@ def test_bad_arguments_exit_with_usage_error(script, bad, flag, capsys):
 
 
 @pytest.fixture(scope="module")
-def seeds():
-    return _load("hinton_seeds")
+def seeds(load_script):
+    return load_script("hinton_seeds")
 
 
 def _run_json(path: Path, seed: int, teacher: int, alone: int, distilled: int, **settings) -> Path:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "lm_train.py"
 TEXT = b"".join(
     f"verse {i}: and the earth was without form, and void.\n".encode() for i in range(60)
 )
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("lm_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("lm_train")
 
 
 def _text(tmp_path: Path) -> list[str]:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "lottery_ticket.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("lottery_ticket", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # the script puts experiments/ on sys.path for _common
-    return module
+def script(load_script):
+    return load_script("lottery_ticket")
 
 
 def test_tiny_run_writes_json_png_and_table(script, tmp_path, capsys):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -27,8 +25,6 @@ from jaxzip.codec import encode
 from jaxzip.data import Dataset
 from jaxzip.models import MLP, LeNet5, SmallCNN, init_params, linen_apply_fn, param_count
 from jaxzip.train import evaluate
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "student_search.py"
 
 
 def _dataset(n: int, seed: int, name: str) -> Dataset:
@@ -243,11 +239,8 @@ def test_teacher_of_wrong_classes(setup):
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("student_search", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("student_search")
 
 
 TINY = [
