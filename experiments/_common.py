@@ -170,24 +170,29 @@ def default_file(path: Path | None, args: argparse.Namespace, default: Path) -> 
 
 def load_or_fit(
     path: Path | None,
-    apply_fn: jz.models.ApplyFn,
-    init: Any,
+    model: Any,
     train_ds: jz.data.Dataset,
     *,
-    optimizer: str,
-    learning_rate: float,
+    key: jax.Array,
     epochs: int,
     batch_size: int,
-    key: jax.Array,
     save_to: Path,
+    optimizer: str = "sgd",
+    learning_rate: float = 0.1,
     **kwargs: Any,
-) -> tuple[Any, str]:
-    """Params read from ``path`` (shaped like ``init``), or trained from ``init`` by
-    :func:`jaxzip.train.fit` with :func:`cosine_optimizer` (``kwargs``: its options, e.g.
-    ``weight_decay``; and ``progress``) and saved to ``save_to``; and where they came
-    from: the path, or ``"trained here for <epochs> epochs"``."""
+) -> tuple[jz.models.ApplyFn, Any, str]:
+    """A linen ``model``'s apply function, its params and where they came from.
+
+    The params are read from ``path`` (shaped like the model's), or initialized
+    with ``key`` and trained by :func:`jaxzip.train.fit` (with ``fold_in(key, 1)``)
+    with :func:`cosine_optimizer` (SGD at 0.1 unless ``optimizer`` and
+    ``learning_rate`` say otherwise; ``kwargs``: its options, e.g. ``weight_decay``;
+    and ``progress``) and saved to ``save_to``; where they came from is the path,
+    or ``"trained here for <epochs> epochs"``."""
+    apply_fn = jz.models.linen_apply_fn(model)
+    init = jz.models.init_params(model, key, train_ds.x[:1])
     if path is not None:
-        return jz.train.load_params(path, init), str(path)
+        return apply_fn, jz.train.load_params(path, init), str(path)
     progress = kwargs.pop("progress", False)
     tx = cosine_optimizer(
         optimizer,
@@ -204,11 +209,11 @@ def load_or_fit(
         train_ds,
         epochs=epochs,
         batch_size=batch_size,
-        key=key,
+        key=jax.random.fold_in(key, 1),
         progress=progress,
     )
     jz.train.save_params(save_to, state.params)
-    return state.params, f"trained here for {epochs} epochs"
+    return apply_fn, state.params, f"trained here for {epochs} epochs"
 
 
 def distill_stacked(

@@ -103,20 +103,16 @@ def errors_of(
     return {"val_error": val["error"], "test_error": test["error"], "test_errors": test["errors"]}
 
 
-def dense_params_of(args: argparse.Namespace, splits: jz.data.Splits, apply_fn, model) -> tuple:
-    """The dense params and where they came from (loaded, or trained here)."""
-    key = jax.random.key(args.seed)
+def dense_params_of(args: argparse.Namespace, splits: jz.data.Splits, model: Any) -> tuple:
+    """The apply function, the dense params and where they came from (loaded, or trained)."""
     return common.load_or_fit(
         common.default_file(args.dense_params, args, DEFAULT_DENSE),
-        apply_fn,
-        jz.models.init_params(model, key, splits.train.x[:1]),
+        model,
         splits.train,
-        optimizer="sgd",
-        learning_rate=0.1,
+        key=jax.random.key(args.seed),
         weight_decay=5e-4,
         epochs=args.dense_epochs,
         batch_size=args.batch_size,
-        key=jax.random.fold_in(key, 1),
         save_to=args.out / "dense_params.npz",
     )
 
@@ -201,8 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     splits = common.load_splits(args)
     args.out.mkdir(parents=True, exist_ok=True)
     model = jz.models.MLP(tuple(args.widths), num_classes=splits.train.num_classes)
-    apply_fn = jz.models.linen_apply_fn(model)
-    dense, source = dense_params_of(args, splits, apply_fn, model)
+    apply_fn, dense, source = dense_params_of(args, splits, model)
     mask = jz.prune.magnitude_mask(
         dense, sparsity=args.sparsity, where=KERNELS, allocation=ALLOCATIONS[args.allocation]
     )

@@ -367,17 +367,6 @@ JZX_MAGIC = b"\x89JZX\r\n\x1a\n"
 JZX_PREFIX = struct.Struct("<8sHHIQQIII")
 
 
-def unpack_jzx(data: bytes) -> tuple[dict[str, Any], bytes, bytes]:
-    """``(info, hlo, weights)`` of a valid exported-model file."""
-    f = JZX_PREFIX.unpack_from(data)
-    a, ilen, hlen = JZX_PREFIX.size, f[3], f[4]
-    return (
-        json.loads(data[a : a + ilen]),
-        data[a + ilen : a + ilen + hlen],
-        data[a + ilen + hlen : -4],
-    )
-
-
 def pack_jzx(info: dict[str, Any] | str, hlo: bytes, weights: bytes) -> bytes:
     """An exported-model file with every length and CRC recomputed (``info`` as JSON text or dict)."""
     ib = (info if isinstance(info, str) else json.dumps(info)).encode()
@@ -403,7 +392,9 @@ def hlo_cases() -> list[Case]:
         d = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         jz.deploy.export(apply, {"w": jnp.eye(2)}, jnp.ones((1, 2)), d / "m.jzx")
         good = (d / "m.jzx").read_bytes()
-    info, hlo, weights = unpack_jzx(good)
+    from jaxzip.deploy._format import unpack  # the real parser: ``good`` is a valid file
+
+    info, hlo, weights = unpack(good)
     w = [jax.ShapeDtypeStruct((2, 2), jnp.float32)]
     x = jax.ShapeDtypeStruct((1, 2), jnp.float32)
     exported = jax.export.deserialize(bytearray(hlo))

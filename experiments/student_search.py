@@ -107,18 +107,15 @@ def teacher_of(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[Any, A
         num_classes=splits.train.num_classes,
         dropout_rate=args.teacher_dropout,
     )
-    apply_fn = jz.models.linen_apply_fn(model)
-    key, example = jax.random.key(args.seed), splits.train.x[:1]
-    params, _ = common.load_or_fit(
+    apply_fn, params, _ = common.load_or_fit(
         args.teacher_params,
-        apply_fn,
-        jax.jit(lambda k: jz.models.init_params(model, k, example))(key),
+        model,
         splits.train,
+        key=jax.random.key(args.seed),
         optimizer="adam",
         learning_rate=args.teacher_learning_rate,
         epochs=args.teacher_epochs,
         batch_size=args.batch_size,
-        key=jax.random.fold_in(key, 1),
         save_to=args.out / "teacher_params.npz",
         progress=args.progress,
     )

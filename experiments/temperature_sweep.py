@@ -96,21 +96,15 @@ def teacher_of(args: argparse.Namespace, splits: jz.data.Splits) -> tuple[Any, A
         num_classes=splits.train.num_classes,
         dropout_rate=args.teacher_dropout,
     )
-    apply_fn = jz.models.linen_apply_fn(model)
-    key = jax.random.key(args.seed)
-    params, source = common.load_or_fit(
+    return common.load_or_fit(
         common.default_file(args.teacher_params, args, DEFAULT_TEACHER),
-        apply_fn,
-        jz.models.init_params(model, key, splits.train.x[:1]),
+        model,
         splits.train,
-        optimizer="sgd",
-        learning_rate=0.1,
+        key=jax.random.key(args.seed),
         epochs=args.teacher_epochs,
         batch_size=args.batch_size,
-        key=jax.random.fold_in(key, 1),
         save_to=args.out / "teacher_params.npz",
     )
-    return apply_fn, params, source
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
