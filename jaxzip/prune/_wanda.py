@@ -137,14 +137,15 @@ def wanda(
       TypeError: bad argument types.
 
     Example:
-      >>> import jax, jax.numpy as jnp, flax.linen as nn
-      >>> import jaxzip as jz
-      >>> model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)])
-      >>> params = model.init(jax.random.key(0), jnp.ones((1, 8)))
-      >>> batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in range(2)]
-      >>> mask = wanda(model.apply, params, batches, sparsity=0.5)
-      >>> mask["params"]["layers_2"]["kernel"].sum(0)
-      Array([8, 8, 8, 8], dtype=int32)
+      >>> import jax.numpy as jnp
+      >>> f = lambda p, x: x @ p["w"]
+      >>> params = {"w": jnp.array([[4.0, 0.5], [3.0, 0.1], [2.0, 0.4], [1.0, 0.2]])}
+      >>> x = jnp.array([[1.0, 1.0, 1.0, 10.0]])  # the 4th input is 10x louder
+      >>> wanda(f, params, [x], sparsity=0.5)["w"]  # its small weights outrank |W| = 3, 2
+      Array([[ True,  True],
+             [False, False],
+             [False, False],
+             [ True,  True]], dtype=bool)
     """
     what = "wanda"
     check_prune_options(sparsity, structure, what)
