@@ -67,6 +67,29 @@ PAPER_ERRORS = {"teacher": 67, "student_alone": 146, "student_distilled": 74}
 """Test errors reported by Hinton et al. (2015) for 1200-1200 / 800-800 MLPs, T = 20."""
 
 
+NUMBERS = (
+    ("--temperature", float, 20.0, "distillation temperature T"),
+    ("--alpha", float, 0.9,
+     "weight of the soft (T^2 KL) term; 1 - alpha weights the hard labels"),
+    ("--teacher-dropout", float, 0.3, "dropout on hidden units"),
+    ("--teacher-input-dropout", float, 0.0,
+     "teacher's dropout on input pixels (Srivastava et al.'s nets: 0.2)"),
+    ("--shift", int, 2, "teacher's random shift in pixels (0: no shifts)"),
+    ("--student-shift", int, 0,
+     "both students' random shift in pixels (0: none, the paper's protocol); the "
+     "distilled student's teacher sees the same shifted images"),
+    ("--max-norm", float, 0.0,
+     "teacher only: after each update, scale every unit's incoming weight vector "
+     "back to this L2 norm when it grows past it (the paper's weight constraint; 0: off)"),
+    ("--learning-rate", float, 0.1, "teacher's peak SGD rate"),
+    ("--student-learning-rate", float, 0.02,
+     "peak rate of both students (SGD: the T^2-scaled soft loss diverges at 0.1)"),
+    ("--clip-norm", float, 0.0,
+     "clip both students' gradients to this global norm before the optimizer (0: off)"),
+)  # fmt: skip
+"""The numeric options: ``(flag, type, default, help)``."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options."""
     p = common.parser(
@@ -76,58 +99,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.add_data_options(p)
     p.add_argument("--epochs-teacher", type=int, default=25)
     p.add_argument("--epochs-student", type=int, default=25)
-    p.add_argument("--temperature", type=float, default=20.0, help="distillation temperature T")
-    p.add_argument(
-        "--alpha",
-        type=float,
-        default=0.9,
-        help="weight of the soft (T^2 KL) term; 1 - alpha weights the hard labels",
-    )
     p.add_argument("--teacher-widths", type=int, nargs="+", default=[1200, 1200])
     p.add_argument("--student-widths", type=int, nargs="+", default=[800, 800])
-    p.add_argument("--teacher-dropout", type=float, default=0.3, help="dropout on hidden units")
-    p.add_argument(
-        "--teacher-input-dropout",
-        type=float,
-        default=0.0,
-        help="teacher's dropout on input pixels (Srivastava et al.'s nets: 0.2)",
-    )
-    p.add_argument(
-        "--shift", type=int, default=2, help="teacher's random shift in pixels (0: no shifts)"
-    )
-    p.add_argument(
-        "--student-shift",
-        type=int,
-        default=0,
-        help="both students' random shift in pixels (0: none, the paper's protocol); the "
-        "distilled student's teacher sees the same shifted images",
-    )
-    p.add_argument(
-        "--max-norm",
-        type=float,
-        default=0.0,
-        help="teacher only: after each update, scale every unit's incoming weight vector "
-        "back to this L2 norm when it grows past it (the paper's weight constraint; 0: off)",
-    )
-    p.add_argument("--learning-rate", type=float, default=0.1, help="teacher's peak SGD rate")
-    p.add_argument(
-        "--student-learning-rate",
-        type=float,
-        default=0.02,
-        help="peak rate of both students (SGD: the T^2-scaled soft loss diverges at 0.1)",
-    )
+    for flag, kind, default, text in NUMBERS:
+        p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument(
         "--student-optimizer",
         choices=("sgd", "adam"),
         default="sgd",
         help="both students' optimizer (the teacher's is always SGD), cosine-decayed from "
         "--student-learning-rate",
-    )
-    p.add_argument(
-        "--clip-norm",
-        type=float,
-        default=0.0,
-        help="clip both students' gradients to this global norm before the optimizer (0: off)",
     )
     p.add_argument(
         "--teacher-params",
