@@ -73,10 +73,7 @@ class Dataset:
             xmin, xmax = float(self.x.min()), float(self.x.max())
             if not (xmin >= 0.0 and xmax <= 1.0):  # also catches NaN
                 raise DataError(f"{where}: x must lie in [0, 1], got values in [{xmin}, {xmax}]")
-        for field in ("x", "y"):
-            view = getattr(self, field).view()
-            view.flags.writeable = False
-            object.__setattr__(self, field, view)
+        freeze(self, "x", "y")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -86,6 +83,14 @@ class Dataset:
             f"Dataset(name={self.name!r}, n={len(self)}, x={self.x.shape} {self.x.dtype}, "
             f"num_classes={self.num_classes})"
         )
+
+
+def freeze(obj: object, *fields: str) -> None:
+    """Replaces each array field of a frozen dataclass by a read-only view of it."""
+    for field in fields:
+        view = getattr(obj, field).view()
+        view.flags.writeable = False
+        object.__setattr__(obj, field, view)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)

@@ -33,6 +33,7 @@ import numpy as np
 
 from jaxzip._errors import DataError
 from jaxzip._keys import check_key
+from jaxzip.data._dataset import freeze
 from jaxzip.data._mnist import CACHE_DIR_ENV, DATA_DIR_ENV, cache_root
 
 BYTE_VOCAB = 256
@@ -181,9 +182,7 @@ class TokenWindows:
                     f"{where}: {field} must lie in [0, {v}), got values in "
                     f"[{int(value.min())}, {int(value.max())}]"
                 )
-            view = value.view()
-            view.flags.writeable = False
-            object.__setattr__(self, field, view)
+        freeze(self, "x", "y")
 
     @property
     def seq_len(self) -> int:
