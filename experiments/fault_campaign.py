@@ -29,12 +29,14 @@ The kill moments are drawn from ``--seed``, uniform over 5%..100% of the
 reference run's duration (process start included); each kill records how far
 the run had got (stages stored in ``stages/``, lines in auto's journal), so the
 spread over the run is visible in the JSON. A run that finished before its kill
-moment is counted apart (``finished_before_kill``), not as a kill.
+moment is not a kill: it is counted apart (``finished_before_kill``) and replaced
+by a fresh run killed at a new moment (up to three tries).
 
 Usage::
 
     python experiments/fault_campaign.py --kills 20 --auto-kills 20 --out runs/fault_campaign
     python experiments/fault_campaign.py --kills 2 --auto-kills 2 --out /tmp/fc   # a quick look
+    python experiments/fault_campaign.py --auto-kills 20 --parts auto --out /tmp/fca  # auto only
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ learning_rate = 3e-3
 epochs_per_round = 1
 """
 
+_ATTEMPTS = 3
 # What describes a run rather than its result: left out of the byte comparison.
 _VOLATILE = {"wall_time_s", "cached", "seconds", "computed"}
 _REPORT_NOTE = re.compile(r" \(\d+ computed in the last run\)")
@@ -180,8 +183,10 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
       label: names the runs' directories and the printed lines.
 
     Returns:
-      The figures: ``kills``, ``killed`` (those actually killed), ``identical``,
-      ``different``, ``resume_failed``, ``finished_before_kill`` and a record per kill.
+      The figures: ``kills``, ``killed`` (those actually killed), ``killed_identical``,
+      ``identical``, ``different``, ``resume_failed``, ``finished_before_kill`` (runs
+      that finished before their moment; each is replaced by a fresh run killed at a
+      new moment, up to three tries) and a record per kill.
     """
     ref_dir = workdir / f"{label}_ref"
     t0 = time.perf_counter()
@@ -192,12 +197,16 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
     want = snapshot(ref_dir, files)
     total = progress(ref_dir)
     outcomes = {"identical": 0, "different": 0, "resume_failed": 0}
-    killed_count = 0
+    killed_count = finished_first = 0
     details = []
     for i in range(kills):
-        out = workdir / f"{label}_{i:02d}"
-        at = rng.uniform(0.05, 1.0) * duration
-        killed = run_killed(cmd_for(out), env, at)
+        for attempt in range(_ATTEMPTS):  # a run that finished before its moment: another one
+            out = workdir / f"{label}_{i:02d}_{attempt}"
+            at = rng.uniform(0.05, 1.0) * duration
+            killed = run_killed(cmd_for(out), env, at)
+            if killed:
+                break
+        finished_first += attempt + (not killed)
         killed_count += killed
         done_at_kill = progress(out)
         resumed = _run(cmd_for(out), env, timeout=1800)
@@ -208,13 +217,15 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
         )
         outcomes[outcome] += 1
         details.append({"kill_at_s": round(at, 3), "killed": killed, "outcome": outcome,
+                        "finished_before": attempt + (not killed),
                         "progress_at_kill": f"{done_at_kill}/{total}", "differ": differ,
-                        "stderr_tail": resumed.stderr[-300:] if outcome != "identical" else ""})  # fmt: skip
+                        "stderr_tail": "" if outcome == "identical"
+                        else resumed.stderr[-300:]})  # fmt: skip
         state = f"killed at {at:5.1f}s ({done_at_kill}/{total} done)" if killed else "finished"
         print(f"{label} {i + 1}/{kills} {state}: {outcome} {' '.join(differ)}", flush=True)
     return {"reference_s": round(duration, 2), "kills": kills, "killed": killed_count,
             "killed_identical": sum(d["killed"] and d["outcome"] == "identical" for d in details),
-            "finished_before_kill": kills - killed_count, **outcomes,
+            "finished_before_kill": finished_first, **outcomes,
             "details": details}  # fmt: skip
 
 
@@ -276,10 +287,20 @@ def main(argv: list[str] | None = None) -> dict:
     """Runs the campaign (see the module docstring); prints and returns its figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="random kills of jaxzip run")
-    parser.add_argument("--auto-kills", type=int, default=None,
-                        help="random kills of jaxzip auto (default: --kills)")  # fmt: skip
+    parser.add_argument(
+        "--auto-kills",
+        type=int,
+        default=None,
+        help="random kills of jaxzip auto (default: --kills)",
+    )
     parser.add_argument("--max-trials", type=int, default=6, help="jaxzip auto --max-trials")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    parser.add_argument(
+        "--parts",
+        default="run,auto,checks",
+        help="comma-separated: run (kills), auto (kills), checks (concurrent "
+        "runs, failed reruns); default all",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/fault_campaign"))
     parser.add_argument("--keep", action="store_true", help="keep the runs under OUT/work")
     args = parser.parse_args(argv)
@@ -288,10 +309,14 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--kills and --auto-kills must be >= 0")
     if args.max_trials < 1:
         parser.error(f"--max-trials must be >= 1, got {args.max_trials}")
+    parts = set(args.parts.split(","))
+    if not parts or not parts <= {"run", "auto", "checks"}:
+        parser.error(f"--parts: expected names among run, auto, checks, got {args.parts!r}")
     rng = random.Random(args.seed)
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
+    results: dict = {}
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         work = Path(tmp) if not args.keep else args.out / "work"
         work.mkdir(parents=True, exist_ok=True)
@@ -300,41 +325,73 @@ def main(argv: list[str] | None = None) -> dict:
         auto_cfg.write_text(textwrap.dedent(AUTO_CONFIG), encoding="utf-8")
         run_files = ("model.jz", "model.jzx", "params.npz", "results.json", "config.toml")
         auto_files = ("best.jz", "best.json", "auto.json", "report.md", "config.toml")
-        results = {
-            "run": kill_and_resume(
+        if parts & {"run", "checks"}:  # the checks compare with the run's reference
+            results["run"] = kill_and_resume(
                 lambda out: _cli("run", str(run_cfg), "--out", str(out), "--no-progress"),
-                run_files, kills=args.kills, rng=rng, env=env, workdir=work, label="run"),
-            "auto": kill_and_resume(
-                lambda out: _cli("auto", str(auto_cfg), "--out", str(out), "--no-progress",
-                                 "--max-drop", "5", "--max-trials", str(args.max_trials)),
-                auto_files, kills=auto_kills, rng=rng, env=env, workdir=work, label="auto"),
-        }  # fmt: skip
-        want = snapshot(work / "run_ref", run_files)
-        results["concurrent"] = concurrent_runs(run_cfg, want, run_files, env=env, workdir=work)
-        results["failed_rerun"] = failed_rerun(run_cfg, run_files, env=env, workdir=work,
-                                               duration=results["run"]["reference_s"])  # fmt: skip
-    r, a = results["run"], results["auto"]
-    c, f = results["concurrent"], results["failed_rerun"]
-    results["summary"] = {
-        "run_killed_resumed_identical": f"{r['killed_identical']}/{r['killed']}",
-        "auto_killed_resumed_identical": f"{a['killed_identical']}/{a['killed']}",
-        "concurrent_second_refused": c["refused"],
-        "concurrent_first_outputs_as_reference": c["first_outputs_as_reference"],
-        "failed_rerun_outputs_intact": f["intact"],
-        "wall_s": round(time.perf_counter() - t_start, 1),
-        "argv": sys.argv[1:] if argv is None else list(argv),
-    }
+                run_files,
+                kills=args.kills if "run" in parts else 0,
+                rng=rng,
+                env=env,
+                workdir=work,
+                label="run",
+            )
+        if "auto" in parts:
+            results["auto"] = kill_and_resume(
+                lambda out: _cli(
+                    "auto",
+                    str(auto_cfg),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                    "--max-drop",
+                    "5",
+                    "--max-trials",
+                    str(args.max_trials),
+                ),
+                auto_files,
+                kills=auto_kills,
+                rng=rng,
+                env=env,
+                workdir=work,
+                label="auto",
+            )
+        if "checks" in parts:
+            want = snapshot(work / "run_ref", run_files)
+            results["concurrent"] = concurrent_runs(run_cfg, want, run_files, env=env, workdir=work)
+            results["failed_rerun"] = failed_rerun(
+                run_cfg, run_files, env=env, workdir=work, duration=results["run"]["reference_s"]
+            )
+    summary: dict = {}
+    for name in ("run", "auto"):
+        if name in parts:
+            x = results[name]
+            summary[f"{name}_killed_resumed_identical"] = f"{x['killed_identical']}/{x['killed']}"
+            print(
+                f"jaxzip {name}: {x['killed_identical']}/{x['killed']} killed runs resumed "
+                f"byte-identical ({x['different']} different, {x['resume_failed']} resume "
+                f"failed; {x['finished_before_kill']} runs finished before their kill moment "
+                "and were replaced)"
+            )
+    if "checks" in parts:
+        c, f = results["concurrent"], results["failed_rerun"]
+        summary["concurrent_second_refused"] = c["refused"]
+        summary["concurrent_first_outputs_as_reference"] = c["first_outputs_as_reference"]
+        summary["failed_rerun_outputs_intact"] = f["intact"]
+        same = "as the reference" if c["first_outputs_as_reference"] else "DIFFERENT"
+        print(
+            f"concurrent runs into one --out: second "
+            f"{'refused' if c['refused'] else 'NOT refused'} (exit {c['second_exit']}), "
+            f"first run's outputs {same}"
+        )
+        lost = {k: v["lost"] for k, v in f.items() if isinstance(v, dict) and not v["intact"]}
+        print(
+            f"failed reruns (config error, diverged training, killed): previous outputs "
+            f"{'intact' if f['intact'] else 'NOT intact: ' + str(lost)}"
+        )
+    summary["wall_s"] = round(time.perf_counter() - t_start, 1)
+    summary["argv"] = sys.argv[1:] if argv is None else list(argv)
+    results["summary"] = summary
     atomic_write_json(args.out / "fault_campaign.json", results)
-    for name, x in (("jaxzip run: ", r), ("jaxzip auto:", a)):
-        print(f"{name} {x['killed_identical']}/{x['killed']} killed runs resumed byte-identical "
-              f"({x['different']} different, {x['resume_failed']} resume failed; "
-              f"{x['finished_before_kill']} of {x['kills']} finished before their kill moment)")  # fmt: skip
-    print(f"concurrent runs into one --out: second {'refused' if c['refused'] else 'NOT refused'}"
-          f" (exit {c['second_exit']}), first run's outputs "
-          f"{'as the reference' if c['first_outputs_as_reference'] else 'DIFFERENT'}")  # fmt: skip
-    lost = {k: v["lost"] for k, v in f.items() if isinstance(v, dict) and not v["intact"]}
-    print(f"failed reruns (config error, diverged training, killed): previous outputs "
-          f"{'intact' if f['intact'] else 'NOT intact: ' + str(lost)}")  # fmt: skip
     return results
 
 

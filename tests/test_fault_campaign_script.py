@@ -16,7 +16,8 @@ import pytest
 
 # A stand-in for a resumable run: marks that it started, works 0.4 s, writes its outputs.
 # mode "good" resumes to the same outputs; "drift" writes other bytes when it finds its own
-# earlier start (a resume that does not reproduce the result); "fail" exits 1 when resumed.
+# earlier start (a resume that does not reproduce the result); "fail" exits 1 when resumed;
+# "quick" takes 1 s for the reference run and no time otherwise (finishes before any kill).
 PROGRAM = """
 import json, os, random, sys, time
 out, mode = sys.argv[1], sys.argv[2]
@@ -25,7 +26,7 @@ resumed = os.path.exists(os.path.join(out, "started"))
 open(os.path.join(out, "started"), "w").close()
 if resumed and mode == "fail":
     sys.exit(1)
-time.sleep(0.4)
+time.sleep(1.0 if mode == "quick" and out.endswith("_ref") else 0.0 if mode == "quick" else 0.4)
 data = b"drifted" if resumed and mode == "drift" else b"result"
 open(os.path.join(out, "model.bin"), "wb").write(data)
 with open(os.path.join(out, "results.json"), "w") as f:
@@ -94,3 +95,16 @@ def test_negative_kills_are_refused(tmp_path, load_script):
     with pytest.raises(SystemExit) as info:
         fc.main(["--kills", "-1", "--out", str(tmp_path)])
     assert info.value.code == 2
+
+
+def test_a_run_that_finishes_before_its_moment_is_replaced_not_counted(tmp_path, load_script):
+    fc = load_script("fault_campaign")
+    result = fc.kill_and_resume(
+        lambda out: [sys.executable, "-c", PROGRAM, str(out), "quick"],
+        ("model.bin",),
+        kills=1, rng=_At(1.0), env=dict(os.environ), workdir=tmp_path, label="t",
+    )  # fmt: skip
+    (detail,) = result["details"]
+    assert not detail["killed"] and detail["finished_before"] == 3  # three tries, none killed
+    assert result["killed"] == 0 and result["finished_before_kill"] == 3
+    assert result["killed_identical"] == 0  # an unkilled run is no evidence of a resume
