@@ -163,3 +163,23 @@ def test_bad_arguments():
         quantize(jnp.ones(2), QuantSpec(), clip_ratio=0.0)
     with pytest.raises(ValueError, match="must broadcast"):
         quantize(jnp.ones((2, 3)), QuantSpec(axes=(1,)), fixed_range=(jnp.zeros(2), jnp.ones(2)))
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("clip_ratio", [1.0, 0.8])
+def test_grouped_minmax_fast_path_is_bit_exact(symmetric, clip_ratio):
+    # quantize's per-group MinMax path (min/max in the split view, no repeated scales)
+    # against the general path: the same ranges from calibrate(), given as fixed_range.
+    from jaxzip.quant import calibrate
+
+    x = jax.random.normal(jax.random.key(0), (3, 8, 5)) * jnp.arange(1, 6)
+    spec = QuantSpec(bits=4, axes=(0, 2), group_size=4, group_axis=1, symmetric=symmetric)
+    fast = quantize(x, spec, clip_ratio=clip_ratio)
+    lo, hi = calibrate(x, spec)
+    ref = quantize(x, spec, fixed_range=(lo * clip_ratio, hi * clip_ratio))
+    assert fast.scale.shape == (3, 2, 5)
+    for a, b in ((fast.values, ref.values), (fast.scale, ref.scale),
+                 (fast.zero_point, ref.zero_point)):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    jitted = jax.jit(lambda x: quantize(x, spec, clip_ratio=clip_ratio))(x)
+    np.testing.assert_array_equal(np.asarray(jitted.values), np.asarray(fast.values))
