@@ -15,7 +15,14 @@ from jaxzip._types import Mask, Params, Where
 from jaxzip.paths import map_with_paths
 from jaxzip.prune._checks import check_sparsity, is_concrete
 from jaxzip.prune._structures import NByM
-from jaxzip.quant import QArray, QuantSpec, kernel_qarray, kernel_spec, obs_prune
+from jaxzip.quant import (
+    QArray,
+    QuantSpec,
+    check_obs_options,
+    kernel_qarray,
+    kernel_spec,
+    obs_prune,
+)
 
 
 def check_prune_options(sparsity: Any, structure: Any, what: str, n_in: int | None = None) -> Any:
@@ -199,6 +206,7 @@ def sparsegpt(
     """
     what = "sparsegpt"
     check_prune_options(sparsity, structure, what)
+    check_obs_options(damp, block_size, what)
     mspec = None if quant_spec is None else kernel_spec(quant_spec, f"{what}: quant_spec")
     n, m = (structure.n, structure.m) if structure is not None else (0, 0)
 

@@ -23,7 +23,7 @@ from jaxzip.quant._calibrate import calibrate, compute_scale
 from jaxzip.quant._collect import RangeCollector, RangeState, make_range_collector
 from jaxzip.quant._fake import fake_quant, lsq_fake_quant, lsq_init_step
 from jaxzip.quant._finetune import CodebookState, init_codebook_state, make_codebook_step
-from jaxzip.quant._gptq import gptq_quantize_matrix
+from jaxzip.quant._gptq import check_obs_options, gptq_quantize_matrix
 from jaxzip.quant._gptq_tree import gptq
 from jaxzip.quant._intops import int_conv, int_dense
 from jaxzip.quant._kernel import kernel_qarray, kernel_spec
@@ -67,6 +67,7 @@ __all__ = [
     "binarize",
     "calibrate",
     "centroid_grads",
+    "check_obs_options",
     "codebook_centroids",
     "compute_scale",
     "dequantize",

@@ -35,8 +35,13 @@ def check_matrix(w: Any, h: Any, what: str) -> tuple[jax.Array, jax.Array]:
     return w, h
 
 
-def check_options(damp: Any, block_size: Any, what: str) -> None:
-    """``damp`` a positive finite number, ``block_size`` a positive int."""
+def check_obs_options(damp: Any, block_size: Any, what: str) -> None:
+    """Raises ``ValueError`` unless ``damp`` is a positive finite number and ``block_size``
+    a positive int: the options of the OBS solvers (:func:`gptq`, :func:`obs_prune`).
+
+    Example:
+      >>> check_obs_options(0.01, 128, "gptq")
+    """
     if not isinstance(damp, jax.core.Tracer):
         d = np.asarray(damp)
         if d.ndim != 0 or not np.issubdtype(d.dtype, np.number) or not 0 < float(d) < np.inf:
@@ -228,7 +233,7 @@ def gptq_quantize_matrix(
     what = "gptq_quantize_matrix"
     w, h = check_matrix(w, h, what)
     check_gptq_spec(spec, w.shape[0], what)
-    check_options(damp, block_size, what)
+    check_obs_options(damp, block_size, what)
     if not isinstance(act_order, bool):
         raise TypeError(f"{what}: act_order must be a bool, got {act_order!r}")
     q, ok, lam = gptq_core(w, h, damp, spec=spec, block_size=block_size, act_order=act_order)

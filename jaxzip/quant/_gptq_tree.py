@@ -11,7 +11,7 @@ from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
 from jaxzip._types import Params, Where
 from jaxzip.paths import map_with_paths
-from jaxzip.quant._gptq import check_options, gptq_core, raise_not_pd
+from jaxzip.quant._gptq import check_obs_options, gptq_core, raise_not_pd
 from jaxzip.quant._kernel import kernel_qarray, kernel_spec
 from jaxzip.quant._params import Rules, resolve_rules
 from jaxzip.quant._qarray import dequantize
@@ -90,7 +90,7 @@ def gptq(
       ('QArray', (1,))
     """
     what = "gptq"
-    check_options(damp, block_size, what)
+    check_obs_options(damp, block_size, what)
     if not isinstance(act_order, bool):
         raise TypeError(f"{what}: act_order must be a bool, got {act_order!r}")
     if isinstance(spec, QuantSpec):

@@ -19,7 +19,7 @@ from jax.typing import ArrayLike
 from jaxzip.quant._gptq import (
     check_gptq_spec,
     check_matrix,
-    check_options,
+    check_obs_options,
     matrix_qarray,
     raise_not_pd,
 )
@@ -134,7 +134,7 @@ def obs_prune(
              [ True, False]], dtype=bool)
     """
     w, h = check_matrix(w, h, name)
-    check_options(damp, block_size, name)
+    check_obs_options(damp, block_size, name)
     if m and w.shape[0] % m:
         raise ValueError(
             f"{name}: NByM m={m} must divide the input size {w.shape[0]} (N:M groups run "

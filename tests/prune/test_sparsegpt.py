@@ -209,3 +209,6 @@ def test_driver_bad_inputs():
         sparsegpt(model.apply, params, batches, structure=NByM(1, 3), where=r".*layers_[24]/kernel")
     with pytest.raises(ValueError, match=r"expected a value in \[0, 1\)"):
         sparsegpt(model.apply, params, batches, sparsity=-0.1)
+    # options are refused before any tracing or calibration (batches is never read)
+    with pytest.raises(ValueError, match=r"^sparsegpt: damp must be a positive finite number"):
+        sparsegpt(model.apply, params, iter(()), sparsity=0.5, damp=-1.0)
