@@ -85,3 +85,20 @@ def test_driver_sequential_norms_and_structure():
     assert np.asarray(nm["params"]["layers_2"]["kernel"]).all()
     with pytest.raises(ValueError, match="no matmul or conv"):
         wanda(model.apply, params, batches, sparsity=0.5, where=r".*bias")
+
+
+def test_driver_matches_numpy_rule_on_a_multi_axis_kernel():
+    # The paper's rule in NumPy on a DenseGeneral kernel (in, heads, head_dim) read as the
+    # (n_in, n_out) matrix of y = x @ W: score |W_ij| * ||X_i||_2 over all calibration
+    # tokens, and each output column (one (head, dim) unit) keeps its top half.
+    model = nn.DenseGeneral(features=(2, 4), axis=-1)
+    x = jax.random.normal(jax.random.key(0), (2, 3, 5, 8)) * jnp.linspace(0.2, 3.0, 8)
+    params = model.init(jax.random.key(1), x[0])
+    mask = wanda(model.apply, params, list(x), sparsity=0.5)
+    w = np.asarray(params["params"]["kernel"], np.float64).reshape(8, 8)
+    norm = np.linalg.norm(np.asarray(x, np.float64).reshape(-1, 8), axis=0)
+    score = np.abs(w) * norm[:, None]
+    ref = np.zeros((8, 8), bool)
+    for j in range(8):
+        ref[np.argsort(-score[:, j], kind="stable")[:4], j] = True
+    np.testing.assert_array_equal(np.asarray(mask["params"]["kernel"]).reshape(8, 8), ref)
