@@ -45,6 +45,16 @@ class NonFiniteError(JaxzipError, ValueError):
         self.state = state
 
 
+class DivergedError(NonFiniteError):
+    """A training loss that stayed finite but exploded (see :func:`jaxzip.train.run_epochs`'s
+    ``max_loss_growth``): a diverged run, refused like a non-finite one.
+
+    Attributes:
+      paths: empty (no leaf is NaN or Inf).
+      state: the state after the epoch that diverged.
+    """
+
+
 class UnsafePathError(JaxzipError, ValueError):
     """A name read from a file would leave its directory, or pass through a symlink."""
 

@@ -27,7 +27,13 @@ from jaxzip.paths import select
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import evaluate_splits
 from jaxzip.pipeline._names import lookup
-from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx, run_key
+from jaxzip.pipeline._stage_utils import (
+    MAX_LOSS_GROWTH,
+    augment_of,
+    jsonable,
+    make_train_tx,
+    run_key,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
@@ -136,6 +142,7 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
                 eval_batch_size=t.eval_batch_size,
                 augment=augment_of(t),
                 check_finite=True,
+                max_loss_growth=MAX_LOSS_GROWTH,
             )
             params = trained.params
         val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)

@@ -16,7 +16,11 @@ from jaxzip.pipeline._config import TrainConfig
 from jaxzip.pipeline._names import make_optimizer
 from jaxzip.pipeline._stage_config import DistillConfig
 
-__all__ = ["augment_of", "jsonable", "make_train_tx", "run_key"]
+__all__ = ["MAX_LOSS_GROWTH", "augment_of", "jsonable", "make_train_tx", "run_key"]
+
+MAX_LOSS_GROWTH = 100.0
+"""Every training of a run stops as diverged when an epoch's mean loss exceeds 100x the
+loss of its first step (``max_loss_growth`` of :func:`jaxzip.train.run_epochs`)."""
 
 
 def run_key(cfg: Any, name: str) -> jax.Array:
@@ -38,10 +42,13 @@ def run_key(cfg: Any, name: str) -> jax.Array:
 def make_train_tx(
     t: TrainConfig, *, learning_rate: float, epochs: int, steps_per_epoch: int
 ) -> optax.GradientTransformation:
-    """The optimizer of ``[train]`` (name, schedule, warmup, weight decay, momentum) at a given LR.
+    """The optimizer of ``[train]`` (name, schedule, warmup, weight decay, momentum, gradient
+    clipping) at a given LR.
 
     The schedule spans ``epochs * steps_per_epoch`` steps, so a retraining run
-    (``[prune]``) gets its own full schedule at its own peak learning rate.
+    (``[prune]``) gets its own full schedule at its own peak learning rate. With
+    ``clip_norm`` the gradients are clipped to that global norm first, in every
+    training of the run (train, prune, distill, auto).
 
     Example:
       >>> import jax.numpy as jnp
@@ -55,7 +62,7 @@ def make_train_tx(
     warmup_steps = 0
     if t.warmup_epochs > 0:  # at least one step of warmup and one of decay
         warmup_steps = min(max(1, round(t.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    return make_optimizer(
+    tx = make_optimizer(
         name=t.optimizer,
         learning_rate=learning_rate,
         schedule=t.schedule,
@@ -64,6 +71,7 @@ def make_train_tx(
         weight_decay=t.weight_decay,
         momentum=t.momentum,
     )
+    return optax.chain(optax.clip_by_global_norm(t.clip_norm), tx) if t.clip_norm else tx
 
 
 def augment_of(t: TrainConfig | DistillConfig) -> jz_train.RandomShift | None:

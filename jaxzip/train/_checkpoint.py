@@ -64,6 +64,9 @@ def _describe(shape: tuple[int, ...], dtype: np.dtype) -> str:
 
 
 # Files jaxzip writes that are not params archives, told apart by their magic.
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+"""An .npz is a zip: a local file header first, or the end record of an empty archive."""
+
 _OTHER_FORMATS = (
     (b"\x89JZC\r\n\x1a\n", "a jaxzip .jz codec file", "for a .jz use jz.codec.load"),
     (b"\x89JZX\r\n\x1a\n", "a jaxzip exported model", "for it use jz.deploy.load_exported"),
@@ -118,6 +121,12 @@ def load_params(
                 f"load_params: {str(path)!r} is {what} (magic {magic!r}), not the .npz params "
                 f"file expected (written by jz.train.save_params); {instead}"
             )
+    if not head.startswith((*_ZIP_MAGICS, b"\x93NUMPY")):  # never let numpy guess (pickle advice)
+        raise CheckpointError(
+            f"load_params: {str(path)!r} is not an .npz archive (it starts with {head[:4]!r}, "
+            "an .npz starts with the zip magic b'PK\\x03\\x04'); expected the params file "
+            "written by jz.train.save_params or jaxzip run (params.npz)"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except _READ_ERRORS as e:

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from jaxzip._errors import DivergedError
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params
 from jaxzip.data import Dataset
@@ -33,6 +34,9 @@ _REFRESH_EVERY = 25
 """Steps between host fetches of the running metrics for the progress bar."""
 _SHORT = {"accuracy": "acc"}
 _GUARD_KEYS = ("finite", "nonfinite")
+_LOSS_FLOOR = 0.1
+"""``max_loss_growth`` compares with ``max(first step's loss, _LOSS_FLOOR)``: a run that
+starts near zero loss (fine-tuning a converged model) may rise a little without diverging."""
 
 
 def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
@@ -111,6 +115,7 @@ def run_epochs(
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
     desc: str = "run_epochs",
+    max_loss_growth: float | None = None,
 ) -> tuple[S, list[dict[str, Any]]]:
     """Runs ``step`` over ``epochs`` shuffled epochs of ``train_ds``: the one training loop.
 
@@ -125,6 +130,11 @@ def run_epochs(
     with ``check_finite=True``), a non-finite step stops the loop with
     :class:`jaxzip._errors.NonFiniteError` naming the step, epoch and batch
     (see :func:`raise_if_nonfinite`; its ``.state`` is the last finite state).
+    A loss can also explode and stay finite (a learning rate of 1e10 drives a
+    cross-entropy to 1e9 and accuracy to chance without one NaN): with
+    ``max_loss_growth``, an epoch whose mean ``"loss"`` exceeds ``max_loss_growth``
+    times the first step's loss (the loss of the initial state; at least 0.1)
+    stops the loop with :class:`jaxzip._errors.DivergedError`.
 
     Args:
       step: ``step(state, batch, key) -> (state, metrics)``; ``metrics`` maps
@@ -141,6 +151,8 @@ def run_epochs(
       progress: a tqdm bar on stderr and one line per epoch.
       desc: who is training, for the bar, the epoch lines (``"<desc> epoch <e>/<epochs>"``)
         and the error messages (``"<desc>: ..."``).
+      max_loss_growth: None (no check) or a number > 1 (see above); the steps'
+        metrics must then hold ``"loss"``.
 
     Returns:
       ``(state, history)``: one record per epoch, ``{"epoch": e (1-based),
@@ -150,6 +162,8 @@ def run_epochs(
       TypeError: a wrong type (``step`` not callable, ``key`` not a PRNG key, ...).
       ValueError: ``epochs``/``batch_size`` out of range.
       NonFiniteError: a guarded step met NaN or Inf (a ``ValueError``).
+      DivergedError: with ``max_loss_growth``, an epoch's loss grew past the limit
+        (a :class:`~jaxzip._errors.NonFiniteError`).
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -173,6 +187,13 @@ def run_epochs(
         raise TypeError(f"{where}: evaluate must be callable, got {evaluate!r}")
     if isinstance(callbacks, str | bytes) or not all(callable(c) for c in callbacks):
         raise TypeError(f"{where}: callbacks must be a sequence of callables, got {callbacks!r}")
+    if max_loss_growth is not None and not (
+        isinstance(max_loss_growth, int | float) and not isinstance(max_loss_growth, bool)
+        and max_loss_growth > 1
+    ):  # fmt: skip
+        raise ValueError(f"{where}: max_loss_growth must be None or a number > 1, "
+                         f"got {max_loss_growth!r}")  # fmt: skip
+    start_loss: float | None = None
     shuffle_key, step_key = named_key(key, "shuffle"), named_key(key, "step")
     steps_per_epoch = len(train_ds) // batch_size
     history: list[dict[str, Any]] = []
@@ -193,6 +214,8 @@ def run_epochs(
                         f"{where}: step {int(state.step) + 1} (epoch {epoch + 1}, batch {i})"
                     )
                     raise_if_nonfinite(metrics, state, where=where_step)
+                if max_loss_growth is not None and start_loss is None:
+                    start_loss = _first_loss(where, metrics)
                 for name, value in metrics.items():
                     if name not in _GUARD_KEYS and jnp.ndim(value) == 0:
                         sums[name] = sums.get(name, jnp.zeros((), jnp.float32)) + value
@@ -207,9 +230,32 @@ def run_epochs(
         history.append(record)
         if progress:
             tqdm.write(_line(label, record), file=sys.stderr)
+        if max_loss_growth is not None and start_loss is not None:
+            _raise_if_diverged(where, record, start_loss, max_loss_growth, state)
         if any([bool(c(record, state)) for c in callbacks]):
             break
     return state, history
+
+
+def _first_loss(where: str, metrics: Mapping[str, Any]) -> float:
+    """The first step's ``"loss"`` (scored before its update: the initial state's loss)."""
+    if "loss" not in metrics or jnp.ndim(metrics["loss"]) != 0:
+        raise ValueError(f"{where}: max_loss_growth needs a scalar 'loss' in the step's metrics, "
+                         f"got keys {sorted(metrics)}")  # fmt: skip
+    return float(metrics["loss"])
+
+
+def _raise_if_diverged(
+    where: str, record: Mapping[str, Any], start: float, growth: float, state: Any
+) -> None:
+    loss = record.get("train_loss")
+    limit = growth * max(start, _LOSS_FLOOR)
+    if loss is not None and not loss <= limit:  # NaN fails too
+        raise DivergedError(
+            f"{where}: training diverged: epoch {record['epoch']}'s mean loss {loss:.4g} is over "
+            f"{growth:g}x the first step's loss {start:.4g}",
+            state=state,
+        )
 
 
 def fit(
@@ -227,6 +273,7 @@ def fit(
     augment: RandomShift | None = None,
     check_finite: bool = False,
     callbacks: Sequence[Callback] = (),
+    max_loss_growth: float | None = None,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Trains a classifier with softmax cross-entropy for ``epochs`` epochs.
 
@@ -258,6 +305,8 @@ def fit(
         :class:`RandomShift`); see :func:`make_train_step`.
       check_finite: stop with :class:`jaxzip._errors.NonFiniteError` at the first non-finite step.
       callbacks: per-epoch callbacks of :func:`run_epochs` (``True`` stops early).
+      max_loss_growth: stop with :class:`jaxzip._errors.DivergedError` when an
+        epoch's mean loss exceeds this many times the first step's (see :func:`run_epochs`).
 
     Returns:
       ``(state, history)``: the final :class:`TrainState` and one dict per epoch
@@ -304,4 +353,4 @@ def fit(
 
     return run_epochs(step, init_state(params, tx), train_ds, key=key, epochs=epochs,
                       batch_size=batch_size, evaluate=validate, callbacks=callbacks,
-                      progress=progress, desc="fit")  # fmt: skip
+                      progress=progress, desc="fit", max_loss_growth=max_loss_growth)  # fmt: skip

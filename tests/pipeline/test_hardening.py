@@ -92,10 +92,18 @@ def test_auto_takes_the_lock_too(tmp_path, capsys, write_config):
     assert "jaxzip auto:" in _one_error_line(capsys)
 
 
-def test_diverged_training_stops_the_run(tmp_path, capsys):
-    args = ["--set", "train.learning_rate=1e10", "--set", "train.epochs=2"]
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ([], "NaN"),  # the default CNN: the loss turns NaN
+        (["model.name=mlp", "model.widths=[8]"], "training diverged"),  # finite, 1e9, chance
+    ],
+)
+def test_diverged_training_stops_the_run(model, says, tmp_path, capsys):
+    args = [f"--set={o}" for o in [*model, "train.learning_rate=1e10", "train.epochs=2"]]
     assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
-    assert "NaN" in _one_error_line(capsys)
+    line = _one_error_line(capsys)
+    assert says in line and "lower train.learning_rate (now 1e+10)" in line
     assert not (tmp_path / RESULTS_FILE).exists()
 
 

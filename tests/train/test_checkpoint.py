@@ -106,7 +106,7 @@ def test_missing_file_and_non_npz(tmp_path):
     with pytest.raises(FileNotFoundError, match="no params file at"):
         load_params(tmp_path / "nope.npz", {"a": np.ones(1)})
     (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
-    with pytest.raises(jz.CheckpointError, match=r"not a readable \.npz"):
+    with pytest.raises(jz.CheckpointError, match=r"not an \.npz archive"):
         load_params(tmp_path / "junk.npz", {"a": np.ones(1)})
     np.save(tmp_path / "single.npy", np.ones(2))
     with pytest.raises(ValueError, match=r"single \.npy array"):
@@ -133,6 +133,16 @@ def test_a_jz_file_is_named_as_such(tmp_path):
     msg = str(e.value)
     assert "jaxzip .jz codec file" in msg and "jz.codec.load" in msg and ".npz" in msg
     assert "pickle" not in msg
+
+
+def test_a_file_of_another_kind_is_named_not_relayed_with_pickle_advice(tmp_path):
+    # issue 19: a text file given as params_from made numpy suggest allow_pickle=True
+    (tmp_path / "notes.txt").write_text("hello world\n")
+    with pytest.raises(
+        jz.CheckpointError, match=r"not an \.npz archive \(it starts with b'hell'"
+    ) as e:
+        load_params(tmp_path / "notes.txt", {"a": np.ones(1)})
+    assert "pickle" not in str(e.value) and "save_params" in str(e.value)
 
 
 def test_an_exported_model_is_named_as_such(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+import jaxzip as jz
 from jaxzip.data import Dataset
 from jaxzip.train import epoch_batches, fit, init_state, make_train_step, named_key, run_epochs
 
@@ -151,6 +152,12 @@ def test_run_epochs_same_key_same_result_jit_and_eager_steps_agree(toy, linear, 
         ({"evaluate": 1}, TypeError, "evaluate must be callable"),
         ({"callbacks": [1]}, TypeError, "callbacks must be a sequence of callables"),
         ({"train_ds": "ds"}, TypeError, "train_ds must be a jaxzip.data.Dataset"),
+        ({"max_loss_growth": 1.0}, ValueError, "max_loss_growth must be None or a number > 1"),
+        (
+            {"max_loss_growth": 10, "step": lambda s, b, k: (s, {"acc": 1.0})},
+            ValueError,
+            "needs a scalar 'loss'",
+        ),
     ],
 )
 def test_run_epochs_bad_arguments(kwargs, error, match):
@@ -173,3 +180,36 @@ def test_named_key_is_stable_and_checked():
         named_key(root, "")
     with pytest.raises(TypeError, match="key must be a PRNG key"):
         named_key(0, "a")
+
+
+def _loss_step(losses):
+    """A step whose loss is ``losses[step]``: a scripted training curve."""
+
+    def step(i, batch, key):
+        return i + 1, {"loss": jnp.float32(losses[int(i)])}
+
+    return step
+
+
+def test_an_exploding_but_finite_loss_stops_as_diverged():
+    # issue 19: lr 1e10 drives cross-entropy to 1e9 without a NaN; the first step's loss is
+    # the reference (2.3 here), 100x it is the limit, the epoch's mean crosses it
+    step = _loss_step([2.3, 5.0, 1e9, 1e9, 3e9, 2e9])
+    with pytest.raises(jz.DivergedError, match=r"epoch 2's mean loss 1e\+09 is over 100x "
+                       r"the first step's loss 2\.3") as e:  # fmt: skip
+        run_epochs(step, 0, _labelled(4), key=jax.random.key(0), epochs=3, batch_size=2,
+                   max_loss_growth=100)  # fmt: skip
+    assert isinstance(e.value, jz.NonFiniteError) and e.value.state == 4
+    # without the check the same curve runs to the end
+    _, history = run_epochs(step, 0, _labelled(4), key=jax.random.key(0), epochs=3, batch_size=2)
+    assert [h["train_loss"] for h in history][-1] == pytest.approx(2.5e9)
+
+
+def test_a_near_zero_start_may_rise_a_little_and_a_falling_loss_never_stops():
+    # fine-tuning a converged model: 0.001 then 5 (below 100 x the 0.1 floor) is not divergence
+    _, history = run_epochs(_loss_step([0.001, 5.0, 5.0, 5.0]), 0, _labelled(4),
+                            key=jax.random.key(0), epochs=2, batch_size=2, max_loss_growth=100)  # fmt: skip
+    assert len(history) == 2
+    with pytest.raises(jz.DivergedError, match=r"first step.s loss 0\.001"):
+        run_epochs(_loss_step([0.001, 20.0, 20.0, 20.0]), 0, _labelled(4),
+                   key=jax.random.key(0), epochs=2, batch_size=2, max_loss_growth=100)  # fmt: skip
