@@ -30,7 +30,9 @@ reference run's duration (process start included); each kill records how far
 the run had got (stages stored in ``stages/``, lines in auto's journal), so the
 spread over the run is visible in the JSON. A run that finished before its kill
 moment is not a kill: it is counted apart (``finished_before_kill``) and replaced
-by a fresh run killed at a new moment (up to three tries).
+by a fresh run killed at a new moment, drawn from an earlier range each time
+(up to 100%, 75%, 50%, 25% of the reference duration: four tries), since a run
+that outpaced its reference once may do so again.
 
 Usage::
 
@@ -112,7 +114,7 @@ learning_rate = 3e-3
 epochs_per_round = 1
 """
 
-_ATTEMPTS = 3
+_ATTEMPTS = 4
 # What describes a run rather than its result: left out of the byte comparison.
 _VOLATILE = {"wall_time_s", "cached", "seconds", "computed"}
 _REPORT_NOTE = re.compile(r" \(\d+ computed in the last run\)")
@@ -186,7 +188,7 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
       The figures: ``kills``, ``killed`` (those actually killed), ``killed_identical``,
       ``identical``, ``different``, ``resume_failed``, ``finished_before_kill`` (runs
       that finished before their moment; each is replaced by a fresh run killed at a
-      new moment, up to three tries) and a record per kill.
+      new moment, earlier each time, up to four tries) and a record per kill.
     """
     ref_dir = workdir / f"{label}_ref"
     t0 = time.perf_counter()
@@ -202,7 +204,7 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
     for i in range(kills):
         for attempt in range(_ATTEMPTS):  # a run that finished before its moment: another one
             out = workdir / f"{label}_{i:02d}_{attempt}"
-            at = rng.uniform(0.05, 1.0) * duration
+            at = rng.uniform(0.05, 1.0 - 0.25 * attempt) * duration  # retries: earlier
             killed = run_killed(cmd_for(out), env, at)
             if killed:
                 break

@@ -35,14 +35,15 @@ with open(os.path.join(out, "results.json"), "w") as f:
 
 
 class _At:
-    """An rng stub: every kill moment at ``fraction`` of the reference run."""
+    """An rng stub: every kill moment at ``fraction`` of the top of the range drawn from
+    (the whole reference run on a first try, less on the retries)."""
 
     def __init__(self, fraction: float) -> None:
         self.fraction = fraction
 
     def uniform(self, a: float, b: float) -> float:
-        assert a <= self.fraction <= b
-        return self.fraction
+        assert a <= self.fraction * b <= b
+        return self.fraction * b
 
 
 @pytest.mark.parametrize(
@@ -105,6 +106,6 @@ def test_a_run_that_finishes_before_its_moment_is_replaced_not_counted(tmp_path,
         kills=1, rng=_At(1.0), env=dict(os.environ), workdir=tmp_path, label="t",
     )  # fmt: skip
     (detail,) = result["details"]
-    assert not detail["killed"] and detail["finished_before"] == 3  # three tries, none killed
-    assert result["killed"] == 0 and result["finished_before_kill"] == 3
+    assert not detail["killed"] and detail["finished_before"] == 4  # four tries, none killed
+    assert result["killed"] == 0 and result["finished_before_kill"] == 4
     assert result["killed_identical"] == 0  # an unkilled run is no evidence of a resume
