@@ -3,7 +3,8 @@
 Also ``jaxzip auto CONFIG --max-drop PP [--time-budget 10m] [--max-trials N] [--out DIR]
 [--strategy greedy|optuna]`` (the accuracy-bounded compression search, resumable from its
 journal), ``jaxzip inspect FILE [--json]`` (the size report of a compressed or exported
-file) and ``jaxzip export --model NAME --weights FILE.jz --input-shape N,H,W,C --out FILE``.
+file) and ``jaxzip export (--model NAME | --config FILE) --weights FILE.jz [--input-shape N,...]
+--out FILE``.
 
 User errors (a missing file, an unknown key, a bad value, a corrupt dataset)
 print one line ``jaxzip: error: <message>`` on stderr and exit with status 2;

@@ -407,6 +407,25 @@ CASES: list[Case] = [
          ("train.optimizer", "one of 'sgd', 'adam', 'adamw'", "got 'adamx'")),
         ("model-name", 'cfg({"model": {"name": "resnet"}})', CE,
          ("model.name", "one of 'mlp'", "got 'resnet'")),
+        ("text-needs-token-model", 'cfg({"data": {"name": "kjv"}})', CE,
+         ("model.name", "expected a model of tokens ['transformer'] for data.name = 'kjv'",
+          "got 'small_cnn'")),
+        ("d-model-on-mlp", 'cfg({"model": {"name": "mlp", "widths": [8], "d_model": 64}})', CE,
+         ("model.d_model", "only \"transformer\" takes it", "got 64")),
+        ("num-heads-divisor", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer", '
+         '"d_model": 64, "num_heads": 5}})', CE,
+         ("model.num_heads", "a divisor of d_model = 64", "got 5")),
+        ("windows-on-images", 'cfg({"data": {"name": "digits", "train_windows": 100}})', CE,
+         ("data.train_windows", "only text datasets ['kjv'] are cut into windows", "got 100")),
+        ("seq-len-range", 'cfg({"data": {"name": "kjv", "seq_len": 100000}, '
+         '"model": {"name": "transformer"}})', CE,
+         ("data.seq_len", "an integer in [1, 8192]", "got 100000")),
+        ("prune-text", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer"}, '
+         '"prune": {"sparsity": 0.5}})', CE,
+         ("[prune] does not train on token windows yet", "remove it for data.name = 'kjv'")),
+        ("kmeans-finetune-text", 'cfg({"data": {"name": "kjv"}, "model": {"name": '
+         '"transformer"}, "kmeans": {"dense_bits": 4, "finetune_epochs": 1}})', CE,
+         ("kmeans.finetune_epochs", "expected 0 for text data", "got 1")),
         ("widths-values", 'cfg({"model": {"widths": [0, 3]}})', CE,
          ("model.widths", "each >= 1", "got [0, 3]")),
         ("widths-type", 'cfg({"model": {"widths": 3}})', CE,
@@ -537,6 +556,10 @@ CASES: list[Case] = [
          ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]")),
         ("export-usage", 'cli(["export", "--model", "lenet5"])', CliError,
          ("usage: jaxzip export", "required: --weights, --out")),
+        ("export-config-missing", 'cli(["export", "--config", "missing.toml", "--weights", '
+         '"w.jz", "--out", "o.jzx"])', CliError, ("missing.toml", "config file not found")),
+        ("export-no-input-shape", 'cli(["export", "--model", "mlp", "--weights", "w.jz", '
+         '"--out", "o.jzx"])', CliError, ("--input-shape", "required with --model")),
         # issue 19: what a run writes, and inputs that crashed, hung or exhausted memory
         ("reserved-results", 'cli([*R, "codec.file=results.json"])', CliError,
          ("--set codec.file", "a file name the run does not write itself", "got 'results.json'")),
