@@ -18,6 +18,7 @@ Example:
   ('w',)
 """
 
+from jaxzip.auto._confirm import SE_METHOD, BudgetTooSmall, drop_se, min_confirm_size
 from jaxzip.auto._families import CNNFamily, MLPFamily, ScaledCNN, scale_widths
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal, config_hash
@@ -34,6 +35,8 @@ __all__ = [
     "BEST_FILE",
     "BEST_JSON",
     "JOURNAL_FILE",
+    "SE_METHOD",
+    "BudgetTooSmall",
     "CNNFamily",
     "Greedy",
     "Journal",
@@ -47,6 +50,8 @@ __all__ = [
     "StudentRecord",
     "StudentSearchResult",
     "config_hash",
+    "drop_se",
+    "min_confirm_size",
     "pareto_front",
     "plot_sensitivity",
     "plot_students",

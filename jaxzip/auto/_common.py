@@ -113,6 +113,18 @@ def share_weights(params: Params, bits: Mapping[str, int], mask: Mask, *, iters:
     return jax.tree.unflatten(treedef, out)
 
 
+def est_bytes(n: int, sparsity: float, bits: int) -> float:
+    """Estimated stored bytes of an ``n``-weight layer: positions (entropy), indices, codebook.
+
+    Example:
+      >>> est_bytes(800, 0.0, 4)
+      464.0
+    """
+    s = min(max(sparsity, 0.0), 1.0 - 1e-9)
+    positions = 0.0 if s == 0 else n * -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
+    return float((positions + n * (1 - s) * bits + 32 * 2**bits) / 8)
+
+
 def settings_key(obj: Any) -> str:
     """The first 24 hex digits of :func:`jaxzip.auto.config_hash` of ``obj``."""
     return config_hash(obj)[:24]

@@ -7,6 +7,8 @@ import dataclasses
 import jax
 import numpy as np
 
+from jaxzip.auto._common import est_bytes
+from jaxzip.auto._polish import polish
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchSpace
 from jaxzip.auto._trials import Trials
@@ -25,7 +27,11 @@ class Greedy:
     drop (lambda = 0: the most aggressive; infinite: the mildest of least drop);
     lambda is bisected for the most aggressive feasible candidate; then (with
     ``space.refine``) single layers are pushed one notch further, largest layers
-    first, keeping feasible moves. Deterministic: it uses no randomness.
+    first, keeping feasible moves. With a budget (time or trials), the search
+    then spends it (:func:`jaxzip.auto._polish.polish`): neighbours of the best
+    per-layer settings, one notch away, at each fine-tuning length of
+    ``space.finetune_rounds``, until the budget ends or none is feasible and
+    smaller. Deterministic: it uses no randomness.
 
     Example:
       >>> Greedy().name
@@ -39,9 +45,17 @@ class Greedy:
 
     def run(
         self, trials: Trials, space: SearchSpace, *, key: jax.Array, max_trials: int | None
-    ) -> None:
-        """Runs the search through ``trials`` (which enforce the budgets)."""
-        _greedy(trials, space)
+    ) -> str | None:
+        """Runs the search through ``trials`` (which enforce the budgets).
+
+        Returns ``"exhausted"`` when the budget-spending refinement ran out of
+        moves, else None.
+        """
+        current = _greedy(trials, space)
+        budget = trials.deadline is not None or trials.max_trials is not None
+        if current is None or not budget:
+            return None
+        return polish(trials, space, current)
 
 
 def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:
@@ -56,13 +70,6 @@ def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:
 def _envelope(drops: np.ndarray) -> np.ndarray:
     """Running maximum along the aggressiveness axis: a setting is allowed only if all milder are."""
     return np.maximum.accumulate(drops, axis=1)
-
-
-def _est_bytes(n: int, sparsity: float, bits: int) -> float:
-    """Estimated stored bytes of an ``n``-weight layer: positions (entropy), indices, codebook."""
-    s = min(max(sparsity, 0.0), 1.0 - 1e-9)
-    positions = 0.0 if s == 0 else n * -(s * np.log2(s) + (1 - s) * np.log2(1 - s))
-    return (positions + n * (1 - s) * bits + 32 * 2**bits) / 8
 
 
 def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> list[tuple]:
@@ -89,7 +96,7 @@ def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> lis
             for j, sv in enumerate(space.sparsities):
                 for k, bv in enumerate(space.bits):
                     drop = s_env[i, j] + b_env[i, k]
-                    est = _est_bytes(sizes[layer], sv, bv)
+                    est = est_bytes(sizes[layer], sv, bv)
                     cost = (drop, est) if lam == np.inf else (est + lam * drop, drop)
                     if best is None or cost < best[0]:
                         best = (cost, sv, bv)
@@ -99,7 +106,9 @@ def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> lis
     return out
 
 
-def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
+def _greedy(trials: Trials, space: SearchSpace) -> dict | None:
+    """The ladder and its refinement; returns the best feasible record, or the mildest
+    rung at longer fine-tuning when that is feasible, or None."""
     sens = _sensitivity(trials, space)
     trials.sensitivity = sens
     sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
@@ -111,10 +120,18 @@ def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
             lo = mid
         else:
             hi = mid
-    if lo < 0 or not space.refine:
-        return sens
+    if lo < 0:  # nothing feasible: longer fine-tuning of the mildest rung, within budgets
+        if trials.deadline is None and trials.max_trials is None:
+            return None
+        for r in space.finetune_rounds[1:]:
+            rec = trials.candidate(*ladder[0], r)
+            if trials.is_feasible(rec):
+                return rec
+        return None
     sp, bt = dict(ladder[lo][0]), dict(ladder[lo][1])
     current = trials.candidate(sp, bt)
+    if not space.refine:
+        return current
     improved = True
     while improved:
         improved = False
@@ -134,4 +151,4 @@ def _greedy(trials: Trials, space: SearchSpace) -> Sensitivity:
                     break
             if improved:
                 break
-    return sens
+    return current

@@ -68,6 +68,52 @@ def _layers_figure(result: SearchResult) -> Any:
     return fig
 
 
+def _time_figure(result: SearchResult) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    pts = [t for t in result.timeline if t.get("elapsed_s") is not None]
+    if pts:
+        ax.step([t["elapsed_s"] for t in pts], [t["ratio"] for t in pts], where="post",
+                marker="o", color="tab:blue")  # fmt: skip
+    ax.set_xlabel("search time (s)")
+    ax.set_ylabel("best feasible ratio (validation)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _drop_lines(drops: Mapping[str, Any]) -> list[str]:
+    lines = ["", "## Accuracy drop on each split", "",
+             f"Bound: {drops['bound_pp']:g} points. Standard error: {drops['se_method']}.", "",
+             "| split | examples | baseline | best | drop (points) | ± SE |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for split in ("validation", "confirmation", "test"):
+        d = drops.get(split)
+        if d is None:
+            lines.append(f"| {split} | | | | not measured | |")
+            continue
+        lines.append(f"| {split} | {d['n']} | {d['baseline_accuracy']:.4f} | {d['accuracy']:.4f} "
+                     f"| {d['drop_pp']:.3f} | {d['se_pp']:.3f} |")  # fmt: skip
+    return lines
+
+
+def _confirmation_lines(c: Mapping[str, Any]) -> list[str]:
+    verdict = f"confirmed `{c['confirmed']}`" if c["confirmed"] else "NO candidate confirmed"
+    lines = ["", "## Confirmation", "",
+             f"Ranked on validation; the {c['ranked']} feasible candidates confirmed in ranking "
+             f"order on a split of {c['n']} examples the search never ranked with (at most "
+             f"{c['max_confirmations']} attempts; baseline there {c['baseline']:.4f}): {verdict}.",
+             "", "| candidate | bytes | ratio | validation acc | confirmation acc | drop | passed |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for a in c["attempts"]:
+        lines.append(f"| `{a['key']}` | {a['bytes']} | {a['ratio']:.2f}x | "
+                     f"{a['val_accuracy']:.4f} | {a['accuracy']:.4f} | {a['drop']:.4f} | "
+                     f"{'yes' if a['passed'] else 'no'} |")  # fmt: skip
+    return lines
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -78,6 +124,7 @@ def write_report(
     *,
     sensitivity: Sensitivity | None = None,
     test_metrics: Mapping[str, Any] | None = None,
+    drops: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes ``report.md`` and its PNG plots for a search result.
 
@@ -93,6 +140,8 @@ def write_report(
       out_dir: the directory (created if missing).
       sensitivity: the curves to plot; default ``result.sensitivity``.
       test_metrics: e.g. ``{"test_accuracy": 0.99}``, measured once at the end.
+      drops: the drop on each split with its standard error (as ``jaxzip auto``'s
+        ``auto.json`` holds it): a table.
 
     Returns:
       The path of ``report.md``.
@@ -122,7 +171,9 @@ def write_report(
     lines = [
         "# jaxzip auto: search report", "",
         f"Strategy `{result.strategy}`, {len(result.trials)} candidate trials "
-        f"({result.computed} computed in the last run), stopped: {result.stopped}.", "",
+        f"({result.computed} computed in the last run), stopped: {result.stopped}"
+        + (" (every neighbour of the best, at every fine-tuning length, was tried: none is "
+           "feasible and smaller)" if result.stopped == "exhausted" else "") + ".", "",
         "| | value |", "|---|---|",
         f"| baseline accuracy (validation) | {result.baseline:.4f} |",
         f"| max drop | {result.max_drop:g} |",
@@ -134,6 +185,10 @@ def write_report(
     ]  # fmt: skip
     for k, v in (test_metrics or {}).items():
         lines.append(f"| {k} | {_fmt(v)} |")
+    if drops is not None:
+        lines += _drop_lines(drops)
+    if result.confirmation is not None:
+        lines += _confirmation_lines(result.confirmation)
     lines += ["", "## Best candidate per layer", "",
               "| leaf | sparsity | bits | bytes | entropy bound (bytes) |",
               "|---|---|---|---|---|"]  # fmt: skip
@@ -145,8 +200,15 @@ def write_report(
                      f"{'' if bits is None else bits} | {nbytes} | {bound:.0f} |")  # fmt: skip
     _save(_trials_figure(result), out / "trials.png")
     _save(_layers_figure(result), out / "layers.png")
+    _save(_time_figure(result), out / "time.png")
     lines += ["", "## Trials", "", "![bytes vs accuracy](trials.png)", "",
               "![per-layer settings](layers.png)"]  # fmt: skip
+    lines += ["", "## Best ratio against time", "", "![best ratio against time](time.png)", "",
+              "| search time (s) | ratio | bytes | candidate |", "|---|---|---|---|"]  # fmt: skip
+    for t in result.timeline:
+        el = t.get("elapsed_s")
+        lines.append(f"| {'' if el is None else f'{el:.1f}'} | {t['ratio']:.2f}x | "
+                     f"{t['bytes']} | `{t['key']}` |")  # fmt: skip
     if sens is not None:
         _save(plot_sensitivity(sens), out / "sensitivity.png")
         lines += ["", "## Sensitivity", "", "Each layer alone pruned or weight-shared, "

@@ -13,12 +13,13 @@ import numpy as np
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params, Where
 from jaxzip.auto._common import EvalFn, layer_paths
+from jaxzip.auto._confirm import BudgetTooSmall, check_confirm_size, confirm
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
-from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials
+from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials, _pick_best
 from jaxzip.paths import describe, leaves_with_paths
 
 __all__ = ["JOURNAL_FILE", "Strategy", "search"]
@@ -38,12 +39,21 @@ def _check_number(name: str, value: Any, *, positive: bool) -> float:
 
 
 def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
-                    key: jax.Array, strategy: Strategy, finetune: bool) -> dict[str, Any]:  # fmt: skip
+                    key: jax.Array, strategy: Strategy, finetune: bool,
+                    confirm: bool) -> dict[str, Any]:  # fmt: skip
     leaves = dict(leaves_with_paths(params))
     key_data = np.asarray(jax.random.key_data(key)).tolist()  # the key's identity, for the hash
     return {"search": 1, "where": describe(where), "space": space.to_dict(), "key": key_data,
             "layers": {p: list(np.shape(leaves[p])) for p in layers},
-            "strategy": strategy.name, "finetune": finetune}  # fmt: skip
+            "strategy": strategy.name, "finetune": finetune, "confirm": confirm}  # fmt: skip
+
+
+def _check_count(name: str, value: Any, *, optional: bool = True) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    return int(value)
 
 
 def search(
@@ -61,6 +71,10 @@ def search(
     time_budget_s: float | None = None,
     max_trials: int | None = None,
     progress: bool = False,
+    confirm_fn: EvalFn | None = None,
+    confirm_n: int | None = None,
+    val_n: int | None = None,
+    max_confirmations: int = 3,
 ) -> SearchResult:
     """Searches per-layer sparsity and k-means bits for the smallest file within ``max_drop``.
 
@@ -81,7 +95,22 @@ def search(
     a rerun after a kill replays to the same result. With ``out_dir``, the
     journal defaults to ``out_dir/journal.jsonl`` and ``best.jz`` (the codec
     file) and ``best.json`` are rewritten whenever the best candidate improves.
-    Budgets are checked between trials.
+    Budgets are checked between trials. With a budget (``time_budget_s`` or
+    ``max_trials``) the greedy strategy keeps refining after its ladder until
+    the budget is spent or no neighbour of the best, at any fine-tuning length
+    of ``space.finetune_rounds``, is feasible and smaller (``stopped``:
+    ``"exhausted"``).
+
+    The honest bound (``confirm_fn``): the candidates are ranked on
+    ``eval_fn``'s split only; the smallest feasible one is then confirmed with
+    ``confirm_fn`` on a second split the search never ranked with: it passes
+    iff its accuracy there is at least the baseline's there minus ``max_drop``.
+    If it fails, the next feasible candidate by the ranking (bytes, then
+    validation accuracy) is confirmed, up to ``max_confirmations`` attempts
+    (each attempt re-uses the confirmation split, so keep them few). The
+    baseline's confirmation is measured right after its validation, within the
+    time budget; the candidates' confirmations (one evaluation each) are run
+    after the search even when the budget is spent. All are journaled.
 
     Args:
       params: the trained params (the baseline).
@@ -99,15 +128,25 @@ def search(
       time_budget_s: stop starting new trials after this many seconds (> 0).
       max_trials: at most this many candidate trials, journaled ones included (>= 1).
       progress: show a tqdm bar with the best so far on stderr.
+      confirm_fn: ``confirm_fn(params) -> float``, accuracy on the confirmation split.
+      confirm_n: the confirmation split's size (required with ``confirm_fn``): it must
+        resolve the bound, ``confirm_n * max_drop >= 1`` (one error there is at most
+        ``max_drop``), and gives the drops' standard errors.
+      val_n: ``eval_fn``'s split size, for the validation drop's standard error.
+      max_confirmations: at most this many candidates are confirmed (>= 1).
 
     Returns:
-      A :class:`SearchResult`; ``feasible=False`` when no candidate met the bound.
+      A :class:`SearchResult`; ``feasible=False`` when no candidate met the bound
+      (with ``confirm_fn``: when none of the attempts passed its confirmation).
       If the time budget ends before any candidate (during the sensitivity
       probes), the mildest candidate is still evaluated so that a result exists.
 
     Raises:
       ValueError: ``max_drop < 0``, a budget <= 0, ``where`` selects nothing,
-        ``eval_fn`` returns NaN or a non-scalar.
+        ``eval_fn`` returns NaN or a non-scalar, ``confirm_n`` missing or too small
+        to resolve ``max_drop``.
+      jaxzip.auto.BudgetTooSmall (a ValueError): the time budget ended before the
+        baseline's confirmation; the message says what was measured so far.
       TypeError: ``strategy`` is not a :class:`Greedy` or :class:`Optuna`, or
         ``key`` not a PRNG key.
       jaxzip._errors.ConfigError: the journal belongs to another search.
@@ -125,10 +164,15 @@ def search(
     max_drop = _check_number("max_drop", max_drop, positive=False)
     if time_budget_s is not None:
         time_budget_s = _check_number("time_budget_s", time_budget_s, positive=True)
-    if max_trials is not None and (isinstance(max_trials, bool)
-                                   or not isinstance(max_trials, (int, np.integer))
-                                   or max_trials < 1):  # fmt: skip
-        raise ValueError(f"max_trials: expected an int >= 1, got {max_trials!r}")
+    max_trials = _check_count("max_trials", max_trials)
+    max_confirmations = _check_count("max_confirmations", max_confirmations, optional=False)
+    val_n = _check_count("val_n", val_n)
+    if confirm_fn is not None:
+        if not callable(confirm_fn):
+            raise TypeError(f"confirm_fn: expected a callable, got {confirm_fn!r}")
+        confirm_n = check_confirm_size(confirm_n, max_drop)
+    elif confirm_n is not None:
+        raise ValueError(f"confirm_n: given ({confirm_n!r}) without a confirm_fn")
     if not isinstance(strategy, Greedy | Optuna):
         raise TypeError(
             f"strategy: expected jaxzip.auto.Greedy() or jaxzip.auto.Optuna(), got {strategy!r}"
@@ -148,7 +192,7 @@ def search(
         journal = out / JOURNAL_FILE
     if journal is not None and not isinstance(journal, Journal):
         cfg = _journal_config(params, layers, where, space, key, strategy,
-                              finetune_fn is not None)  # fmt: skip
+                              finetune_fn is not None, confirm_fn is not None)  # fmt: skip
         journal = Journal.open(journal, config=cfg)
     bar = None
     if progress:
@@ -159,37 +203,82 @@ def search(
         trials = Trials(params, eval_fn=eval_fn, finetune_fn=finetune_fn, layers=layers,
                         iters=space.kmeans_iters, key=named_key(key, "trials"), max_drop=max_drop,
                         journal=journal, out_dir=out, time_budget_s=time_budget_s,
-                        max_trials=max_trials, bar=bar)  # fmt: skip
+                        max_trials=max_trials, bar=bar, confirm_fn=confirm_fn)  # fmt: skip
+        if confirm_fn is not None:
+            try:
+                trials.confirm_baseline()
+            except BudgetExhausted:
+                raise BudgetTooSmall(
+                    f"time_budget_s: {time_budget_s:g} s was spent before the baseline was "
+                    f"measured on the confirmation split; found so far: the baseline's validation "
+                    f"accuracy {trials.baseline:.4f}, no candidate. Give a larger budget (the "
+                    f"journal keeps what was measured, so the rerun resumes)"
+                ) from None
         stopped = "done"
         try:
-            strategy.run(trials, space, key=named_key(key, strategy.name), max_trials=max_trials)
+            status = strategy.run(trials, space, key=named_key(key, strategy.name),
+                                  max_trials=max_trials)  # fmt: skip
+            stopped = status or "done"
         except BudgetExhausted as e:
             stopped = e.reason
     finally:
         if bar is not None:
             bar.close()
-    return _result(trials, space, trials.sensitivity, strategy.name, stopped, max_drop)
+    return _result(
+        trials,
+        space,
+        trials.sensitivity,
+        strategy.name,
+        stopped,
+        max_drop,
+        max_confirmations=max_confirmations,
+        confirm_n=confirm_n,
+        val_n=val_n,
+    )
+
+
+def _timeline(records: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The best feasible ratio each time it improved, with the search time it took."""
+    out, best = [], None
+    for r in records:
+        if r["feasible"] and (best is None or r["bytes"] < best):
+            best = r["bytes"]
+            out.append({"elapsed_s": r.get("elapsed_s"), "ratio": r["ratio"], "bytes": r["bytes"],
+                        "key": r["key"], "index": r["index"]})  # fmt: skip
+    return tuple(out)
 
 
 def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strategy: str,
-            stopped: str, max_drop: float) -> SearchResult:  # fmt: skip
+            stopped: str, max_drop: float, *, max_confirmations: int, confirm_n: int | None,
+            val_n: int | None) -> SearchResult:  # fmt: skip
     if not trials.candidates:  # the budget ran out before any candidate: try the mildest one
         mild = ({p: space.sparsities[0] for p in trials.layers},
                 {p: space.bits[0] for p in trials.layers})  # fmt: skip
         trials.max_trials, trials.deadline = None, None
         trials.candidate(*mild)
     records = [{**r, "feasible": trials.is_feasible(r)} for r in trials.candidates]
-    best = trials.best()
+    best = _pick_best(records)
     assert best is not None  # at least one candidate exists here
+    confirmation = None
+    if trials.confirm_fn is not None:
+        ranked = sorted((r for r in records if r["feasible"]),
+                        key=lambda r: (r["bytes"], -r["accuracy"], r["index"]))  # fmt: skip
+        chosen, confirmation = confirm(trials, ranked, max_confirmations=max_confirmations,
+                                       confirm_n=confirm_n, val_n=val_n)  # fmt: skip
+        if chosen is not None:
+            best = {**chosen, "confirmed": True}
+        else:
+            best = {**best, "feasible": False, "confirmed": False}
     books = trials.books_of(best)
     if trials.out_dir is not None:
         path = trials.out_dir / "best.json"
         saved = json.loads(path.read_text("utf-8")) if path.exists() else {}
-        if saved.get("key") != best["key"] or saved.get("max_drop") != max_drop:
+        if (saved.get("key"), saved.get("max_drop"), saved.get("confirmed")) != (
+            best["key"], max_drop, best.get("confirmed")):  # fmt: skip
             trials.save_best(best, books)
     return SearchResult(
         feasible=bool(best["feasible"]), best=best, books=books, baseline=trials.baseline,
         max_drop=max_drop, trials=tuple(records), pareto=pareto_front(records),
         sensitivity=sens, layers=trials.layers, strategy=strategy, stopped=stopped,
-        computed=trials.computed,
+        computed=trials.computed, confirmation=confirmation, timeline=_timeline(records),
     )  # fmt: skip

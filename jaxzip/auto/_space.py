@@ -29,17 +29,23 @@ class SearchSpace:
       kmeans_iters: Lloyd iterations of each codebook.
       refine: after the greedy tolerance search, push single layers one notch
         further while the candidate stays feasible.
+      finetune_rounds: how many times ``finetune_fn`` may be applied in a row to
+        one candidate (longer fine-tuning), tried in this order by the
+        refinement that spends a time budget (:func:`jaxzip.auto.search`); must
+        start with 1, the length every first candidate gets.
 
     Example:
       >>> SearchSpace(sparsities=(0.9, 0.0), bits=(4, 8)).bits
       (8, 4)
     """
 
-    sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.97, 0.98)
-    bits: tuple[int, ...] = (8, 6, 5, 4, 3)
+    sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.97, 0.98,
+                                     0.99, 0.995)  # fmt: skip
+    bits: tuple[int, ...] = (8, 6, 5, 4, 3, 2)
     probe_sparsities: tuple[float, ...] | None = None
     kmeans_iters: int = 20
     refine: bool = True
+    finetune_rounds: tuple[int, ...] = (1, 2, 4)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsities",
@@ -53,6 +59,14 @@ class SearchSpace:
             raise ValueError(f"SearchSpace.kmeans_iters: expected an int >= 0, got {it!r}")
         if not isinstance(self.refine, bool):
             raise ValueError(f"SearchSpace.refine: expected a bool, got {self.refine!r}")
+        rounds = self.finetune_rounds
+        ok = (isinstance(rounds, (tuple, list)) and len(rounds) > 0
+              and all(not isinstance(r, bool) and isinstance(r, (int, np.integer)) and r >= 1
+                      for r in rounds))  # fmt: skip
+        if not ok or rounds[0] != 1 or list(rounds) != sorted(set(rounds)):
+            raise ValueError(f"SearchSpace.finetune_rounds: expected increasing distinct ints "
+                             f">= 1 starting with 1, e.g. (1, 2, 4), got {rounds!r}")  # fmt: skip
+        object.__setattr__(self, "finetune_rounds", tuple(int(r) for r in rounds))
 
     @property
     def probes(self) -> tuple[float, ...]:
@@ -66,7 +80,7 @@ class SearchSpace:
         return {
             "sparsities": list(self.sparsities), "bits": list(self.bits),
             "probe_sparsities": list(self.probes), "kmeans_iters": int(self.kmeans_iters),
-            "refine": self.refine,
+            "refine": self.refine, "finetune_rounds": list(self.finetune_rounds),
         }  # fmt: skip
 
 
@@ -91,9 +105,11 @@ class SearchResult:
     """What :func:`jaxzip.auto.search` found.
 
     Attributes:
-      feasible: whether ``best`` meets ``accuracy >= baseline - max_drop``.
-      best: the best trial record: the smallest feasible one, or when none is
-        feasible the most accurate one. Keys: ``key``, ``sparsity`` and
+      feasible: whether ``best`` meets ``accuracy >= baseline - max_drop`` (with a
+        confirmation split: on validation *and* on the confirmation split).
+      best: the best trial record: the smallest feasible one (with a
+        confirmation split: the first, by that ranking, that also passed its
+        confirmation), or when none is feasible the most accurate one. Keys: ``key``, ``sparsity`` and
         ``bits`` (per layer path), ``bytes``, ``dense_bytes``, ``ratio``,
         ``accuracy``, ``feasible``, ``layer_bytes``, ``layer_bound_bits``.
       books: the best candidate's params with :class:`jaxzip.quant.KMeansArray`
@@ -105,8 +121,20 @@ class SearchResult:
       sensitivity: the per-layer sensitivity used by the greedy strategy (or None).
       layers: the searched leaves' paths.
       strategy: ``"greedy"`` or ``"optuna"``.
-      stopped: ``"done"``, ``"max_trials"`` or ``"time_budget"``.
+      stopped: why the search stopped: ``"done"`` (no time budget: the greedy
+        ladder and its one-notch refinement ran to their end), ``"exhausted"``
+        (a time budget was given and the refinement tried every neighbour of the
+        best at every fine-tuning length without finding a smaller feasible
+        one: the evidence that nothing near the best beats it),
+        ``"max_trials"`` or ``"time_budget"`` (a budget was spent first).
       computed: how many trials this call computed (the rest came from the journal).
+      confirmation: with a confirmation split, what it decided (see
+        :func:`jaxzip.auto.search`): ``n``, ``baseline``, ``attempts`` (each
+        candidate confirmed, in ranking order: key, bytes, validation and
+        confirmation accuracy, drop, passed) and ``confirmed`` (a key or None);
+        else None.
+      timeline: the best feasible (on validation) ratio against search time:
+        ``{"elapsed_s", "ratio", "bytes", "key"}`` each time it improved.
     """
 
     feasible: bool
@@ -121,6 +149,8 @@ class SearchResult:
     strategy: str
     stopped: str
     computed: int
+    confirmation: dict[str, Any] | None = None
+    timeline: tuple[dict[str, Any], ...] = ()
 
     @property
     def params(self) -> Params:
@@ -135,5 +165,6 @@ class SearchResult:
             "pareto": [t["key"] for t in self.pareto],
             "sensitivity": None if self.sensitivity is None else self.sensitivity.to_json(),
             "layers": list(self.layers), "strategy": self.strategy, "stopped": self.stopped,
-            "computed": self.computed,
+            "computed": self.computed, "confirmation": self.confirmation,
+            "timeline": list(self.timeline),
         }  # fmt: skip

@@ -52,21 +52,27 @@ def build_candidate(
     finetune_fn: FinetuneFn | None,
     key: jax.Array,
     iters: int,
+    rounds: int = 1,
 ) -> Params:
     """prune each layer by magnitude → optional ``finetune_fn`` → k-means per layer.
+
+    With ``rounds > 1`` the fine-tuning is applied ``rounds`` times in a row
+    (longer fine-tuning through the same callable): round 0 with ``key``, round
+    ``i`` with ``named_key(key, f"round{i}")``.
 
     Returns the params with :class:`jaxzip.quant.KMeansArray` leaves for the layers.
     """
     mask: Mask = layer_mask(params, sparsity)
     pruned = jz_prune.apply_mask(params, mask)
     if finetune_fn is not None:
-        tuned = finetune_fn(pruned, mask, key=key)
-        if jax.tree.structure(tuned) != jax.tree.structure(params):
-            raise ValueError(
-                f"finetune_fn: must return params of the input's structure "
-                f"{jax.tree.structure(params)}, got {jax.tree.structure(tuned)}"
-            )
-        pruned = jz_prune.apply_mask(tuned, mask)
+        for i in range(rounds):
+            tuned = finetune_fn(pruned, mask, key=key if i == 0 else named_key(key, f"round{i}"))
+            if jax.tree.structure(tuned) != jax.tree.structure(params):
+                raise ValueError(
+                    f"finetune_fn: must return params of the input's structure "
+                    f"{jax.tree.structure(params)}, got {jax.tree.structure(tuned)}"
+                )
+            pruned = jz_prune.apply_mask(tuned, mask)
     return share_weights(pruned, bits, mask, iters=iters)
 
 
@@ -85,8 +91,14 @@ class Trials:
     def __init__(self, params: Params, *, eval_fn: EvalFn, finetune_fn: FinetuneFn | None,
                  layers: tuple[str, ...], iters: int, key: jax.Array, max_drop: float,
                  journal: Journal | None, out_dir: Path | None, time_budget_s: float | None,
-                 max_trials: int | None, bar: Any = None) -> None:  # fmt: skip
+                 max_trials: int | None, bar: Any = None,
+                 confirm_fn: EvalFn | None = None) -> None:  # fmt: skip
         self.params, self.eval_fn, self.finetune_fn = params, eval_fn, finetune_fn
+        self.confirm_fn = confirm_fn
+        # search time: continued across resumes from the latest time the journal holds
+        self.t0 = time.monotonic()
+        done = journal.records if journal is not None else ()
+        self.offset = max((float(r.get("elapsed_s", 0.0)) for r in done), default=0.0)
         self.layers, self.iters, self.key, self.max_drop = layers, iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
         self.max_trials = max_trials
@@ -106,15 +118,22 @@ class Trials:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise BudgetExhausted("time_budget")
 
+    def elapsed(self) -> float:
+        """Search seconds: this process's, plus those of the runs the journal continues."""
+        return self.offset + time.monotonic() - self.t0
+
     def _record(self, settings: dict[str, Any], compute: Callable[[], dict[str, Any]],
-                on_new: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                on_new: Callable[[dict[str, Any]], None] | None = None, *,
+                timed: bool = True) -> dict[str, Any]:  # fmt: skip
         key = settings_key(settings)
         if key in self.memo:
             return self.memo[key]
         rec = self.journal.get(key) if self.journal is not None else None
         if rec is None:
-            self._check_time()
+            if timed:
+                self._check_time()
             rec = {"key": key, **settings, **compute()}
+            rec["elapsed_s"] = round(self.elapsed(), 3)
             rec = json.loads(json.dumps(rec))  # the same JSON types as a replayed record
             if on_new is not None:
                 on_new(rec)
@@ -144,11 +163,18 @@ class Trials:
         return float(self._record(settings, compute)["accuracy"])
 
     # -- candidates --------------------------------------------------------------------------
-    def candidate(self, sparsity: Mapping[str, float], bits: Mapping[str, int]) -> dict[str, Any]:
-        """The record of one candidate (computed, or replayed from the journal)."""
+    def candidate(self, sparsity: Mapping[str, float], bits: Mapping[str, int],
+                  rounds: int = 1) -> dict[str, Any]:  # fmt: skip
+        """The record of one candidate (computed, or replayed from the journal).
+
+        ``rounds``: how many times ``finetune_fn`` is applied (longer fine-tuning);
+        1 is left out of the settings, so its key is that of the plain candidate.
+        """
         settings = {"kind": "candidate",
                     "sparsity": {p: float(sparsity[p]) for p in self.layers},
                     "bits": {p: int(bits[p]) for p in self.layers}}  # fmt: skip
+        if rounds != 1:
+            settings["rounds"] = int(rounds)
         key = settings_key(settings)
         fresh = key not in self.memo
         if fresh and self.max_trials is not None and len(self.candidates) >= self.max_trials:
@@ -163,7 +189,8 @@ class Trials:
         t0 = time.perf_counter()
         rng = named_key(self.key, key)  # the candidate's own key, named by its settings hash
         books = build_candidate(self.params, settings["sparsity"], settings["bits"],
-                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters)  # fmt: skip
+                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters,
+                                rounds=settings.get("rounds", 1))  # fmt: skip
         data = jz_codec.encode(books)
         report = jz_codec.size_report(data)
         acc = self._eval(decode(books), f"candidate {key}")
@@ -214,9 +241,33 @@ class Trials:
                 return jz_codec.load(self.out_dir / BEST_FILE)
         rng = named_key(self.key, key)
         books = build_candidate(self.params, rec["sparsity"], rec["bits"],
-                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters)  # fmt: skip
+                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters,
+                                rounds=rec.get("rounds", 1))  # fmt: skip
         self.books[key] = books
         return books
+
+    # -- confirmation ------------------------------------------------------------------------
+    def confirm_baseline(self) -> float:
+        """``confirm_fn`` of the input params (journaled; within the time budget)."""
+        assert self.confirm_fn is not None
+        fn = self.confirm_fn
+        rec = self._record(
+            {"kind": "confirm_baseline"},
+            lambda: {"accuracy": check_score(fn(self.params), "confirm_fn (on the input params)")},
+        )
+        return float(rec["accuracy"])
+
+    def confirm(self, rec: Mapping[str, Any]) -> float:
+        """``confirm_fn`` of a candidate's decoded params (journaled; run past the deadline)."""
+        assert self.confirm_fn is not None
+        fn, key = self.confirm_fn, rec["key"]
+
+        def compute() -> dict[str, Any]:
+            acc = check_score(fn(decode(self.books_of(rec))), f"confirm_fn (on candidate {key})")
+            return {"accuracy": acc}
+
+        return float(self._record({"kind": "confirm", "candidate": key}, compute,
+                                  timed=False)["accuracy"])  # fmt: skip
 
     def _show(self) -> None:
         if self.bar is None:

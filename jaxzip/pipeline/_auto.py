@@ -2,9 +2,16 @@
 
 The config's data, model and train stages give the baseline params (usually
 ``model.params_from`` with ``train.epochs = 0``); :func:`jaxzip.auto.search`
-then searches per-layer sparsity and k-means bits, judging accuracy on the
-validation split and fine-tuning each candidate briefly on the training split
-with its mask kept. The test split is evaluated once, at the end.
+then searches per-layer sparsity and k-means bits, fine-tuning each candidate
+briefly on the training split with its mask kept.
+
+The honest bound: the config's validation split (carved from the training
+data, never trained on) is cut in two, deterministically (``train_val_split``
+with ``experiment.seed``): the *ranking* split, on which every candidate is
+judged, and the *confirmation* split (``confirm_fraction`` of it), on which
+only the chosen candidate is confirmed (:func:`jaxzip.auto.search`). The test
+split is evaluated once, at the end, and only reported. ``auto.json`` gives the
+drop on each of the three with its standard error (:data:`jaxzip.auto.SE_METHOD`).
 
 Settings read from the config: ``[prune] where`` (the layers searched; default
 ``".*/kernel"``), ``[prune] epochs_per_round`` and ``learning_rate`` (each
@@ -24,8 +31,10 @@ import jax
 import optax
 
 from jaxzip import auto as jz_auto
+from jaxzip import data as jz_data
 from jaxzip import prune as jz_prune
 from jaxzip import train as jz_train
+from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_json, directory_lock
 from jaxzip._keys import named_key
 from jaxzip._types import Mask, Params
@@ -47,6 +56,41 @@ def _finetune_settings(cfg: ExperimentConfig) -> tuple[str, int, float]:
     return ".*/kernel", 1, cfg.train.learning_rate / 5
 
 
+def _check_fraction(confirm_fraction: Any) -> float | None:
+    if confirm_fraction is None:
+        return None
+    ok = not isinstance(confirm_fraction, bool) and isinstance(confirm_fraction, (int, float))
+    if not ok or not 0 < confirm_fraction < 1:
+        raise ValueError(f"confirm_fraction: expected a number in (0, 1) or None, "
+                         f"got {confirm_fraction!r}")  # fmt: skip
+    return float(confirm_fraction)
+
+
+def _carve(cfg: ExperimentConfig, val: Any, fraction: float, max_drop_pp: float) -> tuple:
+    """(ranking, confirmation) halves of the validation split; ConfigError if too small."""
+    if not isinstance(val, jz_data.Dataset):
+        raise ConfigError(f"jaxzip auto: the confirmation split is carved from an image "
+                          f"dataset's validation split; data.name {cfg.data.name!r} gives "
+                          f"{type(val).__name__}")  # fmt: skip
+    n = len(val)
+    n_conf = min(max(round(n * fraction), 1), n - 1) if n >= 2 else 0
+    need = jz_auto.min_confirm_size(max_drop_pp / 100.0)
+    if n < 2 or n_conf < need:
+        raise ConfigError(
+            f"data.val_fraction: the confirmation split ({n_conf} of the {n} validation "
+            f"examples, confirm_fraction {fraction:g}) cannot resolve --max-drop {max_drop_pp:g} "
+            f"points: one error there is {100 / max(n_conf, 1):.3g} points; it needs at least "
+            f"{need} examples (n * max_drop >= 1). Raise data.val_fraction or --max-drop"
+        )
+    rank, conf = jz_data.train_val_split(val, val_fraction=fraction, seed=int(cfg.experiment.seed))
+    return rank, conf
+
+
+def _drop(base: float, acc: float, n: int) -> dict[str, float]:
+    return {"baseline_accuracy": base, "accuracy": acc, "drop_pp": 100 * (base - acc),
+            "se_pp": 100 * jz_auto.drop_se(base, acc, n), "n": n}  # fmt: skip
+
+
 def run_auto(
     cfg: ExperimentConfig,
     out_dir: str | os.PathLike[str],
@@ -58,6 +102,7 @@ def run_auto(
     strategy: str = "greedy",
     space: jz_auto.SearchSpace | None = None,
     progress: bool = True,
+    confirm_fraction: float | None = 0.5,
 ) -> dict[str, Any]:
     """Runs the compression search for ``cfg`` and writes its results to ``out_dir``.
 
@@ -81,14 +126,21 @@ def run_auto(
         ``"greedy"`` or ``"optuna"`` (``jaxzip.auto.Greedy()`` / ``Optuna()``).
       space: the per-layer choices; default :class:`jaxzip.auto.SearchSpace`.
       progress: progress bars on stderr.
+      confirm_fraction: the share of the validation split held out as the
+        confirmation split (None: no confirmation, every candidate judged on the
+        whole validation split).
 
     Returns:
       What ``auto.json`` holds.
 
     Raises:
       TypeError: ``cfg`` is not an :class:`ExperimentConfig`.
-      ValueError: bad ``max_drop_pp`` or budgets; ConfigError (a ValueError) for an
-        unknown strategy name.
+      ValueError: bad ``max_drop_pp``, budgets or ``confirm_fraction``; ConfigError (a
+        ValueError) for an unknown strategy name, or a confirmation split too small
+        to resolve the bound (fewer than ``ceil(100 / max_drop_pp)`` examples; the
+        message names the sizes).
+      jaxzip.auto.BudgetTooSmall: the time budget ended before the baseline was
+        measured on the confirmation split.
       jaxzip.ConfigError: a journal from another config is in ``out_dir``.
     """
     if not isinstance(cfg, ExperimentConfig):
@@ -97,6 +149,7 @@ def run_auto(
         raise ValueError(f"max_drop: expected a number of percentage points, got {max_drop_pp!r}")
     if not max_drop_pp >= 0:
         raise ValueError(f"max_drop: expected percentage points >= 0, got {max_drop_pp!r}")
+    confirm_fraction = _check_fraction(confirm_fraction)
     search_strategy = lookup("strategy", strategy, where="strategy")
     seed = cfg.experiment.seed if seed is None else seed
     space = jz_auto.SearchSpace() if space is None else space
@@ -112,20 +165,31 @@ def run_auto(
         save_config(out / "config.toml", cfg)
         start = time.perf_counter()
         settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
-                    "seed": int(seed), "strategy": strategy, "space": space.to_dict()}  # fmt: skip
+                    "seed": int(seed), "strategy": strategy, "space": space.to_dict(),
+                    "confirm_fraction": confirm_fraction}  # fmt: skip
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
 
         state = RunState(out_dir=out, progress=progress)
-        for stage in (load_data, build_model, train_stage):
+        state = state.updated(load_data(cfg, state)[0])
+        rank, conf = state.splits.val, None
+        if confirm_fraction is not None:  # before training: a bad size fails fast
+            rank, conf = _carve(cfg, state.splits.val, confirm_fraction, max_drop_pp)
+        for stage in (build_model, train_stage):
             state = state.updated(stage(cfg, state)[0])
         splits, apply_fn, dense = state.splits, state.apply_fn, state.params
         t = cfg.train
 
-        def eval_fn(params: Params) -> float:
-            m = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
-            return float(m["accuracy"])
+        def accuracy_on(ds: Any) -> Any:
+            def acc(params: Params) -> float:
+                m = jz_train.evaluate(apply_fn, params, ds, batch_size=t.eval_batch_size)
+                return float(m["accuracy"])
+
+            return acc
+
+        eval_fn = accuracy_on(rank)
+        confirm = {} if conf is None else {"confirm_fn": accuracy_on(conf), "confirm_n": len(conf)}
 
         def finetune_fn(params: Params, mask: Mask, *, key: jax.Array) -> Params:
             if epochs == 0:
@@ -145,20 +209,35 @@ def run_auto(
             key=named_key(jax.random.key(seed), "auto"),
             finetune_fn=finetune_fn, space=space, strategy=search_strategy, out_dir=out, journal=journal,
             time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
+            val_n=len(rank), **confirm,
         )  # fmt: skip
         test = {}
         for name, params in (("dense", dense), ("best", result.params)):
             m = jz_train.evaluate(apply_fn, params, splits.test, batch_size=t.eval_batch_size)
             test[f"{name}_test_accuracy"] = float(m["accuracy"])
             test[f"{name}_test_error"] = float(m["error"])
+        best = result.best
+        drops: dict[str, Any] = {
+            "bound_pp": max_drop_pp, "se_method": jz_auto.SE_METHOD,
+            "validation": _drop(result.baseline, best["accuracy"], len(rank)),
+            "confirmation": None,
+            "test": _drop(test["dense_test_accuracy"], test["best_test_accuracy"], len(splits.test)),
+        }  # fmt: skip
+        c = result.confirmation
+        tried = [a for a in (c or {}).get("attempts", []) if a["key"] == best["key"]]
+        if c is not None and tried:
+            drops["confirmation"] = _drop(c["baseline"], tried[0]["accuracy"], int(c["n"]))
         summary = {
             "config_name": cfg.experiment.name, "max_drop_pp": max_drop_pp,
             "time_budget_s": time_budget_s, "max_trials": max_trials, "settings": settings,
-            "test": test, "result": result.to_dict(), "wall_time_s": round(time.perf_counter() - start, 3),
+            "splits": {"train": len(splits.train), "validation": len(rank),
+                       "confirmation": 0 if conf is None else len(conf), "test": len(splits.test)},
+            "drops": drops, "test": test, "result": result.to_dict(),
+            "wall_time_s": round(time.perf_counter() - start, 3),
             "files": {"best": jz_auto.BEST_FILE, "journal": jz_auto.JOURNAL_FILE},
         }  # fmt: skip
         try:
-            jz_auto.write_report(result, out, test_metrics=test)
+            jz_auto.write_report(result, out, test_metrics=test, drops=drops)
             summary["files"]["report"] = "report.md"
         except ImportError as e:
             print(f"jaxzip auto: no report written: {e}", file=sys.stderr)

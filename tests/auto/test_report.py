@@ -29,3 +29,23 @@ def test_report_written(mlp, make_eval, tmp_path):
         assert (tmp_path / "rep" / png).read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(TypeError, match="SearchResult"):
         write_report(r.to_dict(), tmp_path)
+
+
+def test_report_shows_drops_confirmation_and_time(mlp, make_eval, tmp_path):
+    space = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5)
+    ev = make_eval()
+    r = search(mlp, eval_fn=ev, max_drop=0.1, where=r".*/kernel", key=jax.random.key(0),
+               space=space, confirm_fn=ev, confirm_n=256, val_n=256)  # fmt: skip
+    d = {"validation": {"n": 256, "baseline_accuracy": 1.0, "accuracy": 0.98, "drop_pp": 2.0,
+                        "se_pp": 0.875},
+         "confirmation": None, "test": {"n": 10, "baseline_accuracy": 0.9, "accuracy": 0.8,
+                                        "drop_pp": 10.0, "se_pp": 16.58}}  # fmt: skip
+    text = write_report(
+        r, tmp_path, drops={**d, "bound_pp": 10.0, "se_method": "binomial"}
+    ).read_text()
+    for needle in ("| validation | 256 | 1.0000 | 0.9800 | 2.000 | 0.875 |",
+                   "| confirmation | | | | not measured | |", "| test | 10 |",
+                   "## Confirmation", f"confirmed `{r.best['key']}`", "## Best ratio against time",
+                   f"| {r.best['ratio']:.2f}x | {r.best['bytes']} | `{r.best['key']}` |"):  # fmt: skip
+        assert needle in text, needle
+    assert (tmp_path / "time.png").read_bytes()[:4] == b"\x89PNG"

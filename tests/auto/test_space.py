@@ -25,3 +25,15 @@ def test_pareto_front_hand_worked():
           {"bytes": 20, "accuracy": 0.9}]  # fmt: skip
     assert [(t["bytes"], t["accuracy"]) for t in pareto_front(ts)] == [(10, 0.5), (15, 0.9)]
     assert pareto_front([]) == ()
+
+
+@pytest.mark.parametrize("bad", [(), (2, 4), (1, 1), (1, 0), (4, 1), "1", (1, 2.0), (True,)])
+def test_finetune_rounds_checked(bad):
+    with pytest.raises(ValueError, match=r"SearchSpace\.finetune_rounds"):
+        SearchSpace(finetune_rounds=bad)
+
+
+def test_wider_default_space():
+    s = SearchSpace()
+    assert s.sparsities[-2:] == (0.99, 0.995) and s.bits[-1] == 2
+    assert s.finetune_rounds == (1, 2, 4) and s.to_dict()["finetune_rounds"] == [1, 2, 4]

@@ -48,9 +48,11 @@ def test_run_auto_writes_everything(write_config, tmp_path):
     assert res["stopped"] == "max_trials" and res["layers"] == ["Dense_0/kernel"]
     assert 0 < s["test"]["best_test_accuracy"] <= 1 and s["test"]["dense_test_accuracy"] > 0.3
     assert s["settings"]["finetune_epochs"] == 1
-    # the journal holds the baseline, the probes and the candidate, keyed
+    # the journal holds the baseline (validation and confirmation), the probes, the candidate
+    # and its confirmation, keyed
     lines = (out / "journal.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + 1 + 2 + 1 and '"kind":"candidate"' in lines[-1]
+    assert len(lines) == 1 + 2 + 2 + 1 + 1 and '"kind":"candidate"' in lines[-2]
+    assert '"kind":"confirm"' in lines[-1]
     # another config may not reuse this journal
     other = apply_overrides(cfg, ["experiment.seed=0"])
     with pytest.raises(ConfigError, match="another config"):

@@ -1,0 +1,129 @@
+"""Tests of jaxzip/auto/_confirm.py: the confirmation split (issue 18, the honest bound)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from jaxzip.auto import BudgetTooSmall, SearchSpace, drop_se, min_confirm_size, search
+from jaxzip.auto._confirm import check_confirm_size
+
+SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4, 2), kmeans_iters=5)
+# (at max_drop 0.3 the greedy search on the conftest MLP measures 10 candidates, 6 feasible)
+KERNELS = r".*/kernel"
+
+
+class ScriptedConfirm:
+    """A confirm_fn: 1.0 for the baseline (call 1), then the scripted scores in turn."""
+
+    def __init__(self, scores=(), *, default=1.0, kill_at=None):
+        self.scores, self.default, self.kill_at, self.calls = list(scores), default, kill_at, 0
+
+    def __call__(self, params):
+        self.calls += 1
+        if self.kill_at is not None and self.calls == self.kill_at:
+            raise KeyboardInterrupt("simulated kill")
+        if self.calls == 1:
+            return 1.0
+        i = self.calls - 2
+        return self.scores[i] if i < len(self.scores) else self.default
+
+
+def _run(mlp, ev, out, confirm_fn, **kw):
+    kw = {"max_drop": 0.3, "where": KERNELS, "key": jax.random.key(0), "space": SPACE,
+          "confirm_n": 100, "val_n": 256, **kw}  # fmt: skip
+    return search(mlp, eval_fn=ev, out_dir=out, confirm_fn=confirm_fn, **kw)
+
+
+def test_drop_se_hand_worked():
+    # sqrt(.99 * .01 / 1e4 + .98 * .02 / 1e4) = sqrt(2.95e-6)
+    assert drop_se(0.99, 0.98, 10_000) == pytest.approx(np.sqrt(2.95e-6), rel=1e-12)
+    assert drop_se(1.0, 1.0, 10) == 0.0
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        drop_se(0.5, 0.5, 0)
+
+
+def test_min_confirm_size_is_one_error_within_the_bound():
+    assert [min_confirm_size(d) for d in (0.001, 0.006, 0.05, 0.5, 0.0)] == [1000, 167, 20, 2, 1]
+    for d in (0.001, 0.006, 0.0123):
+        n = min_confirm_size(d)
+        assert n * d >= 1 - 1e-12 and (n - 1) * d < 1  # the fewest that resolve the bound
+    assert check_confirm_size(1000, 0.001) == 1000
+    with pytest.raises(ValueError, match=r"confirm_n: a confirmation split of 999 examples cannot "
+                                         r"resolve max_drop 0\.001.*at least 1000"):  # fmt: skip
+        check_confirm_size(999, 0.001)
+
+
+def test_first_ranked_fails_confirmation_next_is_confirmed(mlp, make_eval, tmp_path):
+    plain = search(mlp, eval_fn=make_eval(), max_drop=0.3, where=KERNELS, key=jax.random.key(0),
+                   space=SPACE)  # fmt: skip
+    conf = ScriptedConfirm([0.5])  # the first candidate confirmed loses 0.5 > max_drop
+    r = _run(mlp, make_eval(), tmp_path, conf)
+    c = r.confirmation
+    assert [a["passed"] for a in c["attempts"]] == [False, True] and conf.calls == 3
+    first, second = c["attempts"]
+    assert first["key"] == plain.best["key"]  # the validation ranking's winner was tried first
+    assert r.best["key"] == second["key"] == c["confirmed"] and r.best["confirmed"] is True
+    assert r.feasible and second["bytes"] >= first["bytes"]
+    ranked = sorted(
+        (t for t in r.trials if t["feasible"]), key=lambda t: (t["bytes"], -t["accuracy"])
+    )
+    assert [t["key"] for t in ranked[:2]] == [first["key"], second["key"]]
+    assert first["drop"] == pytest.approx(0.5) and first["drop_se"] == pytest.approx(
+        drop_se(1.0, 0.5, 100))  # fmt: skip
+    # the confirmation split only confirmed: the ranking (trials) is the run without it
+    assert [t["key"] for t in r.trials] == [t["key"] for t in plain.trials]
+
+
+def test_confirmations_are_journaled_and_survive_a_kill(mlp, make_eval, tmp_path):
+    full = _run(mlp, make_eval(), tmp_path / "full", ScriptedConfirm([0.5, 0.5]))
+    assert len(full.confirmation["attempts"]) == 3
+    # killed while confirming the third candidate: the rerun repeats no finished confirmation
+    killer = ScriptedConfirm([0.5, 0.5], kill_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        _run(mlp, make_eval(), tmp_path / "b", killer)
+    ev, again = make_eval(), ScriptedConfirm(default=1.0)
+    resumed = _run(mlp, ev, tmp_path / "b", again)
+    assert ev.calls == 0  # no trial repeated
+    assert again.calls == 1  # only the unfinished confirmation (scored by this callable: 1.0)
+    assert resumed.confirmation["attempts"][:2] == full.confirmation["attempts"][:2]
+    assert resumed.best["key"] == full.best["key"]
+    # a plain rerun replays everything
+    never = ScriptedConfirm(kill_at=1)
+    assert _run(mlp, make_eval(), tmp_path / "b", never).best == resumed.best
+
+
+def test_nothing_confirmed_is_infeasible(mlp, make_eval, tmp_path):
+    r = _run(mlp, make_eval(), tmp_path, ScriptedConfirm(default=0.0), max_confirmations=2)
+    assert not r.feasible and r.best["confirmed"] is False and r.confirmation["confirmed"] is None
+    assert len(r.confirmation["attempts"]) == 2
+    assert all(not a["passed"] for a in r.confirmation["attempts"])
+
+
+def test_bad_confirmation_input(mlp, make_eval):
+    kw = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE}
+    with pytest.raises(
+        ValueError, match=r"confirm_n: a confirmation split of 9 examples.*at least 10"
+    ):
+        search(mlp, eval_fn=make_eval(), confirm_fn=ScriptedConfirm(), confirm_n=9, **kw)
+    with pytest.raises(ValueError, match="confirm_n: expected the confirmation split's size"):
+        search(mlp, eval_fn=make_eval(), confirm_fn=ScriptedConfirm(), **kw)
+    with pytest.raises(ValueError, match="without a confirm_fn"):
+        search(mlp, eval_fn=make_eval(), confirm_n=100, **kw)
+    with pytest.raises(ValueError, match="max_confirmations"):
+        search(mlp, eval_fn=make_eval(), confirm_fn=ScriptedConfirm(), confirm_n=100,
+               max_confirmations=0, **kw)  # fmt: skip
+
+
+def test_budget_too_small_for_the_baseline_confirmation(mlp, make_eval, tmp_path):
+    conf = ScriptedConfirm()
+    with pytest.raises(BudgetTooSmall, match=r"time_budget_s: 1e-06 s was spent before the "
+                                             r"baseline.*validation accuracy 1\.0000, no candidate"):  # fmt: skip
+        _run(mlp, make_eval(), tmp_path, conf, time_budget_s=1e-6)
+    assert conf.calls == 0
+    ev = make_eval()
+    r = _run(mlp, ev, tmp_path, ScriptedConfirm())  # the rerun resumes: the baseline is journaled
+    assert (
+        r.feasible and ev.calls == len(r.trials) + 2 * 3 + 2 * 2
+    )  # candidates, probes: no baseline

@@ -1,0 +1,99 @@
+"""Tests of jaxzip/pipeline/_auto.py's confirmation split and drops (issue 18, the honest bound)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from jaxzip import auto as jz_auto
+from jaxzip._errors import ConfigError
+from jaxzip.pipeline import load_config, run_auto
+
+TOML = """
+    [experiment]
+    name = "digits_auto"
+    seed = 1
+    [data]
+    name = "digits"
+    val_fraction = 0.2
+    [model]
+    name = "mlp"
+    widths = [16]
+    [train]
+    epochs = 3
+    batch_size = 64
+    optimizer = "adam"
+    learning_rate = 3e-2
+    schedule = "constant"
+    [prune]
+    where = "Dense_0/kernel"
+    epochs_per_round = 1
+    learning_rate = 1e-3
+"""
+SPACE = jz_auto.SearchSpace(sparsities=(0.0, 0.5), bits=(4,), kmeans_iters=5)
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    path = tmp_path / "digits_auto.toml"
+    path.write_text(textwrap.dedent(TOML), encoding="utf-8")
+    return load_config(path)
+
+
+def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
+    out = tmp_path / "out"
+    s = run_auto(cfg, out, max_drop_pp=5.0, max_trials=3, space=SPACE, progress=False)
+    sp, d = s["splits"], s["drops"]
+    whole = run_auto(cfg, tmp_path / "whole", max_drop_pp=5.0, max_trials=1, space=SPACE,
+                     progress=False, confirm_fraction=None)  # fmt: skip
+    assert whole["splits"]["confirmation"] == 0 and whole["drops"]["confirmation"] is None
+    n_val = whole["splits"]["validation"]
+    assert sp["validation"] + sp["confirmation"] == n_val  # both halves of the validation split
+    assert sp["confirmation"] == round(n_val * 0.5)
+    res = s["result"]
+    assert (
+        res["confirmation"]["n"] == sp["confirmation"]
+        and res["confirmation"]["val_n"] == sp["validation"]
+    )
+    assert d["bound_pp"] == 5.0 and "binomial" in d["se_method"]
+    for split, n in (("validation", sp["validation"]), ("confirmation", sp["confirmation"]),
+                     ("test", sp["test"])):  # fmt: skip
+        x = d[split]
+        assert x["n"] == n and x["se_pp"] > 0
+        assert x["drop_pp"] == pytest.approx(100 * (x["baseline_accuracy"] - x["accuracy"]))
+        assert x["se_pp"] == pytest.approx(
+            100 * jz_auto.drop_se(x["baseline_accuracy"], x["accuracy"], n)
+        )
+    assert d["validation"]["accuracy"] == res["best"]["accuracy"]
+    assert res["best"]["confirmed"] is True and res["feasible"]
+    assert d["confirmation"]["drop_pp"] <= 5.0 + 1e-9  # it passed its confirmation
+    assert d["test"]["accuracy"] == s["test"]["best_test_accuracy"]
+    # confirmations are in the journal; the report shows all three drops
+    kinds = [
+        json.loads(x).get("kind") for x in (out / "journal.jsonl").read_text().splitlines()[1:]
+    ]
+    assert kinds.count("confirm_baseline") == 1 and kinds.count("confirm") >= 1
+    text = (out / "report.md").read_text()
+    assert "| confirmation | " in text and "| test | " in text
+    assert (out / "time.png").exists()
+
+
+def test_confirmation_split_too_small_names_the_sizes(cfg, tmp_path):
+    # digits: 0.2 of the training part is validation; half of it cannot resolve 0.1 points
+    with pytest.raises(ConfigError, match=r"data\.val_fraction: the confirmation split \((\d+) of "
+                       r"the (\d+) validation examples, confirm_fraction 0\.5\) cannot resolve "
+                       r"--max-drop 0\.1 points.*at least 1000 examples"):  # fmt: skip
+        run_auto(cfg, tmp_path / "o", max_drop_pp=0.1, space=SPACE, progress=False)
+    journal = tmp_path / "o" / "journal.jsonl"
+    assert not journal.exists() or '"kind"' not in journal.read_text()  # nothing measured
+    with pytest.raises(ValueError, match="confirm_fraction"):
+        run_auto(cfg, tmp_path / "p", max_drop_pp=5.0, confirm_fraction=1.0, progress=False)
+
+
+def test_budget_too_small_for_the_baseline_confirmation(cfg, tmp_path):
+    with pytest.raises(jz_auto.BudgetTooSmall, match=r"spent before the baseline was measured on "
+                       r"the confirmation split; found so far: the baseline's validation accuracy"):  # fmt: skip
+        run_auto(cfg, tmp_path / "o", max_drop_pp=5.0, time_budget_s=1e-9, space=SPACE,
+                 progress=False)  # fmt: skip
