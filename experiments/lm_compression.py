@@ -9,7 +9,9 @@ its increase over fp32, and the bytes of the compressed file
 (:func:`jaxzip.codec.encode` of the params as the method leaves them, the very
 params scored), that size as a fraction of the fp32 file, and its bits per
 parameter (file bits over every parameter of the model, scales and headers
-included):
+included) and, for the rows that store ``QArray`` leaves, bits per quantized
+weight (those leaves' bytes, scales and zero points included, over their
+elements: the ``bits_per_weight`` of :func:`jaxzip.codec.size_report`):
 
 * round-to-nearest (RTN) and GPTQ at int8 / int4 / int3, per output channel and
   per group of 64 inputs (the attention output projection, whose input axes are
@@ -21,6 +23,17 @@ included):
   named ``*embed*`` that no matmul consumes: token and position embeddings) as
   int8 with one scale per row (:data:`EMBED_SPEC`), so the whole file is
   quantized but for biases and LayerNorms;
+* the grids: a plain ``intB`` setting is jaxzip's default symmetric grid, scale
+  ``absmax / (2^(B-1) - 1)`` over ``-(2^(B-1) - 1) .. 2^(B-1) - 1`` (15 levels at
+  int4, 7 at int3) with zero point 0; an ``intB ... asym`` setting (RTN, GPTQ and
+  GPTQ (MLP only) at int4 / int3, per channel and g64) is the asymmetric grid,
+  ``QuantSpec(symmetric=False)``: scale ``(max - min) / (2^B - 1)`` over
+  ``-2^(B-1) .. 2^(B-1) - 1`` (all 16 / 8 levels) with an integer zero point per
+  scale, the min/max grid of the GPTQ paper's reference code. The file sizes of
+  the asym rows include their zero points: the codec stores every ``QArray``'s
+  ``zero_point`` array beside its values and scales (one per scale, entropy- or
+  bit-coded like the values), and the bytes reported are that file's; a
+  symmetric row's all-zero zero points cost almost nothing;
 * magnitude, Wanda and SparseGPT at 50% unstructured and 2:4 on the kernels'
   true input axes, one-shot and after ``--finetune-steps`` steps of fine-tuning
   with the mask kept (:func:`jaxzip.prune.keep_masked`);
@@ -29,6 +42,13 @@ included):
 * the distilled 2-layer student of ``lm_train.py --distill`` (read from its JSON);
 * Qwix's PTQ and GPTQ on the same model in the same run when Qwix is installed
   (``pip install qwix``; never required); a Qwix failure is reported, not hidden.
+  Qwix's int4 ``absmax`` grid is symmetric but has 16 levels (scale
+  ``absmax / 7.5`` over ``-8 .. 7``); its ``asym`` rows use Qwix's own
+  asymmetric ``minmax`` weight calibration.
+
+``--settings`` keeps the settings that start with one of its comma-separated
+prefixes: ``int4`` runs every int4 row (symmetric, ``asym`` and ``+ int8
+emb``), ``int4 per-channel asym`` that setting alone.
 
 Every method quantizes or prunes the kernels that a matmul consumes, found by
 tracing the model (:func:`jaxzip.layout.trace_layouts`): embeddings (except in
@@ -66,6 +86,28 @@ SIZES: dict[str, dict[str, int]] = {
 GROUP = 64
 MLP = re.compile(r"mlp_")  # the MLP kernels: Qwix's GPTQ runs on these only (see qwix_rows)
 EMBED_SPEC = jz.quant.QuantSpec(bits=8, axes=(0,))  # int8, one scale per embedding row
+# (bits, groups of 64, symmetric): RTN and GPTQ on every kernel, and GPTQ (MLP only)
+WEIGHT_SETTINGS = ((8, False, True),
+                   (4, False, True), (4, False, False), (4, True, True), (4, True, False),
+                   (3, False, True), (3, False, False), (3, True, True), (3, True, False))  # fmt: skip
+MLP_SETTINGS = ((8, False, True), (4, False, True), (4, False, False), (4, True, True),
+                (4, True, False), (3, False, False), (3, True, False))  # fmt: skip
+
+
+ASYM_NOTE = (
+    "asym: asymmetric grid with an integer zero point per scale (all 2^B levels; "
+    "jaxzip QuantSpec(symmetric=False), Qwix weight_calibration_method='minmax'), its zero "
+    "points counted in the file bytes; otherwise symmetric (jaxzip: 2^B - 1 levels, "
+    "absmax / (2^(B-1) - 1); Qwix: 2^B levels, absmax / (2^(B-1) - 0.5))."
+)
+# Qwix's PTQ and GPTQ: absmax (its symmetric 16-level int4 grid) and minmax (asymmetric)
+QWIX_SETTINGS = ((8, False, True), (4, False, True), (4, False, False), (4, True, True),
+                 (4, True, False))  # fmt: skip
+
+
+def setting_name(bits: int, grouped: bool, symmetric: bool = True) -> str:
+    """``"int4 per-channel"``, ``"int4 g64"``, ``"int3 g64 asym"`` (asymmetric grid)..."""
+    return f"int{bits} {'g64' if grouped else 'per-channel'}{'' if symmetric else ' asym'}"
 
 
 def parse_args(argv: list[str] | None = None):
@@ -173,22 +215,30 @@ def file_bytes(tree) -> int:
     return len(jz.codec.encode(tree))
 
 
+def qweight_bits(data: bytes) -> float | None:
+    """Bits per quantized weight in the file ``data``: every byte of its ``QArray`` leaves
+    (packed values, scales, zero points) over their elements; None without QArrays."""
+    leaves = [x for x in jz.codec.size_report(data).leaves if x.kind == "qarray"]
+    return 8 * sum(x.bytes for x in leaves) / sum(x.size for x in leaves) if leaves else None
+
+
 def _exact(path: str) -> str:
     return re.escape(path)
 
 
-def specs_for(b: Bench, bits: int, grouped: bool) -> dict[str, Any]:
-    """Per kernel: one scale per output channel (its traced out axes), optionally per group."""
+def specs_for(b: Bench, bits: int, grouped: bool, symmetric: bool = True) -> dict[str, Any]:
+    """Per kernel: one scale (and zero point) per output channel (its traced out axes),
+    optionally per group; ``symmetric=False`` is the asymmetric zero-point grid."""
     return {
-        path: jz.quant.QuantSpec(bits=bits, axes=lay.quant_axes(),
+        path: jz.quant.QuantSpec(bits=bits, axes=lay.quant_axes(), symmetric=symmetric,
                                  group_size=b.group_for(lay) if grouped else None,
                                  group_axis=lay.group_axis())
         for path, lay in b.layouts.items()
     }  # fmt: skip
 
 
-def rtn_params(b: Bench, bits: int, grouped: bool, params=None):
-    rules = [(_exact(p), spec) for p, spec in specs_for(b, bits, grouped).items()]
+def rtn_params(b: Bench, bits: int, grouped: bool, params=None, symmetric: bool = True):
+    rules = [(_exact(p), spec) for p, spec in specs_for(b, bits, grouped, symmetric).items()]
     return jz.quant.quantize_params(b.params if params is None else params, rules)
 
 
@@ -199,15 +249,16 @@ def with_int8_tables(b: Bench, params):
     return jz.quant.quantize_params(params, [(_exact(p), EMBED_SPEC) for p in b.tables])
 
 
-def gptq_params(b: Bench, bits: int, grouped: bool, mlp_only: bool = False):
+def gptq_params(b: Bench, bits: int, grouped: bool, mlp_only: bool = False, symmetric: bool = True):
     """GPTQ over every kernel, sequentially (the paper's protocol), one spec per kernel.
 
     The specs are RTN's (:func:`specs_for`): with groups, the attention output
     projection takes one head per group. ``gptq`` gives each kernel a
     ``QArray`` in its own axes (scales on its traced output axes).
     """
-    rules = [(_exact(p), jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size))
-             for p, s in specs_for(b, bits, grouped).items()
+    rules = [(_exact(p), jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size,
+                                             symmetric=symmetric))
+             for p, s in specs_for(b, bits, grouped, symmetric).items()
              if not mlp_only or MLP.search(p)]  # fmt: skip
     where = tuple(r[0] for r in rules) if mlp_only else None
     return jz.quant.gptq(b.fwd, b.params, b.calib, rules, where=where, layouts=b.layouts)
@@ -270,12 +321,16 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
             seconds = time.perf_counter() - t0
             bpb = b.bpb(params, apply_fn)
             stored = params if extra is None else {"params": params, "in_scales": extra}
-            nbytes = file_bytes(stored)
+            data = jz.codec.encode(stored)
+            nbytes = len(data)
             row = {"family": family, "method": method, "setting": setting, "bpb": bpb,
                    "increase": bpb - b.fp32, "relative": bpb / b.fp32 - 1,
                    "file_bytes": nbytes, "file_ratio": nbytes / b.fp32_bytes,
                    "bits_per_param": 8 * nbytes / b.num_params,
                    "seconds": round(seconds, 2)}  # fmt: skip
+            qbits = qweight_bits(data)
+            if qbits is not None:
+                row["bits_per_qweight"] = qbits
         except Exception as e:  # a method's (or a peer's) failure is reported, not hidden
             row = {"family": family, "method": method, "setting": setting,
                    "error": f"{type(e).__name__}: {e}"[:400],
@@ -284,19 +339,16 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
         print(_row_line(row), flush=True)
 
     add("fp32", "fp32", "-", lambda: (b.params, None))
-    for bits, grouped in ((8, False), (4, False), (4, True), (3, False), (3, True)):
-        setting = f"int{bits} {'g64' if grouped else 'per-channel'}"
-        add("rtn", "RTN", setting, lambda bits=bits, g=grouped: (rtn_params(b, bits, g), None))
-        add("gptq", "GPTQ", setting, lambda bits=bits, g=grouped: (gptq_params(b, bits, g), None))
+    for bits, grouped, sym in WEIGHT_SETTINGS:
+        setting = setting_name(bits, grouped, sym)
+        kw = {"bits": bits, "grouped": grouped, "symmetric": sym}
+        add("rtn", "RTN", setting, lambda kw=kw: (rtn_params(b, **kw), None))
+        add("gptq", "GPTQ", setting, lambda kw=kw: (gptq_params(b, **kw), None))
         if (bits, grouped) == (4, True):
-            add(
-                "rtn",
-                "RTN",
-                f"{setting} + int8 emb",
-                lambda: (with_int8_tables(b, rtn_params(b, 4, True)), None),
-            )
+            add("rtn", "RTN", f"{setting} + int8 emb",
+                lambda kw=kw: (with_int8_tables(b, rtn_params(b, **kw)), None))  # fmt: skip
             add("gptq", "GPTQ", f"{setting} + int8 emb",
-                lambda: (with_int8_tables(b, gptq_params(b, 4, True)), None))  # fmt: skip
+                lambda kw=kw: (with_int8_tables(b, gptq_params(b, **kw)), None))  # fmt: skip
     for structure in ("50%", "2:4"):
         makers = {
             "magnitude": lambda s=structure: magnitude_mask(b, s),
@@ -326,10 +378,10 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
     add("w8a8", "W8A8", "static per tensor", lambda: w8a8(b, static=True, smooth=False))
     add("w8a8", "SmoothQuant+W8A8", "a=0.5 dynamic", lambda: w8a8(b, static=False, smooth=True))
     add("w8a8", "SmoothQuant+W8A8", "a=0.5 static", lambda: w8a8(b, static=True, smooth=True))
-    for bits, grouped in ((8, False), (4, False), (4, True)):  # Qwix's GPTQ fallback setting
-        setting = f"int{bits} {'g64' if grouped else 'per-channel'}"
-        add("gptq_mlp", "GPTQ (MLP only)", setting,
-            lambda bits=bits, g=grouped: (gptq_params(b, bits, g, mlp_only=True), None))  # fmt: skip
+    for bits, grouped, sym in MLP_SETTINGS:  # Qwix's GPTQ fallback setting
+        kw = {"bits": bits, "grouped": grouped, "symmetric": sym, "mlp_only": True}
+        add("gptq_mlp", "GPTQ (MLP only)", setting_name(bits, grouped, sym),
+            lambda kw=kw: (gptq_params(b, **kw), None))  # fmt: skip
     for bits in (4, 3):
         add("awq", "AWQ + RTN", f"int{bits} g64", lambda bits=bits: awq_rtn(b, bits))
     return rows
@@ -407,10 +459,11 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
         print(_row_line(row), flush=True)
         return "error" not in row
 
-    for bits, tile in ((8, None), (4, None), (4, GROUP)):
-        dtype = {8: jnp.int8, 4: jnp.int4}[bits]
-        setting = f"int{bits} {'g64' if tile else 'per-channel'}"
-        rule = dict(weight_qtype=dtype, tile_size=tile)
+    for bits, grouped, sym in QWIX_SETTINGS:
+        rule = dict(weight_qtype={8: jnp.int8, 4: jnp.int4}[bits],
+                    tile_size=GROUP if grouped else None,
+                    weight_calibration_method="absmax" if sym else "minmax")  # fmt: skip
+        setting = setting_name(bits, grouped, sym)
         add("Qwix PTQ", setting, lambda r=rule: ptq([qwix.QuantizationRule(**r)]))
         if not add(
             "Qwix GPTQ",
@@ -445,20 +498,24 @@ def student_row(path: Path) -> dict[str, Any]:
 
 def outputs(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
     header = ["method", "setting", "bits/byte", "increase", "vs fp32", "file bytes",
-              "x fp32 file", "bits/param", "seconds"]  # fmt: skip
+              "x fp32 file", "bits/param", "bits/q-weight", "seconds"]  # fmt: skip
     table = []
     for r in results["rows"]:
         if "error" in r:
             table.append([r["method"], r["setting"], "failed", r["error"][:60], "", "", "", "",
-                          ""])  # fmt: skip
+                          "", ""])  # fmt: skip
         else:
             table.append([r["method"], r["setting"], f"{r['bpb']:.4f}", f"{r['increase']:+.4f}",
                           f"{100 * r['relative']:+.2f}%", f"{r['file_bytes']:,}",
                           f"{r['file_ratio']:.4f}" if "file_ratio" in r else "",
                           f"{r['bits_per_param']:.2f}" if "bits_per_param" in r else "",
+                          f"{r['bits_per_qweight']:.2f}" if "bits_per_qweight" in r else "",
                           f"{r['seconds']:.1f}"])  # fmt: skip
     text = common.format_table(header, table)
     markdown = common.format_table(header, table, markdown=True)
+    if any(r["setting"].endswith("asym") or " asym " in r["setting"] for r in results["rows"]):
+        text += "\n" + ASYM_NOTE
+        markdown += "\n\n" + ASYM_NOTE
     return {"lm_compression.json": results, "lm_compression.md": markdown + "\n"}, text
 
 

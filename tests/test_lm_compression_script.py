@@ -10,7 +10,12 @@ import math
 import sys
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+
+import jaxzip as jz
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TEXT = b"".join(f"verse {i}: in the beginning was the word.\n".encode() for i in range(80))
@@ -68,6 +73,17 @@ def test_tiny_table(teacher, tmp_path, capsys):
         assert row["file_ratio"] == row["file_bytes"] / results["fp32_file_bytes"]
         assert row["bits_per_param"] == 8 * row["file_bytes"] / results["num_params"]
     assert fp32["file_ratio"] == 1.0 and fp32["bits_per_param"] > 32
+    # bits per quantized weight: only where QArrays are stored, fewer at int3 than int8
+    assert "bits_per_qweight" not in fp32
+    int3, int8 = rows[("RTN", "int3 g64")], rows[("RTN", "int8 per-channel")]
+    assert 0 < int3["bits_per_qweight"] < int8["bits_per_qweight"] < fp32["bits_per_param"]
+    # the asymmetric (zero-point) settings: a row beside each symmetric int4 / int3 one
+    for setting in ("int4 per-channel", "int4 g64", "int3 per-channel", "int3 g64"):
+        sym, asym = rows[("RTN", setting)], rows[("RTN", f"{setting} asym")]
+        assert math.isfinite(asym["bpb"]) and asym["bpb"] != sym["bpb"]
+        assert asym["file_ratio"] == asym["file_bytes"] / results["fp32_file_bytes"]
+    assert math.isfinite(rows[("RTN", "int4 g64 asym + int8 emb")]["bpb"])
+    assert "asym: asymmetric grid" in (out / "lm_compression.md").read_text()
     assert "| RTN" in (out / "lm_compression.md").read_text()
     assert "SmoothQuant+W8A8" in capsys.readouterr().out
 
@@ -86,4 +102,48 @@ def test_a_failing_method_is_a_row_not_a_crash(teacher, tmp_path, monkeypatch):
     errors = [r for r in results["rows"] if r["method"] == "RTN"]
     assert errors and all(r["error"] == "RuntimeError: boom" for r in errors)
     # --settings keeps the settings with those prefixes
-    assert [r["setting"] for r in errors] == ["int8 per-channel", "int4 g64", "int4 g64 + int8 emb"]
+    assert [r["setting"] for r in errors] == [
+        "int8 per-channel",
+        "int4 g64",
+        "int4 g64 + int8 emb",
+        "int4 g64 asym",
+        "int4 g64 asym + int8 emb",
+    ]
+
+
+def _qarrays(tree) -> list:
+    leaves = jax.tree.leaves(tree, is_leaf=jz.quant.is_quantized)
+    return [x for x in leaves if jz.quant.is_quantized(x)]
+
+
+def test_asym_grid_and_its_zero_points_in_the_file(teacher):
+    """``asym``: 2^B levels with a zero point per scale, and the file bytes count the zero points."""
+    text, params = teacher
+    module = _load("lm_compression")
+    args = module.parse_args([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
+                              "--eval-windows", "2", "--calib", "8", "--no-qwix"])  # fmt: skip
+    b = module.Bench(args)
+    rtn = module.rtn_params(b, 3, True, symmetric=False)
+    mlp = module.gptq_params(b, 4, False, mlp_only=True, symmetric=False)
+    # GPTQ (MLP only) quantizes exactly the MLP kernels
+    kinds = jax.tree.map(jz.quant.is_quantized, mlp, is_leaf=jz.quant.is_quantized)
+    quantized = {p for p, k in jz.paths.leaves_with_paths(kinds) if k}
+    assert quantized and quantized == {p for p in b.layouts if module.MLP.search(p)}
+    for q, bits in ((rtn, 3), (mlp, 4)):
+        qs = _qarrays(q)
+        assert qs and {x.bits for x in qs} == {bits}
+        values = np.concatenate([np.ravel(x.values) for x in qs])
+        # all 2^B levels, -2^(B-1) included (the level the symmetric grid leaves out)
+        assert values.min() == -(2 ** (bits - 1)) and values.max() == 2 ** (bits - 1) - 1
+        assert any(np.any(np.asarray(x.zero_point) != 0) for x in qs)
+        # the table's bytes are the file with the zero points: zeroing them shrinks it
+        zeroed = jax.tree.map(
+            lambda x: (
+                x.replace(zero_point=jnp.zeros_like(x.zero_point))
+                if jz.quant.is_quantized(x)
+                else x
+            ),
+            q,
+            is_leaf=jz.quant.is_quantized,
+        )
+        assert module.file_bytes(zeroed) < module.file_bytes(q)
