@@ -91,6 +91,14 @@ def run_oneshot(
     calibrated on the params updated with every earlier kernel's float value
     (one pass per group); without it all kernels share one pass on ``params``.
 
+    Sharded params and several processes work as in :func:`collect_stats`:
+    pass params and batches as global arrays on a ``jax.sharding.Mesh`` (in a
+    ``jax.distributed`` run, the same params on every process and each batch
+    built from the process's own rows); the statistics are then global, so every
+    process computes the same results, equal to one device's up to float32
+    summation order. ``process`` runs eagerly on the sharded leaves, and the
+    float leaves it returns are what later calibration passes read.
+
     Args:
       apply_fn: ``apply_fn(params, batch)``.
       params: the float params.

@@ -177,6 +177,28 @@ def _signature(batch: Any, index: int) -> Any:
     return jax.tree.map(leaf, batch)
 
 
+def _spans_processes(tree: Any) -> bool:
+    """Whether a leaf of ``tree`` is a global array with devices of other processes."""
+    return any(
+        isinstance(a, jax.Array) and not a.is_fully_addressable for a in jax.tree.leaves(tree)
+    )
+
+
+def _check_global(batch: Any, index: int) -> None:
+    """In a computation spanning processes, every batch array must be a global array."""
+    for path, a in jax.tree_util.tree_flatten_with_path(batch)[0]:
+        if np.ndim(a) and not (isinstance(a, jax.Array) and not a.is_fully_addressable):
+            where = f"batches[{index}]{jax.tree_util.keystr(path)}"
+            raise ValueError(
+                f"{where}: in this {jax.process_count()}-process run the params (or batches) "
+                "are global arrays spanning other processes' devices, so each batch array must "
+                "be one too, e.g. this process's rows as jax.make_array_from_process_local_data("
+                "NamedSharding(mesh, PartitionSpec('data')), rows); got an array of type "
+                f"{type(a).__name__} and shape {np.shape(a)} on this process only, which jit "
+                "would take as the same on every process"
+            )
+
+
 def collect_stats(
     apply_fn: Callable[..., Any],
     params: Params,
@@ -196,6 +218,19 @@ def collect_stats(
     again with the updated params for the next group: each call costs one
     compilation and one full forward pass per batch.
 
+    Sharded params, several processes: ``params`` and the batches may be global
+    arrays (``jax.Array``) on a ``jax.sharding.Mesh`` (kernels split FSDP-style or over
+    a ``"model"`` axis, batches split along ``"data"``); the step then runs on
+    the mesh and XLA adds the partial sums of every device, so the statistics
+    are the whole batches', as on one device (up to float32 summation order).
+    In a multi-process run (``jax.distributed``) every process passes the same
+    params and, as each batch, a global array built from its own rows (e.g.
+    ``jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")),
+    rows)``, or ``jaxzip.distill.shard_batch(batch, mesh, local=True)`` for a
+    dict batch); every process gets the same, global statistics. A host
+    (NumPy or single-device) batch array there would be taken as identical on
+    every process, so it is refused.
+
     Args:
       apply_fn: the model, ``apply_fn(params, batch)``.
       params: its params (a pytree; linen variables, nnx state, dicts).
@@ -214,7 +249,9 @@ def collect_stats(
     Raises:
       ValueError: ``batches`` is empty; a batch that the model rejects
         (naming its index and its shape beside the first batch's); ``where``
-        selects a leaf no matmul uses (naming it).
+        selects a leaf no matmul uses (naming it); in a multi-process run whose
+        params or batches span other processes' devices, a batch array that is
+        not such a global array (naming it).
 
     Example:
       >>> import jax.numpy as jnp
@@ -230,8 +267,11 @@ def collect_stats(
     step = make_stats_step(apply_fn, layouts=layouts, where=where, hessian=hessian)
     stats = init_stats(layouts, params, where=where, hessian=hessian)
     first = None
+    spans = jax.process_count() > 1 and _spans_processes(params)
     for i, batch in enumerate(batches):
         sig = _signature(batch, i)
+        if jax.process_count() > 1 and (spans or _spans_processes(batch)):
+            _check_global(batch, i)
         if first is None:
             first = sig
             stats = step(params, stats, batch)
