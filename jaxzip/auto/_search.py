@@ -19,7 +19,7 @@ from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
-from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials, _pick_best
+from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials, _pick_best, takes_rounds
 from jaxzip.paths import describe, leaves_with_paths
 
 __all__ = ["JOURNAL_FILE", "Strategy", "search"]
@@ -40,12 +40,13 @@ def _check_number(name: str, value: Any, *, positive: bool) -> float:
 
 def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
                     key: jax.Array, strategy: Strategy, finetune: bool,
-                    confirm: bool) -> dict[str, Any]:  # fmt: skip
+                    confirm: bool, finetune_rounds_kw: bool) -> dict[str, Any]:  # fmt: skip
     leaves = dict(leaves_with_paths(params))
     key_data = np.asarray(jax.random.key_data(key)).tolist()  # the key's identity, for the hash
     return {"search": 1, "where": describe(where), "space": space.to_dict(), "key": key_data,
             "layers": {p: list(np.shape(leaves[p])) for p in layers},
-            "strategy": strategy.name, "finetune": finetune, "confirm": confirm}  # fmt: skip
+            "strategy": strategy.name, "finetune": finetune, "confirm": confirm,
+            "finetune_rounds_kw": finetune_rounds_kw}  # fmt: skip
 
 
 def _check_count(name: str, value: Any, *, optional: bool = True) -> int | None:
@@ -119,7 +120,9 @@ def search(
       where: the layers to compress (regex, predicate or sequence).
       key: the PRNG key of fine-tuning (each candidate's key is derived from it by
         the candidate's settings) and of the optuna sampler.
-      finetune_fn: optional ``finetune_fn(params, mask, *, key) -> params``.
+      finetune_fn: optional ``finetune_fn(params, mask, *, key) -> params``; if it also
+        takes a ``rounds`` keyword, longer fine-tuning calls it once with ``rounds``
+        (else it is applied ``rounds`` times in a row).
       space: the per-layer choices.
       strategy: :class:`Greedy` (the default) or :class:`Optuna`.
       out_dir: where ``best.jz``, ``best.json`` (and the default journal) go.
@@ -192,7 +195,8 @@ def search(
         journal = out / JOURNAL_FILE
     if journal is not None and not isinstance(journal, Journal):
         cfg = _journal_config(params, layers, where, space, key, strategy,
-                              finetune_fn is not None, confirm_fn is not None)  # fmt: skip
+                              finetune_fn is not None, confirm_fn is not None,
+                              finetune_fn is not None and takes_rounds(finetune_fn))  # fmt: skip
         journal = Journal.open(journal, config=cfg)
     bar = None
     if progress:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -27,13 +28,25 @@ from jaxzip.auto._common import (
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._sensitivity import probe
 
-__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "build_candidate"]
+__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "build_candidate",
+           "takes_rounds"]  # fmt: skip
 
 BEST_FILE = "best.jz"
 BEST_JSON = "best.json"
 
 FinetuneFn = Callable[..., Params]
-"""``finetune_fn(params, mask, *, key) -> params``: short training that keeps the mask."""
+"""``finetune_fn(params, mask, *, key[, rounds]) -> params``: short training that keeps the
+mask; with a ``rounds`` keyword it is asked for ``rounds`` times its usual length."""
+
+
+def takes_rounds(finetune_fn: Callable[..., Any]) -> bool:
+    """Whether ``finetune_fn`` accepts a ``rounds`` keyword (one longer fine-tuning)."""
+    try:
+        sig = inspect.signature(finetune_fn)
+    except (TypeError, ValueError):
+        return False
+    p = sig.parameters.get("rounds")
+    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
 
 
 class BudgetExhausted(Exception):
@@ -56,17 +69,21 @@ def build_candidate(
 ) -> Params:
     """prune each layer by magnitude → optional ``finetune_fn`` → k-means per layer.
 
-    With ``rounds > 1`` the fine-tuning is applied ``rounds`` times in a row
-    (longer fine-tuning through the same callable): round 0 with ``key``, round
-    ``i`` with ``named_key(key, f"round{i}")``.
+    Longer fine-tuning (``rounds > 1``): a ``finetune_fn`` that takes a
+    ``rounds`` keyword is called once with it (e.g. to run one schedule
+    ``rounds`` times as long); any other is applied ``rounds`` times in a row,
+    round 0 with ``key`` and round ``i`` with ``named_key(key, f"round{i}")``.
 
     Returns the params with :class:`jaxzip.quant.KMeansArray` leaves for the layers.
     """
     mask: Mask = layer_mask(params, sparsity)
     pruned = jz_prune.apply_mask(params, mask)
     if finetune_fn is not None:
-        for i in range(rounds):
-            tuned = finetune_fn(pruned, mask, key=key if i == 0 else named_key(key, f"round{i}"))
+        once = rounds > 1 and takes_rounds(finetune_fn)
+        extra = {"rounds": rounds} if once else {}
+        for i in range(1 if once else rounds):
+            k = key if i == 0 else named_key(key, f"round{i}")
+            tuned = finetune_fn(pruned, mask, key=k, **extra)
             if jax.tree.structure(tuned) != jax.tree.structure(params):
                 raise ValueError(
                     f"finetune_fn: must return params of the input's structure "

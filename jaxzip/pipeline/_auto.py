@@ -166,7 +166,8 @@ def run_auto(
         start = time.perf_counter()
         settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
                     "seed": int(seed), "strategy": strategy, "space": space.to_dict(),
-                    "confirm_fraction": confirm_fraction}  # fmt: skip
+                    "confirm_fraction": confirm_fraction,
+                    "longer_finetune": "one schedule of rounds x epochs"}  # fmt: skip
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
@@ -191,15 +192,16 @@ def run_auto(
         eval_fn = accuracy_on(rank)
         confirm = {} if conf is None else {"confirm_fn": accuracy_on(conf), "confirm_n": len(conf)}
 
-        def finetune_fn(params: Params, mask: Mask, *, key: jax.Array) -> Params:
-            if epochs == 0:
+        def finetune_fn(params: Params, mask: Mask, *, key: jax.Array, rounds: int = 1) -> Params:
+            n = epochs * rounds  # longer fine-tuning: one schedule `rounds` times as long
+            if n == 0:
                 return params
             tx = optax.chain(
-                make_train_tx(t, learning_rate=lr, epochs=epochs,
+                make_train_tx(t, learning_rate=lr, epochs=n,
                               steps_per_epoch=len(splits.train) // t.batch_size),
                 jz_prune.keep_masked(mask),
             )  # fmt: skip
-            tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=epochs,
+            tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=n,
                                     batch_size=t.batch_size, key=key, progress=False,
                                     eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
             return tuned.params

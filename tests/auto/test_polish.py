@@ -52,6 +52,20 @@ def test_rounds_apply_finetune_in_sequence_with_their_own_keys(mlp):
     assert len({str(s) for s in seen}) == 3
 
 
+def test_a_finetune_taking_rounds_is_called_once_with_them(mlp):
+    seen = []
+
+    def ft(params, mask, *, key, rounds=1):
+        seen.append(rounds)
+        return params
+
+    key = jax.random.key(3)
+    for rounds in (1, 4):
+        build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4}, finetune_fn=ft,
+                        key=key, iters=2, rounds=rounds)  # fmt: skip
+    assert seen == [1, 4]
+
+
 def test_budget_is_spent_until_no_neighbour_helps(mlp, make_eval, finetune, tmp_path):
     plain = _run(mlp, make_eval(), tmp_path / "plain", finetune)
     assert plain.stopped == "done"
