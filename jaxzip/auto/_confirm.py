@@ -86,16 +86,24 @@ def confirm(
 
     A candidate passes iff its confirmation accuracy is at least the baseline's
     confirmation accuracy minus ``trials.max_drop`` (the validation rule on the
-    other split). Each confirmation is journaled like a trial.
+    other split). After a failure, candidates no more accurate on validation
+    than one that failed are skipped (they are no safer), so each attempt goes
+    to the next by the ranking that has a larger validation margin. Each
+    confirmation is journaled like a trial.
 
     Returns:
       ``(chosen, confirmation)``: the first candidate that passed (or None) and
       the summary stored in :attr:`SearchResult.confirmation`.
     """
     base = trials.confirm_baseline()
-    attempts = []
-    chosen = None
-    for rec in list(ranked)[:max_confirmations]:
+    attempts: list[dict[str, Any]] = []
+    chosen, floor, skipped = None, None, 0
+    for rec in ranked:
+        if len(attempts) >= max_confirmations:
+            break
+        if floor is not None and rec["accuracy"] <= floor:
+            skipped += 1
+            continue
         acc = trials.confirm(rec)
         passed = bool(acc >= base - trials.max_drop)
         attempt = {"key": rec["key"], "bytes": rec["bytes"], "ratio": rec["ratio"],
@@ -109,8 +117,9 @@ def confirm(
         if passed:
             chosen = rec
             break
+        floor = rec["accuracy"] if floor is None else max(floor, rec["accuracy"])
     summary = {"n": confirm_n, "val_n": val_n, "baseline": base, "max_drop": trials.max_drop,
-               "max_confirmations": max_confirmations, "ranked": len(ranked),
+               "max_confirmations": max_confirmations, "ranked": len(ranked), "skipped": skipped,
                "attempts": attempts, "confirmed": None if chosen is None else chosen["key"],
                "se_method": SE_METHOD}  # fmt: skip
     return chosen, summary

@@ -104,7 +104,9 @@ def _confirmation_lines(c: Mapping[str, Any]) -> list[str]:
     lines = ["", "## Confirmation", "",
              f"Ranked on validation; the {c['ranked']} feasible candidates confirmed in ranking "
              f"order on a split of {c['n']} examples the search never ranked with (at most "
-             f"{c['max_confirmations']} attempts; baseline there {c['baseline']:.4f}): {verdict}.",
+             f"{c['max_confirmations']} attempts; after a failure, candidates no more accurate "
+             f"on validation are skipped: {c.get('skipped', 0)}; baseline there "
+             f"{c['baseline']:.4f}): {verdict}.",
              "", "| candidate | bytes | ratio | validation acc | confirmation acc | drop | passed |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for a in c["attempts"]:

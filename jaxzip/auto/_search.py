@@ -107,7 +107,8 @@ def search(
     ``confirm_fn`` on a second split the search never ranked with: it passes
     iff its accuracy there is at least the baseline's there minus ``max_drop``.
     If it fails, the next feasible candidate by the ranking (bytes, then
-    validation accuracy) is confirmed, up to ``max_confirmations`` attempts
+    validation accuracy) that is more accurate on validation than every failed
+    one is confirmed, up to ``max_confirmations`` attempts
     (each attempt re-uses the confirmation split, so keep them few). The
     baseline's confirmation is measured right after its validation, within the
     time budget; the candidates' confirmations (one evaluation each) are run

@@ -30,6 +30,18 @@ class ScriptedConfirm:
         return self.scores[i] if i < len(self.scores) else self.default
 
 
+def _walk(trials):
+    """The confirmation order if every attempt fails: by bytes, each more accurate than the last."""
+    ranked = sorted((t for t in trials if t["feasible"]),
+                    key=lambda t: (t["bytes"], -t["accuracy"], t["index"]))  # fmt: skip
+    out, floor = [], None
+    for t in ranked:
+        if floor is None or t["accuracy"] > floor:
+            out.append(t["key"])
+            floor = t["accuracy"] if floor is None else max(floor, t["accuracy"])
+    return out
+
+
 def _run(mlp, ev, out, confirm_fn, **kw):
     kw = {"max_drop": 0.3, "where": KERNELS, "key": jax.random.key(0), "space": SPACE,
           "confirm_n": 100, "val_n": 256, **kw}  # fmt: skip
@@ -66,10 +78,15 @@ def test_first_ranked_fails_confirmation_next_is_confirmed(mlp, make_eval, tmp_p
     assert first["key"] == plain.best["key"]  # the validation ranking's winner was tried first
     assert r.best["key"] == second["key"] == c["confirmed"] and r.best["confirmed"] is True
     assert r.feasible and second["bytes"] >= first["bytes"]
-    ranked = sorted(
-        (t for t in r.trials if t["feasible"]), key=lambda t: (t["bytes"], -t["accuracy"])
+    # the next by the ranking that is more accurate on validation than the failed one
+    assert [first["key"], second["key"]] == _walk(r.trials)[:2]
+    assert second["val_accuracy"] > first["val_accuracy"]
+    skipped = [t for t in r.trials if t["feasible"] and first["bytes"] <= t["bytes"]
+               and t["key"] not in (first["key"], second["key"])
+               and (t["bytes"], -t["accuracy"]) < (second["bytes"], -second["accuracy"])]  # fmt: skip
+    assert c["skipped"] == len(skipped) and all(
+        t["accuracy"] <= first["val_accuracy"] for t in skipped
     )
-    assert [t["key"] for t in ranked[:2]] == [first["key"], second["key"]]
     assert first["drop"] == pytest.approx(0.5) and first["drop_se"] == pytest.approx(
         drop_se(1.0, 0.5, 100))  # fmt: skip
     # the confirmation split only confirmed: the ranking (trials) is the run without it
@@ -77,17 +94,17 @@ def test_first_ranked_fails_confirmation_next_is_confirmed(mlp, make_eval, tmp_p
 
 
 def test_confirmations_are_journaled_and_survive_a_kill(mlp, make_eval, tmp_path):
-    full = _run(mlp, make_eval(), tmp_path / "full", ScriptedConfirm([0.5, 0.5]))
-    assert len(full.confirmation["attempts"]) == 3
-    # killed while confirming the third candidate: the rerun repeats no finished confirmation
-    killer = ScriptedConfirm([0.5, 0.5], kill_at=4)
+    full = _run(mlp, make_eval(), tmp_path / "full", ScriptedConfirm([0.5]))
+    assert len(full.confirmation["attempts"]) == 2
+    # killed while confirming the second candidate: the rerun repeats no finished confirmation
+    killer = ScriptedConfirm([0.5], kill_at=3)
     with pytest.raises(KeyboardInterrupt):
         _run(mlp, make_eval(), tmp_path / "b", killer)
     ev, again = make_eval(), ScriptedConfirm(default=1.0)
     resumed = _run(mlp, ev, tmp_path / "b", again)
     assert ev.calls == 0  # no trial repeated
     assert again.calls == 1  # only the unfinished confirmation (scored by this callable: 1.0)
-    assert resumed.confirmation["attempts"][:2] == full.confirmation["attempts"][:2]
+    assert resumed.confirmation["attempts"] == full.confirmation["attempts"]
     assert resumed.best["key"] == full.best["key"]
     # a plain rerun replays everything
     never = ScriptedConfirm(kill_at=1)
@@ -127,3 +144,34 @@ def test_budget_too_small_for_the_baseline_confirmation(mlp, make_eval, tmp_path
     assert (
         r.feasible and ev.calls == len(r.trials) + 2 * 3 + 2 * 2
     )  # candidates, probes: no baseline
+
+
+class _FakeTrials:
+    """What confirm() reads of a Trials: the bound, the baselines and one confirmation per key."""
+
+    max_drop, baseline = 0.02, 0.96
+
+    def __init__(self, scores):
+        self.scores, self.asked = scores, []
+
+    def confirm_baseline(self):
+        return 0.96
+
+    def confirm(self, rec):
+        self.asked.append(rec["key"])
+        return self.scores[rec["key"]]
+
+
+def test_after_a_failure_no_less_safe_candidate_is_confirmed():
+    from jaxzip.auto._confirm import confirm
+
+    ranked = [{"key": k, "bytes": b, "ratio": 100 / b, "accuracy": a}
+              for k, b, a in (("A", 10, 0.95), ("B", 11, 0.94), ("C", 12, 0.95), ("D", 13, 0.97))]  # fmt: skip
+    fake = _FakeTrials({"A": 0.90, "B": 0.96, "C": 0.96, "D": 0.95})
+    chosen, c = confirm(fake, ranked, max_confirmations=3, confirm_n=None, val_n=None)
+    # A fails (0.90 < 0.96 - 0.02); B and C are no more accurate on validation than A: skipped
+    assert fake.asked == ["A", "D"] and chosen["key"] == "D" and c["skipped"] == 2
+    assert [a["passed"] for a in c["attempts"]] == [False, True] and c["confirmed"] == "D"
+    fake = _FakeTrials({"A": 0.90, "B": 0.96, "C": 0.96, "D": 0.90})
+    chosen, c = confirm(fake, ranked, max_confirmations=1, confirm_n=None, val_n=None)
+    assert chosen is None and fake.asked == ["A"] and c["confirmed"] is None
