@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxzip._types import Params, Where
 from jaxzip.layout import KernelLayout, intercept_matmuls, select_kernels
@@ -119,6 +121,7 @@ def make_stats_step(
     layouts: Mapping[str, KernelLayout],
     where: Where | None = None,
     hessian: bool = True,
+    mesh: Mesh | None = None,
 ) -> Callable[[Params, dict[str, KernelStats], Any], dict[str, KernelStats]]:
     """A jitted ``step(params, stats, batch) -> stats`` adding one batch's statistics.
 
@@ -130,6 +133,15 @@ def make_stats_step(
     ``(params, batch)`` shape signature and is reused after that: keep it to
     calibrate the same kernels again (e.g. with updated params); a new
     ``where`` needs a new step (one more compile of the whole model).
+
+    With ``mesh`` (params or batches sharded over it), the step's statistics
+    are pinned replicated on ``mesh`` (``PartitionSpec()``); pass ``stats``
+    placed so, as :func:`collect_stats` does. Without it XLA chooses the
+    statistics' sharding, which differs from that of ``init_stats``' zeros,
+    so the step compiles twice (for the first batch, then for the next ones).
+
+    Raises:
+      TypeError: ``mesh`` is neither None nor a ``jax.sharding.Mesh``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -157,7 +169,29 @@ def make_stats_step(
             )
         return {p: add_stats(stats[p], new[p]) for p in new}
 
-    return jax.jit(step, donate_argnums=1)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=1)
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"make_stats_step: mesh must be a jax.sharding.Mesh, got {mesh!r}")
+    return jax.jit(step, donate_argnums=1, out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+
+def _mesh_of(*trees: Any) -> Mesh | None:
+    """The mesh of the first leaf sharded (or replicated) over a multi-device mesh, if any."""
+    for leaf in jax.tree.leaves(trees):
+        sharding = getattr(leaf, "sharding", None)
+        mesh = sharding.mesh if isinstance(sharding, NamedSharding) else None
+        if isinstance(mesh, Mesh) and mesh.size > 1:
+            return mesh
+    return None
+
+
+def _replicated(a: jax.Array, mesh: Mesh) -> jax.Array:
+    """``a`` copied to every device of ``mesh`` through the host (also to other processes'
+    devices, where the same value is built: each process passes the same zeros)."""
+    host = np.asarray(a)
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
 def _signature(batch: Any, index: int) -> Any:
@@ -222,7 +256,9 @@ def collect_stats(
     arrays (``jax.Array``) on a ``jax.sharding.Mesh`` (kernels split FSDP-style or over
     a ``"model"`` axis, batches split along ``"data"``); the step then runs on
     the mesh and XLA adds the partial sums of every device, so the statistics
-    are the whole batches', as on one device (up to float32 summation order).
+    are the whole batches', as on one device (up to float32 summation order);
+    they are kept replicated on the mesh of the first sharded param (or batch)
+    leaf (see ``mesh`` in :func:`make_stats_step`), so the step compiles once.
     In a multi-process run (``jax.distributed``) every process passes the same
     params and, as each batch, a global array built from its own rows (e.g.
     ``jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")),
@@ -264,8 +300,8 @@ def collect_stats(
       >>> stats["w1"].count, stats["w1"].absmax.tolist(), stats["w2"].xtx.shape
       (Array(2., dtype=float32), [2.0, 1.0], (4, 4))
     """
-    step = make_stats_step(apply_fn, layouts=layouts, where=where, hessian=hessian)
     stats = init_stats(layouts, params, where=where, hessian=hessian)
+    step = None
     first = None
     spans = jax.process_count() > 1 and _spans_processes(params)
     for i, batch in enumerate(batches):
@@ -274,6 +310,12 @@ def collect_stats(
             _check_global(batch, i)
         if first is None:
             first = sig
+            mesh = _mesh_of(params, batch)
+            step = make_stats_step(
+                apply_fn, layouts=layouts, where=where, hessian=hessian, mesh=mesh
+            )
+            if mesh is not None:
+                stats = jax.tree.map(functools.partial(_replicated, mesh=mesh), stats)
             stats = step(params, stats, batch)
             continue
         try:

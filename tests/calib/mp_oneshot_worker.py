@@ -6,14 +6,15 @@ GPTQ + SparseGPT, results brought to the host) are used three ways: by
 ``test_multiprocess.py`` for its single-process reference, and by ``main`` here:
 
 Run as ``python mp_oneshot_worker.py PORT PROCESS_ID NUM_PROCESSES DEVICES_PER_PROCESS
-OUT METHOD`` (a name in :data:`METHODS`): joins the ``jax.distributed`` run coordinated at ``127.0.0.1:PORT`` (CPU
-collectives over gloo), places the params sharded over a ``("data", "model")``
-mesh whose ``"data"`` row ``i`` is process ``i``'s devices, builds each global
-calibration batch from this process's own block of its rows
-(``jax.make_array_from_process_local_data``), runs :func:`compress` for METHOD and writes
-the results and facts about the run to ``OUT`` (``np.savez``). It prints
-``INITIALIZING`` before ``jax.distributed.initialize`` and ``DISTRIBUTED_STARTED``
-once it has returned (the test skips only on a failure between the two).
+OUT METHOD`` (METHOD a name in :data:`METHODS`): joins the ``jax.distributed`` run
+coordinated at ``127.0.0.1:PORT`` (CPU collectives over gloo), places the params
+sharded over a ``("data", "model")`` mesh whose ``"data"`` row ``i`` is process
+``i``'s devices, builds each global calibration batch from this process's own block
+of its rows (``jax.make_array_from_process_local_data``), runs :func:`compress` for
+METHOD and writes the results and facts about the run to ``OUT`` (``np.savez``). It
+prints ``INITIALIZING`` before ``jax.distributed.initialize`` and
+``DISTRIBUTED_STARTED`` once it has returned (the test skips only on a failure
+between the two).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ SPECS = {
 
 def apply(params, x):
     """One attention block (q/k/v ``(in, heads, head_dim)``, o ``(heads, head_dim, out)``
-    DenseGeneral kernels, softmax over the tokens, a residual) and a tanh Dense layer; ``x`` is ``(sequences, tokens, D_MODEL)``."""
+    DenseGeneral kernels, softmax over the tokens, a residual) and a tanh Dense layer;
+    ``x`` is ``(sequences, tokens, D_MODEL)``."""
     q, k, v = (jnp.einsum("btd,dhk->bthk", x, params[n]) for n in ("q", "k", "v"))
     att = jax.nn.softmax(jnp.einsum("bthk,bshk->bhts", q, k) / np.sqrt(HEAD_DIM), axis=-1)
     ctx = jnp.einsum("bhts,bshk->bthk", att, v)

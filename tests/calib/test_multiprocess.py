@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +58,10 @@ def _env() -> dict[str, str]:
 
 
 def _run_workers(
-    tmp_path: Path, attempt: int, method: str
+    tmp_path: Path, attempt: int, method: str, meanwhile: Callable[[], None]
 ) -> tuple[list[int | None], list[str], list[Path]]:
-    """Starts the workers, waits for all (killing every one on a failure or the deadline)."""
+    """Starts the workers, runs ``meanwhile()`` here while they work, then waits for all
+    (killing every one on a failure, an error of ``meanwhile`` or the deadline)."""
     port = _free_port()
     outs = [tmp_path / f"result{attempt}_{i}.npz" for i in range(_PROCESSES)]
     logs = [tmp_path / f"worker{attempt}_{i}.log" for i in range(_PROCESSES)]
@@ -71,6 +73,7 @@ def _run_workers(
                 procs.append(subprocess.Popen([sys.executable, str(_WORKER), *map(str, args)],
                                               env=_env(), stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
         deadline = time.monotonic() + _TIMEOUT_S
+        meanwhile()
         while time.monotonic() < deadline:
             codes = [p.poll() for p in procs]
             if None not in codes or any(c not in (None, 0) for c in codes):
@@ -89,8 +92,15 @@ def _run_workers(
 
 @pytest.mark.parametrize("method", ["gptq", "sparsegpt"])
 def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method):
+    worker = _load(_WORKER, "jaxzip_tests_calib_mp_oneshot_worker")
+    single = {}
+
+    def reference() -> None:  # one process, the whole batches: run while the workers start
+        if not single:
+            single.update(worker.compress(worker.init(), worker.global_batches(), (method,)))
+
     for attempt in range(2):  # a new port once, should another program take the free one
-        codes, logs, outs = _run_workers(tmp_path, attempt, method)
+        codes, logs, outs = _run_workers(tmp_path, attempt, method, reference)
         taken = any(s in log.lower() for log in logs for s in _PORT_TAKEN)
         if codes == [0] * _PROCESSES or not taken:
             break
@@ -119,9 +129,7 @@ def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method)
     assert not any(f in run for f in facts for run in runs)
     for name in runs[0]:  # both processes hold the same (gathered) results
         np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)
-    worker = _load(_WORKER, "jaxzip_tests_calib_mp_oneshot_worker")
     shard = _load(_HERE / "test_oneshot_shard.py", "jaxzip_tests_calib_test_oneshot_shard")
-    single = worker.compress(worker.init(), worker.global_batches(), (method,))
     assert set(single) == set(runs[0])
     shard.check_results(single)
     shard.compare(single, runs[0])

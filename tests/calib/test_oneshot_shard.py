@@ -43,6 +43,20 @@ RESULT = {
     "split": sorted(k for k, a in params.items() if not a.sharding.is_fully_replicated),
     "devices": len(params["w1"].sharding.device_set),
 }
+if "gptq" in METHODS:  # collect_stats again (its small ops compiled): the step compiles once
+    from jaxzip.calib import collect_stats
+    from jaxzip.layout import trace_layouts
+    compiles = []
+    def count(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+    lay = trace_layouts(w.apply, params, batches[0])
+    jax.monitoring.register_event_duration_secs_listener(count)
+    stats = jax.block_until_ready(collect_stats(w.apply, params, batches, layouts=lay))
+    jax.monitoring.unregister_event_duration_listener(count)
+    RESULT["compiles"] = len(compiles)
+    RESULT["replicated"] = all(a.sharding.is_fully_replicated and len(a.sharding.device_set) == 4
+                               for a in jax.tree.leaves(stats))
 """
 
 KERNELS = ("q", "k", "v", "o", "w1")
@@ -95,3 +109,5 @@ def test_four_device_mesh_matches_one_device(four_devices, methods):
                for k in single)  # fmt: skip
     check_results(single)
     compare(single, sharded)
+    if methods == ("gptq",):  # statistics pinned replicated on the mesh: no second compile
+        assert result["replicated"] and result["compiles"] == 1, result["compiles"]
