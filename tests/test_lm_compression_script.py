@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -147,3 +148,15 @@ def test_asym_grid_and_its_zero_points_in_the_file(teacher):
             is_leaf=jz.quant.is_quantized,
         )
         assert module.file_bytes(zeroed) < module.file_bytes(q)
+
+
+def test_docs_language_models_snippets_run(capsys):
+    """docs/language_models.md's Python runs; a ``# ...`` line after a print states its output."""
+    doc = (EXPERIMENTS.parent / "docs" / "language_models.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)
+    assert snippets
+    for i, code in enumerate(snippets):
+        exec(compile(code, f"docs/language_models.md snippet {i}", "exec"), {})
+        printed = capsys.readouterr().out.splitlines()
+        expected = re.findall(r"^print\(.*\n# (.*)$", code, flags=re.MULTILINE)
+        assert expected and all(line in printed for line in expected)
