@@ -18,8 +18,9 @@ elements: the ``bits_per_weight`` of :func:`jaxzip.codec.size_report`):
   ``(heads, head_dim)``, uses groups of one head, 48, as 64 does not divide it);
   GPTQ calibrates each kernel on the earlier kernels already quantized;
   ``GPTQ (MLP only)`` quantizes the MLP kernels alone (the rest float), the
-  setting of Qwix's GPTQ fallback, at int8 / int4 per channel and int4 g64; the
-  ``int4 g64 + int8 emb`` rows also store the embedding tables (the 2-D leaves
+  setting of Qwix's GPTQ fallback, at int8 / int4 per channel and int4 g64 and,
+  asymmetric only, int3 per channel and g64 (:data:`MLP_SETTINGS`); the
+  ``int4 g64 [asym] + int8 emb`` rows also store the embedding tables (the 2-D leaves
   named ``*embed*`` that no matmul consumes: token and position embeddings) as
   int8 with one scale per row (:data:`EMBED_SPEC`), so the whole file is
   quantized but for biases and LayerNorms;
