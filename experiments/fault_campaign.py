@@ -11,10 +11,11 @@ Four checks, each printed as a figure and written to ``OUT/fault_campaign.json``
   restored): both describe how the run went, not what it computed.
 * **kill/resume (auto)**: the same for ``jaxzip auto`` with ``--max-trials``:
   ``best.jz`` and ``config.toml`` byte for byte; ``best.json`` and ``auto.json``
-  without ``seconds`` (each trial's wall time), ``wall_time_s`` (the search's)
-  and ``computed`` (how many trials the last invocation computed rather than
-  read from the journal); ``report.md`` with its "(N computed in the last run)"
-  note removed, for the same reason. Everything else (every trial's accuracy,
+  without ``seconds`` (each trial's wall time), ``wall_time_s`` (the search's),
+  ``elapsed_s`` (search time when the best improved) and ``computed`` (how many
+  trials the last invocation computed rather than read from the journal); ``report.md`` with its "(N computed in the last run)"
+  note removed and the search times of its "best ratio against time" table
+  blanked, for the same reasons. Everything else (every trial's accuracy,
   bytes, key, settings; the Pareto front; the sensitivity table) must match.
   The plots (``*.png``) are drawn from those same figures and are not compared.
 * **concurrent runs**: a second ``jaxzip run`` into a directory another one is
@@ -116,8 +117,10 @@ epochs_per_round = 1
 
 _ATTEMPTS = 4
 # What describes a run rather than its result: left out of the byte comparison.
-_VOLATILE = {"wall_time_s", "cached", "seconds", "computed"}
+_VOLATILE = {"wall_time_s", "cached", "seconds", "computed", "elapsed_s"}
 _REPORT_NOTE = re.compile(r" \(\d+ computed in the last run\)")
+# report.md's "best ratio against time" rows: the search time (first cell) is a timing.
+_TIMELINE_ROW = re.compile(r"^\| [\d.]* \| ([\d.]+x \| \d+ \| `[^`]*` \|)$", re.MULTILINE)
 
 
 def _cli(*args: str) -> list[str]:
@@ -142,7 +145,8 @@ def snapshot(out: Path, files: tuple[str, ...]) -> dict[str, object]:
         elif name.endswith(".json"):
             snap[name] = _strip(json.loads(p.read_text(encoding="utf-8")))
         elif name.endswith(".md"):
-            snap[name] = _REPORT_NOTE.sub("", p.read_text(encoding="utf-8"))
+            text = _REPORT_NOTE.sub("", p.read_text(encoding="utf-8"))
+            snap[name] = _TIMELINE_ROW.sub(r"| - | \1", text)
         else:
             snap[name] = p.read_bytes()
     return snap

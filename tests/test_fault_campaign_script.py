@@ -109,3 +109,17 @@ def test_a_run_that_finishes_before_its_moment_is_replaced_not_counted(tmp_path,
     assert not detail["killed"] and detail["finished_before"] == 4  # four tries, none killed
     assert result["killed"] == 0 and result["finished_before_kill"] == 4
     assert result["killed_identical"] == 0  # an unkilled run is no evidence of a resume
+
+
+def test_search_times_are_left_out_of_the_report_comparison(tmp_path, load_script):
+    fc = load_script("fault_campaign")
+    table = "| search time (s) | ratio | bytes | candidate |\n|---|---|---|---|\n"
+    pareto = "| 27563 | 38.69x | 0.9875 | yes |\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "report.md").write_text(table + "| 12.3 | 38.30x | 27000 | `k1` |\n" + pareto)
+    (tmp_path / "b" / "report.md").write_text(table + "| 40.0 | 38.30x | 27000 | `k1` |\n" + pareto)
+    a, b = (fc.snapshot(tmp_path / d, ("report.md",)) for d in "ab")
+    assert a == b and "| 27563 | 38.69x |" in a["report.md"]  # the Pareto rows untouched
+    (tmp_path / "b" / "report.md").write_text(table + "| 40.0 | 38.31x | 27000 | `k1` |\n" + pareto)
+    assert fc.snapshot(tmp_path / "b", ("report.md",)) != a  # a different ratio still differs
