@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from jaxzip.pipeline._names import names
 
@@ -14,7 +15,9 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         help="search per-layer sparsity and bits for the smallest file within an accuracy drop",
         description="Search per-layer pruning sparsity and k-means bits for the smallest "
         "compressed file whose validation accuracy stays within --max-drop percentage points "
-        "of the config's model. Every trial goes to OUT/journal.jsonl as it finishes; rerunning "
+        "of the config's model; the chosen candidate is then confirmed on a share of the "
+        "validation split (--confirm-fraction) that the search never ranked with. Every trial "
+        "goes to OUT/journal.jsonl as it finishes; rerunning "
         "the same command resumes without redoing trials. Writes best.jz, best.json, auto.json "
         "and report.md to OUT.",
     )
@@ -31,6 +34,13 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         help="stop starting trials after T (600s, 10m, 1h; a bare number is seconds)",
     )
     auto.add_argument("--max-trials", metavar="N", help="at most N candidate trials")
+    auto.add_argument(
+        "--confirm-fraction",
+        metavar="F",
+        default="0.5",
+        help="share of the validation split held out to confirm the chosen candidate on, "
+        "a number in (0, 1) (default 0.5)",
+    )
     auto.add_argument(
         "--out", metavar="DIR", help="output directory (default: runs/<experiment.name>_auto)"
     )
@@ -85,21 +95,56 @@ def _number_arg(name: str, text: str, *, integer: bool) -> float:
     return value
 
 
+def _fraction_arg(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise ValueError(f"{name}: expected a number in (0, 1), e.g. 0.5, got {text!r}")
+    return value
+
+
+def _drop_text(d: dict[str, Any] | None) -> str:
+    return "-" if d is None else f"{d['drop_pp']:.2f} +- {d['se_pp']:.2f}"
+
+
+def _status(res: dict[str, Any]) -> str:
+    """``feasible``, or why not: no confirmation passed, or no candidate met the bound."""
+    c = res.get("confirmation")
+    if res["feasible"]:
+        return "feasible"
+    if c is not None and c.get("attempts") and c.get("confirmed") is None:
+        return "NOT feasible: no candidate passed its confirmation"
+    return "NOT feasible (no candidate met the bound)"
+
+
 def _auto(args: argparse.Namespace) -> int:
+    from jaxzip.auto import BudgetTooSmall
     from jaxzip.pipeline import apply_overrides, load_config, run_auto
 
     max_drop = _number_arg("--max-drop", args.max_drop, integer=False)
+    fraction = _fraction_arg("--confirm-fraction", args.confirm_fraction)
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
     trials = None if args.max_trials is None else int(_number_arg("--max-trials", args.max_trials,
                                                                   integer=True))  # fmt: skip
     cfg = apply_overrides(load_config(args.config), args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.experiment.name}_auto"
-    summary = run_auto(cfg, out_dir, max_drop_pp=max_drop, time_budget_s=budget,
-                       max_trials=trials, strategy=args.strategy, progress=args.progress)  # fmt: skip
+    try:
+        summary = run_auto(cfg, out_dir, max_drop_pp=max_drop, time_budget_s=budget,
+                           max_trials=trials, strategy=args.strategy, progress=args.progress,
+                           confirm_fraction=fraction)  # fmt: skip
+    except BudgetTooSmall as e:  # one line (jaxzip.cli): name the flag the user gave
+        raise BudgetTooSmall(
+            f"--time-budget {args.time_budget}: {str(e).removeprefix('time_budget_s: ')}"
+        ) from None
     best, res = summary["result"]["best"], summary["result"]
-    status = "feasible" if res["feasible"] else "NOT feasible (no candidate met the bound)"
     print(f"best: {best['bytes']} bytes, {best['ratio']:.2f}x, val accuracy "
-          f"{best['accuracy']:.4f} (baseline {res['baseline']:.4f}), {status}; "
+          f"{best['accuracy']:.4f} (baseline {res['baseline']:.4f}), {_status(res)}; "
           f"test accuracy {summary['test']['best_test_accuracy']:.4f}")  # fmt: skip
+    drops = summary.get("drops") or {}
+    print(f"stopped: {res.get('stopped', '-')}; accuracy drop in points (+- SE), validation "
+          f"{_drop_text(drops.get('validation'))} / confirmation "
+          f"{_drop_text(drops.get('confirmation'))} / test {_drop_text(drops.get('test'))}")  # fmt: skip
     print(f"wrote {out_dir / 'auto.json'}, best.jz, journal.jsonl")
     return 0

@@ -161,3 +161,140 @@ def test_end_to_end_subprocess(tmp_path):
     with np.load(out / "params.npz", allow_pickle=False) as npz:
         assert sum(npz[k].size for k in npz.files) == m["param_count"]
         assert all("/" in k for k in npz.files)
+
+
+# --- jaxzip auto: --confirm-fraction, the summary, BudgetTooSmall ---------------------------
+
+AUTO_TOML = """\
+[experiment]
+name = "digits_auto"
+seed = 1
+[data]
+name = "digits"
+val_fraction = 0.2
+[model]
+name = "mlp"
+widths = [16]
+[train]
+epochs = 3
+batch_size = 64
+optimizer = "adam"
+learning_rate = 3e-2
+schedule = "constant"
+[prune]
+where = "Dense_0/kernel"
+epochs_per_round = 1
+learning_rate = 1e-3
+"""
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.2", "x", "nan", "inf"])
+def test_auto_confirm_fraction_must_lie_in_0_1(bad, capsys, tmp_path):
+    argv = ["auto", str(tmp_path / "missing.toml"), "--max-drop", "1", "--confirm-fraction", bad]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert (
+        line
+        == f"jaxzip: error: --confirm-fraction: expected a number in (0, 1), e.g. 0.5, got {bad!r}"
+    )
+
+
+def _fake_summary(*, feasible: bool, attempts: list, confirmed: str | None) -> dict:
+    def drop(d, se):
+        return {"drop_pp": d, "se_pp": se}
+
+    best = {"bytes": 100, "ratio": 40.0, "accuracy": 0.98}
+    conf = {"attempts": attempts, "confirmed": confirmed}
+    return {
+        "result": {"best": best, "feasible": feasible, "baseline": 0.99, "stopped": "time_budget",
+                   "confirmation": conf},
+        "test": {"best_test_accuracy": 0.97},
+        "drops": {"validation": drop(0.5, 0.25), "confirmation": drop(0.75, 0.3125),
+                  "test": drop(1.0, 0.125)},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("feasible", "attempts", "confirmed", "status"),
+    [
+        (True, [{"key": "a"}], "a", ", feasible;"),
+        (False, [{"key": "a"}, {"key": "b"}], None, "no candidate passed its confirmation"),
+        (False, [], None, "NOT feasible (no candidate met the bound)"),
+    ],
+)
+def test_auto_summary_status_stop_reason_and_drops(feasible, attempts, confirmed, status, capsys,
+                                                   tmp_path, monkeypatch):  # fmt: skip
+    import jaxzip.pipeline
+
+    seen = {}
+
+    def fake_run_auto(cfg, out_dir, **kw):
+        seen.update(kw)
+        return _fake_summary(feasible=feasible, attempts=attempts, confirmed=confirmed)
+
+    monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
+    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--out", str(tmp_path / "o"),
+            "--confirm-fraction", "0.25", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert seen["confirm_fraction"] == 0.25
+    out = capsys.readouterr().out
+    assert status in out
+    assert ("NOT feasible (no candidate met the bound)" in out) == (not feasible and not attempts)
+    assert ("stopped: time_budget; accuracy drop in points (+- SE), validation 0.50 +- 0.25 / "
+            "confirmation 0.75 +- 0.31 / test 1.00 +- 0.12") in out  # fmt: skip
+
+
+def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch):
+    import jaxzip.pipeline
+
+    seen = {}
+
+    def fake_run_auto(cfg, out_dir, **kw):
+        seen.update(kw)
+        return _fake_summary(feasible=True, attempts=[{"key": "a"}], confirmed="a")
+
+    monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
+    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    assert main(["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--out",
+                 str(tmp_path / "o"), "--no-progress"]) == 0  # fmt: skip
+    assert seen["confirm_fraction"] == 0.5
+
+
+def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch):
+    import jaxzip.pipeline
+    from jaxzip.auto import BudgetTooSmall
+
+    def fake_run_auto(cfg, out_dir, **kw):
+        raise BudgetTooSmall("time_budget_s: 1 s was spent before the baseline was measured on "
+                             "the confirmation split; found so far: the baseline's validation "
+                             "accuracy 0.9375, no candidate. Give a larger budget")  # fmt: skip
+
+    monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
+    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--time-budget", "1s",
+            "--out", str(tmp_path / "o"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("jaxzip: error: --time-budget 1s: 1 s was spent before the baseline")
+    assert "found so far: the baseline's validation accuracy 0.9375, no candidate" in line
+
+
+def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path):
+    """A real tiny search (digits, one candidate): the flag reaches run_auto; the lines match."""
+    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    out = tmp_path / "o"
+    argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "5", "--max-trials", "1",
+            "--confirm-fraction", "0.3", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    s = json.loads((out / "auto.json").read_text())
+    n_val = s["splits"]["validation"] + s["splits"]["confirmation"]
+    assert s["settings"]["confirm_fraction"] == 0.3
+    assert s["splits"]["confirmation"] == round(n_val * 0.3)
+    d = s["drops"]
+    text = capsys.readouterr().out
+    want = (f"stopped: {s['result']['stopped']}; accuracy drop in points (+- SE), validation "
+            f"{d['validation']['drop_pp']:.2f} +- {d['validation']['se_pp']:.2f} / confirmation "
+            f"{d['confirmation']['drop_pp']:.2f} +- {d['confirmation']['se_pp']:.2f} / test "
+            f"{d['test']['drop_pp']:.2f} +- {d['test']['se_pp']:.2f}")  # fmt: skip
+    assert want in text and s["result"]["stopped"] == "max_trials"
