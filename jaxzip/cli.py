@@ -1,7 +1,7 @@
 """The ``jaxzip`` command line: ``jaxzip run [CONFIG] [--set KEY=VALUE]... [--out DIR]``.
 
 Also ``jaxzip auto CONFIG --max-drop PP [--time-budget 10m] [--max-trials N] [--out DIR]
-[--strategy greedy|optuna]`` (the accuracy-bounded compression search, resumable from its
+[--strategy greedy|optuna] [--confirm-fraction F]`` (the accuracy-bounded search, resumable from its
 journal), ``jaxzip inspect FILE [--json]`` (the size report of a compressed or exported
 file) and ``jaxzip export (--model NAME | --config FILE) --weights FILE.jz [--input-shape N,...]
 --out FILE``.
