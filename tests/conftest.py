@@ -6,11 +6,13 @@ import importlib.util
 import json
 import os
 import selectors
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -155,3 +157,87 @@ def four_devices(tmp_path_factory):
     worker = _MeshWorker(tmp_path_factory.mktemp("four_devices"))
     yield worker.run
     worker.close()
+
+
+_PORT_TAKEN = ("address already in use", "failed to add port", "no address added")
+
+
+class WorkerRun(NamedTuple):
+    """What :func:`mp_workers` returns: exit codes (None: killed), logs, result files."""
+
+    codes: list[int | None]
+    logs: list[str]
+    outs: list[Path]
+
+    @property
+    def report(self) -> str:
+        """Each worker's exit and the tail of its log, for an assertion message."""
+        return "\n".join(
+            f"--- worker {i}: exit {'killed (timeout or a failed peer)' if c is None else c}\n"
+            f"{log[-3000:]}"
+            for i, (c, log) in enumerate(zip(self.codes, self.logs, strict=True))
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_workers(
+    worker: Path, tmp: Path, attempt: int, args: Sequence[Any], *, processes: int,
+    devices: int, env: dict[str, str], timeout: float, meanwhile: Callable[[], None],
+) -> WorkerRun:  # fmt: skip
+    port = _free_port()
+    outs = [tmp / f"out{attempt}_{i}.npz" for i in range(processes)]
+    logs = [tmp / f"worker{attempt}_{i}.log" for i in range(processes)]
+    procs = []
+    try:
+        for i in range(processes):
+            argv = [port, i, processes, devices, outs[i], *args]
+            with open(logs[i], "wb") as log:
+                procs.append(subprocess.Popen([sys.executable, str(worker), *map(str, argv)],
+                                              env=env, stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+        deadline = time.monotonic() + timeout
+        meanwhile()
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p in procs]
+            if None not in codes or any(c not in (None, 0) for c in codes):
+                break  # all done, or one failed: the others would wait for it until they time out
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    codes = [None if p.returncode is not None and p.returncode < 0 else p.returncode
+             for p in procs]  # fmt: skip
+    return WorkerRun(codes, [log.read_text(errors="replace") for log in logs], outs)
+
+
+def run_mp_workers(
+    worker: Path, tmp: Path, args: Sequence[Any] = (), *, processes: int = 2, devices: int = 2,
+    env: dict[str, str], timeout: float = 120.0, meanwhile: Callable[[], None] = lambda: None,
+) -> WorkerRun:  # fmt: skip
+    """Runs ``worker`` as ``processes`` subprocesses of one ``jax.distributed`` run.
+
+    Worker ``i`` gets the argv ``port i processes devices out_i *args`` (a free port
+    on 127.0.0.1, its result file); ``meanwhile()`` runs here while they work. All
+    are waited for, and every one is killed on a failure, an error of ``meanwhile``
+    or the deadline. Should another program take the free port, the run is repeated
+    once on a new one.
+    """
+    for attempt in range(2):
+        run = _start_workers(worker, tmp, attempt, args, processes=processes, devices=devices,
+                             env=env, timeout=timeout, meanwhile=meanwhile)  # fmt: skip
+        taken = any(s in log.lower() for log in run.logs for s in _PORT_TAKEN)
+        if run.codes == [0] * processes or not taken:
+            break
+    return run
+
+
+@pytest.fixture(scope="session")
+def mp_workers() -> Callable[..., WorkerRun]:
+    """``mp_workers(worker, tmp_path, args, env=...)``: see :func:`run_mp_workers`."""
+    return run_mp_workers

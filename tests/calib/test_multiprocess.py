@@ -15,11 +15,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +22,8 @@ import pytest
 
 _HERE = Path(__file__).parent
 _WORKER = _HERE / "mp_oneshot_worker.py"
-_PROCESSES = 2
+_PROCESSES = 2  # the defaults of mp_workers
 _DEVICES_PER_PROCESS = 2
-_TIMEOUT_S = 120.0
-_PORT_TAKEN = ("address already in use", "failed to add port", "no address added")
 
 
 def _load(path: Path, name: str):
@@ -38,12 +31,6 @@ def _load(path: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict[str, str]:
@@ -58,41 +45,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run_workers(
-    tmp_path: Path, attempt: int, method: str, meanwhile: Callable[[], None]
-) -> tuple[list[int | None], list[str], list[Path]]:
-    """Starts the workers, runs ``meanwhile()`` here while they work, then waits for all
-    (killing every one on a failure, an error of ``meanwhile`` or the deadline)."""
-    port = _free_port()
-    outs = [tmp_path / f"result{attempt}_{i}.npz" for i in range(_PROCESSES)]
-    logs = [tmp_path / f"worker{attempt}_{i}.log" for i in range(_PROCESSES)]
-    procs = []
-    try:
-        for i in range(_PROCESSES):
-            args = [port, i, _PROCESSES, _DEVICES_PER_PROCESS, outs[i], method]
-            with open(logs[i], "wb") as log:
-                procs.append(subprocess.Popen([sys.executable, str(_WORKER), *map(str, args)],
-                                              env=_env(), stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
-        deadline = time.monotonic() + _TIMEOUT_S
-        meanwhile()
-        while time.monotonic() < deadline:
-            codes = [p.poll() for p in procs]
-            if None not in codes or any(c not in (None, 0) for c in codes):
-                break  # all done, or one failed: the others would wait for it until they time out
-            time.sleep(0.05)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=30)
-    codes = [None if p.returncode is not None and p.returncode < 0 else p.returncode
-             for p in procs]  # fmt: skip
-    texts = [log.read_text(errors="replace") for log in logs]
-    return codes, texts, outs
-
-
 @pytest.mark.parametrize("method", ["gptq", "sparsegpt"])
-def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method):
+def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method, mp_workers):
     worker = _load(_WORKER, "jaxzip_tests_calib_mp_oneshot_worker")
     single = {}
 
@@ -100,16 +54,9 @@ def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method)
         if not single:
             single.update(worker.compress(worker.init(), worker.global_batches(), (method,)))
 
-    for attempt in range(2):  # a new port once, should another program take the free one
-        codes, logs, outs = _run_workers(tmp_path, attempt, method, reference)
-        taken = any(s in log.lower() for log in logs for s in _PORT_TAKEN)
-        if codes == [0] * _PROCESSES or not taken:
-            break
-    report = "\n".join(
-        f"--- worker {i}: exit {'killed (timeout or a failed peer)' if c is None else c}\n"
-        f"{log[-3000:]}"
-        for i, (c, log) in enumerate(zip(codes, logs, strict=True))
-    )
+    workers = mp_workers(_WORKER, tmp_path, [method], env=_env(), meanwhile=reference)
+    codes, logs, outs = workers
+    report = workers.report
     started = all("DISTRIBUTED_STARTED" in log for log in logs)
     importing = all("INITIALIZING" in log for log in logs)  # imports fine, initialize() called
     if codes != [0] * _PROCESSES and importing and not started:
