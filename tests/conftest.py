@@ -31,6 +31,36 @@ def toy() -> Dataset:
     return Dataset(x=x.reshape(32, 2, 2, 1), y=y, num_classes=2, name="toy")
 
 
+DIGITS_AUTO_TOML = """\
+[experiment]
+name = "digits_auto"
+seed = 1  # a seed whose search needs more than the one trial allowed (stopped: max_trials)
+[data]
+name = "digits"
+val_fraction = 0.2
+[model]
+name = "mlp"
+widths = [16]
+[train]
+epochs = 3
+batch_size = 64
+optimizer = "adam"
+learning_rate = 3e-2
+schedule = "constant"
+[prune]
+where = "Dense_0/kernel"
+epochs_per_round = 1
+learning_rate = 1e-3
+"""
+
+
+@pytest.fixture(scope="session")
+def digits_auto_toml() -> str:
+    """The TOML text of a tiny ``jaxzip auto`` experiment: a 16-unit MLP on digits, 3
+    epochs, pruning ``Dense_0/kernel`` (the auto tests of the pipeline, auto and CLI)."""
+    return DIGITS_AUTO_TOML
+
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 

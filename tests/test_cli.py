@@ -165,28 +165,6 @@ def test_end_to_end_subprocess(tmp_path):
 
 # --- jaxzip auto: --confirm-fraction, the summary, BudgetTooSmall ---------------------------
 
-AUTO_TOML = """\
-[experiment]
-name = "digits_auto"
-seed = 1
-[data]
-name = "digits"
-val_fraction = 0.2
-[model]
-name = "mlp"
-widths = [16]
-[train]
-epochs = 3
-batch_size = 64
-optimizer = "adam"
-learning_rate = 3e-2
-schedule = "constant"
-[prune]
-where = "Dense_0/kernel"
-epochs_per_round = 1
-learning_rate = 1e-3
-"""
-
 
 @pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.2", "x", "nan", "inf"])
 def test_auto_confirm_fraction_must_lie_in_0_1(bad, capsys, tmp_path):
@@ -223,7 +201,7 @@ def _fake_summary(*, feasible: bool, attempts: list, confirmed: str | None) -> d
     ],
 )
 def test_auto_summary_status_stop_reason_and_drops(feasible, attempts, confirmed, status, capsys,
-                                                   tmp_path, monkeypatch):  # fmt: skip
+                                                   tmp_path, monkeypatch, digits_auto_toml):  # fmt: skip
     import jaxzip.pipeline
 
     seen = {}
@@ -233,7 +211,7 @@ def test_auto_summary_status_stop_reason_and_drops(feasible, attempts, confirmed
         return _fake_summary(feasible=feasible, attempts=attempts, confirmed=confirmed)
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
-    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    (tmp_path / "a.toml").write_text(digits_auto_toml)
     argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--out", str(tmp_path / "o"),
             "--confirm-fraction", "0.25", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
@@ -245,7 +223,7 @@ def test_auto_summary_status_stop_reason_and_drops(feasible, attempts, confirmed
             "confirmation 0.75 +- 0.31 / test 1.00 +- 0.12") in out  # fmt: skip
 
 
-def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch):
+def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch, digits_auto_toml):
     import jaxzip.pipeline
 
     seen = {}
@@ -255,13 +233,13 @@ def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch):
         return _fake_summary(feasible=True, attempts=[{"key": "a"}], confirmed="a")
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
-    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    (tmp_path / "a.toml").write_text(digits_auto_toml)
     assert main(["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--out",
                  str(tmp_path / "o"), "--no-progress"]) == 0  # fmt: skip
     assert seen["confirm_fraction"] == 0.5
 
 
-def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch):
+def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch, digits_auto_toml):
     import jaxzip.pipeline
     from jaxzip.auto import BudgetTooSmall
 
@@ -271,7 +249,7 @@ def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch):
                              "accuracy 0.9375, no candidate. Give a larger budget")  # fmt: skip
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
-    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    (tmp_path / "a.toml").write_text(digits_auto_toml)
     argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--time-budget", "1s",
             "--out", str(tmp_path / "o"), "--no-progress"]  # fmt: skip
     assert main(argv) == 2
@@ -280,9 +258,9 @@ def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch):
     assert "found so far: the baseline's validation accuracy 0.9375, no candidate" in line
 
 
-def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path):
+def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path, digits_auto_toml):
     """A real tiny search (digits, one candidate): the flag reaches run_auto; the lines match."""
-    (tmp_path / "a.toml").write_text(AUTO_TOML)
+    (tmp_path / "a.toml").write_text(digits_auto_toml)
     out = tmp_path / "o"
     argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "5", "--max-trials", "1",
             "--confirm-fraction", "0.3", "--out", str(out), "--no-progress"]  # fmt: skip

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
@@ -11,34 +10,13 @@ from jaxzip import auto as jz_auto
 from jaxzip._errors import ConfigError
 from jaxzip.pipeline import load_config, run_auto
 
-TOML = """
-    [experiment]
-    name = "digits_auto"
-    seed = 1
-    [data]
-    name = "digits"
-    val_fraction = 0.2
-    [model]
-    name = "mlp"
-    widths = [16]
-    [train]
-    epochs = 3
-    batch_size = 64
-    optimizer = "adam"
-    learning_rate = 3e-2
-    schedule = "constant"
-    [prune]
-    where = "Dense_0/kernel"
-    epochs_per_round = 1
-    learning_rate = 1e-3
-"""
 SPACE = jz_auto.SearchSpace(sparsities=(0.0, 0.5), bits=(4,), kmeans_iters=5)
 
 
 @pytest.fixture
-def cfg(tmp_path):
+def cfg(tmp_path, digits_auto_toml):
     path = tmp_path / "digits_auto.toml"
-    path.write_text(textwrap.dedent(TOML), encoding="utf-8")
+    path.write_text(digits_auto_toml, encoding="utf-8")
     return load_config(path)
 
 

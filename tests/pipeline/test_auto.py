@@ -11,32 +11,11 @@ from jaxzip._errors import ConfigError
 from jaxzip.cli import main, parse_duration
 from jaxzip.pipeline import apply_overrides, load_config, run_auto
 
-TOML = """
-    [experiment]
-    name = "digits_auto"
-    seed = 1  # a seed whose search needs more than the one trial allowed (stopped: max_trials)
-    [data]
-    name = "digits"
-    val_fraction = 0.2
-    [model]
-    name = "mlp"
-    widths = [16]
-    [train]
-    epochs = 3
-    batch_size = 64
-    optimizer = "adam"
-    learning_rate = 3e-2
-    schedule = "constant"
-    [prune]
-    where = "Dense_0/kernel"
-    epochs_per_round = 1
-    learning_rate = 1e-3
-"""
 SPACE = jz_auto.SearchSpace(sparsities=(0.0, 0.5), bits=(4,), kmeans_iters=5)
 
 
-def test_run_auto_writes_everything(write_config, tmp_path):
-    cfg = load_config(write_config(TOML))
+def test_run_auto_writes_everything(write_config, digits_auto_toml, tmp_path):
+    cfg = load_config(write_config(digits_auto_toml))
     out = tmp_path / "out"
     s = run_auto(cfg, out, max_drop_pp=5.0, max_trials=1, space=SPACE, progress=False)
     for name in ("config.toml", "journal.jsonl", "best.jz", "best.json", "auto.json",
@@ -59,16 +38,16 @@ def test_run_auto_writes_everything(write_config, tmp_path):
         run_auto(other, out, max_drop_pp=5.0, max_trials=1, space=SPACE, progress=False)
 
 
-def test_run_auto_bad_input(write_config, tmp_path):
-    cfg = load_config(write_config(TOML))
+def test_run_auto_bad_input(write_config, digits_auto_toml, tmp_path):
+    cfg = load_config(write_config(digits_auto_toml))
     with pytest.raises(ValueError, match="max_drop"):
         run_auto(cfg, tmp_path, max_drop_pp=-0.1)
     with pytest.raises(TypeError, match="ExperimentConfig"):
         run_auto({"a": 1}, tmp_path, max_drop_pp=0.1)
 
 
-def test_cli_auto_errors_are_one_line(write_config, tmp_path, capsys):
-    path = str(write_config(TOML))
+def test_cli_auto_errors_are_one_line(write_config, digits_auto_toml, tmp_path, capsys):
+    path = str(write_config(digits_auto_toml))
     cases = [
         (["auto", path, "--max-drop", "-1"], "--max-drop: expected"),
         (["auto", path, "--max-drop", "x"], "--max-drop: expected"),
@@ -84,7 +63,9 @@ def test_cli_auto_errors_are_one_line(write_config, tmp_path, capsys):
     assert main(["auto", path]) == 2  # --max-drop is required (argparse usage error)
 
 
-def test_cli_auto_passes_settings_to_run_auto(write_config, tmp_path, capsys, monkeypatch):
+def test_cli_auto_passes_settings_to_run_auto(
+    write_config, digits_auto_toml, tmp_path, capsys, monkeypatch
+):
     import jaxzip.pipeline
 
     seen = {}
@@ -96,7 +77,7 @@ def test_cli_auto_passes_settings_to_run_auto(write_config, tmp_path, capsys, mo
                 "test": {"best_test_accuracy": 0.97}}  # fmt: skip
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
-    argv = ["auto", str(write_config(TOML)), "--max-drop", "0.1", "--time-budget", "10m",
+    argv = ["auto", str(write_config(digits_auto_toml)), "--max-drop", "0.1", "--time-budget", "10m",
             "--max-trials", "7", "--out", str(tmp_path / "o"), "--strategy", "optuna",
             "--no-progress", "--set", "experiment.seed=3"]  # fmt: skip
     assert main(argv) == 0
