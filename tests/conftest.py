@@ -31,6 +31,22 @@ def toy() -> Dataset:
     return Dataset(x=x.reshape(32, 2, 2, 1), y=y, num_classes=2, name="toy")
 
 
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("jaxzip: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def one_error_line() -> Callable[[pytest.CaptureFixture[str]], str]:
+    """``one_error_line(capsys)``: what the CLI wrote to stderr, checked to be one
+    ``jaxzip: error: ...`` line and no traceback; returns that line."""
+    return _one_error_line
+
+
 DIGITS_AUTO_TOML = """\
 [experiment]
 name = "digits_auto"

@@ -16,15 +16,6 @@ from jaxzip.cli import main
 from jaxzip.pipeline import apply_overrides, load_config
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("jaxzip: error: ")
-    return lines[0]
-
-
 def test_help(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
@@ -58,18 +49,18 @@ def test_usage_errors_exit_2(argv, capsys):
         (["run", "--set", "epochs"], "expected SECTION.KEY=VALUE"),
     ],
 )
-def test_config_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch):
+def test_config_errors_are_one_line(argv, needle, capsys, tmp_path, monkeypatch, one_error_line):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
-    assert needle in _one_error_line(capsys)
+    assert needle in one_error_line(capsys)
     assert not (tmp_path / "runs").exists()  # nothing written for a bad config
 
 
-def test_bad_toml_file(capsys, tmp_path):
+def test_bad_toml_file(capsys, tmp_path, one_error_line):
     path = tmp_path / "bad.toml"
     path.write_text("[train]\nepochs = 3\n[model\n")
     assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert str(path) in line and "invalid TOML" in line
 
 
@@ -84,15 +75,15 @@ def _mnist_args(data_dir: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_missing_data_directory(capsys, tmp_path, monkeypatch):
+def test_missing_data_directory(capsys, tmp_path, monkeypatch, one_error_line):
     monkeypatch.setenv("JAXZIP_DATA_DIR", str(tmp_path / "no_env_data"))
     monkeypatch.setenv("JAXZIP_CACHE_DIR", str(tmp_path / "no_cache"))
     assert main(_mnist_args(tmp_path / "does_not_exist", tmp_path / "out")) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "does_not_exist" in line or "mnist" in line
 
 
-def test_corrupt_idx_file(capsys, tmp_path, monkeypatch):
+def test_corrupt_idx_file(capsys, tmp_path, monkeypatch, one_error_line):
     monkeypatch.setenv("JAXZIP_DATA_DIR", str(tmp_path / "no_env_data"))
     monkeypatch.setenv("JAXZIP_CACHE_DIR", str(tmp_path / "no_cache"))
     data = tmp_path / "mnist"
@@ -101,15 +92,15 @@ def test_corrupt_idx_file(capsys, tmp_path, monkeypatch):
         for name in pair:
             (data / name).write_bytes(b"\x00\x00\x08\x03 this is not an IDX file")
     assert main(_mnist_args(data, tmp_path / "out")) == 2
-    _one_error_line(capsys)
+    one_error_line(capsys)
     assert not (tmp_path / "out" / "results.json").exists()
     assert (tmp_path / "out" / ".pending" / "config.toml").exists()  # identifiable failed run
 
 
-def test_out_is_a_file(capsys, tmp_path):
+def test_out_is_a_file(capsys, tmp_path, one_error_line):
     (tmp_path / "f").write_text("")
     assert main(["run", "--out", str(tmp_path / "f"), "--no-progress"]) == 2
-    assert "not a directory" in _one_error_line(capsys)
+    assert "not a directory" in one_error_line(capsys)
 
 
 def test_keyboard_interrupt(capsys, monkeypatch, tmp_path):
@@ -167,10 +158,10 @@ def test_end_to_end_subprocess(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.2", "x", "nan", "inf"])
-def test_auto_confirm_fraction_must_lie_in_0_1(bad, capsys, tmp_path):
+def test_auto_confirm_fraction_must_lie_in_0_1(bad, capsys, tmp_path, one_error_line):
     argv = ["auto", str(tmp_path / "missing.toml"), "--max-drop", "1", "--confirm-fraction", bad]
     assert main(argv) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert (
         line
         == f"jaxzip: error: --confirm-fraction: expected a number in (0, 1), e.g. 0.5, got {bad!r}"
@@ -239,7 +230,9 @@ def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch, di
     assert seen["confirm_fraction"] == 0.5
 
 
-def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch, digits_auto_toml):
+def test_auto_budget_too_small_is_one_line(
+    capsys, tmp_path, monkeypatch, digits_auto_toml, one_error_line
+):
     import jaxzip.pipeline
     from jaxzip.auto import BudgetTooSmall
 
@@ -253,7 +246,7 @@ def test_auto_budget_too_small_is_one_line(capsys, tmp_path, monkeypatch, digits
     argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--time-budget", "1s",
             "--out", str(tmp_path / "o"), "--no-progress"]  # fmt: skip
     assert main(argv) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith("jaxzip: error: --time-budget 1s: 1 s was spent before the baseline")
     assert "found so far: the baseline's validation accuracy 0.9375, no candidate" in line
 

@@ -15,15 +15,6 @@ from jaxzip.cli import main
 from jaxzip.deploy import load_exported
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("jaxzip: error: ")
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def cnn(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
@@ -85,17 +76,17 @@ def test_export_polymorphic_batch(cnn, capsys):
     assert load_exported(d / "p.jzx")(np.zeros((3, 8, 8, 1), np.float32)).shape == (3, 10)
 
 
-def test_export_any_model_of_the_table(cnn, capsys):
+def test_export_any_model_of_the_table(cnn, capsys, one_error_line):
     # the transformer takes int tokens; its default context is 256 (more is refused)
     d, *_ = cnn
     argv = _export_argv(d, **{"--model": "transformer", "--input-shape": "1,300"})
     assert main(argv) == 2
-    assert "model 'transformer' cannot take input shape [1, 300]" in _one_error_line(capsys)
+    assert "model 'transformer' cannot take input shape [1, 300]" in one_error_line(capsys)
     assert main(_export_argv(d, **{"--model": "transformer", "--input-shape": "1,8"})) == 2
-    assert "do not fit model 'transformer'" in _one_error_line(capsys)
+    assert "do not fit model 'transformer'" in one_error_line(capsys)
     argv = ["export", "--model", "small_cnn", "--weights", str(d / "w.jz"), "--out", "x.jzx"]
     assert main(argv) == 2
-    assert "--input-shape: required with --model" in _one_error_line(capsys)
+    assert "--input-shape: required with --model" in one_error_line(capsys)
 
 
 def _tiny_kjv_run(root):
@@ -174,28 +165,28 @@ def _export_argv(d, **over):
         ({"--model": "lenet5"}, "model 'lenet5' cannot take input shape [1, 8, 8, 1]"),
     ],
 )
-def test_export_bad_input(cnn, capsys, over, needle):
+def test_export_bad_input(cnn, capsys, over, needle, one_error_line):
     d, *_ = cnn
     assert main(_export_argv(d, **over)) == 2
-    assert needle in _one_error_line(capsys)
+    assert needle in one_error_line(capsys)
     assert not (d / "bad.jzx").exists()
 
 
-def test_inspect_bad_input(cnn, capsys, tmp_path):
+def test_inspect_bad_input(cnn, capsys, tmp_path, one_error_line):
     d, *_ = cnn
     assert main(["inspect", str(tmp_path / "missing.jz")]) == 2
-    assert "missing.jz" in _one_error_line(capsys)
+    assert "missing.jz" in one_error_line(capsys)
     assert main(["inspect", str(tmp_path)]) == 2
-    assert "is a directory" in _one_error_line(capsys)
+    assert "is a directory" in one_error_line(capsys)
     for name, data in [("t.jz", (d / "w.jz").read_bytes()[:50]), ("g.jz", b"garbage" * 10)]:
         (tmp_path / name).write_bytes(data)
         assert main(["inspect", str(tmp_path / name)]) == 2
-        assert str(tmp_path / name) in _one_error_line(capsys)
+        assert str(tmp_path / name) in one_error_line(capsys)
     bad = bytearray((d / "w.jz").read_bytes())
     bad[len(bad) // 2] ^= 1
     (tmp_path / "f.jz").write_bytes(bytes(bad))
     assert main(["inspect", str(tmp_path / "f.jz")]) == 2
-    assert "checksum" in _one_error_line(capsys)
+    assert "checksum" in one_error_line(capsys)
 
 
 def test_usage_errors(capsys):
@@ -217,7 +208,7 @@ def _refit_jz(data: bytes, edit) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def test_inspect_validates_as_load_does(cnn, capsys, tmp_path):
+def test_inspect_validates_as_load_does(cnn, capsys, tmp_path, one_error_line):
     # defect 7e: inspect exited 0 on files that load refuses (the tree, the StableHLO)
     d, module, compressed, x = cnn
 
@@ -229,7 +220,7 @@ def test_inspect_validates_as_load_does(cnn, capsys, tmp_path):
     with pytest.raises(jz.codec.FormatError):
         jz.codec.load(bad)
     assert main(["inspect", str(bad)]) == 2
-    assert "duplicate key" in _one_error_line(capsys)
+    assert "duplicate key" in one_error_line(capsys)
 
     from jaxzip.deploy._format import pack, unpack
 
@@ -240,4 +231,4 @@ def test_inspect_validates_as_load_does(cnn, capsys, tmp_path):
     with pytest.raises(jz.codec.FormatError):
         load_exported(jzx)
     assert main(["inspect", str(jzx)]) == 2
-    assert "StableHLO" in _one_error_line(capsys)
+    assert "StableHLO" in one_error_line(capsys)
