@@ -47,10 +47,26 @@ def test_reserved_output_names_are_refused_at_config_time(override, tmp_path, ca
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
-def test_codec_and_export_files_must_differ(tmp_path, capsys):
-    args = ["--set", "codec.file=m.bin", "--set", "export.file=m.bin"]
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (["codec.file=m.bin", "export.file=m.bin"],
+         "export.file: expected a name other than codec.file"),
+        (["train.augment_shift=8"], "train.augment_shift: expected fewer pixels"),
+        (["distill.augment_shift=8"], "distill.augment_shift: expected fewer pixels"),
+        ([f"experiment.seed={2**63}"],
+         "experiment.seed: expected an integer in [0, 9223372036854775807]"),
+        # a model too large is refused before allocating
+        (["model.name=mlp", "model.widths=[1000000000]"],
+         "model.name/model.widths: expected a model of at most"),
+    ],
+    ids=["codec-export-same-file", "train-augment-shift", "distill-augment-shift",
+         "seed-past-64-bits", "model-too-large"],
+)  # fmt: skip
+def test_config_errors_are_one_line(overrides, needle, tmp_path, capsys):
+    args = [a for o in overrides for a in ("--set", o)]
     assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
-    assert "export.file: expected a name other than codec.file" in _one_error_line(capsys)
+    assert needle in _one_error_line(capsys)
 
 
 def test_a_failing_rerun_keeps_every_previous_output(tmp_path, capsys):
@@ -117,26 +133,6 @@ def test_nonfinite_params_from_is_refused(tmp_path, capsys):
     assert cli(["run", *args, "--out", str(tmp_path / "b"), "--no-progress"]) == 2
     line = _one_error_line(capsys)
     assert "model.params_from" in line and "NaN" in line
-
-
-@pytest.mark.parametrize("section", ["train", "distill"])
-def test_augment_shift_larger_than_the_images_is_a_config_error(section, tmp_path, capsys):
-    assert cli(["run", "--set", f"{section}.augment_shift=8", "--out", str(tmp_path),
-                "--no-progress"]) == 2  # fmt: skip
-    assert f"{section}.augment_shift: expected fewer pixels" in _one_error_line(capsys)
-
-
-def test_seed_past_64_bits_is_a_config_error(tmp_path, capsys):
-    assert cli(["run", "--set", f"experiment.seed={2**63}", "--out", str(tmp_path)]) == 2
-    assert "experiment.seed: expected an integer in [0, 9223372036854775807]" in (
-        _one_error_line(capsys)
-    )
-
-
-def test_a_model_too_large_is_refused_before_allocating(tmp_path, capsys):
-    args = ["--set", "model.name=mlp", "--set", "model.widths=[1000000000]"]
-    assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
-    assert "model.name/model.widths: expected a model of at most" in _one_error_line(capsys)
 
 
 def test_toml_nested_too_deeply(tmp_path, capsys):
