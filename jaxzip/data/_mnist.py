@@ -311,23 +311,11 @@ def load_fashion_mnist(
 ) -> Dataset:
     """Loads Fashion-MNIST (Xiao, Rasul and Vollgraf): 60,000 train / 10,000 test images.
 
-    Like :func:`load_mnist`, with ``$JAXZIP_DATA_DIR/fashion_mnist`` and the
-    cache subdirectory ``fashion_mnist``. Files are verified against the MD5s
-    of their decompressed content (see ``FASHION_MNIST`` for their provenance).
-
-    Args:
-      data_dir: a directory holding the IDX files; if given, nothing else is tried.
-      split: ``"train"`` or ``"test"``.
-      download: fetch missing files from the mirror into the cache.
-      cache_dir: the cache root (see :func:`cache_root`).
-      mirrors: base URLs to use instead of the default mirror.
-      progress: show a download progress bar on stderr.
-
-    Returns:
-      A :class:`Dataset`: x (N, 28, 28, 1) float32 in [0, 1], y int32 in [0, 10).
-
-    Raises:
-      DataError: the files are missing, corrupt, or could not be downloaded.
+    Takes the arguments of :func:`load_mnist` and returns and raises as it does,
+    with ``$JAXZIP_DATA_DIR/fashion_mnist``, the cache subdirectory
+    ``fashion_mnist`` and the default mirror of ``FASHION_MNIST``. Files are
+    verified against the MD5s of their decompressed content (see
+    ``FASHION_MNIST`` for their provenance).
 
     Example:
       >>> import tempfile
