@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax
 import numpy as np
@@ -38,10 +39,8 @@ class Greedy:
       'greedy'
     """
 
-    @property
-    def name(self) -> str:
-        """The strategy's name in results and journals."""
-        return "greedy"
+    name: ClassVar[str] = "greedy"
+    """The strategy's name in results and journals."""
 
     def run(
         self, trials: Trials, space: SearchSpace, *, key: jax.Array, max_trials: int | None

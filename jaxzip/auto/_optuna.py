@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 
@@ -25,10 +25,8 @@ class Optuna:
       'optuna'
     """
 
-    @property
-    def name(self) -> str:
-        """The strategy's name in results and journals."""
-        return "optuna"
+    name: ClassVar[str] = "optuna"
+    """The strategy's name in results and journals."""
 
     def require(self) -> None:
         """Raises ImportError (saying how to install it) when optuna is missing."""
