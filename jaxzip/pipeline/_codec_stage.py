@@ -36,7 +36,7 @@ from jaxzip.paths import (
     selected_paths,
 )
 from jaxzip.pipeline._config import CodecConfig, ExperimentConfig
-from jaxzip.pipeline._stage_utils import augment_of, jsonable, run_key
+from jaxzip.pipeline._stage_utils import augment_of, jsonable, run_stage_epochs
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
@@ -123,15 +123,9 @@ def _finetune(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask)
             cb_state, books, {**batch, "key": jax.random.fold_in(key, cb_state.step)}
         )
 
-    tuned, _ = jz_train.run_epochs(
-        step,
-        jz_quant.init_codebook_state(books, tx),
-        splits.train,
-        key=run_key(cfg, "kmeans"),
-        epochs=k.finetune_epochs,
-        batch_size=t.batch_size,
-        progress=bool(state.progress),
-        desc="kmeans fine-tune",
+    init = jz_quant.init_codebook_state(books, tx)
+    tuned, _ = run_stage_epochs(
+        cfg, state, step, init, name="kmeans", epochs=k.finetune_epochs, desc="kmeans fine-tune"
     )
     return jz_quant.replace_centroids(books, tuned.trainable)
 

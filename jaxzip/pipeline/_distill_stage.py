@@ -9,7 +9,13 @@ from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import init_checked, make_module, model_arch
-from jaxzip.pipeline._stage_utils import MAX_LOSS_GROWTH, augment_of, make_train_tx, run_key
+from jaxzip.pipeline._stage_utils import (
+    MAX_LOSS_GROWTH,
+    augment_of,
+    make_train_tx,
+    run_key,
+    run_stage_epochs,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
@@ -60,14 +66,13 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     step = jz_distill.make_train_step(
         student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d), check_finite=True
     )
-    student_state, history = jz_train.run_epochs(
+    student_state, history = run_stage_epochs(
+        cfg,
+        state,
         lambda s, batch, key: step(s, teacher_params, batch, key),
         jz_train.init_state(params, tx),
-        splits.train,
-        key=run_key(cfg, "distill"),
+        name="distill",
         epochs=d.epochs,
-        batch_size=t.batch_size,
-        progress=bool(state.progress),
         desc="distill",
         max_loss_growth=MAX_LOSS_GROWTH,
     )

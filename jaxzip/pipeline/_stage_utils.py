@@ -1,10 +1,10 @@
-"""Helpers shared by the pipeline's stages: the optimizer a ``[train]`` section names, JSON values."""
+"""Helpers shared by the pipeline's stages: the ``[train]`` optimizer, their training loop, JSON values."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -12,11 +12,21 @@ import optax
 
 from jaxzip import train as jz_train
 from jaxzip._keys import named_key
-from jaxzip.pipeline._config import TrainConfig
+from jaxzip.pipeline._config import ExperimentConfig, TrainConfig
 from jaxzip.pipeline._names import make_optimizer
 from jaxzip.pipeline._stage_config import DistillConfig
+from jaxzip.pipeline._state import RunState
 
-__all__ = ["MAX_LOSS_GROWTH", "augment_of", "jsonable", "make_train_tx", "run_key"]
+__all__ = [
+    "MAX_LOSS_GROWTH",
+    "augment_of",
+    "jsonable",
+    "make_train_tx",
+    "run_key",
+    "run_stage_epochs",
+]
+
+S = TypeVar("S")
 
 MAX_LOSS_GROWTH = 100.0
 """Every training of a run stops as diverged when an epoch's mean loss exceeds 100x the
@@ -37,6 +47,33 @@ def run_key(cfg: Any, name: str) -> jax.Array:
       False
     """
     return named_key(jax.random.key(cfg.experiment.seed), name)
+
+
+def run_stage_epochs(
+    cfg: ExperimentConfig,
+    state: RunState,
+    step: Callable[[S, dict[str, np.ndarray], jax.Array], tuple[S, Mapping[str, Any]]],
+    init: S,
+    *,
+    name: str,
+    epochs: int,
+    **options: Any,
+) -> tuple[S, list[dict[str, Any]]]:
+    """:func:`jaxzip.train.run_epochs` for a stage: ``step`` from ``init`` over the train split.
+
+    Batches of ``[train] batch_size``, the key ``run_key(cfg, name)``, the run's
+    progress setting; ``options`` (``desc``, ``max_loss_growth``, ...) pass through.
+    """
+    return jz_train.run_epochs(
+        step,
+        init,
+        state.splits.train,
+        key=run_key(cfg, name),
+        epochs=epochs,
+        batch_size=cfg.train.batch_size,
+        progress=bool(state.progress),
+        **options,
+    )
 
 
 def make_train_tx(
