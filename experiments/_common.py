@@ -139,6 +139,16 @@ def load_splits(args: argparse.Namespace) -> jz.data.Splits:
     )
 
 
+def load_text_splits(args: argparse.Namespace) -> jz.data.TextSplits:
+    """``--text FILE`` (checked against ``--sha256``) or, without it, the KJV from
+    ``--data-dir``, as byte-level train / held-out splits."""
+    if args.text is None:
+        return jz.data.load_kjv(args.data_dir)
+    name = args.text.name.removesuffix(".gz")
+    source = jz.data.TextSource(name="text", file=name, sha256=args.sha256)
+    return jz.data.load_text(source, args.text.parent)
+
+
 def cosine_optimizer(
     name: str,
     learning_rate: float,

@@ -153,12 +153,7 @@ class Bench:
         self.args = args
         root = jax.random.key(args.seed)
         self.key = lambda name: jax.random.fold_in(root, sum(map(ord, name)))
-        if args.text is None:
-            splits = jz.data.load_kjv(args.data_dir)
-        else:
-            name = args.text.name.removesuffix(".gz")
-            source = jz.data.TextSource(name="text", file=name, sha256=args.sha256)
-            splits = jz.data.load_text(source, args.text.parent)
+        splits = common.load_text_splits(args)
         windows = jz.data.eval_windows(splits.held_out, seq_len=args.seq_len, name="held_out")
         n = args.eval_windows or len(windows)
         self.windows = jz.data.TokenWindows(x=windows.x[:n], y=windows.y[:n],

@@ -40,6 +40,9 @@ import jax
 import numpy as np
 import optax
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
+
 import jaxzip as jz
 from jaxzip.io import atomic_write_json
 
@@ -204,12 +207,7 @@ def held_out_bpb(apply_fn, params, windows, args) -> float:
 def main(argv: list[str] | None = None, log=print) -> dict[str, Any]:
     """Runs the experiment; returns (and writes) the results."""
     args = parse_args(argv)
-    if args.text is None:
-        splits = jz.data.load_kjv(args.data_dir)
-    else:
-        name = args.text.name.removesuffix(".gz")
-        source = jz.data.TextSource(name="text", file=name, sha256=args.sha256)
-        splits = jz.data.load_text(source, args.text.parent)
+    splits = common.load_text_splits(args)
     windows = jz.data.eval_windows(
         splits.held_out, seq_len=args.seq_len, name=f"{splits.name}/held_out"
     )
