@@ -298,28 +298,19 @@ def distill(args, splits, windows, probe, teacher_params, teacher_apply, log) ->
     def check(p):
         return held_out_bpb(apply_fn, p, probe, args)
 
-    label_step = jz.train.make_train_step(apply_fn, tx)
-    state, seconds, cpu = run_steps(
-        "labels", label_step, jz.train.init_state(params, tx), splits.train, args, data_key,
-        args.student_steps, check, log,
-    )  # fmt: skip
-    out["labels"] = {"held_out_bpb": held_out_bpb(apply_fn, state.params, windows, args),
+    def train_student(name: str, step) -> None:  # the same steps, data and init for both
+        state, seconds, cpu = run_steps(
+            name, step, jz.train.init_state(params, tx), splits.train, args, data_key,
+            args.student_steps, check, log,
+        )  # fmt: skip
+        out[name] = {"held_out_bpb": held_out_bpb(apply_fn, state.params, windows, args),
                      "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1)}  # fmt: skip
-    jz.train.save_params(args.out / "student_labels.npz", state.params)
+        jz.train.save_params(args.out / f"student_{name}.npz", state.params)
 
+    train_student("labels", jz.train.make_train_step(apply_fn, tx))
     loss = jz.distill.kd_loss(temperature=args.temperature, alpha=args.alpha)
     kd_step = jz.distill.make_train_step(apply_fn, teacher_apply, tx, loss=loss)
-
-    def step(state, batch, key):
-        return kd_step(state, teacher_params, batch, key)
-
-    state, seconds, cpu = run_steps(
-        "distilled", step, jz.train.init_state(params, tx), splits.train, args, data_key,
-        args.student_steps, check, log,
-    )  # fmt: skip
-    out["distilled"] = {"held_out_bpb": held_out_bpb(apply_fn, state.params, windows, args),
-                        "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1)}  # fmt: skip
-    jz.train.save_params(args.out / "student_distilled.npz", state.params)
+    train_student("distilled", lambda state, batch, key: kd_step(state, teacher_params, batch, key))
     teacher_bpb = held_out_bpb(teacher_apply, teacher_params, windows, args)
     out["teacher_held_out_bpb"] = teacher_bpb
     gap = out["labels"]["held_out_bpb"] - teacher_bpb
