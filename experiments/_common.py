@@ -149,6 +149,18 @@ def load_text_splits(args: argparse.Namespace) -> jz.data.TextSplits:
     return jz.data.load_text(source, args.text.parent)
 
 
+def first_windows(windows: jz.data.TokenWindows, limit: int) -> jz.data.TokenWindows:
+    """The first ``limit`` windows, named ``<name>[:limit]`` (all of them for 0)."""
+    if not limit:
+        return windows
+    return jz.data.TokenWindows(
+        x=windows.x[:limit],
+        y=windows.y[:limit],
+        vocab_size=windows.vocab_size,
+        name=f"{windows.name}[:{limit}]",
+    )
+
+
 def cosine_optimizer(
     name: str,
     learning_rate: float,

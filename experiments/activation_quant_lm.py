@@ -34,6 +34,9 @@ import jax
 import numpy as np
 import optax
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # experiments/, for _common
+import _common as common
+
 import jaxzip as jz
 from jaxzip.io import atomic_write_json
 
@@ -98,11 +101,7 @@ def main(argv: list[str] | None = None, log=print) -> dict[str, Any]:
     args = parse_args(argv)
     splits = jz.data.load_kjv(args.data_dir)
     windows = jz.data.eval_windows(splits.held_out, seq_len=args.seq_len, name="kjv/held_out")
-    if args.eval_limit:
-        windows = jz.data.TokenWindows(
-            x=windows.x[: args.eval_limit], y=windows.y[: args.eval_limit],
-            vocab_size=windows.vocab_size, name=f"kjv/held_out[:{args.eval_limit}]",
-        )  # fmt: skip
+    windows = common.first_windows(windows, args.eval_limit)
     model = jz.models.Transformer(**SIZES[args.size], max_len=args.seq_len)
     apply_fn = jz.models.linen_apply_fn(model)
     if args.teacher is not None:

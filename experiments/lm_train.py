@@ -211,13 +211,7 @@ def main(argv: list[str] | None = None, log=print) -> dict[str, Any]:
     windows = jz.data.eval_windows(
         splits.held_out, seq_len=args.seq_len, name=f"{splits.name}/held_out"
     )
-    if args.eval_limit:
-        windows = jz.data.TokenWindows(
-            x=windows.x[: args.eval_limit],
-            y=windows.y[: args.eval_limit],
-            vocab_size=windows.vocab_size,
-            name=f"{windows.name}[:{args.eval_limit}]",
-        )
+    windows = common.first_windows(windows, args.eval_limit)
     log(f"{splits}; scoring {len(windows)} held-out windows of {args.seq_len} bytes")
     probe = jz.data.TokenWindows(
         x=windows.x[:64], y=windows.y[:64], vocab_size=windows.vocab_size, name="probe"
@@ -271,13 +265,7 @@ def distill(args, splits, windows, probe, teacher_params, teacher_apply, log) ->
     All three models are scored on the first ``--student-eval-limit`` held-out
     windows (all of them for 0).
     """
-    if args.student_eval_limit:
-        windows = jz.data.TokenWindows(
-            x=windows.x[: args.student_eval_limit],
-            y=windows.y[: args.student_eval_limit],
-            vocab_size=windows.vocab_size,
-            name=f"{windows.name}[:{args.student_eval_limit}]",
-        )
+    windows = common.first_windows(windows, args.student_eval_limit)
     student = make_model(args, num_layers=STUDENT_LAYERS)
     apply_fn = jz.models.linen_apply_fn(student)
     example = np.zeros((1, args.seq_len), np.int32)
