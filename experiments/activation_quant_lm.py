@@ -65,11 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/activation_quant_lm"))
     args = p.parse_args(argv)
-    for name in ("steps", "batch_size", "seq_len", "calib_windows", "eval_batch_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.eval_limit < 0:
-        p.error("--eval-limit must be >= 0")
+    common.require_at_least(
+        p, args, 1, "steps", "batch_size", "seq_len", "calib_windows", "eval_batch_size"
+    )
+    common.require_at_least(p, args, 0, "eval_limit")
     return args
 
 

@@ -106,13 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/lm"))
     args = p.parse_args(argv)
-    for name in ("steps", "batch_size", "seq_len", "eval_batch_size", "log_every"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    common.require_at_least(
+        p, args, 1, "steps", "batch_size", "seq_len", "eval_batch_size", "log_every"
+    )
     if (args.text is None) != (args.sha256 is None):
         p.error("--text and --sha256 go together")
-    if min(args.eval_limit, args.student_eval_limit, args.eval_every) < 0:
-        p.error("--eval-limit, --student-eval-limit and --eval-every must be >= 0")
+    common.require_at_least(p, args, 0, "eval_limit", "student_eval_limit", "eval_every")
     if not 0 < args.warmup_steps < args.steps:
         p.error("--warmup-steps must be positive and below --steps")
     if args.student_steps < 2:

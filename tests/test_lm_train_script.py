@@ -61,7 +61,8 @@ def test_tiny_teacher_and_students(script, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--eval-every", "-1"], "--eval-every must be >= 0, got -1"),
         (["--text", "x.txt"], "--text and --sha256 go together"),
         (["--warmup-steps", "100", "--steps", "10"], "--warmup-steps"),
     ],
