@@ -29,8 +29,9 @@ __all__ = [
 S = TypeVar("S")
 
 MAX_LOSS_GROWTH = 100.0
-"""Every training of a run stops as diverged when an epoch's mean loss exceeds 100x the
-loss of its first step (``max_loss_growth`` of :func:`jaxzip.train.run_epochs`)."""
+"""Every training stage of a run (train, the ``[prune]`` rounds, distill, the k-means
+fine-tune) stops as diverged when an epoch's mean loss exceeds 100x the loss of its first
+step (``max_loss_growth`` of :func:`jaxzip.train.run_epochs`)."""
 
 
 def run_key(cfg: Any, name: str) -> jax.Array:
@@ -62,8 +63,10 @@ def run_stage_epochs(
     """:func:`jaxzip.train.run_epochs` for a stage: ``step`` from ``init`` over the train split.
 
     Batches of ``[train] batch_size``, the key ``run_key(cfg, name)``, the run's
-    progress setting; ``options`` (``desc``, ``max_loss_growth``, ...) pass through.
+    progress setting and the divergence guard :data:`MAX_LOSS_GROWTH`; ``options``
+    (``desc``, ...) pass through.
     """
+    options.setdefault("max_loss_growth", MAX_LOSS_GROWTH)
     return jz_train.run_epochs(
         step,
         init,

@@ -123,6 +123,17 @@ def test_diverged_training_stops_the_run(model, says, tmp_path, capsys):
     assert not (tmp_path / RESULTS_FILE).exists()
 
 
+def test_diverged_kmeans_fine_tune_stops_the_run(tmp_path, capsys):
+    # the stages' shared loop (run_stage_epochs) carries the guard: the k-means fine-tune too
+    args = [f"--set={o}" for o in [*TINY, "kmeans.dense_bits=4", "kmeans.finetune_epochs=2",
+                                   "kmeans.learning_rate=1e10"]]  # fmt: skip
+    assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("jaxzip: error:")]
+    assert len(errors) == 1  # one error line (the stage's info line before it aside), no trace
+    assert "kmeans fine-tune: training diverged: epoch 1's mean loss" in errors[0]
+    assert not (tmp_path / RESULTS_FILE).exists()
+
+
 def test_nonfinite_params_from_is_refused(tmp_path, capsys):
     cfg = apply_overrides(load_config(), TINY)
     run_experiment(cfg, tmp_path / "a", progress=False, report=False)
