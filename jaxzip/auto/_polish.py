@@ -86,18 +86,11 @@ def polish(trials: Trials, space: SearchSpace, current: dict[str, Any]) -> str:
     while True:
         groups = _groups(dict(current["sparsity"]), dict(current["bits"]), space, sizes)
         rounds = [r for r in space.finetune_rounds if r >= current.get("rounds", 1)]
-        found = None
-        for group in groups:
-            for r in rounds:
-                for msp, mbt in group:
-                    rec = trials.candidate(msp, mbt, r)
-                    if trials.is_feasible(rec) and rec["bytes"] < current["bytes"]:
-                        found = rec
-                        break
-                if found is not None:
-                    break
-            if found is not None:
-                break
+        tried = (trials.candidate(msp, mbt, r)  # lazily: stops at the first that helps
+                 for group in groups for r in rounds for msp, mbt in group)  # fmt: skip
+        best = current["bytes"]
+        found = next((rec for rec in tried if trials.is_feasible(rec) and rec["bytes"] < best),
+                     None)  # fmt: skip
         if found is None:
             return "exhausted"
         current = found

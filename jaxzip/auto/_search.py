@@ -19,7 +19,7 @@ from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
-from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials, _pick_best, takes_rounds
+from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials, by_size, takes_rounds
 from jaxzip.paths import describe, leaves_with_paths
 
 __all__ = ["JOURNAL_FILE", "Strategy", "search"]
@@ -262,12 +262,11 @@ def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strate
         trials.max_trials, trials.deadline = None, None
         trials.candidate(*mild)
     records = [{**r, "feasible": trials.is_feasible(r)} for r in trials.candidates]
-    best = _pick_best(records)
+    best = trials.best()
     assert best is not None  # at least one candidate exists here
     confirmation = None
     if trials.confirm_fn is not None:
-        ranked = sorted((r for r in records if r["feasible"]),
-                        key=lambda r: (r["bytes"], -r["accuracy"], r["index"]))  # fmt: skip
+        ranked = sorted((r for r in records if r["feasible"]), key=by_size)
         chosen, confirmation = confirm(trials, ranked, max_confirmations=max_confirmations,
                                        confirm_n=confirm_n, val_n=val_n)  # fmt: skip
         if chosen is not None:

@@ -28,7 +28,7 @@ from jaxzip.auto._common import (
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._sensitivity import probe
 
-__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "build_candidate",
+__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "build_candidate", "by_size",
            "takes_rounds"]  # fmt: skip
 
 BEST_FILE = "best.jz"
@@ -93,10 +93,15 @@ def build_candidate(
     return share_weights(pruned, bits, mask, iters=iters)
 
 
+def by_size(rec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ranking of feasible candidates: smallest file, then most accurate, then first tried."""
+    return (rec["bytes"], -rec["accuracy"], rec["index"])
+
+
 def _pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     feasible = [r for r in records if r["feasible"]]
     if feasible:
-        return min(feasible, key=lambda r: (r["bytes"], -r["accuracy"], r["index"]))
+        return min(feasible, key=by_size)
     if records:
         return min(records, key=lambda r: (-r["accuracy"], r["bytes"], r["index"]))
     return None

@@ -82,8 +82,7 @@ def _carve(cfg: ExperimentConfig, val: Any, fraction: float, max_drop_pp: float)
             f"points: one error there is {100 / max(n_conf, 1):.3g} points; it needs at least "
             f"{need} examples (n * max_drop >= 1). Raise data.val_fraction or --max-drop"
         )
-    rank, conf = jz_data.train_val_split(val, val_fraction=fraction, seed=int(cfg.experiment.seed))
-    return rank, conf
+    return jz_data.train_val_split(val, val_fraction=fraction, seed=int(cfg.experiment.seed))
 
 
 def _drop(base: float, acc: float, n: int) -> dict[str, float]:
