@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxzip.train._step import check_integer_labels
+
 Loss = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 """``loss(student_out, teacher_out, labels, *, mask=None) -> (per_example, terms)``.
 
@@ -113,10 +115,7 @@ def check_logits(where: str, student: Any, teacher: Any, labels: Any) -> None:
                 f"{where}: labels must have shape {s[:-1]} (the logits' {s} without the "
                 f"class axis), got {np.shape(labels)}"
             )
-        if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-            raise ValueError(
-                f"{where}: labels must be integers, got dtype {jnp.result_type(labels)}"
-            )
+        check_integer_labels(where, "labels", labels)
 
 
 def per_example(values: jax.Array) -> jax.Array:

@@ -49,11 +49,15 @@ def check_batch(batch: Any, where: str) -> tuple[Any, Any]:
             f"{where}: with per-token labels batch['y'] of shape {y_shape}, batch['x'] must "
             f"start with the same (N, T), got shape {x_shape}"
         )
-    if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
-        raise ValueError(
-            f"{where}: batch['y'] must hold integer labels, got dtype {jnp.result_type(y)}"
-        )
+    check_integer_labels(where, "batch['y']", y)
     return x, y
+
+
+def check_integer_labels(where: str, name: str, y: Any) -> None:
+    """Raises ``ValueError`` unless ``y`` (called ``name`` in the message) has an integer dtype."""
+    dtype = jnp.result_type(y)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise ValueError(f"{where}: {name} must hold integer labels, got dtype {dtype}")
 
 
 def check_step_factory(where: str, tx: Any, check_finite: Any, **apply_fns: Any) -> None:

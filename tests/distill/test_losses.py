@@ -193,7 +193,7 @@ def test_mismatched_logits_and_bad_labels():
         loss(jnp.zeros((2, 3)), jnp.zeros((2, 4)), jnp.array([0, 1]))
     with pytest.raises(ValueError, match="labels must have shape"):
         loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.array([0, 1, 2]))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(ValueError, match="labels must hold integer labels, got dtype float32"):
         loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="mask"):
         loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), jnp.array([0, 1]), mask=jnp.array([1, 0]))
