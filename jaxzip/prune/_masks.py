@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -220,26 +221,37 @@ def _combine(op: Any, name: str, first: Mask, rest: tuple[Mask, ...]) -> Mask:
     for i, other in enumerate(rest, start=1):
         check_mask(first, other, f"{name}: masks[{i}]")
     check_mask(first, first, f"{name}: masks[0]")
-    return jax.tree.map(lambda *ms: op(*ms), first, *rest)
+    return jax.tree.map(lambda *ms: functools.reduce(op, ms), first, *rest)
 
 
 def mask_and(first: Mask, *rest: Mask) -> Mask:
     """Keeps a weight only where every mask keeps it.
+
+    Args:
+      first: a bool mask tree.
+      *rest: one or more bool masks with ``first``'s structure and shapes.
+
+    Returns:
+      A bool mask with that structure, True where every mask is True.
+
+    Raises:
+      ValueError: a single mask, or masks that differ in structure, shape or
+        dtype (bool leaves only); the message names the mask's index and path.
 
     Example:
       >>> import jax.numpy as jnp
       >>> mask_and({"w": jnp.array([True, True])}, {"w": jnp.array([True, False])})
       {'w': Array([ True, False], dtype=bool)}
     """
-    return _combine(lambda *ms: jnp.logical_and.reduce(jnp.stack(ms)), "mask_and", first, rest)
+    return _combine(jnp.logical_and, "mask_and", first, rest)
 
 
 def mask_or(first: Mask, *rest: Mask) -> Mask:
-    """Keeps a weight where any mask keeps it.
+    """Keeps a weight where any mask keeps it; arguments and errors as :func:`mask_and`.
 
     Example:
       >>> import jax.numpy as jnp
       >>> mask_or({"w": jnp.array([False, False])}, {"w": jnp.array([True, False])})
       {'w': Array([ True, False], dtype=bool)}
     """
-    return _combine(lambda *ms: jnp.logical_or.reduce(jnp.stack(ms)), "mask_or", first, rest)
+    return _combine(jnp.logical_or, "mask_or", first, rest)
