@@ -195,14 +195,17 @@ def sparsegpt(
       TypeError: bad argument types.
 
     Example:
-      >>> import jax, jax.numpy as jnp, flax.linen as nn
-      >>> import jaxzip as jz
-      >>> model = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(4)])
-      >>> params = model.init(jax.random.key(0), jnp.ones((1, 8)))
-      >>> batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in range(2)]
-      >>> p, mask = sparsegpt(model.apply, params, batches, structure=jz.prune.NByM(2, 4))
-      >>> mask["params"]["layers_0"]["kernel"].reshape(2, 4, 16).sum(1).min().item()
-      2
+      A plain-pytree model (any ``apply_fn`` whose kernels feed matmuls works,
+      Flax or not); 2:4 along each kernel's input axis:
+
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxzip.prune import NByM
+      >>> params = {"w1": jax.random.normal(jax.random.key(0), (8, 16)), "w2": jnp.ones((16, 4))}
+      >>> apply_fn = lambda p, x: jax.nn.relu(x @ p["w1"]) @ p["w2"]
+      >>> batches = [jax.random.normal(jax.random.key(i), (32, 8)) for i in (1, 2)]
+      >>> p, mask = sparsegpt(apply_fn, params, batches, structure=NByM(2, 4))
+      >>> mask["w1"].reshape(2, 4, 16).sum(1).min().item(), mask["w2"].shape
+      (2, (16, 4))
     """
     what = "sparsegpt"
     check_prune_options(sparsity, structure, what)
