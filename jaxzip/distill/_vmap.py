@@ -151,19 +151,26 @@ def make_vmapped_train_step(
         not of length K, values the factory rejects, or a bad batch.
 
     Example:
+      Three students at temperatures 1, 2 and 4; the second one's update is
+      that of :func:`make_train_step` with ``kd_loss(temperature=2.0, alpha=0.5)``:
+
       >>> import jax, jax.numpy as jnp, optax
+      >>> from jaxzip.distill import kd_loss, make_train_step
       >>> from jaxzip.train import init_state
-      >>> from jaxzip.distill import kd_loss
-      >>> linear = lambda params, x, *, train, key: x @ params
-      >>> tx = optax.sgd(1.0)
+      >>> linear, tx = (lambda params, x, *, train, key: x @ params), optax.sgd(1.0)
+      >>> teacher, batch = 3.0 * jnp.eye(2), {"x": jnp.eye(2), "y": jnp.array([0, 1])}
       >>> step = make_vmapped_train_step(linear, linear, tx, make_loss=kd_loss)
       >>> states = stack_states([init_state(jnp.zeros((2, 2)), tx)] * 3)
       >>> hparams = {"temperature": jnp.array([1.0, 2.0, 4.0]), "alpha": jnp.array([0.5] * 3)}
-      >>> batch = {"x": jnp.eye(2), "y": jnp.array([0, 1])}
       >>> keys = jax.random.split(jax.random.key(0), 3)
-      >>> states, metrics = step(states, 3.0 * jnp.eye(2), batch, keys, hparams)
+      >>> states, metrics = step(states, teacher, batch, keys, hparams)
       >>> metrics["loss"].shape
       (3,)
+      >>> one = make_train_step(linear, linear, tx, loss=kd_loss(temperature=2.0, alpha=0.5))
+      >>> state, m = one(init_state(jnp.zeros((2, 2)), tx), teacher, batch, keys[1])
+      >>> [bool(jnp.allclose(a, b)) for a, b in [(states.params[1], state.params),
+      ...                                         (metrics["loss"][1], m["loss"])]]
+      [True, True]
     """
     where = "make_vmapped_train_step"
     check_factory_args(where, student_apply, teacher_apply, tx, student_transform, check_finite)
