@@ -143,6 +143,24 @@ for line in sys.stdin:
 """
 
 
+def cpu_child_env(devices: int | None = None) -> dict[str, str]:
+    """This process's environment for a CPU child process: the suite's XLA flags kept (so
+    children compile as cheaply as this process, see the root conftest.py), any forced
+    host device count replaced by ``devices`` (None: none; workers that call
+    ``jax_num_cpu_devices`` set their own)."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]  # fmt: skip
+    if devices is not None:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    return {**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.fixture
+def child_env() -> Callable[..., dict[str, str]]:
+    """:func:`cpu_child_env`, for tests that start CPU worker processes."""
+    return cpu_child_env
+
+
 class _MeshWorker:
     """One Python process with 4 host CPU devices that runs test scripts one after another.
 
@@ -152,8 +170,7 @@ class _MeshWorker:
     """
 
     def __init__(self, tmp: Path) -> None:
-        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-               "JAX_PLATFORMS": "cpu"}  # fmt: skip
+        env = cpu_child_env(devices=4)
         self.log = tmp / "four_devices.stderr"
         self._stderr = self.log.open("w")
         self.proc = subprocess.Popen(

@@ -14,7 +14,6 @@ is refused (it would be summed per process). Skipped, with the workers' output, 
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +32,10 @@ def _load(path: Path, name: str):
     return module
 
 
-def _env() -> dict[str, str]:
-    """The test's environment for CPU workers, without a forced host device count (each
-    worker sets its own with ``jax_num_cpu_devices``); other XLA flags are kept, so the
-    workers compile like this process's reference run."""
-    env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]  # fmt: skip
-    env["XLA_FLAGS"] = " ".join(flags)
-    env["JAX_PLATFORMS"] = "cpu"
-    return env
-
-
 @pytest.mark.parametrize("method", ["gptq", "sparsegpt"])
-def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method, mp_workers):
+def test_two_processes_each_feeding_its_rows_match_one_process(
+    tmp_path, method, mp_workers, child_env
+):
     worker = _load(_WORKER, "jaxzip_tests_calib_mp_oneshot_worker")
     single = {}
 
@@ -54,7 +43,7 @@ def test_two_processes_each_feeding_its_rows_match_one_process(tmp_path, method,
         if not single:
             single.update(worker.compress(worker.init(), worker.global_batches(), (method,)))
 
-    workers = mp_workers(_WORKER, tmp_path, [method], env=_env(), meanwhile=reference)
+    workers = mp_workers(_WORKER, tmp_path, [method], env=child_env(), meanwhile=reference)
     codes, logs, outs = workers
     report = workers.report
     started = all("DISTRIBUTED_STARTED" in log for log in logs)

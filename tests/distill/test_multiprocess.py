@@ -10,7 +10,6 @@ single-process run on the same global batches.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,8 @@ def _load_worker():
     return module
 
 
-def test_two_processes_train_in_lockstep_like_one(tmp_path, mp_workers):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    workers = mp_workers(_WORKER, tmp_path, env={**env, "JAX_PLATFORMS": "cpu"})
+def test_two_processes_train_in_lockstep_like_one(tmp_path, mp_workers, child_env):
+    workers = mp_workers(_WORKER, tmp_path, env=child_env())
     codes, _, outs = workers
     report = workers.report
     assert codes == [0] * _PROCESSES, report
