@@ -15,7 +15,9 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         help="search per-layer sparsity and bits for the smallest file within an accuracy drop",
         description="Search per-layer pruning sparsity and k-means bits for the smallest "
         "compressed file whose validation accuracy stays within --max-drop percentage points "
-        "of the config's model; the chosen candidate is then confirmed on a share of the "
+        "of the config's model (for a config on text, a language model: per-kernel GPTQ bit "
+        "widths 2/3/4/8 whose validation bits per byte stay within +--max-drop percent); "
+        "the chosen candidate is then confirmed on a share of the "
         "validation split (--confirm-fraction) that the search never ranked with. Every trial "
         "goes to OUT/journal.jsonl as it finishes; rerunning "
         "the same command resumes without redoing trials. Writes best.jz, best.json, auto.json "
@@ -26,7 +28,9 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         "--max-drop",
         required=True,
         metavar="PP",
-        help="allowed validation accuracy drop in percentage points, e.g. 0.1",
+        help="allowed validation accuracy drop in percentage points, e.g. 0.1; for a "
+        "language model (text data), the allowed increase of held-out bits per byte in "
+        "percent, e.g. 2 for +2%%",
     )
     auto.add_argument(
         "--time-budget",
@@ -138,6 +142,9 @@ def _auto(args: argparse.Namespace) -> int:
         raise BudgetTooSmall(
             f"--time-budget {args.time_budget}: {str(e).removeprefix('time_budget_s: ')}"
         ) from None
+    if summary.get("kind") == "lm":
+        _print_lm(summary, out_dir)
+        return 0
     best, res = summary["result"]["best"], summary["result"]
     print(f"best: {best['bytes']} bytes, {best['ratio']:.2f}x, val accuracy "
           f"{best['accuracy']:.4f} (baseline {res['baseline']:.4f}), {_status(res)}; "
@@ -148,3 +155,18 @@ def _auto(args: argparse.Namespace) -> int:
           f"{_drop_text(drops.get('confirmation'))} / test {_drop_text(drops.get('test'))}")  # fmt: skip
     print(f"wrote {out_dir / 'auto.json'}, best.jz, journal.jsonl")
     return 0
+
+
+def _print_lm(summary: dict[str, Any], out_dir: Path) -> None:
+    res, cmp = summary["result"], summary["comparison"]
+    status = "confirmed" if res["confirmed"] else "NOT feasible: no candidate passed"
+    print(f"best: {res['bytes']} bytes ({status}), uniform int{res['reference']['bits']} GPTQ "
+          f"g{res['reference']['group_size']} {cmp['reference_bytes']} bytes "
+          f"({cmp['ratio_to_reference']:.3f} of it); stopped: {res['stopped']}")  # fmt: skip
+    parts = []
+    for name in ("rank", "confirm", "test"):
+        best = (res["splits"].get(name) or {}).get("best")
+        if best is not None:
+            parts.append(f"{name} {100 * best['relative']:+.3f} +- {100 * best['relative_se']:.3f}")
+    print(f"bits per byte increase in % (+- SE): {' / '.join(parts)}")
+    print(f"wrote {out_dir / 'auto.json'}, best.jz, report.md, journal.jsonl")

@@ -22,6 +22,9 @@ from jaxzip.auto._confirm import SE_METHOD, BudgetTooSmall, drop_se, min_confirm
 from jaxzip.auto._families import CNNFamily, MLPFamily, ScaledCNN, scale_widths
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal, config_hash
+from jaxzip.auto._lm import LM_SE_METHOD, LMSearchResult, LMSpace, search_lm
+from jaxzip.auto._lm_build import split_windows
+from jaxzip.auto._lm_report import write_lm_report
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._report import write_report
 from jaxzip.auto._search import JOURNAL_FILE, Strategy, search
@@ -35,11 +38,14 @@ __all__ = [
     "BEST_FILE",
     "BEST_JSON",
     "JOURNAL_FILE",
+    "LM_SE_METHOD",
     "SE_METHOD",
     "BudgetTooSmall",
     "CNNFamily",
     "Greedy",
     "Journal",
+    "LMSearchResult",
+    "LMSpace",
     "MLPFamily",
     "Optuna",
     "ScaledCNN",
@@ -58,7 +64,10 @@ __all__ = [
     "probe",
     "scale_widths",
     "search",
+    "search_lm",
     "search_students",
     "sensitivity",
+    "split_windows",
+    "write_lm_report",
     "write_report",
 ]

@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 from jaxzip import auto as jz_auto
+from jaxzip import codec as jz_codec
 from jaxzip import data as jz_data
 from jaxzip import prune as jz_prune
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
-from jaxzip._io import atomic_write_json, directory_lock
+from jaxzip._io import atomic_write_bytes, atomic_write_json, directory_lock
 from jaxzip._keys import named_key
 from jaxzip._types import Mask, Params
 from jaxzip.pipeline._config import ExperimentConfig
@@ -48,6 +50,8 @@ from jaxzip.pipeline._state import RunState
 __all__ = ["AUTO_FILE", "run_auto"]
 
 AUTO_FILE = "auto.json"
+LM_TABLES = r".*embed.*"  # a language model's embedding tables, stored as int8 per row
+LM_CALIB = (128, 16)  # calibration: windows drawn from the training split, batch size
 
 
 def _finetune_settings(cfg: ExperimentConfig) -> tuple[str, int, float]:
@@ -116,7 +120,11 @@ def run_auto(
       cfg: the experiment config (its baseline params come from its data, model
         and train stages).
       out_dir: the output directory (created if missing).
-      max_drop_pp: allowed validation accuracy drop in percentage points (>= 0).
+      max_drop_pp: allowed validation accuracy drop in percentage points (>= 0); for
+        text data (``data.name`` ``"kjv"``), a language model, the allowed increase of
+        bits per byte in percent (> 0; 2 is +2%): :func:`jaxzip.auto.search_lm` over
+        per-kernel GPTQ bit widths, with the embedding tables as int8 (``strategy``,
+        ``space`` and ``seed`` do not apply; ``confirm_fraction`` is required).
       time_budget_s: stop starting new trials after this many seconds.
       max_trials: at most this many candidate trials.
       seed: the root seed of the search (``named_key(jax.random.key(seed), "auto")``
@@ -149,6 +157,10 @@ def run_auto(
     if not max_drop_pp >= 0:
         raise ValueError(f"max_drop: expected percentage points >= 0, got {max_drop_pp!r}")
     confirm_fraction = _check_fraction(confirm_fraction)
+    if cfg.data.name in jz_data.TEXT_DATASETS:
+        return _run_auto_lm(cfg, Path(out_dir), max_drop_pct=max_drop_pp, progress=progress,
+                            time_budget_s=time_budget_s, max_trials=max_trials,
+                            confirm_fraction=confirm_fraction)  # fmt: skip
     search_strategy = lookup("strategy", strategy, where="strategy")
     seed = cfg.experiment.seed if seed is None else seed
     space = jz_auto.SearchSpace() if space is None else space
@@ -243,5 +255,61 @@ def run_auto(
         except ImportError as e:
             print(f"jaxzip auto: no report written: {e}", file=sys.stderr)
         summary = jsonable(summary)
+        atomic_write_json(out / AUTO_FILE, summary)
+        return summary
+
+
+def _run_auto_lm(cfg: ExperimentConfig, out: Path, *, max_drop_pct: float,
+                 time_budget_s: float | None, max_trials: int | None, progress: bool,
+                 confirm_fraction: float | None) -> dict[str, Any]:  # fmt: skip
+    """``run_auto`` for a language model (text data): :func:`jaxzip.auto.search_lm` with the
+    bound ``max_drop_pct`` read as a relative increase of bits per byte in percent."""
+    if not max_drop_pct > 0:
+        raise ValueError(f"max_drop: for a language model, the allowed increase of bits per byte "
+                         f"in percent, > 0 (2 is +2%); got {max_drop_pct!r}")  # fmt: skip
+    if confirm_fraction is None:
+        raise ValueError("confirm_fraction: a language model's search needs a confirmation "
+                         "split; expected a number in (0, 1), got None")  # fmt: skip
+    space = jz_auto.LMSpace(tables=LM_TABLES)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with directory_lock(out, what="jaxzip auto"):
+        save_config(out / "config.toml", cfg)
+        start = time.perf_counter()
+        seed = int(cfg.experiment.seed)
+        settings = {"kind": "lm", "space": space.to_dict(), "confirm_fraction": confirm_fraction,
+                    "calibration": list(LM_CALIB), "seed": seed}  # fmt: skip
+        journal = jz_auto.Journal.open(
+            out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
+        )
+        state = RunState(out_dir=out, progress=progress)
+        for stage in (load_data, build_model, train_stage):
+            state = state.updated(stage(cfg, state)[0])
+        s = state.splits
+        rank, conf = jz_auto.split_windows(s.val, confirm_fraction, seed=seed)
+        n, b = min(LM_CALIB[0], len(s.train)), LM_CALIB[1]
+        idx = np.sort(np.random.default_rng(seed).permutation(len(s.train))[:n])
+        calib = [s.train.x[idx[i : i + b]] for i in range(0, n, b)]
+        result = jz_auto.search_lm(
+            state.apply_fn, state.params, calib, rank, conf, max_increase=max_drop_pct / 100,
+            space=space, test=s.test, journal=journal, time_budget_s=time_budget_s,
+            max_trials=max_trials, progress=progress,
+        )  # fmt: skip
+        atomic_write_bytes(out / jz_auto.BEST_FILE, jz_codec.encode(result.params))
+        ref = result.reference["bytes"]
+        summary = jsonable({
+            "kind": "lm", "config_name": cfg.experiment.name, "max_drop_pct": max_drop_pct,
+            "time_budget_s": time_budget_s, "max_trials": max_trials, "settings": settings,
+            "splits": {"train": len(s.train), "rank": len(rank), "confirm": len(conf),
+                       "test": len(s.test), "calibration": n},
+            "se_method": jz_auto.LM_SE_METHOD, "result": result.to_dict(),
+            "comparison": {"bytes": result.bytes, "reference_bytes": ref,
+                           "ratio_to_reference": result.bytes / ref},
+            "wall_time_s": round(time.perf_counter() - start, 3),
+            "files": {"best": jz_auto.BEST_FILE, "journal": jz_auto.JOURNAL_FILE,
+                      "report": "report.md"},
+        })  # fmt: skip
+        jz_auto.write_lm_report(summary, out)
         atomic_write_json(out / AUTO_FILE, summary)
         return summary
