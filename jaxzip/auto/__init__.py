@@ -22,9 +22,10 @@ from jaxzip.auto._confirm import SE_METHOD, BudgetTooSmall, drop_se, min_confirm
 from jaxzip.auto._families import CNNFamily, MLPFamily, ScaledCNN, scale_widths
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal, config_hash
-from jaxzip.auto._lm import LM_SE_METHOD, LMSearchResult, LMSpace, search_lm
+from jaxzip.auto._lm import search_lm
 from jaxzip.auto._lm_build import split_windows
 from jaxzip.auto._lm_report import write_lm_report
+from jaxzip.auto._lm_space import LM_SE_METHOD, LMSearchResult, LMSpace
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._report import write_report
 from jaxzip.auto._search import JOURNAL_FILE, Strategy, search

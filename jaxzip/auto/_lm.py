@@ -3,12 +3,9 @@ on the increase of its held-out bits per token."""
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +14,7 @@ from jaxzip import codec as jz_codec
 from jaxzip import layout as jz_layout
 from jaxzip import quant as jz_quant
 from jaxzip._types import Params
-from jaxzip.auto._common import check_bits_list, check_fraction_list, settings_key
+from jaxzip.auto._common import settings_key
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._lm_build import (
     TABLE_SPEC,
@@ -28,148 +25,22 @@ from jaxzip.auto._lm_build import (
     window_bits,
     with_leaves,
 )
-from jaxzip.data import TokenWindows
-from jaxzip.paths import leaves_with_paths, selected_paths
-
-__all__ = ["LM_SE_METHOD", "LMSearchResult", "LMSpace", "search_lm"]
-
-LM_SE_METHOD = (
-    "paired standard error over windows: std(d, ddof=1) / sqrt(n) of the per-window "
-    "differences d = candidate bits - baseline bits on the same n windows, over the baseline's "
-    "mean bits per token"
+from jaxzip.auto._lm_space import (
+    LMSearchResult,
+    LMSpace,
+    Store,
+    check_windows,
+    ckey,
+    hull_moves,
+    jsonable_config,
+    paired,
+    strip,
+    table_paths,
 )
+from jaxzip.data import TokenWindows
+from jaxzip.paths import leaves_with_paths
 
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class LMSpace:
-    """The per-kernel choices of :func:`search_lm`.
-
-    Attributes:
-      bits: the bit widths a kernel may take (2..8).
-      sparsities: unstructured sparsities (SparseGPT with joint quantization above 0).
-      group_size: one scale per this many inputs (the whole last input axis where it
-        does not divide it).
-      symmetric: the symmetric grid (zero point 0) or the asymmetric one.
-      tables: a regex of the leaves stored as int8 with one scale per row (embedding
-        tables; 2-D leaves no matmul consumes), or None to keep every such leaf float.
-      probe_windows: the sensitivities are measured on this many ranking windows.
-      reference_bits: the uniform GPTQ setting reported beside the result.
-    """
-
-    bits: tuple[int, ...] = (2, 3, 4, 8)
-    sparsities: tuple[float, ...] = (0.0,)
-    group_size: int = 64
-    symmetric: bool = True
-    tables: str | None = None
-    probe_windows: int = 128
-    reference_bits: int = 4
-
-    def __post_init__(self) -> None:
-        bits = check_bits_list("bits", self.bits)
-        if min(bits) < 2:
-            raise ValueError(f"bits: expected ints in 2..8, got {self.bits!r}")
-        object.__setattr__(self, "bits", tuple(sorted(bits)))
-        object.__setattr__(self, "sparsities", check_fraction_list("sparsities", self.sparsities))
-        for name in ("group_size", "probe_windows"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-        r = self.reference_bits
-        if isinstance(r, bool) or not isinstance(r, int) or not 2 <= r <= 8:
-            raise ValueError(f"reference_bits: expected an int in 2..8, got {r!r}")
-        if not isinstance(self.symmetric, bool):
-            raise ValueError(f"symmetric: expected a bool, got {self.symmetric!r}")
-        if self.tables is not None and not isinstance(self.tables, str):
-            raise ValueError(f"tables: expected a regex string or None, got {self.tables!r}")
-
-    def choices(self) -> list[Choice]:
-        return [(b, s) for b, s in itertools.product(self.bits, self.sparsities)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-@dataclasses.dataclass(frozen=True)
-class LMSearchResult:
-    """What :func:`search_lm` found (see :meth:`to_dict` for the JSON form).
-
-    ``params`` is the chosen model as stored (QArray kernels, int8 tables);
-    ``choices`` per kernel ``{bits, sparsity, group_size, bytes}``; ``splits``
-    per split ``{baseline, best, reference}`` bits per token with the relative
-    increases and their standard errors; ``trials`` every candidate evaluated.
-    """
-
-    params: Params
-    feasible: bool
-    confirmed: bool
-    stopped: str
-    bytes: int
-    choices: dict[str, dict[str, Any]]
-    splits: dict[str, Any]
-    reference: dict[str, Any]
-    trials: list[dict[str, Any]]
-    confirmations: list[dict[str, Any]]
-    sensitivity: dict[str, dict[str, Any]]
-    max_increase: float
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del d["params"]
-        return d
-
-
-class _Store:
-    """The journal, or a dict when there is none: records by key, written as they finish."""
-
-    def __init__(self, journal: Journal | None) -> None:
-        self.journal, self.mem = journal, {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.journal.get(key) if self.journal is not None else self.mem.get(key)
-
-    def put(self, record: dict[str, Any]) -> dict[str, Any]:
-        if self.journal is not None:
-            self.journal.append(record)
-            return self.journal.get(record["key"])
-        self.mem[record["key"]] = record
-        return record
-
-    def memo(self, key: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        rec = self.get(key)
-        return rec if rec is not None else self.put({"key": key, **make()})
-
-
-def _check_windows(name: str, w: Any) -> TokenWindows:
-    if not isinstance(w, TokenWindows):
-        raise TypeError(f"{name}: expected jaxzip.data.TokenWindows, got {type(w).__name__}")
-    if len(w) < 2:
-        raise ValueError(f"{name}: expected at least 2 windows, got {len(w)} in {w.name!r}")
-    return w
-
-
-def _paired(base: np.ndarray, bits: np.ndarray) -> dict[str, float]:
-    """bits per token, its increase over the baseline, relative, and the paired SE."""
-    d = bits - base
-    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
-    b = float(np.mean(base))
-    return {"bpb": float(np.mean(bits)), "increase": float(np.mean(d)),
-            "relative": float(np.mean(d)) / b, "relative_se": se / b, "n": len(d)}  # fmt: skip
-
-
-def _hull_moves(points: Sequence[tuple[int, float]]) -> list[tuple[float, int, int]]:
-    """Steps down one kernel's lower convex hull of (bytes, increase): ``(slope, from, to)``
-    indices into ``points``, from the least increase to the fewest bytes."""
-    cur = min(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
-    moves = []
-    while True:
-        b0, i0 = points[cur]
-        nxt = [(( points[j][1] - i0) / (b0 - points[j][0]), points[j][0], j)
-               for j in range(len(points)) if points[j][0] < b0]  # fmt: skip
-        if not nxt:
-            return moves
-        slope, _, j = min(nxt)
-        moves.append((slope, cur, j))
-        cur = j
+__all__ = ["search_lm"]
 
 
 def search_lm(
@@ -206,7 +77,11 @@ def search_lm(
        (relative). The step is found by a safeguarded secant search (the
        prediction scaled by the last measured / predicted ratio, kept inside the
        middle half of the open interval), until the last feasible and the first
-       infeasible steps are adjacent, or the budget ends.
+       infeasible steps are adjacent. Then fills: the smallest feasible candidate
+       plus the later ladder steps that still fit by its own measured / predicted
+       ratio (a kernel's skipped step blocks its later ones); over the bound, the
+       next fill takes half as many steps, and a single step over it is blocked;
+       feasible, the next fill starts from it. All while the budget lasts.
     4. Confirmation: the smallest feasible candidate is evaluated once on
        ``confirm`` (never ranked with); if its increase there is over the bound,
        it counts as infeasible and the search goes on below it (at most
@@ -257,20 +132,20 @@ def search_lm(
             raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time_budget_s: expected seconds > 0, got {time_budget_s!r}")
-    rank, confirm = _check_windows("rank", rank), _check_windows("confirm", confirm)
-    test = None if test is None else _check_windows("test", test)
+    rank, confirm = check_windows("rank", rank), check_windows("confirm", confirm)
+    test = None if test is None else check_windows("test", test)
     calib = list(calib_batches)
     if not calib:
         raise ValueError("calib_batches: expected at least one batch of tokens, got none")
 
     start = time.perf_counter()
-    store = _Store(journal)
+    store = Store(journal)
     say = (lambda msg: print(f"jaxzip auto (lm): {msg}", file=sys.stderr, flush=True)) if progress \
         else (lambda msg: None)  # fmt: skip
     fwd = lambda p, x: apply_fn(p, x, train=False, key=None)  # noqa: E731
     layouts = jz_layout.trace_layouts(fwd, params, calib[0][:1])
     kernels = list(layouts)
-    tables = _tables(params, space.tables, layouts)
+    tables = table_paths(params, space.tables, layouts)
     qtables = {p: jz_quant.quantize(x, TABLE_SPEC) for p, x in leaves_with_paths(params)
                if p in tables}  # fmt: skip
 
@@ -291,9 +166,9 @@ def search_lm(
     # 1. sensitivity
     sens: dict[str, dict[str, Any]] = {}
     for c in space.choices():
-        keys, q = {p: f"sens/{_ckey(c)}/{p}" for p in kernels}, {}
+        keys, q = {p: f"sens/{ckey(c)}/{p}" for p in kernels}, {}
         if any(store.get(k) is None for k in keys.values()):
-            say(f"sensitivity at {_ckey(c)}: {len(kernels)} kernels")
+            say(f"sensitivity at {ckey(c)}: {len(kernels)} kernels")
             q = quantize_kernels(fwd, params, calib, dict.fromkeys(kernels, c), layouts=layouts,
                                  group_size=space.group_size, symmetric=space.symmetric,
                                  sequential=False)  # fmt: skip
@@ -302,7 +177,7 @@ def search_lm(
                 "increase": float(np.mean(bits_on(with_leaves(params, {p: q[p]}, dequantized=True),
                                                    probe))) - base_probe,
                 "bytes": qarray_bytes(p, q[p])})  # fmt: skip
-            sens.setdefault(p, {})[_ckey(c)] = {"increase": rec["increase"], "bytes": rec["bytes"]}
+            sens.setdefault(p, {})[ckey(c)] = {"increase": rec["increase"], "bytes": rec["bytes"]}
     table_inc = 0.0
     if tables:
         table_inc = store.memo("sens/tables", lambda: {"increase": float(np.mean(bits_on(
@@ -310,25 +185,25 @@ def search_lm(
 
     # 2. allocation: hull steps by increase per byte saved
     choices = space.choices()
-    points = {p: [(sens[p][_ckey(c)]["bytes"], sens[p][_ckey(c)]["increase"]) for c in choices]
+    points = {p: [(sens[p][ckey(c)]["bytes"], sens[p][ckey(c)]["increase"]) for c in choices]
               for p in kernels}  # fmt: skip
     steps = sorted((slope, ki, si, frm, to) for ki, p in enumerate(kernels)
-                   for si, (slope, frm, to) in enumerate(_hull_moves(points[p])))  # fmt: skip
+                   for si, (slope, frm, to) in enumerate(hull_moves(points[p])))  # fmt: skip
     first = {p: min(range(len(choices)), key=lambda i, p=p: (points[p][i][1], -points[p][i][0]))
              for p in kernels}  # fmt: skip
 
-    def config(k: int) -> dict[str, Choice]:
+    def config(moves: Sequence[int]) -> dict[str, Choice]:
         at = dict(first)
-        for _, ki, _, _, to in steps[:k]:
-            at[kernels[ki]] = to
+        for i in sorted(moves):
+            at[kernels[steps[i][1]]] = steps[i][4]
         return {p: choices[at[p]] for p in kernels}
 
-    def predicted(k: int) -> float:
-        return (table_inc + sum(points[p][choices.index(c)][1] for p, c in config(k).items())) \
-            / base_probe  # fmt: skip
+    def predicted(moves: Sequence[int]) -> float:
+        incs = (points[p][choices.index(c)][1] for p, c in config(moves).items())
+        return (table_inc + sum(incs)) / base_probe
 
-    def build(k: int) -> tuple[dict[str, Any], Params]:
-        q = quantize_kernels(fwd, params, calib, config(k), layouts=layouts,
+    def build(moves: Sequence[int]) -> tuple[dict[str, Any], Params]:
+        q = quantize_kernels(fwd, params, calib, config(moves), layouts=layouts,
                              group_size=space.group_size, symmetric=space.symmetric,
                              sequential=True)  # fmt: skip
         return q, with_leaves(params, {**q, **qtables}, dequantized=False)
@@ -336,53 +211,93 @@ def search_lm(
     def file_bytes(stored: Params) -> int:
         return len(jz_codec.encode(stored))
 
-    # 3. search
+    # 3. search: the ladder's prefixes (trials by step), then fills (cands by moves)
     n_steps = len(steps)
-    trials: dict[int, dict[str, Any]] = {}
-    failed: set[int] = set()
+    cands: dict[tuple[int, ...], dict[str, Any]] = {}
+    failed: set[tuple[int, ...]] = set()
     confirmations: list[dict[str, Any]] = []
     stopped = "converged"
 
-    def evaluate(k: int) -> dict[str, Any]:
+    def evaluate(moves: tuple[int, ...], label: int | str) -> dict[str, Any]:
         def make() -> dict[str, Any]:
-            _, stored = build(k)
+            _, stored = build(moves)
             deq = jz_quant.dequantize_params(stored)
-            return {"step": k, "bytes": file_bytes(stored), "predicted": predicted(k),
-                    **_paired(base_rank, bits_on(deq, rank))}  # fmt: skip
+            return {"step": label, "bytes": file_bytes(stored), "predicted": predicted(moves),
+                    **paired(base_rank, bits_on(deq, rank))}  # fmt: skip
 
-        rec = store.memo(f"cand/{settings_key(_jsonable(config(k)))}", make)
+        rec = store.memo(f"cand/{settings_key(jsonable_config(config(moves)))}", make)
         rec = {**rec, "feasible": rec["relative"] <= max_increase}
-        trials[k] = rec
-        say(f"trial {len(trials)}: step {k}/{n_steps}, {rec['bytes']:,} bytes, "
+        cands[moves] = rec
+        say(f"trial {len(cands)}: step {label} of {n_steps}, {rec['bytes']:,} bytes, "
             f"{100 * rec['relative']:+.3f}% (predicted {100 * rec['predicted']:+.3f}%): "
             f"{'feasible' if rec['feasible'] else 'over the bound'}")  # fmt: skip
         return rec
 
-    def bounds() -> tuple[int, int]:
-        ok = [k for k, r in trials.items() if r["feasible"] and k not in failed]
-        bad = [k for k, r in trials.items() if not r["feasible"] or k in failed]
-        return max(ok, default=-1), min(bad, default=n_steps + 1)
+    def good(moves: tuple[int, ...]) -> bool:
+        return cands[moves]["feasible"] and moves not in failed
+
+    def ratio() -> float:  # the latest trial's measured / predicted increase
+        last = [r for r in cands.values() if r["predicted"] > 0 and r["relative"] > 0]
+        return min(max(last[-1]["relative"] / last[-1]["predicted"], 0.25), 4.0) if last else 1.0
 
     def next_step() -> int | None:
-        lo, hi = bounds()
-        if hi - lo <= 1 or (lo == -1 and 0 in trials):
+        prefix = {len(m): m for m in cands if isinstance(cands[m]["step"], int)}
+        lo = max((k for k, m in prefix.items() if good(m)), default=-1)
+        hi = min((k for k, m in prefix.items() if not good(m)), default=n_steps + 1)
+        if hi - lo <= 1 or (lo == -1 and 0 in prefix):
             return None
-        ratio = 1.0
-        last = [r for r in trials.values() if r["predicted"] > 0 and r["relative"] > 0]
-        if last:  # the latest trial's measured / predicted increase
-            ratio = min(max(last[-1]["relative"] / last[-1]["predicted"], 0.25), 4.0)
         fit = [k for k in range(max(lo, 0), min(hi, n_steps + 1))
-               if predicted(k) * ratio <= max_increase]  # fmt: skip
+               if predicted(range(k)) * ratio() <= max_increase]  # fmt: skip
         guess = max(fit, default=lo + 1 if lo >= 0 else 0)
         if lo >= 0 and hi <= n_steps:  # safeguard: inside the middle half of (lo, hi)
             q = max((hi - lo) // 4, 1)
             guess = min(max(guess, lo + q), hi - q)
         guess = min(max(guess, lo + 1), hi - 1)
-        return None if guess in trials else guess
+        return None if guess in prefix else guess
+
+    fill = {"blocked": set(), "limit": None, "extras": ()}
+
+    def next_fill() -> tuple[int, ...] | None:
+        """The smallest good candidate plus the later ladder steps that still fit the bound
+        by its own measured / predicted ratio (a kernel's steps in order, none skipped, none
+        blocked), at most ``fill["limit"]`` of them."""
+        ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
+        if not ok:
+            return None
+        base = ok[0][1]
+        at = dict(first)
+        for i in base:
+            at[kernels[steps[i][1]]] = steps[i][4]
+        rec = cands[base]
+        r = rec["relative"] / rec["predicted"] if rec["predicted"] > 0 < rec["relative"] else 1.0
+        r, total, extras = min(max(r, 0.25), 4.0), predicted(base) * base_probe, []
+        for i, (_, ki, _, frm, to) in enumerate(steps):
+            p = kernels[ki]
+            if i in base or i in fill["blocked"] or at[p] != frm:
+                continue
+            delta = points[p][to][1] - points[p][frm][1]
+            if (total + delta) / base_probe * r <= max_increase:
+                extras.append(i)
+                at[p], total = to, total + delta
+        fill["extras"] = tuple(extras[: fill["limit"]])
+        moves = tuple(sorted({*base, *fill["extras"]}))
+        return None if moves == base or moves in cands else moves
+
+    def after_fill(rec: dict[str, Any]) -> None:
+        """Feasible: fill again from it. Over the bound: half the steps next time; a
+        single step over the bound is blocked."""
+        extras = fill["extras"]
+        if rec["feasible"]:
+            fill["limit"] = None
+        elif len(extras) == 1:
+            fill["blocked"].add(extras[0])
+            fill["limit"] = None
+        else:
+            fill["limit"] = len(extras) // 2
 
     def budget_left() -> bool:
         nonlocal stopped
-        if max_trials is not None and len(trials) >= max_trials:
+        if max_trials is not None and len(cands) >= max_trials:
             stopped = "max_trials"
         elif time_budget_s is not None and time.perf_counter() - start >= time_budget_s:
             stopped = "time_budget"
@@ -390,35 +305,41 @@ def search_lm(
             return True
         return False
 
-    base_conf = None
+    def fill_label(moves: tuple[int, ...]) -> str:
+        k = next(i for i in range(n_steps + 1) if i not in moves)
+        return f"{k}+{len(moves) - k}"
+
+    base_conf, best_moves = None, ()
     while True:
         while (k := next_step()) is not None and budget_left():
-            evaluate(k)
-        ok = sorted((r["bytes"], k) for k, r in trials.items() if r["feasible"] and k not in failed)
+            evaluate(tuple(range(k)), k)
+        while (m := next_fill()) is not None and budget_left():
+            after_fill(evaluate(m, fill_label(m)))
+        ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
         if not ok or len(confirmations) >= max_confirmations:
             break
-        k = ok[0][1]
+        m = ok[0][1]
         if base_conf is None:
             base_conf = base_bits("confirm", confirm)
 
-        def conf(k: int = k, base: np.ndarray = base_conf) -> dict[str, Any]:
-            deq = jz_quant.dequantize_params(build(k)[1])
-            return _paired(base, bits_on(deq, confirm))
+        def conf(m: tuple[int, ...] = m, base: np.ndarray = base_conf) -> dict[str, Any]:
+            deq = jz_quant.dequantize_params(build(m)[1])
+            return paired(base, bits_on(deq, confirm))
 
-        rec = store.memo(f"confirm/{settings_key(_jsonable(config(k)))}", conf)
-        rec = {**rec, "step": k, "passed": rec["relative"] <= max_increase}
+        rec = store.memo(f"confirm/{settings_key(jsonable_config(config(m)))}", conf)
+        rec = {**rec, "step": cands[m]["step"], "passed": rec["relative"] <= max_increase}
         confirmations.append(rec)
-        say(f"confirmation of step {k}: {100 * rec['relative']:+.3f}% on {len(confirm)} windows: "
-            f"{'passed' if rec['passed'] else 'FAILED, backing off'}")  # fmt: skip
+        say(f"confirmation of step {rec['step']}: {100 * rec['relative']:+.3f}% on "
+            f"{len(confirm)} windows: {'passed' if rec['passed'] else 'FAILED, backing off'}")  # fmt: skip
         if rec["passed"]:
+            best_moves = m
             break
-        failed.add(k)
+        failed.add(m)
     passed = [c for c in confirmations if c["passed"]]
     feasible = bool(passed)
-    k_best = passed[-1]["step"] if passed else 0
     if not feasible and stopped == "converged":
         stopped = "infeasible"
-    q_best, best = build(k_best)
+    q_best, best = build(best_moves)
     size = file_bytes(best)
 
     # 5. reference and test
@@ -437,11 +358,11 @@ def search_lm(
 
     ref_rec = store.memo("reference/rank", lambda: {
         "bytes": file_bytes(ref()),
-        **_paired(base_rank, bits_on(jz_quant.dequantize_params(ref()), rank))})  # fmt: skip
+        **paired(base_rank, bits_on(jz_quant.dequantize_params(ref()), rank))})  # fmt: skip
     splits: dict[str, Any] = {
         "rank": {"windows": len(rank), "baseline": float(np.mean(base_rank)),
-                 "best": trials.get(k_best) if k_best in trials else None,
-                 "reference": _strip(ref_rec)},
+                 "best": strip(cands.get(best_moves)),
+                 "reference": strip(ref_rec)},
         "confirm": {"windows": len(confirm), "best": passed[-1] if passed else None},
     }  # fmt: skip
     if base_conf is not None:
@@ -449,17 +370,20 @@ def search_lm(
     if test is not None:
         base_test = base_bits("test", test)
         best_deq = jz_quant.dequantize_params(best)
-        t_best = store.memo("test/best", lambda: _paired(base_test, bits_on(best_deq, test)))
-        t_ref = store.memo("test/reference", lambda: _paired(
+        t_best = store.memo(
+            f"test/{settings_key(jsonable_config(config(best_moves)))}",
+            lambda: paired(base_test, bits_on(best_deq, test)),
+        )
+        t_ref = store.memo("test/reference", lambda: paired(
             base_test, bits_on(jz_quant.dequantize_params(ref()), test)))  # fmt: skip
         splits["test"] = {"windows": len(test), "baseline": float(np.mean(base_test)),
-                          "best": _strip(t_best), "reference": _strip(t_ref)}  # fmt: skip
-    chosen = config(k_best)
+                          "best": strip(t_best), "reference": strip(t_ref)}  # fmt: skip
+    chosen = config(best_moves)
     per_kernel = {
         p: {"bits": chosen[p][0], "sparsity": chosen[p][1],
             "group_size": group_size_for(layouts[p], space.group_size),
             "shape": list(np.shape(q_best[p])), "bytes": qarray_bytes(p, q_best[p]),
-            "solo_increase": sens[p][_ckey(chosen[p])]["increase"] / base_probe}
+            "solo_increase": sens[p][ckey(chosen[p])]["increase"] / base_probe}
         for p in kernels
     }  # fmt: skip
     for p in tables:
@@ -467,39 +391,13 @@ def search_lm(
                          "shape": list(np.shape(qtables[p])),
                          "bytes": qarray_bytes(p, qtables[p]),
                          "solo_increase": table_inc / base_probe}  # fmt: skip
-    say(f"chosen: step {k_best}, {size:,} bytes ({'confirmed' if feasible else 'NOT feasible'}); "
+    say(f"chosen: step {cands[best_moves]['step'] if best_moves in cands else 0}, {size:,} bytes ({'confirmed' if feasible else 'NOT feasible'}); "
         f"uniform int{space.reference_bits} reference {ref_rec['bytes']:,} bytes")  # fmt: skip
     return LMSearchResult(
         params=best, feasible=feasible, confirmed=feasible, stopped=stopped, bytes=size,
         choices=per_kernel, splits=splits,
         reference={"bits": space.reference_bits, "group_size": space.group_size,
                    "bytes": ref_rec["bytes"]},
-        trials=[_strip(trials[k]) for k in sorted(trials)], confirmations=confirmations,
+        trials=[strip(r) for r in cands.values()], confirmations=confirmations,
         sensitivity=sens, max_increase=float(max_increase),
     )  # fmt: skip
-
-
-def _ckey(c: Choice) -> str:
-    return f"b{c[0]}" if c[1] == 0 else f"b{c[0]}s{c[1]:g}"
-
-
-def _jsonable(cfg: Mapping[str, Choice]) -> dict[str, list[Any]]:
-    return {p: [int(b), float(s)] for p, (b, s) in cfg.items()}
-
-
-def _strip(rec: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return None if rec is None else {k: v for k, v in rec.items() if k not in ("key", "bits")}
-
-
-def _tables(params: Params, regex: str | None, layouts: Mapping[str, Any]) -> list[str]:
-    if regex is None:
-        return []
-    found = [p for p in selected_paths(params, regex, allow_empty=True)
-             if p not in layouts and np.ndim(_leaf(params, p)) == 2]  # fmt: skip
-    if not found:
-        raise ValueError(f"tables: {regex!r} selects no 2-D leaf that no matmul consumes")
-    return found
-
-
-def _leaf(params: Params, path: str) -> Any:
-    return dict(leaves_with_paths(params))[path]

@@ -127,7 +127,7 @@ def test_a_failed_confirmation_backs_off_to_a_larger_file(lm, first, tmp_path):
     first_conf, last = backed.confirmations[0], backed.confirmations[-1]
     assert not first_conf["passed"] and first_conf["step"] == r.confirmations[-1]["step"]
     if backed.feasible:
-        assert last["passed"] and last["step"] < first_conf["step"]
+        assert last["passed"] and last["step"] != first_conf["step"]
         assert backed.bytes >= r.bytes and backed.splits["rank"]["best"]["relative"] <= LOOSE
 
 
