@@ -225,10 +225,13 @@ def search_lm(
             return {"step": label, "bytes": file_bytes(stored), "predicted": predicted(moves),
                     **paired(base_rank, bits_on(deq, rank))}  # fmt: skip
 
-        rec = store.memo(f"cand/{settings_key(jsonable_config(config(moves)))}", make)
-        rec = {**rec, "feasible": rec["relative"] <= max_increase}
+        key = f"cand/{settings_key(jsonable_config(config(moves)))}"
+        seen = store.get(key) is not None
+        rec = {**store.memo(key, make), "feasible": None}
+        rec["feasible"] = rec["relative"] <= max_increase
         cands[moves] = rec
-        say(f"trial {len(cands)}: step {label} of {n_steps}, {rec['bytes']:,} bytes, "
+        say(f"trial {len(cands)}{' (journal)' if seen else ''}: step {label} of {n_steps}, "
+            f"{rec['bytes']:,} bytes, "
             f"{100 * rec['relative']:+.3f}% (predicted {100 * rec['predicted']:+.3f}%): "
             f"{'feasible' if rec['feasible'] else 'over the bound'}")  # fmt: skip
         return rec
