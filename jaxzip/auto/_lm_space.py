@@ -52,9 +52,14 @@ class LMSpace:
     reference_bits: int = 4
 
     def __post_init__(self) -> None:
-        bits = check_bits_list("bits", self.bits)
-        if min(bits) < 2:
-            raise ValueError(f"bits: expected ints in 2..8, got {self.bits!r}")
+        b = self.bits
+        if (
+            isinstance(b, (tuple, list))
+            and b
+            and not all(isinstance(x, int) and not isinstance(x, bool) and 2 <= x <= 8 for x in b)
+        ):
+            raise ValueError(f"bits: expected ints in 2..8, got {b!r}")
+        bits = check_bits_list("bits", b)
         object.__setattr__(self, "bits", tuple(sorted(bits)))
         object.__setattr__(self, "sparsities", check_fraction_list("sparsities", self.sparsities))
         for name in ("group_size", "probe_windows"):

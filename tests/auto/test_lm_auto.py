@@ -22,7 +22,7 @@ import pytest
 import jaxzip as jz
 from jaxzip.auto import Journal, LMSpace, search_lm, split_windows
 
-SPACE = LMSpace(bits=(2, 4, 8), tables=r".*embed.*", probe_windows=64)  # groups: whole axes
+SPACE = LMSpace(bits=(2, 4), tables=r".*embed.*", probe_windows=64)  # groups: whole axes
 LOOSE, TIGHT = 0.03, 0.004
 CONFIG = {"test": "lm"}
 
@@ -136,7 +136,7 @@ def test_a_failed_confirmation_backs_off_to_a_larger_file(lm, first, tmp_path):
     [
         (lambda: LMSpace(bits=(1, 4)), ValueError, "bits: expected ints in 2..8"),
         (lambda: LMSpace(bits=()), ValueError, "bits: expected a non-empty"),
-        (lambda: LMSpace(bits=(4, 9)), ValueError, "bits: expected ints in 1..8"),
+        (lambda: LMSpace(bits=(4, 9)), ValueError, "bits: expected ints in 2..8"),
         (lambda: LMSpace(sparsities=(1.0,)), ValueError, "sparsities"),
         (lambda: LMSpace(group_size=0), ValueError, "group_size"),
     ],
