@@ -514,6 +514,10 @@ CASES: list[Case] = [
         ("finetune-rounds", "jz.auto.SearchSpace(finetune_rounds=(2, 4))", VE,
          ("SearchSpace.finetune_rounds", "increasing distinct ints >= 1 starting with 1",
           "got (2, 4)")),
+        ("lm-space-bits", "jz.auto.LMSpace(bits=(4, 9))", VE,
+         ("bits", "expected ints in 2..8", "got (4, 9)")),
+        ("lm-space-group-size", "jz.auto.LMSpace(group_size=0)", VE,
+         ("group_size", "expected an int >= 1", "got 0")),
         ("budget-too-small",
          "jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, key=key, confirm_fn=EV, confirm_n=10, "
          "time_budget_s=1e-9)", jz.auto.BudgetTooSmall,
