@@ -36,7 +36,12 @@ from jaxzip.paths import (
     selected_paths,
 )
 from jaxzip.pipeline._config import CodecConfig, ExperimentConfig
-from jaxzip.pipeline._stage_utils import augment_of, jsonable, run_stage_epochs
+from jaxzip.pipeline._stage_utils import (
+    augment_of,
+    divergence_hint,
+    jsonable,
+    run_stage_epochs,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
@@ -125,7 +130,14 @@ def _finetune(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask)
 
     init = jz_quant.init_codebook_state(books, tx)
     tuned, _ = run_stage_epochs(
-        cfg, state, step, init, name="kmeans", epochs=k.finetune_epochs, desc="kmeans fine-tune"
+        cfg,
+        state,
+        step,
+        init,
+        name="kmeans",
+        epochs=k.finetune_epochs,
+        desc="kmeans fine-tune",
+        hint=divergence_hint("kmeans.learning_rate", k.learning_rate),
     )
     return jz_quant.replace_centroids(books, tuned.trainable)
 

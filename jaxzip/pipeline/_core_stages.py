@@ -16,16 +16,18 @@ import optax
 from jaxzip import data as jz_data
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
-from jaxzip._errors import ConfigError, NonFiniteError
+from jaxzip._errors import ConfigError
 from jaxzip.pipeline._config import ExperimentConfig, ModelConfig
 from jaxzip.pipeline._names import make_model
 from jaxzip.pipeline._schema import TRANSFORMER_FIELDS
 from jaxzip.pipeline._stage_utils import (
     MAX_LOSS_GROWTH,
     augment_of,
+    divergence_hint,
     jsonable,
     make_train_tx,
     run_key,
+    with_hint,
 )
 from jaxzip.pipeline._state import RunState
 
@@ -236,7 +238,7 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
         steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
     )
     fit = jz_train.fit if isinstance(splits.train, jz_data.Dataset) else _fit_windows
-    try:
+    with with_hint(divergence_hint("train.learning_rate", t.learning_rate, clip_norm=t.clip_norm)):
         trained, history = fit(
             state.apply_fn,
             state.params,
@@ -252,10 +254,6 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
             check_finite=True,  # a diverged run stops with an error, never reports success
             max_loss_growth=MAX_LOSS_GROWTH,
         )
-    except NonFiniteError as err:  # DivergedError too: say which setting to change
-        hint = f"; lower train.learning_rate (now {t.learning_rate:g})"
-        hint += "" if t.clip_norm else " or set train.clip_norm"
-        raise type(err)(f"{err}{hint}", paths=err.paths, state=err.state) from err
     history = jsonable(history)
     last = history[-1] if history else {}
     metrics = {"epochs": len(history), "steps": int(trained.step)}

@@ -9,7 +9,13 @@ from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import init_checked, make_module, model_arch
-from jaxzip.pipeline._stage_utils import augment_of, make_train_tx, run_key, run_stage_epochs
+from jaxzip.pipeline._stage_utils import (
+    augment_of,
+    divergence_hint,
+    make_train_tx,
+    run_key,
+    run_stage_epochs,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
@@ -68,6 +74,7 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         name="distill",
         epochs=d.epochs,
         desc="distill",
+        hint=divergence_hint("distill.learning_rate", d.learning_rate, clip_norm=t.clip_norm),
     )
     bs = t.eval_batch_size
     student = jz_train.evaluate(student_apply, student_state.params, splits.val, batch_size=bs)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 import optax
 
 from jaxzip import train as jz_train
+from jaxzip._errors import NonFiniteError
 from jaxzip._keys import named_key
 from jaxzip.pipeline._config import ExperimentConfig, TrainConfig
 from jaxzip.pipeline._names import make_optimizer
@@ -20,10 +22,12 @@ from jaxzip.pipeline._state import RunState
 __all__ = [
     "MAX_LOSS_GROWTH",
     "augment_of",
+    "divergence_hint",
     "jsonable",
     "make_train_tx",
     "run_key",
     "run_stage_epochs",
+    "with_hint",
 ]
 
 S = TypeVar("S")
@@ -58,25 +62,46 @@ def run_stage_epochs(
     *,
     name: str,
     epochs: int,
+    hint: str = "",
     **options: Any,
 ) -> tuple[S, list[dict[str, Any]]]:
     """:func:`jaxzip.train.run_epochs` for a stage: ``step`` from ``init`` over the train split.
 
     Batches of ``[train] batch_size``, the key ``run_key(cfg, name)``, the run's
     progress setting and the divergence guard :data:`MAX_LOSS_GROWTH`; ``options``
-    (``desc``, ...) pass through.
+    (``desc``, ...) pass through. A diverged run's error ends with ``hint`` (see
+    :func:`divergence_hint`).
     """
     options.setdefault("max_loss_growth", MAX_LOSS_GROWTH)
-    return jz_train.run_epochs(
-        step,
-        init,
-        state.splits.train,
-        key=run_key(cfg, name),
-        epochs=epochs,
-        batch_size=cfg.train.batch_size,
-        progress=bool(state.progress),
-        **options,
-    )
+    with with_hint(hint):
+        return jz_train.run_epochs(
+            step,
+            init,
+            state.splits.train,
+            key=run_key(cfg, name),
+            epochs=epochs,
+            batch_size=cfg.train.batch_size,
+            progress=bool(state.progress),
+            **options,
+        )
+
+
+def divergence_hint(setting: str, value: float, *, clip_norm: float | None = None) -> str:
+    """``"; lower kmeans.learning_rate (now 1e+10)"``, plus ``" or set train.clip_norm"``
+    where the training's optimizer clips by ``[train] clip_norm`` and none is set."""
+    hint = f"; lower {setting} (now {value:g})"
+    return hint + (" or set train.clip_norm" if clip_norm is not None and not clip_norm else "")
+
+
+@contextlib.contextmanager
+def with_hint(hint: str) -> Iterator[None]:
+    """Re-raises a :class:`NonFiniteError` (:class:`DivergedError` too) with ``hint`` appended."""
+    try:
+        yield
+    except NonFiniteError as err:
+        if not hint:
+            raise
+        raise type(err)(f"{err}{hint}", paths=err.paths, state=err.state) from err
 
 
 def make_train_tx(

@@ -131,7 +131,18 @@ def test_diverged_kmeans_fine_tune_stops_the_run(tmp_path, capsys):
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("jaxzip: error:")]
     assert len(errors) == 1  # one error line (the stage's info line before it aside), no trace
     assert "kmeans fine-tune: training diverged: epoch 1's mean loss" in errors[0]
+    assert errors[0].endswith("; lower kmeans.learning_rate (now 1e+10)")  # its own setting
     assert not (tmp_path / RESULTS_FILE).exists()
+
+
+def test_diverged_distillation_names_its_own_learning_rate(tmp_path, capsys):
+    stages = '["data", "model", "train", "distill"]'
+    args = [f"--set={o}" for o in [*TINY, "distill.widths=[8]", "distill.epochs=2",
+                                   "distill.learning_rate=1e10", f"experiment.stages={stages}"]]  # fmt: skip
+    assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("jaxzip: error:")]
+    assert len(errors) == 1 and errors[0].startswith("jaxzip: error: distill: ")  # NaN or growth
+    assert errors[0].endswith("; lower distill.learning_rate (now 1e+10) or set train.clip_norm")
 
 
 def test_nonfinite_params_from_is_refused(tmp_path, capsys):
