@@ -160,3 +160,23 @@ def check_bits_list(name: str, values: Any) -> tuple[int, ...]:
     if not out or len(set(out)) != len(out):
         raise ValueError(f"{name}: expected a non-empty sequence of distinct ints, got {values!r}")
     return tuple(sorted(out, reverse=True))
+
+
+def check_number(name: str, value: Any, *, positive: bool) -> float:
+    """``value`` as a finite float (> 0 with ``positive``, else >= 0); ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v) or (v <= 0 if positive else v < 0):
+        want = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name}: expected a finite number {want}, got {value!r}")
+    return v
+
+
+def check_count(name: str, value: Any, *, optional: bool = True) -> int | None:
+    """``value`` as an int >= 1 (None passes when ``optional``); ValueError naming ``name``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+    return int(value)

@@ -3,6 +3,7 @@ on the increase of its held-out bits per token."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from jaxzip import codec as jz_codec
 from jaxzip import layout as jz_layout
 from jaxzip import quant as jz_quant
 from jaxzip._types import Params
-from jaxzip.auto._common import settings_key
+from jaxzip.auto._common import check_count, check_number, settings_key
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._lm_build import (
     TABLE_SPEC,
@@ -126,12 +127,11 @@ def search_lm(
     if not ok or not 0 < max_increase < float("inf"):
         raise ValueError(f"max_increase: expected a relative increase > 0 (0.02 is +2%), "
                          f"got {max_increase!r}")  # fmt: skip
-    for name, v in (("max_trials", max_trials), ("max_confirmations", max_confirmations),
-                    ("batch_size", batch_size)):  # fmt: skip
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-    if time_budget_s is not None and not time_budget_s > 0:
-        raise ValueError(f"time_budget_s: expected seconds > 0, got {time_budget_s!r}")
+    max_trials = check_count("max_trials", max_trials)
+    max_confirmations = check_count("max_confirmations", max_confirmations, optional=False)
+    batch_size = check_count("batch_size", batch_size, optional=False)
+    if time_budget_s is not None:
+        time_budget_s = check_number("time_budget_s", time_budget_s, positive=True)
     rank, confirm = check_windows("rank", rank), check_windows("confirm", confirm)
     test = None if test is None else check_windows("test", test)
     calib = list(calib_batches)
@@ -202,7 +202,8 @@ def search_lm(
         incs = (points[p][choices.index(c)][1] for p, c in config(moves).items())
         return (table_inc + sum(incs)) / base_probe
 
-    def build(moves: Sequence[int]) -> tuple[dict[str, Any], Params]:
+    @functools.lru_cache(maxsize=2)  # evaluated, confirmed, returned: one sequential GPTQ
+    def build(moves: tuple[int, ...]) -> tuple[dict[str, Any], Params]:
         q = quantize_kernels(fwd, params, calib, config(moves), layouts=layouts,
                              group_size=space.group_size, symmetric=space.symmetric,
                              sequential=True)  # fmt: skip
@@ -352,12 +353,7 @@ def search_lm(
                              symmetric=space.symmetric, sequential=True)  # fmt: skip
         return with_leaves(params, {**q, **qtables}, dequantized=False)
 
-    ref_params: list[Params] = []
-
-    def ref() -> Params:
-        if not ref_params:
-            ref_params.append(reference())
-        return ref_params[0]
+    ref = functools.cache(reference)
 
     ref_rec = store.memo("reference/rank", lambda: {
         "bytes": file_bytes(ref()),

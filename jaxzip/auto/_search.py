@@ -12,7 +12,7 @@ import numpy as np
 
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params, Where
-from jaxzip.auto._common import EvalFn, layer_paths
+from jaxzip.auto._common import EvalFn, check_count, check_number, layer_paths
 from jaxzip.auto._confirm import BudgetTooSmall, check_confirm_size, confirm
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal
@@ -28,16 +28,6 @@ JOURNAL_FILE = "journal.jsonl"
 Strategy = Greedy | Optuna
 
 
-def _check_number(name: str, value: Any, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v) or (v <= 0 if positive else v < 0):
-        want = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name}: expected a finite number {want}, got {value!r}")
-    return v
-
-
 def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
                     key: jax.Array, strategy: Strategy, finetune: bool,
                     confirm: bool, finetune_rounds_kw: bool) -> dict[str, Any]:  # fmt: skip
@@ -47,14 +37,6 @@ def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space
             "layers": {p: list(np.shape(leaves[p])) for p in layers},
             "strategy": strategy.name, "finetune": finetune, "confirm": confirm,
             "finetune_rounds_kw": finetune_rounds_kw}  # fmt: skip
-
-
-def _check_count(name: str, value: Any, *, optional: bool = True) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-    return int(value)
 
 
 def search(
@@ -165,12 +147,12 @@ def search(
       >>> r.feasible, r.best["sparsity"], r.best["bits"]  # 64 weights: positions cost more
       (True, {'w': 0.0}, {'w': 2})
     """
-    max_drop = _check_number("max_drop", max_drop, positive=False)
+    max_drop = check_number("max_drop", max_drop, positive=False)
     if time_budget_s is not None:
-        time_budget_s = _check_number("time_budget_s", time_budget_s, positive=True)
-    max_trials = _check_count("max_trials", max_trials)
-    max_confirmations = _check_count("max_confirmations", max_confirmations, optional=False)
-    val_n = _check_count("val_n", val_n)
+        time_budget_s = check_number("time_budget_s", time_budget_s, positive=True)
+    max_trials = check_count("max_trials", max_trials)
+    max_confirmations = check_count("max_confirmations", max_confirmations, optional=False)
+    val_n = check_count("val_n", val_n)
     if confirm_fn is not None:
         if not callable(confirm_fn):
             raise TypeError(f"confirm_fn: expected a callable, got {confirm_fn!r}")
