@@ -127,8 +127,8 @@ def window_bits(
         if n < size:
             pad = np.zeros((size - n, x.shape[1]), np.int32)
             x, y = np.concatenate([x, pad]), np.concatenate([y, pad])
-        out.append(np.asarray(_bits_batch(apply_fn, params, x, y), np.float64)[:n])
-    return np.concatenate(out)
+        out.append(_bits_batch(apply_fn, params, x, y)[:n])  # on device: no sync per batch
+    return np.concatenate([np.asarray(b, np.float64) for b in out])
 
 
 def split_windows(
