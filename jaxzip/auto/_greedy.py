@@ -29,7 +29,9 @@ class Greedy:
     lambda is bisected for the most aggressive feasible candidate; then (with
     ``space.refine``) single layers are pushed one notch further, largest layers
     first, keeping feasible moves. With a budget (time or trials), the search
-    then spends it (:func:`jaxzip.auto._polish.polish`): neighbours of the best
+    then bisects the ladder again above that rung at the longest fine-tuning of
+    ``space.finetune_rounds`` (longer training makes more aggressive rungs
+    feasible), and spends the rest (:func:`jaxzip.auto._polish.polish`): neighbours of the best
     per-layer settings, one notch away, at each fine-tuning length of
     ``space.finetune_rounds``, until the budget ends or none is feasible and
     smaller. Deterministic: it uses no randomness.
@@ -50,10 +52,17 @@ class Greedy:
         Returns ``"exhausted"`` when the budget-spending refinement ran out of
         moves, else None.
         """
-        current = _greedy(trials, space)
+        current, ladder, lo = _greedy(trials, space)
         budget = trials.deadline is not None or trials.max_trials is not None
         if current is None or not budget:
             return None
+        longest = space.finetune_rounds[-1]
+        if longest > current.get("rounds", 1):  # the ladder again, at the longest fine-tuning
+            top = _bisect(trials, ladder, lo, len(ladder), longest)
+            if top > lo:
+                rec = trials.candidate(*ladder[top], longest)
+                if trials.is_feasible(rec) and rec["bytes"] < current["bytes"]:
+                    current = rec
         return polish(trials, space, current)
 
 
@@ -105,32 +114,39 @@ def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> lis
     return out
 
 
-def _greedy(trials: Trials, space: SearchSpace) -> dict | None:
-    """The ladder and its refinement; returns the best feasible record, or the mildest
-    rung at longer fine-tuning when that is feasible, or None."""
+def _bisect(trials: Trials, ladder: list[tuple], lo: int, hi: int, rounds: int = 1) -> int:
+    """The most aggressive feasible rung in ``(lo, hi)`` at ``rounds``, by bisection (rung ``lo``
+    taken as feasible, ``hi`` as not); ``lo`` if none."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trials.is_feasible(trials.candidate(*ladder[mid], rounds)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _greedy(trials: Trials, space: SearchSpace) -> tuple[dict | None, list[tuple], int]:
+    """The ladder and its refinement: ``(record, ladder, rung)``. The record is the best
+    feasible one, or the mildest rung at longer fine-tuning when that is feasible, or None;
+    ``rung`` is the most aggressive rung feasible at one round (-1: none)."""
     sens = _sensitivity(trials, space)
     trials.sensitivity = sens
     sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
     ladder = _ladder(sens, space, sizes)
-    lo, hi = -1, len(ladder)  # the largest feasible rung, by bisection
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if trials.is_feasible(trials.candidate(*ladder[mid])):
-            lo = mid
-        else:
-            hi = mid
+    lo = _bisect(trials, ladder, -1, len(ladder))
     if lo < 0:  # nothing feasible: longer fine-tuning of the mildest rung, within budgets
         if trials.deadline is None and trials.max_trials is None:
-            return None
+            return None, ladder, lo
         for r in space.finetune_rounds[1:]:
             rec = trials.candidate(*ladder[0], r)
             if trials.is_feasible(rec):
-                return rec
-        return None
+                return rec, ladder, lo
+        return None, ladder, lo
     sp, bt = dict(ladder[lo][0]), dict(ladder[lo][1])
     current = trials.candidate(sp, bt)
     if not space.refine:
-        return current
+        return current, ladder, lo
     improved = True
     while improved:
         improved = False
@@ -150,4 +166,4 @@ def _greedy(trials: Trials, space: SearchSpace) -> dict | None:
                     break
             if improved:
                 break
-    return current
+    return current, ladder, lo

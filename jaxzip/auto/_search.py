@@ -19,7 +19,16 @@ from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
-from jaxzip.auto._trials import BudgetExhausted, FinetuneFn, Trials, by_size, takes_rounds
+from jaxzip.auto._trials import (
+    BudgetExhausted,
+    Build,
+    CodebookFn,
+    FinetuneFn,
+    PruneFn,
+    Trials,
+    by_size,
+    takes_rounds,
+)
 from jaxzip.paths import describe, leaves_with_paths
 
 __all__ = ["JOURNAL_FILE", "Strategy", "search"]
@@ -29,14 +38,16 @@ Strategy = Greedy | Optuna
 
 
 def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
-                    key: jax.Array, strategy: Strategy, finetune: bool,
-                    confirm: bool, finetune_rounds_kw: bool) -> dict[str, Any]:  # fmt: skip
+                    key: jax.Array, strategy: Strategy, build: Build,
+                    confirm: bool) -> dict[str, Any]:  # fmt: skip
     leaves = dict(leaves_with_paths(params))
     key_data = np.asarray(jax.random.key_data(key)).tolist()  # the key's identity, for the hash
+    hooks = {k: v for k, v in build.describe().items() if k == "finetune" or v}  # as before hooks
+    ft = build.finetune_fn
     return {"search": 1, "where": describe(where), "space": space.to_dict(), "key": key_data,
             "layers": {p: list(np.shape(leaves[p])) for p in layers},
-            "strategy": strategy.name, "finetune": finetune, "confirm": confirm,
-            "finetune_rounds_kw": finetune_rounds_kw}  # fmt: skip
+            "strategy": strategy.name, **hooks, "confirm": confirm,
+            "finetune_rounds_kw": ft is not None and takes_rounds(ft)}  # fmt: skip
 
 
 def search(
@@ -47,6 +58,8 @@ def search(
     where: Where,
     key: jax.Array,
     finetune_fn: FinetuneFn | None = None,
+    prune_fn: PruneFn | None = None,
+    codebook_fn: CodebookFn | None = None,
     space: SearchSpace = SearchSpace(),  # noqa: B008 - frozen, hashable
     strategy: Strategy = Greedy(),  # noqa: B008 - frozen, hashable
     out_dir: str | os.PathLike[str] | None = None,
@@ -63,9 +76,11 @@ def search(
 
     A candidate gives each selected layer a sparsity and a bit width from
     ``space``. It is built as: magnitude-prune each layer → ``finetune_fn``
-    (if given; it must keep the mask) → a k-means codebook per layer (pruned
-    weights stay 0) → ``jaxzip.codec.encode`` (its length is the candidate's
-    ``bytes``) → ``eval_fn`` of the decoded params. It is feasible iff
+    (if given; it must keep the mask), or instead ``prune_fn`` (training that
+    prunes as it goes, e.g. gradual pruning) → a k-means codebook per layer
+    (pruned weights stay 0) → ``codebook_fn`` (if given: centroid fine-tuning)
+    → ``jaxzip.codec.encode`` (its length is the candidate's ``bytes``) →
+    ``eval_fn`` of the decoded params. It is feasible iff
     ``accuracy >= baseline - max_drop``.
 
     The strategy proposes the candidates: :class:`Greedy` (sensitivity curves,
@@ -106,6 +121,15 @@ def search(
       finetune_fn: optional ``finetune_fn(params, mask, *, key) -> params``; if it also
         takes a ``rounds`` keyword, longer fine-tuning calls it once with ``rounds``
         (else it is applied ``rounds`` times in a row).
+      prune_fn: optional ``prune_fn(params, sparsity, *, key, rounds) -> params``, used
+        instead of one-shot pruning and ``finetune_fn``: training from ``params`` (the
+        baseline) that prunes each searched layer to ``sparsity[path]`` as it goes
+        (e.g. ``jaxzip.prune.gradual_pruning``), ``rounds`` times its usual length.
+        Each layer's zeros in its result are the mask; fewer zeros than the target
+        (beyond 0.1% of the layer) is an error.
+      codebook_fn: optional ``codebook_fn(books, *, key) -> books``: fine-tunes the
+        centroids of the k-means codebooks (and the float leaves), indices fixed, as
+        Deep Compression does (:func:`jaxzip.quant.make_codebook_step`).
       space: the per-layer choices.
       strategy: :class:`Greedy` (the default) or :class:`Optuna`.
       out_dir: where ``best.jz``, ``best.json`` (and the default journal) go.
@@ -176,10 +200,15 @@ def search(
         out.mkdir(parents=True, exist_ok=True)
     if journal is None and out is not None:
         journal = out / JOURNAL_FILE
+    for name, fn in (("finetune_fn", finetune_fn), ("prune_fn", prune_fn),
+                     ("codebook_fn", codebook_fn)):  # fmt: skip
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name}: expected a callable or None, got {fn!r}")
+    build = Build(finetune_fn=finetune_fn, prune_fn=prune_fn, codebook_fn=codebook_fn,
+                  iters=space.kmeans_iters)  # fmt: skip
     if journal is not None and not isinstance(journal, Journal):
-        cfg = _journal_config(params, layers, where, space, key, strategy,
-                              finetune_fn is not None, confirm_fn is not None,
-                              finetune_fn is not None and takes_rounds(finetune_fn))  # fmt: skip
+        cfg = _journal_config(params, layers, where, space, key, strategy, build,
+                              confirm_fn is not None)  # fmt: skip
         journal = Journal.open(journal, config=cfg)
     bar = None
     if progress:
@@ -187,8 +216,8 @@ def search(
 
         bar = tqdm(total=max_trials, desc="auto search", unit="trial", dynamic_ncols=True)
     try:
-        trials = Trials(params, eval_fn=eval_fn, finetune_fn=finetune_fn, layers=layers,
-                        iters=space.kmeans_iters, key=named_key(key, "trials"), max_drop=max_drop,
+        trials = Trials(params, eval_fn=eval_fn, build=build, layers=layers,
+                        key=named_key(key, "trials"), max_drop=max_drop,
                         journal=journal, out_dir=out, time_budget_s=time_budget_s,
                         max_trials=max_trials, bar=bar, confirm_fn=confirm_fn)  # fmt: skip
         if confirm_fn is not None:

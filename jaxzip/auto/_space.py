@@ -45,7 +45,7 @@ class SearchSpace:
     probe_sparsities: tuple[float, ...] | None = None
     kmeans_iters: int = 20
     refine: bool = True
-    finetune_rounds: tuple[int, ...] = (1, 2, 4)
+    finetune_rounds: tuple[int, ...] = (1, 2, 4, 8)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sparsities",

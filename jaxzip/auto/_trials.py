@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxzip import codec as jz_codec
 from jaxzip import prune as jz_prune
+from jaxzip import quant as jz_quant
 from jaxzip._io import atomic_write_bytes, atomic_write_json
 from jaxzip._keys import named_key
 from jaxzip._types import Mask, Params
@@ -27,9 +30,18 @@ from jaxzip.auto._common import (
 )
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._sensitivity import probe
+from jaxzip.paths import leaves_with_paths
 
-__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "build_candidate", "by_size",
-           "takes_rounds"]  # fmt: skip
+__all__ = [
+    "BEST_FILE",
+    "BEST_JSON",
+    "BudgetExhausted",
+    "Build",
+    "Trials",
+    "build_candidate",
+    "by_size",
+    "takes_rounds",
+]  # fmt: skip
 
 BEST_FILE = "best.jz"
 BEST_JSON = "best.json"
@@ -37,6 +49,37 @@ BEST_JSON = "best.json"
 FinetuneFn = Callable[..., Params]
 """``finetune_fn(params, mask, *, key[, rounds]) -> params``: short training that keeps the
 mask; with a ``rounds`` keyword it is asked for ``rounds`` times its usual length."""
+
+PruneFn = Callable[..., Params]
+"""``prune_fn(params, sparsity, *, key, rounds) -> params``: training from the baseline that
+prunes as it goes (e.g. gradual magnitude pruning) to ``sparsity[path]`` per searched layer;
+the zeros of each layer it returns are that layer's mask."""
+
+CodebookFn = Callable[..., Params]
+"""``codebook_fn(books, *, key) -> books``: fine-tunes the centroids (and float leaves) of the
+shared weights, indices fixed (e.g. :func:`jaxzip.quant.make_codebook_step`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """How :func:`build_candidate` makes a candidate from the baseline: its training hooks.
+
+    Attributes:
+      finetune_fn: training after one-shot magnitude pruning that keeps the mask.
+      prune_fn: training that prunes as it goes; replaces one-shot pruning and ``finetune_fn``.
+      codebook_fn: fine-tuning of the k-means centroids after weight sharing.
+      iters: Lloyd iterations of each codebook.
+    """
+
+    finetune_fn: FinetuneFn | None = None
+    prune_fn: PruneFn | None = None
+    codebook_fn: CodebookFn | None = None
+    iters: int = 20
+
+    def describe(self) -> dict[str, bool]:
+        """Which hooks are set (part of a journal's config: they change every result)."""
+        return {"finetune": self.finetune_fn is not None, "prune_fn": self.prune_fn is not None,
+                "codebook_fn": self.codebook_fn is not None}  # fmt: skip
 
 
 def takes_rounds(finetune_fn: Callable[..., Any]) -> bool:
@@ -57,40 +100,76 @@ class BudgetExhausted(Exception):
         self.reason = reason
 
 
+def _same_structure(what: str, got: Params, want: Params) -> None:
+    if jax.tree.structure(got) != jax.tree.structure(want):
+        raise ValueError(f"{what}: must return params of the input's structure "
+                         f"{jax.tree.structure(want)}, got {jax.tree.structure(got)}")  # fmt: skip
+
+
+def _pruned_by(params: Params, sparsity: Mapping[str, float]) -> Mask:
+    """The mask ``prune_fn``'s result carries (its nonzeros), checked against the targets."""
+    mask = jax.tree.map(lambda x: jnp.asarray(x) != 0, params)
+    for path, m in leaves_with_paths(mask):
+        if path in sparsity:
+            n = int(np.size(m))
+            zeros = n - int(jnp.count_nonzero(m))
+            want = int(np.floor(float(sparsity[path]) * n))
+            if zeros < want - max(1, n // 1000):
+                raise ValueError(f"prune_fn: must prune {path} to sparsity {sparsity[path]:g} "
+                                 f"({want} of {n} weights zero), got {zeros} zeros")  # fmt: skip
+    return mask
+
+
+def _kinds(books: Params) -> tuple[Any, list[bool]]:
+    leaves, treedef = jax.tree.flatten(books, is_leaf=jz_quant.is_quantized)
+    return treedef, [jz_quant.is_quantized(x) for x in leaves]
+
+
 def build_candidate(
     params: Params,
     sparsity: Mapping[str, float],
     bits: Mapping[str, int],
     *,
-    finetune_fn: FinetuneFn | None,
+    build: Build,
     key: jax.Array,
-    iters: int,
     rounds: int = 1,
 ) -> Params:
-    """prune each layer by magnitude → optional ``finetune_fn`` → k-means per layer.
+    """prune (one-shot + ``finetune_fn``, or ``prune_fn``) → k-means per layer → ``codebook_fn``.
 
-    Longer fine-tuning (``rounds > 1``): a ``finetune_fn`` that takes a
-    ``rounds`` keyword is called once with it (e.g. to run one schedule
-    ``rounds`` times as long); any other is applied ``rounds`` times in a row,
-    round 0 with ``key`` and round ``i`` with ``named_key(key, f"round{i}")``.
+    One-shot: each layer is pruned by magnitude, then ``finetune_fn`` trains
+    with the mask kept. Longer fine-tuning (``rounds > 1``): a ``finetune_fn``
+    that takes a ``rounds`` keyword is called once with it (e.g. to run one
+    schedule ``rounds`` times as long); any other is applied ``rounds`` times
+    in a row, round 0 with ``key`` and round ``i`` with ``named_key(key, f"round{i}")``.
+    With ``build.prune_fn``, it is called once with the baseline, the sparsities
+    and ``rounds`` instead, and each layer's zeros in its result are the mask.
+    ``build.codebook_fn`` then fine-tunes the codebooks with ``named_key(key, "codebook")``.
 
     Returns the params with :class:`jaxzip.quant.KMeansArray` leaves for the layers.
     """
-    mask: Mask = layer_mask(params, sparsity)
-    pruned = jz_prune.apply_mask(params, mask)
-    if finetune_fn is not None:
-        once = rounds > 1 and takes_rounds(finetune_fn)
+    if build.prune_fn is not None:
+        pruned = build.prune_fn(params, dict(sparsity), key=key, rounds=rounds)
+        _same_structure("prune_fn", pruned, params)
+        mask = _pruned_by(pruned, sparsity)
+    else:
+        mask = layer_mask(params, sparsity)
+        pruned = jz_prune.apply_mask(params, mask)
+    if build.prune_fn is None and build.finetune_fn is not None:
+        once = rounds > 1 and takes_rounds(build.finetune_fn)
         extra = {"rounds": rounds} if once else {}
         for i in range(1 if once else rounds):
             k = key if i == 0 else named_key(key, f"round{i}")
-            tuned = finetune_fn(pruned, mask, key=k, **extra)
-            if jax.tree.structure(tuned) != jax.tree.structure(params):
-                raise ValueError(
-                    f"finetune_fn: must return params of the input's structure "
-                    f"{jax.tree.structure(params)}, got {jax.tree.structure(tuned)}"
-                )
+            tuned = build.finetune_fn(pruned, mask, key=k, **extra)
+            _same_structure("finetune_fn", tuned, params)
             pruned = jz_prune.apply_mask(tuned, mask)
-    return share_weights(pruned, bits, mask, iters=iters)
+    books = share_weights(pruned, bits, mask, iters=build.iters)
+    if build.codebook_fn is not None:
+        tuned = build.codebook_fn(books, key=named_key(key, "codebook"))
+        if _kinds(tuned) != _kinds(books):
+            raise ValueError("codebook_fn: must return books of the input's structure (a "
+                             "KMeansArray wherever the input has one)")  # fmt: skip
+        books = tuned
+    return books
 
 
 def by_size(rec: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -110,18 +189,18 @@ def _pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 class Trials:
     """Evaluates baseline, probes and candidates, each at most once (journal first)."""
 
-    def __init__(self, params: Params, *, eval_fn: EvalFn, finetune_fn: FinetuneFn | None,
-                 layers: tuple[str, ...], iters: int, key: jax.Array, max_drop: float,
+    def __init__(self, params: Params, *, eval_fn: EvalFn, build: Build,
+                 layers: tuple[str, ...], key: jax.Array, max_drop: float,
                  journal: Journal | None, out_dir: Path | None, time_budget_s: float | None,
                  max_trials: int | None, bar: Any = None,
                  confirm_fn: EvalFn | None = None) -> None:  # fmt: skip
-        self.params, self.eval_fn, self.finetune_fn = params, eval_fn, finetune_fn
+        self.params, self.eval_fn, self.build = params, eval_fn, build
         self.confirm_fn = confirm_fn
         # search time: continued across resumes from the latest time the journal holds
         self.t0 = time.monotonic()
         done = journal.records if journal is not None else ()
         self.offset = max((float(r.get("elapsed_s", 0.0)) for r in done), default=0.0)
-        self.layers, self.iters, self.key, self.max_drop = layers, iters, key, max_drop
+        self.layers, self.iters, self.key, self.max_drop = layers, build.iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
         self.max_trials = max_trials
         self.memo: dict[str, dict[str, Any]] = {}
@@ -209,10 +288,7 @@ class Trials:
 
     def _compute(self, settings: dict[str, Any], key: str) -> dict[str, Any]:
         t0 = time.perf_counter()
-        rng = named_key(self.key, key)  # the candidate's own key, named by its settings hash
-        books = build_candidate(self.params, settings["sparsity"], settings["bits"],
-                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters,
-                                rounds=settings.get("rounds", 1))  # fmt: skip
+        books = self._build(settings, key)
         data = jz_codec.encode(books)
         report = jz_codec.size_report(data)
         acc = self._eval(decode(books), f"candidate {key}")
@@ -226,6 +302,11 @@ class Trials:
             "layer_bound_bits": {x.path: float(x.bound_bits) for x in report.leaves},
             "seconds": round(time.perf_counter() - t0, 3),
         }  # fmt: skip
+
+    def _build(self, settings: Mapping[str, Any], key: str) -> Params:
+        rng = named_key(self.key, key)  # the candidate's own key, named by its settings hash
+        return build_candidate(self.params, settings["sparsity"], settings["bits"],
+                               build=self.build, key=rng, rounds=settings.get("rounds", 1))  # fmt: skip
 
     def is_feasible(self, rec: Mapping[str, Any]) -> bool:
         """``accuracy >= baseline - max_drop`` (recomputed: max_drop may differ from the run's)."""
@@ -261,10 +342,7 @@ class Trials:
             saved = json.loads((self.out_dir / BEST_JSON).read_text(encoding="utf-8"))
             if saved.get("key") == key and (self.out_dir / BEST_FILE).exists():
                 return jz_codec.load(self.out_dir / BEST_FILE)
-        rng = named_key(self.key, key)
-        books = build_candidate(self.params, rec["sparsity"], rec["bits"],
-                                finetune_fn=self.finetune_fn, key=rng, iters=self.iters,
-                                rounds=rec.get("rounds", 1))  # fmt: skip
+        books = self._build(rec, key)
         self.books[key] = books
         return books
 

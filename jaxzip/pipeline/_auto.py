@@ -21,6 +21,7 @@ candidate's fine-tuning; default 1 epoch at a fifth of ``train.learning_rate``),
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -35,12 +37,14 @@ from jaxzip import auto as jz_auto
 from jaxzip import codec as jz_codec
 from jaxzip import data as jz_data
 from jaxzip import prune as jz_prune
+from jaxzip import quant as jz_quant
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_bytes, atomic_write_json, directory_lock
 from jaxzip._keys import named_key
-from jaxzip._types import Mask, Params
-from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip._types import Params
+from jaxzip.pipeline._codec_stage import finetune_codebooks
+from jaxzip.pipeline._config import ExperimentConfig, KMeansConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
 from jaxzip.pipeline._load import config_to_dict, save_config
 from jaxzip.pipeline._names import lookup
@@ -175,10 +179,14 @@ def run_auto(
     with directory_lock(out, what="jaxzip auto"):  # one search per directory at a time
         save_config(out / "config.toml", cfg)
         start = time.perf_counter()
+        kmeans = cfg.kmeans if cfg.kmeans is not None else KMeansConfig()
         settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
                     "seed": int(seed), "strategy": strategy, "space": space.to_dict(),
                     "confirm_fraction": confirm_fraction,
-                    "longer_finetune": "one schedule of rounds x epochs"}  # fmt: skip
+                    "longer_finetune": "one schedule of rounds x epochs",
+                    "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
+                    "codebook_finetune": {"epochs": kmeans.finetune_epochs,
+                                          "learning_rate": kmeans.learning_rate}}  # fmt: skip
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
@@ -203,24 +211,42 @@ def run_auto(
         eval_fn = accuracy_on(rank)
         confirm = {} if conf is None else {"confirm_fn": accuracy_on(conf), "confirm_n": len(conf)}
 
-        def finetune_fn(params: Params, mask: Mask, *, key: jax.Array, rounds: int = 1) -> Params:
-            n = epochs * rounds  # longer fine-tuning: one schedule `rounds` times as long
-            if n == 0:
-                return params
+        steps = len(splits.train) // t.batch_size
+
+        def prune_fn(params: Params, sparsity: dict[str, float], *, key: jax.Array,
+                     rounds: int = 1) -> Params:  # fmt: skip
+            """Gradual magnitude pruning (Zhu & Gupta's cubic schedule) over the first two
+            thirds of ``epochs * rounds`` epochs, then training with the final mask."""
+            n = epochs * rounds
+            every = max(1, steps // 4)
+            end = max(every, (2 * n * steps) // 3 // every * every)
             tx = optax.chain(
-                make_train_tx(t, learning_rate=lr, epochs=n,
-                              steps_per_epoch=len(splits.train) // t.batch_size),
-                jz_prune.keep_masked(mask),
+                make_train_tx(t, learning_rate=lr, epochs=n, steps_per_epoch=steps),
+                *(jz_prune.gradual_pruning(
+                    jz_prune.polynomial_sparsity(s, begin_step=0, end_step=end, update_every=every),
+                    update_every=every, where=[path])
+                  for path, s in sparsity.items() if s > 0),
             )  # fmt: skip
             tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=n,
                                     batch_size=t.batch_size, key=key, progress=False,
                                     eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
             return tuned.params
 
+        quiet = dataclasses.replace(state, progress=False)  # no bar per candidate
+
+        def codebook_fn(books: Params, *, key: jax.Array) -> Params:
+            """Deep Compression's centroid fine-tuning: ``[kmeans] finetune_epochs`` epochs of
+            Adam at ``[kmeans] learning_rate``, indices fixed."""
+            keep = jax.tree.map(lambda b: jnp.ones(() if jz_quant.is_quantized(b) else jnp.shape(b),
+                                                   bool), books, is_leaf=jz_quant.is_quantized)  # fmt: skip
+            return finetune_codebooks(cfg, quiet, books, keep, kmeans=kmeans, key=key)
+
+        hooks = {"prune_fn": prune_fn if epochs > 0 else None,
+                 "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None}  # fmt: skip
         result = jz_auto.search(
             dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
             key=named_key(jax.random.key(seed), "auto"),
-            finetune_fn=finetune_fn, space=space, strategy=search_strategy, out_dir=out, journal=journal,
+            **hooks, space=space, strategy=search_strategy, out_dir=out, journal=journal,
             time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
             val_n=len(rank), **confirm,
         )  # fmt: skip

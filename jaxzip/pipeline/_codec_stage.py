@@ -35,7 +35,7 @@ from jaxzip.paths import (
     select,
     selected_paths,
 )
-from jaxzip.pipeline._config import CodecConfig, ExperimentConfig
+from jaxzip.pipeline._config import CodecConfig, ExperimentConfig, KMeansConfig
 from jaxzip.pipeline._stage_utils import (
     augment_of,
     divergence_hint,
@@ -98,9 +98,16 @@ def _make_books(params: Params, mask: Mask, cfg: ExperimentConfig) -> Params:
     return books
 
 
-def _finetune(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask) -> Params:
-    """Trains the centroids and the float leaves (pruned float weights held at zero)."""
-    k, t, splits = cfg.kmeans, cfg.train, state.splits
+def finetune_codebooks(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask, *,
+                       kmeans: KMeansConfig, key: jax.Array | None = None) -> Params:  # fmt: skip
+    """Trains the centroids and the float leaves (pruned float weights held at zero).
+
+    Adam at ``kmeans.learning_rate`` (cosine decay) for ``kmeans.finetune_epochs``
+    epochs over ``state.splits.train`` with ``[train]``'s batch size and augmentation;
+    ``key`` defaults to the run's ``"kmeans"`` key. Used by the ``kmeans`` stage and by
+    ``jaxzip auto`` (each candidate's ``codebook_fn``).
+    """
+    k, t, splits = kmeans, cfg.train, state.splits
     total = max(1, k.finetune_epochs * (len(splits.train) // t.batch_size))
     # unshared leaves keep their [prune] zeros; centroid arrays are all trainable
     trainable_mask = jax.tree.map(
@@ -138,6 +145,7 @@ def _finetune(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask)
         epochs=k.finetune_epochs,
         desc="kmeans fine-tune",
         hint=divergence_hint("kmeans.learning_rate", k.learning_rate),
+        key=key,
     )
     return jz_quant.replace_centroids(books, tuned.trainable)
 
@@ -169,7 +177,7 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     before = jz_train.evaluate(state.apply_fn, decoded, splits.val, batch_size=t.eval_batch_size)
     _log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
     if k.finetune_epochs > 0:
-        books = _finetune(cfg, state, books, mask)
+        books = finetune_codebooks(cfg, state, books, mask, kmeans=k)
         decoded = jz_quant.dequantize_params(books)
     leaked = _leaked(decoded, mask)
     if leaked:

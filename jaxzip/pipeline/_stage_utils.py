@@ -63,11 +63,12 @@ def run_stage_epochs(
     name: str,
     epochs: int,
     hint: str = "",
+    key: jax.Array | None = None,
     **options: Any,
 ) -> tuple[S, list[dict[str, Any]]]:
     """:func:`jaxzip.train.run_epochs` for a stage: ``step`` from ``init`` over the train split.
 
-    Batches of ``[train] batch_size``, the key ``run_key(cfg, name)``, the run's
+    Batches of ``[train] batch_size``, ``key`` (default ``run_key(cfg, name)``), the run's
     progress setting and the divergence guard :data:`MAX_LOSS_GROWTH`; ``options``
     (``desc``, ...) pass through. A diverged run's error ends with ``hint`` (see
     :func:`divergence_hint`).
@@ -78,7 +79,7 @@ def run_stage_epochs(
             step,
             init,
             state.splits.train,
-            key=run_key(cfg, name),
+            key=run_key(cfg, name) if key is None else key,
             epochs=epochs,
             batch_size=cfg.train.batch_size,
             progress=bool(state.progress),

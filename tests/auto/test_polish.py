@@ -9,7 +9,7 @@ import pytest
 from jaxzip.auto import SearchSpace, search
 from jaxzip.auto._common import est_bytes
 from jaxzip.auto._polish import neighbours
-from jaxzip.auto._trials import build_candidate
+from jaxzip.auto._trials import Build, build_candidate
 
 SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4, 2), kmeans_iters=5,
                     finetune_rounds=(1, 2))  # fmt: skip
@@ -46,8 +46,8 @@ def test_rounds_apply_finetune_in_sequence_with_their_own_keys(mlp):
         return params
 
     key = jax.random.key(3)
-    build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4}, finetune_fn=ft, key=key,
-                    iters=2, rounds=3)  # fmt: skip
+    build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4},
+                    build=Build(finetune_fn=ft, iters=2), key=key, rounds=3)  # fmt: skip
     assert len(seen) == 3 and seen[0] == np.asarray(jax.random.key_data(key)).tolist()
     assert len({str(s) for s in seen}) == 3
 
@@ -61,8 +61,8 @@ def test_a_finetune_taking_rounds_is_called_once_with_them(mlp):
 
     key = jax.random.key(3)
     for rounds in (1, 4):
-        build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4}, finetune_fn=ft,
-                        key=key, iters=2, rounds=rounds)  # fmt: skip
+        build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4},
+                        build=Build(finetune_fn=ft, iters=2), key=key, rounds=rounds)  # fmt: skip
     assert seen == [1, 4]
 
 
@@ -124,3 +124,31 @@ def test_resume_mid_polish_repeats_nothing(mlp, make_eval, finetune, tmp_path):
     resumed = _run(mlp, ev, tmp_path / "b", finetune, max_trials=500)
     assert killer.calls - 1 + ev.calls == full_ev.calls  # nothing evaluated twice
     assert _strip([resumed.best, *resumed.trials]) == _strip([full.best, *full.trials])
+
+
+def test_with_a_budget_the_ladder_is_bisected_again_at_the_longest_finetuning(
+    mlp, make_eval, tmp_path
+):
+    """Aggressive rungs pass only after four rounds: the second bisection finds them first."""
+    real = make_eval()
+
+    def ev(params):  # kernels pruned past half lose 0.5 unless four rounds left their marker
+        marked = float(np.mean(np.asarray(params["Dense_1"]["bias"]))) >= 3.5
+        aggressive = np.mean(np.asarray(params["Dense_0"]["kernel"]) == 0) > 0.6
+        return real(params) - (0.5 if aggressive and not marked else 0.0)
+
+    def ft(params, mask, *, key):  # one round: +1 on every output bias (argmax unchanged)
+        out = jax.tree.map(lambda p, m: np.where(m, p, 0.0), params, mask)
+        out["Dense_1"]["bias"] = np.asarray(out["Dense_1"]["bias"]) + 1.0
+        return out
+
+    space = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4,), kmeans_iters=5,
+                        finetune_rounds=(1, 2, 4))  # fmt: skip
+    plain = _run(mlp, ev, tmp_path / "plain", ft, space=space, max_drop=0.45)
+    assert plain.feasible and plain.best["sparsity"]["Dense_0/kernel"] <= 0.5
+    r = _run(mlp, ev, tmp_path / "budget", ft, space=space, max_drop=0.45, max_trials=200)
+    rounds = [t.get("rounds", 1) for t in r.trials]
+    first = rounds.index(4)
+    assert 2 not in rounds[:first]  # straight to the longest length, not one notch at a time
+    assert r.trials[first]["sparsity"]["Dense_0/kernel"] > 0.5  # a rung past the one-round one
+    assert r.feasible and r.best["rounds"] == 4 and r.best["bytes"] < plain.best["bytes"]

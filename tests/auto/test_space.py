@@ -36,4 +36,4 @@ def test_finetune_rounds_checked(bad):
 def test_wider_default_space():
     s = SearchSpace()
     assert s.sparsities[-2:] == (0.99, 0.995) and s.bits[-1] == 2
-    assert s.finetune_rounds == (1, 2, 4) and s.to_dict()["finetune_rounds"] == [1, 2, 4]
+    assert s.finetune_rounds == (1, 2, 4, 8) and s.to_dict()["finetune_rounds"] == [1, 2, 4, 8]

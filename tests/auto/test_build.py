@@ -1,0 +1,105 @@
+"""Tests of how a candidate is built: ``prune_fn`` (pruning while training) and ``codebook_fn``
+(centroid fine-tuning), the hooks of :func:`jaxzip.auto.search` (issue 18, a wider space)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxzip import quant as jz_quant
+from jaxzip._errors import ConfigError
+from jaxzip.auto import SearchSpace, search
+from jaxzip.auto._trials import Build, build_candidate
+from jaxzip.paths import leaves_with_paths
+
+SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5, refine=False)
+LAYERS = {"Dense_0/kernel": 0.8, "Dense_1/kernel": 0.5}
+BITS = {"Dense_0/kernel": 2, "Dense_1/kernel": 4}
+
+
+def _prune_smallest_by_row_order(params, sparsity, *, key, rounds):
+    """A stand-in prune_fn that does not prune by magnitude: zeros the *first* k weights."""
+
+    def prune(path, x):
+        if path not in sparsity:
+            return x
+        flat = np.asarray(x).ravel().copy()
+        flat[: int(np.floor(sparsity[path] * flat.size))] = 0
+        return flat.reshape(np.shape(x))
+
+    paths = [p for p, _ in leaves_with_paths(params)]
+    flat, treedef = jax.tree.flatten(params)
+    return jax.tree.unflatten(treedef, [prune(p, x) for p, x in zip(paths, flat, strict=True)])
+
+
+def test_prune_fn_replaces_one_shot_pruning_and_its_zeros_are_the_mask(mlp):
+    calls = []
+
+    def prune_fn(params, sparsity, *, key, rounds):
+        calls.append((sparsity, rounds))
+        assert np.count_nonzero(params["Dense_0"]["kernel"]) == params["Dense_0"]["kernel"].size
+        return _prune_smallest_by_row_order(params, sparsity, key=key, rounds=rounds)
+
+    def finetune_fn(params, mask, *, key):
+        raise AssertionError("finetune_fn runs only after one-shot pruning")
+
+    books = build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), rounds=3,
+                            build=Build(prune_fn=prune_fn, finetune_fn=finetune_fn, iters=3))  # fmt: skip
+    assert calls == [(LAYERS, 3)]
+    w = np.asarray(books["Dense_0"]["kernel"].decode()).ravel()
+    k = int(0.8 * w.size)
+    assert np.all(w[:k] == 0) and np.count_nonzero(w[k:]) == w.size - k  # its mask, not magnitude
+
+
+def test_a_prune_fn_that_does_not_prune_is_an_error_naming_the_layer(mlp):
+    def lazy(params, sparsity, *, key, rounds):
+        return params
+
+    with pytest.raises(ValueError, match=r"prune_fn: must prune Dense_0/kernel to sparsity 0.8 "
+                                         r"\(614 of 768 weights zero\), got 0 zeros"):  # fmt: skip
+        build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(prune_fn=lazy))
+
+
+def test_codebook_fn_output_is_what_is_encoded_and_scored(mlp, make_eval, tmp_path):
+    seen = []
+
+    def scale_centroids(books, *, key):
+        seen.append(np.asarray(jax.random.key_data(key)).tolist())
+        return jax.tree.map(
+            lambda b: jz_quant.replace_centroids({"w": b}, {"w": b.centroids * 0})["w"]
+            if jz_quant.is_quantized(b) else b,
+            books, is_leaf=jz_quant.is_quantized,
+        )  # fmt: skip
+
+    ev = make_eval()
+    r = search(mlp, eval_fn=ev, max_drop=1.0, where=r".*/kernel", key=jax.random.key(0),
+               space=SPACE, codebook_fn=scale_centroids, out_dir=tmp_path)  # fmt: skip
+    assert seen and len({str(s) for s in seen}) == len(seen)  # each candidate its own key
+    decoded = r.params
+    assert float(jnp.abs(decoded["Dense_0"]["kernel"]).max()) == 0.0  # the zeroed centroids
+    assert all(t["accuracy"] <= 0.5 for t in r.trials)  # scored after codebook_fn: all-zero kernels
+
+
+def test_codebook_fn_must_keep_the_books_structure(mlp):
+    def unshare(books, *, key):
+        return jz_quant.dequantize_params(books)
+
+    with pytest.raises(ValueError, match="codebook_fn: must return books of the input's structure"):
+        build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(codebook_fn=unshare))
+
+
+def test_hooks_are_part_of_the_journal_config(mlp, make_eval, tmp_path):
+    kw = {"max_drop": 1.0, "where": r".*/kernel", "key": jax.random.key(0), "space": SPACE,
+          "max_trials": 1, "out_dir": tmp_path}  # fmt: skip
+    search(mlp, eval_fn=make_eval(), **kw)
+    with pytest.raises(ConfigError, match="journal"):
+        search(mlp, eval_fn=make_eval(), prune_fn=_prune_smallest_by_row_order, **kw)
+
+
+@pytest.mark.parametrize("name", ["prune_fn", "codebook_fn", "finetune_fn"])
+def test_a_hook_that_is_not_callable_is_a_type_error(mlp, make_eval, name):
+    with pytest.raises(TypeError, match=f"{name}: expected a callable or None, got 3"):
+        search(mlp, eval_fn=make_eval(), max_drop=1.0, where=r".*/kernel",
+               key=jax.random.key(0), space=SPACE, **{name: 3})  # fmt: skip
