@@ -30,8 +30,8 @@ class Greedy:
     ``space.refine``) single layers are pushed one notch further, largest layers
     first, keeping feasible moves. With a budget (time or trials), the search
     then bisects the ladder again above that rung at the longest fine-tuning of
-    ``space.finetune_rounds`` (longer training makes more aggressive rungs
-    feasible), and spends the rest (:func:`jaxzip.auto._polish.polish`): neighbours of the best
+    ``space.finetune_rounds`` for which about four trials fit in the time left
+    (longer training makes more aggressive rungs feasible), and spends the rest (:func:`jaxzip.auto._polish.polish`): neighbours of the best
     per-layer settings, one notch away, at each fine-tuning length of
     ``space.finetune_rounds``, until the budget ends or none is feasible and
     smaller. Deterministic: it uses no randomness.
@@ -56,8 +56,10 @@ class Greedy:
         budget = trials.deadline is not None or trials.max_trials is not None
         if current is None or not budget:
             return None
-        longest = space.finetune_rounds[-1]
-        if longest > current.get("rounds", 1):  # the ladder again, at the longest fine-tuning
+        # the ladder again, at the longest fine-tuning whose bisection (about 4 trials) fits
+        fitting = [r for r in space.finetune_rounds if trials.fits(r, 4)]
+        longest = fitting[-1] if fitting else 1
+        if longest > current.get("rounds", 1):
             top = _bisect(trials, ladder, lo, len(ladder), longest)
             if top > lo:
                 rec = trials.candidate(*ladder[top], longest)

@@ -74,23 +74,26 @@ def polish(trials: Trials, space: SearchSpace, current: dict[str, Any]) -> str:
     fine-tuning length of ``space.finetune_rounds`` from the current one up:
     the singles at each length, then the trades at each length. The first that
     is feasible and smaller becomes the current best and the scan starts again
-    from it. Trials already measured are replayed, so a resumed search repeats
-    none. The budgets raise :class:`jaxzip.auto._trials.BudgetExhausted`
-    between trials.
+    from it. A length longer than one round whose trial is not expected to
+    end within the time left (:meth:`Trials.fits`) is left out. Trials already
+    measured are replayed, so a resumed search repeats none. The budgets raise
+    :class:`jaxzip.auto._trials.BudgetExhausted` between trials.
 
     Returns:
       ``"exhausted"``: every neighbour at every allowed length was tried and
-      none beats the current best.
+      none beats the current best; ``"time_budget"``: the same, but some
+      lengths were left out for lack of time.
     """
     sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
     while True:
         groups = _groups(dict(current["sparsity"]), dict(current["bits"]), space, sizes)
-        rounds = [r for r in space.finetune_rounds if r >= current.get("rounds", 1)]
+        allowed = [r for r in space.finetune_rounds if r >= current.get("rounds", 1)]
+        rounds = [r for r in allowed if r == 1 or trials.fits(r)]
         tried = (trials.candidate(msp, mbt, r)  # lazily: stops at the first that helps
                  for group in groups for r in rounds for msp, mbt in group)  # fmt: skip
         best = current["bytes"]
         found = next((rec for rec in tried if trials.is_feasible(rec) and rec["bytes"] < best),
                      None)  # fmt: skip
         if found is None:
-            return "exhausted"
+            return "exhausted" if rounds == allowed else "time_budget"
         current = found

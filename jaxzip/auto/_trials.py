@@ -219,6 +219,21 @@ class Trials:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise BudgetExhausted("time_budget")
 
+    def fits(self, rounds: int, count: int = 1) -> bool:
+        """Whether ``count`` candidates at ``rounds`` are expected to end within the time budget.
+
+        The estimate is the median of the computed candidates' seconds per
+        round (each record's ``seconds`` over its ``rounds``); True without a
+        deadline or before any candidate has been timed.
+        """
+        if self.deadline is None:
+            return True
+        per_round = [r["seconds"] / r.get("rounds", 1) for r in self.candidates if "seconds" in r]
+        if not per_round:
+            return True
+        need = float(np.median(per_round)) * rounds * count
+        return time.monotonic() + need <= self.deadline
+
     def elapsed(self) -> float:
         """Search seconds: this process's, plus those of the runs the journal continues."""
         return self.offset + time.monotonic() - self.t0

@@ -103,3 +103,17 @@ def test_a_hook_that_is_not_callable_is_a_type_error(mlp, make_eval, name):
     with pytest.raises(TypeError, match=f"{name}: expected a callable or None, got 3"):
         search(mlp, eval_fn=make_eval(), max_drop=1.0, where=r".*/kernel",
                key=jax.random.key(0), space=SPACE, **{name: 3})  # fmt: skip
+
+
+def test_fits_estimates_a_trial_from_the_seconds_per_round_so_far(mlp, make_eval):
+    from jaxzip.auto._trials import Trials
+
+    kw = {"eval_fn": make_eval(), "build": Build(), "layers": ("Dense_0/kernel",),
+          "key": jax.random.key(0), "max_drop": 0.1, "journal": None, "out_dir": None,
+          "max_trials": None}  # fmt: skip
+    assert Trials(mlp, time_budget_s=None, **kw).fits(1000, 1000)  # no deadline
+    trials = Trials(mlp, time_budget_s=100.0, **kw)
+    assert trials.fits(8, 4)  # nothing timed yet
+    trials.candidates = [{"seconds": 2.0}, {"seconds": 8.0, "rounds": 2}, {"seconds": 100.0}]
+    assert trials.fits(4, 4)  # the median is 4 s per round: 64 s of about 100 left
+    assert not trials.fits(8, 4)  # 128 s
