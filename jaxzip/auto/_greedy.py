@@ -26,15 +26,16 @@ class Greedy:
     is the largest drop of it and every milder setting. For a trade-off lambda
     each layer takes the settings minimizing its estimated bytes + lambda * solo
     drop (lambda = 0: the most aggressive; infinite: the mildest of least drop);
-    lambda is bisected for the most aggressive feasible candidate; then (with
-    ``space.refine``) single layers are pushed one notch further, largest layers
-    first, keeping feasible moves. With a budget (time or trials), the search
-    then bisects the ladder again above that rung at the longest fine-tuning of
-    ``space.finetune_rounds`` for which about four trials fit in the time left
-    (longer training makes more aggressive rungs feasible), and spends the rest (:func:`jaxzip.auto._polish.polish`): neighbours of the best
-    per-layer settings, one notch away, at each fine-tuning length of
-    ``space.finetune_rounds``, until the budget ends or none is feasible and
-    smaller. Deterministic: it uses no randomness.
+    lambda is bisected for the most aggressive feasible candidate. Without a
+    budget, single layers are then pushed one notch further (with
+    ``space.refine``), largest layers first, keeping feasible moves. With a
+    budget (time or trials), the ladder above that rung is bisected again at the
+    longest fine-tuning of ``space.finetune_rounds`` for which about four trials
+    fit in the time left (longer training makes more aggressive rungs feasible),
+    and the rest is spent by :func:`jaxzip.auto._polish.polish`: neighbours of
+    the best per-layer settings, one notch away (the refinement's moves among
+    them), at each fine-tuning length from the best's up, until the budget ends
+    or none is feasible and smaller. Deterministic: it uses no randomness.
 
     Example:
       >>> Greedy().name
@@ -52,8 +53,9 @@ class Greedy:
         Returns ``"exhausted"`` when the budget-spending refinement ran out of
         moves, else None.
         """
-        current, ladder, lo = _greedy(trials, space)
         budget = trials.deadline is not None or trials.max_trials is not None
+        # with a budget, the one-notch refinement is left to polish, after the longer ladder
+        current, ladder, lo = _greedy(trials, space, refine=space.refine and not budget)
         if current is None or not budget:
             return None
         # the ladder again, at the longest fine-tuning whose bisection (about 4 trials) fits
@@ -128,7 +130,8 @@ def _bisect(trials: Trials, ladder: list[tuple], lo: int, hi: int, rounds: int =
     return lo
 
 
-def _greedy(trials: Trials, space: SearchSpace) -> tuple[dict | None, list[tuple], int]:
+def _greedy(trials: Trials, space: SearchSpace,
+            refine: bool) -> tuple[dict | None, list[tuple], int]:  # fmt: skip
     """The ladder and its refinement: ``(record, ladder, rung)``. The record is the best
     feasible one, or the mildest rung at longer fine-tuning when that is feasible, or None;
     ``rung`` is the most aggressive rung feasible at one round (-1: none)."""
@@ -147,7 +150,7 @@ def _greedy(trials: Trials, space: SearchSpace) -> tuple[dict | None, list[tuple
         return None, ladder, lo
     sp, bt = dict(ladder[lo][0]), dict(ladder[lo][1])
     current = trials.candidate(sp, bt)
-    if not space.refine:
+    if not refine:
         return current, ladder, lo
     improved = True
     while improved:
