@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,7 +104,8 @@ def search_lm(
       space: the choices (default :class:`LMSpace`).
       test: windows reported once at the end.
       journal: where trials are recorded (its config must hold every setting here).
-      time_budget_s: stop starting candidate trials after this many seconds.
+      time_budget_s: stop starting candidate trials after this many seconds of search (the
+        sensitivities included; a resumed search continues the journal's clock).
       max_trials: at most this many candidate trials (confirmations not counted).
       max_confirmations: at most this many confirmations.
       batch_size: windows per evaluation batch.
@@ -138,7 +138,6 @@ def search_lm(
     if not calib:
         raise ValueError("calib_batches: expected at least one batch of tokens, got none")
 
-    start = time.perf_counter()
     store = Store(journal)
     say = (lambda msg: print(f"jaxzip auto (lm): {msg}", file=sys.stderr, flush=True)) if progress \
         else (lambda msg: None)  # fmt: skip
@@ -303,7 +302,7 @@ def search_lm(
         nonlocal stopped
         if max_trials is not None and len(cands) >= max_trials:
             stopped = "max_trials"
-        elif time_budget_s is not None and time.perf_counter() - start >= time_budget_s:
+        elif time_budget_s is not None and store.elapsed() >= time_budget_s:
             stopped = "time_budget"
         else:
             return True

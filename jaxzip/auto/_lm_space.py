@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -111,15 +112,28 @@ class LMSearchResult:
 
 
 class Store:
-    """The journal, or a dict when there is none: records by key, written as they finish."""
+    """The journal, or a dict when there is none: records by key, written as they finish.
+
+    Each new record gets ``elapsed_s``, the search time when it finished; the clock
+    continues from the latest one the journal holds, so a resumed search keeps its
+    time budget. :meth:`memo` returns records without it (results do not depend on it).
+    """
 
     def __init__(self, journal: Journal | None) -> None:
         self.journal, self.mem = journal, {}
+        done = journal.records if journal is not None else ()
+        self.offset = max((float(r.get("elapsed_s", 0.0)) for r in done), default=0.0)
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Search seconds: this process's, plus those of the runs the journal continues."""
+        return self.offset + time.perf_counter() - self.t0
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.journal.get(key) if self.journal is not None else self.mem.get(key)
 
     def put(self, record: dict[str, Any]) -> dict[str, Any]:
+        record = {**record, "elapsed_s": round(self.elapsed(), 3)}
         if self.journal is not None:
             self.journal.append(record)
             return self.journal.get(record["key"])
@@ -128,7 +142,8 @@ class Store:
 
     def memo(self, key: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         rec = self.get(key)
-        return rec if rec is not None else self.put({"key": key, **make()})
+        rec = rec if rec is not None else self.put({"key": key, **make()})
+        return {k: v for k, v in rec.items() if k != "elapsed_s"}
 
 
 def check_windows(name: str, w: Any) -> TokenWindows:
