@@ -1,12 +1,15 @@
-"""Config sections of the ``distill`` and ``export`` stages: ``[distill]`` and ``[export]``."""
+"""Config sections of the optional stages: ``[distill]``, ``[prune]``, ``[kmeans]``, ``[codec]``, ``[export]``."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import field
+from typing import Any
 
-from jaxzip.pipeline._names import ModelName
+from jaxzip.pipeline._names import AllocationName, ModelName
 from jaxzip.pipeline._schema import (
+    Check,
     Section,
     at_least,
     between,
@@ -18,7 +21,14 @@ from jaxzip.pipeline._schema import (
     rules,
 )
 
-__all__ = ["DistillConfig", "ExportConfig"]
+__all__ = [
+    "CodecConfig",
+    "DistillConfig",
+    "ExportConfig",
+    "KMeansConfig",
+    "PruneConfig",
+    "where_field",
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -102,3 +112,120 @@ class ExportConfig(Section):
     polymorphic_batch: bool = field(
         default=True, metadata=rules(doc="the exported function takes any batch size")
     )
+
+
+def _is_regex(value: Any) -> bool:
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+def _valid_regex() -> Check:
+    return Check("(a valid regular expression)", _is_regex)
+
+
+def where_field(verb: str) -> Any:
+    return field(
+        default=".*/kernel",
+        metadata=rules(
+            nonempty(),
+            _valid_regex(),
+            doc=f'weights to {verb}: regex full-matching paths like "Dense_0/kernel"',
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PruneConfig(Section):
+    """``[prune]``: iterative magnitude pruning with retraining, after ``[train]``.
+
+    Round ``r`` of ``rounds`` prunes the selected weights to the sparsity
+    ``jaxzip.prune.iterative_rounds(sparsity, rounds=rounds)[r - 1]`` (already
+    pruned weights stay pruned), then retrains for ``epochs_per_round`` epochs
+    with ``[train]``'s optimizer, schedule, weight decay and augmentation at
+    ``learning_rate``, keeping pruned weights at zero.
+
+    Example:
+      >>> PruneConfig(sparsity=0.9, rounds=3).allocation
+      'global'
+      >>> PruneConfig(sparsity=1.0)
+      Traceback (most recent call last):
+      ...
+      jaxzip.pipeline._schema.FieldError: sparsity: expected a number in [0.0, 1.0), got 1.0
+    """
+
+    sparsity: float = field(
+        default=0.9,
+        metadata=rules(
+            between(0.0, 1.0, hi_open=True),
+            doc="final fraction of the selected weights pruned",
+        ),
+    )
+    where: str = where_field("prune")
+    allocation: AllocationName = field(
+        default="global",
+        metadata=rules(doc="how the sparsity is spread over layers"),
+    )
+    rounds: int = field(
+        default=1, metadata=rules(at_least(1), doc="prune-retrain rounds (iterative pruning)")
+    )
+    epochs_per_round: int = field(
+        default=1, metadata=rules(at_least(0), doc="retraining epochs after each round")
+    )
+    learning_rate: float = field(
+        default=0.01, metadata=rules(greater_than(0.0), doc="peak learning rate of retraining")
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KMeansConfig(Section):
+    """``[kmeans]``: Deep Compression's weight sharing, after ``[train]`` (and ``[prune]``).
+
+    Every selected weight array gets its own k-means codebook: ``conv_bits``
+    for 4-D (convolution) kernels, ``dense_bits`` for the others. Pruned
+    weights (the ``[prune]`` mask, or exact zeros of loaded params) take no part
+    and stay exactly zero. Then the centroids (and the unselected float leaves)
+    are fine-tuned with Adam at ``learning_rate`` (cosine decay) for
+    ``finetune_epochs`` epochs, with ``[train]``'s batch size and augmentation.
+
+    Example:
+      >>> KMeansConfig(dense_bits=4).conv_bits
+      8
+      >>> KMeansConfig(dense_bits=9)
+      Traceback (most recent call last):
+      ...
+      jaxzip.pipeline._schema.FieldError: dense_bits: expected an integer in [1, 8], got 9
+    """
+
+    dense_bits: int = field(
+        default=5, metadata=rules(between(1, 8), doc="index bits of non-conv (Dense) codebooks")
+    )
+    conv_bits: int = field(
+        default=8, metadata=rules(between(1, 8), doc="index bits of 4-D (Conv) kernel codebooks")
+    )
+    where: str = where_field("share")
+    iters: int = field(default=20, metadata=rules(at_least(1), doc="Lloyd iterations per layer"))
+    finetune_epochs: int = field(
+        default=1, metadata=rules(at_least(0), doc="centroid fine-tuning epochs (0: none)")
+    )
+    learning_rate: float = field(
+        default=1e-4, metadata=rules(greater_than(0.0), doc="peak Adam learning rate of centroids")
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CodecConfig(Section):
+    """``[codec]``: the compressed file written after ``evaluate`` (see :mod:`jaxzip.codec`).
+
+    Without a ``[codec]`` section, a run with ``[kmeans]`` writes the file with
+    these defaults.
+
+    Example:
+      >>> CodecConfig().file
+      'model.jz'
+    """
+
+    file: str = output_file("model.jz")
+    write: bool = field(default=True, metadata=rules(doc="write (and verify) the file"))
