@@ -2,8 +2,10 @@
 
 The config's data, model and train stages give the baseline params (usually
 ``model.params_from`` with ``train.epochs = 0``); :func:`jaxzip.auto.search`
-then searches per-layer sparsity and k-means bits, fine-tuning each candidate
-briefly on the training split with its mask kept.
+then searches per-layer sparsity and k-means bits. Each candidate is pruned
+gradually while it is trained on the training split (``prune_fn``: cubic
+schedule over the first two thirds of its epochs), then weight-shared, then its
+centroids are fine-tuned (``codebook_fn``).
 
 The honest bound: the config's validation split (carved from the training
 data, never trained on) is cut in two, deterministically (``train_val_split``
@@ -15,8 +17,10 @@ drop on each of the three with its standard error (:data:`jaxzip.auto.SE_METHOD`
 
 Settings read from the config: ``[prune] where`` (the layers searched; default
 ``".*/kernel"``), ``[prune] epochs_per_round`` and ``learning_rate`` (each
-candidate's fine-tuning; default 1 epoch at a fifth of ``train.learning_rate``),
-``[kmeans] iters``; the optimizer, batch size and augmentation of ``[train]``.
+candidate's training; default 1 epoch at a fifth of ``train.learning_rate``; 0
+epochs: one-shot pruning, no training), ``[kmeans] iters``, ``finetune_epochs`` and
+``learning_rate`` (the centroids; default 1 epoch of Adam at 1e-4; 0: none); the
+optimizer, batch size and augmentation of ``[train]``.
 """
 
 from __future__ import annotations
