@@ -85,15 +85,23 @@ def polish(trials: Trials, space: SearchSpace, current: dict[str, Any]) -> str:
       lengths were left out for lack of time.
     """
     sizes = {p: int(np.size(x)) for p, x in leaves_with_paths(trials.params) if p in trials.layers}
+    left_out: list[int] = []  # lengths whose trial was not expected to end in time
+
+    def fits(r: int) -> bool:  # asked before each trial: the time left shrinks
+        ok = r == 1 or trials.fits(r)
+        if not ok:
+            left_out.append(r)
+        return ok
+
     while True:
         groups = _groups(dict(current["sparsity"]), dict(current["bits"]), space, sizes)
         allowed = [r for r in space.finetune_rounds if r >= current.get("rounds", 1)]
-        rounds = [r for r in allowed if r == 1 or trials.fits(r)]
+        left_out.clear()
         tried = (trials.candidate(msp, mbt, r)  # lazily: stops at the first that helps
-                 for group in groups for r in rounds for msp, mbt in group)  # fmt: skip
+                 for group in groups for r in allowed for msp, mbt in group if fits(r))  # fmt: skip
         best = current["bytes"]
         found = next((rec for rec in tried if trials.is_feasible(rec) and rec["bytes"] < best),
                      None)  # fmt: skip
         if found is None:
-            return "exhausted" if rounds == allowed else "time_budget"
+            return "time_budget" if left_out else "exhausted"
         current = found

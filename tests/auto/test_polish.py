@@ -152,3 +152,13 @@ def test_with_a_budget_the_ladder_is_bisected_again_at_the_longest_finetuning(
     assert 2 not in rounds[:first]  # straight to the longest length, not one notch at a time
     assert r.trials[first]["sparsity"]["Dense_0/kernel"] > 0.5  # a rung past the one-round one
     assert r.feasible and r.best["rounds"] == 4 and r.best["bytes"] < plain.best["bytes"]
+
+
+def test_lengths_that_would_not_end_in_time_are_left_out(mlp, make_eval, finetune, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    from jaxzip.auto._trials import Trials
+
+    monkeypatch.setattr(Trials, "fits", lambda self, rounds, count=1: rounds == 1)
+    r = _run(mlp, make_eval(), tmp_path, finetune, max_trials=500)
+    assert all(t.get("rounds", 1) == 1 for t in r.trials)  # no longer trial was started
+    assert r.stopped == "time_budget"  # not "exhausted": the longer lengths were never tried
