@@ -104,8 +104,7 @@ def search_lm(
       space: the choices (default :class:`LMSpace`).
       test: windows reported once at the end.
       journal: where trials are recorded (its config must hold every setting here).
-      time_budget_s: stop starting candidate trials after this many seconds of search (the
-        sensitivities included; a resumed search continues the journal's clock).
+      time_budget_s: stop starting candidate trials after this many seconds (resumes add up).
       max_trials: at most this many candidate trials (confirmations not counted).
       max_confirmations: at most this many confirmations.
       batch_size: windows per evaluation batch.
