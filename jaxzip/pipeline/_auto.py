@@ -52,7 +52,14 @@ from jaxzip.pipeline._config import ExperimentConfig, KMeansConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
 from jaxzip.pipeline._load import config_to_dict, save_config
 from jaxzip.pipeline._names import lookup
-from jaxzip.pipeline._stage_utils import augment_of, jsonable, make_train_tx
+from jaxzip.pipeline._stage_utils import (
+    MAX_LOSS_GROWTH,
+    augment_of,
+    divergence_hint,
+    jsonable,
+    make_train_tx,
+    with_hint,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["AUTO_FILE", "run_auto"]
@@ -216,6 +223,9 @@ def run_auto(
         confirm = {} if conf is None else {"confirm_fn": accuracy_on(conf), "confirm_n": len(conf)}
 
         steps = len(splits.train) // t.batch_size
+        setting = "prune.learning_rate" if cfg.prune is not None else "train.learning_rate"
+        hint = divergence_hint(setting, lr if cfg.prune is not None else t.learning_rate,
+                               clip_norm=t.clip_norm)  # fmt: skip
 
         def prune_fn(params: Params, sparsity: dict[str, float], *, key: jax.Array,
                      rounds: int = 1) -> Params:  # fmt: skip
@@ -231,9 +241,11 @@ def run_auto(
                     update_every=every, where=[path])
                   for path, s in sparsity.items() if s > 0),
             )  # fmt: skip
-            tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=n,
-                                    batch_size=t.batch_size, key=key, progress=False,
-                                    eval_batch_size=t.eval_batch_size, augment=augment_of(t))  # fmt: skip
+            with with_hint(hint):  # a diverged candidate stops the search, naming its setting
+                tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=n,
+                                        batch_size=t.batch_size, key=key, progress=False,
+                                        eval_batch_size=t.eval_batch_size, augment=augment_of(t),
+                                        max_loss_growth=MAX_LOSS_GROWTH)  # fmt: skip
             return tuned.params
 
         quiet = dataclasses.replace(state, progress=False)  # no bar per candidate

@@ -127,6 +127,7 @@ def _valid_regex() -> Check:
 
 
 def where_field(verb: str) -> Any:
+    """The ``where`` field of a section: a valid, nonempty regex of the weights to ``verb``."""
     return field(
         default=".*/kernel",
         metadata=rules(

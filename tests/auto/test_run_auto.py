@@ -75,3 +75,14 @@ def test_budget_too_small_for_the_baseline_confirmation(cfg, tmp_path):
                        r"the confirmation split; found so far: the baseline's validation accuracy"):  # fmt: skip
         run_auto(cfg, tmp_path / "o", max_drop_pp=5.0, time_budget_s=1e-9, space=SPACE,
                  progress=False)  # fmt: skip
+
+
+def test_a_diverged_candidate_stops_the_search_naming_its_learning_rate(cfg, tmp_path):
+    from dataclasses import replace
+
+    from jaxzip._errors import DivergedError
+
+    bad = replace(cfg, prune=replace(cfg.prune, learning_rate=1e12))
+    with pytest.raises(DivergedError, match=r"lower prune\.learning_rate \(now 1e\+12\)"):
+        run_auto(bad, tmp_path / "out", max_drop_pp=5.0, max_trials=2, space=SPACE,
+                 progress=False)  # fmt: skip
