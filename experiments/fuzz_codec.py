@@ -239,14 +239,24 @@ def mutate_json(rng: random.Random, obj: Any, prefer: str | None = None) -> tupl
 
 
 def split_codec(data: bytes) -> tuple[int, dict[str, Any], bytes]:
+    """``(version, header, payload)`` of a valid codec file (version 2: deflated header)."""
     _, version, _, hlen, _ = CODEC_PREFIX.unpack_from(data)
     start = CODEC_PREFIX.size + hlen
-    return version, json.loads(data[CODEC_PREFIX.size : start]), data[start:-4]
+    stored = data[CODEC_PREFIX.size : start]
+    return (
+        version,
+        json.loads(zlib.decompress(stored, -15) if version >= 2 else stored),
+        data[start:-4],
+    )
 
 
-def join_codec(header: Any, payload: bytes, version: int = 1, magic: bytes = b"") -> bytes:
-    """A codec file with consistent header length and header / file checksums."""
+def join_codec(header: Any, payload: bytes, version: int = 2, magic: bytes = b"") -> bytes:
+    """A codec file with consistent header length and header / file checksums (the header
+    deflated from version 2 on, as the codec writes it)."""
     hb = json.dumps(header, separators=(",", ":")).encode()
+    if version >= 2:
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        hb = packer.compress(hb) + packer.flush()
     magic = magic or b"\x89JZC\r\n\x1a\n"
     body = CODEC_PREFIX.pack(magic, version, 0, len(hb), zlib.crc32(hb)) + hb + payload
     return body + struct.pack("<I", zlib.crc32(body))
@@ -258,7 +268,7 @@ def codec_mutation(rng: random.Random, data: bytes, others: list[bytes]) -> tupl
     comps = [c for e in header["leaves"] for c in e["components"]]
     op = rng.choice(("header", "header", "spec", "section", "section", "version"))
     if op == "version":
-        return join_codec(header, payload, version=rng.choice((0, 2, 255, 65535))), "fix:version"
+        return join_codec(header, payload, version=rng.choice((0, 1, 3, 255, 65535))), "fix:version"
     if op in ("header", "spec"):
         prefer = "enc" if op == "spec" else None
         header, what = mutate_json(rng, header, prefer)

@@ -66,17 +66,20 @@ class Case:
 
 
 def frame_jz(header: dict[str, Any], payload: bytes) -> bytes:
-    """A ``.jz`` file around ``header`` and ``payload`` with every length and CRC recomputed."""
-    header = {**header, "payload_length": len(payload)}
-    hb = json.dumps(header, separators=(",", ":")).encode()
-    body = CODEC_PREFIX.pack(CODEC_MAGIC, 1, 0, len(hb), zlib.crc32(hb)) + hb + payload
+    """A version-2 ``.jz`` file (deflated JSON header) around ``header`` and ``payload`` with
+    every length and CRC recomputed."""
+    header = {**header, "version": 2, "payload_length": len(payload)}
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    hb = packer.compress(json.dumps(header, separators=(",", ":")).encode()) + packer.flush()
+    body = CODEC_PREFIX.pack(CODEC_MAGIC, 2, 0, len(hb), zlib.crc32(hb)) + hb + payload
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def split_jz(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
-    """``(header, sections in component order)`` of a valid ``.jz`` file."""
-    hlen = CODEC_PREFIX.unpack_from(data)[3]
-    header = json.loads(data[CODEC_PREFIX.size : CODEC_PREFIX.size + hlen])
+    """``(header, sections in component order)`` of a valid ``.jz`` file (version 1 or 2)."""
+    _, version, _, hlen, _ = CODEC_PREFIX.unpack_from(data)
+    stored = data[CODEC_PREFIX.size : CODEC_PREFIX.size + hlen]
+    header = json.loads(zlib.decompress(stored, -15) if version >= 2 else stored)
     payload = data[CODEC_PREFIX.size + hlen : -4]
     comps = [c for e in header["leaves"] for c in e["components"]]
     return header, [payload[c["offset"] : c["offset"] + c["length"]] for c in comps]

@@ -197,15 +197,11 @@ def test_usage_errors(capsys):
 
 
 def _refit_jz(data: bytes, edit) -> bytes:
-    import struct
-    import zlib
+    from jaxzip.codec._container import frame, read_header
 
-    hlen = struct.unpack_from("<I", data, 12)[0]
-    header = json.loads(data[20 : 20 + hlen])
+    header, start = read_header(data)
     edit(header)
-    hb = json.dumps(header).encode()
-    body = data[:12] + struct.pack("<II", len(hb), zlib.crc32(hb)) + hb + data[20 + hlen : -4]
-    return body + struct.pack("<I", zlib.crc32(body))
+    return frame(header, data[start:-4], version=header["version"])
 
 
 def test_inspect_validates_as_load_does(cnn, capsys, tmp_path, one_error_line):

@@ -1,4 +1,5 @@
 import contextlib
+import json
 import struct
 import zlib
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxzip.codec import Encoding, FormatError, decode, encode, load, save
+from jaxzip.codec._container import MAX_HEADER_BYTES, frame, read_header
 from jaxzip.quant import KMeansArray, QArray
 
 DTYPES = [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8, np.bool_]
@@ -124,11 +126,47 @@ def _sample():
     )
 
 
-def _refit(header: bytes) -> bytes:
-    body = (
-        b"\x89JZC\r\n\x1a\n" + struct.pack("<HHII", 1, 0, len(header), zlib.crc32(header)) + header
-    )
+def _refit(header: bytes, payload: bytes = b"") -> bytes:
+    """A version-1 file (plain JSON header) around ``header``'s text, checksums valid."""
+    return frame(header, payload, version=1)
+
+
+def test_version_1_files_are_still_read_and_version_2_headers_are_deflated():
+    tree = {"w": np.arange(20, dtype=np.int8) % 3, "f": np.linspace(0, 1, 5, dtype=np.float32)}
+    data = encode(tree)
+    header, start = read_header(data)
+    assert struct.unpack_from("<H", data, 8)[0] == 2 == header["version"]
+    text = json.dumps({**header, "version": 1}, separators=(",", ":")).encode()
+    assert start - 20 < len(text) / 2  # the stored header is deflated
+    old = _refit(text, data[start:-4])  # the same file as version 1 wrote it
+    assert struct.unpack_from("<H", old, 8)[0] == 1
+    _same(tree, decode(old))
+
+
+def _deflated(text: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return packer.compress(text) + packer.flush()
+
+
+def _v2(hbytes: bytes) -> bytes:
+    """A version-2 file whose stored header bytes are ``hbytes`` as given, checksums valid."""
+    body = b"\x89JZC\r\n\x1a\n" + struct.pack("<HHII", 2, 0, len(hbytes), zlib.crc32(hbytes))
+    body += hbytes
     return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_a_bad_deflated_header_is_a_format_error():
+    text = json.dumps(read_header(_sample())[0]).encode()
+    with pytest.raises(FormatError, match="header is not valid deflate data"):
+        decode(_v2(b"\xff" * 16))
+    with pytest.raises(FormatError, match="header is not one complete deflate stream"):
+        decode(_v2(_deflated(text)[:-3]))
+    with pytest.raises(FormatError, match="header is not one complete deflate stream"):
+        decode(_v2(_deflated(text) + b"tail"))
+    bomb = _deflated(b" " * (MAX_HEADER_BYTES + 10))  # about 16 KiB that inflates to 16 MiB
+    assert len(bomb) < 100_000
+    with pytest.raises(FormatError, match="header inflates beyond the cap of 16777216 bytes"):
+        decode(_v2(bomb))
 
 
 def test_bad_inputs():
@@ -137,8 +175,8 @@ def test_bad_inputs():
         with pytest.raises(FormatError):
             decode(bad)
     newer = bytearray(data)
-    newer[8] = 2
-    with pytest.raises(FormatError, match="version 2"):
+    newer[8] = 3
+    with pytest.raises(FormatError, match=r"version 3 is not supported; this jaxzip reads 1\.\.2"):
         decode(bytes(newer))
     huge = b'{"format":"jaxzip.codec","version":1,"tree":{"t":"leaf","i":0},"payload_length":0,' \
            b'"leaves":[{"path":"w","kind":"numpy","meta":{},"components":[{"name":"value",' \
@@ -164,11 +202,11 @@ def test_fuzz_only_format_error(data):
         i = data.draw(st.integers(0, len(blob)))
         blob[i:i] = data.draw(st.binary(min_size=1, max_size=8))
     else:  # a header edit with valid checksums: only the schema checks stand guard
-        hlen = struct.unpack_from("<I", blob, 12)[0]
-        header = bytearray(blob[20 : 20 + hlen])
+        parsed, start = read_header(bytes(blob))
+        version = data.draw(st.sampled_from([1, 2]))
+        header = bytearray(json.dumps({**parsed, "version": version}).encode())
         i = data.draw(st.integers(0, len(header) - 1))
         header[i] = data.draw(st.sampled_from(b'0123456789"{}[],:-ae'))
-        blob = bytearray(_refit(bytes(header))[:-4] + blob[20 + hlen : -4])
-        blob += struct.pack("<I", zlib.crc32(bytes(blob)))
+        blob = bytearray(frame(bytes(header), bytes(blob[start:-4]), version=version))
     with contextlib.suppress(FormatError):
         decode(bytes(blob))

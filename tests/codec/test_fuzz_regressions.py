@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
 
 from jaxzip import codec
-from jaxzip.codec._container import MAX_EXPANSION, MIN_DECODED_BYTES
-
-_PREFIX = struct.Struct("<8sHHII")
+from jaxzip.codec._container import MAX_EXPANSION, MIN_DECODED_BYTES, frame, read_header
 
 
 def _edit(data: bytes, fn) -> bytes:
     """Applies ``fn`` to the parsed header and re-frames the file with valid checksums."""
-    _, version, _, hlen, _ = _PREFIX.unpack_from(data)
-    header = json.loads(data[_PREFIX.size : _PREFIX.size + hlen])
+    header, start = read_header(data)
     fn(header)
-    hb = json.dumps(header).encode()
-    body = _PREFIX.pack(b"\x89JZC\r\n\x1a\n", version, 0, len(hb), zlib.crc32(hb)) + hb
-    body += data[_PREFIX.size + hlen : -4]
-    return body + struct.pack("<I", zlib.crc32(body))
+    return frame(header, data[start:-4], version=header["version"])
 
 
 def test_unhashable_dtype_is_a_format_error():
