@@ -10,8 +10,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxzip import quant as jz_quant
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params, Where
+from jaxzip.auto._build import Build, CodebookFn, FinetuneFn, PruneFn, takes_rounds
 from jaxzip.auto._common import EvalFn, check_count, check_number, layer_paths
 from jaxzip.auto._confirm import BudgetTooSmall, check_confirm_size, confirm
 from jaxzip.auto._greedy import Greedy
@@ -19,16 +21,7 @@ from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
 from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
-from jaxzip.auto._trials import (
-    BudgetExhausted,
-    Build,
-    CodebookFn,
-    FinetuneFn,
-    PruneFn,
-    Trials,
-    by_size,
-    takes_rounds,
-)
+from jaxzip.auto._trials import BudgetExhausted, Trials, by_size
 from jaxzip.paths import describe, leaves_with_paths
 
 __all__ = ["JOURNAL_FILE", "Strategy", "search"]
@@ -60,6 +53,7 @@ def search(
     finetune_fn: FinetuneFn | None = None,
     prune_fn: PruneFn | None = None,
     codebook_fn: CodebookFn | None = None,
+    unshared: jz_quant.QuantSpec | None = None,
     space: SearchSpace = SearchSpace(),  # noqa: B008 - frozen, hashable
     strategy: Strategy = Greedy(),  # noqa: B008 - frozen, hashable
     out_dir: str | os.PathLike[str] | None = None,
@@ -79,7 +73,8 @@ def search(
     (if given; it must keep the mask), or instead ``prune_fn`` (training that
     prunes as it goes, e.g. gradual pruning) → a k-means codebook per layer
     (pruned weights stay 0) → ``codebook_fn`` (if given: centroid fine-tuning)
-    → ``jaxzip.codec.encode`` (its length is the candidate's ``bytes``) →
+    → with ``unshared``, the other float leaves (biases) quantized →
+    ``jaxzip.codec.encode`` (its length is the candidate's ``bytes``) →
     ``eval_fn`` of the decoded params. It is feasible iff
     ``accuracy >= baseline - max_drop``.
 
@@ -130,6 +125,10 @@ def search(
       codebook_fn: optional ``codebook_fn(books, *, key) -> books``: fine-tunes the
         centroids of the k-means codebooks (and the float leaves), indices fixed, as
         Deep Compression does (:func:`jaxzip.quant.make_codebook_step`).
+      unshared: optional :class:`jaxzip.quant.QuantSpec` for the float leaves ``where``
+        leaves out (biases, norms), applied to every candidate last
+        (:func:`jaxzip.quant.quantize_unshared`; e.g. ``QuantSpec(bits=8)``: one int8
+        scale per leaf), so its bytes and accuracy are those of the stored file.
       space: the per-layer choices.
       strategy: :class:`Greedy` (the default) or :class:`Optuna`.
       out_dir: where ``best.jz``, ``best.json`` (and the default journal) go.
@@ -204,8 +203,10 @@ def search(
                      ("codebook_fn", codebook_fn)):  # fmt: skip
         if fn is not None and not callable(fn):
             raise TypeError(f"{name}: expected a callable or None, got {fn!r}")
+    if unshared is not None and not isinstance(unshared, jz_quant.QuantSpec):
+        raise TypeError(f"unshared: expected a jaxzip.quant.QuantSpec or None, got {unshared!r}")
     build = Build(finetune_fn=finetune_fn, prune_fn=prune_fn, codebook_fn=codebook_fn,
-                  iters=space.kmeans_iters)  # fmt: skip
+                  iters=space.kmeans_iters, unshared=unshared)  # fmt: skip
     if journal is not None and not isinstance(journal, Journal):
         cfg = _journal_config(params, layers, where, space, key, strategy, build,
                               confirm_fn is not None)  # fmt: skip

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -11,85 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxzip import codec as jz_codec
-from jaxzip import prune as jz_prune
-from jaxzip import quant as jz_quant
 from jaxzip._io import atomic_write_bytes, atomic_write_json
 from jaxzip._keys import named_key
-from jaxzip._types import Mask, Params
-from jaxzip.auto._common import (
-    EvalFn,
-    check_score,
-    decode,
-    layer_mask,
-    settings_key,
-    share_weights,
-)
+from jaxzip._types import Params
+from jaxzip.auto._build import Build, build_candidate
+from jaxzip.auto._common import EvalFn, check_score, decode, settings_key
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._sensitivity import probe
-from jaxzip.paths import leaves_with_paths
 
-__all__ = [
-    "BEST_FILE",
-    "BEST_JSON",
-    "BudgetExhausted",
-    "Build",
-    "Trials",
-    "build_candidate",
-    "by_size",
-    "takes_rounds",
-]  # fmt: skip
+__all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "by_size"]
 
 BEST_FILE = "best.jz"
 BEST_JSON = "best.json"
-
-FinetuneFn = Callable[..., Params]
-"""``finetune_fn(params, mask, *, key[, rounds]) -> params``: short training that keeps the
-mask; with a ``rounds`` keyword it is asked for ``rounds`` times its usual length."""
-
-PruneFn = Callable[..., Params]
-"""``prune_fn(params, sparsity, *, key, rounds) -> params``: training from the baseline that
-prunes as it goes (e.g. gradual magnitude pruning) to ``sparsity[path]`` per searched layer;
-the zeros of each layer it returns are that layer's mask."""
-
-CodebookFn = Callable[..., Params]
-"""``codebook_fn(books, *, key) -> books``: fine-tunes the centroids (and float leaves) of the
-shared weights, indices fixed (e.g. :func:`jaxzip.quant.make_codebook_step`)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Build:
-    """How :func:`build_candidate` makes a candidate from the baseline: its training hooks.
-
-    Attributes:
-      finetune_fn: training after one-shot magnitude pruning that keeps the mask.
-      prune_fn: training that prunes as it goes; replaces one-shot pruning and ``finetune_fn``.
-      codebook_fn: fine-tuning of the k-means centroids after weight sharing.
-      iters: Lloyd iterations of each codebook.
-    """
-
-    finetune_fn: FinetuneFn | None = None
-    prune_fn: PruneFn | None = None
-    codebook_fn: CodebookFn | None = None
-    iters: int = 20
-
-    def describe(self) -> dict[str, bool]:
-        """Which hooks are set (part of a journal's config: they change every result)."""
-        return {"finetune": self.finetune_fn is not None, "prune_fn": self.prune_fn is not None,
-                "codebook_fn": self.codebook_fn is not None}  # fmt: skip
-
-
-def takes_rounds(finetune_fn: Callable[..., Any]) -> bool:
-    """Whether ``finetune_fn`` accepts a ``rounds`` keyword (one longer fine-tuning)."""
-    try:
-        sig = inspect.signature(finetune_fn)
-    except (TypeError, ValueError):
-        return False
-    p = sig.parameters.get("rounds")
-    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
 
 
 class BudgetExhausted(Exception):
@@ -98,78 +32,6 @@ class BudgetExhausted(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _same_structure(what: str, got: Params, want: Params) -> None:
-    if jax.tree.structure(got) != jax.tree.structure(want):
-        raise ValueError(f"{what}: must return params of the input's structure "
-                         f"{jax.tree.structure(want)}, got {jax.tree.structure(got)}")  # fmt: skip
-
-
-def _pruned_by(params: Params, sparsity: Mapping[str, float]) -> Mask:
-    """The mask ``prune_fn``'s result carries (its nonzeros), checked against the targets."""
-    mask = jax.tree.map(lambda x: jnp.asarray(x) != 0, params)
-    for path, m in leaves_with_paths(mask):
-        if path in sparsity:
-            n = int(np.size(m))
-            zeros = n - int(jnp.count_nonzero(m))
-            want = int(np.floor(float(sparsity[path]) * n))
-            if zeros < want - max(1, n // 1000):
-                raise ValueError(f"prune_fn: must prune {path} to sparsity {sparsity[path]:g} "
-                                 f"({want} of {n} weights zero), got {zeros} zeros")  # fmt: skip
-    return mask
-
-
-def _kinds(books: Params) -> tuple[Any, list[bool]]:
-    leaves, treedef = jax.tree.flatten(books, is_leaf=jz_quant.is_quantized)
-    return treedef, [jz_quant.is_quantized(x) for x in leaves]
-
-
-def build_candidate(
-    params: Params,
-    sparsity: Mapping[str, float],
-    bits: Mapping[str, int],
-    *,
-    build: Build,
-    key: jax.Array,
-    rounds: int = 1,
-) -> Params:
-    """prune (one-shot + ``finetune_fn``, or ``prune_fn``) → k-means per layer → ``codebook_fn``.
-
-    One-shot: each layer is pruned by magnitude, then ``finetune_fn`` trains
-    with the mask kept. Longer fine-tuning (``rounds > 1``): a ``finetune_fn``
-    that takes a ``rounds`` keyword is called once with it (e.g. to run one
-    schedule ``rounds`` times as long); any other is applied ``rounds`` times
-    in a row, round 0 with ``key`` and round ``i`` with ``named_key(key, f"round{i}")``.
-    With ``build.prune_fn``, it is called once with the baseline, the sparsities
-    and ``rounds`` instead, and each layer's zeros in its result are the mask.
-    ``build.codebook_fn`` then fine-tunes the codebooks with ``named_key(key, "codebook")``.
-
-    Returns the params with :class:`jaxzip.quant.KMeansArray` leaves for the layers.
-    """
-    if build.prune_fn is not None:
-        pruned = build.prune_fn(params, dict(sparsity), key=key, rounds=rounds)
-        _same_structure("prune_fn", pruned, params)
-        mask = _pruned_by(pruned, sparsity)
-    else:
-        mask = layer_mask(params, sparsity)
-        pruned = jz_prune.apply_mask(params, mask)
-    if build.prune_fn is None and build.finetune_fn is not None:
-        once = rounds > 1 and takes_rounds(build.finetune_fn)
-        extra = {"rounds": rounds} if once else {}
-        for i in range(1 if once else rounds):
-            k = key if i == 0 else named_key(key, f"round{i}")
-            tuned = build.finetune_fn(pruned, mask, key=k, **extra)
-            _same_structure("finetune_fn", tuned, params)
-            pruned = jz_prune.apply_mask(tuned, mask)
-    books = share_weights(pruned, bits, mask, iters=build.iters)
-    if build.codebook_fn is not None:
-        tuned = build.codebook_fn(books, key=named_key(key, "codebook"))
-        if _kinds(tuned) != _kinds(books):
-            raise ValueError("codebook_fn: must return books of the input's structure (a "
-                             "KMeansArray wherever the input has one)")  # fmt: skip
-        books = tuned
-    return books
 
 
 def by_size(rec: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -19,8 +19,9 @@ Settings read from the config: ``[prune] where`` (the layers searched; default
 ``".*/kernel"``), ``[prune] epochs_per_round`` and ``learning_rate`` (each
 candidate's training; default 1 epoch at a fifth of ``train.learning_rate``; 0
 epochs: one-shot pruning, no training), ``[kmeans] iters``, ``finetune_epochs`` and
-``learning_rate`` (the centroids; default 1 epoch of Adam at 1e-4; 0: none); the
-optimizer, batch size and augmentation of ``[train]``.
+``learning_rate`` (the centroids; default 1 epoch of Adam at 1e-4; 0: none) and
+``unshared_bits`` (the biases, stored as integers with one scale per leaf; 0:
+float32); the optimizer, batch size and augmentation of ``[train]``.
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ def run_auto(
                     "longer_finetune": "one schedule of rounds x epochs",
                     "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
                     "codebook_finetune": {"epochs": kmeans.finetune_epochs,
-                                          "learning_rate": kmeans.learning_rate}}  # fmt: skip
+                                          "learning_rate": kmeans.learning_rate},
+                    "unshared_bits": kmeans.unshared_bits}  # fmt: skip
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
@@ -258,7 +260,9 @@ def run_auto(
             return finetune_codebooks(cfg, quiet, books, keep, kmeans=kmeans, key=key)
 
         hooks = {"prune_fn": prune_fn if epochs > 0 else None,
-                 "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None}  # fmt: skip
+                 "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None,
+                 "unshared": jz_quant.QuantSpec(bits=kmeans.unshared_bits)
+                 if kmeans.unshared_bits else None}  # fmt: skip
         result = jz_auto.search(
             dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
             key=named_key(jax.random.key(seed), "auto"),

@@ -178,7 +178,9 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     _log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
     if k.finetune_epochs > 0:
         books = finetune_codebooks(cfg, state, books, mask, kmeans=k)
-        decoded = jz_quant.dequantize_params(books)
+    if k.unshared_bits:
+        books = jz_quant.quantize_unshared(books, jz_quant.QuantSpec(bits=k.unshared_bits))
+    decoded = jz_quant.dequantize_params(books)
     leaked = _leaked(decoded, mask)
     if leaked:
         raise RuntimeError(f"kmeans_stage: {leaked} pruned weights are nonzero after fine-tuning")
@@ -187,7 +189,7 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     masks = dict(leaves_with_paths(mask))
     flat = jax.tree_util.tree_flatten_with_path(books, is_leaf=jz_quant.is_quantized)[0]
     for kp, b in flat:
-        if not jz_quant.is_quantized(b):
+        if not isinstance(b, jz_quant.KMeansArray):
             continue
         path = keystr(kp)
         w, m = np.asarray(b.decode()), np.asarray(masks[path])
@@ -202,6 +204,7 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         "kmeans_val_accuracy": float(after["accuracy"]),
         "kmeans_finetune_epochs": k.finetune_epochs,
         "kmeans_layers": len(layers),
+        "kmeans_unshared_bits": k.unshared_bits,
     }
     for path, layer in layers.items():
         metrics[f"bits[{path}]"] = layer["bits"]

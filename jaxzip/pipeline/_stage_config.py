@@ -190,6 +190,9 @@ class KMeansConfig(Section):
     and stay exactly zero. Then the centroids (and the unselected float leaves)
     are fine-tuned with Adam at ``learning_rate`` (cosine decay) for
     ``finetune_epochs`` epochs, with ``[train]``'s batch size and augmentation.
+    With ``unshared_bits``, the float leaves left unshared (biases) are then
+    stored as integers with one scale per leaf (:func:`jaxzip.quant.quantize_unshared`);
+    the evaluated model is the stored one.
 
     Example:
       >>> KMeansConfig(dense_bits=4).conv_bits
@@ -213,6 +216,14 @@ class KMeansConfig(Section):
     )
     learning_rate: float = field(
         default=1e-4, metadata=rules(greater_than(0.0), doc="peak Adam learning rate of centroids")
+    )
+    unshared_bits: int = field(
+        default=0,
+        metadata=rules(
+            Check("0 or in [2, 8]", lambda v: v == 0 or 2 <= v <= 8),
+            doc="bits of the float leaves not shared (biases): one scale per leaf, after "
+            "fine-tuning (0: float32)",
+        ),
     )
 
 

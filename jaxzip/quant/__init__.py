@@ -43,6 +43,7 @@ from jaxzip.quant._params import (
     is_quantized,
     quantization_report,
     quantize_params,
+    quantize_unshared,
 )
 from jaxzip.quant._qarray import QArray, dequantize
 from jaxzip.quant._quantize import quantize
@@ -95,6 +96,7 @@ __all__ = [
     "quantization_report",
     "quantize",
     "quantize_params",
+    "quantize_unshared",
     "replace_centroids",
     "smooth_quant",
     "smooth_scales",

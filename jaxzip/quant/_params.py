@@ -158,6 +158,55 @@ def dequantize_params(qparams: Params) -> Params:
     )
 
 
+def quantize_unshared(params: Params, spec: QuantSpec) -> Params:
+    """Quantizes every float leaf that is not already quantized (biases, norms) with ``spec``.
+
+    After weight sharing, the leaves left as float32 (biases, norm scales) can
+    dominate a small file: LeNet-300-100's 410 biases are 1,640 bytes, 6% of a
+    40x file. This stores them as :class:`QArray` leaves (at 8 bits per-tensor, 410
+    bytes); ``QArray``/``KMeansArray`` leaves, scalars and integer leaves are
+    kept as they are.
+
+    Args:
+      params: a tree, possibly holding ``QArray``/``KMeansArray`` leaves.
+      spec: how to quantize each remaining float leaf (e.g. ``QuantSpec(bits=8)``,
+        one scale per leaf).
+
+    Returns:
+      ``params``' structure with :class:`QArray` in place of its unquantized float arrays.
+
+    Raises:
+      TypeError: ``spec`` is not a :class:`QuantSpec`.
+      ValueError: ``spec`` does not fit a leaf's shape (named by path).
+      NonFiniteError: a leaf to quantize holds NaN or Inf.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.quant import kmeans
+      >>> q = quantize_unshared({"w": kmeans(jnp.arange(4.0), bits=1), "b": jnp.ones(3)},
+      ...                       QuantSpec(bits=8))
+      >>> type(q["w"]).__name__, type(q["b"]).__name__, q["b"].values.dtype
+      ('KMeansArray', 'QArray', dtype('int8'))
+    """
+    if not isinstance(spec, QuantSpec):
+        raise TypeError(f"spec: expected a QuantSpec, got {spec!r}")
+
+    def chosen(leaf: Any) -> bool:
+        return (not is_quantized(leaf) and jnp.ndim(leaf) > 0
+                and jnp.issubdtype(jnp.result_type(leaf), jnp.floating))  # fmt: skip
+
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_quantized)
+    picked = {keystr(kp): leaf for kp, leaf in flat if chosen(leaf)}
+    check_finite(picked, where="quantize_unshared")
+    out = [
+        quantize_array(leaf, spec, calibration=MINMAX, clip_ratio=1.0, fixed_range=None,
+                       key=None, what=keystr(kp), where="quantize_unshared", check_values=False)
+        if keystr(kp) in picked else leaf
+        for kp, leaf in flat
+    ]  # fmt: skip
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
 def fake_quant_params(
     params: Params,
     rules: Rules,

@@ -11,7 +11,7 @@ import pytest
 from jaxzip import quant as jz_quant
 from jaxzip._errors import ConfigError
 from jaxzip.auto import SearchSpace, search
-from jaxzip.auto._trials import Build, build_candidate
+from jaxzip.auto._build import Build, build_candidate
 from jaxzip.paths import leaves_with_paths
 
 SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5, refine=False)
@@ -117,3 +117,35 @@ def test_fits_estimates_a_trial_from_the_seconds_per_round_so_far(mlp, make_eval
     trials.candidates = [{"seconds": 2.0}, {"seconds": 8.0, "rounds": 2}, {"seconds": 100.0}]
     assert trials.fits(4, 4)  # the median is 4 s per round: 64 s of about 100 left
     assert not trials.fits(8, 4)  # 128 s
+
+
+def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(mlp, make_eval,
+                                                                          tmp_path):  # fmt: skip
+    spec = jz_quant.QuantSpec(bits=8)
+    rng = np.random.default_rng(1)
+    for layer in mlp.values():  # trained biases are not zero
+        layer["bias"] = rng.normal(size=layer["bias"].shape).astype(np.float32) / 10
+    books = build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0),
+                            build=Build(iters=3, unshared=spec))  # fmt: skip
+    kinds = {p: type(x).__name__ for p, x in
+             jax.tree_util.tree_flatten_with_path(books, is_leaf=jz_quant.is_quantized)[0]}  # fmt: skip
+    assert {k: v for k, v in kinds.items() if "bias" in str(k)} and all(
+        v == "QArray" for k, v in kinds.items() if "bias" in str(k))  # fmt: skip
+    kw = {"max_drop": 1.0, "where": r".*/kernel", "key": jax.random.key(0), "space": SPACE,
+          "max_trials": 2}  # fmt: skip
+    plain = search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "plain", **kw)
+    small = search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "int8", unshared=spec, **kw)
+    by_key = {t["key"]: t for t in plain.trials}
+    biases = [p for p in plain.trials[0]["layer_bytes"] if p.endswith("bias")]
+    for t in small.trials:  # same candidates (same settings): biases smaller, kernels equal
+        p = by_key[t["key"]]
+        for leaf in biases:  # 4 bytes per float, 1 per int8 and the scale
+            assert t["layer_bytes"][leaf] < p["layer_bytes"][leaf] / 2
+        for leaf in ("Dense_0/kernel", "Dense_1/kernel"):
+            assert t["layer_bytes"][leaf] == p["layer_bytes"][leaf]
+    decoded = small.params  # the stored model is the scored one
+    assert jz_quant.is_quantized(jz_quant.quantize_unshared(decoded, spec)["Dense_0"]["bias"])
+    with pytest.raises(ConfigError, match="journal"):  # part of the journal's config
+        search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "plain", unshared=spec, **kw)
+    with pytest.raises(TypeError, match=r"unshared: expected a jaxzip\.quant\.QuantSpec or None"):
+        search(mlp, eval_fn=make_eval(), unshared=8, **kw)

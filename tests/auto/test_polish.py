@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from jaxzip.auto import SearchSpace, search
+from jaxzip.auto._build import Build, build_candidate
 from jaxzip.auto._common import est_bytes
 from jaxzip.auto._polish import neighbours
-from jaxzip.auto._trials import Build, build_candidate
 
 SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4, 2), kmeans_iters=5,
                     finetune_rounds=(1, 2))  # fmt: skip

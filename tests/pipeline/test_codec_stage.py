@@ -81,6 +81,8 @@ def test_sections_are_optional_and_defaults_are_as_documented():
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"where": "("}, "where"),
         ({"where": ""}, "where"),
+        ({"unshared_bits": 1}, r"unshared_bits: expected an integer 0 or in \[2, 8\], got 1"),
+        ({"unshared_bits": 9}, "unshared_bits"),
     ],
 )
 def test_kmeans_config_rejects_bad_values(kwargs, name):
@@ -206,6 +208,21 @@ def test_conv_and_dense_kernels_get_their_own_bits(tmp_path):
     assert bits and all(b == (3 if "Conv" in p else 2) for p, b in bits.items())
     assert any("Conv" in p for p in bits) and any("Dense" in p for p in bits)
     assert results["kmeans"]["layers"].keys() == bits.keys()
+
+
+def test_unshared_bits_store_the_biases_as_int8_and_the_file_is_the_evaluated_model(tmp_path):
+    cfg = _tiny("kmeans.dense_bits=3", "kmeans.finetune_epochs=1", "kmeans.unshared_bits=8")
+    results = run_experiment(cfg, tmp_path, progress=False, report=False)
+    loaded = jz.codec.load(tmp_path / "model.jz")
+    for layer in ("Dense_0", "Dense_1"):
+        assert isinstance(loaded[layer]["kernel"], jz.quant.KMeansArray)
+        bias = loaded[layer]["bias"]
+        assert isinstance(bias, jz.quant.QArray) and bias.bits == 8 and bias.scale.size == 1
+    evaluated = _npz(tmp_path / PARAMS_FILE)  # encode_stage also checks this, bit for bit
+    for path, w in _flat(jz.quant.dequantize_params(loaded)).items():
+        np.testing.assert_array_equal(w, evaluated[path])
+    assert results["metrics"]["kmeans_unshared_bits"] == 8
+    assert set(results["kmeans"]["layers"]) == {"Dense_0/kernel", "Dense_1/kernel"}
 
 
 def test_encode_fails_loudly_when_the_file_is_not_the_evaluated_model(tmp_path):

@@ -172,3 +172,29 @@ def test_quantize_params_names_every_nonfinite_leaf_at_once():
         "b: holds 2 NaN or Inf value(s) (0 NaN, 2 Inf, of 2); quantize_params expects finite values"
     )  # c is kept float (spec None): not checked
     assert e.value.paths == ("a", "b") and isinstance(e.value, JaxzipError)
+
+
+def test_quantize_unshared_stores_only_the_plain_float_arrays():
+    from jaxzip.quant import KMeansArray, dequantize, kmeans, quantize_unshared
+
+    bias = jnp.array([0.5, -0.25, 0.0, 0.127])
+    tree = {"k": kmeans(jnp.linspace(-1.0, 1.0, 8), bits=2), "b": bias,
+            "s": jnp.float32(3.0), "i": jnp.arange(3)}  # fmt: skip
+    q = quantize_unshared(tree, QuantSpec(bits=8))
+    assert isinstance(q["k"], KMeansArray) and q["k"] is tree["k"]
+    assert q["s"] is tree["s"] and q["i"] is tree["i"]  # scalars and integers kept
+    b = q["b"]
+    assert isinstance(b, QArray) and b.values.dtype == jnp.int8 and b.scale.size == 1
+    # one scale per leaf, absmax / 127: 0.5 -> 127, -0.25 -> -64 (rounded half to even: -63.5)
+    np.testing.assert_array_equal(np.asarray(b.values), [127, -64, 0, 32])
+    np.testing.assert_allclose(np.asarray(dequantize(b)), np.asarray(bias), atol=0.5 / 127 / 2)
+    assert quantize_unshared(q, QuantSpec(bits=8))["b"] is b  # idempotent: QArray kept
+
+
+def test_quantize_unshared_bad_input():
+    from jaxzip.quant import quantize_unshared
+
+    with pytest.raises(TypeError, match="spec: expected a QuantSpec, got 8"):
+        quantize_unshared({"b": jnp.ones(2)}, 8)
+    with pytest.raises(ValueError, match=r"b: holds 1 NaN"):
+        quantize_unshared({"b": jnp.array([1.0, jnp.nan])}, QuantSpec(bits=8))
