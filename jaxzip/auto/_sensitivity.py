@@ -25,7 +25,7 @@ from jaxzip.auto._common import (
 __all__ = ["Sensitivity", "plot_sensitivity", "probe", "sensitivity"]
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
-DEFAULT_BITS = (8, 6, 5, 4, 3, 2)
+DEFAULT_BITS = (8, 6, 5, 4, 3, 2, 1)
 
 
 @dataclasses.dataclass(frozen=True)

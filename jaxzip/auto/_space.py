@@ -23,7 +23,8 @@ class SearchSpace:
       sparsities: magnitude-pruning sparsities a layer may take, in ``[0, 1)``
         (kept sorted, least aggressive first; include 0 to allow a dense layer).
       bits: k-means codebook bit widths a layer may take, 1..8 (kept sorted
-        from most to fewest bits).
+        from most to fewest bits). 1 bit on a pruned layer is a ternary layer:
+        zero (the mask) and two shared values.
       probe_sparsities: the sparsities the sensitivity analysis probes
         (default: ``sparsities`` without 0).
       kmeans_iters: Lloyd iterations of each codebook.
@@ -41,7 +42,7 @@ class SearchSpace:
 
     sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.97, 0.98,
                                      0.99, 0.995)  # fmt: skip
-    bits: tuple[int, ...] = (8, 6, 5, 4, 3, 2)
+    bits: tuple[int, ...] = (8, 6, 5, 4, 3, 2, 1)
     probe_sparsities: tuple[float, ...] | None = None
     kmeans_iters: int = 20
     refine: bool = True

@@ -35,5 +35,5 @@ def test_finetune_rounds_checked(bad):
 
 def test_wider_default_space():
     s = SearchSpace()
-    assert s.sparsities[-2:] == (0.99, 0.995) and s.bits[-1] == 2
+    assert s.sparsities[-2:] == (0.99, 0.995) and s.bits[-2:] == (2, 1)  # 1 bit: ternary
     assert s.finetune_rounds == (1, 2, 4, 8) and s.to_dict()["finetune_rounds"] == [1, 2, 4, 8]
