@@ -32,6 +32,11 @@ MAGIC = b"\x89JZC\r\n\x1a\n"
 VERSION = 2  # 2: the JSON header is deflated (a quarter of its size); 1: plain JSON, still read
 _PREFIX = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header crc32
 MAX_HEADER_BYTES = 16 << 20
+# A deflated header may inflate to at most max(256 KiB, 32 x its stored size) (and 16 MiB):
+# real headers inflate 4x to 10x, and a tiny file must not make the reader parse megabytes
+# of JSON (the memory bound below). encode() writes version 1 for a header that would not.
+HEADER_INFLATION = 32
+MIN_HEADER_ALLOWANCE = 256 << 10
 MAX_FILE_BYTES = 1 << 36
 MAX_DEPTH = 64
 # Decoding may produce at most max(MIN_DECODED_BYTES, MAX_EXPANSION * file size) bytes of
@@ -168,7 +173,20 @@ def encode(
         entries.append({"path": path, "kind": kind, "meta": meta, "components": items})
     header = {"format": "jaxzip.codec", "version": VERSION, "tree": structure,
               "leaves": entries, "payload_length": offset}  # fmt: skip
-    return frame(header, b"".join(chunks))
+    data = frame(header, b"".join(chunks))
+    stored, text = _PREFIX.unpack_from(data)[3], _json(header)
+    if len(text) > header_allowance(stored):  # a header the reader would refuse to inflate
+        data = frame({**header, "version": 1}, b"".join(chunks), version=1)
+    return data
+
+
+def _json(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def header_allowance(stored: int) -> int:
+    """How many bytes a version-2 header stored in ``stored`` bytes may inflate to."""
+    return min(MAX_HEADER_BYTES, max(MIN_HEADER_ALLOWANCE, HEADER_INFLATION * stored))
 
 
 def frame(header: dict[str, Any] | bytes, payload: bytes, version: int = VERSION) -> bytes:
@@ -178,8 +196,7 @@ def frame(header: dict[str, Any] | bytes, payload: bytes, version: int = VERSION
     text). ``version`` goes into the prefix only: the header's own ``version`` is
     the caller's to keep equal (:func:`read_header` checks it).
     """
-    text = header if isinstance(header, bytes) else json.dumps(
-        header, separators=(",", ":"), allow_nan=False).encode("utf-8")  # fmt: skip
+    text = header if isinstance(header, bytes) else _json(header)
     hbytes = text
     if version >= 2:
         packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no second checksum
@@ -229,14 +246,17 @@ def read_header(data: bytes) -> tuple[dict[str, Any], int]:
 
 
 def _inflate_header(packed: bytes) -> bytes:
-    """The deflated header of a version-2 file, never more than ``MAX_HEADER_BYTES`` of it."""
+    """The deflated header of a version-2 file, never more than its allowance of it."""
+    cap = header_allowance(len(packed))
     unpacker = zlib.decompressobj(-15)
     try:
-        text = unpacker.decompress(packed, MAX_HEADER_BYTES + 1)
+        text = unpacker.decompress(packed, cap + 1)
     except zlib.error as e:
         raise FormatError(f"header is not valid deflate data ({e})") from None
-    if len(text) > MAX_HEADER_BYTES:
-        raise FormatError(f"header inflates beyond the cap of {MAX_HEADER_BYTES} bytes")
+    if len(text) > cap:
+        raise FormatError(f"header inflates beyond {cap} bytes, the most a {len(packed)}-byte "
+                          f"deflated header may (max(256 KiB, {HEADER_INFLATION}x), at most "
+                          f"16 MiB)")  # fmt: skip
     if not unpacker.eof or unpacker.unused_data:
         raise FormatError("header is not one complete deflate stream")
     return text

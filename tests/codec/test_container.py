@@ -1,6 +1,7 @@
 import contextlib
 import json
 import struct
+import tracemalloc
 import zlib
 
 import hypothesis.extra.numpy as hnp
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxzip.codec import Encoding, FormatError, decode, encode, load, save
-from jaxzip.codec._container import MAX_HEADER_BYTES, frame, read_header
+from jaxzip.codec._container import MAX_HEADER_BYTES, frame, header_allowance, read_header
 from jaxzip.quant import KMeansArray, QArray
 
 DTYPES = [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8, np.bool_]
@@ -165,8 +166,29 @@ def test_a_bad_deflated_header_is_a_format_error():
         decode(_v2(_deflated(text) + b"tail"))
     bomb = _deflated(b" " * (MAX_HEADER_BYTES + 10))  # about 16 KiB that inflates to 16 MiB
     assert len(bomb) < 100_000
-    with pytest.raises(FormatError, match="header inflates beyond the cap of 16777216 bytes"):
+    with pytest.raises(FormatError, match=r"header inflates beyond 521920 bytes, the most a "
+                                          r"16310-byte deflated header may"):  # fmt: skip
         decode(_v2(bomb))
+    # the allowance grows with the stored size (32x), up to 16 MiB
+    assert header_allowance(100) == 256 << 10 and header_allowance(10_000) == 320_000
+    assert header_allowance(10**7) == MAX_HEADER_BYTES
+    tracemalloc.start()
+    with pytest.raises(FormatError, match="header inflates beyond"):
+        decode(_v2(bomb))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20  # never the 16 MiB the bomb holds
+
+
+def test_a_header_too_compressible_for_the_reader_is_written_as_version_1(monkeypatch):
+    import jaxzip.codec._container as container
+
+    tree = {f"w{i}": np.zeros(3, np.float32) for i in range(40)}  # a very repetitive header
+    monkeypatch.setattr(container, "MIN_HEADER_ALLOWANCE", 16)
+    monkeypatch.setattr(container, "HEADER_INFLATION", 2)
+    data = encode(tree)
+    assert struct.unpack_from("<H", data, 8)[0] == 1 == read_header(data)[0]["version"]
+    _same(tree, decode(data))
 
 
 def test_bad_inputs():
