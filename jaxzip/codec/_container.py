@@ -173,15 +173,25 @@ def encode(
         entries.append({"path": path, "kind": kind, "meta": meta, "components": items})
     header = {"format": "jaxzip.codec", "version": VERSION, "tree": structure,
               "leaves": entries, "payload_length": offset}  # fmt: skip
-    data = frame(header, b"".join(chunks))
-    stored, text = _PREFIX.unpack_from(data)[3], _json(header)
-    if len(text) > header_allowance(stored):  # a header the reader would refuse to inflate
-        data = frame({**header, "version": 1}, b"".join(chunks), version=1)
-    return data
+    payload, text = b"".join(chunks), _json(header)
+    packed = _deflate(text)
+    if len(text) > header_allowance(len(packed)):  # a header the reader would refuse to inflate
+        return frame({**header, "version": 1}, payload, version=1)
+    return _framed(packed, payload, VERSION)
 
 
 def _json(header: dict[str, Any]) -> bytes:
     return json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _deflate(text: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no second checksum
+    return packer.compress(text) + packer.flush()
+
+
+def _framed(hbytes: bytes, payload: bytes, version: int) -> bytes:
+    body = _PREFIX.pack(MAGIC, version, 0, len(hbytes), zlib.crc32(hbytes)) + hbytes + payload
+    return body + struct.pack("<I", zlib.crc32(body))
 
 
 def header_allowance(stored: int) -> int:
@@ -197,12 +207,7 @@ def frame(header: dict[str, Any] | bytes, payload: bytes, version: int = VERSION
     the caller's to keep equal (:func:`read_header` checks it).
     """
     text = header if isinstance(header, bytes) else _json(header)
-    hbytes = text
-    if version >= 2:
-        packer = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no second checksum
-        hbytes = packer.compress(text) + packer.flush()
-    body = _PREFIX.pack(MAGIC, version, 0, len(hbytes), zlib.crc32(hbytes)) + hbytes + payload
-    return body + struct.pack("<I", zlib.crc32(body))
+    return _framed(_deflate(text) if version >= 2 else text, payload, version)
 
 
 def read_header(data: bytes) -> tuple[dict[str, Any], int]:

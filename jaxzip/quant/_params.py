@@ -200,9 +200,9 @@ def quantize_unshared(params: Params, spec: QuantSpec) -> Params:
     check_finite(picked, where="quantize_unshared")
     out = [
         quantize_array(leaf, spec, calibration=MINMAX, clip_ratio=1.0, fixed_range=None,
-                       key=None, what=keystr(kp), where="quantize_unshared", check_values=False)
-        if keystr(kp) in picked else leaf
-        for kp, leaf in flat
+                       key=None, what=path, where="quantize_unshared", check_values=False)
+        if path in picked else leaf
+        for path, leaf in ((keystr(kp), leaf) for kp, leaf in flat)
     ]  # fmt: skip
     return jax.tree_util.tree_unflatten(treedef, out)
 
