@@ -4,7 +4,7 @@ Classes (``CLASSES``), each case a file and what a correct loader must do with i
 
 * ``bomb``: declared-size bombs. Arrays whose sections are (nearly) empty but
   declare up to the loader's cap of decoded bytes (constant streams, a skewed ANS
-  stream, constant gap positions, a masked k-means leaf, a QArray, 64 leaves),
+  stream, constant gap positions, one full rowcol cell, a masked k-means leaf, a QArray, 64 leaves),
   each built twice: just under the cap (a consistent file: it must load, within
   the memory bound) and just over it (refused before anything is built).
 * ``kmeans`` / ``qarray``: leaves whose metadata disagree with their arrays
@@ -151,6 +151,12 @@ def _bomb_leaves(kind: str, n: int) -> tuple[list[dict[str, Any]], list[bytes], 
                "pos": {"enc": "gaps", "bits": 1, "count": n, "coder": const(0)}}  # fmt: skip
         return ([{"path": "b", "kind": "numpy", "meta": {},
                   "components": [comp("value", "int8", [n], enc)]}], [b""], ["b"])  # fmt: skip
+    if kind == "sparse-rowcol-int8":  # one column, one full cell: no ANS bits, no group bits
+        pos = {"enc": "rowcol", "cols": 1, "groups": 2, "ones": [n, 0, 0, 0],
+               "row_groups": const(0), "row_len": 0, "col_groups": const(0), "col_len": 0}  # fmt: skip
+        enc = {"enc": "sparse", "nnz": n, "pos_len": 0, "values": const(1), "pos": pos}
+        return ([{"path": "b", "kind": "numpy", "meta": {},
+                  "components": [comp("value", "int8", [n, 1], enc)]}], [b""], ["b"])  # fmt: skip
     if kind == "kmeans-masked":
         comps = [comp("mask", "bool", [n], const(1)),
                  comp("centroids", "float32", [2], {"enc": "raw"}),
@@ -174,8 +180,8 @@ def _bomb_leaves(kind: str, n: int) -> tuple[list[dict[str, Any]], list[bytes], 
     raise ValueError(kind)
 
 
-BOMBS = ("const-int8", "const-int32-ans", "skewed-ans-int8", "sparse-gaps-int8", "kmeans-masked",
-         "qarray", "many-leaves")  # fmt: skip
+BOMBS = ("const-int8", "const-int32-ans", "skewed-ans-int8", "sparse-gaps-int8",
+         "sparse-rowcol-int8", "kmeans-masked", "qarray", "many-leaves")  # fmt: skip
 
 
 def bomb_file(kind: str, n: int, filler: bytes) -> bytes:

@@ -314,6 +314,9 @@ def decode_charge(enc: Any, dtype: np.dtype, n: int, length: Any, kind: Any) -> 
         nnz = _int_in(enc.get("nnz"), 0, n, n)
         pos = enc.get("pos") if isinstance(enc.get("pos"), dict) else {}
         count = _int_in(pos.get("count"), 0, n, n) if pos.get("enc") == "gaps" else 0
+        if pos.get("enc") == "rowcol":  # each row's and column's group, one byte each
+            cols = _int_in(pos.get("cols"), 1, max(n, 1), 1)
+            count = (n // cols if n % cols == 0 else n) + cols
         mask = n if nnz or pos.get("enc") != "gaps" else 0  # all-zero: no mask is built
         return out + mask + count + nnz * isz + (nnz if isz > 1 else 0)
     return out

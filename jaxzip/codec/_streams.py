@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 from typing import Any
@@ -20,9 +21,10 @@ from jaxzip.codec._entropy import (
     symbol_counts,
 )
 from jaxzip.codec._errors import FormatError
+from jaxzip.codec._rowcol import GROUPS, decode_rowcol, encode_rowcol
 
 SYMBOL_CODERS = ("pack", "ans", "huffman")
-POSITION_CODERS = ("dense", "bitmask", "gaps")
+POSITION_CODERS = ("dense", "bitmask", "gaps", "rowcol")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,7 +38,9 @@ class Encoding:
       symbols: the coder of integer streams (values, indices, gap entries):
         ``"pack"`` (fixed width), ``"ans"`` (constriction) or ``"huffman"``.
       positions: ``"dense"`` (every element stored), ``"bitmask"`` (one bit per
-        element, then the nonzeros) or ``"gaps"`` (relative indices with fillers).
+        element, then the nonzeros), ``"gaps"`` (relative indices with fillers) or
+        ``"rowcol"`` (the bits ANS-coded by row and column density, the smallest
+        of 2, 4 and 8 groups per axis; see ``_rowcol.py``).
       gap_bits: the gap entry width for ``positions="gaps"``, 1 to 8.
 
     Example:
@@ -154,13 +158,33 @@ def _encode_dense(flat: np.ndarray, coder: str | None) -> tuple[dict[str, Any], 
     return _encode_symbols(v, coder)
 
 
+def _rowcol(pos: np.ndarray, n: int, cols: int, symbols: str | None):
+    if n == 0:  # nothing to group: an empty bitmask
+        return {"enc": "bitmask"}, b""
+    mask = np.zeros(n, np.bool_)
+    mask[pos] = True
+    coders = list(SYMBOL_CODERS) if symbols is None else [symbols]
+
+    def sym(v: np.ndarray) -> tuple[dict[str, Any], bytes]:
+        return min((_encode_symbols(v, c) for c in coders), key=lambda r: len(r[1]))
+
+    return min((encode_rowcol(mask, cols, g, sym) for g in GROUPS), key=_cost)
+
+
+def _cost(coded: tuple[dict[str, Any], bytes]) -> int:
+    """Bytes of a coded stream: its payload and its spec as header JSON (before deflate)."""
+    return len(coded[1]) + len(json.dumps(coded[0], separators=(",", ":")))
+
+
 def _encode_positions(
-    pos: np.ndarray, n: int, enc: Encoding | None
+    pos: np.ndarray, n: int, cols: int, enc: Encoding | None
 ) -> tuple[dict[str, Any], bytes]:
     if enc is not None and enc.positions == "bitmask":
         bitmask = np.zeros(n, np.uint8)
         bitmask[pos] = 1
         return {"enc": "bitmask"}, pack_bits(bitmask, 1)
+    if enc is not None and enc.positions == "rowcol":
+        return _rowcol(pos, n, cols, enc.symbols)
     if enc is not None:
         entries = encode_gaps(pos, enc.gap_bits)
         spec, data = _encode_symbols(entries, enc.symbols)
@@ -178,13 +202,22 @@ def _encode_positions(
             if size < best[0]:
                 best = (size, b, c)
     if best[1] is None:
-        return _encode_positions(pos, n, Encoding(positions="bitmask"))
-    return _encode_positions(pos, n, Encoding(symbols=best[2], positions="gaps", gap_bits=best[1]))
+        out = _encode_positions(pos, n, cols, Encoding(positions="bitmask"))
+    else:
+        gaps = Encoding(symbols=best[2], positions="gaps", gap_bits=best[1])
+        out = _encode_positions(pos, n, cols, gaps)
+    if pos.size:
+        rowcol = _rowcol(pos, n, cols, None)
+        if _cost(rowcol) < _cost(out):
+            out = rowcol
+    return out
 
 
-def _encode_sparse(flat: np.ndarray, enc: Encoding | None) -> tuple[dict[str, Any], bytes]:
+def _encode_sparse(
+    flat: np.ndarray, cols: int, enc: Encoding | None
+) -> tuple[dict[str, Any], bytes]:
     pos = nonzero_positions(flat)
-    pspec, pdata = _encode_positions(pos, flat.size, enc)
+    pspec, pdata = _encode_positions(pos, flat.size, cols, enc)
     vspec, vdata = _encode_dense(flat[pos], None if enc is None else enc.symbols)
     spec = {"enc": "sparse", "nnz": int(pos.size), "pos": pspec, "pos_len": len(pdata)}
     return {**spec, "values": vspec}, pdata + vdata
@@ -201,16 +234,17 @@ def encode_array(x: np.ndarray, enc: Encoding | None) -> tuple[dict[str, Any], b
       >>> spec, data.hex()
       ({'enc': 'pack', 'bits': 2, 'offset': 0}, '30')
     """
-    flat = np.asarray(x).reshape(-1)
+    x = np.asarray(x)
+    flat, cols = x.reshape(-1), (x.shape[-1] if x.ndim and x.shape[-1] else 1)
     if enc is not None:
         return (
             _encode_dense(flat, enc.symbols)
             if enc.positions == "dense"
-            else _encode_sparse(flat, enc)
+            else _encode_sparse(flat, cols, enc)
         )
     best = _encode_dense(flat, None)
     if flat.size and nonzero_positions(flat).size < flat.size:
-        sparse = _encode_sparse(flat, None)
+        sparse = _encode_sparse(flat, cols, None)
         if len(sparse[1]) < len(best[1]):
             best = sparse
     return best
@@ -266,6 +300,8 @@ def _decode_sparse(spec: dict[str, Any], data: bytes, dtype: np.dtype, n: int) -
             raise FormatError(
                 f"sparse array: bitmask has {int(np.count_nonzero(mask))} ones, expected {nnz}"
             )
+    elif pspec.get("enc") == "rowcol":
+        mask = decode_rowcol(pspec, pdata, n, nnz, _decode_symbols_u8)
     elif pspec.get("enc") == "gaps":
         bits, count = pspec.get("bits"), pspec.get("count")
         if not isinstance(bits, int) or not 1 <= bits <= 8:
