@@ -18,6 +18,7 @@ that are all zeros or all ones cost no bits. What is stored:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,6 +70,30 @@ def _coded(ctx: np.ndarray, ones: np.ndarray, size: np.ndarray) -> tuple[np.ndar
     return live, ones[c] / size[c]
 
 
+def _entropy(ones: np.ndarray, size: np.ndarray) -> float:
+    k, n = ones[size > 0].astype(np.float64), size[size > 0].astype(np.float64)
+    p = np.clip(k / n, 1e-300, 1.0)
+    q = np.clip(1.0 - k / n, 1e-300, 1.0)
+    return float(-(k * np.log2(p) + (n - k) * np.log2(q)).sum())
+
+
+def plan_rowcol(m: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """How :func:`encode_rowcol` groups the ``(rows, cols)`` bool mask ``m`` with ``g`` groups.
+
+    Returns:
+      ``(row_groups, col_groups, ones, bytes)``: each line's group, each cell's
+      count of ones, and an estimate of the stored bytes (the coded cells'
+      entropy, the group streams at ``log2 g`` bits per line, the counts).
+    """
+    rg, cg = _groups(m.sum(1), g), _groups(m.sum(0), g)
+    ones = np.zeros(g * g, np.int64)
+    for i in range(g):  # each row group's column sums, added up by column group
+        colsum = m[rg == i].sum(0)
+        ones[i * g : (i + 1) * g] = np.bincount(cg, weights=colsum, minlength=g).astype(np.int64)
+    est = _entropy(ones, _cells(rg, cg, g)) / 8 + (rg.size + cg.size) * math.log2(g) / 8
+    return rg, cg, ones, est + 4 * g * g
+
+
 def encode_rowcol(
     mask: np.ndarray, cols: int, g: int, symbols: SymbolEncoder
 ) -> tuple[dict[str, Any], bytes]:
@@ -95,16 +120,14 @@ def encode_rowcol(
     """
     m = np.asarray(mask, np.bool_).reshape(-1, cols)
     rows = m.shape[0]
-    rg, cg = _groups(m.sum(1), g), _groups(m.sum(0), g)
-    ctx_of = rg[:, None] * g + cg[None, :]
-    ones = np.bincount(ctx_of.reshape(-1), weights=m.reshape(-1), minlength=g * g)
-    ones = ones.astype(np.int64)
+    rg, cg, ones, _ = plan_rowcol(m, g)
     size = _cells(rg, cg, g)
     rspec, rdata = symbols(rg)
     cspec, cdata = symbols(cg)
     coder = _stream.stack.AnsCoder()
     for lo, hi in reversed(list(_row_chunks(rows, cols))):  # a stack: last chunk first
-        live, p = _coded(ctx_of[lo:hi].reshape(-1), ones, size)
+        ctx = (rg[lo:hi, None] * g + cg[None, :]).reshape(-1)
+        live, p = _coded(ctx, ones, size)
         if p.size:
             coder.encode_reverse(m[lo:hi].reshape(-1)[live].astype(np.int32), _BERNOULLI, p)
     words = coder.get_compressed().astype("<u4").tobytes()

@@ -21,7 +21,7 @@ from jaxzip.codec._entropy import (
     symbol_counts,
 )
 from jaxzip.codec._errors import FormatError
-from jaxzip.codec._rowcol import GROUPS, decode_rowcol, encode_rowcol
+from jaxzip.codec._rowcol import GROUPS, decode_rowcol, encode_rowcol, plan_rowcol
 
 SYMBOL_CODERS = ("pack", "ans", "huffman")
 POSITION_CODERS = ("dense", "bitmask", "gaps", "rowcol")
@@ -158,17 +158,26 @@ def _encode_dense(flat: np.ndarray, coder: str | None) -> tuple[dict[str, Any], 
     return _encode_symbols(v, coder)
 
 
-def _rowcol(pos: np.ndarray, n: int, cols: int, symbols: str | None):
+def _rowcol(
+    pos: np.ndarray, n: int, cols: int, symbols: str | None, beat: float = math.inf
+) -> tuple[dict[str, Any], bytes] | None:
+    """The rowcol coding with the group count of the smallest estimate; None if that
+    estimate is not below ``beat`` bytes (the ANS step runs only for a likely winner)."""
     if n == 0:  # nothing to group: an empty bitmask
         return {"enc": "bitmask"}, b""
     mask = np.zeros(n, np.bool_)
     mask[pos] = True
+    m = mask.reshape(-1, cols)
+    estimate = {g: plan_rowcol(m, g)[3] for g in GROUPS}
+    g = min(estimate, key=estimate.__getitem__)
+    if estimate[g] >= beat:
+        return None
     coders = list(SYMBOL_CODERS) if symbols is None else [symbols]
 
     def sym(v: np.ndarray) -> tuple[dict[str, Any], bytes]:
         return min((_encode_symbols(v, c) for c in coders), key=lambda r: len(r[1]))
 
-    return min((encode_rowcol(mask, cols, g, sym) for g in GROUPS), key=_cost)
+    return encode_rowcol(mask, cols, g, sym)
 
 
 def _cost(coded: tuple[dict[str, Any], bytes]) -> int:
@@ -184,7 +193,8 @@ def _encode_positions(
         bitmask[pos] = 1
         return {"enc": "bitmask"}, pack_bits(bitmask, 1)
     if enc is not None and enc.positions == "rowcol":
-        return _rowcol(pos, n, cols, enc.symbols)
+        coded = _rowcol(pos, n, cols, enc.symbols)  # no bound to beat: never None
+        return coded if coded is not None else _encode_positions(pos, n, cols, None)
     if enc is not None:
         entries = encode_gaps(pos, enc.gap_bits)
         spec, data = _encode_symbols(entries, enc.symbols)
@@ -207,8 +217,8 @@ def _encode_positions(
         gaps = Encoding(symbols=best[2], positions="gaps", gap_bits=best[1])
         out = _encode_positions(pos, n, cols, gaps)
     if pos.size:
-        rowcol = _rowcol(pos, n, cols, None)
-        if _cost(rowcol) < _cost(out):
+        rowcol = _rowcol(pos, n, cols, None, beat=_cost(out))
+        if rowcol is not None and _cost(rowcol) < _cost(out):
             out = rowcol
     return out
 
