@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from constriction import stream as _stream
@@ -77,25 +77,40 @@ def _entropy(ones: np.ndarray, size: np.ndarray) -> float:
     return float(-(k * np.log2(p) + (n - k) * np.log2(q)).sum())
 
 
-def plan_rowcol(m: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """How :func:`encode_rowcol` groups the ``(rows, cols)`` bool mask ``m`` with ``g`` groups.
+class Plan(NamedTuple):
+    """How :func:`encode_rowcol` groups a mask: from :func:`plan_rowcol`."""
 
-    Returns:
-      ``(row_groups, col_groups, ones, bytes)``: each line's group, each cell's
-      count of ones, and an estimate of the stored bytes (the coded cells'
-      entropy, the group streams at ``log2 g`` bits per line, the counts).
+    g: int
+    row_groups: np.ndarray
+    col_groups: np.ndarray
+    ones: np.ndarray  # each cell's count of ones, row group major
+    size: np.ndarray  # each cell's number of elements
+    bytes: float  # estimate: the coded cells' entropy, the group streams, the counts
+
+
+def plan_rowcol(m: np.ndarray, groups: tuple[int, ...] = GROUPS) -> Plan:
+    """The grouping of the ``(rows, cols)`` bool mask ``m`` with the smallest estimate.
+
+    Each ``g`` in ``groups`` is estimated (the coded cells' entropy, the group
+    streams at ``log2 g`` bits per line, 4 bytes per cell count); the lines'
+    counts of ones are computed once.
     """
-    rg, cg = _groups(m.sum(1), g), _groups(m.sum(0), g)
-    ones = np.zeros(g * g, np.int64)
-    for i in range(g):  # each row group's column sums, added up by column group
-        colsum = m[rg == i].sum(0)
-        ones[i * g : (i + 1) * g] = np.bincount(cg, weights=colsum, minlength=g).astype(np.int64)
-    est = _entropy(ones, _cells(rg, cg, g)) / 8 + (rg.size + cg.size) * math.log2(g) / 8
-    return rg, cg, ones, est + 4 * g * g
+    row_counts, col_counts = m.sum(1), m.sum(0)
+    plans = []
+    for g in groups:
+        rg, cg = _groups(row_counts, g), _groups(col_counts, g)
+        ones = np.zeros(g * g, np.int64)
+        for i in range(g):  # each row group's column sums, added up by column group
+            colsum = m[rg == i].sum(0)
+            ones[i * g : (i + 1) * g] = np.bincount(cg, weights=colsum, minlength=g)
+        size = _cells(rg, cg, g)
+        est = _entropy(ones, size) / 8 + (rg.size + cg.size) * math.log2(g) / 8 + 4 * g * g
+        plans.append(Plan(g, rg, cg, ones, size, est))
+    return min(plans, key=lambda p: p.bytes)
 
 
 def encode_rowcol(
-    mask: np.ndarray, cols: int, g: int, symbols: SymbolEncoder
+    mask: np.ndarray, cols: int, g: int, symbols: SymbolEncoder, *, plan: Plan | None = None
 ) -> tuple[dict[str, Any], bytes]:
     """Codes a flat bool ``mask`` of ``rows * cols`` elements with ``g`` groups per axis.
 
@@ -104,6 +119,7 @@ def encode_rowcol(
       cols: the length of the last axis (the mask is viewed as ``(-1, cols)``).
       g: groups per axis, 2 to :data:`MAX_GROUPS`.
       symbols: codes an integer array as a symbol stream (``_streams``' coder).
+      plan: ``plan_rowcol(mask.reshape(-1, cols), (g,))`` when the caller has it.
 
     Returns:
       ``(spec, payload)``: payload = row groups, column groups, then the ANS words.
@@ -120,8 +136,9 @@ def encode_rowcol(
     """
     m = np.asarray(mask, np.bool_).reshape(-1, cols)
     rows = m.shape[0]
-    rg, cg, ones, _ = plan_rowcol(m, g)
-    size = _cells(rg, cg, g)
+    if plan is None or plan.g != g:
+        plan = plan_rowcol(m, (g,))
+    rg, cg, ones, size = plan.row_groups, plan.col_groups, plan.ones, plan.size
     rspec, rdata = symbols(rg)
     cspec, cdata = symbols(cg)
     coder = _stream.stack.AnsCoder()
@@ -196,7 +213,7 @@ def decode_rowcol(
         for lo, hi in _row_chunks(rows, cols):
             ctx = (rg[lo:hi, None].astype(np.intp) * g + cg[None, :]).reshape(-1)
             live, p = _coded(ctx, ones_a, size)
-            chunk = (ones_a[ctx] == size[ctx]) & (size[ctx] > 0)  # full cells: all ones
+            chunk = ones_a[ctx] == size[ctx]  # full cells: all ones
             if p.size:
                 chunk[live] = np.asarray(coder.decode(_BERNOULLI, p)) != 0
             mask[lo:hi] = chunk.reshape(hi - lo, cols)

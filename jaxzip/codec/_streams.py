@@ -21,7 +21,7 @@ from jaxzip.codec._entropy import (
     symbol_counts,
 )
 from jaxzip.codec._errors import FormatError
-from jaxzip.codec._rowcol import GROUPS, decode_rowcol, encode_rowcol, plan_rowcol
+from jaxzip.codec._rowcol import decode_rowcol, encode_rowcol, plan_rowcol
 
 SYMBOL_CODERS = ("pack", "ans", "huffman")
 POSITION_CODERS = ("dense", "bitmask", "gaps", "rowcol")
@@ -161,23 +161,19 @@ def _encode_dense(flat: np.ndarray, coder: str | None) -> tuple[dict[str, Any], 
 def _rowcol(
     pos: np.ndarray, n: int, cols: int, symbols: str | None, beat: float = math.inf
 ) -> tuple[dict[str, Any], bytes] | None:
-    """The rowcol coding with the group count of the smallest estimate; None if that
-    estimate is not below ``beat`` bytes (the ANS step runs only for a likely winner)."""
-    if n == 0:  # nothing to group: an empty bitmask
-        return {"enc": "bitmask"}, b""
+    """The rowcol coding with the best estimated group count; None if that estimate
+    is not below ``beat`` bytes (the ANS step runs only for a likely winner)."""
     mask = np.zeros(n, np.bool_)
     mask[pos] = True
-    m = mask.reshape(-1, cols)
-    estimate = {g: plan_rowcol(m, g)[3] for g in GROUPS}
-    g = min(estimate, key=estimate.__getitem__)
-    if estimate[g] >= beat:
+    plan = plan_rowcol(mask.reshape(-1, cols))
+    if plan.bytes >= beat:
         return None
     coders = list(SYMBOL_CODERS) if symbols is None else [symbols]
 
     def sym(v: np.ndarray) -> tuple[dict[str, Any], bytes]:
         return min((_encode_symbols(v, c) for c in coders), key=lambda r: len(r[1]))
 
-    return encode_rowcol(mask, cols, g, sym)
+    return encode_rowcol(mask, cols, plan.g, sym, plan=plan)
 
 
 def _cost(coded: tuple[dict[str, Any], bytes]) -> int:
@@ -188,13 +184,13 @@ def _cost(coded: tuple[dict[str, Any], bytes]) -> int:
 def _encode_positions(
     pos: np.ndarray, n: int, cols: int, enc: Encoding | None
 ) -> tuple[dict[str, Any], bytes]:
-    if enc is not None and enc.positions == "bitmask":
+    coded = _rowcol(pos, n, cols, enc.symbols) if enc and enc.positions == "rowcol" and n else None
+    if coded is not None:  # pinned rowcol: no bound to beat, so never None for n > 0
+        return coded
+    if enc is not None and enc.positions in ("bitmask", "rowcol"):  # rowcol of nothing: empty
         bitmask = np.zeros(n, np.uint8)
         bitmask[pos] = 1
         return {"enc": "bitmask"}, pack_bits(bitmask, 1)
-    if enc is not None and enc.positions == "rowcol":
-        coded = _rowcol(pos, n, cols, enc.symbols)  # no bound to beat: never None
-        return coded if coded is not None else _encode_positions(pos, n, cols, None)
     if enc is not None:
         entries = encode_gaps(pos, enc.gap_bits)
         spec, data = _encode_symbols(entries, enc.symbols)
