@@ -49,16 +49,15 @@ from jaxzip._io import atomic_write_bytes, atomic_write_json, directory_lock
 from jaxzip._keys import named_key
 from jaxzip._types import Params
 from jaxzip.pipeline._codec_stage import finetune_codebooks
-from jaxzip.pipeline._config import ExperimentConfig, KMeansConfig
+from jaxzip.pipeline._config import ExperimentConfig, KMeansConfig, PruneConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
 from jaxzip.pipeline._load import config_to_dict, save_config
 from jaxzip.pipeline._names import lookup
 from jaxzip.pipeline._stage_utils import (
-    MAX_LOSS_GROWTH,
-    augment_of,
     divergence_hint,
     jsonable,
     make_train_tx,
+    retrain,
     with_hint,
 )
 from jaxzip.pipeline._state import RunState
@@ -200,6 +199,9 @@ def run_auto(
                     "codebook_finetune": {"epochs": kmeans.finetune_epochs,
                                           "learning_rate": kmeans.learning_rate},
                     "unshared_bits": kmeans.unshared_bits}  # fmt: skip
+        if cfg.prune is not None and cfg.prune.distill_alpha > 0:
+            settings["distill"] = {"alpha": cfg.prune.distill_alpha,
+                                   "temperature": cfg.prune.distill_temperature}  # fmt: skip
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
@@ -225,6 +227,7 @@ def run_auto(
         confirm = {} if conf is None else {"confirm_fn": accuracy_on(conf), "confirm_n": len(conf)}
 
         steps = len(splits.train) // t.batch_size
+        prune = cfg.prune if cfg.prune is not None else PruneConfig()
         setting = "prune.learning_rate" if cfg.prune is not None else "train.learning_rate"
         hint = divergence_hint(setting, lr if cfg.prune is not None else t.learning_rate,
                                clip_norm=t.clip_norm)  # fmt: skip
@@ -232,7 +235,8 @@ def run_auto(
         def prune_fn(params: Params, sparsity: dict[str, float], *, key: jax.Array,
                      rounds: int = 1) -> Params:  # fmt: skip
             """Gradual magnitude pruning (Zhu & Gupta's cubic schedule) over the first two
-            thirds of ``epochs * rounds`` epochs, then training with the final mask."""
+            thirds of ``epochs * rounds`` epochs, then training with the final mask; with
+            ``[prune] distill_alpha``, distilling from the dense baseline."""
             n = epochs * rounds
             every = max(1, steps // 4)
             end = max(every, (2 * n * steps) // 3 // every * every)
@@ -244,11 +248,9 @@ def run_auto(
                   for path, s in sparsity.items() if s > 0),
             )  # fmt: skip
             with with_hint(hint):  # a diverged candidate stops the search, naming its setting
-                tuned, _ = jz_train.fit(apply_fn, params, tx, splits.train, epochs=n,
-                                        batch_size=t.batch_size, key=key, progress=False,
-                                        eval_batch_size=t.eval_batch_size, augment=augment_of(t),
-                                        max_loss_growth=MAX_LOSS_GROWTH)  # fmt: skip
-            return tuned.params
+                tuned, _ = retrain(apply_fn, params, tx, splits.train, prune=prune, train=t,
+                                   teacher=dense, epochs=n, key=key)  # fmt: skip
+            return tuned
 
         quiet = dataclasses.replace(state, progress=False)  # no bar per candidate
 

@@ -4,7 +4,8 @@ Round ``r`` prunes the selected weights to ``iterative_rounds(sparsity,
 rounds=rounds)[r - 1]`` by magnitude (scores from the already masked params,
 and the new mask ANDed with the old one, so a pruned weight stays pruned),
 zeroes them, and retrains for ``epochs_per_round`` epochs with
-``optax.chain(<[train]'s optimizer at prune.learning_rate>, keep_masked(mask))``.
+``optax.chain(<[train]'s optimizer at prune.learning_rate>, keep_masked(mask))``
+(on the labels, or with ``distill_alpha > 0`` distilling from the model before pruning).
 The final params are checked to hold exact zeros wherever the mask prunes.
 """
 
@@ -27,13 +28,7 @@ from jaxzip.paths import select
 from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import evaluate_splits
 from jaxzip.pipeline._names import lookup
-from jaxzip.pipeline._stage_utils import (
-    MAX_LOSS_GROWTH,
-    augment_of,
-    jsonable,
-    make_train_tx,
-    run_key,
-)
+from jaxzip.pipeline._stage_utils import jsonable, make_train_tx, retrain, run_key
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
@@ -96,7 +91,7 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     if p is None:
         raise ValueError("prune_stage: the config has no [prune] section")
     splits, apply_fn, params = state.splits, state.apply_fn, state.params
-    progress = state.progress
+    progress, dense = state.progress, state.params  # the teacher of retraining with distill_alpha
     try:
         select(params, p.where)
     except ValueError as e:
@@ -129,22 +124,11 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
                 ),
                 jz_prune.keep_masked(mask),  # copies the mask into its state
             )
-            trained, history = jz_train.fit(
-                apply_fn,
-                params,
-                tx,
-                splits.train,
-                epochs=p.epochs_per_round,
-                batch_size=t.batch_size,
-                key=jax.random.fold_in(run_key(cfg, "prune"), r),
-                val_ds=None,  # evaluated once below
-                progress=progress,
-                eval_batch_size=t.eval_batch_size,
-                augment=augment_of(t),
-                check_finite=True,
-                max_loss_growth=MAX_LOSS_GROWTH,
-            )
-            params = trained.params
+            params, history = retrain(
+                apply_fn, params, tx, splits.train, prune=p, train=t, teacher=dense,
+                epochs=p.epochs_per_round, key=jax.random.fold_in(run_key(cfg, "prune"), r),
+                progress=bool(progress), check_finite=True,
+            )  # fmt: skip
         val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
         selected = _zeros_stats(params, p.where)
         overall = _zeros_stats(params, None)

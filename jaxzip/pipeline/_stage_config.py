@@ -146,7 +146,10 @@ class PruneConfig(Section):
     ``jaxzip.prune.iterative_rounds(sparsity, rounds=rounds)[r - 1]`` (already
     pruned weights stay pruned), then retrains for ``epochs_per_round`` epochs
     with ``[train]``'s optimizer, schedule, weight decay and augmentation at
-    ``learning_rate``, keeping pruned weights at zero.
+    ``learning_rate``, keeping pruned weights at zero. With ``distill_alpha > 0``
+    the retraining loss is :func:`jaxzip.distill.kd_loss` (``alpha=distill_alpha``,
+    ``temperature=distill_temperature``) with the model before pruning as the
+    teacher (in ``jaxzip auto``: the dense baseline, for every candidate).
 
     Example:
       >>> PruneConfig(sparsity=0.9, rounds=3).allocation
@@ -177,6 +180,18 @@ class PruneConfig(Section):
     )
     learning_rate: float = field(
         default=0.01, metadata=rules(greater_than(0.0), doc="peak learning rate of retraining")
+    )
+    distill_alpha: float = field(
+        default=0.0,
+        metadata=rules(
+            between(0.0, 1.0),
+            doc="weight of distillation from the model before pruning in the retraining loss "
+            "(0: labels only)",
+        ),
+    )
+    distill_temperature: float = field(
+        default=4.0,
+        metadata=rules(greater_than(0.0), doc="softmax temperature of that distillation term"),
     )
 
 

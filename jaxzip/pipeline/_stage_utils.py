@@ -11,12 +11,13 @@ import jax
 import numpy as np
 import optax
 
+from jaxzip import distill as jz_distill
 from jaxzip import train as jz_train
 from jaxzip._errors import NonFiniteError
 from jaxzip._keys import named_key
 from jaxzip.pipeline._config import ExperimentConfig, TrainConfig
 from jaxzip.pipeline._names import make_optimizer
-from jaxzip.pipeline._stage_config import DistillConfig
+from jaxzip.pipeline._stage_config import DistillConfig, PruneConfig
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "divergence_hint",
     "jsonable",
     "make_train_tx",
+    "retrain",
     "run_key",
     "run_stage_epochs",
     "with_hint",
@@ -52,6 +54,43 @@ def run_key(cfg: Any, name: str) -> jax.Array:
       False
     """
     return named_key(jax.random.key(cfg.experiment.seed), name)
+
+
+def retrain(
+    apply_fn: Any,
+    params: Any,
+    tx: optax.GradientTransformation,
+    train_ds: Any,
+    *,
+    prune: PruneConfig,
+    train: TrainConfig,
+    teacher: Any,
+    epochs: int,
+    key: jax.Array,
+    progress: bool = False,
+    check_finite: bool = False,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Training after (or while) pruning: ``(params, history)`` after ``epochs`` epochs of ``tx``.
+
+    Cross-entropy on the labels (:func:`jaxzip.train.fit`), or with ``prune.distill_alpha > 0``
+    :func:`jaxzip.distill.kd_loss` against ``teacher`` (params of ``apply_fn``, the model
+    before pruning) through :func:`jaxzip.distill.make_train_step`; both with ``train``'s
+    batch size and augmentation and the divergence guard :data:`MAX_LOSS_GROWTH`.
+    ``params`` is not consumed.
+    """
+    common = {"epochs": epochs, "batch_size": train.batch_size, "key": key,
+              "progress": progress, "max_loss_growth": MAX_LOSS_GROWTH}  # fmt: skip
+    if prune.distill_alpha == 0:
+        state, history = jz_train.fit(apply_fn, params, tx, train_ds, augment=augment_of(train),
+                                      check_finite=check_finite, **common)  # fmt: skip
+        return state.params, history
+    loss = jz_distill.kd_loss(temperature=prune.distill_temperature, alpha=prune.distill_alpha)
+    step = jz_distill.make_train_step(apply_fn, apply_fn, tx, loss=loss, augment=augment_of(train),
+                                      check_finite=check_finite)  # fmt: skip
+    state, history = jz_train.run_epochs(lambda s, batch, k: step(s, teacher, batch, k),
+                                         jz_train.init_state(params, tx), train_ds,
+                                         desc="retrain", **common)  # fmt: skip
+    return state.params, history
 
 
 def run_stage_epochs(

@@ -86,3 +86,18 @@ def test_a_diverged_candidate_stops_the_search_naming_its_learning_rate(cfg, tmp
     with pytest.raises(DivergedError, match=r"lower prune\.learning_rate \(now 1e\+12\)"):
         run_auto(bad, tmp_path / "out", max_drop_pp=5.0, max_trials=2, space=SPACE,
                  progress=False)  # fmt: skip
+
+
+def test_candidates_distilled_from_the_dense_baseline(cfg, tmp_path):
+    from dataclasses import replace
+
+    runs = {}
+    for alpha in (0.0, 1.0):
+        kd = replace(cfg, prune=replace(cfg.prune, distill_alpha=alpha, distill_temperature=2.0))
+        runs[alpha] = run_auto(kd, tmp_path / f"a{alpha}", max_drop_pp=5.0, max_trials=2,
+                               space=SPACE, progress=False, confirm_fraction=None)  # fmt: skip
+    assert "distill" not in runs[0.0]["settings"]
+    assert runs[1.0]["settings"]["distill"] == {"alpha": 1.0, "temperature": 2.0}
+    trials = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
+    assert len(trials[0.0]) == len(trials[1.0]) == 2
+    assert trials[0.0] != trials[1.0]  # the same candidates, trained on another loss

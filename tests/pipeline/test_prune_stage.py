@@ -74,6 +74,8 @@ def test_prune_section_is_optional_and_defaults_are_valid():
         ({"rounds": 0}, "prune.rounds: expected an integer >= 1, got 0"),
         ({"epochs_per_round": -1}, "prune.epochs_per_round: expected an integer >= 0"),
         ({"learning_rate": 0}, "prune.learning_rate: expected a number > 0.0"),
+        ({"distill_alpha": 1.5}, "prune.distill_alpha: expected a number in [0.0, 1.0], got 1.5"),
+        ({"distill_temperature": 0}, "prune.distill_temperature: expected a number > 0.0"),
         ({"where": "Dense_(0"}, "prune.where: expected a string (non-empty), (a valid regular"),
         ({"sparsty": 0.5}, "did you mean prune.sparsity?"),
     ],
@@ -209,6 +211,32 @@ def test_pruned_weights_stay_zero_while_retraining(capsys):
     assert jax.tree.all(jax.tree.map(jnp.array_equal, updates["mask"], expected))
     assert metrics["round1_sparsity"] == pytest.approx(round(0.6 * N_KERNEL) / N_KERNEL)
     assert "prune round 1/1: sparsity 0.6" in capsys.readouterr().err
+
+
+def test_retraining_distills_from_the_model_before_pruning():
+    # nothing pruned: the student starts as its teacher, so with alpha=1 (the KD term only)
+    # every gradient is zero and retraining leaves it as it was; on the labels it moves
+    moved = {}
+    for alpha in (0.0, 1.0):
+        cfg = _tiny("prune.sparsity=0.0", "prune.epochs_per_round=1",
+                    f"prune.distill_alpha={alpha}", "prune.distill_temperature=2.0")  # fmt: skip
+        ctx = _stage_ctx(cfg)
+        updates, _ = prune_stage(cfg, ctx)
+        diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), updates["params"],
+                             ctx.params)  # fmt: skip
+        moved[alpha] = max(jax.tree.leaves(diffs))
+    assert moved[0.0] > 1e-3
+    assert moved[1.0] < 1e-6
+
+
+def test_distilled_retraining_keeps_pruned_weights_at_zero():
+    cfg = _tiny("prune.sparsity=0.6", "prune.epochs_per_round=1", "prune.distill_alpha=0.5")
+    updates, metrics = prune_stage(cfg, _stage_ctx(cfg))
+    for m, a in zip(*(jax.tree.leaves(t) for t in (updates["mask"], updates["params"])),
+                    strict=True):  # fmt: skip
+        assert np.all(np.asarray(a)[~np.asarray(m)] == 0.0)
+    assert metrics["round1_sparsity"] == pytest.approx(round(0.6 * N_KERNEL) / N_KERNEL)
+    assert 0 <= metrics["round1_val_accuracy"] <= 1
 
 
 def test_where_selecting_nothing_names_the_key():
