@@ -23,6 +23,7 @@ import http.client
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 import platformdirs
@@ -254,14 +255,18 @@ def _to_dataset(
     return Dataset(x=x, y=y, num_classes=source.num_classes, name=f"{source.name}/{split}")
 
 
+class LoadOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`load_mnist` and :func:`load_fashion_mnist`."""
+
+    split: str  # "train" (the default) or "test"
+    download: bool  # default True
+    cache_dir: str | os.PathLike[str] | None
+    mirrors: Sequence[str] | None
+    progress: bool  # default True
+
+
 def load_mnist(
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    split: str = "train",
-    download: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    mirrors: Sequence[str] | None = None,
-    progress: bool = True,
+    data_dir: str | os.PathLike[str] | None = None, **options: Unpack[LoadOptions]
 ) -> Dataset:
     """Loads MNIST (LeCun, Cortes and Burges): 60,000 train / 10,000 test digits.
 
@@ -289,25 +294,11 @@ def load_mnist(
       Traceback (most recent call last):
       jaxzip._errors.DataError: mnist train split: directory ... lacks train-images-idx3-ubyte, ...
     """
-    return load_idx_dataset(
-        MNIST,
-        data_dir,
-        split=split,
-        download=download,
-        cache_dir=cache_dir,
-        mirrors=mirrors,
-        progress=progress,
-    )
+    return load_idx_dataset(MNIST, data_dir, **{"split": "train", **options})
 
 
 def load_fashion_mnist(
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    split: str = "train",
-    download: bool = True,
-    cache_dir: str | os.PathLike[str] | None = None,
-    mirrors: Sequence[str] | None = None,
-    progress: bool = True,
+    data_dir: str | os.PathLike[str] | None = None, **options: Unpack[LoadOptions]
 ) -> Dataset:
     """Loads Fashion-MNIST (Xiao, Rasul and Vollgraf): 60,000 train / 10,000 test images.
 
@@ -319,16 +310,10 @@ def load_fashion_mnist(
 
     Example:
       >>> import tempfile
-      >>> load_fashion_mnist(tempfile.mkdtemp(), split="test")  # doctest: +ELLIPSIS
-      Traceback (most recent call last):
-      jaxzip._errors.DataError: fashion_mnist test split: directory ... lacks t10k-images-idx3-ubyte, ...
+      >>> try:  # an empty directory the user named: nothing else is tried
+      ...     load_fashion_mnist(tempfile.mkdtemp(), split="test")
+      ... except DataError as e:
+      ...     print(str(e).split(": directory")[0])
+      fashion_mnist test split
     """
-    return load_idx_dataset(
-        FASHION_MNIST,
-        data_dir,
-        split=split,
-        download=download,
-        cache_dir=cache_dir,
-        mirrors=mirrors,
-        progress=progress,
-    )
+    return load_idx_dataset(FASHION_MNIST, data_dir, **{"split": "train", **options})

@@ -12,24 +12,16 @@ import numpy as np
 import pytest
 
 from jaxzip import DataError
-from jaxzip.data import (
-    KJV,
-    TextSource,
-    TextSplits,
-    TokenWindows,
-    eval_windows,
-    load_kjv,
-    load_text,
-    read_text,
-    sample_windows,
-    split_lines,
-)
+from jaxzip import data as jz_data
+from jaxzip.data import eval_windows, load_text, read_text, sample_windows, split_lines
 
 TEXT = b"".join(f"line {i}: in the beginning\n".encode() for i in range(20))
 
 
-def _source(text: bytes = TEXT, **kw) -> TextSource:
-    return TextSource(name="toy", file="toy.txt", sha256=hashlib.sha256(text).hexdigest(), **kw)
+def _source(text: bytes = TEXT, **kw) -> jz_data.TextSource:
+    return jz_data.TextSource(
+        name="toy", file="toy.txt", sha256=hashlib.sha256(text).hexdigest(), **kw
+    )
 
 
 def _write(directory: Path, text: bytes = TEXT, *, compressed: bool = True) -> Path:
@@ -161,13 +153,13 @@ def test_bad_window_inputs():
 def test_token_windows_and_splits_validate():
     ok = np.zeros((2, 3), np.int32)
     with pytest.raises(DataError, match=r"must lie in \[0, 4\)"):
-        TokenWindows(x=ok + 4, y=ok, vocab_size=4, name="w")
+        jz_data.TokenWindows(x=ok + 4, y=ok, vocab_size=4, name="w")
     with pytest.raises(DataError, match="shape"):
-        TokenWindows(x=ok, y=ok[:, :2], vocab_size=4, name="w")
+        jz_data.TokenWindows(x=ok, y=ok[:, :2], vocab_size=4, name="w")
     with pytest.raises(TypeError, match="int32"):
-        TokenWindows(x=ok.astype(np.int64), y=ok, vocab_size=4, name="w")
+        jz_data.TokenWindows(x=ok.astype(np.int64), y=ok, vocab_size=4, name="w")
     with pytest.raises(TypeError, match="uint8"):
-        TextSplits(train=np.zeros(3, np.int8), held_out=np.zeros(3, np.uint8), name="s")
+        jz_data.TextSplits(train=np.zeros(3, np.int8), held_out=np.zeros(3, np.uint8), name="s")
 
 
 @pytest.mark.parametrize(
@@ -177,7 +169,7 @@ def test_token_windows_and_splits_validate():
 def test_bad_source(field, value):
     kw = {"name": "toy", "file": "toy.txt", "sha256": "0" * 64, field: value}
     with pytest.raises(ValueError, match=field):
-        TextSource(**kw)
+        jz_data.TextSource(**kw)
 
 
 def test_real_kjv_corpus():
@@ -185,8 +177,8 @@ def test_real_kjv_corpus():
     root = os.environ.get("JAXZIP_DATA_DIR", "")
     if not root or not (Path(root) / "kjv").is_dir():
         pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
-    s = load_kjv()
-    assert KJV.name == "kjv"
+    s = jz_data.load_kjv()
+    assert jz_data.KJV.name == "kjv"
     assert (len(s.train), len(s.held_out)) == (3_761_794, 376_056)
     assert int((s.held_out == 10).sum()) == 3_110 and int((s.train == 10).sum()) == 27_992
     assert s.held_out[:4].tobytes() == b"What"  # Romans 3:1, 0-based line 27,992

@@ -7,16 +7,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from jaxzip.paths import (
-    all_of,
-    describe,
-    is_float,
-    matches,
-    min_ndim,
-    not_,
-    select,
-    selected_paths,
-)
+from jaxzip import paths as jz_paths
+from jaxzip.paths import all_of, describe, min_ndim, not_, select, selected_paths
 
 PARAMS = {
     "Dense_0": {"kernel": jnp.ones((4, 3)), "bias": jnp.zeros(3)},
@@ -53,7 +45,7 @@ def test_compiled_pattern_predicate_and_any_of():
 def test_combinators():
     assert selected_paths(PARAMS, all_of(r"Dense_0/.*", min_ndim(2))) == ["Dense_0/kernel"]
     assert selected_paths(PARAMS, not_(r"Dense_.*")) == ["step"]
-    assert selected_paths(PARAMS, not_(is_float())) == ["step"]
+    assert selected_paths(PARAMS, not_(jz_paths.is_float())) == ["step"]
     assert hash(min_ndim(2)) == hash(min_ndim(2))  # hashable, like nnx filters
     assert min_ndim(2) == min_ndim(2)
 
@@ -106,8 +98,8 @@ def test_nnx_state():
 
 
 def test_matches_and_describe():
-    assert matches(r"a/.*", "a/b")
-    assert not matches(r"a", "a/b")
+    assert jz_paths.matches(r"a/.*", "a/b")
+    assert not jz_paths.matches(r"a", "a/b")
     assert describe(r"x") == "'x'"
     assert describe([r"x", min_ndim(1)]) == "any of ['x', min_ndim(1)]"
     assert describe(all_of("a", not_("b"))) == "all_of('a', not_('b'))"
