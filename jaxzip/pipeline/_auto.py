@@ -104,6 +104,14 @@ def _carve(cfg: ExperimentConfig, val: Any, fraction: float, max_drop_pp: float)
     return jz_data.train_val_split(val, val_fraction=fraction, seed=int(cfg.experiment.seed))
 
 
+def _distill_setting(section: PruneConfig | KMeansConfig) -> dict[str, Any]:
+    """``{"distill": {alpha, temperature}}`` for a section that distills, else ``{}`` (so a
+    journal written without distillation still matches)."""
+    if section.distill_alpha == 0:
+        return {}
+    return {"distill": {"alpha": section.distill_alpha, "temperature": section.distill_temperature}}
+
+
 def _drop(base: float, acc: float, n: int) -> dict[str, float]:
     return {"baseline_accuracy": base, "accuracy": acc, "drop_pp": 100 * (base - acc),
             "se_pp": 100 * jz_auto.drop_se(base, acc, n), "n": n}  # fmt: skip
@@ -197,11 +205,11 @@ def run_auto(
                     "longer_finetune": "one schedule of rounds x epochs",
                     "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
                     "codebook_finetune": {"epochs": kmeans.finetune_epochs,
-                                          "learning_rate": kmeans.learning_rate},
+                                          "learning_rate": kmeans.learning_rate,
+                                          **_distill_setting(kmeans)},
                     "unshared_bits": kmeans.unshared_bits}  # fmt: skip
         if cfg.prune is not None and cfg.prune.distill_alpha > 0:
-            settings["distill"] = {"alpha": cfg.prune.distill_alpha,
-                                   "temperature": cfg.prune.distill_temperature}  # fmt: skip
+            settings["distill"] = _distill_setting(cfg.prune)["distill"]
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
@@ -259,7 +267,8 @@ def run_auto(
             Adam at ``[kmeans] learning_rate``, indices fixed."""
             keep = jax.tree.map(lambda b: jnp.ones(() if jz_quant.is_quantized(b) else jnp.shape(b),
                                                    bool), books, is_leaf=jz_quant.is_quantized)  # fmt: skip
-            return finetune_codebooks(cfg, quiet, books, keep, kmeans=kmeans, key=key)
+            return finetune_codebooks(cfg, quiet, books, keep, kmeans=kmeans, key=key,
+                                      teacher=dense)  # fmt: skip
 
         hooks = {"prune_fn": prune_fn if epochs > 0 else None,
                  "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None,

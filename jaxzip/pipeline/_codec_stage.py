@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxzip import codec as jz_codec
+from jaxzip import distill as jz_distill
 from jaxzip import models as jz_models
 from jaxzip import prune as jz_prune
 from jaxzip import quant as jz_quant
@@ -99,13 +100,17 @@ def _make_books(params: Params, mask: Mask, cfg: ExperimentConfig) -> Params:
 
 
 def finetune_codebooks(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask, *,
-                       kmeans: KMeansConfig, key: jax.Array | None = None) -> Params:  # fmt: skip
+                       kmeans: KMeansConfig, key: jax.Array | None = None,
+                       teacher: Params | None = None) -> Params:  # fmt: skip
     """Trains the centroids and the float leaves (pruned float weights held at zero).
 
     Adam at ``kmeans.learning_rate`` (cosine decay) for ``kmeans.finetune_epochs``
     epochs over ``state.splits.train`` with ``[train]``'s batch size and augmentation;
-    ``key`` defaults to the run's ``"kmeans"`` key. Used by the ``kmeans`` stage and by
-    ``jaxzip auto`` (each candidate's ``codebook_fn``).
+    ``key`` defaults to the run's ``"kmeans"`` key. The loss is cross-entropy on the
+    labels, or with ``kmeans.distill_alpha > 0`` :func:`jaxzip.distill.kd_loss` against
+    ``state.apply_fn`` on ``teacher`` (default ``state.params``: the model before weight
+    sharing) in inference mode, on the same augmented images. Used by the ``kmeans``
+    stage and by ``jaxzip auto`` (each candidate's ``codebook_fn``).
     """
     k, t, splits = kmeans, cfg.train, state.splits
     total = max(1, k.finetune_epochs * (len(splits.train) // t.batch_size))
@@ -122,17 +127,27 @@ def finetune_codebooks(cfg: ExperimentConfig, state: RunState, books: Params, ma
     )
     augment, apply_fn = augment_of(t), state.apply_fn
 
-    def loss_fn(params: Params, batch: dict[str, jax.Array]) -> jax.Array:
+    kd = None
+    if k.distill_alpha > 0:
+        kd = jz_distill.kd_loss(temperature=k.distill_temperature, alpha=k.distill_alpha)
+        teacher = state.params if teacher is None else teacher
+
+    def loss_fn(params: Params, batch: dict[str, Any]) -> jax.Array:
         k_aug, k_drop = jax.random.split(batch["key"])
         x = batch["x"] if augment is None else augment(batch["x"], key=k_aug)
         logits = apply_fn(params, x, train=True, key=k_drop)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        if kd is None:
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        target = jax.lax.stop_gradient(apply_fn(batch["teacher"], x, train=False, key=None))
+        per_example, _ = kd(logits, target, batch["y"])
+        return per_example.mean()
 
     codebook_step = jz_quant.make_codebook_step(loss_fn, tx)
+    extra = {} if kd is None else {"teacher": teacher}  # an argument: no retrace, no copy
 
     def step(cb_state, batch, key):  # the key of step i is fold_in(key, i), as in the train steps
         return codebook_step(
-            cb_state, books, {**batch, "key": jax.random.fold_in(key, cb_state.step)}
+            cb_state, books, {**batch, **extra, "key": jax.random.fold_in(key, cb_state.step)}
         )
 
     init = jz_quant.init_codebook_state(books, tx)

@@ -138,6 +138,27 @@ def where_field(verb: str) -> Any:
     )
 
 
+def distill_alpha_field(step: str, training: str) -> Any:
+    """The ``distill_alpha`` field of a section whose ``training`` may distill from the model
+    before its ``step`` (the weight of :func:`jaxzip.distill.kd_loss`'s soft term)."""
+    return field(
+        default=0.0,
+        metadata=rules(
+            between(0.0, 1.0),
+            doc=f"weight of distillation from the model before {step} in the {training} loss "
+            "(0: labels only)",
+        ),
+    )
+
+
+def distill_temperature_field() -> Any:
+    """The ``distill_temperature`` field beside :func:`distill_alpha_field`."""
+    return field(
+        default=4.0,
+        metadata=rules(greater_than(0.0), doc="softmax temperature of that distillation term"),
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PruneConfig(Section):
     """``[prune]``: iterative magnitude pruning with retraining, after ``[train]``.
@@ -181,18 +202,8 @@ class PruneConfig(Section):
     learning_rate: float = field(
         default=0.01, metadata=rules(greater_than(0.0), doc="peak learning rate of retraining")
     )
-    distill_alpha: float = field(
-        default=0.0,
-        metadata=rules(
-            between(0.0, 1.0),
-            doc="weight of distillation from the model before pruning in the retraining loss "
-            "(0: labels only)",
-        ),
-    )
-    distill_temperature: float = field(
-        default=4.0,
-        metadata=rules(greater_than(0.0), doc="softmax temperature of that distillation term"),
-    )
+    distill_alpha: float = distill_alpha_field("pruning", "retraining")
+    distill_temperature: float = distill_temperature_field()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -207,7 +218,9 @@ class KMeansConfig(Section):
     ``finetune_epochs`` epochs, with ``[train]``'s batch size and augmentation.
     With ``unshared_bits``, the float leaves left unshared (biases) are then
     stored as integers with one scale per leaf (:func:`jaxzip.quant.quantize_unshared`);
-    the evaluated model is the stored one.
+    the evaluated model is the stored one. With ``distill_alpha > 0`` the centroid
+    fine-tuning loss is :func:`jaxzip.distill.kd_loss` with the model before weight
+    sharing as the teacher (in ``jaxzip auto``: the dense baseline, for every candidate).
 
     Example:
       >>> KMeansConfig(dense_bits=4).conv_bits
@@ -240,6 +253,8 @@ class KMeansConfig(Section):
             "fine-tuning (0: float32)",
         ),
     )
+    distill_alpha: float = distill_alpha_field("weight sharing", "centroid fine-tuning")
+    distill_temperature: float = distill_temperature_field()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

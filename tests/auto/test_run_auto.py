@@ -101,3 +101,22 @@ def test_candidates_distilled_from_the_dense_baseline(cfg, tmp_path):
     trials = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
     assert len(trials[0.0]) == len(trials[1.0]) == 2
     assert trials[0.0] != trials[1.0]  # the same candidates, trained on another loss
+
+
+def test_centroid_finetuning_distilled_from_the_dense_baseline(cfg, tmp_path):
+    from dataclasses import replace
+
+    from jaxzip.pipeline import KMeansConfig
+
+    runs = {}
+    for alpha in (0.0, 1.0):
+        kmeans = KMeansConfig(learning_rate=1e-2, distill_alpha=alpha, distill_temperature=2.0)
+        runs[alpha] = run_auto(replace(cfg, kmeans=kmeans), tmp_path / f"a{alpha}",
+                               max_drop_pp=5.0, max_trials=2, space=SPACE, progress=False,
+                               confirm_fraction=None)  # fmt: skip
+    assert "distill" not in runs[0.0]["settings"]["codebook_finetune"]
+    assert runs[1.0]["settings"]["codebook_finetune"]["distill"] == {"alpha": 1.0,
+                                                                     "temperature": 2.0}  # fmt: skip
+    assert "distill" not in runs[1.0]["settings"]  # the pruning fine-tune still on the labels
+    accs = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
+    assert accs[0.0] != accs[1.0]  # the same candidates, centroids tuned on another loss

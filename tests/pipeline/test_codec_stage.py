@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -83,6 +84,8 @@ def test_sections_are_optional_and_defaults_are_as_documented():
         ({"where": ""}, "where"),
         ({"unshared_bits": 1}, r"unshared_bits: expected an integer 0 or in \[2, 8\], got 1"),
         ({"unshared_bits": 9}, "unshared_bits"),
+        ({"distill_alpha": -0.1}, r"distill_alpha: expected a number in \[0.0, 1.0\], got -0.1"),
+        ({"distill_temperature": 0.0}, "distill_temperature: expected a number > 0.0"),
     ],
 )
 def test_kmeans_config_rejects_bad_values(kwargs, name):
@@ -241,3 +244,31 @@ def test_kmeans_where_selecting_nothing_is_a_config_error(tmp_path):
     with pytest.raises(ValueError, match=r"kmeans\.where"):
         run_experiment(cfg, tmp_path, progress=False, report=False)
     assert not (tmp_path / "model.jz").exists()
+
+
+def test_centroid_finetuning_distills_from_the_model_before_weight_sharing():
+    # the teacher is the shared model itself: its outputs equal the student's, so with
+    # alpha=1 (the KD term only) every gradient is zero and no centroid moves; on the
+    # labels (alpha=0) they do. The default teacher is the run state's params.
+    from dataclasses import replace
+
+    from jaxzip.pipeline._codec_stage import finetune_codebooks
+
+    cfg = _tiny("kmeans.dense_bits=2", "kmeans.finetune_epochs=1", "kmeans.learning_rate=0.01")
+    state = RunState(out_dir=Path("unused"), progress=False)
+    for stage in default_stages(cfg)[:2]:  # data, model
+        state = state.updated(stage.run(cfg, state)[0])
+    books = jz.quant.kmeans_params(state.params, bits=2, where=".*/kernel")
+    shared = jz.quant.dequantize_params(books)
+    keep = jax.tree.map(lambda x: jnp.ones(jnp.shape(x), bool), state.params)
+    moved = {}
+    for alpha, teacher in ((0.0, None), (1.0, None), (1.0, state.params)):
+        kmeans = replace(cfg.kmeans, distill_alpha=alpha, distill_temperature=2.0)
+        tuned = finetune_codebooks(cfg, state.updated({"params": shared}), books, keep,
+                                   kmeans=kmeans, teacher=teacher)  # fmt: skip
+        diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                             jz.quant.dequantize_params(tuned), shared)  # fmt: skip
+        moved[alpha, teacher is None] = max(jax.tree.leaves(diffs))
+    assert moved[0.0, True] > 1e-4
+    assert moved[1.0, True] < 1e-6  # taught by the shared model: nothing to learn
+    assert moved[1.0, False] > 1e-4  # taught by the float model: the centroids move towards it
