@@ -472,18 +472,65 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
     return rows
 
 
+def wanda_reference(w: np.ndarray, in_norm: np.ndarray, sparsity: float) -> np.ndarray:
+    """The paper's rule transcribed in float64 NumPy: per output column, drop the
+    ``round(sparsity * n_in)`` inputs of lowest ``|W_ij| * ||X_i||`` (ties: lower row)."""
+    scores = np.abs(w.astype(np.float64)) * in_norm.astype(np.float64)[:, None]
+    k = int(np.round(sparsity * w.shape[0]))
+    keep = np.ones(w.shape, bool)
+    for j in range(w.shape[1]):
+        keep[np.argsort(scores[:, j], kind="stable")[:k], j] = False
+    return keep
+
+
+def wanda_check(b: Bench) -> dict[str, Any]:
+    """Why Wanda does or does not beat magnitude here: per kernel, how loud its loudest
+    input feature is over its median one (the calibration sample's input L2 norms), and the
+    fraction of weights where Wanda's 50% mask and the per-column magnitude mask (the same
+    rule with flat norms) differ; and, on the first kernel, how many mask entries jaxzip's
+    ``wanda_mask_matrix`` and a float64 NumPy transcription of the paper's rule differ by."""
+    stats = jz.calib.collect_stats(b.fwd, b.params, b.calib, layouts=b.layouts, hessian=False)
+    leaves = dict(jz.paths.leaves_with_paths(b.params))
+    kernels = {}
+    for path, layout in b.layouts.items():
+        w = np.asarray(jz.layout.to_matrix(leaves[path], layout), np.float32)
+        norm = np.sqrt(np.asarray(stats[path].sq_sum, np.float64))
+        wanda = np.asarray(jz.prune.wanda_mask_matrix(w, norm.astype(np.float32), sparsity=0.5))
+        flat = np.asarray(jz.prune.wanda_mask_matrix(w, np.ones_like(norm, np.float32),
+                                                     sparsity=0.5))  # fmt: skip
+        kernels[path] = {"norm_max_over_median": float(norm.max() / np.median(norm)),
+                         "differs_from_magnitude": float(np.mean(wanda != flat))}  # fmt: skip
+        if len(kernels) == 1:
+            ref = wanda_reference(w, norm, 0.5)
+            first = {"kernel": path, "entries": int(ref.size),
+                     "differ_from_numpy": int(np.sum(ref != wanda))}  # fmt: skip
+    ratios = [k["norm_max_over_median"] for k in kernels.values()]
+    out = {"kernels": kernels, "numpy_reference": first,
+           "norm_max_over_median": {"min": min(ratios), "median": float(np.median(ratios)),
+                                    "max": max(ratios)}}  # fmt: skip
+    r = out["norm_max_over_median"]
+    print(f"Wanda check: loudest input / median input norm {r['min']:.2f} to {r['max']:.2f} "
+          f"(median over kernels {r['median']:.2f}); {first['kernel']}: Wanda and per-column "
+          f"magnitude differ on {100 * kernels[first['kernel']]['differs_from_magnitude']:.1f}% "
+          f"of weights, jaxzip vs NumPy on {first['differ_from_numpy']} of {first['entries']}",
+          flush=True)  # fmt: skip
+    return out
+
+
 def run(args) -> dict[str, Any]:
     b = Bench(args)
     print(f"fp32: {b.fp32:.4f} bits per byte on {len(b.windows)} held-out windows; "
           f"{len(b.layouts)} matmul kernels", flush=True)  # fmt: skip
-    rows = run_methods(b, {s for s in args.only.split(",") if s})
+    only = {s for s in args.only.split(",") if s}
+    rows = run_methods(b, only)
+    extra = {"wanda_check": wanda_check(b)} if not only or "prune" in only else {}
     if not args.no_qwix:
         rows += qwix_rows(b)
     student = student_row(args.student_json) if args.student_json else None
     return common.record(args, fp32_bpb=b.fp32, fp32_file_bytes=b.fp32_bytes,
                          num_params=b.num_params, held_out_windows=len(b.windows),
                          kernels=list(b.layouts), embedding_tables=b.tables, rows=rows,
-                         student=student)  # fmt: skip
+                         student=student, **extra)  # fmt: skip
 
 
 def student_row(path: Path) -> dict[str, Any]:

@@ -50,6 +50,7 @@ def test_tiny_table(teacher, tmp_path, capsys):
         "--batch-size", "4", "--only", "fp32,rtn,w8a8", "--no-qwix", "--out", str(out),
     ])  # fmt: skip
     assert results == json.loads((out / "lm_compression.json").read_text())
+    assert "wanda_check" not in results  # only beside the pruning rows
     rows = {(r["method"], r["setting"]): r for r in results["rows"]}
     assert not [r for r in rows.values() if "error" in r]
     fp32 = rows[("fp32", "-")]
@@ -160,3 +161,28 @@ def test_docs_language_models_snippets_run(capsys):
         printed = capsys.readouterr().out.splitlines()
         expected = re.findall(r"^print\(.*\n# (.*)$", code, flags=re.MULTILINE)
         assert expected and all(line in printed for line in expected)
+
+
+def test_wanda_check(teacher):
+    """The diagnostic behind "Wanda does no better than magnitude here": per-kernel input-norm
+    spread and mask disagreement, and jaxzip's Wanda against a float64 NumPy transcription."""
+    text, params = teacher
+    module = _load("lm_compression")
+    args = module.parse_args([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
+                              "--eval-windows", "2", "--calib", "8", "--no-qwix"])  # fmt: skip
+    b = module.Bench(args)
+    check = module.wanda_check(b)
+    assert set(check["kernels"]) == set(b.layouts)
+    for k in check["kernels"].values():
+        assert k["norm_max_over_median"] >= 1.0 and 0.0 <= k["differs_from_magnitude"] <= 1.0
+    ref = check["numpy_reference"]
+    assert ref["kernel"] == next(iter(b.layouts)) and ref["differ_from_numpy"] == 0
+    # the NumPy rule itself: per column, the inputs of lowest |W| * norm go (ties: lower row)
+    w = np.array([[4.0, 0.5], [3.0, 0.1], [2.0, 0.4], [1.0, 0.2]])
+    keep = module.wanda_reference(w, np.array([1.0, 1.0, 1.0, 10.0]), 0.5)
+    np.testing.assert_array_equal(keep, [[True, True], [False, False], [False, False],
+                                         [True, True]])  # fmt: skip
+    # louder inputs move the mask away from magnitude's: flat norms give magnitude's own mask
+    flat = module.wanda_reference(w, np.ones(4), 0.5)
+    np.testing.assert_array_equal(flat, [[True, True], [True, False], [False, True],
+                                         [False, False]])  # fmt: skip
