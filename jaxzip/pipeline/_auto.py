@@ -208,8 +208,8 @@ def run_auto(
                                           "learning_rate": kmeans.learning_rate,
                                           **_distill_setting(kmeans)},
                     "unshared_bits": kmeans.unshared_bits}  # fmt: skip
-        if cfg.prune is not None and cfg.prune.distill_alpha > 0:
-            settings["distill"] = _distill_setting(cfg.prune)["distill"]
+        if cfg.prune is not None:
+            settings.update(_distill_setting(cfg.prune))
         journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
             out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
         )
