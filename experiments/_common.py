@@ -172,9 +172,9 @@ def cosine_optimizer(
 ) -> optax.GradientTransformation:
     """The optimizer an option names (``"sgd"``: Nesterov momentum 0.9, ``"adam"``), its rate
     decayed from ``learning_rate`` to 0 by a cosine over ``epochs`` epochs of full batches,
-    through the config layer's one name table (:func:`jaxzip.pipeline.make_optimizer`;
+    through the config layer's one name table (:func:`jaxzip.config.make_optimizer`;
     ``kwargs``: e.g. ``weight_decay``, L2 on the kernels only)."""
-    return jz.pipeline.make_optimizer(
+    return jz.config.make_optimizer(
         name=name,
         learning_rate=learning_rate,
         schedule="cosine",

@@ -112,7 +112,7 @@ def make_context(args: argparse.Namespace) -> Context:
         args.dataset, data_dir=data_dir, val_fraction=0.1, seed=args.seed, progress=False
     )
     extra = {"widths": MLP_WIDTHS} if args.model == "mlp" else {}
-    model = jz.pipeline.make_model(args.model, num_classes=splits.train.num_classes, **extra)
+    model = jz.config.make_model(args.model, num_classes=splits.train.num_classes, **extra)
     apply_fn = jz.models.linen_apply_fn(model)
     # jitted: one compilation instead of many small eager ones
     init = jax.jit(lambda key: jz.models.init_params(model, key, splits.train.x[:1]))

@@ -4,6 +4,7 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 
 * ``jz.auto``: sensitivity analysis, accuracy-bounded compression search, student construction.
 * ``jz.calib``: calibration statistics per matmul kernel (XᵀX, channel norms, absmax), streamed.
+* ``jz.config``: TOML experiment configs, validated; the one table where config names become objects.
 * ``jz.codec``: the compressed file: bit packing, sparse positions, ANS/Huffman coding, size reports.
 * ``jz.paths``: ``where=`` selection of leaves by path.
 * ``jz.data``: MNIST-family IDX datasets and scikit-learn's digits.
@@ -15,13 +16,14 @@ Subpackages (import ``jaxzip as jz`` and use ``jz.<name>``):
 * ``jz.prune``: pruning scores, structures, allocation, masks, schedules and Optax transforms.
 * ``jz.quant``: QArray, PTQ, QAT (straight-through, LSQ), k-means weight sharing, integer inference.
 * ``jz.train``: a jitted train step, evaluation and a fit loop.
-* ``jz.pipeline``: TOML experiment configs and the stage runner behind the CLI.
+* ``jz.pipeline``: the run of a config's steps behind ``jaxzip run`` and ``jaxzip auto``, with its cache.
 """
 
 from jaxzip import (
     auto,
     calib,
     codec,
+    config,
     data,
     deploy,
     distill,
@@ -60,6 +62,7 @@ __all__ = [
     "auto",
     "calib",
     "codec",
+    "config",
     "data",
     "deploy",
     "distill",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from jaxzip.pipeline._names import names
+from jaxzip.config import names
 
 
 def _add_auto_command(commands: argparse._SubParsersAction) -> None:
@@ -125,7 +125,8 @@ def _status(res: dict[str, Any]) -> str:
 
 def _auto(args: argparse.Namespace) -> int:
     from jaxzip.auto import BudgetTooSmall
-    from jaxzip.pipeline import apply_overrides, load_config, run_auto
+    from jaxzip.config import apply_overrides, load_config
+    from jaxzip.pipeline import run_auto
 
     max_drop = _number_arg("--max-drop", args.max_drop, integer=False)
     fraction = _fraction_arg("--confirm-fraction", args.confirm_fraction)

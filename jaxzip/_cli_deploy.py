@@ -107,17 +107,17 @@ def _export(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    from jaxzip import codec, deploy, models, pipeline, quant
+    from jaxzip import codec, config, deploy, models, pipeline, quant
 
     if args.config is not None:
-        module, example = pipeline.config_model(pipeline.load_config(args.config), progress=False)
+        module, example = pipeline.config_model(config.load_config(args.config), progress=False)
         what = f"the model of {args.config}"
     else:
         if args.input_shape is None:
             raise ValueError("--input-shape: required with --model (e.g. 1,28,28,1)")
-        pipeline.lookup("model", args.model, where="--model")
-        module = pipeline.make_model(args.model)
-        tokens = args.model in pipeline.TOKEN_MODELS
+        config.lookup("model", args.model, where="--model")
+        module = config.make_model(args.model)
+        tokens = args.model in config.TOKEN_MODELS
         example = np.zeros((1,), np.int32 if tokens else np.float32)
         what = f"model {args.model!r}"
     shape = example.shape if args.input_shape is None else _parse_shape(args.input_shape)

@@ -81,7 +81,7 @@ def config_keys_help() -> str:
       >>> print(config_keys_help().splitlines()[2])
         [experiment]
     """
-    from jaxzip.pipeline import ExperimentConfig
+    from jaxzip.config import ExperimentConfig
 
     lines = ["config keys and their defaults (a config file states only what differs):", ""]
     cfg = ExperimentConfig()
@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jaxzip.pipeline import apply_overrides, load_config, run_experiment
+    from jaxzip.config import apply_overrides, load_config
+    from jaxzip.pipeline import run_experiment
 
     cfg = apply_overrides(load_config(args.config), args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / cfg.experiment.name

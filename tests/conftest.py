@@ -9,6 +9,7 @@ import selectors
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -304,3 +305,16 @@ def run_mp_workers(
 def mp_workers() -> Callable[..., WorkerRun]:
     """``mp_workers(worker, tmp_path, args, env=...)``: see :func:`run_mp_workers`."""
     return run_mp_workers
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Writes dedented TOML text to a fresh file under tmp_path and returns its path."""
+    count = iter(range(1_000_000))
+
+    def write(text: str) -> Path:
+        path = tmp_path / f"cfg{next(count)}.toml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write

@@ -28,7 +28,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "prune codec",  # masks, schedules, SparseGPT/Wanda; the compressed file
         "distill deploy",  # distillation losses and steps; jax.export files
         "auto",  # sensitivity, accuracy-bounded search, students
-        "pipeline",  # configs (the one name -> object table) and the run of steps
+        "config",  # TOML configs -> validated sections; the one name -> object table
+        "pipeline",  # the run of steps over a typed state, its cache; jaxzip auto's run
         "_cli_auto _cli_deploy",  # the subcommands
         "cli",  # the jaxzip command
         "__main__",  # python -m jaxzip

@@ -35,7 +35,7 @@ import pytest
 import jaxzip as jz
 from jaxzip._io import atomic_write_text, directory_lock
 from jaxzip.cli import main as cli_main
-from jaxzip.pipeline._load import MAX_CONFIG_BYTES
+from jaxzip.config._load import MAX_CONFIG_BYTES
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 REGENERATE = "python tests/test_bad_input_catalogue.py --write"
@@ -373,13 +373,13 @@ CASES: list[Case] = [
         ("info-type", 'jz.deploy.parse_info("abc")', TE, ("data", "expected bytes", "got str")),
     ),
     *_area(
-        "pipeline",
-        ("unknown-model", 'jz.pipeline.make_model("resnet")', CE,
+        "config",
+        ("unknown-model", 'jz.config.make_model("resnet")', CE,
          ("make_model: name", "one of ['mlp'", "got 'resnet'")),
-        ("model-argument", 'jz.pipeline.make_model("mlp", widthz=(3,))', CE,
+        ("model-argument", 'jz.config.make_model("mlp", widthz=(3,))', CE,
          ("['widthz']", "it accepts ['widths'")),
-        ("missing-widths", 'jz.pipeline.make_model("mlp")', CE, ("'mlp'", "needs widths=(...)")),
-        ("unknown-strategy", 'jz.pipeline.lookup("strategy", "sa", where="strategy")', CE,
+        ("missing-widths", 'jz.config.make_model("mlp")', CE, ("'mlp'", "needs widths=(...)")),
+        ("unknown-strategy", 'jz.config.lookup("strategy", "sa", where="strategy")', CE,
          ("strategy", "one of ['greedy', 'optuna']", "got 'sa'")),
         ("optimizer-name", 'optimizer(name="adamx")', CE,
          ("make_optimizer: name", "one of ['sgd', 'adam', 'adamw']", "got 'adamx'")),
@@ -389,8 +389,6 @@ CASES: list[Case] = [
          ("make_optimizer: schedule", "one of ['constant'", "got 'linear'")),
         ("optimizer-decay", "optimizer(weight_decay=-1.0)", CE,
          ("make_optimizer: weight_decay", ">= 0", "got -1.0")),
-        ("run-state-field", 'jz.pipeline.RunState(out_dir="o").updated({"masks": 1})', VE,
-         ("run state: 'masks'", "not a field a stage can set", "'mask'")),
         ("unknown-section", 'cfg({"trian": {}})', CE,
          ("config: trian", "unknown section [trian]", "did you mean [train]?")),
         ("unknown-key", 'cfg({"train": {"epocs": 3}})', CE,
@@ -456,26 +454,31 @@ CASES: list[Case] = [
          ("experiment.name", "letters, digits", "got 'a b/c'")),
         ("seed-float", 'cfg({"experiment": {"seed": 1.5}})', CE,
          ("experiment.seed", "an integer", "got 1.5")),
-        ("direct-field", 'jz.pipeline.TrainConfig(batch_size="64")', CE,
+        ("direct-field", 'jz.config.TrainConfig(batch_size="64")', CE,
          ("batch_size", "expected an integer", "got '64' (a string)")),
-        ("file-missing", 'jz.pipeline.load_config("missing.toml")', CE,
+        ("file-missing", 'jz.config.load_config("missing.toml")', CE,
          ("missing.toml", "config file not found")),
-        ("file-directory", 'jz.pipeline.load_config(".")', CE,
+        ("file-directory", 'jz.config.load_config(".")', CE,
          (".:", "expected a TOML config file", "got a directory")),
-        ("file-not-toml", 'jz.pipeline.load_config("bad.toml")', CE,
+        ("file-not-toml", 'jz.config.load_config("bad.toml")', CE,
          ("bad.toml", "invalid TOML", "line 1, column 7")),
-        ("file-not-utf8", 'jz.pipeline.load_config("not_utf8.toml")', CE,
+        ("file-not-utf8", 'jz.config.load_config("not_utf8.toml")', CE,
          ("not_utf8.toml", "not UTF-8 text", "at byte 0")),
-        ("file-bad-value", 'jz.pipeline.load_config("bad_value.toml")', CE,
+        ("file-bad-value", 'jz.config.load_config("bad_value.toml")', CE,
          ("bad_value.toml: train.epochs", "expected an integer", "got 'x'")),
-        ("override-format", 'jz.pipeline.parse_override("epochs")', CE,
+        ("override-format", 'jz.config.parse_override("epochs")', CE,
          ("--set 'epochs'", "SECTION.KEY=VALUE", "got 'epochs'")),
-        ("override-key", 'jz.pipeline.apply_overrides(CFG, ["train.epocs=3"])', CE,
+        ("override-key", 'jz.config.apply_overrides(CFG, ["train.epocs=3"])', CE,
          ("--set train.epocs", "unknown key", "did you mean train.epochs?")),
-        ("overrides-string", 'jz.pipeline.apply_overrides(CFG, "train.epochs=3")', TE,
+        ("overrides-string", 'jz.config.apply_overrides(CFG, "train.epochs=3")', TE,
          ("apply_overrides: overrides", "a list of 'SECTION.KEY=VALUE'", "got str")),
-        ("save-config-type", 'jz.pipeline.save_config("c.toml", {"train": {}})', TE,
+        ("save-config-type", 'jz.config.save_config("c.toml", {"train": {}})', TE,
          ("save_config: cfg", "an ExperimentConfig", "got dict")),
+    ),
+    *_area(
+        "pipeline",
+        ("run-state-field", 'jz.pipeline.RunState(out_dir="o").updated({"masks": 1})', VE,
+         ("run state: 'masks'", "not a field a stage can set", "'mask'")),
         ("run-config-type", 'jz.pipeline.run_experiment({"train": {}}, "out")', TE,
          ("run_experiment: cfg", "an ExperimentConfig", "dict")),
     ),
@@ -792,7 +795,7 @@ def _build_env(root: Path) -> dict[str, Any]:
         return jz.distill.make_train_step(linear, linear, tx, loss=kd, student_transform=transform)
 
     optimizer = functools.partial(
-        jz.pipeline.make_optimizer, name="adam", learning_rate=1e-3, schedule="constant",
+        jz.config.make_optimizer, name="adam", learning_rate=1e-3, schedule="constant",
         total_steps=10,
     )  # fmt: skip
     q23 = jz.quant.QArray(np.zeros((2, 3), np.int8), f32(()), 0 * f32(()), bits=8)
@@ -813,7 +816,7 @@ def _build_env(root: Path) -> dict[str, Any]:
         "state": lambda: jz.train.init_state(0 * f32((2, 2)), tx),
         "batch": {"x": np.eye(2, dtype=np.float32), "y": np.array([0, 1], np.int32)},
         "exported": jz.deploy.load_exported(root / "m.jzx"),
-        "cfg": jz.pipeline.config_from_dict, "CFG": jz.pipeline.ExperimentConfig(),
+        "cfg": jz.config.config_from_dict, "CFG": jz.config.ExperimentConfig(),
         "EXPORT": EXPORT, "EV": lambda p: 0.5, "K": ".*/kernel", "MLP8": MLP8, "MLP32": MLP32,
         "DEEP": DEEP,
     }  # fmt: skip
@@ -926,7 +929,7 @@ def test_catalogue_shape() -> None:
         "deploy",
         "auto",
     }
-    assert want | {"pipeline", "cli"} <= areas
+    assert want | {"config", "pipeline", "cli"} <= areas
     assert all(len(c.must_contain) >= 2 for c in CASES), "name the argument and the problem"
     # issue 19's target: >= 100 command-line/config cases, each exit status 2 and one line
     assert cli_case_count() >= 100
@@ -969,7 +972,7 @@ def render_markdown(cases: list[Case] = CASES) -> str:
         "zeros(3)}}`, `MASK` an all-True mask of it, `ds` a tiny `Dataset`, `x23` and `z23`",
         "float arrays of shape (2, 3), `y2` two int32 labels, `step` a",
         "`jz.distill.make_train_step(...)` with `kd_loss(temperature=2.0, alpha=0.5)`, `cfg`",
-        "is `jz.pipeline.config_from_dict`, and files such as `bad_magic.idx` are written by",
+        "is `jz.config.config_from_dict`, and files such as `bad_magic.idx` are written by",
         "the test. Every `jaxzip` command-line user error exits with status 2 and prints one",
         "line `jaxzip: error: <message>` on stderr (argparse usage errors: the usage and one",
         "error line), never a traceback; `jaxzip --traceback ...` shows one.",

@@ -13,7 +13,7 @@ import pytest
 
 import jaxzip as jz
 from jaxzip.cli import main
-from jaxzip.pipeline import apply_overrides, load_config
+from jaxzip.config import apply_overrides, load_config
 
 
 def test_help(capsys):

@@ -10,7 +10,8 @@ import json
 
 import numpy as np
 
-from jaxzip.pipeline import apply_overrides, load_config, run_experiment
+from jaxzip.config import apply_overrides, load_config
+from jaxzip.pipeline import run_experiment
 
 TINY = [
     "model.name=mlp",

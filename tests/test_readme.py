@@ -40,8 +40,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 
 def test_packaged_default_config_is_the_one_documented():
-    assert "jaxzip/pipeline/default.toml" in README
-    assert (ROOT / "jaxzip" / "pipeline" / "default.toml").is_file()
+    assert "jaxzip/config/default.toml" in README
+    assert (ROOT / "jaxzip" / "config" / "default.toml").is_file()
 
 
 def test_there_are_snippets():

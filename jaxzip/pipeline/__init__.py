@@ -1,7 +1,8 @@
-"""Experiment configs (TOML -> frozen, validated dataclasses) and the stage runner.
+"""The run of an experiment config: ``jaxzip run``'s stages over a typed state, with their cache.
 
 The command line ``jaxzip run CONFIG --set train.epochs=3`` is
-``run_experiment(apply_overrides(load_config(CONFIG), ["train.epochs=3"]), out_dir)``.
+``run_experiment(apply_overrides(load_config(CONFIG), ["train.epochs=3"]), out_dir)``
+(the config functions are :mod:`jaxzip.config`'s).
 
 Stages: ``[experiment] stages = ["data", "model", "train", "distill", "prune",
 "kmeans", "evaluate", "encode", "export", "report"]`` (names from
@@ -23,33 +24,12 @@ from the first stage whose inputs changed, or that did not finish.
 ``report`` always run.
 """
 
+import warnings as _warnings
+
+from jaxzip import config as _config
 from jaxzip.pipeline._auto import run_auto
 from jaxzip.pipeline._codec_stage import encode_stage, kmeans_stage
-from jaxzip.pipeline._config import (
-    CodecConfig,
-    DataConfig,
-    DistillConfig,
-    ExperimentConfig,
-    ExperimentSection,
-    ExportConfig,
-    KMeansConfig,
-    ModelConfig,
-    PruneConfig,
-    TrainConfig,
-)
 from jaxzip.pipeline._core_stages import config_model
-from jaxzip.pipeline._load import (
-    DEFAULT_CONFIG_NAME,
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    dump_config,
-    load_config,
-    parse_override,
-    save_config,
-)
-from jaxzip.pipeline._names import NAMES, TOKEN_MODELS, lookup, make_model, make_optimizer, names
-from jaxzip.pipeline._plan import STAGE_NAMES, stage_names
 from jaxzip.pipeline._report import format_markdown, format_table, format_value
 from jaxzip.pipeline._runner import (
     CONFIG_FILE,
@@ -60,72 +40,31 @@ from jaxzip.pipeline._runner import (
     default_stages,
     run_experiment,
 )
-from jaxzip.pipeline._schema import (
-    Check,
-    FieldError,
-    Section,
-    at_least,
-    below,
-    between,
-    each,
-    greater_than,
-    matches,
-    nonempty,
-    rules,
-)
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "CONFIG_FILE",
-    "DEFAULT_CONFIG_NAME",
-    "NAMES",
     "PARAMS_FILE",
     "PENDING_DIR",
     "RESULTS_FILE",
-    "STAGE_NAMES",
-    "TOKEN_MODELS",
-    "Check",
-    "CodecConfig",
-    "DataConfig",
-    "DistillConfig",
-    "ExperimentConfig",
-    "ExperimentSection",
-    "ExportConfig",
-    "FieldError",
-    "KMeansConfig",
-    "ModelConfig",
-    "PruneConfig",
     "RunState",
-    "Section",
     "Stage",
-    "TrainConfig",
-    "apply_overrides",
-    "at_least",
-    "below",
-    "between",
-    "config_from_dict",
     "config_model",
-    "config_to_dict",
     "default_stages",
-    "dump_config",
-    "each",
     "encode_stage",
     "format_markdown",
     "format_table",
     "format_value",
-    "greater_than",
     "kmeans_stage",
-    "load_config",
-    "lookup",
-    "make_model",
-    "make_optimizer",
-    "matches",
-    "names",
-    "nonempty",
-    "parse_override",
-    "rules",
     "run_auto",
     "run_experiment",
-    "save_config",
-    "stage_names",
 ]
+
+
+def __getattr__(name: str):  # the config names lived here before jaxzip.config (PEP 562)
+    if name in _config.__all__:
+        _warnings.warn(
+            f"jaxzip.pipeline.{name} moved to jaxzip.config.{name}", DeprecationWarning, 2
+        )
+        return getattr(_config, name)
+    raise AttributeError(f"module 'jaxzip.pipeline' has no attribute {name!r}")

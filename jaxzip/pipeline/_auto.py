@@ -48,18 +48,18 @@ from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_bytes, atomic_write_json, directory_lock
 from jaxzip._keys import named_key
 from jaxzip._types import Params
-from jaxzip.pipeline._codec_stage import finetune_codebooks
-from jaxzip.pipeline._config import ExperimentConfig, KMeansConfig, PruneConfig
-from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
-from jaxzip.pipeline._load import config_to_dict, save_config
-from jaxzip.pipeline._names import lookup
-from jaxzip.pipeline._stage_utils import (
-    divergence_hint,
-    jsonable,
+from jaxzip.config import (
+    ExperimentConfig,
+    KMeansConfig,
+    PruneConfig,
+    config_to_dict,
+    lookup,
     make_train_tx,
-    retrain,
-    with_hint,
+    save_config,
 )
+from jaxzip.pipeline._codec_stage import finetune_codebooks
+from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
+from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, retrain, with_hint
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["AUTO_FILE", "run_auto"]
@@ -152,7 +152,7 @@ def run_auto(
       max_trials: at most this many candidate trials.
       seed: the root seed of the search (``named_key(jax.random.key(seed), "auto")``
         keys fine-tuning and the optuna sampler); default ``experiment.seed``.
-      strategy: a name of :func:`jaxzip.pipeline.names` ``("strategy")``:
+      strategy: a name of :func:`jaxzip.config.names` ``("strategy")``:
         ``"greedy"`` or ``"optuna"`` (``jaxzip.auto.Greedy()`` / ``Optuna()``).
       space: the per-layer choices; default :class:`jaxzip.auto.SearchSpace`.
       progress: progress bars on stderr.

@@ -27,6 +27,7 @@ from jaxzip import quant as jz_quant
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
+from jaxzip.config import CodecConfig, ExperimentConfig, KMeansConfig, augment_of
 from jaxzip.paths import (
     all_of,
     keystr,
@@ -36,13 +37,7 @@ from jaxzip.paths import (
     select,
     selected_paths,
 )
-from jaxzip.pipeline._config import CodecConfig, ExperimentConfig, KMeansConfig
-from jaxzip.pipeline._stage_utils import (
-    augment_of,
-    divergence_hint,
-    jsonable,
-    run_stage_epochs,
-)
+from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, run_stage_epochs
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
@@ -61,7 +56,7 @@ def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
     """The ``[codec]`` settings in effect: the section, or its defaults when ``[kmeans]`` is set.
 
     Example:
-      >>> from jaxzip.pipeline._config import KMeansConfig
+      >>> from jaxzip.config._experiment import KMeansConfig
       >>> codec_of(ExperimentConfig()) is None, codec_of(ExperimentConfig(kmeans=KMeansConfig()))
       (True, CodecConfig(file='model.jz', write=True))
     """

@@ -6,7 +6,7 @@ Each is ``(cfg, state) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stag
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -17,30 +17,24 @@ from jaxzip import data as jz_data
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
-from jaxzip.pipeline._config import ExperimentConfig, ModelConfig
-from jaxzip.pipeline._names import make_model
-from jaxzip.pipeline._schema import TRANSFORMER_FIELDS
-from jaxzip.pipeline._stage_utils import (
-    MAX_LOSS_GROWTH,
+from jaxzip.config import (
+    ExperimentConfig,
     augment_of,
-    divergence_hint,
-    jsonable,
+    config_arch,
+    make_module,
     make_train_tx,
     run_key,
-    with_hint,
 )
+from jaxzip.pipeline._stage_utils import MAX_LOSS_GROWTH, divergence_hint, jsonable, with_hint
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "build_model",
-    "config_arch",
     "config_model",
     "config_module",
     "evaluate_splits",
     "evaluate_stage",
     "load_data",
-    "make_module",
-    "model_arch",
     "seq_len_of",
     "train_stage",
 ]
@@ -100,66 +94,6 @@ def init_checked(module: Any, key: jax.Array, x: Any, *, fields: str) -> tuple[A
     return init, shapes
 
 
-def model_arch(
-    name: str,
-    widths: Sequence[int],
-    dropout_rate: float,
-    input_dropout_rate: float,
-    **sizes: int,
-) -> dict[str, Any]:
-    """The run state's ``arch``: what :func:`make_module` builds a network from, for
-    ``[model]`` and for the ``[distill]`` student alike (``sizes``: a transformer's
-    ``num_layers``, ``d_model``, ``num_heads``, ``mlp_ratio`` and ``max_len``).
-
-    Example:
-      >>> model_arch("mlp", (8,), 0.5, 0.2)
-      {'name': 'mlp', 'widths': [8], 'dropout_rate': 0.5, 'input_dropout_rate': 0.2}
-    """
-    return {
-        "name": name,
-        "widths": list(widths),
-        "dropout_rate": dropout_rate,
-        "input_dropout_rate": input_dropout_rate,
-        **sizes,
-    }
-
-
-def config_arch(m: ModelConfig, seq_len: int) -> dict[str, Any]:
-    """The ``arch`` of ``[model]``; a transformer's context is the data's ``seq_len``.
-
-    Example:
-      >>> config_arch(ModelConfig(name="transformer", d_model=8, num_heads=2), 16)["max_len"]
-      16
-    """
-    sizes = {}
-    if m.name == "transformer":
-        sizes = {f: getattr(m, f) for f in TRANSFORMER_FIELDS} | {"max_len": seq_len}
-    return model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate, **sizes)
-
-
-def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
-    """The linen module of an ``arch`` from :func:`model_arch` (the run state's ``arch``).
-
-    ``num_classes`` is the data's (a transformer's vocabulary).
-
-    Example:
-      >>> module = make_module(model_arch("mlp", [8], 0.0, 0.2), 10)
-      >>> type(module).__name__, module.input_dropout_rate
-      ('MLP', 0.2)
-    """
-    kwargs: dict[str, Any] = {"num_classes": num_classes}
-    if arch["name"] == "mlp":
-        kwargs.update(
-            widths=tuple(arch["widths"]),
-            dropout_rate=arch["dropout_rate"],
-            input_dropout_rate=arch["input_dropout_rate"],
-        )
-    elif arch["name"] == "transformer":
-        kwargs = {f: arch[f] for f in (*TRANSFORMER_FIELDS, "max_len", "dropout_rate")}
-        kwargs["vocab_size"] = num_classes
-    return make_model(arch["name"], **kwargs)
-
-
 def seq_len_of(splits: jz_data.Splits) -> int:
     """The windows' length for token windows, else 0 (no context)."""
     return getattr(splits.train, "seq_len", 0)
@@ -186,7 +120,7 @@ def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any,
       ConfigError, DataError: as the ``data`` stage (e.g. the data files are missing).
 
     Example:
-      >>> from jaxzip.pipeline._config import ModelConfig
+      >>> from jaxzip.config._experiment import ModelConfig
       >>> module, x = config_model(ExperimentConfig(model=ModelConfig(name="mlp", widths=[8])))
       >>> type(module).__name__, module.widths, x.shape
       ('MLP', (8,), (1, 8, 8, 1))

@@ -7,15 +7,16 @@ from typing import Any
 from jaxzip import distill as jz_distill
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
-from jaxzip.pipeline._config import ExperimentConfig
-from jaxzip.pipeline._core_stages import init_checked, make_module, model_arch
-from jaxzip.pipeline._stage_utils import (
+from jaxzip.config import (
+    ExperimentConfig,
     augment_of,
-    divergence_hint,
+    make_module,
     make_train_tx,
+    model_arch,
     run_key,
-    run_stage_epochs,
 )
+from jaxzip.pipeline._core_stages import init_checked
+from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]

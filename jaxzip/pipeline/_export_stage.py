@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxzip import deploy as jz_deploy
-from jaxzip.pipeline._config import ExperimentConfig
+from jaxzip.config import ExperimentConfig
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["EXPORT_REPORT", "export_files", "export_stage"]

@@ -24,11 +24,10 @@ from jaxzip import prune as jz_prune
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
+from jaxzip.config import ExperimentConfig, lookup, make_train_tx, run_key
 from jaxzip.paths import select
-from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import evaluate_splits
-from jaxzip.pipeline._names import lookup
-from jaxzip.pipeline._stage_utils import jsonable, make_train_tx, retrain, run_key
+from jaxzip.pipeline._stage_utils import jsonable, retrain
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]

@@ -29,6 +29,7 @@ import jax
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_json, directory_lock, publish
+from jaxzip.config import ExperimentConfig, save_config
 from jaxzip.pipeline._cache import (
     CACHE_DIR,
     find_complete,
@@ -39,10 +40,8 @@ from jaxzip.pipeline._cache import (
     store_outputs,
 )
 from jaxzip.pipeline._codec_stage import CODEC_REPORT, KMEANS_REPORT
-from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._distill_stage import DISTILL_REPORT
 from jaxzip.pipeline._export_stage import EXPORT_REPORT
-from jaxzip.pipeline._load import save_config
 from jaxzip.pipeline._prune_stage import PRUNE_REPORT
 from jaxzip.pipeline._report import format_table
 from jaxzip.pipeline._stage_utils import jsonable as _jsonable

@@ -14,20 +14,14 @@ import optax
 from jaxzip import distill as jz_distill
 from jaxzip import train as jz_train
 from jaxzip._errors import NonFiniteError
-from jaxzip._keys import named_key
-from jaxzip.pipeline._config import ExperimentConfig, TrainConfig
-from jaxzip.pipeline._names import make_optimizer
-from jaxzip.pipeline._stage_config import DistillConfig, PruneConfig
+from jaxzip.config import ExperimentConfig, PruneConfig, TrainConfig, augment_of, run_key
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "MAX_LOSS_GROWTH",
-    "augment_of",
     "divergence_hint",
     "jsonable",
-    "make_train_tx",
     "retrain",
-    "run_key",
     "run_stage_epochs",
     "with_hint",
 ]
@@ -38,22 +32,6 @@ MAX_LOSS_GROWTH = 100.0
 """Every training stage of a run (train, the ``[prune]`` rounds, distill, the k-means
 fine-tune) stops as diverged when an epoch's mean loss exceeds 100x the loss of its first
 step (``max_loss_growth`` of :func:`jaxzip.train.run_epochs`)."""
-
-
-def run_key(cfg: Any, name: str) -> jax.Array:
-    """The key of the consumer ``name`` in a run: ``named_key(jax.random.key(experiment.seed), name)``.
-
-    The config's one seed is the run's root key; each stage takes its own key
-    from it by name (``"model"``, ``"train"``, ``"distill"``, ...), never by an
-    integer offset.
-
-    Example:
-      >>> from jaxzip.pipeline._config import ExperimentConfig
-      >>> a = run_key(ExperimentConfig(), "train")
-      >>> bool((jax.random.key_data(a) == jax.random.key_data(run_key(ExperimentConfig(), "model"))).all())
-      False
-    """
-    return named_key(jax.random.key(cfg.experiment.seed), name)
 
 
 def retrain(
@@ -142,52 +120,6 @@ def with_hint(hint: str) -> Iterator[None]:
         if not hint:
             raise
         raise type(err)(f"{err}{hint}", paths=err.paths, state=err.state) from err
-
-
-def make_train_tx(
-    t: TrainConfig, *, learning_rate: float, epochs: int, steps_per_epoch: int
-) -> optax.GradientTransformation:
-    """The optimizer of ``[train]`` (name, schedule, warmup, weight decay, momentum, gradient
-    clipping) at a given LR.
-
-    The schedule spans ``epochs * steps_per_epoch`` steps, so a retraining run
-    (``[prune]``) gets its own full schedule at its own peak learning rate. With
-    ``clip_norm`` the gradients are clipped to that global norm first, in every
-    training of the run (train, prune, distill, auto).
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> tx = make_train_tx(TrainConfig(optimizer="sgd", momentum=0.0), learning_rate=0.5,
-      ...                    epochs=1, steps_per_epoch=10)
-      >>> updates, _ = tx.update({"w": jnp.ones(1)}, tx.init({"w": jnp.zeros(1)}))
-      >>> float(updates["w"][0])
-      -0.5
-    """
-    total_steps = max(1, epochs * steps_per_epoch)
-    warmup_steps = 0
-    if t.warmup_epochs > 0:  # at least one step of warmup and one of decay
-        warmup_steps = min(max(1, round(t.warmup_epochs * steps_per_epoch)), total_steps - 1)
-    tx = make_optimizer(
-        name=t.optimizer,
-        learning_rate=learning_rate,
-        schedule=t.schedule,
-        total_steps=total_steps,
-        warmup_steps=warmup_steps,
-        weight_decay=t.weight_decay,
-        momentum=t.momentum,
-    )
-    return optax.chain(optax.clip_by_global_norm(t.clip_norm), tx) if t.clip_norm else tx
-
-
-def augment_of(t: TrainConfig | DistillConfig) -> jz_train.RandomShift | None:
-    """The training-time augmentation ``[train]`` (or ``[distill]``) asks for with
-    its ``augment_shift`` (None when off).
-
-    Example:
-      >>> augment_of(TrainConfig(augment_shift=2)), augment_of(TrainConfig())
-      (RandomShift(pixels=2), None)
-    """
-    return jz_train.RandomShift(pixels=t.augment_shift) if t.augment_shift else None
 
 
 def jsonable(obj: Any) -> Any:

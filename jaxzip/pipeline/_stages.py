@@ -15,10 +15,10 @@ from typing import Any
 
 from jaxzip import models as jz_models
 from jaxzip import quant as jz_quant
+from jaxzip.config import STAGE_SPECS, ExperimentConfig, config_to_dict, stage_names
 from jaxzip.paths import min_ndim
 from jaxzip.pipeline._cache import file_digest
 from jaxzip.pipeline._codec_stage import codec_of, encode_stage, kmeans_stage
-from jaxzip.pipeline._config import ExperimentConfig
 from jaxzip.pipeline._core_stages import (
     build_model,
     config_module,
@@ -29,8 +29,6 @@ from jaxzip.pipeline._core_stages import (
 )
 from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
 from jaxzip.pipeline._export_stage import export_files, export_stage
-from jaxzip.pipeline._load import config_to_dict
-from jaxzip.pipeline._plan import STAGE_SPECS, stage_names
 from jaxzip.pipeline._prune_stage import evaluate_dense, prune_stage
 from jaxzip.pipeline._report import REPORT_FILE, report_stage
 from jaxzip.pipeline._state import RunState
@@ -151,7 +149,7 @@ def named_stage(name: str) -> Stage:
     """The :class:`Stage` a config's ``experiment.stages`` means by ``name``.
 
     Raises:
-      ValueError: ``name`` is not one of :data:`jaxzip.pipeline.STAGE_NAMES`.
+      ValueError: ``name`` is not one of :data:`jaxzip.config.STAGE_NAMES`.
 
     Example:
       >>> named_stage("prune").needs
@@ -167,7 +165,7 @@ def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
     """The stages :func:`run_experiment` runs for ``cfg``, in order.
 
     ``experiment.stages`` when the config lists them; else derived from its
-    sections (:func:`jaxzip.pipeline.stage_names`): with a ``[prune]`` or
+    sections (:func:`jaxzip.config.stage_names`): with a ``[prune]`` or
     ``[kmeans]`` section the trained (or loaded) model is evaluated
     (``dense_*`` metrics) first, and ``evaluate`` reports the pruned and/or
     weight-shared model (decoded from its codebooks). With ``[kmeans]`` or
@@ -175,13 +173,13 @@ def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
     compressed file and checks that it decodes to the evaluated params.
 
     Example:
-      >>> from jaxzip.pipeline import ExperimentConfig
-      >>> from jaxzip.pipeline._config import PruneConfig
+      >>> from jaxzip.config import ExperimentConfig
+      >>> from jaxzip.config._experiment import PruneConfig
       >>> [s.name for s in default_stages(ExperimentConfig())]
       ['data', 'model', 'train', 'evaluate']
       >>> [s.name for s in default_stages(ExperimentConfig(prune=PruneConfig()))]
       ['data', 'model', 'train', 'evaluate_dense', 'prune', 'evaluate']
-      >>> from jaxzip.pipeline._config import KMeansConfig
+      >>> from jaxzip.config._experiment import KMeansConfig
       >>> [s.name for s in default_stages(ExperimentConfig(kmeans=KMeansConfig()))][3:]
       ['evaluate_dense', 'kmeans', 'evaluate', 'encode']
     """

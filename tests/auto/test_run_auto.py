@@ -8,7 +8,8 @@ import pytest
 
 from jaxzip import auto as jz_auto
 from jaxzip._errors import ConfigError
-from jaxzip.pipeline import load_config, run_auto
+from jaxzip.config import load_config
+from jaxzip.pipeline import run_auto
 
 SPACE = jz_auto.SearchSpace(sparsities=(0.0, 0.5), bits=(4,), kmeans_iters=5)
 
@@ -106,7 +107,7 @@ def test_candidates_distilled_from_the_dense_baseline(cfg, tmp_path):
 def test_centroid_finetuning_distilled_from_the_dense_baseline(cfg, tmp_path):
     from dataclasses import replace
 
-    from jaxzip.pipeline import KMeansConfig
+    from jaxzip.config import KMeansConfig
 
     runs = {}
     for alpha in (0.0, 1.0):

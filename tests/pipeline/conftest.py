@@ -1,26 +1,8 @@
-"""Fixtures for the pipeline tests: config files written by the test itself."""
+"""Fixtures for the pipeline tests: one real run of every kind of stage."""
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
-
-
-@pytest.fixture
-def write_config(tmp_path: Path) -> Callable[[str], Path]:
-    """Writes dedented TOML text to a fresh file under tmp_path and returns its path."""
-    count = iter(range(1_000_000))
-
-    def write(text: str) -> Path:
-        path = tmp_path / f"cfg{next(count)}.toml"
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return write
-
 
 FULL_STAGES = ["data", "model", "train", "distill", "prune", "evaluate", "export", "report"]
 FULL_OVERRIDES = [
@@ -37,7 +19,8 @@ def full_run(tmp_path_factory):
 
     Tests that rerun it copy ``out`` first, so it stays as the first run left it.
     """
-    from jaxzip.pipeline import apply_overrides, load_config, run_experiment
+    from jaxzip.config import apply_overrides, load_config
+    from jaxzip.pipeline import run_experiment
 
     cfg = apply_overrides(load_config(), FULL_OVERRIDES)
     out = tmp_path_factory.mktemp("full") / "run"

@@ -9,7 +9,8 @@ import pytest
 from jaxzip import auto as jz_auto
 from jaxzip._errors import ConfigError
 from jaxzip.cli import main, parse_duration
-from jaxzip.pipeline import apply_overrides, load_config, run_auto
+from jaxzip.config import apply_overrides, load_config
+from jaxzip.pipeline import run_auto
 
 SPACE = jz_auto.SearchSpace(sparsities=(0.0, 0.5), bits=(4,), kmeans_iters=5)
 

@@ -107,7 +107,8 @@ def test_contained_path_accepts_plain_names_and_a_symlinked_root(tmp_path):
 
 def test_resumed_run_with_a_tampered_manifest_writes_nothing_outside_out(tmp_path, capsys):
     """End to end: the tampered stage is run again (and says why); nothing escapes."""
-    from jaxzip.pipeline import apply_overrides, load_config, run_experiment
+    from jaxzip.config import apply_overrides, load_config
+    from jaxzip.pipeline import run_experiment
 
     stages = '["data", "model", "train", "evaluate", "report"]'
     cfg = apply_overrides(load_config(), ["model.name=mlp", "model.widths=[8]", "train.epochs=1",

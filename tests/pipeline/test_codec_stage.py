@@ -15,18 +15,20 @@ import numpy as np
 import pytest
 
 import jaxzip as jz
-from jaxzip.pipeline import (
-    PARAMS_FILE,
-    RESULTS_FILE,
+from jaxzip.config import (
     CodecConfig,
     ExperimentConfig,
     FieldError,
     KMeansConfig,
-    RunState,
     apply_overrides,
+    load_config,
+)
+from jaxzip.pipeline import (
+    PARAMS_FILE,
+    RESULTS_FILE,
+    RunState,
     default_stages,
     encode_stage,
-    load_config,
     run_experiment,
 )
 

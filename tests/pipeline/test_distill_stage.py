@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import jaxzip as jz
-from jaxzip.pipeline import ExperimentConfig, RunState
+from jaxzip.config import ExperimentConfig
+from jaxzip.pipeline import RunState
 from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
 
 
@@ -52,7 +53,8 @@ def test_without_a_distill_section():
 
 
 def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, spy):
-    from jaxzip.pipeline import apply_overrides, load_config, run_experiment
+    from jaxzip.config import apply_overrides, load_config
+    from jaxzip.pipeline import run_experiment
 
     calls = spy(jz.distill, "make_train_step")
     stages = '["data", "model", "train", "distill"]'

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import jaxzip as jz
-from jaxzip.pipeline import ExperimentConfig, ExportConfig, RunState
+from jaxzip.config import ExperimentConfig, ExportConfig
+from jaxzip.pipeline import RunState
 from jaxzip.pipeline._export_stage import export_files, export_stage
 
 

@@ -18,15 +18,9 @@ import pytest
 import jaxzip as jz
 from jaxzip._io import directory_lock
 from jaxzip.cli import main as cli
-from jaxzip.pipeline import (
-    CONFIG_FILE,
-    PARAMS_FILE,
-    RESULTS_FILE,
-    apply_overrides,
-    load_config,
-    run_experiment,
-)
-from jaxzip.pipeline._load import MAX_CONFIG_BYTES
+from jaxzip.config import apply_overrides, load_config
+from jaxzip.config._load import MAX_CONFIG_BYTES
+from jaxzip.pipeline import CONFIG_FILE, PARAMS_FILE, RESULTS_FILE, run_experiment
 
 TINY = ["model.name=mlp", "model.widths=[8]", "train.epochs=1"]
 

@@ -16,20 +16,16 @@ import pytest
 import jaxzip as jz
 from jaxzip import ConfigError
 from jaxzip.cli import config_keys_help, main
-from jaxzip.pipeline import (
-    PARAMS_FILE,
-    RESULTS_FILE,
+from jaxzip.config import (
     ExperimentConfig,
     ModelConfig,
-    RunState,
     TrainConfig,
     apply_overrides,
     config_from_dict,
-    default_stages,
     load_config,
-    run_experiment,
 )
-from jaxzip.pipeline._config import PruneConfig
+from jaxzip.config._experiment import PruneConfig
+from jaxzip.pipeline import PARAMS_FILE, RESULTS_FILE, RunState, default_stages, run_experiment
 from jaxzip.pipeline._prune_stage import prune_stage
 
 TINY = ["model.name=mlp", "model.widths=[32]", "train.epochs=1", "train.learning_rate=0.01"]

@@ -47,7 +47,8 @@ def test_empty_results():
 
 
 def test_markdown_report_marks_cached_stages_and_escapes_pipes(tmp_path):
-    from jaxzip.pipeline import ExperimentConfig, RunState
+    from jaxzip.config import ExperimentConfig
+    from jaxzip.pipeline import RunState
     from jaxzip.pipeline._report import REPORT_FILE, format_markdown, report_stage
 
     results = {"stages": {"train": {"a|b": 0.5}, "evaluate": {"n": 3}},

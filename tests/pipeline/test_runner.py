@@ -15,15 +15,14 @@ import numpy as np
 import pytest
 
 import jaxzip as jz
+from jaxzip.config import ExperimentConfig, load_config
 from jaxzip.pipeline import (
     CONFIG_FILE,
     PARAMS_FILE,
     PENDING_DIR,
     RESULTS_FILE,
-    ExperimentConfig,
     Stage,
     default_stages,
-    load_config,
     run_experiment,
 )
 from jaxzip.pipeline._cache import CACHE_DIR, DONE_FILE
@@ -161,7 +160,7 @@ def _dirs(out) -> list[str]:
 
 def test_cache_hit_restores_every_stage(tmp_path):
     calls: list[str] = []
-    cfg = ExperimentConfig(train=jz.pipeline.TrainConfig(epochs=2))
+    cfg = ExperimentConfig(train=jz.config.TrainConfig(epochs=2))
     first = _run_fake(cfg, tmp_path, calls)
     assert calls == ["a", "b", "c"] and first["cached"] == []
     assert [d[:-13] for d in _dirs(tmp_path)] == ["01-a", "02-b", "03-c"]
@@ -177,15 +176,15 @@ def test_cache_hit_restores_every_stage(tmp_path):
 
 def test_changed_section_reruns_that_stage_and_later_ones(tmp_path):
     calls: list[str] = []
-    _run_fake(ExperimentConfig(train=jz.pipeline.TrainConfig(epochs=2)), tmp_path, calls)
+    _run_fake(ExperimentConfig(train=jz.config.TrainConfig(epochs=2)), tmp_path, calls)
     before = _dirs(tmp_path)
-    results = _run_fake(ExperimentConfig(train=jz.pipeline.TrainConfig(epochs=3)), tmp_path, calls)
+    results = _run_fake(ExperimentConfig(train=jz.config.TrainConfig(epochs=3)), tmp_path, calls)
     assert calls == ["b", "c"] and results["cached"] == ["a"]
     assert results["metrics"]["seen"] == 9.0
     after = _dirs(tmp_path)  # one directory per position: the stale ones are replaced
     assert after[0] == before[0] and after[1:] != before[1:] and len(after) == 3
-    results = _run_fake(ExperimentConfig(experiment=jz.pipeline.ExperimentSection(seed=1),
-                                         train=jz.pipeline.TrainConfig(epochs=3)),
+    results = _run_fake(ExperimentConfig(experiment=jz.config.ExperimentSection(seed=1),
+                                         train=jz.config.TrainConfig(epochs=3)),
                         tmp_path, calls)  # fmt: skip
     assert calls == ["a", "b", "c"]  # the first stage changed: the whole chain reruns
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jaxzip.pipeline import apply_overrides, default_stages, run_experiment
+from jaxzip.config import apply_overrides
+from jaxzip.pipeline import default_stages, run_experiment
 from jaxzip.pipeline._cache import CACHE_DIR
 from jaxzip.pipeline._report import REPORT_FILE
 from jaxzip.pipeline._stages import named_stage
@@ -81,7 +82,8 @@ def test_model_input_dropout_reaches_the_network_and_the_rebuilt_one():
     import numpy as np
 
     import jaxzip as jz
-    from jaxzip.pipeline import ExperimentConfig, ModelConfig, RunState
+    from jaxzip.config import ExperimentConfig, ModelConfig
+    from jaxzip.pipeline import RunState
     from jaxzip.pipeline._core_stages import build_model
 
     cfg = ExperimentConfig(model=ModelConfig(name="mlp", widths=[8], input_dropout_rate=0.5))
@@ -102,8 +104,8 @@ def test_evaluate_int8_reports_the_int8_model_and_restores(tmp_path):
     import jax
 
     from jaxzip import data, models, quant, train
+    from jaxzip.config import load_config, make_model
     from jaxzip.paths import min_ndim
-    from jaxzip.pipeline import load_config, make_model
 
     stages = '["data", "model", "train", "evaluate_int8", "evaluate"]'
     cfg = apply_overrides(load_config(), ["model.name=mlp", "model.widths=[16]",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jaxzip.config._plan import STAGE_SPECS
 from jaxzip.pipeline import RunState
-from jaxzip.pipeline._plan import STAGE_SPECS
 from jaxzip.pipeline._stages import named_stage
 from jaxzip.pipeline._state import OUTPUTS
 
@@ -33,3 +33,12 @@ def test_every_named_stage_reads_and_writes_run_state_fields():
         assert set(spec.needs) | set(spec.provides) <= OUTPUTS, name
         stage = named_stage(name)
         assert (stage.needs, stage.provides) == (spec.needs, spec.provides)
+
+
+def test_config_names_still_reachable_from_pipeline_with_a_warning():
+    import jaxzip as jz
+
+    with pytest.warns(DeprecationWarning, match=r"moved to jaxzip\.config\.load_config"):
+        assert jz.pipeline.load_config is jz.config.load_config
+    with pytest.raises(AttributeError, match="no attribute 'lode_config'"):
+        jz.pipeline.lode_config  # noqa: B018

@@ -17,14 +17,8 @@ import pytest
 
 import jaxzip as jz
 from jaxzip import ConfigError, DataError
-from jaxzip.pipeline import (
-    ExperimentConfig,
-    RunState,
-    config_from_dict,
-    load_config,
-    run_experiment,
-    stage_names,
-)
+from jaxzip.config import ExperimentConfig, config_from_dict, load_config, stage_names
+from jaxzip.pipeline import RunState, run_experiment
 from jaxzip.pipeline._core_stages import load_data
 
 TINY = {

@@ -16,8 +16,8 @@ import tomli_w
 
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_text
-from jaxzip.pipeline._config import ExperimentConfig
-from jaxzip.pipeline._schema import FieldError, Section, _optional_arg, describe_value
+from jaxzip.config._experiment import ExperimentConfig
+from jaxzip.config._schema import FieldError, Section, _optional_arg, describe_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_NAME = "default.toml"
-"""The config packaged with jaxzip (``jaxzip/pipeline/default.toml``), used when none is given."""
+"""The config packaged with jaxzip (``jaxzip/config/default.toml``), used when none is given."""
 
 S = TypeVar("S", bound=Section)
 
@@ -140,7 +140,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ExperimentConfig:
 
     Args:
       path: the TOML file; ``None`` loads the default packaged with jaxzip
-        (``jaxzip/pipeline/default.toml``).
+        (``jaxzip/config/default.toml``).
 
     Returns:
       The validated :class:`ExperimentConfig`; keys the file omits keep their defaults.
@@ -156,7 +156,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ExperimentConfig:
       'digits'
     """
     if path is None:
-        resource = importlib.resources.files("jaxzip.pipeline") / DEFAULT_CONFIG_NAME
+        resource = importlib.resources.files("jaxzip.config") / DEFAULT_CONFIG_NAME
         source, raw = f"<packaged {DEFAULT_CONFIG_NAME}>", resource.read_bytes()
     else:
         source = os.fspath(path)

@@ -7,8 +7,8 @@ import re
 from dataclasses import field
 from typing import Any
 
-from jaxzip.pipeline._names import AllocationName, ModelName
-from jaxzip.pipeline._schema import (
+from jaxzip.config._names import AllocationName, ModelName
+from jaxzip.config._schema import (
     Check,
     Section,
     at_least,
@@ -54,7 +54,7 @@ class DistillConfig(Section):
       >>> DistillConfig(alpha=1.5)
       Traceback (most recent call last):
       ...
-      jaxzip.pipeline._schema.FieldError: alpha: expected a number in [0.0, 1.0], got 1.5
+      jaxzip.config._schema.FieldError: alpha: expected a number in [0.0, 1.0], got 1.5
     """
 
     model: ModelName = field(default="mlp", metadata=rules(doc="student model"))
@@ -178,7 +178,7 @@ class PruneConfig(Section):
       >>> PruneConfig(sparsity=1.0)
       Traceback (most recent call last):
       ...
-      jaxzip.pipeline._schema.FieldError: sparsity: expected a number in [0.0, 1.0), got 1.0
+      jaxzip.config._schema.FieldError: sparsity: expected a number in [0.0, 1.0), got 1.0
     """
 
     sparsity: float = field(
@@ -228,7 +228,7 @@ class KMeansConfig(Section):
       >>> KMeansConfig(dense_bits=9)
       Traceback (most recent call last):
       ...
-      jaxzip.pipeline._schema.FieldError: dense_bits: expected an integer in [1, 8], got 9
+      jaxzip.config._schema.FieldError: dense_bits: expected an integer in [1, 8], got 9
     """
 
     dense_bits: int = field(

@@ -1,4 +1,4 @@
-"""Tests for jaxzip/pipeline/_config.py: the sections, their defaults and their rules."""
+"""Tests for jaxzip/config/_experiment.py: the sections, their defaults and their rules."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ import pytest
 
 import jaxzip as jz
 from jaxzip import ConfigError
-from jaxzip.pipeline import (
-    DataConfig,
-    ExperimentConfig,
-    ExperimentSection,
-    ModelConfig,
-    TrainConfig,
-)
-from jaxzip.pipeline._config import DatasetName
-from jaxzip.pipeline._names import AllocationName, ModelName, OptimizerName, ScheduleName
+from jaxzip.config import DataConfig, ExperimentConfig, ExperimentSection, ModelConfig, TrainConfig
+from jaxzip.config._experiment import DatasetName
+from jaxzip.config._names import AllocationName, ModelName, OptimizerName, ScheduleName
 
 
 def test_defaults_are_valid_and_hashable():
@@ -36,10 +30,10 @@ def test_defaults_are_valid_and_hashable():
 
 def test_choices_come_from_the_libraries():
     assert typing.get_args(DatasetName) == jz.data.DATASETS
-    assert typing.get_args(ModelName) == jz.pipeline.names("model")
-    assert typing.get_args(OptimizerName) == jz.pipeline.names("optimizer")
-    assert typing.get_args(ScheduleName) == jz.pipeline.names("schedule")
-    assert typing.get_args(AllocationName) == jz.pipeline.names("allocation")
+    assert typing.get_args(ModelName) == jz.config.names("model")
+    assert typing.get_args(OptimizerName) == jz.config.names("optimizer")
+    assert typing.get_args(ScheduleName) == jz.config.names("schedule")
+    assert typing.get_args(AllocationName) == jz.config.names("allocation")
 
 
 @pytest.mark.parametrize("name", typing.get_args(ModelName))
@@ -48,9 +42,9 @@ def test_every_model_name_builds(name):
     kwargs = {"widths": m.widths, "dropout_rate": m.dropout_rate} if name == "mlp" else {}
     if name == "transformer":  # its output size is the vocabulary
         kwargs = {"vocab_size": 10, "num_layers": m.num_layers, "d_model": m.d_model}
-        assert jz.pipeline.make_model(name, **kwargs) is not None
+        assert jz.config.make_model(name, **kwargs) is not None
         return
-    assert jz.pipeline.make_model(name, num_classes=10, **kwargs) is not None
+    assert jz.config.make_model(name, num_classes=10, **kwargs) is not None
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The experiment config: one frozen dataclass per TOML section.
 
 Every field has a default, so a config file states only what differs. To add a
-section (``[prune]``, ``[quant]``, ...), write a :class:`~jaxzip.pipeline._schema.Section`
+section (``[prune]``, ``[quant]``, ...), write a :class:`~jaxzip.config._schema.Section`
 dataclass and add it as a field of :class:`ExperimentConfig`; the loader, the
 ``--set`` overrides and the TOML writer pick it up from the type hints. A
 section that may be absent is typed ``XConfig | None = None`` (``[prune]`` is one).
@@ -13,15 +13,14 @@ import dataclasses
 from dataclasses import field
 from typing import Any, Literal
 
-from jaxzip.data import DATASETS, TEXT_DATASETS
-from jaxzip.pipeline._names import (
+from jaxzip.config._names import (
     TOKEN_MODELS,
     ModelName,
     OptimizerName,
     ScheduleName,
 )
-from jaxzip.pipeline._plan import STAGE_NAMES, check_stages
-from jaxzip.pipeline._schema import (
+from jaxzip.config._plan import STAGE_NAMES, check_stages
+from jaxzip.config._schema import (
     FieldError,
     Section,
     at_least,
@@ -34,13 +33,14 @@ from jaxzip.pipeline._schema import (
     nonempty,
     rules,
 )
-from jaxzip.pipeline._stage_config import (
+from jaxzip.config._sections import (
     CodecConfig,
     DistillConfig,
     ExportConfig,
     KMeansConfig,
     PruneConfig,
 )
+from jaxzip.data import DATASETS, TEXT_DATASETS
 
 DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist", "kjv"
 StageName = Literal[STAGE_NAMES]  # "data", "model", "train", "distill", ...
@@ -88,8 +88,8 @@ class ExperimentSection(Section):
     """``[experiment]``: what the run is called, its one seed and, optionally, its stages.
 
     ``stages`` lists the stages to run in order (see
-    :data:`jaxzip.pipeline.STAGE_NAMES`); the empty default derives them from
-    the sections present (see :func:`jaxzip.pipeline.stage_names`). Whether the
+    :data:`jaxzip.config.STAGE_NAMES`); the empty default derives them from
+    the sections present (see :func:`jaxzip.config.stage_names`). Whether the
     order can work is checked by :class:`ExperimentConfig`.
 
     Example:
@@ -196,7 +196,7 @@ class ModelConfig(Section):
       >>> ModelConfig(name="transformer", d_model=32, num_heads=3)
       Traceback (most recent call last):
       ...
-      jaxzip.pipeline._schema.FieldError: num_heads: expected a divisor of d_model = 32, got 3
+      jaxzip.config._schema.FieldError: num_heads: expected a divisor of d_model = 32, got 3
     """
 
     name: ModelName = field(default="small_cnn", metadata=rules(doc="model"))

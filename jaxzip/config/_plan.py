@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jaxzip.pipeline._schema import FieldError
+from jaxzip.config._schema import FieldError
 
 __all__ = ["STAGE_NAMES", "STAGE_SPECS", "StageError", "StageSpec", "check_stages", "stage_names"]
 
@@ -88,7 +88,7 @@ def stage_names(cfg: Any) -> tuple[str, ...]:
     (with ``[export]``).
 
     Example:
-      >>> from jaxzip.pipeline import ExperimentConfig
+      >>> from jaxzip.config import ExperimentConfig
       >>> stage_names(ExperimentConfig())
       ('data', 'model', 'train', 'evaluate')
     """
@@ -124,11 +124,11 @@ def check_stages(cfg: Any) -> None:
       StageError: a ``ConfigError`` whose message names the stage and its position.
 
     Example:
-      >>> from jaxzip.pipeline import ExperimentConfig, ExperimentSection
+      >>> from jaxzip.config import ExperimentConfig, ExperimentSection
       >>> ExperimentConfig(experiment=ExperimentSection(stages=["data", "kmeans"]))
       Traceback (most recent call last):
       ...
-      jaxzip.pipeline._plan.StageError: experiment.stages: 'kmeans' at position 2 needs [kmeans], which the config lacks (add a [kmeans] section)
+      jaxzip.config._plan.StageError: experiment.stages: 'kmeans' at position 2 needs [kmeans], which the config lacks (add a [kmeans] section)
     """
     names = cfg.experiment.stages
     given = list(names)

@@ -159,7 +159,7 @@ def rules(*checks: Check, doc: str = "") -> dict[str, Any]:
       >>> Demo(epochs=0)
       Traceback (most recent call last):
       ...
-      jaxzip.pipeline._schema.FieldError: epochs: expected an integer >= 1, got 0
+      jaxzip.config._schema.FieldError: epochs: expected an integer >= 1, got 0
     """
     return {"checks": checks, "doc": doc}
 

@@ -1,4 +1,4 @@
-"""Tests for jaxzip/pipeline/_schema.py: generic, hint-driven field validation."""
+"""Tests for jaxzip/config/_schema.py: generic, hint-driven field validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 
 from jaxzip import ConfigError
-from jaxzip.pipeline._schema import (
+from jaxzip.config._schema import (
     FieldError,
     Section,
     at_least,

@@ -1,4 +1,4 @@
-"""Tests for jaxzip/pipeline/_load.py: TOML files, --set overrides, and the resolved config."""
+"""Tests for jaxzip/config/_load.py: TOML files, --set overrides, and the resolved config."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import strategies as st
 
 from jaxzip import ConfigError
-from jaxzip.pipeline import (
+from jaxzip.config import (
     DataConfig,
     ExperimentConfig,
     ExperimentSection,

@@ -1,4 +1,4 @@
-"""Tests for jaxzip/pipeline/_names.py: the one name -> object table, make_optimizer, make_model."""
+"""Tests for jaxzip/config/_names.py: the one name -> object table, make_optimizer, make_model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import jaxzip as jz
 from jaxzip import ConfigError
-from jaxzip.pipeline import NAMES, lookup, make_model, make_optimizer, names
+from jaxzip.config import NAMES, lookup, make_model, make_optimizer, names
 
 PARAMS = {"Dense_0": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
 ZERO_GRADS = {"Dense_0": {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2)}}

@@ -1,4 +1,4 @@
-"""Tests for jaxzip/pipeline/_plan.py: declared stage lists and their validation."""
+"""Tests for jaxzip/config/_plan.py: declared stage lists and their validation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from jaxzip._errors import ConfigError
 from jaxzip.cli import config_keys_help
-from jaxzip.pipeline import (
+from jaxzip.config import (
     STAGE_NAMES,
     DistillConfig,
     ExperimentConfig,
@@ -14,12 +14,12 @@ from jaxzip.pipeline import (
     ExportConfig,
     apply_overrides,
     config_to_dict,
-    default_stages,
     load_config,
     stage_names,
 )
-from jaxzip.pipeline._config import CodecConfig, KMeansConfig, PruneConfig
-from jaxzip.pipeline._plan import STAGE_SPECS
+from jaxzip.config._experiment import CodecConfig, KMeansConfig, PruneConfig
+from jaxzip.config._plan import STAGE_SPECS
+from jaxzip.pipeline import default_stages
 
 
 def _cfg(stages, **sections) -> ExperimentConfig:
@@ -86,7 +86,7 @@ def test_declared_list_is_used_as_given_and_round_trips(tmp_path):
     assert stage_names(cfg) == tuple(names)
     assert [s.name for s in default_stages(cfg)] == names
     assert config_to_dict(cfg)["experiment"]["stages"] == names
-    from jaxzip.pipeline import save_config
+    from jaxzip.config import save_config
 
     save_config(tmp_path / "c.toml", cfg)
     assert load_config(tmp_path / "c.toml") == cfg
