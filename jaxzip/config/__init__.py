@@ -42,19 +42,7 @@ from jaxzip.config._load import (
 )
 from jaxzip.config._names import NAMES, TOKEN_MODELS, lookup, make_model, make_optimizer, names
 from jaxzip.config._plan import STAGE_NAMES, STAGE_SPECS, StageSpec, stage_names
-from jaxzip.config._schema import (
-    Check,
-    FieldError,
-    Section,
-    at_least,
-    below,
-    between,
-    each,
-    greater_than,
-    matches,
-    nonempty,
-    rules,
-)
+from jaxzip.config._schema import Check, FieldError, Section, rules
 from jaxzip.config._sections import (
     CodecConfig,
     DistillConfig,
@@ -84,26 +72,19 @@ __all__ = [
     "StageSpec",
     "TrainConfig",
     "apply_overrides",
-    "at_least",
     "augment_of",
-    "below",
-    "between",
     "config_arch",
     "config_from_dict",
     "config_to_dict",
     "dump_config",
-    "each",
-    "greater_than",
     "load_config",
     "lookup",
     "make_model",
     "make_module",
     "make_optimizer",
     "make_train_tx",
-    "matches",
     "model_arch",
     "names",
-    "nonempty",
     "parse_override",
     "rules",
     "run_key",

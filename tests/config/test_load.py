@@ -8,6 +8,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
+import jaxzip as jz
 from jaxzip import ConfigError
 from jaxzip.config import (
     DataConfig,
@@ -17,15 +18,13 @@ from jaxzip.config import (
     Section,
     TrainConfig,
     apply_overrides,
-    at_least,
     config_from_dict,
     config_to_dict,
-    dump_config,
     load_config,
-    parse_override,
     rules,
     save_config,
 )
+from jaxzip.config._schema import at_least
 
 
 def test_load_file_states_only_what_differs(write_config):
@@ -117,13 +116,13 @@ def test_missing_and_unreadable_files(tmp_path):
     ],
 )
 def test_parse_override(text, key, value):
-    assert parse_override(text) == (key, value)
+    assert jz.config.parse_override(text) == (key, value)
 
 
 @pytest.mark.parametrize("text", ["epochs=3", "train.epochs", "train.=3", ".epochs=3", "=3"])
 def test_parse_override_malformed(text):
     with pytest.raises(ConfigError, match=r"expected SECTION\.KEY=VALUE"):
-        parse_override(text)
+        jz.config.parse_override(text)
 
 
 def test_apply_overrides_good():
@@ -174,7 +173,7 @@ def test_resolved_config_round_trip(tmp_path):
     )
     save_config(tmp_path / "config.toml", cfg)
     assert load_config(tmp_path / "config.toml") == cfg
-    text = dump_config(cfg)
+    text = jz.config.dump_config(cfg)
     assert "widths = [" in text and "seed = 7" in text
     assert config_from_dict(config_to_dict(cfg)) == cfg
     assert config_to_dict(cfg)["model"]["widths"] == [48, 24]

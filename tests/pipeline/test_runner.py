@@ -19,7 +19,6 @@ from jaxzip.config import ExperimentConfig, load_config
 from jaxzip.pipeline import (
     CONFIG_FILE,
     PARAMS_FILE,
-    PENDING_DIR,
     RESULTS_FILE,
     Stage,
     default_stages,
@@ -88,9 +87,14 @@ def test_failure_midway_keeps_the_previous_outputs(tmp_path):
     assert (tmp_path / RESULTS_FILE).read_text() == "{}"
     assert (tmp_path / PARAMS_FILE).read_bytes() == b"old"
     assert not (tmp_path / CONFIG_FILE).exists()
-    assert load_config(tmp_path / PENDING_DIR / CONFIG_FILE) == cfg
+    assert load_config(tmp_path / jz.pipeline.PENDING_DIR / CONFIG_FILE) == cfg
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [".jaxzip.lock", PENDING_DIR, PARAMS_FILE, RESULTS_FILE]  # no temp files
+    assert names == [
+        ".jaxzip.lock",
+        jz.pipeline.PENDING_DIR,
+        PARAMS_FILE,
+        RESULTS_FILE,
+    ]  # no temp files
 
 
 def test_bad_arguments(tmp_path):
