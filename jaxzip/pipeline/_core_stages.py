@@ -6,12 +6,10 @@ Each is ``(cfg, state) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stag
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
-import optax
 
 from jaxzip import data as jz_data
 from jaxzip import models as jz_models
@@ -160,7 +158,8 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
     """Stage ``train``: ``[train]`` on the current model; new ``params`` and ``history``.
 
     Token windows (text data) train with the per-token cross-entropy of the same
-    step, and each epoch's record adds ``val_bits_per_byte``.
+    step (:func:`jaxzip.train.fit` takes them), and each epoch's record adds
+    ``val_bits_per_byte``.
     """
     t, splits = cfg.train, state.splits
     if t.epochs == 0:  # allowed only with model.params_from: use the loaded params as they are
@@ -171,9 +170,8 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
         epochs=t.epochs,
         steps_per_epoch=len(splits.train) // t.batch_size,  # fit drops the last partial batch
     )
-    fit = jz_train.fit if isinstance(splits.train, jz_data.Dataset) else _fit_windows
     with with_hint(divergence_hint("train.learning_rate", t.learning_rate, clip_norm=t.clip_norm)):
-        trained, history = fit(
+        trained, history = jz_train.fit(
             state.apply_fn,
             state.params,
             tx,
@@ -188,49 +186,13 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
             check_finite=True,  # a diverged run stops with an error, never reports success
             max_loss_growth=MAX_LOSS_GROWTH,
         )
-    history = jsonable(history)
+    # the text datasets are byte-level: a token is a byte
+    history = [{k.replace("bits_per_token", "bits_per_byte"): v for k, v in r.items()}
+               for r in jsonable(history)]  # fmt: skip
     last = history[-1] if history else {}
     metrics = {"epochs": len(history), "steps": int(trained.step)}
     metrics.update({k: v for k, v in last.items() if k.startswith("train_")})
     return {"params": trained.params, "history": history}, metrics
-
-
-def _fit_windows(
-    apply_fn: Any,
-    params: Any,
-    tx: optax.GradientTransformation,
-    train: jz_data.TokenWindows,
-    *,
-    val_ds: jz_data.TokenWindows,
-    eval_batch_size: int,
-    augment: None,
-    **loop: Any,
-) -> tuple[jz_train.TrainState, list[dict[str, Any]]]:
-    """:func:`jaxzip.train.fit` for token windows: the same step and loop.
-
-    ``run_epochs`` shuffles and batches a :class:`~jaxzip.data.Dataset`, so it
-    runs over the windows' indices (a dataset whose labels are ``0..N-1``) and
-    each step gathers its windows.
-    """
-    index = jz_data.Dataset(
-        x=np.zeros((len(train), 1, 1, 1), np.float32),
-        y=np.arange(len(train), dtype=np.int32),
-        num_classes=len(train),
-        name=train.name,
-    )
-    step = jz_train.make_train_step(apply_fn, tx, check_finite=loop.pop("check_finite"))
-
-    def window_step(ts: jz_train.TrainState, batch: Mapping[str, np.ndarray], key: jax.Array):
-        i = batch["y"]
-        return step(ts, {"x": train.x[i], "y": train.y[i]}, key)
-
-    def validate(ts: jz_train.TrainState) -> dict[str, Any]:
-        val = jz_train.evaluate(apply_fn, ts.params, val_ds, batch_size=eval_batch_size)
-        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                "val_bits_per_byte": val["bits_per_token"]}  # fmt: skip
-
-    return jz_train.run_epochs(window_step, jz_train.init_state(params, tx), index,
-                               evaluate=validate, desc="fit", **loop)  # fmt: skip
 
 
 def evaluate_splits(

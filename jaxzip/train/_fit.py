@@ -1,4 +1,4 @@
-"""The one training loop (:func:`run_epochs`) and :func:`fit`, the classifier loop built on it."""
+"""The one training loop (:func:`run_epochs`) and :func:`fit`, the cross-entropy loop built on it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tqdm import tqdm
 from jaxzip._errors import DivergedError
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params
-from jaxzip.data import Dataset
+from jaxzip.data import Dataset, TokenWindows
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train._augment import RandomShift
 from jaxzip.train._evaluate import evaluate
@@ -47,9 +47,14 @@ def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _check_data(where: str, name: str, ds: Any) -> None:
+    if not isinstance(ds, Dataset | TokenWindows):
+        raise TypeError(f"{where}: {name} must be a jaxzip.data.Dataset or TokenWindows, "
+                        f"got {type(ds).__name__}")  # fmt: skip
+
+
 def _check_batch_size(where: str, ds: Any, batch_size: Any) -> int:
-    if not isinstance(ds, Dataset):
-        raise TypeError(f"{where}: train_ds must be a jaxzip.data.Dataset, got {type(ds).__name__}")
+    _check_data(where, "train_ds", ds)
     batch_size = _check_int(where, "batch_size", batch_size, 1)
     if batch_size > len(ds):
         raise ValueError(
@@ -59,14 +64,17 @@ def _check_batch_size(where: str, ds: Any, batch_size: Any) -> int:
     return batch_size
 
 
-def epoch_batches(ds: Dataset, batch_size: int, *, key: jax.Array) -> Iterator[dict[str, Any]]:
+def epoch_batches(
+    ds: Dataset | TokenWindows, batch_size: int, *, key: jax.Array
+) -> Iterator[dict[str, Any]]:
     """One epoch of full batches of ``ds``, in the order ``jax.random.permutation(key, len(ds))``.
 
     Every example appears at most once; the last ``len(ds) % batch_size``
     examples of the order are dropped, so every batch has the same shape.
 
     Args:
-      ds: the :class:`jaxzip.data.Dataset`.
+      ds: a :class:`jaxzip.data.Dataset`, or :class:`jaxzip.data.TokenWindows`
+        (a batch is then ``batch_size`` windows of tokens and their next tokens).
       batch_size: examples per batch (1 to ``len(ds)``).
       key: the PRNG key of this epoch's order.
 
@@ -74,7 +82,7 @@ def epoch_batches(ds: Dataset, batch_size: int, *, key: jax.Array) -> Iterator[d
       An iterator of ``{"x": ..., "y": ...}`` numpy batches.
 
     Raises:
-      TypeError: ``ds`` is not a Dataset, ``key`` not a PRNG key.
+      TypeError: ``ds`` is not a Dataset or TokenWindows, ``key`` not a PRNG key.
       ValueError: ``batch_size`` out of range.
 
     Example:
@@ -106,7 +114,7 @@ def _line(desc: str, record: Mapping[str, Any]) -> str:
 def run_epochs(
     step: Step,
     state: S,
-    train_ds: Dataset,
+    train_ds: Dataset | TokenWindows,
     *,
     key: jax.Array,
     epochs: int,
@@ -140,7 +148,7 @@ def run_epochs(
       step: ``step(state, batch, key) -> (state, metrics)``; ``metrics`` maps
         names to scalars (``"loss"``, ``"accuracy"``, ...).
       state: the initial state (e.g. a :class:`TrainState`).
-      train_ds: the training :class:`jaxzip.data.Dataset`.
+      train_ds: the training :class:`jaxzip.data.Dataset` or :class:`jaxzip.data.TokenWindows`.
       key: the run's PRNG key (shuffles and step keys derive from it).
       epochs: passes over ``train_ds`` (at least 1).
       batch_size: examples per step (1 to ``len(train_ds)``).
@@ -262,12 +270,12 @@ def fit(
     apply_fn: ApplyFn,
     params: Params,
     tx: optax.GradientTransformation,
-    train_ds: Dataset,
+    train_ds: Dataset | TokenWindows,
     *,
     epochs: int,
     batch_size: int,
     key: jax.Array,
-    val_ds: Dataset | None = None,
+    val_ds: Dataset | TokenWindows | None = None,
     progress: bool = True,
     eval_batch_size: int = 1000,
     augment: RandomShift | None = None,
@@ -275,12 +283,15 @@ def fit(
     callbacks: Sequence[Callback] = (),
     max_loss_growth: float | None = None,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
-    """Trains a classifier with softmax cross-entropy for ``epochs`` epochs.
+    """Trains a classifier or a language model with softmax cross-entropy for ``epochs`` epochs.
 
     :func:`run_epochs` around the jitted step of :func:`make_train_step`: a
     fresh shuffle per epoch from ``key``, every batch the same shape (the
     incomplete one dropped), dropout keys from ``key`` too. ``params`` is not
-    consumed (training works on a copy).
+    consumed (training works on a copy). On :class:`jaxzip.data.TokenWindows`
+    (a language model's windows of tokens) the loss is the per-token
+    cross-entropy, every token one prediction, and each epoch's record adds
+    ``val_bits_per_token``.
 
     With ``check_finite=True`` the step is built with ``check_finite=True`` (see
     :func:`make_train_step`) and the loop stops at the first step whose loss,
@@ -294,15 +305,16 @@ def fit(
       apply_fn: the model, ``apply_fn(params, x, *, train, key) -> logits``.
       params: the initial parameter pytree.
       tx: the optax optimizer.
-      train_ds: the training :class:`jaxzip.data.Dataset`.
+      train_ds: the training :class:`jaxzip.data.Dataset` or :class:`jaxzip.data.TokenWindows`.
       epochs: number of passes over ``train_ds`` (at least 1).
       batch_size: examples per step (at least 1, at most ``len(train_ds)``).
       key: the PRNG key of the shuffles and the dropout keys.
-      val_ds: evaluated with :func:`evaluate` after every epoch, if given.
+      val_ds: evaluated with :func:`evaluate` after every epoch, if given (the
+        same kind of data as ``train_ds``).
       progress: show a tqdm bar on stderr with the running loss and accuracy.
       eval_batch_size: batch size for the validation passes.
-      augment: optional augmentation applied inside the train step (e.g.
-        :class:`RandomShift`); see :func:`make_train_step`.
+      augment: optional augmentation of images applied inside the train step
+        (e.g. :class:`RandomShift`); see :func:`make_train_step`. Not for tokens.
       check_finite: stop with :class:`jaxzip._errors.NonFiniteError` at the first non-finite step.
       callbacks: per-epoch callbacks of :func:`run_epochs` (``True`` stops early).
       max_loss_growth: stop with :class:`jaxzip._errors.DivergedError` when an
@@ -316,8 +328,8 @@ def fit(
 
     Raises:
       TypeError: an argument has the wrong type (``key`` not a PRNG key, ...).
-      ValueError: ``epochs``/``batch_size`` out of range, or ``batch_size``
-        larger than the training set.
+      ValueError: ``epochs``/``batch_size`` out of range, ``batch_size`` larger
+        than the training set, or ``augment`` given with token windows.
       NonFiniteError: with ``check_finite``, a step met NaN or Inf (a ``ValueError``).
 
     Example:
@@ -334,9 +346,13 @@ def fit(
     """
     if not callable(apply_fn):
         raise TypeError(f"fit: apply_fn must be callable, got {apply_fn!r}")
-    for name, ds in (("train_ds", train_ds), ("val_ds", val_ds)):
-        if not (ds is None and name == "val_ds") and not isinstance(ds, Dataset):
-            raise TypeError(f"fit: {name} must be a jaxzip.data.Dataset, got {type(ds).__name__}")
+    _check_data("fit", "train_ds", train_ds)
+    if val_ds is not None:
+        _check_data("fit", "val_ds", val_ds)
+    if augment is not None and isinstance(train_ds, TokenWindows):
+        raise ValueError(
+            f"fit: augment shifts images; train_ds holds token windows, got {augment!r}"
+        )
     _check_int("fit", "epochs", epochs, 1)
     _check_batch_size("fit", train_ds, batch_size)
     check_key("fit", key)
@@ -349,7 +365,10 @@ def fit(
         if val_ds is None:
             return {"val_loss": None, "val_accuracy": None}
         val = evaluate(apply_fn, state.params, val_ds, batch_size=eval_batch_size)
-        return {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+        record = {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+        if "bits_per_token" in val:
+            record["val_bits_per_token"] = val["bits_per_token"]
+        return record
 
     return run_epochs(step, init_state(params, tx), train_ds, key=key, epochs=epochs,
                       batch_size=batch_size, evaluate=validate, callbacks=callbacks,

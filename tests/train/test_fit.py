@@ -151,7 +151,7 @@ def test_run_epochs_same_key_same_result_jit_and_eager_steps_agree(toy, linear, 
         ({"batch_size": 7}, ValueError, "batch_size=7 exceeds the 6"),
         ({"evaluate": 1}, TypeError, "evaluate must be callable"),
         ({"callbacks": [1]}, TypeError, "callbacks must be a sequence of callables"),
-        ({"train_ds": "ds"}, TypeError, "train_ds must be a jaxzip.data.Dataset"),
+        ({"train_ds": "ds"}, TypeError, "train_ds must be a jaxzip.data.Dataset or TokenWindows"),
         ({"max_loss_growth": 1.0}, ValueError, "max_loss_growth must be None or a number > 1"),
         (
             {"max_loss_growth": 10, "step": lambda s, b, k: (s, {"acc": 1.0})},
@@ -213,3 +213,51 @@ def test_a_near_zero_start_may_rise_a_little_and_a_falling_loss_never_stops():
     with pytest.raises(jz.DivergedError, match=r"first step.s loss 0\.001"):
         run_epochs(_loss_step([0.001, 20.0, 20.0, 20.0]), 0, _labelled(4),
                    key=jax.random.key(0), epochs=2, batch_size=2, max_loss_growth=100)  # fmt: skip
+
+
+# Language models: fit on TokenWindows (N, T) with per-token cross-entropy.
+
+
+def _bigram(params, x, *, train, key):
+    """Each token's logits are a row of a table: a one-layer language model."""
+    return params[x]
+
+
+def _cycle_windows(n: int, t: int = 4, vocab: int = 3):
+    """Windows of the text 0 1 2 0 1 2 ...: the next token is (token + 1) % vocab."""
+    from jaxzip.data import TokenWindows
+
+    x = (np.arange(n)[:, None] + np.arange(t)[None, :]) % vocab
+    return TokenWindows(x=x.astype(np.int32), y=((x + 1) % vocab).astype(np.int32),
+                        vocab_size=vocab, name="cycle")  # fmt: skip
+
+
+def test_fit_learns_a_language_model_on_token_windows():
+    train, val = _cycle_windows(12), _cycle_windows(5)
+    table = np.zeros((3, 3), np.float32)  # uniform: log2(3) bits a token before training
+    state, history = fit(_bigram, table, optax.adam(0.3), train, epochs=4, batch_size=4,
+                         key=jax.random.key(0), val_ds=val, progress=False)  # fmt: skip
+    assert int(state.step) == 4 * 3
+    last = history[-1]
+    assert set(last) == KEYS | {"val_bits_per_token"}
+    assert last["val_bits_per_token"] == pytest.approx(last["val_loss"] / np.log(2.0))
+    assert last["val_bits_per_token"] < 0.5 * np.log2(3.0) and last["val_accuracy"] == 1.0
+    # each step saw whole windows: the table learned every token's successor
+    assert np.argmax(np.asarray(state.params), axis=1).tolist() == [1, 2, 0]
+
+
+def test_fit_on_windows_batches_windows_as_epoch_batches_does():
+    w = _cycle_windows(6)
+    batches = list(epoch_batches(w, 4, key=jax.random.key(1)))
+    assert len(batches) == 1 and batches[0]["x"].shape == batches[0]["y"].shape == (4, 4)
+    np.testing.assert_array_equal(batches[0]["y"], (batches[0]["x"] + 1) % 3)
+
+
+def test_fit_refuses_augment_and_other_data_for_windows():
+    w = _cycle_windows(4)
+    args = {"epochs": 1, "batch_size": 2, "key": jax.random.key(0), "progress": False}
+    table = np.zeros((3, 3), np.float32)
+    with pytest.raises(ValueError, match="augment shifts images; train_ds holds token windows"):
+        fit(_bigram, table, optax.sgd(0.1), w, augment=jz.train.RandomShift(pixels=1), **args)
+    with pytest.raises(TypeError, match=r"val_ds must be a jaxzip\.data\.Dataset or TokenWindows"):
+        fit(_bigram, table, optax.sgd(0.1), w, val_ds=[1], **args)
