@@ -10,7 +10,6 @@ file back and checks it decodes to exactly the evaluated params.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from jaxzip.paths import (
     select,
     selected_paths,
 )
-from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, run_stage_epochs
+from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, leaked, log, run_stage_epochs
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
@@ -46,10 +45,6 @@ KMEANS_REPORT = "kmeans_report"
 """Context key of the k-means stage's report (``results["kmeans"]``)."""
 CODEC_REPORT = "codec_report"
 """Context key of the encode stage's report (``results["codec"]``)."""
-
-
-def _log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
@@ -160,11 +155,6 @@ def finetune_codebooks(cfg: ExperimentConfig, state: RunState, books: Params, ma
     return jz_quant.replace_centroids(books, tuned.trainable)
 
 
-def _leaked(params: Params, mask: Mask) -> int:
-    counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
-    return int(sum(int(c) for c in jax.tree.leaves(counts)))
-
-
 def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: per-layer k-means codebooks, then centroid fine-tuning.
 
@@ -185,15 +175,17 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     books = _make_books(params, mask, cfg)
     decoded = jz_quant.dequantize_params(books)
     before = jz_train.evaluate(state.apply_fn, decoded, splits.val, batch_size=t.eval_batch_size)
-    _log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
+    log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
     if k.finetune_epochs > 0:
         books = finetune_codebooks(cfg, state, books, mask, kmeans=k)
     if k.unshared_bits:
         books = jz_quant.quantize_unshared(books, jz_quant.QuantSpec(bits=k.unshared_bits))
     decoded = jz_quant.dequantize_params(books)
-    leaked = _leaked(decoded, mask)
-    if leaked:
-        raise RuntimeError(f"kmeans_stage: {leaked} pruned weights are nonzero after fine-tuning")
+    leaked_count = leaked(decoded, mask)
+    if leaked_count:
+        raise RuntimeError(
+            f"kmeans_stage: {leaked_count} pruned weights are nonzero after fine-tuning"
+        )
     after = jz_train.evaluate(state.apply_fn, decoded, splits.val, batch_size=t.eval_batch_size)
     layers: dict[str, Any] = {}
     masks = dict(leaves_with_paths(mask))
@@ -259,7 +251,7 @@ def encode_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             f"encode_stage: {str(path)!r} does not decode to the evaluated params: {problem}"
         )
     report = jz_codec.size_report(data)
-    _log(jz_codec.format_size_report(report))
+    log(jz_codec.format_size_report(report))
     n = jz_models.param_count(params)
     ratio = 4 * n / len(data)
     metrics = {"file_bytes": len(data), "compression_ratio": ratio}

@@ -11,7 +11,6 @@ The final params are checked to hold exact zeros wherever the mask prunes.
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
@@ -27,7 +26,7 @@ from jaxzip._types import Mask, Params
 from jaxzip.config import ExperimentConfig, lookup, make_train_tx, run_key
 from jaxzip.paths import select
 from jaxzip.pipeline._core_stages import evaluate_splits
-from jaxzip.pipeline._stage_utils import jsonable, retrain
+from jaxzip.pipeline._stage_utils import jsonable, leaked, log, retrain
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
@@ -53,12 +52,6 @@ def _flop_layers(cfg: ExperimentConfig, state: RunState) -> tuple[str, ...] | No
     return None  # small_cnn pads its convolutions; flops() assumes VALID ones
 
 
-def _leaked(params: Params, mask: Mask) -> int:
-    """How many weights the mask prunes but the params still hold as nonzero."""
-    counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
-    return int(sum(int(c) for c in jax.tree.leaves(counts)))
-
-
 def _zeros_stats(params: Params, where: str | None) -> dict[str, Any]:
     """:func:`jaxzip.prune.mask_stats` of where the params are nonzero (real zeros, not the mask)."""
     return jz_prune.mask_stats(jz_prune.nonzero_mask(params), where=where)
@@ -67,10 +60,6 @@ def _zeros_stats(params: Params, where: str | None) -> dict[str, Any]:
 def evaluate_dense(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: the trained (or loaded) dense model's val/test metrics, as ``dense_*``."""
     return {}, evaluate_splits(cfg, state, state.params, prefix="dense_", loss=False)
-
-
-def _log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
@@ -145,16 +134,18 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         rounds.append(record)
         metrics[f"round{r}_sparsity"] = record["sparsity"]
         metrics[f"round{r}_val_accuracy"] = record["val_accuracy"]
-        _log(
+        log(
             f"prune round {r}/{p.rounds}: sparsity {record['sparsity']:.4f} "
             f"(target {target:.4f}, overall {record['overall_sparsity']:.4f}), "
             f"val_accuracy {record['val_accuracy']:.4f}, "
             f"{record['epochs']} epochs ({record['seconds']:.1f}s)"
         )
 
-    leaked = _leaked(params, mask)
-    if leaked:
-        raise RuntimeError(f"prune_stage: {leaked} pruned weights are nonzero after retraining")
+    leaked_count = leaked(params, mask)
+    if leaked_count:
+        raise RuntimeError(
+            f"prune_stage: {leaked_count} pruned weights are nonzero after retraining"
+        )
     selected = _zeros_stats(params, p.where)
     overall = _zeros_stats(params, None)
     metrics.update(

@@ -17,7 +17,6 @@ and reruns the first changed one and all after it (see
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -45,6 +44,7 @@ from jaxzip.pipeline._export_stage import EXPORT_REPORT
 from jaxzip.pipeline._prune_stage import PRUNE_REPORT
 from jaxzip.pipeline._report import format_table
 from jaxzip.pipeline._stage_utils import jsonable as _jsonable
+from jaxzip.pipeline._stage_utils import log
 from jaxzip.pipeline._stages import Stage, default_stages
 from jaxzip.pipeline._state import OUTPUTS, RunState
 
@@ -72,10 +72,6 @@ _REPORTS = {
     "codec": CODEC_REPORT,
     "export": EXPORT_REPORT,
 }
-
-
-def _log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def _check_order(stages: Sequence[Stage]) -> None:
@@ -135,9 +131,9 @@ class _Cache:
                 updates.update(stage.rebuild(self.cfg, state.updated(updates)))
             state.updated(updates)  # only RunState fields (a tampered manifest is refused)
         except (OSError, ValueError, KeyError, TypeError) as e:
-            _log(f"stage {stage.name!r}: cannot restore {d} ({e}); running it again")
+            log(f"stage {stage.name!r}: cannot restore {d} ({e}); running it again")
             return None
-        _log(f"stage {stage.name!r}: restored from {d.relative_to(self.out)}")
+        log(f"stage {stage.name!r}: restored from {d.relative_to(self.out)}")
         return updates, metrics
 
     def store(self, index: int, stage: Stage, key: str, updates: Mapping, metrics: Mapping):
@@ -154,7 +150,7 @@ class _Cache:
             out_dir=self.files, files=files, skip=skip,
         )  # fmt: skip
         if not ok:
-            _log(f"stage {stage.name!r}: its outputs cannot be stored; not cached")
+            log(f"stage {stage.name!r}: its outputs cannot be stored; not cached")
 
 
 def run_experiment(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -21,6 +23,8 @@ __all__ = [
     "MAX_LOSS_GROWTH",
     "divergence_hint",
     "jsonable",
+    "leaked",
+    "log",
     "retrain",
     "run_stage_epochs",
     "with_hint",
@@ -102,6 +106,17 @@ def run_stage_epochs(
             progress=bool(state.progress),
             **options,
         )
+
+
+def log(text: str) -> None:
+    """A stage's progress line on stderr (results go to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def leaked(params: Any, mask: Any) -> int:
+    """How many weights ``mask`` prunes that ``params`` still hold as nonzero (0 when kept at zero)."""
+    counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
+    return int(sum(int(c) for c in jax.tree.leaves(counts)))
 
 
 def divergence_hint(setting: str, value: float, *, clip_norm: float | None = None) -> str:
