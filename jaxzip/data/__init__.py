@@ -28,18 +28,15 @@ from jaxzip.data._mnist import (
 from jaxzip.data._sources import FASHION_MNIST, IDX_FILES, MNIST, IdxSource
 from jaxzip.data._splits import DATASETS, DIGITS_SPLIT_SEED, TEXT_DATASETS, load_splits
 from jaxzip.data._text import (
-    BYTE_VOCAB,
     KJV,
     TextSource,
     TextSplits,
-    TokenWindows,
-    eval_windows,
     load_kjv,
     load_text,
     read_text,
-    sample_windows,
     split_lines,
 )
+from jaxzip.data._windows import BYTE_VOCAB, TokenWindows, eval_windows, sample_windows
 
 __all__ = [
     "BYTE_VOCAB",

@@ -124,7 +124,7 @@ class Splits:
     test: Dataset
 
     def __post_init__(self) -> None:
-        from jaxzip.data._text import TokenWindows  # _text imports this module
+        from jaxzip.data._windows import TokenWindows  # _windows imports this module
 
         parts = {"train": self.train, "val": self.val, "test": self.test}
         kind = TokenWindows if isinstance(self.train, TokenWindows) else Dataset

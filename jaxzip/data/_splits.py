@@ -12,7 +12,8 @@ from jaxzip._keys import named_key
 from jaxzip.data._dataset import Dataset, Splits, _check_fraction, _check_int, train_val_split
 from jaxzip.data._digits import load_digits
 from jaxzip.data._mnist import load_fashion_mnist, load_mnist
-from jaxzip.data._text import KJV, TokenWindows, eval_windows, load_text, sample_windows
+from jaxzip.data._text import KJV, load_text
+from jaxzip.data._windows import TokenWindows, eval_windows, sample_windows
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "kjv")
 TEXT_DATASETS = ("kjv",)
