@@ -197,7 +197,7 @@ def test_usage_errors(capsys):
 
 
 def _refit_jz(data: bytes, edit) -> bytes:
-    from jaxzip.codec._container import frame, read_header
+    from jaxzip.codec._frame import frame, read_header
 
     header, start = read_header(data)
     edit(header)

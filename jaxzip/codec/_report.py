@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from jaxzip._types import PyTree
-from jaxzip.codec._container import check_tree, encode, iter_leaves, read_header
+from jaxzip.codec._container import check_tree, encode, iter_leaves
 from jaxzip.codec._entropy import entropy_bits
+from jaxzip.codec._frame import read_header
 from jaxzip.codec._streams import log2_binomial
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxzip.codec import Encoding, FormatError, decode, encode, load, save
-from jaxzip.codec._container import MAX_HEADER_BYTES, frame, header_allowance, read_header
+from jaxzip.codec._frame import MAX_HEADER_BYTES, frame, header_allowance, read_header
 from jaxzip.quant import KMeansArray, QArray
 
 DTYPES = [np.float32, np.float16, jnp.bfloat16, np.int8, np.uint8, np.bool_]
@@ -181,11 +181,11 @@ def test_a_bad_deflated_header_is_a_format_error():
 
 
 def test_a_header_too_compressible_for_the_reader_is_written_as_version_1(monkeypatch):
-    import jaxzip.codec._container as container
+    import jaxzip.codec._frame as frame_module
 
     tree = {f"w{i}": np.zeros(3, np.float32) for i in range(40)}  # a very repetitive header
-    monkeypatch.setattr(container, "MIN_HEADER_ALLOWANCE", 16)
-    monkeypatch.setattr(container, "HEADER_INFLATION", 2)
+    monkeypatch.setattr(frame_module, "MIN_HEADER_ALLOWANCE", 16)
+    monkeypatch.setattr(frame_module, "HEADER_INFLATION", 2)
     data = encode(tree)
     assert struct.unpack_from("<H", data, 8)[0] == 1 == read_header(data)[0]["version"]
     _same(tree, decode(data))

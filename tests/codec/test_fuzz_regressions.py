@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxzip import codec
-from jaxzip.codec._container import MAX_EXPANSION, MIN_DECODED_BYTES, frame, read_header
+from jaxzip.codec._container import MAX_EXPANSION, MIN_DECODED_BYTES
+from jaxzip.codec._frame import frame, read_header
 
 
 def _edit(data: bytes, fn) -> bytes:
