@@ -32,7 +32,7 @@ def run_key(cfg: Any, name: str) -> jax.Array:
     integer offset.
 
     Example:
-      >>> from jaxzip.config._experiment import ExperimentConfig
+      >>> from jaxzip.config import ExperimentConfig
       >>> a = run_key(ExperimentConfig(), "train")
       >>> bool((jax.random.key_data(a) == jax.random.key_data(run_key(ExperimentConfig(), "model"))).all())
       False

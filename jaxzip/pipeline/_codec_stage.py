@@ -51,7 +51,7 @@ def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
     """The ``[codec]`` settings in effect: the section, or its defaults when ``[kmeans]`` is set.
 
     Example:
-      >>> from jaxzip.config._experiment import KMeansConfig
+      >>> from jaxzip.config import KMeansConfig
       >>> codec_of(ExperimentConfig()) is None, codec_of(ExperimentConfig(kmeans=KMeansConfig()))
       (True, CodecConfig(file='model.jz', write=True))
     """

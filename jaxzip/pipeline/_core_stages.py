@@ -118,7 +118,7 @@ def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any,
       ConfigError, DataError: as the ``data`` stage (e.g. the data files are missing).
 
     Example:
-      >>> from jaxzip.config._experiment import ModelConfig
+      >>> from jaxzip.config import ModelConfig
       >>> module, x = config_model(ExperimentConfig(model=ModelConfig(name="mlp", widths=[8])))
       >>> type(module).__name__, module.widths, x.shape
       ('MLP', (8,), (1, 8, 8, 1))

@@ -174,12 +174,12 @@ def default_stages(cfg: ExperimentConfig) -> tuple[Stage, ...]:
 
     Example:
       >>> from jaxzip.config import ExperimentConfig
-      >>> from jaxzip.config._experiment import PruneConfig
+      >>> from jaxzip.config import PruneConfig
       >>> [s.name for s in default_stages(ExperimentConfig())]
       ['data', 'model', 'train', 'evaluate']
       >>> [s.name for s in default_stages(ExperimentConfig(prune=PruneConfig()))]
       ['data', 'model', 'train', 'evaluate_dense', 'prune', 'evaluate']
-      >>> from jaxzip.config._experiment import KMeansConfig
+      >>> from jaxzip.config import KMeansConfig
       >>> [s.name for s in default_stages(ExperimentConfig(kmeans=KMeansConfig()))][3:]
       ['evaluate_dense', 'kmeans', 'evaluate', 'encode']
     """
