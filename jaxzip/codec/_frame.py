@@ -30,7 +30,8 @@ _PREFIX = struct.Struct("<8sHHII")  # magic, version, reserved, header length, h
 MAX_HEADER_BYTES = 16 << 20
 # A deflated header may inflate to at most max(256 KiB, 32 x its stored size) (and 16 MiB):
 # real headers inflate 4x to 10x, and a tiny file must not make the reader parse megabytes
-# of JSON (the memory bound below). encode() writes version 1 for a header that would not.
+# of JSON (_container.py's memory bound). frame_file() writes version 1 for a header that
+# would not.
 HEADER_INFLATION = 32
 MIN_HEADER_ALLOWANCE = 256 << 10
 

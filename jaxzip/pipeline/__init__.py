@@ -6,8 +6,8 @@ The command line ``jaxzip run CONFIG --set train.epochs=3`` is
 
 Stages: ``[experiment] stages = ["data", "model", "train", "distill", "prune",
 "kmeans", "evaluate", "encode", "export", "report"]`` (names from
-:data:`STAGE_NAMES`) runs those stages in that order; without the key they are
-derived from the sections present (:func:`stage_names`). Before anything runs,
+:data:`jaxzip.config.STAGE_NAMES`) runs those stages in that order; without the key they are
+derived from the sections present (:func:`jaxzip.config.stage_names`). Before anything runs,
 a list whose stage needs what no earlier stage provides (``kmeans`` before
 ``model``: no params yet), names a stage twice, or lists a stage without its
 section (``prune`` without ``[prune]``) is a ``ConfigError`` naming the stage
