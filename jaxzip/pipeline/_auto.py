@@ -26,10 +26,12 @@ float32); the optimizer, batch size and augmentation of ``[train]``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +114,21 @@ def _distill_setting(section: PruneConfig | KMeansConfig) -> dict[str, Any]:
     return {"distill": {"alpha": section.distill_alpha, "temperature": section.distill_temperature}}
 
 
+@contextlib.contextmanager
+def _search_dir(cfg: ExperimentConfig, out: Path,
+                settings: dict[str, Any]) -> Iterator[tuple[Path, jz_auto.Journal]]:  # fmt: skip
+    """``(out, journal)`` while this process holds ``out``'s lock (one search per directory at a
+    time): ``config.toml`` written, the journal of ``cfg`` and ``settings`` opened (first, so a
+    journal of another config fails fast)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with directory_lock(out, what="jaxzip auto"):
+        save_config(out / "config.toml", cfg)
+        config = {"experiment": config_to_dict(cfg), "auto": settings}
+        yield out, jz_auto.Journal.open(out / jz_auto.JOURNAL_FILE, config=config)
+
+
 def _drop(base: float, acc: float, n: int) -> dict[str, float]:
     return {"baseline_accuracy": base, "accuracy": acc, "drop_pp": 100 * (base - acc),
             "se_pp": 100 * jz_auto.drop_se(base, acc, n), "n": n}  # fmt: skip
@@ -191,29 +208,20 @@ def run_auto(
     iters = cfg.kmeans.iters if cfg.kmeans is not None else space.kmeans_iters
     if iters != space.kmeans_iters:
         space = jz_auto.SearchSpace(**{**space.__dict__, "kmeans_iters": iters})
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    with directory_lock(out, what="jaxzip auto"):  # one search per directory at a time
-        save_config(out / "config.toml", cfg)
-        start = time.perf_counter()
-        kmeans = cfg.kmeans if cfg.kmeans is not None else KMeansConfig()
-        settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
-                    "seed": int(seed), "strategy": strategy, "space": space.to_dict(),
-                    "confirm_fraction": confirm_fraction,
-                    "longer_finetune": "one schedule of rounds x epochs",
-                    "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
-                    "codebook_finetune": {"epochs": kmeans.finetune_epochs,
-                                          "learning_rate": kmeans.learning_rate,
-                                          **_distill_setting(kmeans)},
-                    "unshared_bits": kmeans.unshared_bits}  # fmt: skip
-        if cfg.prune is not None:
-            settings.update(_distill_setting(cfg.prune))
-        journal = jz_auto.Journal.open(  # first: a journal of another config fails fast
-            out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
-        )
-
+    kmeans = cfg.kmeans if cfg.kmeans is not None else KMeansConfig()
+    settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
+                "seed": int(seed), "strategy": strategy, "space": space.to_dict(),
+                "confirm_fraction": confirm_fraction,
+                "longer_finetune": "one schedule of rounds x epochs",
+                "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
+                "codebook_finetune": {"epochs": kmeans.finetune_epochs,
+                                      "learning_rate": kmeans.learning_rate,
+                                      **_distill_setting(kmeans)},
+                "unshared_bits": kmeans.unshared_bits}  # fmt: skip
+    if cfg.prune is not None:
+        settings.update(_distill_setting(cfg.prune))
+    start = time.perf_counter()
+    with _search_dir(cfg, Path(out_dir), settings) as (out, journal):
         state = RunState(out_dir=out, progress=progress)
         state = state.updated(load_data(cfg, state)[0])
         rank, conf = state.splits.val, None
@@ -328,18 +336,11 @@ def _run_auto_lm(cfg: ExperimentConfig, out: Path, *, max_drop_pct: float,
         raise ValueError("confirm_fraction: a language model's search needs a confirmation "
                          "split; expected a number in (0, 1), got None")  # fmt: skip
     space = jz_auto.LMSpace(tables=LM_TABLES)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    with directory_lock(out, what="jaxzip auto"):
-        save_config(out / "config.toml", cfg)
-        start = time.perf_counter()
-        seed = int(cfg.experiment.seed)
-        settings = {"kind": "lm", "space": space.to_dict(), "confirm_fraction": confirm_fraction,
-                    "calibration": list(LM_CALIB), "seed": seed}  # fmt: skip
-        journal = jz_auto.Journal.open(
-            out / jz_auto.JOURNAL_FILE, config={"experiment": config_to_dict(cfg), "auto": settings}
-        )
+    seed = int(cfg.experiment.seed)
+    settings = {"kind": "lm", "space": space.to_dict(), "confirm_fraction": confirm_fraction,
+                "calibration": list(LM_CALIB), "seed": seed}  # fmt: skip
+    start = time.perf_counter()
+    with _search_dir(cfg, out, settings) as (out, journal):
         state = RunState(out_dir=out, progress=progress)
         for stage in (load_data, build_model, train_stage):
             state = state.updated(stage(cfg, state)[0])
