@@ -184,6 +184,7 @@ def directory_lock(directory: str | os.PathLike[str], *, what: str) -> Iterator[
     Raises:
       DirectoryLockedError: another process holds the lock; the message names
         its PID and the directory.
+      NotADirectoryError: ``directory`` exists and is not a directory.
       OSError: the lock file cannot be opened (e.g. it is a symlink).
 
     Example:
@@ -196,6 +197,10 @@ def directory_lock(directory: str | os.PathLike[str], *, what: str) -> Iterator[
     import fcntl  # POSIX; imported here so that the rest of the module works everywhere
 
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(
+            f"output directory {str(directory)!r} exists and is not a directory"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)

@@ -59,6 +59,17 @@ def test_permissions_follow_umask(tmp_path):
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
 
 
+def test_directory_lock_on_a_file_is_one_error_and_leaves_it_alone(tmp_path):
+    out = tmp_path / "out"
+    out.write_text("a file")
+    with (
+        pytest.raises(NotADirectoryError, match=r"'.*out' exists and is not a directory"),
+        directory_lock(out, what="jaxzip run"),
+    ):
+        pass
+    assert out.read_text() == "a file"
+
+
 def test_directory_lock_refuses_a_second_holder_naming_the_pid(tmp_path):
     with directory_lock(tmp_path / "out", what="jaxzip run") as lock:
         assert lock.read_text().strip() == str(os.getpid())

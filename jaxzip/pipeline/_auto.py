@@ -118,12 +118,9 @@ def _distill_setting(section: PruneConfig | KMeansConfig) -> dict[str, Any]:
 def _search_dir(cfg: ExperimentConfig, out: Path,
                 settings: dict[str, Any]) -> Iterator[tuple[Path, jz_auto.Journal]]:  # fmt: skip
     """``(out, journal)`` while this process holds ``out``'s lock (one search per directory at a
-    time): ``config.toml`` written, the journal of ``cfg`` and ``settings`` opened (first, so a
-    journal of another config fails fast)."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    with directory_lock(out, what="jaxzip auto"):
+    time; created if missing): ``config.toml`` written, the journal of ``cfg`` and ``settings``
+    opened (first, so a journal of another config fails fast)."""
+    with directory_lock(out, what="jaxzip auto"):  # NotADirectoryError if it is a file
         save_config(out / "config.toml", cfg)
         config = {"experiment": config_to_dict(cfg), "auto": settings}
         yield out, jz_auto.Journal.open(out / jz_auto.JOURNAL_FILE, config=config)

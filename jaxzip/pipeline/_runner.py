@@ -219,9 +219,7 @@ def run_experiment(
     stage_list = tuple(default_stages(cfg) if stages is None else stages)
     _check_order(stage_list)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output directory {str(out)!r} exists and is not a directory")
-    with directory_lock(out, what="jaxzip run"):
+    with directory_lock(out, what="jaxzip run"):  # NotADirectoryError if it is a file
         return _run_locked(cfg, out, stage_list, progress=progress, report=report,
                            use_cache=use_cache)  # fmt: skip
 
