@@ -16,7 +16,7 @@ import optax
 
 from jaxzip import train as jz_train
 from jaxzip._keys import named_key
-from jaxzip.config._experiment import ModelConfig, TrainConfig
+from jaxzip.config._experiment import ExperimentConfig, ModelConfig, TrainConfig
 from jaxzip.config._names import make_model, make_optimizer
 from jaxzip.config._schema import TRANSFORMER_FIELDS
 from jaxzip.config._sections import DistillConfig
@@ -24,7 +24,7 @@ from jaxzip.config._sections import DistillConfig
 __all__ = ["augment_of", "config_arch", "make_module", "make_train_tx", "model_arch", "run_key"]
 
 
-def run_key(cfg: Any, name: str) -> jax.Array:
+def run_key(cfg: ExperimentConfig, name: str) -> jax.Array:
     """The key of the consumer ``name`` in a run: ``named_key(jax.random.key(experiment.seed), name)``.
 
     The config's one seed is the run's root key; each stage takes its own key

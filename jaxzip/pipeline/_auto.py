@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +60,7 @@ from jaxzip.config import (
 )
 from jaxzip.pipeline._codec_stage import finetune_codebooks
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
-from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, retrain, with_hint
+from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, log, retrain, with_hint
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["AUTO_FILE", "run_auto"]
@@ -116,14 +115,14 @@ def _distill_setting(section: PruneConfig | KMeansConfig) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _search_dir(cfg: ExperimentConfig, out: Path,
-                settings: dict[str, Any]) -> Iterator[tuple[Path, jz_auto.Journal]]:  # fmt: skip
-    """``(out, journal)`` while this process holds ``out``'s lock (one search per directory at a
+                settings: dict[str, Any]) -> Iterator[jz_auto.Journal]:  # fmt: skip
+    """The search's journal, while this process holds ``out``'s lock (one search per directory at a
     time; created if missing): ``config.toml`` written, the journal of ``cfg`` and ``settings``
     opened (first, so a journal of another config fails fast)."""
     with directory_lock(out, what="jaxzip auto"):  # NotADirectoryError if it is a file
         save_config(out / "config.toml", cfg)
         config = {"experiment": config_to_dict(cfg), "auto": settings}
-        yield out, jz_auto.Journal.open(out / jz_auto.JOURNAL_FILE, config=config)
+        yield jz_auto.Journal.open(out / jz_auto.JOURNAL_FILE, config=config)
 
 
 def _drop(base: float, acc: float, n: int) -> dict[str, float]:
@@ -217,8 +216,8 @@ def run_auto(
                 "unshared_bits": kmeans.unshared_bits}  # fmt: skip
     if cfg.prune is not None:
         settings.update(_distill_setting(cfg.prune))
-    start = time.perf_counter()
-    with _search_dir(cfg, Path(out_dir), settings) as (out, journal):
+    start, out = time.perf_counter(), Path(out_dir)
+    with _search_dir(cfg, out, settings) as journal:
         state = RunState(out_dir=out, progress=progress)
         state = state.updated(load_data(cfg, state)[0])
         rank, conf = state.splits.val, None
@@ -315,7 +314,7 @@ def run_auto(
             jz_auto.write_report(result, out, test_metrics=test, drops=drops)
             summary["files"]["report"] = "report.md"
         except ImportError as e:
-            print(f"jaxzip auto: no report written: {e}", file=sys.stderr)
+            log(f"jaxzip auto: no report written: {e}")
         summary = jsonable(summary)
         atomic_write_json(out / AUTO_FILE, summary)
         return summary
@@ -337,7 +336,7 @@ def _run_auto_lm(cfg: ExperimentConfig, out: Path, *, max_drop_pct: float,
     settings = {"kind": "lm", "space": space.to_dict(), "confirm_fraction": confirm_fraction,
                 "calibration": list(LM_CALIB), "seed": seed}  # fmt: skip
     start = time.perf_counter()
-    with _search_dir(cfg, out, settings) as (out, journal):
+    with _search_dir(cfg, out, settings) as journal:
         state = RunState(out_dir=out, progress=progress)
         for stage in (load_data, build_model, train_stage):
             state = state.updated(stage(cfg, state)[0])

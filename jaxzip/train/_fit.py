@@ -327,7 +327,8 @@ def fit(
       ``val_ds``) and ``seconds`` (wall time of the epoch, validation included).
 
     Raises:
-      TypeError: an argument has the wrong type (``key`` not a PRNG key, ...).
+      TypeError: an argument has the wrong type (``key`` not a PRNG key, ``val_ds`` not
+        the kind of data ``train_ds`` is, ...).
       ValueError: ``epochs``/``batch_size`` out of range, ``batch_size`` larger
         than the training set, or ``augment`` given with token windows.
       NonFiniteError: with ``check_finite``, a step met NaN or Inf (a ``ValueError``).
@@ -349,6 +350,9 @@ def fit(
     _check_data("fit", "train_ds", train_ds)
     if val_ds is not None:
         _check_data("fit", "val_ds", val_ds)
+        if type(val_ds) is not type(train_ds):
+            raise TypeError(f"fit: val_ds must be the same kind of data as train_ds "
+                            f"({type(train_ds).__name__}), got {type(val_ds).__name__}")  # fmt: skip
     if augment is not None and isinstance(train_ds, TokenWindows):
         raise ValueError(
             f"fit: augment shifts images; train_ds holds token windows, got {augment!r}"

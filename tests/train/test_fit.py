@@ -261,3 +261,8 @@ def test_fit_refuses_augment_and_other_data_for_windows():
         fit(_bigram, table, optax.sgd(0.1), w, augment=jz.train.RandomShift(pixels=1), **args)
     with pytest.raises(TypeError, match=r"val_ds must be a jaxzip\.data\.Dataset or TokenWindows"):
         fit(_bigram, table, optax.sgd(0.1), w, val_ds=[1], **args)
+    images = Dataset(x=np.zeros((4, 1, 1, 1), np.float32), y=np.zeros(4, np.int32),
+                     num_classes=3, name="images")  # fmt: skip
+    with pytest.raises(TypeError, match=r"val_ds must be the same kind of data as train_ds "
+                       r"\(TokenWindows\), got Dataset"):  # fmt: skip
+        fit(_bigram, table, optax.sgd(0.1), w, val_ds=images, **args)
