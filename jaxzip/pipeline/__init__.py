@@ -24,9 +24,6 @@ from the first stage whose inputs changed, or that did not finish.
 ``report`` always run.
 """
 
-import warnings as _warnings
-
-from jaxzip import config as _config
 from jaxzip.pipeline._auto import run_auto
 from jaxzip.pipeline._codec_stage import encode_stage, kmeans_stage
 from jaxzip.pipeline._core_stages import config_model
@@ -59,12 +56,3 @@ __all__ = [
     "run_auto",
     "run_experiment",
 ]
-
-
-def __getattr__(name: str):  # the config names lived here before jaxzip.config (PEP 562)
-    if name in _config.__all__:
-        _warnings.warn(
-            f"jaxzip.pipeline.{name} moved to jaxzip.config.{name}", DeprecationWarning, 2
-        )
-        return getattr(_config, name)
-    raise AttributeError(f"module 'jaxzip.pipeline' has no attribute {name!r}")

@@ -35,10 +35,9 @@ def test_every_named_stage_reads_and_writes_run_state_fields():
         assert (stage.needs, stage.provides) == (spec.needs, spec.provides)
 
 
-def test_config_names_still_reachable_from_pipeline_with_a_warning():
+def test_config_names_live_in_jaxzip_config_only():
     import jaxzip as jz
 
-    with pytest.warns(DeprecationWarning, match=r"moved to jaxzip\.config\.load_config"):
-        assert jz.pipeline.load_config is jz.config.load_config
-    with pytest.raises(AttributeError, match="no attribute 'lode_config'"):
-        jz.pipeline.lode_config  # noqa: B018
+    assert jz.config.load_config is not None
+    with pytest.raises(AttributeError, match="load_config"):
+        jz.pipeline.load_config  # noqa: B018 - no alias kept for the old name (STYLE 6)
