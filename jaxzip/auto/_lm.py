@@ -18,20 +18,20 @@ from jaxzip.auto._common import check_count, check_number, settings_key
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._lm_build import (
     TABLE_SPEC,
-    Choice,
     group_size_for,
     qarray_bytes,
     quantize_kernels,
     window_bits,
     with_leaves,
 )
+from jaxzip.auto._lm_ladder import Ladder
+from jaxzip.auto._lm_report import choice_rows
 from jaxzip.auto._lm_space import (
     LMSearchResult,
     LMSpace,
     Store,
     check_windows,
     ckey,
-    hull_moves,
     jsonable_config,
     paired,
     strip,
@@ -124,8 +124,9 @@ def search_lm(
         raise TypeError(f"space: expected an LMSpace, got {type(space).__name__}")
     ok = not isinstance(max_increase, bool) and isinstance(max_increase, (int, float))
     if not ok or not 0 < max_increase < float("inf"):
-        raise ValueError(f"max_increase: expected a relative increase > 0 (0.02 is +2%), "
-                         f"got {max_increase!r}")  # fmt: skip
+        raise ValueError(
+            f"max_increase: expected a relative increase > 0 (0.02 is +2%), got {max_increase!r}"
+        )
     max_trials = check_count("max_trials", max_trials)
     max_confirmations = check_count("max_confirmations", max_confirmations, optional=False)
     batch_size = check_count("batch_size", batch_size, optional=False)
@@ -138,14 +139,18 @@ def search_lm(
         raise ValueError("calib_batches: expected at least one batch of tokens, got none")
 
     store = Store(journal)
-    say = (lambda msg: print(f"jaxzip auto (lm): {msg}", file=sys.stderr, flush=True)) if progress \
-        else (lambda msg: None)  # fmt: skip
+    say = (
+        (lambda msg: print(f"jaxzip auto (lm): {msg}", file=sys.stderr, flush=True))
+        if progress
+        else (lambda msg: None)
+    )
     fwd = lambda p, x: apply_fn(p, x, train=False, key=None)  # noqa: E731
     layouts = jz_layout.trace_layouts(fwd, params, calib[0][:1])
     kernels = list(layouts)
     tables = table_paths(params, space.tables, layouts)
-    qtables = {p: jz_quant.quantize(x, TABLE_SPEC) for p, x in leaves_with_paths(params)
-               if p in tables}  # fmt: skip
+    qtables = {
+        p: jz_quant.quantize(x, TABLE_SPEC) for p, x in leaves_with_paths(params) if p in tables
+    }
 
     def bits_on(p: Params, w: TokenWindows) -> np.ndarray:
         return window_bits(apply_fn, p, w, batch_size=batch_size)
@@ -155,11 +160,17 @@ def search_lm(
         return np.asarray(rec["bits"], np.float64)
 
     base_rank = base_bits("rank", rank)
-    probe = TokenWindows(x=rank.x[: space.probe_windows], y=rank.y[: space.probe_windows],
-                         vocab_size=rank.vocab_size, name=f"{rank.name}[:probe]")  # fmt: skip
+    probe = TokenWindows(
+        x=rank.x[: space.probe_windows],
+        y=rank.y[: space.probe_windows],
+        vocab_size=rank.vocab_size,
+        name=f"{rank.name}[:probe]",
+    )
     base_probe = float(np.mean(base_rank[: len(probe)]))
-    say(f"float model: {float(np.mean(base_rank)):.4f} bits per token on {len(rank)} ranking "
-        f"windows; bound +{100 * max_increase:g}%")  # fmt: skip
+    say(
+        f"float model: {float(np.mean(base_rank)):.4f} bits per token on {len(rank)} ranking "
+        f"windows; bound +{100 * max_increase:g}%"
+    )
 
     # 1. sensitivity
     sens: dict[str, dict[str, Any]] = {}
@@ -167,51 +178,68 @@ def search_lm(
         keys, q = {p: f"sens/{ckey(c)}/{p}" for p in kernels}, {}
         if any(store.get(k) is None for k in keys.values()):
             say(f"sensitivity at {ckey(c)}: {len(kernels)} kernels")
-            q = quantize_kernels(fwd, params, calib, dict.fromkeys(kernels, c), layouts=layouts,
-                                 group_size=space.group_size, symmetric=space.symmetric,
-                                 sequential=False)  # fmt: skip
+            q = quantize_kernels(
+                fwd,
+                params,
+                calib,
+                dict.fromkeys(kernels, c),
+                layouts=layouts,
+                group_size=space.group_size,
+                symmetric=space.symmetric,
+                sequential=False,
+            )
         for p, k in keys.items():
-            rec = store.memo(k, lambda p=p, q=q: {
-                "increase": float(np.mean(bits_on(with_leaves(params, {p: q[p]}, dequantized=True),
-                                                   probe))) - base_probe,
-                "bytes": qarray_bytes(p, q[p])})  # fmt: skip
+            rec = store.memo(
+                k,
+                lambda p=p, q=q: {
+                    "increase": float(
+                        np.mean(bits_on(with_leaves(params, {p: q[p]}, dequantized=True), probe))
+                    )
+                    - base_probe,
+                    "bytes": qarray_bytes(p, q[p]),
+                },
+            )
             sens.setdefault(p, {})[ckey(c)] = {"increase": rec["increase"], "bytes": rec["bytes"]}
     table_inc = 0.0
     if tables:
-        table_inc = store.memo("sens/tables", lambda: {"increase": float(np.mean(bits_on(
-            with_leaves(params, qtables, dequantized=True), probe))) - base_probe})["increase"]  # fmt: skip
+        table_inc = store.memo(
+            "sens/tables",
+            lambda: {
+                "increase": float(
+                    np.mean(bits_on(with_leaves(params, qtables, dequantized=True), probe))
+                )
+                - base_probe
+            },
+        )["increase"]
 
     # 2. allocation: hull steps by increase per byte saved
     choices = space.choices()
-    points = {p: [(sens[p][ckey(c)]["bytes"], sens[p][ckey(c)]["increase"]) for c in choices]
-              for p in kernels}  # fmt: skip
-    steps = sorted((slope, ki, si, frm, to) for ki, p in enumerate(kernels)
-                   for si, (slope, frm, to) in enumerate(hull_moves(points[p])))  # fmt: skip
-    first = {p: min(range(len(choices)), key=lambda i, p=p: (points[p][i][1], -points[p][i][0]))
-             for p in kernels}  # fmt: skip
-
-    def config(moves: Sequence[int]) -> dict[str, Choice]:
-        at = dict(first)
-        for i in sorted(moves):
-            at[kernels[steps[i][1]]] = steps[i][4]
-        return {p: choices[at[p]] for p in kernels}
-
-    def predicted(moves: Sequence[int]) -> float:
-        incs = (points[p][choices.index(c)][1] for p, c in config(moves).items())
-        return (table_inc + sum(incs)) / base_probe
+    points = {
+        p: [(sens[p][ckey(c)]["bytes"], sens[p][ckey(c)]["increase"]) for c in choices]
+        for p in kernels
+    }
+    ladder = Ladder(kernels, choices, points, table_inc, base_probe, max_increase)
+    config, predicted = ladder.config, ladder.predicted
 
     @functools.lru_cache(maxsize=2)  # evaluated, confirmed, returned: one sequential GPTQ
     def build(moves: tuple[int, ...]) -> tuple[dict[str, Any], Params]:
-        q = quantize_kernels(fwd, params, calib, config(moves), layouts=layouts,
-                             group_size=space.group_size, symmetric=space.symmetric,
-                             sequential=True)  # fmt: skip
+        q = quantize_kernels(
+            fwd,
+            params,
+            calib,
+            config(moves),
+            layouts=layouts,
+            group_size=space.group_size,
+            symmetric=space.symmetric,
+            sequential=True,
+        )
         return q, with_leaves(params, {**q, **qtables}, dequantized=False)
 
     def file_bytes(stored: Params) -> int:
         return len(jz_codec.encode(stored))
 
     # 3. search: the ladder's prefixes (trials by step), then fills (cands by moves)
-    n_steps = len(steps)
+    n_steps = len(ladder)
     cands: dict[tuple[int, ...], dict[str, Any]] = {}
     failed: set[tuple[int, ...]] = set()
     confirmations: list[dict[str, Any]] = []
@@ -221,81 +249,28 @@ def search_lm(
         def make() -> dict[str, Any]:
             _, stored = build(moves)
             deq = jz_quant.dequantize_params(stored)
-            return {"step": label, "bytes": file_bytes(stored), "predicted": predicted(moves),
-                    **paired(base_rank, bits_on(deq, rank))}  # fmt: skip
+            return {
+                "step": label,
+                "bytes": file_bytes(stored),
+                "predicted": predicted(moves),
+                **paired(base_rank, bits_on(deq, rank)),
+            }
 
         key = f"cand/{settings_key(jsonable_config(config(moves)))}"
         seen = store.get(key) is not None
         rec = {**store.memo(key, make), "feasible": None}
         rec["feasible"] = rec["relative"] <= max_increase
         cands[moves] = rec
-        say(f"trial {len(cands)}{' (journal)' if seen else ''}: step {label} of {n_steps}, "
+        say(
+            f"trial {len(cands)}{' (journal)' if seen else ''}: step {label} of {n_steps}, "
             f"{rec['bytes']:,} bytes, "
             f"{100 * rec['relative']:+.3f}% (predicted {100 * rec['predicted']:+.3f}%): "
-            f"{'feasible' if rec['feasible'] else 'over the bound'}")  # fmt: skip
+            f"{'feasible' if rec['feasible'] else 'over the bound'}"
+        )
         return rec
 
     def good(moves: tuple[int, ...]) -> bool:
         return cands[moves]["feasible"] and moves not in failed
-
-    def ratio() -> float:  # the latest trial's measured / predicted increase
-        last = [r for r in cands.values() if r["predicted"] > 0 and r["relative"] > 0]
-        return min(max(last[-1]["relative"] / last[-1]["predicted"], 0.25), 4.0) if last else 1.0
-
-    def next_step() -> int | None:
-        prefix = {len(m): m for m in cands if isinstance(cands[m]["step"], int)}
-        lo = max((k for k, m in prefix.items() if good(m)), default=-1)
-        hi = min((k for k, m in prefix.items() if not good(m)), default=n_steps + 1)
-        if hi - lo <= 1 or (lo == -1 and 0 in prefix):
-            return None
-        fit = [k for k in range(max(lo, 0), min(hi, n_steps + 1))
-               if predicted(range(k)) * ratio() <= max_increase]  # fmt: skip
-        guess = max(fit, default=lo + 1 if lo >= 0 else 0)
-        if lo >= 0 and hi <= n_steps:  # safeguard: inside the middle half of (lo, hi)
-            q = max((hi - lo) // 4, 1)
-            guess = min(max(guess, lo + q), hi - q)
-        guess = min(max(guess, lo + 1), hi - 1)
-        return None if guess in prefix else guess
-
-    fill = {"blocked": set(), "limit": None, "extras": ()}
-
-    def next_fill() -> tuple[int, ...] | None:
-        """The smallest good candidate plus the later ladder steps that still fit the bound
-        by its own measured / predicted ratio (a kernel's steps in order, none skipped, none
-        blocked), at most ``fill["limit"]`` of them."""
-        ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
-        if not ok:
-            return None
-        base = ok[0][1]
-        at = dict(first)
-        for i in base:
-            at[kernels[steps[i][1]]] = steps[i][4]
-        rec = cands[base]
-        r = rec["relative"] / rec["predicted"] if rec["predicted"] > 0 < rec["relative"] else 1.0
-        r, total, extras = min(max(r, 0.25), 4.0), predicted(base) * base_probe, []
-        for i, (_, ki, _, frm, to) in enumerate(steps):
-            p = kernels[ki]
-            if i in base or i in fill["blocked"] or at[p] != frm:
-                continue
-            delta = points[p][to][1] - points[p][frm][1]
-            if (total + delta) / base_probe * r <= max_increase:
-                extras.append(i)
-                at[p], total = to, total + delta
-        fill["extras"] = tuple(extras[: fill["limit"]])
-        moves = tuple(sorted({*base, *fill["extras"]}))
-        return None if moves == base or moves in cands else moves
-
-    def after_fill(rec: dict[str, Any]) -> None:
-        """Feasible: fill again from it. Over the bound: half the steps next time; a
-        single step over the bound is blocked."""
-        extras = fill["extras"]
-        if rec["feasible"]:
-            fill["limit"] = None
-        elif len(extras) == 1:
-            fill["blocked"].add(extras[0])
-            fill["limit"] = None
-        else:
-            fill["limit"] = len(extras) // 2
 
     def budget_left() -> bool:
         nonlocal stopped
@@ -307,16 +282,12 @@ def search_lm(
             return True
         return False
 
-    def fill_label(moves: tuple[int, ...]) -> str:
-        k = next(i for i in range(n_steps + 1) if i not in moves)
-        return f"{k}+{len(moves) - k}"
-
     base_conf, best_moves = None, ()
     while True:
-        while (k := next_step()) is not None and budget_left():
+        while (k := ladder.next_step(cands, good)) is not None and budget_left():
             evaluate(tuple(range(k)), k)
-        while (m := next_fill()) is not None and budget_left():
-            after_fill(evaluate(m, fill_label(m)))
+        while (m := ladder.next_fill(cands, good)) is not None and budget_left():
+            ladder.after_fill(evaluate(m, ladder.fill_label(m))["feasible"])
         ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
         if not ok or len(confirmations) >= max_confirmations:
             break
@@ -331,8 +302,10 @@ def search_lm(
         rec = store.memo(f"confirm/{settings_key(jsonable_config(config(m)))}", conf)
         rec = {**rec, "step": cands[m]["step"], "passed": rec["relative"] <= max_increase}
         confirmations.append(rec)
-        say(f"confirmation of step {rec['step']}: {100 * rec['relative']:+.3f}% on "
-            f"{len(confirm)} windows: {'passed' if rec['passed'] else 'FAILED, backing off'}")  # fmt: skip
+        say(
+            f"confirmation of step {rec['step']}: {100 * rec['relative']:+.3f}% on "
+            f"{len(confirm)} windows: {'passed' if rec['passed'] else 'FAILED, backing off'}"
+        )
         if rec["passed"]:
             best_moves = m
             break
@@ -346,22 +319,36 @@ def search_lm(
 
     # 5. reference and test
     def reference() -> tuple[dict[str, Any], Params]:
-        q = quantize_kernels(fwd, params, calib, dict.fromkeys(kernels, (space.reference_bits, 0.0)),
-                             layouts=layouts, group_size=space.group_size,
-                             symmetric=space.symmetric, sequential=True)  # fmt: skip
+        q = quantize_kernels(
+            fwd,
+            params,
+            calib,
+            dict.fromkeys(kernels, (space.reference_bits, 0.0)),
+            layouts=layouts,
+            group_size=space.group_size,
+            symmetric=space.symmetric,
+            sequential=True,
+        )
         return with_leaves(params, {**q, **qtables}, dequantized=False)
 
     ref = functools.cache(reference)
 
-    ref_rec = store.memo("reference/rank", lambda: {
-        "bytes": file_bytes(ref()),
-        **paired(base_rank, bits_on(jz_quant.dequantize_params(ref()), rank))})  # fmt: skip
+    ref_rec = store.memo(
+        "reference/rank",
+        lambda: {
+            "bytes": file_bytes(ref()),
+            **paired(base_rank, bits_on(jz_quant.dequantize_params(ref()), rank)),
+        },
+    )
     splits: dict[str, Any] = {
-        "rank": {"windows": len(rank), "baseline": float(np.mean(base_rank)),
-                 "best": strip(cands.get(best_moves)),
-                 "reference": strip(ref_rec)},
+        "rank": {
+            "windows": len(rank),
+            "baseline": float(np.mean(base_rank)),
+            "best": strip(cands.get(best_moves)),
+            "reference": strip(ref_rec),
+        },
         "confirm": {"windows": len(confirm), "best": passed[-1] if passed else None},
-    }  # fmt: skip
+    }
     if base_conf is not None:
         splits["confirm"]["baseline"] = float(np.mean(base_conf))
     if test is not None:
@@ -371,30 +358,43 @@ def search_lm(
             f"test/{settings_key(jsonable_config(config(best_moves)))}",
             lambda: paired(base_test, bits_on(best_deq, test)),
         )
-        t_ref = store.memo("test/reference", lambda: paired(
-            base_test, bits_on(jz_quant.dequantize_params(ref()), test)))  # fmt: skip
-        splits["test"] = {"windows": len(test), "baseline": float(np.mean(base_test)),
-                          "best": strip(t_best), "reference": strip(t_ref)}  # fmt: skip
-    chosen = config(best_moves)
-    per_kernel = {
-        p: {"bits": chosen[p][0], "sparsity": chosen[p][1],
-            "group_size": group_size_for(layouts[p], space.group_size),
-            "shape": list(np.shape(q_best[p])), "bytes": qarray_bytes(p, q_best[p]),
-            "solo_increase": sens[p][ckey(chosen[p])]["increase"] / base_probe}
-        for p in kernels
-    }  # fmt: skip
-    for p in tables:
-        per_kernel[p] = {"bits": 8, "sparsity": 0.0, "group_size": None, "table": True,
-                         "shape": list(np.shape(qtables[p])),
-                         "bytes": qarray_bytes(p, qtables[p]),
-                         "solo_increase": table_inc / base_probe}  # fmt: skip
-    say(f"chosen: step {cands[best_moves]['step'] if best_moves in cands else 0}, {size:,} bytes ({'confirmed' if feasible else 'NOT feasible'}); "
-        f"uniform int{space.reference_bits} reference {ref_rec['bytes']:,} bytes")  # fmt: skip
+        t_ref = store.memo(
+            "test/reference",
+            lambda: paired(base_test, bits_on(jz_quant.dequantize_params(ref()), test)),
+        )
+        splits["test"] = {
+            "windows": len(test),
+            "baseline": float(np.mean(base_test)),
+            "best": strip(t_best),
+            "reference": strip(t_ref),
+        }
+    per_kernel = choice_rows(
+        config(best_moves),
+        {**q_best, **qtables},
+        tables,
+        {p: group_size_for(layouts[p], space.group_size) for p in kernels},
+        {p: {k: v["increase"] / base_probe for k, v in sens[p].items()} for p in kernels},
+        table_inc / base_probe,
+    )
+    say(
+        f"chosen: step {cands[best_moves]['step'] if best_moves in cands else 0}, {size:,} bytes "
+        f"({'confirmed' if feasible else 'NOT feasible'}); uniform int{space.reference_bits} reference {ref_rec['bytes']:,} bytes"
+    )
     return LMSearchResult(
-        params=best, feasible=feasible, confirmed=feasible, stopped=stopped, bytes=size,
-        choices=per_kernel, splits=splits,
-        reference={"bits": space.reference_bits, "group_size": space.group_size,
-                   "bytes": ref_rec["bytes"]},
-        trials=[strip(r) for r in cands.values()], confirmations=confirmations,
-        sensitivity=sens, max_increase=float(max_increase),
-    )  # fmt: skip
+        params=best,
+        feasible=feasible,
+        confirmed=feasible,
+        stopped=stopped,
+        bytes=size,
+        choices=per_kernel,
+        splits=splits,
+        reference={
+            "bits": space.reference_bits,
+            "group_size": space.group_size,
+            "bytes": ref_rec["bytes"],
+        },
+        trials=[strip(r) for r in cands.values()],
+        confirmations=confirmations,
+        sensitivity=sens,
+        max_increase=float(max_increase),
+    )

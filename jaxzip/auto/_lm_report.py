@@ -3,13 +3,52 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxzip._io import atomic_write_text
+import numpy as np
 
-__all__ = ["write_lm_report"]
+from jaxzip._io import atomic_write_text
+from jaxzip.auto._lm_build import Choice, qarray_bytes
+from jaxzip.auto._lm_space import ckey
+
+__all__ = ["choice_rows", "write_lm_report"]
+
+
+def choice_rows(
+    chosen: Mapping[str, Choice],
+    stored: Mapping[str, Any],
+    tables: Sequence[str],
+    group_sizes: Mapping[str, int | None],
+    solo: Mapping[str, Mapping[str, float]],
+    table_solo: float,
+) -> dict[str, dict[str, Any]]:
+    """The result's per-leaf choices: each kernel's bits, sparsity, group size, shape, stored
+    bytes and solo relative increase at its choice (``solo[path][ckey(choice)]``), then each
+    embedding table (int8, rows; ``table_solo`` is all tables' solo increase)."""
+    rows = {
+        p: {
+            "bits": c[0],
+            "sparsity": c[1],
+            "group_size": group_sizes[p],
+            "shape": list(np.shape(stored[p])),
+            "bytes": qarray_bytes(p, stored[p]),
+            "solo_increase": solo[p][ckey(c)],
+        }
+        for p, c in chosen.items()
+    }
+    for p in tables:
+        rows[p] = {
+            "bits": 8,
+            "sparsity": 0.0,
+            "group_size": None,
+            "table": True,
+            "shape": list(np.shape(stored[p])),
+            "bytes": qarray_bytes(p, stored[p]),
+            "solo_increase": table_solo,
+        }
+    return rows
 
 
 def _pct(rec: Mapping[str, Any] | None) -> str:
@@ -58,23 +97,36 @@ def write_lm_report(summary: Mapping[str, Any], out_dir: str | os.PathLike[str])
             f"{_bpb(s.get('best'))} | {_pct(s.get('best'))} | {_bpb(s.get('reference'))} | "
             f"{_pct(s.get('reference'))} |"
         )
-    lines += ["", f"Standard errors: {summary['se_method']}.", "", "## Per-kernel choices", "",
-              "| leaf | shape | bits | sparsity | group | bytes | solo increase (probe) |",
-              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        f"Standard errors: {summary['se_method']}.",
+        "",
+        "## Per-kernel choices",
+        "",
+        "| leaf | shape | bits | sparsity | group | bytes | solo increase (probe) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for path, c in res["choices"].items():
         group = "row" if c.get("table") else c["group_size"]
         lines.append(
             f"| {path} | {'x'.join(map(str, c['shape']))} | {c['bits']} | {c['sparsity']:g} | "
             f"{group} | {c['bytes']:,} | {100 * c['solo_increase']:+.3f}% |"
         )
-    lines += ["", "## Candidates (ranking split)", "",
-              "| step | bytes | predicted | measured ± SE |", "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Candidates (ranking split)",
+        "",
+        "| step | bytes | predicted | measured ± SE |",
+        "|---|---|---|---|",
+    ]
     for t in res["trials"]:
         lines.append(f"| {t['step']} | {t['bytes']:,} | {100 * t['predicted']:+.3f}% | {_pct(t)} |")
     for c in res["confirmations"]:
         lines.append("")
-        lines.append(f"Confirmation of step {c['step']}: {_pct(c)} "
-                     f"({'passed' if c['passed'] else 'failed'}).")  # fmt: skip
+        lines.append(
+            f"Confirmation of step {c['step']}: {_pct(c)} "
+            f"({'passed' if c['passed'] else 'failed'})."
+        )
     path = Path(out_dir) / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,8 +18,18 @@ from jaxzip.auto._lm_build import Choice
 from jaxzip.data import TokenWindows
 from jaxzip.paths import leaves_with_paths, selected_paths
 
-__all__ = ["LM_SE_METHOD", "LMSearchResult", "LMSpace", "Store", "check_windows", "ckey",
-           "hull_moves", "jsonable_config", "paired", "strip", "table_paths"]  # fmt: skip
+__all__ = [
+    "LM_SE_METHOD",
+    "LMSearchResult",
+    "LMSpace",
+    "Store",
+    "check_windows",
+    "ckey",
+    "jsonable_config",
+    "paired",
+    "strip",
+    "table_paths",
+]
 
 LM_SE_METHOD = (
     "paired standard error over windows: std(d, ddof=1) / sqrt(n) of the per-window "
@@ -159,24 +169,13 @@ def paired(base: np.ndarray, bits: np.ndarray) -> dict[str, float]:
     d = bits - base
     se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
     b = float(np.mean(base))
-    return {"bpb": float(np.mean(bits)), "increase": float(np.mean(d)),
-            "relative": float(np.mean(d)) / b, "relative_se": se / b, "n": len(d)}  # fmt: skip
-
-
-def hull_moves(points: Sequence[tuple[int, float]]) -> list[tuple[float, int, int]]:
-    """Steps down one kernel's lower convex hull of (bytes, increase): ``(slope, from, to)``
-    indices into ``points``, from the least increase to the fewest bytes."""
-    cur = min(range(len(points)), key=lambda i: (points[i][1], -points[i][0]))
-    moves = []
-    while True:
-        b0, i0 = points[cur]
-        nxt = [(( points[j][1] - i0) / (b0 - points[j][0]), points[j][0], j)
-               for j in range(len(points)) if points[j][0] < b0]  # fmt: skip
-        if not nxt:
-            return moves
-        slope, _, j = min(nxt)
-        moves.append((slope, cur, j))
-        cur = j
+    return {
+        "bpb": float(np.mean(bits)),
+        "increase": float(np.mean(d)),
+        "relative": float(np.mean(d)) / b,
+        "relative_se": se / b,
+        "n": len(d),
+    }
 
 
 def ckey(c: Choice) -> str:
@@ -194,8 +193,11 @@ def strip(rec: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def table_paths(params: Params, regex: str | None, layouts: Mapping[str, Any]) -> list[str]:
     if regex is None:
         return []
-    found = [p for p in selected_paths(params, regex, allow_empty=True)
-             if p not in layouts and np.ndim(_leaf(params, p)) == 2]  # fmt: skip
+    found = [
+        p
+        for p in selected_paths(params, regex, allow_empty=True)
+        if p not in layouts and np.ndim(_leaf(params, p)) == 2
+    ]
     if not found:
         raise ValueError(f"tables: {regex!r} selects no 2-D leaf that no matmul consumes")
     return found
