@@ -86,9 +86,11 @@ def train(model, apply_fn, splits, args, log) -> Any:
     t0 = time.time()
     for i in range(args.steps):
         w = jz.data.sample_windows(
-            splits.train, seq_len=args.seq_len, num=args.batch_size,
+            splits.train,
+            seq_len=args.seq_len,
+            num=args.batch_size,
             key=jax.random.fold_in(data_key, i),
-        )  # fmt: skip
+        )
         state, metrics = step(state, {"x": w.x, "y": w.y}, jax.random.fold_in(step_key, i))
         if (i + 1) % 100 == 0 or i + 1 == args.steps:
             log(f"step {i + 1}: loss {float(metrics['loss']):.4f} ({time.time() - t0:.0f}s)")
@@ -114,9 +116,11 @@ def main(argv: list[str] | None = None, log=print) -> dict[str, Any]:
         jz.train.save_params(args.out / "teacher.npz", params)
 
     calib_w = jz.data.sample_windows(
-        splits.train, seq_len=args.seq_len, num=args.calib_windows,
+        splits.train,
+        seq_len=args.seq_len,
+        num=args.calib_windows,
         key=jax.random.key(args.seed + 100),
-    )  # fmt: skip
+    )
     calib = [np.asarray(calib_w.x[i : i + 8]) for i in range(0, args.calib_windows, 8)]
 
     def model_fn(p, x, *, train=False, key=None):  # defaults, so layouts can trace (p, x)
@@ -150,8 +154,9 @@ def main(argv: list[str] | None = None, log=print) -> dict[str, Any]:
     fn, q = jz.quant.w8a8(model_fn, sp, layouts=layouts, in_scales=s)
     score("smoothquant_w8a8_dynamic", fn, q)
 
-    r = jz.quant.awq(model_fn, params, calib, layouts=layouts, bits=args.awq_bits,
-                     group_size=args.group_size)  # fmt: skip
+    r = jz.quant.awq(
+        model_fn, params, calib, layouts=layouts, bits=args.awq_bits, group_size=args.group_size
+    )
     rules = [(re.escape(p), spec) for p, spec in r.spec.items()]
     plain = jz.quant.make_scaled_apply(model_fn, layouts=layouts)
     score("w4_rtn", plain, jz.quant.quantize_params(params, rules))

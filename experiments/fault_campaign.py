@@ -222,17 +222,28 @@ def kill_and_resume(cmd_for, files, *, kills, rng, env, workdir: Path, label: st
             "resume_failed" if resumed.returncode != 0 else "different" if differ else "identical"
         )
         outcomes[outcome] += 1
-        details.append({"kill_at_s": round(at, 3), "killed": killed, "outcome": outcome,
-                        "finished_before": attempt + (not killed),
-                        "progress_at_kill": f"{done_at_kill}/{total}", "differ": differ,
-                        "stderr_tail": "" if outcome == "identical"
-                        else resumed.stderr[-300:]})  # fmt: skip
+        details.append(
+            {
+                "kill_at_s": round(at, 3),
+                "killed": killed,
+                "outcome": outcome,
+                "finished_before": attempt + (not killed),
+                "progress_at_kill": f"{done_at_kill}/{total}",
+                "differ": differ,
+                "stderr_tail": "" if outcome == "identical" else resumed.stderr[-300:],
+            }
+        )
         state = f"killed at {at:5.1f}s ({done_at_kill}/{total} done)" if killed else "finished"
         print(f"{label} {i + 1}/{kills} {state}: {outcome} {' '.join(differ)}", flush=True)
-    return {"reference_s": round(duration, 2), "kills": kills, "killed": killed_count,
-            "killed_identical": sum(d["killed"] and d["outcome"] == "identical" for d in details),
-            "finished_before_kill": finished_first, **outcomes,
-            "details": details}  # fmt: skip
+    return {
+        "reference_s": round(duration, 2),
+        "kills": kills,
+        "killed": killed_count,
+        "killed_identical": sum(d["killed"] and d["outcome"] == "identical" for d in details),
+        "finished_before_kill": finished_first,
+        **outcomes,
+        "details": details,
+    }
 
 
 def concurrent_runs(config: Path, want: dict, files, *, env, workdir: Path) -> dict:
@@ -241,9 +252,13 @@ def concurrent_runs(config: Path, want: dict, files, *, env, workdir: Path) -> d
     ``want`` is the reference run's :func:`snapshot`: the first run's outputs must equal it.
     """
     out = workdir / "concurrent"
-    first = subprocess.Popen(_cli("run", str(config), "--out", str(out), "--no-progress"),
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
+    first = subprocess.Popen(
+        _cli("run", str(config), "--out", str(out), "--no-progress"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = first.stderr.readline()  # the first stage's log line: it is running
         second = _run(_cli("run", str(config), "--out", str(out), "--no-progress"), env, 1800)
@@ -254,12 +269,21 @@ def concurrent_runs(config: Path, want: dict, files, *, env, workdir: Path) -> d
             first.kill()
             first.wait()
     lines = [s for s in second.stderr.splitlines() if s.strip()]
-    refused = (second.returncode == 2 and len(lines) == 1 and f"PID {first.pid}" in lines[0]
-               and "Traceback" not in second.stderr)  # fmt: skip
+    refused = (
+        second.returncode == 2
+        and len(lines) == 1
+        and f"PID {first.pid}" in lines[0]
+        and "Traceback" not in second.stderr
+    )
     first_intact = first_rc == 0 and snapshot(out, files) == want
-    return {"refused": refused, "first_exit": first_rc, "first_outputs_as_reference": first_intact,
-            "second_exit": second.returncode, "second_stderr": second.stderr[-500:],
-            "first_log": line.strip()}  # fmt: skip
+    return {
+        "refused": refused,
+        "first_exit": first_rc,
+        "first_outputs_as_reference": first_intact,
+        "second_exit": second.returncode,
+        "second_stderr": second.stderr[-500:],
+        "first_log": line.strip(),
+    }
 
 
 def failed_rerun(config: Path, files, *, env, workdir: Path, duration: float) -> dict:
@@ -280,8 +304,12 @@ def failed_rerun(config: Path, files, *, env, workdir: Path, duration: float) ->
         lost = sorted(f for f in files if snapshot(out, files)[f] != before[f])
         last = ([s for s in bad.stderr.splitlines() if s.strip()] or [""])[-1]
         clear = last.startswith("jaxzip: error: ") and "Traceback" not in bad.stderr
-        cases[name] = {"exit": bad.returncode, "lost": lost, "stderr_tail": bad.stderr[-300:],
-                       "intact": not lost and bad.returncode == 2 and clear}  # fmt: skip
+        cases[name] = {
+            "exit": bad.returncode,
+            "lost": lost,
+            "stderr_tail": bad.stderr[-300:],
+            "intact": not lost and bad.returncode == 2 and clear,
+        }
     killed = run_killed([*cmd, "--set", "train.epochs=5"], env, 0.5 * duration)
     lost = sorted(f for f in files if snapshot(out, files)[f] != before[f])
     cases["killed"] = {"killed": killed, "lost": lost, "intact": killed and not lost}

@@ -60,13 +60,75 @@ import fuzz_crafted as crafted  # experiments/ is on sys.path, as for _common
 CODEC_PREFIX = struct.Struct("<8sHHII")
 DEPLOY_PREFIX = struct.Struct("<8sHHIQQIII")
 TARGET_MIX = (("codec", 0.8), ("deploy", 0.1), ("npz", 0.1))
-INTERESTING = (0, 1, -1, 2, 3, 7, 8, 9, 15, 16, 255, 256, 65535, 2**20, 2**24, 2**26, 2**28,
-               2**31 - 1, 2**31, 2**32 - 1,
-               2**32, 2**39, 2**40, 2**62, 2**63, 2**64, -(2**63), 10**30)  # fmt: skip
-WORDS = ("raw", "pack", "ans", "huffman", "sparse", "bitmask", "gaps", "dense", "leaf", "dict",
-         "list", "tuple", "none", "qarray", "kmeans", "py", "numpy", "jax", "npscalar", "float32",
-         "int8", "uint8", "bool", "int64", "bfloat16", "float64", "object", "", "values", "mask",
-         "indices", "centroids", "value", "scale", "zero_point", "int", "float")  # fmt: skip
+INTERESTING = (
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    8,
+    9,
+    15,
+    16,
+    255,
+    256,
+    65535,
+    2**20,
+    2**24,
+    2**26,
+    2**28,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**39,
+    2**40,
+    2**62,
+    2**63,
+    2**64,
+    -(2**63),
+    10**30,
+)
+WORDS = (
+    "raw",
+    "pack",
+    "ans",
+    "huffman",
+    "sparse",
+    "bitmask",
+    "gaps",
+    "dense",
+    "leaf",
+    "dict",
+    "list",
+    "tuple",
+    "none",
+    "qarray",
+    "kmeans",
+    "py",
+    "numpy",
+    "jax",
+    "npscalar",
+    "float32",
+    "int8",
+    "uint8",
+    "bool",
+    "int64",
+    "bfloat16",
+    "float64",
+    "object",
+    "",
+    "values",
+    "mask",
+    "indices",
+    "centroids",
+    "value",
+    "scale",
+    "zero_point",
+    "int",
+    "float",
+)
 
 
 # ---- the corpus -------------------------------------------------------------------------
@@ -101,15 +163,23 @@ def lenet_tree(seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     scale = np.abs(conv).max(axis=(0, 1, 2), keepdims=True) / 7
     qconv = jz.quant.QArray(
         values=jnp.asarray(np.clip(np.round(conv / scale), -8, 7).astype(np.int8)),
-        scale=jnp.asarray(scale), zero_point=jnp.zeros((1, 1, 1, 4), jnp.int32),
-        bits=4, axes=(3,), group_size=None, group_axis=None, dtype=np.dtype(np.float32),
-    )  # fmt: skip
+        scale=jnp.asarray(scale),
+        zero_point=jnp.zeros((1, 1, 1, 4), jnp.int32),
+        bits=4,
+        axes=(3,),
+        group_size=None,
+        group_axis=None,
+        dtype=np.dtype(np.float32),
+    )
     centroids = np.sort(rng.normal(size=16)).astype(np.float32)
     idx = np.abs(w0[..., None] - centroids).argmin(-1).astype(np.uint8) * m0
     books = jz.quant.KMeansArray(
-        indices=jnp.asarray(idx.astype(np.uint8)), centroids=jnp.asarray(centroids),
-        mask=jnp.asarray(m0), bits=4, dtype=np.dtype(np.float32),
-    )  # fmt: skip
+        indices=jnp.asarray(idx.astype(np.uint8)),
+        centroids=jnp.asarray(centroids),
+        mask=jnp.asarray(m0),
+        bits=4,
+        dtype=np.dtype(np.float32),
+    )
     tree = {
         "Conv_0": {"kernel": qconv, "bias": jnp.zeros(4)},
         "Dense_0": {"kernel": books, "bias": params["Dense_0"]["bias"]},
@@ -187,14 +257,26 @@ def raw_mutation(rng: random.Random, data: bytes, others: list[bytes]) -> tuple[
 def _random_value(rng: random.Random, old: Any) -> Any:
     if isinstance(old, int) and not isinstance(old, bool) and rng.random() < 0.5:
         return rng.choice((old + 1, old - 1, old * 2, old // 2, -old, old + 2**32, old * 1000))
-    make = rng.choice((
-        lambda: rng.choice(INTERESTING), lambda: rng.choice(WORDS), lambda: None, lambda: True,
-        lambda: False, lambda: 1.5, lambda: -0.0, lambda: 1e308, lambda: float("inf"),
-        lambda: float("nan"), lambda: [], lambda: {},
-        lambda: [rng.choice(INTERESTING)] * rng.randint(1, 40),
-        lambda: {"t": "leaf", "i": rng.choice(INTERESTING)}, lambda: "x" * rng.randint(1, 300),
-        lambda: _deep(rng.choice((10, 70, 200))),
-    ))  # fmt: skip
+    make = rng.choice(
+        (
+            lambda: rng.choice(INTERESTING),
+            lambda: rng.choice(WORDS),
+            lambda: None,
+            lambda: True,
+            lambda: False,
+            lambda: 1.5,
+            lambda: -0.0,
+            lambda: 1e308,
+            lambda: float("inf"),
+            lambda: float("nan"),
+            lambda: [],
+            lambda: {},
+            lambda: [rng.choice(INTERESTING)] * rng.randint(1, 40),
+            lambda: {"t": "leaf", "i": rng.choice(INTERESTING)},
+            lambda: "x" * rng.randint(1, 300),
+            lambda: _deep(rng.choice((10, 70, 200))),
+        )
+    )
     return make()
 
 
@@ -329,8 +411,19 @@ def npz_mutation(rng: random.Random, data: bytes, others: list[bytes]) -> tuple[
     head, body = npy[10 : 10 + hlen].decode("latin1"), npy[10 + hlen :]
     op = rng.choice(("shape", "dtype", "order", "body", "rename"))
     if op == "shape":
-        shape = rng.choice(("()", "(0,)", "(2**40,)", "(1099511627776, 8)", "(-1,)", "(3, 3, 1, 40)",
-                            "(4294967296,)", "(1, 1, 1, 1, 1, 1)", "(10000000000000000000,)"))  # fmt: skip
+        shape = rng.choice(
+            (
+                "()",
+                "(0,)",
+                "(2**40,)",
+                "(1099511627776, 8)",
+                "(-1,)",
+                "(3, 3, 1, 40)",
+                "(4294967296,)",
+                "(1, 1, 1, 1, 1, 1)",
+                "(10000000000000000000,)",
+            )
+        )
         head = head[: head.index("'shape':")] + f"'shape': {shape}, }}"
     elif op == "dtype":
         new = rng.choice(("'|O'", "'<f8'", "'|b1'", "'<U10'", "'V4'", "'<c8'", "[('a', '<f4')]"))
@@ -515,8 +608,15 @@ class Runner:
 def run_one(runner: Runner, seed: int, case: int) -> dict[str, Any]:
     target, base, data, ops = make_case(seed, case, runner.corpus)
     outcome, detail, peak = runner.run(target, base, data)
-    return {"case": case, "target": target, "ops": ops, "outcome": outcome, "detail": detail,
-            "peak": peak, "size": len(data)}  # fmt: skip
+    return {
+        "case": case,
+        "target": target,
+        "ops": ops,
+        "outcome": outcome,
+        "detail": detail,
+        "peak": peak,
+        "size": len(data),
+    }
 
 
 def _worker(conn: Any, corpus: dict[str, list[bytes]], seed: int, timeout: float) -> None:
@@ -549,9 +649,15 @@ def _start(ctx: Any, corpus: dict[str, list[bytes]], seed: int, timeout: float) 
 
 
 def run_pool(
-    corpus: dict[str, list[bytes]], *, seed: int, cases: int, workers: int, timeout: float,
-    chunk: int = 64, progress: bool = True,
-) -> tuple[list[dict[str, Any]], list[int]]:  # fmt: skip
+    corpus: dict[str, list[bytes]],
+    *,
+    seed: int,
+    cases: int,
+    workers: int,
+    timeout: float,
+    chunk: int = 64,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], list[int]]:
     """Runs the cases in ``workers`` spawned processes; a silent or dead worker is replaced.
 
     The case a worker was on when it died is a ``crash``; one it was on when it
@@ -574,8 +680,17 @@ def run_pool(
         case, rest = s["pending"][0], s["pending"][1:]
         target, _, data, ops = make_case(seed, case, corpus)
         detail = f"worker exit code {s['proc'].exitcode}"
-        records.append({"case": case, "target": target, "ops": ops, "outcome": outcome,
-                        "detail": detail, "peak": 0, "size": len(data)})  # fmt: skip
+        records.append(
+            {
+                "case": case,
+                "target": target,
+                "ops": ops,
+                "outcome": outcome,
+                "detail": detail,
+                "peak": 0,
+                "size": len(data),
+            }
+        )
         if rest:
             todo.insert(0, rest)
         slots[i] = _start(ctx, corpus, seed, timeout)
@@ -653,22 +768,33 @@ def format_summary(s: dict[str, Any]) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in t["counts"].items())
         m = t["peak_over_size"]
         lines.append(f"{target:7s} {counts}")
-        lines.append(f"        checksum escapes={t['checksum_escapes']}  peak/size median="
-                     f"{m['median']} p99={m['p99']} max={m['max']} "
-                     f"(max peak {m['max_peak_bytes']} B)")  # fmt: skip
+        lines.append(
+            f"        checksum escapes={t['checksum_escapes']}  peak/size median="
+            f"{m['median']} p99={m['p99']} max={m['max']} "
+            f"(max peak {m['max_peak_bytes']} B)"
+        )
         for kind, o in t["unexpected"].items():
             smp = o["sample"]
-            lines.append(f"        {kind}: {o['count']}  e.g. case {smp['case']} ({smp['ops']}): "
-                         f"{smp['detail'][:120]}")  # fmt: skip
-    lines.append(f"unexpected exceptions, crashes and hangs: {s['unexpected_total']} "
-                 f"(hangs {s['hangs']})")  # fmt: skip
+            lines.append(
+                f"        {kind}: {o['count']}  e.g. case {smp['case']} ({smp['ops']}): "
+                f"{smp['detail'][:120]}"
+            )
+    lines.append(
+        f"unexpected exceptions, crashes and hangs: {s['unexpected_total']} (hangs {s['hangs']})"
+    )
     return "\n".join(lines)
 
 
 def run_campaign(
-    *, cases: int, seed: int, corpus_seed: int = 0, workers: int = 2, timeout: float = 5.0,
-    progress: bool = False, inspect: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+    *,
+    cases: int,
+    seed: int,
+    corpus_seed: int = 0,
+    workers: int = 2,
+    timeout: float = 5.0,
+    progress: bool = False,
+    inspect: bool = True,
+) -> dict[str, Any]:
     """Builds the corpus and runs ``cases`` mutated files; ``workers=0`` runs in this process.
 
     ``inspect=False`` skips ``jaxzip inspect`` on each case (only with ``workers=0``).
@@ -685,12 +811,18 @@ def run_campaign(
                 runner.close()
         rss: list[int] = []
     else:
-        records, rss = run_pool(corpus, seed=seed, cases=cases, workers=workers,
-                                timeout=timeout, progress=progress)  # fmt: skip
+        records, rss = run_pool(
+            corpus, seed=seed, cases=cases, workers=workers, timeout=timeout, progress=progress
+        )
     summary = summarize(records, time.monotonic() - t0)
-    summary.update(seed=seed, corpus_seed=corpus_seed, workers=workers, timeout_s=timeout,
-                   corpus_bytes={k: [len(f) for f in v] for k, v in corpus.items()},
-                   worker_max_rss_kb=rss)  # fmt: skip
+    summary.update(
+        seed=seed,
+        corpus_seed=corpus_seed,
+        workers=workers,
+        timeout_s=timeout,
+        corpus_bytes={k: [len(f) for f in v] for k, v in corpus.items()},
+        worker_max_rss_kb=rss,
+    )
     return summary
 
 
@@ -717,11 +849,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds before a case is a hang")
     ap.add_argument("--json", type=Path, default=Path("fuzz_codec.json"), help="summary file")
     ap.add_argument("--replay", type=int, default=None, help="re-run one case id and raise")
-    ap.add_argument("--crafted", action=argparse.BooleanOptionalAction, default=True,
-                    help="also run the crafted cases (bombs, inconsistent leaves and trees, "
-                         "NaN, bad StableHLO), load and inspect each")  # fmt: skip
-    ap.add_argument("--bomb-bytes", type=int, default=1 << 20,
-                    help="file size of the declared-size bombs (their peak RSS is measured)")  # fmt: skip
+    ap.add_argument(
+        "--crafted",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the crafted cases (bombs, inconsistent leaves and trees, "
+        "NaN, bad StableHLO), load and inspect each",
+    )
+    ap.add_argument(
+        "--bomb-bytes",
+        type=int,
+        default=1 << 20,
+        help="file size of the declared-size bombs (their peak RSS is measured)",
+    )
     args = ap.parse_args(argv)
     if args.cases < 1 or args.workers < 0 or args.timeout <= 0 or args.bomb_bytes < 1:
         ap.error("--cases and --bomb-bytes must be >= 1, --workers >= 0 and --timeout > 0")
@@ -730,8 +870,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         return None
     from jaxzip.io import atomic_write_json
 
-    summary = run_campaign(cases=args.cases, seed=args.seed, corpus_seed=args.corpus_seed,
-                           workers=args.workers, timeout=args.timeout, progress=True)  # fmt: skip
+    summary = run_campaign(
+        cases=args.cases,
+        seed=args.seed,
+        corpus_seed=args.corpus_seed,
+        workers=args.workers,
+        timeout=args.timeout,
+        progress=True,
+    )
     if args.crafted:
         with tempfile.TemporaryDirectory() as d:
             summary["crafted"] = crafted.run_crafted(

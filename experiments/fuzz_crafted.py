@@ -135,62 +135,155 @@ def _skewed_ans(n: int) -> bytes:
 def _bomb_leaves(kind: str, n: int) -> tuple[list[dict[str, Any]], list[bytes], list[Any]]:
     """Leaf entries, sections and tree nodes of one bomb kind declaring ``n`` elements."""
     if kind == "const-int8":
-        return ([{"path": "b", "kind": "numpy", "meta": {},
-                  "components": [comp("value", "int8", [n], const(1))]}], [b""], ["b"])  # fmt: skip
+        return (
+            [
+                {
+                    "path": "b",
+                    "kind": "numpy",
+                    "meta": {},
+                    "components": [comp("value", "int8", [n], const(1))],
+                }
+            ],
+            [b""],
+            ["b"],
+        )
     if kind == "const-int32-ans":
         enc = {"enc": "ans", "offset": 7, "k": 1}
         sec = b"\x00" + struct.pack("<I", n & 0xFFFFFFFF)
-        return ([{"path": "b", "kind": "numpy", "meta": {},
-                  "components": [comp("value", "int32", [n], enc)]}], [sec], ["b"])  # fmt: skip
+        return (
+            [
+                {
+                    "path": "b",
+                    "kind": "numpy",
+                    "meta": {},
+                    "components": [comp("value", "int32", [n], enc)],
+                }
+            ],
+            [sec],
+            ["b"],
+        )
     if kind == "skewed-ans-int8":
         enc = {"enc": "ans", "offset": 0, "k": 2}
-        return ([{"path": "b", "kind": "numpy", "meta": {},
-                  "components": [comp("value", "int8", [n], enc)]}], [_skewed_ans(n)], ["b"])  # fmt: skip
+        return (
+            [
+                {
+                    "path": "b",
+                    "kind": "numpy",
+                    "meta": {},
+                    "components": [comp("value", "int8", [n], enc)],
+                }
+            ],
+            [_skewed_ans(n)],
+            ["b"],
+        )
     if kind == "sparse-gaps-int8":
-        enc = {"enc": "sparse", "nnz": n, "pos_len": 0, "values": const(1),
-               "pos": {"enc": "gaps", "bits": 1, "count": n, "coder": const(0)}}  # fmt: skip
-        return ([{"path": "b", "kind": "numpy", "meta": {},
-                  "components": [comp("value", "int8", [n], enc)]}], [b""], ["b"])  # fmt: skip
+        enc = {
+            "enc": "sparse",
+            "nnz": n,
+            "pos_len": 0,
+            "values": const(1),
+            "pos": {"enc": "gaps", "bits": 1, "count": n, "coder": const(0)},
+        }
+        return (
+            [
+                {
+                    "path": "b",
+                    "kind": "numpy",
+                    "meta": {},
+                    "components": [comp("value", "int8", [n], enc)],
+                }
+            ],
+            [b""],
+            ["b"],
+        )
     if kind == "sparse-rowcol-int8":  # one column, one full cell: no ANS bits, no group bits
-        pos = {"enc": "rowcol", "cols": 1, "groups": 2, "ones": [n, 0, 0, 0],
-               "row_groups": const(0), "row_len": 0, "col_groups": const(0), "col_len": 0}  # fmt: skip
+        pos = {
+            "enc": "rowcol",
+            "cols": 1,
+            "groups": 2,
+            "ones": [n, 0, 0, 0],
+            "row_groups": const(0),
+            "row_len": 0,
+            "col_groups": const(0),
+            "col_len": 0,
+        }
         enc = {"enc": "sparse", "nnz": n, "pos_len": 0, "values": const(1), "pos": pos}
-        return ([{"path": "b", "kind": "numpy", "meta": {},
-                  "components": [comp("value", "int8", [n, 1], enc)]}], [b""], ["b"])  # fmt: skip
+        return (
+            [
+                {
+                    "path": "b",
+                    "kind": "numpy",
+                    "meta": {},
+                    "components": [comp("value", "int8", [n, 1], enc)],
+                }
+            ],
+            [b""],
+            ["b"],
+        )
     if kind == "kmeans-masked":
-        comps = [comp("mask", "bool", [n], const(1)),
-                 comp("centroids", "float32", [2], {"enc": "raw"}),
-                 comp("indices", "uint8", [n], const(1))]  # fmt: skip
-        leaf = {"path": "b", "kind": "kmeans", "components": comps,
-                "meta": {"bits": 1, "dtype": "float32", "masked": True}}  # fmt: skip
+        comps = [
+            comp("mask", "bool", [n], const(1)),
+            comp("centroids", "float32", [2], {"enc": "raw"}),
+            comp("indices", "uint8", [n], const(1)),
+        ]
+        leaf = {
+            "path": "b",
+            "kind": "kmeans",
+            "components": comps,
+            "meta": {"bits": 1, "dtype": "float32", "masked": True},
+        }
         return [leaf], [b"", np.array([-1, 1], "<f4").tobytes(), b""], ["b"]
     if kind == "qarray":
         rows = max(1, n // 64)
-        comps = [comp("values", "int8", [rows, 64], const(3)),
-                 comp("scale", "float32", [1, 1], {"enc": "raw"}),
-                 comp("zero_point", "int32", [1, 1], const(0))]  # fmt: skip
+        comps = [
+            comp("values", "int8", [rows, 64], const(3)),
+            comp("scale", "float32", [1, 1], {"enc": "raw"}),
+            comp("zero_point", "int32", [1, 1], const(0)),
+        ]
         meta = {"bits": 4, "axes": [], "group_size": None, "group_axis": None, "dtype": "float32"}
         leaf = {"path": "b", "kind": "qarray", "components": comps, "meta": meta}
         return [leaf], [b"", np.array([0.5], "<f4").tobytes(), b""], ["b"]
     if kind == "many-leaves":
         m = max(1, n // 64)
-        leaves = [{"path": f"b{i}", "kind": "numpy", "meta": {},
-                   "components": [comp("value", "int8", [m], const(1))]} for i in range(64)]  # fmt: skip
+        leaves = [
+            {
+                "path": f"b{i}",
+                "kind": "numpy",
+                "meta": {},
+                "components": [comp("value", "int8", [m], const(1))],
+            }
+            for i in range(64)
+        ]
         return leaves, [b""] * 64, [f"b{i}" for i in range(64)]
     raise ValueError(kind)
 
 
-BOMBS = ("const-int8", "const-int32-ans", "skewed-ans-int8", "sparse-gaps-int8",
-         "sparse-rowcol-int8", "kmeans-masked", "qarray", "many-leaves")  # fmt: skip
+BOMBS = (
+    "const-int8",
+    "const-int32-ans",
+    "skewed-ans-int8",
+    "sparse-gaps-int8",
+    "sparse-rowcol-int8",
+    "kmeans-masked",
+    "qarray",
+    "many-leaves",
+)
 
 
 def bomb_file(kind: str, n: int, filler: bytes) -> bytes:
     """A file of ``filler`` (a raw uint8 leaf, to set the file size) and one bomb declaring ``n``."""
     leaves, sections, keys = _bomb_leaves(kind, n)
-    fill = {"path": "filler", "kind": "numpy", "meta": {},
-            "components": [comp("value", "uint8", [len(filler)], {"enc": "raw"})]}  # fmt: skip
-    tree = {"t": "dict", "k": ["filler", *keys],
-            "c": [{"t": "leaf", "i": i} for i in range(len(keys) + 1)]}  # fmt: skip
+    fill = {
+        "path": "filler",
+        "kind": "numpy",
+        "meta": {},
+        "components": [comp("value", "uint8", [len(filler)], {"enc": "raw"})],
+    }
+    tree = {
+        "t": "dict",
+        "k": ["filler", *keys],
+        "c": [{"t": "leaf", "i": i} for i in range(len(keys) + 1)],
+    }
     return build_jz(tree, [fill, *leaves], [filler, *sections])
 
 
@@ -352,9 +445,15 @@ def leaf_cases() -> list[Case]:
         }
         t["leaves"][-1]["path"] = "w/a"
 
-    trees = {"dup-root-key": dup_root, "leaf-reused": reuse, "leaves-swapped": swap,
-             "leaf-left-out": drop, "leaf-replaced-by-none": none, "path-differs": rename,
-             "dup-nested-key": nested}  # fmt: skip
+    trees = {
+        "dup-root-key": dup_root,
+        "leaf-reused": reuse,
+        "leaves-swapped": swap,
+        "leaf-left-out": drop,
+        "leaf-replaced-by-none": none,
+        "path-differs": rename,
+        "dup-nested-key": nested,
+    }
     out = [Case("kmeans", k, ".jz", edit_jz(base, f), "refuse") for k, f in kmeans.items()]
     out += [Case("qarray", k, ".jz", edit_jz(base, f), "refuse") for k, f in qarray.items()]
     out += [Case("tree", k, ".jz", edit_jz(base, _tree(f)), "refuse") for k, f in trees.items()]
@@ -364,8 +463,15 @@ def leaf_cases() -> list[Case]:
         bad = text.replace('"version": 1,', f'"version": 1, "x": {const_},', 1).encode()
         body = CODEC_PREFIX.pack(CODEC_MAGIC, 1, 0, len(bad), zlib.crc32(bad)) + bad
         body += b"".join(sections)
-        out.append(Case("nan", f"jz-header-{const_}", ".jz",
-                        body + struct.pack("<I", zlib.crc32(body)), "refuse"))  # fmt: skip
+        out.append(
+            Case(
+                "nan",
+                f"jz-header-{const_}",
+                ".jz",
+                body + struct.pack("<I", zlib.crc32(body)),
+                "refuse",
+            )
+        )
     return out
 
 
@@ -433,12 +539,22 @@ def hlo_cases() -> list[Case]:
     for name, h in hlos.items():
         blob = h if isinstance(h, (bytes, bytearray)) else h.serialize()
         out.append(Case("hlo", name, ".jzx", pack_jzx(info, bytes(blob), weights), "refuse"))
-    out.append(Case("hlo", "info-output-shape", ".jzx",
-                    pack_jzx({**info, "output_shape": [1, 3]}, hlo, weights), "refuse"))  # fmt: skip
+    out.append(
+        Case(
+            "hlo",
+            "info-output-shape",
+            ".jzx",
+            pack_jzx({**info, "output_shape": [1, 3]}, hlo, weights),
+            "refuse",
+        )
+    )
     for field, const_ in (("jax_version", "NaN"), ("extra", "Infinity"), ("num_weights", "NaN")):
         text = json.dumps({**info, field: 0}).replace(f'"{field}": 0', f'"{field}": {const_}')
-        out.append(Case("nan", f"jzx-info-{field}-{const_}", ".jzx",
-                        pack_jzx(text, hlo, weights), "refuse"))  # fmt: skip
+        out.append(
+            Case(
+                "nan", f"jzx-info-{field}-{const_}", ".jzx", pack_jzx(text, hlo, weights), "refuse"
+            )
+        )
     return out
 
 
@@ -497,15 +613,23 @@ def _subprocess(mode: str, path: Path, timeout: float) -> dict[str, Any]:
         return {"outcome": "hang", "detail": f"over {timeout} s", "rss_kb": 0}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        return {"outcome": "crash", "detail": f"exit {done.returncode}: {done.stderr[-300:]}",
-                "rss_kb": 0}  # fmt: skip
+        return {
+            "outcome": "crash",
+            "detail": f"exit {done.returncode}: {done.stderr[-300:]}",
+            "rss_kb": 0,
+        }
     return json.loads(lines[-1])
 
 
 def run_crafted(
-    *, bomb_bytes: int, scratch: Path, rss: bool, workers: int = 2, timeout: float = 600.0,
+    *,
+    bomb_bytes: int,
+    scratch: Path,
+    rss: bool,
+    workers: int = 2,
+    timeout: float = 600.0,
     kinds: tuple[str, ...] = BOMBS,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Runs every crafted case through load and inspect; returns the figures.
 
     With ``rss=True`` each bomb that must load runs in fresh processes (load, then
@@ -579,8 +703,12 @@ def summarize_crafted(records: list[dict[str, Any]]) -> dict[str, Any]:
         if r["verdict"] == "as expected":
             k["as_expected"] += 1
         else:
-            k["failures"].append({x: r[x] for x in ("name", "expect", "load", "inspect",
-                                                     "load_detail", "inspect_detail")})  # fmt: skip
+            k["failures"].append(
+                {
+                    x: r[x]
+                    for x in ("name", "expect", "load", "inspect", "load_detail", "inspect_detail")
+                }
+            )
     bombs = []
     for r in records:
         if r["cls"] != "bomb":
@@ -604,10 +732,16 @@ def summarize_crafted(records: list[dict[str, Any]]) -> dict[str, Any]:
     )
     worst = max((max(b["load_over_cap"], b["inspect_over_cap"]) for b in bombs), default=0.0)
     over = sum(not (b["load_within"] and b["inspect_within"]) for b in bombs)
-    return {"cases": len(records), "classes": classes, "bombs": bombs,
-            "failures": failures, "inconsistent_loaded": loaded,
-            "tracebacks_hangs_crashes": other, "worst_memory_over_cap": worst,
-            "over_memory_bound": over}  # fmt: skip
+    return {
+        "cases": len(records),
+        "classes": classes,
+        "bombs": bombs,
+        "failures": failures,
+        "inconsistent_loaded": loaded,
+        "tracebacks_hangs_crashes": other,
+        "worst_memory_over_cap": worst,
+        "over_memory_bound": over,
+    }
 
 
 def format_crafted(s: dict[str, Any]) -> str:
@@ -616,12 +750,16 @@ def format_crafted(s: dict[str, Any]) -> str:
     for cls, k in s["classes"].items():
         lines.append(f"  {cls:7s} {k['cases']:3d} cases, {k['as_expected']} as expected")
         for f in k["failures"]:
-            lines.append(f"          FAIL {f['name']}: expect {f['expect']}, load {f['load']}, "
-                         f"inspect {f['inspect']} ({f['load_detail'][:80]})")  # fmt: skip
+            lines.append(
+                f"          FAIL {f['name']}: expect {f['expect']}, load {f['load']}, "
+                f"inspect {f['inspect']} ({f['load_detail'][:80]})"
+            )
     if s["bombs"]:
-        lines.append("  bombs: memory used beside the cap max(1 MiB, 1024 x file bytes); bound: cap + "
-                     f"{WORKING_BYTES >> 20} MiB of working buffers; [rss] = a fresh process's peak RSS "
-                     "over its resident memory before the load, [tra] = tracemalloc peak")  # fmt: skip
+        lines.append(
+            "  bombs: memory used beside the cap max(1 MiB, 1024 x file bytes); bound: cap + "
+            f"{WORKING_BYTES >> 20} MiB of working buffers; [rss] = a fresh process's peak RSS "
+            "over its resident memory before the load, [tra] = tracemalloc peak"
+        )
         for b in s["bombs"]:
             lines.append(
                 f"    {b['name']:26s} [{b['measure'][:3]}] {b['bytes']:>9d} B  "
@@ -651,8 +789,16 @@ def _one(mode: str, path: str) -> None:
     before = int(Path("/proc/self/statm").read_text().split()[1]) * page_kb  # resident now
     outcome, detail = run_mode(mode, Path(path))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # high-water mark, imports too
-    print(json.dumps({"outcome": outcome, "detail": detail, "rss_kb": peak,
-                      "extra_kb": max(0, peak - before)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "outcome": outcome,
+                "detail": detail,
+                "rss_kb": peak,
+                "extra_kb": max(0, peak - before),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

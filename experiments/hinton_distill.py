@@ -69,24 +69,43 @@ PAPER_ERRORS = {"teacher": 67, "student_alone": 146, "student_distilled": 74}
 
 NUMBERS = (
     ("--temperature", float, 20.0, "distillation temperature T"),
-    ("--alpha", float, 0.9,
-     "weight of the soft (T^2 KL) term; 1 - alpha weights the hard labels"),
+    ("--alpha", float, 0.9, "weight of the soft (T^2 KL) term; 1 - alpha weights the hard labels"),
     ("--teacher-dropout", float, 0.3, "dropout on hidden units"),
-    ("--teacher-input-dropout", float, 0.0,
-     "teacher's dropout on input pixels (Srivastava et al.'s nets: 0.2)"),
+    (
+        "--teacher-input-dropout",
+        float,
+        0.0,
+        "teacher's dropout on input pixels (Srivastava et al.'s nets: 0.2)",
+    ),
     ("--shift", int, 2, "teacher's random shift in pixels (0: no shifts)"),
-    ("--student-shift", int, 0,
-     "both students' random shift in pixels (0: none, the paper's protocol); the "
-     "distilled student's teacher sees the same shifted images"),
-    ("--max-norm", float, 0.0,
-     "teacher only: after each update, scale every unit's incoming weight vector "
-     "back to this L2 norm when it grows past it (the paper's weight constraint; 0: off)"),
+    (
+        "--student-shift",
+        int,
+        0,
+        "both students' random shift in pixels (0: none, the paper's protocol); the "
+        "distilled student's teacher sees the same shifted images",
+    ),
+    (
+        "--max-norm",
+        float,
+        0.0,
+        "teacher only: after each update, scale every unit's incoming weight vector "
+        "back to this L2 norm when it grows past it (the paper's weight constraint; 0: off)",
+    ),
     ("--learning-rate", float, 0.1, "teacher's peak SGD rate"),
-    ("--student-learning-rate", float, 0.02,
-     "peak rate of both students (SGD: the T^2-scaled soft loss diverges at 0.1)"),
-    ("--clip-norm", float, 0.0,
-     "clip both students' gradients to this global norm before the optimizer (0: off)"),
-)  # fmt: skip
+    (
+        "--student-learning-rate",
+        float,
+        0.02,
+        "peak rate of both students (SGD: the T^2-scaled soft loss diverges at 0.1)",
+    ),
+    (
+        "--clip-norm",
+        float,
+        0.0,
+        "clip both students' gradients to this global norm before the optimizer (0: off)",
+    ),
+)
 """The numeric options: ``(flag, type, default, help)``."""
 
 

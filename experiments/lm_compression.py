@@ -88,11 +88,26 @@ GROUP = 64
 MLP = re.compile(r"mlp_")  # the MLP kernels: Qwix's GPTQ runs on these only (see qwix_rows)
 EMBED_SPEC = jz.quant.QuantSpec(bits=8, axes=(0,))  # int8, one scale per embedding row
 # (bits, groups of 64, symmetric): RTN and GPTQ on every kernel, and GPTQ (MLP only)
-WEIGHT_SETTINGS = ((8, False, True),
-                   (4, False, True), (4, False, False), (4, True, True), (4, True, False),
-                   (3, False, True), (3, False, False), (3, True, True), (3, True, False))  # fmt: skip
-MLP_SETTINGS = ((8, False, True), (4, False, True), (4, False, False), (4, True, True),
-                (4, True, False), (3, False, False), (3, True, False))  # fmt: skip
+WEIGHT_SETTINGS = (
+    (8, False, True),
+    (4, False, True),
+    (4, False, False),
+    (4, True, True),
+    (4, True, False),
+    (3, False, True),
+    (3, False, False),
+    (3, True, True),
+    (3, True, False),
+)
+MLP_SETTINGS = (
+    (8, False, True),
+    (4, False, True),
+    (4, False, False),
+    (4, True, True),
+    (4, True, False),
+    (3, False, False),
+    (3, True, False),
+)
 
 
 ASYM_NOTE = (
@@ -102,8 +117,13 @@ ASYM_NOTE = (
     "absmax / (2^(B-1) - 1); Qwix: 2^B levels, absmax / (2^(B-1) - 0.5))."
 )
 # Qwix's PTQ and GPTQ: absmax (its symmetric 16-level int4 grid) and minmax (asymmetric)
-QWIX_SETTINGS = ((8, False, True), (4, False, True), (4, False, False), (4, True, True),
-                 (4, True, False))  # fmt: skip
+QWIX_SETTINGS = (
+    (8, False, True),
+    (4, False, True),
+    (4, False, False),
+    (4, True, True),
+    (4, True, False),
+)
 
 
 def setting_name(bits: int, grouped: bool, symmetric: bool = True) -> str:
@@ -156,11 +176,13 @@ class Bench:
         splits = common.load_text_splits(args)
         windows = jz.data.eval_windows(splits.held_out, seq_len=args.seq_len, name="held_out")
         n = args.eval_windows or len(windows)
-        self.windows = jz.data.TokenWindows(x=windows.x[:n], y=windows.y[:n],
-                                            vocab_size=windows.vocab_size, name="held_out")  # fmt: skip
+        self.windows = jz.data.TokenWindows(
+            x=windows.x[:n], y=windows.y[:n], vocab_size=windows.vocab_size, name="held_out"
+        )
         self.train_text = splits.train
-        calib = jz.data.sample_windows(splits.train, seq_len=args.seq_len, num=args.calib,
-                                       key=self.key("calibration"))  # fmt: skip
+        calib = jz.data.sample_windows(
+            splits.train, seq_len=args.seq_len, num=args.calib, key=self.key("calibration")
+        )
         b = args.calib_batch
         self.calib = [jnp.asarray(calib.x[i : i + b]) for i in range(0, args.calib, b)]
         self.model = jz.models.Transformer(**SIZES[args.size], max_len=args.seq_len)
@@ -173,8 +195,11 @@ class Bench:
         self.layouts = jz.layout.trace_layouts(self.fwd, self.params, self.calib[0][:1])
         self.kernels = jz.layout.matmul_where(self.layouts)
         # embedding tables: the 2-D leaves named *embed* (token and position embeddings)
-        self.tables = [path for path, leaf in jz.paths.leaves_with_paths(self.params)
-                       if np.ndim(leaf) == 2 and "embed" in path and path not in self.layouts]  # fmt: skip
+        self.tables = [
+            path
+            for path, leaf in jz.paths.leaves_with_paths(self.params)
+            if np.ndim(leaf) == 2 and "embed" in path and path not in self.layouts
+        ]
         self.num_params = sum(int(np.size(x)) for x in jax.tree.leaves(self.params))
         self.fp32 = self.bpb(self.params)
         self.fp32_bytes = file_bytes(self.params)
@@ -195,9 +220,12 @@ class Bench:
         state = jz.train.init_state(params, tx)
         data_key, step_key = self.key("finetune-data"), self.key("finetune-step")
         for i in range(steps):
-            w = jz.data.sample_windows(self.train_text, seq_len=self.args.seq_len,
-                                       num=self.args.batch_size,
-                                       key=jax.random.fold_in(data_key, i))  # fmt: skip
+            w = jz.data.sample_windows(
+                self.train_text,
+                seq_len=self.args.seq_len,
+                num=self.args.batch_size,
+                key=jax.random.fold_in(data_key, i),
+            )
             state, _ = step(state, {"x": w.x, "y": w.y}, jax.random.fold_in(step_key, i))
         return state.params
 
@@ -226,11 +254,15 @@ def specs_for(b: Bench, bits: int, grouped: bool, symmetric: bool = True) -> dic
     """Per kernel: one scale (and zero point) per output channel (its traced out axes),
     optionally per group; ``symmetric=False`` is the asymmetric zero-point grid."""
     return {
-        path: jz.quant.QuantSpec(bits=bits, axes=lay.quant_axes(), symmetric=symmetric,
-                                 group_size=b.group_for(lay) if grouped else None,
-                                 group_axis=lay.group_axis())
+        path: jz.quant.QuantSpec(
+            bits=bits,
+            axes=lay.quant_axes(),
+            symmetric=symmetric,
+            group_size=b.group_for(lay) if grouped else None,
+            group_axis=lay.group_axis(),
+        )
         for path, lay in b.layouts.items()
-    }  # fmt: skip
+    }
 
 
 def rtn_params(b: Bench, bits: int, grouped: bool, params=None, symmetric: bool = True):
@@ -252,10 +284,14 @@ def gptq_params(b: Bench, bits: int, grouped: bool, mlp_only: bool = False, symm
     projection takes one head per group. ``gptq`` gives each kernel a
     ``QArray`` in its own axes (scales on its traced output axes).
     """
-    rules = [(_exact(p), jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size,
-                                             symmetric=symmetric))
-             for p, s in specs_for(b, bits, grouped, symmetric).items()
-             if not mlp_only or MLP.search(p)]  # fmt: skip
+    rules = [
+        (
+            _exact(p),
+            jz.quant.QuantSpec(bits=bits, axes=(-1,), group_size=s.group_size, symmetric=symmetric),
+        )
+        for p, s in specs_for(b, bits, grouped, symmetric).items()
+        if not mlp_only or MLP.search(p)
+    ]
     where = tuple(r[0] for r in rules) if mlp_only else None
     return jz.quant.gptq(b.fwd, b.params, b.calib, rules, where=where, layouts=b.layouts)
 
@@ -265,10 +301,11 @@ def magnitude_mask(b: Bench, structure: str):
     if structure == "50%":
         return jz.prune.magnitude_mask(b.params, sparsity=0.5, where=b.kernels)
     masks = [
-        jz.prune.magnitude_mask(b.params, where=_exact(path),
-                                structure=jz.prune.NByM(2, 4, axis=lay.group_axis()))
+        jz.prune.magnitude_mask(
+            b.params, where=_exact(path), structure=jz.prune.NByM(2, 4, axis=lay.group_axis())
+        )
         for path, lay in b.layouts.items()
-    ]  # fmt: skip
+    ]
     return jax.tree.map(lambda *ms: np.logical_and.reduce([np.asarray(m) for m in ms]), *masks)
 
 
@@ -286,8 +323,13 @@ def w8a8(b: Bench, *, static: bool, smooth: bool):
     if smooth:
         smoothed = jz.quant.smooth_quant(b.fwd, b.params, b.calib, layouts=b.layouts)
         params, in_scales = smoothed.params, smoothed.in_scales
-    fn, q = jz.quant.w8a8(b.fwd, params, layouts=b.layouts, in_scales=in_scales,
-                          calib_batches=b.calib if static else None)  # fmt: skip
+    fn, q = jz.quant.w8a8(
+        b.fwd,
+        params,
+        layouts=b.layouts,
+        in_scales=in_scales,
+        calib_batches=b.calib if static else None,
+    )
     return q, scaled(fn), in_scales
 
 
@@ -298,8 +340,15 @@ def awq_rtn(b: Bench, bits: int):
         by_size.setdefault(b.group_for(lay), []).append(path)
     params, scales, specs = b.params, {}, {}
     for g, paths in by_size.items():
-        r = jz.quant.awq(b.fwd, params, b.calib, layouts=b.layouts, bits=bits, group_size=g,
-                         where=tuple(_exact(p) for p in paths))  # fmt: skip
+        r = jz.quant.awq(
+            b.fwd,
+            params,
+            b.calib,
+            layouts=b.layouts,
+            bits=bits,
+            group_size=g,
+            where=tuple(_exact(p) for p in paths),
+        )
         params, scales, specs = r.params, {**scales, **r.in_scales}, {**specs, **r.spec}
     q = jz.quant.quantize_params(params, [(_exact(p), s) for p, s in specs.items()])
     return q, scaled(jz.quant.make_scaled_apply(b.fwd, layouts=b.layouts, in_scales=scales)), scales
@@ -319,18 +368,29 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
             stored = params if extra is None else {"params": params, "in_scales": extra}
             data = jz.codec.encode(stored)
             nbytes = len(data)
-            row = {"family": family, "method": method, "setting": setting, "bpb": bpb,
-                   "increase": bpb - b.fp32, "relative": bpb / b.fp32 - 1,
-                   "file_bytes": nbytes, "file_ratio": nbytes / b.fp32_bytes,
-                   "bits_per_param": 8 * nbytes / b.num_params,
-                   "seconds": round(seconds, 2)}  # fmt: skip
+            row = {
+                "family": family,
+                "method": method,
+                "setting": setting,
+                "bpb": bpb,
+                "increase": bpb - b.fp32,
+                "relative": bpb / b.fp32 - 1,
+                "file_bytes": nbytes,
+                "file_ratio": nbytes / b.fp32_bytes,
+                "bits_per_param": 8 * nbytes / b.num_params,
+                "seconds": round(seconds, 2),
+            }
             qbits = qweight_bits(data)
             if qbits is not None:
                 row["bits_per_qweight"] = qbits
         except Exception as e:  # a method's (or a peer's) failure is reported, not hidden
-            row = {"family": family, "method": method, "setting": setting,
-                   "error": f"{type(e).__name__}: {e}"[:400],
-                   "traceback": traceback.format_exc()[-1500:]}  # fmt: skip
+            row = {
+                "family": family,
+                "method": method,
+                "setting": setting,
+                "error": f"{type(e).__name__}: {e}"[:400],
+                "traceback": traceback.format_exc()[-1500:],
+            }
         rows.append(row)
         print(_row_line(row), flush=True)
 
@@ -341,19 +401,28 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
         add("rtn", "RTN", setting, lambda kw=kw: (rtn_params(b, **kw), None))
         add("gptq", "GPTQ", setting, lambda kw=kw: (gptq_params(b, **kw), None))
         if (bits, grouped) == (4, True):
-            add("rtn", "RTN", f"{setting} + int8 emb",
-                lambda kw=kw: (with_int8_tables(b, rtn_params(b, **kw)), None))  # fmt: skip
-            add("gptq", "GPTQ", f"{setting} + int8 emb",
-                lambda kw=kw: (with_int8_tables(b, gptq_params(b, **kw)), None))  # fmt: skip
+            add(
+                "rtn",
+                "RTN",
+                f"{setting} + int8 emb",
+                lambda kw=kw: (with_int8_tables(b, rtn_params(b, **kw)), None),
+            )
+            add(
+                "gptq",
+                "GPTQ",
+                f"{setting} + int8 emb",
+                lambda kw=kw: (with_int8_tables(b, gptq_params(b, **kw)), None),
+            )
     for structure in ("50%", "2:4"):
         makers = {
             "magnitude": lambda s=structure: magnitude_mask(b, s),
-            "Wanda": lambda s=structure: jz.prune.wanda(b.fwd, b.params, b.calib,
-                                                        layouts=b.layouts, **prune_kwargs(s)),
-            "SparseGPT": lambda s=structure: jz.prune.sparsegpt(b.fwd, b.params, b.calib,
-                                                                layouts=b.layouts,
-                                                                **prune_kwargs(s)),
-        }  # fmt: skip
+            "Wanda": lambda s=structure: jz.prune.wanda(
+                b.fwd, b.params, b.calib, layouts=b.layouts, **prune_kwargs(s)
+            ),
+            "SparseGPT": lambda s=structure: jz.prune.sparsegpt(
+                b.fwd, b.params, b.calib, layouts=b.layouts, **prune_kwargs(s)
+            ),
+        }
         for name, make in makers.items():
             made: dict[str, Any] = {}
 
@@ -376,8 +445,12 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
     add("w8a8", "SmoothQuant+W8A8", "a=0.5 static", lambda: w8a8(b, static=True, smooth=True))
     for bits, grouped, sym in MLP_SETTINGS:  # Qwix's GPTQ fallback setting
         kw = {"bits": bits, "grouped": grouped, "symmetric": sym, "mlp_only": True}
-        add("gptq_mlp", "GPTQ (MLP only)", setting_name(bits, grouped, sym),
-            lambda kw=kw: (gptq_params(b, **kw), None))  # fmt: skip
+        add(
+            "gptq_mlp",
+            "GPTQ (MLP only)",
+            setting_name(bits, grouped, sym),
+            lambda kw=kw: (gptq_params(b, **kw), None),
+        )
     for bits in (4, 3):
         add("awq", "AWQ + RTN", f"int{bits} g64", lambda bits=bits: awq_rtn(b, bits))
     return rows
@@ -392,8 +465,10 @@ def _wanted(b: Bench, setting: str) -> bool:
 def _row_line(row: dict[str, Any]) -> str:
     if "error" in row:
         return f"{row['method']:<20} {row['setting']:<26} FAILED: {row['error'][:120]}"
-    return (f"{row['method']:<20} {row['setting']:<26} {row['bpb']:.4f} bpb "
-            f"({row['increase']:+.4f})  {row['file_bytes']:>9,} bytes  {row['seconds']:.1f}s")  # fmt: skip
+    return (
+        f"{row['method']:<20} {row['setting']:<26} {row['bpb']:.4f} bpb "
+        f"({row['increase']:+.4f})  {row['file_bytes']:>9,} bytes  {row['seconds']:.1f}s"
+    )
 
 
 def qwix_rows(b: Bench) -> list[dict[str, Any]]:
@@ -407,8 +482,14 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
         import qwix
         from qwix.contrib import gptq as qwix_gptq
     except ImportError as e:
-        return [{"family": "qwix", "method": "Qwix", "setting": "-",
-                 "error": f"not installed ({e}); pip install qwix"}]  # fmt: skip
+        return [
+            {
+                "family": "qwix",
+                "method": "Qwix",
+                "setting": "-",
+                "error": f"not installed ({e}); pip install qwix",
+            }
+        ]
     rows: list[dict[str, Any]] = []
     x0 = b.calib[0]
 
@@ -443,22 +524,35 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
             seconds = time.perf_counter() - t0
             bpb = b.bpb(params, apply_fn)
             nbytes = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(params))
-            row = {"family": "qwix", "method": method, "setting": setting, "bpb": bpb,
-                   "increase": bpb - b.fp32, "relative": bpb / b.fp32 - 1,
-                   "file_bytes": nbytes, "bytes_are": "params in memory (Qwix writes no file)",
-                   "seconds": round(seconds, 2)}  # fmt: skip
+            row = {
+                "family": "qwix",
+                "method": method,
+                "setting": setting,
+                "bpb": bpb,
+                "increase": bpb - b.fp32,
+                "relative": bpb / b.fp32 - 1,
+                "file_bytes": nbytes,
+                "bytes_are": "params in memory (Qwix writes no file)",
+                "seconds": round(seconds, 2),
+            }
         except Exception as e:
-            row = {"family": "qwix", "method": method, "setting": setting,
-                   "error": f"{type(e).__name__}: {e}"[:400],
-                   "traceback": traceback.format_exc()[-1500:]}  # fmt: skip
+            row = {
+                "family": "qwix",
+                "method": method,
+                "setting": setting,
+                "error": f"{type(e).__name__}: {e}"[:400],
+                "traceback": traceback.format_exc()[-1500:],
+            }
         rows.append(row)
         print(_row_line(row), flush=True)
         return "error" not in row
 
     for bits, grouped, sym in QWIX_SETTINGS:
-        rule = dict(weight_qtype={8: jnp.int8, 4: jnp.int4}[bits],
-                    tile_size=GROUP if grouped else None,
-                    weight_calibration_method="absmax" if sym else "minmax")  # fmt: skip
+        rule = dict(
+            weight_qtype={8: jnp.int8, 4: jnp.int4}[bits],
+            tile_size=GROUP if grouped else None,
+            weight_calibration_method="absmax" if sym else "minmax",
+        )
         setting = setting_name(bits, grouped, sym)
         add("Qwix PTQ", setting, lambda r=rule: ptq([qwix.QuantizationRule(**r)]))
         if not add(
@@ -467,8 +561,11 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
             lambda r=rule: gptq([qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]),
         ):
             mlp = dict(rule, module_path=f".*{MLP.pattern}.*")
-            add("Qwix GPTQ (MLP only)", setting, lambda r=mlp: gptq(
-                [qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]))  # fmt: skip
+            add(
+                "Qwix GPTQ (MLP only)",
+                setting,
+                lambda r=mlp: gptq([qwix.QuantizationRule(**r)], [qwix_gptq.GptqRule(**r)]),
+            )
     return rows
 
 
@@ -495,40 +592,62 @@ def wanda_check(b: Bench) -> dict[str, Any]:
         w = np.asarray(jz.layout.to_matrix(leaves[path], layout), np.float32)
         norm = np.sqrt(np.asarray(stats[path].sq_sum, np.float64))
         wanda = np.asarray(jz.prune.wanda_mask_matrix(w, norm.astype(np.float32), sparsity=0.5))
-        flat = np.asarray(jz.prune.wanda_mask_matrix(w, np.ones_like(norm, np.float32),
-                                                     sparsity=0.5))  # fmt: skip
-        kernels[path] = {"norm_max_over_median": float(norm.max() / np.median(norm)),
-                         "differs_from_magnitude": float(np.mean(wanda != flat))}  # fmt: skip
+        flat = np.asarray(
+            jz.prune.wanda_mask_matrix(w, np.ones_like(norm, np.float32), sparsity=0.5)
+        )
+        kernels[path] = {
+            "norm_max_over_median": float(norm.max() / np.median(norm)),
+            "differs_from_magnitude": float(np.mean(wanda != flat)),
+        }
         if path == first["kernel"]:
             ref = wanda_reference(w, norm, 0.5)
             first.update(entries=int(ref.size), differ_from_numpy=int(np.sum(ref != wanda)))
     ratios = [k["norm_max_over_median"] for k in kernels.values()]
-    out = {"kernels": kernels, "numpy_reference": first,
-           "norm_max_over_median": {"min": min(ratios), "median": float(np.median(ratios)),
-                                    "max": max(ratios)}}  # fmt: skip
+    out = {
+        "kernels": kernels,
+        "numpy_reference": first,
+        "norm_max_over_median": {
+            "min": min(ratios),
+            "median": float(np.median(ratios)),
+            "max": max(ratios),
+        },
+    }
     r = out["norm_max_over_median"]
-    print(f"Wanda check: loudest input / median input norm {r['min']:.2f} to {r['max']:.2f} "
-          f"(median over kernels {r['median']:.2f}); {first['kernel']}: Wanda and per-column "
-          f"magnitude differ on {100 * kernels[first['kernel']]['differs_from_magnitude']:.1f}% "
-          f"of weights, jaxzip vs NumPy on {first['differ_from_numpy']} of {first['entries']}",
-          flush=True)  # fmt: skip
+    print(
+        f"Wanda check: loudest input / median input norm {r['min']:.2f} to {r['max']:.2f} "
+        f"(median over kernels {r['median']:.2f}); {first['kernel']}: Wanda and per-column "
+        f"magnitude differ on {100 * kernels[first['kernel']]['differs_from_magnitude']:.1f}% "
+        f"of weights, jaxzip vs NumPy on {first['differ_from_numpy']} of {first['entries']}",
+        flush=True,
+    )
     return out
 
 
 def run(args) -> dict[str, Any]:
     b = Bench(args)
-    print(f"fp32: {b.fp32:.4f} bits per byte on {len(b.windows)} held-out windows; "
-          f"{len(b.layouts)} matmul kernels", flush=True)  # fmt: skip
+    print(
+        f"fp32: {b.fp32:.4f} bits per byte on {len(b.windows)} held-out windows; "
+        f"{len(b.layouts)} matmul kernels",
+        flush=True,
+    )
     only = {s for s in args.only.split(",") if s}
     rows = run_methods(b, only)
     extra = {"wanda_check": wanda_check(b)} if not only or "prune" in only else {}
     if not args.no_qwix:
         rows += qwix_rows(b)
     student = student_row(args.student_json) if args.student_json else None
-    return common.record(args, fp32_bpb=b.fp32, fp32_file_bytes=b.fp32_bytes,
-                         num_params=b.num_params, held_out_windows=len(b.windows),
-                         kernels=list(b.layouts), embedding_tables=b.tables, rows=rows,
-                         student=student, **extra)  # fmt: skip
+    return common.record(
+        args,
+        fp32_bpb=b.fp32,
+        fp32_file_bytes=b.fp32_bytes,
+        num_params=b.num_params,
+        held_out_windows=len(b.windows),
+        kernels=list(b.layouts),
+        embedding_tables=b.tables,
+        rows=rows,
+        student=student,
+        **extra,
+    )
 
 
 def student_row(path: Path) -> dict[str, Any]:
@@ -538,20 +657,39 @@ def student_row(path: Path) -> dict[str, Any]:
 
 
 def outputs(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    header = ["method", "setting", "bits/byte", "increase", "vs fp32", "file bytes",
-              "x fp32 file", "bits/param", "bits/q-weight", "seconds"]  # fmt: skip
+    header = [
+        "method",
+        "setting",
+        "bits/byte",
+        "increase",
+        "vs fp32",
+        "file bytes",
+        "x fp32 file",
+        "bits/param",
+        "bits/q-weight",
+        "seconds",
+    ]
     table = []
     for r in results["rows"]:
         if "error" in r:
-            table.append([r["method"], r["setting"], "failed", r["error"][:60], "", "", "", "",
-                          "", ""])  # fmt: skip
+            table.append(
+                [r["method"], r["setting"], "failed", r["error"][:60], "", "", "", "", "", ""]
+            )
         else:
-            table.append([r["method"], r["setting"], f"{r['bpb']:.4f}", f"{r['increase']:+.4f}",
-                          f"{100 * r['relative']:+.2f}%", f"{r['file_bytes']:,}",
-                          f"{r['file_ratio']:.4f}" if "file_ratio" in r else "",
-                          f"{r['bits_per_param']:.2f}" if "bits_per_param" in r else "",
-                          f"{r['bits_per_qweight']:.2f}" if "bits_per_qweight" in r else "",
-                          f"{r['seconds']:.1f}"])  # fmt: skip
+            table.append(
+                [
+                    r["method"],
+                    r["setting"],
+                    f"{r['bpb']:.4f}",
+                    f"{r['increase']:+.4f}",
+                    f"{100 * r['relative']:+.2f}%",
+                    f"{r['file_bytes']:,}",
+                    f"{r['file_ratio']:.4f}" if "file_ratio" in r else "",
+                    f"{r['bits_per_param']:.2f}" if "bits_per_param" in r else "",
+                    f"{r['bits_per_qweight']:.2f}" if "bits_per_qweight" in r else "",
+                    f"{r['seconds']:.1f}",
+                ]
+            )
     text = common.format_table(header, table)
     markdown = common.format_table(header, table, markdown=True)
     if any(r["setting"].endswith("asym") or " asym " in r["setting"] for r in results["rows"]):

@@ -233,9 +233,16 @@ def main(argv: list[str] | None = None, log=print) -> dict[str, Any]:
         step = jz.train.make_train_step(teacher_apply, tx)
         state = jz.train.init_state(params, tx)
         state, seconds, cpu = run_steps(
-            "teacher", step, state, splits.train, args, data_key, args.steps,
-            lambda p: held_out_bpb(teacher_apply, p, probe, args), log,
-        )  # fmt: skip
+            "teacher",
+            step,
+            state,
+            splits.train,
+            args,
+            data_key,
+            args.steps,
+            lambda p: held_out_bpb(teacher_apply, p, probe, args),
+            log,
+        )
         teacher_params = state.params
         jz.train.save_params(args.out / "teacher.npz", teacher_params)
         results["teacher"] = {
@@ -287,11 +294,21 @@ def distill(args, splits, windows, probe, teacher_params, teacher_apply, log) ->
 
     def train_student(name: str, step) -> None:  # the same steps, data and init for both
         state, seconds, cpu = run_steps(
-            name, step, jz.train.init_state(params, tx), splits.train, args, data_key,
-            args.student_steps, check, log,
-        )  # fmt: skip
-        out[name] = {"held_out_bpb": held_out_bpb(apply_fn, state.params, windows, args),
-                     "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu, 1)}  # fmt: skip
+            name,
+            step,
+            jz.train.init_state(params, tx),
+            splits.train,
+            args,
+            data_key,
+            args.student_steps,
+            check,
+            log,
+        )
+        out[name] = {
+            "held_out_bpb": held_out_bpb(apply_fn, state.params, windows, args),
+            "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": round(cpu, 1),
+        }
         jz.train.save_params(args.out / f"student_{name}.npz", state.params)
 
     train_student("labels", jz.train.make_train_step(apply_fn, tx))

@@ -62,8 +62,9 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config setting",
     )
-    auto.add_argument("--no-progress", dest="progress", action="store_false",
-                      help="no progress bars on stderr")  # fmt: skip
+    auto.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars on stderr"
+    )
 
 
 def parse_duration(text: str) -> float:
@@ -82,8 +83,9 @@ def parse_duration(text: str) -> float:
     except ValueError:
         value = float("nan")
     if not value > 0 or value == float("inf"):
-        raise ValueError(f"--time-budget: expected a positive duration like 600s, 10m or 1h, "
-                         f"got {text!r}")  # fmt: skip
+        raise ValueError(
+            f"--time-budget: expected a positive duration like 600s, 10m or 1h, got {text!r}"
+        )
     return value
 
 
@@ -131,14 +133,24 @@ def _auto(args: argparse.Namespace) -> int:
     max_drop = _number_arg("--max-drop", args.max_drop, integer=False)
     fraction = _fraction_arg("--confirm-fraction", args.confirm_fraction)
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
-    trials = None if args.max_trials is None else int(_number_arg("--max-trials", args.max_trials,
-                                                                  integer=True))  # fmt: skip
+    trials = (
+        None
+        if args.max_trials is None
+        else int(_number_arg("--max-trials", args.max_trials, integer=True))
+    )
     cfg = apply_overrides(load_config(args.config), args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.experiment.name}_auto"
     try:
-        summary = run_auto(cfg, out_dir, max_drop_pp=max_drop, time_budget_s=budget,
-                           max_trials=trials, strategy=args.strategy, progress=args.progress,
-                           confirm_fraction=fraction)  # fmt: skip
+        summary = run_auto(
+            cfg,
+            out_dir,
+            max_drop_pp=max_drop,
+            time_budget_s=budget,
+            max_trials=trials,
+            strategy=args.strategy,
+            progress=args.progress,
+            confirm_fraction=fraction,
+        )
     except BudgetTooSmall as e:  # one line (jaxzip.cli): name the flag the user gave
         raise BudgetTooSmall(
             f"--time-budget {args.time_budget}: {str(e).removeprefix('time_budget_s: ')}"
@@ -147,13 +159,17 @@ def _auto(args: argparse.Namespace) -> int:
         _print_lm(summary, out_dir)
         return 0
     best, res = summary["result"]["best"], summary["result"]
-    print(f"best: {best['bytes']} bytes, {best['ratio']:.2f}x, val accuracy "
-          f"{best['accuracy']:.4f} (baseline {res['baseline']:.4f}), {_status(res)}; "
-          f"test accuracy {summary['test']['best_test_accuracy']:.4f}")  # fmt: skip
+    print(
+        f"best: {best['bytes']} bytes, {best['ratio']:.2f}x, val accuracy "
+        f"{best['accuracy']:.4f} (baseline {res['baseline']:.4f}), {_status(res)}; "
+        f"test accuracy {summary['test']['best_test_accuracy']:.4f}"
+    )
     drops = summary.get("drops") or {}
-    print(f"stopped: {res.get('stopped', '-')}; accuracy drop in points (+- SE), validation "
-          f"{_drop_text(drops.get('validation'))} / confirmation "
-          f"{_drop_text(drops.get('confirmation'))} / test {_drop_text(drops.get('test'))}")  # fmt: skip
+    print(
+        f"stopped: {res.get('stopped', '-')}; accuracy drop in points (+- SE), validation "
+        f"{_drop_text(drops.get('validation'))} / confirmation "
+        f"{_drop_text(drops.get('confirmation'))} / test {_drop_text(drops.get('test'))}"
+    )
     print(f"wrote {out_dir / 'auto.json'}, best.jz, journal.jsonl")
     return 0
 
@@ -161,9 +177,11 @@ def _auto(args: argparse.Namespace) -> int:
 def _print_lm(summary: dict[str, Any], out_dir: Path) -> None:
     res, cmp = summary["result"], summary["comparison"]
     status = "confirmed" if res["confirmed"] else "NOT feasible: no candidate passed"
-    print(f"best: {res['bytes']} bytes ({status}), uniform int{res['reference']['bits']} GPTQ "
-          f"g{res['reference']['group_size']} {cmp['reference_bytes']} bytes "
-          f"({cmp['ratio_to_reference']:.3f} of it); stopped: {res['stopped']}")  # fmt: skip
+    print(
+        f"best: {res['bytes']} bytes ({status}), uniform int{res['reference']['bits']} GPTQ "
+        f"g{res['reference']['group_size']} {cmp['reference_bytes']} bytes "
+        f"({cmp['ratio_to_reference']:.3f} of it); stopped: {res['stopped']}"
+    )
     parts = []
     for name in ("rank", "confirm", "test"):
         best = (res["splits"].get(name) or {}).get("best")

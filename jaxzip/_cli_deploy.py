@@ -47,7 +47,7 @@ def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
 
 def _inspect(args: argparse.Namespace) -> int:
     from jaxzip import codec, deploy
-    from jaxzip.codec._container import read_file
+    from jaxzip.codec._frame import read_file
 
     path = Path(args.file)
     if path.is_dir():
@@ -76,16 +76,21 @@ def _inspect(args: argparse.Namespace) -> int:
         out = report.to_dict()
         if info is not None:
             out["export"] = {
-                "input_shape": list(info.input_shape), "input_dtype": info.input_dtype,
-                "output_shape": list(info.output_shape), "output_dtype": info.output_dtype,
-                "file_bytes": data_len, "hlo_bytes": info.hlo_bytes,
-            }  # fmt: skip
+                "input_shape": list(info.input_shape),
+                "input_dtype": info.input_dtype,
+                "output_shape": list(info.output_shape),
+                "output_dtype": info.output_dtype,
+                "file_bytes": data_len,
+                "hlo_bytes": info.hlo_bytes,
+            }
         print(json.dumps(out, indent=2))
         return 0
     if info is not None:
         shape = lambda s: "(" + ", ".join("N" if d is None else str(d) for d in s) + ")"  # noqa: E731
-        print(f"exported model: {data_len} bytes ({info.hlo_bytes} StableHLO, "
-              f"{len(info.weights)} weights)")  # fmt: skip
+        print(
+            f"exported model: {data_len} bytes ({info.hlo_bytes} StableHLO, "
+            f"{len(info.weights)} weights)"
+        )
         print(f"input  {shape(info.input_shape)} {info.input_dtype}")
         print(f"output {shape(info.output_shape)} {info.output_dtype}")
         print("weights:")
@@ -136,8 +141,11 @@ def _export(args: argparse.Namespace) -> int:
             f"--weights {args.weights}: its params do not fit {what} with input shape {list(shape)}"
         )
     info = deploy.export(
-        models.linen_apply_fn(module), compressed, x, args.out,
+        models.linen_apply_fn(module),
+        compressed,
+        x,
+        args.out,
         polymorphic_batch=args.polymorphic_batch,
-    )  # fmt: skip
+    )
     print(f"wrote {args.out}: input {list(info.input_shape)}, output {list(info.output_shape)}")
     return 0

@@ -149,8 +149,11 @@ def cpu_child_env(devices: int | None = None) -> dict[str, str]:
     children compile as cheaply as this process, see the root conftest.py), any forced
     host device count replaced by ``devices`` (None: none; workers that call
     ``jax_num_cpu_devices`` set their own)."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]  # fmt: skip
+    flags = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     if devices is not None:
         flags.append(f"--xla_force_host_platform_device_count={devices}")
     return {**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_PLATFORMS": "cpu"}
@@ -175,9 +178,14 @@ class _MeshWorker:
         self.log = tmp / "four_devices.stderr"
         self._stderr = self.log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", _MESH_WORKER], env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
-        )  # fmt: skip
+            [sys.executable, "-c", _MESH_WORKER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            bufsize=1,
+        )
 
     def run(self, script: str, timeout: float = 300) -> Any:
         """Runs ``script`` (it must set ``RESULT`` to JSON data) and returns ``RESULT``."""
@@ -250,9 +258,17 @@ def _free_port() -> int:
 
 
 def _start_workers(
-    worker: Path, tmp: Path, attempt: int, args: Sequence[Any], *, processes: int,
-    devices: int, env: dict[str, str], timeout: float, meanwhile: Callable[[], None],
-) -> WorkerRun:  # fmt: skip
+    worker: Path,
+    tmp: Path,
+    attempt: int,
+    args: Sequence[Any],
+    *,
+    processes: int,
+    devices: int,
+    env: dict[str, str],
+    timeout: float,
+    meanwhile: Callable[[], None],
+) -> WorkerRun:
     port = _free_port()
     outs = [tmp / f"out{attempt}_{i}.npz" for i in range(processes)]
     logs = [tmp / f"worker{attempt}_{i}.log" for i in range(processes)]
@@ -261,8 +277,14 @@ def _start_workers(
         for i in range(processes):
             argv = [port, i, processes, devices, outs[i], *args]
             with open(logs[i], "wb") as log:
-                procs.append(subprocess.Popen([sys.executable, str(worker), *map(str, argv)],
-                                              env=env, stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, str(worker), *map(str, argv)],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         deadline = time.monotonic() + timeout
         meanwhile()
         while time.monotonic() < deadline:
@@ -275,15 +297,21 @@ def _start_workers(
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=30)
-    codes = [None if p.returncode is not None and p.returncode < 0 else p.returncode
-             for p in procs]  # fmt: skip
+    codes = [None if p.returncode is not None and p.returncode < 0 else p.returncode for p in procs]
     return WorkerRun(codes, [log.read_text(errors="replace") for log in logs], outs)
 
 
 def run_mp_workers(
-    worker: Path, tmp: Path, args: Sequence[Any] = (), *, processes: int = 2, devices: int = 2,
-    env: dict[str, str], timeout: float = 120.0, meanwhile: Callable[[], None] = lambda: None,
-) -> WorkerRun:  # fmt: skip
+    worker: Path,
+    tmp: Path,
+    args: Sequence[Any] = (),
+    *,
+    processes: int = 2,
+    devices: int = 2,
+    env: dict[str, str],
+    timeout: float = 120.0,
+    meanwhile: Callable[[], None] = lambda: None,
+) -> WorkerRun:
     """Runs ``worker`` as ``processes`` subprocesses of one ``jax.distributed`` run.
 
     Worker ``i`` gets the argv ``port i processes devices out_i *args`` (a free port
@@ -293,8 +321,17 @@ def run_mp_workers(
     once on a new one.
     """
     for attempt in range(2):
-        run = _start_workers(worker, tmp, attempt, args, processes=processes, devices=devices,
-                             env=env, timeout=timeout, meanwhile=meanwhile)  # fmt: skip
+        run = _start_workers(
+            worker,
+            tmp,
+            attempt,
+            args,
+            processes=processes,
+            devices=devices,
+            env=env,
+            timeout=timeout,
+            meanwhile=meanwhile,
+        )
         taken = any(s in log.lower() for log in run.logs for s in _PORT_TAKEN)
         if run.codes == [0] * processes or not taken:
             break

@@ -57,8 +57,10 @@ class Case:
 
 
 def _area(area: str, *cases: tuple[str, str, type[BaseException], tuple[str, ...]]) -> list[Case]:
-    return [Case(id=f"{area}-{i}", call=c, exc_type=e, must_contain=m, area=area)
-            for i, c, e, m in cases]  # fmt: skip
+    return [
+        Case(id=f"{area}-{i}", call=c, exc_type=e, must_contain=m, area=area)
+        for i, c, e, m in cases
+    ]
 
 
 FE, DE, CE, VE, TE = jz.codec.FormatError, jz.DataError, jz.ConfigError, ValueError, TypeError
@@ -768,7 +770,7 @@ def _files(root: Path) -> None:
             "bias": np.full(shape[1], np.nan, np.float32),
         }
         for i, shape in enumerate([(64, 8), (8, 10)])
-    }  # MLP8's params, all NaN; fmt: skip
+    }  # MLP8's params, all NaN
     jz.train.save_params(root / "nan.npz", nan)
     w = {"w": np.ones((2, 3), np.float32)}
     jz.deploy.export(lambda p, x, **_: x @ p["w"], w, np.ones((1, 2), np.float32), root / "m.jzx")
@@ -795,31 +797,59 @@ def _build_env(root: Path) -> dict[str, Any]:
         return jz.distill.make_train_step(linear, linear, tx, loss=kd, student_transform=transform)
 
     optimizer = functools.partial(
-        jz.config.make_optimizer, name="adam", learning_rate=1e-3, schedule="constant",
+        jz.config.make_optimizer,
+        name="adam",
+        learning_rate=1e-3,
+        schedule="constant",
         total_steps=10,
-    )  # fmt: skip
+    )
     q23 = jz.quant.QArray(np.zeros((2, 3), np.int8), f32(()), 0 * f32(()), bits=8)
     return {
-        "jz": jz, "jax": jax, "np": np, "R": R,
-        "P": params, "MASK": mask, "MASK_K": mask["Dense_0"]["kernel"],
-        "NARROW_MASK": {"Dense_0": {"kernel": np.ones((4, 2), bool), "bias": mask["Dense_0"]["bias"]}},
-        "K35": {"k": f32((3, 5))}, "NBYM": jz.prune.NByM(2, 4, axis=-1),
+        "jz": jz,
+        "jax": jax,
+        "np": np,
+        "R": R,
+        "P": params,
+        "MASK": mask,
+        "MASK_K": mask["Dense_0"]["kernel"],
+        "NARROW_MASK": {
+            "Dense_0": {"kernel": np.ones((4, 2), bool), "bias": mask["Dense_0"]["bias"]}
+        },
+        "K35": {"k": f32((3, 5))},
+        "NBYM": jz.prune.NByM(2, 4, axis=-1),
         "BLOCK": jz.prune.Block((2, 2)),
         "SCHEDULE": jz.prune.polynomial_sparsity(0.5, begin_step=0, end_step=5),
-        "key": jax.random.key(0), "x4": 0 * f32((1, 4)), "x22": np.eye(2, dtype=np.float32),
-        "x23": f32((2, 3)), "Q23": q23, "T": 3 * np.eye(2, dtype=np.float32),
-        "z21": 0 * f32((2, 1)), "z23": 0 * f32((2, 3)), "z24": 0 * f32((2, 4)),
-        "z25": 0 * f32((2, 5)), "y2": np.zeros(2, np.int32),
+        "key": jax.random.key(0),
+        "x4": 0 * f32((1, 4)),
+        "x22": np.eye(2, dtype=np.float32),
+        "x23": f32((2, 3)),
+        "Q23": q23,
+        "T": 3 * np.eye(2, dtype=np.float32),
+        "z21": 0 * f32((2, 1)),
+        "z23": 0 * f32((2, 3)),
+        "z24": 0 * f32((2, 4)),
+        "z25": 0 * f32((2, 5)),
+        "y2": np.zeros(2, np.int32),
         "HINT4": {"logits": 0 * f32((2, 3)), "hint": 0 * f32((2, 4))},
-        "dataset": dataset, "ds": dataset(), "linear": linear, "tx": tx,
-        "optimizer": optimizer, "distill_step": distill_step, "step": distill_step(),
+        "dataset": dataset,
+        "ds": dataset(),
+        "linear": linear,
+        "tx": tx,
+        "optimizer": optimizer,
+        "distill_step": distill_step,
+        "step": distill_step(),
         "state": lambda: jz.train.init_state(0 * f32((2, 2)), tx),
         "batch": {"x": np.eye(2, dtype=np.float32), "y": np.array([0, 1], np.int32)},
         "exported": jz.deploy.load_exported(root / "m.jzx"),
-        "cfg": jz.config.config_from_dict, "CFG": jz.config.ExperimentConfig(),
-        "EXPORT": EXPORT, "EV": lambda p: 0.5, "K": ".*/kernel", "MLP8": MLP8, "MLP32": MLP32,
+        "cfg": jz.config.config_from_dict,
+        "CFG": jz.config.ExperimentConfig(),
+        "EXPORT": EXPORT,
+        "EV": lambda p: 0.5,
+        "K": ".*/kernel",
+        "MLP8": MLP8,
+        "MLP32": MLP32,
         "DEEP": DEEP,
-    }  # fmt: skip
+    }
 
 
 def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
@@ -855,8 +885,11 @@ def env_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def test_bad_input(case: Case, env_root, capsys, monkeypatch) -> None:
     root, env = env_root
     monkeypatch.chdir(root)
-    namespace = {**env, "cli": functools.partial(_cli, capsys),
-                 "locked_cli": functools.partial(_locked_cli, capsys)}  # fmt: skip
+    namespace = {
+        **env,
+        "cli": functools.partial(_cli, capsys),
+        "locked_cli": functools.partial(_locked_cli, capsys),
+    }
     with pytest.raises(case.exc_type) as info:
         eval(case.call, namespace)  # the calls are this file's own table
     message = str(info.value)

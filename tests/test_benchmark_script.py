@@ -50,8 +50,11 @@ def test_quantize_params_reports_the_ratio_of_its_medians(capsys, load_script):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("params: 8,192 float32")
     assert lines[-1].startswith("ratio:") and lines[-1].endswith("(target <= 3x)")
-    medians = {line.split(" (jit)")[0]: _numbers(line.split("median")[1])[0]
-               for line in lines if "(jit): median" in line}  # fmt: skip
+    medians = {
+        line.split(" (jit)")[0]: _numbers(line.split("median")[1])[0]
+        for line in lines
+        if "(jit): median" in line
+    }
     copy = _numbers(lines[3].split("median")[1])[0]
     assert set(medians) == {"quantize_params int8 per-channel", "quantize_params int4 g64"}
     int8 = medians["quantize_params int8 per-channel"] / copy

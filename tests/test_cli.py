@@ -67,12 +67,16 @@ def test_bad_toml_file(capsys, tmp_path, one_error_line):
 def _mnist_args(data_dir: Path, out: Path) -> list[str]:
     return [
         "run",
-        "--set", "data.name=mnist",
-        "--set", f"data.data_dir={data_dir}",
-        "--set", "data.download=false",
-        "--out", str(out),
+        "--set",
+        "data.name=mnist",
+        "--set",
+        f"data.data_dir={data_dir}",
+        "--set",
+        "data.download=false",
+        "--out",
+        str(out),
         "--no-progress",
-    ]  # fmt: skip
+    ]
 
 
 def test_missing_data_directory(capsys, tmp_path, monkeypatch, one_error_line):
@@ -175,12 +179,20 @@ def _fake_summary(*, feasible: bool, attempts: list, confirmed: str | None) -> d
     best = {"bytes": 100, "ratio": 40.0, "accuracy": 0.98}
     conf = {"attempts": attempts, "confirmed": confirmed}
     return {
-        "result": {"best": best, "feasible": feasible, "baseline": 0.99, "stopped": "time_budget",
-                   "confirmation": conf},
+        "result": {
+            "best": best,
+            "feasible": feasible,
+            "baseline": 0.99,
+            "stopped": "time_budget",
+            "confirmation": conf,
+        },
         "test": {"best_test_accuracy": 0.97},
-        "drops": {"validation": drop(0.5, 0.25), "confirmation": drop(0.75, 0.3125),
-                  "test": drop(1.0, 0.125)},
-    }  # fmt: skip
+        "drops": {
+            "validation": drop(0.5, 0.25),
+            "confirmation": drop(0.75, 0.3125),
+            "test": drop(1.0, 0.125),
+        },
+    }
 
 
 @pytest.mark.parametrize(
@@ -191,8 +203,9 @@ def _fake_summary(*, feasible: bool, attempts: list, confirmed: str | None) -> d
         (False, [], None, "NOT feasible (no candidate met the bound)"),
     ],
 )
-def test_auto_summary_status_stop_reason_and_drops(feasible, attempts, confirmed, status, capsys,
-                                                   tmp_path, monkeypatch, digits_auto_toml):  # fmt: skip
+def test_auto_summary_status_stop_reason_and_drops(
+    feasible, attempts, confirmed, status, capsys, tmp_path, monkeypatch, digits_auto_toml
+):
     import jaxzip.pipeline
 
     seen = {}
@@ -203,15 +216,26 @@ def test_auto_summary_status_stop_reason_and_drops(feasible, attempts, confirmed
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
     (tmp_path / "a.toml").write_text(digits_auto_toml)
-    argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--out", str(tmp_path / "o"),
-            "--confirm-fraction", "0.25", "--no-progress"]  # fmt: skip
+    argv = [
+        "auto",
+        str(tmp_path / "a.toml"),
+        "--max-drop",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+        "--confirm-fraction",
+        "0.25",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert seen["confirm_fraction"] == 0.25
     out = capsys.readouterr().out
     assert status in out
     assert ("NOT feasible (no candidate met the bound)" in out) == (not feasible and not attempts)
-    assert ("stopped: time_budget; accuracy drop in points (+- SE), validation 0.50 +- 0.25 / "
-            "confirmation 0.75 +- 0.31 / test 1.00 +- 0.12") in out  # fmt: skip
+    assert (
+        "stopped: time_budget; accuracy drop in points (+- SE), validation 0.50 +- 0.25 / "
+        "confirmation 0.75 +- 0.31 / test 1.00 +- 0.12"
+    ) in out
 
 
 def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch, digits_auto_toml):
@@ -225,8 +249,20 @@ def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch, di
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
     (tmp_path / "a.toml").write_text(digits_auto_toml)
-    assert main(["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--out",
-                 str(tmp_path / "o"), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "auto",
+                str(tmp_path / "a.toml"),
+                "--max-drop",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert seen["confirm_fraction"] == 0.5
 
 
@@ -237,14 +273,25 @@ def test_auto_budget_too_small_is_one_line(
     from jaxzip.auto import BudgetTooSmall
 
     def fake_run_auto(cfg, out_dir, **kw):
-        raise BudgetTooSmall("time_budget_s: 1 s was spent before the baseline was measured on "
-                             "the confirmation split; found so far: the baseline's validation "
-                             "accuracy 0.9375, no candidate. Give a larger budget")  # fmt: skip
+        raise BudgetTooSmall(
+            "time_budget_s: 1 s was spent before the baseline was measured on "
+            "the confirmation split; found so far: the baseline's validation "
+            "accuracy 0.9375, no candidate. Give a larger budget"
+        )
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
     (tmp_path / "a.toml").write_text(digits_auto_toml)
-    argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "1", "--time-budget", "1s",
-            "--out", str(tmp_path / "o"), "--no-progress"]  # fmt: skip
+    argv = [
+        "auto",
+        str(tmp_path / "a.toml"),
+        "--max-drop",
+        "1",
+        "--time-budget",
+        "1s",
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+    ]
     assert main(argv) == 2
     line = one_error_line(capsys)
     assert line.startswith("jaxzip: error: --time-budget 1s: 1 s was spent before the baseline")
@@ -255,8 +302,19 @@ def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path, digits_auto
     """A real tiny search (digits, one candidate): the flag reaches run_auto; the lines match."""
     (tmp_path / "a.toml").write_text(digits_auto_toml)
     out = tmp_path / "o"
-    argv = ["auto", str(tmp_path / "a.toml"), "--max-drop", "5", "--max-trials", "1",
-            "--confirm-fraction", "0.3", "--out", str(out), "--no-progress"]  # fmt: skip
+    argv = [
+        "auto",
+        str(tmp_path / "a.toml"),
+        "--max-drop",
+        "5",
+        "--max-trials",
+        "1",
+        "--confirm-fraction",
+        "0.3",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     s = json.loads((out / "auto.json").read_text())
     n_val = s["splits"]["validation"] + s["splits"]["confirmation"]
@@ -264,8 +322,10 @@ def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path, digits_auto
     assert s["splits"]["confirmation"] == round(n_val * 0.3)
     d = s["drops"]
     text = capsys.readouterr().out
-    want = (f"stopped: {s['result']['stopped']}; accuracy drop in points (+- SE), validation "
-            f"{d['validation']['drop_pp']:.2f} +- {d['validation']['se_pp']:.2f} / confirmation "
-            f"{d['confirmation']['drop_pp']:.2f} +- {d['confirmation']['se_pp']:.2f} / test "
-            f"{d['test']['drop_pp']:.2f} +- {d['test']['se_pp']:.2f}")  # fmt: skip
+    want = (
+        f"stopped: {s['result']['stopped']}; accuracy drop in points (+- SE), validation "
+        f"{d['validation']['drop_pp']:.2f} +- {d['validation']['se_pp']:.2f} / confirmation "
+        f"{d['confirmation']['drop_pp']:.2f} +- {d['confirmation']['se_pp']:.2f} / test "
+        f"{d['test']['drop_pp']:.2f} +- {d['test']['se_pp']:.2f}"
+    )
     assert want in text and s["result"]["stopped"] == "max_trials"

@@ -47,8 +47,17 @@ def test_inspect_json(cnn, capsys):
 def test_export_then_run_and_inspect(cnn, capsys):
     d, module, compressed, x = cnn
     out = d / "m.jzx"
-    argv = ["export", "--model", "small_cnn", "--weights", str(d / "w.jz"),
-            "--input-shape", "2,8,8,1", "--out", str(out)]  # fmt: skip
+    argv = [
+        "export",
+        "--model",
+        "small_cnn",
+        "--weights",
+        str(d / "w.jz"),
+        "--input-shape",
+        "2,8,8,1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "wrote" in capsys.readouterr().out
     want = jz.models.linen_apply_fn(module)(
@@ -69,8 +78,18 @@ def test_export_then_run_and_inspect(cnn, capsys):
 
 def test_export_polymorphic_batch(cnn, capsys):
     d, *_ = cnn
-    argv = ["export", "--model", "small_cnn", "--weights", str(d / "w.jz"),
-            "--input-shape", "1,8,8,1", "--out", str(d / "p.jzx"), "--polymorphic-batch"]  # fmt: skip
+    argv = [
+        "export",
+        "--model",
+        "small_cnn",
+        "--weights",
+        str(d / "w.jz"),
+        "--input-shape",
+        "1,8,8,1",
+        "--out",
+        str(d / "p.jzx"),
+        "--polymorphic-batch",
+    ]
     assert main(argv) == 0
     assert "input [None, 8, 8, 1]" in capsys.readouterr().out
     assert load_exported(d / "p.jzx")(np.zeros((3, 8, 8, 1), np.float32)).shape == (3, 10)
@@ -123,8 +142,16 @@ def test_export_a_language_model_run(tmp_path, capsys):
     run = _tiny_kjv_run(tmp_path)
     capsys.readouterr()
     out = tmp_path / "lm.jzx"
-    argv = ["export", "--config", str(run / "config.toml"), "--weights", str(run / "model.jz"),
-            "--out", str(out), "--polymorphic-batch"]  # fmt: skip
+    argv = [
+        "export",
+        "--config",
+        str(run / "config.toml"),
+        "--weights",
+        str(run / "model.jz"),
+        "--out",
+        str(out),
+        "--polymorphic-batch",
+    ]
     assert main(argv) == 0
     assert "input [None, 16], output [None, 16, 256]" in capsys.readouterr().out
     module = jz.models.Transformer(num_layers=1, d_model=8, num_heads=2, mlp_ratio=1, max_len=16)
@@ -146,8 +173,12 @@ def test_export_a_language_model_run(tmp_path, capsys):
 
 
 def _export_argv(d, **over):
-    args = {"--model": "small_cnn", "--weights": str(d / "w.jz"), "--input-shape": "1,8,8,1",
-            "--out": str(d / "bad.jzx")} | over  # fmt: skip
+    args = {
+        "--model": "small_cnn",
+        "--weights": str(d / "w.jz"),
+        "--input-shape": "1,8,8,1",
+        "--out": str(d / "bad.jzx"),
+    } | over
     return ["export", *[s for kv in args.items() for s in kv]]
 
 

@@ -18,8 +18,12 @@ import pytest
 
 @pytest.fixture(scope="module")
 def scripts(load_script):
-    names = ("benchmarks/kd_step", "benchmarks/vmap_students", "temperature_sweep",
-             "compression_recovery")  # fmt: skip
+    names = (
+        "benchmarks/kd_step",
+        "benchmarks/vmap_students",
+        "temperature_sweep",
+        "compression_recovery",
+    )
     return {name.split("/")[-1]: load_script(name) for name in names}
 
 
@@ -100,9 +104,21 @@ def test_vmap_students_bound_counts_flops_by_hand(scripts):
 
 
 RECOVERY = [
-    "--dataset", "digits", "--epochs", "1", "--dense-epochs", "1", "--widths", "16",
-    "--sparsity", "0.75", "--bits", "3", "--batch-size", "64",
-]  # fmt: skip
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--dense-epochs",
+    "1",
+    "--widths",
+    "16",
+    "--sparsity",
+    "0.75",
+    "--bits",
+    "3",
+    "--batch-size",
+    "64",
+]
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +162,26 @@ def test_temperature_sweep_tiny_run(scripts, recovery, tmp_path, capsys):
     teacher = recovery[2] / "dense_params.npz"  # an MLP((16,)) trained on digits
     out = tmp_path / "ts"
     argv = [
-        "--dataset", "digits", "--epochs", "1", "--teacher-params", str(teacher),
-        "--teacher-widths", "16", "--student-widths", "16", "--temperatures", "1", "4",
-        "--batch-size", "64", "--learning-rate", "0.01", "--out", str(out),
-    ]  # fmt: skip
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--teacher-params",
+        str(teacher),
+        "--teacher-widths",
+        "16",
+        "--student-widths",
+        "16",
+        "--temperatures",
+        "1",
+        "4",
+        "--batch-size",
+        "64",
+        "--learning-rate",
+        "0.01",
+        "--out",
+        str(out),
+    ]
     returned = ts.main(argv)
     results = json.loads((out / "temperature_sweep.json").read_text())
     assert results["best_temperature_by_val"] == returned["best_temperature_by_val"]

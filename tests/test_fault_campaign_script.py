@@ -54,8 +54,12 @@ def test_kill_and_resume_classifies_the_resumed_run(mode, outcome, tmp_path, loa
     result = fc.kill_and_resume(
         lambda out: [sys.executable, "-c", PROGRAM, str(out), mode],
         ("model.bin", "results.json"),
-        kills=1, rng=_At(0.6), env=dict(os.environ), workdir=tmp_path, label="t",
-    )  # fmt: skip
+        kills=1,
+        rng=_At(0.6),
+        env=dict(os.environ),
+        workdir=tmp_path,
+        label="t",
+    )
     assert result["kills"] == 1
     (detail,) = result["details"]
     assert detail["killed"], "killed at 60% of a 0.4 s run: it must not have finished"
@@ -103,8 +107,12 @@ def test_a_run_that_finishes_before_its_moment_is_replaced_not_counted(tmp_path,
     result = fc.kill_and_resume(
         lambda out: [sys.executable, "-c", PROGRAM, str(out), "quick"],
         ("model.bin",),
-        kills=1, rng=_At(1.0), env=dict(os.environ), workdir=tmp_path, label="t",
-    )  # fmt: skip
+        kills=1,
+        rng=_At(1.0),
+        env=dict(os.environ),
+        workdir=tmp_path,
+        label="t",
+    )
     (detail,) = result["details"]
     assert not detail["killed"] and detail["finished_before"] == 4  # four tries, none killed
     assert result["killed"] == 0 and result["finished_before_kill"] == 4

@@ -35,28 +35,72 @@ def teacher(tmp_path_factory):
     d = tmp_path_factory.mktemp("lmc")
     (d / "toy.txt.gz").write_bytes(gzip.compress(TEXT, mtime=0))
     text = ["--text", str(d / "toy.txt.gz"), "--sha256", hashlib.sha256(TEXT).hexdigest()]
-    _load("lm_train").main([*text, "--size", "tiny", "--seq-len", "16", "--batch-size", "4",
-                            "--warmup-steps", "2", "--steps", "6", "--eval-every", "0",
-                            "--eval-limit", "4", "--out", str(d / "lm")], log=lambda _: None)  # fmt: skip
+    _load("lm_train").main(
+        [
+            *text,
+            "--size",
+            "tiny",
+            "--seq-len",
+            "16",
+            "--batch-size",
+            "4",
+            "--warmup-steps",
+            "2",
+            "--steps",
+            "6",
+            "--eval-every",
+            "0",
+            "--eval-limit",
+            "4",
+            "--out",
+            str(d / "lm"),
+        ],
+        log=lambda _: None,
+    )
     return text, d / "lm" / "teacher.npz"
 
 
 def test_tiny_table(teacher, tmp_path, capsys):
     text, params = teacher
     out = tmp_path / "out"
-    results = _load("lm_compression").main([
-        *text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
-        "--eval-windows", "4", "--calib", "8", "--calib-batch", "4", "--finetune-steps", "2",
-        "--batch-size", "4", "--only", "fp32,rtn,w8a8", "--no-qwix", "--out", str(out),
-    ])  # fmt: skip
+    results = _load("lm_compression").main(
+        [
+            *text,
+            "--teacher",
+            str(params),
+            "--size",
+            "tiny",
+            "--seq-len",
+            "16",
+            "--eval-windows",
+            "4",
+            "--calib",
+            "8",
+            "--calib-batch",
+            "4",
+            "--finetune-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--only",
+            "fp32,rtn,w8a8",
+            "--no-qwix",
+            "--out",
+            str(out),
+        ]
+    )
     assert results == json.loads((out / "lm_compression.json").read_text())
     assert "wanda_check" not in results  # only beside the pruning rows
     rows = {(r["method"], r["setting"]): r for r in results["rows"]}
     assert not [r for r in rows.values() if "error" in r]
     fp32 = rows[("fp32", "-")]
     assert fp32["bpb"] == results["fp32_bpb"] and fp32["increase"] == 0.0
-    for key in [("RTN", "int8 per-channel"), ("RTN", "int3 g64"), ("W8A8", "dynamic per token"),
-                ("SmoothQuant+W8A8", "a=0.5 static")]:  # fmt: skip
+    for key in [
+        ("RTN", "int8 per-channel"),
+        ("RTN", "int3 g64"),
+        ("W8A8", "dynamic per token"),
+        ("SmoothQuant+W8A8", "a=0.5 static"),
+    ]:
         row = rows[key]
         assert math.isfinite(row["bpb"]) and row["increase"] == pytest.approx(
             row["bpb"] - fp32["bpb"]
@@ -98,9 +142,28 @@ def test_a_failing_method_is_a_row_not_a_crash(teacher, tmp_path, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(module, "rtn_params", broken)
-    results = module.main([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
-                           "--eval-windows", "2", "--calib", "4", "--only", "rtn", "--no-qwix",
-                           "--settings", "int8,int4 g64", "--out", str(tmp_path / "o")])  # fmt: skip
+    results = module.main(
+        [
+            *text,
+            "--teacher",
+            str(params),
+            "--size",
+            "tiny",
+            "--seq-len",
+            "16",
+            "--eval-windows",
+            "2",
+            "--calib",
+            "4",
+            "--only",
+            "rtn",
+            "--no-qwix",
+            "--settings",
+            "int8,int4 g64",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     errors = [r for r in results["rows"] if r["method"] == "RTN"]
     assert errors and all(r["error"] == "RuntimeError: boom" for r in errors)
     # --settings keeps the settings with those prefixes
@@ -122,8 +185,22 @@ def test_asym_grid_and_its_zero_points_in_the_file(teacher):
     """``asym``: 2^B levels with a zero point per scale, and the file bytes count the zero points."""
     text, params = teacher
     module = _load("lm_compression")
-    args = module.parse_args([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
-                              "--eval-windows", "2", "--calib", "8", "--no-qwix"])  # fmt: skip
+    args = module.parse_args(
+        [
+            *text,
+            "--teacher",
+            str(params),
+            "--size",
+            "tiny",
+            "--seq-len",
+            "16",
+            "--eval-windows",
+            "2",
+            "--calib",
+            "8",
+            "--no-qwix",
+        ]
+    )
     b = module.Bench(args)
     rtn = module.rtn_params(b, 3, True, symmetric=False)
     mlp = module.gptq_params(b, 4, False, mlp_only=True, symmetric=False)
@@ -168,8 +245,22 @@ def test_wanda_check(teacher):
     spread and mask disagreement, and jaxzip's Wanda against a float64 NumPy transcription."""
     text, params = teacher
     module = _load("lm_compression")
-    args = module.parse_args([*text, "--teacher", str(params), "--size", "tiny", "--seq-len", "16",
-                              "--eval-windows", "2", "--calib", "8", "--no-qwix"])  # fmt: skip
+    args = module.parse_args(
+        [
+            *text,
+            "--teacher",
+            str(params),
+            "--size",
+            "tiny",
+            "--seq-len",
+            "16",
+            "--eval-windows",
+            "2",
+            "--calib",
+            "8",
+            "--no-qwix",
+        ]
+    )
     b = module.Bench(args)
     check = module.wanda_check(b)
     assert set(check["kernels"]) == set(b.layouts)
@@ -180,9 +271,11 @@ def test_wanda_check(teacher):
     # the NumPy rule itself: per column, the inputs of lowest |W| * norm go (ties: lower row)
     w = np.array([[4.0, 0.5], [3.0, 0.1], [2.0, 0.4], [1.0, 0.2]])
     keep = module.wanda_reference(w, np.array([1.0, 1.0, 1.0, 10.0]), 0.5)
-    np.testing.assert_array_equal(keep, [[True, True], [False, False], [False, False],
-                                         [True, True]])  # fmt: skip
+    np.testing.assert_array_equal(
+        keep, [[True, True], [False, False], [False, False], [True, True]]
+    )
     # louder inputs move the mask away from magnitude's: flat norms give magnitude's own mask
     flat = module.wanda_reference(w, np.ones(4), 0.5)
-    np.testing.assert_array_equal(flat, [[True, True], [True, False], [False, True],
-                                         [False, False]])  # fmt: skip
+    np.testing.assert_array_equal(
+        flat, [[True, True], [True, False], [False, True], [False, False]]
+    )

@@ -26,8 +26,22 @@ def _text(tmp_path: Path) -> list[str]:
     return ["--text", str(path), "--sha256", hashlib.sha256(TEXT).hexdigest()]
 
 
-TINY = ["--size", "tiny", "--seq-len", "16", "--batch-size", "4", "--warmup-steps", "2",
-        "--log-every", "2", "--eval-every", "4", "--eval-limit", "6"]  # fmt: skip
+TINY = [
+    "--size",
+    "tiny",
+    "--seq-len",
+    "16",
+    "--batch-size",
+    "4",
+    "--warmup-steps",
+    "2",
+    "--log-every",
+    "2",
+    "--eval-every",
+    "4",
+    "--eval-limit",
+    "6",
+]
 
 
 def test_tiny_teacher_and_students(script, tmp_path):
@@ -53,8 +67,10 @@ def test_tiny_teacher_and_students(script, tmp_path):
     assert any("held-out (first 64 windows)" in line for line in lines)
 
     # The saved teacher loads back and scores the same.
-    again = script.main([*argv[:-3], "--teacher", str(out / "teacher.npz"), "--out",
-                         str(tmp_path / "again")], log=lines.append)  # fmt: skip
+    again = script.main(
+        [*argv[:-3], "--teacher", str(out / "teacher.npz"), "--out", str(tmp_path / "again")],
+        log=lines.append,
+    )
     assert again["teacher"]["held_out_bpb"] == pytest.approx(teacher["held_out_bpb"], rel=1e-6)
 
 
@@ -77,8 +93,18 @@ def test_missing_text_names_the_file(script, tmp_path):
     from jaxzip import DataError
 
     with pytest.raises(DataError, match=r"lacks nope\.txt\.gz"):
-        script.main(["--text", str(tmp_path / "nope.txt"), "--sha256", "0" * 64, *TINY,
-                     "--out", str(tmp_path / "o")], log=lambda s: None)  # fmt: skip
+        script.main(
+            [
+                "--text",
+                str(tmp_path / "nope.txt"),
+                "--sha256",
+                "0" * 64,
+                *TINY,
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            log=lambda s: None,
+        )
 
 
 def test_teacher_init_copies_embeddings_head_and_chosen_blocks(script):

@@ -126,8 +126,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     forward = statistics.median(r[0] for r in runs)
     forward_cpu = statistics.median(r[2] for r in runs)
     layouts = jz.layout.trace_layouts(apply_fn, params, batches[0])
-    print(f"model: {name}, {len(layouts)} matmul kernels; calibration: {args.sequences} x "
-          f"{args.length} tokens in batches of {args.batch}", file=sys.stderr)  # fmt: skip
+    print(
+        f"model: {name}, {len(layouts)} matmul kernels; calibration: {args.sequences} x "
+        f"{args.length} tokens in batches of {args.batch}",
+        file=sys.stderr,
+    )
     spec = jz.quant.QuantSpec(bits=4, axes=(-1,))
     rows, out = {"forward": (forward, None, forward_cpu)}, {}
 

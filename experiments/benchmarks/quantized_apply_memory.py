@@ -41,8 +41,9 @@ def temp_bytes(fn, *args) -> int | None:
 def main() -> dict[str, int | None]:
     """Measures and prints the temporary bytes of each variant."""
     keys = jax.random.split(jax.random.key(0), LAYERS)
-    params = {f"l{i}": {"kernel": jax.random.normal(k, (WIDTH, WIDTH)) * 0.05}
-              for i, k in enumerate(keys)}  # fmt: skip
+    params = {
+        f"l{i}": {"kernel": jax.random.normal(k, (WIDTH, WIDTH)) * 0.05} for i, k in enumerate(keys)
+    }
     x = jnp.ones((BATCH, WIDTH))
     spec = jz.quant.QuantSpec(bits=8, axes=(-1,))
     q = jz.quant.quantize_params(params, [(r".*/kernel", spec)])

@@ -56,9 +56,11 @@ class Build:
     def describe(self) -> dict[str, Any]:
         """Which hooks are set, and ``unshared`` if set (part of a journal's config: they
         change every result)."""
-        out: dict[str, Any] = {"finetune": self.finetune_fn is not None,
-                               "prune_fn": self.prune_fn is not None,
-                               "codebook_fn": self.codebook_fn is not None}  # fmt: skip
+        out: dict[str, Any] = {
+            "finetune": self.finetune_fn is not None,
+            "prune_fn": self.prune_fn is not None,
+            "codebook_fn": self.codebook_fn is not None,
+        }
         if self.unshared is not None:
             out["unshared"] = dataclasses.asdict(self.unshared)
         return out
@@ -76,8 +78,10 @@ def takes_rounds(finetune_fn: Callable[..., Any]) -> bool:
 
 def _same_structure(what: str, got: Params, want: Params) -> None:
     if jax.tree.structure(got) != jax.tree.structure(want):
-        raise ValueError(f"{what}: must return params of the input's structure "
-                         f"{jax.tree.structure(want)}, got {jax.tree.structure(got)}")  # fmt: skip
+        raise ValueError(
+            f"{what}: must return params of the input's structure "
+            f"{jax.tree.structure(want)}, got {jax.tree.structure(got)}"
+        )
 
 
 def _pruned_by(params: Params, sparsity: Mapping[str, float]) -> Mask:
@@ -89,8 +93,10 @@ def _pruned_by(params: Params, sparsity: Mapping[str, float]) -> Mask:
             zeros = n - int(jnp.count_nonzero(m))
             want = int(np.floor(float(sparsity[path]) * n))
             if zeros < want - max(1, n // 1000):
-                raise ValueError(f"prune_fn: must prune {path} to sparsity {sparsity[path]:g} "
-                                 f"({want} of {n} weights zero), got {zeros} zeros")  # fmt: skip
+                raise ValueError(
+                    f"prune_fn: must prune {path} to sparsity {sparsity[path]:g} "
+                    f"({want} of {n} weights zero), got {zeros} zeros"
+                )
     return mask
 
 
@@ -142,8 +148,10 @@ def build_candidate(
     if build.codebook_fn is not None:
         tuned = build.codebook_fn(books, key=named_key(key, "codebook"))
         if _kinds(tuned) != _kinds(books):
-            raise ValueError("codebook_fn: must return books of the input's structure (a "
-                             "KMeansArray wherever the input has one)")  # fmt: skip
+            raise ValueError(
+                "codebook_fn: must return books of the input's structure (a "
+                "KMeansArray wherever the input has one)"
+            )
         books = tuned
     if build.unshared is not None:
         books = jz_quant.quantize_unshared(books, build.unshared)

@@ -11,8 +11,14 @@ import numpy as np
 from jaxzip._errors import JaxzipError
 from jaxzip.auto._trials import Trials
 
-__all__ = ["SE_METHOD", "BudgetTooSmall", "check_confirm_size", "confirm", "drop_se",
-           "min_confirm_size"]  # fmt: skip
+__all__ = [
+    "SE_METHOD",
+    "BudgetTooSmall",
+    "check_confirm_size",
+    "confirm",
+    "drop_se",
+    "min_confirm_size",
+]
 
 SE_METHOD = (
     "unpaired binomial standard error of the accuracy difference on the same n examples, "
@@ -106,9 +112,16 @@ def confirm(
             continue
         acc = trials.confirm(rec)
         passed = bool(acc >= base - trials.max_drop)
-        attempt = {"key": rec["key"], "bytes": rec["bytes"], "ratio": rec["ratio"],
-                   "val_accuracy": rec["accuracy"], "val_drop": trials.baseline - rec["accuracy"],
-                   "accuracy": acc, "drop": base - acc, "passed": passed}  # fmt: skip
+        attempt = {
+            "key": rec["key"],
+            "bytes": rec["bytes"],
+            "ratio": rec["ratio"],
+            "val_accuracy": rec["accuracy"],
+            "val_drop": trials.baseline - rec["accuracy"],
+            "accuracy": acc,
+            "drop": base - acc,
+            "passed": passed,
+        }
         if confirm_n is not None:
             attempt["drop_se"] = drop_se(base, acc, confirm_n)
         if val_n is not None:
@@ -118,8 +131,16 @@ def confirm(
             chosen = rec
             break
         floor = rec["accuracy"] if floor is None else max(floor, rec["accuracy"])
-    summary = {"n": confirm_n, "val_n": val_n, "baseline": base, "max_drop": trials.max_drop,
-               "max_confirmations": max_confirmations, "ranked": len(ranked), "skipped": skipped,
-               "attempts": attempts, "confirmed": None if chosen is None else chosen["key"],
-               "se_method": SE_METHOD}  # fmt: skip
+    summary = {
+        "n": confirm_n,
+        "val_n": val_n,
+        "baseline": base,
+        "max_drop": trials.max_drop,
+        "max_confirmations": max_confirmations,
+        "ranked": len(ranked),
+        "skipped": skipped,
+        "attempts": attempts,
+        "confirmed": None if chosen is None else chosen["key"],
+        "se_method": SE_METHOD,
+    }
     return chosen, summary

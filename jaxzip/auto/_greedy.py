@@ -74,9 +74,14 @@ def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:
     probes = space.probes
     s_acc = [[trials.probe(p, sparsity=s) for s in probes] for p in trials.layers]
     b_acc = [[trials.probe(p, bits=b) for b in space.bits] for p in trials.layers]
-    return Sensitivity(layers=trials.layers, sparsities=probes, bits=space.bits,
-                       baseline=trials.baseline, sparsity_accuracy=np.array(s_acc),
-                       bits_accuracy=np.array(b_acc))  # fmt: skip
+    return Sensitivity(
+        layers=trials.layers,
+        sparsities=probes,
+        bits=space.bits,
+        baseline=trials.baseline,
+        sparsity_accuracy=np.array(s_acc),
+        bits_accuracy=np.array(b_acc),
+    )
 
 
 def _envelope(drops: np.ndarray) -> np.ndarray:
@@ -94,8 +99,12 @@ def _ladder(sens: Sensitivity, space: SearchSpace, sizes: dict[str, int]) -> lis
     base = sens.baseline
     # drops on the space's sparsity grid: interpolate the probes (0 at sparsity 0)
     xs = np.concatenate([[0.0], np.asarray(sens.sparsities)])
-    s_drop = np.stack([np.interp(space.sparsities, xs, np.concatenate([[0.0], base - row]))
-                       for row in sens.sparsity_accuracy])  # fmt: skip
+    s_drop = np.stack(
+        [
+            np.interp(space.sparsities, xs, np.concatenate([[0.0], base - row]))
+            for row in sens.sparsity_accuracy
+        ]
+    )
     s_env = _envelope(np.maximum(s_drop, 0.0))
     b_env = _envelope(np.maximum(base - sens.bits_accuracy, 0.0))
     total = sum(4 * n for n in sizes.values())
@@ -130,8 +139,9 @@ def _bisect(trials: Trials, ladder: list[tuple], lo: int, hi: int, rounds: int =
     return lo
 
 
-def _greedy(trials: Trials, space: SearchSpace,
-            refine: bool) -> tuple[dict | None, list[tuple], int]:  # fmt: skip
+def _greedy(
+    trials: Trials, space: SearchSpace, refine: bool
+) -> tuple[dict | None, list[tuple], int]:
     """The ladder and its refinement: ``(record, ladder, rung)``. The record is the best
     feasible one, or the mildest rung at longer fine-tuning when that is feasible, or None;
     ``rung`` is the most aggressive rung feasible at one round (-1: none)."""

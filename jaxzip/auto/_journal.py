@@ -158,8 +158,9 @@ class Journal:
             there, or it is not JSON-able (NaN included).
         """
         if not isinstance(record, Mapping) or not isinstance(record.get("key"), str):
-            raise ValueError(f"Journal.append: record must be a mapping with a string 'key', "
-                             f"got {record!r}")  # fmt: skip
+            raise ValueError(
+                f"Journal.append: record must be a mapping with a string 'key', got {record!r}"
+            )
         if record["key"] in self._index:
             raise ValueError(f"Journal.append: key {record['key']!r} is already in {self._path}")
         rec = json.loads(canonical_json(dict(record)))  # a JSON-clean copy (raises on NaN)

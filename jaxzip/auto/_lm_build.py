@@ -20,8 +20,16 @@ from jaxzip._types import Params
 from jaxzip.data import TokenWindows
 from jaxzip.paths import map_with_paths
 
-__all__ = ["TABLE_SPEC", "Choice", "group_size_for", "qarray_bytes", "quantize_kernels",
-           "split_windows", "window_bits", "with_leaves"]  # fmt: skip
+__all__ = [
+    "TABLE_SPEC",
+    "Choice",
+    "group_size_for",
+    "qarray_bytes",
+    "quantize_kernels",
+    "split_windows",
+    "window_bits",
+    "with_leaves",
+]
 
 Choice = tuple[int, float]
 """One kernel's setting: ``(bits, sparsity)``."""
@@ -63,12 +71,16 @@ def quantize_kernels(
     """
     specs = {
         p: jz_quant.kernel_spec(
-            jz_quant.QuantSpec(bits=b, axes=(-1,), symmetric=symmetric,
-                               group_size=group_size_for(layouts[p], group_size)),
+            jz_quant.QuantSpec(
+                bits=b,
+                axes=(-1,),
+                symmetric=symmetric,
+                group_size=group_size_for(layouts[p], group_size),
+            ),
             p,
         )
         for p, (b, _) in choices.items()
-    }  # fmt: skip
+    }
 
     def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
         m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
@@ -76,16 +88,24 @@ def quantize_kernels(
         if sparsity == 0:
             q = jz_quant.gptq_quantize_matrix(m, stats.xtx, specs[path])
         else:
-            _, _, q = jz_quant.obs_prune(m, stats.xtx, sparsity=sparsity, spec=specs[path],
-                                         name=path)  # fmt: skip
+            _, _, q = jz_quant.obs_prune(
+                m, stats.xtx, sparsity=sparsity, spec=specs[path], name=path
+            )
         kq = jz_quant.kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
         return jz_quant.dequantize(kq), kq
 
     where = tuple(re.escape(p) for p in choices)
     return jz_calib.run_oneshot(
-        fwd, params, batches, process, hessian=True, where=where, sequential=sequential,
-        layouts=layouts, name="jaxzip.auto.search_lm",
-    )  # fmt: skip
+        fwd,
+        params,
+        batches,
+        process,
+        hessian=True,
+        where=where,
+        sequential=sequential,
+        layouts=layouts,
+        name="jaxzip.auto.search_lm",
+    )
 
 
 def with_leaves(params: Params, leaves: Mapping[str, Any], *, dequantized: bool) -> Params:
@@ -153,14 +173,19 @@ def split_windows(
         raise ValueError(f"confirm_fraction: expected a number in (0, 1), got {fraction!r}")
     n = len(windows)
     if n < 2:
-        raise ValueError(f"windows: expected at least 2 windows to split, got {n} in "
-                         f"{windows.name!r}")  # fmt: skip
+        raise ValueError(
+            f"windows: expected at least 2 windows to split, got {n} in {windows.name!r}"
+        )
     n_held = min(max(round(n * fraction), 1), n - 1)
     order = np.random.default_rng(seed).permutation(n)
     held, rest = np.sort(order[:n_held]), np.sort(order[n_held:])
 
     def part(idx: np.ndarray, suffix: str) -> TokenWindows:
-        return TokenWindows(x=np.array(windows.x[idx]), y=np.array(windows.y[idx]),
-                            vocab_size=windows.vocab_size, name=f"{windows.name}/{suffix}")  # fmt: skip
+        return TokenWindows(
+            x=np.array(windows.x[idx]),
+            y=np.array(windows.y[idx]),
+            vocab_size=windows.vocab_size,
+            name=f"{windows.name}/{suffix}",
+        )
 
     return part(rest, "rank"), part(held, "confirm")

@@ -70,8 +70,10 @@ def optuna_search(
     n = 50 if max_trials is None else max_trials
     for _ in range(n):
         t = study.ask()
-        sp = {p: t.suggest_categorical(f"sparsity[{p}]", list(space.sparsities))
-              for p in trials.layers}  # fmt: skip
+        sp = {
+            p: t.suggest_categorical(f"sparsity[{p}]", list(space.sparsities))
+            for p in trials.layers
+        }
         bt = {p: t.suggest_categorical(f"bits[{p}]", list(space.bits)) for p in trials.layers}
         rec = trials.candidate(sp, bt)  # raises BudgetExhausted between trials
         study.tell(t, [float(rec["bytes"]), float(rec["accuracy"])])

@@ -16,8 +16,9 @@ __all__ = ["neighbours", "polish"]
 Settings = tuple[dict[str, float], dict[str, int]]
 
 
-def _moves(sp: dict[str, float], bt: dict[str, int], layer: str, space: SearchSpace,
-           step: int) -> list[Settings]:  # fmt: skip
+def _moves(
+    sp: dict[str, float], bt: dict[str, int], layer: str, space: SearchSpace, step: int
+) -> list[Settings]:
     """``layer`` one notch more aggressive (``step=1``) or milder (``-1``): sparsity or bits."""
     out = []
     i = space.sparsities.index(sp[layer]) + step
@@ -55,8 +56,14 @@ def _groups(
 
     here = est((sp, bt))
     singles = [m for p in sizes for m in _moves(sp, bt, p, space, 1)]
-    trades = [t for p in sizes for m in _moves(sp, bt, p, space, 1)
-              for q in sizes if q != p for t in _moves(m[0], m[1], q, space, -1)]  # fmt: skip
+    trades = [
+        t
+        for p in sizes
+        for m in _moves(sp, bt, p, space, 1)
+        for q in sizes
+        if q != p
+        for t in _moves(m[0], m[1], q, space, -1)
+    ]
     seen: list[Settings] = []
     out: tuple[list[Settings], list[Settings]] = ([], [])
     for group, kept in zip((singles, trades), out, strict=True):
@@ -97,11 +104,17 @@ def polish(trials: Trials, space: SearchSpace, current: dict[str, Any]) -> str:
         groups = _groups(dict(current["sparsity"]), dict(current["bits"]), space, sizes)
         allowed = [r for r in space.finetune_rounds if r >= current.get("rounds", 1)]
         left_out.clear()
-        tried = (trials.candidate(msp, mbt, r)  # lazily: stops at the first that helps
-                 for group in groups for r in allowed for msp, mbt in group if fits(r))  # fmt: skip
+        tried = (
+            trials.candidate(msp, mbt, r)  # lazily: stops at the first that helps
+            for group in groups
+            for r in allowed
+            for msp, mbt in group
+            if fits(r)
+        )
         best = current["bytes"]
-        found = next((rec for rec in tried if trials.is_feasible(rec) and rec["bytes"] < best),
-                     None)  # fmt: skip
+        found = next(
+            (rec for rec in tried if trials.is_feasible(rec) and rec["bytes"] < best), None
+        )
         if found is None:
             return "time_budget" if left_out else "exhausted"
         current = found

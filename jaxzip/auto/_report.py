@@ -31,18 +31,43 @@ def _trials_figure(result: SearchResult) -> Any:
     trials = result.trials
     ok = [t for t in trials if t["feasible"]]
     bad = [t for t in trials if not t["feasible"]]
-    ax.scatter([t["bytes"] for t in bad], [t["accuracy"] for t in bad], marker="x",
-               color="tab:red", label="infeasible")  # fmt: skip
-    ax.scatter([t["bytes"] for t in ok], [t["accuracy"] for t in ok], marker="o",
-               color="tab:green", label="feasible")  # fmt: skip
+    ax.scatter(
+        [t["bytes"] for t in bad],
+        [t["accuracy"] for t in bad],
+        marker="x",
+        color="tab:red",
+        label="infeasible",
+    )
+    ax.scatter(
+        [t["bytes"] for t in ok],
+        [t["accuracy"] for t in ok],
+        marker="o",
+        color="tab:green",
+        label="feasible",
+    )
     front = result.pareto
-    ax.step([t["bytes"] for t in front], [t["accuracy"] for t in front], where="post",
-            color="tab:blue", label="Pareto front")  # fmt: skip
-    ax.axhline(result.baseline - result.max_drop, color="gray", linestyle="--",
-               label=f"bound (baseline − {result.max_drop:g})")  # fmt: skip
+    ax.step(
+        [t["bytes"] for t in front],
+        [t["accuracy"] for t in front],
+        where="post",
+        color="tab:blue",
+        label="Pareto front",
+    )
+    ax.axhline(
+        result.baseline - result.max_drop,
+        color="gray",
+        linestyle="--",
+        label=f"bound (baseline − {result.max_drop:g})",
+    )
     ax.axhline(result.baseline, color="black", linewidth=0.8, label="baseline")
-    ax.scatter([result.best["bytes"]], [result.best["accuracy"]], s=160, facecolors="none",
-               edgecolors="black", label="best")  # fmt: skip
+    ax.scatter(
+        [result.best["bytes"]],
+        [result.best["accuracy"]],
+        s=160,
+        facecolors="none",
+        edgecolors="black",
+        label="best",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("compressed file bytes")
     ax.set_ylabel("validation accuracy")
@@ -75,8 +100,13 @@ def _time_figure(result: SearchResult) -> Any:
     ax = fig.subplots()
     pts = [t for t in result.timeline if t.get("elapsed_s") is not None]
     if pts:
-        ax.step([t["elapsed_s"] for t in pts], [t["ratio"] for t in pts], where="post",
-                marker="o", color="tab:blue")  # fmt: skip
+        ax.step(
+            [t["elapsed_s"] for t in pts],
+            [t["ratio"] for t in pts],
+            where="post",
+            marker="o",
+            color="tab:blue",
+        )
     ax.set_xlabel("search time (s)")
     ax.set_ylabel("best feasible ratio (validation)")
     ax.grid(alpha=0.3)
@@ -85,34 +115,48 @@ def _time_figure(result: SearchResult) -> Any:
 
 
 def _drop_lines(drops: Mapping[str, Any]) -> list[str]:
-    lines = ["", "## Accuracy drop on each split", "",
-             f"Bound: {drops['bound_pp']:g} points. Standard error: {drops['se_method']}.", "",
-             "| split | examples | baseline | best | drop (points) | ± SE |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "## Accuracy drop on each split",
+        "",
+        f"Bound: {drops['bound_pp']:g} points. Standard error: {drops['se_method']}.",
+        "",
+        "| split | examples | baseline | best | drop (points) | ± SE |",
+        "|---|---|---|---|---|---|",
+    ]
     for split in ("validation", "confirmation", "test"):
         d = drops.get(split)
         if d is None:
             lines.append(f"| {split} | | | | not measured | |")
             continue
-        lines.append(f"| {split} | {d['n']} | {d['baseline_accuracy']:.4f} | {d['accuracy']:.4f} "
-                     f"| {d['drop_pp']:.3f} | {d['se_pp']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {split} | {d['n']} | {d['baseline_accuracy']:.4f} | {d['accuracy']:.4f} "
+            f"| {d['drop_pp']:.3f} | {d['se_pp']:.3f} |"
+        )
     return lines
 
 
 def _confirmation_lines(c: Mapping[str, Any]) -> list[str]:
     verdict = f"confirmed `{c['confirmed']}`" if c["confirmed"] else "NO candidate confirmed"
-    lines = ["", "## Confirmation", "",
-             f"Ranked on validation; the {c['ranked']} feasible candidates confirmed in ranking "
-             f"order on a split of {c['n']} examples the search never ranked with (at most "
-             f"{c['max_confirmations']} attempts; after a failure, candidates no more accurate "
-             f"on validation are skipped: {c.get('skipped', 0)}; baseline there "
-             f"{c['baseline']:.4f}): {verdict}.",
-             "", "| candidate | bytes | ratio | validation acc | confirmation acc | drop | passed |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "## Confirmation",
+        "",
+        f"Ranked on validation; the {c['ranked']} feasible candidates confirmed in ranking "
+        f"order on a split of {c['n']} examples the search never ranked with (at most "
+        f"{c['max_confirmations']} attempts; after a failure, candidates no more accurate "
+        f"on validation are skipped: {c.get('skipped', 0)}; baseline there "
+        f"{c['baseline']:.4f}): {verdict}.",
+        "",
+        "| candidate | bytes | ratio | validation acc | confirmation acc | drop | passed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for a in c["attempts"]:
-        lines.append(f"| `{a['key']}` | {a['bytes']} | {a['ratio']:.2f}x | "
-                     f"{a['val_accuracy']:.4f} | {a['accuracy']:.4f} | {a['drop']:.4f} | "
-                     f"{'yes' if a['passed'] else 'no'} |")  # fmt: skip
+        lines.append(
+            f"| `{a['key']}` | {a['bytes']} | {a['ratio']:.2f}x | "
+            f"{a['val_accuracy']:.4f} | {a['accuracy']:.4f} | {a['drop']:.4f} | "
+            f"{'yes' if a['passed'] else 'no'} |"
+        )
     return lines
 
 
@@ -171,12 +215,20 @@ def write_report(
     sens = sensitivity if sensitivity is not None else result.sensitivity
     best = result.best
     lines = [
-        "# jaxzip auto: search report", "",
+        "# jaxzip auto: search report",
+        "",
         f"Strategy `{result.strategy}`, {len(result.trials)} candidate trials "
         f"({result.computed} computed in the last run), stopped: {result.stopped}"
-        + (" (every neighbour of the best, at every fine-tuning length, was tried: none is "
-           "feasible and smaller)" if result.stopped == "exhausted" else "") + ".", "",
-        "| | value |", "|---|---|",
+        + (
+            " (every neighbour of the best, at every fine-tuning length, was tried: none is "
+            "feasible and smaller)"
+            if result.stopped == "exhausted"
+            else ""
+        )
+        + ".",
+        "",
+        "| | value |",
+        "|---|---|",
         f"| baseline accuracy (validation) | {result.baseline:.4f} |",
         f"| max drop | {result.max_drop:g} |",
         f"| best accuracy (validation) | {best['accuracy']:.4f} |",
@@ -184,42 +236,76 @@ def write_report(
         f"| file bytes | {best['bytes']} |",
         f"| dense float32 bytes | {best['dense_bytes']} |",
         f"| compression ratio | {best['ratio']:.2f}x |",
-    ]  # fmt: skip
+    ]
     for k, v in (test_metrics or {}).items():
         lines.append(f"| {k} | {_fmt(v)} |")
     if drops is not None:
         lines += _drop_lines(drops)
     if result.confirmation is not None:
         lines += _confirmation_lines(result.confirmation)
-    lines += ["", "## Best candidate per layer", "",
-              "| leaf | sparsity | bits | bytes | entropy bound (bytes) |",
-              "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Best candidate per layer",
+        "",
+        "| leaf | sparsity | bits | bytes | entropy bound (bytes) |",
+        "|---|---|---|---|---|",
+    ]
     for path, nbytes in best["layer_bytes"].items():
         sp = best["sparsity"].get(path)
         bits = best["bits"].get(path)
         bound = best["layer_bound_bits"][path] / 8
-        lines.append(f"| {path} | {'' if sp is None else f'{sp:.2f}'} | "
-                     f"{'' if bits is None else bits} | {nbytes} | {bound:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {path} | {'' if sp is None else f'{sp:.2f}'} | "
+            f"{'' if bits is None else bits} | {nbytes} | {bound:.0f} |"
+        )
     _save(_trials_figure(result), out / "trials.png")
     _save(_layers_figure(result), out / "layers.png")
     _save(_time_figure(result), out / "time.png")
-    lines += ["", "## Trials", "", "![bytes vs accuracy](trials.png)", "",
-              "![per-layer settings](layers.png)"]  # fmt: skip
-    lines += ["", "## Best ratio against time", "", "![best ratio against time](time.png)", "",
-              "| search time (s) | ratio | bytes | candidate |", "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Trials",
+        "",
+        "![bytes vs accuracy](trials.png)",
+        "",
+        "![per-layer settings](layers.png)",
+    ]
+    lines += [
+        "",
+        "## Best ratio against time",
+        "",
+        "![best ratio against time](time.png)",
+        "",
+        "| search time (s) | ratio | bytes | candidate |",
+        "|---|---|---|---|",
+    ]
     for t in result.timeline:
         el = t.get("elapsed_s")
-        lines.append(f"| {'' if el is None else f'{el:.1f}'} | {t['ratio']:.2f}x | "
-                     f"{t['bytes']} | `{t['key']}` |")  # fmt: skip
+        lines.append(
+            f"| {'' if el is None else f'{el:.1f}'} | {t['ratio']:.2f}x | "
+            f"{t['bytes']} | `{t['key']}` |"
+        )
     if sens is not None:
         _save(plot_sensitivity(sens), out / "sensitivity.png")
-        lines += ["", "## Sensitivity", "", "Each layer alone pruned or weight-shared, "
-                  "no fine-tuning.", "", "![sensitivity](sensitivity.png)"]  # fmt: skip
-    lines += ["", "## Pareto front", "", "| bytes | ratio | accuracy | feasible |",
-              "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Sensitivity",
+            "",
+            "Each layer alone pruned or weight-shared, no fine-tuning.",
+            "",
+            "![sensitivity](sensitivity.png)",
+        ]
+    lines += [
+        "",
+        "## Pareto front",
+        "",
+        "| bytes | ratio | accuracy | feasible |",
+        "|---|---|---|---|",
+    ]
     for t in result.pareto:
-        lines.append(f"| {t['bytes']} | {t['ratio']:.2f}x | {t['accuracy']:.4f} | "
-                     f"{'yes' if t['feasible'] else 'no'} |")  # fmt: skip
+        lines.append(
+            f"| {t['bytes']} | {t['ratio']:.2f}x | {t['accuracy']:.4f} | "
+            f"{'yes' if t['feasible'] else 'no'} |"
+        )
     path = out / REPORT_FILE
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -30,17 +30,31 @@ JOURNAL_FILE = "journal.jsonl"
 Strategy = Greedy | Optuna
 
 
-def _journal_config(params: Params, layers: tuple[str, ...], where: Where, space: SearchSpace,
-                    key: jax.Array, strategy: Strategy, build: Build,
-                    confirm: bool) -> dict[str, Any]:  # fmt: skip
+def _journal_config(
+    params: Params,
+    layers: tuple[str, ...],
+    where: Where,
+    space: SearchSpace,
+    key: jax.Array,
+    strategy: Strategy,
+    build: Build,
+    confirm: bool,
+) -> dict[str, Any]:
     leaves = dict(leaves_with_paths(params))
     key_data = np.asarray(jax.random.key_data(key)).tolist()  # the key's identity, for the hash
     hooks = {k: v for k, v in build.describe().items() if k == "finetune" or v}  # as before hooks
     ft = build.finetune_fn
-    return {"search": 1, "where": describe(where), "space": space.to_dict(), "key": key_data,
-            "layers": {p: list(np.shape(leaves[p])) for p in layers},
-            "strategy": strategy.name, **hooks, "confirm": confirm,
-            "finetune_rounds_kw": ft is not None and takes_rounds(ft)}  # fmt: skip
+    return {
+        "search": 1,
+        "where": describe(where),
+        "space": space.to_dict(),
+        "key": key_data,
+        "layers": {p: list(np.shape(leaves[p])) for p in layers},
+        "strategy": strategy.name,
+        **hooks,
+        "confirm": confirm,
+        "finetune_rounds_kw": ft is not None and takes_rounds(ft),
+    }
 
 
 def search(
@@ -199,17 +213,26 @@ def search(
         out.mkdir(parents=True, exist_ok=True)
     if journal is None and out is not None:
         journal = out / JOURNAL_FILE
-    for name, fn in (("finetune_fn", finetune_fn), ("prune_fn", prune_fn),
-                     ("codebook_fn", codebook_fn)):  # fmt: skip
+    for name, fn in (
+        ("finetune_fn", finetune_fn),
+        ("prune_fn", prune_fn),
+        ("codebook_fn", codebook_fn),
+    ):
         if fn is not None and not callable(fn):
             raise TypeError(f"{name}: expected a callable or None, got {fn!r}")
     if unshared is not None and not isinstance(unshared, jz_quant.QuantSpec):
         raise TypeError(f"unshared: expected a jaxzip.quant.QuantSpec or None, got {unshared!r}")
-    build = Build(finetune_fn=finetune_fn, prune_fn=prune_fn, codebook_fn=codebook_fn,
-                  iters=space.kmeans_iters, unshared=unshared)  # fmt: skip
+    build = Build(
+        finetune_fn=finetune_fn,
+        prune_fn=prune_fn,
+        codebook_fn=codebook_fn,
+        iters=space.kmeans_iters,
+        unshared=unshared,
+    )
     if journal is not None and not isinstance(journal, Journal):
-        cfg = _journal_config(params, layers, where, space, key, strategy, build,
-                              confirm_fn is not None)  # fmt: skip
+        cfg = _journal_config(
+            params, layers, where, space, key, strategy, build, confirm_fn is not None
+        )
         journal = Journal.open(journal, config=cfg)
     bar = None
     if progress:
@@ -217,10 +240,20 @@ def search(
 
         bar = tqdm(total=max_trials, desc="auto search", unit="trial", dynamic_ncols=True)
     try:
-        trials = Trials(params, eval_fn=eval_fn, build=build, layers=layers,
-                        key=named_key(key, "trials"), max_drop=max_drop,
-                        journal=journal, out_dir=out, time_budget_s=time_budget_s,
-                        max_trials=max_trials, bar=bar, confirm_fn=confirm_fn)  # fmt: skip
+        trials = Trials(
+            params,
+            eval_fn=eval_fn,
+            build=build,
+            layers=layers,
+            key=named_key(key, "trials"),
+            max_drop=max_drop,
+            journal=journal,
+            out_dir=out,
+            time_budget_s=time_budget_s,
+            max_trials=max_trials,
+            bar=bar,
+            confirm_fn=confirm_fn,
+        )
         if confirm_fn is not None:
             try:
                 trials.confirm_baseline()
@@ -233,8 +266,9 @@ def search(
                 ) from None
         stopped = "done"
         try:
-            status = strategy.run(trials, space, key=named_key(key, strategy.name),
-                                  max_trials=max_trials)  # fmt: skip
+            status = strategy.run(
+                trials, space, key=named_key(key, strategy.name), max_trials=max_trials
+            )
             stopped = status or "done"
         except BudgetExhausted as e:
             stopped = e.reason
@@ -260,17 +294,35 @@ def _timeline(records: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     for r in records:
         if r["feasible"] and (best is None or r["bytes"] < best):
             best = r["bytes"]
-            out.append({"elapsed_s": r.get("elapsed_s"), "ratio": r["ratio"], "bytes": r["bytes"],
-                        "key": r["key"], "index": r["index"]})  # fmt: skip
+            out.append(
+                {
+                    "elapsed_s": r.get("elapsed_s"),
+                    "ratio": r["ratio"],
+                    "bytes": r["bytes"],
+                    "key": r["key"],
+                    "index": r["index"],
+                }
+            )
     return tuple(out)
 
 
-def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strategy: str,
-            stopped: str, max_drop: float, *, max_confirmations: int, confirm_n: int | None,
-            val_n: int | None) -> SearchResult:  # fmt: skip
+def _result(
+    trials: Trials,
+    space: SearchSpace,
+    sens: Sensitivity | None,
+    strategy: str,
+    stopped: str,
+    max_drop: float,
+    *,
+    max_confirmations: int,
+    confirm_n: int | None,
+    val_n: int | None,
+) -> SearchResult:
     if not trials.candidates:  # the budget ran out before any candidate: try the mildest one
-        mild = ({p: space.sparsities[0] for p in trials.layers},
-                {p: space.bits[0] for p in trials.layers})  # fmt: skip
+        mild = (
+            {p: space.sparsities[0] for p in trials.layers},
+            {p: space.bits[0] for p in trials.layers},
+        )
         trials.max_trials, trials.deadline = None, None
         trials.candidate(*mild)
     records = [{**r, "feasible": trials.is_feasible(r)} for r in trials.candidates]
@@ -279,8 +331,9 @@ def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strate
     confirmation = None
     if trials.confirm_fn is not None:
         ranked = sorted((r for r in records if r["feasible"]), key=by_size)
-        chosen, confirmation = confirm(trials, ranked, max_confirmations=max_confirmations,
-                                       confirm_n=confirm_n, val_n=val_n)  # fmt: skip
+        chosen, confirmation = confirm(
+            trials, ranked, max_confirmations=max_confirmations, confirm_n=confirm_n, val_n=val_n
+        )
         if chosen is not None:
             best = {**chosen, "confirmed": True}
         else:
@@ -290,11 +343,24 @@ def _result(trials: Trials, space: SearchSpace, sens: Sensitivity | None, strate
         path = trials.out_dir / "best.json"
         saved = json.loads(path.read_text("utf-8")) if path.exists() else {}
         if (saved.get("key"), saved.get("max_drop"), saved.get("confirmed")) != (
-            best["key"], max_drop, best.get("confirmed")):  # fmt: skip
+            best["key"],
+            max_drop,
+            best.get("confirmed"),
+        ):
             trials.save_best(best, books)
     return SearchResult(
-        feasible=bool(best["feasible"]), best=best, books=books, baseline=trials.baseline,
-        max_drop=max_drop, trials=tuple(records), pareto=pareto_front(records),
-        sensitivity=sens, layers=trials.layers, strategy=strategy, stopped=stopped,
-        computed=trials.computed, confirmation=confirmation, timeline=_timeline(records),
-    )  # fmt: skip
+        feasible=bool(best["feasible"]),
+        best=best,
+        books=books,
+        baseline=trials.baseline,
+        max_drop=max_drop,
+        trials=tuple(records),
+        pareto=pareto_front(records),
+        sensitivity=sens,
+        layers=trials.layers,
+        strategy=strategy,
+        stopped=stopped,
+        computed=trials.computed,
+        confirmation=confirmation,
+        timeline=_timeline(records),
+    )

@@ -55,19 +55,24 @@ class Sensitivity:
         ):
             a = np.asarray(arr, np.float64)
             if a.shape != (len(self.layers), n):
-                raise ValueError(f"Sensitivity: {name} must have shape {(len(self.layers), n)}, "
-                                 f"got {a.shape}")  # fmt: skip
+                raise ValueError(
+                    f"Sensitivity: {name} must have shape {(len(self.layers), n)}, got {a.shape}"
+                )
             a.setflags(write=False)
             object.__setattr__(self, name, a)
 
     def to_json(self) -> str:
         """The sensitivity as a JSON string (see :meth:`from_json`)."""
-        return json.dumps({
-            "layers": list(self.layers), "sparsities": list(self.sparsities),
-            "bits": list(self.bits), "baseline": self.baseline,
-            "sparsity_accuracy": self.sparsity_accuracy.tolist(),
-            "bits_accuracy": self.bits_accuracy.tolist(),
-        })  # fmt: skip
+        return json.dumps(
+            {
+                "layers": list(self.layers),
+                "sparsities": list(self.sparsities),
+                "bits": list(self.bits),
+                "baseline": self.baseline,
+                "sparsity_accuracy": self.sparsity_accuracy.tolist(),
+                "bits_accuracy": self.bits_accuracy.tolist(),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Sensitivity:
@@ -79,17 +84,20 @@ class Sensitivity:
         try:
             d = json.loads(text)
             return cls(
-                layers=tuple(d["layers"]), sparsities=tuple(d["sparsities"]),
-                bits=tuple(d["bits"]), baseline=float(d["baseline"]),
+                layers=tuple(d["layers"]),
+                sparsities=tuple(d["sparsities"]),
+                bits=tuple(d["bits"]),
+                baseline=float(d["baseline"]),
                 sparsity_accuracy=np.asarray(d["sparsity_accuracy"], np.float64),
                 bits_accuracy=np.asarray(d["bits_accuracy"], np.float64),
-            )  # fmt: skip
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"Sensitivity.from_json: not a sensitivity record ({e!r})") from None
 
 
-def probe(params: Params, path: str, *, sparsity: float = 0.0, bits: int | None = None,
-          iters: int = 20) -> Params:  # fmt: skip
+def probe(
+    params: Params, path: str, *, sparsity: float = 0.0, bits: int | None = None, iters: int = 20
+) -> Params:
     """``params`` with only leaf ``path`` magnitude-pruned and/or k-means shared (decoded).
 
     Example:
@@ -159,8 +167,14 @@ def sensitivity(
             )
         for j, b in enumerate(bits):
             b_acc[i, j] = check_score(eval_fn(probe(params, path, bits=b, iters=iters)))
-    return Sensitivity(layers=tuple(layers), sparsities=sparsities, bits=bits,
-                       baseline=baseline, sparsity_accuracy=s_acc, bits_accuracy=b_acc)  # fmt: skip
+    return Sensitivity(
+        layers=tuple(layers),
+        sparsities=sparsities,
+        bits=bits,
+        baseline=baseline,
+        sparsity_accuracy=s_acc,
+        bits_accuracy=b_acc,
+    )
 
 
 def require_matplotlib() -> Any:

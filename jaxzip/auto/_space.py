@@ -40,8 +40,21 @@ class SearchSpace:
       (8, 4)
     """
 
-    sparsities: tuple[float, ...] = (0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 0.97, 0.98,
-                                     0.99, 0.995)  # fmt: skip
+    sparsities: tuple[float, ...] = (
+        0.0,
+        0.5,
+        0.7,
+        0.8,
+        0.85,
+        0.9,
+        0.92,
+        0.94,
+        0.96,
+        0.97,
+        0.98,
+        0.99,
+        0.995,
+    )
     bits: tuple[int, ...] = (8, 6, 5, 4, 3, 2, 1)
     probe_sparsities: tuple[float, ...] | None = None
     kmeans_iters: int = 20
@@ -49,8 +62,9 @@ class SearchSpace:
     finetune_rounds: tuple[int, ...] = (1, 2, 4, 8)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sparsities",
-                           check_fraction_list("SearchSpace.sparsities", self.sparsities))  # fmt: skip
+        object.__setattr__(
+            self, "sparsities", check_fraction_list("SearchSpace.sparsities", self.sparsities)
+        )
         object.__setattr__(self, "bits", check_bits_list("SearchSpace.bits", self.bits))
         if self.probe_sparsities is not None:
             probe = check_fraction_list("SearchSpace.probe_sparsities", self.probe_sparsities)
@@ -61,12 +75,19 @@ class SearchSpace:
         if not isinstance(self.refine, bool):
             raise ValueError(f"SearchSpace.refine: expected a bool, got {self.refine!r}")
         rounds = self.finetune_rounds
-        ok = (isinstance(rounds, (tuple, list)) and len(rounds) > 0
-              and all(not isinstance(r, bool) and isinstance(r, (int, np.integer)) and r >= 1
-                      for r in rounds))  # fmt: skip
+        ok = (
+            isinstance(rounds, (tuple, list))
+            and len(rounds) > 0
+            and all(
+                not isinstance(r, bool) and isinstance(r, (int, np.integer)) and r >= 1
+                for r in rounds
+            )
+        )
         if not ok or rounds[0] != 1 or list(rounds) != sorted(set(rounds)):
-            raise ValueError(f"SearchSpace.finetune_rounds: expected increasing distinct ints "
-                             f">= 1 starting with 1, e.g. (1, 2, 4), got {rounds!r}")  # fmt: skip
+            raise ValueError(
+                f"SearchSpace.finetune_rounds: expected increasing distinct ints "
+                f">= 1 starting with 1, e.g. (1, 2, 4), got {rounds!r}"
+            )
         object.__setattr__(self, "finetune_rounds", tuple(int(r) for r in rounds))
 
     @property
@@ -79,10 +100,13 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of the space (part of a journal's config)."""
         return {
-            "sparsities": list(self.sparsities), "bits": list(self.bits),
-            "probe_sparsities": list(self.probes), "kmeans_iters": int(self.kmeans_iters),
-            "refine": self.refine, "finetune_rounds": list(self.finetune_rounds),
-        }  # fmt: skip
+            "sparsities": list(self.sparsities),
+            "bits": list(self.bits),
+            "probe_sparsities": list(self.probes),
+            "kmeans_iters": int(self.kmeans_iters),
+            "refine": self.refine,
+            "finetune_rounds": list(self.finetune_rounds),
+        }
 
 
 def pareto_front(trials: Any) -> tuple[dict[str, Any], ...]:
@@ -161,11 +185,17 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able summary (everything but ``books``)."""
         return {
-            "feasible": self.feasible, "best": self.best, "baseline": self.baseline,
-            "max_drop": self.max_drop, "trials": list(self.trials),
+            "feasible": self.feasible,
+            "best": self.best,
+            "baseline": self.baseline,
+            "max_drop": self.max_drop,
+            "trials": list(self.trials),
             "pareto": [t["key"] for t in self.pareto],
             "sensitivity": None if self.sensitivity is None else self.sensitivity.to_json(),
-            "layers": list(self.layers), "strategy": self.strategy, "stopped": self.stopped,
-            "computed": self.computed, "confirmation": self.confirmation,
+            "layers": list(self.layers),
+            "strategy": self.strategy,
+            "stopped": self.stopped,
+            "computed": self.computed,
+            "confirmation": self.confirmation,
             "timeline": list(self.timeline),
-        }  # fmt: skip
+        }

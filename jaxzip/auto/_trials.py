@@ -51,11 +51,22 @@ def _pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 class Trials:
     """Evaluates baseline, probes and candidates, each at most once (journal first)."""
 
-    def __init__(self, params: Params, *, eval_fn: EvalFn, build: Build,
-                 layers: tuple[str, ...], key: jax.Array, max_drop: float,
-                 journal: Journal | None, out_dir: Path | None, time_budget_s: float | None,
-                 max_trials: int | None, bar: Any = None,
-                 confirm_fn: EvalFn | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: Params,
+        *,
+        eval_fn: EvalFn,
+        build: Build,
+        layers: tuple[str, ...],
+        key: jax.Array,
+        max_drop: float,
+        journal: Journal | None,
+        out_dir: Path | None,
+        time_budget_s: float | None,
+        max_trials: int | None,
+        bar: Any = None,
+        confirm_fn: EvalFn | None = None,
+    ) -> None:
         self.params, self.eval_fn, self.build = params, eval_fn, build
         self.confirm_fn = confirm_fn
         # search time: continued across resumes from the latest time the journal holds
@@ -100,9 +111,14 @@ class Trials:
         """Search seconds: this process's, plus those of the runs the journal continues."""
         return self.offset + time.monotonic() - self.t0
 
-    def _record(self, settings: dict[str, Any], compute: Callable[[], dict[str, Any]],
-                on_new: Callable[[dict[str, Any]], None] | None = None, *,
-                timed: bool = True) -> dict[str, Any]:  # fmt: skip
+    def _record(
+        self,
+        settings: dict[str, Any],
+        compute: Callable[[], dict[str, Any]],
+        on_new: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        timed: bool = True,
+    ) -> dict[str, Any]:
         key = settings_key(settings)
         if key in self.memo:
             return self.memo[key]
@@ -124,8 +140,10 @@ class Trials:
         return check_score(self.eval_fn(params), f"eval_fn (on {what})")
 
     def _eval_baseline(self) -> dict[str, Any]:
-        return {"accuracy": self._eval(self.params, "the input params"),
-                "dense_bytes": self.dense_bytes}  # fmt: skip
+        return {
+            "accuracy": self._eval(self.params, "the input params"),
+            "dense_bytes": self.dense_bytes,
+        }
 
     # -- probes ------------------------------------------------------------------------------
     def probe(self, path: str, *, sparsity: float = 0.0, bits: int | None = None) -> float:
@@ -141,16 +159,19 @@ class Trials:
         return float(self._record(settings, compute)["accuracy"])
 
     # -- candidates --------------------------------------------------------------------------
-    def candidate(self, sparsity: Mapping[str, float], bits: Mapping[str, int],
-                  rounds: int = 1) -> dict[str, Any]:  # fmt: skip
+    def candidate(
+        self, sparsity: Mapping[str, float], bits: Mapping[str, int], rounds: int = 1
+    ) -> dict[str, Any]:
         """The record of one candidate (computed, or replayed from the journal).
 
         ``rounds``: how many times ``finetune_fn`` is applied (longer fine-tuning);
         1 is left out of the settings, so its key is that of the plain candidate.
         """
-        settings = {"kind": "candidate",
-                    "sparsity": {p: float(sparsity[p]) for p in self.layers},
-                    "bits": {p: int(bits[p]) for p in self.layers}}  # fmt: skip
+        settings = {
+            "kind": "candidate",
+            "sparsity": {p: float(sparsity[p]) for p in self.layers},
+            "bits": {p: int(bits[p]) for p in self.layers},
+        }
         if rounds != 1:
             settings["rounds"] = int(rounds)
         key = settings_key(settings)
@@ -172,18 +193,27 @@ class Trials:
         self.books[key] = books
         self.computed += 1
         return {
-            "index": len(self.candidates), "accuracy": acc, "bytes": len(data),
-            "dense_bytes": self.dense_bytes, "ratio": self.dense_bytes / len(data),
+            "index": len(self.candidates),
+            "accuracy": acc,
+            "bytes": len(data),
+            "dense_bytes": self.dense_bytes,
+            "ratio": self.dense_bytes / len(data),
             "feasible": bool(acc >= self.baseline - self.max_drop),
             "layer_bytes": {x.path: int(x.bytes) for x in report.leaves},
             "layer_bound_bits": {x.path: float(x.bound_bits) for x in report.leaves},
             "seconds": round(time.perf_counter() - t0, 3),
-        }  # fmt: skip
+        }
 
     def _build(self, settings: Mapping[str, Any], key: str) -> Params:
         rng = named_key(self.key, key)  # the candidate's own key, named by its settings hash
-        return build_candidate(self.params, settings["sparsity"], settings["bits"],
-                               build=self.build, key=rng, rounds=settings.get("rounds", 1))  # fmt: skip
+        return build_candidate(
+            self.params,
+            settings["sparsity"],
+            settings["bits"],
+            build=self.build,
+            key=rng,
+            rounds=settings.get("rounds", 1),
+        )
 
     def is_feasible(self, rec: Mapping[str, Any]) -> bool:
         """``accuracy >= baseline - max_drop`` (recomputed: max_drop may differ from the run's)."""
@@ -207,8 +237,9 @@ class Trials:
         """Writes ``best.jz`` then ``best.json`` (each atomically) to ``out_dir``."""
         assert self.out_dir is not None
         atomic_write_bytes(self.out_dir / BEST_FILE, jz_codec.encode(books))
-        atomic_write_json(self.out_dir / BEST_JSON, {"baseline": self.baseline,
-                                                     "max_drop": self.max_drop, **rec})  # fmt: skip
+        atomic_write_json(
+            self.out_dir / BEST_JSON, {"baseline": self.baseline, "max_drop": self.max_drop, **rec}
+        )
 
     def books_of(self, rec: Mapping[str, Any]) -> Params:
         """The books of a candidate: in memory, from ``best.jz`` if it holds it, or rebuilt."""
@@ -243,8 +274,9 @@ class Trials:
             acc = check_score(fn(decode(self.books_of(rec))), f"confirm_fn (on candidate {key})")
             return {"accuracy": acc}
 
-        return float(self._record({"kind": "confirm", "candidate": key}, compute,
-                                  timed=False)["accuracy"])  # fmt: skip
+        return float(
+            self._record({"kind": "confirm", "candidate": key}, compute, timed=False)["accuracy"]
+        )
 
     def _show(self) -> None:
         if self.bar is None:

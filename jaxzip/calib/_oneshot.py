@@ -146,9 +146,13 @@ def run_oneshot(
     def collect(paths: list[str]) -> Mapping[str, KernelStats]:
         chosen = frozenset(paths)
         return collect_stats(
-            apply_fn, jax.tree.unflatten(treedef, leaves), batches, layouts=layouts,
-            where=lambda p, _leaf: p in chosen, hessian=hessian,
-        )  # fmt: skip
+            apply_fn,
+            jax.tree.unflatten(treedef, leaves),
+            batches,
+            layouts=layouts,
+            where=lambda p, _leaf: p in chosen,
+            hessian=hessian,
+        )
 
     def handle(group: list[str], stats: Mapping[str, KernelStats]) -> None:
         for p in group:

@@ -17,7 +17,7 @@ from jaxzip._finite import check_finite_items
 from jaxzip._io import atomic_write_bytes
 from jaxzip._types import PyTree
 from jaxzip.codec._errors import FormatError
-from jaxzip.codec._frame import VERSION, frame_file, read_header
+from jaxzip.codec._frame import MAX_FILE_BYTES, VERSION, frame_file, read_file, read_header
 from jaxzip.codec._streams import Encoding, decode_array, encode_array
 from jaxzip.codec._tree import (
     COMPONENTS,
@@ -29,7 +29,6 @@ from jaxzip.codec._tree import (
 )
 from jaxzip.paths import keystr
 
-MAX_FILE_BYTES = 1 << 36
 MAX_DEPTH = 64
 # Decoding may produce at most max(MIN_DECODED_BYTES, MAX_EXPANSION * file size) bytes of
 # arrays: generous for real models (Deep Compression reaches ~50x, 99%-sparse codebooks a few
@@ -78,8 +77,9 @@ def _unflatten(node: Any, leaves: list, paths: list[str]) -> Any:
                 )
             used[0] += 1
             if paths[i] != keystr(kp):
-                raise FormatError(f"header: leaf {i} has path {paths[i]!r} but sits at "
-                                  f"{keystr(kp)!r} in the tree")  # fmt: skip
+                raise FormatError(
+                    f"header: leaf {i} has path {paths[i]!r} but sits at {keystr(kp)!r} in the tree"
+                )
             return leaves[i]
         if t == "none":
             return None
@@ -156,15 +156,27 @@ def encode(
         items = []
         for name, arr in comps.items():
             spec, data = encode_array(arr, encoding)
-            items.append({
-                "name": name, "dtype": arr.dtype.name, "shape": list(arr.shape), "enc": spec,
-                "offset": offset, "length": len(data), "crc32": zlib.crc32(data),
-            })  # fmt: skip
+            items.append(
+                {
+                    "name": name,
+                    "dtype": arr.dtype.name,
+                    "shape": list(arr.shape),
+                    "enc": spec,
+                    "offset": offset,
+                    "length": len(data),
+                    "crc32": zlib.crc32(data),
+                }
+            )
             chunks.append(data)
             offset += len(data)
         entries.append({"path": path, "kind": kind, "meta": meta, "components": items})
-    header = {"format": "jaxzip.codec", "version": VERSION, "tree": structure,
-              "leaves": entries, "payload_length": offset}  # fmt: skip
+    header = {
+        "format": "jaxzip.codec",
+        "version": VERSION,
+        "tree": structure,
+        "leaves": entries,
+        "payload_length": offset,
+    }
     return frame_file(header, b"".join(chunks))
 
 
@@ -377,12 +389,3 @@ def load(path: str | os.PathLike[str]) -> PyTree:
         return decode(read_file(p))
     except FormatError as e:
         raise FormatError(f"{p}: {e}") from None
-
-
-def read_file(path: Path) -> bytes:
-    """The bytes of ``path`` after :func:`load`'s checks (not a directory, under the size cap)."""
-    if path.is_dir():
-        raise FormatError("is a directory, not a jaxzip compressed file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise FormatError(f"{path.stat().st_size} bytes is over the {MAX_FILE_BYTES}-byte cap")
-    return path.read_bytes()

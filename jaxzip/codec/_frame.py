@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from pathlib import Path
 from typing import Any
 
 from jaxzip.codec._errors import FormatError
 
 __all__ = [
     "MAGIC",
+    "MAX_FILE_BYTES",
     "MAX_HEADER_BYTES",
     "VERSION",
     "frame",
     "frame_file",
     "header_allowance",
+    "read_file",
     "read_header",
 ]
 
@@ -28,6 +31,7 @@ MAGIC = b"\x89JZC\r\n\x1a\n"
 VERSION = 2  # 2: the JSON header is deflated (a quarter of its size); 1: plain JSON, still read
 _PREFIX = struct.Struct("<8sHHII")  # magic, version, reserved, header length, header crc32
 MAX_HEADER_BYTES = 16 << 20
+MAX_FILE_BYTES = 1 << 36
 # A deflated header may inflate to at most max(256 KiB, 32 x its stored size) (and 16 MiB):
 # real headers inflate 4x to 10x, and a tiny file must not make the reader parse megabytes
 # of JSON (_container.py's memory bound). frame_file() writes version 1 for a header that
@@ -115,8 +119,10 @@ def read_header(data: bytes) -> tuple[dict[str, Any], int]:
         raise FormatError("header: missing or inconsistent version")
     start = _PREFIX.size + hlen
     if header.get("payload_length") != len(data) - 4 - start:
-        raise FormatError(f"header declares payload length {header.get('payload_length')!r}, "
-                          f"file holds {len(data) - 4 - start}")  # fmt: skip
+        raise FormatError(
+            f"header declares payload length {header.get('payload_length')!r}, "
+            f"file holds {len(data) - 4 - start}"
+        )
     return header, start
 
 
@@ -129,9 +135,11 @@ def _inflate_header(packed: bytes) -> bytes:
     except zlib.error as e:
         raise FormatError(f"header is not valid deflate data ({e})") from None
     if len(text) > cap:
-        raise FormatError(f"header inflates beyond {cap} bytes, the most a {len(packed)}-byte "
-                          f"deflated header may (max(256 KiB, {HEADER_INFLATION}x), at most "
-                          f"16 MiB)")  # fmt: skip
+        raise FormatError(
+            f"header inflates beyond {cap} bytes, the most a {len(packed)}-byte "
+            f"deflated header may (max(256 KiB, {HEADER_INFLATION}x), at most "
+            f"16 MiB)"
+        )
     if not unpacker.eof or unpacker.unused_data:
         raise FormatError("header is not one complete deflate stream")
     return text
@@ -139,3 +147,12 @@ def _inflate_header(packed: bytes) -> bytes:
 
 def _reject(name: str) -> None:
     raise ValueError(f"non-finite constant {name}")
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of ``path`` after :func:`jaxzip.codec.load`'s checks (not a directory, under the size cap)."""
+    if path.is_dir():
+        raise FormatError("is a directory, not a jaxzip compressed file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise FormatError(f"{path.stat().st_size} bytes is over the {MAX_FILE_BYTES}-byte cap")
+    return path.read_bytes()

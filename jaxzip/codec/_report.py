@@ -147,13 +147,21 @@ def size_report(tree_or_bytes: PyTree | bytes) -> SizeReport:
         pos_bytes = enc.get("pos_len", 0) if enc.get("enc") == "sparse" else 0
         dense += 4 * n
         paths.append(path)
-        rows.append(LeafSize(
-            path=path, kind=kind, size=n, nnz=k, bytes=nbytes, position_bytes=pos_bytes,
-            bits_per_weight=8 * nbytes / n if n else 0.0,
-            bits_per_nonzero=8 * nbytes / k if k else 0.0,
-            bits_per_position=8 * pos_bytes / k if k else 0.0,
-            bound_bits=bound, overhead=8 * nbytes / bound - 1 if bound else 0.0,
-        ))  # fmt: skip
+        rows.append(
+            LeafSize(
+                path=path,
+                kind=kind,
+                size=n,
+                nnz=k,
+                bytes=nbytes,
+                position_bytes=pos_bytes,
+                bits_per_weight=8 * nbytes / n if n else 0.0,
+                bits_per_nonzero=8 * nbytes / k if k else 0.0,
+                bits_per_position=8 * pos_bytes / k if k else 0.0,
+                bound_bits=bound,
+                overhead=8 * nbytes / bound - 1 if bound else 0.0,
+            )
+        )
     check_tree(header, paths)
     return SizeReport(tuple(rows), len(data), dense, dense / len(data))
 
@@ -166,14 +174,18 @@ def format_size_report(report: SizeReport) -> str:
       >>> print(format_size_report(size_report({"w": np.zeros(8, np.float32)})).splitlines()[0])
       path                  kind       size      nnz    bytes  bits/w  bits/nz  bits/pos  bound(B)  overhead
     """
-    lines = [f"{'path':<20}  {'kind':<6} {'size':>8} {'nnz':>8} {'bytes':>8} {'bits/w':>7} {'bits/nz':>8} "
-             f"{'bits/pos':>9} {'bound(B)':>9} {'overhead':>9}"]  # fmt: skip
+    lines = [
+        f"{'path':<20}  {'kind':<6} {'size':>8} {'nnz':>8} {'bytes':>8} {'bits/w':>7} {'bits/nz':>8} "
+        f"{'bits/pos':>9} {'bound(B)':>9} {'overhead':>9}"
+    ]
     for r in report.leaves:
         lines.append(
             f"{r.path or '<root>':<20}  {r.kind:<6} {r.size:>8} {r.nnz:>8} {r.bytes:>8} "
             f"{r.bits_per_weight:>7.2f} {r.bits_per_nonzero:>8.2f} {r.bits_per_position:>9.2f} {r.bound_bits / 8:>9.1f} "
             f"{r.overhead:>9.1%}"
         )
-    lines.append(f"total {report.file_bytes} bytes (dense float32 {report.dense_f32_bytes}), "
-                 f"ratio {report.ratio:.1f}x")  # fmt: skip
+    lines.append(
+        f"total {report.file_bytes} bytes (dense float32 {report.dense_f32_bytes}), "
+        f"ratio {report.ratio:.1f}x"
+    )
     return "\n".join(lines)

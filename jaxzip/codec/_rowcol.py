@@ -149,9 +149,15 @@ def encode_rowcol(
             coder.encode_reverse(m[lo:hi].reshape(-1)[live].astype(np.int32), _BERNOULLI, p)
     words = coder.get_compressed().astype("<u4").tobytes()
     spec = {
-        "enc": "rowcol", "cols": int(cols), "groups": int(g), "ones": ones.tolist(),
-        "row_groups": rspec, "row_len": len(rdata), "col_groups": cspec, "col_len": len(cdata),
-    }  # fmt: skip
+        "enc": "rowcol",
+        "cols": int(cols),
+        "groups": int(g),
+        "ones": ones.tolist(),
+        "row_groups": rspec,
+        "row_len": len(rdata),
+        "col_groups": cspec,
+        "col_len": len(cdata),
+    }
     return spec, rdata + cdata + words
 
 

@@ -15,10 +15,21 @@ from jaxzip.quant import KMeansArray, QArray
 DTYPES = {
     np.dtype(t).name: np.dtype(t)
     for t in (
-        np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
-        np.uint64, np.float16, jnp.bfloat16, np.float32, np.float64,
+        np.bool_,
+        np.int8,
+        np.uint8,
+        np.int16,
+        np.uint16,
+        np.int32,
+        np.uint32,
+        np.int64,
+        np.uint64,
+        np.float16,
+        jnp.bfloat16,
+        np.float32,
+        np.float64,
     )
-}  # fmt: skip
+}
 MAX_NDIM = 32
 MAX_LEAF_BYTES = 1 << 32  # a decoded component larger than this is refused as malformed
 
@@ -139,11 +150,15 @@ def _check_qarray(meta: dict[str, Any], comps: dict[str, np.ndarray], path: str)
         )
     want = tuple(n if i in axes else n // gs if i == ga else 1 for i, n in enumerate(values.shape))
     if values.dtype.kind not in "iu" or scale.dtype.name not in FLOATS or zp.dtype.kind not in "iu":
-        raise FormatError(f"{path}: QArray values/scale/zero_point must be int/float/int, got "
-                          f"{values.dtype}/{scale.dtype}/{zp.dtype}")  # fmt: skip
+        raise FormatError(
+            f"{path}: QArray values/scale/zero_point must be int/float/int, got "
+            f"{values.dtype}/{scale.dtype}/{zp.dtype}"
+        )
     if scale.shape != want or zp.shape != want:
-        raise FormatError(f"{path}: scale {scale.shape} and zero_point {zp.shape} do not have the "
-                          f"shape {want} that axes {axes} and groups give values {values.shape}")  # fmt: skip
+        raise FormatError(
+            f"{path}: scale {scale.shape} and zero_point {zp.shape} do not have the "
+            f"shape {want} that axes {axes} and groups give values {values.shape}"
+        )
     if values.size:
         lo, hi = int(values.min()), int(values.max())
         # a signed or unsigned grid of `bits`; binary weights are ±1 with bits=1
@@ -158,11 +173,14 @@ def _check_kmeans(meta: dict[str, Any], comps: dict[str, np.ndarray], path: str)
     bits = _bits(meta, path)
     _float_dtype(meta, path)
     if mask.dtype != np.bool_ or idx.dtype.kind not in "iu":
-        raise FormatError(f"{path}: mask must be bool and indices integers, got "
-                          f"{mask.dtype}/{idx.dtype}")  # fmt: skip
+        raise FormatError(
+            f"{path}: mask must be bool and indices integers, got {mask.dtype}/{idx.dtype}"
+        )
     if books.shape != (1 << bits,) or books.dtype.name not in FLOATS:
-        raise FormatError(f"{path}: centroids {books.dtype}{list(books.shape)} are not a {bits}-bits "
-                          f"float codebook of {1 << bits} entries")  # fmt: skip
+        raise FormatError(
+            f"{path}: centroids {books.dtype}{list(books.shape)} are not a {bits}-bits "
+            f"float codebook of {1 << bits} entries"
+        )
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= books.size):
         raise FormatError(f"{path}: an index is outside the {books.size}-entry codebook")
     if meta.get("masked") is True:
@@ -219,16 +237,23 @@ def build_leaf(kind: str, meta: dict[str, Any], comps: dict[str, np.ndarray]) ->
     """The leaf of components that :func:`check_leaf` returned."""
     if kind == "qarray":
         return QArray(
-            values=jnp.asarray(comps["values"]), scale=jnp.asarray(comps["scale"]),
-            zero_point=jnp.asarray(comps["zero_point"]), bits=meta["bits"],
-            axes=tuple(meta["axes"]), group_size=meta["group_size"],
-            group_axis=meta["group_axis"], dtype=DTYPES[meta["dtype"]],
-        )  # fmt: skip
+            values=jnp.asarray(comps["values"]),
+            scale=jnp.asarray(comps["scale"]),
+            zero_point=jnp.asarray(comps["zero_point"]),
+            bits=meta["bits"],
+            axes=tuple(meta["axes"]),
+            group_size=meta["group_size"],
+            group_axis=meta["group_axis"],
+            dtype=DTYPES[meta["dtype"]],
+        )
     if kind == "kmeans":
         return KMeansArray(
-            indices=jnp.asarray(comps["indices"]), centroids=jnp.asarray(comps["centroids"]),
-            mask=jnp.asarray(comps["mask"]), bits=meta["bits"], dtype=DTYPES[meta["dtype"]],
-        )  # fmt: skip
+            indices=jnp.asarray(comps["indices"]),
+            centroids=jnp.asarray(comps["centroids"]),
+            mask=jnp.asarray(comps["mask"]),
+            bits=meta["bits"],
+            dtype=DTYPES[meta["dtype"]],
+        )
     value = comps["value"]
     if kind == "py":
         return value.item()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
-from typing import Any, Literal
+from typing import Literal
 
 from jaxzip.config._names import (
     TOKEN_MODELS,
@@ -22,7 +22,9 @@ from jaxzip.config._names import (
 from jaxzip.config._plan import STAGE_NAMES, check_stages
 from jaxzip.config._schema import (
     FieldError,
+    HintedFieldError,
     Section,
+    SectionError,
     at_least,
     between,
     check_dropout,
@@ -52,35 +54,22 @@ MAX_SEQ_LEN = 8192
 """The longest ``data.seq_len``: attention over a window costs ``seq_len**2`` per head."""
 
 RESERVED_FILES = frozenset(
-    {"config.toml", "params.npz", "results.json", "report.md", "stages", ".pending",
-     ".jaxzip.lock", "journal.jsonl", "best.jz", "best.json", "auto.json"}
-)  # fmt: skip
+    [
+        "config.toml",
+        "params.npz",
+        "results.json",
+        "report.md",
+        "stages",
+        ".pending",
+        ".jaxzip.lock",
+        "journal.jsonl",
+        "best.jz",
+        "best.json",
+        "auto.json",
+    ]
+)
 """Names jaxzip run / jaxzip auto write or keep in the output directory themselves: a
 ``[codec]`` or ``[export]`` file may not take one of them (it would overwrite a result)."""
-
-
-class _HintedFieldError(FieldError):
-    """A :class:`FieldError` whose message ends with a hint in parentheses."""
-
-    def __init__(self, key: str, expected: str, given: Any, hint: str) -> None:
-        self.hint = hint
-        super().__init__(key, expected, given)
-
-    @property
-    def detail(self) -> str:
-        return f"{super().detail} ({self.hint})"
-
-
-class _SectionError(FieldError):
-    """A section the rest of the config rules out; the message is ``<section>: <why>``."""
-
-    def __init__(self, key: str, why: str) -> None:
-        self.why = why
-        super().__init__(key, why, None)
-
-    @property
-    def detail(self) -> str:
-        return self.why
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -177,9 +166,12 @@ class DataConfig(Section):
             )
         for key in ("train_windows", "held_out_windows"):
             if self.name not in TEXT_DATASETS and getattr(self, key):
-                raise FieldError(key, f"0 for data.name {self.name!r} (only text datasets "
-                                 f"{list(TEXT_DATASETS)} are cut into windows)",
-                                 getattr(self, key))  # fmt: skip
+                raise FieldError(
+                    key,
+                    f"0 for data.name {self.name!r} (only text datasets "
+                    f"{list(TEXT_DATASETS)} are cut into windows)",
+                    getattr(self, key),
+                )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -329,19 +321,31 @@ class ExperimentConfig(Section):
 
     def check(self) -> None:
         check_stages(self)
-        files = {k: s.file for k, s in (("codec.file", self.codec), ("export.file", self.export))
-                 if s is not None}  # fmt: skip
+        files = {
+            k: s.file
+            for k, s in (("codec.file", self.codec), ("export.file", self.export))
+            if s is not None
+        }
         for key, name in files.items():
             if name in RESERVED_FILES:
-                raise _HintedFieldError(key, "a file name the run does not write itself", name,
-                                        "the run writes or keeps " + ", ".join(sorted(RESERVED_FILES))
-                                        + " in the output directory")  # fmt: skip
+                raise HintedFieldError(
+                    key,
+                    "a file name the run does not write itself",
+                    name,
+                    "the run writes or keeps "
+                    + ", ".join(sorted(RESERVED_FILES))
+                    + " in the output directory",
+                )
         if len(set(files.values())) < len(files):
-            raise _HintedFieldError("export.file", "a name other than codec.file",
-                                    files["export.file"], "both would be written to one file")  # fmt: skip
+            raise HintedFieldError(
+                "export.file",
+                "a name other than codec.file",
+                files["export.file"],
+                "both would be written to one file",
+            )
         self._check_data_fits_model()
         if self.train.epochs == 0 and not self.model.params_from:
-            raise _HintedFieldError(
+            raise HintedFieldError(
                 "train.epochs",
                 "an integer >= 1",
                 self.train.epochs,
@@ -352,20 +356,37 @@ class ExperimentConfig(Section):
         """Token models take text datasets (token windows), the others images."""
         text, tokens = self.data.name in TEXT_DATASETS, self.model.name in TOKEN_MODELS
         if text != tokens:
-            wanted = (f"a model of tokens {list(TOKEN_MODELS)}" if text
-                      else f"an image model, not one of {list(TOKEN_MODELS)}")  # fmt: skip
-            raise _HintedFieldError("model.name", f"{wanted} for data.name = {self.data.name!r}",
-                                    self.model.name, "or change data.name")  # fmt: skip
+            wanted = (
+                f"a model of tokens {list(TOKEN_MODELS)}"
+                if text
+                else f"an image model, not one of {list(TOKEN_MODELS)}"
+            )
+            raise HintedFieldError(
+                "model.name",
+                f"{wanted} for data.name = {self.data.name!r}",
+                self.model.name,
+                "or change data.name",
+            )
         if not text:
             return
         if self.train.augment_shift:
-            raise _HintedFieldError("train.augment_shift", "0 for text data",
-                                    self.train.augment_shift, "it shifts images")  # fmt: skip
+            raise HintedFieldError(
+                "train.augment_shift",
+                "0 for text data",
+                self.train.augment_shift,
+                "it shifts images",
+            )
         if self.kmeans is not None and self.kmeans.finetune_epochs:
-            raise _HintedFieldError("kmeans.finetune_epochs", "0 for text data",
-                                    self.kmeans.finetune_epochs,
-                                    "fine-tuning does not train on token windows yet")  # fmt: skip
+            raise HintedFieldError(
+                "kmeans.finetune_epochs",
+                "0 for text data",
+                self.kmeans.finetune_epochs,
+                "fine-tuning does not train on token windows yet",
+            )
         for section in ("distill", "prune"):
             if getattr(self, section) is not None:
-                raise _SectionError(section, f"[{section}] does not train on token windows yet: "
-                                    f"remove it for data.name = {self.data.name!r}")  # fmt: skip
+                raise SectionError(
+                    section,
+                    f"[{section}] does not train on token windows yet: "
+                    f"remove it for data.name = {self.data.name!r}",
+                )

@@ -166,16 +166,18 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ExperimentConfig:
         if p.is_dir():
             raise ConfigError(f"{source}: expected a TOML config file, got a directory")
         if not p.is_file():
-            raise ConfigError(f"{source}: expected a regular TOML config file, got a device, "
-                              "pipe or socket")  # fmt: skip
+            raise ConfigError(
+                f"{source}: expected a regular TOML config file, got a device, pipe or socket"
+            )
         try:
             with p.open("rb") as f:
                 raw = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
             raise ConfigError(f"{source}: cannot read config file: {e.strerror or e}") from None
         if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{source}: a config file is at most {MAX_CONFIG_BYTES:,} bytes; "
-                              "this one is larger")  # fmt: skip
+            raise ConfigError(
+                f"{source}: a config file is at most {MAX_CONFIG_BYTES:,} bytes; this one is larger"
+            )
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:

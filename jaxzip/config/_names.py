@@ -66,24 +66,39 @@ def _warmup_cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Sche
     )
 
 
-NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    "model": MappingProxyType({
-        "mlp": MLP, "lenet_300_100": lenet_300_100, "lenet5": LeNet5, "small_cnn": SmallCNN,
-        "transformer": Transformer,
-    }),
-    # (schedule, weight_decay, momentum) -> tx; weight decay on kernels only (L2, or AdamW's)
-    "optimizer": MappingProxyType({"sgd": _sgd, "adam": _adam, "adamw": _adamw}),
-    # (peak learning rate, total_steps, warmup_steps) -> schedule
-    "schedule": MappingProxyType({
-        "constant": lambda lr, total, warmup: optax.constant_schedule(lr),
-        "cosine": lambda lr, total, warmup: optax.cosine_decay_schedule(lr, decay_steps=total),
-        "warmup_cosine": _warmup_cosine,
-    }),
-    "allocation": MappingProxyType({
-        "global": jz_prune.Global(), "uniform": jz_prune.Uniform(), "erk": jz_prune.ERK(),
-    }),
-    "strategy": MappingProxyType({"greedy": jz_auto.Greedy(), "optuna": jz_auto.Optuna()}),
-})  # fmt: skip
+NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "model": MappingProxyType(
+            {
+                "mlp": MLP,
+                "lenet_300_100": lenet_300_100,
+                "lenet5": LeNet5,
+                "small_cnn": SmallCNN,
+                "transformer": Transformer,
+            }
+        ),
+        # (schedule, weight_decay, momentum) -> tx; weight decay on kernels only (L2, or AdamW's)
+        "optimizer": MappingProxyType({"sgd": _sgd, "adam": _adam, "adamw": _adamw}),
+        # (peak learning rate, total_steps, warmup_steps) -> schedule
+        "schedule": MappingProxyType(
+            {
+                "constant": lambda lr, total, warmup: optax.constant_schedule(lr),
+                "cosine": lambda lr, total, warmup: optax.cosine_decay_schedule(
+                    lr, decay_steps=total
+                ),
+                "warmup_cosine": _warmup_cosine,
+            }
+        ),
+        "allocation": MappingProxyType(
+            {
+                "global": jz_prune.Global(),
+                "uniform": jz_prune.Uniform(),
+                "erk": jz_prune.ERK(),
+            }
+        ),
+        "strategy": MappingProxyType({"greedy": jz_auto.Greedy(), "optuna": jz_auto.Optuna()}),
+    }
+)
 """Kind (``"model"``, ``"optimizer"``, ``"schedule"``, ``"allocation"``, ``"strategy"``)
 → config name → object (or the factory that builds it)."""
 

@@ -49,6 +49,30 @@ class FieldError(ConfigError):
         return f"expected {self.expected}, got {describe_value(self.given)}"
 
 
+class HintedFieldError(FieldError):
+    """A :class:`FieldError` whose message ends with a hint in parentheses."""
+
+    def __init__(self, key: str, expected: str, given: Any, hint: str) -> None:
+        self.hint = hint
+        super().__init__(key, expected, given)
+
+    @property
+    def detail(self) -> str:
+        return f"{super().detail} ({self.hint})"
+
+
+class SectionError(FieldError):
+    """A section the rest of the config rules out; the message is ``<section>: <why>``."""
+
+    def __init__(self, key: str, why: str) -> None:
+        self.why = why
+        super().__init__(key, why, None)
+
+    @property
+    def detail(self) -> str:
+        return self.why
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     """A range check on a field's value: ``ok(value)`` and what it expects, in words."""
@@ -129,8 +153,11 @@ def check_transformer_fields(section: Any, what: str) -> None:
         return
     for f in dataclasses.fields(section):
         if f.name in TRANSFORMER_FIELDS and getattr(section, f.name) != f.default:
-            raise FieldError(f.name, f'{f.default} for {what} {section.name!r} (only '
-                             '"transformer" takes it)', getattr(section, f.name))  # fmt: skip
+            raise FieldError(
+                f.name,
+                f'{f.default} for {what} {section.name!r} (only "transformer" takes it)',
+                getattr(section, f.name),
+            )
 
 
 def each(check: Check) -> Check:

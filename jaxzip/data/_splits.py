@@ -92,8 +92,15 @@ def load_splits(
     _check_fraction("load_splits: val_fraction", val_fraction)  # fail before loading
     _check_int("load_splits: seed", seed, 0)
     if name in TEXT_DATASETS:
-        return _text_splits(name, data_dir, cache_dir, seed=seed, seq_len=seq_len,
-                            train_windows=train_windows, held_out_windows=held_out_windows)  # fmt: skip
+        return _text_splits(
+            name,
+            data_dir,
+            cache_dir,
+            seed=seed,
+            seq_len=seq_len,
+            train_windows=train_windows,
+            held_out_windows=held_out_windows,
+        )
     if name == "digits":
         if data_dir is not None or cache_dir is not None:
             raise ValueError(
@@ -140,10 +147,11 @@ def _text_splits(
     half = len(held_out) // 2
     keep = limit or half
     val, test = (
-        TokenWindows(x=held_out.x[s], y=held_out.y[s], vocab_size=held_out.vocab_size,
-                     name=f"{name}/{part}")
+        TokenWindows(
+            x=held_out.x[s], y=held_out.y[s], vocab_size=held_out.vocab_size, name=f"{name}/{part}"
+        )
         for part, s in (("val", slice(0, min(half, keep))), ("test", slice(half, half + keep)))
-    )  # fmt: skip
+    )
     if train_windows:
         key = named_key(jax.random.key(seed), f"{name}/train")
         train = sample_windows(

@@ -70,8 +70,9 @@ class TextSource:
                 f"TextSource: name must be lowercase letters, digits and '_', got {self.name!r}"
             )
         if not isinstance(self.file, str) or not _FILE.fullmatch(self.file):
-            raise ValueError(f"TextSource {self.name!r}: file must be a plain file name, "
-                             f"got {self.file!r}")  # fmt: skip
+            raise ValueError(
+                f"TextSource {self.name!r}: file must be a plain file name, got {self.file!r}"
+            )
         if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
             raise ValueError(
                 f"TextSource {self.name!r}: sha256 must be 64 lowercase hex digits, "

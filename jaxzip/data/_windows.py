@@ -98,8 +98,10 @@ def _check_text(where: str, text: object, seq_len: object) -> tuple[np.ndarray, 
     if isinstance(text, (bytes, bytearray)):
         text = np.frombuffer(bytes(text), np.uint8)
     if not isinstance(text, np.ndarray) or text.dtype != np.uint8 or text.ndim != 1:
-        raise TypeError(f"{where}: text must be bytes or a 1-D numpy uint8 array, got "
-                        f"{getattr(text, 'dtype', type(text).__name__)}")  # fmt: skip
+        raise TypeError(
+            f"{where}: text must be bytes or a 1-D numpy uint8 array, got "
+            f"{getattr(text, 'dtype', type(text).__name__)}"
+        )
     seq_len = operator.index(seq_len)
     if len(text) < seq_len + 1:
         raise DataError(

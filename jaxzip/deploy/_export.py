@@ -109,9 +109,14 @@ def export(
 # shape assertions and sharding. Anything else (a native kernel, a host callback) is refused
 # at load: the file would need code that is not in it, or run code it should not.
 ALLOWED_CUSTOM_CALLS = frozenset(
-    ("shape_assertion", "Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape",
-     "annotate_device_placement")
-)  # fmt: skip
+    (
+        "shape_assertion",
+        "Sharding",
+        "SPMDFullToShardShape",
+        "SPMDShardToFullShape",
+        "annotate_device_placement",
+    )
+)
 _CUSTOM_CALL = re.compile(r'stablehlo\.custom_call\s*@("(?:[^"\\]|\\.)*"|[\w.$-]+)')
 
 

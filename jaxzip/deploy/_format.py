@@ -17,9 +17,22 @@ _PREFIX = struct.Struct("<8sHHIQQIII")
 MAX_INFO_BYTES = 1 << 20
 MAX_FILE_BYTES = 1 << 36
 _DTYPES = frozenset(
-    ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
-     "float16", "bfloat16", "float32", "float64")
-)  # fmt: skip
+    (
+        "bool",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "uint32",
+        "int64",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+    )
+)
 
 
 @dataclasses.dataclass(frozen=True)

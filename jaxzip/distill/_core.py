@@ -22,11 +22,13 @@ Transform = Callable[[Params], Params]
 Metrics = dict[str, jax.Array]
 
 
-def check_factory_args(where: str, student_apply: Any, teacher_apply: Any, tx: Any,
-                       transform: Any, check_finite: Any) -> None:  # fmt: skip
+def check_factory_args(
+    where: str, student_apply: Any, teacher_apply: Any, tx: Any, transform: Any, check_finite: Any
+) -> None:
     """Raises ``TypeError`` for arguments of a step factory that cannot work."""
-    check_step_factory(where, tx, check_finite, student_apply=student_apply,
-                       teacher_apply=teacher_apply)  # fmt: skip
+    check_step_factory(
+        where, tx, check_finite, student_apply=student_apply, teacher_apply=teacher_apply
+    )
     if transform is not None and not callable(transform):
         raise TypeError(
             f"{where}: student_transform must be None or a callable params -> params, "
@@ -136,8 +138,19 @@ def student_update(
     if check_finite:
 
         def update(opt: optax.GradientTransformation) -> tuple[TrainState, Metrics]:
-            return student_update(student_apply, opt, transform, loss, state, teacher_out, x, y,
-                                  mask, key, check_finite=False)  # fmt: skip
+            return student_update(
+                student_apply,
+                opt,
+                transform,
+                loss,
+                state,
+                teacher_out,
+                x,
+                y,
+                mask,
+                key,
+                check_finite=False,
+            )
 
         return run_guarded(update, tx, state)
     key = jax.random.fold_in(key, state.step)

@@ -204,8 +204,9 @@ def soft_cross_entropy_loss(*, temperature: float = 1.0) -> Loss:
       >>> [round(v, 4) for v in per_example.tolist()]  # log 2 each
       [0.6931, 0.6931]
     """
-    check_hparam("soft_cross_entropy_loss", "temperature", temperature, 0.0, float("inf"),
-                 open_lo=True)  # fmt: skip
+    check_hparam(
+        "soft_cross_entropy_loss", "temperature", temperature, 0.0, float("inf"), open_lo=True
+    )
 
     def loss(student_out, teacher_out, labels=None, *, mask=None):
         s = logits_of("soft_cross_entropy_loss", student_out)

@@ -149,8 +149,19 @@ def make_train_step(
             step_key = jax.random.fold_in(key, state.step)
             x = augment(x, key=jax.random.fold_in(step_key, _AUGMENT_STREAM))
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
-        return student_update(student_apply, tx, student_transform, loss, state, teacher_out, x,
-                              y, mask, key, check_finite=check_finite)  # fmt: skip
+        return student_update(
+            student_apply,
+            tx,
+            student_transform,
+            loss,
+            state,
+            teacher_out,
+            x,
+            y,
+            mask,
+            key,
+            check_finite=check_finite,
+        )
 
     if mesh is None:
         jitted = jax.jit(_step, donate_argnums=0)

@@ -181,8 +181,19 @@ def make_vmapped_train_step(
         teacher_out = teacher_forward(teacher_apply, teacher_params, x)
 
         def one(state, key, hp):
-            return student_update(student_apply, tx, student_transform, make_loss(**hp), state,
-                                  teacher_out, x, y, mask, key, check_finite=check_finite)  # fmt: skip
+            return student_update(
+                student_apply,
+                tx,
+                student_transform,
+                make_loss(**hp),
+                state,
+                teacher_out,
+                x,
+                y,
+                mask,
+                key,
+                check_finite=check_finite,
+            )
 
         return jax.vmap(one)(states, keys, hparams)
 

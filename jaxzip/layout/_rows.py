@@ -56,8 +56,9 @@ class MatmulCall:
       x_shape: the activation operand's shape; ``y_shape``, ``y_dtype``: the result's.
     """
 
-    def __init__(self, *, eqn: Any, side: int, layout: KernelLayout, w_layout: KernelLayout,
-                 perm: Any) -> None:  # fmt: skip
+    def __init__(
+        self, *, eqn: Any, side: int, layout: KernelLayout, w_layout: KernelLayout, perm: Any
+    ) -> None:
         self._eqn = eqn
         self._side = side
         self.op = layout.op
@@ -119,9 +120,12 @@ class MatmulCall:
             )
         p = self._eqn.params
         y = jax.lax.dot_general(
-            x_rows, self.w_matrix(w), (((1,), (0,)), ((), ())),
-            precision=p.get("precision"), preferred_element_type=p.get("preferred_element_type"),
-        )  # fmt: skip
+            x_rows,
+            self.w_matrix(w),
+            (((1,), (0,)), ((), ())),
+            precision=p.get("precision"),
+            preferred_element_type=p.get("preferred_element_type"),
+        )
         return self.y_from_rows(y).astype(self.y_dtype)
 
     def w_matrix(self, w: Any) -> Array:

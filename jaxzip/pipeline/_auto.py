@@ -26,48 +26,46 @@ float32); the optimizer, batch size and augmentation of ``[train]``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxzip import auto as jz_auto
-from jaxzip import codec as jz_codec
 from jaxzip import data as jz_data
 from jaxzip import prune as jz_prune
 from jaxzip import quant as jz_quant
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
-from jaxzip._io import atomic_write_bytes, atomic_write_json, directory_lock
+from jaxzip._io import atomic_write_json
 from jaxzip._keys import named_key
 from jaxzip._types import Params
 from jaxzip.config import (
     ExperimentConfig,
     KMeansConfig,
     PruneConfig,
-    config_to_dict,
     lookup,
     make_train_tx,
-    save_config,
 )
+from jaxzip.pipeline._auto_lm import AUTO_FILE, run_auto_lm
 from jaxzip.pipeline._codec_stage import finetune_codebooks
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
-from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, log, retrain, with_hint
+from jaxzip.pipeline._stage_utils import (
+    divergence_hint,
+    jsonable,
+    log,
+    retrain,
+    search_dir,
+    with_hint,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["AUTO_FILE", "run_auto"]
-
-AUTO_FILE = "auto.json"
-LM_TABLES = r".*embed.*"  # a language model's embedding tables, stored as int8 per row
-LM_CALIB = (128, 16)  # calibration: windows drawn from the training split, batch size
 
 
 def _finetune_settings(cfg: ExperimentConfig) -> tuple[str, int, float]:
@@ -81,17 +79,20 @@ def _check_fraction(confirm_fraction: Any) -> float | None:
         return None
     ok = not isinstance(confirm_fraction, bool) and isinstance(confirm_fraction, (int, float))
     if not ok or not 0 < confirm_fraction < 1:
-        raise ValueError(f"confirm_fraction: expected a number in (0, 1) or None, "
-                         f"got {confirm_fraction!r}")  # fmt: skip
+        raise ValueError(
+            f"confirm_fraction: expected a number in (0, 1) or None, got {confirm_fraction!r}"
+        )
     return float(confirm_fraction)
 
 
 def _carve(cfg: ExperimentConfig, val: Any, fraction: float, max_drop_pp: float) -> tuple:
     """(ranking, confirmation) halves of the validation split; ConfigError if too small."""
     if not isinstance(val, jz_data.Dataset):
-        raise ConfigError(f"jaxzip auto: the confirmation split is carved from an image "
-                          f"dataset's validation split; data.name {cfg.data.name!r} gives "
-                          f"{type(val).__name__}")  # fmt: skip
+        raise ConfigError(
+            f"jaxzip auto: the confirmation split is carved from an image "
+            f"dataset's validation split; data.name {cfg.data.name!r} gives "
+            f"{type(val).__name__}"
+        )
     n = len(val)
     n_conf = min(max(round(n * fraction), 1), n - 1) if n >= 2 else 0
     need = jz_auto.min_confirm_size(max_drop_pp / 100.0)
@@ -113,21 +114,14 @@ def _distill_setting(section: PruneConfig | KMeansConfig) -> dict[str, Any]:
     return {"distill": {"alpha": section.distill_alpha, "temperature": section.distill_temperature}}
 
 
-@contextlib.contextmanager
-def _search_dir(cfg: ExperimentConfig, out: Path,
-                settings: dict[str, Any]) -> Iterator[jz_auto.Journal]:  # fmt: skip
-    """The search's journal, while this process holds ``out``'s lock (one search per directory at a
-    time; created if missing): ``config.toml`` written, the journal of ``cfg`` and ``settings``
-    opened (first, so a journal of another config fails fast)."""
-    with directory_lock(out, what="jaxzip auto"):  # NotADirectoryError if it is a file
-        save_config(out / "config.toml", cfg)
-        config = {"experiment": config_to_dict(cfg), "auto": settings}
-        yield jz_auto.Journal.open(out / jz_auto.JOURNAL_FILE, config=config)
-
-
 def _drop(base: float, acc: float, n: int) -> dict[str, float]:
-    return {"baseline_accuracy": base, "accuracy": acc, "drop_pp": 100 * (base - acc),
-            "se_pp": 100 * jz_auto.drop_se(base, acc, n), "n": n}  # fmt: skip
+    return {
+        "baseline_accuracy": base,
+        "accuracy": acc,
+        "drop_pp": 100 * (base - acc),
+        "se_pp": 100 * jz_auto.drop_se(base, acc, n),
+        "n": n,
+    }
 
 
 def run_auto(
@@ -194,9 +188,15 @@ def run_auto(
         raise ValueError(f"max_drop: expected percentage points >= 0, got {max_drop_pp!r}")
     confirm_fraction = _check_fraction(confirm_fraction)
     if cfg.data.name in jz_data.TEXT_DATASETS:
-        return _run_auto_lm(cfg, Path(out_dir), max_drop_pct=max_drop_pp, progress=progress,
-                            time_budget_s=time_budget_s, max_trials=max_trials,
-                            confirm_fraction=confirm_fraction)  # fmt: skip
+        return run_auto_lm(
+            cfg,
+            Path(out_dir),
+            max_drop_pct=max_drop_pp,
+            progress=progress,
+            time_budget_s=time_budget_s,
+            max_trials=max_trials,
+            confirm_fraction=confirm_fraction,
+        )
     search_strategy = lookup("strategy", strategy, where="strategy")
     seed = cfg.experiment.seed if seed is None else seed
     space = jz_auto.SearchSpace() if space is None else space
@@ -205,19 +205,27 @@ def run_auto(
     if iters != space.kmeans_iters:
         space = jz_auto.SearchSpace(**{**space.__dict__, "kmeans_iters": iters})
     kmeans = cfg.kmeans if cfg.kmeans is not None else KMeansConfig()
-    settings = {"where": where, "finetune_epochs": epochs, "finetune_learning_rate": lr,
-                "seed": int(seed), "strategy": strategy, "space": space.to_dict(),
-                "confirm_fraction": confirm_fraction,
-                "longer_finetune": "one schedule of rounds x epochs",
-                "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
-                "codebook_finetune": {"epochs": kmeans.finetune_epochs,
-                                      "learning_rate": kmeans.learning_rate,
-                                      **_distill_setting(kmeans)},
-                "unshared_bits": kmeans.unshared_bits}  # fmt: skip
+    settings = {
+        "where": where,
+        "finetune_epochs": epochs,
+        "finetune_learning_rate": lr,
+        "seed": int(seed),
+        "strategy": strategy,
+        "space": space.to_dict(),
+        "confirm_fraction": confirm_fraction,
+        "longer_finetune": "one schedule of rounds x epochs",
+        "pruning": "gradual (cubic) over the first 2/3 of the fine-tuning",
+        "codebook_finetune": {
+            "epochs": kmeans.finetune_epochs,
+            "learning_rate": kmeans.learning_rate,
+            **_distill_setting(kmeans),
+        },
+        "unshared_bits": kmeans.unshared_bits,
+    }
     if cfg.prune is not None:
         settings.update(_distill_setting(cfg.prune))
     start, out = time.perf_counter(), Path(out_dir)
-    with _search_dir(cfg, out, settings) as journal:
+    with search_dir(cfg, out, settings) as journal:
         state = RunState(out_dir=out, progress=progress)
         state = state.updated(load_data(cfg, state)[0])
         rank, conf = state.splits.val, None
@@ -241,11 +249,13 @@ def run_auto(
         steps = len(splits.train) // t.batch_size
         prune = cfg.prune if cfg.prune is not None else PruneConfig()
         setting = "prune.learning_rate" if cfg.prune is not None else "train.learning_rate"
-        hint = divergence_hint(setting, lr if cfg.prune is not None else t.learning_rate,
-                               clip_norm=t.clip_norm)  # fmt: skip
+        hint = divergence_hint(
+            setting, lr if cfg.prune is not None else t.learning_rate, clip_norm=t.clip_norm
+        )
 
-        def prune_fn(params: Params, sparsity: dict[str, float], *, key: jax.Array,
-                     rounds: int = 1) -> Params:  # fmt: skip
+        def prune_fn(
+            params: Params, sparsity: dict[str, float], *, key: jax.Array, rounds: int = 1
+        ) -> Params:
             """Gradual magnitude pruning (Zhu & Gupta's cubic schedule) over the first two
             thirds of ``epochs * rounds`` epochs, then training with the final mask; with
             ``[prune] distill_alpha``, distilling from the dense baseline."""
@@ -254,14 +264,30 @@ def run_auto(
             end = max(every, (2 * n * steps) // 3 // every * every)
             tx = optax.chain(
                 make_train_tx(t, learning_rate=lr, epochs=n, steps_per_epoch=steps),
-                *(jz_prune.gradual_pruning(
-                    jz_prune.polynomial_sparsity(s, begin_step=0, end_step=end, update_every=every),
-                    update_every=every, where=[path])
-                  for path, s in sparsity.items() if s > 0),
-            )  # fmt: skip
+                *(
+                    jz_prune.gradual_pruning(
+                        jz_prune.polynomial_sparsity(
+                            s, begin_step=0, end_step=end, update_every=every
+                        ),
+                        update_every=every,
+                        where=[path],
+                    )
+                    for path, s in sparsity.items()
+                    if s > 0
+                ),
+            )
             with with_hint(hint):  # a diverged candidate stops the search, naming its setting
-                tuned, _ = retrain(apply_fn, params, tx, splits.train, prune=prune, train=t,
-                                   teacher=dense, epochs=n, key=key)  # fmt: skip
+                tuned, _ = retrain(
+                    apply_fn,
+                    params,
+                    tx,
+                    splits.train,
+                    prune=prune,
+                    train=t,
+                    teacher=dense,
+                    epochs=n,
+                    key=key,
+                )
             return tuned
 
         quiet = dataclasses.replace(state, progress=False)  # no bar per candidate
@@ -269,22 +295,39 @@ def run_auto(
         def codebook_fn(books: Params, *, key: jax.Array) -> Params:
             """Deep Compression's centroid fine-tuning: ``[kmeans] finetune_epochs`` epochs of
             Adam at ``[kmeans] learning_rate``, indices fixed."""
-            keep = jax.tree.map(lambda b: jnp.ones(() if jz_quant.is_quantized(b) else jnp.shape(b),
-                                                   bool), books, is_leaf=jz_quant.is_quantized)  # fmt: skip
-            return finetune_codebooks(cfg, quiet, books, keep, kmeans=kmeans, key=key,
-                                      teacher=dense)  # fmt: skip
+            keep = jax.tree.map(
+                lambda b: jnp.ones(() if jz_quant.is_quantized(b) else jnp.shape(b), bool),
+                books,
+                is_leaf=jz_quant.is_quantized,
+            )
+            return finetune_codebooks(
+                cfg, quiet, books, keep, kmeans=kmeans, key=key, teacher=dense
+            )
 
-        hooks = {"prune_fn": prune_fn if epochs > 0 else None,
-                 "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None,
-                 "unshared": jz_quant.QuantSpec(bits=kmeans.unshared_bits)
-                 if kmeans.unshared_bits else None}  # fmt: skip
+        hooks = {
+            "prune_fn": prune_fn if epochs > 0 else None,
+            "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None,
+            "unshared": jz_quant.QuantSpec(bits=kmeans.unshared_bits)
+            if kmeans.unshared_bits
+            else None,
+        }
         result = jz_auto.search(
-            dense, eval_fn=eval_fn, max_drop=max_drop_pp / 100.0, where=where,
+            dense,
+            eval_fn=eval_fn,
+            max_drop=max_drop_pp / 100.0,
+            where=where,
             key=named_key(jax.random.key(seed), "auto"),
-            **hooks, space=space, strategy=search_strategy, out_dir=out, journal=journal,
-            time_budget_s=time_budget_s, max_trials=max_trials, progress=progress,
-            val_n=len(rank), **confirm,
-        )  # fmt: skip
+            **hooks,
+            space=space,
+            strategy=search_strategy,
+            out_dir=out,
+            journal=journal,
+            time_budget_s=time_budget_s,
+            max_trials=max_trials,
+            progress=progress,
+            val_n=len(rank),
+            **confirm,
+        )
         test = {}
         for name, params in (("dense", dense), ("best", result.params)):
             m = jz_train.evaluate(apply_fn, params, splits.test, batch_size=t.eval_batch_size)
@@ -292,78 +335,41 @@ def run_auto(
             test[f"{name}_test_error"] = float(m["error"])
         best = result.best
         drops: dict[str, Any] = {
-            "bound_pp": max_drop_pp, "se_method": jz_auto.SE_METHOD,
+            "bound_pp": max_drop_pp,
+            "se_method": jz_auto.SE_METHOD,
             "validation": _drop(result.baseline, best["accuracy"], len(rank)),
             "confirmation": None,
-            "test": _drop(test["dense_test_accuracy"], test["best_test_accuracy"], len(splits.test)),
-        }  # fmt: skip
+            "test": _drop(
+                test["dense_test_accuracy"], test["best_test_accuracy"], len(splits.test)
+            ),
+        }
         c = result.confirmation
         tried = [a for a in (c or {}).get("attempts", []) if a["key"] == best["key"]]
         if c is not None and tried:
             drops["confirmation"] = _drop(c["baseline"], tried[0]["accuracy"], int(c["n"]))
         summary = {
-            "config_name": cfg.experiment.name, "max_drop_pp": max_drop_pp,
-            "time_budget_s": time_budget_s, "max_trials": max_trials, "settings": settings,
-            "splits": {"train": len(splits.train), "validation": len(rank),
-                       "confirmation": 0 if conf is None else len(conf), "test": len(splits.test)},
-            "drops": drops, "test": test, "result": result.to_dict(),
+            "config_name": cfg.experiment.name,
+            "max_drop_pp": max_drop_pp,
+            "time_budget_s": time_budget_s,
+            "max_trials": max_trials,
+            "settings": settings,
+            "splits": {
+                "train": len(splits.train),
+                "validation": len(rank),
+                "confirmation": 0 if conf is None else len(conf),
+                "test": len(splits.test),
+            },
+            "drops": drops,
+            "test": test,
+            "result": result.to_dict(),
             "wall_time_s": round(time.perf_counter() - start, 3),
             "files": {"best": jz_auto.BEST_FILE, "journal": jz_auto.JOURNAL_FILE},
-        }  # fmt: skip
+        }
         try:
             jz_auto.write_report(result, out, test_metrics=test, drops=drops)
             summary["files"]["report"] = "report.md"
         except ImportError as e:
             log(f"jaxzip auto: no report written: {e}")
         summary = jsonable(summary)
-        atomic_write_json(out / AUTO_FILE, summary)
-        return summary
-
-
-def _run_auto_lm(cfg: ExperimentConfig, out: Path, *, max_drop_pct: float,
-                 time_budget_s: float | None, max_trials: int | None, progress: bool,
-                 confirm_fraction: float | None) -> dict[str, Any]:  # fmt: skip
-    """``run_auto`` for a language model (text data): :func:`jaxzip.auto.search_lm` with the
-    bound ``max_drop_pct`` read as a relative increase of bits per byte in percent."""
-    if not max_drop_pct > 0:
-        raise ValueError(f"max_drop: for a language model, the allowed increase of bits per byte "
-                         f"in percent, > 0 (2 is +2%); got {max_drop_pct!r}")  # fmt: skip
-    if confirm_fraction is None:
-        raise ValueError("confirm_fraction: a language model's search needs a confirmation "
-                         "split; expected a number in (0, 1), got None")  # fmt: skip
-    space = jz_auto.LMSpace(tables=LM_TABLES)
-    seed = int(cfg.experiment.seed)
-    settings = {"kind": "lm", "space": space.to_dict(), "confirm_fraction": confirm_fraction,
-                "calibration": list(LM_CALIB), "seed": seed}  # fmt: skip
-    start = time.perf_counter()
-    with _search_dir(cfg, out, settings) as journal:
-        state = RunState(out_dir=out, progress=progress)
-        for stage in (load_data, build_model, train_stage):
-            state = state.updated(stage(cfg, state)[0])
-        s = state.splits
-        rank, conf = jz_auto.split_windows(s.val, confirm_fraction, seed=seed)
-        n, b = min(LM_CALIB[0], len(s.train)), LM_CALIB[1]
-        idx = np.sort(np.random.default_rng(seed).permutation(len(s.train))[:n])
-        calib = [s.train.x[idx[i : i + b]] for i in range(0, n, b)]
-        result = jz_auto.search_lm(
-            state.apply_fn, state.params, calib, rank, conf, max_increase=max_drop_pct / 100,
-            space=space, test=s.test, journal=journal, time_budget_s=time_budget_s,
-            max_trials=max_trials, progress=progress,
-        )  # fmt: skip
-        atomic_write_bytes(out / jz_auto.BEST_FILE, jz_codec.encode(result.params))
-        ref = result.reference["bytes"]
-        summary = jsonable({
-            "kind": "lm", "config_name": cfg.experiment.name, "max_drop_pct": max_drop_pct,
-            "time_budget_s": time_budget_s, "max_trials": max_trials, "settings": settings,
-            "splits": {"train": len(s.train), "rank": len(rank), "confirm": len(conf),
-                       "test": len(s.test), "calibration": n},
-            "se_method": jz_auto.LM_SE_METHOD, "result": result.to_dict(),
-            "comparison": {"bytes": result.bytes, "reference_bytes": ref,
-                           "ratio_to_reference": result.bytes / ref},
-            "wall_time_s": round(time.perf_counter() - start, 3),
-            "files": {"best": jz_auto.BEST_FILE, "journal": jz_auto.JOURNAL_FILE,
-                      "report": "report.md"},
-        })  # fmt: skip
-        jz_auto.write_lm_report(summary, out)
         atomic_write_json(out / AUTO_FILE, summary)
         return summary

@@ -74,8 +74,10 @@ def _make_books(params: Params, mask: Mask, cfg: ExperimentConfig) -> Params:
     except ValueError as e:
         raise ConfigError(f"kmeans.where: {e}") from None
     books = params
-    for where, bits in ((all_of(k.where, min_ndim(4)), k.conv_bits),
-                        (all_of(k.where, not_(min_ndim(4))), k.dense_bits)):  # fmt: skip
+    for where, bits in (
+        (all_of(k.where, min_ndim(4)), k.conv_bits),
+        (all_of(k.where, not_(min_ndim(4))), k.dense_bits),
+    ):
         if selected_paths(params, where, allow_empty=True):
             shared = jz_quant.kmeans_params(
                 params, bits=bits, where=where, mask=mask, iters=k.iters
@@ -89,9 +91,16 @@ def _make_books(params: Params, mask: Mask, cfg: ExperimentConfig) -> Params:
     return books
 
 
-def finetune_codebooks(cfg: ExperimentConfig, state: RunState, books: Params, mask: Mask, *,
-                       kmeans: KMeansConfig, key: jax.Array | None = None,
-                       teacher: Params | None = None) -> Params:  # fmt: skip
+def finetune_codebooks(
+    cfg: ExperimentConfig,
+    state: RunState,
+    books: Params,
+    mask: Mask,
+    *,
+    kmeans: KMeansConfig,
+    key: jax.Array | None = None,
+    teacher: Params | None = None,
+) -> Params:
     """Trains the centroids and the float leaves (pruned float weights held at zero).
 
     Adam at ``kmeans.learning_rate`` (cosine decay) for ``kmeans.finetune_epochs``
@@ -255,6 +264,11 @@ def encode_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     n = jz_models.param_count(params)
     ratio = 4 * n / len(data)
     metrics = {"file_bytes": len(data), "compression_ratio": ratio}
-    out = {"file": c.file, "file_bytes": len(data), "param_count": n, "compression_ratio": ratio,
-           "size_report": report.to_dict()}  # fmt: skip
+    out = {
+        "file": c.file,
+        "file_bytes": len(data),
+        "param_count": n,
+        "compression_ratio": ratio,
+        "size_report": report.to_dict(),
+    }
     return {CODEC_REPORT: jsonable(out)}, metrics

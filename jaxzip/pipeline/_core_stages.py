@@ -43,8 +43,11 @@ Metrics = dict[str, Any]
 def load_data(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
     """Stage ``data``: the train/val/test splits of ``[data]`` (field ``splits``)."""
     d = cfg.data
-    windows = {"seq_len": d.seq_len, "train_windows": d.train_windows,
-               "held_out_windows": d.held_out_windows}  # fmt: skip
+    windows = {
+        "seq_len": d.seq_len,
+        "train_windows": d.train_windows,
+        "held_out_windows": d.held_out_windows,
+    }
     splits = jz_data.load_splits(
         d.name,
         data_dir=d.data_dir or None,
@@ -137,8 +140,11 @@ def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
     module = config_module(cfg, splits)
     key = run_key(cfg, "model")
     # One compiled init instead of one dispatch (and compile) per initializer op.
-    fields = "model.name/model.d_model/model.num_layers" if m.name == "transformer" else (
-        "model.name/model.widths")  # fmt: skip
+    fields = (
+        "model.name/model.d_model/model.num_layers"
+        if m.name == "transformer"
+        else ("model.name/model.widths")
+    )
     init, like = init_checked(module, key, splits.train.x[:1], fields=fields)
     if not m.params_from:
         params = init(key, splits.train.x[:1])
@@ -187,8 +193,10 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
             max_loss_growth=MAX_LOSS_GROWTH,
         )
     # the text datasets are byte-level: a token is a byte
-    history = [{k.replace("bits_per_token", "bits_per_byte"): v for k, v in r.items()}
-               for r in jsonable(history)]  # fmt: skip
+    history = [
+        {k.replace("bits_per_token", "bits_per_byte"): v for k, v in r.items()}
+        for r in jsonable(history)
+    ]
     last = history[-1] if history else {}
     metrics = {"epochs": len(history), "steps": int(trained.step)}
     metrics.update({k: v for k, v in last.items() if k.startswith("train_")})

@@ -113,10 +113,18 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
                 jz_prune.keep_masked(mask),  # copies the mask into its state
             )
             params, history = retrain(
-                apply_fn, params, tx, splits.train, prune=p, train=t, teacher=dense,
-                epochs=p.epochs_per_round, key=jax.random.fold_in(run_key(cfg, "prune"), r),
-                progress=bool(progress), check_finite=True,
-            )  # fmt: skip
+                apply_fn,
+                params,
+                tx,
+                splits.train,
+                prune=p,
+                train=t,
+                teacher=dense,
+                epochs=p.epochs_per_round,
+                key=jax.random.fold_in(run_key(cfg, "prune"), r),
+                progress=bool(progress),
+                check_finite=True,
+            )
         val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
         selected = _zeros_stats(params, p.where)
         overall = _zeros_stats(params, None)

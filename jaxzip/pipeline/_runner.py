@@ -146,9 +146,15 @@ class _Cache:
         skip = tuple(k for k, v in updates.items() if callable(v)) if stage.rebuild else ()
         files = stage.files(self.cfg) if stage.files is not None else ()
         ok = store_outputs(
-            d, key=key, name=stage.name, updates=updates, metrics=metrics,
-            out_dir=self.files, files=files, skip=skip,
-        )  # fmt: skip
+            d,
+            key=key,
+            name=stage.name,
+            updates=updates,
+            metrics=metrics,
+            out_dir=self.files,
+            files=files,
+            skip=skip,
+        )
         if not ok:
             log(f"stage {stage.name!r}: its outputs cannot be stored; not cached")
 
@@ -220,8 +226,9 @@ def run_experiment(
     _check_order(stage_list)
     out = Path(out_dir)
     with directory_lock(out, what="jaxzip run"):  # NotADirectoryError if it is a file
-        return _run_locked(cfg, out, stage_list, progress=progress, report=report,
-                           use_cache=use_cache)  # fmt: skip
+        return _run_locked(
+            cfg, out, stage_list, progress=progress, report=report, use_cache=use_cache
+        )
 
 
 def _run_locked(

@@ -1,4 +1,4 @@
-"""Helpers shared by the pipeline's stages: the ``[train]`` optimizer, their training loop, JSON values."""
+"""Helpers shared by the pipeline's stages and commands: training loop, JSON, the search directory."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import jax
@@ -13,10 +14,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxzip import auto as jz_auto
 from jaxzip import distill as jz_distill
 from jaxzip import train as jz_train
 from jaxzip._errors import NonFiniteError
-from jaxzip.config import ExperimentConfig, PruneConfig, TrainConfig, augment_of, run_key
+from jaxzip._io import directory_lock
+from jaxzip.config import (
+    ExperimentConfig,
+    PruneConfig,
+    TrainConfig,
+    augment_of,
+    config_to_dict,
+    run_key,
+    save_config,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
@@ -27,6 +38,7 @@ __all__ = [
     "log",
     "retrain",
     "run_stage_epochs",
+    "search_dir",
     "with_hint",
 ]
 
@@ -60,18 +72,35 @@ def retrain(
     batch size and augmentation and the divergence guard :data:`MAX_LOSS_GROWTH`.
     ``params`` is not consumed.
     """
-    common = {"epochs": epochs, "batch_size": train.batch_size, "key": key,
-              "progress": progress, "max_loss_growth": MAX_LOSS_GROWTH}  # fmt: skip
+    common = {
+        "epochs": epochs,
+        "batch_size": train.batch_size,
+        "key": key,
+        "progress": progress,
+        "max_loss_growth": MAX_LOSS_GROWTH,
+    }
     if prune.distill_alpha == 0:
-        state, history = jz_train.fit(apply_fn, params, tx, train_ds, augment=augment_of(train),
-                                      check_finite=check_finite, **common)  # fmt: skip
+        state, history = jz_train.fit(
+            apply_fn,
+            params,
+            tx,
+            train_ds,
+            augment=augment_of(train),
+            check_finite=check_finite,
+            **common,
+        )
         return state.params, history
     loss = jz_distill.kd_loss(temperature=prune.distill_temperature, alpha=prune.distill_alpha)
-    step = jz_distill.make_train_step(apply_fn, apply_fn, tx, loss=loss, augment=augment_of(train),
-                                      check_finite=check_finite)  # fmt: skip
-    state, history = jz_train.run_epochs(lambda s, batch, k: step(s, teacher, batch, k),
-                                         jz_train.init_state(params, tx), train_ds,
-                                         desc="retrain", **common)  # fmt: skip
+    step = jz_distill.make_train_step(
+        apply_fn, apply_fn, tx, loss=loss, augment=augment_of(train), check_finite=check_finite
+    )
+    state, history = jz_train.run_epochs(
+        lambda s, batch, k: step(s, teacher, batch, k),
+        jz_train.init_state(params, tx),
+        train_ds,
+        desc="retrain",
+        **common,
+    )
     return state.params, history
 
 
@@ -154,3 +183,16 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+@contextlib.contextmanager
+def search_dir(
+    cfg: ExperimentConfig, out: Path, settings: dict[str, Any]
+) -> Iterator[jz_auto.Journal]:
+    """The search's journal, while this process holds ``out``'s lock (one search per directory at a
+    time; created if missing): ``config.toml`` written, the journal of ``cfg`` and ``settings``
+    opened (first, so a journal of another config fails fast)."""
+    with directory_lock(out, what="jaxzip auto"):  # NotADirectoryError if it is a file
+        save_config(out / "config.toml", cfg)
+        config = {"experiment": config_to_dict(cfg), "auto": settings}
+        yield jz_auto.Journal.open(out / jz_auto.JOURNAL_FILE, config=config)

@@ -122,8 +122,9 @@ def make_mask(
 def _check_selected(tree: PyTree, where: Where, caller: str, *, allow_inf: bool) -> None:
     """NaN (and, unless ``allow_inf``, Inf) in the selected concrete leaves raises."""
     picked = select(tree, where)
-    check_finite(jax.tree.map(lambda x, s: x if s else None, tree, picked), where=caller,
-                 allow_inf=allow_inf)  # fmt: skip
+    check_finite(
+        jax.tree.map(lambda x, s: x if s else None, tree, picked), where=caller, allow_inf=allow_inf
+    )
 
 
 def _make_mask(

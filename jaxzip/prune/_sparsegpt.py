@@ -122,9 +122,16 @@ def sparsegpt_prune_matrix(
     s = check_prune_options(sparsity, structure, what)
     n, m = (structure.n, structure.m) if structure is not None else (0, 0)
     w_hat, mask, q = obs_prune(
-        w, h, sparsity=0.0 if s is None else s, n=n, m=m, spec=quant_spec, damp=damp,
-        block_size=block_size, name=what,
-    )  # fmt: skip
+        w,
+        h,
+        sparsity=0.0 if s is None else s,
+        n=n,
+        m=m,
+        spec=quant_spec,
+        damp=damp,
+        block_size=block_size,
+        name=what,
+    )
     return (w_hat, mask) if q is None else (w_hat, mask, q)
 
 
@@ -223,17 +230,32 @@ def sparsegpt(
         mat = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         s = 0.0 if sparsity is None else sparsity
         w_hat, mask, q = obs_prune(
-            mat, stats.xtx, sparsity=s, n=n, m=m, spec=mspec, damp=damp,
-            block_size=block_size, name=path,
-        )  # fmt: skip
+            mat,
+            stats.xtx,
+            sparsity=s,
+            n=n,
+            m=m,
+            spec=mspec,
+            damp=damp,
+            block_size=block_size,
+            name=path,
+        )
         new = jz_layout.from_matrix(w_hat, layout).astype(jnp.result_type(leaf))
         kq = new if q is None else kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
         return new, (kq, jz_layout.from_matrix(mask, layout))
 
     out = jz_calib.run_oneshot(
-        apply_fn, params, batches, process, hessian=True, where=where, sequential=sequential,
-        layouts=layouts, select=select, name=what,
-    )  # fmt: skip
+        apply_fn,
+        params,
+        batches,
+        process,
+        hessian=True,
+        where=where,
+        sequential=sequential,
+        layouts=layouts,
+        select=select,
+        name=what,
+    )
     pruned = map_with_paths(lambda p, x: out[p][0] if p in out else x, params)
     return pruned, full_mask(params, {p: mask for p, (_, mask) in out.items()})
 

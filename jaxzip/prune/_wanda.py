@@ -158,8 +158,15 @@ def wanda(
         return jnp.where(mask, leaf, jnp.zeros_like(leaf)), mask
 
     masks = jz_calib.run_oneshot(
-        apply_fn, params, batches, process, hessian=False, where=where, sequential=sequential,
-        layouts=layouts, name=what,
+        apply_fn,
+        params,
+        batches,
+        process,
+        hessian=False,
+        where=where,
+        sequential=sequential,
+        layouts=layouts,
+        name=what,
         select=lambda paths, layouts: check_tree_structure(structure, paths, layouts, what),
-    )  # fmt: skip
+    )
     return full_mask(params, masks)

@@ -61,8 +61,9 @@ class ActStats(NamedTuple):
 
 
 def _combine(a: ActStats, b: ActStats) -> ActStats:
-    return ActStats(a.count + b.count, a.abs_sum + b.abs_sum, jnp.maximum(a.absmax, b.absmax),
-                    a.xtx + b.xtx)  # fmt: skip
+    return ActStats(
+        a.count + b.count, a.abs_sum + b.abs_sum, jnp.maximum(a.absmax, b.absmax), a.xtx + b.xtx
+    )
 
 
 def collect_act_stats(

@@ -49,8 +49,12 @@ def input_groups(stats: Mapping[str, ActStats]) -> list[tuple[str, ...]]:
     return [tuple(g) for g in groups]
 
 
-def scale_kernels(params: Params, scales: Mapping[str, Any], layouts: Mapping[str, KernelLayout],
-                  norm: Mapping[str, Any] | None = None) -> Params:  # fmt: skip
+def scale_kernels(
+    params: Params,
+    scales: Mapping[str, Any],
+    layouts: Mapping[str, KernelLayout],
+    norm: Mapping[str, Any] | None = None,
+) -> Params:
     """``W ← diag(s) W`` on the kernels of ``scales``; ``leaf / s`` on the leaves of ``norm``."""
     norm = norm or {}
 

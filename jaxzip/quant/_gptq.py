@@ -128,9 +128,16 @@ def gptq_core(
         )
         row_z = jnp.pad(jnp.broadcast_to(zero, (zero.shape[0], n_out))[gidx], extra)
     out = obs_loop(
-        wp, up, row_s, row_z, jnp.zeros(n_pad // block, jnp.int32),
-        block=block, n_real=n_in, grid=grid, pruning=None,
-    )  # fmt: skip
+        wp,
+        up,
+        row_s,
+        row_z,
+        jnp.zeros(n_pad // block, jnp.int32),
+        block=block,
+        n_real=n_in,
+        grid=grid,
+        pruning=None,
+    )
     inv = jnp.argsort(perm)
     values = out.values[:n_in][inv]
     if dynamic:

@@ -127,7 +127,15 @@ def gptq(
         return dequantize(kq), kq
 
     out = jz_calib.run_oneshot(
-        apply_fn, params, batches, process, hessian=True, where=where, sequential=sequential,
-        layouts=layouts, select=select, name=what,
-    )  # fmt: skip
+        apply_fn,
+        params,
+        batches,
+        process,
+        hessian=True,
+        where=where,
+        sequential=sequential,
+        layouts=layouts,
+        select=select,
+        name=what,
+    )
     return map_with_paths(lambda p, x: out.get(p, x), params)

@@ -70,9 +70,16 @@ def _obs_prune_core(
     rows = jnp.clip(n_in - starts, 0, block)
     prune_k = jnp.round(sparsity * (rows * n_out).astype(dt)).astype(jnp.int32)
     out = obs_loop(
-        wp, up, row_s, row_z, prune_k,
-        block=block, n_real=n_in, grid=grid, pruning=Pruning(n, m),
-    )  # fmt: skip
+        wp,
+        up,
+        row_s,
+        row_z,
+        prune_k,
+        block=block,
+        n_real=n_in,
+        grid=grid,
+        pruning=Pruning(n, m),
+    )
     w_hat, mask = out.w[:n_in].astype(dt), out.mask[:n_in]
     q = None
     if spec is not None:

@@ -192,18 +192,31 @@ def quantize_unshared(params: Params, spec: QuantSpec) -> Params:
         raise TypeError(f"spec: expected a QuantSpec, got {spec!r}")
 
     def chosen(leaf: Any) -> bool:
-        return (not is_quantized(leaf) and jnp.ndim(leaf) > 0
-                and jnp.issubdtype(jnp.result_type(leaf), jnp.floating))  # fmt: skip
+        return (
+            not is_quantized(leaf)
+            and jnp.ndim(leaf) > 0
+            and jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+        )
 
     flat, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=is_quantized)
     picked = {keystr(kp): leaf for kp, leaf in flat if chosen(leaf)}
     check_finite(picked, where="quantize_unshared")
     out = [
-        quantize_array(leaf, spec, calibration=MINMAX, clip_ratio=1.0, fixed_range=None,
-                       key=None, what=path, where="quantize_unshared", check_values=False)
-        if path in picked else leaf
+        quantize_array(
+            leaf,
+            spec,
+            calibration=MINMAX,
+            clip_ratio=1.0,
+            fixed_range=None,
+            key=None,
+            what=path,
+            where="quantize_unshared",
+            check_values=False,
+        )
+        if path in picked
+        else leaf
         for path, leaf in ((keystr(kp), leaf) for kp, leaf in flat)
-    ]  # fmt: skip
+    ]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 

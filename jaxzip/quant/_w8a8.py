@@ -148,8 +148,13 @@ def make_scaled_apply(
             else:
                 sx = absmax_scale(jnp.max(jnp.abs(xr), axis=1, keepdims=True), qmax)
                 axes = (0,)
-            xq = QArray(values=quantize_rows(xr, sx, qmax), scale=sx,
-                        zero_point=jnp.zeros(sx.shape, jnp.int32), bits=act_bits, axes=axes)  # fmt: skip
+            xq = QArray(
+                values=quantize_rows(xr, sx, qmax),
+                scale=sx,
+                zero_point=jnp.zeros(sx.shape, jnp.int32),
+                bits=act_bits,
+                axes=axes,
+            )
             y = int_dense(xq, _weight_matrix(leaf, layout, path))
             return compute.y_from_rows(y).astype(compute.y_dtype), None
 

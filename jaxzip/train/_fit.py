@@ -13,14 +13,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from jaxzip._errors import DivergedError
 from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params
 from jaxzip.data import Dataset, TokenWindows
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train._augment import RandomShift
 from jaxzip.train._evaluate import evaluate
-from jaxzip.train._guard import raise_if_nonfinite
+from jaxzip.train._guard import first_loss, raise_if_diverged, raise_if_nonfinite
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
 
@@ -34,9 +33,6 @@ _REFRESH_EVERY = 25
 """Steps between host fetches of the running metrics for the progress bar."""
 _SHORT = {"accuracy": "acc"}
 _GUARD_KEYS = ("finite", "nonfinite")
-_LOSS_FLOOR = 0.1
-"""``max_loss_growth`` compares with ``max(first step's loss, _LOSS_FLOOR)``: a run that
-starts near zero loss (fine-tuning a converged model) may rise a little without diverging."""
 
 
 def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
@@ -49,8 +45,10 @@ def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
 
 def _check_data(where: str, name: str, ds: Any) -> None:
     if not isinstance(ds, Dataset | TokenWindows):
-        raise TypeError(f"{where}: {name} must be a jaxzip.data.Dataset or TokenWindows, "
-                        f"got {type(ds).__name__}")  # fmt: skip
+        raise TypeError(
+            f"{where}: {name} must be a jaxzip.data.Dataset or TokenWindows, "
+            f"got {type(ds).__name__}"
+        )
 
 
 def _check_batch_size(where: str, ds: Any, batch_size: Any) -> int:
@@ -196,11 +194,13 @@ def run_epochs(
     if isinstance(callbacks, str | bytes) or not all(callable(c) for c in callbacks):
         raise TypeError(f"{where}: callbacks must be a sequence of callables, got {callbacks!r}")
     if max_loss_growth is not None and not (
-        isinstance(max_loss_growth, int | float) and not isinstance(max_loss_growth, bool)
+        isinstance(max_loss_growth, int | float)
+        and not isinstance(max_loss_growth, bool)
         and max_loss_growth > 1
-    ):  # fmt: skip
-        raise ValueError(f"{where}: max_loss_growth must be None or a number > 1, "
-                         f"got {max_loss_growth!r}")  # fmt: skip
+    ):
+        raise ValueError(
+            f"{where}: max_loss_growth must be None or a number > 1, got {max_loss_growth!r}"
+        )
     start_loss: float | None = None
     shuffle_key, step_key = named_key(key, "shuffle"), named_key(key, "step")
     steps_per_epoch = len(train_ds) // batch_size
@@ -209,8 +209,14 @@ def run_epochs(
         start = time.perf_counter()
         sums: dict[str, jax.Array] = {}
         label = f"{desc} epoch {epoch + 1}/{epochs}"
-        bar = tqdm(total=steps_per_epoch, desc=label, file=sys.stderr, disable=not progress,
-                   leave=False, dynamic_ncols=True)  # fmt: skip
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=label,
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         with bar:
             batches = epoch_batches(
                 train_ds, batch_size, key=jax.random.fold_in(shuffle_key, epoch)
@@ -223,7 +229,7 @@ def run_epochs(
                     )
                     raise_if_nonfinite(metrics, state, where=where_step)
                 if max_loss_growth is not None and start_loss is None:
-                    start_loss = _first_loss(where, metrics)
+                    start_loss = first_loss(where, metrics)
                 for name, value in metrics.items():
                     if name not in _GUARD_KEYS and jnp.ndim(value) == 0:
                         sums[name] = sums.get(name, jnp.zeros((), jnp.float32)) + value
@@ -239,31 +245,10 @@ def run_epochs(
         if progress:
             tqdm.write(_line(label, record), file=sys.stderr)
         if max_loss_growth is not None and start_loss is not None:
-            _raise_if_diverged(where, record, start_loss, max_loss_growth, state)
+            raise_if_diverged(where, record, start_loss, max_loss_growth, state)
         if any([bool(c(record, state)) for c in callbacks]):
             break
     return state, history
-
-
-def _first_loss(where: str, metrics: Mapping[str, Any]) -> float:
-    """The first step's ``"loss"`` (scored before its update: the initial state's loss)."""
-    if "loss" not in metrics or jnp.ndim(metrics["loss"]) != 0:
-        raise ValueError(f"{where}: max_loss_growth needs a scalar 'loss' in the step's metrics, "
-                         f"got keys {sorted(metrics)}")  # fmt: skip
-    return float(metrics["loss"])
-
-
-def _raise_if_diverged(
-    where: str, record: Mapping[str, Any], start: float, growth: float, state: Any
-) -> None:
-    loss = record.get("train_loss")
-    limit = growth * max(start, _LOSS_FLOOR)
-    if loss is not None and not loss <= limit:  # NaN fails too
-        raise DivergedError(
-            f"{where}: training diverged: epoch {record['epoch']}'s mean loss {loss:.4g} is over "
-            f"{growth:g}x the first step's loss {start:.4g}",
-            state=state,
-        )
 
 
 def fit(
@@ -351,8 +336,10 @@ def fit(
     if val_ds is not None:
         _check_data("fit", "val_ds", val_ds)
         if type(val_ds) is not type(train_ds):
-            raise TypeError(f"fit: val_ds must be the same kind of data as train_ds "
-                            f"({type(train_ds).__name__}), got {type(val_ds).__name__}")  # fmt: skip
+            raise TypeError(
+                f"fit: val_ds must be the same kind of data as train_ds "
+                f"({type(train_ds).__name__}), got {type(val_ds).__name__}"
+            )
     if augment is not None and isinstance(train_ds, TokenWindows):
         raise ValueError(
             f"fit: augment shifts images; train_ds holds token windows, got {augment!r}"
@@ -374,6 +361,16 @@ def fit(
             record["val_bits_per_token"] = val["bits_per_token"]
         return record
 
-    return run_epochs(step, init_state(params, tx), train_ds, key=key, epochs=epochs,
-                      batch_size=batch_size, evaluate=validate, callbacks=callbacks,
-                      progress=progress, desc="fit", max_loss_growth=max_loss_growth)  # fmt: skip
+    return run_epochs(
+        step,
+        init_state(params, tx),
+        train_ds,
+        key=key,
+        epochs=epochs,
+        batch_size=batch_size,
+        evaluate=validate,
+        callbacks=callbacks,
+        progress=progress,
+        desc="fit",
+        max_loss_growth=max_loss_growth,
+    )

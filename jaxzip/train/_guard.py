@@ -1,4 +1,4 @@
-"""The NaN/Inf guard of the train steps: per-leaf counts in the step, a clear error on the host."""
+"""The guards of training: NaN/Inf counts in the step, clear errors on the host, loss growth."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxzip._errors import NonFiniteError
+from jaxzip._errors import DivergedError, NonFiniteError
 from jaxzip._finite import describe_counts, nonfinite_counts
 from jaxzip.train._state import TrainState
 
 _SHOWN = 6
 """How many offending leaves the error message names (``NonFiniteError.paths`` has all)."""
+_LOSS_FLOOR = 0.1
+"""``max_loss_growth`` compares with ``max(first step's loss, _LOSS_FLOOR)``: a run that
+starts near zero loss (fine-tuning a converged model) may rise a little without diverging."""
 
 
 def guard_update(
@@ -131,3 +134,28 @@ def raise_if_nonfinite(metrics: Mapping[str, Any], state: TrainState, *, where: 
         paths=tuple(dict.fromkeys(paths)),
         state=state,
     )
+
+
+def first_loss(where: str, metrics: Mapping[str, Any]) -> float:
+    """The first step's ``"loss"`` (scored before its update: the initial state's loss)."""
+    if "loss" not in metrics or jnp.ndim(metrics["loss"]) != 0:
+        raise ValueError(
+            f"{where}: max_loss_growth needs a scalar 'loss' in the step's metrics, "
+            f"got keys {sorted(metrics)}"
+        )
+    return float(metrics["loss"])
+
+
+def raise_if_diverged(
+    where: str, record: Mapping[str, Any], start: float, growth: float, state: Any
+) -> None:
+    """Raises :class:`DivergedError` when the epoch's mean ``train_loss`` in ``record`` is over
+    ``growth`` times ``max(start, _LOSS_FLOOR)`` (or NaN)."""
+    loss = record.get("train_loss")
+    limit = growth * max(start, _LOSS_FLOOR)
+    if loss is not None and not loss <= limit:  # NaN fails too
+        raise DivergedError(
+            f"{where}: training diverged: epoch {record['epoch']}'s mean loss {loss:.4g} is over "
+            f"{growth:g}x the first step's loss {start:.4g}",
+            state=state,
+        )

@@ -22,11 +22,15 @@ def mlp() -> dict[str, Any]:
     """A fixed random 32-24-6 MLP (numpy leaves; jax treats them as arrays)."""
     rng = np.random.default_rng(0)
     return {
-        "Dense_0": {"kernel": rng.normal(size=(32, 24)).astype(np.float32) / 5,
-                    "bias": np.zeros(24, np.float32)},
-        "Dense_1": {"kernel": rng.normal(size=(24, 6)).astype(np.float32) / 4,
-                    "bias": np.zeros(6, np.float32)},
-    }  # fmt: skip
+        "Dense_0": {
+            "kernel": rng.normal(size=(32, 24)).astype(np.float32) / 5,
+            "bias": np.zeros(24, np.float32),
+        },
+        "Dense_1": {
+            "kernel": rng.normal(size=(24, 6)).astype(np.float32) / 4,
+            "bias": np.zeros(6, np.float32),
+        },
+    }
 
 
 class CountingEval:

@@ -45,8 +45,14 @@ def test_prune_fn_replaces_one_shot_pruning_and_its_zeros_are_the_mask(mlp):
     def finetune_fn(params, mask, *, key):
         raise AssertionError("finetune_fn runs only after one-shot pruning")
 
-    books = build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), rounds=3,
-                            build=Build(prune_fn=prune_fn, finetune_fn=finetune_fn, iters=3))  # fmt: skip
+    books = build_candidate(
+        mlp,
+        LAYERS,
+        BITS,
+        key=jax.random.key(0),
+        rounds=3,
+        build=Build(prune_fn=prune_fn, finetune_fn=finetune_fn, iters=3),
+    )
     assert calls == [(LAYERS, 3)]
     w = np.asarray(books["Dense_0"]["kernel"].decode()).ravel()
     k = int(0.8 * w.size)
@@ -57,8 +63,11 @@ def test_a_prune_fn_that_does_not_prune_is_an_error_naming_the_layer(mlp):
     def lazy(params, sparsity, *, key, rounds):
         return params
 
-    with pytest.raises(ValueError, match=r"prune_fn: must prune Dense_0/kernel to sparsity 0.8 "
-                                         r"\(614 of 768 weights zero\), got 0 zeros"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"prune_fn: must prune Dense_0/kernel to sparsity 0.8 "
+        r"\(614 of 768 weights zero\), got 0 zeros",
+    ):
         build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(prune_fn=lazy))
 
 
@@ -68,14 +77,26 @@ def test_codebook_fn_output_is_what_is_encoded_and_scored(mlp, make_eval, tmp_pa
     def scale_centroids(books, *, key):
         seen.append(np.asarray(jax.random.key_data(key)).tolist())
         return jax.tree.map(
-            lambda b: jz_quant.replace_centroids({"w": b}, {"w": b.centroids * 0})["w"]
-            if jz_quant.is_quantized(b) else b,
-            books, is_leaf=jz_quant.is_quantized,
-        )  # fmt: skip
+            lambda b: (
+                jz_quant.replace_centroids({"w": b}, {"w": b.centroids * 0})["w"]
+                if jz_quant.is_quantized(b)
+                else b
+            ),
+            books,
+            is_leaf=jz_quant.is_quantized,
+        )
 
     ev = make_eval()
-    r = search(mlp, eval_fn=ev, max_drop=1.0, where=r".*/kernel", key=jax.random.key(0),
-               space=SPACE, codebook_fn=scale_centroids, out_dir=tmp_path)  # fmt: skip
+    r = search(
+        mlp,
+        eval_fn=ev,
+        max_drop=1.0,
+        where=r".*/kernel",
+        key=jax.random.key(0),
+        space=SPACE,
+        codebook_fn=scale_centroids,
+        out_dir=tmp_path,
+    )
     assert seen and len({str(s) for s in seen}) == len(seen)  # each candidate its own key
     decoded = r.params
     assert float(jnp.abs(decoded["Dense_0"]["kernel"]).max()) == 0.0  # the zeroed centroids
@@ -91,8 +112,14 @@ def test_codebook_fn_must_keep_the_books_structure(mlp):
 
 
 def test_hooks_are_part_of_the_journal_config(mlp, make_eval, tmp_path):
-    kw = {"max_drop": 1.0, "where": r".*/kernel", "key": jax.random.key(0), "space": SPACE,
-          "max_trials": 1, "out_dir": tmp_path}  # fmt: skip
+    kw = {
+        "max_drop": 1.0,
+        "where": r".*/kernel",
+        "key": jax.random.key(0),
+        "space": SPACE,
+        "max_trials": 1,
+        "out_dir": tmp_path,
+    }
     search(mlp, eval_fn=make_eval(), **kw)
     with pytest.raises(ConfigError, match="journal"):
         search(mlp, eval_fn=make_eval(), prune_fn=_prune_smallest_by_row_order, **kw)
@@ -101,16 +128,30 @@ def test_hooks_are_part_of_the_journal_config(mlp, make_eval, tmp_path):
 @pytest.mark.parametrize("name", ["prune_fn", "codebook_fn", "finetune_fn"])
 def test_a_hook_that_is_not_callable_is_a_type_error(mlp, make_eval, name):
     with pytest.raises(TypeError, match=f"{name}: expected a callable or None, got 3"):
-        search(mlp, eval_fn=make_eval(), max_drop=1.0, where=r".*/kernel",
-               key=jax.random.key(0), space=SPACE, **{name: 3})  # fmt: skip
+        search(
+            mlp,
+            eval_fn=make_eval(),
+            max_drop=1.0,
+            where=r".*/kernel",
+            key=jax.random.key(0),
+            space=SPACE,
+            **{name: 3},
+        )
 
 
 def test_fits_estimates_a_trial_from_the_seconds_per_round_so_far(mlp, make_eval):
     from jaxzip.auto._trials import Trials
 
-    kw = {"eval_fn": make_eval(), "build": Build(), "layers": ("Dense_0/kernel",),
-          "key": jax.random.key(0), "max_drop": 0.1, "journal": None, "out_dir": None,
-          "max_trials": None}  # fmt: skip
+    kw = {
+        "eval_fn": make_eval(),
+        "build": Build(),
+        "layers": ("Dense_0/kernel",),
+        "key": jax.random.key(0),
+        "max_drop": 0.1,
+        "journal": None,
+        "out_dir": None,
+        "max_trials": None,
+    }
     assert Trials(mlp, time_budget_s=None, **kw).fits(1000, 1000)  # no deadline
     trials = Trials(mlp, time_budget_s=100.0, **kw)
     assert trials.fits(8, 4)  # nothing timed yet
@@ -119,20 +160,30 @@ def test_fits_estimates_a_trial_from_the_seconds_per_round_so_far(mlp, make_eval
     assert not trials.fits(8, 4)  # 128 s
 
 
-def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(mlp, make_eval,
-                                                                          tmp_path):  # fmt: skip
+def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(
+    mlp, make_eval, tmp_path
+):
     spec = jz_quant.QuantSpec(bits=8)
     rng = np.random.default_rng(1)
     for layer in mlp.values():  # trained biases are not zero
         layer["bias"] = rng.normal(size=layer["bias"].shape).astype(np.float32) / 10
-    books = build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0),
-                            build=Build(iters=3, unshared=spec))  # fmt: skip
-    kinds = {p: type(x).__name__ for p, x in
-             jax.tree_util.tree_flatten_with_path(books, is_leaf=jz_quant.is_quantized)[0]}  # fmt: skip
+    books = build_candidate(
+        mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(iters=3, unshared=spec)
+    )
+    kinds = {
+        p: type(x).__name__
+        for p, x in jax.tree_util.tree_flatten_with_path(books, is_leaf=jz_quant.is_quantized)[0]
+    }
     assert {k: v for k, v in kinds.items() if "bias" in str(k)} and all(
-        v == "QArray" for k, v in kinds.items() if "bias" in str(k))  # fmt: skip
-    kw = {"max_drop": 1.0, "where": r".*/kernel", "key": jax.random.key(0), "space": SPACE,
-          "max_trials": 2}  # fmt: skip
+        v == "QArray" for k, v in kinds.items() if "bias" in str(k)
+    )
+    kw = {
+        "max_drop": 1.0,
+        "where": r".*/kernel",
+        "key": jax.random.key(0),
+        "space": SPACE,
+        "max_trials": 2,
+    }
     plain = search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "plain", **kw)
     small = search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "int8", unshared=spec, **kw)
     by_key = {t["key"]: t for t in plain.trials}

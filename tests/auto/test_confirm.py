@@ -32,8 +32,9 @@ class ScriptedConfirm:
 
 def _walk(trials):
     """The confirmation order if every attempt fails: by bytes, each more accurate than the last."""
-    ranked = sorted((t for t in trials if t["feasible"]),
-                    key=lambda t: (t["bytes"], -t["accuracy"], t["index"]))  # fmt: skip
+    ranked = sorted(
+        (t for t in trials if t["feasible"]), key=lambda t: (t["bytes"], -t["accuracy"], t["index"])
+    )
     out, floor = [], None
     for t in ranked:
         if floor is None or t["accuracy"] > floor:
@@ -43,8 +44,15 @@ def _walk(trials):
 
 
 def _run(mlp, ev, out, confirm_fn, **kw):
-    kw = {"max_drop": 0.3, "where": KERNELS, "key": jax.random.key(0), "space": SPACE,
-          "confirm_n": 100, "val_n": 256, **kw}  # fmt: skip
+    kw = {
+        "max_drop": 0.3,
+        "where": KERNELS,
+        "key": jax.random.key(0),
+        "space": SPACE,
+        "confirm_n": 100,
+        "val_n": 256,
+        **kw,
+    }
     return search(mlp, eval_fn=ev, out_dir=out, confirm_fn=confirm_fn, **kw)
 
 
@@ -62,14 +70,18 @@ def test_min_confirm_size_is_one_error_within_the_bound():
         n = min_confirm_size(d)
         assert n * d >= 1 - 1e-12 and (n - 1) * d < 1  # the fewest that resolve the bound
     assert check_confirm_size(1000, 0.001) == 1000
-    with pytest.raises(ValueError, match=r"confirm_n: a confirmation split of 999 examples cannot "
-                                         r"resolve max_drop 0\.001.*at least 1000"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"confirm_n: a confirmation split of 999 examples cannot "
+        r"resolve max_drop 0\.001.*at least 1000",
+    ):
         check_confirm_size(999, 0.001)
 
 
 def test_first_ranked_fails_confirmation_next_is_confirmed(mlp, make_eval, tmp_path):
-    plain = search(mlp, eval_fn=make_eval(), max_drop=0.3, where=KERNELS, key=jax.random.key(0),
-                   space=SPACE)  # fmt: skip
+    plain = search(
+        mlp, eval_fn=make_eval(), max_drop=0.3, where=KERNELS, key=jax.random.key(0), space=SPACE
+    )
     conf = ScriptedConfirm([0.5])  # the first candidate confirmed loses 0.5 > max_drop
     r = _run(mlp, make_eval(), tmp_path, conf)
     c = r.confirmation
@@ -81,14 +93,20 @@ def test_first_ranked_fails_confirmation_next_is_confirmed(mlp, make_eval, tmp_p
     # the next by the ranking that is more accurate on validation than the failed one
     assert [first["key"], second["key"]] == _walk(r.trials)[:2]
     assert second["val_accuracy"] > first["val_accuracy"]
-    skipped = [t for t in r.trials if t["feasible"] and first["bytes"] <= t["bytes"]
-               and t["key"] not in (first["key"], second["key"])
-               and (t["bytes"], -t["accuracy"]) < (second["bytes"], -second["accuracy"])]  # fmt: skip
+    skipped = [
+        t
+        for t in r.trials
+        if t["feasible"]
+        and first["bytes"] <= t["bytes"]
+        and t["key"] not in (first["key"], second["key"])
+        and (t["bytes"], -t["accuracy"]) < (second["bytes"], -second["accuracy"])
+    ]
     assert c["skipped"] == len(skipped) and all(
         t["accuracy"] <= first["val_accuracy"] for t in skipped
     )
     assert first["drop"] == pytest.approx(0.5) and first["drop_se"] == pytest.approx(
-        drop_se(1.0, 0.5, 100))  # fmt: skip
+        drop_se(1.0, 0.5, 100)
+    )
     # the confirmation split only confirmed: the ranking (trials) is the run without it
     assert [t["key"] for t in r.trials] == [t["key"] for t in plain.trials]
 
@@ -129,14 +147,23 @@ def test_bad_confirmation_input(mlp, make_eval):
     with pytest.raises(ValueError, match="without a confirm_fn"):
         search(mlp, eval_fn=make_eval(), confirm_n=100, **kw)
     with pytest.raises(ValueError, match="max_confirmations"):
-        search(mlp, eval_fn=make_eval(), confirm_fn=ScriptedConfirm(), confirm_n=100,
-               max_confirmations=0, **kw)  # fmt: skip
+        search(
+            mlp,
+            eval_fn=make_eval(),
+            confirm_fn=ScriptedConfirm(),
+            confirm_n=100,
+            max_confirmations=0,
+            **kw,
+        )
 
 
 def test_budget_too_small_for_the_baseline_confirmation(mlp, make_eval, tmp_path):
     conf = ScriptedConfirm()
-    with pytest.raises(BudgetTooSmall, match=r"time_budget_s: 1e-06 s was spent before the "
-                                             r"baseline.*validation accuracy 1\.0000, no candidate"):  # fmt: skip
+    with pytest.raises(
+        BudgetTooSmall,
+        match=r"time_budget_s: 1e-06 s was spent before the "
+        r"baseline.*validation accuracy 1\.0000, no candidate",
+    ):
         _run(mlp, make_eval(), tmp_path, conf, time_budget_s=1e-6)
     assert conf.calls == 0
     ev = make_eval()
@@ -165,8 +192,10 @@ class _FakeTrials:
 def test_after_a_failure_no_less_safe_candidate_is_confirmed():
     from jaxzip.auto._confirm import confirm
 
-    ranked = [{"key": k, "bytes": b, "ratio": 100 / b, "accuracy": a}
-              for k, b, a in (("A", 10, 0.95), ("B", 11, 0.94), ("C", 12, 0.95), ("D", 13, 0.97))]  # fmt: skip
+    ranked = [
+        {"key": k, "bytes": b, "ratio": 100 / b, "accuracy": a}
+        for k, b, a in (("A", 10, 0.95), ("B", 11, 0.94), ("C", 12, 0.95), ("D", 13, 0.97))
+    ]
     fake = _FakeTrials({"A": 0.90, "B": 0.96, "C": 0.96, "D": 0.95})
     chosen, c = confirm(fake, ranked, max_confirmations=3, confirm_n=None, val_n=None)
     # A fails (0.90 < 0.96 - 0.02); B and C are no more accurate on validation than A: skipped

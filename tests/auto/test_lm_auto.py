@@ -56,8 +56,18 @@ def lm():
 def _search(lm, journal_path, bound=LOOSE, **kw):
     apply_fn, params, calib, rank, conf = lm
     journal = Journal.open(journal_path, config=CONFIG)
-    return search_lm(apply_fn, params, calib, rank, conf, max_increase=bound, space=SPACE,
-                     journal=journal, max_trials=4, **kw)  # fmt: skip
+    return search_lm(
+        apply_fn,
+        params,
+        calib,
+        rank,
+        conf,
+        max_increase=bound,
+        space=SPACE,
+        journal=journal,
+        max_trials=4,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +172,17 @@ def test_bad_spaces_name_the_setting(make, error, match):
 def test_bad_inputs_name_the_argument(lm, change, error, match):
     apply_fn, params, calib, rank, conf = lm
     if change.get("confirm") == "one":
-        change["confirm"] = jz.data.TokenWindows(x=conf.x[:1], y=conf.y[:1], vocab_size=256,
-                                                 name="one")  # fmt: skip
-    kw = {"max_increase": 0.02, "space": SPACE, "rank": rank, "confirm": conf, "calib": calib,
-          **change}  # fmt: skip
+        change["confirm"] = jz.data.TokenWindows(
+            x=conf.x[:1], y=conf.y[:1], vocab_size=256, name="one"
+        )
+    kw = {
+        "max_increase": 0.02,
+        "space": SPACE,
+        "rank": rank,
+        "confirm": conf,
+        "calib": calib,
+        **change,
+    }
     with pytest.raises(error, match=match):
         search_lm(apply_fn, params, kw.pop("calib"), kw.pop("rank"), kw.pop("confirm"), **kw)
 
@@ -210,8 +227,17 @@ def test_cli_auto_on_a_text_config(tmp_path, capsys, one_error_line):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY_TOML)
     out = tmp_path / "out"
-    argv = ["auto", str(cfg), "--max-drop", "5", "--max-trials", "2", "--out", str(out),
-            "--no-progress"]  # fmt: skip
+    argv = [
+        "auto",
+        str(cfg),
+        "--max-drop",
+        "5",
+        "--max-trials",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "auto.json").read_text())

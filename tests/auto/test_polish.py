@@ -11,8 +11,9 @@ from jaxzip.auto._build import Build, build_candidate
 from jaxzip.auto._common import est_bytes
 from jaxzip.auto._polish import neighbours
 
-SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4, 2), kmeans_iters=5,
-                    finetune_rounds=(1, 2))  # fmt: skip
+SPACE = SearchSpace(
+    sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4, 2), kmeans_iters=5, finetune_rounds=(1, 2)
+)
 KERNELS = r".*/kernel"
 
 
@@ -46,8 +47,14 @@ def test_rounds_apply_finetune_in_sequence_with_their_own_keys(mlp):
         return params
 
     key = jax.random.key(3)
-    build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4},
-                    build=Build(finetune_fn=ft, iters=2), key=key, rounds=3)  # fmt: skip
+    build_candidate(
+        mlp,
+        {"Dense_0/kernel": 0.5},
+        {"Dense_0/kernel": 4},
+        build=Build(finetune_fn=ft, iters=2),
+        key=key,
+        rounds=3,
+    )
     assert len(seen) == 3 and seen[0] == np.asarray(jax.random.key_data(key)).tolist()
     assert len({str(s) for s in seen}) == 3
 
@@ -61,8 +68,14 @@ def test_a_finetune_taking_rounds_is_called_once_with_them(mlp):
 
     key = jax.random.key(3)
     for rounds in (1, 4):
-        build_candidate(mlp, {"Dense_0/kernel": 0.5}, {"Dense_0/kernel": 4},
-                        build=Build(finetune_fn=ft, iters=2), key=key, rounds=rounds)  # fmt: skip
+        build_candidate(
+            mlp,
+            {"Dense_0/kernel": 0.5},
+            {"Dense_0/kernel": 4},
+            build=Build(finetune_fn=ft, iters=2),
+            key=key,
+            rounds=rounds,
+        )
     assert seen == [1, 4]
 
 
@@ -103,8 +116,9 @@ def test_longer_finetuning_when_nothing_is_feasible(mlp, make_eval, tmp_path):
         out["Dense_1"]["bias"] = np.asarray(out["Dense_1"]["bias"]) + 1.0
         return out
 
-    space = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4,), kmeans_iters=5,
-                        finetune_rounds=(1, 2))  # fmt: skip
+    space = SearchSpace(
+        sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4,), kmeans_iters=5, finetune_rounds=(1, 2)
+    )
     plain = _run(mlp, ev, tmp_path / "plain", ft, space=space, max_drop=0.3)
     assert not plain.feasible and all(t.get("rounds", 1) == 1 for t in plain.trials)
     calls["n"] = 0
@@ -142,8 +156,9 @@ def test_with_a_budget_the_ladder_is_bisected_again_at_the_longest_finetuning(
         out["Dense_1"]["bias"] = np.asarray(out["Dense_1"]["bias"]) + 1.0
         return out
 
-    space = SearchSpace(sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4,), kmeans_iters=5,
-                        finetune_rounds=(1, 2, 4))  # fmt: skip
+    space = SearchSpace(
+        sparsities=(0.0, 0.5, 0.8, 0.9), bits=(4,), kmeans_iters=5, finetune_rounds=(1, 2, 4)
+    )
     plain = _run(mlp, ev, tmp_path / "plain", ft, space=space, max_drop=0.45)
     assert plain.feasible and plain.best["sparsity"]["Dense_0/kernel"] <= 0.5
     r = _run(mlp, ev, tmp_path / "budget", ft, space=space, max_drop=0.45, max_trials=200)
@@ -154,8 +169,9 @@ def test_with_a_budget_the_ladder_is_bisected_again_at_the_longest_finetuning(
     assert r.feasible and r.best["rounds"] == 4 and r.best["bytes"] < plain.best["bytes"]
 
 
-def test_lengths_that_would_not_end_in_time_are_left_out(mlp, make_eval, finetune, tmp_path,
-                                                          monkeypatch):  # fmt: skip
+def test_lengths_that_would_not_end_in_time_are_left_out(
+    mlp, make_eval, finetune, tmp_path, monkeypatch
+):
     from jaxzip.auto._trials import Trials
 
     monkeypatch.setattr(Trials, "fits", lambda self, rounds, count=1: rounds == 1)

@@ -21,9 +21,15 @@ def test_report_written(mlp, make_eval, tmp_path):
     path = write_report(r, tmp_path / "rep", test_metrics={"best_test_accuracy": 0.5})
     text = path.read_text()
     assert path.name == "report.md"
-    for needle in ("| baseline accuracy (validation) | 1.0000 |", "| best_test_accuracy | 0.5000",
-                   "| Dense_0/kernel |", "entropy bound", "trials.png", "sensitivity.png",
-                   f"| file bytes | {r.best['bytes']} |"):  # fmt: skip
+    for needle in (
+        "| baseline accuracy (validation) | 1.0000 |",
+        "| best_test_accuracy | 0.5000",
+        "| Dense_0/kernel |",
+        "entropy bound",
+        "trials.png",
+        "sensitivity.png",
+        f"| file bytes | {r.best['bytes']} |",
+    ):
         assert needle in text
     for png in ("trials.png", "layers.png", "sensitivity.png"):
         assert (tmp_path / "rep" / png).read_bytes()[:4] == b"\x89PNG"
@@ -34,18 +40,45 @@ def test_report_written(mlp, make_eval, tmp_path):
 def test_report_shows_drops_confirmation_and_time(mlp, make_eval, tmp_path):
     space = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5)
     ev = make_eval()
-    r = search(mlp, eval_fn=ev, max_drop=0.1, where=r".*/kernel", key=jax.random.key(0),
-               space=space, confirm_fn=ev, confirm_n=256, val_n=256)  # fmt: skip
-    d = {"validation": {"n": 256, "baseline_accuracy": 1.0, "accuracy": 0.98, "drop_pp": 2.0,
-                        "se_pp": 0.875},
-         "confirmation": None, "test": {"n": 10, "baseline_accuracy": 0.9, "accuracy": 0.8,
-                                        "drop_pp": 10.0, "se_pp": 16.58}}  # fmt: skip
+    r = search(
+        mlp,
+        eval_fn=ev,
+        max_drop=0.1,
+        where=r".*/kernel",
+        key=jax.random.key(0),
+        space=space,
+        confirm_fn=ev,
+        confirm_n=256,
+        val_n=256,
+    )
+    d = {
+        "validation": {
+            "n": 256,
+            "baseline_accuracy": 1.0,
+            "accuracy": 0.98,
+            "drop_pp": 2.0,
+            "se_pp": 0.875,
+        },
+        "confirmation": None,
+        "test": {
+            "n": 10,
+            "baseline_accuracy": 0.9,
+            "accuracy": 0.8,
+            "drop_pp": 10.0,
+            "se_pp": 16.58,
+        },
+    }
     text = write_report(
         r, tmp_path, drops={**d, "bound_pp": 10.0, "se_method": "binomial"}
     ).read_text()
-    for needle in ("| validation | 256 | 1.0000 | 0.9800 | 2.000 | 0.875 |",
-                   "| confirmation | | | | not measured | |", "| test | 10 |",
-                   "## Confirmation", f"confirmed `{r.best['key']}`", "## Best ratio against time",
-                   f"| {r.best['ratio']:.2f}x | {r.best['bytes']} | `{r.best['key']}` |"):  # fmt: skip
+    for needle in (
+        "| validation | 256 | 1.0000 | 0.9800 | 2.000 | 0.875 |",
+        "| confirmation | | | | not measured | |",
+        "| test | 10 |",
+        "## Confirmation",
+        f"confirmed `{r.best['key']}`",
+        "## Best ratio against time",
+        f"| {r.best['ratio']:.2f}x | {r.best['bytes']} | `{r.best['key']}` |",
+    ):
         assert needle in text, needle
     assert (tmp_path / "time.png").read_bytes()[:4] == b"\x89PNG"

@@ -25,8 +25,15 @@ def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
     out = tmp_path / "out"
     s = run_auto(cfg, out, max_drop_pp=5.0, max_trials=3, space=SPACE, progress=False)
     sp, d = s["splits"], s["drops"]
-    whole = run_auto(cfg, tmp_path / "whole", max_drop_pp=5.0, max_trials=1, space=SPACE,
-                     progress=False, confirm_fraction=None)  # fmt: skip
+    whole = run_auto(
+        cfg,
+        tmp_path / "whole",
+        max_drop_pp=5.0,
+        max_trials=1,
+        space=SPACE,
+        progress=False,
+        confirm_fraction=None,
+    )
     assert whole["splits"]["confirmation"] == 0 and whole["drops"]["confirmation"] is None
     n_val = whole["splits"]["validation"]
     assert sp["validation"] + sp["confirmation"] == n_val  # both halves of the validation split
@@ -37,8 +44,11 @@ def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
         and res["confirmation"]["val_n"] == sp["validation"]
     )
     assert d["bound_pp"] == 5.0 and "binomial" in d["se_method"]
-    for split, n in (("validation", sp["validation"]), ("confirmation", sp["confirmation"]),
-                     ("test", sp["test"])):  # fmt: skip
+    for split, n in (
+        ("validation", sp["validation"]),
+        ("confirmation", sp["confirmation"]),
+        ("test", sp["test"]),
+    ):
         x = d[split]
         assert x["n"] == n and x["se_pp"] > 0
         assert x["drop_pp"] == pytest.approx(100 * (x["baseline_accuracy"] - x["accuracy"]))
@@ -61,9 +71,12 @@ def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
 
 def test_confirmation_split_too_small_names_the_sizes(cfg, tmp_path):
     # digits: 0.2 of the training part is validation; half of it cannot resolve 0.1 points
-    with pytest.raises(ConfigError, match=r"data\.val_fraction: the confirmation split \((\d+) of "
-                       r"the (\d+) validation examples, confirm_fraction 0\.5\) cannot resolve "
-                       r"--max-drop 0\.1 points.*at least 1000 examples"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.val_fraction: the confirmation split \((\d+) of "
+        r"the (\d+) validation examples, confirm_fraction 0\.5\) cannot resolve "
+        r"--max-drop 0\.1 points.*at least 1000 examples",
+    ):
         run_auto(cfg, tmp_path / "o", max_drop_pp=0.1, space=SPACE, progress=False)
     journal = tmp_path / "o" / "journal.jsonl"
     assert not journal.exists() or '"kind"' not in journal.read_text()  # nothing measured
@@ -72,10 +85,14 @@ def test_confirmation_split_too_small_names_the_sizes(cfg, tmp_path):
 
 
 def test_budget_too_small_for_the_baseline_confirmation(cfg, tmp_path):
-    with pytest.raises(jz_auto.BudgetTooSmall, match=r"spent before the baseline was measured on "
-                       r"the confirmation split; found so far: the baseline's validation accuracy"):  # fmt: skip
-        run_auto(cfg, tmp_path / "o", max_drop_pp=5.0, time_budget_s=1e-9, space=SPACE,
-                 progress=False)  # fmt: skip
+    with pytest.raises(
+        jz_auto.BudgetTooSmall,
+        match=r"spent before the baseline was measured on "
+        r"the confirmation split; found so far: the baseline's validation accuracy",
+    ):
+        run_auto(
+            cfg, tmp_path / "o", max_drop_pp=5.0, time_budget_s=1e-9, space=SPACE, progress=False
+        )
 
 
 def test_a_diverged_candidate_stops_the_search_naming_its_learning_rate(cfg, tmp_path):
@@ -85,8 +102,7 @@ def test_a_diverged_candidate_stops_the_search_naming_its_learning_rate(cfg, tmp
 
     bad = replace(cfg, prune=replace(cfg.prune, learning_rate=1e12))
     with pytest.raises(DivergedError, match=r"lower prune\.learning_rate \(now 1e\+12\)"):
-        run_auto(bad, tmp_path / "out", max_drop_pp=5.0, max_trials=2, space=SPACE,
-                 progress=False)  # fmt: skip
+        run_auto(bad, tmp_path / "out", max_drop_pp=5.0, max_trials=2, space=SPACE, progress=False)
 
 
 def test_candidates_distilled_from_the_dense_baseline(cfg, tmp_path):
@@ -95,8 +111,15 @@ def test_candidates_distilled_from_the_dense_baseline(cfg, tmp_path):
     runs = {}
     for alpha in (0.0, 1.0):
         kd = replace(cfg, prune=replace(cfg.prune, distill_alpha=alpha, distill_temperature=2.0))
-        runs[alpha] = run_auto(kd, tmp_path / f"a{alpha}", max_drop_pp=5.0, max_trials=2,
-                               space=SPACE, progress=False, confirm_fraction=None)  # fmt: skip
+        runs[alpha] = run_auto(
+            kd,
+            tmp_path / f"a{alpha}",
+            max_drop_pp=5.0,
+            max_trials=2,
+            space=SPACE,
+            progress=False,
+            confirm_fraction=None,
+        )
     assert "distill" not in runs[0.0]["settings"]
     assert runs[1.0]["settings"]["distill"] == {"alpha": 1.0, "temperature": 2.0}
     trials = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
@@ -112,12 +135,20 @@ def test_centroid_finetuning_distilled_from_the_dense_baseline(cfg, tmp_path):
     runs = {}
     for alpha in (0.0, 1.0):
         kmeans = KMeansConfig(learning_rate=1e-2, distill_alpha=alpha, distill_temperature=2.0)
-        runs[alpha] = run_auto(replace(cfg, kmeans=kmeans), tmp_path / f"a{alpha}",
-                               max_drop_pp=5.0, max_trials=2, space=SPACE, progress=False,
-                               confirm_fraction=None)  # fmt: skip
+        runs[alpha] = run_auto(
+            replace(cfg, kmeans=kmeans),
+            tmp_path / f"a{alpha}",
+            max_drop_pp=5.0,
+            max_trials=2,
+            space=SPACE,
+            progress=False,
+            confirm_fraction=None,
+        )
     assert "distill" not in runs[0.0]["settings"]["codebook_finetune"]
-    assert runs[1.0]["settings"]["codebook_finetune"]["distill"] == {"alpha": 1.0,
-                                                                     "temperature": 2.0}  # fmt: skip
+    assert runs[1.0]["settings"]["codebook_finetune"]["distill"] == {
+        "alpha": 1.0,
+        "temperature": 2.0,
+    }
     assert "distill" not in runs[1.0]["settings"]  # the pruning fine-tune still on the labels
     accs = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
     assert accs[0.0] != accs[1.0]  # the same candidates, centroids tuned on another loss

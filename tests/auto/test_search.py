@@ -110,12 +110,18 @@ def test_time_budget_stops(mlp, make_eval, tmp_path):
     assert len(r.trials) == 1  # the mildest candidate, so that a result exists
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"max_drop": -0.01}, "max_drop"), ({"max_drop": float("nan")}, "max_drop"),
-    ({"time_budget_s": 0}, "time_budget_s"), ({"time_budget_s": -5.0}, "time_budget_s"),
-    ({"max_trials": 0}, "max_trials"), ({"max_trials": 2.5}, "max_trials"),
-    ({"where": "nothing"}, "where"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"max_drop": -0.01}, "max_drop"),
+        ({"max_drop": float("nan")}, "max_drop"),
+        ({"time_budget_s": 0}, "time_budget_s"),
+        ({"time_budget_s": -5.0}, "time_budget_s"),
+        ({"max_trials": 0}, "max_trials"),
+        ({"max_trials": 2.5}, "max_trials"),
+        ({"where": "nothing"}, "where"),
+    ],
+)
 def test_bad_input(mlp, make_eval, kw, match):
     args = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE, **kw}
     with pytest.raises(ValueError, match=match):
@@ -125,8 +131,14 @@ def test_bad_input(mlp, make_eval, kw, match):
 @pytest.mark.parametrize("strategy", ["greedy", None, Optuna])
 def test_strategy_must_be_an_object(mlp, make_eval, strategy):
     with pytest.raises(TypeError, match=r"strategy: expected jaxzip.auto.Greedy\(\) or"):
-        search(mlp, eval_fn=make_eval(), max_drop=0.1, where=KERNELS, key=jax.random.key(0),
-               strategy=strategy)  # fmt: skip
+        search(
+            mlp,
+            eval_fn=make_eval(),
+            max_drop=0.1,
+            where=KERNELS,
+            key=jax.random.key(0),
+            strategy=strategy,
+        )
 
 
 def test_eval_nan_named(mlp):
@@ -180,14 +192,21 @@ def test_ladder_prunes_big_layers_first_and_shrinks_monotonically():
     assert _est_bytes(800, 0.5, 4) == pytest.approx((800 + 400 * 4 + 32 * 16) / 8)
     space = SearchSpace(sparsities=(0.0, 0.5, 0.9), bits=(8, 4))
     # both layers lose the same accuracy when pruned alone; "big" has 100x the weights
-    sens = Sensitivity(layers=("big", "small"), sparsities=(0.5, 0.9), bits=(8, 4),
-                       baseline=1.0, sparsity_accuracy=[[0.99, 0.9], [0.99, 0.9]],
-                       bits_accuracy=[[1.0, 0.995], [1.0, 0.995]])  # fmt: skip
+    sens = Sensitivity(
+        layers=("big", "small"),
+        sparsities=(0.5, 0.9),
+        bits=(8, 4),
+        baseline=1.0,
+        sparsity_accuracy=[[0.99, 0.9], [0.99, 0.9]],
+        bits_accuracy=[[1.0, 0.995], [1.0, 0.995]],
+    )
     ladder = _ladder(sens, space, {"big": 100_000, "small": 1_000})
     assert ladder[0] == ({"big": 0.0, "small": 0.0}, {"big": 8, "small": 8})
     assert ladder[-1] == ({"big": 0.9, "small": 0.9}, {"big": 4, "small": 4})
     # the big layer is always at least as aggressive as the small one
     assert all(sp["big"] >= sp["small"] for sp, _ in ladder)
-    est = [sum(_est_bytes(n, sp[k], bt[k]) for k, n in (("big", 100_000), ("small", 1_000)))
-           for sp, bt in ladder]  # fmt: skip
+    est = [
+        sum(_est_bytes(n, sp[k], bt[k]) for k, n in (("big", 100_000), ("small", 1_000)))
+        for sp, bt in ladder
+    ]
     assert est == sorted(est, reverse=True) and len(set(map(str, ladder))) == len(ladder)

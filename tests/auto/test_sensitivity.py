@@ -11,8 +11,13 @@ from jaxzip.auto import Sensitivity, plot_sensitivity, probe, sensitivity
 
 def test_hand_worked_sum():
     p = {"a": jnp.array([1.0, -2.0, 3.0, 4.0]), "b": jnp.array([10.0, 20.0])}
-    s = sensitivity(p, lambda q: float(q["a"].sum() + q["b"].sum()), where="a",
-                    sparsities=(0.25, 0.5), bits=(2, 1))  # fmt: skip
+    s = sensitivity(
+        p,
+        lambda q: float(q["a"].sum() + q["b"].sum()),
+        where="a",
+        sparsities=(0.25, 0.5),
+        bits=(2, 1),
+    )
     assert s.layers == ("a",) and s.sparsities == (0.25, 0.5) and s.bits == (2, 1)
     assert s.baseline == 36.0
     # 25%: drops 1.0; 50%: drops 1.0 and -2.0
@@ -56,9 +61,14 @@ def test_bad_options():
 
 
 def test_json_round_trip_and_plot():
-    s = Sensitivity(layers=("a", "b"), sparsities=(0.5, 0.9), bits=(4, 2), baseline=0.9,
-                    sparsity_accuracy=[[0.9, 0.8], [0.85, 0.5]],
-                    bits_accuracy=[[0.9, 0.7], [0.9, 0.88]])  # fmt: skip
+    s = Sensitivity(
+        layers=("a", "b"),
+        sparsities=(0.5, 0.9),
+        bits=(4, 2),
+        baseline=0.9,
+        sparsity_accuracy=[[0.9, 0.8], [0.85, 0.5]],
+        bits_accuracy=[[0.9, 0.7], [0.9, 0.88]],
+    )
     back = Sensitivity.from_json(s.to_json())
     assert back.layers == s.layers and back.bits == s.bits and back.baseline == s.baseline
     np.testing.assert_array_equal(back.sparsity_accuracy, s.sparsity_accuracy)
@@ -67,7 +77,13 @@ def test_json_round_trip_and_plot():
     with pytest.raises(ValueError, match="not a sensitivity"):
         Sensitivity.from_json('{"layers": []}')
     with pytest.raises(ValueError, match="shape"):
-        Sensitivity(layers=("a",), sparsities=(0.5,), bits=(4,), baseline=1.0,
-                    sparsity_accuracy=[[1.0, 2.0]], bits_accuracy=[[1.0]])  # fmt: skip
+        Sensitivity(
+            layers=("a",),
+            sparsities=(0.5,),
+            bits=(4,),
+            baseline=1.0,
+            sparsity_accuracy=[[1.0, 2.0]],
+            bits_accuracy=[[1.0]],
+        )
     with pytest.raises(TypeError, match="Sensitivity"):
         plot_sensitivity({"layers": []})

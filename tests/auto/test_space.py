@@ -13,16 +13,27 @@ def test_space_sorted_and_validated():
     assert s.probes == (0.5, 0.9)
     assert SearchSpace(probe_sparsities=(0.3,)).probes == (0.3,)
     assert hash(s) == hash(SearchSpace(sparsities=(0.0, 0.5, 0.9), bits=(8, 4, 2)))
-    for bad in ({"sparsities": (1.0,)}, {"sparsities": ()}, {"sparsities": (0.5, 0.5)},
-                {"bits": (0,)}, {"bits": (4.0,)}, {"kmeans_iters": -1}, {"refine": 1}):  # fmt: skip
+    for bad in (
+        {"sparsities": (1.0,)},
+        {"sparsities": ()},
+        {"sparsities": (0.5, 0.5)},
+        {"bits": (0,)},
+        {"bits": (4.0,)},
+        {"kmeans_iters": -1},
+        {"refine": 1},
+    ):
         with pytest.raises(ValueError, match="SearchSpace"):
             SearchSpace(**bad)
 
 
 def test_pareto_front_hand_worked():
-    ts = [{"bytes": 10, "accuracy": 0.5}, {"bytes": 12, "accuracy": 0.4},
-          {"bytes": 15, "accuracy": 0.9}, {"bytes": 15, "accuracy": 0.8},
-          {"bytes": 20, "accuracy": 0.9}]  # fmt: skip
+    ts = [
+        {"bytes": 10, "accuracy": 0.5},
+        {"bytes": 12, "accuracy": 0.4},
+        {"bytes": 15, "accuracy": 0.9},
+        {"bytes": 15, "accuracy": 0.8},
+        {"bytes": 20, "accuracy": 0.9},
+    ]
     assert [(t["bytes"], t["accuracy"]) for t in pareto_front(ts)] == [(10, 0.5), (15, 0.9)]
     assert pareto_front([]) == ()
 

@@ -112,8 +112,9 @@ def compress(params, batches, methods=METHODS) -> dict[str, np.ndarray]:
         spec = QuantSpec(bits=3, axes=(-1,))
         out.update(to_host(gptq(apply, params, batches, spec, block_size=4, layouts=lay), "gptq"))
     if "sparsegpt" in methods:
-        pruned, mask = sparsegpt(apply, params, batches, structure=NByM(2, 4), block_size=4,
-                                 layouts=lay)  # fmt: skip
+        pruned, mask = sparsegpt(
+            apply, params, batches, structure=NByM(2, 4), block_size=4, layouts=lay
+        )
         out.update({**to_host(pruned, "sparsegpt"), **to_host(mask, "mask")})
     return out
 
@@ -145,9 +146,10 @@ def main(argv: list[str]) -> None:
     # Row i of the "data" axis is process i's devices: process i holds data slice i.
     devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
     mesh = jax.sharding.Mesh(
-        np.array(devices).reshape(num_processes, devices_per_process), ("data", "model"),
+        np.array(devices).reshape(num_processes, devices_per_process),
+        ("data", "model"),
         axis_types=(jax.sharding.AxisType.Auto,) * 2,
-    )  # fmt: skip
+    )
     rows = SEQUENCES // num_processes
     mine = slice(process_id * rows, (process_id + 1) * rows)
     data = NamedSharding(mesh, P("data"))

@@ -105,8 +105,10 @@ def test_four_device_mesh_matches_one_device(four_devices, methods):
         {k: np.asarray(v, dtype=dt) for k, (dt, v) in result[name].items()}
         for name in ("single", "sharded")
     )
-    assert all(k.startswith(("stats", "gptq") if methods == ("gptq",) else ("sparsegpt", "mask"))
-               for k in single)  # fmt: skip
+    assert all(
+        k.startswith(("stats", "gptq") if methods == ("gptq",) else ("sparsegpt", "mask"))
+        for k in single
+    )
     check_results(single)
     compare(single, sharded)
     if methods == ("gptq",):  # statistics pinned replicated on the mesh: no second compile

@@ -15,8 +15,12 @@ from jaxzip.paths import all_of
 
 def _ref(rows):
     rows = np.asarray(rows, np.float64)
-    return {"count": rows.shape[0], "xtx": rows.T @ rows, "sq_sum": (rows**2).sum(0),
-            "absmax": np.abs(rows).max(0)}  # fmt: skip
+    return {
+        "count": rows.shape[0],
+        "xtx": rows.T @ rows,
+        "sq_sum": (rows**2).sum(0),
+        "absmax": np.abs(rows).max(0),
+    }
 
 
 def _close(stats: KernelStats, ref, rtol=1e-5):
@@ -45,30 +49,38 @@ def _im2col_same(x, kh, kw):
     n, h, w, _ = x.shape
     ph, pw = (kh - 1) // 2, (kw - 1) // 2
     xp = np.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
-    rows = [xp[b, i : i + kh, j : j + kw, :].reshape(-1)
-            for b in range(n) for i in range(h) for j in range(w)]  # fmt: skip
+    rows = [
+        xp[b, i : i + kh, j : j + kw, :].reshape(-1)
+        for b in range(n)
+        for i in range(h)
+        for j in range(w)
+    ]
     return np.stack(rows)
 
 
 def test_mlp_and_conv_against_captured_activations():
     def f(p, x):  # x: (B, 4, 4, 2)
-        h = jax.lax.conv_general_dilated(x, p["conv"], (1, 1), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+        h = jax.lax.conv_general_dilated(
+            x, p["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
         h = jnp.tanh(h).reshape(h.shape[0], -1)  # (B, 48)
         h = jnp.maximum(h @ p["w1"], 0)  # (B, 5)
         return jnp.einsum("bi,oi->bo", h, p["w2"])  # w2 stored (out, in)
 
     k = jax.random.split(jax.random.key(0), 4)
-    params = {"conv": jax.random.normal(k[0], (3, 3, 2, 3)),
-              "w1": jax.random.normal(k[1], (48, 5)) / 7,
-              "w2": jax.random.normal(k[2], (2, 5))}  # fmt: skip
+    params = {
+        "conv": jax.random.normal(k[0], (3, 3, 2, 3)),
+        "w1": jax.random.normal(k[1], (48, 5)) / 7,
+        "w2": jax.random.normal(k[2], (2, 5)),
+    }
     x = jax.random.normal(k[3], (3, 4, 4, 2))
     lay = trace_layouts(f, params, x)
     stats = collect_stats(f, params, [x], layouts=lay)
     xn = np.asarray(x, np.float64)
     _close(stats["conv"], _ref(_im2col_same(xn, 3, 3)))
-    conv = jax.lax.conv_general_dilated(x, params["conv"], (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+    conv = jax.lax.conv_general_dilated(
+        x, params["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     h = np.tanh(np.asarray(conv, np.float64)).reshape(3, -1)
     _close(stats["w1"], _ref(h))
     h2 = np.maximum(np.asarray(jnp.tanh(conv).reshape(3, -1) @ params["w1"]), 0)
@@ -94,8 +106,10 @@ def test_attention_out_kernel_rows_are_heads_by_head_dim():
     assert float(o.count) == 16 and o.xtx.shape == (16, 16)
     # the out projection's input, recomputed: softmax(q k^T / sqrt(d)) v, rows (B*T, heads*hd)
     p = params["params"]["att"]
-    qh, kh, vh = (jnp.einsum("btd,dhk->bthk", x, p[n]["kernel"]) + p[n]["bias"]
-                  for n in ("query", "key", "value"))  # fmt: skip
+    qh, kh, vh = (
+        jnp.einsum("btd,dhk->bthk", x, p[n]["kernel"]) + p[n]["bias"]
+        for n in ("query", "key", "value")
+    )
     a = jax.nn.softmax(jnp.einsum("bqhk,bthk->bhqt", qh, kh) / np.sqrt(8), axis=-1)
     ctx = np.asarray(jnp.einsum("bhqt,bthk->bqhk", a, vh)).reshape(-1, 16)
     _close(o, _ref(ctx), rtol=1e-4)
@@ -108,8 +122,10 @@ def test_streaming_equals_one_big_batch_and_does_not_retrace():
         traces.append(x.shape)
         return jnp.tanh(x @ p["w1"]) @ p["w2"]
 
-    params = {"w1": jax.random.normal(jax.random.key(0), (4, 6)),
-              "w2": jax.random.normal(jax.random.key(1), (6, 2))}  # fmt: skip
+    params = {
+        "w1": jax.random.normal(jax.random.key(0), (4, 6)),
+        "w2": jax.random.normal(jax.random.key(1), (6, 2)),
+    }
     xs = jax.random.normal(jax.random.key(2), (3, 5, 4))
     lay = trace_layouts(f, params, xs[0])
     traces.clear()

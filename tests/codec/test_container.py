@@ -100,8 +100,14 @@ def test_quantized_leaves_round_trip(enc):
     k2 = k.replace(
         indices=jnp.asarray(rng.integers(0, 8, (9, 5)).astype(np.uint8))
     )  # nonzero where masked
-    q = QArray(values=jnp.asarray(rng.integers(-8, 8, (6, 4)).astype(np.int8)), scale=jnp.full((1, 4), 0.1),
-               zero_point=jnp.zeros((1, 4), jnp.int32), bits=4, axes=(1,), dtype=np.dtype(jnp.bfloat16))  # fmt: skip
+    q = QArray(
+        values=jnp.asarray(rng.integers(-8, 8, (6, 4)).astype(np.int8)),
+        scale=jnp.full((1, 4), 0.1),
+        zero_point=jnp.zeros((1, 4), jnp.int32),
+        bits=4,
+        axes=(1,),
+        dtype=np.dtype(jnp.bfloat16),
+    )
     tree = {"a": [k, k2], "q": (q, None), "e": np.zeros((0, 3), np.float32), "s": np.float16(2.5)}
     _same(tree, decode(encode(tree, encoding=enc, allow_nonfinite=True)))
 
@@ -166,8 +172,11 @@ def test_a_bad_deflated_header_is_a_format_error():
         decode(_v2(_deflated(text) + b"tail"))
     bomb = _deflated(b" " * (MAX_HEADER_BYTES + 10))  # about 16 KiB that inflates to 16 MiB
     assert len(bomb) < 100_000
-    with pytest.raises(FormatError, match=r"header inflates beyond 521920 bytes, the most a "
-                                          r"16310-byte deflated header may"):  # fmt: skip
+    with pytest.raises(
+        FormatError,
+        match=r"header inflates beyond 521920 bytes, the most a "
+        r"16310-byte deflated header may",
+    ):
         decode(_v2(bomb))
     # the allowance grows with the stored size (32x), up to 16 MiB
     assert header_allowance(100) == 256 << 10 and header_allowance(10_000) == 320_000
@@ -200,10 +209,12 @@ def test_bad_inputs():
     newer[8] = 3
     with pytest.raises(FormatError, match=r"version 3 is not supported; this jaxzip reads 1\.\.2"):
         decode(bytes(newer))
-    huge = b'{"format":"jaxzip.codec","version":1,"tree":{"t":"leaf","i":0},"payload_length":0,' \
-           b'"leaves":[{"path":"w","kind":"numpy","meta":{},"components":[{"name":"value",' \
-           b'"dtype":"float32","shape":[1000000,1000000],"enc":{"enc":"pack","bits":0,"offset":0},' \
-           b'"offset":0,"length":0,"crc32":0}]}]}'  # fmt: skip
+    huge = (
+        b'{"format":"jaxzip.codec","version":1,"tree":{"t":"leaf","i":0},"payload_length":0,'
+        b'"leaves":[{"path":"w","kind":"numpy","meta":{},"components":[{"name":"value",'
+        b'"dtype":"float32","shape":[1000000,1000000],"enc":{"enc":"pack","bits":0,"offset":0},'
+        b'"offset":0,"length":0,"crc32":0}]}]}'
+    )
     with pytest.raises(FormatError, match="bytes, over"):
         decode(_refit(huge))
     with pytest.raises(TypeError):

@@ -138,8 +138,9 @@ def _kmeans_file():
 
     mask = np.array([[True, False, True], [False, True, True]])
     idx = np.where(mask, np.array([[1, 0, 2], [0, 3, 1]]), 0).astype(np.uint8)
-    k = KMeansArray(indices=idx, centroids=np.linspace(-1, 1, 4, dtype=np.float32),
-                    mask=mask, bits=2)  # fmt: skip
+    k = KMeansArray(
+        indices=idx, centroids=np.linspace(-1, 1, 4, dtype=np.float32), mask=mask, bits=2
+    )
     return codec.encode({"k": k})
 
 
@@ -177,8 +178,12 @@ def test_inconsistent_kmeans_leaf_is_refused(fn, needle):
 def test_kmeans_index_past_the_codebook_is_refused():
     from jaxzip.quant import KMeansArray
 
-    k = KMeansArray(indices=np.array([0, 5], np.uint8), centroids=np.zeros(4, np.float32),
-                    mask=np.array([True, True]), bits=2)  # fmt: skip
+    k = KMeansArray(
+        indices=np.array([0, 5], np.uint8),
+        centroids=np.zeros(4, np.float32),
+        mask=np.array([True, True]),
+        bits=2,
+    )
     with pytest.raises(codec.FormatError, match=r"k: .*index"):
         codec.decode(codec.encode({"k": k}))
 
@@ -249,9 +254,12 @@ def test_every_quantizer_output_still_decodes():
 
     x = jnp.linspace(-1, 1, 96, dtype=jnp.float32).reshape(8, 12)
     layouts = ({"axes": ()}, {"axes": (1,)}, {"axes": (1,), "group_size": 4, "group_axis": 0})
-    specs = [QuantSpec(bits=b, symmetric=s, signed=g, **lay)
-             for b in (2, 4, 8) for s, g in ((True, True), (False, True), (False, False))
-             for lay in layouts]  # fmt: skip
+    specs = [
+        QuantSpec(bits=b, symmetric=s, signed=g, **lay)
+        for b in (2, 4, 8)
+        for s, g in ((True, True), (False, True), (False, False))
+        for lay in layouts
+    ]
     leaves = [quantize(x, s) for s in specs]
     leaves += [binarize(x), binarize(x, axes=(1,)), ternarize(x), kmeans(x, bits=3, iters=2)]
     leaves += [kmeans(x, bits=2, mask=x > 0, iters=2), kmeans(x.astype(jnp.bfloat16), bits=1)]

@@ -35,8 +35,9 @@ def _grouped(bits, symmetric=True, signed=True):
     from jaxzip.quant import QuantSpec, quantize
 
     w = jax.random.normal(jax.random.key(0), (192, 768)) * 0.05
-    spec = QuantSpec(bits=bits, symmetric=symmetric, signed=signed, axes=(1,), group_size=64,
-                     group_axis=0)  # fmt: skip
+    spec = QuantSpec(
+        bits=bits, symmetric=symmetric, signed=signed, axes=(1,), group_size=64, group_axis=0
+    )
     return quantize(w, spec)
 
 

@@ -45,10 +45,17 @@ def test_kmeans_before_model_names_the_stage_position_and_fix(write_config):
 @pytest.mark.parametrize(
     ("stages", "sections", "needle"),
     [
-        (["model"], {}, "'model' at position 1 needs 'splits', which no earlier stage provides "
-                        "(add 'data' before it)"),
-        (["data", "model", "prune"], {}, "'prune' at position 3 needs [prune], which the config "
-                                         "lacks (add a [prune] section)"),
+        (
+            ["model"],
+            {},
+            "'model' at position 1 needs 'splits', which no earlier stage provides "
+            "(add 'data' before it)",
+        ),
+        (
+            ["data", "model", "prune"],
+            {},
+            "'prune' at position 3 needs [prune], which the config lacks (add a [prune] section)",
+        ),
         (["data", "model", "train", "train"], {}, "'train' at position 4 is listed twice"),
         (["data", "model", "distill"], {}, "needs [distill]"),
         (["data", "model", "export"], {}, "needs [export]"),
@@ -56,7 +63,7 @@ def test_kmeans_before_model_names_the_stage_position_and_fix(write_config):
         (["data", "model", "encode"], {"codec": CodecConfig(write=False)}, "codec.write is false"),
         (["data", "evaluate"], {}, "'evaluate' at position 2 needs 'params'"),
     ],
-)  # fmt: skip
+)
 def test_order_and_section_errors(stages, sections, needle):
     with pytest.raises(ConfigError, match=r"experiment\.stages: ") as e:
         _cfg(stages, **sections)
@@ -74,8 +81,18 @@ def test_override_error_names_the_set_argument():
 
 
 def test_declared_list_is_used_as_given_and_round_trips(tmp_path):
-    names = ["data", "model", "train", "distill", "prune", "kmeans", "evaluate", "encode",
-             "export", "report"]  # fmt: skip
+    names = [
+        "data",
+        "model",
+        "train",
+        "distill",
+        "prune",
+        "kmeans",
+        "evaluate",
+        "encode",
+        "export",
+        "report",
+    ]
     cfg = _cfg(
         names,
         distill=DistillConfig(),
@@ -97,8 +114,15 @@ def test_derived_default_unchanged_and_new_sections_add_stages():
     assert load_config().experiment.stages == ()
     cfg = ExperimentConfig(distill=DistillConfig(), prune=PruneConfig(), export=ExportConfig())
     assert stage_names(cfg) == (
-        "data", "model", "train", "distill", "evaluate_dense", "prune", "evaluate", "export"
-    )  # fmt: skip
+        "data",
+        "model",
+        "train",
+        "distill",
+        "evaluate_dense",
+        "prune",
+        "evaluate",
+        "export",
+    )
     no_write = ExperimentConfig(kmeans=KMeansConfig(), codec=CodecConfig(write=False))
     assert "encode" not in stage_names(no_write)
 
@@ -119,11 +143,16 @@ def test_config_help_shows_the_new_keys():
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"temperature": 0.0}, "temperature"), ({"alpha": -0.1}, "alpha"), ({"epochs": 0}, "epochs"),
-     ({"widths": []}, "widths"), ({"model": "lenet5", "dropout_rate": 0.5}, "dropout_rate"),
-     ({"model": "lenet5", "input_dropout_rate": 0.2}, "input_dropout_rate"),
-     ({"augment_shift": -1}, "augment_shift")],
-)  # fmt: skip
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"epochs": 0}, "epochs"),
+        ({"widths": []}, "widths"),
+        ({"model": "lenet5", "dropout_rate": 0.5}, "dropout_rate"),
+        ({"model": "lenet5", "input_dropout_rate": 0.2}, "input_dropout_rate"),
+        ({"augment_shift": -1}, "augment_shift"),
+    ],
+)
 def test_distill_config_bad_values(kwargs, name):
     with pytest.raises(ConfigError, match=f"^{name}: expected"):
         DistillConfig(**kwargs)

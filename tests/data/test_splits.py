@@ -72,13 +72,19 @@ def test_kjv_splits_are_token_windows_of_the_held_out_halves():
     assert len(s.train) == (len(text.train) - 1) // 1000 and s.train.num_classes == 256
     assert (s.train.name, s.val.name, s.test.name) == ("kjv/train", "kjv/val", "kjv/test")
     # random training offsets: the same seed, the same windows; labels are the next bytes
-    a, b = (load_splits("kjv", val_fraction=0.1, seed=3, seq_len=8, train_windows=5,
-                        held_out_windows=2) for _ in range(2))  # fmt: skip
+    a, b = (
+        load_splits("kjv", val_fraction=0.1, seed=3, seq_len=8, train_windows=5, held_out_windows=2)
+        for _ in range(2)
+    )
     np.testing.assert_array_equal(a.train.x, b.train.x)
     np.testing.assert_array_equal(a.train.y[:, :-1], a.train.x[:, 1:])
     assert (len(a.train), len(a.val), len(a.test)) == (5, 2, 2)
-    np.testing.assert_array_equal(a.test.x, eval_windows(text.held_out, seq_len=8).x[
-        len(eval_windows(text.held_out, seq_len=8)) // 2 :][:2])  # fmt: skip
+    np.testing.assert_array_equal(
+        a.test.x,
+        eval_windows(text.held_out, seq_len=8).x[
+            len(eval_windows(text.held_out, seq_len=8)) // 2 :
+        ][:2],
+    )
     with pytest.raises(DataError, match="seq_len=200000 is too long for the held-out text"):
         load_splits("kjv", val_fraction=0.1, seed=0, seq_len=200_000)
     with pytest.raises(ValueError, match="train_windows must be at least 0"):
@@ -86,15 +92,17 @@ def test_kjv_splits_are_token_windows_of_the_held_out_halves():
 
 
 def test_splits_of_token_windows_refuse_a_mix():
-    w = TokenWindows(x=np.zeros((2, 3), np.int32), y=np.zeros((2, 3), np.int32), vocab_size=4,
-                     name="w")  # fmt: skip
+    w = TokenWindows(
+        x=np.zeros((2, 3), np.int32), y=np.zeros((2, 3), np.int32), vocab_size=4, name="w"
+    )
     assert Splits(train=w, val=w, test=w).train.num_classes == 4
     digits = load_digits(split="test", seed=DIGITS_SPLIT_SEED)
     with pytest.raises(TypeError, match="val must be a TokenWindows, as train is"):
         Splits(train=w, val=digits, test=w)
     with pytest.raises(TypeError, match="test must be a Dataset, as train is"):
         Splits(train=digits, val=digits, test=w)
-    short = TokenWindows(x=np.zeros((2, 2), np.int32), y=np.zeros((2, 2), np.int32),
-                         vocab_size=4, name="s")  # fmt: skip
+    short = TokenWindows(
+        x=np.zeros((2, 2), np.int32), y=np.zeros((2, 2), np.int32), vocab_size=4, name="s"
+    )
     with pytest.raises(DataError, match="test has num_classes=4 and examples"):
         Splits(train=w, val=w, test=short)

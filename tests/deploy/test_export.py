@@ -58,8 +58,10 @@ def _expected(module, compressed, x):
 
 def test_mlp_kmeans_matches_in_memory(mlp_case, tmp_path):
     module, compressed, x = mlp_case
-    assert any(isinstance(v, jz.quant.KMeansArray) for v in jax.tree.leaves(
-        compressed, is_leaf=lambda v: isinstance(v, jz.quant.KMeansArray)))  # fmt: skip
+    assert any(
+        isinstance(v, jz.quant.KMeansArray)
+        for v in jax.tree.leaves(compressed, is_leaf=lambda v: isinstance(v, jz.quant.KMeansArray))
+    )
     info = export(_apply(module), compressed, x, tmp_path / "m.jzx")
     assert (info.input_shape, info.output_shape) == ((4, 28, 28, 1), (4, 10))
     got = load_exported(tmp_path / "m.jzx")(x)
@@ -121,8 +123,9 @@ def test_load_without_model_source(mlp_case, tmp_path):
         assert "test_export" not in sys.modules
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 

@@ -7,8 +7,13 @@ import pytest
 from jaxzip.codec import FormatError
 from jaxzip.deploy._format import MAGIC, is_exported_file, pack, parse_info, unpack
 
-INFO = {"input_shape": [1, 3], "input_dtype": "float32", "output_shape": [1, 2],
-        "output_dtype": "float32", "num_weights": 2}  # fmt: skip
+INFO = {
+    "input_shape": [1, 3],
+    "input_dtype": "float32",
+    "output_shape": [1, 2],
+    "output_dtype": "float32",
+    "num_weights": 2,
+}
 
 
 def test_round_trip_hand_case():
@@ -52,9 +57,14 @@ def test_wrong_magic_and_version():
 
 @pytest.mark.parametrize(
     "info",
-    [{}, {**INFO, "input_shape": "1,3"}, {**INFO, "output_shape": [1, None]},
-     {**INFO, "num_weights": True}, {**INFO, "input_dtype": 3}],
-)  # fmt: skip
+    [
+        {},
+        {**INFO, "input_shape": "1,3"},
+        {**INFO, "output_shape": [1, None]},
+        {**INFO, "num_weights": True},
+        {**INFO, "input_dtype": 3},
+    ],
+)
 def test_bad_info_rejected(info):
     with pytest.raises(FormatError, match="info"):
         parse_info(pack(info, b"h", b"w"))
@@ -72,8 +82,9 @@ def _pack_text(info_text: str) -> bytes:
     from jaxzip.deploy._format import _PREFIX
 
     ib = info_text.encode()
-    head = _PREFIX.pack(MAGIC, 1, 0, len(ib), 1, 1, zlib.crc32(ib), zlib.crc32(b"h"),
-                        zlib.crc32(b"w"))  # fmt: skip
+    head = _PREFIX.pack(
+        MAGIC, 1, 0, len(ib), 1, 1, zlib.crc32(ib), zlib.crc32(b"h"), zlib.crc32(b"w")
+    )
     body = head + ib + b"h" + b"w"
     return body + struct.pack("<I", zlib.crc32(body))
 

@@ -92,8 +92,7 @@ def main(argv: list[str]) -> None:
         process_id=process_id,
         initialization_timeout=60,
     )
-    mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))  # fmt: skip
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     rows = GLOBAL_BATCH // num_processes
     part = slice(process_id * rows, (process_id + 1) * rows)
     mine = [{k: v[part] for k, v in b.items()} for b in global_batches()]

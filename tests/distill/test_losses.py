@@ -146,8 +146,15 @@ def test_gradients_match_finite_differences(make):
     s, t, y = _random_logits(5, n=3, c=4, scale=1.0)
     loss = make()
     f = lambda s_, t_: loss(s_, t_, y)[0].sum()  # noqa: E731
-    check_grads(f, (jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)), order=1,
-                modes=["rev"], eps=1e-2, atol=2e-2, rtol=2e-2)  # fmt: skip
+    check_grads(
+        f,
+        (jnp.asarray(s, jnp.float32), jnp.asarray(t, jnp.float32)),
+        order=1,
+        modes=["rev"],
+        eps=1e-2,
+        atol=2e-2,
+        rtol=2e-2,
+    )
 
 
 def test_mask_zeroes_padding_even_if_it_is_nan():
@@ -164,8 +171,9 @@ def test_mask_zeroes_padding_even_if_it_is_nan():
 def test_jit_and_eager_agree():
     s, t, y = _random_logits(7)
     loss = dkd_loss(temperature=3.0)
-    np.testing.assert_allclose(jax.jit(lambda *a: loss(*a)[0])(s, t, y), loss(s, t, y)[0],
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        jax.jit(lambda *a: loss(*a)[0])(s, t, y), loss(s, t, y)[0], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan")])

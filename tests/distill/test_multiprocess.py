@@ -47,8 +47,9 @@ def test_two_processes_train_in_lockstep_like_one(tmp_path, mp_workers, child_en
     state, metrics, compiles = worker.train(worker.global_batches(), worker.init(1))
     assert compiles == 0
     for name in names[:3]:
-        np.testing.assert_allclose(runs[0][name], np.asarray(state.params[name]), rtol=1e-5,
-                                   atol=1e-6, err_msg=name)  # fmt: skip
+        np.testing.assert_allclose(
+            runs[0][name], np.asarray(state.params[name]), rtol=1e-5, atol=1e-6, err_msg=name
+        )
     assert float(runs[0]["loss"]) == pytest.approx(float(metrics["loss"]), rel=1e-5)
     initial = worker.init(0)
     assert not np.allclose(runs[0]["w1"], initial["w1"], atol=1e-3)  # it did train

@@ -149,8 +149,9 @@ def test_distill_step_without_guard_has_no_extra_metrics():
     with pytest.raises(ValueError, match="check_finite=True"):
         raise_if_nonfinite(metrics, state, where="step 1")
     with pytest.raises(TypeError, match="check_finite must be a bool"):
-        make_train_step(_linear, _linear, tx, loss=kd_loss(temperature=2.0, alpha=0.5),
-                        check_finite=1)  # fmt: skip
+        make_train_step(
+            _linear, _linear, tx, loss=kd_loss(temperature=2.0, alpha=0.5), check_finite=1
+        )
 
 
 def test_vmapped_guard_only_holds_back_the_bad_student():

@@ -111,13 +111,18 @@ def test_teacher_gets_no_gradient_and_jit_matches_eager(batch):
     state, metrics = step(init_state(s_params, tx), t_params, batch, jax.random.key(0))
 
     def eager_loss(p):
-        per_example, _ = KD(linear_apply(p, batch["x"], train=True, key=None),
-                            linear_apply(t_params, batch["x"], train=False, key=None), batch["y"])  # fmt: skip
+        per_example, _ = KD(
+            linear_apply(p, batch["x"], train=True, key=None),
+            linear_apply(t_params, batch["x"], train=False, key=None),
+            batch["y"],
+        )
         return per_example.mean()
 
     grads = jax.grad(eager_loss)(s_params)
     want = jax.tree.map(lambda p, g: p - 0.1 * g, s_params, grads)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.params, want)  # fmt: skip
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), state.params, want
+    )
     assert float(metrics["loss"]) == pytest.approx(float(eager_loss(s_params)), rel=1e-5)
 
 
@@ -153,8 +158,13 @@ def test_augment_shows_teacher_and_student_the_same_images(batch):
 def test_student_transform_masks_weights(batch):
     mask = {"w": jnp.zeros((4, 3)).at[0].set(1.0), "b": jnp.ones(3)}
     tx = optax.sgd(0.5)
-    step = make_train_step(linear_apply, linear_apply, tx, loss=KD,
-                           student_transform=lambda p: jax.tree.map(jnp.multiply, p, mask))  # fmt: skip
+    step = make_train_step(
+        linear_apply,
+        linear_apply,
+        tx,
+        loss=KD,
+        student_transform=lambda p: jax.tree.map(jnp.multiply, p, mask),
+    )
     params = linear_params(jax.random.key(0))
     state, _, _ = _run(step, init_state(params, tx), linear_params(jax.random.key(1)), batch, n=3)
     np.testing.assert_array_equal(state.params["w"][1:], params["w"][1:])  # no gradient
@@ -177,14 +187,20 @@ def test_padded_batch_with_mask_equals_the_unpadded_batch(batch):
 
 def test_feature_loss_through_the_step(batch):
     def with_hint(params, x, *, train, key):
-        return {"logits": linear_apply(params, x, train=train, key=key),
-                "hint": x.reshape(len(x), -1) @ params["w"]}  # fmt: skip
+        return {
+            "logits": linear_apply(params, x, train=train, key=key),
+            "hint": x.reshape(len(x), -1) @ params["w"],
+        }
 
     loss = combine_losses({"kd": KD, "hint": hint_loss()}, weights={"hint": 0.1})
     tx = optax.sgd(0.1)
     step = make_train_step(with_hint, with_hint, tx, loss=loss)
-    _, metrics = step(init_state(linear_params(jax.random.key(0)), tx),
-                      linear_params(jax.random.key(1)), batch, jax.random.key(0))  # fmt: skip
+    _, metrics = step(
+        init_state(linear_params(jax.random.key(0)), tx),
+        linear_params(jax.random.key(1)),
+        batch,
+        jax.random.key(0),
+    )
     assert {"hint", "hint/hint", "kd/kd", "accuracy"} <= set(metrics)
 
 
@@ -192,12 +208,14 @@ def test_bad_transform_raises_before_compiling(batch):
     tx = optax.sgd(0.1)
     state = init_state(linear_params(jax.random.key(0)), tx)
     t_params = linear_params(jax.random.key(1))
-    drop_b = make_train_step(linear_apply, linear_apply, tx, loss=KD,
-                             student_transform=lambda p: {"w": p["w"]})  # fmt: skip
+    drop_b = make_train_step(
+        linear_apply, linear_apply, tx, loss=KD, student_transform=lambda p: {"w": p["w"]}
+    )
     with pytest.raises(ValueError, match="same tree structure"):
         drop_b(state, t_params, batch, jax.random.key(0))
-    reshape = make_train_step(linear_apply, linear_apply, tx, loss=KD,
-                              student_transform=lambda p: {**p, "b": p["b"][:2]})  # fmt: skip
+    reshape = make_train_step(
+        linear_apply, linear_apply, tx, loss=KD, student_transform=lambda p: {**p, "b": p["b"][:2]}
+    )
     with pytest.raises(ValueError, match=r"leaf 'b' from float32\[3\] to float32\[2\]"):
         reshape(state, t_params, batch, jax.random.key(0))
 
@@ -221,8 +239,9 @@ def test_bad_inputs(batch):
     with pytest.raises(TypeError, match="teacher_apply"):
         make_train_step(linear_apply, None, tx, loss=KD)
     with pytest.raises(ValueError, match="'data'"):
-        make_train_step(linear_apply, linear_apply, tx, loss=KD,
-                        mesh=jax.make_mesh((1,), ("batch",)))  # fmt: skip
+        make_train_step(
+            linear_apply, linear_apply, tx, loss=KD, mesh=jax.make_mesh((1,), ("batch",))
+        )
 
 
 # Sequence batches: tokens (N, T), per-token labels (N, T), logits (N, T, C).
@@ -272,10 +291,18 @@ def test_sequence_labels_that_do_not_fit_the_logits():
     step = make_train_step(bigram_apply, bigram_apply, tx, loss=KD)
     x = np.zeros((2, 3), np.int32)
     with pytest.raises(ValueError, match=r"batch\['x'\] must start with the same \(N, T\)"):
-        step(init_state(jnp.zeros((5, 5)), tx), jnp.zeros((5, 5)), {"x": x[:, :2], "y": x},
-             jax.random.key(0))  # fmt: skip
+        step(
+            init_state(jnp.zeros((5, 5)), tx),
+            jnp.zeros((5, 5)),
+            {"x": x[:, :2], "y": x},
+            jax.random.key(0),
+        )
     with pytest.raises(
         ValueError, match=r"batch\['mask'\] must be a boolean array of shape \(2,\)"
     ):
-        step(init_state(jnp.zeros((5, 5)), tx), jnp.zeros((5, 5)),
-             {"x": x, "y": x, "mask": np.ones((2, 3), bool)}, jax.random.key(0))  # fmt: skip
+        step(
+            init_state(jnp.zeros((5, 5)), tx),
+            jnp.zeros((5, 5)),
+            {"x": x, "y": x, "mask": np.ones((2, 3), bool)},
+            jax.random.key(0),
+        )

@@ -48,13 +48,17 @@ def test_each_vmapped_student_equals_its_separately_trained_twin():
     for i in range(3):
         states, vmetrics = vstep(states, teacher, _batch(i), keys, hparams)
     for k, twin in enumerate(unstack_states(states)):
-        step = make_train_step(_linear, _linear, tx,
-                               loss=kd_loss(temperature=temps[k], alpha=alphas[k]))  # fmt: skip
+        step = make_train_step(
+            _linear, _linear, tx, loss=kd_loss(temperature=temps[k], alpha=alphas[k])
+        )
         state = init_state(_params(seeds[k]), tx)
         for i in range(3):
             state, metrics = step(state, teacher, _batch(i), keys[k])
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                     twin.params, state.params)  # fmt: skip
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+            twin.params,
+            state.params,
+        )
         assert float(vmetrics["loss"][k]) == pytest.approx(float(metrics["loss"]), rel=1e-5)
         assert int(twin.step) == 3
 

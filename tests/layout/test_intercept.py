@@ -65,9 +65,13 @@ def test_conv_patches_follow_to_matrix_order(model):
         def apply(p, x):
             x = jnp.transpose(x, (0, 3, 1, 2))
             return jax.lax.conv_general_dilated(
-                x, p["k"], (1, 2), ((1, 1), (0, 2)), rhs_dilation=(2, 1),
+                x,
+                p["k"],
+                (1, 2),
+                ((1, 1), (0, 2)),
+                rhs_dilation=(2, 1),
                 dimension_numbers=("NCHW", "OIHW", "NCHW"),
-            )  # fmt: skip
+            )
 
     lay = trace_layouts(apply, params, x)
     if model == "nchw":
@@ -94,9 +98,11 @@ def test_rearranged_kernels_rows_in_stored_order():
         y = jax.lax.dot_general(w, x, (((0,), (1,)), ((), ())))  # the kernel is the lhs
         return h.sum() + y
 
-    params = {"t": jax.random.normal(jax.random.key(0), (5, 4)),
-              "r": jax.random.normal(jax.random.key(1), (3, 5)),
-              "lhs": jax.random.normal(jax.random.key(2), (2, 2, 3))}  # fmt: skip
+    params = {
+        "t": jax.random.normal(jax.random.key(0), (5, 4)),
+        "r": jax.random.normal(jax.random.key(1), (3, 5)),
+        "lhs": jax.random.normal(jax.random.key(2), (2, 2, 3)),
+    }
     x = jax.random.normal(jax.random.key(3), (2, 4))
     lay = trace_layouts(f, params, x)
     assert {p: v.in_axes for p, v in lay.items()} == {"t": (1,), "r": (1,), "lhs": (0, 1)}

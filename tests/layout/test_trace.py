@@ -65,8 +65,10 @@ def test_decoder_with_flax_attention_every_kernel(batch):
         expected[f"Block_{i}/Dense_1/kernel"] = ((0,), (1,))
     expected["head/kernel"] = ((0,), (1,))
     assert _axes(lay) == expected
-    assert list(lay)[:4] == [f"Block_0/MultiHeadDotProductAttention_0/{n}/kernel"
-                             for n in ("query", "key", "value", "out")]  # fmt: skip
+    assert list(lay)[:4] == [
+        f"Block_0/MultiHeadDotProductAttention_0/{n}/kernel"
+        for n in ("query", "key", "value", "out")
+    ]
     assert lay["Block_0/MultiHeadDotProductAttention_0/out/kernel"].shape == (2, 8, 16)
 
 
@@ -137,8 +139,12 @@ def test_plain_function_through_reshape_transpose_astype_jit_remat_custom_jvp():
         c = jnp.expand_dims(p["c"], 0)[0]  # (5, 1, 7) -> squeeze chain
         return jnp.einsum("bi,ij->bj", h, jnp.squeeze(c, 1)) + p["bias"]
 
-    params = {"a": jnp.ones((6, 4)), "b": jnp.ones((6, 5)), "c": jnp.ones((5, 1, 7)),
-              "bias": jnp.ones(7)}  # fmt: skip
+    params = {
+        "a": jnp.ones((6, 4)),
+        "b": jnp.ones((6, 5)),
+        "c": jnp.ones((5, 1, 7)),
+        "bias": jnp.ones(7),
+    }
     lay = trace_layouts(f, params, jnp.ones((3, 4)), scale=2.0)
     assert _axes(lay) == {"a": ((1,), (0,)), "b": ((0,), (1,)), "c": ((0,), (1, 2))}
 
@@ -150,8 +156,12 @@ def test_loops_consts_and_batched_operands():
         heads = jnp.einsum("hi,hio->ho", x.reshape(2, 2), p["per_head"])  # batched
         return heads.sum() + (x @ p["scan"]).sum()
 
-    params = {"loop": jnp.eye(4), "cond": jnp.ones((4, 4)), "per_head": jnp.ones((2, 2, 3)),
-              "scan": jnp.ones((4, 2))}  # fmt: skip
+    params = {
+        "loop": jnp.eye(4),
+        "cond": jnp.ones((4, 4)),
+        "per_head": jnp.ones((2, 2, 3)),
+        "scan": jnp.ones((4, 2)),
+    }
     lay = trace_layouts(f, params, jnp.ones(4))
     assert _axes(lay) == {"loop": ((0,), (1,)), "cond": ((0,), (1,)), "scan": ((0,), (1,))}
 
@@ -264,10 +274,22 @@ def test_kernels_transformed_elementwise_keep_their_layout():
         mixed = x @ (p["q"] + p["m"])  # two kernels mixed: no layout from this use
         return h @ lora + mixed.sum() + (x @ (p["z"] * p["z2"])).sum()
 
-    params = {"q": jnp.ones((3, 4)), "m": jnp.ones((3, 4)), "w": jnp.ones((4, 2)),
-              "a": jnp.ones((4, 1)), "b": jnp.ones((1, 2)), "z": jnp.ones((3, 1)),
-              "z2": jnp.ones((3, 1)), "c": jnp.ones((3, 4))}  # fmt: skip
+    params = {
+        "q": jnp.ones((3, 4)),
+        "m": jnp.ones((3, 4)),
+        "w": jnp.ones((4, 2)),
+        "a": jnp.ones((4, 1)),
+        "b": jnp.ones((1, 2)),
+        "z": jnp.ones((3, 1)),
+        "z2": jnp.ones((3, 1)),
+        "c": jnp.ones((3, 4)),
+    }
     const = np.ones((3, 4), np.float32)
     lay = trace_layouts(f, params, jnp.ones((5, 3)), jnp.ones((3, 4)))
-    assert _axes(lay) == {"q": ((0,), (1,)), "c": ((0,), (1,)), "a": ((1,), (0,)),
-                          "b": ((0,), (1,)), "w": ((0,), (1,))}  # fmt: skip
+    assert _axes(lay) == {
+        "q": ((0,), (1,)),
+        "c": ((0,), (1,)),
+        "a": ((1,), (0,)),
+        "b": ((0,), (1,)),
+        "w": ((0,), (1,)),
+    }

@@ -6,11 +6,19 @@ import pytest
 
 FULL_STAGES = ["data", "model", "train", "distill", "prune", "evaluate", "export", "report"]
 FULL_OVERRIDES = [
-    "model.name=mlp", "model.widths=[32]", "train.epochs=1", "train.learning_rate=0.01",
-    "distill.widths=[8]", "distill.epochs=1", "distill.learning_rate=0.03",
-    "distill.temperature=2.0", "prune.sparsity=0.5", "prune.epochs_per_round=0",
-    "export.file=m.jzx", f"experiment.stages={FULL_STAGES}".replace("'", '"'),
-]  # fmt: skip
+    "model.name=mlp",
+    "model.widths=[32]",
+    "train.epochs=1",
+    "train.learning_rate=0.01",
+    "distill.widths=[8]",
+    "distill.epochs=1",
+    "distill.learning_rate=0.03",
+    "distill.temperature=2.0",
+    "prune.sparsity=0.5",
+    "prune.epochs_per_round=0",
+    "export.file=m.jzx",
+    f"experiment.stages={FULL_STAGES}".replace("'", '"'),
+]
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,16 @@ def test_run_auto_writes_everything(write_config, digits_auto_toml, tmp_path):
     cfg = load_config(write_config(digits_auto_toml))
     out = tmp_path / "out"
     s = run_auto(cfg, out, max_drop_pp=5.0, max_trials=1, space=SPACE, progress=False)
-    for name in ("config.toml", "journal.jsonl", "best.jz", "best.json", "auto.json",
-                 "report.md", "trials.png", "sensitivity.png"):  # fmt: skip
+    for name in (
+        "config.toml",
+        "journal.jsonl",
+        "best.jz",
+        "best.json",
+        "auto.json",
+        "report.md",
+        "trials.png",
+        "sensitivity.png",
+    ):
         assert (out / name).exists(), name
     assert json.loads((out / "auto.json").read_text()) == s
     res = s["result"]
@@ -74,13 +82,29 @@ def test_cli_auto_passes_settings_to_run_auto(
     def fake_run_auto(cfg, out_dir, **kw):
         seen.update(cfg=cfg, out_dir=out_dir, **kw)
         best = {"bytes": 100, "ratio": 40.0, "accuracy": 0.98}
-        return {"result": {"best": best, "feasible": True, "baseline": 0.99},
-                "test": {"best_test_accuracy": 0.97}}  # fmt: skip
+        return {
+            "result": {"best": best, "feasible": True, "baseline": 0.99},
+            "test": {"best_test_accuracy": 0.97},
+        }
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
-    argv = ["auto", str(write_config(digits_auto_toml)), "--max-drop", "0.1", "--time-budget", "10m",
-            "--max-trials", "7", "--out", str(tmp_path / "o"), "--strategy", "optuna",
-            "--no-progress", "--set", "experiment.seed=3"]  # fmt: skip
+    argv = [
+        "auto",
+        str(write_config(digits_auto_toml)),
+        "--max-drop",
+        "0.1",
+        "--time-budget",
+        "10m",
+        "--max-trials",
+        "7",
+        "--out",
+        str(tmp_path / "o"),
+        "--strategy",
+        "optuna",
+        "--no-progress",
+        "--set",
+        "experiment.seed=3",
+    ]
     assert main(argv) == 0
     assert seen["max_drop_pp"] == 0.1 and seen["time_budget_s"] == 600.0
     assert seen["max_trials"] == 7 and seen["strategy"] == "optuna" and seen["progress"] is False

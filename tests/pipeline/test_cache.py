@@ -22,8 +22,13 @@ from jaxzip.pipeline._cache import (
 
 
 def _key(**kw):
-    args = {"index": 3, "name": "train", "depends": {"train": {"epochs": 1}}, "previous": "p",
-            "version": "0.1.0"}  # fmt: skip
+    args = {
+        "index": 3,
+        "name": "train",
+        "depends": {"train": {"epochs": 1}},
+        "previous": "p",
+        "version": "0.1.0",
+    }
     return stage_key(**{**args, **kw})
 
 
@@ -31,8 +36,13 @@ def test_key_changes_with_each_input_and_not_with_dict_order():
     base = _key()
     assert base == _key(depends={"train": {"epochs": 1}})
     assert _key(depends={"a": 1, "b": 2}) == _key(depends={"b": 2, "a": 1})
-    others = [_key(index=4), _key(name="prune"), _key(depends={"train": {"epochs": 2}}),
-              _key(previous="q"), _key(version="0.2.0")]  # fmt: skip
+    others = [
+        _key(index=4),
+        _key(name="prune"),
+        _key(depends={"train": {"epochs": 2}}),
+        _key(previous="q"),
+        _key(version="0.2.0"),
+    ]
     assert len({base, *others}) == 6
     assert stage_dir_name(3, "train", base) == f"03-train-{base[:12]}"
 
@@ -44,8 +54,13 @@ def test_key_is_the_one_content_hash_of_canonical_json():
     # numpy scalars are their Python values; a NaN is null; the journal's hash is the same hash
     assert _key(depends={"b": [1, np.int64(2)]}) == _key(depends={"b": [1, 2]})
     assert _key(depends={"x": float("nan")}) == _key(depends={"x": None})
-    whole = {"index": 3, "name": "train", "depends": {"b": [1, 2]}, "previous": "p",
-             "jaxzip": "0.1.0"}  # fmt: skip
+    whole = {
+        "index": 3,
+        "name": "train",
+        "depends": {"b": [1, 2]},
+        "previous": "p",
+        "jaxzip": "0.1.0",
+    }
     assert _key(depends={"b": [1, 2]}) == config_hash(whole)
     assert canonical_json({"b": [1, 2], "a": {"y": 1, "x": True}}) == (
         '{"a":{"x":true,"y":1},"b":[1,2]}'
@@ -81,8 +96,15 @@ def test_store_then_restore_round_trips_exactly(tmp_path):
     out.mkdir()
     (out / "model.jz").write_bytes(b"file bytes")
     updates = _outputs()
-    assert store_outputs(d, key="k1", name="x", updates=updates, metrics={"m": np.float32(0.5)},
-                         out_dir=out, files=("model.jz",))  # fmt: skip
+    assert store_outputs(
+        d,
+        key="k1",
+        name="x",
+        updates=updates,
+        metrics={"m": np.float32(0.5)},
+        out_dir=out,
+        files=("model.jz",),
+    )
     manifest = find_complete(d, "k1")
     assert manifest is not None and find_complete(d, "k2") is None
     (out / "model.jz").unlink()
@@ -97,8 +119,9 @@ def test_store_then_restore_round_trips_exactly(tmp_path):
 
 def test_torn_or_corrupt_done_is_not_complete(tmp_path):
     d = tmp_path / "s"
-    assert store_outputs(d, key="k", name="x", updates={"h": [1]}, metrics={}, out_dir=tmp_path,
-                         files=())  # fmt: skip
+    assert store_outputs(
+        d, key="k", name="x", updates={"h": [1]}, metrics={}, out_dir=tmp_path, files=()
+    )
     assert find_complete(d, "k") is not None
     (d / DONE_FILE).write_text("{not json")
     assert find_complete(d, "k") is None
@@ -109,14 +132,30 @@ def test_torn_or_corrupt_done_is_not_complete(tmp_path):
 
 def test_functions_and_non_dict_trees_are_not_stored(tmp_path):
     d = tmp_path / "s"
-    ok = store_outputs(d, key="k", name="x", updates={"apply_fn": print}, metrics={},
-                       out_dir=tmp_path, files=())  # fmt: skip
+    ok = store_outputs(
+        d, key="k", name="x", updates={"apply_fn": print}, metrics={}, out_dir=tmp_path, files=()
+    )
     assert not ok and not d.exists()
-    ok = store_outputs(d, key="k", name="x", updates={"params": [jnp.ones(2)]}, metrics={},
-                       out_dir=tmp_path, files=())  # fmt: skip
+    ok = store_outputs(
+        d,
+        key="k",
+        name="x",
+        updates={"params": [jnp.ones(2)]},
+        metrics={},
+        out_dir=tmp_path,
+        files=(),
+    )
     assert not ok and not d.exists()
-    ok = store_outputs(d, key="k", name="x", updates={"apply_fn": print, "h": 1}, metrics={},
-                       out_dir=tmp_path, files=(), skip=("apply_fn",))  # fmt: skip
+    ok = store_outputs(
+        d,
+        key="k",
+        name="x",
+        updates={"apply_fn": print, "h": 1},
+        metrics={},
+        out_dir=tmp_path,
+        files=(),
+        skip=("apply_fn",),
+    )
     assert ok and json.loads((d / DONE_FILE).read_text())["outputs"] == {
         "h": {"kind": "json", "value": 1}
     }
@@ -124,8 +163,15 @@ def test_functions_and_non_dict_trees_are_not_stored(tmp_path):
 
 def test_restore_of_a_damaged_array_file_raises(tmp_path):
     d = tmp_path / "s"
-    store_outputs(d, key="k", name="x", updates={"params": {"w": jnp.ones(2)}}, metrics={},
-                  out_dir=tmp_path, files=())  # fmt: skip
+    store_outputs(
+        d,
+        key="k",
+        name="x",
+        updates={"params": {"w": jnp.ones(2)}},
+        metrics={},
+        out_dir=tmp_path,
+        files=(),
+    )
     (d / "params.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"params\.npz"):
         restore_outputs(d, find_complete(d, "k"), tmp_path)

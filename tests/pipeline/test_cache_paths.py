@@ -24,8 +24,15 @@ def _stage(tmp_path):
     out.mkdir()
     (out / "m.txt").write_text("model")
     stage_dir = out / "stages" / "01-train-abc"
-    ok = store_outputs(stage_dir, key="k", name="train", out_dir=out, files=("m.txt",),
-                       updates={"params": {"w": jnp.ones(2)}}, metrics={"acc": 1.0})  # fmt: skip
+    ok = store_outputs(
+        stage_dir,
+        key="k",
+        name="train",
+        out_dir=out,
+        files=("m.txt",),
+        updates={"params": {"w": jnp.ones(2)}},
+        metrics={"acc": 1.0},
+    )
     assert ok
     return out, stage_dir
 
@@ -45,8 +52,19 @@ def test_untampered_stage_restores(tmp_path):
     assert updates["params"]["w"].tolist() == [1.0, 1.0]
 
 
-@pytest.mark.parametrize("name", ["../../ESCAPED.txt", "/tmp/ESCAPED.txt", "a/../../ESCAPED.txt",
-                                  "a//b", "./m.txt", "a\\..\\b", "", 7])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../ESCAPED.txt",
+        "/tmp/ESCAPED.txt",
+        "a/../../ESCAPED.txt",
+        "a//b",
+        "./m.txt",
+        "a\\..\\b",
+        "",
+        7,
+    ],
+)
 def test_a_name_leaving_the_directory_is_refused_and_nothing_written(tmp_path, name):
     out, stage_dir = _stage(tmp_path)
     escaped = tmp_path.parent / "ESCAPED.txt"
@@ -111,8 +129,10 @@ def test_resumed_run_with_a_tampered_manifest_writes_nothing_outside_out(tmp_pat
     from jaxzip.pipeline import run_experiment
 
     stages = '["data", "model", "train", "evaluate", "report"]'
-    cfg = apply_overrides(load_config(), ["model.name=mlp", "model.widths=[8]", "train.epochs=1",
-                                          f"experiment.stages={stages}"])  # fmt: skip
+    cfg = apply_overrides(
+        load_config(),
+        ["model.name=mlp", "model.widths=[8]", "train.epochs=1", f"experiment.stages={stages}"],
+    )
     out = tmp_path / "deep" / "run"
     first = run_experiment(cfg, out, progress=False, report=False)
     (train_dir,) = (out / "stages").glob("*-train-*")

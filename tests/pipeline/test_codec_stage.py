@@ -122,8 +122,12 @@ def test_toml_sections_load_and_validate(write_config):
 def test_stage_order():
     names = lambda cfg: [s.name for s in default_stages(cfg)]  # noqa: E731
     assert names(_tiny("prune.sparsity=0.5", "kmeans.dense_bits=4"))[3:] == [
-        "evaluate_dense", "prune", "kmeans", "evaluate", "encode",
-    ]  # fmt: skip
+        "evaluate_dense",
+        "prune",
+        "kmeans",
+        "evaluate",
+        "encode",
+    ]
     assert names(_tiny("kmeans.dense_bits=4", "codec.write=false"))[-1] == "evaluate"
     assert names(_tiny("codec.file=x.jz"))[-2:] == ["evaluate", "encode"]  # float params
     assert "encode" not in names(_tiny())
@@ -266,10 +270,12 @@ def test_centroid_finetuning_distills_from_the_model_before_weight_sharing():
     moved = {}
     for alpha, teacher in ((0.0, None), (1.0, None), (1.0, state.params)):
         kmeans = replace(cfg.kmeans, distill_alpha=alpha, distill_temperature=2.0)
-        tuned = finetune_codebooks(cfg, state.updated({"params": shared}), books, keep,
-                                   kmeans=kmeans, teacher=teacher)  # fmt: skip
-        diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
-                             jz.quant.dequantize_params(tuned), shared)  # fmt: skip
+        tuned = finetune_codebooks(
+            cfg, state.updated({"params": shared}), books, keep, kmeans=kmeans, teacher=teacher
+        )
+        diffs = jax.tree.map(
+            lambda a, b: float(jnp.max(jnp.abs(a - b))), jz.quant.dequantize_params(tuned), shared
+        )
         moved[alpha, teacher is None] = max(jax.tree.leaves(diffs))
     assert moved[0.0, True] > 1e-4
     assert moved[1.0, True] < 1e-6  # taught by the shared model: nothing to learn

@@ -38,8 +38,10 @@ def test_rebuilt_apply_fn_runs_the_restored_params(full_run):
     out, cfg, results = full_run
     splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
     apply_fn = distill_rebuild(cfg, RunState(out_dir=Path("o"), splits=splits))["apply_fn"]
-    like = {"Dense_0": {"kernel": jnp.zeros((64, 8)), "bias": jnp.zeros(8)},
-            "Dense_1": {"kernel": jnp.zeros((8, 10)), "bias": jnp.zeros(10)}}  # fmt: skip
+    like = {
+        "Dense_0": {"kernel": jnp.zeros((64, 8)), "bias": jnp.zeros(8)},
+        "Dense_1": {"kernel": jnp.zeros((8, 10)), "bias": jnp.zeros(10)},
+    }
     params = jz.train.load_params(out / "params.npz", like)
     m = jz.train.evaluate(apply_fn, params, splits.test)
     assert float(m["accuracy"]) == pytest.approx(results["metrics"]["test_accuracy"], abs=1e-6)
@@ -58,8 +60,15 @@ def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, spy):
 
     calls = spy(jz.distill, "make_train_step")
     stages = '["data", "model", "train", "distill"]'
-    base = ["model.name=mlp", "model.widths=[16]", "train.epochs=1", "train.augment_shift=2",
-            "distill.widths=[8]", "distill.epochs=1", f"experiment.stages={stages}"]  # fmt: skip
+    base = [
+        "model.name=mlp",
+        "model.widths=[16]",
+        "train.epochs=1",
+        "train.augment_shift=2",
+        "distill.widths=[8]",
+        "distill.epochs=1",
+        f"experiment.stages={stages}",
+    ]
     for shift in (0, 1):
         cfg = apply_overrides(load_config(), [*base, f"distill.augment_shift={shift}"])
         run_experiment(cfg, tmp_path / f"run{shift}", progress=False, report=False)

@@ -32,9 +32,16 @@ def _one_error_line(capsys) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize("override", ["codec.file=results.json", "codec.file=params.npz",
-                                      "codec.file=config.toml", "export.file=stages",
-                                      "export.file=report.md"])  # fmt: skip
+@pytest.mark.parametrize(
+    "override",
+    [
+        "codec.file=results.json",
+        "codec.file=params.npz",
+        "codec.file=config.toml",
+        "export.file=stages",
+        "export.file=report.md",
+    ],
+)
 def test_reserved_output_names_are_refused_at_config_time(override, tmp_path, capsys):
     assert cli(["run", "--set", override, "--out", str(tmp_path), "--no-progress"]) == 2
     assert "a file name the run does not write itself" in _one_error_line(capsys)
@@ -44,19 +51,30 @@ def test_reserved_output_names_are_refused_at_config_time(override, tmp_path, ca
 @pytest.mark.parametrize(
     "overrides, needle",
     [
-        (["codec.file=m.bin", "export.file=m.bin"],
-         "export.file: expected a name other than codec.file"),
+        (
+            ["codec.file=m.bin", "export.file=m.bin"],
+            "export.file: expected a name other than codec.file",
+        ),
         (["train.augment_shift=8"], "train.augment_shift: expected fewer pixels"),
         (["distill.augment_shift=8"], "distill.augment_shift: expected fewer pixels"),
-        ([f"experiment.seed={2**63}"],
-         "experiment.seed: expected an integer in [0, 9223372036854775807]"),
+        (
+            [f"experiment.seed={2**63}"],
+            "experiment.seed: expected an integer in [0, 9223372036854775807]",
+        ),
         # a model too large is refused before allocating
-        (["model.name=mlp", "model.widths=[1000000000]"],
-         "model.name/model.widths: expected a model of at most"),
+        (
+            ["model.name=mlp", "model.widths=[1000000000]"],
+            "model.name/model.widths: expected a model of at most",
+        ),
     ],
-    ids=["codec-export-same-file", "train-augment-shift", "distill-augment-shift",
-         "seed-past-64-bits", "model-too-large"],
-)  # fmt: skip
+    ids=[
+        "codec-export-same-file",
+        "train-augment-shift",
+        "distill-augment-shift",
+        "seed-past-64-bits",
+        "model-too-large",
+    ],
+)
 def test_config_errors_are_one_line(overrides, needle, tmp_path, capsys):
     args = [a for o in overrides for a in ("--set", o)]
     assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
@@ -65,8 +83,10 @@ def test_config_errors_are_one_line(overrides, needle, tmp_path, capsys):
 
 def test_a_failing_rerun_keeps_every_previous_output(tmp_path, capsys):
     out = tmp_path / "run"
-    cfg = apply_overrides(load_config(), [*TINY, "prune.sparsity=0.5", "prune.epochs_per_round=0",
-                                          "codec.file=model.jz"])  # fmt: skip
+    cfg = apply_overrides(
+        load_config(),
+        [*TINY, "prune.sparsity=0.5", "prune.epochs_per_round=0", "codec.file=model.jz"],
+    )
     run_experiment(cfg, out, progress=False, report=False)
     names = (CONFIG_FILE, PARAMS_FILE, RESULTS_FILE, "model.jz")
     before = {n: (out / n).read_bytes() for n in names}
@@ -96,8 +116,19 @@ def test_auto_takes_the_lock_too(tmp_path, capsys, write_config):
         epochs = 1
         """)
     with directory_lock(tmp_path / "auto", what="test"):
-        rc = cli(["auto", str(config), "--max-drop", "1", "--max-trials", "1",
-                  "--out", str(tmp_path / "auto"), "--no-progress"])  # fmt: skip
+        rc = cli(
+            [
+                "auto",
+                str(config),
+                "--max-drop",
+                "1",
+                "--max-trials",
+                "1",
+                "--out",
+                str(tmp_path / "auto"),
+                "--no-progress",
+            ]
+        )
     assert rc == 2
     assert "jaxzip auto:" in _one_error_line(capsys)
 
@@ -119,8 +150,15 @@ def test_diverged_training_stops_the_run(model, says, tmp_path, capsys):
 
 def test_diverged_kmeans_fine_tune_stops_the_run(tmp_path, capsys):
     # the stages' shared loop (run_stage_epochs) carries the guard: the k-means fine-tune too
-    args = [f"--set={o}" for o in [*TINY, "kmeans.dense_bits=4", "kmeans.finetune_epochs=2",
-                                   "kmeans.learning_rate=1e10"]]  # fmt: skip
+    args = [
+        f"--set={o}"
+        for o in [
+            *TINY,
+            "kmeans.dense_bits=4",
+            "kmeans.finetune_epochs=2",
+            "kmeans.learning_rate=1e10",
+        ]
+    ]
     assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("jaxzip: error:")]
     assert len(errors) == 1  # one error line (the stage's info line before it aside), no trace
@@ -131,8 +169,16 @@ def test_diverged_kmeans_fine_tune_stops_the_run(tmp_path, capsys):
 
 def test_diverged_distillation_names_its_own_learning_rate(tmp_path, capsys):
     stages = '["data", "model", "train", "distill"]'
-    args = [f"--set={o}" for o in [*TINY, "distill.widths=[8]", "distill.epochs=2",
-                                   "distill.learning_rate=1e10", f"experiment.stages={stages}"]]  # fmt: skip
+    args = [
+        f"--set={o}"
+        for o in [
+            *TINY,
+            "distill.widths=[8]",
+            "distill.epochs=2",
+            "distill.learning_rate=1e10",
+            f"experiment.stages={stages}",
+        ]
+    ]
     assert cli(["run", *args, "--out", str(tmp_path), "--no-progress"]) == 2
     errors = [x for x in capsys.readouterr().err.splitlines() if x.startswith("jaxzip: error:")]
     assert len(errors) == 1 and errors[0].startswith("jaxzip: error: distill: ")  # NaN or growth
@@ -171,6 +217,10 @@ def test_config_must_be_a_small_regular_file(tmp_path, capsys):
 
 def test_dev_zero_does_not_hang():
     # the read is bounded: refused at once rather than reading until memory runs out
-    r = subprocess.run([sys.executable, "-m", "jaxzip", "run", "/dev/zero"], capture_output=True,
-                       text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "jaxzip", "run", "/dev/zero"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "regular TOML config file" in r.stderr

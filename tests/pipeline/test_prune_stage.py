@@ -214,12 +214,17 @@ def test_retraining_distills_from_the_model_before_pruning():
     # every gradient is zero and retraining leaves it as it was; on the labels it moves
     moved = {}
     for alpha in (0.0, 1.0):
-        cfg = _tiny("prune.sparsity=0.0", "prune.epochs_per_round=1",
-                    f"prune.distill_alpha={alpha}", "prune.distill_temperature=2.0")  # fmt: skip
+        cfg = _tiny(
+            "prune.sparsity=0.0",
+            "prune.epochs_per_round=1",
+            f"prune.distill_alpha={alpha}",
+            "prune.distill_temperature=2.0",
+        )
         ctx = _stage_ctx(cfg)
         updates, _ = prune_stage(cfg, ctx)
-        diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), updates["params"],
-                             ctx.params)  # fmt: skip
+        diffs = jax.tree.map(
+            lambda a, b: float(jnp.max(jnp.abs(a - b))), updates["params"], ctx.params
+        )
         moved[alpha] = max(jax.tree.leaves(diffs))
     assert moved[0.0] > 1e-3
     assert moved[1.0] < 1e-6
@@ -228,8 +233,9 @@ def test_retraining_distills_from_the_model_before_pruning():
 def test_distilled_retraining_keeps_pruned_weights_at_zero():
     cfg = _tiny("prune.sparsity=0.6", "prune.epochs_per_round=1", "prune.distill_alpha=0.5")
     updates, metrics = prune_stage(cfg, _stage_ctx(cfg))
-    for m, a in zip(*(jax.tree.leaves(t) for t in (updates["mask"], updates["params"])),
-                    strict=True):  # fmt: skip
+    for m, a in zip(
+        *(jax.tree.leaves(t) for t in (updates["mask"], updates["params"])), strict=True
+    ):
         assert np.all(np.asarray(a)[~np.asarray(m)] == 0.0)
     assert metrics["round1_sparsity"] == pytest.approx(round(0.6 * N_KERNEL) / N_KERNEL)
     assert 0 <= metrics["round1_val_accuracy"] <= 1

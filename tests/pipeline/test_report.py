@@ -51,14 +51,22 @@ def test_markdown_report_marks_cached_stages_and_escapes_pipes(tmp_path):
     from jaxzip.pipeline import RunState
     from jaxzip.pipeline._report import REPORT_FILE, format_markdown, report_stage
 
-    results = {"stages": {"train": {"a|b": 0.5}, "evaluate": {"n": 3}},
-               "wall_time_s": {"train": 2.0}, "cached": ["train"]}  # fmt: skip
+    results = {
+        "stages": {"train": {"a|b": 0.5}, "evaluate": {"n": 3}},
+        "wall_time_s": {"train": 2.0},
+        "cached": ["train"],
+    }
     text = format_markdown(results, title="t")
     assert text.splitlines() == [
-        "# t", "", "| stage | metric | value |", "| --- | --- | --- |",
-        "| train | a\\|b | 0.5000 |", "| train | cached | yes |", "| train | wall_time_s | 2.00 |",
+        "# t",
+        "",
+        "| stage | metric | value |",
+        "| --- | --- | --- |",
+        "| train | a\\|b | 0.5000 |",
+        "| train | cached | yes |",
+        "| train | wall_time_s | 2.00 |",
         "| evaluate | n | 3 |",
-    ]  # fmt: skip
+    ]
     updates, metrics = report_stage(ExperimentConfig(), RunState(out_dir=tmp_path, results=results))
     assert updates == {} and metrics == {}
     assert (tmp_path / REPORT_FILE).read_text() == format_markdown(

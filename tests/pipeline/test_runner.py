@@ -146,10 +146,16 @@ def _cached_stages(calls: list[str], fail_at: str = "") -> list[Stage]:
 
     return [
         Stage("a", a, provides=("params",), depends=lambda cfg: {"seed": cfg.experiment.seed}),
-        Stage("b", b, needs=("params",), provides=("params", "prune_report"),
-              depends=lambda cfg: {"epochs": cfg.train.epochs}, files=lambda cfg: ("b.txt",)),
+        Stage(
+            "b",
+            b,
+            needs=("params",),
+            provides=("params", "prune_report"),
+            depends=lambda cfg: {"epochs": cfg.train.epochs},
+            files=lambda cfg: ("b.txt",),
+        ),
         Stage("c", c, needs=("prune_report",), depends=lambda cfg: {}),
-    ]  # fmt: skip
+    ]
 
 
 def _run_fake(cfg, out, calls, fail_at="", **kw):
@@ -187,9 +193,13 @@ def test_changed_section_reruns_that_stage_and_later_ones(tmp_path):
     assert results["metrics"]["seen"] == 9.0
     after = _dirs(tmp_path)  # one directory per position: the stale ones are replaced
     assert after[0] == before[0] and after[1:] != before[1:] and len(after) == 3
-    results = _run_fake(ExperimentConfig(experiment=jz.config.ExperimentSection(seed=1),
-                                         train=jz.config.TrainConfig(epochs=3)),
-                        tmp_path, calls)  # fmt: skip
+    results = _run_fake(
+        ExperimentConfig(
+            experiment=jz.config.ExperimentSection(seed=1), train=jz.config.TrainConfig(epochs=3)
+        ),
+        tmp_path,
+        calls,
+    )
     assert calls == ["a", "b", "c"]  # the first stage changed: the whole chain reruns
 
 

@@ -37,8 +37,16 @@ def test_named_stage_declares_the_plan_and_rejects_unknown_names():
 
 def test_every_stage_ran_and_its_outputs_were_stored(full_run):
     out, _, results = full_run
-    assert list(results["stages"]) == ["data", "model", "train", "distill", "prune", "evaluate",
-                                       "export", "report"]  # fmt: skip
+    assert list(results["stages"]) == [
+        "data",
+        "model",
+        "train",
+        "distill",
+        "prune",
+        "evaluate",
+        "export",
+        "report",
+    ]
     assert results["cached"] == []
     names = sorted(p.name[:-13] for p in (out / CACHE_DIR).iterdir())
     assert names == ["02-model", "03-train", "04-distill", "05-prune", "06-evaluate", "07-export"]
@@ -108,19 +116,26 @@ def test_evaluate_int8_reports_the_int8_model_and_restores(tmp_path):
     from jaxzip.paths import min_ndim
 
     stages = '["data", "model", "train", "evaluate_int8", "evaluate"]'
-    cfg = apply_overrides(load_config(), ["model.name=mlp", "model.widths=[16]",
-                                          "train.epochs=1", f"experiment.stages={stages}"])  # fmt: skip
+    cfg = apply_overrides(
+        load_config(),
+        ["model.name=mlp", "model.widths=[16]", "train.epochs=1", f"experiment.stages={stages}"],
+    )
     out = tmp_path / "run"
     first = run_experiment(cfg, out, progress=False, report=False)
     m = first["stages"]["evaluate_int8"]
-    assert set(m) == {f"int8_{p}_{k}" for p in ("val", "test")
-                      for k in ("accuracy", "error", "errors", "loss")}  # fmt: skip
+    assert set(m) == {
+        f"int8_{p}_{k}" for p in ("val", "test") for k in ("accuracy", "error", "errors", "loss")
+    }
     # by hand: the trained params (params.npz), kernels int8 per output channel, dequantized
-    splits = data.load_splits(cfg.data.name, val_fraction=cfg.data.val_fraction,
-                              seed=cfg.experiment.seed)  # fmt: skip
+    splits = data.load_splits(
+        cfg.data.name, val_fraction=cfg.data.val_fraction, seed=cfg.experiment.seed
+    )
     apply_fn = models.linen_apply_fn(make_model("mlp", widths=(16,), num_classes=10))
-    like = jax.eval_shape(lambda: models.init_params(make_model("mlp", widths=(16,)),
-                                                     jax.random.key(0), splits.train.x[:1]))  # fmt: skip
+    like = jax.eval_shape(
+        lambda: models.init_params(
+            make_model("mlp", widths=(16,)), jax.random.key(0), splits.train.x[:1]
+        )
+    )
     params = train.load_params(out / "params.npz", like)
     q = quant.quantize_params(params, [(min_ndim(2), quant.QuantSpec(bits=8, axes=(-1,)))])
     assert quant.is_quantized(q["Dense_0"]["kernel"]) and not quant.is_quantized(

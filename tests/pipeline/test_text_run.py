@@ -24,12 +24,11 @@ from jaxzip.pipeline._core_stages import load_data
 TINY = {
     "experiment": {"name": "kjv_tiny"},
     "data": {"name": "kjv", "seq_len": 16, "train_windows": 64, "held_out_windows": 8},
-    "model": {"name": "transformer", "num_layers": 1, "d_model": 8, "num_heads": 2,
-              "mlp_ratio": 1},
+    "model": {"name": "transformer", "num_layers": 1, "d_model": 8, "num_heads": 2, "mlp_ratio": 1},
     "train": {"epochs": 1, "batch_size": 16, "learning_rate": 0.02, "clip_norm": 1.0},
     "codec": {"file": "lm.jz"},
     "export": {"file": "lm.jzx"},
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -108,25 +107,39 @@ def test_rerun_restores_the_transformer_from_the_cache(kjv_run, tmp_path):
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        ({"model": {"name": "mlp", "d_model": 8}},
-         "model.d_model: expected 192 for model 'mlp' (only \"transformer\" takes it), got 8"),
-        ({"model": {"name": "transformer", "d_model": 10, "num_heads": 4}},
-         "model.num_heads: expected a divisor of d_model = 10, got 4"),
-        ({"model": {"name": "mlp"}}, "model.name: expected a model of tokens ['transformer'] "
-         "for data.name = 'kjv', got 'mlp'"),
-        ({"data": {"name": "digits"}}, "model.name: expected an image model, not one of "
-         "['transformer'] for data.name = 'digits', got 'transformer'"),
-        ({"data": {"name": "digits", "train_windows": 5}, "model": {"name": "mlp"}},
-         "data.train_windows: expected 0 for data.name 'digits'"),
+        (
+            {"model": {"name": "mlp", "d_model": 8}},
+            "model.d_model: expected 192 for model 'mlp' (only \"transformer\" takes it), got 8",
+        ),
+        (
+            {"model": {"name": "transformer", "d_model": 10, "num_heads": 4}},
+            "model.num_heads: expected a divisor of d_model = 10, got 4",
+        ),
+        (
+            {"model": {"name": "mlp"}},
+            "model.name: expected a model of tokens ['transformer'] "
+            "for data.name = 'kjv', got 'mlp'",
+        ),
+        (
+            {"data": {"name": "digits"}},
+            "model.name: expected an image model, not one of "
+            "['transformer'] for data.name = 'digits', got 'transformer'",
+        ),
+        (
+            {"data": {"name": "digits", "train_windows": 5}, "model": {"name": "mlp"}},
+            "data.train_windows: expected 0 for data.name 'digits'",
+        ),
         ({"data": {"name": "kjv", "seq_len": 0}}, "data.seq_len: expected an integer in [1, 8192]"),
         ({"train": {"augment_shift": 2}}, "train.augment_shift: expected 0 for text data"),
         ({"prune": {}}, "prune: [prune] does not train on token windows yet"),
         ({"distill": {}}, "distill: [distill] does not train on token windows yet"),
         ({"kmeans": {}}, "kmeans.finetune_epochs: expected 0 for text data, got 1"),
-        ({"model": {"name": "transformer", "input_dropout_rate": 0.1}},
-         "model.input_dropout_rate: expected 0.0 for model 'transformer'"),
+        (
+            {"model": {"name": "transformer", "input_dropout_rate": 0.1}},
+            "model.input_dropout_rate: expected 0.0 for model 'transformer'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_text_configs_name_the_field(change, needle):
     data = {k: dict(v) for k, v in TINY.items()}
     data.update(change)  # each changed section replaced whole

@@ -179,8 +179,11 @@ def test_magnitude_mask_names_nonfinite_selected_leaves_only():
         "a": {"kernel": jnp.array([[1.0, jnp.nan], [jnp.inf, 2.0]])},
         "b": {"kernel": jnp.ones((2, 2)), "bias": jnp.array([jnp.nan])},  # bias not selected
     }
-    with pytest.raises(NonFiniteError, match=r"^a/kernel: holds 2 NaN or Inf value\(s\) "
-                       r"\(1 NaN, 1 Inf, of 4\); magnitude_mask expects finite") as e:  # fmt: skip
+    with pytest.raises(
+        NonFiniteError,
+        match=r"^a/kernel: holds 2 NaN or Inf value\(s\) "
+        r"\(1 NaN, 1 Inf, of 4\); magnitude_mask expects finite",
+    ) as e:
         magnitude_mask(params, sparsity=0.5)
     assert e.value.paths == ("a/kernel",)
     params["a"]["kernel"] = jnp.ones((2, 2))

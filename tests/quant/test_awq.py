@@ -62,8 +62,15 @@ def test_error_is_the_layer_output_error_and_beats_rtn_with_salient_channels():
 def test_block_errors_never_exceed_rtn_and_result_runs(tiny_block):
     apply_fn, params, batches = tiny_block(outlier=10.0)
     lay = trace_layouts(apply_fn, params, batches[0])
-    r = awq(apply_fn, params, batches[:2], layouts=lay, bits=4, group_size=8,
-            alphas=(0.0, 0.25, 0.5, 0.75, 1.0))  # fmt: skip
+    r = awq(
+        apply_fn,
+        params,
+        batches[:2],
+        layouts=lay,
+        bits=4,
+        group_size=8,
+        alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
+    )
     for p in lay:
         assert r.spec[p].group_size == 8
     groups = {}
@@ -84,8 +91,10 @@ def test_block_errors_never_exceed_rtn_and_result_runs(tiny_block):
     rel = float(jnp.linalg.norm(got - want) / jnp.linalg.norm(want))
     assert rel < 0.1
     np.testing.assert_allclose(run(q, x), got, rtol=1e-5, atol=1e-5)  # eager = jit
-    m = to_matrix(r.params["MultiHeadDotProductAttention_0"]["query"]["kernel"],
-                  lay["MultiHeadDotProductAttention_0/query/kernel"])  # fmt: skip
+    m = to_matrix(
+        r.params["MultiHeadDotProductAttention_0"]["query"]["kernel"],
+        lay["MultiHeadDotProductAttention_0/query/kernel"],
+    )
     assert m.shape == (16, 16)
 
 

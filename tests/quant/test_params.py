@@ -163,8 +163,12 @@ def test_jit_and_eager_agree():
 def test_quantize_params_names_every_nonfinite_leaf_at_once():
     from jaxzip._errors import JaxzipError, NonFiniteError
 
-    params = {"a": jnp.array([jnp.nan, 1.0]), "b": jnp.array([jnp.inf, -jnp.inf]),
-              "c": jnp.array([jnp.nan]), "ok": jnp.ones(2)}  # fmt: skip
+    params = {
+        "a": jnp.array([jnp.nan, 1.0]),
+        "b": jnp.array([jnp.inf, -jnp.inf]),
+        "c": jnp.array([jnp.nan]),
+        "ok": jnp.ones(2),
+    }
     with pytest.raises(NonFiniteError) as e:
         quantize_params(params, [("a|b", QuantSpec(bits=4)), ("c", None), ("ok", QuantSpec())])
     assert str(e.value) == (
@@ -178,8 +182,12 @@ def test_quantize_unshared_stores_only_the_plain_float_arrays():
     from jaxzip.quant import KMeansArray, dequantize, kmeans, quantize_unshared
 
     bias = jnp.array([0.5, -0.25, 0.0, 0.127])
-    tree = {"k": kmeans(jnp.linspace(-1.0, 1.0, 8), bits=2), "b": bias,
-            "s": jnp.float32(3.0), "i": jnp.arange(3)}  # fmt: skip
+    tree = {
+        "k": kmeans(jnp.linspace(-1.0, 1.0, 8), bits=2),
+        "b": bias,
+        "s": jnp.float32(3.0),
+        "i": jnp.arange(3),
+    }
     q = quantize_unshared(tree, QuantSpec(bits=8))
     assert isinstance(q["k"], KMeansArray) and q["k"] is tree["k"]
     assert q["s"] is tree["s"] and q["i"] is tree["i"]  # scalars and integers kept

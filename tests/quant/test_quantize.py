@@ -178,8 +178,11 @@ def test_grouped_minmax_fast_path_is_bit_exact(symmetric, clip_ratio):
     lo, hi = calibrate(x, spec)
     ref = quantize(x, spec, fixed_range=(lo * clip_ratio, hi * clip_ratio))
     assert fast.scale.shape == (3, 2, 5)
-    for a, b in ((fast.values, ref.values), (fast.scale, ref.scale),
-                 (fast.zero_point, ref.zero_point)):  # fmt: skip
+    for a, b in (
+        (fast.values, ref.values),
+        (fast.scale, ref.scale),
+        (fast.zero_point, ref.zero_point),
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     jitted = jax.jit(lambda x: quantize(x, spec, clip_ratio=clip_ratio))(x)
     np.testing.assert_array_equal(np.asarray(jitted.values), np.asarray(fast.values))

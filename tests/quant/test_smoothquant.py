@@ -62,8 +62,10 @@ def _ln(p, x):
 def test_folds_only_where_the_norm_output_feeds_nothing_else():
     pre = lambda p, x: x + _ln(p["ln"], x) @ p["w"]  # noqa: E731
     post = lambda p, x: _ln(p["ln"], x) + _ln(p["ln"], x) @ p["w"]  # noqa: E731
-    params = {"ln": {"scale": jnp.linspace(0.5, 1.5, 8), "bias": jnp.linspace(-1, 1, 8)},
-              "w": jax.random.normal(jax.random.key(0), (8, 8))}  # fmt: skip
+    params = {
+        "ln": {"scale": jnp.linspace(0.5, 1.5, 8), "bias": jnp.linspace(-1, 1, 8)},
+        "w": jax.random.normal(jax.random.key(0), (8, 8)),
+    }
     xs = [jax.random.normal(k, (16, 8)) for k in jax.random.split(jax.random.key(1), 2)]
     for f, foldable in ((pre, True), (post, False)):
         lay = trace_layouts(f, params, xs[0])

@@ -153,8 +153,10 @@ def test_an_exported_model_is_named_as_such(tmp_path):
 
 
 def test_require_finite_names_the_leaf(tmp_path):
-    params = {"Dense_0": {"kernel": np.array([1.0, np.nan, np.inf], np.float32)},
-              "ok": np.ones(2, np.float32)}  # fmt: skip
+    params = {
+        "Dense_0": {"kernel": np.array([1.0, np.nan, np.inf], np.float32)},
+        "ok": np.ones(2, np.float32),
+    }
     save_params(tmp_path / "p.npz", params)
     got = load_params(tmp_path / "p.npz", params)  # off by default: resumable as saved
     assert np.isnan(got["Dense_0"]["kernel"][1])

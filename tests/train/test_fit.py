@@ -86,14 +86,19 @@ def _count_step(total, batch, key):
 
 
 def _labelled(n: int) -> Dataset:
-    return Dataset(x=np.zeros((n, 1, 1, 1), np.float32), y=np.arange(n, dtype=np.int32),
-                   num_classes=n, name="count")  # fmt: skip
+    return Dataset(
+        x=np.zeros((n, 1, 1, 1), np.float32),
+        y=np.arange(n, dtype=np.int32),
+        num_classes=n,
+        name="count",
+    )
 
 
 def test_run_epochs_by_hand():
     # 6 examples, batches of 4: one step per epoch over 4 distinct labels of 0..5
-    total, history = run_epochs(_count_step, jnp.int32(0), _labelled(6), key=jax.random.key(0),
-                                epochs=3, batch_size=4)  # fmt: skip
+    total, history = run_epochs(
+        _count_step, jnp.int32(0), _labelled(6), key=jax.random.key(0), epochs=3, batch_size=4
+    )
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert set(history[0]) == {"epoch", "train_loss", "seconds"}  # non-scalar metrics skipped
     assert int(total) == sum(h["train_loss"] for h in history)
@@ -108,9 +113,15 @@ def test_run_epochs_evaluate_callbacks_and_early_stop():
         return record["epoch"] == 2
 
     total, history = run_epochs(
-        _count_step, jnp.int32(0), _labelled(4), key=jax.random.key(1), epochs=5, batch_size=4,
-        evaluate=lambda s: {"val": int(s)}, callbacks=[stop_at_2],
-    )  # fmt: skip
+        _count_step,
+        jnp.int32(0),
+        _labelled(4),
+        key=jax.random.key(1),
+        epochs=5,
+        batch_size=4,
+        evaluate=lambda s: {"val": int(s)},
+        callbacks=[stop_at_2],
+    )
     assert seen == [(1, 6), (2, 12)] and int(total) == 12
     assert [h["val"] for h in history] == [6, 12]
 
@@ -161,8 +172,15 @@ def test_run_epochs_same_key_same_result_jit_and_eager_steps_agree(toy, linear, 
     ],
 )
 def test_run_epochs_bad_arguments(kwargs, error, match):
-    args = {"step": _count_step, "state": jnp.int32(0), "train_ds": _labelled(6),
-            "key": jax.random.key(0), "epochs": 1, "batch_size": 2, **kwargs}  # fmt: skip
+    args = {
+        "step": _count_step,
+        "state": jnp.int32(0),
+        "train_ds": _labelled(6),
+        "key": jax.random.key(0),
+        "epochs": 1,
+        "batch_size": 2,
+        **kwargs,
+    }
     with pytest.raises(error, match=match):
         run_epochs(**args)
 
@@ -195,10 +213,20 @@ def test_an_exploding_but_finite_loss_stops_as_diverged():
     # issue 19: lr 1e10 drives cross-entropy to 1e9 without a NaN; the first step's loss is
     # the reference (2.3 here), 100x it is the limit, the epoch's mean crosses it
     step = _loss_step([2.3, 5.0, 1e9, 1e9, 3e9, 2e9])
-    with pytest.raises(jz.DivergedError, match=r"epoch 2's mean loss 1e\+09 is over 100x "
-                       r"the first step's loss 2\.3") as e:  # fmt: skip
-        run_epochs(step, 0, _labelled(4), key=jax.random.key(0), epochs=3, batch_size=2,
-                   max_loss_growth=100)  # fmt: skip
+    with pytest.raises(
+        jz.DivergedError,
+        match=r"epoch 2's mean loss 1e\+09 is over 100x "
+        r"the first step's loss 2\.3",
+    ) as e:
+        run_epochs(
+            step,
+            0,
+            _labelled(4),
+            key=jax.random.key(0),
+            epochs=3,
+            batch_size=2,
+            max_loss_growth=100,
+        )
     assert isinstance(e.value, jz.NonFiniteError) and e.value.state == 4
     # without the check the same curve runs to the end
     _, history = run_epochs(step, 0, _labelled(4), key=jax.random.key(0), epochs=3, batch_size=2)
@@ -207,12 +235,26 @@ def test_an_exploding_but_finite_loss_stops_as_diverged():
 
 def test_a_near_zero_start_may_rise_a_little_and_a_falling_loss_never_stops():
     # fine-tuning a converged model: 0.001 then 5 (below 100 x the 0.1 floor) is not divergence
-    _, history = run_epochs(_loss_step([0.001, 5.0, 5.0, 5.0]), 0, _labelled(4),
-                            key=jax.random.key(0), epochs=2, batch_size=2, max_loss_growth=100)  # fmt: skip
+    _, history = run_epochs(
+        _loss_step([0.001, 5.0, 5.0, 5.0]),
+        0,
+        _labelled(4),
+        key=jax.random.key(0),
+        epochs=2,
+        batch_size=2,
+        max_loss_growth=100,
+    )
     assert len(history) == 2
     with pytest.raises(jz.DivergedError, match=r"first step.s loss 0\.001"):
-        run_epochs(_loss_step([0.001, 20.0, 20.0, 20.0]), 0, _labelled(4),
-                   key=jax.random.key(0), epochs=2, batch_size=2, max_loss_growth=100)  # fmt: skip
+        run_epochs(
+            _loss_step([0.001, 20.0, 20.0, 20.0]),
+            0,
+            _labelled(4),
+            key=jax.random.key(0),
+            epochs=2,
+            batch_size=2,
+            max_loss_growth=100,
+        )
 
 
 # Language models: fit on TokenWindows (N, T) with per-token cross-entropy.
@@ -228,15 +270,25 @@ def _cycle_windows(n: int, t: int = 4, vocab: int = 3):
     from jaxzip.data import TokenWindows
 
     x = (np.arange(n)[:, None] + np.arange(t)[None, :]) % vocab
-    return TokenWindows(x=x.astype(np.int32), y=((x + 1) % vocab).astype(np.int32),
-                        vocab_size=vocab, name="cycle")  # fmt: skip
+    return TokenWindows(
+        x=x.astype(np.int32), y=((x + 1) % vocab).astype(np.int32), vocab_size=vocab, name="cycle"
+    )
 
 
 def test_fit_learns_a_language_model_on_token_windows():
     train, val = _cycle_windows(12), _cycle_windows(5)
     table = np.zeros((3, 3), np.float32)  # uniform: log2(3) bits a token before training
-    state, history = fit(_bigram, table, optax.adam(0.3), train, epochs=4, batch_size=4,
-                         key=jax.random.key(0), val_ds=val, progress=False)  # fmt: skip
+    state, history = fit(
+        _bigram,
+        table,
+        optax.adam(0.3),
+        train,
+        epochs=4,
+        batch_size=4,
+        key=jax.random.key(0),
+        val_ds=val,
+        progress=False,
+    )
     assert int(state.step) == 4 * 3
     last = history[-1]
     assert set(last) == KEYS | {"val_bits_per_token"}
@@ -261,8 +313,12 @@ def test_fit_refuses_augment_and_other_data_for_windows():
         fit(_bigram, table, optax.sgd(0.1), w, augment=jz.train.RandomShift(pixels=1), **args)
     with pytest.raises(TypeError, match=r"val_ds must be a jaxzip\.data\.Dataset or TokenWindows"):
         fit(_bigram, table, optax.sgd(0.1), w, val_ds=[1], **args)
-    images = Dataset(x=np.zeros((4, 1, 1, 1), np.float32), y=np.zeros(4, np.int32),
-                     num_classes=3, name="images")  # fmt: skip
-    with pytest.raises(TypeError, match=r"val_ds must be the same kind of data as train_ds "
-                       r"\(TokenWindows\), got Dataset"):  # fmt: skip
+    images = Dataset(
+        x=np.zeros((4, 1, 1, 1), np.float32), y=np.zeros(4, np.int32), num_classes=3, name="images"
+    )
+    with pytest.raises(
+        TypeError,
+        match=r"val_ds must be the same kind of data as train_ds "
+        r"\(TokenWindows\), got Dataset",
+    ):
         fit(_bigram, table, optax.sgd(0.1), w, val_ds=images, **args)

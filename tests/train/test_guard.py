@@ -64,11 +64,24 @@ def test_bad_arguments(linear, linear_params):
 def test_fit_stops_at_the_first_bad_step_with_the_last_finite_state(linear, linear_params):
     # A huge learning rate overflows the logits after a few steps: the loss goes Inf/NaN.
     rng = np.random.default_rng(0)
-    ds = Dataset(x=rng.uniform(size=(8, 2, 2, 1)).astype(np.float32),
-                 y=rng.integers(0, 2, 8).astype(np.int32), num_classes=2, name="toy")  # fmt: skip
+    ds = Dataset(
+        x=rng.uniform(size=(8, 2, 2, 1)).astype(np.float32),
+        y=rng.integers(0, 2, 8).astype(np.int32),
+        num_classes=2,
+        name="toy",
+    )
     with pytest.raises(NonFiniteError, match=r"^fit: step (\d+) \(epoch \d+, batch \d+\): ") as e:
-        fit(linear, linear_params, optax.sgd(1e38), ds, epochs=20, batch_size=4,
-            key=jax.random.key(0), progress=False, check_finite=True)  # fmt: skip
+        fit(
+            linear,
+            linear_params,
+            optax.sgd(1e38),
+            ds,
+            epochs=20,
+            batch_size=4,
+            key=jax.random.key(0),
+            progress=False,
+            check_finite=True,
+        )
     bad_step = int(str(e.value).split()[2])
     assert bad_step >= 2  # the first steps are finite
     state = e.value.state
@@ -77,5 +90,14 @@ def test_fit_stops_at_the_first_bad_step_with_the_last_finite_state(linear, line
     assert set(e.value.paths) <= {"b", "w"}  # empty when only the loss overflowed
     assert "loss is" in str(e.value) or e.value.paths
     with pytest.raises(TypeError, match="check_finite must be a bool"):
-        fit(linear, linear_params, optax.sgd(0.1), ds, epochs=1, batch_size=4,
-            key=jax.random.key(0), progress=False, check_finite=None)  # fmt: skip
+        fit(
+            linear,
+            linear_params,
+            optax.sgd(0.1),
+            ds,
+            epochs=1,
+            batch_size=4,
+            key=jax.random.key(0),
+            progress=False,
+            check_finite=None,
+        )
