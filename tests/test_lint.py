@@ -28,3 +28,16 @@ def _ruff() -> list[str]:
 def test_ruff(args):
     result = subprocess.run(_ruff() + args, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, f"ruff {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+
+
+def test_the_formatter_is_not_switched_off_line_by_line():
+    """STYLE.md rule 15 (one formatter): no trailing fmt-skip markers in the code."""
+    marker = "# fmt: " + "skip"  # split, so this file does not match itself
+    found = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for folder in ("jaxzip", "tests", "experiments")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.rstrip().endswith(marker)
+    ]
+    assert not found, f"{len(found)} lines skip the formatter: {found[:10]}"
