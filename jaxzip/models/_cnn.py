@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxzip.models._mlp import ActQuant, _check_act_quant, _check_num_classes, quantize_input
+from jaxzip.models._pool import max_pool_2x2
 
 
 def _check_images(owner: str, x: jax.Array) -> None:
@@ -51,7 +52,7 @@ class _TwoConvNet(nn.Module):
         for features in self.convs:
             x = nn.Conv(features, self.kernel, padding=self.padding)(q(x))
             x = nn.relu(x) if self.conv_relu else x
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = max_pool_2x2(x)
         x = jnp.reshape(x, (x.shape[0], -1))
         x = nn.relu(nn.Dense(self.hidden)(q(x)))
         return nn.Dense(self.num_classes)(q(x))
