@@ -79,3 +79,20 @@ def test_pruning_benchmarks_run_and_report_a_ratio(name, argv, last, capsys, loa
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith(last)
     assert any(line.startswith("ratio:") for line in lines)
+
+
+def test_max_pool_reports_its_ratios_and_identical_params(capsys, load_script):
+    argv = ["--batch-size", "4", "--steps", "1", "--repeats", "1"]
+    assert load_script("benchmarks/max_pool").main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("LeNet-5 train step, batch 4")
+    pool = [_numbers(line.split("median")[1])[0] for line in lines if "pool gradient, " in line]
+    steps = [
+        _numbers(line.split("median")[1])[0] for line in lines if line.startswith("train step, ")
+    ]
+    assert len(pool) == len(steps) == 2
+    pool_ratio = _numbers(next(line for line in lines if line.startswith("pool gradient ratio")))
+    assert pool_ratio[0] == pytest.approx(pool[0] / pool[1], rel=0.02, abs=0.01)
+    last = lines[-1]
+    assert _numbers(last)[0] == pytest.approx(steps[0] / steps[1], rel=0.02, abs=0.01)
+    assert last.endswith("identical params after the timed steps: True")
