@@ -4,7 +4,7 @@ Usage:
   python experiments/benchmarks/max_pool.py [--batch-size 128] [--steps 10] [--repeats 5]
 
 The reference CNNs (``jz.models.LeNet5``, ``SmallCNN``) pool with
-``jaxzip.models._pool.max_pool_2x2``, whose gradient is a compare and a select
+``jz.models.max_pool_2x2``, whose gradient is a compare and a select
 over the reshaped windows; ``flax.linen.max_pool``'s gradient is XLA's
 ``select_and_scatter``. Both give the same values and gradients bit for bit, so
 this script also checks that the two steps leave identical params.
@@ -29,7 +29,6 @@ import numpy as np
 import optax
 
 import jaxzip as jz
-from jaxzip.models._pool import max_pool_2x2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
 import _common as common
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "flax.linen.max_pool": jax.jit(
             jax.grad(lambda v: (nn.max_pool(v, (2, 2), (2, 2)) ** 2).sum())
         ),
-        "jaxzip max_pool_2x2": jax.jit(jax.grad(lambda v: (max_pool_2x2(v) ** 2).sum())),
+        "jaxzip max_pool_2x2": jax.jit(jax.grad(lambda v: (jz.models.max_pool_2x2(v) ** 2).sum())),
     }
     pool_s = {
         k: _median_s(lambda f=f: f(pooled), args.steps, args.repeats) for k, f in grads.items()

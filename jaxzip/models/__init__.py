@@ -1,5 +1,7 @@
 """Reference models (LeNet-300-100, LeNet-5, MLPs, a small CNN, a decoder-only transformer).
 
+And :func:`max_pool_2x2`, flax's 2x2 max pool with a gradient that is cheap on CPU.
+
 Every model is called through the ``ApplyFn`` convention.
 
 Linen models take ``__call__(x, *, train=False)`` on images ``(N, H, W, C)`` and
@@ -22,6 +24,7 @@ from jaxzip.models._apply import ApplyFn, init_params, linen_apply_fn, param_cou
 from jaxzip.models._cnn import LeNet5, SmallCNN
 from jaxzip.models._mlp import MLP, lenet_300_100
 from jaxzip.models._nnx import NnxMLP, nnx_apply_fn
+from jaxzip.models._pool import max_pool_2x2
 from jaxzip.models._transformer import Transformer
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "init_params",
     "lenet_300_100",
     "linen_apply_fn",
+    "max_pool_2x2",
     "nnx_apply_fn",
     "param_count",
 ]

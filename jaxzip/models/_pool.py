@@ -29,6 +29,9 @@ def _first_max(x6: jax.Array) -> jax.Array:
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """``flax.linen.max_pool(x, (2, 2), strides=(2, 2))`` with a gradient made of elementwise ops.
 
+    The reference CNNs (:class:`LeNet5`, :class:`SmallCNN`) pool with it; a model of
+    your own can call it in place of flax's 2x2 pooling and train to the same params.
+
     The values, the gradient and the forward-mode derivative equal flax's bit for
     bit, ties included: the derivative flows to the first maximal element of each
     window in row-major order, as XLA's ``select_and_scatter`` (flax's gradient)

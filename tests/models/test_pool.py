@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxzip.models._pool import max_pool_2x2
+from jaxzip.models import max_pool_2x2
 
 
 def flax_pool(x):
