@@ -11,6 +11,8 @@ __all__ = ["max_pool_2x2"]
 def _windows(x: jax.Array) -> jax.Array:
     """``(N, H, W, C)`` → ``(N, H//2, 2, W//2, 2, C)``: the 2x2 windows (an odd last row or
     column dropped, as VALID pooling drops it)."""
+    if x.ndim != 4:  # checked here, so that jvp and grad, which skip the primal, check too
+        raise ValueError(f"max_pool_2x2: x must be images of shape (N, H, W, C), got {x.shape}")
     n, h, w, c = x.shape
     return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
 
@@ -55,8 +57,6 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
       >>> jax.grad(lambda x: max_pool_2x2(x).sum())(x)[0, :, :, 0].tolist()  # the first 3 only
       [[0.0, 1.0], [0.0, 0.0]]
     """
-    if x.ndim != 4:
-        raise ValueError(f"max_pool_2x2: x must be images of shape (N, H, W, C), got {x.shape}")
     return _windows(x).max(axis=(2, 4))
 
 

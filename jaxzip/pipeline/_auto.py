@@ -52,10 +52,11 @@ from jaxzip.config import (
     lookup,
     make_train_tx,
 )
-from jaxzip.pipeline._auto_lm import AUTO_FILE, run_auto_lm
+from jaxzip.pipeline._auto_lm import run_auto_lm
 from jaxzip.pipeline._codec_stage import finetune_codebooks
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
 from jaxzip.pipeline._stage_utils import (
+    AUTO_FILE,
     divergence_hint,
     jsonable,
     log,

@@ -15,12 +15,11 @@ from jaxzip import codec as jz_codec
 from jaxzip._io import atomic_write_bytes, atomic_write_json
 from jaxzip.config import ExperimentConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
-from jaxzip.pipeline._stage_utils import jsonable, search_dir
+from jaxzip.pipeline._stage_utils import AUTO_FILE, jsonable, search_dir
 from jaxzip.pipeline._state import RunState
 
-__all__ = ["AUTO_FILE", "LM_CALIB", "LM_TABLES", "run_auto_lm"]
+__all__ = ["LM_CALIB", "LM_TABLES", "run_auto_lm"]
 
-AUTO_FILE = "auto.json"
 LM_TABLES = r".*embed.*"  # a language model's embedding tables, stored as int8 per row
 LM_CALIB = (128, 16)  # calibration: windows drawn from the training split, batch size
 

@@ -31,6 +31,7 @@ from jaxzip.config import (
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
+    "AUTO_FILE",
     "MAX_LOSS_GROWTH",
     "divergence_hint",
     "jsonable",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 S = TypeVar("S")
+
+AUTO_FILE = "auto.json"
+"""``jaxzip auto``'s summary in its search directory (beside the journal and ``best.jz``)."""
 
 MAX_LOSS_GROWTH = 100.0
 """Every training stage of a run (train, the ``[prune]`` rounds, distill, the k-means

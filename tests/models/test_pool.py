@@ -64,6 +64,12 @@ def test_jit_and_eager_agree_and_the_second_call_does_not_retrace():
     assert len(traces) == 1
 
 
-def test_not_images_is_an_error():
-    with pytest.raises(ValueError, match=r"max_pool_2x2: x must be images .* got \(4, 4\)"):
-        max_pool_2x2(jnp.ones((4, 4)))
+def test_not_images_is_an_error_in_every_mode():
+    x = jnp.ones((4, 4))
+    for call in (
+        lambda: max_pool_2x2(x),
+        lambda: jax.grad(lambda v: max_pool_2x2(v).sum())(x),
+        lambda: jax.jvp(max_pool_2x2, (x,), (x,)),
+    ):
+        with pytest.raises(ValueError, match=r"max_pool_2x2: x must be images .* got \(4, 4\)"):
+            call()
