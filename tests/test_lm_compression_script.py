@@ -181,27 +181,17 @@ def _qarrays(tree) -> list:
     return [x for x in leaves if jz.quant.is_quantized(x)]
 
 
-def test_asym_grid_and_its_zero_points_in_the_file(teacher):
-    """``asym``: 2^B levels with a zero point per scale, and the file bytes count the zero points."""
+def _tiny_bench(teacher):
+    """lm_compression.py and its ``Bench`` (calibration batches, layouts) on the tiny teacher."""
     text, params = teacher
     module = _load("lm_compression")
-    args = module.parse_args(
-        [
-            *text,
-            "--teacher",
-            str(params),
-            "--size",
-            "tiny",
-            "--seq-len",
-            "16",
-            "--eval-windows",
-            "2",
-            "--calib",
-            "8",
-            "--no-qwix",
-        ]
-    )
-    b = module.Bench(args)
+    tiny = ["--size", "tiny", "--seq-len", "16", "--eval-windows", "2", "--calib", "8", "--no-qwix"]
+    return module, module.Bench(module.parse_args([*text, "--teacher", str(params), *tiny]))
+
+
+def test_asym_grid_and_its_zero_points_in_the_file(teacher):
+    """``asym``: 2^B levels with a zero point per scale, and the file bytes count the zero points."""
+    module, b = _tiny_bench(teacher)
     rtn = module.rtn_params(b, 3, True, symmetric=False)
     mlp = module.gptq_params(b, 4, False, mlp_only=True, symmetric=False)
     # GPTQ (MLP only) quantizes exactly the MLP kernels
@@ -243,25 +233,7 @@ def test_docs_language_models_snippets_run(capsys):
 def test_wanda_check(teacher):
     """The diagnostic behind "Wanda does no better than magnitude here": per-kernel input-norm
     spread and mask disagreement, and jaxzip's Wanda against a float64 NumPy transcription."""
-    text, params = teacher
-    module = _load("lm_compression")
-    args = module.parse_args(
-        [
-            *text,
-            "--teacher",
-            str(params),
-            "--size",
-            "tiny",
-            "--seq-len",
-            "16",
-            "--eval-windows",
-            "2",
-            "--calib",
-            "8",
-            "--no-qwix",
-        ]
-    )
-    b = module.Bench(args)
+    module, b = _tiny_bench(teacher)
     check = module.wanda_check(b)
     assert set(check["kernels"]) == set(b.layouts)
     for k in check["kernels"].values():
