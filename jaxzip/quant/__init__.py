@@ -26,7 +26,7 @@ from jaxzip.quant._finetune import CodebookState, init_codebook_state, make_code
 from jaxzip.quant._gptq import check_obs_options, gptq_quantize_matrix
 from jaxzip.quant._gptq_tree import gptq
 from jaxzip.quant._intops import int_conv, int_dense
-from jaxzip.quant._kernel import kernel_qarray, kernel_spec
+from jaxzip.quant._kernel import kernel_qarray, kernel_spec, layout_spec
 from jaxzip.quant._kmeans import (
     KMeansArray,
     centroid_grads,
@@ -86,6 +86,7 @@ __all__ = [
     "kernel_spec",
     "kmeans",
     "kmeans_params",
+    "layout_spec",
     "lsq_fake_quant",
     "lsq_init_step",
     "make_codebook_step",

@@ -101,3 +101,55 @@ def kernel_qarray(q: QArray, layout: KernelLayout, *, dtype: Any = None) -> QArr
         group_axis=ga,
         dtype=q.dtype if dtype is None else np.dtype(dtype),
     )
+
+
+def layout_spec(
+    layout: KernelLayout,
+    *,
+    bits: int,
+    group_size: int | None = None,
+    symmetric: bool = True,
+    name: str = "layout_spec",
+) -> QuantSpec:
+    """The spec that quantizes one traced kernel in its own axes (for :func:`quantize_params`).
+
+    One scale (and zero point) per output channel: the kernel's ``layout.quant_axes()``;
+    with ``group_size``, per group of that many inputs along its last input axis
+    (``layout.group_axis()``), the other input axes keeping their own scales (as
+    :func:`gptq` groups them: an attention output projection ``(heads, head_dim, out)``
+    gets one scale per head and output). An axis no longer than ``group_size`` is one
+    group (a head of 48 inputs under groups of 64); a longer one that ``group_size`` does
+    not divide is an error.
+
+    Raises:
+      ValueError: ``group_size`` < 1, or longer than the axis without dividing it (the
+        message names ``name``, the axis size and the sizes that do).
+
+    Example:
+      >>> from jaxzip.layout import KernelLayout
+      >>> out = KernelLayout(shape=(4, 48, 192), in_axes=(0, 1), out_axes=(2,), op="dot_general")
+      >>> s = layout_spec(out, bits=4, group_size=64)
+      >>> s.axes, s.group_size, s.group_axis
+      ((0, 2), 48, 1)
+    """
+    group = None
+    if group_size is not None:
+        size = layout.shape[layout.group_axis()]
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+            raise ValueError(f"{name}: group_size must be an int >= 1 or None, got {group_size!r}")
+        if size > group_size and size % group_size:
+            fits = [d for d in range(2, size + 1) if size % d == 0]
+            raise ValueError(
+                f"{name}: group_size {group_size} does not divide the {size} inputs along the "
+                f"kernel's last input axis; sizes that do: {fits} (or no groups)"
+            )
+        group = min(size, group_size)
+        others = tuple(a for a in layout.in_axes if a != layout.group_axis())
+        axes = tuple(sorted(layout.quant_axes() + others))
+    return QuantSpec(
+        bits=bits,
+        axes=layout.quant_axes() if group is None else axes,
+        symmetric=symmetric,
+        group_size=group,
+        group_axis=layout.group_axis(),
+    )
