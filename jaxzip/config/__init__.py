@@ -1,9 +1,9 @@
 """Experiment configs: TOML -> frozen, validated dataclasses, and the one name -> object table.
 
 This is the edge where strings become objects. A config file (or ``--set``)
-names a model, an optimizer, a schedule, an allocation or a search strategy;
-:data:`NAMES` maps each name to what the library takes (linen modules, optax
-transformations, allocation and strategy specs), and the builders of
+names a model, an optimizer, a schedule, an allocation, a quantizer or a search
+strategy; :data:`NAMES` maps each name to what the library takes (linen modules, optax
+transformations, allocation and strategy specs, quantization functions), and the builders of
 :mod:`jaxzip.config._build` turn whole sections into them (``[train]`` into an
 optax transformation, ``[model]`` into a linen module, ``experiment.seed`` into
 the run's root key). :mod:`jaxzip.pipeline` runs what a config describes.
@@ -49,6 +49,7 @@ from jaxzip.config._sections import (
     ExportConfig,
     KMeansConfig,
     PruneConfig,
+    QuantizeConfig,
 )
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "KMeansConfig",
     "ModelConfig",
     "PruneConfig",
+    "QuantizeConfig",
     "Section",
     "StageSpec",
     "TrainConfig",

@@ -41,6 +41,7 @@ from jaxzip.config._sections import (
     ExportConfig,
     KMeansConfig,
     PruneConfig,
+    QuantizeConfig,
 )
 from jaxzip.data import DATASETS, TEXT_DATASETS
 
@@ -315,6 +316,7 @@ class ExperimentConfig(Section):
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     prune: PruneConfig | None = None
     kmeans: KMeansConfig | None = None
+    quantize: QuantizeConfig | None = None
     codec: CodecConfig | None = None
     distill: DistillConfig | None = None
     export: ExportConfig | None = None
@@ -344,6 +346,8 @@ class ExperimentConfig(Section):
                 "both would be written to one file",
             )
         self._check_data_fits_model()
+        if self.quantize is not None:
+            self._check_quantize_alone()
         if self.train.epochs == 0 and not self.model.params_from:
             raise HintedFieldError(
                 "train.epochs",
@@ -351,6 +355,20 @@ class ExperimentConfig(Section):
                 self.train.epochs,
                 "0 skips training and is allowed only with model.params_from set",
             )
+
+    def _check_quantize_alone(self) -> None:
+        """``[quantize]`` does not combine with the other weight compressions (yet)."""
+        why = {
+            "prune": "GPTQ would refill the pruned weights",
+            "kmeans": "both would store codes for the same weights",
+        }
+        for section, reason in why.items():
+            if getattr(self, section) is not None:
+                raise SectionError(
+                    "quantize",
+                    f"[quantize] and [{section}] cannot be combined yet ({reason}); "
+                    "remove one of them",
+                )
 
     def _check_data_fits_model(self) -> None:
         """Token models take text datasets (token windows), the others images."""

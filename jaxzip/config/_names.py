@@ -1,9 +1,9 @@
 """The one place where config names become objects: :data:`NAMES`.
 
 A config (or the command line) names a model, an optimizer, a learning-rate
-schedule, a pruning allocation or a search strategy; the library below the
+schedule, a pruning allocation, a quantizer or a search strategy; the library below the
 pipeline takes the objects (linen modules, optax transformations, allocation
-and strategy specs). This module's :data:`NAMES` maps every such name to its
+and strategy specs, quantization functions). This module's :data:`NAMES` maps every such name to its
 object, the config's ``Literal`` types and the docs list the names from it, and
 :func:`lookup` is the one error for an unknown one.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ import optax
 
 from jaxzip import auto as jz_auto
 from jaxzip import prune as jz_prune
+from jaxzip import quant as jz_quant
 from jaxzip._errors import ConfigError
 from jaxzip.models import MLP, LeNet5, SmallCNN, Transformer, lenet_300_100
 from jaxzip.train import kernel_mask
@@ -31,6 +33,7 @@ __all__ = [
     "AllocationName",
     "ModelName",
     "OptimizerName",
+    "QuantizerName",
     "ScheduleName",
     "lookup",
     "make_model",
@@ -66,6 +69,42 @@ def _warmup_cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Sche
     )
 
 
+def _rtn(
+    fwd: Callable[..., Any],
+    params: Any,
+    batches: Iterable[Any],
+    specs: Mapping[str, jz_quant.QuantSpec],
+    **options: Any,
+) -> Any:
+    """Round to nearest: ``specs`` (path → spec in the kernel's own axes) per kernel."""
+    return jz_quant.quantize_params(params, [(re.escape(p), s) for p, s in specs.items()])
+
+
+def _gptq(
+    fwd: Callable[..., Any],
+    params: Any,
+    batches: Iterable[Any],
+    specs: Mapping[str, jz_quant.QuantSpec],
+    *,
+    layouts: Mapping[str, Any],
+    damp: float,
+    act_order: bool,
+) -> Any:
+    """GPTQ (:func:`jaxzip.quant.gptq`) with ``specs``' bits, groups and grid per kernel."""
+    rules = [
+        (
+            re.escape(p),
+            jz_quant.QuantSpec(
+                bits=s.bits, axes=(-1,), group_size=s.group_size, symmetric=s.symmetric
+            ),
+        )
+        for p, s in specs.items()
+    ]
+    return jz_quant.gptq(
+        fwd, params, batches, rules, layouts=layouts, damp=damp, act_order=act_order
+    )
+
+
 NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "model": MappingProxyType(
@@ -96,11 +135,14 @@ NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 "erk": jz_prune.ERK(),
             }
         ),
+        # (apply_fn, params, calibration batches, {kernel path: spec}, layouts=, damp=,
+        # act_order=) -> params with QArray kernels
+        "quantizer": MappingProxyType({"gptq": _gptq, "rtn": _rtn}),
         "strategy": MappingProxyType({"greedy": jz_auto.Greedy(), "optuna": jz_auto.Optuna()}),
     }
 )
-"""Kind (``"model"``, ``"optimizer"``, ``"schedule"``, ``"allocation"``, ``"strategy"``)
-→ config name → object (or the factory that builds it)."""
+"""Kind (``"model"``, ``"optimizer"``, ``"schedule"``, ``"allocation"``, ``"quantizer"``,
+``"strategy"``) → config name → object (or the factory that builds it)."""
 
 
 def names(kind: str) -> tuple[str, ...]:
@@ -119,6 +161,7 @@ TOKEN_MODELS = ("transformer",)
 OptimizerName = Literal[names("optimizer")]
 ScheduleName = Literal[names("schedule")]
 AllocationName = Literal[names("allocation")]
+QuantizerName = Literal[names("quantizer")]
 
 
 def lookup(kind: str, name: Any, *, where: str) -> Any:

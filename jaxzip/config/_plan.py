@@ -52,10 +52,13 @@ STAGE_SPECS: dict[str, StageSpec] = {
     "kmeans": StageSpec(
         needs=_MODEL, provides=("books", "params", "mask", "kmeans_report"), sections=("kmeans",)
     ),
+    "quantize": StageSpec(
+        needs=_MODEL, provides=("books", "params", "quantize_report"), sections=("quantize",)
+    ),
     "evaluate": StageSpec(needs=_MODEL),
     "evaluate_int8": StageSpec(needs=_MODEL),
     "encode": StageSpec(
-        needs=("params",), provides=("codec_report",), sections=("codec", "kmeans")
+        needs=("params",), provides=("codec_report",), sections=("codec", "kmeans", "quantize")
     ),
     "export": StageSpec(needs=_MODEL, provides=("export_report",), sections=("export",)),
     "report": StageSpec(),
@@ -82,10 +85,10 @@ def stage_names(cfg: Any) -> tuple[str, ...]:
     """The stage names ``cfg`` runs: ``experiment.stages`` if given, else derived from its sections.
 
     The derived list is ``data, model, train``, then ``distill`` (with
-    ``[distill]``), ``evaluate_dense`` (with ``[prune]`` or ``[kmeans]``),
-    ``prune``, ``kmeans`` (with their sections), ``evaluate``, ``encode`` (with
-    ``[kmeans]`` or ``[codec]``, unless ``codec.write = false``) and ``export``
-    (with ``[export]``).
+    ``[distill]``), ``evaluate_dense`` (with ``[prune]``, ``[kmeans]`` or ``[quantize]``),
+    ``prune``, ``kmeans``, ``quantize`` (with their sections), ``evaluate``, ``encode``
+    (with ``[kmeans]``, ``[quantize]`` or ``[codec]``, unless ``codec.write = false``) and
+    ``export`` (with ``[export]``).
 
     Example:
       >>> from jaxzip.config import ExperimentConfig
@@ -97,11 +100,12 @@ def stage_names(cfg: Any) -> tuple[str, ...]:
     names = ["data", "model", "train"]
     if cfg.distill is not None:
         names.append("distill")
-    if cfg.prune is not None or cfg.kmeans is not None:
+    compress = [n for n in ("prune", "kmeans", "quantize") if getattr(cfg, n) is not None]
+    if compress:
         names.append("evaluate_dense")
-    names += [n for n in ("prune", "kmeans") if getattr(cfg, n) is not None]
-    names.append("evaluate")
-    if (cfg.codec is not None or cfg.kmeans is not None) and (cfg.codec is None or cfg.codec.write):
+    names += [*compress, "evaluate"]
+    coded = cfg.codec is not None or cfg.kmeans is not None or cfg.quantize is not None
+    if coded and (cfg.codec is None or cfg.codec.write):
         names.append("encode")
     if cfg.export is not None:
         names.append("export")
@@ -116,7 +120,7 @@ def check_stages(cfg: Any) -> None:
     """Raises :class:`StageError` if ``cfg``'s (an ``ExperimentConfig``) stage list cannot work.
 
     Checks, in list order: no name twice; each stage's section present
-    (``[prune]`` for ``prune``; ``[codec]`` or ``[kmeans]`` for ``encode``, and
+    (``[prune]`` for ``prune``; ``[codec]``, ``[kmeans]`` or ``[quantize]`` for ``encode``, and
     not with ``codec.write = false``); each key a stage needs provided by an
     earlier stage. Positions in messages count from 1.
 

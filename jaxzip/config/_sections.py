@@ -1,4 +1,5 @@
-"""Config sections of the optional stages: ``[distill]``, ``[prune]``, ``[kmeans]``, ``[codec]``, ``[export]``."""
+"""Config sections of the optional stages: ``[distill]``, ``[prune]``, ``[kmeans]``,
+``[quantize]``, ``[codec]``, ``[export]``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from dataclasses import field
 from typing import Any
 
-from jaxzip.config._names import AllocationName, ModelName
+from jaxzip.config._names import AllocationName, ModelName, QuantizerName
 from jaxzip.config._schema import (
     Check,
     Section,
@@ -27,6 +28,7 @@ __all__ = [
     "ExportConfig",
     "KMeansConfig",
     "PruneConfig",
+    "QuantizeConfig",
     "where_field",
 ]
 
@@ -126,15 +128,15 @@ def _valid_regex() -> Check:
     return Check("(a valid regular expression)", _is_regex)
 
 
+def regex_field(default: str, doc: str) -> Any:
+    """A field holding a valid, nonempty regex (of param paths)."""
+    return field(default=default, metadata=rules(nonempty(), _valid_regex(), doc=doc))
+
+
 def where_field(verb: str) -> Any:
     """The ``where`` field of a section: a valid, nonempty regex of the weights to ``verb``."""
-    return field(
-        default=".*/kernel",
-        metadata=rules(
-            nonempty(),
-            _valid_regex(),
-            doc=f'weights to {verb}: regex full-matching paths like "Dense_0/kernel"',
-        ),
+    return regex_field(
+        ".*/kernel", f'weights to {verb}: regex full-matching paths like "Dense_0/kernel"'
     )
 
 
@@ -258,11 +260,84 @@ class KMeansConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizeConfig(Section):
+    """``[quantize]``: one-shot weight quantization from calibration data, no retraining.
+
+    The kernels are the ``where``-selected leaves that a matmul or convolution of the model
+    consumes, found by tracing it (:func:`jaxzip.layout.trace_layouts`), each with its own
+    input and output axes: one scale (and with ``symmetric = false`` one zero point) per
+    output channel, or per group of ``group_size`` inputs along the kernel's last input
+    axis. Where that axis is shorter than ``group_size`` (an attention head), it is one
+    group; where it is longer and not a multiple, the run stops naming the kernel and the
+    sizes that work. ``method = "gptq"`` (:func:`jaxzip.quant.gptq`) quantizes the kernels
+    in traced order, each calibrated on the outputs of the already-quantized earlier ones,
+    from ``calibration_examples`` training examples drawn with the run's key named
+    ``"quantize/calibration"``; ``"rtn"`` rounds each weight to the nearest grid point.
+    With ``table_bits``, the leaves ``tables`` selects that no matmul consumes (embedding
+    tables) are rounded to that many bits with one scale per row. The quantized tree is what
+    ``encode`` writes (bit-packed, :mod:`jaxzip.codec`) and ``export`` runs; ``evaluate``
+    reports the model it decodes to.
+
+    Example:
+      >>> QuantizeConfig(bits=3, group_size=64).method
+      'gptq'
+      >>> QuantizeConfig(bits=1)
+      Traceback (most recent call last):
+      ...
+      jaxzip.config._schema.FieldError: bits: expected an integer in [2, 8], got 1
+    """
+
+    method: QuantizerName = field(
+        default="gptq", metadata=rules(doc="how the kernels are rounded: GPTQ, or to nearest")
+    )
+    bits: int = field(default=4, metadata=rules(between(2, 8), doc="bits per kernel weight"))
+    group_size: int = field(
+        default=0,
+        metadata=rules(
+            at_least(0), doc="inputs per scale along each kernel's last input axis (0: all)"
+        ),
+    )
+    symmetric: bool = field(
+        default=False,
+        metadata=rules(doc="grid symmetric about 0 (false: min-max with a zero point)"),
+    )
+    where: str = where_field("quantize")
+    calibration_examples: int = field(
+        default=128,
+        metadata=rules(at_least(1), doc='training examples GPTQ calibrates on ("gptq")'),
+    )
+    calibration_batch_size: int = field(
+        default=16,
+        metadata=rules(at_least(1), doc='examples per calibration batch ("gptq")'),
+    )
+    damp: float = field(
+        default=0.01,
+        metadata=rules(
+            greater_than(0.0), doc='Hessian dampening, relative to its mean diagonal ("gptq")'
+        ),
+    )
+    act_order: bool = field(
+        default=False,
+        metadata=rules(doc='quantize inputs in order of decreasing activation ("gptq")'),
+    )
+    table_bits: int = field(
+        default=0,
+        metadata=rules(
+            Check("0 or in [2, 8]", lambda v: v == 0 or 2 <= v <= 8),
+            doc="bits of the embedding tables, one scale per row (0: float32)",
+        ),
+    )
+    tables: str = regex_field(
+        ".*embed.*", "the tables table_bits rounds: regex of leaves no matmul consumes"
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class CodecConfig(Section):
     """``[codec]``: the compressed file written after ``evaluate`` (see :mod:`jaxzip.codec`).
 
-    Without a ``[codec]`` section, a run with ``[kmeans]`` writes the file with
-    these defaults.
+    Without a ``[codec]`` section, a run with ``[kmeans]`` or ``[quantize]`` writes the
+    file with these defaults.
 
     Example:
       >>> CodecConfig().file

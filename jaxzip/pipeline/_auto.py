@@ -174,9 +174,9 @@ def run_auto(
     Raises:
       TypeError: ``cfg`` is not an :class:`ExperimentConfig`.
       ValueError: bad ``max_drop_pp``, budgets or ``confirm_fraction``; ConfigError (a
-        ValueError) for an unknown strategy name, or a confirmation split too small
-        to resolve the bound (fewer than ``ceil(100 / max_drop_pp)`` examples; the
-        message names the sizes).
+        ValueError) for an unknown strategy name, a ``[quantize]`` section (the search
+        chooses the bits), or a confirmation split too small to resolve the bound (fewer
+        than ``ceil(100 / max_drop_pp)`` examples; the message names the sizes).
       jaxzip.auto.BudgetTooSmall: the time budget ended before the baseline was
         measured on the confirmation split.
       jaxzip.ConfigError: a journal from another config is in ``out_dir``.
@@ -188,6 +188,11 @@ def run_auto(
     if not max_drop_pp >= 0:
         raise ValueError(f"max_drop: expected percentage points >= 0, got {max_drop_pp!r}")
     confirm_fraction = _check_fraction(confirm_fraction)
+    if cfg.quantize is not None:
+        raise ConfigError(
+            "quantize: jaxzip auto chooses each kernel's bits itself; remove the [quantize] "
+            "section (it is for jaxzip run)"
+        )
     if cfg.data.name in jz_data.TEXT_DATASETS:
         return run_auto_lm(
             cfg,

@@ -48,7 +48,8 @@ CODEC_REPORT = "codec_report"
 
 
 def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
-    """The ``[codec]`` settings in effect: the section, or its defaults when ``[kmeans]`` is set.
+    """The ``[codec]`` settings in effect: the section, or its defaults with ``[kmeans]`` or
+    ``[quantize]``.
 
     Example:
       >>> from jaxzip.config import KMeansConfig
@@ -57,7 +58,7 @@ def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
     """
     if cfg.codec is not None:
         return cfg.codec
-    return CodecConfig() if cfg.kmeans is not None else None
+    return CodecConfig() if cfg.kmeans is not None or cfg.quantize is not None else None
 
 
 def _keep_mask(params: Params, state: RunState) -> Mask:
@@ -239,7 +240,8 @@ def _same_tree(a: Params, b: Params) -> str | None:
 def encode_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: writes ``out_dir/<codec.file>`` and checks it decodes to the evaluated params.
 
-    Encodes ``books`` from ``state`` (the codebooks of ``[kmeans]``) or else
+    Encodes ``books`` from ``state`` (the codebooks of ``[kmeans]``, the ``QArray`` kernels
+    of ``[quantize]``) or else
     ``params``; reports the file's bytes, ``compression_ratio = 4 *
     param_count / file_bytes`` and the per-leaf size report under
     :data:`CODEC_REPORT`; prints the size table to stderr.

@@ -42,6 +42,7 @@ from jaxzip.pipeline._codec_stage import CODEC_REPORT, KMEANS_REPORT
 from jaxzip.pipeline._distill_stage import DISTILL_REPORT
 from jaxzip.pipeline._export_stage import EXPORT_REPORT
 from jaxzip.pipeline._prune_stage import PRUNE_REPORT
+from jaxzip.pipeline._quantize_stage import QUANTIZE_REPORT
 from jaxzip.pipeline._report import format_table
 from jaxzip.pipeline._stage_utils import jsonable as _jsonable
 from jaxzip.pipeline._stage_utils import log
@@ -69,6 +70,7 @@ _REPORTS = {
     "distill": DISTILL_REPORT,
     "prune": PRUNE_REPORT,
     "kmeans": KMEANS_REPORT,
+    "quantize": QUANTIZE_REPORT,
     "codec": CODEC_REPORT,
     "export": EXPORT_REPORT,
 }

@@ -30,6 +30,7 @@ from jaxzip.pipeline._core_stages import (
 from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
 from jaxzip.pipeline._export_stage import export_files, export_stage
 from jaxzip.pipeline._prune_stage import evaluate_dense, prune_stage
+from jaxzip.pipeline._quantize_stage import quantize_stage
 from jaxzip.pipeline._report import REPORT_FILE, report_stage
 from jaxzip.pipeline._state import RunState
 
@@ -132,6 +133,7 @@ _STAGES: dict[str, dict[str, Any]] = {
     "evaluate_dense": {"run": evaluate_dense, "depends": _evaluate_depends},
     "prune": {"run": prune_stage, "depends": _depends_on("prune", "train")},
     "kmeans": {"run": kmeans_stage, "depends": _depends_on("kmeans", "train")},
+    "quantize": {"run": quantize_stage, "depends": _depends_on("quantize")},
     "evaluate": {"run": evaluate_stage, "depends": _evaluate_depends},
     "evaluate_int8": {"run": evaluate_int8, "depends": _evaluate_depends},
     "encode": {"run": encode_stage, "depends": _encode_depends, "files": _encode_files},

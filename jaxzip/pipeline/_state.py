@@ -32,9 +32,11 @@ class RunState:
       arch: what the current model was built from (see ``model_arch``).
       params: the current params (``model``, ``train``, ``distill``, ``prune``, ``kmeans``).
       mask: the pruning mask (``prune``, ``kmeans``).
-      books: the k-means codebooks (``kmeans``).
+      books: the stored form of quantized params: k-means codebooks (``kmeans``) or
+        ``QArray`` kernels (``quantize``).
       history: dense training's per-epoch records (``train``).
-      distill_report, prune_report, kmeans_report, codec_report, export_report:
+      distill_report, prune_report, kmeans_report, quantize_report, codec_report,
+      export_report:
         the detailed report of each of those stages (``results.json`` sections).
 
     Example:
@@ -44,7 +46,7 @@ class RunState:
       >>> s.updated({"masks": 1})
       Traceback (most recent call last):
       ...
-      ValueError: run state: 'masks' is not a field a stage can set; the fields are ['apply_fn', 'arch', 'books', 'codec_report', 'distill_report', 'export_report', 'history', 'kmeans_report', 'mask', 'params', 'prune_report', 'splits']
+      ValueError: run state: 'masks' is not a field a stage can set; the fields are ['apply_fn', 'arch', 'books', 'codec_report', 'distill_report', 'export_report', 'history', 'kmeans_report', 'mask', 'params', 'prune_report', 'quantize_report', 'splits']
     """
 
     out_dir: Path
@@ -60,6 +62,7 @@ class RunState:
     distill_report: Mapping[str, Any] | None = None
     prune_report: Mapping[str, Any] | None = None
     kmeans_report: Mapping[str, Any] | None = None
+    quantize_report: Mapping[str, Any] | None = None
     codec_report: Mapping[str, Any] | None = None
     export_report: Mapping[str, Any] | None = None
 

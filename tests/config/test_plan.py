@@ -72,7 +72,7 @@ def test_order_and_section_errors(stages, sections, needle):
 
 def test_unknown_stage_name_is_a_field_error():
     with pytest.raises(ConfigError, match=r"experiment\.stages: expected a list of one of"):
-        apply_overrides(load_config(), ['experiment.stages=["data", "quantize"]'])
+        apply_overrides(load_config(), ['experiment.stages=["data", "sparsify"]'])
 
 
 def test_override_error_names_the_set_argument():

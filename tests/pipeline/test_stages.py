@@ -31,8 +31,8 @@ def test_named_stage_declares_the_plan_and_rejects_unknown_names():
     assert s.needs == ("splits", "params", "apply_fn") and "params" in s.provides
     assert s.rebuild is not None and s.depends is not None
     assert not named_stage("data").cache and not named_stage("report").cache
-    with pytest.raises(ValueError, match="got 'quantize'"):
-        named_stage("quantize")
+    with pytest.raises(ValueError, match="got 'sparsify'"):
+        named_stage("sparsify")
 
 
 def test_every_stage_ran_and_its_outputs_were_stored(full_run):

@@ -1,0 +1,183 @@
+"""Tests for jaxzip/pipeline/_quantize_stage.py: ``[quantize]`` (GPTQ, RTN) through ``jaxzip run``.
+
+The GPTQ run is a tiny KJV language model (context 16, one block of width 8) read through
+``$JAXZIP_DATA_DIR`` (set under CI, where a skip fails); the RTN run an MLP on digits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxzip as jz
+from jaxzip import ConfigError
+from jaxzip.config import config_from_dict, run_key, stage_names
+from jaxzip.pipeline import run_experiment
+
+TINY_LM = {
+    "experiment": {"name": "kjv_gptq"},
+    "data": {"name": "kjv", "seq_len": 16, "train_windows": 64, "held_out_windows": 8},
+    "model": {"name": "transformer", "num_layers": 1, "d_model": 8, "num_heads": 2, "mlp_ratio": 1},
+    "train": {"epochs": 0},  # params_from: the fixture's random init
+    "quantize": {"bits": 4, "group_size": 4, "table_bits": 8, "calibration_examples": 32},
+    "codec": {"file": "lm.jz"},
+}
+KERNELS = [
+    "block_0/attn/key/kernel",
+    "block_0/attn/out/kernel",
+    "block_0/attn/query/kernel",
+    "block_0/attn/value/kernel",
+    "block_0/mlp_in/kernel",
+    "block_0/mlp_out/kernel",
+    "head/kernel",
+]
+MLP = {
+    "experiment": {"name": "digits_rtn"},
+    "model": {"name": "mlp", "widths": [32]},
+    "train": {"epochs": 1, "learning_rate": 0.01},
+    "quantize": {"method": "rtn", "bits": 8},
+    "export": {"file": "m.jzx"},
+}
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    """``(out, cfg, results)`` of the tiny GPTQ run, or skip without the KJV text."""
+    data = os.environ.get("JAXZIP_DATA_DIR", "")
+    if not data or not (Path(data) / "kjv").is_dir():
+        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+    base = tmp_path_factory.mktemp("gptq")
+    module, _ = _lm_model()
+    params = jz.models.init_params(module, jax.random.key(1), np.zeros((1, 16), np.int32))
+    jz.train.save_params(base / "init.npz", params)
+    model = {**TINY_LM["model"], "params_from": str(base / "init.npz")}
+    cfg = config_from_dict({**TINY_LM, "model": model})
+    return base / "run", cfg, run_experiment(cfg, base / "run", progress=False, report=False)
+
+
+def _lm_model():
+    module = jz.models.Transformer(num_layers=1, d_model=8, num_heads=2, mlp_ratio=1, max_len=16)
+    like = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 16), np.int32))["params"]
+    return module, like
+
+
+def test_a_quantize_section_adds_its_stages():
+    cfg = config_from_dict(MLP)
+    names = ("data", "model", "train", "evaluate_dense", "quantize", "evaluate", "encode")
+    assert stage_names(cfg) == (*names, "export")
+    assert cfg.quantize.method == "rtn" and cfg.quantize.table_bits == 0
+    assert config_from_dict({**MLP, "codec": {"write": False}}).codec.write is False
+    assert "encode" not in stage_names(config_from_dict({**MLP, "codec": {"write": False}}))
+
+
+@pytest.mark.parametrize("other", ["kmeans", "prune"])
+def test_quantize_does_not_combine_with_other_weight_compression(other):
+    with pytest.raises(ConfigError, match=rf"\[quantize\] and \[{other}\] cannot be combined"):
+        config_from_dict({**MLP, other: {}})
+
+
+def test_gptq_run_stores_the_quantized_kernels_and_tables_it_evaluated(lm_run):
+    out, _, results = lm_run
+    report = results["quantize"]
+    assert sorted(report["kernels"]) == KERNELS
+    assert report["tables"] == ["embed/embedding", "pos_embed"]
+    assert report["calibration_examples"] == 32
+    # the attention output projection's last input axis is one head (4 inputs): one group
+    assert {k["group_size"] for k in report["kernels"].values()} == {4}
+    # the file holds 4-bit kernels and int8 tables, and decodes to the evaluated params
+    books = jz.codec.load(out / "lm.jz")
+    leaves = dict(
+        (jz.paths.keystr(kp), x)
+        for kp, x in jax.tree_util.tree_flatten_with_path(books, is_leaf=jz.quant.is_quantized)[0]
+    )
+    assert {p for p, x in leaves.items() if jz.quant.is_quantized(x)} == {
+        *KERNELS,
+        "embed/embedding",
+        "pos_embed",
+    }
+    assert {leaves[p].bits for p in KERNELS} == {4}
+    assert leaves["pos_embed"].bits == 8 and leaves["pos_embed"].axes == (0,)
+    _, like = _lm_model()
+    saved = jz.train.load_params(out / "params.npz", like)
+    decoded = jz.quant.dequantize_params(books)
+    for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(decoded), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # evaluate scores the quantized model, evaluate_dense the float one
+    m = results["metrics"]
+    assert m["held_out_bits_per_byte"] != m["dense_held_out_bits_per_byte"]
+    assert abs(m["held_out_bits_per_byte"] - m["dense_held_out_bits_per_byte"]) < 0.5
+    assert results["codec"]["file_bytes"] == (out / "lm.jz").stat().st_size
+
+
+def test_gptq_run_equals_the_library_call_on_the_documented_calibration_sample(lm_run):
+    """The stage is jz.quant.gptq on 32 training windows drawn with the run's key named
+    "quantize/calibration", in dataset order, in batches of 16, asymmetric groups of 4."""
+    out, cfg, _ = lm_run
+    module, like = _lm_model()
+    apply_fn = jz.models.linen_apply_fn(module)
+    trained = jz.train.load_params(cfg.model.params_from, like)
+    splits = jz.data.load_splits("kjv", val_fraction=0.1, seed=0, seq_len=16, train_windows=64)
+    perm = jax.random.permutation(run_key(cfg, "quantize/calibration"), 64)
+    idx = np.sort(np.asarray(perm)[:32])
+    batches = [jnp.asarray(splits.train.x[idx[:16]]), jnp.asarray(splits.train.x[idx[16:]])]
+    spec = jz.quant.QuantSpec(bits=4, axes=(-1,), group_size=4, symmetric=False)
+    want = jz.quant.gptq(
+        lambda p, x: apply_fn(p, x, train=False, key=None),
+        trained,
+        batches,
+        [(re.escape(k), spec) for k in KERNELS],
+    )
+    got = jz.codec.load(out / "lm.jz")
+    for k in KERNELS:
+        node_w, node_g = want, got
+        for part in k.split("/"):
+            node_w, node_g = node_w[part], node_g[part]
+        np.testing.assert_array_equal(np.asarray(node_w.values), np.asarray(node_g.values))
+        np.testing.assert_array_equal(np.asarray(node_w.scale), np.asarray(node_g.scale))
+
+
+def test_rtn_run_on_images_rounds_each_kernel_per_output_channel(tmp_path):
+    cfg = config_from_dict(MLP)
+    results = run_experiment(cfg, tmp_path / "run", progress=False, report=False)
+    assert sorted(results["quantize"]["kernels"]) == ["Dense_0/kernel", "Dense_1/kernel"]
+    assert results["quantize"]["calibration_examples"] == 0  # round to nearest needs none
+    books = jz.codec.load(tmp_path / "run" / "model.jz")
+    trained = next((tmp_path / "run" / "stages").glob("03-train-*"))
+    like = jax.tree.map(np.asarray, jz.quant.dequantize_params(books))
+    dense = jz.train.load_params(trained / "params.npz", like)
+    spec = jz.quant.QuantSpec(bits=8, axes=(1,), symmetric=False, group_axis=0)
+    want = jz.quant.quantize_params(dense, [(r".*/kernel", spec)])
+    for layer in ("Dense_0", "Dense_1"):
+        np.testing.assert_array_equal(
+            np.asarray(books[layer]["kernel"].values), np.asarray(want[layer]["kernel"].values)
+        )
+        np.testing.assert_array_equal(np.asarray(books[layer]["bias"]), dense[layer]["bias"])
+    m = results["metrics"]
+    assert abs(m["val_accuracy"] - m["dense_val_accuracy"]) <= 0.02  # int8: a small change
+    assert results["codec"]["file_bytes"] < 0.4 * 4 * m["param_count"]  # float32: 4 B each
+    assert m["export_max_abs_diff"] < 1e-4  # the export runs the int8 kernels
+
+
+def test_a_rerun_restores_quantize_and_a_new_bit_width_reruns_it(tmp_path):
+    out = tmp_path / "run"
+    cfg = config_from_dict(MLP)
+    first = run_experiment(cfg, out, progress=False, report=False)
+    again = run_experiment(cfg, out, progress=False, report=False)
+    assert "quantize" in again["cached"] and again["metrics"] == first["metrics"]
+    four = config_from_dict({**MLP, "quantize": {"method": "rtn", "bits": 4}})
+    third = run_experiment(four, out, progress=False, report=False)
+    assert "train" in third["cached"] and "quantize" not in third["cached"]
+    assert third["codec"]["file_bytes"] < first["codec"]["file_bytes"]
+    shutil.rmtree(out)
+
+
+def test_jaxzip_auto_refuses_a_quantize_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"jaxzip auto chooses each kernel's bits itself"):
+        jz.pipeline.run_auto(config_from_dict(MLP), tmp_path, max_drop_pp=1.0)
