@@ -10,6 +10,7 @@ object, the config's ``Literal`` types and the docs list the names from it, and
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import re
@@ -33,6 +34,7 @@ __all__ = [
     "AllocationName",
     "ModelName",
     "OptimizerName",
+    "Quantizer",
     "QuantizerName",
     "ScheduleName",
     "lookup",
@@ -67,6 +69,21 @@ def _warmup_cosine(lr: float, total_steps: int, warmup_steps: int) -> optax.Sche
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=lr, warmup_steps=warmup_steps, decay_steps=total_steps
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Quantizer:
+    """What a ``[quantize] method`` names: its function and whether it reads calibration data.
+
+    Attributes:
+      quantize: ``(apply_fn, params, batches, specs, *, layouts, damp, act_order) -> params``
+        with :class:`jaxzip.quant.QArray` kernels; ``specs`` maps each kernel's path to its
+        spec in the kernel's own axes (:func:`jaxzip.quant.layout_spec`).
+      calibrated: whether it reads ``batches`` (else the run draws none).
+    """
+
+    quantize: Callable[..., Any]
+    calibrated: bool
 
 
 def _rtn(
@@ -135,9 +152,9 @@ NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 "erk": jz_prune.ERK(),
             }
         ),
-        # (apply_fn, params, calibration batches, {kernel path: spec}, layouts=, damp=,
-        # act_order=) -> params with QArray kernels
-        "quantizer": MappingProxyType({"gptq": _gptq, "rtn": _rtn}),
+        "quantizer": MappingProxyType(
+            {"gptq": Quantizer(_gptq, calibrated=True), "rtn": Quantizer(_rtn, calibrated=False)}
+        ),
         "strategy": MappingProxyType({"greedy": jz_auto.Greedy(), "optuna": jz_auto.Optuna()}),
     }
 )

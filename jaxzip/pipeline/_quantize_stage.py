@@ -124,18 +124,18 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     layouts = jz_layout.trace_layouts(fwd, params, splits.train.x[:1])
     specs = kernel_specs(q, params, layouts)
     tables = table_paths(q, params, layouts)
+    quantizer = lookup("quantizer", q.method, where="quantize.method")
     calib = []
-    if q.method == "gptq":
+    if quantizer.calibrated:
         calib = calibration_batches(
             cfg, splits.train, q.calibration_examples, q.calibration_batch_size
         )
-    quantizer = lookup("quantizer", q.method, where="quantize.method")
     log(
         f"quantize: {q.method} int{q.bits} on {len(specs)} kernels"
         + (f" from {sum(len(b) for b in calib)} calibration examples" if calib else "")
     )
     start = time.perf_counter()
-    books = quantizer(
+    books = quantizer.quantize(
         fwd, params, calib, specs, layouts=layouts, damp=q.damp, act_order=q.act_order
     )
     if tables:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -10,6 +13,7 @@ import pytest
 import jaxzip as jz
 from jaxzip import ConfigError
 from jaxzip.config import NAMES, lookup, make_model, make_optimizer, names
+from jaxzip.quant import QuantSpec, dequantize_params, quantize_params
 
 PARAMS = {"Dense_0": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
 ZERO_GRADS = {"Dense_0": {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2)}}
@@ -152,3 +156,27 @@ def test_make_model():
 def test_make_model_bad_input(name, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         make_model(name, **kwargs)
+
+
+def test_quantizers_take_specs_in_kernel_axes_and_say_whether_they_calibrate():
+    """The "rtn" quantizer is quantize_params with the given specs (it reads no batches);
+    "gptq" reads them."""
+    w = jax.random.normal(jax.random.key(0), (8, 4))
+    params = {"w": w}
+    fwd = lambda p, x: x @ p["w"]  # noqa: E731
+    batches = [jax.random.normal(jax.random.key(1), (16, 8))]
+    layouts = jz.layout.trace_layouts(fwd, params, batches[0])
+    specs = {"w": QuantSpec(bits=4, axes=(1,), group_axis=0)}
+    rtn, gptq = lookup("quantizer", "rtn", where="m"), lookup("quantizer", "gptq", where="m")
+    assert (rtn.calibrated, gptq.calibrated) == (False, True)
+    options = {"layouts": layouts, "damp": 0.01, "act_order": False}
+    got = rtn.quantize(fwd, params, None, specs, **options)  # batches never read
+    want = quantize_params(params, [(re.escape("w"), specs["w"])])
+    np.testing.assert_array_equal(got["w"].values, want["w"].values)
+    q = gptq.quantize(fwd, params, batches, specs, **options)
+    assert q["w"].bits == 4 and q["w"].scale.shape == want["w"].scale.shape
+    # GPTQ lowers the calibration outputs' error below round to nearest's
+    x = batches[0]
+    err = lambda p: float(jnp.sum((fwd(dequantize_params(p), x) - fwd(params, x)) ** 2))  # noqa: E731
+    assert err(q) < err(want)
+    assert names("quantizer") == ("gptq", "rtn")

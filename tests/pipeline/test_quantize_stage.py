@@ -143,13 +143,19 @@ def test_gptq_run_equals_the_library_call_on_the_documented_calibration_sample(l
         np.testing.assert_array_equal(np.asarray(node_w.scale), np.asarray(node_g.scale))
 
 
-def test_rtn_run_on_images_rounds_each_kernel_per_output_channel(tmp_path):
-    cfg = config_from_dict(MLP)
-    results = run_experiment(cfg, tmp_path / "run", progress=False, report=False)
+@pytest.fixture(scope="module")
+def rtn_run(tmp_path_factory):
+    """``(out, results)`` of the MLP run with int8 round to nearest (tests copy ``out``)."""
+    out = tmp_path_factory.mktemp("rtn") / "run"
+    return out, run_experiment(config_from_dict(MLP), out, progress=False, report=False)
+
+
+def test_rtn_run_on_images_rounds_each_kernel_per_output_channel(rtn_run):
+    out, results = rtn_run
     assert sorted(results["quantize"]["kernels"]) == ["Dense_0/kernel", "Dense_1/kernel"]
     assert results["quantize"]["calibration_examples"] == 0  # round to nearest needs none
-    books = jz.codec.load(tmp_path / "run" / "model.jz")
-    trained = next((tmp_path / "run" / "stages").glob("03-train-*"))
+    books = jz.codec.load(out / "model.jz")
+    trained = next((out / "stages").glob("03-train-*"))
     like = jax.tree.map(np.asarray, jz.quant.dequantize_params(books))
     dense = jz.train.load_params(trained / "params.npz", like)
     spec = jz.quant.QuantSpec(bits=8, axes=(1,), symmetric=False, group_axis=0)
@@ -165,11 +171,11 @@ def test_rtn_run_on_images_rounds_each_kernel_per_output_channel(tmp_path):
     assert m["export_max_abs_diff"] < 1e-4  # the export runs the int8 kernels
 
 
-def test_a_rerun_restores_quantize_and_a_new_bit_width_reruns_it(tmp_path):
+def test_a_rerun_restores_quantize_and_a_new_bit_width_reruns_it(rtn_run, tmp_path):
     out = tmp_path / "run"
-    cfg = config_from_dict(MLP)
-    first = run_experiment(cfg, out, progress=False, report=False)
-    again = run_experiment(cfg, out, progress=False, report=False)
+    shutil.copytree(rtn_run[0], out)
+    first = rtn_run[1]
+    again = run_experiment(config_from_dict(MLP), out, progress=False, report=False)
     assert "quantize" in again["cached"] and again["metrics"] == first["metrics"]
     four = config_from_dict({**MLP, "quantize": {"method": "rtn", "bits": 4}})
     third = run_experiment(four, out, progress=False, report=False)
