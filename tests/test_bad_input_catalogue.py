@@ -420,12 +420,9 @@ CASES: list[Case] = [
         ("seq-len-range", 'cfg({"data": {"name": "kjv", "seq_len": 100000}, '
          '"model": {"name": "transformer"}})', CE,
          ("data.seq_len", "an integer in [1, 8192]", "got 100000")),
-        ("prune-text", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer"}, '
-         '"prune": {"sparsity": 0.5}})', CE,
-         ("[prune] does not train on token windows yet", "remove it for data.name = 'kjv'")),
-        ("kmeans-finetune-text", 'cfg({"data": {"name": "kjv"}, "model": {"name": '
-         '"transformer"}, "kmeans": {"dense_bits": 4, "finetune_epochs": 1}})', CE,
-         ("kmeans.finetune_epochs", "expected 0 for text data", "got 1")),
+        ("distill-text", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer"}, '
+         '"distill": {}})', CE,
+         ("[distill] cannot describe a transformer student yet", "remove it for data.name = 'kjv'")),
         ("widths-values", 'cfg({"model": {"widths": [0, 3]}})', CE,
          ("model.widths", "each >= 1", "got [0, 3]")),
         ("widths-type", 'cfg({"model": {"widths": 3}})', CE,

@@ -394,17 +394,9 @@ class ExperimentConfig(Section):
                 self.train.augment_shift,
                 "it shifts images",
             )
-        if self.kmeans is not None and self.kmeans.finetune_epochs:
-            raise HintedFieldError(
-                "kmeans.finetune_epochs",
-                "0 for text data",
-                self.kmeans.finetune_epochs,
-                "fine-tuning does not train on token windows yet",
+        if self.distill is not None:
+            raise SectionError(
+                "distill",
+                "[distill] cannot describe a transformer student yet (it has no "
+                f"num_layers, d_model, ...): remove it for data.name = {self.data.name!r}",
             )
-        for section in ("distill", "prune"):
-            if getattr(self, section) is not None:
-                raise SectionError(
-                    section,
-                    f"[{section}] does not train on token windows yet: "
-                    f"remove it for data.name = {self.data.name!r}",
-                )

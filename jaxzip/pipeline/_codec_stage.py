@@ -36,7 +36,15 @@ from jaxzip.paths import (
     select,
     selected_paths,
 )
-from jaxzip.pipeline._stage_utils import divergence_hint, jsonable, leaked, log, run_stage_epochs
+from jaxzip.pipeline._stage_utils import (
+    describe_val,
+    divergence_hint,
+    jsonable,
+    leaked,
+    log,
+    run_stage_epochs,
+    val_figures,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
@@ -185,7 +193,7 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     books = _make_books(params, mask, cfg)
     decoded = jz_quant.dequantize_params(books)
     before = jz_train.evaluate(state.apply_fn, decoded, splits.val, batch_size=t.eval_batch_size)
-    log(f"kmeans: val_accuracy {float(before['accuracy']):.4f} before fine-tuning")
+    log(f"kmeans: {describe_val(val_figures(before))} before fine-tuning")
     if k.finetune_epochs > 0:
         books = finetune_codebooks(cfg, state, books, mask, kmeans=k)
     if k.unshared_bits:
@@ -212,8 +220,12 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             "distinct_values": int(np.unique(w[m]).size),
         }
     metrics: dict[str, Any] = {
-        "kmeans_val_accuracy_before_finetune": float(before["accuracy"]),
-        "kmeans_val_accuracy": float(after["accuracy"]),
+        **{
+            f"kmeans_{k}_before_finetune": v
+            for k, v in val_figures(before).items()
+            if k != "val_error"
+        },
+        **{f"kmeans_{k}": v for k, v in val_figures(after).items() if k != "val_error"},
         "kmeans_finetune_epochs": k.finetune_epochs,
         "kmeans_layers": len(layers),
         "kmeans_unshared_bits": k.unshared_bits,

@@ -26,7 +26,14 @@ from jaxzip._types import Mask, Params
 from jaxzip.config import ExperimentConfig, lookup, make_train_tx, run_key
 from jaxzip.paths import select
 from jaxzip.pipeline._core_stages import evaluate_splits
-from jaxzip.pipeline._stage_utils import jsonable, leaked, log, retrain
+from jaxzip.pipeline._stage_utils import (
+    describe_val,
+    jsonable,
+    leaked,
+    log,
+    retrain,
+    val_figures,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
@@ -133,20 +140,20 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             "target_sparsity": target,
             "sparsity": selected["sparsity"],
             "overall_sparsity": overall["sparsity"],
-            "val_accuracy": float(val["accuracy"]),
-            "val_error": float(val["error"]),
+            **val_figures(val),
             "epochs": len(history),
             "seconds": time.perf_counter() - start,
             "history": history,
         }
         rounds.append(record)
         metrics[f"round{r}_sparsity"] = record["sparsity"]
-        metrics[f"round{r}_val_accuracy"] = record["val_accuracy"]
+        for k in ("val_accuracy", "val_bits_per_byte"):
+            if k in record:
+                metrics[f"round{r}_{k}"] = record[k]
         log(
             f"prune round {r}/{p.rounds}: sparsity {record['sparsity']:.4f} "
             f"(target {target:.4f}, overall {record['overall_sparsity']:.4f}), "
-            f"val_accuracy {record['val_accuracy']:.4f}, "
-            f"{record['epochs']} epochs ({record['seconds']:.1f}s)"
+            f"{describe_val(record)}, {record['epochs']} epochs ({record['seconds']:.1f}s)"
         )
 
     leaked_count = leaked(params, mask)

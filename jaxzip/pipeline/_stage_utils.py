@@ -33,6 +33,7 @@ from jaxzip.pipeline._state import RunState
 __all__ = [
     "AUTO_FILE",
     "MAX_LOSS_GROWTH",
+    "describe_val",
     "divergence_hint",
     "jsonable",
     "leaked",
@@ -40,6 +41,7 @@ __all__ = [
     "retrain",
     "run_stage_epochs",
     "search_dir",
+    "val_figures",
     "with_hint",
 ]
 
@@ -150,6 +152,28 @@ def leaked(params: Any, mask: Any) -> int:
     """How many weights ``mask`` prunes that ``params`` still hold as nonzero (0 when kept at zero)."""
     counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
     return int(sum(jax.tree.leaves(counts)))  # one host fetch
+
+
+def val_figures(result: Mapping[str, Any]) -> dict[str, float]:
+    """``val_accuracy`` and ``val_error`` of a :func:`jaxzip.train.evaluate` result on the
+    validation split, and for text (byte tokens) ``val_bits_per_byte``.
+
+    Example:
+      >>> val_figures({"accuracy": 0.25, "error": 0.75, "bits_per_token": 2.5})
+      {'val_accuracy': 0.25, 'val_error': 0.75, 'val_bits_per_byte': 2.5}
+    """
+    out = {"val_accuracy": float(result["accuracy"]), "val_error": float(result["error"])}
+    if "bits_per_token" in result:
+        out["val_bits_per_byte"] = float(result["bits_per_token"])
+    return out
+
+
+def describe_val(figures: Mapping[str, float]) -> str:
+    """``"val_accuracy 0.2500"``, with ``", 2.5000 bits per byte"`` for text."""
+    text = f"val_accuracy {figures['val_accuracy']:.4f}"
+    if "val_bits_per_byte" in figures:
+        text += f", {figures['val_bits_per_byte']:.4f} bits per byte"
+    return text
 
 
 def divergence_hint(setting: str, value: float, *, clip_norm: float | None = None) -> str:

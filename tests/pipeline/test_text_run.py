@@ -104,6 +104,39 @@ def test_rerun_restores_the_transformer_from_the_cache(kjv_run, tmp_path):
     assert again["metrics"]["held_out_bits_per_byte"] == first["metrics"]["held_out_bits_per_byte"]
 
 
+def test_pruning_and_codebooks_retrain_on_token_windows(kjv_run, tmp_path):
+    """[prune] (retrained, distilled from the model before pruning) and [kmeans] with a
+    fine-tune on the tiny model: each round and fine-tune reports validation bits per byte,
+    the library's evaluation of what it made, and the pruned weights stay zero in the file."""
+    out, _, _ = kjv_run
+    data = {k: dict(v) for k, v in TINY.items() if k not in ("codec", "export")}
+    data["model"]["params_from"] = str(out / "params.npz")
+    data["train"]["epochs"] = 0
+    data["prune"] = {"sparsity": 0.5, "epochs_per_round": 1, "distill_alpha": 0.5}
+    data["kmeans"] = {"dense_bits": 4, "finetune_epochs": 1, "learning_rate": 1e-3}
+    run = tmp_path / "run"
+    results = run_experiment(config_from_dict(data), run, progress=False, report=False)
+    m = results["metrics"]
+    module, params = _model_and_params(out)
+    like = jax.tree.map(np.asarray, params)
+    apply_fn = jz.models.linen_apply_fn(module)
+    splits = jz.data.load_splits("kjv", val_fraction=0.1, seed=0, seq_len=16, held_out_windows=8)
+    pruned = jz.train.load_params(next((run / "stages").glob("05-prune-*")) / "params.npz", like)
+    r = jz.train.evaluate(apply_fn, pruned, splits.val)
+    assert m["round1_val_bits_per_byte"] == pytest.approx(r["bits_per_token"], rel=1e-5)
+    assert results["prune"]["rounds"][0]["epochs"] == 1
+    books = jz.codec.load(run / "model.jz")
+    decoded = jz.quant.dequantize_params(books)
+    r = jz.train.evaluate(apply_fn, decoded, splits.val)
+    assert m["kmeans_val_bits_per_byte"] == pytest.approx(r["bits_per_token"], rel=1e-5)
+    assert "kmeans_val_bits_per_byte_before_finetune" in m
+    assert m["sparsity"] == 0.5
+    flat = dict(jz.paths.leaves_with_paths(decoded))
+    for path, leaf in jz.paths.leaves_with_paths(pruned):
+        if path.endswith("kernel"):  # zero where pruned, and still zero after the fine-tune
+            assert np.all(np.asarray(flat[path])[np.asarray(leaf) == 0] == 0), path
+
+
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
@@ -131,9 +164,7 @@ def test_rerun_restores_the_transformer_from_the_cache(kjv_run, tmp_path):
         ),
         ({"data": {"name": "kjv", "seq_len": 0}}, "data.seq_len: expected an integer in [1, 8192]"),
         ({"train": {"augment_shift": 2}}, "train.augment_shift: expected 0 for text data"),
-        ({"prune": {}}, "prune: [prune] does not train on token windows yet"),
-        ({"distill": {}}, "distill: [distill] does not train on token windows yet"),
-        ({"kmeans": {}}, "kmeans.finetune_epochs: expected 0 for text data, got 1"),
+        ({"distill": {}}, "distill: [distill] cannot describe a transformer student yet"),
         (
             {"model": {"name": "transformer", "input_dropout_rate": 0.1}},
             "model.input_dropout_rate: expected 0.0 for model 'transformer'",
@@ -167,3 +198,9 @@ def test_the_experiment_configs_load_with_their_stages():
     assert steps == 1200
     cfg = load_config(root / "kjv_transformer_kmeans.toml")
     assert stage_names(cfg)[-5:] == ("evaluate_dense", "kmeans", "evaluate", "encode", "export")
+    cfg = load_config(root / "kjv_gptq.toml")
+    assert stage_names(cfg)[-5:] == ("evaluate_dense", "quantize", "evaluate", "encode", "export")
+    assert (cfg.quantize.method, cfg.quantize.bits, cfg.quantize.group_size) == ("gptq", 4, 64)
+    cfg = load_config(root / "kjv_prune.toml")
+    assert stage_names(cfg)[-4:] == ("evaluate_dense", "prune", "evaluate", "encode")
+    assert cfg.data.train_windows // cfg.train.batch_size * cfg.prune.epochs_per_round == 100
