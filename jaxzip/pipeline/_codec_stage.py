@@ -220,12 +220,8 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             "distinct_values": int(np.unique(w[m]).size),
         }
     metrics: dict[str, Any] = {
-        **{
-            f"kmeans_{k}_before_finetune": v
-            for k, v in val_figures(before).items()
-            if k != "val_error"
-        },
-        **{f"kmeans_{k}": v for k, v in val_figures(after).items() if k != "val_error"},
+        **{f"kmeans_{k}_before_finetune": v for k, v in val_figures(before).items()},
+        **{f"kmeans_{k}": v for k, v in val_figures(after).items()},
         "kmeans_finetune_epochs": k.finetune_epochs,
         "kmeans_layers": len(layers),
         "kmeans_unshared_bits": k.unshared_bits,

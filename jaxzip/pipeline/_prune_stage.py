@@ -141,15 +141,14 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             "sparsity": selected["sparsity"],
             "overall_sparsity": overall["sparsity"],
             **val_figures(val),
+            "val_error": float(val["error"]),
             "epochs": len(history),
             "seconds": time.perf_counter() - start,
             "history": history,
         }
         rounds.append(record)
         metrics[f"round{r}_sparsity"] = record["sparsity"]
-        for k in ("val_accuracy", "val_bits_per_byte"):
-            if k in record:
-                metrics[f"round{r}_{k}"] = record[k]
+        metrics.update({f"round{r}_{k}": v for k, v in val_figures(val).items()})
         log(
             f"prune round {r}/{p.rounds}: sparsity {record['sparsity']:.4f} "
             f"(target {target:.4f}, overall {record['overall_sparsity']:.4f}), "

@@ -155,14 +155,14 @@ def leaked(params: Any, mask: Any) -> int:
 
 
 def val_figures(result: Mapping[str, Any]) -> dict[str, float]:
-    """``val_accuracy`` and ``val_error`` of a :func:`jaxzip.train.evaluate` result on the
-    validation split, and for text (byte tokens) ``val_bits_per_byte``.
+    """``val_accuracy`` of a :func:`jaxzip.train.evaluate` result on the validation split,
+    and for text (byte tokens) ``val_bits_per_byte``.
 
     Example:
       >>> val_figures({"accuracy": 0.25, "error": 0.75, "bits_per_token": 2.5})
-      {'val_accuracy': 0.25, 'val_error': 0.75, 'val_bits_per_byte': 2.5}
+      {'val_accuracy': 0.25, 'val_bits_per_byte': 2.5}
     """
-    out = {"val_accuracy": float(result["accuracy"]), "val_error": float(result["error"])}
+    out = {"val_accuracy": float(result["accuracy"])}
     if "bits_per_token" in result:
         out["val_bits_per_byte"] = float(result["bits_per_token"])
     return out
