@@ -1,11 +1,11 @@
 """The one place where config names become objects: :data:`NAMES`.
 
 A config (or the command line) names a model, an optimizer, a learning-rate
-schedule, a pruning allocation, a quantizer or a search strategy; the library below the
-pipeline takes the objects (linen modules, optax transformations, allocation
-and strategy specs, quantization functions). This module's :data:`NAMES` maps every such name to its
-object, the config's ``Literal`` types and the docs list the names from it, and
-:func:`lookup` is the one error for an unknown one.
+schedule, a pruning allocation, a quantizer or a search strategy; the library below
+the pipeline takes the objects (linen modules, optax transformations, allocation and
+strategy specs, quantization functions). This module's :data:`NAMES` maps every such
+name to its object, the config's ``Literal`` types and the docs list the names from
+it, and :func:`lookup` is the one error for an unknown one.
 """
 
 from __future__ import annotations
