@@ -1,8 +1,8 @@
 """The one place where config names become objects: :data:`NAMES`.
 
 A config (or the command line) names a model, an optimizer, a learning-rate
-schedule, a pruning allocation, a quantizer or a search strategy; the library below
-the pipeline takes the objects (linen modules, optax transformations, allocation and
+schedule, a pruning method or allocation, a quantizer or a search strategy; the
+library below the pipeline takes the objects (linen modules, optax transformations, allocation and
 strategy specs, quantization functions). This module's :data:`NAMES` maps every such
 name to its object, the config's ``Literal`` types and the docs list the names from
 it, and :func:`lookup` is the one error for an unknown one.
@@ -34,6 +34,8 @@ __all__ = [
     "AllocationName",
     "ModelName",
     "OptimizerName",
+    "Pruner",
+    "PrunerName",
     "Quantizer",
     "QuantizerName",
     "ScheduleName",
@@ -122,6 +124,31 @@ def _gptq(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Pruner:
+    """What a ``[prune] method`` names.
+
+    Attributes:
+      oneshot: ``None`` for magnitude pruning (the stage ranks the weights itself, with
+        ``allocation`` and ``rounds``); else a one-shot method ``(apply_fn, params,
+        batches, *, sparsity, structure, where) -> (params, mask)`` that prunes each
+        selected kernel from calibration batches.
+    """
+
+    oneshot: Callable[..., Any] | None
+
+
+def _sparsegpt(fwd: Callable[..., Any], params: Any, batches: Any, **options: Any) -> Any:
+    """SparseGPT (:func:`jaxzip.prune.sparsegpt`): the mask and the reconstructed weights."""
+    return jz_prune.sparsegpt(fwd, params, batches, **options)
+
+
+def _wanda(fwd: Callable[..., Any], params: Any, batches: Any, **options: Any) -> Any:
+    """Wanda (:func:`jaxzip.prune.wanda`): the mask, and the weights it keeps unchanged."""
+    mask = jz_prune.wanda(fwd, params, batches, **options)
+    return jz_prune.apply_mask(params, mask), mask
+
+
 NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "model": MappingProxyType(
@@ -152,14 +179,21 @@ NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 "erk": jz_prune.ERK(),
             }
         ),
+        "pruner": MappingProxyType(
+            {
+                "magnitude": Pruner(None),
+                "sparsegpt": Pruner(_sparsegpt),
+                "wanda": Pruner(_wanda),
+            }
+        ),
         "quantizer": MappingProxyType(
             {"gptq": Quantizer(_gptq, calibrated=True), "rtn": Quantizer(_rtn, calibrated=False)}
         ),
         "strategy": MappingProxyType({"greedy": jz_auto.Greedy(), "optuna": jz_auto.Optuna()}),
     }
 )
-"""Kind (``"model"``, ``"optimizer"``, ``"schedule"``, ``"allocation"``, ``"quantizer"``,
-``"strategy"``) → config name → object (or the factory that builds it)."""
+"""Kind (``"model"``, ``"optimizer"``, ``"schedule"``, ``"allocation"``, ``"pruner"``,
+``"quantizer"``, ``"strategy"``) → config name → object (or the factory that builds it)."""
 
 
 def names(kind: str) -> tuple[str, ...]:
@@ -178,6 +212,7 @@ TOKEN_MODELS = ("transformer",)
 OptimizerName = Literal[names("optimizer")]
 ScheduleName = Literal[names("schedule")]
 AllocationName = Literal[names("allocation")]
+PrunerName = Literal[names("pruner")]
 QuantizerName = Literal[names("quantizer")]
 
 

@@ -8,15 +8,17 @@ import re
 from dataclasses import field
 from typing import Any
 
-from jaxzip.config._names import AllocationName, ModelName, QuantizerName
+from jaxzip.config._names import AllocationName, ModelName, PrunerName, QuantizerName
 from jaxzip.config._schema import (
     Check,
+    FieldError,
     Section,
     at_least,
     between,
     check_dropout,
     each,
     greater_than,
+    matches,
     nonempty,
     output_file,
     rules,
@@ -161,6 +163,21 @@ def distill_temperature_field() -> Any:
     )
 
 
+def calibration_fields(method: str) -> tuple[Any, Any]:
+    """The ``calibration_examples`` and ``calibration_batch_size`` fields of a section whose
+    ``method`` (in words) reads training examples for its calibration statistics."""
+    return (
+        field(
+            default=128,
+            metadata=rules(at_least(1), doc=f"training examples {method} calibrates on"),
+        ),
+        field(
+            default=16,
+            metadata=rules(at_least(1), doc=f"examples per calibration batch ({method})"),
+        ),
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PruneConfig(Section):
     """``[prune]``: iterative magnitude pruning with retraining, after ``[train]``.
@@ -174,9 +191,19 @@ class PruneConfig(Section):
     ``temperature=distill_temperature``) with the model before pruning as the
     teacher (in ``jaxzip auto``: the dense baseline, for every candidate).
 
+    ``method = "sparsegpt"`` or ``"wanda"`` prunes once instead (``rounds = 1``), each
+    kernel that a matmul or convolution consumes to ``sparsity`` (``allocation =
+    "uniform"``), or to ``structure = "N:M"`` (N of every M consecutive weights along the
+    kernel's true input axis kept), from ``calibration_examples`` training examples drawn
+    with the run's key named ``"prune/calibration"`` (:func:`jaxzip.prune.sparsegpt`
+    reconstructs the kept weights, :func:`jaxzip.prune.wanda` keeps them as they are); the
+    retraining follows as above.
+
     Example:
       >>> PruneConfig(sparsity=0.9, rounds=3).allocation
       'global'
+      >>> PruneConfig(method="sparsegpt", sparsity=0.5, allocation="uniform").structure
+      ''
       >>> PruneConfig(sparsity=1.0)
       Traceback (most recent call last):
       ...
@@ -206,6 +233,47 @@ class PruneConfig(Section):
     )
     distill_alpha: float = distill_alpha_field("pruning", "retraining")
     distill_temperature: float = distill_temperature_field()
+    method: PrunerName = field(
+        default="magnitude",
+        metadata=rules(doc="which weights go: smallest |w|, or one-shot SparseGPT / Wanda"),
+    )
+    structure: str = field(
+        default="",
+        metadata=rules(
+            matches(r"|[1-9][0-9]*:[1-9][0-9]*", 'empty or "N:M"'),
+            doc='"N:M": keep N of every M weights along each kernel\'s input axis ("sparsegpt", '
+            '"wanda"; "" = unstructured)',
+        ),
+    )
+    calibration_examples: int
+    calibration_batch_size: int
+    calibration_examples, calibration_batch_size = calibration_fields('"sparsegpt", "wanda"')
+
+    def check(self) -> None:
+        if self.method == "magnitude":
+            if self.structure:
+                raise FieldError(
+                    "structure",
+                    '"" with prune.method = "magnitude" (N:M needs "sparsegpt" or "wanda")',
+                    self.structure,
+                )
+            return
+        for key, want in (("rounds", 1), ("allocation", "uniform")):
+            if getattr(self, key) != want:
+                raise FieldError(
+                    key, f"{want!r} with prune.method = {self.method!r}", getattr(self, key)
+                )
+        if self.structure:
+            n, m = (int(v) for v in self.structure.split(":"))
+            if not n < m:
+                raise FieldError("structure", '"N:M" with N < M', self.structure)
+            if abs(self.sparsity - (m - n) / m) > 1e-9:
+                raise FieldError(
+                    "sparsity",
+                    f"{(m - n) / m:g} with prune.structure = {self.structure!r} ({n} of every "
+                    f"{m} kept)",
+                    self.sparsity,
+                )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -302,14 +370,9 @@ class QuantizeConfig(Section):
         metadata=rules(doc="grid symmetric about 0 (false: min-max with a zero point)"),
     )
     where: str = where_field("quantize")
-    calibration_examples: int = field(
-        default=128,
-        metadata=rules(at_least(1), doc='training examples GPTQ calibrates on ("gptq")'),
-    )
-    calibration_batch_size: int = field(
-        default=16,
-        metadata=rules(at_least(1), doc='examples per calibration batch ("gptq")'),
-    )
+    calibration_examples: int
+    calibration_batch_size: int
+    calibration_examples, calibration_batch_size = calibration_fields('"gptq"')
     damp: float = field(
         default=0.01,
         metadata=rules(

@@ -27,6 +27,7 @@ from jaxzip.config import ExperimentConfig, lookup, make_train_tx, run_key
 from jaxzip.paths import select
 from jaxzip.pipeline._core_stages import evaluate_splits
 from jaxzip.pipeline._stage_utils import (
+    calibration_batches,
     describe_val,
     jsonable,
     leaked,
@@ -69,6 +70,25 @@ def evaluate_dense(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     return {}, evaluate_splits(cfg, state, state.params, prefix="dense_", loss=False)
 
 
+def _oneshot(cfg: ExperimentConfig, state: RunState, pruner: Any, params: Any) -> tuple:
+    """``(params, mask)`` of a one-shot ``[prune] method`` on the calibration sample."""
+    p, apply_fn = cfg.prune, state.apply_fn
+    n, m = (int(v) for v in p.structure.split(":")) if p.structure else (0, 0)
+    batches = calibration_batches(cfg, state.splits.train, p, name="prune/calibration")
+    log(f"prune: {p.method} on {sum(len(b) for b in batches)} calibration examples")
+    try:
+        return pruner.oneshot(
+            lambda w, x: apply_fn(w, x, train=False, key=None),
+            params,
+            batches,
+            sparsity=None if p.structure else p.sparsity,
+            structure=jz_prune.NByM(n, m) if p.structure else None,
+            where=p.where,
+        )
+    except ValueError as e:
+        raise ConfigError(f"prune.method = {p.method!r}: {e}") from None
+
+
 def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: prune ``cfg.prune.rounds`` times, retraining after each round.
 
@@ -92,6 +112,7 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     except ValueError as e:
         raise ConfigError(f"prune.where: {e}") from None
     allocation = lookup("allocation", p.allocation, where="prune.allocation")
+    pruner = lookup("pruner", p.method, where="prune.method")
     steps_per_epoch = len(splits.train) // t.batch_size
     mask: Mask = jax.tree.map(lambda x: jnp.ones(jnp.shape(x), bool), params)
     # the last round hits the configured sparsity exactly (no float drift)
@@ -100,12 +121,15 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     metrics: dict[str, Any] = {"rounds": p.rounds, "target_sparsity": p.sparsity}
     for r, target in enumerate(targets, start=1):
         start = time.perf_counter()
-        new = jz_prune.magnitude_mask(
-            jz_prune.apply_mask(params, mask),
-            sparsity=target,
-            where=p.where,
-            allocation=allocation,
-        )
+        if pruner.oneshot is None:
+            new = jz_prune.magnitude_mask(
+                jz_prune.apply_mask(params, mask),
+                sparsity=target,
+                where=p.where,
+                allocation=allocation,
+            )
+        else:  # rounds = 1 (the config checks it)
+            params, new = _oneshot(cfg, state, pruner, params)
         mask = jz_prune.mask_and(mask, new)
         params = jz_prune.apply_mask(params, mask)
         history: list[dict[str, Any]] = []

@@ -9,20 +9,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxzip import layout as jz_layout
 from jaxzip import quant as jz_quant
 from jaxzip._errors import ConfigError
-from jaxzip.config import ExperimentConfig, QuantizeConfig, lookup, run_key
+from jaxzip.config import ExperimentConfig, QuantizeConfig, lookup
 from jaxzip.paths import leaves_with_paths
-from jaxzip.pipeline._stage_utils import jsonable, log
+from jaxzip.pipeline._stage_utils import calibration_batches, jsonable, log
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "QUANTIZE_REPORT",
-    "calibration_batches",
     "kernel_specs",
     "quantize_stage",
     "table_paths",
@@ -30,16 +28,6 @@ __all__ = [
 
 QUANTIZE_REPORT = "quantize_report"
 """Run-state field of the quantize stage's report (``results["quantize"]``)."""
-
-
-def calibration_batches(cfg: ExperimentConfig, train: Any, num: int, batch_size: int) -> list:
-    """``num`` training inputs (all if fewer) in batches of ``batch_size``: a random subset,
-    drawn with the run's key named ``"quantize/calibration"``, in dataset order."""
-    n = min(num, len(train))
-    idx = np.sort(
-        np.asarray(jax.random.permutation(run_key(cfg, "quantize/calibration"), len(train))[:n])
-    )
-    return [jnp.asarray(train.x[idx[i : i + batch_size]]) for i in range(0, n, batch_size)]
 
 
 def kernel_specs(
@@ -127,9 +115,7 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     quantizer = lookup("quantizer", q.method, where="quantize.method")
     calib = []
     if quantizer.calibrated:
-        calib = calibration_batches(
-            cfg, splits.train, q.calibration_examples, q.calibration_batch_size
-        )
+        calib = calibration_batches(cfg, splits.train, q, name="quantize/calibration")
     log(
         f"quantize: {q.method} int{q.bits} on {len(specs)} kernels"
         + (f" from {sum(len(b) for b in calib)} calibration examples" if calib else "")

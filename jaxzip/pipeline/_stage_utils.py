@@ -33,6 +33,7 @@ from jaxzip.pipeline._state import RunState
 __all__ = [
     "AUTO_FILE",
     "MAX_LOSS_GROWTH",
+    "calibration_batches",
     "describe_val",
     "divergence_hint",
     "jsonable",
@@ -152,6 +153,15 @@ def leaked(params: Any, mask: Any) -> int:
     """How many weights ``mask`` prunes that ``params`` still hold as nonzero (0 when kept at zero)."""
     counts = jax.tree.map(lambda p, m: jnp.count_nonzero(jnp.where(m, 0, p)), params, mask)
     return int(sum(jax.tree.leaves(counts)))  # one host fetch
+
+
+def calibration_batches(cfg: ExperimentConfig, train: Any, section: Any, *, name: str) -> list:
+    """``section.calibration_examples`` training inputs (all if fewer) in batches of
+    ``section.calibration_batch_size``: a random subset drawn with the run's key ``name``,
+    in dataset order."""
+    n, b = min(section.calibration_examples, len(train)), section.calibration_batch_size
+    idx = np.sort(np.asarray(jax.random.permutation(run_key(cfg, name), len(train))[:n]))
+    return [jnp.asarray(train.x[idx[i : i + b]]) for i in range(0, n, b)]
 
 
 def val_figures(result: Mapping[str, Any]) -> dict[str, float]:

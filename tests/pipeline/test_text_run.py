@@ -17,7 +17,7 @@ import pytest
 
 import jaxzip as jz
 from jaxzip import ConfigError, DataError
-from jaxzip.config import ExperimentConfig, config_from_dict, load_config, stage_names
+from jaxzip.config import ExperimentConfig, config_from_dict, load_config, run_key, stage_names
 from jaxzip.pipeline import RunState, run_experiment
 from jaxzip.pipeline._core_stages import load_data
 
@@ -135,6 +135,54 @@ def test_pruning_and_codebooks_retrain_on_token_windows(kjv_run, tmp_path):
     for path, leaf in jz.paths.leaves_with_paths(pruned):
         if path.endswith("kernel"):  # zero where pruned, and still zero after the fine-tune
             assert np.all(np.asarray(flat[path])[np.asarray(leaf) == 0] == 0), path
+
+
+def _oneshot_run(kjv_run, tmp_path, prune):
+    out, _, _ = kjv_run
+    data = {k: dict(v) for k, v in TINY.items() if k not in ("codec", "export")}
+    data["model"]["params_from"] = str(out / "params.npz")
+    data["train"]["epochs"] = 0
+    data["prune"] = {"allocation": "uniform", "epochs_per_round": 0, **prune}
+    data["prune"]["calibration_examples"] = 32
+    cfg = config_from_dict(data)
+    results = run_experiment(cfg, tmp_path / "run", progress=False, report=False)
+    module, params = _model_and_params(out)
+    pruned = jz.train.load_params(tmp_path / "run" / "params.npz", params)
+    return cfg, module, params, pruned, results
+
+
+def test_sparsegpt_from_the_config_is_the_library_call_on_the_calibration_sample(kjv_run, tmp_path):
+    cfg, module, params, pruned, results = _oneshot_run(
+        kjv_run, tmp_path, {"method": "sparsegpt", "sparsity": 0.5}
+    )
+    apply_fn = jz.models.linen_apply_fn(module)
+    splits = jz.data.load_splits("kjv", val_fraction=0.1, seed=0, seq_len=16, train_windows=64)
+    perm = jax.random.permutation(run_key(cfg, "prune/calibration"), 64)
+    idx = np.sort(np.asarray(perm)[:32])
+    batches = [splits.train.x[idx[:16]], splits.train.x[idx[16:]]]
+    want, _ = jz.prune.sparsegpt(
+        lambda p, x: apply_fn(p, x, train=False, key=None),
+        params,
+        batches,
+        sparsity=0.5,
+        where=".*/kernel",
+    )
+    for (path, a), (_, b) in zip(
+        jz.paths.leaves_with_paths(want), jz.paths.leaves_with_paths(pruned), strict=True
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=path)
+    assert results["metrics"]["sparsity"] == 0.5
+
+
+def test_wanda_two_of_four_along_each_kernels_input_axis(kjv_run, tmp_path):
+    _, _, _, pruned, results = _oneshot_run(
+        kjv_run, tmp_path, {"method": "wanda", "sparsity": 0.5, "structure": "2:4"}
+    )
+    kept = np.asarray(pruned["block_0"]["mlp_in"]["kernel"]) != 0  # (8 in, 8 out)
+    assert (kept.reshape(2, 4, 8).sum(axis=1) == 2).all()
+    kept = np.asarray(pruned["block_0"]["attn"]["out"]["kernel"]) != 0  # (2 heads, 4, 8 out)
+    assert (kept.sum(axis=1) == 2).all()  # the last input axis: head_dim, one group of 4
+    assert results["metrics"]["round1_val_bits_per_byte"] > 0
 
 
 @pytest.mark.parametrize(
