@@ -163,6 +163,11 @@ def distill_temperature_field() -> Any:
     )
 
 
+def zero_or_bits() -> Check:
+    """0 (the leaves stay float32) or a bit width in [2, 8]."""
+    return Check("0 or in [2, 8]", lambda v: v == 0 or 2 <= v <= 8)
+
+
 def calibration_fields(method: str) -> tuple[Any, Any]:
     """The ``calibration_examples`` and ``calibration_batch_size`` fields of a section whose
     ``method`` (in words) reads training examples for its calibration statistics."""
@@ -249,6 +254,18 @@ class PruneConfig(Section):
     calibration_batch_size: int
     calibration_examples, calibration_batch_size = calibration_fields('"sparsegpt", "wanda"')
 
+    def n_of_m(self) -> tuple[int, int] | None:
+        """``structure`` as ``(N, M)``, or None when unstructured.
+
+        Example:
+          >>> PruneConfig(method="wanda", sparsity=0.5, allocation="uniform", structure="2:4").n_of_m()
+          (2, 4)
+        """
+        if not self.structure:
+            return None
+        n, m = self.structure.split(":")
+        return int(n), int(m)
+
     def check(self) -> None:
         if self.method == "magnitude":
             if self.structure:
@@ -264,7 +281,7 @@ class PruneConfig(Section):
                     key, f"{want!r} with prune.method = {self.method!r}", getattr(self, key)
                 )
         if self.structure:
-            n, m = (int(v) for v in self.structure.split(":"))
+            n, m = self.n_of_m()
             if not n < m:
                 raise FieldError("structure", '"N:M" with N < M', self.structure)
             if abs(self.sparsity - (m - n) / m) > 1e-9:
@@ -318,7 +335,7 @@ class KMeansConfig(Section):
     unshared_bits: int = field(
         default=0,
         metadata=rules(
-            Check("0 or in [2, 8]", lambda v: v == 0 or 2 <= v <= 8),
+            zero_or_bits(),
             doc="bits of the float leaves not shared (biases): one scale per leaf, after "
             "fine-tuning (0: float32)",
         ),
@@ -386,7 +403,7 @@ class QuantizeConfig(Section):
     table_bits: int = field(
         default=0,
         metadata=rules(
-            Check("0 or in [2, 8]", lambda v: v == 0 or 2 <= v <= 8),
+            zero_or_bits(),
             doc="bits of the embedding tables, one scale per row (0: float32)",
         ),
     )

@@ -73,7 +73,7 @@ def evaluate_dense(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
 def _oneshot(cfg: ExperimentConfig, state: RunState, pruner: Any, params: Any) -> tuple:
     """``(params, mask)`` of a one-shot ``[prune] method`` on the calibration sample."""
     p, apply_fn = cfg.prune, state.apply_fn
-    n, m = (int(v) for v in p.structure.split(":")) if p.structure else (0, 0)
+    nm = p.n_of_m()
     batches = calibration_batches(cfg, state.splits.train, p, name="prune/calibration")
     log(f"prune: {p.method} on {sum(len(b) for b in batches)} calibration examples")
     try:
@@ -81,8 +81,8 @@ def _oneshot(cfg: ExperimentConfig, state: RunState, pruner: Any, params: Any) -
             lambda w, x: apply_fn(w, x, train=False, key=None),
             params,
             batches,
-            sparsity=None if p.structure else p.sparsity,
-            structure=jz_prune.NByM(n, m) if p.structure else None,
+            sparsity=None if nm else p.sparsity,
+            structure=None if nm is None else jz_prune.NByM(*nm),
             where=p.where,
         )
     except ValueError as e:
