@@ -8,11 +8,23 @@
   caller set ``XLA_FLAGS``): the suite's models are tiny, so compilation, not
   execution, is most of its time; this cut the CPU time of the compile-heavy
   tests by about a fifth. Set ``XLA_FLAGS=`` (empty) to test with XLA's defaults.
+* XLA's compiled programs are shared through JAX's persistent compilation cache, in a
+  temporary directory made for the session (unless the caller set
+  ``JAX_COMPILATION_CACHE_DIR``) and removed at its end: the xdist workers and the
+  processes the tests start inherit it, so a program that many tests build anew (a train
+  step made by a factory, the same tiny model in a subprocess) compiles once. (JAX writes
+  an entry in place: a process reading one that another is still writing gets a warning
+  and compiles the program itself. JAX's file lock, ``jax_compilation_cache_max_size``,
+  would prevent that, but it rescans the whole directory at every write, which made the
+  suite slower than no cache at all.) The tests that kill a process keep it out of the
+  cache, so no entry is left torn.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -22,6 +34,21 @@ _UNDER_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
+
+
+# Read by JAX when it is imported, which is after this file is imported. The xdist workers
+# import this file too, after the controller made the directory: they only reuse it.
+_XLA_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _XLA_CACHE = tempfile.mkdtemp(prefix="jaxzip-tests-xla-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_unconfigure(config):
+    if _XLA_CACHE is not None:
+        shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

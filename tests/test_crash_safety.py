@@ -67,7 +67,9 @@ def test_sigkill_never_leaves_a_torn_file(tmp_path):
     # child gives 15 "kills" without paying 15 interpreter starts; a real SIGKILL ends it.
     versions = _versions()
     rng = random.Random(1234)
+    # the child leaves the suite's shared XLA cache alone: a kill could tear an entry there
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, env=env
     )
