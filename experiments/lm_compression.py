@@ -99,15 +99,8 @@ WEIGHT_SETTINGS = (
     (3, True, True),
     (3, True, False),
 )
-MLP_SETTINGS = (
-    (8, False, True),
-    (4, False, True),
-    (4, False, False),
-    (4, True, True),
-    (4, True, False),
-    (3, False, False),
-    (3, True, False),
-)
+# GPTQ (MLP only): every setting but the symmetric int3 ones
+MLP_SETTINGS = tuple(s for s in WEIGHT_SETTINGS if s[0] > 3 or not s[2])
 
 
 ASYM_NOTE = (
@@ -117,13 +110,7 @@ ASYM_NOTE = (
     "absmax / (2^(B-1) - 1); Qwix: 2^B levels, absmax / (2^(B-1) - 0.5))."
 )
 # Qwix's PTQ and GPTQ: absmax (its symmetric 16-level int4 grid) and minmax (asymmetric)
-QWIX_SETTINGS = (
-    (8, False, True),
-    (4, False, True),
-    (4, False, False),
-    (4, True, True),
-    (4, True, False),
-)
+QWIX_SETTINGS = tuple(s for s in WEIGHT_SETTINGS if s[0] >= 4)
 
 
 def setting_name(bits: int, grouped: bool, symmetric: bool = True) -> str:

@@ -422,7 +422,15 @@ CASES: list[Case] = [
          ("data.seq_len", "an integer in [1, 8192]", "got 100000")),
         ("distill-text", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer"}, '
          '"distill": {}})', CE,
-         ("[distill] cannot describe a transformer student yet", "remove it for data.name = 'kjv'")),
+         ("distill.model", "a model of tokens ['transformer'] for data.name = 'kjv'",
+          "got 'mlp'")),
+        ("distill-student-on-images", 'cfg({"distill": {"model": "transformer"}})', CE,
+         ("distill.model", "an image model, not one of ['transformer']", "got 'transformer'")),
+        ("distill-num-heads", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer"}, '
+         '"distill": {"model": "transformer", "d_model": 64, "num_heads": 5}})', CE,
+         ("distill.num_heads", "a divisor of d_model = 64", "got 5")),
+        ("distill-d-model-on-mlp", 'cfg({"distill": {"widths": [8], "d_model": 64}})', CE,
+         ("distill.d_model", 'only "transformer" takes it', "got 64")),
         ("widths-values", 'cfg({"model": {"widths": [0, 3]}})', CE,
          ("model.widths", "each >= 1", "got [0, 3]")),
         ("widths-type", 'cfg({"model": {"widths": 3}})', CE,

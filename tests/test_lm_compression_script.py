@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,21 +39,8 @@ def teacher(tmp_path_factory):
     _load("lm_train").main(
         [
             *text,
-            "--size",
-            "tiny",
-            "--seq-len",
-            "16",
-            "--batch-size",
-            "4",
-            "--warmup-steps",
-            "2",
-            "--steps",
-            "6",
-            "--eval-every",
-            "0",
-            "--eval-limit",
-            "4",
-            "--out",
+            *shlex.split("--size tiny --seq-len 16 --batch-size 4 --warmup-steps 2 --steps 6"),
+            *shlex.split("--eval-every 0 --eval-limit 4 --out"),
             str(d / "lm"),
         ],
         log=lambda _: None,
@@ -68,23 +56,8 @@ def test_tiny_table(teacher, tmp_path, capsys):
             *text,
             "--teacher",
             str(params),
-            "--size",
-            "tiny",
-            "--seq-len",
-            "16",
-            "--eval-windows",
-            "4",
-            "--calib",
-            "8",
-            "--calib-batch",
-            "4",
-            "--finetune-steps",
-            "2",
-            "--batch-size",
-            "4",
-            "--only",
-            "fp32,rtn,w8a8",
-            "--no-qwix",
+            *shlex.split("--size tiny --seq-len 16 --eval-windows 4 --calib 8 --calib-batch 4"),
+            *shlex.split("--finetune-steps 2 --batch-size 4 --only fp32,rtn,w8a8 --no-qwix"),
             "--out",
             str(out),
         ]
@@ -147,21 +120,10 @@ def test_a_failing_method_is_a_row_not_a_crash(teacher, tmp_path, monkeypatch):
             *text,
             "--teacher",
             str(params),
-            "--size",
-            "tiny",
-            "--seq-len",
-            "16",
-            "--eval-windows",
-            "2",
-            "--calib",
-            "4",
-            "--only",
-            "rtn",
-            "--no-qwix",
-            "--settings",
-            "int8,int4 g64",
-            "--out",
-            str(tmp_path / "o"),
+            *shlex.split(
+                "--size tiny --seq-len 16 --eval-windows 2 --calib 4 --only rtn --no-qwix"
+            ),
+            *["--settings", "int8,int4 g64", "--out", str(tmp_path / "o")],
         ]
     )
     errors = [r for r in results["rows"] if r["method"] == "RTN"]

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pytest
@@ -26,22 +27,10 @@ def _text(tmp_path: Path) -> list[str]:
     return ["--text", str(path), "--sha256", hashlib.sha256(TEXT).hexdigest()]
 
 
-TINY = [
-    "--size",
-    "tiny",
-    "--seq-len",
-    "16",
-    "--batch-size",
-    "4",
-    "--warmup-steps",
-    "2",
-    "--log-every",
-    "2",
-    "--eval-every",
-    "4",
-    "--eval-limit",
-    "6",
-]
+TINY = shlex.split(
+    "--size tiny --seq-len 16 --batch-size 4 --warmup-steps 2 --log-every 2 --eval-every 4 "
+    "--eval-limit 6"
+)
 
 
 def test_tiny_teacher_and_students(script, tmp_path):

@@ -64,17 +64,21 @@ def model_arch(
     }
 
 
-def config_arch(m: ModelConfig, seq_len: int) -> dict[str, Any]:
-    """The ``arch`` of ``[model]``; a transformer's context is the data's ``seq_len``.
+def config_arch(m: ModelConfig | DistillConfig, seq_len: int) -> dict[str, Any]:
+    """The ``arch`` of ``[model]`` or of the ``[distill]`` student (its ``model``); a
+    transformer's context is the data's ``seq_len``.
 
     Example:
       >>> config_arch(ModelConfig(name="transformer", d_model=8, num_heads=2), 16)["max_len"]
       16
+      >>> config_arch(DistillConfig(model="transformer", num_layers=1), 16)["num_layers"]
+      1
     """
+    name = m.model if isinstance(m, DistillConfig) else m.name
     sizes = {}
-    if m.name == "transformer":
+    if name == "transformer":
         sizes = {f: getattr(m, f) for f in TRANSFORMER_FIELDS} | {"max_len": seq_len}
-    return model_arch(m.name, m.widths, m.dropout_rate, m.input_dropout_rate, **sizes)
+    return model_arch(name, m.widths, m.dropout_rate, m.input_dropout_rate, **sizes)
 
 
 def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:

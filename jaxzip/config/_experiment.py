@@ -34,6 +34,7 @@ from jaxzip.config._schema import (
     matches,
     nonempty,
     rules,
+    transformer_fields,
 )
 from jaxzip.config._sections import (
     CodecConfig,
@@ -213,24 +214,16 @@ class ModelConfig(Section):
             doc='start from saved params (.npz; relative to the current dir); "" = fresh init'
         ),
     )
-    num_layers: int = field(
-        default=4, metadata=rules(between(1, 256), doc='decoder blocks ("transformer")')
-    )
-    d_model: int = field(
-        default=192, metadata=rules(between(1, 65536), doc='residual width ("transformer")')
-    )
-    num_heads: int = field(
-        default=4,
-        metadata=rules(at_least(1), doc='attention heads, dividing d_model ("transformer")'),
-    )
-    mlp_ratio: int = field(
-        default=4, metadata=rules(between(1, 64), doc='MLP width / d_model ("transformer")')
-    )
+    num_layers: int
+    d_model: int
+    num_heads: int
+    mlp_ratio: int
+    num_layers, d_model, num_heads, mlp_ratio = transformer_fields()
 
     def check(self) -> None:
         check_dropout(self.name, self.dropout_rate, "model")
         check_dropout(self.name, self.input_dropout_rate, "model", "input_dropout_rate")
-        check_transformer_fields(self, "model")
+        check_transformer_fields(self, self.name, "model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -290,10 +283,14 @@ class TrainConfig(Section):
                 f'0.0 with train.schedule = {self.schedule!r} (only "warmup_cosine" warms up)',
                 self.warmup_epochs,
             )
-        if self.schedule == "warmup_cosine" and not 0 < self.warmup_epochs < self.epochs:
+        # train.epochs = 0: the schedule serves only the retraining stages (their own epochs)
+        if self.schedule == "warmup_cosine" and not (
+            0 < self.warmup_epochs and (self.epochs == 0 or self.warmup_epochs < self.epochs)
+        ):
+            within = f"in (0, train.epochs = {self.epochs})" if self.epochs else "> 0"
             raise FieldError(
                 "warmup_epochs",
-                f'a number in (0, train.epochs = {self.epochs}) with train.schedule = "warmup_cosine"',
+                f'a number {within} with train.schedule = "warmup_cosine"',
                 self.warmup_epochs,
             )
 
@@ -371,20 +368,22 @@ class ExperimentConfig(Section):
                 )
 
     def _check_data_fits_model(self) -> None:
-        """Token models take text datasets (token windows), the others images."""
-        text, tokens = self.data.name in TEXT_DATASETS, self.model.name in TOKEN_MODELS
-        if text != tokens:
-            wanted = (
-                f"a model of tokens {list(TOKEN_MODELS)}"
-                if text
-                else f"an image model, not one of {list(TOKEN_MODELS)}"
-            )
-            raise HintedFieldError(
-                "model.name",
-                f"{wanted} for data.name = {self.data.name!r}",
-                self.model.name,
-                "or change data.name",
-            )
+        """Token models take text datasets (token windows), the others images: the
+        ``[model]`` and the ``[distill]`` student alike."""
+        text = self.data.name in TEXT_DATASETS
+        models = {"model.name": self.model.name}
+        if self.distill is not None:
+            models["distill.model"] = self.distill.model
+        for key, name in models.items():
+            if text != (name in TOKEN_MODELS):
+                wanted = (
+                    f"a model of tokens {list(TOKEN_MODELS)}"
+                    if text
+                    else f"an image model, not one of {list(TOKEN_MODELS)}"
+                )
+                raise HintedFieldError(
+                    key, f"{wanted} for data.name = {self.data.name!r}", name, "or change data.name"
+                )
         if not text:
             return
         if self.train.augment_shift:
@@ -394,9 +393,10 @@ class ExperimentConfig(Section):
                 self.train.augment_shift,
                 "it shifts images",
             )
-        if self.distill is not None:
-            raise SectionError(
-                "distill",
-                "[distill] cannot describe a transformer student yet (it has no "
-                f"num_layers, d_model, ...): remove it for data.name = {self.data.name!r}",
+        if self.distill is not None and self.distill.augment_shift:
+            raise HintedFieldError(
+                "distill.augment_shift",
+                "0 for text data",
+                self.distill.augment_shift,
+                "it shifts images",
             )

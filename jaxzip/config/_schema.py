@@ -139,13 +139,33 @@ def check_dropout(model: str, rate: float, what: str, name: str = "dropout_rate"
 
 
 TRANSFORMER_FIELDS = ("num_layers", "d_model", "num_heads", "mlp_ratio")
-"""The ``[model]`` fields only ``"transformer"`` takes."""
+"""The fields only a ``"transformer"`` takes (``[model]``, the ``[distill]`` student)."""
 
 
-def check_transformer_fields(section: Any, what: str) -> None:
-    """Raises ``FieldError`` for a transformer field set on another model, or for
-    ``num_heads`` not dividing ``d_model``. ``section`` has ``name`` and the fields."""
-    if section.name == "transformer":
+def transformer_fields() -> tuple[Any, Any, Any, Any]:
+    """The :data:`TRANSFORMER_FIELDS` of a section that may describe a transformer, in
+    that order, with their defaults (the reference model's) and rules."""
+    return (
+        dataclasses.field(
+            default=4, metadata=rules(between(1, 256), doc='decoder blocks ("transformer")')
+        ),
+        dataclasses.field(
+            default=192, metadata=rules(between(1, 65536), doc='residual width ("transformer")')
+        ),
+        dataclasses.field(
+            default=4,
+            metadata=rules(at_least(1), doc='attention heads, dividing d_model ("transformer")'),
+        ),
+        dataclasses.field(
+            default=4, metadata=rules(between(1, 64), doc='MLP width / d_model ("transformer")')
+        ),
+    )
+
+
+def check_transformer_fields(section: Any, model: str, what: str) -> None:
+    """Raises ``FieldError`` for a transformer field of ``section`` set while its ``model``
+    is another one, or for ``num_heads`` not dividing ``d_model``."""
+    if model == "transformer":
         if section.d_model % section.num_heads:
             raise FieldError(
                 "num_heads", f"a divisor of d_model = {section.d_model}", section.num_heads
@@ -155,7 +175,7 @@ def check_transformer_fields(section: Any, what: str) -> None:
         if f.name in TRANSFORMER_FIELDS and getattr(section, f.name) != f.default:
             raise FieldError(
                 f.name,
-                f'{f.default} for {what} {section.name!r} (only "transformer" takes it)',
+                f'{f.default} for {what} {model!r} (only "transformer" takes it)',
                 getattr(section, f.name),
             )
 

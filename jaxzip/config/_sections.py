@@ -16,12 +16,14 @@ from jaxzip.config._schema import (
     at_least,
     between,
     check_dropout,
+    check_transformer_fields,
     each,
     greater_than,
     matches,
     nonempty,
     output_file,
     rules,
+    transformer_fields,
 )
 
 __all__ = [
@@ -42,15 +44,18 @@ class DistillConfig(Section):
     The teacher is the model the earlier stages made: the ``train`` stage's
     trained model, or, to distill from a saved teacher, ``[model]`` with
     ``params_from`` set and no ``train`` stage (or ``train.epochs = 0``). The
-    student (``model``, ``widths``, ``dropout_rate``, ``input_dropout_rate`` as in
-    ``[model]``) is initialised with the run's key named ``"distill/init"`` and trained for
+    student (``model``, ``widths``, ``dropout_rate``, ``input_dropout_rate`` and, for
+    ``model = "transformer"`` on text, ``num_layers``, ``d_model``, ``num_heads``,
+    ``mlp_ratio``, as in ``[model]``; its context is ``data.seq_len``) is initialised
+    with the run's key named ``"distill/init"`` and trained for
     ``epochs`` with :func:`jaxzip.distill.make_train_step` and
     ``kd_loss(temperature=temperature, alpha=alpha)``, with ``[train]``'s
     optimizer, schedule, weight decay and batch size at ``learning_rate``. With
     ``augment_shift`` the transfer images are shifted at random inside the step,
     and the teacher labels the same shifted images the student sees (consistent
-    views); ``[train]``'s own ``augment_shift`` does not apply here. The student
-    then replaces the model for the later stages.
+    views); ``[train]``'s own ``augment_shift`` does not apply here. On token windows
+    the loss is averaged over every position of every window (teacher and student see
+    the same windows). The student then replaces the model for the later stages.
 
     Example:
       >>> DistillConfig(widths=[16], temperature=2).temperature
@@ -76,6 +81,11 @@ class DistillConfig(Section):
             between(0.0, 1.0, hi_open=True), doc='student dropout on input pixels ("mlp")'
         ),
     )
+    num_layers: int
+    d_model: int
+    num_heads: int
+    mlp_ratio: int
+    num_layers, d_model, num_heads, mlp_ratio = transformer_fields()
     temperature: float = field(
         default=4.0, metadata=rules(greater_than(0.0), doc="softmax temperature of the KD term")
     )
@@ -97,6 +107,7 @@ class DistillConfig(Section):
     def check(self) -> None:
         check_dropout(self.model, self.dropout_rate, "student model")
         check_dropout(self.model, self.input_dropout_rate, "student model", "input_dropout_rate")
+        check_transformer_fields(self, self.model, "student model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

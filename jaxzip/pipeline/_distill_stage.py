@@ -10,13 +10,13 @@ from jaxzip import train as jz_train
 from jaxzip.config import (
     ExperimentConfig,
     augment_of,
+    config_arch,
     make_module,
     make_train_tx,
-    model_arch,
     run_key,
 )
-from jaxzip.pipeline._core_stages import init_checked
-from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs
+from jaxzip.pipeline._core_stages import init_checked, seq_len_of
+from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs, val_figures
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
@@ -25,16 +25,15 @@ DISTILL_REPORT = "distill_report"
 """Context key of the distill stage's report (``results["distill"]``)."""
 
 
-def _student_arch(cfg: ExperimentConfig) -> dict[str, Any]:
-    d = cfg.distill
-    if d is None:
+def _student_arch(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
+    if cfg.distill is None:
         raise ValueError("distill_stage: the config has no [distill] section")
-    return model_arch(d.model, d.widths, d.dropout_rate, d.input_dropout_rate)
+    return config_arch(cfg.distill, seq_len_of(state.splits))
 
 
 def distill_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
     """The student's ``apply_fn`` (what a restored cache cannot store), from ``[distill]``."""
-    module = make_module(_student_arch(cfg), state.splits.train.num_classes)
+    module = make_module(_student_arch(cfg, state), state.splits.train.num_classes)
     return {"apply_fn": jz_models.linen_apply_fn(module)}
 
 
@@ -44,20 +43,21 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     Reads ``splits``, ``apply_fn`` and ``params`` (the teacher) from ``state``;
     returns the student's ``apply_fn``, ``params`` and ``arch``, and a report
     under :data:`DISTILL_REPORT` (per-epoch loss and accuracy). Metrics: the
-    teacher's and the student's param counts and the student's val accuracy
-    (list ``evaluate_dense`` before ``distill`` for the teacher's). With
-    progress on, one line per epoch goes to stderr.
+    teacher's and the student's param counts and the student's val accuracy, and on
+    text its val bits per byte (list ``evaluate_dense`` before ``distill`` for the
+    teacher's). With progress on, one line per epoch goes to stderr.
 
     Raises:
       ValueError: the config has no ``[distill]`` section.
     """
     d, t, splits = cfg.distill, cfg.train, state.splits
-    arch = _student_arch(cfg)
+    arch = _student_arch(cfg, state)
     module = make_module(arch, splits.train.num_classes)
     student_apply = jz_models.linen_apply_fn(module)
     teacher_apply, teacher_params = state.apply_fn, state.params
     key, x = run_key(cfg, "distill/init"), splits.train.x[:1]
-    init, _ = init_checked(module, key, x, fields="distill.model/distill.widths")
+    sizes = "d_model/distill.num_layers" if d.model == "transformer" else "widths"
+    init, _ = init_checked(module, key, x, fields=f"distill.model/distill.{sizes}")
     params = init(key, x)
     steps_per_epoch = len(splits.train) // t.batch_size
     tx = make_train_tx(
@@ -82,7 +82,7 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     metrics = {
         "teacher_param_count": jz_models.param_count(teacher_params),
         "student_param_count": jz_models.param_count(student_state.params),
-        "student_val_accuracy": float(student["accuracy"]),
+        **{f"student_{k}": v for k, v in val_figures(student).items()},
         "distill_epochs": d.epochs,
     }
     report = {"student": arch, "history": history, **metrics}

@@ -132,13 +132,11 @@ def quantize_params(
             quantize_array(
                 leaf,
                 spec,
-                calibration=calibration,
-                clip_ratio=1.0,
-                fixed_range=None,
-                key=k,
                 what=path,
                 where="quantize_params",
-                check_values=False,
+                calibration=calibration,
+                key=k,
+                check_values=False,  # checked above, every leaf at once
             )
         )
     return jax.tree.unflatten(treedef, out)
@@ -202,17 +200,7 @@ def quantize_unshared(params: Params, spec: QuantSpec) -> Params:
     picked = {keystr(kp): leaf for kp, leaf in flat if chosen(leaf)}
     check_finite(picked, where="quantize_unshared")
     out = [
-        quantize_array(
-            leaf,
-            spec,
-            calibration=MINMAX,
-            clip_ratio=1.0,
-            fixed_range=None,
-            key=None,
-            what=path,
-            where="quantize_unshared",
-            check_values=False,
-        )
+        quantize_array(leaf, spec, what=path, where="quantize_unshared", check_values=False)
         if path in picked
         else leaf
         for path, leaf in ((keystr(kp), leaf) for kp, leaf in flat)

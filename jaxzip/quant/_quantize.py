@@ -76,12 +76,12 @@ def quantize_array(
     x: ArrayLike,
     spec: QuantSpec,
     *,
-    calibration: Calibration,
-    clip_ratio: ArrayLike,
-    fixed_range: tuple[ArrayLike, ArrayLike] | None,
-    key: jax.Array | None,
     what: str,
     where: str,
+    calibration: Calibration = MINMAX,
+    clip_ratio: ArrayLike = 1.0,
+    fixed_range: tuple[ArrayLike, ArrayLike] | None = None,
+    key: jax.Array | None = None,
     check_values: bool = True,
 ) -> QArray:
     """:func:`quantize` with the array's name and the function's for error messages."""

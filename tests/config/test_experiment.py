@@ -86,6 +86,11 @@ def test_every_model_name_builds(name):
             "warmup_epochs",
             "in (0, train.epochs = 3)",
         ),
+        (
+            lambda: TrainConfig(schedule="warmup_cosine", epochs=0, warmup_epochs=0),
+            "warmup_epochs",
+            'a number > 0 with train.schedule = "warmup_cosine"',
+        ),
         (lambda: ExperimentConfig(train={"epochs": 3}), "train", "a table of TrainConfig"),
     ],
 )
@@ -99,6 +104,8 @@ def test_bad_values(make, key, text):
 def test_good_values_by_hand():
     t = TrainConfig(schedule="warmup_cosine", epochs=10, warmup_epochs=1, learning_rate=1)
     assert (t.warmup_epochs, t.learning_rate) == (1.0, 1.0)
+    # no [train] epochs: the warm-up is the retraining stages', in their own epochs
+    assert TrainConfig(schedule="warmup_cosine", epochs=0, warmup_epochs=5).warmup_epochs == 5
     m = ModelConfig(name="mlp", widths=[300, 100], dropout_rate=0.25)
     assert m.widths == (300, 100)
     assert DataConfig(name="mnist", data_dir="/data/mnist", download=False).download is False

@@ -137,6 +137,40 @@ def test_pruning_and_codebooks_retrain_on_token_windows(kjv_run, tmp_path):
             assert np.all(np.asarray(flat[path])[np.asarray(leaf) == 0] == 0), path
 
 
+def test_a_transformer_student_distills_on_token_windows(kjv_run, tmp_path):
+    """[distill] with a transformer student on text: trained on the teacher's per-token
+    distributions over the same windows, scored in bits per byte, exported, restored."""
+    out, _, _ = kjv_run
+    data = {k: dict(v) for k, v in TINY.items() if k != "codec"}
+    data["model"]["params_from"] = str(out / "params.npz")
+    data["train"]["epochs"] = 0
+    student = {"model": "transformer", "num_layers": 1, "d_model": 4, "num_heads": 2}
+    data["distill"] = {**student, "mlp_ratio": 1, "epochs": 1, "learning_rate": 0.02}
+    run = tmp_path / "run"
+    cfg = config_from_dict(data)
+    results = run_experiment(cfg, run, progress=False, report=False)
+    m = results["metrics"]
+    module = jz.models.Transformer(num_layers=1, d_model=4, num_heads=2, mlp_ratio=1, max_len=16)
+    like = jax.eval_shape(module.init, jax.random.key(0), np.zeros((1, 16), np.int32))["params"]
+    params = jz.train.load_params(run / "params.npz", like)
+    splits = jz.data.load_splits("kjv", val_fraction=0.1, seed=0, seq_len=16, held_out_windows=8)
+    r = jz.train.evaluate(jz.models.linen_apply_fn(module), params, splits.val)
+    assert m["student_val_bits_per_byte"] == pytest.approx(r["bits_per_token"], rel=1e-5)
+    assert m["val_bits_per_byte"] == pytest.approx(r["bits_per_token"], rel=1e-5)
+    assert m["student_param_count"] == jz.models.param_count(params) < m["teacher_param_count"]
+    assert m["export_max_abs_diff"] < 1e-4  # the exported file runs the student
+    # the teacher's distributions shape the student: trained on the labels alone, it differs
+    labels = config_from_dict({**data, "distill": {**data["distill"], "alpha": 0.0}})
+    alone = run_experiment(labels, tmp_path / "labels", progress=False, report=False)
+    assert alone["metrics"]["student_val_bits_per_byte"] != m["student_val_bits_per_byte"]
+    # a rerun restores the student (rebuilt with the data's context) from the cache
+    again = run_experiment(cfg, run, progress=False, report=False)
+    assert "distill" in again["cached"] and again["metrics"] == {
+        **m,
+        **{k: v for k, v in again["metrics"].items() if k.endswith("_s")},
+    }
+
+
 def _oneshot_run(kjv_run, tmp_path, prune):
     out, _, _ = kjv_run
     data = {k: dict(v) for k, v in TINY.items() if k not in ("codec", "export")}
@@ -212,7 +246,19 @@ def test_wanda_two_of_four_along_each_kernels_input_axis(kjv_run, tmp_path):
         ),
         ({"data": {"name": "kjv", "seq_len": 0}}, "data.seq_len: expected an integer in [1, 8192]"),
         ({"train": {"augment_shift": 2}}, "train.augment_shift: expected 0 for text data"),
-        ({"distill": {}}, "distill: [distill] cannot describe a transformer student yet"),
+        (
+            {"distill": {"model": "mlp"}},
+            "distill.model: expected a model of tokens ['transformer'] "
+            "for data.name = 'kjv', got 'mlp'",
+        ),
+        (
+            {"distill": {"model": "transformer", "augment_shift": 1}},
+            "distill.augment_shift: expected 0 for text data",
+        ),
+        (
+            {"distill": {"model": "transformer", "d_model": 6, "num_heads": 4}},
+            "distill.num_heads: expected a divisor of d_model = 6, got 4",
+        ),
         (
             {"model": {"name": "transformer", "input_dropout_rate": 0.1}},
             "model.input_dropout_rate: expected 0.0 for model 'transformer'",
