@@ -371,13 +371,7 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
             if qbits is not None:
                 row["bits_per_qweight"] = qbits
         except Exception as e:  # a method's (or a peer's) failure is reported, not hidden
-            row = {
-                "family": family,
-                "method": method,
-                "setting": setting,
-                "error": f"{type(e).__name__}: {e}"[:400],
-                "traceback": traceback.format_exc()[-1500:],
-            }
+            row = error_row(family, method, setting, e)
         rows.append(row)
         print(_row_line(row), flush=True)
 
@@ -447,6 +441,17 @@ def _wanted(b: Bench, setting: str) -> bool:
     """Whether ``--settings`` (comma-separated prefixes; empty: all) selects ``setting``."""
     prefixes = [s.strip() for s in b.args.settings.split(",") if s.strip()]
     return setting == "-" or not prefixes or any(setting.startswith(s) for s in prefixes)
+
+
+def error_row(family: str, method: str, setting: str, e: Exception) -> dict[str, Any]:
+    """The row of a method (or a peer) that raised ``e``: its error and traceback's tail."""
+    return {
+        "family": family,
+        "method": method,
+        "setting": setting,
+        "error": f"{type(e).__name__}: {e}"[:400],
+        "traceback": traceback.format_exc()[-1500:],
+    }
 
 
 def _row_line(row: dict[str, Any]) -> str:
@@ -523,13 +528,7 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
                 "seconds": round(seconds, 2),
             }
         except Exception as e:
-            row = {
-                "family": "qwix",
-                "method": method,
-                "setting": setting,
-                "error": f"{type(e).__name__}: {e}"[:400],
-                "traceback": traceback.format_exc()[-1500:],
-            }
+            row = error_row("qwix", method, setting, e)
         rows.append(row)
         print(_row_line(row), flush=True)
         return "error" not in row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -216,17 +217,8 @@ def test_auto_summary_status_stop_reason_and_drops(
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
     (tmp_path / "a.toml").write_text(digits_auto_toml)
-    argv = [
-        "auto",
-        str(tmp_path / "a.toml"),
-        "--max-drop",
-        "1",
-        "--out",
-        str(tmp_path / "o"),
-        "--confirm-fraction",
-        "0.25",
-        "--no-progress",
-    ]
+    argv = ["auto", str(tmp_path / "a.toml"), "--out", str(tmp_path / "o")]
+    argv += shlex.split("--max-drop 1 --confirm-fraction 0.25 --no-progress")
     assert main(argv) == 0
     assert seen["confirm_fraction"] == 0.25
     out = capsys.readouterr().out
@@ -281,17 +273,8 @@ def test_auto_budget_too_small_is_one_line(
 
     monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
     (tmp_path / "a.toml").write_text(digits_auto_toml)
-    argv = [
-        "auto",
-        str(tmp_path / "a.toml"),
-        "--max-drop",
-        "1",
-        "--time-budget",
-        "1s",
-        "--out",
-        str(tmp_path / "o"),
-        "--no-progress",
-    ]
+    argv = ["auto", str(tmp_path / "a.toml"), "--out", str(tmp_path / "o")]
+    argv += shlex.split("--max-drop 1 --time-budget 1s --no-progress")
     assert main(argv) == 2
     line = one_error_line(capsys)
     assert line.startswith("jaxzip: error: --time-budget 1s: 1 s was spent before the baseline")

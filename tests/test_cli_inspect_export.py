@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import jax
@@ -47,17 +48,8 @@ def test_inspect_json(cnn, capsys):
 def test_export_then_run_and_inspect(cnn, capsys):
     d, module, compressed, x = cnn
     out = d / "m.jzx"
-    argv = [
-        "export",
-        "--model",
-        "small_cnn",
-        "--weights",
-        str(d / "w.jz"),
-        "--input-shape",
-        "2,8,8,1",
-        "--out",
-        str(out),
-    ]
+    argv = ["export", "--weights", str(d / "w.jz"), "--out", str(out)]
+    argv += shlex.split("--model small_cnn --input-shape 2,8,8,1")
     assert main(argv) == 0
     assert "wrote" in capsys.readouterr().out
     want = jz.models.linen_apply_fn(module)(
@@ -78,18 +70,8 @@ def test_export_then_run_and_inspect(cnn, capsys):
 
 def test_export_polymorphic_batch(cnn, capsys):
     d, *_ = cnn
-    argv = [
-        "export",
-        "--model",
-        "small_cnn",
-        "--weights",
-        str(d / "w.jz"),
-        "--input-shape",
-        "1,8,8,1",
-        "--out",
-        str(d / "p.jzx"),
-        "--polymorphic-batch",
-    ]
+    argv = ["export", "--weights", str(d / "w.jz"), "--out", str(d / "p.jzx")]
+    argv += shlex.split("--model small_cnn --input-shape 1,8,8,1 --polymorphic-batch")
     assert main(argv) == 0
     assert "input [None, 8, 8, 1]" in capsys.readouterr().out
     assert load_exported(d / "p.jzx")(np.zeros((3, 8, 8, 1), np.float32)).shape == (3, 10)

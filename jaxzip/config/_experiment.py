@@ -285,7 +285,7 @@ class TrainConfig(Section):
             )
         # train.epochs = 0: the schedule serves only the retraining stages (their own epochs)
         if self.schedule == "warmup_cosine" and not (
-            0 < self.warmup_epochs and (self.epochs == 0 or self.warmup_epochs < self.epochs)
+            self.warmup_epochs > 0 and (self.epochs == 0 or self.warmup_epochs < self.epochs)
         ):
             within = f"in (0, train.epochs = {self.epochs})" if self.epochs else "> 0"
             raise FieldError(
