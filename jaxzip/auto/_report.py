@@ -28,31 +28,15 @@ def _trials_figure(result: SearchResult) -> Any:
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    trials = result.trials
-    ok = [t for t in trials if t["feasible"]]
-    bad = [t for t in trials if not t["feasible"]]
-    ax.scatter(
-        [t["bytes"] for t in bad],
-        [t["accuracy"] for t in bad],
-        marker="x",
-        color="tab:red",
-        label="infeasible",
-    )
-    ax.scatter(
-        [t["bytes"] for t in ok],
-        [t["accuracy"] for t in ok],
-        marker="o",
-        color="tab:green",
-        label="feasible",
-    )
-    front = result.pareto
-    ax.step(
-        [t["bytes"] for t in front],
-        [t["accuracy"] for t in front],
-        where="post",
-        color="tab:blue",
-        label="Pareto front",
-    )
+
+    def xy(trials: Any) -> tuple[list[int], list[float]]:
+        return [t["bytes"] for t in trials], [t["accuracy"] for t in trials]
+
+    for feasible, marker, color in ((False, "x", "tab:red"), (True, "o", "tab:green")):
+        chosen = [t for t in result.trials if t["feasible"] == feasible]
+        label = "feasible" if feasible else "infeasible"
+        ax.scatter(*xy(chosen), marker=marker, color=color, label=label)
+    ax.step(*xy(result.pareto), where="post", color="tab:blue", label="Pareto front")
     ax.axhline(
         result.baseline - result.max_drop,
         color="gray",
@@ -60,14 +44,7 @@ def _trials_figure(result: SearchResult) -> Any:
         label=f"bound (baseline − {result.max_drop:g})",
     )
     ax.axhline(result.baseline, color="black", linewidth=0.8, label="baseline")
-    ax.scatter(
-        [result.best["bytes"]],
-        [result.best["accuracy"]],
-        s=160,
-        facecolors="none",
-        edgecolors="black",
-        label="best",
-    )
+    ax.scatter(*xy([result.best]), s=160, facecolors="none", edgecolors="black", label="best")
     ax.set_xscale("log")
     ax.set_xlabel("compressed file bytes")
     ax.set_ylabel("validation accuracy")

@@ -235,24 +235,18 @@ def join_leaf(kind: str, meta: Any, comps: dict[str, np.ndarray], path: str) -> 
 
 def build_leaf(kind: str, meta: dict[str, Any], comps: dict[str, np.ndarray]) -> Any:
     """The leaf of components that :func:`check_leaf` returned."""
-    if kind == "qarray":
+    if kind in ("qarray", "kmeans"):
+        arrays = {k: jnp.asarray(comps[k]) for k in COMPONENTS[kind]}
+        dtype = DTYPES[meta["dtype"]]
+        if kind == "kmeans":
+            return KMeansArray(**arrays, bits=meta["bits"], dtype=dtype)
         return QArray(
-            values=jnp.asarray(comps["values"]),
-            scale=jnp.asarray(comps["scale"]),
-            zero_point=jnp.asarray(comps["zero_point"]),
+            **arrays,
             bits=meta["bits"],
             axes=tuple(meta["axes"]),
             group_size=meta["group_size"],
             group_axis=meta["group_axis"],
-            dtype=DTYPES[meta["dtype"]],
-        )
-    if kind == "kmeans":
-        return KMeansArray(
-            indices=jnp.asarray(comps["indices"]),
-            centroids=jnp.asarray(comps["centroids"]),
-            mask=jnp.asarray(comps["mask"]),
-            bits=meta["bits"],
-            dtype=DTYPES[meta["dtype"]],
+            dtype=dtype,
         )
     value = comps["value"]
     if kind == "py":
