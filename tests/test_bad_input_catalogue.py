@@ -470,7 +470,7 @@ CASES: list[Case] = [
         ("quantize-table-bits", 'cfg({"quantize": {"table_bits": 1}})', CE,
          ("quantize.table_bits", "0 or in [2, 8]", "got 1")),
         ("quantize-with-kmeans", 'cfg({"quantize": {}, "kmeans": {}})', CE,
-         ("quantize: [quantize] and [kmeans] cannot be combined yet", "remove one of them")),
+         ("quantize: [quantize] and [kmeans] cannot be combined", "remove one of them")),
         ("codec-file", 'cfg({"codec": {"file": "a/b.jz"}})', CE,
          ("codec.file", "a file name of letters", "got 'a/b.jz'")),
         ("experiment-name", 'cfg({"experiment": {"name": "a b/c"}})', CE,

@@ -354,18 +354,14 @@ class ExperimentConfig(Section):
             )
 
     def _check_quantize_alone(self) -> None:
-        """``[quantize]`` does not combine with the other weight compressions (yet)."""
-        why = {
-            "prune": "GPTQ would refill the pruned weights",
-            "kmeans": "both would store codes for the same weights",
-        }
-        for section, reason in why.items():
-            if getattr(self, section) is not None:
-                raise SectionError(
-                    "quantize",
-                    f"[quantize] and [{section}] cannot be combined yet ({reason}); "
-                    "remove one of them",
-                )
+        """``[quantize]`` does not combine with ``[kmeans]`` (``[prune]`` first is fine: the
+        quantizers hold the pruned weights at zero)."""
+        if self.kmeans is not None:
+            raise SectionError(
+                "quantize",
+                "[quantize] and [kmeans] cannot be combined (both would store codes for the "
+                "same weights); remove one of them",
+            )
 
     def _check_data_fits_model(self) -> None:
         """Token models take text datasets (token windows), the others images: the

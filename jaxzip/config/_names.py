@@ -78,9 +78,10 @@ class Quantizer:
     """What a ``[quantize] method`` names: its function and whether it reads calibration data.
 
     Attributes:
-      quantize: ``(apply_fn, params, batches, specs, *, layouts, damp, act_order) -> params``
-        with :class:`jaxzip.quant.QArray` kernels; ``specs`` maps each kernel's path to its
-        spec in the kernel's own axes (:func:`jaxzip.quant.layout_spec`).
+      quantize: ``(apply_fn, params, batches, specs, *, layouts, damp, act_order, mask)
+        -> params`` with :class:`jaxzip.quant.QArray` kernels; ``specs`` maps each kernel's
+        path to its spec in the kernel's own axes (:func:`jaxzip.quant.layout_spec`);
+        ``mask`` (a pruned model's keep-mask, or None) names the weights that stay zero.
       calibrated: whether it reads ``batches`` (else the run draws none).
     """
 
@@ -95,7 +96,8 @@ def _rtn(
     specs: Mapping[str, jz_quant.QuantSpec],
     **options: Any,
 ) -> Any:
-    """Round to nearest: ``specs`` (path → spec in the kernel's own axes) per kernel."""
+    """Round to nearest: ``specs`` (path → spec in the kernel's own axes) per kernel (a
+    pruned weight stays zero: every grid holds 0 exactly)."""
     return jz_quant.quantize_params(params, [(re.escape(p), s) for p, s in specs.items()])
 
 
@@ -108,8 +110,10 @@ def _gptq(
     layouts: Mapping[str, Any],
     damp: float,
     act_order: bool,
+    mask: Any = None,
 ) -> Any:
-    """GPTQ (:func:`jaxzip.quant.gptq`) with ``specs``' bits, groups and grid per kernel."""
+    """GPTQ (:func:`jaxzip.quant.gptq`) with ``specs``' bits, groups and grid per kernel,
+    holding ``mask``'s pruned weights at zero."""
     rules = [
         (
             re.escape(p),
@@ -120,7 +124,7 @@ def _gptq(
         for p, s in specs.items()
     ]
     return jz_quant.gptq(
-        fwd, params, batches, rules, layouts=layouts, damp=damp, act_order=act_order
+        fwd, params, batches, rules, layouts=layouts, damp=damp, act_order=act_order, mask=mask
     )
 
 

@@ -16,7 +16,7 @@ from jaxzip import quant as jz_quant
 from jaxzip._errors import ConfigError
 from jaxzip.config import ExperimentConfig, QuantizeConfig, lookup
 from jaxzip.paths import leaves_with_paths
-from jaxzip.pipeline._stage_utils import calibration_batches, jsonable, log
+from jaxzip.pipeline._stage_utils import calibration_batches, jsonable, leaked, log
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
@@ -90,7 +90,8 @@ def table_paths(q: QuantizeConfig, params: Any, layouts: Mapping[str, Any]) -> l
 def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: ``[quantize]``'s method on the selected kernels (and ``table_bits`` on the tables).
 
-    Reads ``splits``, ``apply_fn`` and ``params`` from ``state``; returns ``books`` (the
+    Reads ``splits``, ``apply_fn``, ``params`` and (after ``prune``) ``mask`` from
+    ``state``: pruned weights stay exactly zero. Returns ``books`` (the
     params with :class:`~jaxzip.quant.QArray` leaves: what ``encode`` writes), ``params``
     (decoded from them: what ``evaluate`` scores) and a report under
     :data:`QUANTIZE_REPORT` (method, bits, calibration examples, seconds, each kernel's
@@ -122,7 +123,14 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     )
     start = time.perf_counter()
     books = quantizer.quantize(
-        fwd, params, calib, specs, layouts=layouts, damp=q.damp, act_order=q.act_order
+        fwd,
+        params,
+        calib,
+        specs,
+        layouts=layouts,
+        damp=q.damp,
+        act_order=q.act_order,
+        mask=state.mask,
     )
     if tables:
         row = jz_quant.QuantSpec(bits=q.table_bits, axes=(0,))  # one scale per row
@@ -136,6 +144,10 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     decoded = jz_quant.dequantize_params(books)
     jax.block_until_ready(decoded)
     seconds = time.perf_counter() - start
+    if state.mask is not None and leaked(decoded, state.mask):
+        raise RuntimeError(
+            f"quantize: {q.method} refilled {leaked(decoded, state.mask)} pruned weights"
+        )
     metrics = {
         "quantize_kernels": len(specs),
         "quantize_tables": len(tables),

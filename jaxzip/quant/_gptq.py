@@ -100,8 +100,12 @@ def gptq_core(
     spec: QuantSpec,
     block_size: int,
     act_order: bool,
+    keep: jax.Array | None = None,
 ) -> tuple[QArray, jax.Array, jax.Array]:
-    """GPTQ without the boundary checks; returns ``(QArray, ok, λ)`` (see ``_obs.inverse_cholesky``)."""
+    """GPTQ without the boundary checks; returns ``(QArray, ok, λ)`` (see ``_obs.inverse_cholesky``).
+
+    ``keep``: an ``(n_in, n_out)`` keep-mask whose dropped weights the result holds at zero.
+    """
     n_in, n_out = w.shape
     dt = compute_dtype(w.dtype)
     w, h = w.astype(dt), h.astype(dt)
@@ -127,6 +131,8 @@ def gptq_core(
             jnp.broadcast_to(scale, (scale.shape[0], n_out))[gidx], extra, constant_values=1
         )
         row_z = jnp.pad(jnp.broadcast_to(zero, (zero.shape[0], n_out))[gidx], extra)
+    if keep is not None:  # in the visiting order; padding rows are kept (they are zero)
+        keep = jnp.pad(keep[perm], ((0, n_pad - n_in), (0, 0)), constant_values=True)
     out = obs_loop(
         wp,
         up,
@@ -137,6 +143,7 @@ def gptq_core(
         n_real=n_in,
         grid=grid,
         pruning=None,
+        keep=keep,
     )
     inv = jnp.argsort(perm)
     values = out.values[:n_in][inv]
@@ -184,6 +191,7 @@ def gptq_quantize_matrix(
     damp: float = 0.01,
     block_size: int = 128,
     act_order: bool = False,
+    keep: ArrayLike | None = None,
 ) -> QArray:
     """Quantizes ``W (n_in, n_out)`` with GPTQ, minimizing ``‖XW − XŴ‖²`` for ``H = XᵀX``.
 
@@ -206,6 +214,11 @@ def gptq_quantize_matrix(
     rows that a :class:`QArray` can hold); the rows are still visited by
     descending ``diag H``.
 
+    With ``keep`` (a pruned model's keep-mask), the weights it drops are set to zero
+    as the loop reaches them, their error compensated like a rounding error (SparseGPT's
+    update with the mask given): the result holds exactly those zeros, and the kept
+    weights absorb the pruning error of the rows not yet reached.
+
     Runs under ``jax.jit`` (``spec``, ``block_size`` and ``act_order`` static).
 
     Args:
@@ -216,6 +229,7 @@ def gptq_quantize_matrix(
       damp: relative dampening (> 0).
       block_size: rows per lazy-update block.
       act_order: visit rows by descending ``diag H``.
+      keep: optional ``(n_in, n_out)`` bool keep-mask; the weights it drops come out 0.
 
     Returns:
       A :class:`QArray` of shape ``(n_in, n_out)``: ``axes=(1,)`` (per channel or
@@ -243,6 +257,24 @@ def gptq_quantize_matrix(
     check_obs_options(damp, block_size, what)
     if not isinstance(act_order, bool):
         raise TypeError(f"{what}: act_order must be a bool, got {act_order!r}")
-    q, ok, lam = gptq_core(w, h, damp, spec=spec, block_size=block_size, act_order=act_order)
+    keep = check_keep(keep, w.shape, what)
+    q, ok, lam = gptq_core(
+        w, h, damp, spec=spec, block_size=block_size, act_order=act_order, keep=keep
+    )
     raise_not_pd(ok, lam, what)
     return q
+
+
+def check_keep(keep: Any, shape: tuple[int, ...], what: str) -> jax.Array | None:
+    """``keep`` as a bool array of ``shape`` (None stays None); ``ValueError``/``TypeError``
+    naming ``what`` otherwise."""
+    if keep is None:
+        return None
+    keep = jnp.asarray(keep)
+    if keep.dtype != jnp.bool_:
+        raise TypeError(f"{what}: keep must be a bool mask, got dtype {keep.dtype}")
+    if keep.shape != tuple(shape):
+        raise ValueError(
+            f"{what}: keep must have the weights' shape {tuple(shape)}, got {keep.shape}"
+        )
+    return keep

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
 from jaxzip._types import Params, Where
-from jaxzip.paths import map_with_paths
-from jaxzip.quant._gptq import check_obs_options, gptq_core, raise_not_pd
+from jaxzip.paths import leaves_with_paths, map_with_paths
+from jaxzip.quant._gptq import check_keep, check_obs_options, gptq_core, raise_not_pd
 from jaxzip.quant._kernel import kernel_qarray, kernel_spec
 from jaxzip.quant._params import Rules, resolve_rules
 from jaxzip.quant._qarray import dequantize
@@ -30,6 +31,7 @@ def gptq(
     block_size: int = 128,
     act_order: bool = False,
     layouts: Mapping[str, Any] | None = None,
+    mask: Params | None = None,
 ) -> Params:
     """Quantizes a model's matmul kernels with GPTQ from calibration batches.
 
@@ -66,6 +68,11 @@ def gptq(
       block_size: rows per lazy-update block.
       act_order: quantize inputs by descending ``diag H`` (static groups).
       layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+      mask: a keep-mask tree with ``params``' structure (a pruned model's, e.g. from
+        :mod:`jaxzip.prune`): each quantized kernel holds exactly its zeros, the pruned
+        weights set to zero as GPTQ reaches them and their error spread over the rows not
+        yet quantized (:func:`gptq_quantize_matrix` with ``keep``). Pruning first and
+        quantizing with the mask keeps the model sparse; GPTQ without it refills zeros.
 
     Returns:
       ``params``' structure with a :class:`QArray` (kernel shape) at each
@@ -91,6 +98,7 @@ def gptq(
     """
     what = "gptq"
     check_obs_options(damp, block_size, what)
+    keeps = {} if mask is None else _mask_leaves(mask, params, what)
     if not isinstance(act_order, bool):
         raise TypeError(f"{what}: act_order must be a bool, got {act_order!r}")
     if isinstance(spec, QuantSpec):
@@ -119,8 +127,12 @@ def gptq(
     def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
         m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         mspec = mspecs.get(path, mspecs.get(None))
+        keep = keeps.get(path)
+        if keep is not None:
+            keep = check_keep(keep, jnp.shape(leaf), f"{what}: mask at {path!r}")
+            keep = jz_layout.to_matrix(keep, layout)
         q, ok, lam = gptq_core(
-            m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order
+            m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order, keep=keep
         )
         raise_not_pd(ok, lam, path)
         kq = kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
@@ -139,3 +151,13 @@ def gptq(
         name=what,
     )
     return map_with_paths(lambda p, x: out.get(p, x), params)
+
+
+def _mask_leaves(mask: Params, params: Params, what: str) -> dict[str, Any]:
+    """``{path: keep leaf}`` of a keep-mask tree with ``params``' structure."""
+    if jax.tree.structure(mask) != jax.tree.structure(params):
+        raise ValueError(
+            f"{what}: mask must have the params' tree structure, got "
+            f"{jax.tree.structure(mask)} for params {jax.tree.structure(params)}"
+        )
+    return dict(leaves_with_paths(mask))

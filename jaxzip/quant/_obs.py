@@ -137,6 +137,7 @@ def obs_loop(
     n_real: int,
     grid: Grid | None,
     pruning: Pruning | None,
+    keep: jax.Array | None = None,
 ) -> LoopOut:
     """Runs the blocked OBS loop over the rows of ``w`` (padded to a multiple of ``block``).
 
@@ -150,6 +151,9 @@ def obs_loop(
       n_real: the number of real rows (the rest are padding, never pruned).
       grid: the quantization grid, or None (no quantization).
       pruning: the pruning plan, or None (no pruning).
+      keep: ``(n_pad, n_out)`` a given keep-mask (with ``pruning=None``): the weights it
+        drops are set to zero as the loop reaches them and their error is spread like a
+        rounding error, so the result holds exactly those zeros.
     """
     n_pad, n_out = w.shape
     g = grid.group if grid is not None else 0
@@ -169,7 +173,9 @@ def obs_loop(
         w1 = lax.dynamic_slice(big_w, (i1, 0), (block, n_out))
         u1 = lax.dynamic_slice(u, (i1, i1), (block, block))
         d = jnp.diag(u1)
-        if pruning is not None and pruning.m == 0:
+        if keep is not None:
+            m1 = lax.dynamic_slice(keep, (i1, 0), (block, n_out))
+        elif pruning is not None and pruning.m == 0:
             scores = jnp.square(w1) / jnp.square(d)[:, None]
             real = (i1 + jnp.arange(block)) < n_real
             scores = jnp.where(real[:, None], scores, jnp.inf)

@@ -77,10 +77,77 @@ def test_a_quantize_section_adds_its_stages():
     assert "encode" not in stage_names(config_from_dict({**MLP, "codec": {"write": False}}))
 
 
-@pytest.mark.parametrize("other", ["kmeans", "prune"])
-def test_quantize_does_not_combine_with_other_weight_compression(other):
-    with pytest.raises(ConfigError, match=rf"\[quantize\] and \[{other}\] cannot be combined"):
-        config_from_dict({**MLP, other: {}})
+def test_quantize_does_not_combine_with_kmeans():
+    with pytest.raises(ConfigError, match=r"\[quantize\] and \[kmeans\] cannot be combined"):
+        config_from_dict({**MLP, "kmeans": {}})
+
+
+def _kernels(tree) -> dict:
+    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=jz.quant.is_quantized)[0]
+    return {jz.paths.keystr(kp): x for kp, x in flat if jz.paths.keystr(kp) in KERNELS}
+
+
+def test_pruned_then_gptq_holds_the_zeros_and_is_the_library_call_with_the_mask(lm_run, tmp_path):
+    """[prune] (half of each kernel, one-shot) then [quantize] GPTQ: the file's kernels are
+    zero exactly where pruning left them, as jz.quant.gptq(..., mask=) gives by hand."""
+    _, cfg, _ = lm_run
+    data = {**TINY_LM, "model": {**TINY_LM["model"], "params_from": cfg.model.params_from}}
+    data["prune"] = {"sparsity": 0.5, "allocation": "uniform", "epochs_per_round": 0}
+    run = tmp_path / "run"
+    results = run_experiment(config_from_dict(data), run, progress=False, report=False)
+    module, like = _lm_model()
+    pruned = jz.train.load_params(next((run / "stages").glob("*-prune-*")) / "params.npz", like)
+    books = jz.codec.load(run / "lm.jz")
+    for path, q in _kernels(books).items():
+        before = np.asarray(_kernels(pruned)[path])
+        after = np.asarray(jz.quant.dequantize(q))
+        assert np.mean(before == 0) >= 0.5 and np.all(after[before == 0] == 0), path
+        assert np.mean(after[before != 0] != 0) > 0.8, path  # the kept weights stay weights
+    splits = jz.data.load_splits("kjv", val_fraction=0.1, seed=0, seq_len=16, train_windows=64)
+    perm = jax.random.permutation(run_key(config_from_dict(data), "quantize/calibration"), 64)
+    idx = np.sort(np.asarray(perm)[:32])
+    batches = [jnp.asarray(splits.train.x[idx[:16]]), jnp.asarray(splits.train.x[idx[16:]])]
+    spec = jz.quant.QuantSpec(bits=4, axes=(-1,), group_size=4, symmetric=False)
+    apply_fn = jz.models.linen_apply_fn(module)
+    assert results["prune"]["rounds"][0]["sparsity"] == 0.5
+    # the mask by hand: the pruned zeros of each kernel, everything else kept
+    full = jax.tree.map(lambda x: np.ones(np.shape(x), bool), pruned)
+    for path in KERNELS:
+        node_f, node_p = full, pruned
+        *head, last = path.split("/")
+        for part in head:
+            node_f, node_p = node_f[part], node_p[part]
+        node_f[last] = np.asarray(node_p[last]) != 0
+    want = jz.quant.gptq(
+        lambda p, x: apply_fn(p, x, train=False, key=None),
+        pruned,
+        batches,
+        [(re.escape(k), spec) for k in KERNELS],
+        mask=full,
+    )
+    for path, q in _kernels(want).items():
+        got = _kernels(books)[path]
+        np.testing.assert_array_equal(np.asarray(q.values), np.asarray(got.values), path)
+    m = results["metrics"]
+    assert m["held_out_bits_per_byte"] != m["dense_held_out_bits_per_byte"]
+
+
+def test_pruned_then_rounded_to_nearest_holds_the_zeros(tmp_path):
+    """Round to nearest on an asymmetric grid keeps pruned weights at exactly zero (the zero
+    point is an integer level)."""
+    data = {**MLP, "prune": {"sparsity": 0.6, "epochs_per_round": 0}}
+    data["quantize"] = {"method": "rtn", "bits": 3}
+    run = tmp_path / "run"
+    results = run_experiment(config_from_dict(data), run, progress=False, report=False)
+    books = jz.codec.load(run / "model.jz")
+    pruned = next((run / "stages").glob("*-prune-*")) / "params.npz"
+    like = jax.tree.map(np.asarray, jz.quant.dequantize_params(books))
+    before = jz.train.load_params(pruned, like)
+    for layer in ("Dense_0", "Dense_1"):
+        w = np.asarray(before[layer]["kernel"])
+        after = np.asarray(jz.quant.dequantize(books[layer]["kernel"]))
+        assert np.all(after[w == 0] == 0) and np.mean(w == 0) > 0.3
+    assert results["metrics"]["sparsity"] == pytest.approx(0.6, abs=0.01)
 
 
 def test_gptq_run_stores_the_quantized_kernels_and_tables_it_evaluated(lm_run):

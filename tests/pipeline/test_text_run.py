@@ -298,6 +298,9 @@ def test_the_experiment_configs_load_with_their_stages():
     cfg = load_config(root / "kjv_prune.toml")
     assert stage_names(cfg)[-4:] == ("evaluate_dense", "prune", "evaluate", "encode")
     assert cfg.data.train_windows // cfg.train.batch_size * cfg.prune.epochs_per_round == 100
+    cfg = load_config(root / "kjv_prune_gptq.toml")
+    assert stage_names(cfg)[-5:] == ("evaluate_dense", "prune", "quantize", "evaluate", "encode")
+    assert (cfg.prune.method, cfg.quantize.bits, cfg.quantize.symmetric) == ("sparsegpt", 4, True)
     cfg = load_config(root / "kjv_distill.toml")
     assert stage_names(cfg) == ("data", "model", "evaluate_dense", "distill", "evaluate")
     assert cfg.data.train_windows // cfg.train.batch_size * cfg.distill.epochs == 600

@@ -26,12 +26,14 @@ def _params(x: np.ndarray, spec: QuantSpec) -> tuple[np.ndarray, np.ndarray]:
     return scale, zero
 
 
-def reference_gptq(w, h, spec, damp=0.01, act_order=False):
+def reference_gptq(w, h, spec, damp=0.01, act_order=False, keep=None):
     """Algorithm 1 of Frantar et al. (2022), one input row at a time, in float64.
 
     Returns the integer values, scales (per channel or per group) and the
     dequantized matrix. Groups: computed at each group's first row from the
     updated weights; with act_order, static groups from W before any update.
+    With ``keep``, a weight it drops is quantized as 0 (SparseGPT's joint update
+    with the mask given).
     """
     w, h = np.array(w, np.float64), np.array(h, np.float64)
     n, o = w.shape
@@ -49,6 +51,7 @@ def reference_gptq(w, h, spec, damp=0.01, act_order=False):
                 scale[j], zero[j] = _params(w[j * g : (j + 1) * g], spec)
     perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(n)
     w, h = w[perm], h[perm][:, perm]
+    keep = np.ones(w.shape, bool) if keep is None else np.asarray(keep)[perm]
     h = h + damp * np.mean(np.diag(h)) * np.eye(n)
     u = np.linalg.cholesky(np.linalg.inv(h)).T
     vals, deq = np.zeros((n, o)), np.zeros((n, o))
@@ -57,7 +60,7 @@ def reference_gptq(w, h, spec, damp=0.01, act_order=False):
             scale[i // g], zero[i // g] = _params(w[i : i + g], spec)
         row = 0 if g is None else perm[i] // g
         s, z = scale[row], zero[row]
-        v = np.clip(np.round(w[i] / s) + z, spec.qmin, spec.qmax)
+        v = np.clip(np.round(np.where(keep[i], w[i], 0.0) / s) + z, spec.qmin, spec.qmax)
         q = (v - z) * s
         err = (w[i] - q) / u[i, i]
         w[i:] -= np.outer(u[i, i:], err)
@@ -101,6 +104,24 @@ def test_matches_numpy_reference(spec, act_order, block):
     np.testing.assert_array_equal(np.asarray(q.values), vals.astype(np.int64))
     np.testing.assert_allclose(np.asarray(q.scale), scale, rtol=2e-5, atol=1e-7)
     np.testing.assert_allclose(np.asarray(dequantize(q)), deq, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(("spec", "act_order", "block"), [CASES[0], CASES[3], CASES[5]])
+def test_a_keep_mask_holds_its_zeros_and_matches_numpy(spec, act_order, block):
+    x, w = _problem(1)
+    h = x.T.astype(np.float64) @ x
+    keep = np.random.default_rng(2).random(w.shape) < 0.5
+    vals, _, deq = reference_gptq(w, h, spec, act_order=act_order, keep=keep)
+    q = gptq_quantize_matrix(
+        w, h.astype(np.float32), spec, act_order=act_order, block_size=block, keep=keep
+    )
+    np.testing.assert_array_equal(np.asarray(q.values), vals.astype(np.int64))
+    got = np.asarray(dequantize(q))
+    np.testing.assert_allclose(got, deq, rtol=2e-5, atol=2e-5)
+    assert np.all(got[~keep] == 0) and np.all(deq[~keep] == 0)
+    # the kept weights absorb the pruning error: less output error than zeroing afterwards
+    after = np.where(keep, np.asarray(dequantize(gptq_quantize_matrix(w, h, spec))), 0.0)
+    assert np.linalg.norm(x @ (w - got)) < 0.9 * np.linalg.norm(x @ (w - after))
 
 
 def test_qarray_layout_and_invariant():
@@ -196,3 +217,8 @@ def test_bad_inputs():
         gptq_quantize_matrix(w, h, QuantSpec(bits=4, rounding="stochastic"))
     with pytest.raises(TypeError, match="QuantSpec"):
         gptq_quantize_matrix(w, h, 4)
+    keep = np.ones(w.shape, bool)
+    with pytest.raises(ValueError, match=r"keep must have the weights' shape \(24, 6\), got \(6,"):
+        gptq_quantize_matrix(w, h, QuantSpec(bits=4), keep=keep.T)
+    with pytest.raises(TypeError, match="keep must be a bool mask, got dtype float32"):
+        gptq_quantize_matrix(w, h, QuantSpec(bits=4), keep=keep.astype(np.float32))

@@ -118,6 +118,36 @@ def test_bad_inputs(calls):
         gptq(model.apply, params, batches, QuantSpec(bits=4, axes=(0,)))
     with pytest.raises(ValueError, match="batches is empty"):
         gptq(model.apply, params, [], SPEC)
+    mask = jax.tree.map(lambda x: jnp.ones(x.shape, bool), params)
+    with pytest.raises(ValueError, match="gptq: mask must have the params' tree structure"):
+        gptq(model.apply, params, batches, SPEC, mask=mask["params"])
+    bad = jax.tree.map(lambda x: x.astype(jnp.float32), mask)
+    with pytest.raises(TypeError, match=r"mask at 'params/a/kernel': keep must be a bool mask"):
+        gptq(model.apply, params, batches, SPEC, mask=bad)
+
+
+def test_a_mask_keeps_each_kernels_zeros_through_the_sequential_passes(calls):
+    """Every kernel holds its pruned weights at zero, and the one a kernel sees in the later
+    passes is the pruned and quantized earlier one."""
+    model, params, batches = _setup()
+    mask = jax.tree.map(lambda x: jax.random.uniform(jax.random.key(7), x.shape) < 0.6, params)
+    q = gptq(model.apply, params, batches, SPEC, block_size=8, mask=mask)
+    p, m = params["params"], mask["params"]
+    for name in ("a", "b", "c"):
+        got = np.asarray(dequantize(q["params"][name]["kernel"]))
+        keep = np.asarray(m[name]["kernel"])
+        assert np.all(got[~keep] == 0) and np.mean(got[keep] != 0) > 0.7, name
+    # c is calibrated on the already pruned-and-quantized a and b: its Hessian is theirs
+    a, b = (dequantize(q["params"][n]["kernel"]) for n in ("a", "b"))
+    h = sum(
+        (v := jax.nn.relu(x @ a + p["a"]["bias"] + x @ b + p["b"]["bias"])).T @ v for x in batches
+    )
+    want = gptq_quantize_matrix(
+        p["c"]["kernel"], h, SPEC, block_size=8, keep=np.asarray(m["c"]["kernel"])
+    )
+    np.testing.assert_array_equal(
+        np.asarray(q["params"]["c"]["kernel"].values), np.asarray(want.values)
+    )
 
 
 def test_attention_qkv_share_a_pass(calls):
