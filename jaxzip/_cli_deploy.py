@@ -22,8 +22,9 @@ def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
         description="Export a model and its compressed weights (a .jz file) to one file holding "
         "serialized StableHLO and the still-compressed weights; jaxzip.deploy.load_exported "
         "runs it without the model's source. The model is any one a config can build: "
-        "--config FILE builds what `jaxzip run FILE` builds (its [model], sized by its "
-        "[data]); --model NAME a model of that name with its defaults.",
+        "--config FILE builds what `jaxzip run FILE` ends with (its [model], or the [distill] "
+        "student when the run distills, sized by its [data]); --model NAME a model of that "
+        "name with its defaults.",
     )
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", metavar="NAME", help="a model name of the config's [model]")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,6 +148,14 @@ def publish(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> N
     """
     os.replace(source, target)
     _fsync_dir(Path(target).parent)
+
+
+def discard_stdout() -> None:
+    """Points file descriptor 1 at the null device: after its reader went away (a broken
+    pipe), so that the interpreter's flush of stdout at exit reports nothing."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

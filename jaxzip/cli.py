@@ -31,6 +31,8 @@ EXIT_USAGE = 2
 """Exit status for bad user input (as argparse uses for usage errors)."""
 EXIT_INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT)."""
+EXIT_BROKEN_PIPE = 141
+"""Exit status when the reader of stdout went away, as a shell reports it (128 + SIGPIPE)."""
 
 _DESCRIPTION = """\
 jaxzip makes neural networks small: pruning, quantization, distillation and
@@ -193,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name; ``None`` reads ``sys.argv[1:]``.
 
     Returns:
-      0 on success, 2 for bad input (usage, config, data), 130 after Ctrl-C.
+      0 on success, 2 for bad input (usage, config, data), 130 after Ctrl-C, 141 when
+      the reader of stdout went away (``jaxzip inspect FILE | head``), silently.
 
     Example:
       >>> main(["run", "--set", "train.epochs=zero"])  # prints one line on stderr
@@ -216,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxzip: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `jaxzip inspect ... | head`: the reader has what it wanted
+        from jaxzip._io import discard_stdout
+
+        discard_stdout()  # so the flush at exit stays quiet too
+        return EXIT_BROKEN_PIPE
     except (JaxzipError, ValueError, TypeError, OSError) as err:
         if args.traceback:
             traceback.print_exc()

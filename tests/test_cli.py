@@ -123,6 +123,28 @@ def test_traceback_flag_shows_the_traceback(capsys):
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("jaxzip: error:")
 
 
+def test_a_reader_that_stops_early_gets_no_error(tmp_path):
+    """`jaxzip inspect FILE | head -1`: when head exits, the rest of the report meets a closed
+    pipe; jaxzip stops quietly (exit 141, as a shell reports SIGPIPE), no error line."""
+    params = {f"layer_{i:04d}": {"w": np.full((2,), i, np.float32)} for i in range(3000)}
+    path = tmp_path / "many.jz"
+    jz.codec.save(path, params)  # its report: ~3,000 lines, far more than a pipe buffer
+    read, write = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxzip", "inspect", str(path)],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        first = reader.readline()  # then the reader goes away, as head does
+    _, err = proc.communicate(timeout=120)
+    assert first.split()[0] == b"path"
+    assert proc.returncode == 141, err.decode()
+    assert err == b""
+
+
 def test_end_to_end_subprocess(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}

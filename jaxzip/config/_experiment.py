@@ -344,7 +344,7 @@ class ExperimentConfig(Section):
             )
         self._check_data_fits_model()
         if self.quantize is not None:
-            self._check_quantize_alone()
+            self._check_quantize_beside_kmeans()
         if self.train.epochs == 0 and not self.model.params_from:
             raise HintedFieldError(
                 "train.epochs",
@@ -353,7 +353,7 @@ class ExperimentConfig(Section):
                 "0 skips training and is allowed only with model.params_from set",
             )
 
-    def _check_quantize_alone(self) -> None:
+    def _check_quantize_beside_kmeans(self) -> None:
         """``[quantize]`` does not combine with ``[kmeans]`` (``[prune]`` first is fine: the
         quantizers hold the pruned weights at zero)."""
         if self.kmeans is not None:

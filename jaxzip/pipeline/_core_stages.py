@@ -22,6 +22,7 @@ from jaxzip.config import (
     make_module,
     make_train_tx,
     run_key,
+    stage_names,
 )
 from jaxzip.pipeline._stage_utils import MAX_LOSS_GROWTH, divergence_hint, jsonable, with_hint
 from jaxzip.pipeline._state import RunState
@@ -107,11 +108,12 @@ def config_module(cfg: ExperimentConfig, splits: jz_data.Splits) -> Any:
 
 
 def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any, np.ndarray]:
-    """The model ``jaxzip run`` builds for ``cfg``, and one example input of its data.
+    """The model ``jaxzip run`` ends with for ``cfg``, and one example input of its data.
 
-    Loads the ``[data]`` splits (as the ``data`` stage does) for what the model's
-    shape depends on: the number of classes, a transformer's vocabulary and
-    context.
+    That is ``[model]``, or the ``[distill]`` student when the run distills (the student
+    replaces the model for the later stages). Loads the ``[data]`` splits (as the ``data``
+    stage does) for what the model's shape depends on: the number of classes, a
+    transformer's vocabulary and context.
 
     Returns:
       ``(module, x)``: the linen module and the first training example with a
@@ -130,6 +132,9 @@ def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any,
 
     updates, _ = load_data(cfg, RunState(out_dir=Path("."), progress=progress))
     splits = updates["splits"]
+    if cfg.distill is not None and "distill" in stage_names(cfg):
+        arch = config_arch(cfg.distill, seq_len_of(splits))
+        return make_module(arch, splits.train.num_classes), splits.train.x[:1]
     return config_module(cfg, splits), splits.train.x[:1]
 
 

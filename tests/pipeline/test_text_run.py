@@ -17,6 +17,7 @@ import pytest
 
 import jaxzip as jz
 from jaxzip import ConfigError, DataError
+from jaxzip.cli import main
 from jaxzip.config import ExperimentConfig, config_from_dict, load_config, run_key, stage_names
 from jaxzip.pipeline import RunState, run_experiment
 from jaxzip.pipeline._core_stages import load_data
@@ -141,7 +142,7 @@ def test_a_transformer_student_distills_on_token_windows(kjv_run, tmp_path):
     """[distill] with a transformer student on text: trained on the teacher's per-token
     distributions over the same windows, scored in bits per byte, exported, restored."""
     out, _, _ = kjv_run
-    data = {k: dict(v) for k, v in TINY.items() if k != "codec"}
+    data = {k: dict(v) for k, v in TINY.items()}
     data["model"]["params_from"] = str(out / "params.npz")
     data["train"]["epochs"] = 0
     student = {"model": "transformer", "num_layers": 1, "d_model": 4, "num_heads": 2}
@@ -159,6 +160,13 @@ def test_a_transformer_student_distills_on_token_windows(kjv_run, tmp_path):
     assert m["val_bits_per_byte"] == pytest.approx(r["bits_per_token"], rel=1e-5)
     assert m["student_param_count"] == jz.models.param_count(params) < m["teacher_param_count"]
     assert m["export_max_abs_diff"] < 1e-4  # the exported file runs the student
+    # `jaxzip export --config` builds what the run ends with: the student
+    argv = ["export", "--config", str(run / "config.toml"), "--weights", str(run / "lm.jz")]
+    assert main([*argv, "--out", str(tmp_path / "cli.jzx")]) == 0
+    x = np.asarray(splits.val.x[:1])
+    want = jz.models.linen_apply_fn(module)(params, x, train=False, key=None)
+    got = jz.deploy.load_exported(tmp_path / "cli.jzx")(x)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
     # the teacher's distributions shape the student: trained on the labels alone, it differs
     labels = config_from_dict({**data, "distill": {**data["distill"], "alpha": 0.0}})
     alone = run_experiment(labels, tmp_path / "labels", progress=False, report=False)
