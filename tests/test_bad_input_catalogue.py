@@ -524,6 +524,10 @@ CASES: list[Case] = [
          ("strategy", "jaxzip.auto.Greedy() or jaxzip.auto.Optuna()", "got 'sa'")),
         ("stage-order", 'cfg({"experiment": {"stages": ["data", "kmeans", "model"]}, "kmeans": {}})', CE,
          ("experiment.stages", "'kmeans' at position 2 needs 'params'", "add 'model' before it")),
+        ("stage-after-coding", 'cfg({"experiment": {"stages": ["data", "model", "quantize", '
+         '"prune", "evaluate"]}, "prune": {}, "quantize": {"method": "rtn"}})', CE,
+         ("experiment.stages", "'prune' at position 4 would change the params after 'quantize'",
+          "list 'prune' before 'quantize'")),
         ("family-widths", "jz.auto.MLPFamily(widths=(0,))", VE,
          ("MLPFamily: widths", "positive ints", "got (0,)")),
         ("confirm-n-small",

@@ -122,7 +122,8 @@ def check_stages(cfg: Any) -> None:
     Checks, in list order: no name twice; each stage's section present
     (``[prune]`` for ``prune``; ``[codec]``, ``[kmeans]`` or ``[quantize]`` for ``encode``, and
     not with ``codec.write = false``); each key a stage needs provided by an
-    earlier stage. Positions in messages count from 1.
+    earlier stage; no stage changing the params after one coded them (``books``: the file
+    would not hold the model that is evaluated). Positions in messages count from 1.
 
     Raises:
       StageError: a ``ConfigError`` whose message names the stage and its position.
@@ -137,10 +138,19 @@ def check_stages(cfg: Any) -> None:
     names = cfg.experiment.stages
     given = list(names)
     provided: set[str] = set()
+    coder = None  # (position, name) of the stage that made the coded weights
     for pos, name in enumerate(names, start=1):
         spec = STAGE_SPECS[name]
         if name in names[: pos - 1]:
             raise StageError(f"{name!r} at position {pos} is listed twice", given)
+        if coder is not None and "params" in spec.provides and "books" not in spec.provides:
+            raise StageError(
+                f"{name!r} at position {pos} would change the params after {coder[1]!r} at "
+                f"position {coder[0]} coded them (list {name!r} before {coder[1]!r})",
+                given,
+            )
+        if "books" in spec.provides:
+            coder = (pos, name)
         if spec.sections and all(getattr(cfg, s) is None for s in spec.sections):
             wanted = " or ".join(f"[{s}]" for s in spec.sections)
             raise StageError(

@@ -62,6 +62,12 @@ def test_kmeans_before_model_names_the_stage_position_and_fix(write_config):
         (["data", "model", "encode"], {}, "needs [codec] or [kmeans]"),
         (["data", "model", "encode"], {"codec": CodecConfig(write=False)}, "codec.write is false"),
         (["data", "evaluate"], {}, "'evaluate' at position 2 needs 'params'"),
+        (
+            ["data", "model", "kmeans", "train"],
+            {"kmeans": KMeansConfig()},
+            "'train' at position 4 would change the params after 'kmeans' at position 3 coded "
+            "them (list 'train' before 'kmeans')",
+        ),
     ],
 )
 def test_order_and_section_errors(stages, sections, needle):
