@@ -125,6 +125,7 @@ def test_pruned_then_gptq_holds_the_zeros_and_is_the_library_call_with_the_mask(
         [(re.escape(k), spec) for k in KERNELS],
         mask=full,
     )
+    assert sorted(_kernels(want)) == KERNELS == sorted(_kernels(books))
     for path, q in _kernels(want).items():
         got = _kernels(books)[path]
         np.testing.assert_array_equal(np.asarray(q.values), np.asarray(got.values), path)
