@@ -372,7 +372,9 @@ class QuantizeConfig(Section):
     With ``table_bits``, the leaves ``tables`` selects that no matmul consumes (embedding
     tables) are rounded to that many bits with one scale per row. The quantized tree is what
     ``encode`` writes (bit-packed, :mod:`jaxzip.codec`) and ``export`` runs; ``evaluate``
-    reports the model it decodes to.
+    reports the model it decodes to. After ``[prune]`` the pruned weights stay exactly zero
+    (GPTQ sets each to zero as it reaches it and spreads that error over the inputs not yet
+    quantized); ``[kmeans]`` and ``[quantize]`` do not combine.
 
     Example:
       >>> QuantizeConfig(bits=3, group_size=64).method
