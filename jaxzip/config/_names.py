@@ -142,11 +142,6 @@ class Pruner:
     oneshot: Callable[..., Any] | None
 
 
-def _sparsegpt(fwd: Callable[..., Any], params: Any, batches: Any, **options: Any) -> Any:
-    """SparseGPT (:func:`jaxzip.prune.sparsegpt`): the mask and the reconstructed weights."""
-    return jz_prune.sparsegpt(fwd, params, batches, **options)
-
-
 def _wanda(fwd: Callable[..., Any], params: Any, batches: Any, **options: Any) -> Any:
     """Wanda (:func:`jaxzip.prune.wanda`): the mask, and the weights it keeps unchanged."""
     mask = jz_prune.wanda(fwd, params, batches, **options)
@@ -186,7 +181,7 @@ NAMES: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "pruner": MappingProxyType(
             {
                 "magnitude": Pruner(None),
-                "sparsegpt": Pruner(_sparsegpt),
+                "sparsegpt": Pruner(jz_prune.sparsegpt),  # reconstructs the kept weights
                 "wanda": Pruner(_wanda),
             }
         ),

@@ -107,6 +107,18 @@ def config_module(cfg: ExperimentConfig, splits: jz_data.Splits) -> Any:
     return make_module(config_arch(cfg.model, seq_len_of(splits)), splits.train.num_classes)
 
 
+def student_arch(cfg: ExperimentConfig, splits: jz_data.Splits) -> dict[str, Any]:
+    """The ``arch`` of the ``[distill]`` student for the data of ``splits`` (a transformer's
+    context is their windows' length).
+
+    Raises:
+      ValueError: the config has no ``[distill]`` section.
+    """
+    if cfg.distill is None:
+        raise ValueError("distill_stage: the config has no [distill] section")
+    return config_arch(cfg.distill, seq_len_of(splits))
+
+
 def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any, np.ndarray]:
     """The model ``jaxzip run`` ends with for ``cfg``, and one example input of its data.
 
@@ -132,9 +144,9 @@ def config_model(cfg: ExperimentConfig, *, progress: bool = False) -> tuple[Any,
 
     updates, _ = load_data(cfg, RunState(out_dir=Path("."), progress=progress))
     splits = updates["splits"]
-    if cfg.distill is not None and "distill" in stage_names(cfg):
-        arch = config_arch(cfg.distill, seq_len_of(splits))
-        return make_module(arch, splits.train.num_classes), splits.train.x[:1]
+    if "distill" in stage_names(cfg):
+        module = make_module(student_arch(cfg, splits), splits.train.num_classes)
+        return module, splits.train.x[:1]
     return config_module(cfg, splits), splits.train.x[:1]
 
 

@@ -10,12 +10,11 @@ from jaxzip import train as jz_train
 from jaxzip.config import (
     ExperimentConfig,
     augment_of,
-    config_arch,
     make_module,
     make_train_tx,
     run_key,
 )
-from jaxzip.pipeline._core_stages import init_checked, seq_len_of
+from jaxzip.pipeline._core_stages import init_checked, student_arch
 from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs, val_figures
 from jaxzip.pipeline._state import RunState
 
@@ -25,15 +24,9 @@ DISTILL_REPORT = "distill_report"
 """Context key of the distill stage's report (``results["distill"]``)."""
 
 
-def _student_arch(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
-    if cfg.distill is None:
-        raise ValueError("distill_stage: the config has no [distill] section")
-    return config_arch(cfg.distill, seq_len_of(state.splits))
-
-
 def distill_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
     """The student's ``apply_fn`` (what a restored cache cannot store), from ``[distill]``."""
-    module = make_module(_student_arch(cfg, state), state.splits.train.num_classes)
+    module = make_module(student_arch(cfg, state.splits), state.splits.train.num_classes)
     return {"apply_fn": jz_models.linen_apply_fn(module)}
 
 
@@ -51,7 +44,7 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
       ValueError: the config has no ``[distill]`` section.
     """
     d, t, splits = cfg.distill, cfg.train, state.splits
-    arch = _student_arch(cfg, state)
+    arch = student_arch(cfg, state.splits)
     module = make_module(arch, splits.train.num_classes)
     student_apply = jz_models.linen_apply_fn(module)
     teacher_apply, teacher_params = state.apply_fn, state.params

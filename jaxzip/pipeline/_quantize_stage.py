@@ -144,10 +144,9 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     decoded = jz_quant.dequantize_params(books)
     jax.block_until_ready(decoded)
     seconds = time.perf_counter() - start
-    if state.mask is not None and leaked(decoded, state.mask):
-        raise RuntimeError(
-            f"quantize: {q.method} refilled {leaked(decoded, state.mask)} pruned weights"
-        )
+    refilled = 0 if state.mask is None else leaked(decoded, state.mask)
+    if refilled:
+        raise RuntimeError(f"quantize: {q.method} refilled {refilled} pruned weights")
     metrics = {
         "quantize_kernels": len(specs),
         "quantize_tables": len(tables),

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxzip._types import Mask, Params
-from jaxzip.prune._checks import check_mask
+from jaxzip.paths._trees import check_mask
 from jaxzip.prune._masks import apply_mask
 
 

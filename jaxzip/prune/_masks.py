@@ -12,6 +12,7 @@ from jax.typing import ArrayLike
 from jaxzip._finite import check_finite
 from jaxzip._types import Mask, Params, PyTree, Where
 from jaxzip.paths import leaves_with_paths, min_ndim, select
+from jaxzip.paths._trees import check_mask
 from jaxzip.prune._allocation import (
     ERK,
     Allocation,
@@ -21,7 +22,7 @@ from jaxzip.prune._allocation import (
     erk_sparsities,
     explicit_sparsities,
 )
-from jaxzip.prune._checks import check_float, check_mask, check_sparsity, is_concrete
+from jaxzip.prune._checks import check_float, check_sparsity, is_concrete
 from jaxzip.prune._scores import magnitude_scores
 from jaxzip.prune._structures import Block, Channel, NByM, Structure, Unstructured, num_groups
 from jaxzip.prune._topk import keep_masks, num_pruned

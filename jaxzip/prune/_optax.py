@@ -18,8 +18,8 @@ import optax
 from jax import lax
 
 from jaxzip._types import Mask, Params, PyTree, Where
+from jaxzip.paths._trees import check_mask, first_structure_difference
 from jaxzip.prune._allocation import Allocation, Explicit
-from jaxzip.prune._checks import check_mask, first_structure_difference
 from jaxzip.prune._masks import KERNELS, UNIFORM, UNSTRUCTURED, make_mask
 from jaxzip.prune._scores import magnitude_scores
 from jaxzip.prune._structures import NByM, Structure

@@ -11,7 +11,8 @@ from jax.typing import ArrayLike
 
 from jaxzip._types import Mask, Params, Where
 from jaxzip.paths import select
-from jaxzip.prune._checks import check_mask, check_sparsity, first_structure_difference
+from jaxzip.paths._trees import check_mask, first_structure_difference
+from jaxzip.prune._checks import check_sparsity
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

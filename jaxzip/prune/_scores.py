@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jaxzip._keys import check_key
 from jaxzip._types import Params, PyTree
-from jaxzip.prune._checks import first_structure_difference
+from jaxzip.paths._trees import first_structure_difference
 
 
 def magnitude_scores(params: Params) -> PyTree:

@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxzip._types import Mask, Params, Where
 from jaxzip.paths import leaves_with_paths, select
-from jaxzip.prune._checks import check_mask
+from jaxzip.paths._trees import check_mask
 
 
 def nonzero_mask(params: Params) -> Mask:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
 from jaxzip._types import Params, Where
 from jaxzip.paths import leaves_with_paths, map_with_paths
-from jaxzip.quant._gptq import check_keep, check_obs_options, gptq_core, raise_not_pd
+from jaxzip.paths._trees import check_mask
+from jaxzip.quant._gptq import check_obs_options, gptq_core, raise_not_pd
 from jaxzip.quant._kernel import kernel_qarray, kernel_spec
 from jaxzip.quant._params import Rules, resolve_rules
 from jaxzip.quant._qarray import dequantize
@@ -98,7 +98,9 @@ def gptq(
     """
     what = "gptq"
     check_obs_options(damp, block_size, what)
-    keeps = {} if mask is None else _mask_leaves(mask, params, what)
+    if mask is not None:
+        check_mask(params, mask, f"{what}: mask")
+    keeps = {} if mask is None else dict(leaves_with_paths(mask))
     if not isinstance(act_order, bool):
         raise TypeError(f"{what}: act_order must be a bool, got {act_order!r}")
     if isinstance(spec, QuantSpec):
@@ -129,8 +131,7 @@ def gptq(
         mspec = mspecs.get(path, mspecs.get(None))
         keep = keeps.get(path)
         if keep is not None:
-            keep = check_keep(keep, jnp.shape(leaf), f"{what}: mask at {path!r}")
-            keep = jz_layout.to_matrix(keep, layout)
+            keep = jz_layout.to_matrix(jnp.asarray(keep), layout)
         q, ok, lam = gptq_core(
             m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order, keep=keep
         )
@@ -151,13 +152,3 @@ def gptq(
         name=what,
     )
     return map_with_paths(lambda p, x: out.get(p, x), params)
-
-
-def _mask_leaves(mask: Params, params: Params, what: str) -> dict[str, Any]:
-    """``{path: keep leaf}`` of a keep-mask tree with ``params``' structure."""
-    if jax.tree.structure(mask) != jax.tree.structure(params):
-        raise ValueError(
-            f"{what}: mask must have the params' tree structure, got "
-            f"{jax.tree.structure(mask)} for params {jax.tree.structure(params)}"
-        )
-    return dict(leaves_with_paths(mask))

@@ -51,7 +51,7 @@ def test_without_a_distill_section():
     with pytest.raises(ValueError, match=r"no \[distill\] section"):
         distill_stage(ExperimentConfig(), RunState(out_dir=Path("o"), params={}))
     with pytest.raises(ValueError, match=r"no \[distill\] section"):
-        distill_rebuild(ExperimentConfig(), {})
+        distill_rebuild(ExperimentConfig(), RunState(out_dir=Path("o")))
 
 
 def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, spy):

@@ -119,11 +119,27 @@ def test_bad_inputs(calls):
     with pytest.raises(ValueError, match="batches is empty"):
         gptq(model.apply, params, [], SPEC)
     mask = jax.tree.map(lambda x: jnp.ones(x.shape, bool), params)
-    with pytest.raises(ValueError, match="gptq: mask must have the params' tree structure"):
+    passes = len(calls)
+    with pytest.raises(
+        ValueError,
+        match=r"gptq: mask: expected the params' structure and shapes; path 'params/a/bias'",
+    ):
         gptq(model.apply, params, batches, SPEC, mask=mask["params"])
     bad = jax.tree.map(lambda x: x.astype(jnp.float32), mask)
-    with pytest.raises(TypeError, match=r"mask at 'params/a/kernel': keep must be a bool mask"):
+    with pytest.raises(
+        ValueError,
+        match=r"gptq: mask: expected bool leaves, got dtype float32 at path 'params/a/bias'",
+    ):
         gptq(model.apply, params, batches, SPEC, mask=bad)
+    with pytest.raises(
+        ValueError, match=r"at path 'params/a/kernel': shape \(8, 16\) vs \(16, 8\)"
+    ):
+        transposed = {
+            **mask["params"],
+            "a": {**mask["params"]["a"], "kernel": jnp.ones((16, 8), bool)},
+        }
+        gptq(model.apply, params, batches, SPEC, mask={"params": transposed})
+    assert len(calls) == passes  # each refused before any calibration pass
 
 
 def test_a_mask_keeps_each_kernels_zeros_through_the_sequential_passes(calls):
