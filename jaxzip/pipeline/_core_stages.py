@@ -6,6 +6,7 @@ Each is ``(cfg, state) -> (updates, metrics)`` (see :class:`jaxzip.pipeline.Stag
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -24,10 +25,12 @@ from jaxzip.config import (
     run_key,
     stage_names,
 )
+from jaxzip.models import ApplyFn
 from jaxzip.pipeline._stage_utils import MAX_LOSS_GROWTH, divergence_hint, jsonable, with_hint
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
+    "arch_apply_fn",
     "build_model",
     "config_model",
     "config_module",
@@ -107,6 +110,12 @@ def config_module(cfg: ExperimentConfig, splits: jz_data.Splits) -> Any:
     return make_module(config_arch(cfg.model, seq_len_of(splits)), splits.train.num_classes)
 
 
+def arch_apply_fn(arch: Mapping[str, Any], splits: jz_data.Splits) -> ApplyFn:
+    """The apply function of the model ``arch`` describes, for the data of ``splits`` (its
+    classes or vocabulary): how the runner rebuilds ``apply_fn`` from a restored ``arch``."""
+    return jz_models.linen_apply_fn(make_module(arch, splits.train.num_classes))
+
+
 def student_arch(cfg: ExperimentConfig, splits: jz_data.Splits) -> dict[str, Any]:
     """The ``arch`` of the ``[distill]`` student for the data of ``splits`` (a transformer's
     context is their windows' length).
@@ -173,7 +182,7 @@ def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
             raise ConfigError(
                 f"model.params_from: cannot use {m.params_from!r}{where} as {m.name!r} params: {e}"
             ) from e
-    updates = {"apply_fn": jz_models.linen_apply_fn(module), "params": params, "arch": arch}
+    updates = {"apply_fn": arch_apply_fn(arch, splits), "params": params, "arch": arch}
     return updates, {"param_count": jz_models.param_count(params)}
 
 

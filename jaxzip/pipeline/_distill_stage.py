@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from jaxzip import distill as jz_distill
 from jaxzip import models as jz_models
 from jaxzip import train as jz_train
@@ -14,20 +12,14 @@ from jaxzip.config import (
     make_train_tx,
     run_key,
 )
-from jaxzip.pipeline._core_stages import init_checked, student_arch
+from jaxzip.pipeline._core_stages import arch_apply_fn, init_checked, student_arch
 from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs, val_figures
 from jaxzip.pipeline._state import RunState
 
-__all__ = ["DISTILL_REPORT", "distill_rebuild", "distill_stage"]
+__all__ = ["DISTILL_REPORT", "distill_stage"]
 
 DISTILL_REPORT = "distill_report"
 """Context key of the distill stage's report (``results["distill"]``)."""
-
-
-def distill_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
-    """The student's ``apply_fn`` (what a restored cache cannot store), from ``[distill]``."""
-    module = make_module(student_arch(cfg, state.splits), state.splits.train.num_classes)
-    return {"apply_fn": jz_models.linen_apply_fn(module)}
 
 
 def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
@@ -46,7 +38,7 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     d, t, splits = cfg.distill, cfg.train, state.splits
     arch = student_arch(cfg, state.splits)
     module = make_module(arch, splits.train.num_classes)
-    student_apply = jz_models.linen_apply_fn(module)
+    student_apply = arch_apply_fn(arch, splits)
     teacher_apply, teacher_params = state.apply_fn, state.params
     key, x = run_key(cfg, "distill/init"), splits.train.x[:1]
     sizes = "d_model/distill.num_layers" if d.model == "transformer" else "widths"

@@ -39,6 +39,7 @@ from jaxzip.pipeline._cache import (
     store_outputs,
 )
 from jaxzip.pipeline._codec_stage import CODEC_REPORT, KMEANS_REPORT
+from jaxzip.pipeline._core_stages import arch_apply_fn
 from jaxzip.pipeline._distill_stage import DISTILL_REPORT
 from jaxzip.pipeline._export_stage import EXPORT_REPORT
 from jaxzip.pipeline._prune_stage import PRUNE_REPORT
@@ -129,8 +130,8 @@ class _Cache:
             return None
         try:
             updates, metrics = restore_outputs(d, manifest, self.files)
-            if stage.rebuild is not None:
-                updates.update(stage.rebuild(self.cfg, state.updated(updates)))
+            if "arch" in updates and "apply_fn" in stage.provides:  # stored as its arch
+                updates["apply_fn"] = arch_apply_fn(updates["arch"], state.splits)
             state.updated(updates)  # only RunState fields (a tampered manifest is refused)
         except (OSError, ValueError, KeyError, TypeError) as e:
             log(f"stage {stage.name!r}: cannot restore {d} ({e}); running it again")
@@ -145,7 +146,7 @@ class _Cache:
         for old in (self.out / CACHE_DIR).glob(f"{index:02d}-*"):
             if old != d:  # an earlier run's outputs for this position
                 remove_entry(old)
-        skip = tuple(k for k, v in updates.items() if callable(v)) if stage.rebuild else ()
+        skip = ("apply_fn",) if "arch" in updates else ()  # rebuilt from the arch on restore
         files = stage.files(self.cfg) if stage.files is not None else ()
         ok = store_outputs(
             d,

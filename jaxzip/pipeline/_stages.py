@@ -2,9 +2,9 @@
 
 A stage is a function ``(cfg, state) -> (updates, metrics)`` over the typed
 :class:`RunState` plus what the runner needs to check and cache it: the
-fields it needs and provides, a
+fields it needs and provides, and a
 ``depends(cfg)`` description of the config parts its outputs depend on (its
-cache key), and how to rebuild what cannot be stored (an ``apply_fn``).
+cache key).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from jaxzip import models as jz_models
 from jaxzip import quant as jz_quant
 from jaxzip.config import STAGE_SPECS, ExperimentConfig, config_to_dict, stage_names
 from jaxzip.paths import min_ndim
@@ -21,13 +20,12 @@ from jaxzip.pipeline._cache import file_digest
 from jaxzip.pipeline._codec_stage import codec_of, encode_stage, kmeans_stage
 from jaxzip.pipeline._core_stages import (
     build_model,
-    config_module,
     evaluate_splits,
     evaluate_stage,
     load_data,
     train_stage,
 )
-from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
+from jaxzip.pipeline._distill_stage import distill_stage
 from jaxzip.pipeline._export_stage import export_files, export_stage
 from jaxzip.pipeline._prune_stage import evaluate_dense, prune_stage
 from jaxzip.pipeline._quantize_stage import quantize_stage
@@ -53,10 +51,9 @@ class Stage:
       depends: ``cfg -> JSON-able`` description of every config part its outputs
         depend on; ``None`` makes the stage (and every later one) uncached.
       cache: store and restore its outputs (``False``: always run, but still
-        part of the key chain).
-      rebuild: ``(cfg, state) -> updates`` recreating, on restore, the updates
-        that cannot be stored (functions); a stage returning a function without
-        one is not cached.
+        part of the key chain). A function cannot be stored: an ``apply_fn`` is
+        stored as the ``arch`` the stage returns with it and rebuilt from it on
+        restore; a stage returning a function without an ``arch`` is not cached.
       files: ``cfg -> names`` of the files it writes to the output directory
         (cached with it, and removed at the start of a run).
     """
@@ -67,7 +64,6 @@ class Stage:
     provides: tuple[str, ...] = ()
     depends: Callable[[ExperimentConfig], Any] | None = None
     cache: bool = True
-    rebuild: Callable[[ExperimentConfig, RunState], dict[str, Any]] | None = None
     files: Callable[[ExperimentConfig], tuple[str, ...]] | None = None
 
 
@@ -102,10 +98,6 @@ def _encode_files(cfg: ExperimentConfig) -> tuple[str, ...]:
     return () if c is None else (c.file,)
 
 
-def _model_rebuild(cfg: ExperimentConfig, state: RunState) -> dict[str, Any]:
-    return {"apply_fn": jz_models.linen_apply_fn(config_module(cfg, state.splits))}
-
-
 def evaluate_int8(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], dict[str, Any]]:
     """Stage ``evaluate_int8``: the current model's ``int8_*`` val/test metrics with int8 kernels.
 
@@ -123,13 +115,9 @@ def evaluate_int8(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any
 
 _STAGES: dict[str, dict[str, Any]] = {
     "data": {"run": load_data, "depends": _depends_on("data"), "cache": False},
-    "model": {"run": build_model, "depends": _model_depends, "rebuild": _model_rebuild},
+    "model": {"run": build_model, "depends": _model_depends},
     "train": {"run": train_stage, "depends": _depends_on("train")},
-    "distill": {
-        "run": distill_stage,
-        "depends": _depends_on("distill", "train"),
-        "rebuild": distill_rebuild,
-    },
+    "distill": {"run": distill_stage, "depends": _depends_on("distill", "train")},
     "evaluate_dense": {"run": evaluate_dense, "depends": _evaluate_depends},
     "prune": {"run": prune_stage, "depends": _depends_on("prune", "train")},
     "kmeans": {"run": kmeans_stage, "depends": _depends_on("kmeans", "train")},

@@ -11,7 +11,8 @@ import pytest
 import jaxzip as jz
 from jaxzip.config import ExperimentConfig
 from jaxzip.pipeline import RunState
-from jaxzip.pipeline._distill_stage import distill_rebuild, distill_stage
+from jaxzip.pipeline._core_stages import arch_apply_fn
+from jaxzip.pipeline._distill_stage import distill_stage
 
 
 def test_student_replaces_the_teacher(full_run):
@@ -35,9 +36,9 @@ def test_student_replaces_the_teacher(full_run):
 
 
 def test_rebuilt_apply_fn_runs_the_restored_params(full_run):
-    out, cfg, results = full_run
+    out, _, results = full_run
     splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
-    apply_fn = distill_rebuild(cfg, RunState(out_dir=Path("o"), splits=splits))["apply_fn"]
+    apply_fn = arch_apply_fn(results["distill"]["student"], splits)  # as on restore
     like = {
         "Dense_0": {"kernel": jnp.zeros((64, 8)), "bias": jnp.zeros(8)},
         "Dense_1": {"kernel": jnp.zeros((8, 10)), "bias": jnp.zeros(10)},
@@ -50,8 +51,6 @@ def test_rebuilt_apply_fn_runs_the_restored_params(full_run):
 def test_without_a_distill_section():
     with pytest.raises(ValueError, match=r"no \[distill\] section"):
         distill_stage(ExperimentConfig(), RunState(out_dir=Path("o"), params={}))
-    with pytest.raises(ValueError, match=r"no \[distill\] section"):
-        distill_rebuild(ExperimentConfig(), RunState(out_dir=Path("o")))
 
 
 def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, spy):

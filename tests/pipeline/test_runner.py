@@ -260,3 +260,47 @@ def test_custom_stage_order_is_checked(tmp_path):
         run_experiment(ExperimentConfig(), tmp_path, stages=[sneaky], report=False)
     with pytest.raises(TypeError, match="use_cache"):
         run_experiment(ExperimentConfig(), tmp_path, stages=[], use_cache=1)
+
+
+def test_a_model_function_is_stored_as_its_arch_and_one_without_an_arch_is_not_cached(tmp_path):
+    from jaxzip.config import make_module, model_arch
+
+    calls: list[str] = []
+    arch = model_arch("mlp", [4], 0.0, 0.0)
+    splits = jz.data.load_splits("digits", val_fraction=0.1, seed=0, progress=False)
+    x = splits.train.x[:2]
+    params = jz.models.init_params(make_module(arch, 10), jax.random.key(0), x)
+
+    def data(cfg, state):
+        return {"splits": splits}, {}
+
+    def model(cfg, state):  # the arch beside the function: restorable
+        calls.append("model")
+        return {"apply_fn": jz.models.linen_apply_fn(make_module(arch, 10)), "arch": arch}, {}
+
+    def plain(cfg, state):  # a function without an arch: not stored, so it reruns
+        calls.append("plain")
+        return {"apply_fn": state.apply_fn}, {}
+
+    def use(cfg, state):  # uncached: runs the function the state holds every time
+        calls.append("use")
+        return {}, {"out": np.asarray(state.apply_fn(params, x, train=False, key=None)).tolist()}
+
+    stages = [
+        Stage("data", data, provides=("splits",), depends=lambda cfg: {}, cache=False),
+        Stage("model", model, provides=("apply_fn", "arch"), depends=lambda cfg: {}),
+        Stage("plain", plain, provides=("apply_fn",), depends=lambda cfg: {}),
+        Stage("use", use, needs=("apply_fn",), depends=lambda cfg: {}, cache=False),
+    ]
+
+    def run():
+        calls.clear()
+        return run_experiment(
+            ExperimentConfig(), tmp_path, progress=False, report=False, stages=stages
+        )
+
+    first = run()
+    assert calls == ["model", "plain", "use"]
+    second = run()
+    assert calls == ["plain", "use"] and second["cached"] == ["model"]
+    assert second["metrics"]["out"] == first["metrics"]["out"]  # the rebuilt model's logits
