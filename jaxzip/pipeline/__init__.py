@@ -13,8 +13,8 @@ a list whose stage needs what no earlier stage provides (``kmeans`` before
 section (``prune`` without ``[prune]``) is a ``ConfigError`` naming the stage
 and its position.
 
-Stage cache: each stage's outputs (params and masks as ``.npz``, codebooks as
-``.jz``, reports and metrics as JSON, copies of the files it wrote) are kept in
+Stage cache: each stage's outputs (params, masks and codebooks as ``.jz``,
+reports and metrics as JSON, copies of the files it wrote) are kept in
 ``out_dir/stages/<NN>-<name>-<hash12>/``; the hash covers the config sections
 the stage depends on, the previous stage's hash and the jaxzip version, and
 ``done.json`` is written last. Rerunning into the same output directory

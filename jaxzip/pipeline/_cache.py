@@ -4,10 +4,9 @@ A stage's key is :func:`jaxzip.auto.config_hash` (the one content hash, also
 that of ``jaxzip auto``'s journal and trials) of what it depends on (the
 config parts it reads), its position and name, the key of the stage before it
 (a chain, so a change invalidates every later stage) and the jaxzip version.
-Its directory holds the run-state fields it set (array trees as ``.npz`` via
-:func:`jaxzip.train.save_params`, codebook trees as :func:`jaxzip.codec.save`
-files, anything else as JSON), copies of the files it wrote to the output
-directory, and ``done.json``, written last and atomically: a directory without a
+Its directory holds the run-state fields it set (trees holding arrays, such as
+params, masks and codebooks, as :func:`jaxzip.codec.encode` files, bit for bit;
+anything else as JSON), copies of the files it wrote to the output directory, and ``done.json``, written last and atomically: a directory without a
 valid ``done.json`` (a crash mid-write) is never restored.
 
 Every name read back from a manifest is checked with
@@ -33,9 +32,7 @@ import numpy as np
 from jaxzip import auto as jz_auto
 from jaxzip import codec as jz_codec
 from jaxzip import quant as jz_quant
-from jaxzip import train as jz_train
 from jaxzip._io import atomic_write_bytes, atomic_write_json, contained_path
-from jaxzip.paths import leaves_with_paths
 from jaxzip.pipeline._stage_utils import jsonable
 
 __all__ = [
@@ -54,7 +51,8 @@ CACHE_DIR = "stages"
 """The cache's directory under the output directory."""
 DONE_FILE = "done.json"
 """Written last in a stage directory; its presence (and matching key) marks it complete."""
-_FORMAT = 1
+_FORMAT = 2  # 1: params as .npz
+_RAW = jz_codec.Encoding(symbols="pack")  # quick to write and read: the cache is not shipped
 _FILES = "files"
 
 
@@ -140,35 +138,10 @@ def find_complete(stage_dir: Path, key: str) -> dict[str, Any] | None:
     return manifest
 
 
-def _from_paths(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Nested dicts from ``/``-joined paths (the inverse of ``leaves_with_paths`` on dicts)."""
-    root: dict[str, Any] = {}
-    for path, leaf in pairs:
-        *parents, last = path.split("/")
-        node = root
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = leaf
-    return root
-
-
-def _is_array_tree(value: Any) -> bool:
-    leaves = jax.tree.leaves(value)
-    return bool(leaves) and all(isinstance(x, jax.Array | np.ndarray) for x in leaves)
-
-
-def _has_codebooks(value: Any) -> bool:
+def _has_arrays(value: Any) -> bool:
+    """Whether ``value`` holds arrays (params, masks, codebooks): stored with the codec."""
     leaves = jax.tree.leaves(value, is_leaf=jz_quant.is_quantized)
-    return any(jz_quant.is_quantized(x) for x in leaves)
-
-
-def _dict_rebuildable(value: Any) -> bool:
-    pairs = leaves_with_paths(value)
-    try:
-        rebuilt = _from_paths(pairs)
-    except (TypeError, AttributeError):  # a path that is both a leaf and a node
-        return False
-    return jax.tree.structure(rebuilt) == jax.tree.structure(value)
+    return any(isinstance(x, jax.Array | np.ndarray) or jz_quant.is_quantized(x) for x in leaves)
 
 
 def store_outputs(
@@ -192,31 +165,28 @@ def store_outputs(
       metrics: the metrics it returned.
       out_dir: the output directory, where it wrote ``files``.
       files: names of files it wrote to ``out_dir``; copied into ``stage_dir``.
-      skip: update keys not to store (the stage rebuilds them on restore).
+      skip: update keys not to store (the runner rebuilds them on restore).
 
     Returns:
       False (and nothing left in ``stage_dir``) if an update cannot be stored:
-      a function, or an array tree that is not nested dicts with string keys.
+      a function, or an array tree with a node other than dicts (string keys),
+      lists and tuples.
     """
     remove_entry(stage_dir)
     outputs: dict[str, Any] = {}
-    for k, value in updates.items():
-        if k in skip:
-            continue
-        if _has_codebooks(value):
-            jz_codec.save(stage_dir / f"{k}.jz", value)
-            outputs[k] = {"kind": "codec", "file": f"{k}.jz"}
-        elif _is_array_tree(value) and _dict_rebuildable(value):
-            jz_train.save_params(stage_dir / f"{k}.npz", value)
-            leaves = [
-                [p, list(np.shape(x)), jnp.dtype(x.dtype).name] for p, x in leaves_with_paths(value)
-            ]
-            outputs[k] = {"kind": "npz", "file": f"{k}.npz", "leaves": leaves}
-        elif callable(value) or _is_array_tree(value):
-            shutil.rmtree(stage_dir, ignore_errors=True)
-            return False
-        else:
+    for k, value in (item for item in updates.items() if item[0] not in skip):
+        if not callable(value) and not _has_arrays(value):
             outputs[k] = {"kind": "json", "value": jsonable(value)}
+            continue
+        try:  # bit for bit, any nesting of dicts, lists and tuples
+            if callable(value):
+                raise TypeError("a function")
+            data = jz_codec.encode(value, encoding=_RAW, allow_nonfinite=True)
+        except TypeError:  # a function, or a node the codec does not know (a custom class)
+            remove_entry(stage_dir)
+            return False
+        atomic_write_bytes(stage_dir / f"{k}.jz", data)
+        outputs[k] = {"kind": "codec", "file": f"{k}.jz"}
     for f in files:
         atomic_write_bytes(stage_dir / _FILES / f, (out_dir / f).read_bytes())
     manifest = {
@@ -260,13 +230,8 @@ def restore_outputs(
         if kind == "json":
             updates[k] = entry["value"]
         elif kind == "codec":
-            updates[k] = jz_codec.load(contained_path(stage_dir, entry.get("file"), what=what))
-        elif kind == "npz":
-            like = _from_paths(
-                [(p, jax.ShapeDtypeStruct(tuple(s), jnp.dtype(d))) for p, s, d in entry["leaves"]]
-            )
-            source = contained_path(stage_dir, entry.get("file"), what=what)
-            updates[k] = jz_train.load_params(source, like)
+            tree = jz_codec.load(contained_path(stage_dir, entry.get("file"), what=what))
+            updates[k] = jax.tree.map(jnp.asarray, tree)  # device arrays, as the stage gave
         else:
             raise ValueError(f"{what}: unknown output kind {kind!r}")
     for source, target in copies:

@@ -115,6 +115,7 @@ def test_store_then_restore_round_trips_exactly(tmp_path):
     for k in ("params", "mask", "books"):
         _assert_same(updates[k], restored[k])
     assert quant.is_quantized(restored["books"]["Dense_0"]["kernel"])
+    assert isinstance(restored["params"]["Dense_0"]["kernel"], jax.Array)  # as the stage gave
 
 
 def test_torn_or_corrupt_done_is_not_complete(tmp_path):
@@ -130,22 +131,30 @@ def test_torn_or_corrupt_done_is_not_complete(tmp_path):
     assert find_complete(tmp_path / "missing", "k") is None
 
 
-def test_functions_and_non_dict_trees_are_not_stored(tmp_path):
+def test_functions_and_trees_of_unknown_nodes_are_not_stored(tmp_path):
+    import collections
+
     d = tmp_path / "s"
     ok = store_outputs(
         d, key="k", name="x", updates={"apply_fn": print}, metrics={}, out_dir=tmp_path, files=()
     )
     assert not ok and not d.exists()
+    pair = collections.namedtuple("Pair", "a b")
     ok = store_outputs(
         d,
         key="k",
         name="x",
-        updates={"params": [jnp.ones(2)]},
+        updates={"h": 1, "params": pair(jnp.ones(2), jnp.zeros(1))},
         metrics={},
         out_dir=tmp_path,
         files=(),
     )
     assert not ok and not d.exists()
+    lists = {"w": [jnp.ones(2), (jnp.arange(3), None)]}  # lists and tuples round-trip
+    assert store_outputs(
+        d, key="k", name="x", updates={"params": lists}, metrics={}, out_dir=tmp_path, files=()
+    )
+    _assert_same(restore_outputs(d, find_complete(d, "k"), tmp_path)[0]["params"], lists)
     ok = store_outputs(
         d,
         key="k",
@@ -172,6 +181,6 @@ def test_restore_of_a_damaged_array_file_raises(tmp_path):
         out_dir=tmp_path,
         files=(),
     )
-    (d / "params.npz").write_bytes(b"junk")
-    with pytest.raises(ValueError, match=r"params\.npz"):
+    (d / "params.jz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"params\.jz"):
         restore_outputs(d, find_complete(d, "k"), tmp_path)

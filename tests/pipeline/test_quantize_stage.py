@@ -95,8 +95,8 @@ def test_pruned_then_gptq_holds_the_zeros_and_is_the_library_call_with_the_mask(
     data["prune"] = {"sparsity": 0.5, "allocation": "uniform", "epochs_per_round": 0}
     run = tmp_path / "run"
     results = run_experiment(config_from_dict(data), run, progress=False, report=False)
-    module, like = _lm_model()
-    pruned = jz.train.load_params(next((run / "stages").glob("*-prune-*")) / "params.npz", like)
+    module, _ = _lm_model()
+    pruned = jz.codec.load(next((run / "stages").glob("*-prune-*")) / "params.jz")
     books = jz.codec.load(run / "lm.jz")
     for path, q in _kernels(books).items():
         before = np.asarray(_kernels(pruned)[path])
@@ -141,9 +141,7 @@ def test_pruned_then_rounded_to_nearest_holds_the_zeros(tmp_path):
     run = tmp_path / "run"
     results = run_experiment(config_from_dict(data), run, progress=False, report=False)
     books = jz.codec.load(run / "model.jz")
-    pruned = next((run / "stages").glob("*-prune-*")) / "params.npz"
-    like = jax.tree.map(np.asarray, jz.quant.dequantize_params(books))
-    before = jz.train.load_params(pruned, like)
+    before = jz.codec.load(next((run / "stages").glob("*-prune-*")) / "params.jz")
     for layer in ("Dense_0", "Dense_1"):
         w = np.asarray(before[layer]["kernel"])
         after = np.asarray(jz.quant.dequantize(books[layer]["kernel"]))
@@ -223,9 +221,7 @@ def test_rtn_run_on_images_rounds_each_kernel_per_output_channel(rtn_run):
     assert sorted(results["quantize"]["kernels"]) == ["Dense_0/kernel", "Dense_1/kernel"]
     assert results["quantize"]["calibration_examples"] == 0  # round to nearest needs none
     books = jz.codec.load(out / "model.jz")
-    trained = next((out / "stages").glob("03-train-*"))
-    like = jax.tree.map(np.asarray, jz.quant.dequantize_params(books))
-    dense = jz.train.load_params(trained / "params.npz", like)
+    dense = jz.codec.load(next((out / "stages").glob("03-train-*")) / "params.jz")
     spec = jz.quant.QuantSpec(bits=8, axes=(1,), symmetric=False, group_axis=0)
     want = jz.quant.quantize_params(dense, [(r".*/kernel", spec)])
     for layer in ("Dense_0", "Dense_1"):
