@@ -42,25 +42,23 @@ STAGE_SPECS: dict[str, StageSpec] = {
     "train": StageSpec(needs=_MODEL, provides=("params", "history")),
     "distill": StageSpec(
         needs=_MODEL,
-        provides=("apply_fn", "params", "arch", "distill_report"),
+        provides=("apply_fn", "params", "arch", "reports"),
         sections=("distill",),
     ),
     "evaluate_dense": StageSpec(needs=_MODEL),
-    "prune": StageSpec(
-        needs=_MODEL, provides=("params", "mask", "prune_report"), sections=("prune",)
-    ),
+    "prune": StageSpec(needs=_MODEL, provides=("params", "mask", "reports"), sections=("prune",)),
     "kmeans": StageSpec(
-        needs=_MODEL, provides=("books", "params", "mask", "kmeans_report"), sections=("kmeans",)
+        needs=_MODEL, provides=("books", "params", "mask", "reports"), sections=("kmeans",)
     ),
     "quantize": StageSpec(
-        needs=_MODEL, provides=("books", "params", "quantize_report"), sections=("quantize",)
+        needs=_MODEL, provides=("books", "params", "reports"), sections=("quantize",)
     ),
     "evaluate": StageSpec(needs=_MODEL),
     "evaluate_int8": StageSpec(needs=_MODEL),
     "encode": StageSpec(
-        needs=("params",), provides=("codec_report",), sections=("codec", "kmeans", "quantize")
+        needs=("params",), provides=("reports",), sections=("codec", "kmeans", "quantize")
     ),
-    "export": StageSpec(needs=_MODEL, provides=("export_report",), sections=("export",)),
+    "export": StageSpec(needs=_MODEL, provides=("reports",), sections=("export",)),
     "report": StageSpec(),
 }
 """The needs, provides and required sections of every stage name, in the usual order."""

@@ -47,12 +47,7 @@ from jaxzip.pipeline._stage_utils import (
 )
 from jaxzip.pipeline._state import RunState
 
-__all__ = ["CODEC_REPORT", "KMEANS_REPORT", "codec_of", "encode_stage", "kmeans_stage"]
-
-KMEANS_REPORT = "kmeans_report"
-"""Context key of the k-means stage's report (``results["kmeans"]``)."""
-CODEC_REPORT = "codec_report"
-"""Context key of the encode stage's report (``results["codec"]``)."""
+__all__ = ["codec_of", "encode_stage", "kmeans_stage"]
 
 
 def codec_of(cfg: ExperimentConfig) -> CodecConfig | None:
@@ -179,7 +174,7 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     Reads ``splits``, ``apply_fn``, ``params`` (and ``mask`` after ``[prune]``)
     from ``state``; returns ``books`` (the tree with
     :class:`~jaxzip.quant.KMeansArray` leaves), ``params`` (decoded from them),
-    the ``mask`` and a report under :data:`KMEANS_REPORT`.
+    the ``mask`` and the report ``kmeans``.
 
     Raises:
       ConfigError: ``kmeans.where`` selects no weight of the model.
@@ -229,7 +224,12 @@ def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     for path, layer in layers.items():
         metrics[f"bits[{path}]"] = layer["bits"]
     report = {"layers": layers, **metrics}
-    updates = {"books": books, "params": decoded, "mask": mask, KMEANS_REPORT: jsonable(report)}
+    updates = {
+        "books": books,
+        "params": decoded,
+        "mask": mask,
+        "reports": {"kmeans": jsonable(report)},
+    }
     return updates, metrics
 
 
@@ -252,7 +252,7 @@ def encode_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     of ``[quantize]``) or else
     ``params``; reports the file's bytes, ``compression_ratio = 4 *
     param_count / file_bytes`` and the per-leaf size report under
-    :data:`CODEC_REPORT`; prints the size table to stderr.
+    the report ``codec``; prints the size table to stderr.
 
     Raises:
       RuntimeError: the file read back does not decode to exactly the evaluated params.
@@ -281,4 +281,4 @@ def encode_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         "compression_ratio": ratio,
         "size_report": report.to_dict(),
     }
-    return {CODEC_REPORT: jsonable(out)}, metrics
+    return {"reports": {"codec": jsonable(out)}}, metrics

@@ -16,18 +16,15 @@ from jaxzip.pipeline._core_stages import arch_apply_fn, init_checked, student_ar
 from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs, val_figures
 from jaxzip.pipeline._state import RunState
 
-__all__ = ["DISTILL_REPORT", "distill_stage"]
-
-DISTILL_REPORT = "distill_report"
-"""Context key of the distill stage's report (``results["distill"]``)."""
+__all__ = ["distill_stage"]
 
 
 def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: trains the ``[distill]`` student from the current model (the teacher).
 
     Reads ``splits``, ``apply_fn`` and ``params`` (the teacher) from ``state``;
-    returns the student's ``apply_fn``, ``params`` and ``arch``, and a report
-    under :data:`DISTILL_REPORT` (per-epoch loss and accuracy). Metrics: the
+    returns the student's ``apply_fn``, ``params`` and ``arch``, and the report
+    ``distill`` (per-epoch loss and accuracy). Metrics: the
     teacher's and the student's param counts and the student's val accuracy, and on
     text its val bits per byte (list ``evaluate_dense`` before ``distill`` for the
     teacher's). With progress on, one line per epoch goes to stderr.
@@ -75,6 +72,6 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         "apply_fn": student_apply,
         "params": student_state.params,
         "arch": arch,
-        DISTILL_REPORT: report,
+        "reports": {"distill": report},
     }
     return updates, metrics

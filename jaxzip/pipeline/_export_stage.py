@@ -10,10 +10,7 @@ from jaxzip import deploy as jz_deploy
 from jaxzip.config import ExperimentConfig
 from jaxzip.pipeline._state import RunState
 
-__all__ = ["EXPORT_REPORT", "export_files", "export_stage"]
-
-EXPORT_REPORT = "export_report"
-"""Context key of the export stage's report (``results["export"]``)."""
+__all__ = ["export_files", "export_stage"]
 
 _CHECK_EXAMPLES = 8
 
@@ -58,4 +55,4 @@ def export_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         "output_shape": list(info.output_shape),
         **metrics,
     }
-    return {EXPORT_REPORT: report}, metrics
+    return {"reports": {"export": report}}, metrics

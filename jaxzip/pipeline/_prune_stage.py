@@ -37,10 +37,7 @@ from jaxzip.pipeline._stage_utils import (
 )
 from jaxzip.pipeline._state import RunState
 
-__all__ = ["PRUNE_REPORT", "evaluate_dense", "prune_stage"]
-
-PRUNE_REPORT = "prune_report"
-"""Context key of the prune stage's detailed report (``results["prune"]``)."""
+__all__ = ["evaluate_dense", "prune_stage"]
 
 
 def _flop_layers(cfg: ExperimentConfig, state: RunState) -> tuple[str, ...] | None:
@@ -93,8 +90,8 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     """Stage: prune ``cfg.prune.rounds`` times, retraining after each round.
 
     Reads ``splits``, ``apply_fn``, ``params`` and ``progress`` from ``state``;
-    returns the pruned ``params``, the final ``mask`` and a detailed report
-    under :data:`PRUNE_REPORT` (per round: target and measured sparsity, val
+    returns the pruned ``params``, the final ``mask`` and the detailed report
+    ``prune`` (per round: target and measured sparsity, val
     accuracy, retraining history; per layer: size, nonzeros, sparsity), and
     flat metrics for the results table. One line per round goes to stderr.
 
@@ -208,4 +205,4 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         report["flops"] = jz_prune.flops(params, None, shape, layers=layers)
         metrics["dense_flops"] = report["flops"]["dense"]
         metrics["sparse_flops"] = report["flops"]["sparse"]
-    return {"params": params, "mask": mask, PRUNE_REPORT: jsonable(report)}, metrics
+    return {"params": params, "mask": mask, "reports": {"prune": jsonable(report)}}, metrics

@@ -20,14 +20,10 @@ from jaxzip.pipeline._stage_utils import calibration_batches, jsonable, leaked, 
 from jaxzip.pipeline._state import RunState
 
 __all__ = [
-    "QUANTIZE_REPORT",
     "kernel_specs",
     "quantize_stage",
     "table_paths",
 ]
-
-QUANTIZE_REPORT = "quantize_report"
-"""Run-state field of the quantize stage's report (``results["quantize"]``)."""
 
 
 def kernel_specs(
@@ -93,8 +89,8 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     Reads ``splits``, ``apply_fn``, ``params`` and (after ``prune``) ``mask`` from
     ``state``: pruned weights stay exactly zero. Returns ``books`` (the
     params with :class:`~jaxzip.quant.QArray` leaves: what ``encode`` writes), ``params``
-    (decoded from them: what ``evaluate`` scores) and a report under
-    :data:`QUANTIZE_REPORT` (method, bits, calibration examples, seconds, each kernel's
+    (decoded from them: what ``evaluate`` scores) and the report
+    ``quantize`` (method, bits, calibration examples, seconds, each kernel's
     shape and group size).
 
     Raises:
@@ -165,4 +161,4 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         "tables": tables,
         **metrics,
     }
-    return {"books": books, "params": decoded, QUANTIZE_REPORT: jsonable(report)}, metrics
+    return {"books": books, "params": decoded, "reports": {"quantize": jsonable(report)}}, metrics

@@ -38,12 +38,7 @@ from jaxzip.pipeline._cache import (
     stage_key,
     store_outputs,
 )
-from jaxzip.pipeline._codec_stage import CODEC_REPORT, KMEANS_REPORT
 from jaxzip.pipeline._core_stages import arch_apply_fn
-from jaxzip.pipeline._distill_stage import DISTILL_REPORT
-from jaxzip.pipeline._export_stage import EXPORT_REPORT
-from jaxzip.pipeline._prune_stage import PRUNE_REPORT
-from jaxzip.pipeline._quantize_stage import QUANTIZE_REPORT
 from jaxzip.pipeline._report import format_table
 from jaxzip.pipeline._stage_utils import jsonable as _jsonable
 from jaxzip.pipeline._stage_utils import log
@@ -67,14 +62,6 @@ PARAMS_FILE = "params.npz"
 RESULTS_FILE = "results.json"
 
 Metrics = dict[str, Any]
-_REPORTS = {
-    "distill": DISTILL_REPORT,
-    "prune": PRUNE_REPORT,
-    "kmeans": KMEANS_REPORT,
-    "quantize": QUANTIZE_REPORT,
-    "codec": CODEC_REPORT,
-    "export": EXPORT_REPORT,
-}
 
 
 def _check_order(stages: Sequence[Stage]) -> None:
@@ -288,7 +275,7 @@ def _run_locked(
         "wall_time_s": wall,
         "cached": cached,
         "history": state.history or [],
-        **{name: getattr(state, key) for name, key in _REPORTS.items() if state.has(key)},
+        **state.reports,
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "jaxzip_version": __version__,

@@ -35,18 +35,20 @@ class RunState:
       books: the stored form of quantized params: k-means codebooks (``kmeans``) or
         ``QArray`` kernels (``quantize``).
       history: dense training's per-epoch records (``train``).
-      distill_report, prune_report, kmeans_report, quantize_report, codec_report,
-      export_report:
-        the detailed report of each of those stages (``results.json`` sections).
+      reports: the detailed reports for ``results.json``, by section (``"distill"``,
+        ``"prune"``, ``"kmeans"``, ``"quantize"``, ``"codec"``, ``"export"``); a stage's
+        reports are added to the earlier ones.
 
     Example:
       >>> s = RunState(out_dir=Path("out"))
       >>> s.updated({"mask": {"w": True}}).mask, s.mask
       ({'w': True}, None)
+      >>> s.updated({"reports": {"a": 1}}).updated({"reports": {"b": 2}}).reports
+      {'a': 1, 'b': 2}
       >>> s.updated({"masks": 1})
       Traceback (most recent call last):
       ...
-      ValueError: run state: 'masks' is not a field a stage can set; the fields are ['apply_fn', 'arch', 'books', 'codec_report', 'distill_report', 'export_report', 'history', 'kmeans_report', 'mask', 'params', 'prune_report', 'quantize_report', 'splits']
+      ValueError: run state: 'masks' is not a field a stage can set; the fields are ['apply_fn', 'arch', 'books', 'history', 'mask', 'params', 'reports', 'splits']
     """
 
     out_dir: Path
@@ -59,19 +61,15 @@ class RunState:
     mask: Mask | None = None
     books: Params | None = None
     history: list[dict[str, Any]] | None = None
-    distill_report: Mapping[str, Any] | None = None
-    prune_report: Mapping[str, Any] | None = None
-    kmeans_report: Mapping[str, Any] | None = None
-    quantize_report: Mapping[str, Any] | None = None
-    codec_report: Mapping[str, Any] | None = None
-    export_report: Mapping[str, Any] | None = None
+    reports: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def has(self, name: str) -> bool:
         """Whether field ``name`` has been provided (is not None)."""
         return getattr(self, name) is not None
 
     def updated(self, updates: Mapping[str, Any]) -> RunState:
-        """A copy with ``updates`` (field → value) applied; only :data:`OUTPUTS` may be set.
+        """A copy with ``updates`` (field → value) applied; only :data:`OUTPUTS` may be set,
+        and ``reports`` are added to the earlier ones.
 
         Raises:
           ValueError: a name that is not one of :data:`OUTPUTS`.
@@ -82,6 +80,8 @@ class RunState:
                     f"run state: {name!r} is not a field a stage can set; "
                     f"the fields are {sorted(OUTPUTS)}"
                 )
+        if "reports" in updates:
+            updates = {**updates, "reports": {**self.reports, **updates["reports"]}}
         return dataclasses.replace(self, **updates)
 
 

@@ -81,7 +81,7 @@ def _outputs():
     mask = jax.tree.map(lambda x: x > 1, params)
     books = quant.kmeans_params(params, bits=1, where=r".*/kernel", iters=2)
     report = {"rounds": [{"sparsity": 0.5}], "name": "x"}
-    return {"params": params, "mask": mask, "books": books, "prune_report": report}
+    return {"params": params, "mask": mask, "books": books, "reports": {"prune": report}}
 
 
 def _assert_same(a, b):
@@ -111,7 +111,7 @@ def test_store_then_restore_round_trips_exactly(tmp_path):
     restored, metrics = restore_outputs(d, manifest, out)
     assert metrics == {"m": 0.5}
     assert (out / "model.jz").read_bytes() == b"file bytes"
-    assert restored["prune_report"] == updates["prune_report"]
+    assert restored["reports"] == updates["reports"]
     for k in ("params", "mask", "books"):
         _assert_same(updates[k], restored[k])
     assert quant.is_quantized(restored["books"]["Dense_0"]["kernel"])

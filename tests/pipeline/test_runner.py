@@ -136,13 +136,13 @@ def _cached_stages(calls: list[str], fail_at: str = "") -> list[Stage]:
             raise jz.DataError("disk on fire")
         w = state.params["w"] * cfg.train.epochs
         (state.out_dir / "b.txt").write_text(f"{float(w.sum())}")
-        return {"params": {"w": w}, "prune_report": {"sum": w.sum()}}, {"total": float(w.sum())}
+        return {"params": {"w": w}, "reports": {"b": {"sum": w.sum()}}}, {"total": float(w.sum())}
 
     def c(cfg, state):
         calls.append("c")
         if fail_at == "c":
             raise jz.DataError("disk on fire")
-        return {}, {"seen": state.prune_report["sum"]}
+        return {}, {"seen": state.reports["b"]["sum"]}
 
     return [
         Stage("a", a, provides=("params",), depends=lambda cfg: {"seed": cfg.experiment.seed}),
@@ -150,11 +150,11 @@ def _cached_stages(calls: list[str], fail_at: str = "") -> list[Stage]:
             "b",
             b,
             needs=("params",),
-            provides=("params", "prune_report"),
+            provides=("params", "reports"),
             depends=lambda cfg: {"epochs": cfg.train.epochs},
             files=lambda cfg: ("b.txt",),
         ),
-        Stage("c", c, needs=("prune_report",), depends=lambda cfg: {}),
+        Stage("c", c, needs=("reports",), depends=lambda cfg: {}),
     ]
 
 
