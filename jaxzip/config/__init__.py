@@ -18,6 +18,7 @@ Example:
 from jaxzip.config._build import (
     augment_of,
     config_arch,
+    flop_layers,
     make_module,
     make_train_tx,
     model_arch,
@@ -79,6 +80,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "dump_config",
+    "flop_layers",
     "load_config",
     "lookup",
     "make_model",

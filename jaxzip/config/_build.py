@@ -21,7 +21,15 @@ from jaxzip.config._names import make_model, make_optimizer
 from jaxzip.config._schema import TRANSFORMER_FIELDS
 from jaxzip.config._sections import DistillConfig
 
-__all__ = ["augment_of", "config_arch", "make_module", "make_train_tx", "model_arch", "run_key"]
+__all__ = [
+    "augment_of",
+    "config_arch",
+    "flop_layers",
+    "make_module",
+    "make_train_tx",
+    "model_arch",
+    "run_key",
+]
 
 
 def run_key(cfg: ExperimentConfig, name: str) -> jax.Array:
@@ -102,6 +110,23 @@ def make_module(arch: Mapping[str, Any], num_classes: int) -> Any:
         kwargs = {f: arch[f] for f in (*TRANSFORMER_FIELDS, "max_len", "dropout_rate")}
         kwargs["vocab_size"] = num_classes
     return make_model(arch["name"], **kwargs)
+
+
+def flop_layers(arch: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The layer chain :func:`jaxzip.prune.flops` counts for the model ``arch`` describes;
+    None for the models it cannot count (``small_cnn`` pads its convolutions, ``flops``
+    assumes unpadded ones; a transformer is not a chain).
+
+    Example:
+      >>> flop_layers(model_arch("mlp", [8, 4], 0.0, 0.0))
+      ('Dense_0', 'Dense_1', 'Dense_2')
+    """
+    chains = {
+        "lenet5": ("Conv_0", "Conv_1", "Dense_0", "Dense_1"),
+        "lenet_300_100": ("Dense_0", "Dense_1", "Dense_2"),
+        "mlp": tuple(f"Dense_{i}" for i in range(len(arch.get("widths", ())) + 1)),
+    }
+    return chains.get(arch["name"])
 
 
 def make_train_tx(

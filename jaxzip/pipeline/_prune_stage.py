@@ -23,7 +23,7 @@ from jaxzip import prune as jz_prune
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
-from jaxzip.config import ExperimentConfig, lookup, make_train_tx, run_key
+from jaxzip.config import ExperimentConfig, flop_layers, lookup, make_train_tx, run_key
 from jaxzip.paths import select
 from jaxzip.pipeline._core_stages import evaluate_splits
 from jaxzip.pipeline._stage_utils import (
@@ -38,23 +38,6 @@ from jaxzip.pipeline._stage_utils import (
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["evaluate_dense", "prune_stage"]
-
-
-def _flop_layers(cfg: ExperimentConfig, state: RunState) -> tuple[str, ...] | None:
-    """The layer chain :func:`jaxzip.prune.flops` understands for the current model, if any.
-
-    The model is the run state's ``arch`` (``[model]``, or the ``[distill]`` student).
-    """
-    m = cfg.model
-    arch = state.arch or {"name": m.name, "widths": m.widths}
-    name = arch["name"]
-    if name == "lenet5":
-        return ("Conv_0", "Conv_1", "Dense_0", "Dense_1")
-    if name == "lenet_300_100":
-        return ("Dense_0", "Dense_1", "Dense_2")
-    if name == "mlp":
-        return tuple(f"Dense_{i}" for i in range(len(arch["widths"]) + 1))
-    return None  # small_cnn pads its convolutions; flops() assumes VALID ones
 
 
 def _zeros_stats(params: Params, where: str | None) -> dict[str, Any]:
@@ -199,7 +182,7 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         "overall": {k: v for k, v in overall.items() if k != "layers"},
         "mask": {k: v for k, v in jz_prune.mask_stats(mask, where=p.where).items()},
     }
-    layers = _flop_layers(cfg, state)
+    layers = None if state.arch is None else flop_layers(state.arch)
     if layers is not None:
         shape = tuple(np.shape(splits.train.x)[1:])
         report["flops"] = jz_prune.flops(params, None, shape, layers=layers)
