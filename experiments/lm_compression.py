@@ -195,6 +195,18 @@ class Bench:
         fn = apply_fn or (self.qapply if _has_qarrays(params) else self.apply)
         return jz.train.evaluate(fn, params, self.windows, batch_size=64)["bits_per_token"]
 
+    def row(self, family: str, method: str, setting: str, bpb: float, nbytes: int) -> dict:
+        """A result row's common fields: the method, its bits per byte beside fp32's, bytes."""
+        return {
+            "family": family,
+            "method": method,
+            "setting": setting,
+            "bpb": bpb,
+            "increase": bpb - self.fp32,
+            "relative": bpb / self.fp32 - 1,
+            "file_bytes": nbytes,
+        }
+
     def group_for(self, layout) -> int:
         """64, or the whole last input axis when 64 does not divide it (one attention head)."""
         size = layout.shape[layout.group_axis()]
@@ -356,13 +368,7 @@ def run_methods(b: Bench, only: set[str]) -> list[dict[str, Any]]:
             data = jz.codec.encode(stored)
             nbytes = len(data)
             row = {
-                "family": family,
-                "method": method,
-                "setting": setting,
-                "bpb": bpb,
-                "increase": bpb - b.fp32,
-                "relative": bpb / b.fp32 - 1,
-                "file_bytes": nbytes,
+                **b.row(family, method, setting, bpb, nbytes),
                 "file_ratio": nbytes / b.fp32_bytes,
                 "bits_per_param": 8 * nbytes / b.num_params,
                 "seconds": round(seconds, 2),
@@ -517,13 +523,7 @@ def qwix_rows(b: Bench) -> list[dict[str, Any]]:
             bpb = b.bpb(params, apply_fn)
             nbytes = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(params))
             row = {
-                "family": "qwix",
-                "method": method,
-                "setting": setting,
-                "bpb": bpb,
-                "increase": bpb - b.fp32,
-                "relative": bpb / b.fp32 - 1,
-                "file_bytes": nbytes,
+                **b.row("qwix", method, setting, bpb, nbytes),
                 "bytes_are": "params in memory (Qwix writes no file)",
                 "seconds": round(seconds, 2),
             }

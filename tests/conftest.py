@@ -42,6 +42,16 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.fixture(scope="session")
+def kjv_dir() -> Path:
+    """``$JAXZIP_DATA_DIR/kjv``, the KJV text (CI sets the variable, and a skip there fails the
+    run); the test is skipped where it is not set or has no ``kjv/`` folder."""
+    data = os.environ.get("JAXZIP_DATA_DIR", "")
+    if not data or not (Path(data) / "kjv").is_dir():
+        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+    return Path(data) / "kjv"
+
+
+@pytest.fixture(scope="session")
 def one_error_line() -> Callable[[pytest.CaptureFixture[str]], str]:
     """``one_error_line(capsys)``: what the CLI wrote to stderr, checked to be one
     ``jaxzip: error: ...`` line and no traceback; returns that line."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -91,10 +89,7 @@ def test_export_any_model_of_the_table(cnn, capsys, one_error_line):
 
 
 def _tiny_kjv_run(root):
-    """A tiny language model trained by `jaxzip run` on KJV (context 16, 2 steps), or skip."""
-    data = os.environ.get("JAXZIP_DATA_DIR", "")
-    if not data or not (Path(data) / "kjv").is_dir():
-        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+    """A tiny language model trained by `jaxzip run` on KJV (context 16, 2 steps)."""
     config = root / "tiny_kjv.toml"
     config.write_text(TINY_KJV)
     assert main(["run", str(config), "--out", str(root / "run")]) == 0
@@ -120,7 +115,7 @@ batch_size = 16
 """
 
 
-def test_export_a_language_model_run(tmp_path, capsys):
+def test_export_a_language_model_run(tmp_path, capsys, kjv_dir):
     run = _tiny_kjv_run(tmp_path)
     capsys.readouterr()
     out = tmp_path / "lm.jzx"

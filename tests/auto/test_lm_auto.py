@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -218,10 +217,7 @@ learning_rate = 0.02
 """
 
 
-def test_cli_auto_on_a_text_config(tmp_path, capsys, one_error_line):
-    data = os.environ.get("JAXZIP_DATA_DIR", "")
-    if not data or not (Path(data) / "kjv").is_dir():
-        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+def test_cli_auto_on_a_text_config(tmp_path, capsys, one_error_line, kjv_dir):
     from jaxzip.cli import main
 
     cfg = tmp_path / "tiny.toml"

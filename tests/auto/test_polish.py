@@ -39,6 +39,18 @@ def test_neighbours_singles_then_trades_all_smaller():
     assert ({"a": 0.9, "b": 0.0}, bt) in moves[3:] and (sp, {"a": 4, "b": 4}) not in moves[3:]
 
 
+def _half_pruned_int4(mlp, finetune_fn, key, *, rounds):
+    """``Dense_0`` at 50% sparsity and 4 bits, fine-tuned by ``finetune_fn``."""
+    return build_candidate(
+        mlp,
+        {"Dense_0/kernel": 0.5},
+        {"Dense_0/kernel": 4},
+        build=Build(finetune_fn=finetune_fn, iters=2),
+        key=key,
+        rounds=rounds,
+    )
+
+
 def test_rounds_apply_finetune_in_sequence_with_their_own_keys(mlp):
     seen = []
 
@@ -47,14 +59,7 @@ def test_rounds_apply_finetune_in_sequence_with_their_own_keys(mlp):
         return params
 
     key = jax.random.key(3)
-    build_candidate(
-        mlp,
-        {"Dense_0/kernel": 0.5},
-        {"Dense_0/kernel": 4},
-        build=Build(finetune_fn=ft, iters=2),
-        key=key,
-        rounds=3,
-    )
+    _half_pruned_int4(mlp, ft, key, rounds=3)
     assert len(seen) == 3 and seen[0] == np.asarray(jax.random.key_data(key)).tolist()
     assert len({str(s) for s in seen}) == 3
 
@@ -66,16 +71,8 @@ def test_a_finetune_taking_rounds_is_called_once_with_them(mlp):
         seen.append(rounds)
         return params
 
-    key = jax.random.key(3)
     for rounds in (1, 4):
-        build_candidate(
-            mlp,
-            {"Dense_0/kernel": 0.5},
-            {"Dense_0/kernel": 4},
-            build=Build(finetune_fn=ft, iters=2),
-            key=key,
-            rounds=rounds,
-        )
+        _half_pruned_int4(mlp, ft, jax.random.key(3), rounds=rounds)
     assert seen == [1, 4]
 
 

@@ -105,21 +105,20 @@ def test_a_diverged_candidate_stops_the_search_naming_its_learning_rate(cfg, tmp
         run_auto(bad, tmp_path / "out", max_drop_pp=5.0, max_trials=2, space=SPACE, progress=False)
 
 
+def _two_trials(cfg, out):
+    """``run_auto`` of two trials of :data:`SPACE` at a 5-point bound, no confirmation split."""
+    return run_auto(
+        cfg, out, max_drop_pp=5.0, max_trials=2, space=SPACE, progress=False, confirm_fraction=None
+    )
+
+
 def test_candidates_distilled_from_the_dense_baseline(cfg, tmp_path):
     from dataclasses import replace
 
     runs = {}
     for alpha in (0.0, 1.0):
         kd = replace(cfg, prune=replace(cfg.prune, distill_alpha=alpha, distill_temperature=2.0))
-        runs[alpha] = run_auto(
-            kd,
-            tmp_path / f"a{alpha}",
-            max_drop_pp=5.0,
-            max_trials=2,
-            space=SPACE,
-            progress=False,
-            confirm_fraction=None,
-        )
+        runs[alpha] = _two_trials(kd, tmp_path / f"a{alpha}")
     assert "distill" not in runs[0.0]["settings"]
     assert runs[1.0]["settings"]["distill"] == {"alpha": 1.0, "temperature": 2.0}
     trials = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
@@ -135,15 +134,7 @@ def test_centroid_finetuning_distilled_from_the_dense_baseline(cfg, tmp_path):
     runs = {}
     for alpha in (0.0, 1.0):
         kmeans = KMeansConfig(learning_rate=1e-2, distill_alpha=alpha, distill_temperature=2.0)
-        runs[alpha] = run_auto(
-            replace(cfg, kmeans=kmeans),
-            tmp_path / f"a{alpha}",
-            max_drop_pp=5.0,
-            max_trials=2,
-            space=SPACE,
-            progress=False,
-            confirm_fraction=None,
-        )
+        runs[alpha] = _two_trials(replace(cfg, kmeans=kmeans), tmp_path / f"a{alpha}")
     assert "distill" not in runs[0.0]["settings"]["codebook_finetune"]
     assert runs[1.0]["settings"]["codebook_finetune"]["distill"] == {
         "alpha": 1.0,

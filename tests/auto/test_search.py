@@ -128,17 +128,21 @@ def test_bad_input(mlp, make_eval, kw, match):
         search(mlp, eval_fn=make_eval(), **args)
 
 
+def _with_strategy(mlp, make_eval, strategy):
+    return search(
+        mlp,
+        eval_fn=make_eval(),
+        max_drop=0.1,
+        where=KERNELS,
+        key=jax.random.key(0),
+        strategy=strategy,
+    )
+
+
 @pytest.mark.parametrize("strategy", ["greedy", None, Optuna])
 def test_strategy_must_be_an_object(mlp, make_eval, strategy):
     with pytest.raises(TypeError, match=r"strategy: expected jaxzip.auto.Greedy\(\) or"):
-        search(
-            mlp,
-            eval_fn=make_eval(),
-            max_drop=0.1,
-            where=KERNELS,
-            key=jax.random.key(0),
-            strategy=strategy,
-        )
+        _with_strategy(mlp, make_eval, strategy)
 
 
 def test_eval_nan_named(mlp):
@@ -162,14 +166,7 @@ def test_optuna_missing_is_a_clear_import_error(mlp, make_eval, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "optuna", None)  # as if not installed
     with pytest.raises(ImportError, match="pip install optuna"):
-        search(
-            mlp,
-            eval_fn=make_eval(),
-            max_drop=0.1,
-            where=KERNELS,
-            key=jax.random.key(0),
-            strategy=Optuna(),
-        )
+        _with_strategy(mlp, make_eval, Optuna())
 
 
 def test_optuna_strategy_pareto_and_replay(mlp, make_eval, tmp_path):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -59,10 +56,7 @@ def test_mnist_family_offline_error(no_data_dir_env, private_cache):
         load_splits("mnist", data_dir=private_cache, val_fraction=0.1, seed=0)
 
 
-def test_kjv_splits_are_token_windows_of_the_held_out_halves():
-    root = os.environ.get("JAXZIP_DATA_DIR", "")
-    if not root or not (Path(root) / "kjv").is_dir():
-        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
+def test_kjv_splits_are_token_windows_of_the_held_out_halves(kjv_dir):
     s = load_splits("kjv", val_fraction=0.1, seed=0, seq_len=1000)
     text = load_kjv()
     windows = eval_windows(text.held_out, seq_len=1000)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -128,11 +127,8 @@ def test_bad_source(field, value):
         jz_data.TextSource(**kw)
 
 
-def test_real_kjv_corpus():
+def test_real_kjv_corpus(kjv_dir):
     """Reads ../shared/data/kjv through $JAXZIP_DATA_DIR (set under CI, where skips fail)."""
-    root = os.environ.get("JAXZIP_DATA_DIR", "")
-    if not root or not (Path(root) / "kjv").is_dir():
-        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
     s = jz_data.load_kjv()
     assert jz_data.KJV.name == "kjv"
     assert (len(s.train), len(s.held_out)) == (3_761_794, 376_056)

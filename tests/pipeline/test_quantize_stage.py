@@ -6,10 +6,8 @@ The GPTQ run is a tiny KJV language model (context 16, one block of width 8) rea
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -48,11 +46,8 @@ MLP = {
 
 
 @pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
+def lm_run(tmp_path_factory, kjv_dir):
     """``(out, cfg, results)`` of the tiny GPTQ run, or skip without the KJV text."""
-    data = os.environ.get("JAXZIP_DATA_DIR", "")
-    if not data or not (Path(data) / "kjv").is_dir():
-        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
     base = tmp_path_factory.mktemp("gptq")
     module, _ = _lm_model()
     params = jz.models.init_params(module, jax.random.key(1), np.zeros((1, 16), np.int32))

@@ -7,7 +7,6 @@ The run (context 16, 4 steps, 8 + 8 held-out windows) reads ../shared/data/kjv t
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -33,11 +32,8 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def kjv_run(tmp_path_factory):
+def kjv_run(tmp_path_factory, kjv_dir):
     """``(out, cfg, results)`` of the tiny run, or skip without the KJV text."""
-    data = os.environ.get("JAXZIP_DATA_DIR", "")
-    if not data or not (Path(data) / "kjv").is_dir():
-        pytest.skip("JAXZIP_DATA_DIR is not set or has no kjv/ folder")
     cfg = config_from_dict(TINY)
     out = tmp_path_factory.mktemp("kjv") / "run"
     return out, cfg, run_experiment(cfg, out, progress=False, report=False)

@@ -234,27 +234,16 @@ def test_an_exploding_but_finite_loss_stops_as_diverged():
 
 
 def test_a_near_zero_start_may_rise_a_little_and_a_falling_loss_never_stops():
+    def two_epochs(losses):  # 4 steps of the given losses, guarded at 100x growth
+        step, data = _loss_step(losses), _labelled(4)
+        key = jax.random.key(0)
+        return run_epochs(step, 0, data, key=key, epochs=2, batch_size=2, max_loss_growth=100)
+
     # fine-tuning a converged model: 0.001 then 5 (below 100 x the 0.1 floor) is not divergence
-    _, history = run_epochs(
-        _loss_step([0.001, 5.0, 5.0, 5.0]),
-        0,
-        _labelled(4),
-        key=jax.random.key(0),
-        epochs=2,
-        batch_size=2,
-        max_loss_growth=100,
-    )
+    _, history = two_epochs([0.001, 5.0, 5.0, 5.0])
     assert len(history) == 2
     with pytest.raises(jz.DivergedError, match=r"first step.s loss 0\.001"):
-        run_epochs(
-            _loss_step([0.001, 20.0, 20.0, 20.0]),
-            0,
-            _labelled(4),
-            key=jax.random.key(0),
-            epochs=2,
-            batch_size=2,
-            max_loss_growth=100,
-        )
+        two_epochs([0.001, 20.0, 20.0, 20.0])
 
 
 # Language models: fit on TokenWindows (N, T) with per-token cross-entropy.

@@ -70,18 +70,22 @@ def test_fit_stops_at_the_first_bad_step_with_the_last_finite_state(linear, line
         num_classes=2,
         name="toy",
     )
-    with pytest.raises(NonFiniteError, match=r"^fit: step (\d+) \(epoch \d+, batch \d+\): ") as e:
-        fit(
+
+    def sgd(lr, *, epochs, check_finite):
+        return fit(
             linear,
             linear_params,
-            optax.sgd(1e38),
+            optax.sgd(lr),
             ds,
-            epochs=20,
+            epochs=epochs,
             batch_size=4,
             key=jax.random.key(0),
             progress=False,
-            check_finite=True,
+            check_finite=check_finite,
         )
+
+    with pytest.raises(NonFiniteError, match=r"^fit: step (\d+) \(epoch \d+, batch \d+\): ") as e:
+        sgd(1e38, epochs=20, check_finite=True)
     bad_step = int(str(e.value).split()[2])
     assert bad_step >= 2  # the first steps are finite
     state = e.value.state
@@ -90,14 +94,4 @@ def test_fit_stops_at_the_first_bad_step_with_the_last_finite_state(linear, line
     assert set(e.value.paths) <= {"b", "w"}  # empty when only the loss overflowed
     assert "loss is" in str(e.value) or e.value.paths
     with pytest.raises(TypeError, match="check_finite must be a bool"):
-        fit(
-            linear,
-            linear_params,
-            optax.sgd(0.1),
-            ds,
-            epochs=1,
-            batch_size=4,
-            key=jax.random.key(0),
-            progress=False,
-            check_finite=None,
-        )
+        sgd(0.1, epochs=1, check_finite=None)
