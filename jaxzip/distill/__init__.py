@@ -4,7 +4,8 @@ A loss is built by a factory and called as ``loss(student_out, teacher_out,
 labels, *, mask=None) -> (per_example, terms)``; model outputs are logits or
 mappings ``{"logits": ..., <feature>: ...}`` for the feature losses.
 :func:`make_train_step` turns a loss into one jitted step with the teacher's
-params passed in; :func:`make_vmapped_train_step` trains K students at once and
+params passed in, and :func:`fit` runs it for a number of epochs (as
+:func:`jaxzip.train.fit` does for labels); :func:`make_vmapped_train_step` trains K students at once and
 ``mesh=`` makes the step data-parallel.
 
 Example:
@@ -32,6 +33,7 @@ from jaxzip.distill._features import (
     hint_loss,
     init_regressor,
 )
+from jaxzip.distill._fit import fit
 from jaxzip.distill._losses import (
     dkd_loss,
     kd_loss,
@@ -50,6 +52,7 @@ __all__ = [
     "attention_map",
     "combine_losses",
     "dkd_loss",
+    "fit",
     "hint_loss",
     "init_regressor",
     "kd_loss",

@@ -13,7 +13,12 @@ from jaxzip.config import (
     run_key,
 )
 from jaxzip.pipeline._core_stages import arch_apply_fn, init_checked, student_arch
-from jaxzip.pipeline._stage_utils import divergence_hint, run_stage_epochs, val_figures
+from jaxzip.pipeline._stage_utils import (
+    MAX_LOSS_GROWTH,
+    divergence_hint,
+    val_figures,
+    with_hint,
+)
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["distill_stage"]
@@ -45,20 +50,25 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     tx = make_train_tx(
         t, learning_rate=d.learning_rate, epochs=d.epochs, steps_per_epoch=steps_per_epoch
     )
-    loss = jz_distill.kd_loss(temperature=d.temperature, alpha=d.alpha)
-    step = jz_distill.make_train_step(
-        student_apply, teacher_apply, tx, loss=loss, augment=augment_of(d), check_finite=True
-    )
-    student_state, history = run_stage_epochs(
-        cfg,
-        state,
-        lambda s, batch, key: step(s, teacher_params, batch, key),
-        jz_train.init_state(params, tx),
-        name="distill",
-        epochs=d.epochs,
-        desc="distill",
-        hint=divergence_hint("distill.learning_rate", d.learning_rate, clip_norm=t.clip_norm),
-    )
+    with with_hint(
+        divergence_hint("distill.learning_rate", d.learning_rate, clip_norm=t.clip_norm)
+    ):
+        student_state, history = jz_distill.fit(
+            student_apply,
+            params,
+            tx,
+            splits.train,
+            teacher_apply=teacher_apply,
+            teacher_params=teacher_params,
+            loss=jz_distill.kd_loss(temperature=d.temperature, alpha=d.alpha),
+            augment=augment_of(d),
+            check_finite=True,
+            epochs=d.epochs,
+            batch_size=t.batch_size,
+            key=run_key(cfg, "distill"),
+            progress=bool(state.progress),
+            max_loss_growth=MAX_LOSS_GROWTH,
+        )
     bs = t.eval_batch_size
     student = jz_train.evaluate(student_apply, student_state.params, splits.val, batch_size=bs)
     metrics = {

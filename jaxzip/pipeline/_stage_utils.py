@@ -75,7 +75,7 @@ def retrain(
 
     Cross-entropy on the labels (:func:`jaxzip.train.fit`), or with ``prune.distill_alpha > 0``
     :func:`jaxzip.distill.kd_loss` against ``teacher`` (params of ``apply_fn``, the model
-    before pruning) through :func:`jaxzip.distill.make_train_step`; both with ``train``'s
+    before pruning) with :func:`jaxzip.distill.fit`; both with ``train``'s
     batch size and augmentation and the divergence guard :data:`MAX_LOSS_GROWTH`.
     ``params`` is not consumed.
     """
@@ -97,14 +97,16 @@ def retrain(
             **common,
         )
         return state.params, history
-    loss = jz_distill.kd_loss(temperature=prune.distill_temperature, alpha=prune.distill_alpha)
-    step = jz_distill.make_train_step(
-        apply_fn, apply_fn, tx, loss=loss, augment=augment_of(train), check_finite=check_finite
-    )
-    state, history = jz_train.run_epochs(
-        lambda s, batch, k: step(s, teacher, batch, k),
-        jz_train.init_state(params, tx),
+    state, history = jz_distill.fit(
+        apply_fn,
+        params,
+        tx,
         train_ds,
+        teacher_apply=apply_fn,
+        teacher_params=teacher,
+        loss=jz_distill.kd_loss(temperature=prune.distill_temperature, alpha=prune.distill_alpha),
+        augment=augment_of(train),
+        check_finite=check_finite,
         desc="retrain",
         **common,
     )

@@ -57,7 +57,7 @@ def test_augment_shift_gives_the_step_shifted_consistent_views(tmp_path, spy):
     from jaxzip.config import apply_overrides, load_config
     from jaxzip.pipeline import run_experiment
 
-    calls = spy(jz.distill, "make_train_step")
+    calls = spy(jz.distill, "fit")
     stages = '["data", "model", "train", "distill"]'
     base = [
         "model.name=mlp",
