@@ -4,7 +4,8 @@ Classes (``CLASSES``), each case a file and what a correct loader must do with i
 
 * ``bomb``: declared-size bombs. Arrays whose sections are (nearly) empty but
   declare up to the loader's cap of decoded bytes (constant streams, a skewed ANS
-  stream, constant gap positions, one full rowcol cell, a masked k-means leaf, a QArray, 64 leaves),
+  stream, constant gap positions, one full rowcol cell, constant group symbols, a
+  masked k-means leaf, a QArray, 64 leaves),
   each built twice: just under the cap (a consistent file: it must load, within
   the memory bound) and just over it (refused before anything is built).
 * ``kmeans`` / ``qarray``: leaves whose metadata disagree with their arrays
@@ -220,6 +221,21 @@ def _bomb_leaves(kind: str, n: int) -> tuple[list[dict[str, Any]], list[bytes], 
             [b""],
             ["b"],
         )
+    if kind == "sparse-groups-int8":  # n groups of 4, every symbol 15: all 4n elements kept
+        pos = {"enc": "groups", "m": 4, "stride": 1, "coder": const(15)}
+        enc = {"enc": "sparse", "nnz": 4 * n, "pos_len": 0, "values": const(1), "pos": pos}
+        return (
+            [
+                {
+                    "path": "b",
+                    "kind": "numpy",
+                    "meta": {},
+                    "components": [comp("value", "int8", [4 * n], enc)],
+                }
+            ],
+            [b""],
+            ["b"],
+        )
     if kind == "kmeans-masked":
         comps = [
             comp("mask", "bool", [n], const(1)),
@@ -264,6 +280,7 @@ BOMBS = (
     "skewed-ans-int8",
     "sparse-gaps-int8",
     "sparse-rowcol-int8",
+    "sparse-groups-int8",
     "kmeans-masked",
     "qarray",
     "many-leaves",

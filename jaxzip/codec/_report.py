@@ -100,8 +100,9 @@ def size_report(tree_or_bytes: PyTree | bytes) -> SizeReport:
     of a float stream ``log2 C(n, k)`` plus the raw bits of its nonzeros. Header
     bytes are counted in the file total only. ``overhead = bytes * 8 / bound - 1``.
     It is the order-0 bound: every position equally likely to be kept. The
-    ``rowcol`` position coding models rows and columns of different density, so
-    a structured mask can be stored below it (a negative overhead).
+    ``rowcol`` position coding models rows and columns of different density, and
+    ``groups`` the patterns of N:M sparsity, so a structured mask can be stored
+    below it (a negative overhead).
 
     The file is checked exactly as :func:`~jaxzip.codec.decode` checks it, but
     decoded one leaf at a time and the bound counted in chunks, so the memory

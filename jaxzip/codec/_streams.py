@@ -21,6 +21,7 @@ from jaxzip.codec._entropy import (
     symbol_counts,
 )
 from jaxzip.codec._errors import FormatError
+from jaxzip.codec._groups import decode_groups, group_layouts, group_symbols
 from jaxzip.codec._rowcol import decode_rowcol, encode_rowcol, plan_rowcol
 
 SYMBOL_CODERS = ("pack", "ans", "huffman")
@@ -40,7 +41,9 @@ class Encoding:
       positions: ``"dense"`` (every element stored), ``"bitmask"`` (one bit per
         element, then the nonzeros), ``"gaps"`` (relative indices with fillers) or
         ``"rowcol"`` (the bits ANS-coded by row and column density, the smallest
-        of 2, 4 and 8 groups per axis; see ``_rowcol.py``).
+        of 2, 4 and 8 groups per axis; see ``_rowcol.py``). The automatic choice
+        (``encoding=None``) also tries one symbol per group of 4 or 8 elements
+        (``_groups.py``: N:M masks), which cannot be pinned.
       gap_bits: the gap entry width for ``positions="gaps"``, 1 to 8.
 
     Example:
@@ -176,14 +179,37 @@ def _rowcol(
     return encode_rowcol(mask, cols, plan.g, sym, plan=plan)
 
 
+def _groups(
+    pos: np.ndarray, shape: tuple[int, ...], beat: float
+) -> tuple[dict[str, Any], bytes] | None:
+    """The smallest group coding (see ``_groups.py``); None if no estimate is below
+    ``beat`` bytes (only the winner is entropy-coded)."""
+    n = int(np.prod(shape)) if shape else 1
+    best: tuple[float, int, int, str, np.ndarray] | None = None
+    mask = np.zeros(n, np.bool_)
+    mask[pos] = True
+    for m, stride in group_layouts(shape):
+        symbols = group_symbols(mask, m, stride)
+        for c in SYMBOL_CODERS:
+            size = _symbols_size(symbols, c)
+            if size < beat and (best is None or size < best[0]):
+                best = (size, m, stride, c, symbols)
+    if best is None:
+        return None
+    _, m, stride, coder, symbols = best
+    spec, data = _encode_symbols(symbols, coder)
+    return {"enc": "groups", "m": m, "stride": stride, "coder": spec}, data
+
+
 def _cost(coded: tuple[dict[str, Any], bytes]) -> int:
     """Bytes of a coded stream: its payload and its spec as header JSON (before deflate)."""
     return len(coded[1]) + len(json.dumps(coded[0], separators=(",", ":")))
 
 
 def _encode_positions(
-    pos: np.ndarray, n: int, cols: int, enc: Encoding | None
+    pos: np.ndarray, shape: tuple[int, ...], enc: Encoding | None
 ) -> tuple[dict[str, Any], bytes]:
+    n, cols = (int(np.prod(shape)), shape[-1] or 1) if shape else (1, 1)
     coded = _rowcol(pos, n, cols, enc.symbols) if enc and enc.positions == "rowcol" and n else None
     if coded is not None:  # pinned rowcol: no bound to beat, so never None for n > 0
         return coded
@@ -208,22 +234,25 @@ def _encode_positions(
             if size < best[0]:
                 best = (size, b, c)
     if best[1] is None:
-        out = _encode_positions(pos, n, cols, Encoding(positions="bitmask"))
+        out = _encode_positions(pos, shape, Encoding(positions="bitmask"))
     else:
         gaps = Encoding(symbols=best[2], positions="gaps", gap_bits=best[1])
-        out = _encode_positions(pos, n, cols, gaps)
+        out = _encode_positions(pos, shape, gaps)
     if pos.size:
-        rowcol = _rowcol(pos, n, cols, None, beat=_cost(out))
-        if rowcol is not None and _cost(rowcol) < _cost(out):
-            out = rowcol
+        for structured in (
+            _rowcol(pos, n, cols, None, beat=_cost(out)),
+            _groups(pos, shape, _cost(out)),
+        ):
+            if structured is not None and _cost(structured) < _cost(out):
+                out = structured
     return out
 
 
 def _encode_sparse(
-    flat: np.ndarray, cols: int, enc: Encoding | None
+    flat: np.ndarray, shape: tuple[int, ...], enc: Encoding | None
 ) -> tuple[dict[str, Any], bytes]:
     pos = nonzero_positions(flat)
-    pspec, pdata = _encode_positions(pos, flat.size, cols, enc)
+    pspec, pdata = _encode_positions(pos, shape, enc)
     vspec, vdata = _encode_dense(flat[pos], None if enc is None else enc.symbols)
     spec = {"enc": "sparse", "nnz": int(pos.size), "pos": pspec, "pos_len": len(pdata)}
     return {**spec, "values": vspec}, pdata + vdata
@@ -241,16 +270,16 @@ def encode_array(x: np.ndarray, enc: Encoding | None) -> tuple[dict[str, Any], b
       ({'enc': 'pack', 'bits': 2, 'offset': 0}, '30')
     """
     x = np.asarray(x)
-    flat, cols = x.reshape(-1), (x.shape[-1] if x.ndim and x.shape[-1] else 1)
+    flat, shape = x.reshape(-1), tuple(x.shape)
     if enc is not None:
         return (
             _encode_dense(flat, enc.symbols)
             if enc.positions == "dense"
-            else _encode_sparse(flat, cols, enc)
+            else _encode_sparse(flat, shape, enc)
         )
     best = _encode_dense(flat, None)
     if flat.size and nonzero_positions(flat).size < flat.size:
-        sparse = _encode_sparse(flat, cols, None)
+        sparse = _encode_sparse(flat, shape, None)
         if len(sparse[1]) < len(best[1]):
             best = sparse
     return best
@@ -308,6 +337,8 @@ def _decode_sparse(spec: dict[str, Any], data: bytes, dtype: np.dtype, n: int) -
             )
     elif pspec.get("enc") == "rowcol":
         mask = decode_rowcol(pspec, pdata, n, nnz, _decode_symbols_u8)
+    elif pspec.get("enc") == "groups":
+        mask = decode_groups(pspec, pdata, n, nnz, _decode_symbols_u8)
     elif pspec.get("enc") == "gaps":
         bits, count = pspec.get("bits"), pspec.get("count")
         if not isinstance(bits, int) or not 1 <= bits <= 8:
