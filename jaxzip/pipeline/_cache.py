@@ -6,8 +6,9 @@ config parts it reads), its position and name, the key of the stage before it
 (a chain, so a change invalidates every later stage) and the jaxzip version.
 Its directory holds the run-state fields it set (trees holding arrays, such as
 params, masks and codebooks, as :func:`jaxzip.codec.encode` files, bit for bit;
-anything else as JSON), copies of the files it wrote to the output directory, and ``done.json``, written last and atomically: a directory without a
-valid ``done.json`` (a crash mid-write) is never restored.
+anything else as JSON), copies of the files it wrote to the output directory,
+and ``done.json``, written last and atomically: a directory without a valid
+``done.json`` (a crash mid-write) is never restored.
 
 Every name read back from a manifest is checked with
 :func:`jaxzip._io.contained_path` before a file is read or written under it: a
@@ -231,7 +232,9 @@ def restore_outputs(
             updates[k] = entry["value"]
         elif kind == "codec":
             tree = jz_codec.load(contained_path(stage_dir, entry.get("file"), what=what))
-            updates[k] = jax.tree.map(jnp.asarray, tree)  # device arrays, as the stage gave
+            updates[k] = jax.tree.map(  # device arrays, as the stage gave; scalars stay
+                lambda x: jnp.asarray(x) if isinstance(x, np.ndarray) else x, tree
+            )
         else:
             raise ValueError(f"{what}: unknown output kind {kind!r}")
     for source, target in copies:

@@ -150,11 +150,13 @@ def test_functions_and_trees_of_unknown_nodes_are_not_stored(tmp_path):
         files=(),
     )
     assert not ok and not d.exists()
-    lists = {"w": [jnp.ones(2), (jnp.arange(3), None)]}  # lists and tuples round-trip
+    lists = {"w": [jnp.ones(2), (jnp.arange(3), None, 7)]}  # lists, tuples, scalars round-trip
     assert store_outputs(
         d, key="k", name="x", updates={"params": lists}, metrics={}, out_dir=tmp_path, files=()
     )
-    _assert_same(restore_outputs(d, find_complete(d, "k"), tmp_path)[0]["params"], lists)
+    back = restore_outputs(d, find_complete(d, "k"), tmp_path)[0]["params"]
+    _assert_same(back, lists)
+    assert back["w"][1][2] == 7 and type(back["w"][1][2]) is int
     ok = store_outputs(
         d,
         key="k",
