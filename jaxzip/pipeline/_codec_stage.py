@@ -26,7 +26,7 @@ from jaxzip import quant as jz_quant
 from jaxzip import train as jz_train
 from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
-from jaxzip.config import CodecConfig, ExperimentConfig, KMeansConfig, augment_of
+from jaxzip.config import CodecConfig, ExperimentConfig, KMeansConfig, augment_of, run_key
 from jaxzip.paths import (
     all_of,
     keystr,
@@ -37,13 +37,14 @@ from jaxzip.paths import (
     selected_paths,
 )
 from jaxzip.pipeline._stage_utils import (
+    MAX_LOSS_GROWTH,
     describe_val,
     divergence_hint,
     jsonable,
     leaked,
     log,
-    run_stage_epochs,
     val_figures,
+    with_hint,
 )
 from jaxzip.pipeline._state import RunState
 
@@ -107,13 +108,13 @@ def finetune_codebooks(
 ) -> Params:
     """Trains the centroids and the float leaves (pruned float weights held at zero).
 
-    Adam at ``kmeans.learning_rate`` (cosine decay) for ``kmeans.finetune_epochs``
-    epochs over ``state.splits.train`` with ``[train]``'s batch size and augmentation;
-    ``key`` defaults to the run's ``"kmeans"`` key. The loss is cross-entropy on the
-    labels, or with ``kmeans.distill_alpha > 0`` :func:`jaxzip.distill.kd_loss` against
-    ``state.apply_fn`` on ``teacher`` (default ``state.params``: the model before weight
-    sharing) in inference mode, on the same augmented images. Used by the ``kmeans``
-    stage and by ``jaxzip auto`` (each candidate's ``codebook_fn``).
+    :func:`jaxzip.quant.finetune_codebooks` with Adam at ``kmeans.learning_rate`` (cosine
+    decay) for ``kmeans.finetune_epochs`` epochs over ``state.splits.train`` with
+    ``[train]``'s batch size and augmentation; ``key`` defaults to the run's ``"kmeans"``
+    key. The loss is cross-entropy on the labels, or with ``kmeans.distill_alpha > 0``
+    :func:`jaxzip.distill.kd_loss` against ``teacher`` (default ``state.params``: the model
+    before weight sharing). Used by the ``kmeans`` stage and by ``jaxzip auto`` (each
+    candidate's ``codebook_fn``).
     """
     k, t, splits = kmeans, cfg.train, state.splits
     total = max(1, k.finetune_epochs * (len(splits.train) // t.batch_size))
@@ -128,44 +129,25 @@ def finetune_codebooks(
         optax.adam(optax.cosine_decay_schedule(k.learning_rate, decay_steps=total)),
         jz_prune.keep_masked(trainable_mask),
     )
-    augment, apply_fn = augment_of(t), state.apply_fn
-
     kd = None
     if k.distill_alpha > 0:
         kd = jz_distill.kd_loss(temperature=k.distill_temperature, alpha=k.distill_alpha)
-        teacher = state.params if teacher is None else teacher
-
-    def loss_fn(params: Params, batch: dict[str, Any]) -> jax.Array:
-        k_aug, k_drop = jax.random.split(batch["key"])
-        x = batch["x"] if augment is None else augment(batch["x"], key=k_aug)
-        logits = apply_fn(params, x, train=True, key=k_drop)
-        if kd is None:
-            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
-        target = jax.lax.stop_gradient(apply_fn(batch["teacher"], x, train=False, key=None))
-        per_example, _ = kd(logits, target, batch["y"])
-        return per_example.mean()
-
-    codebook_step = jz_quant.make_codebook_step(loss_fn, tx)
-    extra = {} if kd is None else {"teacher": teacher}  # an argument: no retrace, no copy
-
-    def step(cb_state, batch, key):  # the key of step i is fold_in(key, i), as in the train steps
-        return codebook_step(
-            cb_state, books, {**batch, **extra, "key": jax.random.fold_in(key, cb_state.step)}
+    with with_hint(divergence_hint("kmeans.learning_rate", k.learning_rate)):
+        return jz_quant.finetune_codebooks(
+            state.apply_fn,
+            books,
+            splits.train,
+            tx,
+            epochs=k.finetune_epochs,
+            batch_size=t.batch_size,
+            key=run_key(cfg, "kmeans") if key is None else key,
+            augment=augment_of(t),
+            loss=kd,
+            teacher_params=None if kd is None else (state.params if teacher is None else teacher),
+            progress=bool(state.progress),
+            max_loss_growth=MAX_LOSS_GROWTH,
+            desc="kmeans fine-tune",
         )
-
-    init = jz_quant.init_codebook_state(books, tx)
-    tuned, _ = run_stage_epochs(
-        cfg,
-        state,
-        step,
-        init,
-        name="kmeans",
-        epochs=k.finetune_epochs,
-        desc="kmeans fine-tune",
-        hint=divergence_hint("kmeans.learning_rate", k.learning_rate),
-        key=key,
-    )
-    return jz_quant.replace_centroids(books, tuned.trainable)
 
 
 def kmeans_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:

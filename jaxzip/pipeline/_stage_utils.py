@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,6 @@ from jaxzip.config import (
     run_key,
     save_config,
 )
-from jaxzip.pipeline._state import RunState
 
 __all__ = [
     "AUTO_FILE",
@@ -40,13 +39,10 @@ __all__ = [
     "leaked",
     "log",
     "retrain",
-    "run_stage_epochs",
     "search_dir",
     "val_figures",
     "with_hint",
 ]
-
-S = TypeVar("S")
 
 AUTO_FILE = "auto.json"
 """``jaxzip auto``'s summary in its search directory (beside the journal and ``best.jz``)."""
@@ -111,39 +107,6 @@ def retrain(
         **common,
     )
     return state.params, history
-
-
-def run_stage_epochs(
-    cfg: ExperimentConfig,
-    state: RunState,
-    step: Callable[[S, dict[str, np.ndarray], jax.Array], tuple[S, Mapping[str, Any]]],
-    init: S,
-    *,
-    name: str,
-    epochs: int,
-    hint: str = "",
-    key: jax.Array | None = None,
-    **options: Any,
-) -> tuple[S, list[dict[str, Any]]]:
-    """:func:`jaxzip.train.run_epochs` for a stage: ``step`` from ``init`` over the train split.
-
-    Batches of ``[train] batch_size``, ``key`` (default ``run_key(cfg, name)``), the run's
-    progress setting and the divergence guard :data:`MAX_LOSS_GROWTH`; ``options``
-    (``desc``, ...) pass through. A diverged run's error ends with ``hint`` (see
-    :func:`divergence_hint`).
-    """
-    options.setdefault("max_loss_growth", MAX_LOSS_GROWTH)
-    with with_hint(hint):
-        return jz_train.run_epochs(
-            step,
-            init,
-            state.splits.train,
-            key=run_key(cfg, name) if key is None else key,
-            epochs=epochs,
-            batch_size=cfg.train.batch_size,
-            progress=bool(state.progress),
-            **options,
-        )
 
 
 def log(text: str) -> None:

@@ -22,7 +22,12 @@ from jaxzip.quant._binary import binarize, ternarize
 from jaxzip.quant._calibrate import calibrate, compute_scale
 from jaxzip.quant._collect import RangeCollector, RangeState, make_range_collector
 from jaxzip.quant._fake import fake_quant, lsq_fake_quant, lsq_init_step
-from jaxzip.quant._finetune import CodebookState, init_codebook_state, make_codebook_step
+from jaxzip.quant._finetune import (
+    CodebookState,
+    finetune_codebooks,
+    init_codebook_state,
+    make_codebook_step,
+)
 from jaxzip.quant._gptq import check_obs_options, gptq_quantize_matrix
 from jaxzip.quant._gptq_tree import gptq
 from jaxzip.quant._intops import int_conv, int_dense
@@ -75,6 +80,7 @@ __all__ = [
     "dequantize_params",
     "fake_quant",
     "fake_quant_params",
+    "finetune_codebooks",
     "gptq",
     "gptq_quantize_matrix",
     "init_codebook_state",

@@ -1,4 +1,5 @@
-"""Codebook fine-tuning: a jitted train step whose trainable leaves are the centroids."""
+"""Codebook fine-tuning: a jitted train step whose trainable leaves are the centroids, and
+Deep Compression's centroid fine-tuning over epochs (:func:`finetune_codebooks`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import optax
 from jaxzip._types import Params
 from jaxzip.quant._kmeans import codebook_centroids, replace_centroids
 from jaxzip.quant._params import dequantize_params
+from jaxzip.train import run_epochs
 
 
 class CodebookState(NamedTuple):
@@ -86,3 +88,97 @@ def make_codebook_step(
         return CodebookState(state.step + 1, trainable, opt_state), {"loss": value}
 
     return jax.jit(step, donate_argnums=0)
+
+
+def finetune_codebooks(
+    apply_fn: Callable[..., Any],
+    books: Params,
+    train_ds: Any,
+    tx: optax.GradientTransformation,
+    *,
+    epochs: int,
+    batch_size: int,
+    key: jax.Array,
+    augment: Callable[..., jax.Array] | None = None,
+    loss: Callable[..., tuple[jax.Array, Any]] | None = None,
+    teacher_params: Params | None = None,
+    progress: bool = False,
+    max_loss_growth: float | None = None,
+    desc: str = "finetune_codebooks",
+) -> Params:
+    """Deep Compression's centroid fine-tuning: ``epochs`` epochs of :func:`make_codebook_step`.
+
+    Trains the centroids and the float leaves of ``books`` (indices and masks fixed, so
+    pruned weights stay exactly 0) over ``train_ds`` with :func:`jaxzip.train.run_epochs`:
+    a fresh shuffle per epoch from ``key``; step ``i`` splits ``fold_in(key, i)`` into the
+    augmentation's key and the dropout key. The loss is the softmax cross-entropy on the
+    labels (per token for a language model's windows), or ``loss(logits, teacher_logits,
+    labels) -> (per_example, terms)`` (e.g. :func:`jaxzip.distill.kd_loss`) against
+    ``apply_fn`` on ``teacher_params`` in inference mode, on the same augmented inputs.
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, x, *, train, key)``.
+      books: params with :class:`KMeansArray` leaves (:func:`kmeans_params`).
+      train_ds: the training :class:`jaxzip.data.Dataset` or ``TokenWindows``.
+      tx: the optimizer of the trainable tree (chain ``jaxzip.prune.keep_masked`` to hold
+        pruned float weights at zero).
+      epochs, batch_size, progress, max_loss_growth, desc: as in :func:`jaxzip.train.run_epochs`.
+      key: the PRNG key of the shuffles and the steps.
+      augment: optional ``augment(x, key=key) -> x`` (e.g. :class:`jaxzip.train.RandomShift`).
+      loss: optional distillation loss; needs ``teacher_params``.
+      teacher_params: the teacher's params (the model before weight sharing).
+
+    Returns:
+      ``books`` with the fine-tuned centroids and float leaves.
+
+    Raises:
+      ValueError: ``loss`` without ``teacher_params``; from :func:`jaxzip.train.run_epochs`
+        (bad sizes or key, a diverged run).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, optax
+      >>> from jaxzip.data import Dataset
+      >>> from jaxzip.quant import dequantize_params, kmeans_params
+      >>> ds = Dataset(x=np.eye(2, dtype=np.float32).reshape(2, 1, 1, 2),
+      ...              y=np.array([1, 0], np.int32), num_classes=2, name="toy")
+      >>> linear = lambda p, x, *, train, key: x.reshape(len(x), -1) @ p["w"]
+      >>> books = kmeans_params({"w": jnp.eye(2)}, bits=1, where="w")
+      >>> tuned = finetune_codebooks(linear, books, ds, optax.sgd(1.0), epochs=5,
+      ...                            batch_size=2, key=jax.random.key(0))
+      >>> w = dequantize_params(tuned)["w"]  # still two shared values, now swapped in rank
+      >>> bool(w[0, 1] > w[0, 0]), len(set(np.asarray(w).ravel().tolist()))
+      (True, 2)
+    """
+    if loss is not None and teacher_params is None:
+        raise ValueError("finetune_codebooks: a distillation loss needs teacher_params")
+
+    def loss_fn(params: Params, batch: dict[str, Any]) -> jax.Array:
+        k_aug, k_drop = jax.random.split(batch["key"])
+        x = batch["x"] if augment is None else augment(batch["x"], key=k_aug)
+        logits = apply_fn(params, x, train=True, key=k_drop)
+        if loss is None:
+            return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        target = jax.lax.stop_gradient(apply_fn(batch["teacher"], x, train=False, key=None))
+        per_example, _ = loss(logits, target, batch["y"])
+        return per_example.mean()
+
+    codebook_step = make_codebook_step(loss_fn, tx)
+    extra = {} if loss is None else {"teacher": teacher_params}  # an argument: no retrace
+
+    def step(state: CodebookState, batch: dict[str, Any], key: jax.Array) -> Any:
+        return codebook_step(
+            state, books, {**batch, **extra, "key": jax.random.fold_in(key, state.step)}
+        )
+
+    tuned, _ = run_epochs(
+        step,
+        init_codebook_state(books, tx),
+        train_ds,
+        key=key,
+        epochs=epochs,
+        batch_size=batch_size,
+        progress=progress,
+        max_loss_growth=max_loss_growth,
+        desc=desc,
+    )
+    return replace_centroids(books, tuned.trainable)

@@ -149,7 +149,7 @@ def test_diverged_training_stops_the_run(model, says, tmp_path, capsys):
 
 
 def test_diverged_kmeans_fine_tune_stops_the_run(tmp_path, capsys):
-    # the stages' shared loop (run_stage_epochs) carries the guard: the k-means fine-tune too
+    # the stages pass the guard (MAX_LOSS_GROWTH) to every loop: the k-means fine-tune too
     args = [
         f"--set={o}"
         for o in [

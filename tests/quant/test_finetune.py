@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from jaxzip.quant import init_codebook_state, kmeans_params, make_codebook_step, replace_centroids
 
@@ -56,3 +57,49 @@ def test_codebook_step_does_not_delete_the_callers_arrays():
     assert not params["b"].is_deleted()
     assert not jax.tree.leaves(books)[0].is_deleted()
     np.testing.assert_array_equal(params["b"], np.ones(3))
+
+
+def _toy_classifier():
+    """A pruned, 2-bit weight-shared linear classifier of 64 separable 2x2 images."""
+    from jaxzip.data import Dataset
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 64).astype(np.int32)
+    x = rng.uniform(0.0, 0.2, (64, 4)).astype(np.float32)
+    x[np.arange(64), y] = 1.0
+    ds = Dataset(x=x.reshape(64, 2, 2, 1), y=y, num_classes=3, name="toy")
+    kernel = np.asarray(jax.random.normal(jax.random.key(2), (4, 3))) * 0.1
+    kernel[3] = 0.0  # the unused 4th pixel's weights are pruned
+    params = {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(3)}
+    mask = {"kernel": jnp.asarray(kernel != 0), "bias": jnp.ones(3, bool)}
+    books = kmeans_params(params, bits=2, where="kernel", mask=mask, iters=5)
+
+    def apply_fn(p, x, *, train, key):
+        return x.reshape(len(x), -1) @ p["kernel"] + p["bias"]
+
+    return apply_fn, books, ds
+
+
+def test_finetune_codebooks_trains_the_centroids_over_epochs():
+    from jaxzip.distill import kd_loss
+    from jaxzip.quant import dequantize_params, finetune_codebooks
+    from jaxzip.train import evaluate
+
+    apply_fn, books, ds = _toy_classifier()
+    kw = {"epochs": 4, "batch_size": 16, "key": jax.random.key(0)}
+    tuned = finetune_codebooks(apply_fn, books, ds, optax.adam(0.1), **kw)
+    before = evaluate(apply_fn, dequantize_params(books), ds)
+    after = evaluate(apply_fn, dequantize_params(tuned), ds)
+    assert float(after["loss"]) < float(before["loss"]) and float(after["accuracy"]) > 0.9
+    w = np.asarray(tuned["kernel"].decode())
+    assert np.all(w[3] == 0) and np.unique(w[:3]).size <= 4  # pruned zeros, 4 shared values
+    assert np.array_equal(np.asarray(tuned["kernel"].indices), np.asarray(books["kernel"].indices))
+    # distilled from a teacher instead of the labels: another loss, other centroids
+    teacher = {"kernel": 5.0 * jnp.eye(4)[:, :3], "bias": jnp.zeros(3)}
+    kd = kd_loss(temperature=2.0, alpha=1.0)
+    distilled = finetune_codebooks(
+        apply_fn, books, ds, optax.adam(0.1), loss=kd, teacher_params=teacher, **kw
+    )
+    assert not np.allclose(distilled["kernel"].centroids, tuned["kernel"].centroids)
+    with pytest.raises(ValueError, match="needs teacher_params"):
+        finetune_codebooks(apply_fn, books, ds, optax.adam(0.1), loss=kd, **kw)
