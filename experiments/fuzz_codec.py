@@ -180,10 +180,13 @@ def lenet_tree(seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
         bits=4,
         dtype=np.dtype(np.float32),
     )
+    w2 = rng.integers(-7, 8, size=(128, 32)).astype(np.int8)  # 2:4 on the input axis: groups
+    top2 = np.argsort(np.abs(w2).reshape(32, 4, 32), axis=1, kind="stable") >= 2
     tree = {
         "Conv_0": {"kernel": qconv, "bias": jnp.zeros(4)},
         "Dense_0": {"kernel": books, "bias": params["Dense_0"]["bias"]},
         "Dense_1": {"kernel": w1, "bias": params["Dense_1"]["bias"]},
+        "Dense_2": {"kernel": np.where(top2.reshape(128, 32), w2, np.int8(0))},
         "meta": [np.int16(3), 2.5, True, None, (jnp.arange(5, dtype=jnp.int32),)],
     }
     return tree, params
