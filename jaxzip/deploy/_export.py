@@ -273,7 +273,9 @@ def load_exported(path: str | os.PathLike[str]) -> Callable[[ArrayLike], jax.Arr
     deserializes and calls no custom call outside :data:`ALLOWED_CUSTOM_CALLS`,
     that the function's parameters match the weights and the info, and that it
     compiles. No model source code is needed: the function is the serialized
-    StableHLO.
+    StableHLO. That module is deserialized by JAX's native code, which a crafted
+    module can crash (heap corruption; ``docs/security.md``, "Fuzzing"): load
+    files only from sources you trust, as you would run their code.
 
     Args:
       path: the exported file.
