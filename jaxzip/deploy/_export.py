@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -141,8 +142,74 @@ def _captured_stderr() -> Iterator[list[str]]:
             out.extend(tmp.read(4096).decode("utf-8", "replace").splitlines())
 
 
+PROBE_TIMEOUT_S = 120.0
+"""How long the child process that deserializes an exported module first may take."""
+
+_PROBE = """
+import sys
+import jax
+try:
+    exported = jax.export.deserialize(bytearray(sys.stdin.buffer.read()))
+except Exception as e:
+    print("function", type(e).__name__)
+    sys.exit(3)
+try:
+    exported.mlir_module()
+except Exception as e:
+    print("module", (str(e).splitlines() or [type(e).__name__])[0])
+    sys.exit(3)
+"""
+
+
+def _probe(hlo: bytes) -> None:
+    """Deserializes the section and its StableHLO module in a child process.
+
+    JAX's deserializer is native code, and a crafted module can corrupt its heap (the
+    fuzz campaign found one that aborts the process, even after the deserializer has
+    returned an error; ``docs/security.md``) or keep it busy. So only a module that the
+    child deserialized and exited cleanly after is deserialized in this process.
+
+    Raises:
+      FormatError: the section is not a serialized function, its module does not
+        deserialize (the first error MLIR reported), the child was killed by a signal, or
+        it ran past :data:`PROBE_TIMEOUT_S`.
+    """
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # it only deserializes: no accelerator
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            input=hlo,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise codec.FormatError(
+            f"hlo section: deserializing the StableHLO module took over {PROBE_TIMEOUT_S:g} s"
+        ) from None
+    out = r.stdout.decode("utf-8", "replace").strip()
+    if r.returncode < 0:
+        raise codec.FormatError(
+            f"hlo section: the StableHLO module crashes JAX's deserializer (signal "
+            f"{-r.returncode} in a child process); the file is damaged or crafted"
+        )
+    if r.returncode == 3 and out.startswith("function "):
+        raise codec.FormatError(
+            f"hlo section: not a serialized jax.export StableHLO function ({out[9:]})"
+        )
+    if r.returncode != 0:
+        diag = r.stderr.decode("utf-8", "replace").splitlines()
+        first = next((line for line in diag if "error" in line), out.removeprefix("module "))
+        raise codec.FormatError(
+            f"hlo section: the StableHLO module does not deserialize ({first.strip()[:200]})"
+        )
+
+
 def _module_text(hlo: bytes) -> tuple[jax.export.Exported, str]:
-    """Deserializes the section and its StableHLO module; ``FormatError`` if either fails."""
+    """Deserializes the section and its StableHLO module once a child process has done so
+    safely (:func:`_probe`); ``FormatError`` if either fails."""
+    _probe(hlo)
     with _captured_stderr() as diag:
         try:
             exported = jax.export.deserialize(bytearray(hlo))
@@ -274,8 +341,10 @@ def load_exported(path: str | os.PathLike[str]) -> Callable[[ArrayLike], jax.Arr
     that the function's parameters match the weights and the info, and that it
     compiles. No model source code is needed: the function is the serialized
     StableHLO. That module is deserialized by JAX's native code, which a crafted
-    module can crash (heap corruption; ``docs/security.md``, "Fuzzing"): load
-    files only from sources you trust, as you would run their code.
+    module can crash (heap corruption; ``docs/security.md``, "Fuzzing"), so it is
+    deserialized in a child process first (about a second): a crash there is a
+    ``FormatError`` here. Load files only from sources you trust, as you would run
+    their code: a module can be malformed in ways no check sees.
 
     Args:
       path: the exported file.

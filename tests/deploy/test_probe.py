@@ -1,0 +1,66 @@
+"""Tests for the child-process probe of jaxzip/deploy/_export.py: a module that crashes
+JAX's native deserializer is a FormatError, never the end of the loading process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import pytest
+
+from jaxzip import codec, deploy
+from jaxzip.deploy import _export
+
+CRASHER = Path(__file__).parent / "data" / "fuzz_6177_heap_corruption.jzx"
+"""Case 6177 of ``fuzz_codec.py --seed 1`` (fde1f98): one flipped bit of the StableHLO,
+checksums recomputed. Deserialized in-process it corrupted the heap: the process aborted
+(``malloc(): invalid next size``), even after the deserializer had returned an error."""
+
+
+def test_the_fuzzed_module_is_refused_and_the_process_lives():
+    code = (
+        "import sys\n"
+        "from jaxzip import codec, deploy\n"
+        "try:\n"
+        f"    deploy.load_exported({str(CRASHER)!r})\n"
+        "    print('loaded')\n"
+        "except codec.FormatError as e:\n"
+        "    print('refused:', e)\n"
+        "x = [bytearray(4096) for _ in range(20000)]  # allocate: a corrupt heap aborts here\n"
+        "print('alive')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    out = r.stdout.decode()
+    assert r.returncode == 0, (r.returncode, out, r.stderr.decode()[-500:])
+    assert "refused: " in out and "hlo section" in out and out.rstrip().endswith("alive")
+
+
+@pytest.fixture
+def exported(tmp_path):
+    path = tmp_path / "m.jzx"
+    deploy.export(
+        lambda params, x, *, train, key: x + params["b"], {"b": jnp.ones(2)}, jnp.ones((1, 2)), path
+    )
+    return path
+
+
+def test_a_crash_in_the_child_is_a_format_error(exported, monkeypatch):
+    monkeypatch.setattr(
+        _export, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGABRT)"
+    )
+    with pytest.raises(codec.FormatError, match=r"crashes JAX's deserializer \(signal 6"):
+        deploy.load_exported(exported)
+
+
+def test_a_child_past_the_timeout_is_a_format_error(exported, monkeypatch):
+    monkeypatch.setattr(_export, "_PROBE", "import time; time.sleep(30)")
+    monkeypatch.setattr(_export, "PROBE_TIMEOUT_S", 0.5)
+    with pytest.raises(codec.FormatError, match=r"took over 0\.5 s"):
+        deploy.check_exported(exported)
+
+
+def test_a_good_file_passes_the_probe(exported):
+    assert deploy.check_exported(exported).output_shape == (1, 2)
+    assert deploy.load_exported(exported)(jnp.zeros((1, 2))).tolist() == [[1.0, 1.0]]
