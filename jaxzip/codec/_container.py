@@ -226,7 +226,7 @@ def decode_charge(enc: Any, dtype: np.dtype, n: int, length: Any, kind: Any) -> 
         if pos.get("enc") == "rowcol":  # each row's and column's group, one byte each
             cols = _int_in(pos.get("cols"), 1, max(n, 1), 1)
             count = (n // cols if n % cols == 0 else n) + cols
-        if pos.get("enc") == "groups":  # a byte per group of m >= 4, and one bit plane
+        if pos.get("enc") == "groups":  # a byte per group of m >= 4, and one bit plane as big
             count = n // 2
         mask = n if nnz or pos.get("enc") != "gaps" else 0  # all-zero: no mask is built
         return out + mask + count + nnz * isz + (nnz if isz > 1 else 0)

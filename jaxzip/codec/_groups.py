@@ -72,8 +72,7 @@ def decode_groups(
 ) -> np.ndarray:
     """The bool mask of ``n`` elements that a ``{"enc": "groups"}`` position spec describes.
 
-    Holds the mask and the ``n / m`` symbols, plus ``n / m`` bytes per bit while it
-    spreads them.
+    Holds the mask, the ``n / m`` symbols and one ``n / m``-byte bit plane.
 
     Raises:
       FormatError: ``m`` not in :data:`GROUP_SIZES`, ``stride`` not a positive int,
@@ -96,8 +95,11 @@ def decode_groups(
     mask = np.zeros(n, np.bool_)
     cells = mask.reshape(-1, m, stride)
     groups = s.reshape(-1, stride)
+    plane = np.empty_like(groups)  # one bit plane, reused: no temporaries per bit
     for t in range(m):
-        cells[:, t, :] = (groups >> np.uint8(t)) & np.uint8(1)
+        np.right_shift(groups, np.uint8(t), out=plane)
+        np.bitwise_and(plane, np.uint8(1), out=plane)
+        cells[:, t, :] = plane
     if int(np.count_nonzero(mask)) != nnz:
         raise FormatError(
             f"group positions: {int(np.count_nonzero(mask))} positions, expected {nnz}"

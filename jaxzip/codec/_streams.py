@@ -161,13 +161,19 @@ def _encode_dense(flat: np.ndarray, coder: str | None) -> tuple[dict[str, Any], 
     return _encode_symbols(v, coder)
 
 
-def _rowcol(
-    pos: np.ndarray, n: int, cols: int, symbols: str | None, beat: float = math.inf
-) -> tuple[dict[str, Any], bytes] | None:
-    """The rowcol coding with the best estimated group count; None if that estimate
-    is not below ``beat`` bytes (the ANS step runs only for a likely winner)."""
+def _mask(pos: np.ndarray, n: int) -> np.ndarray:
+    """The bool mask of ``n`` elements set at ``pos``."""
     mask = np.zeros(n, np.bool_)
     mask[pos] = True
+    return mask
+
+
+def _rowcol(
+    mask: np.ndarray, cols: int, symbols: str | None, beat: float = math.inf
+) -> tuple[dict[str, Any], bytes] | None:
+    """The rowcol coding of the flat bool ``mask`` with the best estimated group count;
+    None if that estimate is not below ``beat`` bytes (the ANS step runs only for a
+    likely winner)."""
     plan = plan_rowcol(mask.reshape(-1, cols))
     if plan.bytes >= beat:
         return None
@@ -180,14 +186,12 @@ def _rowcol(
 
 
 def _groups(
-    pos: np.ndarray, shape: tuple[int, ...], beat: float
+    mask: np.ndarray, shape: tuple[int, ...], beat: float
 ) -> tuple[dict[str, Any], bytes] | None:
-    """The smallest group coding (see ``_groups.py``); None if no estimate is below
-    ``beat`` bytes (only the winner is entropy-coded)."""
-    n = int(np.prod(shape)) if shape else 1
+    """The smallest group coding of the flat bool ``mask`` of an array of ``shape`` (see
+    ``_groups.py``); None if no estimate is below ``beat`` bytes (only the winner is
+    entropy-coded)."""
     best: tuple[float, int, int, str, np.ndarray] | None = None
-    mask = np.zeros(n, np.bool_)
-    mask[pos] = True
     for m, stride in group_layouts(shape):
         symbols = group_symbols(mask, m, stride)
         for c in SYMBOL_CODERS:
@@ -210,13 +214,12 @@ def _encode_positions(
     pos: np.ndarray, shape: tuple[int, ...], enc: Encoding | None
 ) -> tuple[dict[str, Any], bytes]:
     n, cols = (int(np.prod(shape)), shape[-1] or 1) if shape else (1, 1)
-    coded = _rowcol(pos, n, cols, enc.symbols) if enc and enc.positions == "rowcol" and n else None
+    pinned_rowcol = enc is not None and enc.positions == "rowcol" and n
+    coded = _rowcol(_mask(pos, n), cols, enc.symbols) if pinned_rowcol else None
     if coded is not None:  # pinned rowcol: no bound to beat, so never None for n > 0
         return coded
     if enc is not None and enc.positions in ("bitmask", "rowcol"):  # rowcol of nothing: empty
-        bitmask = np.zeros(n, np.uint8)
-        bitmask[pos] = 1
-        return {"enc": "bitmask"}, pack_bits(bitmask, 1)
+        return {"enc": "bitmask"}, pack_bits(_mask(pos, n).view(np.uint8), 1)
     if enc is not None:
         entries = encode_gaps(pos, enc.gap_bits)
         spec, data = _encode_symbols(entries, enc.symbols)
@@ -238,11 +241,9 @@ def _encode_positions(
     else:
         gaps = Encoding(symbols=best[2], positions="gaps", gap_bits=best[1])
         out = _encode_positions(pos, shape, gaps)
-    if pos.size:
-        for structured in (
-            _rowcol(pos, n, cols, None, beat=_cost(out)),
-            _groups(pos, shape, _cost(out)),
-        ):
+    if pos.size:  # the structured coders, each on the one mask, kept only when smaller
+        mask, beat = _mask(pos, n), _cost(out)
+        for structured in (_rowcol(mask, cols, None, beat=beat), _groups(mask, shape, beat)):
             if structured is not None and _cost(structured) < _cost(out):
                 out = structured
     return out

@@ -63,10 +63,6 @@ class RunState:
     history: list[dict[str, Any]] | None = None
     reports: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    def has(self, name: str) -> bool:
-        """Whether field ``name`` has been provided (is not None)."""
-        return getattr(self, name) is not None
-
     def updated(self, updates: Mapping[str, Any]) -> RunState:
         """A copy with ``updates`` (field → value) applied; only :data:`OUTPUTS` may be set,
         and ``reports`` are added to the earlier ones.

@@ -126,13 +126,14 @@ def finetune_codebooks(
       key: the PRNG key of the shuffles and the steps.
       augment: optional ``augment(x, key=key) -> x`` (e.g. :class:`jaxzip.train.RandomShift`).
       loss: optional distillation loss; needs ``teacher_params``.
-      teacher_params: the teacher's params (the model before weight sharing).
+      teacher_params: the teacher's params (the model before weight sharing); only
+        with ``loss``.
 
     Returns:
       ``books`` with the fine-tuned centroids and float leaves.
 
     Raises:
-      ValueError: ``loss`` without ``teacher_params``; from :func:`jaxzip.train.run_epochs`
+      ValueError: ``loss`` without ``teacher_params`` or the other way round; from :func:`jaxzip.train.run_epochs`
         (bad sizes or key, a diverged run).
 
     Example:
@@ -149,8 +150,12 @@ def finetune_codebooks(
       >>> bool(w[0, 1] > w[0, 0]), len(set(np.asarray(w).ravel().tolist()))
       (True, 2)
     """
-    if loss is not None and teacher_params is None:
-        raise ValueError("finetune_codebooks: a distillation loss needs teacher_params")
+    if (loss is None) != (teacher_params is None):
+        raise ValueError(
+            "finetune_codebooks: loss and teacher_params go together (a distillation loss "
+            f"against the teacher); got loss={loss!r} and teacher_params "
+            f"{'None' if teacher_params is None else 'given'}"
+        )
 
     def loss_fn(params: Params, batch: dict[str, Any]) -> jax.Array:
         k_aug, k_drop = jax.random.split(batch["key"])

@@ -101,5 +101,7 @@ def test_finetune_codebooks_trains_the_centroids_over_epochs():
         apply_fn, books, ds, optax.adam(0.1), loss=kd, teacher_params=teacher, **kw
     )
     assert not np.allclose(distilled["kernel"].centroids, tuned["kernel"].centroids)
-    with pytest.raises(ValueError, match="needs teacher_params"):
+    with pytest.raises(ValueError, match=r"loss and teacher_params go together.*None$"):
         finetune_codebooks(apply_fn, books, ds, optax.adam(0.1), loss=kd, **kw)
+    with pytest.raises(ValueError, match="got loss=None and teacher_params given"):
+        finetune_codebooks(apply_fn, books, ds, optax.adam(0.1), teacher_params=teacher, **kw)
