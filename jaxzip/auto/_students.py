@@ -2,7 +2,7 @@
 
 Each candidate student is the family scaled by a multiplier; those over the
 budget are recorded as skipped, the rest are trained by distillation from the
-teacher (:func:`jaxzip.distill.make_train_step`) and scored on a validation set.
+teacher (:func:`jaxzip.distill.fit`) and scored on a validation set.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from jaxzip._types import Params
 from jaxzip.auto._families import CNNFamily, Family, MLPFamily, _is_int, _multiplier
 from jaxzip.codec import encode
 from jaxzip.data import Dataset
-from jaxzip.distill import Loss, kd_loss, make_train_step
+from jaxzip.distill import Loss, kd_loss
+from jaxzip.distill import fit as distill_fit
 from jaxzip.models import ApplyFn, init_params, linen_apply_fn, param_count
-from jaxzip.train import evaluate, init_state, run_epochs
+from jaxzip.train import evaluate
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -229,11 +230,10 @@ def search_students(
     over the budget (``params > budget_params`` or ``4 * params > budget_bytes``)
     or with the widths of an earlier candidate is recorded as skipped, untrained.
     Every other student starts from ``fold_in(named_key(key, "init"), i)`` (``i``
-    its position) and is trained for ``epochs`` by :func:`jaxzip.train.run_epochs`
+    its position) and is trained for ``epochs`` by :func:`jaxzip.distill.fit`
     over the same shuffles (key ``named_key(key, "train")``) with
-    ``optimizer(optax.cosine_decay_schedule(learning_rate, total_steps))`` and the jitted step of
-    :func:`jaxzip.distill.make_train_step`, the teacher's params passed to every
-    step; then it is scored on ``val_ds`` and its trained params encoded with
+    ``optimizer(optax.cosine_decay_schedule(learning_rate, total_steps))``, the
+    teacher's params passed to every step; then it is scored on ``val_ds`` and its trained params encoded with
     :func:`jaxzip.codec.encode` to record the file size.
 
     Candidates are trained one after another: students of different widths
@@ -349,16 +349,20 @@ def search_students(
             records.append(StudentRecord(**size, skipped=reason))
             continue
         apply_fn = linen_apply_fn(module)
-        step = make_train_step(apply_fn, teacher_apply, tx, loss=loss)
         # One compiled init: eager init compiles each initializer op for every new shape.
         params = jax.jit(lambda k, x, mod=module: init_params(mod, k, x))(student_key, example)
-        state, history = run_epochs(
-            lambda s, batch, k, step=step: step(s, teacher_params, batch, k),
-            init_state(params, tx),
+        state, history = distill_fit(
+            apply_fn,
+            params,
+            tx,
             train_ds,
-            key=train_key,
+            teacher_apply=teacher_apply,
+            teacher_params=teacher_params,
+            loss=loss,
             epochs=epochs,
             batch_size=batch_size,
+            key=train_key,
+            progress=False,
             desc=where,
         )
         acc = evaluate(apply_fn, state.params, val_ds)["accuracy"]
