@@ -8,20 +8,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from jaxzip import auto as jz_auto
 from jaxzip import codec as jz_codec
 from jaxzip._io import atomic_write_bytes, atomic_write_json
 from jaxzip.config import ExperimentConfig
 from jaxzip.pipeline._core_stages import build_model, load_data, train_stage
-from jaxzip.pipeline._stage_utils import AUTO_FILE, jsonable, search_dir
+from jaxzip.pipeline._stage_utils import AUTO_FILE, calibration_batches, jsonable, search_dir
 from jaxzip.pipeline._state import RunState
 
 __all__ = ["LM_CALIB", "LM_TABLES", "run_auto_lm"]
 
 LM_TABLES = r".*embed.*"  # a language model's embedding tables, stored as int8 per row
 LM_CALIB = (128, 16)  # calibration: windows drawn from the training split, batch size
+_CALIB_KEY = "auto/calibration"  # the run key (config.run_key) that draws them
 
 
 def run_auto_lm(
@@ -52,7 +51,7 @@ def run_auto_lm(
         "kind": "lm",
         "space": space.to_dict(),
         "confirm_fraction": confirm_fraction,
-        "calibration": list(LM_CALIB),
+        "calibration": {"windows": LM_CALIB[0], "batch": LM_CALIB[1], "key": _CALIB_KEY},
         "seed": seed,
     }
     start = time.perf_counter()
@@ -62,9 +61,7 @@ def run_auto_lm(
             state = state.updated(stage(cfg, state)[0])
         s = state.splits
         rank, conf = jz_auto.split_windows(s.val, confirm_fraction, seed=seed)
-        n, b = min(LM_CALIB[0], len(s.train)), LM_CALIB[1]
-        idx = np.sort(np.random.default_rng(seed).permutation(len(s.train))[:n])
-        calib = [s.train.x[idx[i : i + b]] for i in range(0, n, b)]
+        calib = calibration_batches(cfg, s.train, *LM_CALIB, name=_CALIB_KEY)
         result = jz_auto.search_lm(
             state.apply_fn,
             state.params,
@@ -94,7 +91,7 @@ def run_auto_lm(
                     "rank": len(rank),
                     "confirm": len(conf),
                     "test": len(s.test),
-                    "calibration": n,
+                    "calibration": min(LM_CALIB[0], len(s.train)),
                 },
                 "se_method": jz_auto.LM_SE_METHOD,
                 "result": result.to_dict(),
