@@ -140,11 +140,19 @@ class Ladder:
     def next_fill(self, cands: Records, good: Callable[[Moves], bool]) -> Moves | None:
         """The smallest good candidate plus the later ladder steps that still fit the bound
         by its own measured / predicted ratio (a kernel's steps in order, none skipped, none
-        blocked), at most ``self.limit`` of them; None when there is nothing new."""
+        blocked), at most ``self.limit`` of them; None when there is nothing new.
+
+        A fill that is already a candidate over the bound (a rung the step search
+        measured, say) is backed off from as if just measured (:meth:`after_fill`),
+        and the next one is proposed instead."""
         ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
         if not ok:
             return None
-        base_moves = ok[0][1]
+        while (moves := self._fill(ok[0][1], cands)) in cands and not good(moves):
+            self.after_fill(False)
+        return None if moves == ok[0][1] or moves in cands else moves
+
+    def _fill(self, base_moves: Moves, cands: Records) -> Moves:
         at = self._at(base_moves)
         rec = cands[base_moves]
         r = _clipped(rec["relative"], rec["predicted"])
@@ -158,8 +166,7 @@ class Ladder:
                 extras.append(i)
                 at[p], total = to, total + delta
         self.extras = tuple(extras[: self.limit])
-        moves = tuple(sorted({*base_moves, *self.extras}))
-        return None if moves == base_moves or moves in cands else moves
+        return tuple(sorted({*base_moves, *self.extras}))
 
     def after_fill(self, feasible: bool) -> None:
         """Feasible: fill again from it. Over the bound: half the steps next time; a single

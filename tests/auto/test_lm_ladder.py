@@ -67,3 +67,20 @@ def test_next_fill_extends_the_best_by_its_own_ratio_and_after_fill_backs_off():
     lad.after_fill(True)
     assert lad.limit is None
     assert lad.fill_label((0, 1, 3)) == "2+1"
+
+
+def test_next_fill_backs_off_from_fills_already_measured_over_the_bound():
+    # rung 1 feasible (ratio 0.5); rungs 2 and 3, which the fills from it would be, were
+    # measured over the bound by the step search: the fill halves to rung 2, blocks its
+    # step (b 0 -> 1, so b's later step too) and proposes a's 1 -> 2 instead
+    lad = ladder()
+    cands = {
+        (0,): rec(1, 0.005, 0.01, 175, True),
+        (0, 1): rec(2, 0.06, 0.03, 150, False),
+        (0, 1, 2): rec(3, 0.09, 0.06, 125, False),
+    }
+    assert lad.next_fill(cands, good(cands)) == (0, 3)
+    assert lad.blocked == {1} and lad.extras == (3,)
+    cands[(0, 3)] = rec("1+1", 0.06, 0.10, 150, False)
+    lad.after_fill(False)
+    assert lad.blocked == {1, 3} and lad.next_fill(cands, good(cands)) is None
