@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from jaxzip import auto as jz_auto
@@ -19,7 +20,8 @@ from jaxzip.pipeline._state import RunState
 __all__ = ["LM_CALIB", "LM_TABLES", "run_auto_lm"]
 
 LM_TABLES = r".*embed.*"  # a language model's embedding tables, stored as int8 per row
-LM_CALIB = (128, 16)  # calibration: windows drawn from the training split, batch size
+# calibration: windows drawn from the training split, and their batch size
+LM_CALIB = SimpleNamespace(calibration_examples=128, calibration_batch_size=16)
 _CALIB_KEY = "auto/calibration"  # the run key (config.run_key) that draws them
 
 
@@ -51,7 +53,11 @@ def run_auto_lm(
         "kind": "lm",
         "space": space.to_dict(),
         "confirm_fraction": confirm_fraction,
-        "calibration": {"windows": LM_CALIB[0], "batch": LM_CALIB[1], "key": _CALIB_KEY},
+        "calibration": {
+            "windows": LM_CALIB.calibration_examples,
+            "batch": LM_CALIB.calibration_batch_size,
+            "key": _CALIB_KEY,
+        },
         "seed": seed,
     }
     start = time.perf_counter()
@@ -61,7 +67,7 @@ def run_auto_lm(
             state = state.updated(stage(cfg, state)[0])
         s = state.splits
         rank, conf = jz_auto.split_windows(s.val, confirm_fraction, seed=seed)
-        calib = calibration_batches(cfg, s.train, *LM_CALIB, name=_CALIB_KEY)
+        calib = calibration_batches(cfg, s.train, LM_CALIB, name=_CALIB_KEY)
         result = jz_auto.search_lm(
             state.apply_fn,
             state.params,
@@ -91,7 +97,7 @@ def run_auto_lm(
                     "rank": len(rank),
                     "confirm": len(conf),
                     "test": len(s.test),
-                    "calibration": min(LM_CALIB[0], len(s.train)),
+                    "calibration": sum(len(b) for b in calib),
                 },
                 "se_method": jz_auto.LM_SE_METHOD,
                 "result": result.to_dict(),

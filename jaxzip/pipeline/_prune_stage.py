@@ -54,13 +54,7 @@ def _oneshot(cfg: ExperimentConfig, state: RunState, pruner: Any, params: Any) -
     """``(params, mask)`` of a one-shot ``[prune] method`` on the calibration sample."""
     p, apply_fn = cfg.prune, state.apply_fn
     nm = p.n_of_m()
-    batches = calibration_batches(
-        cfg,
-        state.splits.train,
-        p.calibration_examples,
-        p.calibration_batch_size,
-        name="prune/calibration",
-    )
+    batches = calibration_batches(cfg, state.splits.train, p, name="prune/calibration")
     log(f"prune: {p.method} on {sum(len(b) for b in batches)} calibration examples")
     try:
         return pruner.oneshot(

@@ -112,13 +112,7 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     quantizer = lookup("quantizer", q.method, where="quantize.method")
     calib = []
     if quantizer.calibrated:
-        calib = calibration_batches(
-            cfg,
-            splits.train,
-            q.calibration_examples,
-            q.calibration_batch_size,
-            name="quantize/calibration",
-        )
+        calib = calibration_batches(cfg, splits.train, q, name="quantize/calibration")
     log(
         f"quantize: {q.method} int{q.bits} on {len(specs)} kernels"
         + (f" from {sum(len(b) for b in calib)} calibration examples" if calib else "")

@@ -120,12 +120,12 @@ def leaked(params: Any, mask: Any) -> int:
     return int(sum(jax.tree.leaves(counts)))  # one host fetch
 
 
-def calibration_batches(
-    cfg: ExperimentConfig, train: Any, examples: int, batch_size: int, *, name: str
-) -> list:
-    """``examples`` training inputs (all if fewer) in batches of ``batch_size``: a random
-    subset drawn with the run's key ``name``, in dataset order."""
-    n, b = min(examples, len(train)), batch_size
+def calibration_batches(cfg: ExperimentConfig, train: Any, section: Any, *, name: str) -> list:
+    """``section.calibration_examples`` training inputs (all if fewer) in batches of
+    ``section.calibration_batch_size``: a random subset drawn with the run's key ``name``,
+    in dataset order. ``section`` is a config section (``[quantize]``, ``[prune]``) or
+    any object with those two attributes."""
+    n, b = min(section.calibration_examples, len(train)), section.calibration_batch_size
     idx = np.sort(np.asarray(jax.random.permutation(run_key(cfg, name), len(train))[:n]))
     return [jnp.asarray(train.x[idx[i : i + b]]) for i in range(0, n, b)]
 
