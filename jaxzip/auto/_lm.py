@@ -80,7 +80,8 @@ def search_lm(
        infeasible steps are adjacent. Then fills: the smallest feasible candidate
        plus the later ladder steps that still fit by its own measured / predicted
        ratio (a kernel's skipped step blocks its later ones); over the bound, the
-       next fill takes half as many steps, and a single step over it is blocked;
+       next fill takes half as many steps, and a single step over it is blocked
+       (a fill already measured, a rung say, counts without being built again);
        feasible, the next fill starts from it. All while the budget lasts.
     4. Confirmation: the smallest feasible candidate is evaluated once on
        ``confirm`` (never ranked with); if its increase there is over the bound,
