@@ -14,16 +14,20 @@ params); ``--params 1_000_000 --repeats 3`` for a quick check.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxzip.prune as jp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 
 def _tree(n: int, leaves: int, seed: int) -> dict:
@@ -41,7 +45,7 @@ def _tree(n: int, leaves: int, seed: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--params", type=int, default=100_000_000)
     ap.add_argument("--leaves", type=int, default=8)
     ap.add_argument("--sparsity", type=float, default=0.9)

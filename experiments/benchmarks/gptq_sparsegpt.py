@@ -28,56 +28,34 @@ done, whatever else loads the machine).
 Target (issue 17): GPTQ and SparseGPT each <= 60 s on 2 cores.
 
 Run: ``nice -n 10 python experiments/benchmarks/gptq_sparsegpt.py --teacher
-runs/lm_full/teacher.npz`` (defaults: 128 sequences of 128 bytes, 2 repeats); ``--sequences 16 --length 32
+runs/lm_full/teacher.npz`` (defaults: 128 sequences of 128 bytes, 2 repeats); ``--sequences 32 --length 32
 --repeats 1`` for a quick check.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxzip as jz
 
-
-class _Block(nn.Module):
-    """The reference block (pre-LayerNorm, causal attention, GELU MLP), if jaxzip lacks it."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        mask = nn.make_causal_mask(jnp.zeros(x.shape[:2], jnp.int32))
-        h = nn.MultiHeadDotProductAttention(num_heads=4, name="attn")(nn.LayerNorm()(x), mask=mask)
-        x = x + h
-        h = nn.gelu(nn.Dense(4 * x.shape[-1], name="mlp_in")(nn.LayerNorm()(x)))
-        return x + nn.Dense(x.shape[-1], name="mlp_out")(h)
-
-
-class _Decoder(nn.Module):
-    @nn.compact
-    def __call__(self, tokens: jax.Array) -> jax.Array:
-        h = nn.Embed(256, 192)(tokens)
-        h = h + self.param("pos_embed", nn.initializers.normal(0.02), (256, 192))[: tokens.shape[1]]
-        for i in range(4):
-            h = _Block(name=f"block_{i}")(h)
-        return nn.Dense(256, name="head")(nn.LayerNorm()(h))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 
 def _model(length: int, teacher: str | None) -> tuple[Any, str]:
     if teacher is not None:
         return jz.models.Transformer(max_len=length), f"the trained reference model {teacher}"
-    if hasattr(jz.models, "Transformer"):
-        return jz.models.Transformer(), "jz.models.Transformer() (random weights)"
-    return _Decoder(), "the script's copy of the reference decoder"
+    return jz.models.Transformer(), "jz.models.Transformer() (random weights)"
 
 
 def _block(tree: Any) -> None:
@@ -102,16 +80,14 @@ def _time(fn, repeats: int) -> tuple[float, float | None, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--sequences", type=int, default=128)
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--batch", type=int, default=32, help="sequences per calibration batch")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--teacher", default=None, help="params saved by experiments/lm_train.py")
     args = p.parse_args(argv)
-    for name in ("sequences", "length", "batch", "repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1")
+    common.require_at_least(p, args, 1, "sequences", "length", "batch", "repeats")
     model, name = _model(args.length, args.teacher)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 256, (args.sequences, args.length), np.int32)

@@ -12,10 +12,11 @@ widths, batch 128, 300 timed steps); ``--steps 50 --batch 32`` for a quick check
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,9 @@ import numpy as np
 import optax
 
 import jaxzip.prune as jp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, for _common
+import _common as common
 
 
 def _init(widths: list[int], seed: int) -> dict:
@@ -78,7 +82,7 @@ def _time_interleaved(txs: list, params: dict, x, y, steps: int, warmup: int = 2
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.parser(__doc__.splitlines()[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[784, 300, 100, 10])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=300)
