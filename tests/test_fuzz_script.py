@@ -41,3 +41,14 @@ def test_campaign_regressions_raise_only_the_loaders_errors(tmp_path, load_scrip
         runner.close()
     bad = {c: o for c, o in outcomes.items() if o.startswith(("other:", "hang"))}
     assert not bad, bad
+
+
+def test_the_corpus_does_not_depend_on_the_call_stack(load_script):
+    # an exported module's locations would hold the caller's stack: --replay (another
+    # stack than the campaign's) would then rebuild other cases than the campaign ran
+    fz = load_script("fuzz_codec")
+
+    def nested() -> dict:
+        return (lambda: fz.build_corpus(0))()
+
+    assert nested()["deploy"] == fz.build_corpus(0)["deploy"]
