@@ -35,7 +35,9 @@ def export(
     """Exports ``x -> apply_fn(dequantize_params(compressed), x)`` with its weights to one file.
 
     The weights are dequantized inside the exported StableHLO at run time, so the
-    file holds them compressed (a :func:`jaxzip.codec.encode` section). The
+    file holds them compressed (a :func:`jaxzip.codec.encode` section). The module
+    carries no Python tracebacks: no file paths of the caller's, and the same bytes
+    from wherever ``export`` is called. The
     exported function takes inputs of ``example_input``'s shape and dtype; with
     ``polymorphic_batch=True`` the first (batch) dimension may be any size.
 
@@ -85,7 +87,14 @@ def export(
             ", ".join(["b", *(str(d) for d in x.shape[1:])]), constraints=("b >= 1",)
         )
     specs = [jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves]
-    exported = jax.export.export(jax.jit(run))(specs, jax.ShapeDtypeStruct(x_shape, x.dtype))
+    # Without Python tracebacks in the module's locations: they would put the caller's
+    # file paths into the file and make its bytes depend on who called export.
+    limit = jax.config.jax_traceback_in_locations_limit
+    jax.config.update("jax_traceback_in_locations_limit", 0)
+    try:
+        exported = jax.export.export(jax.jit(run))(specs, jax.ShapeDtypeStruct(x_shape, x.dtype))
+    finally:
+        jax.config.update("jax_traceback_in_locations_limit", limit)
     out = exported.out_avals
     if len(out) != 1:
         raise TypeError(f"apply_fn: expected one output array, got {len(out)}")
@@ -173,6 +182,8 @@ def _probe(hlo: bytes) -> None:
       FormatError: the section is not a serialized function, its module does not
         deserialize (the first error MLIR reported), the child was killed by a signal, or
         it ran past :data:`PROBE_TIMEOUT_S`.
+      OSError: the child could not do its work for a reason of its own (say, the
+        interpreter cannot import jax): not a fault of the file.
     """
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # it only deserializes: no accelerator
     try:
@@ -198,11 +209,17 @@ def _probe(hlo: bytes) -> None:
         raise codec.FormatError(
             f"hlo section: not a serialized jax.export StableHLO function ({out[9:]})"
         )
-    if r.returncode != 0:
-        diag = r.stderr.decode("utf-8", "replace").splitlines()
+    diag = r.stderr.decode("utf-8", "replace").splitlines()
+    if r.returncode == 3:  # the probe's own status: the module did not deserialize
         first = next((line for line in diag if "error" in line), out.removeprefix("module "))
         raise codec.FormatError(
             f"hlo section: the StableHLO module does not deserialize ({first.strip()[:200]})"
+        )
+    if r.returncode != 0:  # the probe itself failed (no jax for this interpreter, ...)
+        last = diag[-1].strip()[:200] if diag else "no output"
+        raise OSError(
+            f"exported model: the child process that deserializes the module first "
+            f"({sys.executable} -c ...) exited with status {r.returncode}: {last}"
         )
 
 

@@ -64,3 +64,26 @@ def test_a_child_past_the_timeout_is_a_format_error(exported, monkeypatch):
 def test_a_good_file_passes_the_probe(exported):
     assert deploy.check_exported(exported).output_shape == (1, 2)
     assert deploy.load_exported(exported)(jnp.zeros((1, 2))).tolist() == [[1.0, 1.0]]
+
+
+def test_a_probe_that_cannot_run_is_an_os_error_not_a_bad_file(exported, monkeypatch):
+    # e.g. an interpreter without jax: the file is not to blame, and the message says why
+    monkeypatch.setattr(_export, "_PROBE", "import no_such_module_for_the_probe")
+    with pytest.raises(OSError, match=r"exited with status 1: .*no_such_module_for_the_probe"):
+        deploy.check_exported(exported)
+
+
+def test_export_bytes_do_not_depend_on_the_caller(tmp_path):
+    # tracebacks in the module's locations would embed this file's path and make the
+    # bytes depend on the call stack (found by the fuzz campaign's --replay)
+    def apply(params, x, *, train, key):
+        return jnp.tanh(x @ params["w"])
+
+    def write(name):
+        deploy.export(apply, {"w": jnp.eye(3)}, jnp.ones((1, 3)), tmp_path / name)
+        return (tmp_path / name).read_bytes()
+
+    direct = write("a.jzx")
+    nested = (lambda: (lambda: write("b.jzx"))())()
+    assert direct == nested
+    assert Path(__file__).name.encode() not in direct
