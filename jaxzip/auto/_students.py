@@ -233,8 +233,8 @@ def search_students(
     its position) and is trained for ``epochs`` by :func:`jaxzip.distill.fit`
     over the same shuffles (key ``named_key(key, "train")``) with
     ``optimizer(optax.cosine_decay_schedule(learning_rate, total_steps))``, the
-    teacher's params passed to every step; then it is scored on ``val_ds`` and its trained params encoded with
-    :func:`jaxzip.codec.encode` to record the file size.
+    teacher's params passed to every step; then it is scored on ``val_ds`` and its
+    trained params encoded with :func:`jaxzip.codec.encode` to record the file size.
 
     Candidates are trained one after another: students of different widths
     cannot be stacked, so :func:`jaxzip.distill.make_vmapped_train_step` (K

@@ -133,8 +133,8 @@ def finetune_codebooks(
       ``books`` with the fine-tuned centroids and float leaves.
 
     Raises:
-      ValueError: ``loss`` without ``teacher_params`` or the other way round; from :func:`jaxzip.train.run_epochs`
-        (bad sizes or key, a diverged run).
+      ValueError: ``loss`` without ``teacher_params`` or the other way round; from
+        :func:`jaxzip.train.run_epochs` (bad sizes or key, a diverged run).
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, optax
