@@ -137,6 +137,10 @@ CASES: list[Case] = [
          DE, ("no_such_dir", "lacks train-images-idx3-ubyte")),
         ("splits-name", 'jz.data.load_splits("cifar", val_fraction=0.1, seed=0)', VE,
          ("load_splits: name", "'digits', 'mnist'", "got 'cifar'")),
+        ("idx-needs-dir", 'jz.data.load_splits("idx", val_fraction=0.1, seed=0)', VE,
+         ("load_splits: 'idx' needs data_dir", "directory of your IDX files")),
+        ("idx-missing-dir", 'jz.data.load_idx_dir("no_such_dir", split="test")', DE,
+         ("idx test split", "no_such_dir", "lacks t10k-images-idx3-ubyte")),
     ),
     *_area(
         "models",
@@ -415,6 +419,8 @@ CASES: list[Case] = [
         ("num-heads-divisor", 'cfg({"data": {"name": "kjv"}, "model": {"name": "transformer", '
          '"d_model": 64, "num_heads": 5}})', CE,
          ("model.num_heads", "a divisor of d_model = 64", "got 5")),
+        ("idx-data-dir", 'cfg({"data": {"name": "idx"}})', CE,
+         ("data.data_dir", 'the directory of your IDX files for data.name "idx"', "got ''")),
         ("windows-on-images", 'cfg({"data": {"name": "digits", "train_windows": 100}})', CE,
          ("data.train_windows", "only text datasets ['kjv'] are cut into windows", "got 100")),
         ("seq-len-range", 'cfg({"data": {"name": "kjv", "seq_len": 100000}, '

@@ -46,7 +46,7 @@ from jaxzip.config._sections import (
 )
 from jaxzip.data import DATASETS, TEXT_DATASETS
 
-DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist", "kjv"
+DatasetName = Literal[DATASETS]  # "digits", "mnist", "fashion_mnist", "kjv", "idx"
 StageName = Literal[STAGE_NAMES]  # "data", "model", "train", "distill", ...
 
 
@@ -119,7 +119,8 @@ class DataConfig(Section):
     The text corpus ``"kjv"`` is cut into windows of ``seq_len`` bytes labelled
     with the next bytes (see :func:`jaxzip.data.load_splits`): validation and
     test are the two halves of the held-out text (its last 10% of lines), so
-    ``val_fraction`` does not apply to it.
+    ``val_fraction`` does not apply to it. ``"idx"`` is your own MNIST-style
+    dataset: the four IDX files in ``data_dir`` (:func:`jaxzip.data.load_idx_dir`).
 
     Example:
       >>> DataConfig(name="mnist", val_fraction=0.1).name
@@ -130,7 +131,8 @@ class DataConfig(Section):
 
     name: DatasetName = field(default="digits", metadata=rules(doc="dataset"))
     data_dir: str = field(
-        default="", metadata=rules(doc='directory holding the files; "" = the lookup order')
+        default="",
+        metadata=rules(doc='directory holding the files; "" = the lookup order ("idx": required)'),
     )
     val_fraction: float = field(
         default=0.1,
@@ -162,6 +164,10 @@ class DataConfig(Section):
     )
 
     def check(self) -> None:
+        if self.name == "idx" and not self.data_dir:
+            raise FieldError(
+                "data_dir", 'the directory of your IDX files for data.name "idx"', self.data_dir
+            )
         if self.name == "digits" and self.data_dir:
             raise FieldError(
                 "data_dir", '"" for data.name "digits" (bundled with scikit-learn)', self.data_dir

@@ -6,6 +6,8 @@
   (``data_dir``, then ``$JAXZIP_DATA_DIR/<name>``, then the cache, whose root is
   ``cache_dir``, ``$JAXZIP_CACHE_DIR`` or ``platformdirs.user_cache_dir("jaxzip")``),
   verify their MD5s, and download them from public mirrors if allowed.
+* :func:`load_idx_dir` loads your own MNIST-style IDX files from a directory
+  (``data.name = "idx"`` in a config).
 * :func:`load_digits` loads the bundled 8x8 digits: the offline default.
 * :func:`train_val_split` and :func:`batches` are deterministic given a seed.
 * :func:`load_kjv` / :func:`load_text` find a text corpus the same way (without
@@ -23,6 +25,7 @@ from jaxzip.data._mnist import (
     cache_root,
     load_fashion_mnist,
     load_idx_dataset,
+    load_idx_dir,
     load_mnist,
 )
 from jaxzip.data._sources import FASHION_MNIST, IDX_FILES, MNIST, IdxSource
@@ -61,6 +64,7 @@ __all__ = [
     "load_digits",
     "load_fashion_mnist",
     "load_idx_dataset",
+    "load_idx_dir",
     "load_kjv",
     "load_mnist",
     "load_splits",

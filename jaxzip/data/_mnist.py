@@ -152,7 +152,7 @@ def load_idx_dataset(
     for f in problems:
         _download(source, split, f, cache, mirrors, timeout=timeout, progress=progress)
         arrays[f] = read_idx(cache / f"{f}.gz", md5=source.md5(f))
-    return _to_dataset(source, split, cache, arrays)
+    return _to_dataset(*_shape_of(source), split, cache, arrays)
 
 
 def _download(
@@ -225,34 +225,42 @@ def _read_split(source: IdxSource, split: str, directory: Path) -> Dataset:
         if path is None:  # the callers check first; a file may vanish meanwhile
             raise DataError(f"{source.name} {split} split: {directory} lacks {f}")
         arrays[f] = read_idx(path, md5=source.md5(f))
-    return _to_dataset(source, split, directory, arrays)
+    return _to_dataset(*_shape_of(source), split, directory, arrays)
+
+
+def _shape_of(source: IdxSource) -> tuple[str, tuple[int, ...], int]:
+    return source.name, source.image_shape, source.num_classes
 
 
 def _to_dataset(
-    source: IdxSource, split: str, directory: Path, arrays: dict[str, np.ndarray]
+    name: str,
+    shape: tuple[int, ...],
+    classes: int,
+    split: str,
+    directory: Path,
+    arrays: dict[str, np.ndarray],
 ) -> Dataset:
     image_file, label_file = IDX_FILES[split]
     images, labels = arrays[image_file], arrays[label_file]
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != source.image_shape:
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != shape:
         raise DataError(
             f"{image_file} in {directory}: expected uint8 images of shape (N, "
-            f"{source.image_shape[0]}, {source.image_shape[1]}), got {images.dtype} "
-            f"of shape {images.shape}"
+            f"{shape[0]}, {shape[1]}), got {images.dtype} of shape {images.shape}"
         )
     if labels.dtype != np.uint8 or labels.ndim != 1 or len(labels) != len(images):
         raise DataError(
             f"{label_file} in {directory}: expected {len(images)} uint8 labels (one per "
             f"image in {image_file}), got {labels.dtype} of shape {labels.shape}"
         )
-    if len(labels) and int(labels.max()) >= source.num_classes:
+    if len(labels) and int(labels.max()) >= classes:
         raise DataError(
-            f"{label_file} in {directory}: labels must lie in [0, {source.num_classes}), "
+            f"{label_file} in {directory}: labels must lie in [0, {classes}), "
             f"found {int(labels.max())}"
         )
     x = images.astype(np.float32)[..., None]
     x /= np.float32(255)  # in place: much faster than a casting true_divide
     y = labels.astype(np.int32)
-    return Dataset(x=x, y=y, num_classes=source.num_classes, name=f"{source.name}/{split}")
+    return Dataset(x=x, y=y, num_classes=classes, name=f"{name}/{split}")
 
 
 class LoadOptions(TypedDict, total=False):
@@ -317,3 +325,61 @@ def load_fashion_mnist(
       fashion_mnist test split
     """
     return load_idx_dataset(FASHION_MNIST, data_dir, **{"split": "train", **options})
+
+
+def load_idx_dir(data_dir: str | os.PathLike[str], *, split: str = "train") -> Dataset:
+    """Loads one split of your own MNIST-style dataset: IDX files in a directory you name.
+
+    The directory holds the four standard file names of :data:`IDX_FILES`
+    (each as ``NAME.gz`` or raw ``NAME``). Images may have any height and
+    width; labels are ``0 .. num_classes - 1`` with ``num_classes`` one more
+    than the largest label of the split. There are no checksums to verify
+    (the files are yours), but every file is validated as :func:`read_idx`
+    does before anything is kept, and nothing is downloaded.
+
+    Args:
+      data_dir: the directory holding the files.
+      split: ``"train"`` or ``"test"``.
+
+    Returns:
+      A :class:`Dataset` named ``"idx/<split>"``: x float32 of shape
+      (N, H, W, 1) in [0, 1] (pixels / 255), y int32.
+
+    Raises:
+      DataError: a file is missing, corrupt or not uint8 images (N, H, W) with
+        one uint8 label each, or the labels take fewer than 2 values.
+      ValueError: ``split`` is not ``"train"`` or ``"test"``.
+
+    Example:
+      >>> import tempfile
+      >>> load_idx_dir(tempfile.mkdtemp(), split="test")  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      jaxzip._errors.DataError: idx test split: directory ... lacks t10k-images-idx3-ubyte, ...
+    """
+    if split not in IDX_FILES:
+        raise ValueError(f"load_idx_dir: split must be 'train' or 'test', got {split!r}")
+    directory = Path(data_dir)
+    files = IDX_FILES[split]
+    found = {f: _find(directory, f) for f in files}
+    missing = [f for f, path in found.items() if path is None]
+    if missing:
+        raise DataError(
+            f"idx {split} split: directory {directory} lacks {', '.join(missing)} "
+            "(as NAME.gz or raw NAME)"
+        )
+    arrays = {f: read_idx(path) for f, path in found.items() if path is not None}
+    images, labels = (arrays[f] for f in files)
+    if images.dtype != np.uint8 or images.ndim != 3 or 0 in images.shape:
+        raise DataError(
+            f"{files[0]} in {directory}: expected uint8 images of shape (N, H, W), none of "
+            f"them 0, got {images.dtype} of shape {images.shape}"
+        )
+    # labels are checked to be uint8 before their maximum sets the class count
+    classes = int(labels.max()) + 1 if labels.dtype == np.uint8 and labels.size else 2
+    dataset = _to_dataset("idx", images.shape[1:], classes, split, directory, arrays)
+    if classes < 2:
+        raise DataError(
+            f"{files[1]} in {directory}: expected labels taking at least 2 values "
+            "(0 .. num_classes - 1), got only 0"
+        )
+    return dataset

@@ -11,11 +11,11 @@ from jaxzip._errors import DataError
 from jaxzip._keys import named_key
 from jaxzip.data._dataset import Dataset, Splits, _check_fraction, _check_int, train_val_split
 from jaxzip.data._digits import load_digits
-from jaxzip.data._mnist import load_fashion_mnist, load_mnist
+from jaxzip.data._mnist import load_fashion_mnist, load_idx_dir, load_mnist
 from jaxzip.data._text import KJV, load_text
 from jaxzip.data._windows import TokenWindows, eval_windows, sample_windows
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "kjv")
+DATASETS = ("digits", "mnist", "fashion_mnist", "kjv", "idx")
 TEXT_DATASETS = ("kjv",)
 """The :data:`DATASETS` of byte-level text: their splits are :class:`TokenWindows`."""
 # The seed of digits' fixed train/test partition in load_splits, so that every
@@ -41,7 +41,8 @@ def load_splits(
 
     The test set is the dataset's fixed test split (MNIST's official 10,000
     images; for digits, the stratified 20% partition drawn with
-    ``DIGITS_SPLIT_SEED``), used only for final reporting. Train and
+    ``DIGITS_SPLIT_SEED``; for ``"idx"``, your test files), used only for final
+    reporting. Train and
     validation are a :func:`train_val_split` of the training split with
     ``seed``, so they never overlap the test set.
 
@@ -57,10 +58,13 @@ def load_splits(
     each half. ``val_fraction`` and ``download`` do not apply to it.
 
     Args:
-      name: ``"digits"`` (offline, bundled with scikit-learn), ``"mnist"`` or
-        ``"fashion_mnist"``.
+      name: ``"digits"`` (offline, bundled with scikit-learn), ``"mnist"``,
+        ``"fashion_mnist"``, ``"kjv"`` or ``"idx"`` (your own four IDX files in
+        ``data_dir``, :func:`load_idx_dir`; the class count is one more than the
+        largest label of either split).
       data_dir: for the MNIST family, a directory holding the IDX files (see
-        :func:`load_mnist` for the lookup when ``None``). Not used by digits.
+        :func:`load_mnist` for the lookup when ``None``); required for
+        ``"idx"``. Not used by digits.
       val_fraction: the fraction of the training split held out, in (0, 1).
       seed: a non-negative int seeding the train/val split.
       download: for the MNIST family, fetch missing files into the cache.
@@ -77,8 +81,9 @@ def load_splits(
       and ``"<name>/test"``.
 
     Raises:
-      ValueError: ``name`` is unknown, ``data_dir`` is given for digits, or a
-        fraction, ``seq_len`` or ``train_windows`` is out of range.
+      ValueError: ``name`` is unknown, ``data_dir`` is given for digits or
+        missing for ``"idx"``, or a fraction, ``seq_len`` or ``train_windows``
+        is out of range.
       DataError: the MNIST-family or text files are missing or corrupt, or the
         held-out text is too short for two windows of ``seq_len``.
 
@@ -109,6 +114,12 @@ def load_splits(
             )
         kwargs = {"test_fraction": DIGITS_TEST_FRACTION, "seed": DIGITS_SPLIT_SEED}
         train_full, test = (load_digits(split=s, **kwargs) for s in ("train", "test"))
+    elif name == "idx":
+        if data_dir is None:
+            raise ValueError("load_splits: 'idx' needs data_dir, the directory of your IDX files")
+        train_full, test = (load_idx_dir(data_dir, split=s) for s in ("train", "test"))
+        classes = max(train_full.num_classes, test.num_classes)
+        train_full, test = (dataclasses.replace(d, num_classes=classes) for d in (train_full, test))
     else:
         loader = load_mnist if name == "mnist" else load_fashion_mnist
         kwargs = {"download": download, "progress": progress, "cache_dir": cache_dir}
