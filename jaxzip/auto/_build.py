@@ -18,20 +18,32 @@ from jaxzip._types import Mask, Params
 from jaxzip.auto._common import layer_mask, share_weights
 from jaxzip.paths import leaves_with_paths
 
-__all__ = ["Build", "CodebookFn", "FinetuneFn", "PruneFn", "build_candidate", "takes_rounds"]
+__all__ = [
+    "Build",
+    "CodebookFn",
+    "FinetuneFn",
+    "PruneFn",
+    "build_candidate",
+    "takes_distill",
+    "takes_rounds",
+]
 
 FinetuneFn = Callable[..., Params]
-"""``finetune_fn(params, mask, *, key[, rounds]) -> params``: short training that keeps the
-mask; with a ``rounds`` keyword it is asked for ``rounds`` times its usual length."""
+"""``finetune_fn(params, mask, *, key[, rounds][, distill]) -> params``: short training that
+keeps the mask; with a ``rounds`` keyword it is asked for ``rounds`` times its usual length."""
 
 PruneFn = Callable[..., Params]
-"""``prune_fn(params, sparsity, *, key, rounds) -> params``: training from the baseline that
-prunes as it goes (e.g. gradual magnitude pruning) to ``sparsity[path]`` per searched layer;
-the zeros of each layer it returns are that layer's mask."""
+"""``prune_fn(params, sparsity, *, key, rounds[, distill]) -> params``: training from the
+baseline that prunes as it goes (e.g. gradual magnitude pruning) to ``sparsity[path]`` per
+searched layer; the zeros of each layer it returns are that layer's mask."""
 
 CodebookFn = Callable[..., Params]
-"""``codebook_fn(books, *, key) -> books``: fine-tunes the centroids (and float leaves) of the
-shared weights, indices fixed (e.g. :func:`jaxzip.quant.make_codebook_step`)."""
+"""``codebook_fn(books, *, key[, distill]) -> books``: fine-tunes the centroids (and float
+leaves) of the shared weights, indices fixed (e.g. :func:`jaxzip.quant.make_codebook_step`).
+
+A hook that takes a ``distill`` keyword distills from the dense model when it is True (its
+default) and trains on the labels when it is False: the search may choose (see
+:func:`takes_distill`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +66,9 @@ class Build:
     unshared: jz_quant.QuantSpec | None = None
 
     def describe(self) -> dict[str, Any]:
-        """Which hooks are set, and ``unshared`` if set (part of a journal's config: they
-        change every result)."""
+        """Which hooks are set, ``unshared`` if set, and ``distill_kw`` if the search may
+        choose to train without distillation (part of a journal's config: they change every
+        result)."""
         out: dict[str, Any] = {
             "finetune": self.finetune_fn is not None,
             "prune_fn": self.prune_fn is not None,
@@ -63,17 +76,39 @@ class Build:
         }
         if self.unshared is not None:
             out["unshared"] = dataclasses.asdict(self.unshared)
+        if takes_distill(self):
+            out["distill_kw"] = True
         return out
+
+    def hooks(self) -> tuple[Callable[..., Any], ...]:
+        """The training hooks that are set."""
+        return tuple(h for h in (self.finetune_fn, self.prune_fn, self.codebook_fn) if h)
+
+
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    p = sig.parameters.get(name)
+    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
 
 
 def takes_rounds(finetune_fn: Callable[..., Any]) -> bool:
     """Whether ``finetune_fn`` accepts a ``rounds`` keyword (one longer fine-tuning)."""
-    try:
-        sig = inspect.signature(finetune_fn)
-    except (TypeError, ValueError):
-        return False
-    p = sig.parameters.get("rounds")
-    return p is not None and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    return _takes(finetune_fn, "rounds")
+
+
+def takes_distill(build: Build) -> bool:
+    """Whether the search may build candidates without distillation: some hook of ``build``
+    takes a ``distill`` keyword (those that do are called with ``distill=False`` then)."""
+    return any(_takes(h, "distill") for h in build.hooks())
+
+
+def _call(hook: Callable[..., Params], *args: Any, distill: bool, **kwargs: Any) -> Params:
+    """``hook(*args, **kwargs)``, with ``distill=False`` when asked and the hook takes it."""
+    extra = {} if distill or not _takes(hook, "distill") else {"distill": False}
+    return hook(*args, **kwargs, **extra)
 
 
 def _same_structure(what: str, got: Params, want: Params) -> None:
@@ -113,9 +148,13 @@ def build_candidate(
     build: Build,
     key: jax.Array,
     rounds: int = 1,
+    distill: bool = True,
 ) -> Params:
     """prune (one-shot + ``finetune_fn``, or ``prune_fn``) → k-means per layer → ``codebook_fn``
     → ``build.unshared`` quantization of the other float leaves.
+
+    With ``distill=False`` each hook that takes a ``distill`` keyword is called
+    with ``distill=False`` (training on the labels instead of distilling).
 
     One-shot: each layer is pruned by magnitude, then ``finetune_fn`` trains
     with the mask kept. Longer fine-tuning (``rounds > 1``): a ``finetune_fn``
@@ -130,7 +169,9 @@ def build_candidate(
     (and :class:`jaxzip.quant.QArray` ones for the other float leaves with ``build.unshared``).
     """
     if build.prune_fn is not None:
-        pruned = build.prune_fn(params, dict(sparsity), key=key, rounds=rounds)
+        pruned = _call(
+            build.prune_fn, params, dict(sparsity), key=key, rounds=rounds, distill=distill
+        )
         _same_structure("prune_fn", pruned, params)
         mask = _pruned_by(pruned, sparsity)
     else:
@@ -141,12 +182,12 @@ def build_candidate(
         extra = {"rounds": rounds} if once else {}
         for i in range(1 if once else rounds):
             k = key if i == 0 else named_key(key, f"round{i}")
-            tuned = build.finetune_fn(pruned, mask, key=k, **extra)
+            tuned = _call(build.finetune_fn, pruned, mask, key=k, distill=distill, **extra)
             _same_structure("finetune_fn", tuned, params)
             pruned = jz_prune.apply_mask(tuned, mask)
     books = share_weights(pruned, bits, mask, iters=build.iters)
     if build.codebook_fn is not None:
-        tuned = build.codebook_fn(books, key=named_key(key, "codebook"))
+        tuned = _call(build.codebook_fn, books, key=named_key(key, "codebook"), distill=distill)
         if _kinds(tuned) != _kinds(books):
             raise ValueError(
                 "codebook_fn: must return books of the input's structure (a "

@@ -31,8 +31,10 @@ class Greedy:
     ``space.refine``), largest layers first, keeping feasible moves. With a
     budget (time or trials), the ladder above that rung is bisected again at the
     longest fine-tuning of ``space.finetune_rounds`` for which about four trials
-    fit in the time left (longer training makes more aggressive rungs feasible),
-    and the rest is spent by :func:`jaxzip.auto._polish.polish`: neighbours of
+    fit in the time left (longer training makes more aggressive rungs feasible);
+    with hooks that take a ``distill`` keyword, that bisection's first rung is
+    first built with and without distillation and the rest of the search trains
+    the more accurate way (:func:`_choose_distill`). The rest is spent by :func:`jaxzip.auto._polish.polish`: neighbours of
     the best per-layer settings, one notch away (the refinement's moves among
     them), at each fine-tuning length from the best's up, until the budget ends
     or none is feasible and smaller. Deterministic: it uses no randomness.
@@ -56,11 +58,21 @@ class Greedy:
         budget = trials.deadline is not None or trials.max_trials is not None
         # with a budget, the one-notch refinement is left to polish, after the longer ladder
         current, ladder, lo = _greedy(trials, space, refine=space.refine and not budget)
-        if current is None or not budget:
+        if not budget:
             return None
         # the ladder again, at the longest fine-tuning whose bisection (about 4 trials) fits
         fitting = [r for r in space.finetune_rounds if trials.fits(r, 4)]
         longest = fitting[-1] if fitting else 1
+        if trials.can_choose_distill:
+            if current is None:  # the mildest rung, at the longest fine-tuning _greedy tried
+                rung, rounds = 0, space.finetune_rounds[-1]
+            elif longest > current.get("rounds", 1):  # the second bisection's first rung
+                rung, rounds = (lo + len(ladder)) // 2, longest
+            else:
+                rung, rounds = min(lo + 1, len(ladder) - 1), current.get("rounds", 1)
+            current = _choose_distill(trials, ladder[rung], rounds, current)
+        if current is None:
+            return None
         if longest > current.get("rounds", 1):
             top = _bisect(trials, ladder, lo, len(ladder), longest)
             if top > lo:
@@ -68,6 +80,27 @@ class Greedy:
                 if trials.is_feasible(rec) and rec["bytes"] < current["bytes"]:
                     current = rec
         return polish(trials, space, current)
+
+
+def _choose_distill(trials: Trials, rung: tuple, rounds: int, current: dict | None) -> dict | None:
+    """With or without distillation from the dense model, for the rest of the search.
+
+    ``rung`` is built at ``rounds`` both ways (the first rung the longer
+    ladder would try: where the way of training matters most); the search goes
+    on with the more accurate way (distilling on a tie) and returns the better
+    of ``current`` and the labels' build if that is feasible. Distilling helps
+    when the dense model is a good teacher and holds the candidates back when
+    longer training on the labels beats it (an undertrained baseline).
+    """
+    distilled = trials.candidate(*rung, rounds)
+    trials.distill = False
+    labels = trials.candidate(*rung, rounds)
+    if labels["accuracy"] <= distilled["accuracy"]:
+        trials.distill = True
+        return current
+    if trials.is_feasible(labels) and (current is None or labels["bytes"] < current["bytes"]):
+        return labels
+    return current
 
 
 def _sensitivity(trials: Trials, space: SearchSpace) -> Sensitivity:

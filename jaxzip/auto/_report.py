@@ -213,7 +213,11 @@ def write_report(
         f"| file bytes | {best['bytes']} |",
         f"| dense float32 bytes | {best['dense_bytes']} |",
         f"| compression ratio | {best['ratio']:.2f}x |",
+        f"| fine-tuning length (rounds) | {best.get('rounds', 1)} |",
     ]
+    if any("distill" in t for t in result.trials):  # the search chose: say which way
+        way = "on the labels" if best.get("distill", True) is False else "distilling"
+        lines.append(f"| fine-tuning (chosen by the search) | {way} |")
     for k, v in (test_metrics or {}).items():
         lines.append(f"| {k} | {_fmt(v)} |")
     if drops is not None:

@@ -138,7 +138,12 @@ def search(
         (beyond 0.1% of the layer) is an error.
       codebook_fn: optional ``codebook_fn(books, *, key) -> books``: fine-tunes the
         centroids of the k-means codebooks (and the float leaves), indices fixed, as
-        Deep Compression does (:func:`jaxzip.quant.make_codebook_step`).
+        Deep Compression does (:func:`jaxzip.quant.make_codebook_step`). When
+        any of the three hooks also takes a ``distill`` keyword (distilling from
+        the dense model when True, training on the labels when False), the
+        greedy search with a budget builds one rung both ways after its first
+        ladder and goes on with the more accurate way; the candidates built
+        with ``distill=False`` say ``"distill": False``.
       unshared: optional :class:`jaxzip.quant.QuantSpec` for the float leaves ``where``
         leaves out (biases, norms), applied to every candidate last
         (:func:`jaxzip.quant.quantize_unshared`; e.g. ``QuantSpec(bits=8)``: one int8

@@ -15,7 +15,7 @@ from jaxzip import codec as jz_codec
 from jaxzip._io import atomic_write_bytes, atomic_write_json
 from jaxzip._keys import named_key
 from jaxzip._types import Params
-from jaxzip.auto._build import Build, build_candidate
+from jaxzip.auto._build import Build, build_candidate, takes_distill
 from jaxzip.auto._common import EvalFn, check_score, decode, settings_key
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._sensitivity import probe
@@ -81,6 +81,9 @@ class Trials:
         self.books: dict[str, Params] = {}  # key -> books computed by this process
         self.computed = 0
         self.sensitivity: Any = None  # set by the greedy strategy
+        # whether candidates distill (when the hooks let the search choose: takes_distill)
+        self.distill = True
+        self.can_choose_distill = takes_distill(build)
         self.dense_bytes = 4 * int(sum(np.size(x) for x in jax.tree.leaves(params)))
         self.deadline = None  # the baseline is always measured
         start = time.monotonic()
@@ -166,14 +169,18 @@ class Trials:
 
         ``rounds``: how many times ``finetune_fn`` is applied (longer fine-tuning);
         1 is left out of the settings, so its key is that of the plain candidate.
+        The candidate distills as ``self.distill`` says (``"distill": false`` in the
+        settings when it does not; left out when it does).
         """
-        settings = {
+        settings: dict[str, Any] = {
             "kind": "candidate",
             "sparsity": {p: float(sparsity[p]) for p in self.layers},
             "bits": {p: int(bits[p]) for p in self.layers},
         }
         if rounds != 1:
             settings["rounds"] = int(rounds)
+        if not self.distill:
+            settings["distill"] = False
         key = settings_key(settings)
         fresh = key not in self.memo
         if fresh and self.max_trials is not None and len(self.candidates) >= self.max_trials:
@@ -213,6 +220,7 @@ class Trials:
             build=self.build,
             key=rng,
             rounds=settings.get("rounds", 1),
+            distill=settings.get("distill", True),
         )
 
     def is_feasible(self, rec: Mapping[str, Any]) -> bool:

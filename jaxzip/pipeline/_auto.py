@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,11 @@ def _distill_setting(section: PruneConfig | KMeansConfig) -> dict[str, Any]:
     if section.distill_alpha == 0:
         return {}
     return {"distill": {"alpha": section.distill_alpha, "temperature": section.distill_temperature}}
+
+
+def _without_distill(hook: Callable[..., Params]) -> Callable[..., Params]:
+    """``hook`` without its ``distill`` keyword, so the search does not offer the choice."""
+    return lambda *args, **kwargs: hook(*args, **kwargs)
 
 
 def _drop(base: float, acc: float, n: int) -> dict[str, float]:
@@ -260,11 +266,16 @@ def run_auto(
         )
 
         def prune_fn(
-            params: Params, sparsity: dict[str, float], *, key: jax.Array, rounds: int = 1
+            params: Params,
+            sparsity: dict[str, float],
+            *,
+            key: jax.Array,
+            rounds: int = 1,
+            distill: bool = True,
         ) -> Params:
             """Gradual magnitude pruning (Zhu & Gupta's cubic schedule) over the first two
             thirds of ``epochs * rounds`` epochs, then training with the final mask; with
-            ``[prune] distill_alpha``, distilling from the dense baseline."""
+            ``[prune] distill_alpha`` (and ``distill``), distilling from the dense baseline."""
             n = epochs * rounds
             every = max(1, steps // 4)
             end = max(every, (2 * n * steps) // 3 // every * every)
@@ -288,7 +299,7 @@ def run_auto(
                     params,
                     tx,
                     splits.train,
-                    prune=prune,
+                    prune=prune if distill else dataclasses.replace(prune, distill_alpha=0.0),
                     train=t,
                     teacher=dense,
                     epochs=n,
@@ -298,21 +309,26 @@ def run_auto(
 
         quiet = dataclasses.replace(state, progress=False)  # no bar per candidate
 
-        def codebook_fn(books: Params, *, key: jax.Array) -> Params:
+        def codebook_fn(books: Params, *, key: jax.Array, distill: bool = True) -> Params:
             """Deep Compression's centroid fine-tuning: ``[kmeans] finetune_epochs`` epochs of
-            Adam at ``[kmeans] learning_rate``, indices fixed."""
+            Adam at ``[kmeans] learning_rate``, indices fixed; with ``[kmeans]
+            distill_alpha`` (and ``distill``), distilling from the dense baseline."""
             keep = jax.tree.map(
                 lambda b: jnp.ones(() if jz_quant.is_quantized(b) else jnp.shape(b), bool),
                 books,
                 is_leaf=jz_quant.is_quantized,
             )
-            return finetune_codebooks(
-                cfg, quiet, books, keep, kmeans=kmeans, key=key, teacher=dense
-            )
+            k = kmeans if distill else dataclasses.replace(kmeans, distill_alpha=0.0)
+            return finetune_codebooks(cfg, quiet, books, keep, kmeans=k, key=key, teacher=dense)
 
+        # the search may choose to train on the labels only where some hook distills
+        distills = (epochs > 0 and prune.distill_alpha > 0) or (
+            kmeans.finetune_epochs > 0 and kmeans.distill_alpha > 0
+        )
+        offer = (lambda hook: hook) if distills else _without_distill
         hooks = {
-            "prune_fn": prune_fn if epochs > 0 else None,
-            "codebook_fn": codebook_fn if kmeans.finetune_epochs > 0 else None,
+            "prune_fn": offer(prune_fn) if epochs > 0 else None,
+            "codebook_fn": offer(codebook_fn) if kmeans.finetune_epochs > 0 else None,
             "unshared": jz_quant.QuantSpec(bits=kmeans.unshared_bits)
             if kmeans.unshared_bits
             else None,

@@ -143,3 +143,33 @@ def test_centroid_finetuning_distilled_from_the_dense_baseline(cfg, tmp_path):
     assert "distill" not in runs[1.0]["settings"]  # the pruning fine-tune still on the labels
     accs = {a: [t["accuracy"] for t in r["result"]["trials"]] for a, r in runs.items()}
     assert accs[0.0] != accs[1.0]  # the same candidates, centroids tuned on another loss
+
+
+def test_with_a_budget_the_search_may_train_distilling_or_on_the_labels(cfg, tmp_path):
+    """The pipeline's hooks take ``distill`` only where the config distills: then one rung is
+    built both ways (issue 18: distillation as an option the search may choose)."""
+    from dataclasses import replace
+
+    space = jz_auto.SearchSpace(
+        sparsities=(0.0, 0.5, 0.9), bits=(4,), kmeans_iters=5, finetune_rounds=(1, 2)
+    )
+    flags = {}
+    for alpha in (0.0, 1.0):
+        kd = replace(cfg, prune=replace(cfg.prune, distill_alpha=alpha, distill_temperature=2.0))
+        s = run_auto(
+            kd,
+            tmp_path / f"a{alpha}",
+            max_drop_pp=5.0,
+            max_trials=8,
+            space=space,
+            progress=False,
+            confirm_fraction=None,
+        )
+        flags[alpha] = [t.get("distill", True) for t in s["result"]["trials"]]
+    assert False not in flags[0.0]  # nothing to choose: every candidate as configured
+    i = flags[1.0].index(False)  # the duel: one rung, both ways, one after the other
+    trials = s["result"]["trials"]
+    assert (trials[i - 1]["sparsity"], trials[i - 1].get("rounds")) == (
+        trials[i]["sparsity"],
+        trials[i].get("rounds"),
+    )
