@@ -41,17 +41,8 @@ def _eval(make_eval, *, labels_help: bool, fail_at: int | None = None):
 
 
 def _run(mlp, ev, out, finetune_fn=_finetune, **kw):
-    return search(
-        mlp,
-        eval_fn=ev,
-        max_drop=0.45,
-        where=r".*/kernel",
-        key=jax.random.key(0),
-        space=SPACE,
-        out_dir=out,
-        finetune_fn=finetune_fn,
-        **kw,
-    )
+    kw = {"max_drop": 0.45, "where": r".*/kernel", "key": jax.random.key(0), "space": SPACE, **kw}
+    return search(mlp, eval_fn=ev, out_dir=out, finetune_fn=finetune_fn, **kw)
 
 
 def test_the_search_goes_on_without_distillation_when_the_labels_do_better(
