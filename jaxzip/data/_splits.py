@@ -69,7 +69,8 @@ def load_splits(
       seed: a non-negative int seeding the train/val split.
       download: for the MNIST family, fetch missing files into the cache.
       progress: show download progress bars on stderr.
-      cache_dir: for the MNIST family and text, the cache root (see :func:`cache_root`).
+      cache_dir: for the MNIST family and text, the cache root (see :func:`cache_root`);
+        not used by ``"digits"`` and ``"idx"`` (an error if given).
       seq_len: for text, the tokens per window (>= 1).
       train_windows: for text, the training windows drawn at random offsets
         (0: the non-overlapping windows of the whole training text).
@@ -117,6 +118,11 @@ def load_splits(
     elif name == "idx":
         if data_dir is None:
             raise ValueError("load_splits: 'idx' needs data_dir, the directory of your IDX files")
+        if cache_dir is not None:
+            raise ValueError(
+                "load_splits: cache_dir is not used by 'idx' (your files are read from data_dir, "
+                f"never cached or downloaded); got cache_dir={cache_dir!r}"
+            )
         train_full, test = (load_idx_dir(data_dir, split=s) for s in ("train", "test"))
         classes = max(train_full.num_classes, test.num_classes)
         train_full, test = (dataclasses.replace(d, num_classes=classes) for d in (train_full, test))

@@ -51,6 +51,8 @@ def test_load_splits_takes_the_class_count_of_both_splits(tmp_path, idx_bytes):
 def test_bad_files_are_refused_naming_the_file(tmp_path, idx_bytes):
     with pytest.raises(ValueError, match="needs data_dir"):
         load_splits("idx", val_fraction=0.1, seed=0)
+    with pytest.raises(ValueError, match=r"cache_dir is not used by 'idx'.*got cache_dir='c'"):
+        load_splits("idx", data_dir=tmp_path, cache_dir="c", val_fraction=0.1, seed=0)
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'dev'"):
         load_idx_dir(tmp_path, split="dev")
     with pytest.raises(DataError, match="lacks train-images-idx3-ubyte, train-labels"):
