@@ -17,8 +17,8 @@ import optax
 from jaxzip import train as jz_train
 from jaxzip._keys import named_key
 from jaxzip.config._experiment import ExperimentConfig, ModelConfig, TrainConfig
+from jaxzip.config._fields import TRANSFORMER_FIELDS
 from jaxzip.config._names import make_model, make_optimizer
-from jaxzip.config._schema import TRANSFORMER_FIELDS
 from jaxzip.config._sections import DistillConfig
 
 __all__ = [

@@ -13,6 +13,12 @@ import dataclasses
 from dataclasses import field
 from typing import Literal
 
+from jaxzip.config._fields import (
+    check_model_fields,
+    dropout_field,
+    transformer_fields,
+    widths_field,
+)
 from jaxzip.config._names import (
     TOKEN_MODELS,
     ModelName,
@@ -27,14 +33,9 @@ from jaxzip.config._schema import (
     SectionError,
     at_least,
     between,
-    check_dropout,
-    check_transformer_fields,
-    each,
     greater_than,
     matches,
-    nonempty,
     rules,
-    transformer_fields,
 )
 from jaxzip.config._sections import (
     CodecConfig,
@@ -200,20 +201,9 @@ class ModelConfig(Section):
     """
 
     name: ModelName = field(default="small_cnn", metadata=rules(doc="model"))
-    widths: tuple[int, ...] = field(
-        default=(256, 128),
-        metadata=rules(nonempty(), each(at_least(1)), doc='hidden widths (only for "mlp")'),
-    )
-    dropout_rate: float = field(
-        default=0.0,
-        metadata=rules(
-            between(0.0, 1.0, hi_open=True), doc='dropout after each hidden layer ("mlp")'
-        ),
-    )
-    input_dropout_rate: float = field(
-        default=0.0,
-        metadata=rules(between(0.0, 1.0, hi_open=True), doc='dropout on input pixels ("mlp")'),
-    )
+    widths: tuple[int, ...] = widths_field((256, 128), 'hidden widths (only for "mlp")')
+    dropout_rate: float = dropout_field('dropout after each hidden layer ("mlp")')
+    input_dropout_rate: float = dropout_field('dropout on input pixels ("mlp")')
     params_from: str = field(
         default="",
         metadata=rules(
@@ -227,9 +217,7 @@ class ModelConfig(Section):
     num_layers, d_model, num_heads, mlp_ratio = transformer_fields()
 
     def check(self) -> None:
-        check_dropout(self.name, self.dropout_rate, "model")
-        check_dropout(self.name, self.input_dropout_rate, "model", "input_dropout_rate")
-        check_transformer_fields(self, self.name, "model")
+        check_model_fields(self, self.name, "model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

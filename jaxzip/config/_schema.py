@@ -117,69 +117,6 @@ def matches(pattern: str, words: str) -> Check:
     return Check(words, lambda v: compiled.fullmatch(v) is not None)
 
 
-def file_name() -> Check:
-    """A plain file name in the output directory: letters, digits, '.', '_', '-'."""
-    return matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "(a file name of letters, digits, '.', '_', '-')")
-
-
-def output_file(default: str) -> Any:
-    """The ``file`` field of a section that writes one file into the output directory."""
-    return dataclasses.field(
-        default=default, metadata=rules(file_name(), doc="file name in the output directory")
-    )
-
-
-def check_dropout(model: str, rate: float, what: str, name: str = "dropout_rate") -> None:
-    """Raises ``FieldError`` for a nonzero dropout rate (field ``name``) on a model
-    without dropout (``"mlp"`` has both rates, ``"transformer"`` ``dropout_rate``)."""
-    has = ("mlp", "transformer") if name == "dropout_rate" else ("mlp",)
-    if model not in has and rate != 0.0:
-        only = " and ".join(f'"{m}"' for m in has) + (" have" if len(has) > 1 else " has")
-        raise FieldError(name, f"0.0 for {what} {model!r} (only {only} dropout)", rate)
-
-
-TRANSFORMER_FIELDS = ("num_layers", "d_model", "num_heads", "mlp_ratio")
-"""The fields only a ``"transformer"`` takes (``[model]``, the ``[distill]`` student)."""
-
-
-def transformer_fields() -> tuple[Any, Any, Any, Any]:
-    """The :data:`TRANSFORMER_FIELDS` of a section that may describe a transformer, in
-    that order, with their defaults (the reference model's) and rules."""
-    return (
-        dataclasses.field(
-            default=4, metadata=rules(between(1, 256), doc='decoder blocks ("transformer")')
-        ),
-        dataclasses.field(
-            default=192, metadata=rules(between(1, 65536), doc='residual width ("transformer")')
-        ),
-        dataclasses.field(
-            default=4,
-            metadata=rules(at_least(1), doc='attention heads, dividing d_model ("transformer")'),
-        ),
-        dataclasses.field(
-            default=4, metadata=rules(between(1, 64), doc='MLP width / d_model ("transformer")')
-        ),
-    )
-
-
-def check_transformer_fields(section: Any, model: str, what: str) -> None:
-    """Raises ``FieldError`` for a transformer field of ``section`` set while its ``model``
-    is another one, or for ``num_heads`` not dividing ``d_model``."""
-    if model == "transformer":
-        if section.d_model % section.num_heads:
-            raise FieldError(
-                "num_heads", f"a divisor of d_model = {section.d_model}", section.num_heads
-            )
-        return
-    for f in dataclasses.fields(section):
-        if f.name in TRANSFORMER_FIELDS and getattr(section, f.name) != f.default:
-            raise FieldError(
-                f.name,
-                f'{f.default} for {what} {model!r} (only "transformer" takes it)',
-                getattr(section, f.name),
-            )
-
-
 def each(check: Check) -> Check:
     """Every element of a tuple passes ``check``."""
     return Check(f"each {check.expected}", lambda v: all(check.ok(x) for x in v))

@@ -4,26 +4,30 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import field
-from typing import Any
 
+from jaxzip.config._fields import (
+    calibration_fields,
+    check_model_fields,
+    distill_alpha_field,
+    distill_temperature_field,
+    dropout_field,
+    output_file,
+    regex_field,
+    transformer_fields,
+    where_field,
+    widths_field,
+    zero_or_bits,
+)
 from jaxzip.config._names import AllocationName, ModelName, PrunerName, QuantizerName
 from jaxzip.config._schema import (
-    Check,
     FieldError,
     Section,
     at_least,
     between,
-    check_dropout,
-    check_transformer_fields,
-    each,
     greater_than,
     matches,
-    nonempty,
-    output_file,
     rules,
-    transformer_fields,
 )
 
 __all__ = [
@@ -33,7 +37,6 @@ __all__ = [
     "KMeansConfig",
     "PruneConfig",
     "QuantizeConfig",
-    "where_field",
 ]
 
 
@@ -67,20 +70,9 @@ class DistillConfig(Section):
     """
 
     model: ModelName = field(default="mlp", metadata=rules(doc="student model"))
-    widths: tuple[int, ...] = field(
-        default=(64,),
-        metadata=rules(nonempty(), each(at_least(1)), doc='student hidden widths (only "mlp")'),
-    )
-    dropout_rate: float = field(
-        default=0.0,
-        metadata=rules(between(0.0, 1.0, hi_open=True), doc='student dropout ("mlp")'),
-    )
-    input_dropout_rate: float = field(
-        default=0.0,
-        metadata=rules(
-            between(0.0, 1.0, hi_open=True), doc='student dropout on input pixels ("mlp")'
-        ),
-    )
+    widths: tuple[int, ...] = widths_field((64,), 'student hidden widths (only "mlp")')
+    dropout_rate: float = dropout_field('student dropout ("mlp")')
+    input_dropout_rate: float = dropout_field('student dropout on input pixels ("mlp")')
     num_layers: int
     d_model: int
     num_heads: int
@@ -105,9 +97,7 @@ class DistillConfig(Section):
     )
 
     def check(self) -> None:
-        check_dropout(self.model, self.dropout_rate, "student model")
-        check_dropout(self.model, self.input_dropout_rate, "student model", "input_dropout_rate")
-        check_transformer_fields(self, self.model, "student model")
+        check_model_fields(self, self.model, "student model")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,71 +116,6 @@ class ExportConfig(Section):
     file: str = output_file("model.jzx")
     polymorphic_batch: bool = field(
         default=True, metadata=rules(doc="the exported function takes any batch size")
-    )
-
-
-def _is_regex(value: Any) -> bool:
-    try:
-        re.compile(value)
-    except re.error:
-        return False
-    return True
-
-
-def _valid_regex() -> Check:
-    return Check("(a valid regular expression)", _is_regex)
-
-
-def regex_field(default: str, doc: str) -> Any:
-    """A field holding a valid, nonempty regex (of param paths)."""
-    return field(default=default, metadata=rules(nonempty(), _valid_regex(), doc=doc))
-
-
-def where_field(verb: str) -> Any:
-    """The ``where`` field of a section: a valid, nonempty regex of the weights to ``verb``."""
-    return regex_field(
-        ".*/kernel", f'weights to {verb}: regex full-matching paths like "Dense_0/kernel"'
-    )
-
-
-def distill_alpha_field(step: str, training: str) -> Any:
-    """The ``distill_alpha`` field of a section whose ``training`` may distill from the model
-    before its ``step`` (the weight of :func:`jaxzip.distill.kd_loss`'s soft term)."""
-    return field(
-        default=0.0,
-        metadata=rules(
-            between(0.0, 1.0),
-            doc=f"weight of distillation from the model before {step} in the {training} loss "
-            "(0: labels only)",
-        ),
-    )
-
-
-def distill_temperature_field() -> Any:
-    """The ``distill_temperature`` field beside :func:`distill_alpha_field`."""
-    return field(
-        default=4.0,
-        metadata=rules(greater_than(0.0), doc="softmax temperature of that distillation term"),
-    )
-
-
-def zero_or_bits() -> Check:
-    """0 (the leaves stay float32) or a bit width in [2, 8]."""
-    return Check("0 or in [2, 8]", lambda v: v == 0 or 2 <= v <= 8)
-
-
-def calibration_fields(method: str) -> tuple[Any, Any]:
-    """The ``calibration_examples`` and ``calibration_batch_size`` fields of a section whose
-    ``method`` (in words) reads training examples for its calibration statistics."""
-    return (
-        field(
-            default=128,
-            metadata=rules(at_least(1), doc=f"training examples {method} calibrates on"),
-        ),
-        field(
-            default=16,
-            metadata=rules(at_least(1), doc=f"examples per calibration batch ({method})"),
-        ),
     )
 
 
