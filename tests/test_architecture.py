@@ -92,6 +92,19 @@ def test_every_unit_has_a_layer():
     assert units - set(LAYER_OF) == set(), "units missing from LAYERS"
 
 
+MAX_LINES = 400
+"""STYLE.md 10: small files, one concept each; split past 400 lines."""
+
+
+def test_no_module_is_longer_than_400_lines():
+    long = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in package_files()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    ]
+    assert long == [], "split these modules:\n" + "\n".join(long)
+
+
 def test_the_package_imports_only_downwards():
     violations = [v for p in package_files() for v in layer_violations(p)]
     assert violations == [], "\n".join(violations)

@@ -152,6 +152,15 @@ def search_lm(
     qtables = {
         p: jz_quant.quantize(x, TABLE_SPEC) for p, x in leaves_with_paths(params) if p in tables
     }
+    gptq = functools.partial(  # the kernels at the given choices: (bits, sparsity) by path
+        quantize_kernels,
+        fwd,
+        params,
+        calib,
+        layouts=layouts,
+        group_size=space.group_size,
+        symmetric=space.symmetric,
+    )
 
     def bits_on(p: Params, w: TokenWindows) -> np.ndarray:
         return window_bits(apply_fn, p, w, batch_size=batch_size)
@@ -179,16 +188,7 @@ def search_lm(
         keys, q = {p: f"sens/{ckey(c)}/{p}" for p in kernels}, {}
         if any(store.get(k) is None for k in keys.values()):
             say(f"sensitivity at {ckey(c)}: {len(kernels)} kernels")
-            q = quantize_kernels(
-                fwd,
-                params,
-                calib,
-                dict.fromkeys(kernels, c),
-                layouts=layouts,
-                group_size=space.group_size,
-                symmetric=space.symmetric,
-                sequential=False,
-            )
+            q = gptq(dict.fromkeys(kernels, c), sequential=False)
         for p, k in keys.items():
             rec = store.memo(
                 k,
@@ -224,16 +224,7 @@ def search_lm(
 
     @functools.lru_cache(maxsize=2)  # evaluated, confirmed, returned: one sequential GPTQ
     def build(moves: tuple[int, ...]) -> tuple[dict[str, Any], Params]:
-        q = quantize_kernels(
-            fwd,
-            params,
-            calib,
-            config(moves),
-            layouts=layouts,
-            group_size=space.group_size,
-            symmetric=space.symmetric,
-            sequential=True,
-        )
+        q = gptq(config(moves), sequential=True)
         return q, with_leaves(params, {**q, **qtables}, dequantized=False)
 
     def file_bytes(stored: Params) -> int:
@@ -320,16 +311,7 @@ def search_lm(
 
     # 5. reference and test
     def reference() -> tuple[dict[str, Any], Params]:
-        q = quantize_kernels(
-            fwd,
-            params,
-            calib,
-            dict.fromkeys(kernels, (space.reference_bits, 0.0)),
-            layouts=layouts,
-            group_size=space.group_size,
-            symmetric=space.symmetric,
-            sequential=True,
-        )
+        q = gptq(dict.fromkeys(kernels, (space.reference_bits, 0.0)), sequential=True)
         return with_leaves(params, {**q, **qtables}, dequantized=False)
 
     ref = functools.cache(reference)
