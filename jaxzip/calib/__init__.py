@@ -7,7 +7,8 @@ SparseGPT, Wanda, AWQ, SmoothQuant and W8A8 need: ``XᵀX``, ``Σx²`` and
 ``max|x|`` per input, in :func:`jaxzip.layout.to_matrix` row order.
 :func:`run_oneshot` is the driver of the one-shot methods (GPTQ, SparseGPT,
 Wanda): kernels in traced order, each group calibrated on the params that
-already hold the earlier kernels' results.
+already hold the earlier kernels' results; the methods pass its options on as
+:class:`OneShotOptions`.
 
 Example:
   >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -21,7 +22,7 @@ Example:
   [20.0, 20.0, 20.0]
 """
 
-from jaxzip.calib._oneshot import run_oneshot
+from jaxzip.calib._oneshot import OneShotOptions, run_oneshot
 from jaxzip.calib._stats import (
     KernelStats,
     add_stats,
@@ -33,6 +34,7 @@ from jaxzip.calib._stats import (
 
 __all__ = [
     "KernelStats",
+    "OneShotOptions",
     "add_stats",
     "collect_stats",
     "init_stats",

@@ -13,7 +13,7 @@ identical, e.g. q/k/v), so it costs one calibration pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,28 @@ Process = Callable[[str, Any, KernelLayout, KernelStats], tuple[Any, Any]]
 
 Select = Callable[[list[str], Mapping[str, KernelLayout]], list[str]]
 """``(paths, layouts) -> paths``: narrows or checks the selected kernels before calibration."""
+
+
+class OneShotOptions(TypedDict, total=False):
+    """The options of :func:`run_oneshot` that a one-shot method passes on unchanged.
+
+    GPTQ, SparseGPT and Wanda take them as keyword arguments
+    (``**options: Unpack[OneShotOptions]``) and hand them to :func:`run_oneshot`,
+    whose defaults apply to those left out.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> options: OneShotOptions = {"where": "w1", "sequential": False}
+      >>> f = lambda p, x: jnp.tanh(x @ p["w1"]) @ p["w2"]
+      >>> params = {"w1": jnp.ones((2, 3)), "w2": jnp.ones((3, 1))}
+      >>> count = lambda path, leaf, layout, stats: (leaf, int(stats.count))
+      >>> run_oneshot(f, params, [jnp.ones((4, 2))], count, hessian=False, **options)
+      {'w1': 4}
+    """
+
+    where: Where | None  # the kernels to process (default: every traced kernel)
+    sequential: bool  # calibrate each group on the already-processed kernels (default: True)
+    layouts: Mapping[str, KernelLayout] | None  # trace_layouts' result, if already traced
 
 
 def _check_batches(batches: Any, name: str) -> list[Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
-from jaxzip._types import Mask, Params, Where
+from jaxzip._types import Mask, Params
 from jaxzip.paths import map_with_paths
 from jaxzip.prune._checks import check_sparsity, is_concrete
 from jaxzip.prune._structures import NByM
@@ -158,12 +158,10 @@ def sparsegpt(
     *,
     sparsity: float | None = None,
     structure: NByM | None = None,
-    where: Where | None = None,
-    sequential: bool = True,
     damp: float = 0.01,
     block_size: int = 128,
     quant_spec: QuantSpec | None = None,
-    layouts: Mapping[str, Any] | None = None,
+    **options: Unpack[jz_calib.OneShotOptions],
 ) -> tuple[Params, Mask]:
     """Prunes a model's matmul kernels with SparseGPT from calibration batches.
 
@@ -245,16 +243,7 @@ def sparsegpt(
         return new, (kq, jz_layout.from_matrix(mask, layout))
 
     out = jz_calib.run_oneshot(
-        apply_fn,
-        params,
-        batches,
-        process,
-        hessian=True,
-        where=where,
-        sequential=sequential,
-        layouts=layouts,
-        select=select,
-        name=what,
+        apply_fn, params, batches, process, hessian=True, select=select, name=what, **options
     )
     pruned = map_with_paths(lambda p, x: out[p][0] if p in out else x, params)
     return pruned, full_mask(params, {p: mask for p, (_, mask) in out.items()})

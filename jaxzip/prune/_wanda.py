@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Unpack
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from jax.typing import ArrayLike
 
 from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
-from jaxzip._types import Mask, Params, Where
+from jaxzip._types import Mask, Params
 from jaxzip.prune._sparsegpt import check_prune_options, check_tree_structure, full_mask
 from jaxzip.prune._structures import NByM
 
@@ -103,9 +103,7 @@ def wanda(
     *,
     sparsity: float | None = None,
     structure: NByM | None = None,
-    where: Where | None = None,
-    sequential: bool = True,
-    layouts: Mapping[str, Any] | None = None,
+    **options: Unpack[jz_calib.OneShotOptions],
 ) -> Mask:
     """Wanda's keep-mask for a model's matmul kernels, from calibration batches.
 
@@ -163,10 +161,8 @@ def wanda(
         batches,
         process,
         hessian=False,
-        where=where,
-        sequential=sequential,
-        layouts=layouts,
         name=what,
         select=lambda paths, layouts: check_tree_structure(structure, paths, layouts, what),
+        **options,
     )
     return full_mask(params, masks)

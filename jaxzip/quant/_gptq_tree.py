@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import jax.numpy as jnp
 
 from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
-from jaxzip._types import Params, Where
+from jaxzip._types import Params
 from jaxzip.paths import leaves_with_paths, map_with_paths
 from jaxzip.paths._trees import check_mask
 from jaxzip.quant._gptq import check_obs_options, gptq_core, raise_not_pd
@@ -25,13 +25,11 @@ def gptq(
     batches: Iterable[Any],
     spec: QuantSpec | Rules,
     *,
-    where: Where | None = None,
-    sequential: bool = True,
     damp: float = 0.01,
     block_size: int = 128,
     act_order: bool = False,
-    layouts: Mapping[str, Any] | None = None,
     mask: Params | None = None,
+    **options: Unpack[jz_calib.OneShotOptions],
 ) -> Params:
     """Quantizes a model's matmul kernels with GPTQ from calibration batches.
 
@@ -140,15 +138,6 @@ def gptq(
         return dequantize(kq), kq
 
     out = jz_calib.run_oneshot(
-        apply_fn,
-        params,
-        batches,
-        process,
-        hessian=True,
-        where=where,
-        sequential=sequential,
-        layouts=layouts,
-        select=select,
-        name=what,
+        apply_fn, params, batches, process, hessian=True, select=select, name=what, **options
     )
     return map_with_paths(lambda p, x: out.get(p, x), params)
