@@ -88,28 +88,53 @@ def confirm(
     confirm_n: int | None,
     val_n: int | None,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Confirms ``ranked`` candidates in order until one passes; at most ``max_confirmations``.
+    """Confirms ``ranked`` candidates (smallest first) until one passes; at most ``max_confirmations``.
 
     A candidate passes iff its confirmation accuracy is at least the baseline's
     confirmation accuracy minus ``trials.max_drop`` (the validation rule on the
-    other split). After a failure, candidates no more accurate on validation
-    than one that failed are skipped (they are no safer), so each attempt goes
-    to the next by the ranking that has a larger validation margin. Each
-    confirmation is journaled like a trial.
+    other split). The first attempt goes to the first candidate. After a failure:
+
+    - candidates no more accurate on validation than one that failed are skipped
+      (they are no safer);
+    - of the others, the next attempt goes to the first that is more accurate on
+      validation than each failed one by at least the points that one missed the
+      bound by on confirmation (a candidate with less margin would likely miss it
+      too, so an attempt is not spent on it); only if there is none, to the first
+      of the others.
+
+    Each confirmation is journaled like a trial.
 
     Returns:
       ``(chosen, confirmation)``: the first candidate that passed (or None) and
-      the summary stored in :attr:`SearchResult.confirmation`.
+      the summary stored in :attr:`SearchResult.confirmation` (``skipped``: the
+      candidates ranked before the last attempt that were not confirmed).
+
+    Example:
+      After ``A`` misses the bound (0.02) by 0.04 on confirmation, ``B`` and ``C``
+      (less than 0.04 more accurate than ``A`` on validation) are passed over for ``D``:
+
+      >>> class Fake:  # what confirm() reads of a Trials
+      ...     max_drop, baseline = 0.02, 0.96
+      ...     confirm_baseline = lambda self: 0.96
+      ...     confirm = lambda self, rec: {"A": 0.90, "D": 0.95}[rec["key"]]
+      >>> ranked = [{"key": k, "bytes": b, "ratio": 1 / b, "accuracy": a}
+      ...           for k, b, a in (("A", 1, 0.95), ("B", 2, 0.96), ("C", 3, 0.97), ("D", 4, 0.99))]
+      >>> chosen, summary = confirm(Fake(), ranked, max_confirmations=3, confirm_n=None, val_n=None)
+      >>> chosen["key"], [a["key"] for a in summary["attempts"]], summary["skipped"]
+      ('D', ['A', 'D'], 2)
     """
     base = trials.confirm_baseline()
     attempts: list[dict[str, Any]] = []
-    chosen, floor, skipped = None, None, 0
-    for rec in ranked:
-        if len(attempts) >= max_confirmations:
+    chosen, floor, margin, last = None, None, None, -1
+    remaining = list(enumerate(ranked))
+    while remaining and len(attempts) < max_confirmations:
+        safer = [(i, r) for i, r in remaining if floor is None or r["accuracy"] > floor]
+        if not safer:  # every other candidate is skipped
+            last = len(ranked) - 1
             break
-        if floor is not None and rec["accuracy"] <= floor:
-            skipped += 1
-            continue
+        clear = [(i, r) for i, r in safer if margin is None or r["accuracy"] >= margin - 1e-12]
+        last, rec = (clear or safer)[0]
+        remaining = [(i, r) for i, r in remaining if i > last]
         acc = trials.confirm(rec)
         passed = bool(acc >= base - trials.max_drop)
         attempt = {
@@ -130,7 +155,11 @@ def confirm(
         if passed:
             chosen = rec
             break
+        shortfall = (base - trials.max_drop) - acc  # > 0: how far it missed the bound
         floor = rec["accuracy"] if floor is None else max(floor, rec["accuracy"])
+        need = rec["accuracy"] + shortfall
+        margin = need if margin is None else max(margin, need)
+    skipped = last + 1 - len(attempts)
     summary = {
         "n": confirm_n,
         "val_n": val_n,

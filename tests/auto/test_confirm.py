@@ -204,3 +204,33 @@ def test_after_a_failure_no_less_safe_candidate_is_confirmed():
     fake = _FakeTrials({"A": 0.90, "B": 0.96, "C": 0.96, "D": 0.90})
     chosen, c = confirm(fake, ranked, max_confirmations=1, confirm_n=None, val_n=None)
     assert chosen is None and fake.asked == ["A"] and c["confirmed"] is None
+
+
+def _ranked(*rows):
+    return [{"key": k, "bytes": b, "ratio": 100 / b, "accuracy": a} for k, b, a in rows]
+
+
+def test_after_a_failure_the_next_attempt_needs_the_margin_the_failed_one_missed_by():
+    from jaxzip.auto._confirm import confirm
+
+    rows = (("A", 1, 0.95), ("B", 2, 0.96), ("C", 3, 0.97), ("D", 4, 0.99), ("E", 5, 0.995))
+    # bound 0.02 under the confirmation baseline 0.96: a pass needs >= 0.94.
+    # A (0.90) misses by 0.04: the next needs validation >= 0.95 + 0.04 = 0.99, so B and C
+    # are passed over for D. D (0.93) misses by 0.01: the next needs >= 1.0, which none has;
+    # of those more accurate than D, the first, E, is confirmed.
+    fake = _FakeTrials({"A": 0.90, "D": 0.93, "E": 0.95})
+    chosen, c = confirm(fake, _ranked(*rows), max_confirmations=3, confirm_n=None, val_n=None)
+    assert fake.asked == ["A", "D", "E"] and chosen["key"] == "E" and c["skipped"] == 2
+    assert [a["passed"] for a in c["attempts"]] == [False, False, True]
+    # with no candidate clearing the margin, the next more accurate one is confirmed
+    fake = _FakeTrials({"A": 0.90, "B": 0.95})
+    chosen, c = confirm(fake, _ranked(*rows[:3]), max_confirmations=3, confirm_n=None, val_n=None)
+    assert fake.asked == ["A", "B"] and chosen["key"] == "B" and c["skipped"] == 0
+    # a narrow miss asks little margin: A misses by 0.005, so B (0.01 more accurate) is next
+    fake = _FakeTrials({"A": 0.935, "B": 0.95})
+    chosen, c = confirm(fake, _ranked(*rows), max_confirmations=3, confirm_n=None, val_n=None)
+    assert fake.asked == ["A", "B"] and chosen["key"] == "B"
+    # every candidate fails or is no safer: all but the attempted are skipped
+    fake = _FakeTrials({"A": 0.90, "D": 0.80, "E": 0.80})
+    chosen, c = confirm(fake, _ranked(*rows), max_confirmations=5, confirm_n=None, val_n=None)
+    assert chosen is None and fake.asked == ["A", "D", "E"] and c["skipped"] == 2
