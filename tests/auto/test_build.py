@@ -165,8 +165,10 @@ def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(
 ):
     spec = jz_quant.QuantSpec(bits=8)
     rng = np.random.default_rng(1)
-    for layer in mlp.values():  # trained biases are not zero
-        layer["bias"] = rng.normal(size=layer["bias"].shape).astype(np.float32) / 10
+    mlp = {  # trained biases are not zero (a copy: the fixture is shared by the session)
+        name: {**layer, "bias": rng.normal(size=layer["bias"].shape).astype(np.float32) / 10}
+        for name, layer in mlp.items()
+    }
     books = build_candidate(
         mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(iters=3, unshared=spec)
     )
