@@ -55,7 +55,7 @@ class Greedy:
         Returns ``"exhausted"`` when the budget-spending refinement ran out of
         moves, else None.
         """
-        budget = trials.deadline is not None or trials.max_trials is not None
+        budget = trials.budget_s is not None or trials.max_trials is not None
         # with a budget, the one-notch refinement is left to polish, after the longer ladder
         current, ladder, lo = _greedy(trials, space, refine=space.refine and not budget)
         if not budget:
@@ -184,7 +184,7 @@ def _greedy(
     ladder = _ladder(sens, space, sizes)
     lo = _bisect(trials, ladder, -1, len(ladder))
     if lo < 0:  # nothing feasible: longer fine-tuning of the mildest rung, within budgets
-        if trials.deadline is None and trials.max_trials is None:
+        if trials.budget_s is None and trials.max_trials is None:
             return None, ladder, lo
         for r in space.finetune_rounds[1:]:
             rec = trials.candidate(*ladder[0], r)

@@ -330,7 +330,7 @@ def _result(
             {p: space.sparsities[0] for p in trials.layers},
             {p: space.bits[0] for p in trials.layers},
         )
-        trials.max_trials, trials.deadline = None, None
+        trials.max_trials, trials.budget_s = None, None
         trials.candidate(*mild)
     records = [{**r, "feasible": trials.is_feasible(r)} for r in trials.candidates]
     best = trials.best()

@@ -49,7 +49,14 @@ def _pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 class Trials:
-    """Evaluates baseline, probes and candidates, each at most once (journal first)."""
+    """Evaluates baseline, probes and candidates, each at most once (journal first).
+
+    Search time (:meth:`elapsed`, what the time budget is spent on) runs on the
+    journal's clock while records are replayed: each replayed record sets it to
+    the time the record was first measured at (its ``elapsed_s``), so a resumed
+    search makes its time-based decisions (the budget, :meth:`fits`) as the run
+    it continues made them, and has what that run left of the budget.
+    """
 
     def __init__(
         self,
@@ -69,10 +76,8 @@ class Trials:
     ) -> None:
         self.params, self.eval_fn, self.build = params, eval_fn, build
         self.confirm_fn = confirm_fn
-        # search time: continued across resumes from the latest time the journal holds
-        self.t0 = time.monotonic()
-        done = journal.records if journal is not None else ()
-        self.offset = max((float(r.get("elapsed_s", 0.0)) for r in done), default=0.0)
+        # search time: this process's, set to a replayed record's time when it is replayed
+        self._clock, self._since = 0.0, time.monotonic()
         self.layers, self.iters, self.key, self.max_drop = layers, build.iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
         self.max_trials = max_trials
@@ -85,14 +90,13 @@ class Trials:
         self.distill = True
         self.can_choose_distill = takes_distill(build)
         self.dense_bytes = 4 * int(sum(np.size(x) for x in jax.tree.leaves(params)))
-        self.deadline = None  # the baseline is always measured
-        start = time.monotonic()
+        self.budget_s: float | None = None  # the baseline is always measured
         self.baseline = float(self._record({"kind": "baseline"}, self._eval_baseline)["accuracy"])
-        self.deadline = None if time_budget_s is None else start + time_budget_s
+        self.budget_s = time_budget_s
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _check_time(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.budget_s is not None and self.elapsed() >= self.budget_s:
             raise BudgetExhausted("time_budget")
 
     def fits(self, rounds: int, count: int = 1) -> bool:
@@ -100,19 +104,25 @@ class Trials:
 
         The estimate is the median of the computed candidates' seconds per
         round (each record's ``seconds`` over its ``rounds``); True without a
-        deadline or before any candidate has been timed.
+        time budget or before any candidate has been timed.
         """
-        if self.deadline is None:
+        if self.budget_s is None:
             return True
         per_round = [r["seconds"] / r.get("rounds", 1) for r in self.candidates if "seconds" in r]
         if not per_round:
             return True
         need = float(np.median(per_round)) * rounds * count
-        return time.monotonic() + need <= self.deadline
+        return self.elapsed() + need <= self.budget_s
 
     def elapsed(self) -> float:
-        """Search seconds: this process's, plus those of the runs the journal continues."""
-        return self.offset + time.monotonic() - self.t0
+        """Search seconds: the time of the last replayed record, plus this process's since."""
+        return self._clock + time.monotonic() - self._since
+
+    def _replayed(self, rec: Mapping[str, Any]) -> None:
+        """Sets the search clock to a replayed record's time (never back)."""
+        t = rec.get("elapsed_s")
+        if isinstance(t, int | float) and not isinstance(t, bool) and t > self.elapsed():
+            self._clock, self._since = float(t), time.monotonic()
 
     def _record(
         self,
@@ -136,6 +146,8 @@ class Trials:
                 on_new(rec)
             if self.journal is not None:
                 self.journal.append(rec)
+        else:
+            self._replayed(rec)
         self.memo[key] = rec
         return rec
 
@@ -274,7 +286,7 @@ class Trials:
         return float(rec["accuracy"])
 
     def confirm(self, rec: Mapping[str, Any]) -> float:
-        """``confirm_fn`` of a candidate's decoded params (journaled; run past the deadline)."""
+        """``confirm_fn`` of a candidate's decoded params (journaled; run even when the time budget is spent)."""
         assert self.confirm_fn is not None
         fn, key = self.confirm_fn, rec["key"]
 

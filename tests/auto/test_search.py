@@ -110,6 +110,38 @@ def test_time_budget_stops(mlp, make_eval, tmp_path):
     assert len(r.trials) == 1  # the mildest candidate, so that a result exists
 
 
+def test_a_resumed_search_keeps_the_time_budget_of_the_run_it_continues(
+    mlp, make_eval, finetune, tmp_path, monkeypatch
+):
+    # a fake clock: every evaluation takes one second, nothing else takes any time
+    clock = {"t": 0.0}
+    fake = type("FakeTime", (), {})()
+    fake.monotonic = fake.perf_counter = lambda: clock["t"]
+    monkeypatch.setattr("jaxzip.auto._trials.time", fake)
+
+    def ticking(**kw):
+        ev = make_eval(**kw)
+
+        def tick(params):
+            clock["t"] += 1.0
+            return ev(params)
+
+        return tick
+
+    kw = {"finetune_fn": finetune, "time_budget_s": 24.0}
+    full = _run(mlp, ticking(), tmp_path / "full", **kw)
+    assert full.stopped == "time_budget" and len(full.trials) > 5
+    clock["t"] = 0.0
+    with pytest.raises(KeyboardInterrupt):  # killed at the 18th evaluation
+        _run(mlp, ticking(fail_at=18), tmp_path / "b", **kw)
+    clock["t"] = 0.0  # a new process: its own clock starts again
+    resumed = _run(mlp, ticking(), tmp_path / "b", **kw)
+    # the replayed trials run on the journal's clock: the resumed run has only the 7 s or
+    # so that the killed one left, and ends where the uninterrupted one did
+    assert resumed.stopped == "time_budget" and _same(resumed.trials, full.trials)
+    assert resumed.best["key"] == full.best["key"]
+
+
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
