@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from jaxzip._errors import ConfigError
 from jaxzip._io import atomic_write_text
 
-__all__ = ["Journal", "canonical_json", "config_hash"]
+__all__ = ["Journal", "SearchClock", "canonical_json", "config_hash"]
 
 _FORMAT = 1
 
@@ -172,3 +173,37 @@ class Journal:
         head = {"jaxzip_journal": _FORMAT, "config_hash": self._hash, "config": self._config}
         lines = [canonical_json(head)] + [canonical_json(r) for r in self._records]
         atomic_write_text(self._path, "\n".join(lines) + "\n")
+
+
+class SearchClock:
+    """Search seconds, on the journal's clock while its records are replayed.
+
+    A search spends its time budget on this clock. It runs with this process,
+    and a record read back from the journal (:meth:`replayed`) sets it to the
+    time that record was first measured at (its ``elapsed_s``; never back), so
+    a resumed search makes its time-based decisions as the run it continues
+    made them and has what that run left of the budget (only the time lost in
+    a trial that was killed is not counted).
+
+    Example:
+      >>> clock = SearchClock()
+      >>> clock.replayed({"key": "a", "elapsed_s": 500.0})
+      >>> 500.0 <= clock.elapsed() < 510.0
+      True
+      >>> clock.replayed({"key": "b", "elapsed_s": 20.0})  # never back
+      >>> clock.elapsed() >= 500.0
+      True
+    """
+
+    def __init__(self) -> None:
+        self._clock, self._since = 0.0, time.monotonic()
+
+    def elapsed(self) -> float:
+        """The time of the latest replayed record, plus this process's time since."""
+        return self._clock + time.monotonic() - self._since
+
+    def replayed(self, record: Mapping[str, Any]) -> None:
+        """Moves the clock to ``record["elapsed_s"]`` if that is later (anything else: ignored)."""
+        t = record.get("elapsed_s")
+        if isinstance(t, int | float) and not isinstance(t, bool) and t > self.elapsed():
+            self._clock, self._since = float(t), time.monotonic()

@@ -93,7 +93,8 @@ def search_lm(
     Every evaluation (baselines, sensitivities, candidates, confirmations, tests)
     is a ``journal`` record, so a rerun with the same journal repeats none and,
     every decision being made from recorded values, ends in the same result
-    (given the same ``max_trials``; a time budget cuts where it cuts).
+    (given the same ``max_trials`` or time budget: the budget is checked on the
+    journal's clock while records are replayed, :class:`~jaxzip.auto._lm_space.Store`).
 
     Args:
       apply_fn: ``apply_fn(params, x, *, train, key) -> logits (N, T, V)``.
@@ -105,7 +106,8 @@ def search_lm(
       space: the choices (default :class:`LMSpace`).
       test: windows reported once at the end.
       journal: where trials are recorded (its config must hold every setting here).
-      time_budget_s: stop starting candidate trials after this many seconds (resumes add up).
+      time_budget_s: stop starting candidate trials after this many seconds of search
+        time (a resumed search continues the journal's clock).
       max_trials: at most this many candidate trials (confirmations not counted).
       max_confirmations: at most this many confirmations.
       batch_size: windows per evaluation batch.

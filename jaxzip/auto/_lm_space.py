@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from jaxzip._types import Params
 from jaxzip.auto._common import check_bits_list, check_fraction_list
-from jaxzip.auto._journal import Journal
+from jaxzip.auto._journal import Journal, SearchClock
 from jaxzip.auto._lm_build import Choice
 from jaxzip.data import TokenWindows
 from jaxzip.paths import leaves_with_paths, selected_paths
@@ -124,20 +123,20 @@ class LMSearchResult:
 class Store:
     """The journal, or a dict when there is none: records by key, written as they finish.
 
-    Each new record gets ``elapsed_s``, the search time when it finished; the clock
-    continues from the latest one the journal holds, so a resumed search keeps its
-    time budget. :meth:`memo` returns records without it (results do not depend on it).
+    Each new record gets ``elapsed_s``, the search time when it finished, on a
+    :class:`jaxzip.auto._journal.SearchClock`: a record :meth:`memo` replays sets
+    the clock to its time, so a resumed search makes its budget decisions as the
+    run it continues made them and keeps what that run left of the budget.
+    :meth:`memo` returns records without ``elapsed_s`` (results do not depend on it).
     """
 
     def __init__(self, journal: Journal | None) -> None:
         self.journal, self.mem = journal, {}
-        done = journal.records if journal is not None else ()
-        self.offset = max((float(r.get("elapsed_s", 0.0)) for r in done), default=0.0)
-        self.t0 = time.perf_counter()
+        self.clock = SearchClock()
 
     def elapsed(self) -> float:
-        """Search seconds: this process's, plus those of the runs the journal continues."""
-        return self.offset + time.perf_counter() - self.t0
+        """Search seconds (:class:`jaxzip.auto._journal.SearchClock`)."""
+        return self.clock.elapsed()
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.journal.get(key) if self.journal is not None else self.mem.get(key)
@@ -152,7 +151,10 @@ class Store:
 
     def memo(self, key: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         rec = self.get(key)
-        rec = rec if rec is not None else self.put({"key": key, **make()})
+        if rec is None:
+            rec = self.put({"key": key, **make()})
+        else:
+            self.clock.replayed(rec)
         return {k: v for k, v in rec.items() if k != "elapsed_s"}
 
 

@@ -17,7 +17,7 @@ from jaxzip._keys import named_key
 from jaxzip._types import Params
 from jaxzip.auto._build import Build, build_candidate, takes_distill
 from jaxzip.auto._common import EvalFn, check_score, decode, settings_key
-from jaxzip.auto._journal import Journal
+from jaxzip.auto._journal import Journal, SearchClock
 from jaxzip.auto._sensitivity import probe
 
 __all__ = ["BEST_FILE", "BEST_JSON", "BudgetExhausted", "Trials", "by_size"]
@@ -51,11 +51,10 @@ def _pick_best(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 class Trials:
     """Evaluates baseline, probes and candidates, each at most once (journal first).
 
-    Search time (:meth:`elapsed`, what the time budget is spent on) runs on the
-    journal's clock while records are replayed: each replayed record sets it to
-    the time the record was first measured at (its ``elapsed_s``), so a resumed
-    search makes its time-based decisions (the budget, :meth:`fits`) as the run
-    it continues made them, and has what that run left of the budget.
+    Search time (:meth:`elapsed`, what the time budget is spent on, and what
+    :meth:`fits` reads) is a :class:`jaxzip.auto._journal.SearchClock`: on the
+    journal's clock while records are replayed, so a resumed search decides as
+    the run it continues did and has what that run left of the budget.
     """
 
     def __init__(
@@ -76,8 +75,7 @@ class Trials:
     ) -> None:
         self.params, self.eval_fn, self.build = params, eval_fn, build
         self.confirm_fn = confirm_fn
-        # search time: this process's, set to a replayed record's time when it is replayed
-        self._clock, self._since = 0.0, time.monotonic()
+        self.clock = SearchClock()  # search time, on the journal's clock while replaying
         self.layers, self.iters, self.key, self.max_drop = layers, build.iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
         self.max_trials = max_trials
@@ -115,14 +113,8 @@ class Trials:
         return self.elapsed() + need <= self.budget_s
 
     def elapsed(self) -> float:
-        """Search seconds: the time of the last replayed record, plus this process's since."""
-        return self._clock + time.monotonic() - self._since
-
-    def _replayed(self, rec: Mapping[str, Any]) -> None:
-        """Sets the search clock to a replayed record's time (never back)."""
-        t = rec.get("elapsed_s")
-        if isinstance(t, int | float) and not isinstance(t, bool) and t > self.elapsed():
-            self._clock, self._since = float(t), time.monotonic()
+        """Search seconds (:class:`jaxzip.auto._journal.SearchClock`)."""
+        return self.clock.elapsed()
 
     def _record(
         self,
@@ -147,7 +139,7 @@ class Trials:
             if self.journal is not None:
                 self.journal.append(rec)
         else:
-            self._replayed(rec)
+            self.clock.replayed(rec)
         self.memo[key] = rec
         return rec
 

@@ -102,7 +102,9 @@ def test_the_lm_search_store_continues_the_journal_clock(tmp_path):
     assert first.memo("k1", lambda: {"x": 1}) == {"key": "k1", "x": 1}  # results carry no time
     Journal.open(path, config={"a": 1}).append({"key": "k2", "x": 2, "elapsed_s": 500.0})
     resumed = Store(Journal.open(path, config={"a": 1}))
-    assert resumed.elapsed() >= 500.0  # a resumed search does not get its budget back
     assert resumed.memo("k1", lambda: {"x": 9}) == {"key": "k1", "x": 1}  # replayed
+    assert resumed.elapsed() < 500.0  # on the journal's clock: k1's time
+    assert resumed.memo("k2", lambda: {"x": 9}) == {"key": "k2", "x": 2}
+    assert resumed.elapsed() >= 500.0  # a resumed search does not get its budget back
     resumed.memo("k3", lambda: {"x": 3})
     assert Journal.open(path, config={"a": 1}).get("k3")["elapsed_s"] >= 500.0

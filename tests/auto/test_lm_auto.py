@@ -127,6 +127,28 @@ def test_a_rerun_on_the_journal_repeats_no_trial_and_ends_the_same(lm, first, tm
     assert resumed.to_dict() == r.to_dict()
 
 
+def test_a_rerun_of_a_search_the_time_budget_cut_ends_the_same(lm, first, tmp_path):
+    path, _ = first
+    for d in ("tight", "again"):
+        (tmp_path / d).mkdir()
+    recs = _records(path)
+    sens = recs[: next(i for i, x in enumerate(recs) if x["key"].startswith("cand/"))]
+    tight_path = _copy(path, tmp_path / "tight", sens)  # its sensitivities, no candidate
+    tight = _search(lm, tight_path, bound=TIGHT)
+    recs = _records(tight_path)
+    cands = [i for i, x in enumerate(recs) if x["key"].startswith("cand/")]
+    assert len(cands) >= 3 and len(tight.trials) == len(cands)
+    # the same journal as if its records had been measured one second apart: with a budget
+    # between the first and the second candidate's times, that search would have started
+    # the second (at the first's time, within the budget) and no third
+    timed = [{**x, "elapsed_s": float(i)} for i, x in enumerate(recs)]
+    again_path = _copy(path, tmp_path / "again", timed)
+    again = _search(lm, again_path, bound=TIGHT, time_budget_s=(cands[0] + cands[1]) / 2)
+    assert again.stopped == "time_budget" and again.trials == tight.trials[:2]
+    # replayed on the journal's clock: no candidate was computed again
+    assert not [x for x in _records(again_path)[len(recs) :] if x["key"].startswith("cand/")]
+
+
 def test_a_failed_confirmation_backs_off_to_a_larger_file(lm, first, tmp_path):
     path, r = first
     recs = _records(path)

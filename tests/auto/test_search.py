@@ -117,7 +117,8 @@ def test_a_resumed_search_keeps_the_time_budget_of_the_run_it_continues(
     clock = {"t": 0.0}
     fake = type("FakeTime", (), {})()
     fake.monotonic = fake.perf_counter = lambda: clock["t"]
-    monkeypatch.setattr("jaxzip.auto._trials.time", fake)
+    monkeypatch.setattr("jaxzip.auto._trials.time", fake)  # a candidate's seconds
+    monkeypatch.setattr("jaxzip.auto._journal.time", fake)  # the search clock
 
     def ticking(**kw):
         ev = make_eval(**kw)
