@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,10 @@ def _status(res: dict[str, Any]) -> str:
     return "NOT feasible (no candidate met the bound)"
 
 
+def _one_line(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    print(f"jaxzip auto: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _auto(args: argparse.Namespace) -> int:
     from jaxzip.auto import BudgetTooSmall
     from jaxzip.config import apply_overrides, load_config
@@ -141,16 +147,19 @@ def _auto(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.experiment.name}_auto"
     try:
-        summary = run_auto(
-            cfg,
-            out_dir,
-            max_drop_pp=max_drop,
-            time_budget_s=budget,
-            max_trials=trials,
-            strategy=args.strategy,
-            progress=args.progress,
-            confirm_fraction=fraction,
-        )
+        with warnings.catch_warnings():  # a warning is one line on stderr, when it happens
+            warnings.simplefilter("always")
+            warnings.showwarning = _one_line
+            summary = run_auto(
+                cfg,
+                out_dir,
+                max_drop_pp=max_drop,
+                time_budget_s=budget,
+                max_trials=trials,
+                strategy=args.strategy,
+                progress=args.progress,
+                confirm_fraction=fraction,
+            )
     except BudgetTooSmall as e:  # one line (jaxzip.cli): name the flag the user gave
         raise BudgetTooSmall(
             f"--time-budget {args.time_budget}: {str(e).removeprefix('time_budget_s: ')}"

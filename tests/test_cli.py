@@ -280,6 +280,29 @@ def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch, di
     assert seen["confirm_fraction"] == 0.5
 
 
+def test_auto_warnings_are_one_line_on_stderr_as_they_happen(
+    capsys, tmp_path, monkeypatch, digits_auto_toml
+):
+    import warnings
+
+    import jaxzip.pipeline
+    from jaxzip.auto import NoisyBoundWarning
+
+    def fake_run_auto(cfg, out_dir, **kw):
+        warnings.warn("max_drop 0.001 is under one standard error", NoisyBoundWarning, stacklevel=1)
+        print("after the warning", file=sys.stderr)
+        return _fake_summary(feasible=True, attempts=[{"key": "a"}], confirmed="a")
+
+    monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
+    (tmp_path / "a.toml").write_text(digits_auto_toml)
+    argv = ["auto", str(tmp_path / "a.toml"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--max-drop", "0.1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "jaxzip auto: warning: max_drop 0.001 is under one standard error\nafter the warning\n"
+    )
+
+
 def test_auto_budget_too_small_is_one_line(
     capsys, tmp_path, monkeypatch, digits_auto_toml, one_error_line
 ):

@@ -18,7 +18,14 @@ Example:
   ('w',)
 """
 
-from jaxzip.auto._confirm import SE_METHOD, BudgetTooSmall, drop_se, min_confirm_size
+from jaxzip.auto._confirm import (
+    SE_METHOD,
+    BudgetTooSmall,
+    NoisyBoundWarning,
+    check_resolution,
+    drop_se,
+    min_confirm_size,
+)
 from jaxzip.auto._families import CNNFamily, MLPFamily, ScaledCNN, scale_widths
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal, config_hash
@@ -48,6 +55,7 @@ __all__ = [
     "LMSearchResult",
     "LMSpace",
     "MLPFamily",
+    "NoisyBoundWarning",
     "Optuna",
     "ScaledCNN",
     "SearchResult",
@@ -56,6 +64,7 @@ __all__ = [
     "Strategy",
     "StudentRecord",
     "StudentSearchResult",
+    "check_resolution",
     "config_hash",
     "drop_se",
     "min_confirm_size",

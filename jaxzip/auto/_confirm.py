@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,9 @@ from jaxzip.auto._trials import Trials
 __all__ = [
     "SE_METHOD",
     "BudgetTooSmall",
+    "NoisyBoundWarning",
     "check_confirm_size",
+    "check_resolution",
     "confirm",
     "drop_se",
     "min_confirm_size",
@@ -44,6 +47,41 @@ def drop_se(baseline: float, accuracy: float, n: int) -> float:
         raise ValueError(f"drop_se: n must be >= 1, got {n!r}")
     var = baseline * (1 - baseline) / n + accuracy * (1 - accuracy) / n
     return float(math.sqrt(max(var, 0.0)))
+
+
+class NoisyBoundWarning(UserWarning):
+    """The bound is under one standard error of a drop on the ranking split: noise decides."""
+
+
+def check_resolution(baseline: float, max_drop: float, n: int) -> float:
+    """The standard error of a drop right at the bound on ``n`` ranking examples; warns if the
+    bound is smaller (:class:`NoisyBoundWarning`).
+
+    Near such a bound, which candidates are feasible on the ranking split is decided by
+    which examples they happen to get right; the result is still confirmed on the other
+    split, but the search cannot tell its candidates apart. More validation examples do.
+
+    Example:
+      >>> round(check_resolution(0.99, 0.006, 3000), 4)  # 0.6 points, SE 0.29: resolved
+      0.0029
+      >>> import warnings
+      >>> with warnings.catch_warnings(record=True) as w:
+      ...     warnings.simplefilter("always")
+      ...     _ = check_resolution(0.915, 0.0034, 6000)
+      >>> print(w[0].message)
+      max_drop 0.0034 (0.34 points) is under one standard error (0.0051, 0.51 points) of a drop at the bound measured on the 6000 ranking examples: near the bound, which candidates are feasible is decided by noise (more validation examples resolve it)
+    """
+    se = drop_se(baseline, max(baseline - max_drop, 0.0), n)
+    if max_drop < se:
+        warnings.warn(
+            f"max_drop {max_drop:g} ({100 * max_drop:.3g} points) is under one standard error "
+            f"({se:.2g}, {100 * se:.2g} points) of a drop at the bound measured on the {n} "
+            "ranking examples: near the bound, which candidates are feasible is decided by "
+            "noise (more validation examples resolve it)",
+            NoisyBoundWarning,
+            stacklevel=3,
+        )
+    return se
 
 
 def min_confirm_size(max_drop: float) -> int:

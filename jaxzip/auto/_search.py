@@ -15,7 +15,7 @@ from jaxzip._keys import check_key, named_key
 from jaxzip._types import Params, Where
 from jaxzip.auto._build import Build, CodebookFn, FinetuneFn, PruneFn, takes_rounds
 from jaxzip.auto._common import EvalFn, check_count, check_number, layer_paths
-from jaxzip.auto._confirm import BudgetTooSmall, check_confirm_size, confirm
+from jaxzip.auto._confirm import BudgetTooSmall, check_confirm_size, check_resolution, confirm
 from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
@@ -261,6 +261,8 @@ def search(
             bar=bar,
             confirm_fn=confirm_fn,
         )
+        if val_n is not None:
+            check_resolution(trials.baseline, max_drop, val_n)
         if confirm_fn is not None:
             try:
                 trials.confirm_baseline()

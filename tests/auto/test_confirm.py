@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
@@ -234,3 +236,20 @@ def test_after_a_failure_the_next_attempt_needs_the_margin_the_failed_one_missed
     fake = _FakeTrials({"A": 0.90, "D": 0.80, "E": 0.80})
     chosen, c = confirm(fake, _ranked(*rows), max_confirmations=5, confirm_n=None, val_n=None)
     assert chosen is None and fake.asked == ["A", "D", "E"] and c["skipped"] == 2
+
+
+def test_a_bound_under_one_standard_error_of_the_ranking_split_is_warned(mlp, make_eval):
+    from jaxzip.auto import NoisyBoundWarning
+
+    kw = {"where": KERNELS, "key": jax.random.key(0), "space": SPACE, "max_trials": 1}
+    # baseline 1.0 on 256 examples: at a bound of 0.002 a drop's SE is
+    # sqrt(.998 * .002 / 256) = 0.0028
+    with pytest.warns(
+        NoisyBoundWarning,
+        match=r"max_drop 0.002 \(0.2 points\) is under one standard error \(0.0028, 0.28 points\)",
+    ):
+        search(mlp, eval_fn=make_eval(), max_drop=0.002, val_n=256, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoisyBoundWarning)
+        search(mlp, eval_fn=make_eval(), max_drop=0.01, val_n=256, **kw)  # SE 0.0062
+        search(mlp, eval_fn=make_eval(), max_drop=0.002, **kw)  # no val_n: nothing to judge
