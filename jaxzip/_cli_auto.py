@@ -132,7 +132,7 @@ def _one_line(message: Warning | str, *args: Any, **kwargs: Any) -> None:
 
 
 def _auto(args: argparse.Namespace) -> int:
-    from jaxzip.auto import BudgetTooSmall
+    from jaxzip.auto import BudgetTooSmall, NoisyBoundWarning
     from jaxzip.config import apply_overrides, load_config
     from jaxzip.pipeline import run_auto
 
@@ -147,8 +147,8 @@ def _auto(args: argparse.Namespace) -> int:
     cfg = apply_overrides(load_config(args.config), args.overrides)
     out_dir = Path(args.out) if args.out else Path("runs") / f"{cfg.experiment.name}_auto"
     try:
-        with warnings.catch_warnings():  # a warning is one line on stderr, when it happens
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():  # a warning shown is one line on stderr, at once
+            warnings.simplefilter("always", NoisyBoundWarning)
             warnings.showwarning = _one_line
             summary = run_auto(
                 cfg,
