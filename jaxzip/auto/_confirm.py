@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from jaxzip._errors import JaxzipError
+from jaxzip.auto._common import check_count, check_number, check_score
 from jaxzip.auto._trials import Trials
 
 __all__ = [
@@ -70,7 +71,14 @@ def check_resolution(baseline: float, max_drop: float, n: int) -> float:
       ...     _ = check_resolution(0.915, 0.0034, 6000)
       >>> print(w[0].message)
       max_drop 0.0034 (0.34 points) is under one standard error (0.0051, 0.51 points) of a drop at the bound measured on the 6000 ranking examples: near the bound, which candidates are feasible is decided by noise (more validation examples resolve it)
+
+    Raises:
+      ValueError: ``baseline`` not a finite number, ``max_drop`` not a finite number
+        >= 0, or ``n`` not an int >= 1 (the message names the argument).
     """
+    baseline = check_score(baseline, "check_resolution: baseline")
+    max_drop = check_number("check_resolution: max_drop", max_drop, positive=False)
+    n = check_count("check_resolution: n", n, optional=False)
     se = drop_se(baseline, max(baseline - max_drop, 0.0), n)
     if max_drop < se:
         warnings.warn(

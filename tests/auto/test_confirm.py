@@ -253,3 +253,19 @@ def test_a_bound_under_one_standard_error_of_the_ranking_split_is_warned(mlp, ma
         warnings.simplefilter("error", NoisyBoundWarning)
         search(mlp, eval_fn=make_eval(), max_drop=0.01, val_n=256, **kw)  # SE 0.0062
         search(mlp, eval_fn=make_eval(), max_drop=0.002, **kw)  # no val_n: nothing to judge
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((float("nan"), 0.01, 100), r"check_resolution: baseline: expected a finite scalar"),
+        ((0.9, -0.01, 100), r"check_resolution: max_drop: expected a finite number >= 0"),
+        ((0.9, 0.01, 0), r"check_resolution: n: expected an int >= 1, got 0"),
+        ((0.9, 0.01, 2.5), r"check_resolution: n: expected an int >= 1, got 2.5"),
+    ],
+)
+def test_check_resolution_names_the_bad_argument(args, match):
+    from jaxzip.auto import check_resolution
+
+    with pytest.raises(ValueError, match=match):
+        check_resolution(*args)
