@@ -168,20 +168,21 @@ def size_report(tree_or_bytes: PyTree | bytes) -> SizeReport:
 
 
 def format_size_report(report: SizeReport) -> str:
-    """A plain-text table of a :class:`SizeReport`.
+    """A plain-text table of a :class:`SizeReport`; the path column is as wide as the longest path.
 
     Example:
       >>> import numpy as np
       >>> print(format_size_report(size_report({"w": np.zeros(8, np.float32)})).splitlines()[0])
       path                  kind       size      nnz    bytes  bits/w  bits/nz  bits/pos  bound(B)  overhead
     """
+    w = max([20, *(len(r.path or "<root>") for r in report.leaves)])  # the longest path
     lines = [
-        f"{'path':<20}  {'kind':<6} {'size':>8} {'nnz':>8} {'bytes':>8} {'bits/w':>7} {'bits/nz':>8} "
+        f"{'path':<{w}}  {'kind':<6} {'size':>8} {'nnz':>8} {'bytes':>8} {'bits/w':>7} {'bits/nz':>8} "
         f"{'bits/pos':>9} {'bound(B)':>9} {'overhead':>9}"
     ]
     for r in report.leaves:
         lines.append(
-            f"{r.path or '<root>':<20}  {r.kind:<6} {r.size:>8} {r.nnz:>8} {r.bytes:>8} "
+            f"{r.path or '<root>':<{w}}  {r.kind:<6} {r.size:>8} {r.nnz:>8} {r.bytes:>8} "
             f"{r.bits_per_weight:>7.2f} {r.bits_per_nonzero:>8.2f} {r.bits_per_position:>9.2f} {r.bound_bits / 8:>9.1f} "
             f"{r.overhead:>9.1%}"
         )

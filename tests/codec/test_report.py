@@ -26,6 +26,16 @@ def test_report_kmeans_pruned():
     assert "dense/kernel" in format_size_report(r)
 
 
+def test_format_size_report_columns_line_up_past_twenty_characters():
+    long = "block_0/attn/query/kernel"  # 25 characters: wider than the old fixed column
+    r = size_report({long: np.zeros((4, 4), np.float32), "b": np.zeros(3, np.float32)})
+    header, *rows, _total = format_size_report(r).splitlines()
+    col = header.index("kind")
+    assert col == len(long) + 2
+    for line, leaf in zip(rows, r.leaves, strict=True):
+        assert line.startswith(leaf.path) and line[col:].startswith(leaf.kind + " "), line
+
+
 # ---- issue 17: per-group low-bit QArrays are stored bit-packed with their scales ----
 
 
