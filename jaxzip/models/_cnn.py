@@ -18,6 +18,13 @@ def _check_images(owner: str, x: jax.Array) -> None:
         raise ValueError(f"{owner}: x must be images of shape (N, H, W, C), got shape {x.shape}")
 
 
+def _left(side: int, kernel: int, padding: str) -> int:
+    """Pixels left of one image side after the two conv → max-pool-2 blocks."""
+    for _ in range(2):
+        side = (side - kernel + 1 if padding == "VALID" else side) // 2
+    return side
+
+
 class _TwoConvNet(nn.Module):
     """Two conv → max-pool 2 blocks, flatten, a hidden ReLU Dense, the classifier.
 
@@ -47,7 +54,16 @@ class _TwoConvNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """Logits ``(N, num_classes)`` for images ``x`` of shape ``(N, H, W, C)``."""
-        _check_images(type(self).__name__, x)
+        owner = type(self).__name__
+        _check_images(owner, x)
+        for side, k in zip(x.shape[1:3], self.kernel, strict=True):
+            if _left(side, k, self.padding) < 1:  # else a Dense with no inputs
+                least = next(s for s in range(1, 1 << 16) if _left(s, k, self.padding) >= 1)
+                raise ValueError(
+                    f"{owner}: x must be images of at least {least}x{least} pixels (its two "
+                    f"{k}x{k} {self.padding} conv + max-pool-2 blocks leave none of a smaller "
+                    f"side), got {x.shape[1]}x{x.shape[2]}"
+                )
         q = functools.partial(quantize_input, self.act_quant)
         for features in self.convs:
             x = nn.Conv(features, self.kernel, padding=self.padding)(q(x))

@@ -86,10 +86,14 @@ def init_checked(module: Any, key: jax.Array, x: Any, *, fields: str) -> tuple[A
     model's size is known to be within :data:`MAX_MODEL_PARAMS` (nothing allocated before).
 
     Raises:
-      ConfigError: the model would be larger; the message names ``fields``.
+      ConfigError: the model would be larger, or it does not take ``x`` (a LeNet-5 on
+        8x8 images); the message names ``fields``.
     """
     init = jax.jit(lambda k, inputs: jz_models.init_params(module, k, inputs))
-    shapes = jax.eval_shape(init, key, x)
+    try:
+        shapes = jax.eval_shape(init, key, x)
+    except ValueError as e:  # the model's own check of its input
+        raise ConfigError(f"{fields}: the model cannot take these inputs: {e}") from e
     n = jz_models.param_count(shapes)
     if n > MAX_MODEL_PARAMS:
         raise ConfigError(
@@ -166,11 +170,10 @@ def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
     module = config_module(cfg, splits)
     key = run_key(cfg, "model")
     # One compiled init instead of one dispatch (and compile) per initializer op.
-    fields = (
-        "model.name/model.d_model/model.num_layers"
-        if m.name == "transformer"
-        else ("model.name/model.widths")
-    )
+    fields = {
+        "transformer": "model.name/model.d_model/model.num_layers",
+        "mlp": "model.name/model.widths",
+    }.get(m.name, "model.name")
     init, like = init_checked(module, key, splits.train.x[:1], fields=fields)
     if not m.params_from:
         params = init(key, splits.train.x[:1])
