@@ -24,11 +24,17 @@ from jaxzip.config._build import (
     model_arch,
     run_key,
 )
-from jaxzip.config._experiment import (
+from jaxzip.config._experiment import (  # and the _sections.py sections it imports
+    CodecConfig,
     DataConfig,
+    DistillConfig,
     ExperimentConfig,
     ExperimentSection,
+    ExportConfig,
+    KMeansConfig,
     ModelConfig,
+    PruneConfig,
+    QuantizeConfig,
     TrainConfig,
 )
 from jaxzip.config._load import (
@@ -43,15 +49,7 @@ from jaxzip.config._load import (
 )
 from jaxzip.config._names import NAMES, TOKEN_MODELS, lookup, make_model, make_optimizer, names
 from jaxzip.config._plan import STAGE_NAMES, STAGE_SPECS, StageSpec, stage_names
-from jaxzip.config._schema import Check, FieldError, Section, rules
-from jaxzip.config._sections import (
-    CodecConfig,
-    DistillConfig,
-    ExportConfig,
-    KMeansConfig,
-    PruneConfig,
-    QuantizeConfig,
-)
+from jaxzip.config._schema import Check, FieldError, Section, rules, setting
 
 __all__ = [
     "DEFAULT_CONFIG_NAME",
@@ -93,5 +91,6 @@ __all__ = [
     "rules",
     "run_key",
     "save_config",
+    "setting",
     "stage_names",
 ]

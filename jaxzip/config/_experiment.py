@@ -10,7 +10,6 @@ section that may be absent is typed ``XConfig | None = None`` (``[prune]`` is on
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 from typing import Literal
 
 from jaxzip.config._fields import (
@@ -35,7 +34,7 @@ from jaxzip.config._schema import (
     between,
     greater_than,
     matches,
-    rules,
+    setting,
 )
 from jaxzip.config._sections import (
     CodecConfig,
@@ -89,27 +88,21 @@ class ExperimentSection(Section):
       1
     """
 
-    name: str = field(
-        default="digits_small_cnn",
-        metadata=rules(
-            matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "made of letters, digits, '.', '_', '-'"),
-            doc="run name; the default output directory is runs/<name>",
-        ),
+    name: str = setting(
+        "digits_small_cnn",
+        matches(r"[A-Za-z0-9][A-Za-z0-9._-]*", "made of letters, digits, '.', '_', '-'"),
+        doc="run name; the default output directory is runs/<name>",
     )
-    seed: int = field(
-        default=0,
-        metadata=rules(
-            between(0, SEED_MAX),
-            doc="the data split's seed and the run's root key (init, shuffles, dropout keys "
-            "are split from jax.random.key(seed) by name)",
-        ),
+    seed: int = setting(
+        0,
+        between(0, SEED_MAX),
+        doc="the data split's seed and the run's root key (init, shuffles, dropout keys "
+        "are split from jax.random.key(seed) by name)",
     )
-    stages: tuple[StageName, ...] = field(
-        default=(),
-        metadata=rules(
-            doc="stages to run, in order ([] = derived from the sections present): "
-            + ", ".join(f'"{n}"' for n in STAGE_NAMES)
-        ),
+    stages: tuple[StageName, ...] = setting(
+        (),
+        doc="stages to run, in order ([] = derived from the sections present): "
+        + ", ".join(f'"{n}"' for n in STAGE_NAMES),
     )
 
 
@@ -130,38 +123,24 @@ class DataConfig(Section):
       16
     """
 
-    name: DatasetName = field(default="digits", metadata=rules(doc="dataset"))
-    data_dir: str = field(
-        default="",
-        metadata=rules(doc='directory holding the files; "" = the lookup order ("idx": required)'),
+    name: DatasetName = setting("digits", doc="dataset")
+    data_dir: str = setting(
+        "", doc='directory holding the files; "" = the lookup order ("idx": required)'
     )
-    val_fraction: float = field(
-        default=0.1,
-        metadata=rules(
-            between(0.0, 1.0, lo_open=True, hi_open=True), doc="training share held out"
-        ),
+    val_fraction: float = setting(
+        0.1, between(0.0, 1.0, lo_open=True, hi_open=True), doc="training share held out"
     )
-    download: bool = field(
-        default=True, metadata=rules(doc="download MNIST-family files when not found")
+    download: bool = setting(True, doc="download MNIST-family files when not found")
+    seq_len: int = setting(
+        128, between(1, MAX_SEQ_LEN), doc='tokens per window, the model\'s context ("kjv")'
     )
-    seq_len: int = field(
-        default=128,
-        metadata=rules(
-            between(1, MAX_SEQ_LEN), doc='tokens per window, the model\'s context ("kjv")'
-        ),
+    train_windows: int = setting(
+        0,
+        at_least(0),
+        doc='training windows at random offsets ("kjv"; 0: every non-overlapping window)',
     )
-    train_windows: int = field(
-        default=0,
-        metadata=rules(
-            at_least(0),
-            doc='training windows at random offsets ("kjv"; 0: every non-overlapping window)',
-        ),
-    )
-    held_out_windows: int = field(
-        default=0,
-        metadata=rules(
-            at_least(0), doc='at most this many val and test windows each ("kjv"; 0: all)'
-        ),
+    held_out_windows: int = setting(
+        0, at_least(0), doc='at most this many val and test windows each ("kjv"; 0: all)'
     )
 
     def check(self) -> None:
@@ -200,15 +179,12 @@ class ModelConfig(Section):
       jaxzip.config._schema.FieldError: num_heads: expected a divisor of d_model = 32, got 3
     """
 
-    name: ModelName = field(default="small_cnn", metadata=rules(doc="model"))
+    name: ModelName = setting("small_cnn", doc="model")
     widths: tuple[int, ...] = widths_field((256, 128), 'hidden widths (only for "mlp")')
     dropout_rate: float = dropout_field('dropout after each hidden layer ("mlp")')
     input_dropout_rate: float = dropout_field('dropout on input pixels ("mlp")')
-    params_from: str = field(
-        default="",
-        metadata=rules(
-            doc='start from saved params (.npz; relative to the current dir); "" = fresh init'
-        ),
+    params_from: str = setting(
+        "", doc='start from saved params (.npz; relative to the current dir); "" = fresh init'
     )
     num_layers: int
     d_model: int
@@ -229,45 +205,30 @@ class TrainConfig(Section):
       1.0
     """
 
-    epochs: int = field(
-        default=10,
-        metadata=rules(
-            at_least(0),
-            doc="passes over the training set (0 = no training; needs model.params_from)",
-        ),
+    epochs: int = setting(
+        10,
+        at_least(0),
+        doc="passes over the training set (0 = no training; needs model.params_from)",
     )
-    batch_size: int = field(default=64, metadata=rules(at_least(1), doc="examples per step"))
-    optimizer: OptimizerName = field(default="adam", metadata=rules(doc="optimizer"))
-    learning_rate: float = field(
-        default=1e-3, metadata=rules(greater_than(0.0), doc="peak learning rate")
+    batch_size: int = setting(64, at_least(1), doc="examples per step")
+    optimizer: OptimizerName = setting("adam", doc="optimizer")
+    learning_rate: float = setting(1e-3, greater_than(0.0), doc="peak learning rate")
+    schedule: ScheduleName = setting(
+        "constant", doc="learning-rate schedule (the cosine ones decay to 0)"
     )
-    schedule: ScheduleName = field(
-        default="constant",
-        metadata=rules(doc="learning-rate schedule (the cosine ones decay to 0)"),
+    warmup_epochs: float = setting(
+        0.0, at_least(0.0), doc='linear warmup from 0, in epochs ("warmup_cosine")'
     )
-    warmup_epochs: float = field(
-        default=0.0,
-        metadata=rules(at_least(0.0), doc='linear warmup from 0, in epochs ("warmup_cosine")'),
+    weight_decay: float = setting(
+        0.0, at_least(0.0), doc="kernel weight decay (L2; decoupled for adamw)"
     )
-    weight_decay: float = field(
-        default=0.0,
-        metadata=rules(at_least(0.0), doc="kernel weight decay (L2; decoupled for adamw)"),
+    momentum: float = setting(0.9, between(0.0, 1.0, hi_open=True), doc='for "sgd"')
+    eval_batch_size: int = setting(1000, at_least(1), doc="examples per evaluation batch")
+    augment_shift: int = setting(
+        0, at_least(0), doc="random image shifts of up to this many pixels while training (0: off)"
     )
-    momentum: float = field(
-        default=0.9, metadata=rules(between(0.0, 1.0, hi_open=True), doc='for "sgd"')
-    )
-    eval_batch_size: int = field(
-        default=1000, metadata=rules(at_least(1), doc="examples per evaluation batch")
-    )
-    augment_shift: int = field(
-        default=0,
-        metadata=rules(
-            at_least(0), doc="random image shifts of up to this many pixels while training (0: off)"
-        ),
-    )
-    clip_norm: float = field(
-        default=0.0,
-        metadata=rules(at_least(0.0), doc="clip gradients to this global norm (0: off)"),
+    clip_norm: float = setting(
+        0.0, at_least(0.0), doc="clip gradients to this global norm (0: off)"
     )
 
     def check(self) -> None:

@@ -1,6 +1,6 @@
 """Field factories and checks that more than one config section declares.
 
-A section field is ``dataclasses.field(default=..., metadata=rules(...))``; where
+A section field is ``setting(default, *checks, doc=...)``; where
 several sections hold a field of the same meaning (an output file, a ``where``
 regex, calibration sizes, the description of a network), it is made here once, so
 its rules (and, where the sections agree, its default and doc) live in one place.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import field
 from typing import Any
 
 from jaxzip.config._schema import (
@@ -26,7 +25,7 @@ from jaxzip.config._schema import (
     greater_than,
     matches,
     nonempty,
-    rules,
+    setting,
 )
 
 __all__ = [
@@ -52,9 +51,7 @@ def file_name() -> Check:
 
 def output_file(default: str) -> Any:
     """The ``file`` field of a section that writes one file into the output directory."""
-    return field(
-        default=default, metadata=rules(file_name(), doc="file name in the output directory")
-    )
+    return setting(default, file_name(), doc="file name in the output directory")
 
 
 def _is_regex(value: Any) -> bool:
@@ -71,7 +68,7 @@ def _valid_regex() -> Check:
 
 def regex_field(default: str, doc: str) -> Any:
     """A field holding a valid, nonempty regex (of param paths)."""
-    return field(default=default, metadata=rules(nonempty(), _valid_regex(), doc=doc))
+    return setting(default, nonempty(), _valid_regex(), doc=doc)
 
 
 def where_field(verb: str) -> Any:
@@ -84,22 +81,17 @@ def where_field(verb: str) -> Any:
 def distill_alpha_field(step: str, training: str) -> Any:
     """The ``distill_alpha`` field of a section whose ``training`` may distill from the model
     before its ``step`` (the weight of :func:`jaxzip.distill.kd_loss`'s soft term)."""
-    return field(
-        default=0.0,
-        metadata=rules(
-            between(0.0, 1.0),
-            doc=f"weight of distillation from the model before {step} in the {training} loss "
-            "(0: labels only)",
-        ),
+    return setting(
+        0.0,
+        between(0.0, 1.0),
+        doc=f"weight of distillation from the model before {step} in the {training} loss "
+        "(0: labels only)",
     )
 
 
 def distill_temperature_field() -> Any:
     """The ``distill_temperature`` field beside :func:`distill_alpha_field`."""
-    return field(
-        default=4.0,
-        metadata=rules(greater_than(0.0), doc="softmax temperature of that distillation term"),
-    )
+    return setting(4.0, greater_than(0.0), doc="softmax temperature of that distillation term")
 
 
 def zero_or_bits() -> Check:
@@ -111,25 +103,19 @@ def calibration_fields(method: str) -> tuple[Any, Any]:
     """The ``calibration_examples`` and ``calibration_batch_size`` fields of a section whose
     ``method`` (in words) reads training examples for its calibration statistics."""
     return (
-        field(
-            default=128,
-            metadata=rules(at_least(1), doc=f"training examples {method} calibrates on"),
-        ),
-        field(
-            default=16,
-            metadata=rules(at_least(1), doc=f"examples per calibration batch ({method})"),
-        ),
+        setting(128, at_least(1), doc=f"training examples {method} calibrates on"),
+        setting(16, at_least(1), doc=f"examples per calibration batch ({method})"),
     )
 
 
 def widths_field(default: tuple[int, ...], doc: str) -> Any:
     """The ``widths`` field of a section describing a network: its ``"mlp"`` hidden widths."""
-    return field(default=default, metadata=rules(nonempty(), each(at_least(1)), doc=doc))
+    return setting(default, nonempty(), each(at_least(1)), doc=doc)
 
 
 def dropout_field(doc: str) -> Any:
     """A dropout rate field of a section describing a network: in [0, 1), 0 by default."""
-    return field(default=0.0, metadata=rules(between(0.0, 1.0, hi_open=True), doc=doc))
+    return setting(0.0, between(0.0, 1.0, hi_open=True), doc=doc)
 
 
 TRANSFORMER_FIELDS = ("num_layers", "d_model", "num_heads", "mlp_ratio")
@@ -140,13 +126,10 @@ def transformer_fields() -> tuple[Any, Any, Any, Any]:
     """The :data:`TRANSFORMER_FIELDS` of a section that may describe a transformer, in
     that order, with their defaults (the reference model's) and rules."""
     return (
-        field(default=4, metadata=rules(between(1, 256), doc='decoder blocks ("transformer")')),
-        field(default=192, metadata=rules(between(1, 65536), doc='residual width ("transformer")')),
-        field(
-            default=4,
-            metadata=rules(at_least(1), doc='attention heads, dividing d_model ("transformer")'),
-        ),
-        field(default=4, metadata=rules(between(1, 64), doc='MLP width / d_model ("transformer")')),
+        setting(4, between(1, 256), doc='decoder blocks ("transformer")'),
+        setting(192, between(1, 65536), doc='residual width ("transformer")'),
+        setting(4, at_least(1), doc='attention heads, dividing d_model ("transformer")'),
+        setting(4, between(1, 64), doc='MLP width / d_model ("transformer")'),
     )
 
 

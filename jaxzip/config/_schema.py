@@ -3,8 +3,8 @@
 A config section is a frozen, keyword-only dataclass deriving from
 :class:`Section`. Each field's type hint says what a value must be (``int``,
 ``float``, ``bool``, ``str``, ``Literal[...]``, ``tuple[T, ...]``); range
-checks sit next to the field, declared with :func:`rules` in the field's metadata. Nothing here knows
-any particular section, so a new section is just a new dataclass.
+checks sit next to the field, declared with :func:`setting` (or :func:`rules` in the field's
+metadata). Nothing here knows any particular section, so a new section is just a new dataclass.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "matches",
     "nonempty",
     "rules",
+    "setting",
 ]
 
 
@@ -126,7 +127,8 @@ def rules(*checks: Check, doc: str = "") -> dict[str, Any]:
     """Field metadata declaring a config field's range checks and meaning.
 
     Use as ``dataclasses.field(default=..., metadata=rules(...))`` on a
-    :class:`Section` field; the type comes from the field's type hint.
+    :class:`Section` field (:func:`setting` says that in one call); the type comes
+    from the field's type hint.
 
     Args:
       *checks: range checks the (type-checked) value must pass.
@@ -146,6 +148,37 @@ def rules(*checks: Check, doc: str = "") -> dict[str, Any]:
       jaxzip.config._schema.FieldError: epochs: expected an integer >= 1, got 0
     """
     return {"checks": checks, "doc": doc}
+
+
+def setting(default: Any, *checks: Check, doc: str = "") -> Any:
+    """A config field with its default, range checks and meaning, on one line.
+
+    Shorthand for ``dataclasses.field(default=default, metadata=rules(*checks, doc=doc))``
+    on a :class:`Section` field; the type comes from the field's type hint. A field
+    that needs ``default_factory`` (or any other ``dataclasses.field`` argument) uses
+    ``dataclasses.field`` with :func:`rules` instead.
+
+    Args:
+      default: the field's value when a config does not set it.
+      *checks: range checks the (type-checked) value must pass.
+      doc: what the field means, in a few words.
+
+    Returns:
+      A ``dataclasses.Field`` holding ``default`` and the metadata of :func:`rules`.
+
+    Example:
+      >>> import dataclasses
+      >>> @dataclasses.dataclass(frozen=True, kw_only=True)
+      ... class Demo(Section):
+      ...     bits: int = setting(4, between(2, 8), doc="bits per weight")
+      >>> Demo().bits
+      4
+      >>> Demo(bits=9)
+      Traceback (most recent call last):
+      ...
+      jaxzip.config._schema.FieldError: bits: expected an integer in [2, 8], got 9
+    """
+    return dataclasses.field(default=default, metadata=rules(*checks, doc=doc))
 
 
 def describe_value(value: Any) -> str:
@@ -240,7 +273,7 @@ class Section:
 
     Subclasses are ``@dataclasses.dataclass(frozen=True, kw_only=True)``. Each
     value is converted and type-checked against its hint (:func:`coerce`), then
-    run through the field's checks (:func:`rules`); then :meth:`check` runs
+    run through the field's checks (:func:`setting`, :func:`rules`); then :meth:`check` runs
     for rules that involve several fields.
 
     Raises:

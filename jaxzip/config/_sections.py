@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import field
 
 from jaxzip.config._fields import (
     calibration_fields,
@@ -27,7 +26,7 @@ from jaxzip.config._schema import (
     between,
     greater_than,
     matches,
-    rules,
+    setting,
 )
 
 __all__ = [
@@ -69,7 +68,7 @@ class DistillConfig(Section):
       jaxzip.config._schema.FieldError: alpha: expected a number in [0.0, 1.0], got 1.5
     """
 
-    model: ModelName = field(default="mlp", metadata=rules(doc="student model"))
+    model: ModelName = setting("mlp", doc="student model")
     widths: tuple[int, ...] = widths_field((64,), 'student hidden widths (only "mlp")')
     dropout_rate: float = dropout_field('student dropout ("mlp")')
     input_dropout_rate: float = dropout_field('student dropout on input pixels ("mlp")')
@@ -78,22 +77,14 @@ class DistillConfig(Section):
     num_heads: int
     mlp_ratio: int
     num_layers, d_model, num_heads, mlp_ratio = transformer_fields()
-    temperature: float = field(
-        default=4.0, metadata=rules(greater_than(0.0), doc="softmax temperature of the KD term")
-    )
-    alpha: float = field(
-        default=0.9, metadata=rules(between(0.0, 1.0), doc="weight of the KD term (vs. labels)")
-    )
-    epochs: int = field(default=10, metadata=rules(at_least(1), doc="student training epochs"))
-    learning_rate: float = field(
-        default=1e-3, metadata=rules(greater_than(0.0), doc="peak learning rate of the student")
-    )
-    augment_shift: int = field(
-        default=0,
-        metadata=rules(
-            at_least(0),
-            doc="random shifts of up to this many pixels, seen by teacher and student (0: off)",
-        ),
+    temperature: float = setting(4.0, greater_than(0.0), doc="softmax temperature of the KD term")
+    alpha: float = setting(0.9, between(0.0, 1.0), doc="weight of the KD term (vs. labels)")
+    epochs: int = setting(10, at_least(1), doc="student training epochs")
+    learning_rate: float = setting(1e-3, greater_than(0.0), doc="peak learning rate of the student")
+    augment_shift: int = setting(
+        0,
+        at_least(0),
+        doc="random shifts of up to this many pixels, seen by teacher and student (0: off)",
     )
 
     def check(self) -> None:
@@ -114,9 +105,7 @@ class ExportConfig(Section):
     """
 
     file: str = output_file("model.jzx")
-    polymorphic_batch: bool = field(
-        default=True, metadata=rules(doc="the exported function takes any batch size")
-    )
+    polymorphic_batch: bool = setting(True, doc="the exported function takes any batch size")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -151,40 +140,24 @@ class PruneConfig(Section):
       jaxzip.config._schema.FieldError: sparsity: expected a number in [0.0, 1.0), got 1.0
     """
 
-    sparsity: float = field(
-        default=0.9,
-        metadata=rules(
-            between(0.0, 1.0, hi_open=True),
-            doc="final fraction of the selected weights pruned",
-        ),
+    sparsity: float = setting(
+        0.9, between(0.0, 1.0, hi_open=True), doc="final fraction of the selected weights pruned"
     )
     where: str = where_field("prune")
-    allocation: AllocationName = field(
-        default="global",
-        metadata=rules(doc="how the sparsity is spread over layers"),
-    )
-    rounds: int = field(
-        default=1, metadata=rules(at_least(1), doc="prune-retrain rounds (iterative pruning)")
-    )
-    epochs_per_round: int = field(
-        default=1, metadata=rules(at_least(0), doc="retraining epochs after each round")
-    )
-    learning_rate: float = field(
-        default=0.01, metadata=rules(greater_than(0.0), doc="peak learning rate of retraining")
-    )
+    allocation: AllocationName = setting("global", doc="how the sparsity is spread over layers")
+    rounds: int = setting(1, at_least(1), doc="prune-retrain rounds (iterative pruning)")
+    epochs_per_round: int = setting(1, at_least(0), doc="retraining epochs after each round")
+    learning_rate: float = setting(0.01, greater_than(0.0), doc="peak learning rate of retraining")
     distill_alpha: float = distill_alpha_field("pruning", "retraining")
     distill_temperature: float = distill_temperature_field()
-    method: PrunerName = field(
-        default="magnitude",
-        metadata=rules(doc="which weights go: smallest |w|, or one-shot SparseGPT / Wanda"),
+    method: PrunerName = setting(
+        "magnitude", doc="which weights go: smallest |w|, or one-shot SparseGPT / Wanda"
     )
-    structure: str = field(
-        default="",
-        metadata=rules(
-            matches(r"|[1-9][0-9]*:[1-9][0-9]*", 'empty or "N:M"'),
-            doc='"N:M": keep N of every M weights along each kernel\'s input axis ("sparsegpt", '
-            '"wanda"; "" = unstructured)',
-        ),
+    structure: str = setting(
+        "",
+        matches(r"|[1-9][0-9]*:[1-9][0-9]*", 'empty or "N:M"'),
+        doc='"N:M": keep N of every M weights along each kernel\'s input axis ("sparsegpt", '
+        '"wanda"; "" = unstructured)',
     )
     calibration_examples: int
     calibration_batch_size: int
@@ -254,27 +227,19 @@ class KMeansConfig(Section):
       jaxzip.config._schema.FieldError: dense_bits: expected an integer in [1, 8], got 9
     """
 
-    dense_bits: int = field(
-        default=5, metadata=rules(between(1, 8), doc="index bits of non-conv (Dense) codebooks")
-    )
-    conv_bits: int = field(
-        default=8, metadata=rules(between(1, 8), doc="index bits of 4-D (Conv) kernel codebooks")
-    )
+    dense_bits: int = setting(5, between(1, 8), doc="index bits of non-conv (Dense) codebooks")
+    conv_bits: int = setting(8, between(1, 8), doc="index bits of 4-D (Conv) kernel codebooks")
     where: str = where_field("share")
-    iters: int = field(default=20, metadata=rules(at_least(1), doc="Lloyd iterations per layer"))
-    finetune_epochs: int = field(
-        default=1, metadata=rules(at_least(0), doc="centroid fine-tuning epochs (0: none)")
+    iters: int = setting(20, at_least(1), doc="Lloyd iterations per layer")
+    finetune_epochs: int = setting(1, at_least(0), doc="centroid fine-tuning epochs (0: none)")
+    learning_rate: float = setting(
+        1e-4, greater_than(0.0), doc="peak Adam learning rate of centroids"
     )
-    learning_rate: float = field(
-        default=1e-4, metadata=rules(greater_than(0.0), doc="peak Adam learning rate of centroids")
-    )
-    unshared_bits: int = field(
-        default=0,
-        metadata=rules(
-            zero_or_bits(),
-            doc="bits of the float leaves not shared (biases): one scale per leaf, after "
-            "fine-tuning (0: float32)",
-        ),
+    unshared_bits: int = setting(
+        0,
+        zero_or_bits(),
+        doc="bits of the float leaves not shared (biases): one scale per leaf, after "
+        "fine-tuning (0: float32)",
     )
     distill_alpha: float = distill_alpha_field("weight sharing", "centroid fine-tuning")
     distill_temperature: float = distill_temperature_field()
@@ -310,40 +275,26 @@ class QuantizeConfig(Section):
       jaxzip.config._schema.FieldError: bits: expected an integer in [2, 8], got 1
     """
 
-    method: QuantizerName = field(
-        default="gptq", metadata=rules(doc="how the kernels are rounded: GPTQ, or to nearest")
+    method: QuantizerName = setting("gptq", doc="how the kernels are rounded: GPTQ, or to nearest")
+    bits: int = setting(4, between(2, 8), doc="bits per kernel weight")
+    group_size: int = setting(
+        0, at_least(0), doc="inputs per scale along each kernel's last input axis (0: all)"
     )
-    bits: int = field(default=4, metadata=rules(between(2, 8), doc="bits per kernel weight"))
-    group_size: int = field(
-        default=0,
-        metadata=rules(
-            at_least(0), doc="inputs per scale along each kernel's last input axis (0: all)"
-        ),
-    )
-    symmetric: bool = field(
-        default=False,
-        metadata=rules(doc="grid symmetric about 0 (false: min-max with a zero point)"),
+    symmetric: bool = setting(
+        False, doc="grid symmetric about 0 (false: min-max with a zero point)"
     )
     where: str = where_field("quantize")
     calibration_examples: int
     calibration_batch_size: int
     calibration_examples, calibration_batch_size = calibration_fields('"gptq"')
-    damp: float = field(
-        default=0.01,
-        metadata=rules(
-            greater_than(0.0), doc='Hessian dampening, relative to its mean diagonal ("gptq")'
-        ),
+    damp: float = setting(
+        0.01, greater_than(0.0), doc='Hessian dampening, relative to its mean diagonal ("gptq")'
     )
-    act_order: bool = field(
-        default=False,
-        metadata=rules(doc='quantize inputs in order of decreasing activation ("gptq")'),
+    act_order: bool = setting(
+        False, doc='quantize inputs in order of decreasing activation ("gptq")'
     )
-    table_bits: int = field(
-        default=0,
-        metadata=rules(
-            zero_or_bits(),
-            doc="bits of the embedding tables, one scale per row (0: float32)",
-        ),
+    table_bits: int = setting(
+        0, zero_or_bits(), doc="bits of the embedding tables, one scale per row (0: float32)"
     )
     tables: str = regex_field(
         ".*embed.*", "the tables table_bits rounds: regex of leaves no matmul consumes"
@@ -363,4 +314,4 @@ class CodecConfig(Section):
     """
 
     file: str = output_file("model.jz")
-    write: bool = field(default=True, metadata=rules(doc="write (and verify) the file"))
+    write: bool = setting(True, doc="write (and verify) the file")

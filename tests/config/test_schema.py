@@ -21,6 +21,7 @@ from jaxzip.config._schema import (
     matches,
     nonempty,
     rules,
+    setting,
 )
 
 
@@ -102,3 +103,11 @@ def test_coerce_and_describe():
     assert describe_type(Literal["x"]) == "one of 'x'"
     with pytest.raises(TypeError, match="unsupported config type hint"):
         coerce(dict, {})
+
+
+def test_setting_is_a_field_with_rules_metadata():
+    bits, low = between(2, 8), at_least(3)
+    f = setting(4, bits, low, doc="bits per weight")
+    assert f.default == 4 and f.default_factory is dataclasses.MISSING
+    assert dict(f.metadata) == rules(bits, low, doc="bits per weight")
+    assert dict(setting("x").metadata) == {"checks": (), "doc": ""}
