@@ -1,4 +1,5 @@
-"""Fixtures for the auto tests: a tiny two-layer MLP and an accuracy-like eval function."""
+"""Fixtures for the auto tests: a tiny two-layer MLP, an accuracy-like eval function and a
+search of a model's kernels."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 import pytest
+
+from jaxzip.auto import SearchSpace, search
 
 
 def _forward(params: Any, x: np.ndarray) -> np.ndarray:
@@ -65,3 +68,18 @@ def shrink_bias(params: Any, mask: Any, *, key: jax.Array) -> Any:
 def finetune() -> Callable[..., Any]:
     """:func:`shrink_bias`, a stand-in ``finetune_fn``."""
     return shrink_bias
+
+
+def search_kernels(
+    params: Any, eval_fn: Callable[[Any], float], space: SearchSpace, **kw: Any
+) -> Any:
+    """:func:`jaxzip.auto.search` of ``params``' kernels (``where=r".*/kernel"``) with key 0,
+    unless ``kw`` says otherwise; ``kw`` (``max_drop``, ``out_dir``, hooks ...) go to search."""
+    kw = {"where": r".*/kernel", "key": jax.random.key(0), **kw}
+    return search(params, eval_fn=eval_fn, space=space, **kw)
+
+
+@pytest.fixture
+def run_search() -> Callable[..., Any]:
+    """:func:`search_kernels`: ``run_search(params, eval_fn, space, max_drop=..., **kw)``."""
+    return search_kernels

@@ -10,7 +10,7 @@ import pytest
 
 from jaxzip import quant as jz_quant
 from jaxzip._errors import ConfigError
-from jaxzip.auto import SearchSpace, search
+from jaxzip.auto import SearchSpace
 from jaxzip.auto._build import Build, build_candidate
 from jaxzip.paths import leaves_with_paths
 
@@ -71,7 +71,7 @@ def test_a_prune_fn_that_does_not_prune_is_an_error_naming_the_layer(mlp):
         build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(prune_fn=lazy))
 
 
-def test_codebook_fn_output_is_what_is_encoded_and_scored(mlp, make_eval, tmp_path):
+def test_codebook_fn_output_is_what_is_encoded_and_scored(mlp, make_eval, run_search, tmp_path):
     seen = []
 
     def scale_centroids(books, *, key):
@@ -86,16 +86,8 @@ def test_codebook_fn_output_is_what_is_encoded_and_scored(mlp, make_eval, tmp_pa
             is_leaf=jz_quant.is_quantized,
         )
 
-    ev = make_eval()
-    r = search(
-        mlp,
-        eval_fn=ev,
-        max_drop=1.0,
-        where=r".*/kernel",
-        key=jax.random.key(0),
-        space=SPACE,
-        codebook_fn=scale_centroids,
-        out_dir=tmp_path,
+    r = run_search(
+        mlp, make_eval(), SPACE, max_drop=1.0, codebook_fn=scale_centroids, out_dir=tmp_path
     )
     assert seen and len({str(s) for s in seen}) == len(seen)  # each candidate its own key
     decoded = r.params
@@ -111,32 +103,17 @@ def test_codebook_fn_must_keep_the_books_structure(mlp):
         build_candidate(mlp, LAYERS, BITS, key=jax.random.key(0), build=Build(codebook_fn=unshare))
 
 
-def test_hooks_are_part_of_the_journal_config(mlp, make_eval, tmp_path):
-    kw = {
-        "max_drop": 1.0,
-        "where": r".*/kernel",
-        "key": jax.random.key(0),
-        "space": SPACE,
-        "max_trials": 1,
-        "out_dir": tmp_path,
-    }
-    search(mlp, eval_fn=make_eval(), **kw)
+def test_hooks_are_part_of_the_journal_config(mlp, make_eval, run_search, tmp_path):
+    kw = {"max_drop": 1.0, "max_trials": 1, "out_dir": tmp_path}
+    run_search(mlp, make_eval(), SPACE, **kw)
     with pytest.raises(ConfigError, match="journal"):
-        search(mlp, eval_fn=make_eval(), prune_fn=_prune_smallest_by_row_order, **kw)
+        run_search(mlp, make_eval(), SPACE, prune_fn=_prune_smallest_by_row_order, **kw)
 
 
 @pytest.mark.parametrize("name", ["prune_fn", "codebook_fn", "finetune_fn"])
-def test_a_hook_that_is_not_callable_is_a_type_error(mlp, make_eval, name):
+def test_a_hook_that_is_not_callable_is_a_type_error(mlp, make_eval, run_search, name):
     with pytest.raises(TypeError, match=f"{name}: expected a callable or None, got 3"):
-        search(
-            mlp,
-            eval_fn=make_eval(),
-            max_drop=1.0,
-            where=r".*/kernel",
-            key=jax.random.key(0),
-            space=SPACE,
-            **{name: 3},
-        )
+        run_search(mlp, make_eval(), SPACE, max_drop=1.0, **{name: 3})
 
 
 def test_fits_estimates_a_trial_from_the_seconds_per_round_so_far(mlp, make_eval):
@@ -161,7 +138,7 @@ def test_fits_estimates_a_trial_from_the_seconds_per_round_so_far(mlp, make_eval
 
 
 def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(
-    mlp, make_eval, tmp_path
+    mlp, make_eval, run_search, tmp_path
 ):
     spec = jz_quant.QuantSpec(bits=8)
     rng = np.random.default_rng(1)
@@ -179,15 +156,9 @@ def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(
     assert {k: v for k, v in kinds.items() if "bias" in str(k)} and all(
         v == "QArray" for k, v in kinds.items() if "bias" in str(k)
     )
-    kw = {
-        "max_drop": 1.0,
-        "where": r".*/kernel",
-        "key": jax.random.key(0),
-        "space": SPACE,
-        "max_trials": 2,
-    }
-    plain = search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "plain", **kw)
-    small = search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "int8", unshared=spec, **kw)
+    kw = {"max_drop": 1.0, "max_trials": 2}
+    plain = run_search(mlp, make_eval(), SPACE, out_dir=tmp_path / "plain", **kw)
+    small = run_search(mlp, make_eval(), SPACE, out_dir=tmp_path / "int8", unshared=spec, **kw)
     by_key = {t["key"]: t for t in plain.trials}
     biases = [p for p in plain.trials[0]["layer_bytes"] if p.endswith("bias")]
     for t in small.trials:  # same candidates (same settings): biases smaller, kernels equal
@@ -199,6 +170,6 @@ def test_unshared_biases_are_stored_quantized_and_counted_in_the_candidate(
     decoded = small.params  # the stored model is the scored one
     assert jz_quant.is_quantized(jz_quant.quantize_unshared(decoded, spec)["Dense_0"]["bias"])
     with pytest.raises(ConfigError, match="journal"):  # part of the journal's config
-        search(mlp, eval_fn=make_eval(), out_dir=tmp_path / "plain", unshared=spec, **kw)
+        run_search(mlp, make_eval(), SPACE, out_dir=tmp_path / "plain", unshared=spec, **kw)
     with pytest.raises(TypeError, match=r"unshared: expected a jaxzip\.quant\.QuantSpec or None"):
-        search(mlp, eval_fn=make_eval(), unshared=8, **kw)
+        run_search(mlp, make_eval(), SPACE, unshared=8, **kw)

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import jax
 import pytest
 
-from jaxzip.auto import SearchSpace, search, write_report
+from jaxzip.auto import SearchSpace, write_report
+
+SPACE = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5)
 
 
-def test_report_written(mlp, make_eval, tmp_path):
-    space = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5)
-    r = search(
-        mlp,
-        eval_fn=make_eval(),
-        max_drop=0.1,
-        where=r".*/kernel",
-        key=jax.random.key(0),
-        space=space,
-    )
+def test_report_written(mlp, make_eval, run_search, tmp_path):
+    r = run_search(mlp, make_eval(), SPACE, max_drop=0.1)
     path = write_report(r, tmp_path / "rep", test_metrics={"best_test_accuracy": 0.5})
     text = path.read_text()
     assert path.name == "report.md"
@@ -37,20 +30,9 @@ def test_report_written(mlp, make_eval, tmp_path):
         write_report(r.to_dict(), tmp_path)
 
 
-def test_report_shows_drops_confirmation_and_time(mlp, make_eval, tmp_path):
-    space = SearchSpace(sparsities=(0.0, 0.5, 0.8), bits=(4, 2), kmeans_iters=5)
+def test_report_shows_drops_confirmation_and_time(mlp, make_eval, run_search, tmp_path):
     ev = make_eval()
-    r = search(
-        mlp,
-        eval_fn=ev,
-        max_drop=0.1,
-        where=r".*/kernel",
-        key=jax.random.key(0),
-        space=space,
-        confirm_fn=ev,
-        confirm_n=256,
-        val_n=256,
-    )
+    r = run_search(mlp, ev, SPACE, max_drop=0.1, confirm_fn=ev, confirm_n=256, val_n=256)
     d = {
         "validation": {
             "n": 256,
