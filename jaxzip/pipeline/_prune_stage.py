@@ -66,7 +66,13 @@ def _oneshot(cfg: ExperimentConfig, state: RunState, pruner: Any, params: Any) -
             where=p.where,
         )
     except ValueError as e:
-        raise ConfigError(f"prune.method = {p.method!r}: {e}") from None
+        hint = (  # a conv of one input channel cannot hold 2:4 groups: leave it out
+            f" (N:M groups run along each kernel's last input axis; prune.where {p.where!r} "
+            "chooses the kernels: leave that one out)"
+            if nm is not None and "NByM" in str(e)
+            else ""
+        )
+        raise ConfigError(f"prune.method = {p.method!r}: {e}{hint}") from None
 
 
 def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:

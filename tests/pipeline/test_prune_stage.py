@@ -261,3 +261,14 @@ def test_cli_set_prune_sparsity(dense_run, tmp_path, capsys):
     assert zeros["Dense_0/kernel"] + zeros["Dense_1/kernel"] == round(0.7 * N_KERNEL)
     assert main(["run", "--set", "prune.sparsity=1.5"]) == 2
     assert "prune.sparsity: expected a number in [0.0, 1.0)" in capsys.readouterr().err
+
+
+def test_nbym_on_a_kernel_too_narrow_for_it_says_prune_where_can_leave_it_out():
+    # the small CNN's first conv has one input channel: no 2:4 group fits along it
+    sets = ["prune.method=sparsegpt", "prune.allocation=uniform", 'prune.structure="2:4"']
+    cfg = apply_overrides(load_config(), [*sets, "prune.sparsity=0.5", "train.epochs=1"])
+    with pytest.raises(ConfigError) as info:
+        prune_stage(cfg, _stage_ctx(cfg))
+    message = str(info.value)
+    assert "prune.method = 'sparsegpt': Conv_0/kernel: NByM m=4 must divide the size 1" in message
+    assert "prune.where '.*/kernel' chooses the kernels: leave that one out" in message
