@@ -12,11 +12,13 @@ identical, e.g. q/k/v), so it costs one calibration pass.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
 import jax
 import jax.numpy as jnp
+from tqdm.auto import tqdm
 
 from jaxzip._types import Params, Where
 from jaxzip.calib._stats import KernelStats, collect_stats
@@ -50,6 +52,7 @@ class OneShotOptions(TypedDict, total=False):
     where: Where | None  # the kernels to process (default: every traced kernel)
     sequential: bool  # calibrate each group on the already-processed kernels (default: True)
     layouts: Mapping[str, KernelLayout] | None  # trace_layouts' result, if already traced
+    progress: bool  # a progress bar over the kernels on stderr (default: False)
 
 
 def _check_batches(batches: Any, name: str) -> list[Any]:
@@ -102,6 +105,7 @@ def run_oneshot(
     layouts: Mapping[str, KernelLayout] | None = None,
     select: Select | None = None,
     name: str = "run_oneshot",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Runs a one-shot method over a model's matmul kernels, calibrating as it goes.
 
@@ -134,7 +138,9 @@ def run_oneshot(
       layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
       select: ``(paths, layouts) -> paths`` narrowing or checking the selected
         kernels before any calibration pass (a method's per-kernel rules).
-      name: the method's name, which begins its error messages.
+      name: the method's name, which begins its error messages and names the progress bar.
+      progress: show a progress bar over the selected kernels on stderr (how many are
+        done, and the last one), for models whose calibration takes minutes.
 
     Returns:
       ``{path: output}`` for the processed kernels, in traced order.
@@ -143,7 +149,7 @@ def run_oneshot(
       ValueError: ``batches`` empty; ``where`` selecting nothing or a leaf no
         matmul consumes; fewer calibration tokens than a kernel's ``n_in``
         (with ``hessian``).
-      TypeError: ``batches`` not iterable; ``sequential`` not a bool.
+      TypeError: ``batches`` not iterable; ``sequential`` or ``progress`` not a bool.
 
     Example:
       >>> import jax.numpy as jnp
@@ -153,8 +159,9 @@ def run_oneshot(
       >>> run_oneshot(f, params, [jnp.ones((4, 2))], zero, hessian=False)
       {'w1': 4, 'w2': 4}
     """
-    if not isinstance(sequential, bool):
-        raise TypeError(f"{name}: sequential must be a bool, got {sequential!r}")
+    for flag, value in (("sequential", sequential), ("progress", progress)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: {flag} must be a bool, got {value!r}")
     batches = _check_batches(batches, name)
     layouts = trace_layouts(apply_fn, params, batches[0]) if layouts is None else dict(layouts)
     order = select_kernels(layouts, params, where)
@@ -176,25 +183,30 @@ def run_oneshot(
             hessian=hessian,
         )
 
+    bar = tqdm(total=len(order), desc=name, unit="kernel", file=sys.stderr, disable=not progress)
+
     def handle(group: list[str], stats: Mapping[str, KernelStats]) -> None:
         for p in group:
             if hessian:
                 _check_tokens(p, stats[p], layouts[p].n_in, name)
             i = index[p]
             leaves[i], outputs[p] = process(p, leaves[i], layouts[p], stats[p])
+            bar.set_postfix_str(p, refresh=False)
+            bar.update(1)
 
-    if not sequential:
-        handle(order, collect(order))
-        return outputs
-    start = 0
-    while start < len(order):
-        cand = _candidates(order, start, layouts)
-        stats = collect(cand)
-        group = [cand[0]]
-        for p in cand[1:]:
-            if not _same_input(stats[cand[0]], stats[p], hessian):
-                break
-            group.append(p)
-        handle(group, stats)
-        start += len(group)
+    with bar:
+        if not sequential:
+            handle(order, collect(order))
+            return outputs
+        start = 0
+        while start < len(order):
+            cand = _candidates(order, start, layouts)
+            stats = collect(cand)
+            group = [cand[0]]
+            for p in cand[1:]:
+                if not _same_input(stats[cand[0]], stats[p], hessian):
+                    break
+                group.append(p)
+            handle(group, stats)
+            start += len(group)
     return outputs

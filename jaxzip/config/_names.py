@@ -111,9 +111,10 @@ def _gptq(
     damp: float,
     act_order: bool,
     mask: Any = None,
+    progress: bool = False,
 ) -> Any:
     """GPTQ (:func:`jaxzip.quant.gptq`) with ``specs``' bits, groups and grid per kernel,
-    holding ``mask``'s pruned weights at zero."""
+    holding ``mask``'s pruned weights at zero; ``progress``: a bar over the kernels."""
     rules = [
         (
             re.escape(p),
@@ -124,7 +125,15 @@ def _gptq(
         for p, s in specs.items()
     ]
     return jz_quant.gptq(
-        fwd, params, batches, rules, layouts=layouts, damp=damp, act_order=act_order, mask=mask
+        fwd,
+        params,
+        batches,
+        rules,
+        layouts=layouts,
+        damp=damp,
+        act_order=act_order,
+        mask=mask,
+        progress=progress,
     )
 
 
@@ -135,7 +144,7 @@ class Pruner:
     Attributes:
       oneshot: ``None`` for magnitude pruning (the stage ranks the weights itself, with
         ``allocation`` and ``rounds``); else a one-shot method ``(apply_fn, params,
-        batches, *, sparsity, structure, where) -> (params, mask)`` that prunes each
+        batches, *, sparsity, structure, where, progress) -> (params, mask)`` that prunes each
         selected kernel from calibration batches.
     """
 

@@ -64,6 +64,7 @@ def _oneshot(cfg: ExperimentConfig, state: RunState, pruner: Any, params: Any) -
             sparsity=None if nm else p.sparsity,
             structure=None if nm is None else jz_prune.NByM(*nm),
             where=p.where,
+            progress=state.progress,
         )
     except ValueError as e:
         hint = (  # a conv of one input channel cannot hold 2:4 groups: leave it out

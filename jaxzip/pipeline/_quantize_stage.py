@@ -127,6 +127,7 @@ def quantize_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
         damp=q.damp,
         act_order=q.act_order,
         mask=state.mask,
+        progress=state.progress,
     )
     if tables:
         row = jz_quant.QuantSpec(bits=q.table_bits, axes=(0,))  # one scale per row

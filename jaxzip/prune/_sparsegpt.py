@@ -186,6 +186,7 @@ def sparsegpt(
       block_size: rows per block.
       quant_spec: joint quantization (as :func:`jaxzip.quant.gptq`'s ``spec``).
       layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+      progress: a progress bar over the kernels on stderr.
 
     Returns:
       ``(params, mask)``: the pruned and reconstructed params (a :class:`QArray`

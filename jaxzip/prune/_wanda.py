@@ -124,6 +124,7 @@ def wanda(
       where: the kernels to prune (default: every traced kernel).
       sequential: calibrate on the already-masked earlier kernels.
       layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+      progress: a progress bar over the kernels on stderr.
 
     Returns:
       A bool mask with ``params``' structure (all True on leaves not pruned),

@@ -66,6 +66,7 @@ def gptq(
       block_size: rows per lazy-update block.
       act_order: quantize inputs by descending ``diag H`` (static groups).
       layouts: the ``{path: KernelLayout}`` of ``trace_layouts``, if already traced.
+      progress: a progress bar over the kernels on stderr.
       mask: a keep-mask tree with ``params``' structure (a pruned model's, e.g. from
         :mod:`jaxzip.prune`): each quantized kernel holds exactly its zeros, the pruned
         weights set to zero as GPTQ reaches them and their error spread over the rows not

@@ -49,7 +49,7 @@ def _dense(x):
 
 def test_the_options_are_run_oneshots_keywords_with_their_documented_defaults():
     parameters = inspect.signature(run_oneshot).parameters
-    defaults = {"where": None, "sequential": True, "layouts": None}
+    defaults = {"where": None, "sequential": True, "layouts": None, "progress": False}
     assert set(OneShotOptions.__annotations__) == set(defaults)
     for name, default in defaults.items():
         assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
@@ -75,5 +75,19 @@ def test_each_method_refuses_a_bad_option(method):
     apply_fn, params, batches = _model()
     with pytest.raises(TypeError, match="sequential must be a bool"):
         method(apply_fn, params, batches, sequential=1)
+    with pytest.raises(TypeError, match="progress must be a bool, got 'yes'"):
+        method(apply_fn, params, batches, progress="yes")
     with pytest.raises(TypeError, match="wher"):
         method(apply_fn, params, batches, wher="w2")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_progress_shows_a_bar_over_the_kernels_and_changes_nothing(name, capsys):
+    apply_fn, params, batches = _model()
+    quiet = METHODS[name](apply_fn, params, batches)
+    assert capsys.readouterr().err == ""  # no bar by default
+    shown = METHODS[name](apply_fn, params, batches, progress=True)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "kernel" in err and "w2" in err, err  # both kernels, the last named
+    for a, b in zip(jax.tree.leaves(quiet), jax.tree.leaves(shown), strict=True):
+        assert jnp.array_equal(a, b)
