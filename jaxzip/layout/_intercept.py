@@ -176,12 +176,21 @@ def intercept_matmuls(
         used: set[str] = set()
 
         def on_loop_site(site: Site) -> None:
-            if site.leaf in chosen:
-                raise ValueError(
-                    f"{chosen[site.leaf]!r} is used by a {site.op} inside a {site.context} "
-                    "body; intercept_matmuls cannot hook inside scan/while_loop/cond/"
-                    "shard_map (unroll the loop, or leave the kernel out with where=)"
-                )
+            if site.leaf not in chosen:
+                return
+            stack = (  # a layer stack under nn.scan / lax.scan: say what does work on it
+                " It is a stack of layers scanned over its first axis (nn.scan): "
+                "calibration needs each layer's own inputs, so leave it out with where=, "
+                "round it to nearest with jaxzip.quant.layout_spec (one scale per layer and "
+                "output), or build the model with a Python loop over its layers"
+                if site.stacked and site.context == "scan"
+                else " Unroll the loop, or leave the kernel out with where="
+            )
+            raise ValueError(
+                f"{chosen[site.leaf]!r} is used by a {site.op} inside a {site.context} "
+                "body; intercept_matmuls cannot hook inside scan/while_loop/cond/"
+                f"shard_map.{stack}"
+            )
 
         def on_site(site: Site, eqn: Any, invals: list[Any], prov: Prov) -> list[Any] | None:
             if site.leaf not in chosen:

@@ -182,8 +182,10 @@ def test_loops_where_and_bad_inputs():
         return jax.lax.scan(lambda h, w: (h @ w, None), x, p["layers"])[0]
 
     lay_g = trace_layouts(g, stacked, x)
-    with pytest.raises(ValueError, match=r"'layers'.*inside a scan body"):
+    with pytest.raises(ValueError, match=r"'layers'.*inside a scan body") as info:
         intercept_matmuls(g, lay_g, _identity)(stacked, x)
+    assert "stack of layers scanned over its first axis" in str(info.value)
+    assert "jaxzip.quant.layout_spec (one scale per layer and output)" in str(info.value)
     out, aux = intercept_matmuls(f, lay, _identity, where="w")(params, x)
     np.testing.assert_array_equal(out, f(params, x))
     assert list(aux) == ["w"]
