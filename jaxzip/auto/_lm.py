@@ -86,7 +86,9 @@ def search_lm(
     4. Confirmation: the smallest feasible candidate is evaluated once on
        ``confirm`` (never ranked with); if its increase there is over the bound,
        it counts as infeasible and the search goes on below it (at most
-       ``max_confirmations`` confirmations).
+       ``max_confirmations`` confirmations). When none was confirmed and step 0 was
+       never built (the budget ended before any trial), step 0 is built, judged and
+       confirmed past the budget: the file returned is always a measured one.
     5. ``test`` (if given) is evaluated once for the float model, the result and
        the uniform ``space.reference_bits``-bit GPTQ reference, and only reported.
 
@@ -115,7 +117,7 @@ def search_lm(
 
     Returns:
       An :class:`LMSearchResult`; ``feasible`` and ``confirmed`` False when no
-      candidate met the bound, ``params`` then the least-increase one.
+      candidate met the bound, ``params`` then step 0's (the least increase).
 
     Raises:
       ValueError: ``max_increase`` not > 0, bad budgets, windows too few, a
@@ -277,19 +279,14 @@ def search_lm(
         return False
 
     base_conf, best_moves = None, ()
-    while True:
-        while (k := ladder.next_step(cands, good)) is not None and budget_left():
-            evaluate(tuple(range(k)), k)
-        while (m := ladder.next_fill(cands, good)) is not None and budget_left():
-            ladder.after_fill(evaluate(m, ladder.fill_label(m))["feasible"])
-        ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
-        if not ok or len(confirmations) >= max_confirmations:
-            break
-        m = ok[0][1]
+
+    def confirmed(m: tuple[int, ...]) -> bool:
+        """Confirms candidate ``m`` on the confirmation split (journaled); whether it passed."""
+        nonlocal base_conf
         if base_conf is None:
             base_conf = base_bits("confirm", confirm)
 
-        def conf(m: tuple[int, ...] = m, base: np.ndarray = base_conf) -> dict[str, Any]:
+        def conf(base: np.ndarray = base_conf) -> dict[str, Any]:
             deq = jz_quant.dequantize_params(build(m)[1])
             return paired(base, bits_on(deq, confirm))
 
@@ -300,10 +297,26 @@ def search_lm(
             f"confirmation of step {rec['step']}: {100 * rec['relative']:+.3f}% on "
             f"{len(confirm)} windows: {'passed' if rec['passed'] else 'FAILED, backing off'}"
         )
-        if rec["passed"]:
-            best_moves = m
+        if not rec["passed"]:
+            failed.add(m)
+        return rec["passed"]
+
+    while True:
+        while (k := ladder.next_step(cands, good)) is not None and budget_left():
+            evaluate(tuple(range(k)), k)
+        while (m := ladder.next_fill(cands, good)) is not None and budget_left():
+            ladder.after_fill(evaluate(m, ladder.fill_label(m))["feasible"])
+        ok = sorted((r["bytes"], m) for m, r in cands.items() if good(m))
+        if not ok or len(confirmations) >= max_confirmations:
             break
-        failed.add(m)
+        if confirmed(ok[0][1]):
+            best_moves = ok[0][1]
+            break
+    # step 0, the file returned when nothing passed, never measured (the budget ended first):
+    # build, judge and confirm it past the budget, as the image search does its mildest one
+    unmeasured = () not in cands and not any(c["passed"] for c in confirmations)
+    if unmeasured and len(confirmations) < max_confirmations and evaluate((), 0)["feasible"]:
+        confirmed(())
     passed = [c for c in confirmations if c["passed"]]
     feasible = bool(passed)
     if not feasible and stopped == "converged":

@@ -144,9 +144,28 @@ def test_a_rerun_of_a_search_the_time_budget_cut_ends_the_same(lm, first, tmp_pa
     timed = [{**x, "elapsed_s": float(i)} for i, x in enumerate(recs)]
     again_path = _copy(path, tmp_path / "again", timed)
     again = _search(lm, again_path, bound=TIGHT, time_budget_s=(cands[0] + cands[1]) / 2)
-    assert again.stopped == "time_budget" and again.trials == tight.trials[:2]
-    # replayed on the journal's clock: no candidate was computed again
-    assert not [x for x in _records(again_path)[len(recs) :] if x["key"].startswith("cand/")]
+    assert again.stopped == "time_budget" and again.trials[:2] == tight.trials[:2]
+    # past the budget only step 0, when nothing was confirmed (the file returned is measured)
+    assert [t["step"] for t in again.trials[2:]] in ([], [0])
+    # replayed on the journal's clock: no candidate was computed again (step 0 at most)
+    new = [x for x in _records(again_path)[len(recs) :] if x["key"].startswith("cand/")]
+    assert all(x["step"] == 0 for x in new)
+
+
+def test_a_budget_spent_before_any_trial_still_returns_a_measured_confirmed_file(
+    lm, first, tmp_path
+):
+    path, _ = first
+    recs = _records(path)
+    sens = recs[: next(i for i, x in enumerate(recs) if x["key"].startswith("cand/"))]
+    timed = [{**x, "elapsed_s": 1.0} for x in sens]  # the sensitivities took the whole budget
+    r = _search(lm, _copy(path, tmp_path, timed), time_budget_s=0.5)
+    assert r.stopped == "time_budget"
+    assert [t["step"] for t in r.trials] == [0] and len(r.confirmations) == 1  # step 0 only
+    best = r.splits["rank"]["best"]
+    assert best is not None and best["bytes"] == r.bytes == len(jz.codec.encode(r.params))
+    assert r.feasible == r.confirmations[0]["passed"] == (best["relative"] <= LOOSE)
+    assert r.feasible  # step 0 (the least increase) is within this loose bound
 
 
 def test_a_failed_confirmation_backs_off_to_a_larger_file(lm, first, tmp_path):
