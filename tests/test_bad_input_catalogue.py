@@ -184,6 +184,13 @@ CASES: list[Case] = [
          ("fit: epochs", "at least 1", "got 0")),
         ("fit-key", "jz.train.fit(linear, P, tx, ds, epochs=1, batch_size=2, key=0)", TE,
          ("fit: key", "a PRNG key such as jax.random.key(0)", "got int 0")),
+        ("checkpoint-every", 'jz.train.Checkpoint("ckpt", every_seconds=-1)', VE,
+         ("Checkpoint: every_seconds", "a number >= 0", "got -1")),
+        ("checkpoint-directory", 'jz.train.Checkpoint("")', TE,
+         ("Checkpoint: directory", "a non-empty path", "got ''")),
+        ("fit-checkpoint",
+         'jz.train.fit(linear, P, tx, ds, epochs=1, batch_size=2, key=key, checkpoint="ckpt")',
+         TE, ("checkpoint", "a Checkpoint or None", "got 'ckpt'")),
     ),
     *_area(
         "prune",

@@ -13,7 +13,7 @@ from jaxzip.data import Dataset, TokenWindows
 from jaxzip.distill._common import Loss
 from jaxzip.distill._step import make_train_step
 from jaxzip.models._apply import ApplyFn
-from jaxzip.train import TrainState, evaluate, init_state, run_epochs
+from jaxzip.train import Checkpoint, TrainState, evaluate, init_state, run_epochs
 from jaxzip.train._fit import Callback
 
 __all__ = ["fit"]
@@ -39,6 +39,7 @@ def fit(
     progress: bool = True,
     max_loss_growth: float | None = None,
     desc: str = "distill",
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Trains the student on ``loss`` against the teacher for ``epochs`` epochs.
 
@@ -59,8 +60,9 @@ def fit(
       teacher_apply: the teacher, same convention (run with ``train=False``).
       teacher_params: the teacher's params.
       loss: a distillation loss such as :func:`kd_loss`.
-      epochs, batch_size, key, callbacks, progress, max_loss_growth: as in
-        :func:`jaxzip.train.run_epochs`.
+      epochs, batch_size, key, callbacks, progress, max_loss_growth, checkpoint: as in
+        :func:`jaxzip.train.run_epochs` (a :class:`jaxzip.train.Checkpoint` lets a
+        killed run resume mid-epoch).
       val_ds: the student is evaluated on it after every epoch
         (:func:`jaxzip.train.evaluate`), if given.
       eval_batch_size: batch size of those evaluations.
@@ -113,4 +115,5 @@ def fit(
         progress=progress,
         desc=desc,
         max_loss_growth=max_loss_growth,
+        checkpoint=checkpoint,
     )

@@ -77,6 +77,19 @@ def load_data(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], M
     return {"splits": splits}, metrics
 
 
+CHECKPOINT_EVERY_S = 60.0
+"""How often (seconds) the ``train`` stage saves its progress when the stage cache is on."""
+
+
+def checkpoint_in(state: RunState, name: str) -> jz_train.Checkpoint | None:
+    """The running stage's training checkpoint ``name`` in its ``scratch`` directory, saved
+    every :data:`CHECKPOINT_EVERY_S` seconds (None without the stage cache): a rerun after a
+    kill resumes the training where it stood."""
+    if state.scratch is None:
+        return None
+    return jz_train.Checkpoint(state.scratch / name, every_seconds=CHECKPOINT_EVERY_S)
+
+
 MAX_MODEL_PARAMS = 1 << 30
 """The largest model ``jaxzip run`` builds: 2**30 params (4 GiB in float32)."""
 
@@ -192,6 +205,10 @@ def build_model(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
 def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any], Metrics]:
     """Stage ``train``: ``[train]`` on the current model; new ``params`` and ``history``.
 
+    With the stage cache, the training saves its progress every
+    :data:`CHECKPOINT_EVERY_S` seconds to ``state.scratch``: rerun after a kill, it
+    resumes mid-epoch and ends as an uninterrupted run would.
+
     Token windows (text data) train with the per-token cross-entropy of the same
     step (:func:`jaxzip.train.fit` takes them), and each epoch's record adds
     ``val_bits_per_byte``.
@@ -220,6 +237,7 @@ def train_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict[str, Any],
             augment=augment_of(t),
             check_finite=True,  # a diverged run stops with an error, never reports success
             max_loss_growth=MAX_LOSS_GROWTH,
+            checkpoint=checkpoint_in(state, "train"),
         )
     # the text datasets are byte-level: a token is a byte
     history = [

@@ -12,7 +12,12 @@ from jaxzip.config import (
     make_train_tx,
     run_key,
 )
-from jaxzip.pipeline._core_stages import arch_apply_fn, init_checked, student_arch
+from jaxzip.pipeline._core_stages import (
+    arch_apply_fn,
+    checkpoint_in,
+    init_checked,
+    student_arch,
+)
 from jaxzip.pipeline._stage_utils import (
     MAX_LOSS_GROWTH,
     divergence_hint,
@@ -68,6 +73,7 @@ def distill_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             key=run_key(cfg, "distill"),
             progress=bool(state.progress),
             max_loss_growth=MAX_LOSS_GROWTH,
+            checkpoint=checkpoint_in(state, "distill"),
         )
     bs = t.eval_batch_size
     student = jz_train.evaluate(student_apply, student_state.params, splits.val, batch_size=bs)

@@ -110,6 +110,15 @@ class _Cache:
     def dir(self, index: int, stage: Stage, key: str) -> Path:
         return self.out / CACHE_DIR / stage_dir_name(index, stage.name, key)
 
+    def scratch(self, index: int, stage: Stage, key: str) -> Path:
+        """The running stage's resume files (a checkpoint) inside its entry, which storing
+        the stage replaces; never through a planted link."""
+        d = self.dir(index, stage, key)
+        for link in (d.parent, d):
+            if link.is_symlink():
+                link.unlink()
+        return d / "partial"
+
     def restore(self, index: int, stage: Stage, key: str, state: RunState):
         d = self.dir(index, stage, key)
         manifest = find_complete(d, key)
@@ -256,7 +265,8 @@ def _run_locked(
             updates, metrics = restored
             cached.append(stage.name)
         else:
-            updates, metrics = stage.run(cfg, state)
+            scratch = cache.scratch(index, stage, key) if usable else None
+            updates, metrics = stage.run(cfg, replace(state, scratch=scratch))
             jax.block_until_ready(updates)
             if usable:
                 cache.store(index, stage, key, updates, _jsonable(metrics))

@@ -27,6 +27,9 @@ class RunState:
       progress: whether stages show progress bars and epoch lines.
       results: what the runner knows so far: ``stages`` (each stage's metrics),
         ``wall_time_s`` and ``cached`` (for the ``report`` stage).
+      scratch: a directory of the running stage's own (under its cache entry, so
+        keyed like its outputs) for files that let it resume after a kill, e.g. a
+        training checkpoint; None without the cache. Removed when the stage is stored.
       splits: the train/val/test :class:`jaxzip.data.Splits` (``data``).
       apply_fn: the current model (``model``, ``distill``).
       arch: what the current model was built from (see ``model_arch``).
@@ -54,6 +57,7 @@ class RunState:
     out_dir: Path
     progress: bool = True
     results: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    scratch: Path | None = None
     splits: Splits | None = None
     apply_fn: ApplyFn | None = None
     arch: Mapping[str, Any] | None = None
@@ -82,6 +86,8 @@ class RunState:
 
 
 OUTPUTS: frozenset[str] = frozenset(
-    f.name for f in dataclasses.fields(RunState) if f.name not in ("out_dir", "progress", "results")
+    f.name
+    for f in dataclasses.fields(RunState)
+    if f.name not in ("out_dir", "progress", "results", "scratch")
 )
 """The fields of :class:`RunState` that stages provide (the runner sets the others)."""

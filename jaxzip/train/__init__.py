@@ -21,15 +21,18 @@ Example:
 
 from jaxzip._keys import named_key
 from jaxzip.train._augment import RandomShift
+from jaxzip.train._batches import epoch_batches
 from jaxzip.train._checkpoint import load_params, save_params
 from jaxzip.train._evaluate import evaluate
-from jaxzip.train._fit import epoch_batches, fit, run_epochs
+from jaxzip.train._fit import fit, run_epochs
 from jaxzip.train._guard import raise_if_nonfinite
 from jaxzip.train._optim import kernel_mask
+from jaxzip.train._resume import Checkpoint
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
 
 __all__ = [
+    "Checkpoint",
     "RandomShift",
     "TrainState",
     "epoch_batches",

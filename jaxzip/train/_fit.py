@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import jax
@@ -18,12 +18,14 @@ from jaxzip._types import Params
 from jaxzip.data import Dataset, TokenWindows
 from jaxzip.models._apply import ApplyFn
 from jaxzip.train._augment import RandomShift
+from jaxzip.train._batches import check_batch_size, check_data, check_int, epoch_batches
 from jaxzip.train._evaluate import evaluate
 from jaxzip.train._guard import first_loss, raise_if_diverged, raise_if_nonfinite
+from jaxzip.train._resume import Checkpoint, LoopPoint, LoopSaver
 from jaxzip.train._state import TrainState, init_state
 from jaxzip.train._step import make_train_step
 
-__all__ = ["epoch_batches", "fit", "run_epochs"]
+__all__ = ["fit", "run_epochs"]
 
 S = TypeVar("S")
 Step = Callable[[S, dict[str, np.ndarray], jax.Array], tuple[S, Mapping[str, Any]]]
@@ -33,70 +35,6 @@ _REFRESH_EVERY = 25
 """Steps between host fetches of the running metrics for the progress bar."""
 _SHORT = {"accuracy": "acc"}
 _GUARD_KEYS = ("finite", "nonfinite")
-
-
-def _check_int(where: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
-def _check_data(where: str, name: str, ds: Any) -> None:
-    if not isinstance(ds, Dataset | TokenWindows):
-        raise TypeError(
-            f"{where}: {name} must be a jaxzip.data.Dataset or TokenWindows, "
-            f"got {type(ds).__name__}"
-        )
-
-
-def _check_batch_size(where: str, ds: Any, batch_size: Any) -> int:
-    _check_data(where, "train_ds", ds)
-    batch_size = _check_int(where, "batch_size", batch_size, 1)
-    if batch_size > len(ds):
-        raise ValueError(
-            f"{where}: batch_size={batch_size} exceeds the {len(ds)} training examples of "
-            f"{ds.name!r} (incomplete batches are dropped, so no step would run)"
-        )
-    return batch_size
-
-
-def epoch_batches(
-    ds: Dataset | TokenWindows, batch_size: int, *, key: jax.Array
-) -> Iterator[dict[str, Any]]:
-    """One epoch of full batches of ``ds``, in the order ``jax.random.permutation(key, len(ds))``.
-
-    Every example appears at most once; the last ``len(ds) % batch_size``
-    examples of the order are dropped, so every batch has the same shape.
-
-    Args:
-      ds: a :class:`jaxzip.data.Dataset`, or :class:`jaxzip.data.TokenWindows`
-        (a batch is then ``batch_size`` windows of tokens and their next tokens).
-      batch_size: examples per batch (1 to ``len(ds)``).
-      key: the PRNG key of this epoch's order.
-
-    Returns:
-      An iterator of ``{"x": ..., "y": ...}`` numpy batches.
-
-    Raises:
-      TypeError: ``ds`` is not a Dataset or TokenWindows, ``key`` not a PRNG key.
-      ValueError: ``batch_size`` out of range.
-
-    Example:
-      >>> import jax, numpy as np
-      >>> ds = Dataset(x=np.zeros((5, 1, 1, 1), np.float32), y=np.arange(5, dtype=np.int32),
-      ...              num_classes=5, name="toy")
-      >>> out = [b["y"].tolist() for b in epoch_batches(ds, 2, key=jax.random.key(0))]
-      >>> len(out), sorted(sum(out, [])) == sorted(set(sum(out, [])))
-      (2, True)
-    """
-    batch_size = _check_batch_size("epoch_batches", ds, batch_size)
-    check_key("epoch_batches", key)
-    order = np.asarray(jax.random.permutation(key, len(ds)))
-    for start in range(0, len(ds) - len(ds) % batch_size, batch_size):
-        idx = order[start : start + batch_size]
-        yield {"x": ds.x[idx], "y": ds.y[idx]}
 
 
 def _line(desc: str, record: Mapping[str, Any]) -> str:
@@ -122,6 +60,7 @@ def run_epochs(
     progress: bool = False,
     desc: str = "run_epochs",
     max_loss_growth: float | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[S, list[dict[str, Any]]]:
     """Runs ``step`` over ``epochs`` shuffled epochs of ``train_ds``: the one training loop.
 
@@ -159,6 +98,9 @@ def run_epochs(
         and the error messages (``"<desc>: ..."``).
       max_loss_growth: None (no check) or a number > 1 (see above); the steps'
         metrics must then hold ``"loss"``.
+      checkpoint: a :class:`Checkpoint`: the loop saves its progress there and, run
+        again with the same arguments, resumes from it mid-epoch and ends as if never
+        stopped (a resumed epoch's ``seconds`` count this process only).
 
     Returns:
       ``(state, history)``: one record per epoch, ``{"epoch": e (1-based),
@@ -186,8 +128,8 @@ def run_epochs(
     if not callable(step):
         raise TypeError(f"run_epochs: step must be callable, got {step!r}")
     where = desc
-    batch_size = _check_batch_size(where, train_ds, batch_size)
-    epochs = _check_int(where, "epochs", epochs, 1)
+    batch_size = check_batch_size(where, train_ds, batch_size)
+    epochs = check_int(where, "epochs", epochs, 1)
     check_key(where, key)
     if evaluate is not None and not callable(evaluate):
         raise TypeError(f"{where}: evaluate must be callable, got {evaluate!r}")
@@ -205,9 +147,17 @@ def run_epochs(
     shuffle_key, step_key = named_key(key, "shuffle"), named_key(key, "step")
     steps_per_epoch = len(train_ds) // batch_size
     history: list[dict[str, Any]] = []
-    for epoch in range(epochs):
+    run = {"desc": desc, "epochs": epochs, "batch_size": batch_size, "n": len(train_ds)}
+    run["key"] = np.asarray(jax.random.key_data(key)).tolist()
+    saver = None if checkpoint is None else LoopSaver(checkpoint, state, run)
+    point = None if saver is None else saver.restore()
+    if point is not None:
+        state, history, start_loss = point.state, point.history, point.start_loss
+    for epoch in range(0 if point is None else point.epoch, epochs):
         start = time.perf_counter()
-        sums: dict[str, jax.Array] = {}
+        resumed = point is not None and epoch == point.epoch
+        sums: dict[str, jax.Array] = dict(point.sums) if resumed else {}
+        skip = point.batch if resumed else 0
         label = f"{desc} epoch {epoch + 1}/{epochs}"
         bar = tqdm(
             total=steps_per_epoch,
@@ -222,6 +172,9 @@ def run_epochs(
                 train_ds, batch_size, key=jax.random.fold_in(shuffle_key, epoch)
             )
             for i, batch in enumerate(batches, start=1):
+                if i <= skip:  # taken before the checkpoint
+                    bar.update(1)
+                    continue
                 state, metrics = step(state, batch, step_key)
                 if "finite" in metrics and not bool(metrics["finite"]):
                     where_step = (
@@ -236,6 +189,8 @@ def run_epochs(
                 bar.update(1)
                 if progress and (i % _REFRESH_EVERY == 0 or i == steps_per_epoch):
                     bar.set_postfix({n: f"{float(v) / i:.4f}" for n, v in sums.items()})
+                if saver is not None:
+                    saver.tick(LoopPoint(state, history, epoch, i, sums, start_loss))
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update({f"train_{n}": float(v) / steps_per_epoch for n, v in sums.items()})
         if evaluate is not None:
@@ -246,8 +201,12 @@ def run_epochs(
             tqdm.write(_line(label, record), file=sys.stderr)
         if max_loss_growth is not None and start_loss is not None:
             raise_if_diverged(where, record, start_loss, max_loss_growth, state)
+        if saver is not None:
+            saver.tick(LoopPoint(state, history, epoch + 1, 0, {}, start_loss), force=True)
         if any([bool(c(record, state)) for c in callbacks]):
             break
+    if saver is not None:
+        saver.clear()
     return state, history
 
 
@@ -267,6 +226,7 @@ def fit(
     check_finite: bool = False,
     callbacks: Sequence[Callback] = (),
     max_loss_growth: float | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Trains a classifier or a language model with softmax cross-entropy for ``epochs`` epochs.
 
@@ -304,6 +264,8 @@ def fit(
       callbacks: per-epoch callbacks of :func:`run_epochs` (``True`` stops early).
       max_loss_growth: stop with :class:`jaxzip._errors.DivergedError` when an
         epoch's mean loss exceeds this many times the first step's (see :func:`run_epochs`).
+      checkpoint: a :class:`Checkpoint` to save progress to and resume from (a killed
+        run, started again with the same arguments, ends as if never stopped).
 
     Returns:
       ``(state, history)``: the final :class:`TrainState` and one dict per epoch
@@ -332,9 +294,9 @@ def fit(
     """
     if not callable(apply_fn):
         raise TypeError(f"fit: apply_fn must be callable, got {apply_fn!r}")
-    _check_data("fit", "train_ds", train_ds)
+    check_data("fit", "train_ds", train_ds)
     if val_ds is not None:
-        _check_data("fit", "val_ds", val_ds)
+        check_data("fit", "val_ds", val_ds)
         if type(val_ds) is not type(train_ds):
             raise TypeError(
                 f"fit: val_ds must be the same kind of data as train_ds "
@@ -344,10 +306,10 @@ def fit(
         raise ValueError(
             f"fit: augment shifts images; train_ds holds token windows, got {augment!r}"
         )
-    _check_int("fit", "epochs", epochs, 1)
-    _check_batch_size("fit", train_ds, batch_size)
+    check_int("fit", "epochs", epochs, 1)
+    check_batch_size("fit", train_ds, batch_size)
     check_key("fit", key)
-    eval_batch_size = _check_int("fit", "eval_batch_size", eval_batch_size, 1)
+    eval_batch_size = check_int("fit", "eval_batch_size", eval_batch_size, 1)
     if not isinstance(check_finite, bool):
         raise TypeError(f"fit: check_finite must be a bool, got {check_finite!r}")
     step = make_train_step(apply_fn, tx, augment=augment, check_finite=check_finite)
@@ -373,4 +335,5 @@ def fit(
         progress=progress,
         desc="fit",
         max_loss_growth=max_loss_growth,
+        checkpoint=checkpoint,
     )

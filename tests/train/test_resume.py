@@ -1,0 +1,101 @@
+"""Tests for jaxzip/train/_resume.py: the loop's checkpoint, kill and resume."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from jaxzip import CheckpointError
+from jaxzip.train import Checkpoint, fit, init_state, make_train_step, run_epochs
+
+
+class Killed(Exception):
+    """Stands for the process dying between two steps."""
+
+
+def _killing(step, after):
+    """``step``, but the run dies instead of taking step number ``after + 1``."""
+    calls = []
+
+    def wrapped(state, batch, key):
+        if len(calls) == after:
+            raise Killed
+        calls.append(1)
+        return step(state, batch, key)
+
+    return wrapped
+
+
+def _run(toy, linear, linear_params, step=None, **kw):
+    tx = optax.adam(0.1)  # a state with moments: they must come back too
+    step = step or make_train_step(linear, tx)
+    args = {"key": jax.random.key(3), "epochs": 3, "batch_size": 5}
+    return run_epochs(step, init_state(linear_params, tx), toy, **{**args, **kw}), step
+
+
+def _same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _no_seconds(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+@pytest.mark.parametrize("after", [1, 6, 8, 15])  # mid-epoch, at an epoch's last batch, ...
+def test_a_killed_run_resumes_and_ends_as_if_never_stopped(
+    toy, linear, linear_params, tmp_path, after
+):
+    (whole, history), step = _run(toy, linear, linear_params)
+    ckpt = Checkpoint(tmp_path / "ckpt", every_seconds=0)
+    with pytest.raises(Killed):
+        _run(toy, linear, linear_params, step=_killing(step, after), checkpoint=ckpt)
+    saved = json.loads((tmp_path / "ckpt" / "loop.json").read_text())
+    assert (saved["epoch"], saved["batch"]) == divmod(after, 6)  # 32 // 5 = 6 steps an epoch
+    (resumed, history2), _ = _run(toy, linear, linear_params, step=step, checkpoint=ckpt)
+    _same(resumed, whole)
+    assert int(resumed.step) == 18
+    assert _no_seconds(history2) == _no_seconds(history)
+    assert not list((tmp_path / "ckpt").iterdir())  # the loop ended: its files are gone
+
+
+def test_a_checkpoint_of_another_run_is_an_error(toy, linear, linear_params, tmp_path):
+    (_, _), step = _run(toy, linear, linear_params)
+    ckpt = Checkpoint(tmp_path, every_seconds=0)
+    with pytest.raises(Killed):
+        _run(toy, linear, linear_params, step=_killing(step, 2), checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match=r"another training run .*\['key'\]"):
+        _run(toy, linear, linear_params, step=step, checkpoint=ckpt, key=jax.random.key(4))
+    with pytest.raises(CheckpointError, match=r"another training run .*\['epochs'\]"):
+        _run(toy, linear, linear_params, step=step, checkpoint=ckpt, epochs=4)
+    (tmp_path / "loop.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        _run(toy, linear, linear_params, step=step, checkpoint=ckpt)
+
+
+def test_fit_passes_the_checkpoint_on_and_saves_at_most_as_often_as_asked(
+    toy, linear, linear_params, tmp_path
+):
+    args = {"epochs": 2, "batch_size": 8, "key": jax.random.key(0), "progress": False}
+    plain, _ = fit(linear, linear_params, optax.sgd(0.5), toy, **args)
+    ckpt = Checkpoint(tmp_path, every_seconds=3600)  # only at the end of each epoch
+    again, _ = fit(linear, linear_params, optax.sgd(0.5), toy, checkpoint=ckpt, **args)
+    _same(again.params, plain.params)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: Checkpoint(""), TypeError, "directory must be a non-empty path"),
+        (lambda: Checkpoint("d", every_seconds=float("inf")), ValueError, "every_seconds"),
+        (lambda: Checkpoint("d", every_seconds=True), ValueError, "every_seconds"),
+    ],
+)
+def test_bad_checkpoints_name_the_field(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
