@@ -44,7 +44,9 @@ class Checkpoint:
     Attributes:
       directory: a directory of its own (created if missing); a checkpoint of
         another run there (another key, model, dataset size, batch size or epoch
-        count) is an error, not silently resumed.
+        count) is an error, not silently resumed. The optimizer's settings are not
+        compared: give a run with other settings another directory (``jaxzip run``
+        keys it by the config, like its stage cache).
       every_seconds: write at most this often (>= 0; 0: after every step), and at
         the end of every epoch.
 
