@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxzip._errors import CheckpointError
-from jaxzip._io import atomic_write_json
+from jaxzip._io import atomic_write_json, contained_path
 from jaxzip.train._checkpoint import load_params, save_params
 
 __all__ = ["Checkpoint", "LoopPoint", "LoopSaver"]
@@ -83,6 +83,38 @@ class LoopPoint(NamedTuple):
     start_loss: float | None
 
 
+def _check_meta(meta: Any, run: dict[str, Any]) -> None:
+    """Raises ``ValueError`` unless ``meta`` has the fields and types ``tick`` writes."""
+    number = (int, float)
+    steps = run["n"] // run["batch_size"]
+    ok = (
+        isinstance(meta, dict)
+        and meta.get("format") == _FORMAT
+        and isinstance(meta.get("run"), dict)
+        and isinstance(meta.get("state"), str)
+        and type(meta.get("epoch")) is int
+        and 0 <= meta["epoch"] <= run["epochs"]
+        and type(meta.get("batch")) is int
+        and 0 <= meta["batch"] <= steps
+        and isinstance(meta.get("sums"), dict)
+        and all(isinstance(v, number) for v in meta["sums"].values())
+        and (meta.get("start_loss") is None or isinstance(meta["start_loss"], number))
+        and isinstance(meta.get("history"), list)
+        and all(isinstance(h, dict) for h in meta["history"])
+    )
+    if not ok:
+        raise ValueError("not a loop checkpoint of this run's shape, as jaxzip writes them")
+
+
+def _placed_like(like: Any, value: Any) -> Any:
+    """``value`` as a device array with ``like``'s sharding when that spans several devices (a
+    mesh-sharded state stays so); else on the default device, as ``jnp.asarray`` puts it."""
+    sharding = getattr(like, "sharding", None)
+    if sharding is None or len(sharding.device_set) == 1:
+        return jnp.asarray(value)
+    return jax.device_put(value, sharding)
+
+
 class LoopSaver:
     """Writes and restores one loop's :class:`LoopPoint` under a :class:`Checkpoint`."""
 
@@ -116,19 +148,22 @@ class LoopSaver:
         what = f"checkpoint {str(meta_path)!r}"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            npz, run = meta["state"], meta["run"]
-            if meta.get("format") != _FORMAT or not isinstance(npz, str) or "/" in npz:
-                raise ValueError("not a loop checkpoint jaxzip writes")
+            _check_meta(meta, self.run)
+            npz = contained_path(self.dir, meta["state"], what=what)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{what}: unreadable ({e}); delete it to start over") from e
+        run = meta["run"]
         if run != json.loads(json.dumps(self.run)):
             diff = sorted(k for k in {*run, *self.run} if run.get(k) != self.run.get(k))
             raise CheckpointError(
                 f"{what}: a checkpoint of another training run (it differs in {diff}); "
                 "delete the directory to start over, or give this run its own"
             )
-        state = load_params(self.dir / npz, self.like)
-        state = jax.tree.map(jnp.asarray, state)
+        try:
+            state = load_params(npz, self.like)
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{what}: {e}; delete it to start over") from e
+        state = jax.tree.map(_placed_like, self.like, state)  # on the devices it was on
         sums = {k: jnp.float32(v) for k, v in meta["sums"].items()}
         return LoopPoint(
             state, meta["history"], meta["epoch"], meta["batch"], sums, meta["start_loss"]

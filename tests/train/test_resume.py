@@ -99,3 +99,69 @@ def test_fit_passes_the_checkpoint_on_and_saves_at_most_as_often_as_asked(
 def test_bad_checkpoints_name_the_field(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda m: {**m, "batch": "3"}, "unreadable"),
+        (lambda m: {**m, "epoch": 99}, "unreadable"),
+        (lambda m: {**m, "state": "../elsewhere.npz"}, "unreadable.*refusing the name"),
+        (lambda m: {**m, "state": "state-9-9.npz"}, "no params file"),
+        (lambda m: {**m, "history": {"a": 1}}, "unreadable"),
+    ],
+)
+def test_a_tampered_checkpoint_is_refused_naming_it(
+    toy, linear, linear_params, tmp_path, change, match
+):
+    (_, _), step = _run(toy, linear, linear_params)
+    ckpt = Checkpoint(tmp_path, every_seconds=0)
+    with pytest.raises(Killed):
+        _run(toy, linear, linear_params, step=_killing(step, 2), checkpoint=ckpt)
+    meta = json.loads((tmp_path / "loop.json").read_text())
+    (tmp_path / "loop.json").write_text(json.dumps(change(meta)))
+    with pytest.raises(CheckpointError, match=match):
+        _run(toy, linear, linear_params, step=step, checkpoint=ckpt)
+
+
+_SHARDED = r"""
+import json, tempfile, jax, numpy as np, optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+import jaxzip as jz
+mesh = jax.make_mesh((4,), ("model",), axis_types=(jax.sharding.AxisType.Auto,))
+ds = jz.data.Dataset(x=np.random.default_rng(0).random((32, 2, 2, 1), np.float32),
+                     y=np.arange(32, dtype=np.int32) % 4, num_classes=4, name="toy")
+apply = lambda p, x, *, train, key: x.reshape(len(x), -1) @ p["w"]
+params = {"w": jax.device_put(np.zeros((4, 4), np.float32), NamedSharding(mesh, P(None, "model")))}
+tx = optax.adam(0.1)
+step = jz.train.make_train_step(apply, tx)
+def run(step, ckpt=None):
+    return jz.train.run_epochs(step, jz.train.init_state(params, tx), ds, key=jax.random.key(0),
+                               epochs=2, batch_size=8, checkpoint=ckpt)[0]
+whole = run(step)
+ckpt = jz.train.Checkpoint(tempfile.mkdtemp(), every_seconds=0)
+calls = []
+def dying(state, batch, key):
+    calls.append(1)
+    if len(calls) == 6:
+        raise KeyboardInterrupt
+    return step(state, batch, key)
+try:
+    run(dying, ckpt)
+except KeyboardInterrupt:
+    pass
+seen = []
+def watching(state, batch, key):  # the restored state, as the first resumed step gets it
+    seen.append(str(state.params["w"].sharding.spec))
+    return step(state, batch, key)
+resumed = run(watching, ckpt)
+RESULT = {"seen": seen[0], "final": str(resumed.params["w"].sharding.spec),
+          "same": bool(np.array_equal(np.asarray(whole.params["w"]), np.asarray(resumed.params["w"]))),
+          "steps": len(seen)}
+"""
+
+
+def test_a_sharded_state_is_restored_with_its_sharding(four_devices):
+    out = four_devices(_SHARDED)
+    assert out["seen"] == "P(None, 'model')" == out["final"]
+    assert out["same"] and out["steps"] == 3  # 8 steps in all, 5 taken before the kill
