@@ -100,7 +100,8 @@ def run_epochs(
         metrics must then hold ``"loss"``.
       checkpoint: a :class:`Checkpoint`: the loop saves its progress there and, run
         again with the same arguments, resumes from it mid-epoch and ends as if never
-        stopped (a resumed epoch's ``seconds`` count this process only).
+        stopped (a resumed epoch's ``seconds`` count this process only; ``callbacks``
+        that keep state of their own start afresh).
 
     Returns:
       ``(state, history)``: one record per epoch, ``{"epoch": e (1-based),
@@ -201,10 +202,10 @@ def run_epochs(
             tqdm.write(_line(label, record), file=sys.stderr)
         if max_loss_growth is not None and start_loss is not None:
             raise_if_diverged(where, record, start_loss, max_loss_growth, state)
+        if any([bool(c(record, state)) for c in callbacks]):
+            break  # (before the epoch's checkpoint: a resumed run never trains past a stop)
         if saver is not None:
             saver.tick(LoopPoint(state, history, epoch + 1, 0, {}, start_loss), force=True)
-        if any([bool(c(record, state)) for c in callbacks]):
-            break
     if saver is not None:
         saver.clear()
     return state, history

@@ -165,3 +165,22 @@ def test_a_sharded_state_is_restored_with_its_sharding(four_devices):
     out = four_devices(_SHARDED)
     assert out["seen"] == "P(None, 'model')" == out["final"]
     assert out["same"] and out["steps"] == 3  # 8 steps in all, 5 taken before the kill
+
+
+def test_an_early_stop_is_kept_across_a_kill_and_leaves_no_checkpoint(
+    toy, linear, linear_params, tmp_path
+):
+    stop = [lambda record, state: record["epoch"] == 1]
+    (plain, history), step = _run(toy, linear, linear_params, callbacks=stop)
+
+    def dies_deciding(record, state):  # killed while the callbacks decide to stop
+        raise Killed
+
+    ckpt = Checkpoint(tmp_path, every_seconds=0)
+    with pytest.raises(Killed):
+        _run(toy, linear, linear_params, step=step, callbacks=[dies_deciding], checkpoint=ckpt)
+    (again, history2), _ = _run(
+        toy, linear, linear_params, step=step, callbacks=stop, checkpoint=ckpt
+    )
+    _same(again, plain)  # the resumed run stops after epoch 1 too, not one epoch later
+    assert len(history2) == len(history) == 1 and not list(tmp_path.iterdir())
