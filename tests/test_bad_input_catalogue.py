@@ -630,7 +630,9 @@ CASES: list[Case] = [
         ("export-model", 'cli([*EXPORT[:-1], "resnet", "--input-shape", "1,4"])', CliError,
          ("--model", "must be one of ['mlp'", "got 'resnet'")),
         ("export-weights", 'cli([*EXPORT, "--input-shape", "1,4"])', CliError,
-         ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]")),
+         ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]",
+          "the model's 'Dense_0/bias' [300] is not in the file",
+          "--config with the run's config.toml")),
         ("export-usage", 'cli(["export", "--model", "lenet5"])', CliError,
          ("usage: jaxzip export", "required: --weights, --out")),
         ("export-config-missing", 'cli(["export", "--config", "missing.toml", "--weights", '
