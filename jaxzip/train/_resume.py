@@ -106,6 +106,18 @@ def _check_meta(meta: Any, run: dict[str, Any]) -> None:
         raise ValueError("not a loop checkpoint of this run's shape, as jaxzip writes them")
 
 
+def _plain(x: Any) -> Any:
+    """``x`` with NumPy / JAX scalars as Python numbers, for JSON (an ``evaluate`` may return
+    them in the history's records)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, jax.Array | np.ndarray | np.generic) and np.ndim(x) == 0:
+        return np.asarray(x).item()
+    return x
+
+
 def _placed_like(like: Any, value: Any) -> Any:
     """``value`` as a device array with ``like``'s sharding when that spans several devices (a
     mesh-sharded state stays so); else on the default device, as ``jnp.asarray`` puts it."""
@@ -184,7 +196,7 @@ class LoopSaver:
             "batch": point.batch,
             "sums": {k: float(v) for k, v in point.sums.items()},
             "start_loss": point.start_loss,
-            "history": point.history,
+            "history": _plain(point.history),
         }
         atomic_write_json(self.dir / LOOP_FILE, meta)  # the commit point
         for old in self.dir.glob("state-*.npz"):

@@ -184,3 +184,22 @@ def test_an_early_stop_is_kept_across_a_kill_and_leaves_no_checkpoint(
     )
     _same(again, plain)  # the resumed run stops after epoch 1 too, not one epoch later
     assert len(history2) == len(history) == 1 and not list(tmp_path.iterdir())
+
+
+def test_an_evaluate_returning_arrays_is_checkpointed_as_numbers(
+    toy, linear, linear_params, tmp_path
+):
+    def evaluate(state):  # a user's evaluate: device scalars, not floats
+        return {"w_norm": jax.numpy.linalg.norm(state.params["w"]), "step": state.step + 0}
+
+    (_, history), step = _run(toy, linear, linear_params, evaluate=evaluate)
+    ckpt = Checkpoint(tmp_path, every_seconds=0)
+    with pytest.raises(Killed):
+        _run(
+            toy, linear, linear_params, step=_killing(step, 14), evaluate=evaluate, checkpoint=ckpt
+        )
+    (_, resumed), _ = _run(
+        toy, linear, linear_params, step=step, evaluate=evaluate, checkpoint=ckpt
+    )
+    assert [float(h["w_norm"]) for h in resumed] == [float(h["w_norm"]) for h in history]
+    assert [int(h["step"]) for h in resumed] == [6, 12, 18]
