@@ -114,9 +114,10 @@ class _Cache:
         """The running stage's resume files (a checkpoint) inside its entry, which storing
         the stage replaces; never through a planted link."""
         d = self.dir(index, stage, key)
-        for link in (d.parent, d):
-            if link.is_symlink():
-                link.unlink()
+        if d.parent.is_symlink():
+            d.parent.unlink()
+        if d.is_symlink() or (d.exists() and not d.is_dir()):
+            remove_entry(d)
         return d / "partial"
 
     def restore(self, index: int, stage: Stage, key: str, state: RunState):

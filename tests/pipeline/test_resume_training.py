@@ -66,3 +66,26 @@ def test_a_training_killed_mid_run_resumes_and_ends_as_if_never_stopped(
     a, b = _params(out / PARAMS_FILE), _params(tmp_path / "whole" / PARAMS_FILE)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert not list((out / "stages").glob("*/partial"))  # stored: the checkpoint is gone
+
+
+@pytest.mark.parametrize("planted", ["file", "link"])
+def test_a_planted_file_or_link_at_the_stage_entry_is_replaced_not_followed(
+    tmp_path, monkeypatch, planted
+):
+    cfg = apply_overrides(load_config(), SETS)
+    out = tmp_path / "run"
+    first = run_experiment(cfg, out, progress=False, report=False)
+    (entry,) = (out / "stages").glob("*-train-*")
+    for f in sorted(entry.rglob("*"), reverse=True):
+        f.unlink() if f.is_file() else f.rmdir()
+    entry.rmdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if planted == "file":
+        entry.write_text("not a directory")
+    else:
+        entry.symlink_to(outside, target_is_directory=True)
+    monkeypatch.setattr(core_stages, "CHECKPOINT_EVERY_S", 0.0)  # write through it at once
+    again = run_experiment(cfg, out, progress=False, report=False)
+    assert "train" not in again["cached"] and _history(again) == _history(first)
+    assert entry.is_dir() and not entry.is_symlink() and not list(outside.iterdir())
