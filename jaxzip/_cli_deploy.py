@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 
 def _add_deploy_commands(commands: argparse._SubParsersAction) -> None:
@@ -110,28 +109,12 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _first_difference(model: Any, stored: Any) -> str:
-    """The first leaf at which the model's params and the file's differ, in words."""
-    from jaxzip.paths import leaves_with_paths
-
-    want = {p: tuple(a.shape) for p, a in leaves_with_paths(model)}
-    got = {p: tuple(a.shape) for p, a in leaves_with_paths(stored)}
-    for p, s in want.items():
-        if p not in got:
-            return f"the model's {p!r} {list(s)} is not in the file"
-        if got[p] != s:
-            return f"{p!r} is {list(got[p])} in the file, {list(s)} in the model"
-    extra = next((p for p in got if p not in want), None)
-    if extra is None:
-        return "the same leaves in differently nested containers"
-    return f"the file's {extra!r} is not in the model"
-
-
 def _export(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
     from jaxzip import codec, config, deploy, models, pipeline, quant
+    from jaxzip.paths._trees import first_structure_difference
 
     if args.config is not None:
         module, example = pipeline.config_model(config.load_config(args.config), progress=False)
@@ -164,7 +147,8 @@ def _export(args: argparse.Namespace) -> int:
         )
         raise ValueError(
             f"--weights {args.weights}: its params do not fit {what} with input shape "
-            f"{list(shape)}: {_first_difference(want, got)}{hint}"
+            f"{list(shape)}: {first_structure_difference(want, got, ('the model', 'the file'))}"
+            f"{hint}"
         )
     info = deploy.export(
         models.linen_apply_fn(module),

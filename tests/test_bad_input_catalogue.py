@@ -631,7 +631,7 @@ CASES: list[Case] = [
          ("--model", "must be one of ['mlp'", "got 'resnet'")),
         ("export-weights", 'cli([*EXPORT, "--input-shape", "1,4"])', CliError,
          ("--weights w.jz", "do not fit model 'lenet_300_100'", "input shape [1, 4]",
-          "the model's 'Dense_0/bias' [300] is not in the file",
+          "path 'Dense_0/bias' in the model faces path 'a' in the file",
           "--config with the run's config.toml")),
         ("export-usage", 'cli(["export", "--model", "lenet5"])', CliError,
          ("usage: jaxzip export", "required: --weights, --out")),

@@ -236,17 +236,3 @@ def test_inspect_validates_as_load_does(cnn, capsys, tmp_path, one_error_line):
         load_exported(jzx)
     assert main(["inspect", str(jzx)]) == 2
     assert "StableHLO" in one_error_line(capsys)
-
-
-def test_export_names_the_first_leaf_where_the_file_and_the_model_differ():
-    from jaxzip._cli_deploy import _first_difference
-
-    model = {"a": np.zeros((2, 3)), "b": np.zeros(3)}
-    assert _first_difference(model, {"a": np.zeros((2, 4)), "b": np.zeros(3)}) == (
-        "'a' is [2, 4] in the file, [2, 3] in the model"
-    )
-    assert _first_difference(model, {"a": np.zeros((2, 3))}) == (
-        "the model's 'b' [3] is not in the file"
-    )
-    extra = {**model, "c": np.zeros(1)}
-    assert _first_difference(model, extra) == "the file's 'c' is not in the model"
