@@ -148,10 +148,12 @@ def run_epochs(
     shuffle_key, step_key = named_key(key, "shuffle"), named_key(key, "step")
     steps_per_epoch = len(train_ds) // batch_size
     history: list[dict[str, Any]] = []
-    run = {"desc": desc, "epochs": epochs, "batch_size": batch_size, "n": len(train_ds)}
-    run["key"] = np.asarray(jax.random.key_data(key)).tolist()
-    saver = None if checkpoint is None else LoopSaver(checkpoint, state, run)
-    point = None if saver is None else saver.restore()
+    saver = point = None
+    if checkpoint is not None:  # what a checkpoint must match to resume this loop
+        run = {"desc": desc, "epochs": epochs, "batch_size": batch_size, "n": len(train_ds)}
+        run["key"] = np.asarray(jax.random.key_data(key)).tolist()  # one host fetch
+        saver = LoopSaver(checkpoint, state, run)
+        point = saver.restore()
     if point is not None:
         state, history, start_loss = point.state, point.history, point.start_loss
     for epoch in range(0 if point is None else point.epoch, epochs):
