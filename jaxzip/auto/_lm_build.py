@@ -82,7 +82,7 @@ def quantize_kernels(
         for p, (b, _) in choices.items()
     }
 
-    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+    def process(path: str, leaf: Any, layout: Any, stats: Any, layer: Any = ()) -> tuple[Any, Any]:
         m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         sparsity = choices[path][1]
         if sparsity == 0:
@@ -105,6 +105,7 @@ def quantize_kernels(
         sequential=sequential,
         layouts=layouts,
         name="jaxzip.auto.search_lm",
+        stack=jz_quant.stack_layers,
     )
 
 

@@ -22,7 +22,7 @@ Example:
   [20.0, 20.0, 20.0]
 """
 
-from jaxzip.calib._oneshot import OneShotOptions, run_oneshot
+from jaxzip.calib._oneshot import OneShotOptions, Process, Select, Stack, run_oneshot
 from jaxzip.calib._stats import (
     KernelStats,
     add_stats,
@@ -35,6 +35,9 @@ from jaxzip.calib._stats import (
 __all__ = [
     "KernelStats",
     "OneShotOptions",
+    "Process",
+    "Select",
+    "Stack",
     "add_stats",
     "collect_stats",
     "init_stats",

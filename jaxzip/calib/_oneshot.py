@@ -7,7 +7,9 @@ kernel with its calibration statistics (:func:`collect_stats`) to the method's
 order, each group calibrated on params in which every earlier kernel already
 holds its processed (dequantized / pruned) value; a group is the run of next
 kernels that read the same activation (detected exactly: their statistics are
-identical, e.g. q/k/v), so it costs one calibration pass.
+identical, e.g. q/k/v), so it costs one calibration pass. A stack of layers
+(``nn.scan``) is processed one layer at a time, layer-major: layer 0 of every
+stacked kernel of the run, then layer 1, ...
 """
 
 from __future__ import annotations
@@ -25,8 +27,19 @@ from jaxzip.calib._stats import KernelStats, collect_stats
 from jaxzip.layout import KernelLayout, select_kernels, trace_layouts
 from jaxzip.paths import leaves_with_paths
 
-Process = Callable[[str, Any, KernelLayout, KernelStats], tuple[Any, Any]]
-"""``(path, leaf, layout, stats) -> (float leaf for later calibration, output)``."""
+Process = Callable[..., tuple[Any, Any]]
+"""``(path, leaf, layout, stats) -> (float leaf for later calibration, output)``.
+
+For one layer of a stack of layers it is called with that layer's slice, the
+slice's layout and statistics, and ``layer``: the index that takes the slice
+from the whole leaf (``leaf[layer]``; layer ``i`` of ``layer_axis`` ``a`` is
+``(slice(None),) * a + (i,)``), to slice any per-leaf data the same way.
+"""
+
+Stack = Callable[[list[Any], int], Any]
+"""``(outputs of each layer, axis) -> output`` of a whole stack of layers."""
+
+Unit = tuple[str, int | None]  # a kernel, and its layer when it is a stack of layers
 
 Select = Callable[[list[str], Mapping[str, KernelLayout]], list[str]]
 """``(paths, layouts) -> paths``: narrows or checks the selected kernels before calibration."""
@@ -82,14 +95,57 @@ def _same_input(a: KernelStats, b: KernelStats, hessian: bool) -> bool:
     return x.shape == y.shape and bool(jnp.array_equal(x, y))
 
 
-def _candidates(order: list[str], start: int, layouts: Mapping[str, KernelLayout]) -> list[str]:
-    """The next kernel and the run of following kernels with the same ``n_in``."""
-    n_in = layouts[order[start]].n_in
-    out = [order[start]]
-    for p in order[start + 1 :]:
-        if layouts[p].n_in != n_in:
+def _units(order: list[str], layouts: Mapping[str, KernelLayout]) -> list[Unit]:
+    """The kernels in traced order, each run of stacks of the same depth layer-major.
+
+    A run of consecutive stacked kernels with the same number of layers is
+    taken as one scan's body: ``(q, 0), (k, 0), ..., (q, 1), ...``.
+    """
+    out: list[Unit] = []
+    k = 0
+    while k < len(order):
+        n = layouts[order[k]].layers
+        run = [order[k]]
+        k += 1
+        if n is None:
+            out.append((run[0], None))
+            continue
+        while k < len(order) and layouts[order[k]].layers == n:
+            run.append(order[k])
+            k += 1
+        out.extend((p, i) for i in range(n) for p in run)
+    return out
+
+
+def _layout(unit: Unit, layouts: Mapping[str, KernelLayout]) -> KernelLayout:
+    path, layer = unit
+    return layouts[path] if layer is None else layouts[path].layer_slice()
+
+
+def _label(unit: Unit) -> str:
+    path, layer = unit
+    return path if layer is None else f"{path} (layer {layer})"
+
+
+def _of(unit: Unit, stats: Mapping[str, KernelStats]) -> KernelStats:
+    """The statistics of one unit (one layer's, for a stack of layers)."""
+    path, layer = unit
+    s = stats[path]
+    return s if layer is None else KernelStats(*(a[layer] for a in s))
+
+
+def _stack_arrays(outputs: list[Any], axis: int) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *outputs)
+
+
+def _candidates(units: list[Unit], start: int, layouts: Mapping[str, KernelLayout]) -> list[Unit]:
+    """The next unit and the run of following units with the same ``n_in``."""
+    n_in = _layout(units[start], layouts).n_in
+    out = [units[start]]
+    for u in units[start + 1 :]:
+        if _layout(u, layouts).n_in != n_in:
             break
-        out.append(p)
+        out.append(u)
     return out
 
 
@@ -106,13 +162,20 @@ def run_oneshot(
     select: Select | None = None,
     name: str = "run_oneshot",
     progress: bool = False,
+    stack: Stack | None = None,
 ) -> dict[str, Any]:
     """Runs a one-shot method over a model's matmul kernels, calibrating as it goes.
 
     Every selected kernel, in traced order, is passed to
     ``process(path, leaf, layout, stats)`` with its :class:`KernelStats`; the
     first value it returns (a float leaf) replaces the kernel in the params
-    that later calibration passes see, the second is collected. With
+    that later calibration passes see, the second is collected. A stack of
+    layers (a kernel whose layout has a ``layer_axis``: params stacked by
+    ``nn.scan``) is processed one layer at a time, as a Python loop over the
+    layers would be: ``process(path, leaf[at], layout.layer_slice(), stats of
+    the layer, layer=at)`` (``at`` indexes layer ``i``), layer-major across the stacked kernels of a run
+    (consecutive stacks of the same depth count as one scan's), and ``stack``
+    joins the layers' outputs. With
     ``sequential`` each group of kernels reading the same activation is
     calibrated on the params updated with every earlier kernel's float value
     (one pass per group); without it all kernels share one pass on ``params``.
@@ -141,6 +204,9 @@ def run_oneshot(
       name: the method's name, which begins its error messages and names the progress bar.
       progress: show a progress bar over the selected kernels on stderr (how many are
         done, and the last one), for models whose calibration takes minutes.
+      stack: ``(outputs of the layers, layer_axis) -> output`` for a stack of
+        layers; default: stack every array of the outputs along ``layer_axis``
+        (:func:`jaxzip.quant.stack_layers` also stacks ``QArray``s).
 
     Returns:
       ``{path: output}`` for the processed kernels, in traced order.
@@ -167,13 +233,16 @@ def run_oneshot(
     order = select_kernels(layouts, params, where)
     if select is not None:
         order = select(order, layouts)
+    units = _units(order, layouts)
+    stack = _stack_arrays if stack is None else stack
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     index = {p: i for i, (p, _) in enumerate(leaves_with_paths(params))}
     leaves = [leaf for _, leaf in flat]
     outputs: dict[str, Any] = {}
+    layered: dict[str, list[Any]] = {}
 
-    def collect(paths: list[str]) -> Mapping[str, KernelStats]:
-        chosen = frozenset(paths)
+    def collect(group: list[Unit]) -> Mapping[str, KernelStats]:
+        chosen = frozenset(p for p, _ in group)
         return collect_stats(
             apply_fn,
             jax.tree.unflatten(treedef, leaves),
@@ -183,30 +252,41 @@ def run_oneshot(
             hessian=hessian,
         )
 
-    bar = tqdm(total=len(order), desc=name, unit="kernel", file=sys.stderr, disable=not progress)
+    bar = tqdm(total=len(units), desc=name, unit="kernel", file=sys.stderr, disable=not progress)
 
-    def handle(group: list[str], stats: Mapping[str, KernelStats]) -> None:
-        for p in group:
+    def handle(group: list[Unit], stats: Mapping[str, KernelStats]) -> None:
+        for unit in group:
+            (p, layer), lay, st = unit, _layout(unit, layouts), _of(unit, stats)
             if hessian:
-                _check_tokens(p, stats[p], layouts[p].n_in, name)
+                _check_tokens(_label(unit), st, lay.n_in, name)
             i = index[p]
-            leaves[i], outputs[p] = process(p, leaves[i], layouts[p], stats[p])
-            bar.set_postfix_str(p, refresh=False)
+            if layer is None:
+                leaves[i], outputs[p] = process(p, leaves[i], lay, st)
+            else:
+                axis = layouts[p].layer_axis
+                at = (slice(None),) * axis + (layer,)
+                whole = jnp.asarray(leaves[i])
+                new, out = process(p, whole[at], lay, st, layer=at)
+                leaves[i] = whole.at[at].set(new)
+                layered.setdefault(p, []).append(out)
+                if layer == layouts[p].layers - 1:
+                    outputs[p] = stack(layered.pop(p), axis)
+            bar.set_postfix_str(_label(unit), refresh=False)
             bar.update(1)
 
     with bar:
         if not sequential:
-            handle(order, collect(order))
+            handle(units, collect(units))
             return outputs
         start = 0
-        while start < len(order):
-            cand = _candidates(order, start, layouts)
+        while start < len(units):
+            cand = _candidates(units, start, layouts)
             stats = collect(cand)
             group = [cand[0]]
-            for p in cand[1:]:
-                if not _same_input(stats[cand[0]], stats[p], hessian):
+            for u in cand[1:]:
+                if not _same_input(_of(cand[0], stats), _of(u, stats), hessian):
                     break
-                group.append(p)
+                group.append(u)
             handle(group, stats)
             start += len(group)
     return outputs

@@ -32,6 +32,11 @@ class KernelStats(NamedTuple):
         ``sqrt(sq_sum)``).
       absmax: ``(n_in,)``, the largest ``|x|`` per input (AWQ, SmoothQuant, W8A8
         ranges).
+
+    A stack of layers (a kernel whose layout has a ``layer_axis``, e.g. under
+    ``nn.scan``) has one set of statistics per layer, stacked along a leading
+    axis: ``count`` of shape ``(layers,)``, ``xtx`` of ``(layers, n_in, n_in)``,
+    layer ``i`` at index ``i``.
     """
 
     count: jax.Array
@@ -105,12 +110,13 @@ def init_stats(
     """
     out = {}
     for path in select_kernels(layouts, params, where):
-        n = layouts[path].n_in
+        n, layers = layouts[path].n_in, layouts[path].layers
+        lead = () if layers is None else (layers,)
         out[path] = KernelStats(
-            count=jnp.zeros((), jnp.float32),
-            xtx=jnp.zeros((n, n) if hessian else (0, 0), jnp.float32),
-            sq_sum=jnp.zeros((n,), jnp.float32),
-            absmax=jnp.zeros((n,), jnp.float32),
+            count=jnp.zeros(lead, jnp.float32),
+            xtx=jnp.zeros(lead + ((n, n) if hessian else (0, 0)), jnp.float32),
+            sq_sum=jnp.zeros((*lead, n), jnp.float32),
+            absmax=jnp.zeros((*lead, n), jnp.float32),
         )
     return out
 
@@ -158,7 +164,7 @@ def make_stats_step(
     def hook(path: str, x: Any, x_rows: Any, w: Any, compute: Any) -> tuple[Any, KernelStats]:
         return compute(x, w), row_stats(x_rows, hessian=hessian)
 
-    fn = intercept_matmuls(apply_fn, layouts, hook, where=where, combine=add_stats)
+    fn = intercept_matmuls(apply_fn, layouts, hook, where=where, combine=add_stats, layers=True)
 
     def step(params: Params, stats: dict[str, KernelStats], batch: Any) -> dict[str, KernelStats]:
         _, new = fn(params, batch)
@@ -280,7 +286,9 @@ def collect_stats(
     Returns:
       ``{path: KernelStats}`` in :func:`jaxzip.layout.to_matrix` row order;
       ``count`` says how many rows each kernel saw (a kernel used by several
-      matmuls counts the rows of all of them).
+      matmuls counts the rows of all of them). A stack of layers (``nn.scan``)
+      gets each layer's statistics, stacked along a leading axis (its scan is
+      evaluated layer by layer inside the jitted step).
 
     Raises:
       ValueError: ``batches`` is empty; a batch that the model rejects

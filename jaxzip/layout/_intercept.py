@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxzip._types import Params, Where
@@ -101,6 +102,7 @@ def intercept_matmuls(
     *,
     where: Where | None = None,
     combine: Callable[[Any, Any], Any] | None = None,
+    layers: bool = False,
 ) -> Callable[..., tuple[Any, dict[str, Any]]]:
     """Wraps ``apply_fn`` so that a hook sees (and may replace) every matmul on a selected kernel.
 
@@ -123,14 +125,20 @@ def intercept_matmuls(
 
     ``y`` replaces the equation's result (same shape and dtype) and
     ``aux[path] = value``. With ``hook = lambda path, x, xr, w, c: (c(x, w), None)``
-    the outputs are bit-identical to ``apply_fn``'s under ``jax.jit``.
+    the outputs are bit-identical to ``apply_fn``'s under ``jax.jit`` (a scan
+    unrolled by ``layers=True`` agrees up to float rounding).
 
     A kernel consumed by several equations (the same layer applied twice, tied
     weights) calls the hook at each, in program order; their values are folded
     with ``combine(previous, new)``, and without ``combine`` that is an error.
-    The hook cannot run inside ``scan``/``while_loop``/``cond``/``shard_map`` bodies: a
-    selected kernel used there (including a layer stack under ``nn.scan``) is
-    an error; unselected kernels there are evaluated as usual.
+    A stack of layers (a kernel whose layout has a ``layer_axis``: params
+    stacked by ``nn.scan`` or sliced by ``jax.lax.scan``) is hooked with
+    ``layers=True``: the scan is then evaluated one layer at a time, the hook
+    sees each layer's slice ``w`` and that layer's activations, and
+    ``aux[path]`` stacks the layers' values along a new leading axis (layer
+    ``i`` at index ``i``). Otherwise the hook cannot run inside ``scan``/
+    ``while_loop``/``cond``/``shard_map`` bodies: a selected kernel used there
+    is an error; unselected kernels there are evaluated as usual.
 
     Args:
       apply_fn: the model, called as ``apply_fn(params, *args, **kwargs)``.
@@ -139,6 +147,8 @@ def intercept_matmuls(
       where: selects among the kernels (default: all of ``layouts``); selecting
         a leaf that is not a kernel is an error.
       combine: folds the values of a kernel used more than once.
+      layers: hook each layer of a layer stack (unrolling its scan under the
+        returned function's trace: compile time grows with the number of layers).
 
     Returns:
       ``fn(params, *args, **kwargs) -> (out, {path: value})``, jittable. Array
@@ -167,23 +177,48 @@ def intercept_matmuls(
         raise TypeError(f"hook: expected a callable, got {type(hook).__name__}")
     if combine is not None and not callable(combine):
         raise TypeError(f"combine: expected a callable or None, got {combine!r}")
+    if not isinstance(layers, bool):
+        raise TypeError(f"layers: expected a bool, got {layers!r}")
 
     def fn(params: Params, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         chosen = selected_kernels(layouts, params, where)
         leaves = jax.tree.leaves(params)
         closed, out_shape, dyn = trace_program(apply_fn, params, args, kwargs)
         aux: dict[str, Any] = {}
+        layered: dict[str, dict[int, Any]] = {}  # a layer stack's values, by layer
         used: set[str] = set()
+
+        def keep(path: str, site: Site, value: Any) -> None:
+            """Stores (or folds) the hook's value: per layer for a layer of a stack."""
+            slot, key = aux, path
+            if site.layer:
+                if len(site.layer) > 1 or layouts[path].layer_axis is None:
+                    raise ValueError(
+                        f"{path!r} is a stack of layers inside another scan (params stacked "
+                        "twice); intercept_matmuls hooks one level of layer stacks"
+                    )
+                slot, key = layered.setdefault(path, {}), site.layer[0]
+            if key in slot:
+                if combine is None:
+                    raise ValueError(
+                        f"{path!r} is used by more than one matmul; pass combine= to fold "
+                        "the hook's values"
+                    )
+                slot[key] = combine(slot[key], value)
+            else:
+                slot[key] = value
+            used.add(path)
 
         def on_loop_site(site: Site) -> None:
             if site.leaf not in chosen:
                 return
             stack = (  # a layer stack under nn.scan / lax.scan: say what does work on it
                 " It is a stack of layers scanned over its first axis (nn.scan): "
-                "calibration needs each layer's own inputs, so leave it out with where=, "
-                "round it to nearest with jaxzip.quant.layout_spec (one scale per layer and "
-                "output), or build the model with a Python loop over its layers"
-                if site.stacked and site.context == "scan"
+                "layers=True hooks each layer (GPTQ, SparseGPT, Wanda and collect_stats "
+                "calibrate layer stacks so); where that is not offered, leave it out with "
+                "where=, round it to nearest with jaxzip.quant.layout_spec (one scale per "
+                "layer and output), or build the model with a Python loop over its layers"
+                if site.stacked and site.context == "scan" and not layers
                 else " Unroll the loop, or leave the kernel out with where="
             )
             raise ValueError(
@@ -223,24 +258,18 @@ def intercept_matmuls(
                     f"hook at {path!r}: expected y of shape {call.y_shape} and dtype "
                     f"{call.y_dtype}, got {type(y).__name__} of shape {np.shape(y)}, dtype {dtype}"
                 )
-            if path in used:
-                if combine is None:
-                    raise ValueError(
-                        f"{path!r} is used by more than one matmul; pass combine= to fold "
-                        "the hook's values"
-                    )
-                aux[path] = combine(aux[path], value)
-            else:
-                aux[path] = value
-            used.add(path)
+            keep(path, site, value)
             return [y]
 
         provs = [leaf_prov(i, np.ndim(v)) if i in chosen else None for i, v in enumerate(leaves)]
-        walker = Walker(evaluate=True, on_site=on_site, on_loop_site=on_loop_site)
+        walker = Walker(evaluate=True, on_site=on_site, on_loop_site=on_loop_site, unroll=layers)
         taints = [False] * len(leaves) + [True] * len(dyn)
         outs, _, _ = walker.walk(
             closed.jaxpr, closed.consts, [*leaves, *dyn], [*provs, *([None] * len(dyn))], taints
         )
+        for path, by_layer in layered.items():
+            values = [by_layer[i] for i in range(len(by_layer))]
+            aux[path] = jax.tree.map(lambda *v: jnp.stack(v), *values)
         for path in chosen.values():
             if path not in used:
                 raise ValueError(

@@ -49,6 +49,11 @@ class KernelLayout:
         axis exactly once.
       op: ``"dot_general"`` or ``"conv"``: the operation that consumes the
         kernel (informational).
+      layer_axis: for a stack of layers that a ``scan`` slices (``nn.scan``,
+        ``jax.lax.scan`` over stacked params), the stacked axis: one of the
+        output axes (each layer has its own output channels); None otherwise.
+        Calibration treats each layer's slice as a kernel of its own
+        (:meth:`layer_slice`).
 
     Raises:
       ValueError: the axes do not partition ``range(len(shape))``, are not
@@ -65,6 +70,7 @@ class KernelLayout:
     in_axes: tuple[int, ...]
     out_axes: tuple[int, ...]
     op: str = "dot_general"
+    layer_axis: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("shape", "in_axes", "out_axes"):
@@ -90,6 +96,41 @@ class KernelLayout:
             raise ValueError(f"KernelLayout: in_axes must not be empty (shape {self.shape})")
         if self.op not in _OPS:
             raise ValueError(f"KernelLayout: op must be one of {_OPS}, got {self.op!r}")
+        if self.layer_axis is not None and (
+            not _is_int(self.layer_axis) or self.layer_axis not in self.out_axes
+        ):
+            raise ValueError(
+                f"KernelLayout: layer_axis must be None or one of the out_axes {self.out_axes}, "
+                f"got {self.layer_axis!r}"
+            )
+
+    @property
+    def layers(self) -> int | None:
+        """The number of layers in a stack (the size of ``layer_axis``), or None."""
+        return None if self.layer_axis is None else self.shape[self.layer_axis]
+
+    def layer_slice(self) -> KernelLayout:
+        """The layout of one layer of a stack: ``layer_axis`` removed, the others renumbered.
+
+        Example:
+          >>> lay = KernelLayout(shape=(3, 4, 5), in_axes=(1,), out_axes=(0, 2), layer_axis=0)
+          >>> lay.layer_slice()
+          KernelLayout(shape=(4, 5), in_axes=(0,), out_axes=(1,), op='dot_general', layer_axis=None)
+        """
+        a = self.layer_axis
+        if a is None:
+            raise ValueError(f"KernelLayout: not a stack of layers (shape {self.shape})")
+
+        def renumber(axes: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(b - (b > a) for b in axes if b != a)
+
+        shape = self.shape[:a] + self.shape[a + 1 :]
+        return KernelLayout(
+            shape=shape,
+            in_axes=renumber(self.in_axes),
+            out_axes=renumber(self.out_axes),
+            op=self.op,
+        )
 
     @property
     def ndim(self) -> int:

@@ -8,7 +8,9 @@ size-1 axis holds none). ``chain`` holds NumPy replays of those ops, so an index
 array over the original leaf can be carried to the consumed shape (to put
 activation rows in the original kernel's row order). ``stacked`` holds the
 original axes that a ``scan`` sliced away (a stack of layers): a value seen
-inside the scan body is one layer's slice of the leaf.
+inside the scan body is one layer's slice of the leaf, and ``layer`` holds the
+indices of the slices taken when the scan is evaluated layer by layer
+(:class:`._walk.Walker` with ``unroll``), outermost first.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Prov(NamedTuple):
     axes: Axes
     chain: tuple[Callable[[np.ndarray], np.ndarray], ...] = ()
     stacked: frozenset[int] = frozenset()
+    layer: tuple[int, ...] = ()
 
 
 def leaf_prov(index: int, ndim: int) -> Prov:
@@ -35,7 +38,7 @@ def leaf_prov(index: int, ndim: int) -> Prov:
 
 def _with(p: Prov, axes: Axes, replay: Callable[[np.ndarray], np.ndarray] | None) -> Prov:
     chain = p.chain if replay is None else (*p.chain, replay)
-    return Prov(p.leaf, axes, chain, p.stacked)
+    return Prov(p.leaf, axes, chain, p.stacked, p.layer)
 
 
 def reshape_axes(axes: Axes, old: tuple[int, ...], new: tuple[int, ...]) -> Axes | None:
@@ -188,7 +191,7 @@ def _elementwise(
     for v, p in tagged:
         if _shape(v) != shape or p.leaf != first.leaf or p.axes != first.axes:
             return None  # a broadcast kernel, or two different kernels mixed
-        if p.chain != first.chain or p.stacked != first.stacked:
+        if p.chain != first.chain or p.stacked != first.stacked or p.layer != first.layer:
             return None
     return [first]
 

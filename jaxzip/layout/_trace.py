@@ -78,7 +78,10 @@ def site_layout(site: Site, shape: tuple[int, ...], path: str) -> KernelLayout:
         )
     ins = tuple(sorted(site.in_axes))
     outs = tuple(a for a in range(len(shape)) if a not in site.in_axes)
-    return KernelLayout(shape=tuple(shape), in_axes=ins, out_axes=outs, op=site.op)
+    layer = next(iter(site.stacked)) if len(site.stacked) == 1 else None
+    return KernelLayout(
+        shape=tuple(shape), in_axes=ins, out_axes=outs, op=site.op, layer_axis=layer
+    )
 
 
 def layouts_from_sites(sites: list[Site], params: Params) -> dict[str, KernelLayout]:
@@ -121,8 +124,9 @@ def trace_layouts(
     kernels stacked along a layer axis that a ``scan`` slices (``nn.scan``,
     ``jax.lax.scan`` over stacked params): the layer axis is an *output* axis
     (each layer's slice has its own output channels), so per-channel scales
-    and N:M groups stay per layer. (:func:`intercept_matmuls` and calibration
-    cannot hook inside loops; they raise for such kernels.)
+    and N:M groups stay per layer, and the layout names it (``layer_axis``).
+    (Calibration hooks each layer of such a stack, see ``layers`` in
+    :func:`intercept_matmuls`; kernels used inside other loops cannot be hooked.)
 
     Rules:
 

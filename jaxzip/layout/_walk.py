@@ -11,7 +11,9 @@ signature (``jit``/pjit, ``closed_call``, ``remat``, ``custom_jvp_call``,
 :mod:`._prov` carry provenance; ``scan``/``while``/``cond`` bodies are walked for
 provenance only, and so are ``shard_map`` bodies (per-shard shapes, same axes)
 (``Site.context`` names the construct); any other equation ends the provenance
-of its outputs.
+of its outputs. With ``unroll``, a ``scan`` that slices a tracked leaf into
+layers (its ``xs``) is instead evaluated one iteration at a time, so the
+callbacks see each layer's matmuls (``Site.layer`` says which slice).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
 from jax.extend import core as jcore
 
 from jaxzip.layout._prov import Prov, propagate
@@ -38,8 +41,9 @@ class Site(NamedTuple):
     out_axes: frozenset[int]  # original leaf axes seen in the other kernel axes
     op: str  # "dot_general" or "conv"
     context: str | None  # "scan" / "while" / "cond" / "shard_map" when inside one, else None
-    stacked: bool  # a slice of the leaf taken by a scan over its stacked (layer) axis
+    stacked: frozenset[int]  # the leaf axes a scan sliced away (a stack of layers), if any
     unsupported: str | None  # why the hooks cannot handle it (batch dims, groups)
+    layer: tuple[int, ...] = ()  # which slices, when the scan is unrolled (outermost first)
 
 
 def bind(eqn: Any, invals: Sequence[Any]) -> list[Any]:
@@ -111,7 +115,7 @@ def _site(eqn: Any, side: int, p: Prov, context: str | None) -> Site | None:
     outs = _union(p.axes[a] for a in range(ndim) if a not in contracted) | p.stacked
     if not ins:
         return None
-    return Site(p.leaf, side, ins, outs, op, context, bool(p.stacked), unsupported)
+    return Site(p.leaf, side, ins, outs, op, context, p.stacked, unsupported, p.layer)
 
 
 class Walker:
@@ -124,6 +128,9 @@ class Walker:
         kernel operand's provenance); None means "evaluate as is".
       on_loop_site: ``(site) -> None``, called for every consuming equation
         found inside a ``scan``/``while``/``cond`` body.
+      unroll: (evaluate mode) evaluate a ``scan`` whose ``xs`` carry a tracked
+        leaf (a stack of layers) one iteration at a time, walking its body with
+        each layer's slice, instead of binding it whole.
     """
 
     def __init__(
@@ -132,8 +139,10 @@ class Walker:
         evaluate: bool,
         on_site: Callable[[Site, Any, list[Any], Prov], list[Any] | None] | None = None,
         on_loop_site: Callable[[Site], None] | None = None,
+        unroll: bool = False,
     ) -> None:
         self.evaluate = evaluate
+        self.unroll = unroll and evaluate
         self.on_site = on_site
         self.on_loop_site = on_loop_site
         self.sites: list[Site] = []
@@ -205,6 +214,8 @@ class Walker:
         moved = propagate(eqn, inprov, intaint)
         if moved is not None:
             return self._eval(eqn, invals), moved, tainted
+        if name == "scan" and self.unroll and self._context is None and _slices(eqn, inprov):
+            return self._unrolled(eqn, inprov, intaint, invals), none, tainted
         if name in _LOOPS:
             self._loop(eqn, inprov, any(intaint))
             return self._eval(eqn, invals), none, tainted
@@ -235,6 +246,31 @@ class Walker:
             if outs:
                 return outs[0]
         return self._eval(eqn, invals)
+
+    def _unrolled(
+        self, eqn: Any, inprov: list[Prov | None], intaint: list[bool], invals: list[Any]
+    ) -> list[Any]:
+        """Evaluates a ``scan`` one iteration at a time, walking its body on each slice."""
+        p = eqn.params
+        nc, ncarry, length = p["num_consts"], p["num_carry"], p["length"]
+        body = p["jaxpr"]
+        consts, carry, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
+        provs, ys = inprov[nc + ncarry :], []
+        taints = [*intaint[:nc], *([any(intaint)] * ncarry), *intaint[nc + ncarry :]]
+        steps = range(length - 1, -1, -1) if p["reverse"] else range(length)
+        for i in steps:
+            args = [*consts, *carry, *(x[i] for x in xs)]
+            sliced = [*inprov[:nc], *([None] * ncarry), *(_index(q, i) for q in provs)]
+            outs, _, _ = self.walk(body.jaxpr, body.consts, args, sliced, taints)
+            carry, y = outs[:ncarry], outs[ncarry:]
+            ys.append(y)
+        if p["reverse"]:
+            ys.reverse()
+        stacked = [
+            jnp.stack([y[k] for y in ys]) if ys else jnp.zeros(v.aval.shape, v.aval.dtype)
+            for k, v in enumerate(eqn.outvars[ncarry:])
+        ]
+        return [*carry, *stacked]
 
     def _loop(self, eqn: Any, inprov: list[Prov | None], tainted: bool) -> None:
         """Walks a loop's, cond's or shard_map's bodies for provenance only (no values).
@@ -274,6 +310,21 @@ class Walker:
 
 def none_like(xs: Sequence[Any]) -> list[None]:
     return [None] * len(xs)
+
+
+def _slices(eqn: Any, inprov: list[Prov | None]) -> bool:
+    """Whether a ``scan`` slices a tracked leaf (one of its ``xs`` has provenance)."""
+    start = eqn.params["num_consts"] + eqn.params["num_carry"]
+    return any(q is not None and q.axes for q in inprov[start:])
+
+
+def _index(p: Prov | None, i: int) -> Prov | None:
+    """The provenance of slice ``i`` of a tracked value (``value[i]``), remembering ``i``."""
+    if p is None or not p.axes:
+        return None
+    return Prov(
+        p.leaf, p.axes[1:], (*p.chain, lambda a: a[i]), p.stacked | p.axes[0], (*p.layer, i)
+    )
 
 
 def _unstack(p: Prov | None) -> Prov | None:

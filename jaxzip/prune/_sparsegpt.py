@@ -23,6 +23,7 @@ from jaxzip.quant import (
     kernel_spec,
     obs_prune,
 )
+from jaxzip.quant._kernel import run_hessian_method
 
 
 def check_prune_options(sparsity: Any, structure: Any, what: str, n_in: int | None = None) -> Any:
@@ -171,6 +172,7 @@ def sparsegpt(
     Hessian from :func:`jaxzip.calib.collect_stats`. With ``sequential`` (the
     paper's protocol) each kernel is calibrated on params where every earlier
     kernel is already pruned; kernels reading the same activation share a pass.
+    A stack of layers (``nn.scan``) is pruned layer by layer, each on its own inputs.
     N:M groups run along each kernel's last input axis (the true input axis:
     input features of a Dense, input channels of an HWIO conv).
 
@@ -225,7 +227,7 @@ def sparsegpt(
                 layouts[p].check_group(mspec.group_size, "group_size", p)
         return check_tree_structure(structure, paths, layouts, what)
 
-    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+    def process(path: str, leaf: Any, layout: Any, stats: Any, layer: Any = ()) -> tuple[Any, Any]:
         mat = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         s = 0.0 if sparsity is None else sparsity
         w_hat, mask, q = obs_prune(
@@ -243,8 +245,8 @@ def sparsegpt(
         kq = new if q is None else kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
         return new, (kq, jz_layout.from_matrix(mask, layout))
 
-    out = jz_calib.run_oneshot(
-        apply_fn, params, batches, process, hessian=True, select=select, name=what, **options
+    out = run_hessian_method(
+        apply_fn, params, batches, process, select=select, name=what, **options
     )
     pruned = map_with_paths(lambda p, x: out[p][0] if p in out else x, params)
     return pruned, full_mask(params, {p: mask for p, (_, mask) in out.items()})

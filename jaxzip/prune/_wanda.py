@@ -113,7 +113,8 @@ def wanda(
     (``hessian=False``: only ``sq_sum``) and ranked per output
     (:func:`wanda_mask_matrix`). With ``sequential`` each kernel's norms come
     from params where the earlier kernels are already masked. N:M groups run
-    along each kernel's last input axis.
+    along each kernel's last input axis. A stack of layers (``nn.scan``) is
+    scored layer by layer, each on its own inputs.
 
     Args:
       apply_fn: ``apply_fn(params, batch)``.
@@ -149,7 +150,7 @@ def wanda(
     what = "wanda"
     check_prune_options(sparsity, structure, what)
 
-    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+    def process(path: str, leaf: Any, layout: Any, stats: Any, layer: Any = ()) -> tuple[Any, Any]:
         mat = jz_layout.to_matrix(leaf, layout)
         norm = jnp.sqrt(jnp.asarray(stats.sq_sum, jnp.float32))
         mask = per_output_mask(wanda_scores(mat.astype(jnp.float32), norm), sparsity, structure)

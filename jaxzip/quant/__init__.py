@@ -31,7 +31,7 @@ from jaxzip.quant._finetune import (
 from jaxzip.quant._gptq import check_obs_options, gptq_quantize_matrix
 from jaxzip.quant._gptq_tree import gptq
 from jaxzip.quant._intops import int_conv, int_dense
-from jaxzip.quant._kernel import kernel_qarray, kernel_spec, layout_spec
+from jaxzip.quant._kernel import kernel_qarray, kernel_spec, layout_spec, stack_layers
 from jaxzip.quant._kmeans import (
     KMeansArray,
     centroid_grads,
@@ -107,6 +107,7 @@ __all__ = [
     "replace_centroids",
     "smooth_quant",
     "smooth_scales",
+    "stack_layers",
     "ternarize",
     "w8a8",
 ]

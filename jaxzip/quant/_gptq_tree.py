@@ -13,7 +13,7 @@ from jaxzip._types import Params
 from jaxzip.paths import leaves_with_paths, map_with_paths
 from jaxzip.paths._trees import check_mask
 from jaxzip.quant._gptq import check_obs_options, gptq_core, raise_not_pd
-from jaxzip.quant._kernel import kernel_qarray, kernel_spec
+from jaxzip.quant._kernel import kernel_qarray, kernel_spec, run_hessian_method
 from jaxzip.quant._params import Rules, resolve_rules
 from jaxzip.quant._qarray import dequantize
 from jaxzip.quant._spec import QuantSpec
@@ -42,6 +42,8 @@ def gptq(
     protocol) kernels go in traced order and each is calibrated on params
     where every earlier kernel is already quantized (dequantized values);
     kernels reading the same activation (q/k/v) share one calibration pass.
+    A stack of layers (``nn.scan``) is quantized layer by layer, each on its
+    own inputs, into one ``QArray`` with scales per layer.
 
     Granularity: ``spec.axes=(-1,)`` gives one scale per output channel (the
     :class:`QArray`'s ``axes`` are the kernel's traced ``out_axes``);
@@ -125,12 +127,12 @@ def gptq(
                 layouts[p].check_group(g, "group_size", p)
         return paths
 
-    def process(path: str, leaf: Any, layout: Any, stats: Any) -> tuple[Any, Any]:
+    def process(path: str, leaf: Any, layout: Any, stats: Any, layer: Any = ()) -> tuple[Any, Any]:
         m = jz_layout.to_matrix(leaf, layout).astype(jnp.float32)
         mspec = mspecs.get(path, mspecs.get(None))
         keep = keeps.get(path)
         if keep is not None:
-            keep = jz_layout.to_matrix(jnp.asarray(keep), layout)
+            keep = jz_layout.to_matrix(jnp.asarray(keep)[layer], layout)
         q, ok, lam = gptq_core(
             m, stats.xtx, damp, spec=mspec, block_size=block_size, act_order=act_order, keep=keep
         )
@@ -138,7 +140,7 @@ def gptq(
         kq = kernel_qarray(q, layout, dtype=jnp.result_type(leaf))
         return dequantize(kq), kq
 
-    out = jz_calib.run_oneshot(
-        apply_fn, params, batches, process, hessian=True, select=select, name=what, **options
+    out = run_hessian_method(
+        apply_fn, params, batches, process, select=select, name=what, **options
     )
     return map_with_paths(lambda p, x: out.get(p, x), params)

@@ -4,16 +4,22 @@ The one-shot methods (GPTQ here, SparseGPT's joint quantization in
 ``jaxzip.prune``) work on each kernel as the ``(n_in, n_out)`` matrix of
 ``y = x @ W`` (:func:`jaxzip.layout.to_matrix`): :func:`kernel_spec` checks a
 user's spec and gives its matrix form, :func:`kernel_qarray` turns the matrix
-result back into a :class:`QArray` of the kernel's shape and axes.
+result back into a :class:`QArray` of the kernel's shape and axes, and
+:func:`stack_layers` joins the per-layer results of a stack of layers;
+:func:`run_hessian_method` is the calibration driver call they share.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Unpack
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jaxzip import calib as jz_calib
 from jaxzip.layout import KernelLayout, from_matrix
 from jaxzip.quant._gptq import check_gptq_spec
 from jaxzip.quant._qarray import QArray
@@ -152,4 +158,89 @@ def layout_spec(
         symmetric=symmetric,
         group_size=group,
         group_axis=layout.group_axis(),
+    )
+
+
+def _stack_qarrays(qs: list[QArray], axis: int) -> QArray:
+    first = qs[0]
+    meta = (first.bits, first.axes, first.group_size, first.group_axis, first.dtype)
+    for q in qs[1:]:
+        if (q.bits, q.axes, q.group_size, q.group_axis, q.dtype) != meta:
+            raise ValueError(
+                "stack_layers: the layers' QArrays differ in bits, axes, groups or dtype "
+                f"({meta} and {(q.bits, q.axes, q.group_size, q.group_axis, q.dtype)})"
+            )
+
+    def shift(a: int) -> int:
+        return a + (a >= axis)
+
+    ga = None if first.group_axis is None else shift(first.group_axis)
+    return QArray(
+        values=jnp.stack([q.values for q in qs], axis=axis),
+        scale=jnp.stack([q.scale for q in qs], axis=axis),
+        zero_point=jnp.stack([q.zero_point for q in qs], axis=axis),
+        bits=first.bits,
+        axes=tuple(sorted({axis, *(shift(a) for a in first.axes)})),
+        group_size=first.group_size,
+        group_axis=ga,
+        dtype=first.dtype,
+    )
+
+
+def stack_layers(outputs: list[Any], axis: int) -> Any:
+    """Stacks the per-layer results of a layer stack along ``axis`` (arrays and ``QArray``s).
+
+    ``outputs`` are pytrees of the same structure (one per layer, e.g. a
+    ``QArray`` or a ``(QArray, mask)`` pair); each array is stacked with
+    ``jnp.stack`` and each :class:`QArray` into one ``QArray`` whose scales
+    gain the layer axis (every layer keeps its own scales, so ``axis`` joins
+    its ``axes``). It is the ``stack`` of :func:`jaxzip.calib.run_oneshot` for
+    methods that return ``QArray``s.
+
+    Raises:
+      ValueError: the layers' ``QArray``s differ in bits, axes, groups or dtype.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.quant import dequantize, quantize
+      >>> qs = [quantize(jnp.ones((2, 3)) * k, QuantSpec(bits=4, axes=(-1,))) for k in (1, 2)]
+      >>> q = stack_layers(qs, 0)
+      >>> q.shape, q.axes, q.scale.shape, dequantize(q)[1, 0, 0].item()
+      ((2, 2, 3), (0, 2), (2, 1, 3), 2.0)
+    """
+    if not outputs:
+        raise ValueError("stack_layers: expected the outputs of at least one layer, got none")
+    return jax.tree.map(
+        lambda *xs: (
+            _stack_qarrays(list(xs), axis)
+            if isinstance(xs[0], QArray)
+            else jnp.stack(xs, axis=axis)
+        ),
+        *outputs,
+        is_leaf=lambda x: isinstance(x, QArray),
+    )
+
+
+def run_hessian_method(
+    apply_fn: Callable[..., Any],
+    params: Any,
+    batches: Iterable[Any],
+    process: jz_calib.Process,
+    *,
+    select: jz_calib.Select,
+    name: str,
+    **options: Unpack[jz_calib.OneShotOptions],
+) -> dict[str, Any]:
+    """:func:`jaxzip.calib.run_oneshot` as GPTQ and SparseGPT call it: ``XᵀX`` statistics,
+    and :func:`stack_layers` to join a layer stack's ``QArray``s."""
+    return jz_calib.run_oneshot(
+        apply_fn,
+        params,
+        batches,
+        process,
+        hessian=True,
+        select=select,
+        name=name,
+        stack=stack_layers,
+        **options,
     )

@@ -171,7 +171,9 @@ def test_stacked_layers_under_scan_keep_the_layer_axis_as_output():
         return jax.lax.scan(lambda h, w: (jnp.tanh(h @ w), None), x, p["layers"])[0]
 
     lay = trace_layouts(f, {"layers": jnp.ones((3, 4, 4))}, jnp.ones(4))
-    assert lay["layers"] == KernelLayout(shape=(3, 4, 4), in_axes=(1,), out_axes=(0, 2))
+    assert lay["layers"] == KernelLayout(
+        shape=(3, 4, 4), in_axes=(1,), out_axes=(0, 2), layer_axis=0
+    )
 
     class Layer(nn.Module):
         @nn.compact
