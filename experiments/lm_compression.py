@@ -47,6 +47,13 @@ elements: the ``bits_per_weight`` of :func:`jaxzip.codec.size_report`):
   ``absmax / 7.5`` over ``-8 .. 7``); its ``asym`` rows use Qwix's own
   asymmetric ``minmax`` weight calibration.
 
+``--scan`` builds the same model with its blocks as one ``nn.scan`` over
+stacked params (``Transformer(scan_layers=True)``, the teacher's params stacked
+by :func:`jaxzip.models.scan_params`): GPTQ, SparseGPT and Wanda calibrate the
+stack layer by layer, so their rows should equal the loop build's; AWQ,
+SmoothQuant, W8A8 and Qwix do not hook layer stacks, and their rows report
+the error.
+
 ``--settings`` keeps the settings that start with one of its comma-separated
 prefixes: ``int4`` runs every int4 row (symmetric, ``asym`` and ``+ int8
 emb``), ``int4 per-channel asym`` that setting alone.
@@ -140,6 +147,11 @@ def parse_args(argv: list[str] | None = None):
         help="comma-separated setting prefixes to run (e.g. 'int4 g64'; default: all)",
     )
     p.add_argument("--no-qwix", action="store_true", help="skip the Qwix peer")
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="build the model with its blocks as one nn.scan over stacked params",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/lm_compression"))
     args = p.parse_args(argv)
@@ -172,12 +184,16 @@ class Bench:
         )
         b = args.calib_batch
         self.calib = [jnp.asarray(calib.x[i : i + b]) for i in range(0, args.calib, b)]
-        self.model = jz.models.Transformer(**SIZES[args.size], max_len=args.seq_len)
+        sizes = {**SIZES[args.size], "max_len": args.seq_len}
+        loop = jz.models.Transformer(**sizes)
+        self.model = jz.models.Transformer(**sizes, scan_layers=args.scan)
         self.apply = jz.models.linen_apply_fn(self.model)
         self.qapply = jz.quant.make_quantized_apply(self.apply)
         example = np.zeros((1, args.seq_len), np.int32)
-        like = jax.eval_shape(lambda: jz.models.init_params(self.model, root, example))
+        like = jax.eval_shape(lambda: jz.models.init_params(loop, root, example))
         self.params = jz.train.load_params(args.teacher, like)
+        if args.scan:  # the same numbers, the blocks stacked along a layer axis
+            self.params = jz.models.scan_params(self.params)
         self.fwd = lambda p, x: self.apply(p, x, train=False, key=None)
         self.layouts = jz.layout.trace_layouts(self.fwd, self.params, self.calib[0][:1])
         self.kernels = jz.layout.matmul_where(self.layouts)
@@ -573,10 +589,20 @@ def wanda_check(b: Bench) -> dict[str, Any]:
     ``wanda_mask_matrix`` and a float64 NumPy transcription of the paper's rule differ by."""
     stats = jz.calib.collect_stats(b.fwd, b.params, b.calib, layouts=b.layouts, hessian=False)
     leaves = dict(jz.paths.leaves_with_paths(b.params))
-    kernels, first = {}, {"kernel": next(iter(b.layouts))}
+    units = []  # (name, kernel matrix, its inputs' sq_sum): each layer of a stack on its own
     for path, layout in b.layouts.items():
-        w = np.asarray(jz.layout.to_matrix(leaves[path], layout), np.float32)
-        norm = np.sqrt(np.asarray(stats[path].sq_sum, np.float64))
+        if layout.layer_axis is None:
+            units.append((path, leaves[path], layout, stats[path].sq_sum))
+            continue
+        for i in range(layout.layers):
+            at = (slice(None),) * layout.layer_axis + (i,)
+            units.append(
+                (f"{path}[{i}]", leaves[path][at], layout.layer_slice(), stats[path].sq_sum[i])
+            )
+    kernels, first = {}, {"kernel": units[0][0]}
+    for path, leaf, layout, sq_sum in units:
+        w = np.asarray(jz.layout.to_matrix(leaf, layout), np.float32)
+        norm = np.sqrt(np.asarray(sq_sum, np.float64))
         wanda = np.asarray(jz.prune.wanda_mask_matrix(w, norm.astype(np.float32), sparsity=0.5))
         flat = np.asarray(
             jz.prune.wanda_mask_matrix(w, np.ones_like(norm, np.float32), sparsity=0.5)

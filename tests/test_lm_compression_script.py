@@ -213,3 +213,42 @@ def test_wanda_check(teacher):
     np.testing.assert_array_equal(
         flat, [[True, True], [True, False], [False, True], [False, False]]
     )
+
+
+def test_the_scanned_build_gives_the_loop_builds_rows(teacher, tmp_path):
+    """``--scan``: the same teacher as one nn.scan over stacked blocks. GPTQ, SparseGPT and
+    Wanda calibrate the stack layer by layer, so their bits per byte are the loop build's (up
+    to float rounding), as is 2:4 magnitude pruning (local to each group); 50% magnitude
+    pruning ranks each leaf as a whole, so on the stack it ranks the layers together and
+    differs; AWQ does not hook layer stacks and says so in its row."""
+    text, params = teacher
+    common = [
+        *text,
+        "--teacher",
+        str(params),
+        *shlex.split("--size tiny --seq-len 16 --eval-windows 4 --calib 8 --calib-batch 4"),
+        *shlex.split("--finetune-steps 0 --only fp32,gptq,prune,awq --no-qwix"),
+        *shlex.split("--settings int4,50%"),
+    ]
+    module = _load("lm_compression")
+    loop = module.main([*common, "--out", str(tmp_path / "loop")])
+    scan = module.main([*common, "--scan", "--out", str(tmp_path / "scan")])
+    rows = {
+        name: {(r["method"], r["setting"]): r for r in res["rows"]}
+        for name, res in (("loop", loop), ("scan", scan))
+    }
+    assert set(rows["scan"]) == set(rows["loop"])
+    compared = 0
+    for key, want in rows["loop"].items():
+        got = rows["scan"][key]
+        if key[0].startswith("AWQ"):
+            assert "error" in got and "stack of layers" in got["error"], got
+            continue
+        if key[0] == "magnitude" and key[1].startswith("50%"):
+            assert got["bpb"] != want["bpb"], key  # one threshold over the stack's layers
+            continue
+        assert "error" not in want and "error" not in got, (key, got)
+        assert got["bpb"] == pytest.approx(want["bpb"], abs=1e-4), key
+        compared += 1
+    assert {"GPTQ", "SparseGPT", "Wanda"} <= {k[0] for k in rows["loop"]}
+    assert compared >= 6

@@ -25,7 +25,7 @@ from jaxzip.models._cnn import LeNet5, SmallCNN
 from jaxzip.models._mlp import MLP, lenet_300_100
 from jaxzip.models._nnx import NnxMLP, nnx_apply_fn
 from jaxzip.models._pool import max_pool_2x2
-from jaxzip.models._transformer import Transformer
+from jaxzip.models._transformer import Transformer, loop_params, scan_params
 
 __all__ = [
     "MLP",
@@ -37,7 +37,9 @@ __all__ = [
     "init_params",
     "lenet_300_100",
     "linen_apply_fn",
+    "loop_params",
     "max_pool_2x2",
     "nnx_apply_fn",
     "param_count",
+    "scan_params",
 ]

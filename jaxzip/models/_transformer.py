@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -47,6 +51,15 @@ class Block(nn.Module):
         return x + nn.Dropout(self.dropout_rate, deterministic=deterministic)(h)
 
 
+class _ScannedBlock(Block):
+    """A :class:`Block` as an ``nn.scan`` body: ``(h, None) -> (h, None)``, ``train`` fixed."""
+
+    train: bool = False
+
+    def __call__(self, x: jax.Array, _: None) -> tuple[jax.Array, None]:  # type: ignore[override]
+        return super().__call__(x, train=self.train), None
+
+
 class Transformer(nn.Module):
     """A decoder-only transformer over tokens (bytes by default): next-token logits.
 
@@ -56,6 +69,12 @@ class Transformer(nn.Module):
     ``embed``, ``pos_embed``, ``block_<i>/{ln_1, attn/{query,key,value,out},
     ln_2, mlp_in, mlp_out}``, ``ln_f`` and ``head``, so ``where=r".*/kernel"``
     selects every matrix of the blocks and the head (not the embeddings).
+
+    With ``scan_layers=True`` the blocks are one ``nn.scan`` over a stack of
+    layers (as MaxText- and Gemma-style models are built): their params are
+    ``blocks/...`` with a leading layer axis, holding the same numbers as the
+    ``block_<i>`` of the loop build (:func:`scan_params` / :func:`loop_params`
+    convert), and the model computes the same logits up to float rounding.
 
     The reference size (the defaults): 4 layers, ``d_model`` 192, 4 heads, MLP
     ratio 4, 256 tokens, context up to 256: 1,927,552 params (1,902,976 with
@@ -70,6 +89,7 @@ class Transformer(nn.Module):
       vocab_size: the number of tokens (256 for bytes) and of output logits.
       dropout_rate: dropout in ``[0, 1)``, active only for ``train=True`` (the
         ``"dropout"`` PRNG stream must then be given).
+      scan_layers: build the blocks as one ``nn.scan`` over stacked params.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -90,6 +110,7 @@ class Transformer(nn.Module):
     max_len: int = 256
     vocab_size: int = 256
     dropout_rate: float = 0.0
+    scan_layers: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "d_model", "num_heads", "mlp_ratio", "max_len", "vocab_size"):
@@ -100,6 +121,8 @@ class Transformer(nn.Module):
                 f"({self.num_heads})"
             )
         check_dropout_rate("Transformer", "dropout_rate", self.dropout_rate)
+        if not isinstance(self.scan_layers, bool):
+            raise ValueError(f"Transformer: scan_layers must be a bool, got {self.scan_layers!r}")
         super().__post_init__()
 
     @nn.compact
@@ -128,8 +151,62 @@ class Transformer(nn.Module):
         pos = self.param("pos_embed", init, (self.max_len, self.d_model))
         h = h + pos[None, : x.shape[1]]
         h = nn.Dropout(self.dropout_rate, deterministic=not use_dropout)(h)
-        for i in range(self.num_layers):
+        if self.scan_layers:
+            stack = nn.scan(
+                _ScannedBlock,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                length=self.num_layers,
+            )
+            h = stack(self.num_heads, self.mlp_ratio, self.dropout_rate, train, name="blocks")(
+                h, None
+            )[0]
+        for i in range(0 if self.scan_layers else self.num_layers):
             block = Block(self.num_heads, self.mlp_ratio, self.dropout_rate, name=f"block_{i}")
             h = block(h, train=train)
         h = nn.LayerNorm(name="ln_f")(h)
         return nn.Dense(self.vocab_size, name="head")(h)
+
+
+def scan_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The params of a loop-built :class:`Transformer` for ``scan_layers=True``.
+
+    ``block_0 ... block_<L-1>`` become ``blocks``, each leaf stacked along a new
+    leading layer axis; the other entries are kept. Pass the ``"params"``
+    collection (not the whole variables dict).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxzip.models import init_params
+      >>> model = Transformer(num_layers=2, d_model=8, num_heads=2, max_len=4, vocab_size=5)
+      >>> p = init_params(model, jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+      >>> s = scan_params(p)
+      >>> s["blocks"]["mlp_in"]["kernel"].shape, sorted(s)[:2]
+      ((2, 8, 32), ['blocks', 'embed'])
+      >>> jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), loop_params(s), p))
+      True
+    """
+    names = sorted((k for k in params if re.fullmatch(r"block_\d+", k)), key=lambda k: int(k[6:]))
+    if not names or names != [f"block_{i}" for i in range(len(names))]:
+        raise ValueError(
+            "scan_params: expected the params of a loop-built Transformer (block_0, block_1, "
+            f"...), got the keys {sorted(params)}"
+        )
+    blocks = [params[k] for k in names]
+    out = {k: v for k, v in params.items() if k not in names}
+    out["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+    return out
+
+
+def loop_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`scan_params`: ``blocks`` split into ``block_0 ...``."""
+    if "blocks" not in params:
+        raise ValueError(
+            "loop_params: expected the params of a Transformer with scan_layers=True "
+            f"(a 'blocks' entry), got the keys {sorted(params)}"
+        )
+    n = len(jax.tree.leaves(params["blocks"])[0])
+    out = {k: v for k, v in params.items() if k != "blocks"}
+    for i in range(n):
+        out[f"block_{i}"] = jax.tree.map(lambda a, i=i: a[i], params["blocks"])
+    return out

@@ -7,7 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxzip.models import Transformer, init_params, linen_apply_fn, param_count
+from jaxzip.models import (
+    Transformer,
+    init_params,
+    linen_apply_fn,
+    loop_params,
+    param_count,
+    scan_params,
+)
 
 SMALL = {"num_layers": 2, "d_model": 16, "num_heads": 2, "max_len": 8, "vocab_size": 13}
 
@@ -97,3 +104,35 @@ def test_heads_must_divide_d_model_and_bad_inputs():
         apply(params, jnp.zeros((8,), jnp.int32))
     with pytest.raises(ValueError, match="integer tokens"):
         apply(params, jnp.zeros((1, 8), jnp.float32))
+
+
+def test_the_scanned_build_computes_the_loop_builds_logits():
+    sizes = {"num_layers": 3, "d_model": 16, "num_heads": 2, "max_len": 8, "vocab_size": 11}
+    loop, scan = Transformer(**sizes), Transformer(**sizes, scan_layers=True)
+    x = jax.random.randint(jax.random.key(0), (2, 8), 0, 11)
+    params = init_params(loop, jax.random.key(1), x)
+    stacked = scan_params(params)
+    like = jax.eval_shape(lambda: init_params(scan, jax.random.key(1), x))
+    assert jax.tree.structure(stacked) == jax.tree.structure(like)
+    assert stacked["blocks"]["attn"]["query"]["kernel"].shape == (3, 16, 2, 8)
+    np.testing.assert_allclose(
+        scan.apply({"params": stacked}, x), loop.apply({"params": params}, x), atol=1e-5
+    )
+    back = loop_params(stacked)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), back, params))
+    # dropout draws per layer under the scan (split_rngs): training runs and is random
+    drop = Transformer(**sizes, scan_layers=True, dropout_rate=0.5)
+    a, b = (
+        drop.apply({"params": stacked}, x, train=True, rngs={"dropout": jax.random.key(k)})
+        for k in (2, 3)
+    )
+    assert a.shape == (2, 8, 11) and not np.allclose(a, b)
+
+
+def test_scan_params_errors_name_what_was_expected():
+    with pytest.raises(ValueError, match=r"scan_params: expected the params of a loop-built"):
+        scan_params({"embed": 1, "block_1": {}})
+    with pytest.raises(ValueError, match=r"loop_params: expected .*'blocks' entry"):
+        loop_params({"embed": 1})
+    with pytest.raises(ValueError, match="scan_layers must be a bool"):
+        Transformer(scan_layers=1)
