@@ -96,3 +96,17 @@ def test_max_pool_reports_its_ratios_and_identical_params(capsys, load_script):
     last = lines[-1]
     assert _numbers(last)[0] == pytest.approx(steps[0] / steps[1], rel=0.02, abs=0.01)
     assert last.endswith("identical params after the timed steps: True")
+
+
+def test_gptq_sparsegpt_times_the_scanned_build_beside_the_loop_build(capsys, load_script):
+    argv = "--layers 2 --d-model 16 --sequences 8 --length 16 --batch 4 --repeats 1 --scan"
+    result = load_script("benchmarks/gptq_sparsegpt").main(argv.split())
+    lines = capsys.readouterr().out.splitlines()
+    assert {"gptq scan", "sparsegpt scan", "gptq", "sparsegpt"} <= set(result)
+    ratios = [line for line in lines if line.startswith("ratio: ")]
+    assert [r.split()[1] for r in ratios] == ["gptq", "sparsegpt"]
+    for line in ratios:
+        key = line.split()[1]
+        quotient = result[f"{key} scan"]["first_s"] / result[key]["first_s"]
+        assert _numbers(line.split("/ loop")[1])[0] == pytest.approx(quotient, abs=0.006)
+        assert float(line.rsplit(": ", 1)[1]) < 1e-5  # the two builds' results agree

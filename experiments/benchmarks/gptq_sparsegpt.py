@@ -16,6 +16,12 @@ batches of ``--batch``. One run measures, in the same process:
   one calibration pass over the float model; run after ``gptq``, so its
   per-matrix GPTQ programs are already compiled: only its calibration compiles);
 
+with ``--scan``, also ``gptq scan`` and ``sparsegpt scan``: the same calls on the
+same model built as one ``nn.scan`` over its stacked blocks
+(``Transformer(scan_layers=True)``, the params stacked by
+``jz.models.scan_params``), each printed with its ratio to the loop build's
+time in this run, and the largest difference between the two builds' results;
+
 and, as a check that the work buys something, the relative error of the
 logits on 16 other random sequences against round-to-nearest and magnitude
 pruning at the same budgets (random weights and inputs: not the issue's
@@ -52,10 +58,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/, fo
 import _common as common
 
 
-def _model(length: int, teacher: str | None) -> tuple[Any, str]:
-    if teacher is not None:
-        return jz.models.Transformer(max_len=length), f"the trained reference model {teacher}"
-    return jz.models.Transformer(), "jz.models.Transformer() (random weights)"
+def _model(args: Any) -> tuple[Any, str]:
+    sizes = {"num_layers": args.layers, "d_model": args.d_model}
+    if args.teacher is not None:
+        model = jz.models.Transformer(**sizes, max_len=args.length)
+        return model, f"the trained reference model {args.teacher}"
+    return jz.models.Transformer(**sizes), f"jz.models.Transformer({sizes}) (random weights)"
 
 
 def _block(tree: Any) -> None:
@@ -86,9 +94,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--batch", type=int, default=32, help="sequences per calibration batch")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--teacher", default=None, help="params saved by experiments/lm_train.py")
+    p.add_argument("--layers", type=int, default=4, help="decoder blocks (reference: 4)")
+    p.add_argument("--d-model", type=int, default=192, help="residual width (reference: 192)")
+    p.add_argument("--scan", action="store_true", help="also time the nn.scan build")
     args = p.parse_args(argv)
-    common.require_at_least(p, args, 1, "sequences", "length", "batch", "repeats")
-    model, name = _model(args.length, args.teacher)
+    common.require_at_least(
+        p, args, 1, "sequences", "length", "batch", "repeats", "layers", "d_model"
+    )
+    model, name = _model(args)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 256, (args.sequences, args.length), np.int32)
     batches = [jnp.asarray(tokens[i : i + args.batch]) for i in range(0, len(tokens), args.batch)]
@@ -120,15 +133,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run("gptq", lambda: jz.quant.gptq(apply_fn, params, batches, spec))
     run("sparsegpt", lambda: jz.prune.sparsegpt(apply_fn, params, batches, sparsity=0.5)[0])
     run("gptq 1pass", lambda: jz.quant.gptq(apply_fn, params, batches, spec, sequential=False))
+    if args.scan:
+        scanned = model.clone(scan_layers=True)
+        sparams = {"params": jz.models.scan_params(params["params"])}
+        run("gptq scan", lambda: jz.quant.gptq(scanned.apply, sparams, batches, spec))
+        run(
+            "sparsegpt scan",
+            lambda: jz.prune.sparsegpt(scanned.apply, sparams, batches, sparsity=0.5)[0],
+        )
     print(
-        f"{'':10} {'first s':>9} {'median s':>9} {'x forward':>10} {'CPU s':>8} {'x fwd CPU':>10}"
+        f"{'':14} {'first s':>9} {'median s':>9} {'x forward':>10} {'CPU s':>8} {'x fwd CPU':>10}"
     )
     for key, (first, med, cpu) in rows.items():
         m = "" if med is None else f"{med:9.2f}"
         print(
-            f"{key:10} {first:9.2f} {m:>9} {first / forward:10.1f} {cpu:8.2f} "
+            f"{key:14} {first:9.2f} {m:>9} {first / forward:10.1f} {cpu:8.2f} "
             f"{cpu / forward_cpu:10.1f}"
         )
+    for key in ("gptq", "sparsegpt"):
+        if f"{key} scan" in rows:
+            stacked = jz.quant.dequantize_params(out[f"{key} scan"])["params"]
+            a = {"params": jz.models.loop_params(stacked)}
+            b = jz.quant.dequantize_params(out[key])
+            diff = max(
+                jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b))
+            )
+            t_scan, t_loop = (rows[k][1] or rows[k][0] for k in (f"{key} scan", key))
+            print(
+                f"ratio: {key} scan / loop {t_scan / t_loop:.2f}x "
+                f"({'median' if rows[key][1] is not None else 'first call'}); "
+                f"largest difference of the results: {diff:.3g}"
+            )
     # The same budgets without calibration, per kernel: RTN int4 per output channel of each
     # kernel's traced layout, and magnitude pruning at 50% per kernel.
     kernels = [re.escape(k) for k in layouts]

@@ -15,6 +15,7 @@ stacked kernel of the run, then layer 1, ...
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
@@ -243,6 +244,8 @@ def run_oneshot(
 
     def collect(group: list[Unit]) -> Mapping[str, KernelStats]:
         chosen = frozenset(p for p, _ in group)
+        per_path = Counter(p for p, _ in group)  # a stack's path once: only its layer's statistics
+        only = {p: layer for p, layer in group if layer is not None and per_path[p] == 1}
         return collect_stats(
             apply_fn,
             jax.tree.unflatten(treedef, leaves),
@@ -250,6 +253,7 @@ def run_oneshot(
             layouts=layouts,
             where=lambda p, _leaf: p in chosen,
             hessian=hessian,
+            only_layers=only,
         )
 
     bar = tqdm(total=len(units), desc=name, unit="kernel", file=sys.stderr, disable=not progress)

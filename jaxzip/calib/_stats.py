@@ -110,15 +110,19 @@ def init_stats(
     """
     out = {}
     for path in select_kernels(layouts, params, where):
-        n, layers = layouts[path].n_in, layouts[path].layers
-        lead = () if layers is None else (layers,)
-        out[path] = KernelStats(
-            count=jnp.zeros(lead, jnp.float32),
-            xtx=jnp.zeros(lead + ((n, n) if hessian else (0, 0)), jnp.float32),
-            sq_sum=jnp.zeros((*lead, n), jnp.float32),
-            absmax=jnp.zeros((*lead, n), jnp.float32),
-        )
+        layers = layouts[path].layers
+        out[path] = _zeros(layouts[path].n_in, () if layers is None else (layers,), hessian)
     return out
+
+
+def _zeros(n: int, lead: tuple[int, ...], hessian: bool) -> KernelStats:
+    """The statistics of no rows for ``n`` inputs (``lead``: a stack's layers)."""
+    return KernelStats(
+        count=jnp.zeros(lead, jnp.float32),
+        xtx=jnp.zeros(lead + ((n, n) if hessian else (0, 0)), jnp.float32),
+        sq_sum=jnp.zeros((*lead, n), jnp.float32),
+        absmax=jnp.zeros((*lead, n), jnp.float32),
+    )
 
 
 def make_stats_step(
@@ -128,6 +132,7 @@ def make_stats_step(
     where: Where | None = None,
     hessian: bool = True,
     mesh: Mesh | None = None,
+    only_layers: Mapping[str, int] | None = None,
 ) -> Callable[[Params, dict[str, KernelStats], Any], dict[str, KernelStats]]:
     """A jitted ``step(params, stats, batch) -> stats`` adding one batch's statistics.
 
@@ -146,6 +151,10 @@ def make_stats_step(
     statistics' sharding, which differs from that of ``init_stats``' zeros,
     so the step compiles twice (for the first batch, then for the next ones).
 
+    ``only_layers`` (``{path: layer}``) collects a layer stack's statistics in
+    that one layer; its other layers' stay zero (a layer-sequential method
+    calibrates one layer at a time, and the others would cost ``XᵀX`` each).
+
     Raises:
       TypeError: ``mesh`` is neither None nor a ``jax.sharding.Mesh``.
 
@@ -161,7 +170,12 @@ def make_stats_step(
       [[1.0, 2.0], [2.0, 4.0]]
     """
 
+    only = dict(only_layers or {})
+
     def hook(path: str, x: Any, x_rows: Any, w: Any, compute: Any) -> tuple[Any, KernelStats]:
+        if compute.layer is not None and only.get(path, compute.layer) != compute.layer:
+            n = compute.layout.n_in  # a layer not asked for: zeros, nothing computed
+            return compute(x, w), _zeros(n, (), hessian)
         return compute(x, w), row_stats(x_rows, hessian=hessian)
 
     fn = intercept_matmuls(apply_fn, layouts, hook, where=where, combine=add_stats, layers=True)
@@ -247,6 +261,7 @@ def collect_stats(
     layouts: Mapping[str, KernelLayout],
     where: Where | None = None,
     hessian: bool = True,
+    only_layers: Mapping[str, int] | None = None,
 ) -> dict[str, KernelStats]:
     """Streams calibration batches through ``apply_fn`` and sums per-kernel statistics.
 
@@ -282,6 +297,8 @@ def collect_stats(
         leaf that no matmul uses is an error.
       hessian: also sum ``XᵀX`` (``n_in²`` floats per kernel); with False,
         ``xtx`` is a ``(0, 0)`` array.
+      only_layers: ``{path: layer}``: collect that layer stack's statistics in
+        one layer only (the others stay zero), see :func:`make_stats_step`.
 
     Returns:
       ``{path: KernelStats}`` in :func:`jaxzip.layout.to_matrix` row order;
@@ -320,7 +337,12 @@ def collect_stats(
             first = sig
             mesh = _mesh_of(params, batch)
             step = make_stats_step(
-                apply_fn, layouts=layouts, where=where, hessian=hessian, mesh=mesh
+                apply_fn,
+                layouts=layouts,
+                where=where,
+                hessian=hessian,
+                mesh=mesh,
+                only_layers=only_layers,
             )
             if mesh is not None:
                 stats = jax.tree.map(functools.partial(_replicated, mesh=mesh), stats)

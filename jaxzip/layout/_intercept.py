@@ -247,7 +247,10 @@ def intercept_matmuls(
             w = invals[site.side]
             w_layout = _consumed_layout(eqn, site, np.shape(w))
             perm = row_perm(prov, layout, w_layout, path)
-            call = MatmulCall(eqn=eqn, side=site.side, layout=layout, w_layout=w_layout, perm=perm)
+            layer = site.layer[0] if site.layer else None
+            call = MatmulCall(
+                eqn=eqn, side=site.side, layout=layout, w_layout=w_layout, perm=perm, layer=layer
+            )
             result = hook(path, other, call.rows_of(other), w, call)
             if not (isinstance(result, tuple) and len(result) == 2):
                 raise TypeError(f"hook at {path!r}: expected a tuple (y, value), got {result!r}")

@@ -54,10 +54,19 @@ class MatmulCall:
       w_layout: the layout of ``w`` as the equation consumes it (differs from
         ``layout`` only if the model reshapes or transposes the kernel first).
       x_shape: the activation operand's shape; ``y_shape``, ``y_dtype``: the result's.
+      layer: for one layer of a layer stack hooked with ``layers=True``, its index
+        along the stack's ``layer_axis``; None otherwise.
     """
 
     def __init__(
-        self, *, eqn: Any, side: int, layout: KernelLayout, w_layout: KernelLayout, perm: Any
+        self,
+        *,
+        eqn: Any,
+        side: int,
+        layout: KernelLayout,
+        w_layout: KernelLayout,
+        perm: Any,
+        layer: int | None = None,
     ) -> None:
         self._eqn = eqn
         self._side = side
@@ -66,6 +75,7 @@ class MatmulCall:
         self.w_layout = w_layout
         self._perm = perm
         self._inv = None if perm is None else np.argsort(perm)
+        self.layer = layer
         self.x_shape = tuple(eqn.invars[1 - side].aval.shape)
         self.y_shape = tuple(eqn.outvars[0].aval.shape)
         self.y_dtype = eqn.outvars[0].aval.dtype

@@ -341,3 +341,21 @@ def test_a_layer_stack_sharded_over_its_layers_calibrates_as_on_one_device(four_
         np.testing.assert_array_equal(sharded[path][0], values, err_msg=path)
         np.testing.assert_allclose(sharded[path][1], scale, rtol=1e-5, err_msg=path)
         assert len(np.unique(values)) > 4, path  # 3 bits: real codes, not all zero
+
+
+def test_only_layers_collects_one_layer_of_a_stack(models):
+    scanned, _, batches = models
+    lay = trace_layouts(Scanned().apply, scanned, batches[0])
+    every = collect_stats(Scanned().apply, scanned, batches, layouts=lay, where=".*fc2/kernel")
+    one = collect_stats(
+        Scanned().apply,
+        scanned,
+        batches,
+        layouts=lay,
+        where=".*fc2/kernel",
+        only_layers={"params/stack/fc2/kernel": 1},
+    )
+    a, b = every["params/stack/fc2/kernel"], one["params/stack/fc2/kernel"]
+    for field in ("count", "xtx", "sq_sum", "absmax"):
+        np.testing.assert_array_equal(getattr(b, field)[1], getattr(a, field)[1])
+        assert not np.any(np.asarray(getattr(b, field))[[0, 2]]), field
