@@ -36,6 +36,7 @@ from jaxzip.paths import (
     select,
     selected_paths,
 )
+from jaxzip.pipeline._core_stages import checkpoint_in
 from jaxzip.pipeline._stage_utils import (
     MAX_LOSS_GROWTH,
     describe_val,
@@ -113,7 +114,8 @@ def finetune_codebooks(
     ``[train]``'s batch size and augmentation; ``key`` defaults to the run's ``"kmeans"``
     key. The loss is cross-entropy on the labels, or with ``kmeans.distill_alpha > 0``
     :func:`jaxzip.distill.kd_loss` against ``teacher`` (default ``state.params``: the model
-    before weight sharing). Used by the ``kmeans`` stage and by ``jaxzip auto`` (each
+    before weight sharing). Used by the ``kmeans`` stage (which checkpoints it in its
+    scratch directory, so a killed fine-tuning resumes) and by ``jaxzip auto`` (each
     candidate's ``codebook_fn``).
     """
     k, t, splits = kmeans, cfg.train, state.splits
@@ -147,6 +149,7 @@ def finetune_codebooks(
             progress=bool(state.progress),
             max_loss_growth=MAX_LOSS_GROWTH,
             desc="kmeans fine-tune",
+            checkpoint=checkpoint_in(state, "kmeans"),
         )
 
 

@@ -25,7 +25,8 @@ from jaxzip._errors import ConfigError
 from jaxzip._types import Mask, Params
 from jaxzip.config import ExperimentConfig, flop_layers, lookup, make_train_tx, run_key
 from jaxzip.paths import select
-from jaxzip.pipeline._core_stages import evaluate_splits
+from jaxzip.pipeline._core_stages import checkpoint_in, evaluate_splits
+from jaxzip.pipeline._rounds import Rounds, RoundSaver
 from jaxzip.pipeline._stage_utils import (
     calibration_batches,
     describe_val,
@@ -85,6 +86,12 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     accuracy, retraining history; per layer: size, nonzeros, sparsity), and
     flat metrics for the results table. One line per round goes to stderr.
 
+    Nothing finished is lost to a kill: each round's retraining checkpoints
+    into ``state.scratch`` (``round<r>``), and each finished round's params,
+    mask and records are kept there too (:class:`RoundSaver`), so a rerun
+    starts after the last finished round, from inside the one that was
+    running, and ends as a run that never stopped.
+
     Raises:
       ConfigError: ``prune.where`` selects no weight of the model.
       RuntimeError: a weight the mask prunes is nonzero after retraining (a bug).
@@ -106,7 +113,15 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
     targets = (*jz_prune.iterative_rounds(p.sparsity, rounds=p.rounds)[:-1], p.sparsity)
     rounds: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {"rounds": p.rounds, "target_sparsity": p.sparsity}
+    saver = RoundSaver(None if state.scratch is None else state.scratch / "rounds", p.rounds)
+    done = saver.restore({"params": params, "mask": mask})
+    if done is not None:
+        params, mask = done.trees["params"], done.trees["mask"]
+        rounds, metrics = done.records, done.metrics
+        log(f"prune: rounds 1-{done.done} restored from {saver.dir}")
     for r, target in enumerate(targets, start=1):
+        if done is not None and r <= done.done:
+            continue
         start = time.perf_counter()
         if pruner.oneshot is None:
             new = jz_prune.magnitude_mask(
@@ -142,6 +157,7 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
                 key=jax.random.fold_in(run_key(cfg, "prune"), r),
                 progress=bool(progress),
                 check_finite=True,
+                checkpoint=checkpoint_in(state, f"round{r}"),
             )
         val = jz_train.evaluate(apply_fn, params, splits.val, batch_size=t.eval_batch_size)
         selected = _zeros_stats(params, p.where)
@@ -165,6 +181,8 @@ def prune_stage(cfg: ExperimentConfig, state: RunState) -> tuple[dict, dict]:
             f"(target {target:.4f}, overall {record['overall_sparsity']:.4f}), "
             f"{describe_val(record)}, {record['epochs']} epochs ({record['seconds']:.1f}s)"
         )
+        rounds, metrics = jsonable(rounds), jsonable(metrics)  # as restored ones will be
+        saver.save(Rounds(r, {"params": params, "mask": mask}, rounds, metrics))
 
     leaked_count = leaked(params, mask)
     if leaked_count:

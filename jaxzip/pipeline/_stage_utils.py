@@ -66,6 +66,7 @@ def retrain(
     key: jax.Array,
     progress: bool = False,
     check_finite: bool = False,
+    checkpoint: jz_train.Checkpoint | None = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Training after (or while) pruning: ``(params, history)`` after ``epochs`` epochs of ``tx``.
 
@@ -73,7 +74,7 @@ def retrain(
     :func:`jaxzip.distill.kd_loss` against ``teacher`` (params of ``apply_fn``, the model
     before pruning) with :func:`jaxzip.distill.fit`; both with ``train``'s
     batch size and augmentation and the divergence guard :data:`MAX_LOSS_GROWTH`.
-    ``params`` is not consumed.
+    ``params`` is not consumed. With ``checkpoint``, a killed retraining resumes.
     """
     common = {
         "epochs": epochs,
@@ -81,6 +82,7 @@ def retrain(
         "key": key,
         "progress": progress,
         "max_loss_growth": MAX_LOSS_GROWTH,
+        "checkpoint": checkpoint,
     }
     if prune.distill_alpha == 0:
         state, history = jz_train.fit(

@@ -13,7 +13,7 @@ import optax
 from jaxzip._types import Params
 from jaxzip.quant._kmeans import codebook_centroids, replace_centroids
 from jaxzip.quant._params import dequantize_params
-from jaxzip.train import run_epochs
+from jaxzip.train import Checkpoint, run_epochs
 
 
 class CodebookState(NamedTuple):
@@ -105,6 +105,7 @@ def finetune_codebooks(
     progress: bool = False,
     max_loss_growth: float | None = None,
     desc: str = "finetune_codebooks",
+    checkpoint: Checkpoint | None = None,
 ) -> Params:
     """Deep Compression's centroid fine-tuning: ``epochs`` epochs of :func:`make_codebook_step`.
 
@@ -128,6 +129,8 @@ def finetune_codebooks(
       loss: optional distillation loss; needs ``teacher_params``.
       teacher_params: the teacher's params (the model before weight sharing); only
         with ``loss``.
+      checkpoint: a :class:`jaxzip.train.Checkpoint`: a killed fine-tuning, run again
+        with the same arguments, resumes from it (see :func:`jaxzip.train.run_epochs`).
 
     Returns:
       ``books`` with the fine-tuned centroids and float leaves.
@@ -185,5 +188,6 @@ def finetune_codebooks(
         progress=progress,
         max_loss_growth=max_loss_growth,
         desc=desc,
+        checkpoint=checkpoint,
     )
     return replace_centroids(books, tuned.trainable)
