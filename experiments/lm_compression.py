@@ -147,11 +147,7 @@ def parse_args(argv: list[str] | None = None):
         help="comma-separated setting prefixes to run (e.g. 'int4 g64'; default: all)",
     )
     p.add_argument("--no-qwix", action="store_true", help="skip the Qwix peer")
-    p.add_argument(
-        "--scan",
-        action="store_true",
-        help="build the model with its blocks as one nn.scan over stacked params",
-    )
+    p.add_argument("--scan", action="store_true", help="the blocks as one nn.scan (stacked)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/lm_compression"))
     args = p.parse_args(argv)

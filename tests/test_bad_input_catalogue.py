@@ -164,6 +164,10 @@ CASES: list[Case] = [
          ("linen_apply_fn: module", "flax.linen Module", "function")),
         ("param-count-leaf", 'jz.models.param_count({"a": "x"})', TE,
          ("params leaf 'a'", "an array, a number", "got str 'x'")),
+        ("scan-params", 'jz.models.scan_params({"embed": 1})', VE,
+         ("scan_params", "the params of a loop-built Transformer", "got the keys ['embed']")),
+        ("transformer-scan-layers", "jz.models.Transformer(scan_layers=1)", VE,
+         ("Transformer: scan_layers", "must be a bool", "got 1")),
     ),
     *_area(
         "train",
@@ -261,6 +265,10 @@ CASES: list[Case] = [
          ("MSEClip: num_ratios", "positive int", "got 0")),
         ("kmeans-bits", "jz.quant.kmeans(np.ones(8), bits=0)", VE,
          ("bits", "an int in 1..8", "got 0")),
+        ("stack-layers",
+         "jz.quant.stack_layers([jz.quant.quantize(x23, jz.quant.QuantSpec(bits=4)), "
+         "jz.quant.quantize(x23, jz.quant.QuantSpec())], 0)",
+         VE, ("stack_layers", "differ in bits, axes, groups or dtype", "(4, ")),
         ("kmeans-mask", "jz.quant.kmeans(np.ones(8), bits=2, mask=np.ones(7, bool))", VE,
          ("mask", "bool of shape (8,)", "got bool (7,)")),
         ("kmeans-mask-tree", 'jz.quant.kmeans_params(P, bits=2, where=".*/kernel", mask=MASK_K)',

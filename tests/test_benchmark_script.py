@@ -99,7 +99,7 @@ def test_max_pool_reports_its_ratios_and_identical_params(capsys, load_script):
 
 
 def test_gptq_sparsegpt_times_the_scanned_build_beside_the_loop_build(capsys, load_script):
-    argv = "--layers 2 --d-model 16 --sequences 8 --length 16 --batch 4 --repeats 1 --scan"
+    argv = "--layers 1 --d-model 16 --sequences 8 --length 16 --batch 4 --repeats 1 --scan"
     result = load_script("benchmarks/gptq_sparsegpt").main(argv.split())
     lines = capsys.readouterr().out.splitlines()
     assert {"gptq scan", "sparsegpt scan", "gptq", "sparsegpt"} <= set(result)

@@ -174,10 +174,11 @@ def run_oneshot(
     layers (a kernel whose layout has a ``layer_axis``: params stacked by
     ``nn.scan``) is processed one layer at a time, as a Python loop over the
     layers would be: ``process(path, leaf[at], layout.layer_slice(), stats of
-    the layer, layer=at)`` (``at`` indexes layer ``i``), layer-major across the stacked kernels of a run
-    (consecutive stacks of the same depth count as one scan's), and ``stack``
-    joins the layers' outputs. With
-    ``sequential`` each group of kernels reading the same activation is
+    the layer, layer=at)`` (``at`` indexes layer ``i``), layer-major across
+    the stacked kernels of a run (consecutive stacks of the same depth count as
+    one scan's: two separate scans of equal depth back to back would be
+    interleaved), and ``stack`` joins the layers' outputs. With ``sequential``
+    each group of kernels reading the same activation is
     calibrated on the params updated with every earlier kernel's float value
     (one pass per group); without it all kernels share one pass on ``params``.
 

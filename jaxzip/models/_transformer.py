@@ -9,6 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxzip.models._mlp import check_dropout_rate
 
@@ -168,6 +169,17 @@ class Transformer(nn.Module):
         return nn.Dense(self.vocab_size, name="head")(h)
 
 
+def _check_arrays(tree: Any, name: str) -> None:
+    """Raises ``TypeError`` unless every leaf under the mappings of ``tree`` is an array."""
+    for leaf in jax.tree.leaves(tree, is_leaf=lambda x: not isinstance(x, Mapping)):
+        if not isinstance(leaf, (jax.Array, np.ndarray)):
+            raise TypeError(
+                f"{name}: expected float arrays in the blocks' params, got a "
+                f"{type(leaf).__name__}; convert the float params, then quantize (a QArray's "
+                "axes would not follow the layer axis)"
+            )
+
+
 def scan_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The params of a loop-built :class:`Transformer` for ``scan_layers=True``.
 
@@ -193,6 +205,8 @@ def scan_params(params: Mapping[str, Any]) -> dict[str, Any]:
             f"...), got the keys {sorted(params)}"
         )
     blocks = [params[k] for k in names]
+    for block in blocks:
+        _check_arrays(block, "scan_params")
     out = {k: v for k, v in params.items() if k not in names}
     out["blocks"] = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
     return out
@@ -205,7 +219,9 @@ def loop_params(params: Mapping[str, Any]) -> dict[str, Any]:
             "loop_params: expected the params of a Transformer with scan_layers=True "
             f"(a 'blocks' entry), got the keys {sorted(params)}"
         )
-    n = len(jax.tree.leaves(params["blocks"])[0])
+    _check_arrays(params["blocks"], "loop_params")
+    leaves = jax.tree.leaves(params["blocks"])
+    n = len(leaves[0]) if leaves else 0
     out = {k: v for k, v in params.items() if k != "blocks"}
     for i in range(n):
         out[f"block_{i}"] = jax.tree.map(lambda a, i=i: a[i], params["blocks"])

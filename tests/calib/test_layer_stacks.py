@@ -10,7 +10,7 @@ import jaxzip as jz
 from jaxzip.calib import collect_stats, run_oneshot
 from jaxzip.layout import KernelLayout, intercept_matmuls, trace_layouts
 
-LAYERS, D = 3, 16
+LAYERS, D = 2, 16
 
 
 class Block(nn.Module):
@@ -126,8 +126,7 @@ def test_gptq_on_a_scanned_stack_equals_gptq_on_the_same_layers_in_a_python_loop
 def test_sparsegpt_and_wanda_masks_are_the_loops_layer_for_layer(models):
     scanned, looped, batches = models
     for method, kwargs in (
-        (jz.prune.sparsegpt, {"structure": jz.prune.NByM(2, 4)}),
-        (jz.prune.sparsegpt, {"sparsity": 0.5}),
+        (jz.prune.sparsegpt, {"structure": jz.prune.NByM(2, 4)}),  # 50%: the masked-GPTQ test
         (jz.prune.wanda, {"sparsity": 0.5}),
     ):
         out_s = method(Scanned().apply, scanned, batches, **kwargs)
@@ -155,6 +154,7 @@ def test_gptq_with_a_mask_keeps_each_layers_zeros(models):
         jnp.any(jnp.where(_stacked(ms, "fc1/kernel"), False, jz.quant.dequantize(a) != 0))
     )
     for i in range(LAYERS):
+        np.testing.assert_array_equal(_stacked(ms, "fc1/kernel")[i], _layer(ml, "fc1/kernel", i))
         np.testing.assert_array_equal(a.values[i], _layer(ql, "fc1/kernel", i).values)
 
 
@@ -197,7 +197,7 @@ def test_run_oneshot_goes_layer_major_and_passes_the_slice_index(models):
     ]
     assert seen[0][2:] == ((D, 2 * D), None, ())
     # the default stack joins the outputs of the layers (here, their indices) along the layer axis
-    np.testing.assert_array_equal(out["params/stack/fc1/kernel"], [[0, 1, 2]])
+    np.testing.assert_array_equal(out["params/stack/fc1/kernel"], [list(range(LAYERS))])
 
 
 def test_too_few_tokens_names_the_layer(models):
@@ -353,9 +353,9 @@ def test_only_layers_collects_one_layer_of_a_stack(models):
         batches,
         layouts=lay,
         where=".*fc2/kernel",
-        only_layers={"params/stack/fc2/kernel": 1},
+        only_layers={"params/stack/fc2/kernel": 0},
     )
     a, b = every["params/stack/fc2/kernel"], one["params/stack/fc2/kernel"]
     for field in ("count", "xtx", "sq_sum", "absmax"):
-        np.testing.assert_array_equal(getattr(b, field)[1], getattr(a, field)[1])
-        assert not np.any(np.asarray(getattr(b, field))[[0, 2]]), field
+        np.testing.assert_array_equal(getattr(b, field)[0], getattr(a, field)[0])
+        assert not np.any(np.asarray(getattr(b, field))[1:]), field

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxzip as jz
 from jaxzip.models import (
     Transformer,
     init_params,
@@ -136,3 +137,8 @@ def test_scan_params_errors_name_what_was_expected():
         loop_params({"embed": 1})
     with pytest.raises(ValueError, match="scan_layers must be a bool"):
         Transformer(scan_layers=1)
+    q = jz.quant.quantize(jnp.ones((2, 3, 4)), jz.quant.QuantSpec(bits=4, axes=(-1,)))
+    with pytest.raises(TypeError, match=r"loop_params: expected float arrays .* got a QArray"):
+        loop_params({"blocks": {"w": q}})
+    with pytest.raises(TypeError, match=r"scan_params: expected float arrays .* got a QArray"):
+        scan_params({"block_0": {"w": q}})
