@@ -115,6 +115,30 @@ def init_stats(
     return out
 
 
+def _check_only_layers(
+    only_layers: Mapping[str, int] | None, layouts: Mapping[str, KernelLayout]
+) -> dict[str, int]:
+    """``only_layers`` as a dict; ValueError for a path that is no layer stack or a layer
+    outside it, TypeError for anything but a mapping of paths to ints."""
+    if only_layers is None:
+        return {}
+    if not isinstance(only_layers, Mapping):
+        raise TypeError(
+            f"only_layers: expected a mapping {{path: layer}} or None, got {only_layers!r}"
+        )
+    for path, layer in only_layers.items():
+        layers = layouts[path].layers if path in layouts else None
+        if layers is None:
+            raise ValueError(
+                f"only_layers: {path!r} is not a stack of layers in layouts (no layer_axis)"
+            )
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < layers:
+            raise ValueError(
+                f"only_layers[{path!r}]: expected a layer in 0..{layers - 1}, got {layer!r}"
+            )
+    return dict(only_layers)
+
+
 def _zeros(n: int, lead: tuple[int, ...], hessian: bool) -> KernelStats:
     """The statistics of no rows for ``n`` inputs (``lead``: a stack's layers)."""
     return KernelStats(
@@ -170,7 +194,7 @@ def make_stats_step(
       [[1.0, 2.0], [2.0, 4.0]]
     """
 
-    only = dict(only_layers or {})
+    only = _check_only_layers(only_layers, layouts)
 
     def hook(path: str, x: Any, x_rows: Any, w: Any, compute: Any) -> tuple[Any, KernelStats]:
         if compute.layer is not None and only.get(path, compute.layer) != compute.layer:

@@ -359,3 +359,18 @@ def test_only_layers_collects_one_layer_of_a_stack(models):
     for field in ("count", "xtx", "sq_sum", "absmax"):
         np.testing.assert_array_equal(getattr(b, field)[0], getattr(a, field)[0])
         assert not np.any(np.asarray(getattr(b, field))[1:]), field
+
+    with pytest.raises(ValueError, match=r"only_layers\['params/stack/fc2/kernel'\]: .* 0\.\.1"):
+        collect_stats(
+            Scanned().apply,
+            scanned,
+            batches,
+            layouts=lay,
+            only_layers={"params/stack/fc2/kernel": 5},
+        )
+    with pytest.raises(ValueError, match=r"only_layers: 'params/inp/kernel' is not a stack"):
+        collect_stats(
+            Scanned().apply, scanned, batches, layouts=lay, only_layers={"params/inp/kernel": 0}
+        )
+    with pytest.raises(TypeError, match="only_layers: expected a mapping"):
+        collect_stats(Scanned().apply, scanned, batches, layouts=lay, only_layers=[0])
