@@ -135,6 +135,16 @@ def _of(unit: Unit, stats: Mapping[str, KernelStats]) -> KernelStats:
     return s if layer is None else KernelStats(*(a[layer] for a in s))
 
 
+def _put(whole: jax.Array, new: jax.Array, layer: jax.Array, axis: int) -> jax.Array:
+    """``whole`` with layer ``layer`` along ``axis`` replaced by ``new`` (in ``whole``'s dtype)."""
+    update = jnp.expand_dims(new.astype(whole.dtype), axis)
+    return jax.lax.dynamic_update_index_in_dim(whole, update, layer, axis)
+
+
+_put_copy = jax.jit(_put, static_argnums=3)
+_put_in_place = jax.jit(_put, static_argnums=3, donate_argnums=0)  # our own copy only
+
+
 def _stack_arrays(outputs: list[Any], axis: int) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *outputs)
 
@@ -242,6 +252,7 @@ def run_oneshot(
     leaves = [leaf for _, leaf in flat]
     outputs: dict[str, Any] = {}
     layered: dict[str, list[Any]] = {}
+    owned: set[int] = set()  # leaves that are our copies (updated in place), not the caller's
 
     def collect(group: list[Unit]) -> Mapping[str, KernelStats]:
         chosen = frozenset(p for p, _ in group)
@@ -272,7 +283,9 @@ def run_oneshot(
                 at = (slice(None),) * axis + (layer,)
                 whole = jnp.asarray(leaves[i])
                 new, out = process(p, whole[at], lay, st, layer=at)
-                leaves[i] = whole.at[at].set(new)
+                put = _put_in_place if i in owned else _put_copy  # one copy of a stack in all
+                leaves[i] = put(whole, jnp.asarray(new), jnp.int32(layer), axis)
+                owned.add(i)
                 layered.setdefault(p, []).append(out)
                 if layer == layouts[p].layers - 1:
                     outputs[p] = stack(layered.pop(p), axis)
