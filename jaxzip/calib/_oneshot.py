@@ -14,6 +14,7 @@ stacked kernel of the run, then layer 1, ...
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -145,6 +146,14 @@ _put_copy = jax.jit(_put, static_argnums=3)
 _put_in_place = jax.jit(_put, static_argnums=3, donate_argnums=0)  # our own copy only
 
 
+def _takes_layer(process: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(process).parameters.values()
+    except (TypeError, ValueError):
+        return True  # cannot tell: let the call decide
+    return any(p.name == "layer" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _stack_arrays(outputs: list[Any], axis: int) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs, axis=axis), *outputs)
 
@@ -246,6 +255,12 @@ def run_oneshot(
     if select is not None:
         order = select(order, layouts)
     units = _units(order, layouts)
+    stacked = next((p for p, layer in units if layer is not None), None)
+    if stacked is not None and not _takes_layer(process):
+        raise TypeError(
+            f"{name}: process must accept a layer= keyword: {stacked!r} is a stack of layers, "
+            "processed one layer at a time (see run_oneshot)"
+        )
     stack = _stack_arrays if stack is None else stack
     flat, treedef = jax.tree_util.tree_flatten_with_path(params)
     index = {p: i for i, (p, _) in enumerate(leaves_with_paths(params))}

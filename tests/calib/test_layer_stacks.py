@@ -374,3 +374,16 @@ def test_only_layers_collects_one_layer_of_a_stack(models):
         )
     with pytest.raises(TypeError, match="only_layers: expected a mapping"):
         collect_stats(Scanned().apply, scanned, batches, layouts=lay, only_layers=[0])
+
+
+def test_a_process_without_layer_is_refused_on_a_stack(models):
+    scanned, _, batches = models
+    with pytest.raises(TypeError, match=r"run_oneshot: process must accept a layer= keyword: "):
+        run_oneshot(
+            Scanned().apply,
+            scanned,
+            batches,
+            lambda path, leaf, layout, stats: (leaf, None),
+            hessian=False,
+            where=".*fc1/kernel",
+        )
