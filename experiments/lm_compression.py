@@ -49,10 +49,10 @@ elements: the ``bits_per_weight`` of :func:`jaxzip.codec.size_report`):
 
 ``--scan`` builds the same model with its blocks as one ``nn.scan`` over
 stacked params (``Transformer(scan_layers=True)``, the teacher's params stacked
-by :func:`jaxzip.models.scan_params`): GPTQ, SparseGPT and Wanda calibrate the
-stack layer by layer, so their rows should equal the loop build's; AWQ,
-SmoothQuant, W8A8 and Qwix do not hook layer stacks, and their rows report
-the error.
+by :func:`jaxzip.models.scan_params`): GPTQ, SparseGPT, Wanda, AWQ, SmoothQuant
+and W8A8 calibrate the stack layer by layer, so their rows should equal the
+loop build's (up to float rounding); Qwix does not hook layer stacks, and its
+rows report the error.
 
 ``--settings`` keeps the settings that start with one of its comma-separated
 prefixes: ``int4`` runs every int4 row (symmetric, ``asym`` and ``+ int8

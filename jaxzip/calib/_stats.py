@@ -30,8 +30,10 @@ class KernelStats(NamedTuple):
         ``hessian=False``.
       sq_sum: ``(n_in,)``, the sum over rows of ``x²`` (Wanda's input norm is
         ``sqrt(sq_sum)``).
-      absmax: ``(n_in,)``, the largest ``|x|`` per input (AWQ, SmoothQuant, W8A8
+      absmax: ``(n_in,)``, the largest ``|x|`` per input (SmoothQuant, W8A8
         ranges).
+      abs_sum: ``(n_in,)``, the sum over rows of ``|x|`` (AWQ's mean input
+        magnitude is ``abs_sum / count``).
 
     A stack of layers (a kernel whose layout has a ``layer_axis``, e.g. under
     ``nn.scan``) has one set of statistics per layer, stacked along a leading
@@ -43,6 +45,7 @@ class KernelStats(NamedTuple):
     xtx: jax.Array
     sq_sum: jax.Array
     absmax: jax.Array
+    abs_sum: jax.Array
 
 
 def row_stats(x_rows: Any, *, hessian: bool = True) -> KernelStats:
@@ -68,6 +71,7 @@ def row_stats(x_rows: Any, *, hessian: bool = True) -> KernelStats:
         xtx=xtx,
         sq_sum=jnp.sum(x * x, axis=0),
         absmax=jnp.max(jnp.abs(x), axis=0, initial=0.0),
+        abs_sum=jnp.sum(jnp.abs(x), axis=0),
     )
 
 
@@ -85,6 +89,7 @@ def add_stats(a: KernelStats, b: KernelStats) -> KernelStats:
         xtx=a.xtx + b.xtx,
         sq_sum=a.sq_sum + b.sq_sum,
         absmax=jnp.maximum(a.absmax, b.absmax),
+        abs_sum=a.abs_sum + b.abs_sum,
     )
 
 
@@ -146,6 +151,7 @@ def _zeros(n: int, lead: tuple[int, ...], hessian: bool) -> KernelStats:
         xtx=jnp.zeros(lead + ((n, n) if hessian else (0, 0)), jnp.float32),
         sq_sum=jnp.zeros((*lead, n), jnp.float32),
         absmax=jnp.zeros((*lead, n), jnp.float32),
+        abs_sum=jnp.zeros((*lead, n), jnp.float32),
     )
 
 

@@ -214,8 +214,8 @@ def intercept_matmuls(
                 return
             stack = (  # a layer stack under nn.scan / lax.scan: say what does work on it
                 " It is a stack of layers scanned over its first axis (nn.scan): "
-                "layers=True hooks each layer (GPTQ, SparseGPT, Wanda and collect_stats "
-                "calibrate layer stacks so); where that is not offered, leave it out with "
+                "layers=True hooks each layer (GPTQ, SparseGPT, Wanda, AWQ, SmoothQuant, W8A8 "
+                "and collect_stats calibrate layer stacks so); elsewhere leave it out with "
                 "where=, round it to nearest with jaxzip.quant.layout_spec (one scale per "
                 "layer and output), or build the model with a Python loop over its layers"
                 if site.stacked and site.context == "scan" and not layers

@@ -1,22 +1,24 @@
 """Shared pieces of the activation-aware methods (W8A8, SmoothQuant, AWQ).
 
 Kernel selection among traced layouts, per-kernel activation statistics
-streamed through :func:`jaxzip.layout.intercept_matmuls` and integer-only row
-quantization.
+(:func:`jaxzip.calib.collect_stats`), a layer stack's kernels one layer at a
+time, and integer-only row quantization.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxzip import calib as jz_calib
 from jaxzip import layout as jz_layout
 from jaxzip._types import Params, Where
-from jaxzip.layout import KernelLayout, intercept_matmuls
+from jaxzip.calib import KernelStats
+from jaxzip.layout import KernelLayout, to_matrix
 
 
 def check_bits(bits: Any, name: str = "bits") -> int:
@@ -44,28 +46,6 @@ def select_kernels(
     return {p: layouts[p] for p in jz_layout.select_kernels(layouts, params, where)}
 
 
-class ActStats(NamedTuple):
-    """Statistics of one kernel's input activation rows over calibration batches.
-
-    Attributes:
-      count: float32, the number of rows seen.
-      abs_sum: ``(n_in,)`` sum of ``|x|`` per input channel (row order of ``to_matrix``).
-      absmax: ``(n_in,)`` max of ``|x|`` per input channel.
-      xtx: ``(n_in, n_in)`` sum of ``xᵀx`` (zeros when not requested).
-    """
-
-    count: jax.Array
-    abs_sum: jax.Array
-    absmax: jax.Array
-    xtx: jax.Array
-
-
-def _combine(a: ActStats, b: ActStats) -> ActStats:
-    return ActStats(
-        a.count + b.count, a.abs_sum + b.abs_sum, jnp.maximum(a.absmax, b.absmax), a.xtx + b.xtx
-    )
-
-
 def collect_act_stats(
     apply_fn: Callable[..., Any],
     params: Params,
@@ -74,32 +54,53 @@ def collect_act_stats(
     layouts: Mapping[str, KernelLayout],
     xtx: bool,
     caller: str,
-) -> dict[str, ActStats]:
-    """Streams ``apply_fn(params, batch)`` over ``batches``; per-kernel :class:`ActStats`.
+) -> dict[str, KernelStats]:
+    """:func:`jaxzip.calib.collect_stats` over ``batches``, each splatted if a tuple.
 
-    ``layouts`` must already be the selected kernels. A batch that is a tuple is
-    splatted as positional arguments. Nothing but the running sums is stored.
+    ``layouts`` must already be the selected kernels. A stack of layers gets
+    one set of statistics per layer, stacked along a leading axis.
     """
-    selected = set(layouts)
-
-    def hook(path: str, x: Any, xr: Any, w: Any, compute: Any) -> tuple[Any, ActStats]:
-        g = xr.astype(jnp.float32)
-        r, n = jnp.abs(g), g.shape[1]
-        dims = (((0,), (0,)), ((), ()))
-        m = jax.lax.dot_general(g, g, dims, precision="highest") if xtx else jnp.zeros((n, n))
-        stats = ActStats(jnp.float32(r.shape[0]), r.sum(0), r.max(0), m)
-        return compute(x, w), stats
-
-    where = lambda path, leaf: path in selected  # noqa: E731
-    run = jax.jit(intercept_matmuls(apply_fn, dict(layouts), hook, where=where, combine=_combine))
-    total: dict[str, ActStats] | None = None
-    for batch in batches:
-        args = batch if isinstance(batch, tuple) else (batch,)
-        _, aux = run(params, *args)
-        total = aux if total is None else {p: _combine(total[p], aux[p]) for p in aux}
-    if total is None:
+    batches = list(batches)
+    if not batches:
         raise ValueError(f"{caller}: calib_batches is empty; expected at least one batch")
-    return total
+
+    def fwd(p: Params, batch: Any) -> Any:
+        return apply_fn(p, *batch) if isinstance(batch, tuple) else apply_fn(p, batch)
+
+    return jz_calib.collect_stats(fwd, params, batches, layouts=layouts, hessian=xtx)
+
+
+def layer_of(stats: KernelStats, layer: int | None) -> KernelStats:
+    """One layer's statistics of a stack's (all of them for ``layer=None``)."""
+    return stats if layer is None else KernelStats(*(a[layer] for a in stats))
+
+
+def scales_by_layer(
+    group: tuple[str, ...],
+    layouts: Mapping[str, KernelLayout],
+    leaves: Mapping[str, Any],
+    scale: Callable[[int | None, dict[str, jax.Array], dict[str, KernelLayout]], jax.Array],
+) -> jax.Array:
+    """A group's per-input scales, one layer of a layer stack at a time.
+
+    ``scale(layer, {path: (n_in, n_out) matrix}, {path: layout}) -> (n_in,)``
+    is called once with ``layer=None`` for kernels outside a layer stack, and
+    for a group of stacked kernels (``nn.scan``) once per layer with each
+    kernel's slice and the slice's layout; the layers' scales are stacked to
+    ``(layers, n_in)``.
+    """
+    first = layouts[group[0]]
+    if first.layer_axis is None:
+        mats = {p: to_matrix(leaves[p], layouts[p]) for p in group}
+        return scale(None, mats, {p: layouts[p] for p in group})
+    out = []
+    for i in range(first.layers or 0):
+        lays = {p: layouts[p].layer_slice() for p in group}
+        mats = {
+            p: to_matrix(jnp.take(leaves[p], i, axis=layouts[p].layer_axis), lays[p]) for p in group
+        }
+        out.append(scale(i, mats, lays))
+    return jnp.stack(out)
 
 
 def quantize_rows(xr: jax.Array, scale: jax.Array, qmax: int) -> jax.Array:

@@ -12,7 +12,14 @@ import jax.numpy as jnp
 from jaxzip._types import Params, Where
 from jaxzip.layout import KernelLayout, from_matrix, to_matrix
 from jaxzip.paths import leaves_with_paths
-from jaxzip.quant._actstats import check_alpha, check_bits, collect_act_stats, select_kernels
+from jaxzip.quant._actstats import (
+    check_alpha,
+    check_bits,
+    collect_act_stats,
+    layer_of,
+    scales_by_layer,
+    select_kernels,
+)
 from jaxzip.quant._fold import migrate_scales
 from jaxzip.quant._qarray import dequantize
 from jaxzip.quant._quantize import quantize
@@ -39,15 +46,19 @@ class AWQResult(NamedTuple):
         over calibration rows of ``||x (Q(W diag(s))/s - W)||²``.
       rtn_error: ``{path: the same error without scaling (alpha = 0, plain RTN)}``.
       spec: ``{path: the QuantSpec the search assumed}``.
+
+    For a stack of layers (``nn.scan``) each layer has its own search: its
+    ``scales`` and ``in_scales`` are ``(layers, n_in)``, and ``alpha``,
+    ``error`` and ``rtn_error`` hold a tuple with one value per layer.
     """
 
     params: Params
     in_scales: dict[str, jax.Array]
     scales: dict[str, jax.Array]
     folded: dict[str, tuple[str, ...]]
-    alpha: dict[str, float]
-    error: dict[str, float]
-    rtn_error: dict[str, float]
+    alpha: dict[str, float | tuple[float, ...]]
+    error: dict[str, float | tuple[float, ...]]
+    rtn_error: dict[str, float | tuple[float, ...]]
     spec: dict[str, QuantSpec]
 
 
@@ -115,6 +126,11 @@ def awq(
     elsewhere the division stays explicit: run the result with
     ``make_scaled_apply(apply_fn, layouts=..., in_scales=result.in_scales)``.
 
+    A stack of layers (a kernel whose layout has a ``layer_axis``, under
+    ``nn.scan``) is searched layer by layer, each layer on its own
+    calibration inputs, as the same layers in a Python loop would be; its
+    scales are ``(layers, n_in)`` and fold into the stacked norm params.
+
     Args:
       apply_fn: the model, ``apply_fn(params, *args, **kwargs)``.
       params: float params.
@@ -164,23 +180,39 @@ def awq(
     batches = list(calib_batches)
     stats = collect_act_stats(apply_fn, params, batches, layouts=chosen, xtx=True, caller="awq")
     leaves = dict(leaves_with_paths(params))
-    alpha, error, rtn = {}, {}, {}
+    alpha: dict[str, Any] = {}
+    error: dict[str, Any] = {}
+    rtn: dict[str, Any] = {}
+
+    def keep(out: dict[str, Any], p: str, layer: int | None, value: float) -> None:
+        if layer is None:
+            out[p] = value
+        else:  # a layer stack: one value per layer
+            out[p] = (*out.get(p, ()), value)
 
     def scale_of(group: tuple[str, ...]) -> jax.Array:
-        st = stats[group[0]]
-        h, mean = st.xtx / st.count, st.abs_sum / st.count
-        mats = {p: to_matrix(leaves[p], chosen[p]).astype(jnp.float32) for p in group}
+        def scale(
+            layer: int | None, mats: dict[str, jax.Array], lays: dict[str, KernelLayout]
+        ) -> jax.Array:
+            st = layer_of(stats[group[0]], layer)
+            h, mean = st.xtx / st.count, st.abs_sum / st.count
+            mats = {p: m.astype(jnp.float32) for p, m in mats.items()}
+            spec = {p: awq_spec(lays[p], bits=bits, group_size=group_size) for p in group}
 
-        def errors(sc: jax.Array, group=group, h=h, mats=mats) -> dict[str, float]:
-            return {p: float(_layer_error(mats[p], h, sc, chosen[p], specs[p])) for p in group}
+            def errors(sc: jax.Array) -> dict[str, float]:
+                return {p: float(_layer_error(mats[p], h, sc, lays[p], spec[p])) for p in group}
 
-        per_alpha = [errors(awq_scales(mean, a)) for a in grid]
-        best = min(range(len(grid)), key=lambda i: sum(per_alpha[i].values()))
-        s = awq_scales(mean, grid[best])
-        base = errors(jnp.ones_like(s))
-        for p in group:
-            alpha[p], error[p], rtn[p] = grid[best], per_alpha[best][p], base[p]
-        return s
+            per_alpha = [errors(awq_scales(mean, a)) for a in grid]
+            best = min(range(len(grid)), key=lambda i: sum(per_alpha[i].values()))
+            s = awq_scales(mean, grid[best])
+            base = errors(jnp.ones_like(s))
+            for p in group:
+                keep(alpha, p, layer, grid[best])
+                keep(error, p, layer, per_alpha[best][p])
+                keep(rtn, p, layer, base[p])
+            return s
+
+        return scales_by_layer(group, chosen, leaves, scale)
 
     new, in_scales, scales, folded = migrate_scales(
         apply_fn, params, batches[0], chosen, stats, scale_of, fold=fold

@@ -12,7 +12,9 @@ tried with a generic positive ``r``: if ``params / r`` there and ``diag(r) W``
 on the group's kernels leave the model's output unchanged on a calibration
 batch, that set is the group's norm and the fold is exact for any ``s``. A
 group with no such norm (a post-LN residual also reads it, or no norm at all)
-keeps the explicit division.
+keeps the explicit division. In a stack of layers (``nn.scan``) the kernels'
+scales are ``(layers, n_in)`` and so are the stacked norm params that absorb
+them.
 """
 
 from __future__ import annotations
@@ -25,20 +27,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxzip._types import Params
+from jaxzip.calib import KernelStats
 from jaxzip.layout import KernelLayout, from_matrix, to_matrix
 from jaxzip.paths import leaves_with_paths, map_with_paths
-from jaxzip.quant._actstats import ActStats
 
 
-def input_groups(stats: Mapping[str, ActStats]) -> list[tuple[str, ...]]:
-    """Groups kernels whose input statistics are identical (they read the same activation)."""
+def input_groups(stats: Mapping[str, KernelStats]) -> list[tuple[str, ...]]:
+    """Groups kernels whose input statistics are identical (they read the same activation).
+
+    Kernels of a layer stack group with kernels whose statistics are identical
+    in every layer (the same stack's query, key and value kernels).
+    """
     groups: list[list[str]] = []
     for p, st in stats.items():
         for g in groups:
             q = stats[g[0]]
             if (
                 q.abs_sum.shape == st.abs_sum.shape
-                and float(q.count) == float(st.count)
+                and np.array_equal(np.asarray(q.count), np.asarray(st.count))
                 and np.array_equal(np.asarray(q.abs_sum), np.asarray(st.abs_sum))
                 and np.array_equal(np.asarray(q.absmax), np.asarray(st.absmax))
             ):
@@ -49,20 +55,43 @@ def input_groups(stats: Mapping[str, ActStats]) -> list[tuple[str, ...]]:
     return [tuple(g) for g in groups]
 
 
+def scale_rows(w: Any, s: Any, layout: KernelLayout) -> jax.Array:
+    """``diag(s) W`` on the kernel's ``to_matrix`` rows; a layer stack's layer ``i`` by ``s[i]``.
+
+    Example:
+      >>> lay = KernelLayout(shape=(2, 2, 1), in_axes=(1,), out_axes=(0, 2), layer_axis=0)
+      >>> scale_rows(jnp.ones((2, 2, 1)), jnp.array([[1.0, 2.0], [3.0, 4.0]]), lay)[:, :, 0]
+      Array([[1., 2.],
+             [3., 4.]], dtype=float32)
+    """
+    if layout.layer_axis is not None:
+        one = layout.layer_slice()
+        per_layer = jax.vmap(
+            lambda wi, si: scale_rows(wi, si, one),
+            in_axes=(layout.layer_axis, 0),
+            out_axes=layout.layer_axis,
+        )
+        return per_layer(w, s)
+    m = to_matrix(w, layout)
+    return from_matrix(m * jnp.asarray(s, m.dtype)[:, None], layout)
+
+
 def scale_kernels(
     params: Params,
     scales: Mapping[str, Any],
     layouts: Mapping[str, KernelLayout],
     norm: Mapping[str, Any] | None = None,
 ) -> Params:
-    """``W ← diag(s) W`` on the kernels of ``scales``; ``leaf / s`` on the leaves of ``norm``."""
+    """``W ← diag(s) W`` on the kernels of ``scales``; ``leaf / s`` on the leaves of ``norm``.
+
+    A stacked kernel's ``s`` is ``(layers, n_in)``: layer ``i`` by ``s[i]`` (so
+    is a stacked norm's, ``(layers, n_in)`` as ``nn.scan`` stacks it).
+    """
     norm = norm or {}
 
     def f(path: str, leaf: Any) -> Any:
         if path in scales:
-            m = to_matrix(leaf, layouts[path])
-            s = jnp.asarray(scales[path], m.dtype)
-            return from_matrix(m * s[:, None], layouts[path])
+            return scale_rows(leaf, scales[path], layouts[path])
         if path in norm:
             return leaf / jnp.asarray(norm[path], leaf.dtype)
         return leaf
@@ -70,10 +99,11 @@ def scale_kernels(
     return map_with_paths(f, params)
 
 
-def _candidates(params: Params, n_in: int, kernels: set[str]) -> list[tuple[str, ...]]:
+def _candidates(params: Params, shape: tuple[int, ...], kernels: set[str]) -> list[tuple[str, ...]]:
+    """Non-kernel float leaves of ``shape`` (``(n_in,)``, a stack's ``(layers, n_in)``) by parent."""
     by_parent: dict[str, list[str]] = {}
     for path, leaf in leaves_with_paths(params):
-        if path in kernels or np.ndim(leaf) != 1 or np.shape(leaf)[0] != n_in:
+        if path in kernels or tuple(np.shape(leaf)) != shape:
             continue
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
             continue
@@ -88,7 +118,11 @@ def find_norms(
     groups: Sequence[tuple[str, ...]],
     layouts: Mapping[str, KernelLayout],
 ) -> dict[tuple[str, ...], tuple[str, ...]]:
-    """For each group with a foldable normalization, the paths of its params (verified)."""
+    """For each group with a foldable normalization, the paths of its params (verified).
+
+    A group of stacked kernels looks for stacked norm params of shape
+    ``(layers, n_in)`` (each layer's norm divided by its own ``r``).
+    """
     args = batch if isinstance(batch, tuple) else (batch,)
     run = jax.jit(lambda p, a: apply_fn(p, *a))
     ref = jax.tree.leaves(run(params, args))
@@ -96,9 +130,11 @@ def find_norms(
     kernels = set(layouts)
     found = {}
     for group in groups:
-        n_in = layouts[group[0]].n_in
-        r = np.exp(0.3 * np.sin(1.7 * np.arange(n_in) + 0.4)).astype(np.float32)
-        for cand in _candidates(params, n_in, kernels):
+        lay = layouts[group[0]]
+        shape = (lay.n_in,) if lay.layers is None else (lay.layers, lay.n_in)
+        r = np.exp(0.3 * np.sin(1.7 * np.arange(np.prod(shape)) + 0.4)).astype(np.float32)
+        r = r.reshape(shape)
+        for cand in _candidates(params, shape, kernels):
             trial = scale_kernels(params, dict.fromkeys(group, r), layouts, dict.fromkeys(cand, r))
             out = jax.tree.leaves(run(trial, args))
             if all(
@@ -114,7 +150,7 @@ def migrate_scales(
     params: Params,
     batch: Any,
     layouts: Mapping[str, KernelLayout],
-    stats: Mapping[str, ActStats],
+    stats: Mapping[str, KernelStats],
     scale_of: Callable[[tuple[str, ...]], jax.Array],
     *,
     fold: bool,

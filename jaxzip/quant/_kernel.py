@@ -187,6 +187,43 @@ def _stack_qarrays(qs: list[QArray], axis: int) -> QArray:
     )
 
 
+def take_layer(q: QArray, axis: int, layer: int) -> QArray:
+    """Layer ``layer`` of a stacked ``QArray`` (the inverse of :func:`stack_layers`).
+
+    ``axis`` must be one of ``q.axes`` (every layer has its own scales).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxzip.quant import dequantize, quantize
+      >>> qs = [quantize(jnp.ones((2, 3)) * k, QuantSpec(bits=4, axes=(-1,))) for k in (1, 2)]
+      >>> one = take_layer(stack_layers(qs, 0), 0, 1)
+      >>> one.axes, bool((dequantize(one) == dequantize(qs[1])).all())
+      ((1,), True)
+    """
+    if axis not in q.axes:
+        raise ValueError(
+            f"take_layer: axis {axis} has no scales of its own (axes {q.axes}); a layer "
+            "stack's QArray keeps one scale per layer"
+        )
+
+    def drop(a: int) -> int:
+        return a - (a > axis)
+
+    def take(a: jax.Array) -> jax.Array:
+        return jax.lax.index_in_dim(a, layer, axis, keepdims=False)
+
+    return QArray(
+        values=take(q.values),
+        scale=take(q.scale),
+        zero_point=take(q.zero_point),
+        bits=q.bits,
+        axes=tuple(drop(a) for a in q.axes if a != axis),
+        group_size=q.group_size,
+        group_axis=None if q.group_axis is None else drop(q.group_axis),
+        dtype=q.dtype,
+    )
+
+
 def stack_layers(outputs: list[Any], axis: int) -> Any:
     """Stacks the per-layer results of a layer stack along ``axis`` (arrays and ``QArray``s).
 

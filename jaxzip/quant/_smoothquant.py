@@ -10,9 +10,15 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxzip._types import Params, Where
-from jaxzip.layout import KernelLayout, to_matrix
+from jaxzip.layout import KernelLayout
 from jaxzip.paths import leaves_with_paths
-from jaxzip.quant._actstats import check_alpha, collect_act_stats, select_kernels
+from jaxzip.quant._actstats import (
+    check_alpha,
+    collect_act_stats,
+    layer_of,
+    scales_by_layer,
+    select_kernels,
+)
 from jaxzip.quant._fold import migrate_scales
 
 
@@ -91,6 +97,11 @@ def smooth_quant(
     pass ``in_scales`` to :func:`w8a8` (or :func:`make_scaled_apply`), which
     divides each matmul's input rows by them.
 
+    A stack of layers (a kernel whose layout has a ``layer_axis``, under
+    ``nn.scan``) gets one ``s`` per layer, from that layer's activations and
+    weights: its scales are ``(layers, n_in)`` and fold into the stacked norm
+    params.
+
     Args:
       apply_fn: the model, ``apply_fn(params, *args, **kwargs)``.
       params: float params.
@@ -127,8 +138,12 @@ def smooth_quant(
     leaves = dict(leaves_with_paths(params))
 
     def scale_of(group: tuple[str, ...]) -> jax.Array:
-        rows = [jnp.max(jnp.abs(to_matrix(leaves[p], chosen[p])), axis=1) for p in group]
-        return smooth_scales(stats[group[0]].absmax, jnp.max(jnp.stack(rows), 0), alpha=alpha)
+        def scale(layer: int | None, mats: dict[str, jax.Array], _: Any) -> jax.Array:
+            w_max = jnp.max(jnp.stack([jnp.max(jnp.abs(m), axis=1) for m in mats.values()]), 0)
+            act = layer_of(stats[group[0]], layer).absmax
+            return smooth_scales(act, w_max, alpha=alpha)
+
+        return scales_by_layer(group, chosen, leaves, scale)
 
     return Smoothed(
         *migrate_scales(apply_fn, params, batches[0], chosen, stats, scale_of, fold=fold)

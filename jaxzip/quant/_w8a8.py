@@ -22,6 +22,7 @@ from jaxzip.quant._actstats import (
 )
 from jaxzip.quant._apply import tie
 from jaxzip.quant._intops import int_dense
+from jaxzip.quant._kernel import take_layer
 from jaxzip.quant._params import dequantize_params, is_quantized, quantize_params
 from jaxzip.quant._qarray import QArray, dequantize
 from jaxzip.quant._spec import QuantSpec
@@ -41,20 +42,36 @@ def _weight_matrix(q: QArray, layout: KernelLayout, path: str) -> QArray:
     return QArray(values=values, scale=scale, zero_point=zp, bits=q.bits, axes=(1,))
 
 
-def _check_scales(scales: Any, name: str, paths: Iterable[str], ndim: int) -> dict[str, Any]:
+def _check_scales(
+    scales: Any,
+    name: str,
+    layouts: Mapping[str, KernelLayout],
+    shape_of: Callable[[KernelLayout], tuple[int, ...]],
+) -> dict[str, np.ndarray]:
+    """``scales`` as NumPy arrays, each positive, finite and of its kernel's ``shape_of``."""
     if scales is None:
         return {}
     if not isinstance(scales, Mapping):
         raise TypeError(f"{name}: expected a dict {{path: scale}}, got {type(scales).__name__}")
     out = {}
     for p, s in scales.items():
-        if p not in paths:
-            raise ValueError(f"{name}[{p!r}]: not a selected kernel; selected: {sorted(paths)[:4]}")
+        if p not in layouts:
+            raise ValueError(
+                f"{name}[{p!r}]: not a selected kernel; selected: {sorted(layouts)[:4]}"
+            )
         a = np.asarray(s, np.float32)
-        if a.ndim != ndim or not (np.isfinite(a).all() and (a > 0).all()):
-            raise ValueError(f"{name}[{p!r}]: expected positive finite {ndim}-D values, got {s!r}")
+        want = shape_of(layouts[p])
+        if a.shape != want or not (np.isfinite(a).all() and (a > 0).all()):
+            raise ValueError(
+                f"{name}[{p!r}]: expected positive finite values of shape {want}, got {s!r}"
+            )
         out[p] = a
     return out
+
+
+def _lead(layout: KernelLayout) -> tuple[int, ...]:
+    """``(layers,)`` for a stack of layers (one value per layer), else ``()``."""
+    return () if layout.layers is None else (layout.layers,)
 
 
 def make_scaled_apply(
@@ -63,7 +80,7 @@ def make_scaled_apply(
     layouts: Mapping[str, KernelLayout],
     in_scales: Mapping[str, Any] | None = None,
     act_bits: int | None = None,
-    act_scales: Mapping[str, float] | None = None,
+    act_scales: Mapping[str, Any] | None = None,
 ) -> Callable[..., Any]:
     """Makes ``apply_fn`` run its kernels' matmuls on scaled, optionally quantized activations.
 
@@ -81,6 +98,13 @@ def make_scaled_apply(
       :func:`int_dense` (int8 × int8 → int32, then one float rescale). The
       kernel must then be a per-output-channel ``QArray`` (:func:`w8a8`).
 
+    A stack of layers (a kernel whose layout has a ``layer_axis``, under
+    ``nn.scan``) takes one set of scales per layer: ``in_scales[path]`` of
+    shape ``(layers, n_in)``, ``act_scales[path]`` of ``(layers,)``; its scan
+    then runs one layer at a time (unrolled when ``fn`` is traced, so compile
+    time grows with the number of layers), each layer with its slice of the
+    kernel (of a stacked ``QArray``, its own scales) and its own scales.
+
     Other params and operations run as in ``apply_fn``. ``in_scales`` and
     ``act_scales`` are copied into the closure as NumPy constants (they are
     fixed properties of the converted model, not training state).
@@ -89,10 +113,12 @@ def make_scaled_apply(
       apply_fn: the model, ``apply_fn(params, *args, **kwargs)``.
       layouts: the kernels to intercept (``{path: KernelLayout}``, selected).
       in_scales: optional ``{path: (n_in,) positive scales}`` in
-        :func:`jaxzip.layout.to_matrix` row order.
+        :func:`jaxzip.layout.to_matrix` row order (``(layers, n_in)`` for a
+        stack of layers).
       act_bits: activation bits (2..8) for the integer path, or None.
       act_scales: ``{path: absmax}`` for static activation ranges (every kernel
-        of ``layouts``), or None for dynamic per-token ranges.
+        of ``layouts``; ``(layers,)`` values for a stack of layers), or None
+        for dynamic per-token ranges.
 
     Returns:
       ``fn(params, *args, **kwargs)`` with ``apply_fn``'s result; jittable.
@@ -114,9 +140,9 @@ def make_scaled_apply(
     if not callable(apply_fn):
         raise TypeError(f"make_scaled_apply: apply_fn must be callable, got {apply_fn!r}")
     layouts = dict(layouts)
-    div = _check_scales(in_scales, "in_scales", layouts, 1)
+    div = _check_scales(in_scales, "in_scales", layouts, lambda lay: (*_lead(lay), lay.n_in))
     qmax = None if act_bits is None else 2 ** (check_bits(act_bits, "act_bits") - 1) - 1
-    static = _check_scales(act_scales, "act_scales", layouts, 0)
+    static = _check_scales(act_scales, "act_scales", layouts, _lead)
     if act_scales is not None and set(static) != set(layouts):
         missing = sorted(set(layouts) - set(static))[:4]
         raise ValueError(f"act_scales: missing kernels {missing}; give one absmax per kernel")
@@ -128,22 +154,28 @@ def make_scaled_apply(
         qleaves = {keystr(kp): leaf for kp, leaf in flat if keystr(kp) in layouts}
 
         def hook(path: str, x: Any, xr: Any, w: Any, compute: Any) -> tuple[Any, None]:
-            layout = layouts[path]
+            layout, layer = layouts[path], compute.layer
+            if layer is not None:  # one layer of a stack: its slice, scales and ranges
+                layout = layout.layer_slice()
             if compute.w_layout != layout:
                 raise ValueError(
                     f"{path!r}: the model rearranges the kernel before its matmul; only "
                     "kernels consumed as stored are supported"
                 )
             if path in div:
-                xr = xr / jnp.asarray(div[path], xr.dtype)
+                d = div[path] if layer is None else div[path][layer]
+                xr = xr / jnp.asarray(d, xr.dtype)
             leaf = qleaves[path]
+            if layer is not None and is_quantized(leaf):
+                leaf = take_layer(leaf, layouts[path].layer_axis, layer)
             if qmax is None:  # tied to x: dequantized next to its use (see make_quantized_apply)
                 wf = dequantize(tie(leaf, xr)).astype(w.dtype) if is_quantized(leaf) else w
                 return compute(xr.astype(x.dtype), wf, rows=True), None
             if not isinstance(leaf, QArray):
                 raise ValueError(f"{path!r}: the integer path needs a QArray kernel, got {leaf!r}")
             if path in static:
-                sx = absmax_scale(jnp.asarray(static[path]), qmax).reshape(1, 1)
+                amax = static[path] if layer is None else static[path][layer]
+                sx = absmax_scale(jnp.asarray(amax), qmax).reshape(1, 1)
                 axes: tuple[int, ...] = ()
             else:
                 sx = absmax_scale(jnp.max(jnp.abs(xr), axis=1, keepdims=True), qmax)
@@ -159,7 +191,9 @@ def make_scaled_apply(
             return compute.y_from_rows(y).astype(compute.y_dtype), None
 
         floats = dequantize_params(params)
-        run = intercept_matmuls(apply_fn, layouts, hook, where=lambda p, _: p in layouts)
+        run = intercept_matmuls(
+            apply_fn, layouts, hook, where=lambda p, _: p in layouts, layers=True
+        )
         out, _ = run(floats, *args, **kwargs)
         return out
 
@@ -185,7 +219,9 @@ def w8a8(
     per token (``calib_batches=None``) or static per tensor (the absmax over
     ``calib_batches``); the product runs on the integer path (see
     :func:`make_scaled_apply`). Biases, norms, embeddings and other leaves stay
-    float.
+    float. A stack of layers (``nn.scan``) gets scales per layer and output
+    channel, static ranges per layer, and runs one layer at a time (see
+    :func:`make_scaled_apply`).
 
     Args:
       apply_fn: the model, ``apply_fn(params, *args, **kwargs)``.
@@ -225,9 +261,12 @@ def w8a8(
         stats = collect_act_stats(
             apply_fn, params, calib_batches, layouts=chosen, xtx=False, caller="w8a8"
         )
-        inv = _check_scales(in_scales, "in_scales", chosen, 1)
-        act_scales = {p: float(jnp.max(st.absmax / inv.get(p, 1.0))) for p, st in stats.items()}
-        act_scales = {p: (a if a > 0 else 1.0) for p, a in act_scales.items()}
+        shape_of = lambda lay: (*_lead(lay), lay.n_in)  # noqa: E731
+        inv = _check_scales(in_scales, "in_scales", chosen, shape_of)
+        act_scales = {}
+        for p, st in stats.items():  # a stack's ranges per layer
+            amax = np.max(np.asarray(st.absmax) / inv.get(p, np.float32(1.0)), axis=-1)
+            act_scales[p] = np.where(amax > 0, amax, np.float32(1.0))
     rules = [
         (re.escape(p), QuantSpec(bits=bits, axes=lay.quant_axes())) for p, lay in chosen.items()
     ]

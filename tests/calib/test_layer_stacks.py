@@ -9,6 +9,7 @@ import pytest
 import jaxzip as jz
 from jaxzip.calib import collect_stats, run_oneshot
 from jaxzip.layout import KernelLayout, intercept_matmuls, trace_layouts
+from jaxzip.quant._kernel import take_layer
 
 LAYERS, D = 2, 16
 
@@ -284,18 +285,71 @@ def test_stack_layers_refuses_layers_quantized_differently():
     q = jz.quant.stack_layers([a, a], 1)
     assert q.axes == (1, 2) and q.scale.shape == (1, 2, 3)
     np.testing.assert_array_equal(jz.quant.dequantize(q)[:, 0], jz.quant.dequantize(a))
+    one = take_layer(q, 1, 1)  # the inverse
+    assert one.axes == a.axes and one.scale.shape == a.scale.shape
+    np.testing.assert_array_equal(jz.quant.dequantize(one), jz.quant.dequantize(a))
+    with pytest.raises(ValueError, match="axis 0 has no scales of its own"):
+        take_layer(q, 0, 0)
 
 
-def test_awq_on_a_layer_stack_says_what_works(models):
-    scanned, _, batches = models
-    with pytest.raises(ValueError, match=r"stack of layers scanned.*layers=True hooks each layer"):
-        jz.quant.awq(
-            Scanned().apply,
-            scanned,
-            batches,
-            layouts=trace_layouts(Scanned().apply, scanned, batches[0]),
-            where=".*fc1/kernel",
+def _per_layer_equal(stacked, looped, name, **tol):
+    for i in range(LAYERS):
+        np.testing.assert_allclose(
+            _stacked(stacked, name)[i], _layer(looped, name, i), err_msg=f"{name} {i}", **tol
         )
+
+
+def test_smoothquant_and_w8a8_on_a_stack_equal_them_on_the_same_layers_in_a_loop(models):
+    scanned, looped, batches = models
+    runs = {}
+    for model, params in ((Scanned(), scanned), (Looped(), looped)):
+        lay = trace_layouts(model.apply, params, batches[0])
+        smooth = jz.quant.smooth_quant(model.apply, params, batches, layouts=lay)
+        fn, q = jz.quant.w8a8(
+            model.apply,
+            smooth.params,
+            layouts=lay,
+            calib_batches=batches,
+            in_scales=smooth.in_scales,
+        )
+        runs[type(model).__name__] = smooth, jax.jit(fn)(q, batches[0]), q
+    (s, ys, qs), (lo, yl, ql) = runs["Scanned"], runs["Looped"]
+    for name in KERNELS:  # each layer's own scales, multiplied into its slice
+        _per_layer_equal(s.params, lo.params, name, rtol=1e-5, atol=1e-6)
+        for i in range(LAYERS):  # the int8 codes of each layer
+            a, b = _stacked(qs, name), _layer(ql, name, i)
+            np.testing.assert_array_equal(a.values[i], b.values, err_msg=f"{name} {i}")
+        assert s.scales[f"params/stack/{name}"].shape[0] == LAYERS
+    # 1/s folded into the stacked LayerNorm before q/k/v (as into each LayerNorm of the loop)
+    assert s.folded["params/stack/attn/query/kernel"] == (
+        "params/stack/LayerNorm_0/bias",
+        "params/stack/LayerNorm_0/scale",
+    )
+    assert s.in_scales["params/stack/fc2/kernel"].shape == (LAYERS, 2 * D)  # not foldable
+    np.testing.assert_allclose(ys, yl, atol=1e-5)  # static int8 ranges per layer, integer path
+    assert float(jnp.max(jnp.abs(ys - Scanned().apply(scanned, batches[0])))) > 1e-3
+
+
+def test_awq_on_a_stack_searches_each_layer_as_the_loop_does(models):
+    scanned, looped, batches = models
+    ra, rl = (
+        jz.quant.awq(m.apply, p, batches, layouts=trace_layouts(m.apply, p, batches[0]), bits=3)
+        for m, p in ((Scanned(), scanned), (Looped(), looped))
+    )
+    for name in KERNELS:
+        loop = tuple(rl.alpha[f"params/layer_{i}/{name}"] for i in range(LAYERS))
+        assert ra.alpha[f"params/stack/{name}"] == loop
+        _per_layer_equal(ra.params, rl.params, name, rtol=1e-5, atol=1e-6)
+    assert any(a > 0 for a in ra.alpha["params/stack/fc2/kernel"])  # a real search, not RTN
+
+    lay = trace_layouts(Scanned().apply, scanned, batches[0])  # unfolded: divided per layer
+    r = jz.quant.awq(Scanned().apply, scanned, batches, layouts=lay, bits=3, fold=False)
+    fn = jz.quant.make_scaled_apply(Scanned().apply, layouts=lay, in_scales=r.in_scales)
+    y = jax.jit(fn)(r.params, batches[0])
+    np.testing.assert_allclose(y, Scanned().apply(scanned, batches[0]), atol=1e-5)
+    bad = {**r.in_scales, "params/stack/fc2/kernel": np.ones(2 * D)}
+    with pytest.raises(ValueError, match=r"in_scales\['params/stack/fc2/kernel'\]: .*\(2, 32\)"):
+        jz.quant.make_scaled_apply(Scanned().apply, layouts=lay, in_scales=bad)
 
 
 _SHARDED = r"""
@@ -356,7 +410,7 @@ def test_only_layers_collects_one_layer_of_a_stack(models):
         only_layers={"params/stack/fc2/kernel": 0},
     )
     a, b = every["params/stack/fc2/kernel"], one["params/stack/fc2/kernel"]
-    for field in ("count", "xtx", "sq_sum", "absmax"):
+    for field in ("count", "xtx", "sq_sum", "absmax", "abs_sum"):
         np.testing.assert_array_equal(getattr(b, field)[0], getattr(a, field)[0])
         assert not np.any(np.asarray(getattr(b, field))[1:]), field
 

@@ -20,6 +20,7 @@ def _ref(rows):
         "xtx": rows.T @ rows,
         "sq_sum": (rows**2).sum(0),
         "absmax": np.abs(rows).max(0),
+        "abs_sum": np.abs(rows).sum(0),
     }
 
 
@@ -28,6 +29,7 @@ def _close(stats: KernelStats, ref, rtol=1e-5):
     np.testing.assert_allclose(stats.xtx, ref["xtx"], rtol=rtol, atol=1e-4)
     np.testing.assert_allclose(stats.sq_sum, ref["sq_sum"], rtol=rtol, atol=1e-4)
     np.testing.assert_allclose(stats.absmax, ref["absmax"], rtol=rtol)
+    np.testing.assert_allclose(stats.abs_sum, ref["abs_sum"], rtol=rtol, atol=1e-4)
 
 
 def test_hand_worked_one_dense():
@@ -40,6 +42,7 @@ def test_hand_worked_one_dense():
     np.testing.assert_array_equal(s.xtx, [[2.0, 2.0, -3.0], [2.0, 4.0, 0.0], [-3.0, 0.0, 9.0]])
     np.testing.assert_array_equal(s.sq_sum, [2.0, 4.0, 9.0])
     np.testing.assert_array_equal(s.absmax, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(s.abs_sum, [2.0, 2.0, 3.0])
     s = collect_stats(model.apply, params, [x], layouts=lay, hessian=False)["params/kernel"]
     assert s.xtx.shape == (0, 0) and s.sq_sum.shape == (3,)
 

@@ -3,14 +3,14 @@
 import jax.numpy as jnp
 import numpy as np
 
+from jaxzip.calib import KernelStats
 from jaxzip.layout import KernelLayout
-from jaxzip.quant._actstats import ActStats
 from jaxzip.quant._fold import input_groups, scale_kernels
 
 
 def _stats(values):
     v = jnp.asarray(values, jnp.float32)
-    return ActStats(jnp.float32(4), v, v, jnp.zeros((v.size, v.size)))
+    return KernelStats(jnp.float32(4), jnp.zeros((0, 0)), v, v, v)
 
 
 def test_input_groups_by_identical_statistics():
@@ -25,3 +25,13 @@ def test_scale_kernels_hand_worked():
     np.testing.assert_array_equal(out["w"][0], 2 * np.ones((3, 2)))
     np.testing.assert_array_equal(out["w"][1], 4 * np.ones((3, 2)))
     np.testing.assert_array_equal(out["ln"]["scale"], [1.0, 2.0])
+
+
+def test_scale_kernels_on_a_stack_scales_each_layer_by_its_own_row():
+    lay = {"w": KernelLayout(shape=(2, 3, 2), in_axes=(2,), out_axes=(0, 1), layer_axis=0)}
+    params = {"w": jnp.ones((2, 3, 2)), "ln": jnp.ones((2, 2))}
+    s = jnp.array([[2.0, 3.0], [5.0, 7.0]])  # (layers, n_in)
+    out = scale_kernels(params, {"w": s}, lay, {"ln": s})
+    np.testing.assert_array_equal(out["w"][1], [[5.0, 7.0]] * 3)
+    np.testing.assert_array_equal(out["w"][0, 0], [2.0, 3.0])
+    np.testing.assert_allclose(out["ln"], 1 / np.asarray(s))
