@@ -8,7 +8,10 @@ channel. Compares the temporary buffers XLA allocates for:
 * ``w8a8``: ``jax.jit`` of the function :func:`jaxzip.quant.w8a8` returns
   (int8 activations and kernels, integer matmuls);
 
-and the float model's own. Prints one JSON line (bytes).
+and the float model's own; then the same twelve layers as one stack that
+``lax.scan`` slices (``scan_*``: stacked ``(12, 512, 512)`` kernels, as ``nn.scan``
+builds them), where ``make_quantized_apply`` dequantizes one layer per
+iteration. Prints one JSON line (bytes).
 
   python experiments/benchmarks/quantized_apply_memory.py
 """
@@ -30,6 +33,11 @@ def apply_fn(params, x):
     for i in range(LAYERS):
         x = jnp.tanh(x @ params[f"l{i}"]["kernel"])
     return x
+
+
+def scanned_apply_fn(params, x):
+    """The same layers as one stack scanned over its first axis."""
+    return jax.lax.scan(lambda h, w: (jnp.tanh(h @ w), None), x, params["stack"])[0]
 
 
 def temp_bytes(fn, *args) -> int | None:
@@ -56,6 +64,14 @@ def main() -> dict[str, int | None]:
         "make_quantized_apply": temp_bytes(jz.quant.make_quantized_apply(apply_fn), q, x),
         "w8a8": temp_bytes(w8a8_fn, w8a8_q, x),
     }
+    stacked = {"stack": jnp.stack([params[f"l{i}"]["kernel"] for i in range(LAYERS)])}
+    sq = jz.quant.quantize_params(stacked, [("stack", spec)])
+    run = scanned_apply_fn
+    out["scan_float_model"] = temp_bytes(run, stacked, x)
+    out["scan_dequantize_all"] = temp_bytes(
+        lambda q, x: run(jz.quant.dequantize_params(q), x), sq, x
+    )
+    out["scan_make_quantized_apply"] = temp_bytes(jz.quant.make_quantized_apply(run), sq, x)
     print(json.dumps(out))
     return out
 

@@ -12,8 +12,9 @@ from jax import lax
 from jax.extend import core as jex
 
 from jaxzip._types import Params
+from jaxzip.quant._kmeans import KMeansArray
 from jaxzip.quant._params import is_quantized
-from jaxzip.quant._qarray import dequantize
+from jaxzip.quant._qarray import QArray, dequantize
 
 _INLINED = ("jit", "pjit", "closed_call", "core_call")
 """Call primitives evaluated inline, so their quantized operands are dequantized per use inside."""
@@ -79,6 +80,87 @@ def _inner(eqn: Any) -> Any | None:
     return inner if isinstance(inner, jex.ClosedJaxpr) else None
 
 
+def _layer_parts(q: Any) -> tuple[list[Any], list[Any], Callable[..., Any]] | None:
+    """A stacked quantized leaf split for a scan over its axis 0, or None if it cannot be.
+
+    Returns ``(sliced, fixed, rebuild)``: the children a scan slices along axis 0,
+    the children every layer shares, and ``rebuild(slices, fixed)`` making one
+    layer's leaf from them.
+    """
+    if isinstance(q, KMeansArray):
+        if q.indices.ndim == 0:
+            return None
+
+        def kmeans_layer(s: list[Any], f: list[Any]) -> KMeansArray:
+            return KMeansArray(indices=s[0], centroids=f[0], mask=s[1], bits=q.bits, dtype=q.dtype)
+
+        return [q.indices, q.mask], [q.centroids], kmeans_layer
+    if not isinstance(q, QArray) or q.values.ndim == 0 or q.group_axis == 0:
+        return None
+    own = 0 in q.axes  # each layer has its own scales; else axis 0 of the scales has size 1
+    axes = tuple(a - 1 for a in q.axes if a != 0)
+    group_axis = None if q.group_axis is None else q.group_axis - 1
+
+    def qarray_layer(s: list[Any], f: list[Any]) -> QArray:
+        scale, zero = (s[1], s[2]) if own else (f[0], f[1])
+        return QArray(
+            values=s[0],
+            scale=scale,
+            zero_point=zero,
+            bits=q.bits,
+            axes=axes,
+            group_size=q.group_size,
+            group_axis=group_axis,
+            dtype=q.dtype,
+        )
+
+    if own:
+        return [q.values, q.scale, q.zero_point], [], qarray_layer
+    return [q.values], [q.scale[0], q.zero_point[0]], qarray_layer
+
+
+def _scan(eqn: Any, invals: list[Any], tainted: list[bool], anchor: _Anchor) -> list[Any]:
+    """A ``scan`` whose stacked operands (``xs``) include quantized leaves: each leaf's layer
+    is sliced and dequantized inside the loop body, next to its use, one layer at a time."""
+    params = eqn.params
+    n_consts, n_carry = params["num_consts"], params["num_carry"]
+    body = params["jaxpr"]
+    fixed_in = [_materialize(v, anchor) for v in invals[: n_consts + n_carry]]
+    plans: list[tuple[int, list[Any], Callable[..., Any]] | None] = []
+    xs: list[Any] = []
+    for v in invals[n_consts + n_carry :]:
+        parts = _layer_parts(v.q) if isinstance(v, _Lazy) else None
+        if parts is None:
+            plans.append(None)
+            xs.append(_materialize(v, anchor))
+        else:
+            plans.append((len(parts[0]), parts[1], parts[2]))
+            xs.extend(parts[0])
+
+    def step(carry: list[Any], x: list[Any]) -> tuple[list[Any], list[Any]]:
+        it = iter(x)
+        layer: list[Any] = []
+        for plan in plans:
+            if plan is None:
+                layer.append(next(it))
+            else:
+                n, shared, rebuild = plan
+                layer.append(_Lazy(rebuild([next(it) for _ in range(n)], shared)))
+        args = [*fixed_in[:n_consts], *carry, *layer]
+        outs = _eval(body.jaxpr, list(body.consts), args, tainted, _Anchor())
+        return outs[:n_carry], outs[n_carry:]
+
+    carry, ys = jax.lax.scan(
+        step,
+        fixed_in[n_consts:],
+        xs,
+        length=params["length"],
+        reverse=params["reverse"],
+        unroll=params["unroll"],
+    )
+    return [*carry, *ys]
+
+
 def _eval(jaxpr: Any, consts: list[Any], args: list[Any], tainted: list[bool], anchor: _Anchor):
     """Evaluates ``jaxpr``; ``_Lazy`` args are dequantized at each equation that reads them."""
     env: dict[Any, Any] = {}
@@ -97,9 +179,12 @@ def _eval(jaxpr: Any, consts: list[Any], args: list[Any], tainted: list[bool], a
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
         tin = [is_tainted(v) for v in eqn.invars]
-        inner = _inner(eqn) if any(isinstance(a, _Lazy) for a in invals) else None
+        lazy = any(isinstance(a, _Lazy) for a in invals)
+        inner = _inner(eqn) if lazy else None
         if inner is not None:
             outs = _eval(inner.jaxpr, list(inner.consts), invals, tin, anchor)
+        elif lazy and eqn.primitive.name == "scan":
+            outs = _scan(eqn, invals, tin, anchor)
         else:
             invals = [_materialize(a, anchor) for a in invals]
             outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
@@ -140,10 +225,15 @@ def make_quantized_apply(apply_fn: Callable[..., Any]) -> Callable[..., Any]:
     the compiled program's temporary buffers are 1.06 MB (one float kernel)
     with this function, against 12.6 MB (all twelve) for a jitted
     ``apply_fn(dequantize_params(q), x)``
-    (``experiments/benchmarks/quantized_apply_memory.py``). A weight read inside ``lax.scan``
-    (e.g. ``nn.scan`` over stacked layers) or another control-flow primitive is
-    dequantized whole before that primitive. Eagerly (without ``jit``), every
-    call traces ``apply_fn`` again; wrap the result in ``jax.jit`` for real use.
+    (``experiments/benchmarks/quantized_apply_memory.py``). A stack of layers that
+    ``lax.scan`` slices (``nn.scan`` over stacked params, as MaxText- or
+    Gemma-style models are built) is dequantized one layer at a time inside the
+    loop: each iteration slices the stacked leaf's integer values (and its
+    per-layer scales) and dequantizes that layer next to its use. A weight read
+    by ``while_loop`` or ``cond``, or by every iteration of a scan (a scan
+    constant), is dequantized whole before that primitive. Eagerly (without
+    ``jit``), every call traces ``apply_fn`` again; wrap the result in
+    ``jax.jit`` for real use.
 
     Args:
       apply_fn: ``apply_fn(params, *args, **kwargs)``, e.g. a linen

@@ -112,6 +112,43 @@ def test_dequantized_weights_are_not_all_live_at_once():
     )
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        QuantSpec(bits=4, axes=(0, 2)),  # scales per layer and output (GPTQ on a stack)
+        QuantSpec(bits=4, axes=(2,)),  # scales shared by the layers
+        QuantSpec(bits=4, axes=(0, 2), group_size=8, group_axis=1),
+        None,  # k-means codebook, shared
+    ],
+    ids=["per-layer", "shared", "groups", "kmeans"],
+)
+def test_a_scanned_stack_is_dequantized_one_layer_at_a_time(spec):
+    layers, d = 6, 64
+    keys = jax.random.split(jax.random.key(0), 2)
+    params = {"stack": {"w": jax.random.normal(keys[0], (layers, d, d)) / 8}, "b": jnp.ones(d)}
+
+    def apply_fn(p, x, reverse):
+        h, ys = jax.lax.scan(
+            lambda h, w: (jnp.tanh(h @ w["w"]), h.sum()), x, p["stack"], reverse=reverse
+        )
+        return h + p["b"], ys
+
+    if spec is None:
+        q = jz.quant.kmeans_params(params, bits=3, where="stack/w")
+    else:
+        q = jz.quant.quantize_params(params, [("stack/w", spec)])
+    x = jax.random.normal(keys[1], (4, d))
+    for reverse in (False, True):
+        run = jax.jit(make_quantized_apply(apply_fn), static_argnums=2)
+        got = run(q, x, reverse)
+        want = jax.jit(apply_fn, static_argnums=2)(jz.quant.dequantize_params(q), x, reverse)
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+    mem = jax.jit(make_quantized_apply(lambda p, x: apply_fn(p, x, False))).lower(q, x)
+    mem = mem.compile().memory_analysis()
+    if mem is not None:  # one layer's float kernel live, not the stack's six
+        assert mem.temp_size_in_bytes < 2 * d * d * 4
+
+
 def test_no_retrace_on_second_call():
     model, params, x = _block()
     q = jz.quant.quantize_params(params, [(r".*/kernel", SPEC)])
