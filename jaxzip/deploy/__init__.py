@@ -15,8 +15,9 @@ Example:
   Array([[2., 4., 6.]], dtype=float32)
 """
 
-from jaxzip.deploy._export import ALLOWED_CUSTOM_CALLS, check_exported, export, load_exported
+from jaxzip.deploy._export import export
 from jaxzip.deploy._format import ExportInfo, is_exported_file, parse_info
+from jaxzip.deploy._load import ALLOWED_CUSTOM_CALLS, check_exported, load_exported
 
 __all__ = [
     "ALLOWED_CUSTOM_CALLS",

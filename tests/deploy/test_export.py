@@ -216,3 +216,28 @@ def test_polymorphic_export_passes_the_custom_call_check(cnn_case, tmp_path):
     module, compressed, x = cnn_case
     export(_apply(module), compressed, x, tmp_path / "p.jzx", polymorphic_batch=True)
     assert load_exported(tmp_path / "p.jzx")(x[:1]).shape == (1, 10)
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["loop", "scan"])
+def test_the_exported_program_dequantizes_each_weight_next_to_its_use(scanned, tmp_path):
+    from jaxzip.deploy._load import _open
+
+    layers, d = 6, 64
+    w = jax.random.normal(jax.random.key(0), (layers, d, d)) / 8
+    params = {"stack": w} if scanned else {f"l{i}": w[i] for i in range(layers)}
+
+    def apply(p, x, *, train, key):
+        if scanned:
+            return jax.lax.scan(lambda h, wi: (jnp.tanh(h @ wi), None), x, p["stack"])[0]
+        for i in range(layers):
+            x = jnp.tanh(x @ p[f"l{i}"])
+        return x
+
+    q = jz.quant.quantize_params(params, [(".*", jz.quant.QuantSpec(bits=8, axes=(-1,)))])
+    x = jax.random.normal(jax.random.key(1), (4, d))
+    export(apply, q, x, tmp_path / "s.jzx")
+    want = apply(jz.quant.dequantize_params(q), x, train=False, key=None)
+    np.testing.assert_allclose(load_exported(tmp_path / "s.jzx")(x), want, rtol=1e-6, atol=1e-6)
+    mem = _open(tmp_path / "s.jzx")[2].memory_analysis()
+    if mem is not None:  # one float kernel live at a time, not all six
+        assert mem.temp_size_in_bytes < 2 * d * d * 4

@@ -1,4 +1,4 @@
-"""Tests for the child-process probe of jaxzip/deploy/_export.py: a module that crashes
+"""Tests for the child-process probe of jaxzip/deploy/_load.py: a module that crashes
 JAX's native deserializer is a FormatError, never the end of the loading process."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from jaxzip import codec, deploy
-from jaxzip.deploy import _export
+from jaxzip.deploy import _load
 
 CRASHER = Path(__file__).parent / "data" / "fuzz_6177_heap_corruption.jzx"
 """Case 6177 of ``fuzz_codec.py --seed 1`` (fde1f98): one flipped bit of the StableHLO,
@@ -47,16 +47,14 @@ def exported(tmp_path):
 
 
 def test_a_crash_in_the_child_is_a_format_error(exported, monkeypatch):
-    monkeypatch.setattr(
-        _export, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGABRT)"
-    )
+    monkeypatch.setattr(_load, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGABRT)")
     with pytest.raises(codec.FormatError, match=r"crashes JAX's deserializer \(signal 6"):
         deploy.load_exported(exported)
 
 
 def test_a_child_past_the_timeout_is_a_format_error(exported, monkeypatch):
-    monkeypatch.setattr(_export, "_PROBE", "import time; time.sleep(30)")
-    monkeypatch.setattr(_export, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(_load, "_PROBE", "import time; time.sleep(30)")
+    monkeypatch.setattr(_load, "PROBE_TIMEOUT_S", 0.5)
     with pytest.raises(codec.FormatError, match=r"took over 0\.5 s"):
         deploy.check_exported(exported)
 
@@ -68,7 +66,7 @@ def test_a_good_file_passes_the_probe(exported):
 
 def test_a_probe_that_cannot_run_is_an_os_error_not_a_bad_file(exported, monkeypatch):
     # e.g. an interpreter without jax: the file is not to blame, and the message says why
-    monkeypatch.setattr(_export, "_PROBE", "import no_such_module_for_the_probe")
+    monkeypatch.setattr(_load, "_PROBE", "import no_such_module_for_the_probe")
     with pytest.raises(OSError, match=r"exited with status 1: .*no_such_module_for_the_probe"):
         deploy.check_exported(exported)
 
