@@ -269,6 +269,11 @@ CASES: list[Case] = [
          "jz.quant.stack_layers([jz.quant.quantize(x23, jz.quant.QuantSpec(bits=4)), "
          "jz.quant.quantize(x23, jz.quant.QuantSpec())], 0)",
          VE, ("stack_layers", "differ in bits, axes, groups or dtype", "(4, ")),
+        ("in-scales-shape",
+         'jz.quant.make_scaled_apply(lambda p, x: x @ p["w"], layouts={"w": '
+         "jz.layout.KernelLayout(shape=(3, 2), in_axes=(0,), out_axes=(1,))}, "
+         'in_scales={"w": [1.0, 2.0]})',
+         VE, ("in_scales['w']", "positive finite values of shape (3,)", "got [1.0, 2.0]")),
         ("kmeans-mask", "jz.quant.kmeans(np.ones(8), bits=2, mask=np.ones(7, bool))", VE,
          ("mask", "bool of shape (8,)", "got bool (7,)")),
         ("kmeans-mask-tree", 'jz.quant.kmeans_params(P, bits=2, where=".*/kernel", mask=MASK_K)',

@@ -220,7 +220,7 @@ def test_the_scanned_build_gives_the_loop_builds_rows(teacher, tmp_path):
     Wanda calibrate the stack layer by layer, so their bits per byte are the loop build's (up
     to float rounding), as is 2:4 magnitude pruning (local to each group); 50% magnitude
     pruning ranks each leaf as a whole, so on the stack it ranks the layers together and
-    differs (AWQ's refusal of layer stacks: tests/calib/test_layer_stacks.py)."""
+    differs (AWQ, SmoothQuant and W8A8 on stacks: tests/calib/test_layer_stacks.py)."""
     text, params = teacher
     common = [
         *text,
