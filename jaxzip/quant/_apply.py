@@ -12,7 +12,7 @@ from jax import lax
 from jax.extend import core as jex
 
 from jaxzip._types import Params
-from jaxzip.quant._kmeans import KMeansArray
+from jaxzip.quant._kernel import take_layer
 from jaxzip.quant._params import is_quantized
 from jaxzip.quant._qarray import QArray, dequantize
 
@@ -80,72 +80,29 @@ def _inner(eqn: Any) -> Any | None:
     return inner if isinstance(inner, jex.ClosedJaxpr) else None
 
 
-def _layer_parts(q: Any) -> tuple[list[Any], list[Any], Callable[..., Any]] | None:
-    """A stacked quantized leaf split for a scan over its axis 0, or None if it cannot be.
-
-    Returns ``(sliced, fixed, rebuild)``: the children a scan slices along axis 0,
-    the children every layer shares, and ``rebuild(slices, fixed)`` making one
-    layer's leaf from them.
-    """
-    if isinstance(q, KMeansArray):
-        if q.indices.ndim == 0:
-            return None
-
-        def kmeans_layer(s: list[Any], f: list[Any]) -> KMeansArray:
-            return KMeansArray(indices=s[0], centroids=f[0], mask=s[1], bits=q.bits, dtype=q.dtype)
-
-        return [q.indices, q.mask], [q.centroids], kmeans_layer
-    if not isinstance(q, QArray) or q.values.ndim == 0 or q.group_axis == 0:
-        return None
-    own = 0 in q.axes  # each layer has its own scales; else axis 0 of the scales has size 1
-    axes = tuple(a - 1 for a in q.axes if a != 0)
-    group_axis = None if q.group_axis is None else q.group_axis - 1
-
-    def qarray_layer(s: list[Any], f: list[Any]) -> QArray:
-        scale, zero = (s[1], s[2]) if own else (f[0], f[1])
-        return QArray(
-            values=s[0],
-            scale=scale,
-            zero_point=zero,
-            bits=q.bits,
-            axes=axes,
-            group_size=q.group_size,
-            group_axis=group_axis,
-            dtype=q.dtype,
-        )
-
-    if own:
-        return [q.values, q.scale, q.zero_point], [], qarray_layer
-    return [q.values], [q.scale[0], q.zero_point[0]], qarray_layer
+def _per_layer(v: Any) -> bool:
+    """Whether ``v`` is a quantized leaf a scan can take one layer of (along axis 0)."""
+    return (
+        isinstance(v, _Lazy)
+        and len(v.q.shape) > 0
+        and not (isinstance(v.q, QArray) and v.q.group_axis == 0)
+    )
 
 
 def _scan(eqn: Any, invals: list[Any], tainted: list[bool], anchor: _Anchor) -> list[Any]:
-    """A ``scan`` whose stacked operands (``xs``) include quantized leaves: each leaf's layer
-    is sliced and dequantized inside the loop body, next to its use, one layer at a time."""
+    """A ``scan`` whose stacked operands (``xs``) include quantized leaves: the loop runs over
+    the layer index, and each such leaf's layer is taken (:func:`take_layer`) and dequantized
+    inside the body, next to its use, one layer at a time."""
     params = eqn.params
     n_consts, n_carry = params["num_consts"], params["num_carry"]
     body = params["jaxpr"]
     fixed_in = [_materialize(v, anchor) for v in invals[: n_consts + n_carry]]
-    plans: list[tuple[int, list[Any], Callable[..., Any]] | None] = []
-    xs: list[Any] = []
-    for v in invals[n_consts + n_carry :]:
-        parts = _layer_parts(v.q) if isinstance(v, _Lazy) else None
-        if parts is None:
-            plans.append(None)
-            xs.append(_materialize(v, anchor))
-        else:
-            plans.append((len(parts[0]), parts[1], parts[2]))
-            xs.extend(parts[0])
+    stacked = invals[n_consts + n_carry :]
+    sliced = [_materialize(v, anchor) for v in stacked if not _per_layer(v)]
 
-    def step(carry: list[Any], x: list[Any]) -> tuple[list[Any], list[Any]]:
-        it = iter(x)
-        layer: list[Any] = []
-        for plan in plans:
-            if plan is None:
-                layer.append(next(it))
-            else:
-                n, shared, rebuild = plan
-                layer.append(_Lazy(rebuild([next(it) for _ in range(n)], shared)))
+    def step(carry: list[Any], x: tuple[jax.Array, list[Any]]) -> tuple[list[Any], list[Any]]:
+        i, rest = x[0], iter(x[1])
+        layer = [_Lazy(take_layer(v.q, 0, i)) if _per_layer(v) else next(rest) for v in stacked]
         args = [*fixed_in[:n_consts], *carry, *layer]
         outs = _eval(body.jaxpr, list(body.consts), args, tainted, _Anchor())
         return outs[:n_carry], outs[n_carry:]
@@ -153,7 +110,7 @@ def _scan(eqn: Any, invals: list[Any], tainted: list[bool], anchor: _Anchor) -> 
     carry, ys = jax.lax.scan(
         step,
         fixed_in[n_consts:],
-        xs,
+        (jnp.arange(params["length"]), sliced),
         length=params["length"],
         reverse=params["reverse"],
         unroll=params["unroll"],

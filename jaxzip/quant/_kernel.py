@@ -22,6 +22,7 @@ import numpy as np
 from jaxzip import calib as jz_calib
 from jaxzip.layout import KernelLayout, from_matrix
 from jaxzip.quant._gptq import check_gptq_spec
+from jaxzip.quant._kmeans import KMeansArray
 from jaxzip.quant._qarray import QArray
 from jaxzip.quant._spec import QuantSpec, check_spec
 
@@ -187,10 +188,16 @@ def _stack_qarrays(qs: list[QArray], axis: int) -> QArray:
     )
 
 
-def take_layer(q: QArray, axis: int, layer: int) -> QArray:
-    """Layer ``layer`` of a stacked ``QArray`` (the inverse of :func:`stack_layers`).
+def take_layer(q: Any, axis: int, layer: Any) -> Any:
+    """Layer ``layer`` of a quantized leaf stacked along ``axis`` (the inverse of :func:`stack_layers`).
 
-    ``axis`` must be one of ``q.axes`` (every layer has its own scales).
+    A ``QArray`` keeps its scales' slice when ``axis`` is one of its ``axes``
+    (every layer its own scales), else the scales the layers share; a
+    ``KMeansArray`` slices its indices and mask and keeps its codebook.
+    ``layer`` may be traced (a scan's index).
+
+    Raises:
+      ValueError: a ``QArray`` grouped along ``axis`` (a group spans layers).
 
     Example:
       >>> import jax.numpy as jnp
@@ -200,22 +207,27 @@ def take_layer(q: QArray, axis: int, layer: int) -> QArray:
       >>> one.axes, bool((dequantize(one) == dequantize(qs[1])).all())
       ((1,), True)
     """
-    if axis not in q.axes:
+
+    def take(a: jax.Array) -> jax.Array:
+        return jax.lax.dynamic_index_in_dim(a, layer, axis, keepdims=False)
+
+    if isinstance(q, KMeansArray):
+        return dataclasses.replace(q, indices=take(q.indices), mask=take(q.mask))
+    if q.group_axis == axis:
         raise ValueError(
-            f"take_layer: axis {axis} has no scales of its own (axes {q.axes}); a layer "
-            "stack's QArray keeps one scale per layer"
+            f"take_layer: the QArray is grouped along axis {axis}, so a group spans layers; "
+            "expected a stack grouped along another axis"
         )
 
     def drop(a: int) -> int:
         return a - (a > axis)
 
-    def take(a: jax.Array) -> jax.Array:
-        return jax.lax.index_in_dim(a, layer, axis, keepdims=False)
-
+    own = axis in q.axes  # else the scales' axis has size 1: the layers share them
+    scales = take if own else lambda a: jnp.squeeze(a, axis)
     return QArray(
         values=take(q.values),
-        scale=take(q.scale),
-        zero_point=take(q.zero_point),
+        scale=scales(q.scale),
+        zero_point=scales(q.zero_point),
         bits=q.bits,
         axes=tuple(drop(a) for a in q.axes if a != axis),
         group_size=q.group_size,

@@ -288,8 +288,15 @@ def test_stack_layers_refuses_layers_quantized_differently():
     one = take_layer(q, 1, 1)  # the inverse
     assert one.axes == a.axes and one.scale.shape == a.scale.shape
     np.testing.assert_array_equal(jz.quant.dequantize(one), jz.quant.dequantize(a))
-    with pytest.raises(ValueError, match="axis 0 has no scales of its own"):
-        take_layer(q, 0, 0)
+    # along an axis without scales of its own, the layers share them: a hand-worked case
+    shared = jz.quant.quantize(jnp.array([[1.0, 2.0], [3.0, 8.0]]), jz.quant.QuantSpec(bits=4))
+    one = take_layer(shared, 0, 1)  # per-tensor scale 8/7: 3 -> 3 steps (3.43), 8 -> 7
+    assert one.axes == () and one.scale.shape == (1,)
+    np.testing.assert_array_equal(one.values, [3, 7])
+    np.testing.assert_allclose(jz.quant.dequantize(one), [24 / 7, 8.0], rtol=1e-6)
+    grouped = jz.quant.quantize(jnp.ones((4, 3)), jz.quant.QuantSpec(group_size=2, group_axis=0))
+    with pytest.raises(ValueError, match="grouped along axis 0, so a group spans layers"):
+        take_layer(grouped, 0, 0)
 
 
 def _per_layer_equal(stacked, looped, name, **tol):
@@ -441,3 +448,17 @@ def test_a_process_without_layer_is_refused_on_a_stack(models):
             hessian=False,
             where=".*fc1/kernel",
         )
+
+
+def test_make_scaled_apply_takes_each_layer_of_a_quantized_stack(models):
+    """A k-means stack (shared codebook) and a QArray stack whose scales the layers share."""
+    scanned, _, batches = models
+    lay = trace_layouts(Scanned().apply, scanned, batches[0])
+    fn = jax.jit(jz.quant.make_scaled_apply(Scanned().apply, layouts=lay))
+    spec = jz.quant.QuantSpec(bits=4, axes=(2,))  # per output, shared by the layers
+    for q in (
+        jz.quant.kmeans_params(scanned, bits=3, where=".*stack/fc1/kernel"),
+        jz.quant.quantize_params(scanned, [(".*stack/fc2/kernel", spec)]),
+    ):
+        want = Scanned().apply(jz.quant.dequantize_params(q), batches[0])
+        np.testing.assert_allclose(fn(q, batches[0]), want, atol=1e-5)
