@@ -110,3 +110,21 @@ def test_gptq_sparsegpt_times_the_scanned_build_beside_the_loop_build(capsys, lo
         quotient = result[f"{key} scan"]["first_s"] / result[key]["first_s"]
         assert _numbers(line.split("/ loop")[1])[0] == pytest.approx(quotient, abs=0.006)
         assert float(line.rsplit(": ", 1)[1]) < 1e-5  # the two builds' results agree
+
+
+def test_stack_compile_prints_a_row_per_depth_and_the_stack_program_does_not_grow(
+    capsys, load_script
+):
+    argv = "--layers 1,3 --width 8 --batch 2 --repeats 1"
+    result = load_script("benchmarks/stack_compile").main(argv.split())
+    lines = capsys.readouterr().out.splitlines()
+    assert set(result) == {"1", "3"}
+    rows = [line for line in lines if line.split() and line.split()[0] in result]
+    assert len(rows) == 2
+    for r in result.values():
+        assert r["ratio"] == pytest.approx(r["loop"]["compile_s"] / r["stack"]["compile_s"])
+        assert r["max_abs_diff"] < 1e-5  # the two builds compute the same model
+    assert result["1"]["stack"]["equations"] == result["3"]["stack"]["equations"]
+    assert result["3"]["loop"]["equations"] > result["1"]["loop"]["equations"]
+    with pytest.raises(SystemExit):
+        load_script("benchmarks/stack_compile").main(["--layers", "0"])

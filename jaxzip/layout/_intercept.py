@@ -103,6 +103,7 @@ def intercept_matmuls(
     where: Where | None = None,
     combine: Callable[[Any, Any], Any] | None = None,
     layers: bool = False,
+    rolled: bool = False,
 ) -> Callable[..., tuple[Any, dict[str, Any]]]:
     """Wraps ``apply_fn`` so that a hook sees (and may replace) every matmul on a selected kernel.
 
@@ -149,6 +150,12 @@ def intercept_matmuls(
       combine: folds the values of a kernel used more than once.
       layers: hook each layer of a layer stack (unrolling its scan under the
         returned function's trace: compile time grows with the number of layers).
+      rolled: with ``layers``, keep each layer stack's scan one ``lax.scan``
+        instead, its body (and the hook) traced once: compile time no longer
+        grows with the number of layers. The hook then gets the layer as a
+        traced index (``compute.layer``: index per-layer data with it, e.g.
+        ``jnp.asarray(scales)[compute.layer]``, never as a Python int), and a
+        kernel that the scan does not slice may not be selected inside its body.
 
     Returns:
       ``fn(params, *args, **kwargs) -> (out, {path: value})``, jittable. Array
@@ -179,6 +186,8 @@ def intercept_matmuls(
         raise TypeError(f"combine: expected a callable or None, got {combine!r}")
     if not isinstance(layers, bool):
         raise TypeError(f"layers: expected a bool, got {layers!r}")
+    if not isinstance(rolled, bool):
+        raise TypeError(f"rolled: expected a bool, got {rolled!r}")
 
     def fn(params: Params, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         chosen = selected_kernels(layouts, params, where)
@@ -191,7 +200,15 @@ def intercept_matmuls(
         def keep(path: str, site: Site, value: Any) -> None:
             """Stores (or folds) the hook's value: per layer for a layer of a stack."""
             slot, key = aux, path
-            if site.layer:
+            if walker.frame is not None:  # inside a rolled stack: leaves the scan stacked
+                if not site.layer:
+                    raise ValueError(
+                        f"{path!r} is used inside a layer stack's scan that does not slice "
+                        "it; rolled=True hooks only the stack's own kernels (leave it out "
+                        "with where=, or pass rolled=False)"
+                    )
+                slot = walker.frame
+            elif site.layer:
                 if len(site.layer) > 1 or layouts[path].layer_axis is None:
                     raise ValueError(
                         f"{path!r} is a stack of layers inside another scan (params stacked "
@@ -265,7 +282,14 @@ def intercept_matmuls(
             return [y]
 
         provs = [leaf_prov(i, np.ndim(v)) if i in chosen else None for i, v in enumerate(leaves)]
-        walker = Walker(evaluate=True, on_site=on_site, on_loop_site=on_loop_site, unroll=layers)
+        walker = Walker(
+            evaluate=True,
+            on_site=on_site,
+            on_loop_site=on_loop_site,
+            unroll=layers,
+            roll=rolled,
+            on_frame=aux.update,
+        )
         taints = [False] * len(leaves) + [True] * len(dyn)
         outs, _, _ = walker.walk(
             closed.jaxpr, closed.consts, [*leaves, *dyn], [*provs, *([None] * len(dyn))], taints

@@ -13,7 +13,11 @@ provenance only, and so are ``shard_map`` bodies (per-shard shapes, same axes)
 (``Site.context`` names the construct); any other equation ends the provenance
 of its outputs. With ``unroll``, a ``scan`` that slices a tracked leaf into
 layers (its ``xs``) is instead evaluated one iteration at a time, so the
-callbacks see each layer's matmuls (``Site.layer`` says which slice).
+callbacks see each layer's matmuls (``Site.layer`` says which slice). With
+``roll`` as well, such a scan stays one ``lax.scan`` whose body is walked once,
+under the scan's trace: ``Site.layer`` then holds the traced layer index, and
+whatever the callbacks put in :attr:`Walker.frame` while the body is walked
+leaves the scan stacked over the layers (:attr:`Walker.on_frame`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
@@ -131,6 +136,17 @@ class Walker:
       unroll: (evaluate mode) evaluate a ``scan`` whose ``xs`` carry a tracked
         leaf (a stack of layers) one iteration at a time, walking its body with
         each layer's slice, instead of binding it whole.
+      roll: with ``unroll``, keep such a scan one ``lax.scan`` over the layer
+        index instead (compile time independent of the number of layers); its
+        body is walked once, with a traced ``Site.layer``.
+      on_frame: with ``roll``, called after such a scan with :attr:`frame`, the
+        dict the callbacks filled while its body was walked, each value stacked
+        over the layers (layer ``i`` at index ``i``).
+
+    Attributes:
+      frame: while the body of a rolled scan is walked, a dict in which the
+        callbacks leave per-layer values (they leave the scan as its outputs);
+        None elsewhere.
     """
 
     def __init__(
@@ -140,9 +156,14 @@ class Walker:
         on_site: Callable[[Site, Any, list[Any], Prov], list[Any] | None] | None = None,
         on_loop_site: Callable[[Site], None] | None = None,
         unroll: bool = False,
+        roll: bool = False,
+        on_frame: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.evaluate = evaluate
         self.unroll = unroll and evaluate
+        self.roll = roll
+        self.on_frame = on_frame
+        self.frame: dict[str, Any] | None = None
         self.on_site = on_site
         self.on_loop_site = on_loop_site
         self.sites: list[Site] = []
@@ -215,6 +236,8 @@ class Walker:
         if moved is not None:
             return self._eval(eqn, invals), moved, tainted
         if name == "scan" and self.unroll and self._context is None and _slices(eqn, inprov):
+            if self.roll and self.frame is None:
+                return self._rolled(eqn, inprov, intaint, invals), none, tainted
             return self._unrolled(eqn, inprov, intaint, invals), none, tainted
         if name in _LOOPS:
             self._loop(eqn, inprov, any(intaint))
@@ -272,6 +295,38 @@ class Walker:
         ]
         return [*carry, *stacked]
 
+    def _rolled(
+        self, eqn: Any, inprov: list[Prov | None], intaint: list[bool], invals: list[Any]
+    ) -> list[Any]:
+        """Evaluates a ``scan`` as one ``lax.scan`` whose body is walked with a traced layer."""
+        p = eqn.params
+        nc, ncarry, length = p["num_consts"], p["num_carry"], p["length"]
+        body = p["jaxpr"]
+        consts, carry, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
+        taints = [*intaint[:nc], *([any(intaint)] * ncarry), *intaint[nc + ncarry :]]
+
+        def step(c: list[Any], x: tuple[Any, list[Any]]) -> tuple[list[Any], Any]:
+            i, xi = x
+            sliced = [
+                *inprov[:nc],
+                *([None] * ncarry),
+                *(_index(q, i) for q in inprov[nc + ncarry :]),
+            ]
+            self.frame = {}
+            try:
+                outs, _, _ = self.walk(body.jaxpr, body.consts, [*consts, *c, *xi], sliced, taints)
+                frame = self.frame
+            finally:
+                self.frame = None
+            return outs[:ncarry], (outs[ncarry:], frame)
+
+        carry, (ys, frame) = jax.lax.scan(
+            step, list(carry), (jnp.arange(length), list(xs)), length=length, reverse=p["reverse"]
+        )
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        return [*carry, *ys]
+
     def _loop(self, eqn: Any, inprov: list[Prov | None], tainted: bool) -> None:
         """Walks a loop's, cond's or shard_map's bodies for provenance only (no values).
 
@@ -318,12 +373,17 @@ def _slices(eqn: Any, inprov: list[Prov | None]) -> bool:
     return any(q is not None and q.axes for q in inprov[start:])
 
 
-def _index(p: Prov | None, i: int) -> Prov | None:
-    """The provenance of slice ``i`` of a tracked value (``value[i]``), remembering ``i``."""
+def _index(p: Prov | None, i: Any) -> Prov | None:
+    """The provenance of slice ``i`` of a tracked value (``value[i]``), remembering ``i``.
+
+    ``i`` may be traced (a rolled scan): the chain, which carries NumPy index arrays
+    to the consumed layout, takes slice 0 then (every slice has the same layout).
+    """
     if p is None or not p.axes:
         return None
+    k = i if isinstance(i, int) else 0
     return Prov(
-        p.leaf, p.axes[1:], (*p.chain, lambda a: a[i]), p.stacked | p.axes[0], (*p.layer, i)
+        p.leaf, p.axes[1:], (*p.chain, lambda a: a[k]), p.stacked | p.axes[0], (*p.layer, i)
     )
 
 

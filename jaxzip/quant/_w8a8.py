@@ -101,9 +101,9 @@ def make_scaled_apply(
     A stack of layers (a kernel whose layout has a ``layer_axis``, under
     ``nn.scan``) takes one set of scales per layer: ``in_scales[path]`` of
     shape ``(layers, n_in)``, ``act_scales[path]`` of ``(layers,)``; its scan
-    then runs one layer at a time (unrolled when ``fn`` is traced, so compile
-    time grows with the number of layers), each layer with its slice of the
-    kernel (of a stacked ``QArray``, its own scales) and its own scales.
+    stays one scan (traced once: compile time does not grow with the number
+    of layers), each layer with its slice of the kernel (of a stacked
+    ``QArray``, its own scales) and its own scales, taken by the scan's index.
 
     Other params and operations run as in ``apply_fn``. ``in_scales`` and
     ``act_scales`` are copied into the closure as NumPy constants (they are
@@ -162,8 +162,8 @@ def make_scaled_apply(
                     f"{path!r}: the model rearranges the kernel before its matmul; only "
                     "kernels consumed as stored are supported"
                 )
-            if path in div:
-                d = div[path] if layer is None else div[path][layer]
+            if path in div:  # a stack's scales: the row of the (traced) layer index
+                d = div[path] if layer is None else jnp.asarray(div[path])[layer]
                 xr = xr / jnp.asarray(d, xr.dtype)
             leaf = qleaves[path]
             if layer is not None and is_quantized(leaf):
@@ -174,7 +174,7 @@ def make_scaled_apply(
             if not isinstance(leaf, QArray):
                 raise ValueError(f"{path!r}: the integer path needs a QArray kernel, got {leaf!r}")
             if path in static:
-                amax = static[path] if layer is None else static[path][layer]
+                amax = static[path] if layer is None else jnp.asarray(static[path])[layer]
                 sx = absmax_scale(jnp.asarray(amax), qmax).reshape(1, 1)
                 axes: tuple[int, ...] = ()
             else:
@@ -192,7 +192,7 @@ def make_scaled_apply(
 
         floats = dequantize_params(params)
         run = intercept_matmuls(
-            apply_fn, layouts, hook, where=lambda p, _: p in layouts, layers=True
+            apply_fn, layouts, hook, where=lambda p, _: p in layouts, layers=True, rolled=True
         )
         out, _ = run(floats, *args, **kwargs)
         return out

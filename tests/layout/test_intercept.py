@@ -314,3 +314,91 @@ def test_conv_transpose_rows_in_stored_order(transpose_kernel):
     direct, rows = aux["params/kernel"]
     np.testing.assert_allclose(direct, y.reshape(-1, 3), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(rows, y, rtol=1e-5, atol=1e-5)
+
+
+def _stack_model(p, x, reverse=False):
+    """A plain-function layer stack: lax.scan slices ``p["stack"]`` into layers."""
+
+    def body(h, w):
+        return jnp.tanh(h @ w["k"] + w["b"]), None
+
+    h, _ = jax.lax.scan(body, x, p["stack"], reverse=reverse)
+    return h @ p["out"]
+
+
+def _stack_params(layers, d=4):
+    k = jax.random.split(jax.random.key(layers), 3)
+    stack = {
+        "k": jax.random.normal(k[0], (layers, d, d)),
+        "b": jax.random.normal(k[1], (layers, d)),
+    }
+    return {"stack": stack, "out": jax.random.normal(k[2], (d, 2))}
+
+
+def _count_eqns(jaxpr):
+    """Equations of a jaxpr and of every sub-jaxpr (scan bodies, jit calls)."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for v in eqn.params.values():
+            sub = getattr(v, "jaxpr", v)
+            if hasattr(sub, "eqns"):
+                n += _count_eqns(sub)
+    return n
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_rolled_stack_gives_the_unrolled_outputs_and_per_layer_values(reverse):
+    params = _stack_params(3)
+    x = jax.random.normal(jax.random.key(9), (5, 4))
+    f = lambda p, x: _stack_model(p, x, reverse)  # noqa: E731
+    lay = trace_layouts(f, params, x)
+    assert lay["stack/k"].layer_axis == 0
+
+    def hook(path, x, x_rows, w, compute):  # the layer index may be traced: use it as an array
+        layer = -1 if compute.layer is None else compute.layer  # None: not a stack
+        return compute(x, w), {"rows": x_rows.sum(axis=0), "layer": jnp.asarray(layer)}
+
+    runs = {
+        rolled: jax.jit(intercept_matmuls(f, lay, hook, layers=True, rolled=rolled))
+        for rolled in (False, True)
+    }
+    (y0, a0), (y1, a1) = runs[False](params, x), runs[True](params, x)
+    np.testing.assert_allclose(y1, y0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(y1, jax.jit(f)(params, x), rtol=1e-6, atol=1e-6)
+    assert set(a1) == {"stack/k", "out"}
+    np.testing.assert_array_equal(a1["stack/k"]["layer"], [0, 1, 2])  # layer i at index i
+    np.testing.assert_allclose(a1["stack/k"]["rows"], a0["stack/k"]["rows"], rtol=1e-6, atol=1e-6)
+    assert a1["stack/k"]["rows"].shape == (3, 4)
+
+
+def test_rolled_program_does_not_grow_with_the_number_of_layers():
+    x = jnp.ones((2, 4))
+    sizes = {}
+    for layers in (2, 6):
+        params = _stack_params(layers)
+        lay = trace_layouts(_stack_model, params, x)
+        for rolled in (False, True):
+            fn = intercept_matmuls(_stack_model, lay, _identity, layers=True, rolled=rolled)
+            sizes[layers, rolled] = _count_eqns(jax.make_jaxpr(fn)(params, x).jaxpr)
+    assert sizes[2, True] == sizes[6, True]
+    assert sizes[6, False] > sizes[2, False]  # unrolled: the body once per layer
+
+
+def test_rolled_refuses_a_kernel_the_scan_does_not_slice():
+    def f(p, x):
+        def body(h, w):
+            return jnp.tanh(h @ w + h @ p["shared"]), None
+
+        return jax.lax.scan(body, x, p["stack"])[0]
+
+    params = {"stack": jnp.ones((3, 4, 4)), "shared": jnp.ones((4, 4))}
+    x = jnp.ones((2, 4))
+    lay = trace_layouts(f, params, x)
+    fn = intercept_matmuls(f, lay, _identity, layers=True, rolled=True)
+    with pytest.raises(ValueError, match="'shared' is used inside a layer stack's scan"):
+        fn(params, x)
+    fn = intercept_matmuls(f, lay, _identity, layers=True, rolled=True, where="stack")
+    np.testing.assert_allclose(fn(params, x)[0], f(params, x), rtol=1e-6)
+    with pytest.raises(TypeError, match="rolled: expected a bool"):
+        intercept_matmuls(f, lay, _identity, rolled=1)

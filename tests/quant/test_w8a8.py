@@ -151,3 +151,62 @@ def test_model_that_casts_to_bfloat16():
         y = jax.jit(run)(q, x)
         assert y.dtype == jnp.bfloat16
         np.testing.assert_allclose(y.astype(jnp.float32), want, rtol=0.05, atol=0.1)
+
+
+def _scan_model(p, x):
+    """A stack of layers sliced by lax.scan, then a head."""
+
+    def body(h, w):
+        return jax.nn.gelu(h @ w["k"]), None
+
+    return jax.lax.scan(body, x, p["stack"])[0] @ p["head"]
+
+
+def _loop_model(p, x):
+    """The same layers in a Python loop."""
+    for w in p["layers"]:
+        x = jax.nn.gelu(x @ w["k"])
+    return x @ p["head"]
+
+
+def _eqns(jaxpr):
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for v in eqn.params.values():
+            sub = getattr(v, "jaxpr", v)
+            n += _eqns(sub) if hasattr(sub, "eqns") else 0
+    return n
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_a_stack_runs_as_one_scan_whatever_its_depth(static):
+    # the program (dynamic or static W8A8, per-layer input scales multiplied into the kernels)
+    # has as many equations for 2 layers as for 6: the scan is traced once, not per layer;
+    # it computes what the same layers in a Python loop do
+    x = jax.random.normal(jax.random.key(0), (3, 8))
+    sizes = []
+    for layers in (2, 6):
+        k = jax.random.split(jax.random.key(layers))
+        s = np.linspace(0.5, 2.0, layers * 8, dtype=np.float32).reshape(layers, 8)
+        kernels = jax.random.normal(k[0], (layers, 8, 8)) / 3 * s[:, :, None]
+        head = jax.random.normal(k[1], (8, 2))
+        stacked = {"stack": {"k": kernels}, "head": head}
+        looped = {"layers": [{"k": kernels[i]} for i in range(layers)], "head": head}
+        batches = [x] if static else None
+        runs = []
+        for f, p, scales in (
+            (_scan_model, stacked, {"stack/k": s}),
+            (_loop_model, looped, {f"layers/{i}/k": s[i] for i in range(layers)}),
+        ):
+            lay = trace_layouts(f, p, x)
+            fn, q = w8a8(f, p, layouts=lay, calib_batches=batches, in_scales=scales)
+            runs.append(jax.jit(fn)(q, x))
+        assert q["layers"][0]["k"].values.dtype == jnp.int8
+        np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6, atol=1e-7)
+        lay = trace_layouts(_scan_model, stacked, x)
+        fn, q = w8a8(
+            _scan_model, stacked, layouts=lay, calib_batches=batches, in_scales={"stack/k": s}
+        )
+        sizes.append(_eqns(jax.make_jaxpr(fn)(q, x).jaxpr))
+    assert sizes[0] == sizes[1]
