@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from tqdm.auto import tqdm
 
 from jaxzip._types import Params, Where
-from jaxzip.calib._stats import KernelStats, collect_stats
+from jaxzip.calib._stats import KernelStats, collect_with
 from jaxzip.layout import KernelLayout, select_kernels, trace_layouts
 from jaxzip.paths import leaves_with_paths
 
@@ -269,11 +269,14 @@ def run_oneshot(
     layered: dict[str, list[Any]] = {}
     owned: set[int] = set()  # leaves that are our copies (updated in place), not the caller's
 
+    steps: dict[Any, dict[Any, Any]] = {}  # compiled steps, by kernels (a stack's, any layer)
+
     def collect(group: list[Unit]) -> Mapping[str, KernelStats]:
         chosen = frozenset(p for p, _ in group)
         per_path = Counter(p for p, _ in group)  # a stack's path once: only its layer's statistics
         only = {p: layer for p, layer in group if layer is not None and per_path[p] == 1}
-        return collect_stats(
+        return collect_with(
+            steps.setdefault((chosen, frozenset(only)), {}),
             apply_fn,
             jax.tree.unflatten(treedef, leaves),
             batches,

@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxzip._types import Params, Where
+from jaxzip.calib._batches import check_global, mesh_of, replicated, signature, spans_processes
 from jaxzip.layout import KernelLayout, intercept_matmuls, select_kernels
 
 
@@ -184,6 +184,9 @@ def make_stats_step(
     ``only_layers`` (``{path: layer}``) collects a layer stack's statistics in
     that one layer; its other layers' stay zero (a layer-sequential method
     calibrates one layer at a time, and the others would cost ``XᵀX`` each).
+    The layer is an argument of the compiled step, not part of its program: a
+    stack's scan stays one scan, its statistics computed where the scan's index
+    equals the layer (``collect_with`` reuses one step for every layer).
 
     Raises:
       TypeError: ``mesh`` is neither None nor a ``jax.sharding.Mesh``.
@@ -201,16 +204,45 @@ def make_stats_step(
     """
 
     only = _check_only_layers(only_layers, layouts)
+    step = _jitted_step(apply_fn, layouts=layouts, where=where, hessian=hessian, mesh=mesh)
+    layers = {p: jnp.int32(layer) for p, layer in only.items()}
+    return lambda params, stats, batch: step(params, stats, batch, layers)
 
-    def hook(path: str, x: Any, x_rows: Any, w: Any, compute: Any) -> tuple[Any, KernelStats]:
-        if compute.layer is not None and only.get(path, compute.layer) != compute.layer:
+
+def _jitted_step(
+    apply_fn: Callable[..., Any],
+    *,
+    layouts: Mapping[str, KernelLayout],
+    where: Where | None,
+    hessian: bool,
+    mesh: Mesh | None,
+) -> Callable[..., dict[str, KernelStats]]:
+    """:func:`make_stats_step`'s step, the layers of ``only_layers`` its traced last argument.
+
+    A layer stack's scan stays one scan (``intercept_matmuls(rolled=True)``): its body
+    is traced once, and the statistics of a stack in ``only`` are computed in the
+    layer the argument names (``lax.cond`` on the scan's index), zeros elsewhere. So
+    the same step, compiled once, collects any one layer of a stack.
+    """
+
+    def step(
+        params: Params, stats: dict[str, KernelStats], batch: Any, only: dict[str, jax.Array]
+    ) -> dict[str, KernelStats]:
+        def hook(path: str, x: Any, x_rows: Any, w: Any, compute: Any) -> tuple[Any, KernelStats]:
+            y = compute(x, w)
+            if compute.layer is None or path not in only:
+                return y, row_stats(x_rows, hessian=hessian)
             n = compute.layout.n_in  # a layer not asked for: zeros, nothing computed
-            return compute(x, w), _zeros(n, (), hessian)
-        return compute(x, w), row_stats(x_rows, hessian=hessian)
+            return y, jax.lax.cond(
+                compute.layer == only[path],
+                functools.partial(row_stats, hessian=hessian),
+                lambda _: _zeros(n, (), hessian),
+                x_rows,
+            )
 
-    fn = intercept_matmuls(apply_fn, layouts, hook, where=where, combine=add_stats, layers=True)
-
-    def step(params: Params, stats: dict[str, KernelStats], batch: Any) -> dict[str, KernelStats]:
+        fn = intercept_matmuls(
+            apply_fn, layouts, hook, where=where, combine=add_stats, layers=True, rolled=True
+        )
         _, new = fn(params, batch)
         if set(new) != set(stats):
             raise ValueError(
@@ -224,63 +256,6 @@ def make_stats_step(
     if not isinstance(mesh, Mesh):
         raise TypeError(f"make_stats_step: mesh must be a jax.sharding.Mesh, got {mesh!r}")
     return jax.jit(step, donate_argnums=1, out_shardings=NamedSharding(mesh, PartitionSpec()))
-
-
-def _mesh_of(*trees: Any) -> Mesh | None:
-    """The mesh of the first leaf sharded (or replicated) over a multi-device mesh, if any."""
-    for leaf in jax.tree.leaves(trees):
-        sharding = getattr(leaf, "sharding", None)
-        mesh = sharding.mesh if isinstance(sharding, NamedSharding) else None
-        if isinstance(mesh, Mesh) and mesh.size > 1:
-            return mesh
-    return None
-
-
-def _replicated(a: jax.Array, mesh: Mesh) -> jax.Array:
-    """``a`` copied to every device of ``mesh`` through the host (also to other processes'
-    devices, where the same value is built: each process passes the same zeros)."""
-    host = np.asarray(a)
-    sharding = NamedSharding(mesh, PartitionSpec())
-    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-
-def _signature(batch: Any, index: int) -> Any:
-    """The shapes and dtypes of a batch's leaves; TypeError for a leaf that is not an array."""
-
-    def leaf(a: Any) -> tuple[tuple[int, ...], str]:
-        if not isinstance(a, (jax.Array, np.ndarray, np.generic, int, float, bool)):
-            raise TypeError(
-                f"batches[{index}]: expected arrays (a pytree of NumPy or JAX arrays), got a "
-                f"leaf of type {type(a).__name__}"
-            )
-        dtype = a.dtype if hasattr(a, "dtype") else np.result_type(a)
-        if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
-            raise TypeError(f"batches[{index}]: expected numeric arrays, got dtype {dtype}")
-        return tuple(np.shape(a)), str(dtype)
-
-    return jax.tree.map(leaf, batch)
-
-
-def _spans_processes(tree: Any) -> bool:
-    """Whether a leaf of ``tree`` is a global array with devices of other processes."""
-    return any(
-        isinstance(a, jax.Array) and not a.is_fully_addressable for a in jax.tree.leaves(tree)
-    )
-
-
-def _check_global(batch: Any, index: int) -> None:
-    """In a computation spanning processes, every batch array must be a global array."""
-    for path, a in jax.tree_util.tree_flatten_with_path(batch)[0]:
-        if np.ndim(a) and not (isinstance(a, jax.Array) and not a.is_fully_addressable):
-            where = f"batches[{index}]{jax.tree_util.keystr(path)}"
-            raise ValueError(
-                f"{where}: in this {jax.process_count()}-process run the params (or batches) "
-                "are global arrays spanning other processes' devices, so each batch array must "
-                "be one too, e.g. this process's rows as jax.make_array_from_process_local_data("
-                "NamedSharding(mesh, PartitionSpec('data')), rows); got an array of type "
-                f"{type(a).__name__} and shape {np.shape(a)} on this process only, which jit "
-                "would take as the same on every process"
-            )
 
 
 def collect_stats(
@@ -334,8 +309,8 @@ def collect_stats(
       ``{path: KernelStats}`` in :func:`jaxzip.layout.to_matrix` row order;
       ``count`` says how many rows each kernel saw (a kernel used by several
       matmuls counts the rows of all of them). A stack of layers (``nn.scan``)
-      gets each layer's statistics, stacked along a leading axis (its scan is
-      evaluated layer by layer inside the jitted step).
+      gets each layer's statistics, stacked along a leading axis (its scan
+      stays one scan inside the jitted step, traced once).
 
     Raises:
       ValueError: ``batches`` is empty; a batch that the model rejects
@@ -355,27 +330,48 @@ def collect_stats(
       >>> stats["w1"].count, stats["w1"].absmax.tolist(), stats["w2"].xtx.shape
       (Array(2., dtype=float32), [2.0, 1.0], (4, 4))
     """
+    options = {"where": where, "hessian": hessian, "only_layers": only_layers}
+    return collect_with({}, apply_fn, params, batches, layouts=layouts, **options)
+
+
+def collect_with(
+    steps: dict[Any, Any],
+    apply_fn: Callable[..., Any],
+    params: Params,
+    batches: Iterable[Any],
+    *,
+    layouts: Mapping[str, KernelLayout],
+    where: Where | None,
+    hessian: bool,
+    only_layers: Mapping[str, int] | None,
+) -> dict[str, KernelStats]:
+    """:func:`collect_stats`, reusing the compiled steps kept in ``steps`` (by mesh).
+
+    The caller keeps one ``steps`` dict per ``(apply_fn, layouts, selected kernels,
+    hessian, paths of only_layers)``: calls that differ only in the params, the
+    batches or the layers of ``only_layers`` then compile once (a layer-sequential
+    method calibrating each layer of a stack in turn).
+    """
+    only = _check_only_layers(only_layers, layouts)
+    layers = {p: jnp.int32(layer) for p, layer in only.items()}
     stats = init_stats(layouts, params, where=where, hessian=hessian)
     step = None
     first = None
-    spans = jax.process_count() > 1 and _spans_processes(params)
+    spans = jax.process_count() > 1 and spans_processes(params)
     for i, batch in enumerate(batches):
-        sig = _signature(batch, i)
-        if jax.process_count() > 1 and (spans or _spans_processes(batch)):
-            _check_global(batch, i)
+        sig = signature(batch, i)
+        if jax.process_count() > 1 and (spans or spans_processes(batch)):
+            check_global(batch, i)
         if first is None:
             first = sig
-            mesh = _mesh_of(params, batch)
-            step = make_stats_step(
-                apply_fn,
-                layouts=layouts,
-                where=where,
-                hessian=hessian,
-                mesh=mesh,
-                only_layers=only_layers,
-            )
+            mesh = mesh_of(params, batch)
+            if mesh not in steps:
+                steps[mesh] = _jitted_step(
+                    apply_fn, layouts=layouts, where=where, hessian=hessian, mesh=mesh
+                )
+            step = functools.partial(steps[mesh], only=layers)
             if mesh is not None:
-                stats = jax.tree.map(functools.partial(_replicated, mesh=mesh), stats)
+                stats = jax.tree.map(functools.partial(replicated, mesh=mesh), stats)
             stats = step(params, stats, batch)
             continue
         try:

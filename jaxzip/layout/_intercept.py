@@ -154,8 +154,9 @@ def intercept_matmuls(
         instead, its body (and the hook) traced once: compile time no longer
         grows with the number of layers. The hook then gets the layer as a
         traced index (``compute.layer``: index per-layer data with it, e.g.
-        ``jnp.asarray(scales)[compute.layer]``, never as a Python int), and a
-        kernel that the scan does not slice may not be selected inside its body.
+        ``jnp.asarray(scales)[compute.layer]``, never as a Python int); a kernel
+        the scan does not slice but uses in every layer has its values folded
+        with ``combine`` over the layers, as when unrolled.
 
     Returns:
       ``fn(params, *args, **kwargs) -> (out, {path: value})``, jittable. Array
@@ -197,24 +198,7 @@ def intercept_matmuls(
         layered: dict[str, dict[int, Any]] = {}  # a layer stack's values, by layer
         used: set[str] = set()
 
-        def keep(path: str, site: Site, value: Any) -> None:
-            """Stores (or folds) the hook's value: per layer for a layer of a stack."""
-            slot, key = aux, path
-            if walker.frame is not None:  # inside a rolled stack: leaves the scan stacked
-                if not site.layer:
-                    raise ValueError(
-                        f"{path!r} is used inside a layer stack's scan that does not slice "
-                        "it; rolled=True hooks only the stack's own kernels (leave it out "
-                        "with where=, or pass rolled=False)"
-                    )
-                slot = walker.frame
-            elif site.layer:
-                if len(site.layer) > 1 or layouts[path].layer_axis is None:
-                    raise ValueError(
-                        f"{path!r} is a stack of layers inside another scan (params stacked "
-                        "twice); intercept_matmuls hooks one level of layer stacks"
-                    )
-                slot, key = layered.setdefault(path, {}), site.layer[0]
+        def fold(slot: dict[Any, Any], key: Any, path: str, value: Any) -> None:
             if key in slot:
                 if combine is None:
                     raise ValueError(
@@ -224,7 +208,31 @@ def intercept_matmuls(
                 slot[key] = combine(slot[key], value)
             else:
                 slot[key] = value
+
+        def keep(path: str, site: Site, value: Any) -> None:
+            """Stores (or folds) the hook's value: per layer for a layer of a stack."""
+            if site.layer and (len(site.layer) > 1 or layouts[path].layer_axis is None):
+                raise ValueError(
+                    f"{path!r} is a stack of layers inside another scan (params stacked "
+                    "twice); intercept_matmuls hooks one level of layer stacks"
+                )
+            if walker.frame is not None:  # inside a rolled stack: the scan stacks it per layer
+                fold(walker.frame, (path, bool(site.layer)), path, value)
+            elif site.layer:
+                fold(layered.setdefault(path, {}), site.layer[0], path, value)
+            else:
+                fold(aux, path, path, value)
             used.add(path)
+
+        def on_frame(frame: dict[Any, Any], length: int) -> None:
+            """A rolled stack's values: a stacked kernel's as the scan stacked them; a
+            kernel the scan does not slice, used in its body, folded over the layers."""
+            for (path, stacked), value in frame.items():
+                if stacked:
+                    aux[path] = value
+                    continue
+                for i in range(length):
+                    fold(aux, path, path, jax.tree.map(lambda a, i=i: a[i], value))
 
         def on_loop_site(site: Site) -> None:
             if site.leaf not in chosen:
@@ -288,7 +296,7 @@ def intercept_matmuls(
             on_loop_site=on_loop_site,
             unroll=layers,
             roll=rolled,
-            on_frame=aux.update,
+            on_frame=on_frame,
         )
         taints = [False] * len(leaves) + [True] * len(dyn)
         outs, _, _ = walker.walk(

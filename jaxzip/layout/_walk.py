@@ -139,9 +139,10 @@ class Walker:
       roll: with ``unroll``, keep such a scan one ``lax.scan`` over the layer
         index instead (compile time independent of the number of layers); its
         body is walked once, with a traced ``Site.layer``.
-      on_frame: with ``roll``, called after such a scan with :attr:`frame`, the
-        dict the callbacks filled while its body was walked, each value stacked
-        over the layers (layer ``i`` at index ``i``).
+      on_frame: with ``roll``, called after such a scan as ``on_frame(frame,
+        length)``: :attr:`frame`, the dict the callbacks filled while its body
+        was walked, each value stacked over the ``length`` layers (layer ``i``
+        at index ``i``).
 
     Attributes:
       frame: while the body of a rolled scan is walked, a dict in which the
@@ -157,13 +158,13 @@ class Walker:
         on_loop_site: Callable[[Site], None] | None = None,
         unroll: bool = False,
         roll: bool = False,
-        on_frame: Callable[[dict[str, Any]], None] | None = None,
+        on_frame: Callable[[dict[Any, Any], int], None] | None = None,
     ) -> None:
         self.evaluate = evaluate
         self.unroll = unroll and evaluate
         self.roll = roll
         self.on_frame = on_frame
-        self.frame: dict[str, Any] | None = None
+        self.frame: dict[Any, Any] | None = None
         self.on_site = on_site
         self.on_loop_site = on_loop_site
         self.sites: list[Site] = []
@@ -324,7 +325,7 @@ class Walker:
             step, list(carry), (jnp.arange(length), list(xs)), length=length, reverse=p["reverse"]
         )
         if self.on_frame is not None:
-            self.on_frame(frame)
+            self.on_frame(frame, length)
         return [*carry, *ys]
 
     def _loop(self, eqn: Any, inprov: list[Prov | None], tainted: bool) -> None:

@@ -26,11 +26,13 @@ class Block(nn.Module):
 
 
 class Scanned(nn.Module):
+    layers: int = LAYERS
+
     @nn.compact
     def __call__(self, x):
         h = nn.Dense(D, name="inp")(x)
         stack = nn.scan(
-            Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=LAYERS
+            Block, variable_axes={"params": 0}, split_rngs={"params": True}, length=self.layers
         )
         h = stack(name="stack")(h, None)[0]
         return nn.Dense(4, name="out")(h)
@@ -462,3 +464,24 @@ def test_make_scaled_apply_takes_each_layer_of_a_quantized_stack(models):
     ):
         want = Scanned().apply(jz.quant.dequantize_params(q), batches[0])
         np.testing.assert_allclose(fn(q, batches[0]), want, atol=1e-5)
+
+
+def test_a_stacks_layers_share_one_compiled_step_per_group(models, monkeypatch):
+    # GPTQ calibrates each layer of the stack in turn; the statistics step of a group of
+    # kernels (q/k/v, out, fc1, fc2) is made and compiled once for all layers, so a deeper
+    # stack makes no more steps (one per group, plus inp and out)
+    made = []
+    real = jz.calib._stats._jitted_step
+    monkeypatch.setattr(
+        "jaxzip.calib._stats._jitted_step", lambda *a, **k: made.append(1) or real(*a, **k)
+    )
+    _, _, batches = models
+    spec = jz.quant.QuantSpec(bits=4, axes=(-1,))
+    counts = {}
+    for layers in (2, 3):
+        params = Scanned(layers=layers).init(jax.random.key(1), batches[0])
+        made.clear()
+        q = jz.quant.gptq(Scanned(layers=layers).apply, params, batches[:2], spec)
+        counts[layers] = len(made)
+        assert q["params"]["stack"]["fc1"]["kernel"].values.shape == (layers, D, 2 * D)
+    assert counts[2] == counts[3] == 6

@@ -385,20 +385,33 @@ def test_rolled_program_does_not_grow_with_the_number_of_layers():
     assert sizes[6, False] > sizes[2, False]  # unrolled: the body once per layer
 
 
-def test_rolled_refuses_a_kernel_the_scan_does_not_slice():
+def test_rolled_folds_a_kernel_the_scan_does_not_slice_as_unrolled_does():
+    # a kernel every layer uses (a scan constant): its values are folded over the layers
     def f(p, x):
         def body(h, w):
             return jnp.tanh(h @ w + h @ p["shared"]), None
 
         return jax.lax.scan(body, x, p["stack"])[0]
 
-    params = {"stack": jnp.ones((3, 4, 4)), "shared": jnp.ones((4, 4))}
+    k = jax.random.split(jax.random.key(3))
+    params = {
+        "stack": jax.random.normal(k[0], (3, 4, 4)),
+        "shared": jax.random.normal(k[1], (4, 4)),
+    }
     x = jnp.ones((2, 4))
     lay = trace_layouts(f, params, x)
-    fn = intercept_matmuls(f, lay, _identity, layers=True, rolled=True)
-    with pytest.raises(ValueError, match="'shared' is used inside a layer stack's scan"):
+    hook = lambda path, x, xr, w, c: (c(x, w), xr.sum(axis=0))  # noqa: E731
+    add = lambda a, b: a + b  # noqa: E731
+    got = {
+        rolled: intercept_matmuls(f, lay, hook, layers=True, rolled=rolled, combine=add)(params, x)
+        for rolled in (False, True)
+    }
+    np.testing.assert_allclose(got[True][0], got[False][0], rtol=1e-6)
+    for path in ("stack", "shared"):
+        np.testing.assert_allclose(got[True][1][path], got[False][1][path], rtol=1e-5, atol=1e-6)
+    assert got[True][1]["stack"].shape == (3, 4) and got[True][1]["shared"].shape == (4,)
+    fn = intercept_matmuls(f, lay, hook, layers=True, rolled=True)  # three uses, no combine
+    with pytest.raises(ValueError, match="'shared' is used by more than one matmul"):
         fn(params, x)
-    fn = intercept_matmuls(f, lay, _identity, layers=True, rolled=True, where="stack")
-    np.testing.assert_allclose(fn(params, x)[0], f(params, x), rtol=1e-6)
     with pytest.raises(TypeError, match="rolled: expected a bool"):
         intercept_matmuls(f, lay, _identity, rolled=1)

@@ -16,15 +16,16 @@ from jaxzip.quant import QuantSpec, dequantize, gptq, gptq_quantize_matrix
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Records the ``where`` of every calibration pass (jaxzip.calib.collect_stats)."""
+    """Records the ``where`` of every calibration pass (``collect_with``, the driver's
+    ``collect_stats`` that reuses compiled steps)."""
     log = []
-    real = jz.calib.collect_stats
+    real = jz.calib._oneshot.collect_with
 
     def collect(*a, **k):
         log.append(k.get("where"))
         return real(*a, **k)
 
-    monkeypatch.setattr("jaxzip.calib._oneshot.collect_stats", collect)  # the driver's passes
+    monkeypatch.setattr("jaxzip.calib._oneshot.collect_with", collect)  # the driver's passes
     return log
 
 
