@@ -308,9 +308,10 @@ def gptq_params(b: Bench, bits: int, grouped: bool, mlp_only: bool = False, symm
 
 
 def magnitude_mask(b: Bench, structure: str):
-    """50% per kernel, or 2:4 along each kernel's own last input axis."""
+    """50% per kernel (per layer of a stack), or 2:4 along each kernel's own last input axis."""
     if structure == "50%":
-        return jz.prune.magnitude_mask(b.params, sparsity=0.5, where=b.kernels)
+        stacks = {p: lay.layer_axis for p, lay in b.layouts.items() if lay.layer_axis is not None}
+        return jz.prune.magnitude_mask(b.params, sparsity=0.5, where=b.kernels, layer_axes=stacks)
     masks = [
         jz.prune.magnitude_mask(
             b.params, where=_exact(path), structure=jz.prune.NByM(2, 4, axis=lay.group_axis())

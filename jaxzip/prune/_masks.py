@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -76,6 +77,7 @@ def make_mask(
     where: Where = KERNELS,
     structure: Structure = UNSTRUCTURED,
     allocation: Allocation = UNIFORM,
+    layer_axes: Mapping[str, int] | None = None,
 ) -> Mask:
     """A keep-mask pruning the lowest ``scores`` of the selected leaves.
 
@@ -97,6 +99,11 @@ def make_mask(
       where: the leaves to prune (default: leaves with at least 2 dimensions).
       structure: :class:`Unstructured`, :class:`NByM`, :class:`Channel` or :class:`Block`.
       allocation: :class:`Uniform`, :class:`Global`, :class:`ERK` or :class:`Explicit`.
+      layer_axes: ``{path: axis}`` for selected leaves that are stacks of layers
+        (``nn.scan`` params; ``layout.layer_axis`` from
+        :func:`jaxzip.layout.trace_layouts`): each layer is then ranked and
+        allocated as a leaf of its own, as the same layers built in a Python
+        loop would be (:class:`NByM` is local to each group: unchanged).
 
     Returns:
       A bool tree with ``scores``' structure: False where pruned, all-True on
@@ -114,10 +121,13 @@ def make_mask(
       >>> make_mask(scores, sparsity=0.5)["w"]
       Array([[ True, False],
              [False,  True]], dtype=bool)
+      >>> make_mask(scores, sparsity=0.5, where="w", layer_axes={"w": 0})["w"]  # per row
+      Array([[ True, False],
+             [False,  True]], dtype=bool)
     """
     _check_options(sparsity, structure, allocation)
     _check_selected(scores, where, "make_mask", allow_inf=True)
-    return _make_mask(scores, sparsity, where, structure, allocation)
+    return _make_mask(scores, sparsity, where, structure, allocation, layer_axes)
 
 
 def _check_selected(tree: PyTree, where: Where, caller: str, *, allow_inf: bool) -> None:
@@ -128,8 +138,38 @@ def _check_selected(tree: PyTree, where: Where, caller: str, *, allow_inf: bool)
     )
 
 
+def _check_layer_axes(
+    layer_axes: Any, paths: list[str], flat: list[Any], idx: list[int]
+) -> dict[int, int]:
+    """``layer_axes`` as ``{leaf index: non-negative axis}``; errors name the path."""
+    if layer_axes is None:
+        return {}
+    if not isinstance(layer_axes, Mapping):
+        raise TypeError(f"layer_axes: expected a dict {{path: axis}} or None, got {layer_axes!r}")
+    index = {paths[i]: i for i in idx}
+    out = {}
+    for path, axis in layer_axes.items():
+        if path not in index:
+            raise ValueError(
+                f"layer_axes[{path!r}]: expected one of the selected leaves "
+                f"{sorted(index)[:4]}, got a path that where= does not select"
+            )
+        ndim = jnp.ndim(flat[index[path]])
+        if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
+            raise ValueError(
+                f"layer_axes[{path!r}]: expected an axis of the leaf's {ndim}, got {axis!r}"
+            )
+        out[index[path]] = axis % ndim
+    return out
+
+
 def _make_mask(
-    scores: PyTree, sparsity: Any, where: Where, structure: Structure, allocation: Allocation
+    scores: PyTree,
+    sparsity: Any,
+    where: Where,
+    structure: Structure,
+    allocation: Allocation,
+    layer_axes: Mapping[str, int] | None = None,
 ) -> Mask:
     """:func:`make_mask` after its checks."""
     selected = jax.tree.leaves(select(scores, where))
@@ -139,16 +179,42 @@ def _make_mask(
     for i in idx:
         check_float(paths[i], flat[i], "where")
         structure.check(paths[i], tuple(jnp.shape(flat[i])))
-    if isinstance(allocation, Explicit):
-        rule_s = explicit_sparsities(allocation, [paths[i] for i in idx], [flat[i] for i in idx])
-        idx, leaf_s = (
-            [i for i, s in zip(idx, rule_s, strict=True) if s is not None],
-            [s for s in rule_s if s is not None],
+    stacks = _check_layer_axes(layer_axes, paths, flat, idx)
+    if isinstance(structure, NByM):
+        stacks = {}  # its groups lie inside one layer: the same masks
+    units: list[tuple[int, int | None]] = []  # (leaf, layer of a stack or None)
+    for i in idx:
+        units += (
+            [(i, k) for k in range(jnp.shape(flat[i])[stacks[i]])] if i in stacks else [(i, None)]
         )
-    else:
-        leaf_s = [sparsity] * len(idx)
+    leaves = [flat[i] if k is None else jnp.take(flat[i], k, axis=stacks[i]) for i, k in units]
+    for (i, k), x in zip(units, leaves, strict=True):
+        if k is not None:
+            structure.check(f"{paths[i]} (layer {k})", tuple(jnp.shape(x)))
+    masks = _unit_masks([paths[i] for i, _ in units], leaves, sparsity, structure, allocation)
     out = [jnp.ones(jnp.shape(x), dtype=bool) for x in flat]
-    chosen = tuple(jnp.asarray(flat[i]) for i in idx)
+    for i in idx:
+        ms = [m for (j, _), m in zip(units, masks, strict=True) if j == i]
+        if all(m is not None for m in ms):  # None: an Explicit rule leaves the leaf unpruned
+            out[i] = jnp.stack(ms, axis=stacks[i]) if i in stacks else ms[0]
+    return jax.tree.unflatten(treedef, out)
+
+
+def _unit_masks(
+    paths: list[str],
+    leaves: list[Any],
+    sparsity: Any,
+    structure: Structure,
+    allocation: Allocation,
+) -> list[jax.Array | None]:
+    """The masks of the allocation units (leaves, or layers of stacks) in order; None for a
+    unit that no :class:`Explicit` rule prunes."""
+    pick, leaf_s = list(range(len(leaves))), [sparsity] * len(leaves)
+    if isinstance(allocation, Explicit):
+        rule_s = explicit_sparsities(allocation, paths, leaves)
+        pick = [j for j, s in enumerate(rule_s) if s is not None]
+        leaf_s = [rule_s[j] for j in pick]
+    chosen = tuple(jnp.asarray(leaves[j]) for j in pick)
     if isinstance(structure, NByM):
         masks = _nbym_masks(chosen, structure=structure)
     else:
@@ -159,13 +225,14 @@ def _make_mask(
         else:
             if isinstance(allocation, ERK):
                 per_leaf = erk_sparsities(shapes, sparsity, power=allocation.power)
-                leaf_s = [per_leaf[j] for j in range(len(idx))]
+                leaf_s = [per_leaf[j] for j in range(len(pick))]
             ks = tuple(num_pruned(s, n) for s, n in zip(leaf_s, groups, strict=True))
         pooled = isinstance(allocation, Global)
         masks = keep_masks(chosen, ks, structure=structure, pooled=pooled)
-    for i, m in zip(idx, masks, strict=True):
-        out[i] = m
-    return jax.tree.unflatten(treedef, out)
+    out: list[jax.Array | None] = [None] * len(leaves)
+    for j, m in zip(pick, masks, strict=True):
+        out[j] = m
+    return out
 
 
 def magnitude_mask(
@@ -175,6 +242,7 @@ def magnitude_mask(
     where: Where = KERNELS,
     structure: Structure = UNSTRUCTURED,
     allocation: Allocation = UNIFORM,
+    layer_axes: Mapping[str, int] | None = None,
 ) -> Mask:
     """A keep-mask pruning the smallest-magnitude weights: ``make_mask(|params|, ...)``.
 
@@ -198,7 +266,8 @@ def magnitude_mask(
             check_float(path, leaf, "where")
     _check_options(sparsity, structure, allocation)
     _check_selected(params, where, "magnitude_mask", allow_inf=False)
-    return _make_mask(magnitude_scores(params), sparsity, where, structure, allocation)
+    scores = magnitude_scores(params)
+    return _make_mask(scores, sparsity, where, structure, allocation, layer_axes)
 
 
 def apply_mask(params: Params, mask: Mask) -> Params:

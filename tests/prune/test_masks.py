@@ -200,3 +200,52 @@ def test_make_mask_accepts_infinite_scores_but_not_nan():
     assert mask.tolist() == [[False, True], [True, False]]
     with pytest.raises(NonFiniteError, match=r"^w: holds 1 NaN value\(s\) .*make_mask"):
         make_mask({"w": jnp.array([[jnp.nan, 1.0], [2.0, 3.0]])}, sparsity=0.5)
+
+
+def test_layer_axes_rank_each_layer_of_a_stack_as_the_loop_build_does():
+    k = jax.random.split(jax.random.key(0), 2)
+    stack = jax.random.normal(k[0], (3, 4, 6))  # three layers of (4, 6), stacked on axis 0
+    other = jax.random.normal(k[1], (6, 2))
+    stacked = {"stack": stack, "head": other}
+    looped = {"layers": [stack[i] for i in range(3)], "head": other}
+    for allocation, sparsity in ((Uniform(), 0.5), (ERK(), 0.6), (Global(), 0.5)):
+        m_stack = magnitude_mask(
+            stacked, sparsity=sparsity, allocation=allocation, layer_axes={"stack": 0}
+        )
+        m_loop = magnitude_mask(looped, sparsity=sparsity, allocation=allocation)
+        for i in range(3):
+            np.testing.assert_array_equal(m_stack["stack"][i], m_loop["layers"][i])
+        np.testing.assert_array_equal(m_stack["head"], m_loop["head"])
+    # each layer loses exactly half; ranked whole, the layers lose different amounts
+    per_layer = magnitude_mask(stacked, sparsity=0.5, layer_axes={"stack": 0})["stack"]
+    assert [int(jnp.sum(~per_layer[i])) for i in range(3)] == [12, 12, 12]
+    whole = magnitude_mask(
+        {"stack": stack * jnp.array([1.0, 2.0, 3.0])[:, None, None]}, sparsity=0.5
+    )
+    assert len({int(jnp.sum(~whole["stack"][i])) for i in range(3)}) > 1
+    # the layer axis need not lead; Channel prunes each layer's own output units
+    moved = {"stack": jnp.moveaxis(stack, 0, 2), "head": other}
+    m = magnitude_mask(moved, sparsity=0.5, structure=Channel(), layer_axes={"stack": 2})
+    ref = magnitude_mask(looped, sparsity=0.5, structure=Channel())
+    for i in range(3):
+        np.testing.assert_array_equal(m["stack"][:, :, i], ref["layers"][i])
+
+
+def test_layer_axes_bad_input():
+    params = {"stack": jnp.ones((2, 3, 4)), "b": jnp.ones(4)}
+    with pytest.raises(
+        ValueError, match=r"layer_axes\['b'\]: expected one of the selected leaves \['stack'\]"
+    ):
+        magnitude_mask(params, sparsity=0.5, layer_axes={"b": 0})
+    with pytest.raises(
+        ValueError, match=r"layer_axes\['stack'\]: expected an axis of the leaf's 3"
+    ):
+        magnitude_mask(params, sparsity=0.5, layer_axes={"stack": 3})
+    with pytest.raises(TypeError, match="layer_axes: expected a dict"):
+        magnitude_mask(params, sparsity=0.5, layer_axes=[("stack", 0)])
+    # N:M groups lie inside one layer already: the same mask with or without
+    nbym, params = NByM(2, 4), {"stack": jax.random.normal(jax.random.key(1), (2, 4, 4))}
+    np.testing.assert_array_equal(
+        magnitude_mask(params, structure=nbym, layer_axes={"stack": 0})["stack"],
+        magnitude_mask(params, structure=nbym)["stack"],
+    )
