@@ -271,28 +271,32 @@ class Walker:
                 return outs[0]
         return self._eval(eqn, invals)
 
+    def _layer(
+        self, eqn: Any, inprov: list[Prov | None], intaint: list[bool], args: list[Any], i: Any
+    ) -> tuple[list[Any], list[Any]]:
+        """Walks a scan's body on one layer's operands (``i``: its index, maybe traced);
+        returns the carry and the layer's outputs."""
+        p = eqn.params
+        nc, ncarry, body = p["num_consts"], p["num_carry"], p["jaxpr"]
+        taints = [*intaint[:nc], *([any(intaint)] * ncarry), *intaint[nc + ncarry :]]
+        sliced = [*inprov[:nc], *([None] * ncarry), *(_index(q, i) for q in inprov[nc + ncarry :])]
+        outs, _, _ = self.walk(body.jaxpr, body.consts, args, sliced, taints)
+        return outs[:ncarry], outs[ncarry:]
+
     def _unrolled(
         self, eqn: Any, inprov: list[Prov | None], intaint: list[bool], invals: list[Any]
     ) -> list[Any]:
         """Evaluates a ``scan`` one iteration at a time, walking its body on each slice."""
-        p = eqn.params
-        nc, ncarry, length = p["num_consts"], p["num_carry"], p["length"]
-        body = p["jaxpr"]
-        consts, carry, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
-        provs, ys = inprov[nc + ncarry :], []
-        taints = [*intaint[:nc], *([any(intaint)] * ncarry), *intaint[nc + ncarry :]]
-        steps = range(length - 1, -1, -1) if p["reverse"] else range(length)
-        for i in steps:
-            args = [*consts, *carry, *(x[i] for x in xs)]
-            sliced = [*inprov[:nc], *([None] * ncarry), *(_index(q, i) for q in provs)]
-            outs, _, _ = self.walk(body.jaxpr, body.consts, args, sliced, taints)
-            carry, y = outs[:ncarry], outs[ncarry:]
+        p, consts, carry, xs = _scan_operands(eqn, invals)
+        ys = []
+        for i in range(p["length"] - 1, -1, -1) if p["reverse"] else range(p["length"]):
+            carry, y = self._layer(eqn, inprov, intaint, [*consts, *carry, *(x[i] for x in xs)], i)
             ys.append(y)
         if p["reverse"]:
             ys.reverse()
         stacked = [
             jnp.stack([y[k] for y in ys]) if ys else jnp.zeros(v.aval.shape, v.aval.dtype)
-            for k, v in enumerate(eqn.outvars[ncarry:])
+            for k, v in enumerate(eqn.outvars[p["num_carry"] :])
         ]
         return [*carry, *stacked]
 
@@ -300,26 +304,18 @@ class Walker:
         self, eqn: Any, inprov: list[Prov | None], intaint: list[bool], invals: list[Any]
     ) -> list[Any]:
         """Evaluates a ``scan`` as one ``lax.scan`` whose body is walked with a traced layer."""
-        p = eqn.params
-        nc, ncarry, length = p["num_consts"], p["num_carry"], p["length"]
-        body = p["jaxpr"]
-        consts, carry, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
-        taints = [*intaint[:nc], *([any(intaint)] * ncarry), *intaint[nc + ncarry :]]
+        p, consts, carry, xs = _scan_operands(eqn, invals)
+        length = p["length"]
 
         def step(c: list[Any], x: tuple[Any, list[Any]]) -> tuple[list[Any], Any]:
             i, xi = x
-            sliced = [
-                *inprov[:nc],
-                *([None] * ncarry),
-                *(_index(q, i) for q in inprov[nc + ncarry :]),
-            ]
             self.frame = {}
             try:
-                outs, _, _ = self.walk(body.jaxpr, body.consts, [*consts, *c, *xi], sliced, taints)
+                c, y = self._layer(eqn, inprov, intaint, [*consts, *c, *xi], i)
                 frame = self.frame
             finally:
                 self.frame = None
-            return outs[:ncarry], (outs[ncarry:], frame)
+            return c, (y, frame)
 
         carry, (ys, frame) = jax.lax.scan(
             step, list(carry), (jnp.arange(length), list(xs)), length=length, reverse=p["reverse"]
@@ -362,6 +358,13 @@ class Walker:
             for branch in p["branches"]:
                 run(branch, list(inprov[1:]))
         self.sites.extend(sub.sites)
+
+
+def _scan_operands(eqn: Any, invals: list[Any]) -> tuple[Any, list[Any], list[Any], list[Any]]:
+    """A ``scan`` equation's params and its operands: consts, carry and ``xs`` (sliced)."""
+    p = eqn.params
+    nc, ncarry = p["num_consts"], p["num_carry"]
+    return p, invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
 
 
 def none_like(xs: Sequence[Any]) -> list[None]:

@@ -169,20 +169,10 @@ def _loop_model(p, x):
     return x @ p["head"]
 
 
-def _eqns(jaxpr):
-    n = 0
-    for eqn in jaxpr.eqns:
-        n += 1
-        for v in eqn.params.values():
-            sub = getattr(v, "jaxpr", v)
-            n += _eqns(sub) if hasattr(sub, "eqns") else 0
-    return n
-
-
 @pytest.mark.parametrize("static", [False, True])
 def test_a_stack_runs_as_one_scan_whatever_its_depth(static):
     # the program (dynamic or static W8A8, per-layer input scales multiplied into the kernels)
-    # has as many equations for 2 layers as for 6: the scan is traced once, not per layer;
+    # has as many matmuls for 2 layers as for 6: the scan is traced once, not per layer;
     # it computes what the same layers in a Python loop do
     x = jax.random.normal(jax.random.key(0), (3, 8))
     sizes = []
@@ -208,5 +198,5 @@ def test_a_stack_runs_as_one_scan_whatever_its_depth(static):
         fn, q = w8a8(
             _scan_model, stacked, layouts=lay, calib_batches=batches, in_scales={"stack/k": s}
         )
-        sizes.append(_eqns(jax.make_jaxpr(fn)(q, x).jaxpr))
+        sizes.append(str(jax.make_jaxpr(fn)(q, x)).count("dot_general"))
     assert sizes[0] == sizes[1]
