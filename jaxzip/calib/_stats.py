@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxzip._types import Params, Where
@@ -144,6 +145,14 @@ def _check_only_layers(
     return dict(only_layers)
 
 
+def _layer_args(
+    only_layers: Mapping[str, int] | None, layouts: Mapping[str, KernelLayout]
+) -> dict[str, np.ndarray]:
+    """``only_layers`` checked, as the compiled step's argument: host int32 scalars (in a
+    run over several processes, host values are taken as the same on every process)."""
+    return {p: np.int32(layer) for p, layer in _check_only_layers(only_layers, layouts).items()}
+
+
 def _zeros(n: int, lead: tuple[int, ...], hessian: bool) -> KernelStats:
     """The statistics of no rows for ``n`` inputs (``lead``: a stack's layers)."""
     return KernelStats(
@@ -203,9 +212,8 @@ def make_stats_step(
       [[1.0, 2.0], [2.0, 4.0]]
     """
 
-    only = _check_only_layers(only_layers, layouts)
+    layers = _layer_args(only_layers, layouts)
     step = _jitted_step(apply_fn, layouts=layouts, where=where, hessian=hessian, mesh=mesh)
-    layers = {p: jnp.int32(layer) for p, layer in only.items()}
     return lambda params, stats, batch: step(params, stats, batch, layers)
 
 
@@ -352,8 +360,7 @@ def collect_with(
     batches or the layers of ``only_layers`` then compile once (a layer-sequential
     method calibrating each layer of a stack in turn).
     """
-    only = _check_only_layers(only_layers, layouts)
-    layers = {p: jnp.int32(layer) for p, layer in only.items()}
+    layers = _layer_args(only_layers, layouts)
     stats = init_stats(layouts, params, where=where, hessian=hessian)
     step = None
     first = None

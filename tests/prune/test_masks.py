@@ -208,7 +208,8 @@ def test_layer_axes_rank_each_layer_of_a_stack_as_the_loop_build_does():
     other = jax.random.normal(k[1], (6, 2))
     stacked = {"stack": stack, "head": other}
     looped = {"layers": [stack[i] for i in range(3)], "head": other}
-    for allocation, sparsity in ((Uniform(), 0.5), (ERK(), 0.6), (Global(), 0.5)):
+    rules = Explicit([(r"stack|layers/\d+", 0.5), ("head", 0.25)])  # the same leaves both ways
+    for allocation, sparsity in ((Uniform(), 0.5), (ERK(), 0.6), (Global(), 0.5), (rules, None)):
         m_stack = magnitude_mask(
             stacked, sparsity=sparsity, allocation=allocation, layer_axes={"stack": 0}
         )
