@@ -1,7 +1,7 @@
 """Calibration, GPTQ and SparseGPT on sharded params: the shared model and one worker (not a test).
 
 The model, its params, the calibration batches and :func:`compress` (collect_stats +
-GPTQ + SparseGPT, results brought to the host) are used three ways: by
+GPTQ + SparseGPT, and GPTQ on a layer stack; results brought to the host) are used three ways: by
 ``test_oneshot_shard.py`` on 4 host devices of one process, by
 ``test_multiprocess.py`` for its single-process reference, and by ``main`` here:
 
@@ -98,14 +98,31 @@ def to_host(tree, prefix: str) -> dict[str, np.ndarray]:
     return out
 
 
-METHODS = ("gptq", "sparsegpt")
+LAYERS = 3
+STACK_SPEC = P(None, "data", "model")  # a layer stack: each layer FSDP on "data", TP on "model"
+
+
+def stack_apply(stack, x):
+    """``LAYERS`` tanh layers as one ``lax.scan`` over the stacked ``(LAYERS, D, D)`` kernel
+    (the layer stack of an ``nn.scan`` model)."""
+    return jax.lax.scan(lambda h, w: (jnp.tanh(h @ w), None), x, stack["ws"])[0]
+
+
+def init_stack() -> dict[str, np.ndarray]:
+    """Random params of :func:`stack_apply` (NumPy, identical in every process)."""
+    rng = np.random.default_rng(2)
+    ws = rng.normal(size=(LAYERS, D_MODEL, D_MODEL)) / np.sqrt(D_MODEL)
+    return {"ws": ws.astype(np.float32)}
+
+
+METHODS = ("gptq", "sparsegpt", "stack")
 
 
 def compress(params, batches, methods=METHODS) -> dict[str, np.ndarray]:
     """``"gptq"``: collect_stats on every kernel, then GPTQ (3 bits per output channel);
     ``"sparsegpt"``: 2:4 SparseGPT; both sequential with blocks of 4 rows. Every result
     leaf on the host."""
-    lay = trace_layouts(apply, params, batches[0])
+    lay = trace_layouts(apply, params, batches[0]) if {"gptq", "sparsegpt"} & {*methods} else None
     out = {}
     if "gptq" in methods:
         out.update(to_host(collect_stats(apply, params, batches, layouts=lay), "stats"))
@@ -116,6 +133,11 @@ def compress(params, batches, methods=METHODS) -> dict[str, np.ndarray]:
             apply, params, batches, structure=NByM(2, 4), block_size=4, layouts=lay
         )
         out.update({**to_host(pruned, "sparsegpt"), **to_host(mask, "mask")})
+    if "stack" in methods:  # GPTQ layer by layer on the stack (``params["stack"]`` if placed)
+        stack = params.get("stack", init_stack())
+        spec = QuantSpec(bits=3, axes=(-1,))
+        q = gptq(stack_apply, stack, batches, spec, block_size=4)
+        out.update(to_host(q, "stack"))
     return out
 
 
@@ -162,7 +184,13 @@ def main(argv: list[str]) -> None:
         for s in b.addressable_shards
     )
     params = place(init(), mesh)
-    result = compress(params, batches, (method,))
+    ws = init_stack()["ws"]
+    stack = {
+        "ws": jax.make_array_from_callback(
+            ws.shape, NamedSharding(mesh, STACK_SPEC), lambda i: ws[i]
+        )
+    }
+    result = compress({"stack": stack} if method == "stack" else params, batches, (method,))
     try:  # this process's rows as a host array: refused, it would be taken as every process's
         gptq(apply, params, [b[mine] for b in global_batches()], QuantSpec(bits=3, axes=(-1,)))
         refused = "no error"

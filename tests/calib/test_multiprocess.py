@@ -32,7 +32,7 @@ def _load(path: Path, name: str):
     return module
 
 
-@pytest.mark.parametrize("method", ["gptq", "sparsegpt"])
+@pytest.mark.parametrize("method", ["gptq", "sparsegpt", "stack"])
 def test_two_processes_each_feeding_its_rows_match_one_process(
     tmp_path, method, mp_workers, child_env
 ):
@@ -66,6 +66,8 @@ def test_two_processes_each_feeding_its_rows_match_one_process(
     assert not any(f in run for f in facts for run in runs)
     for name in runs[0]:  # both processes hold the same (gathered) results
         np.testing.assert_array_equal(runs[0][name], runs[1][name], err_msg=name)
+    if method == "stack":  # a layer stack sharded over both processes, calibrated per layer
+        assert "stack['ws'].values" in single
     shard = _load(_HERE / "test_oneshot_shard.py", "jaxzip_tests_calib_test_oneshot_shard")
     assert set(single) == set(runs[0])
     shard.check_results(single)

@@ -93,6 +93,10 @@ def check_results(result: dict) -> None:
             assert np.all(pruned[~mask] == 0) and np.all(pruned[mask] != 0), k
     if "mask['b1']" in result:
         assert result["mask['b1']"].all()  # the bias is not pruned
+    if "stack['ws'].values" in result:  # the layer stack: every layer its own 3-bit codes
+        values = result["stack['ws'].values"]
+        assert values.dtype == np.int8 and values.shape[0] == 3
+        assert all(len(np.unique(values[i])) > 4 for i in range(3))
 
 
 @pytest.mark.parametrize("methods", [("gptq",), ("sparsegpt",)])
