@@ -173,7 +173,7 @@ def make_stats_step(
     mesh: Mesh | None = None,
     only_layers: Mapping[str, int] | None = None,
 ) -> Callable[[Params, dict[str, KernelStats], Any], dict[str, KernelStats]]:
-    """A jitted ``step(params, stats, batch) -> stats`` adding one batch's statistics.
+    """A ``step(params, stats, batch) -> stats`` adding one batch's statistics in one jitted call.
 
     ``apply_fn(params, batch)`` runs with :func:`jaxzip.layout.intercept_matmuls`;
     each selected kernel's activation rows are reduced to :class:`KernelStats`

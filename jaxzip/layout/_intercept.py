@@ -178,6 +178,15 @@ def intercept_matmuls(
       >>> out, aux = jax.jit(intercept_matmuls(f, lay, hook))(params, x)
       >>> aux["w"], bool((out == jax.jit(f)(params, x)).all())
       (Array([4., 4., 4.], dtype=float32), True)
+
+      A stack of three layers, kept one scan: the hook sees each layer's (traced) index.
+
+      >>> g = lambda p, x: jax.lax.scan(lambda h, w: (h @ w, None), x, p["ws"])[0]
+      >>> stack = {"ws": jnp.stack([jnp.eye(3)] * 3)}
+      >>> lay = trace_layouts(g, stack, x)
+      >>> hook = lambda path, x, xr, w, compute: (compute(x, w), compute.layer)
+      >>> intercept_matmuls(g, lay, hook, layers=True, rolled=True)(stack, x)[1]["ws"]
+      Array([0, 1, 2], dtype=int32)
     """
     if not callable(apply_fn):
         raise TypeError(f"apply_fn: expected a callable, got {type(apply_fn).__name__}")

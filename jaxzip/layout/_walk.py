@@ -317,8 +317,9 @@ class Walker:
                 self.frame = None
             return c, (y, frame)
 
+        order = {"reverse": p["reverse"], "unroll": p["unroll"]}  # as the model's scan
         carry, (ys, frame) = jax.lax.scan(
-            step, list(carry), (jnp.arange(length), list(xs)), length=length, reverse=p["reverse"]
+            step, list(carry), (jnp.arange(length), list(xs)), **order
         )
         if self.on_frame is not None:
             self.on_frame(frame, length)

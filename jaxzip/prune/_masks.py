@@ -193,8 +193,10 @@ def _make_mask(
             structure.check(f"{paths[i]} (layer {k})", tuple(jnp.shape(x)))
     masks = _unit_masks([paths[i] for i, _ in units], leaves, sparsity, structure, allocation)
     out = [jnp.ones(jnp.shape(x), dtype=bool) for x in flat]
-    for i in idx:
-        ms = [m for (j, _), m in zip(units, masks, strict=True) if j == i]
+    by_leaf: dict[int, list[Any]] = {}
+    for (i, _), m in zip(units, masks, strict=True):
+        by_leaf.setdefault(i, []).append(m)
+    for i, ms in by_leaf.items():
         if all(m is not None for m in ms):  # None: an Explicit rule leaves the leaf unpruned
             out[i] = jnp.stack(ms, axis=stacks[i]) if i in stacks else ms[0]
     return jax.tree.unflatten(treedef, out)
