@@ -48,6 +48,14 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         "a number in (0, 1) (default 0.5)",
     )
     auto.add_argument(
+        "--confidence",
+        metavar="Z",
+        default="0",
+        help="confirm a candidate only if its confirmation drop plus Z paired standard errors "
+        "is within --max-drop, e.g. 1.645 for the one-sided 95%% upper limit (default 0: the "
+        "drop alone); image data only",
+    )
+    auto.add_argument(
         "--out", metavar="DIR", help="output directory (default: runs/<experiment.name>_auto)"
     )
     auto.add_argument(
@@ -91,14 +99,14 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def _number_arg(name: str, text: str, *, integer: bool) -> float:
+def _number_arg(name: str, text: str, *, integer: bool, what: str = "") -> float:
     try:
         value = int(text) if integer else float(text)
     except ValueError:
         value = None
     ok = value is not None and (value >= 1 if integer else 0 <= value < float("inf"))
     if not ok:
-        want = "an integer >= 1" if integer else "a number of percentage points >= 0"
+        want = what or ("an integer >= 1" if integer else "a number of percentage points >= 0")
         raise ValueError(f"{name}: expected {want}, got {text!r}")
     return value
 
@@ -114,7 +122,10 @@ def _fraction_arg(name: str, text: str) -> float:
 
 
 def _drop_text(d: dict[str, Any] | None) -> str:
-    return "-" if d is None else f"{d['drop_pp']:.2f} +- {d['se_pp']:.2f}"
+    """``"0.25 +- 0.12"`` (drop and standard error in points), the paired one where known."""
+    if d is None:
+        return "-"
+    return f"{d['drop_pp']:.2f} +- {d.get('paired_se_pp', d['se_pp']):.2f}"
 
 
 def _status(res: dict[str, Any]) -> str:
@@ -138,6 +149,7 @@ def _auto(args: argparse.Namespace) -> int:
 
     max_drop = _number_arg("--max-drop", args.max_drop, integer=False)
     fraction = _fraction_arg("--confirm-fraction", args.confirm_fraction)
+    confidence = _number_arg("--confidence", args.confidence, integer=False, what="a number >= 0")
     budget = None if args.time_budget is None else parse_duration(args.time_budget)
     trials = (
         None
@@ -159,6 +171,7 @@ def _auto(args: argparse.Namespace) -> int:
                 strategy=args.strategy,
                 progress=args.progress,
                 confirm_fraction=fraction,
+                confidence=confidence,
             )
     except BudgetTooSmall as e:  # one line (jaxzip.cli): name the flag the user gave
         raise BudgetTooSmall(
@@ -175,7 +188,8 @@ def _auto(args: argparse.Namespace) -> int:
     )
     drops = summary.get("drops") or {}
     print(
-        f"stopped: {res.get('stopped', '-')}; accuracy drop in points (+- SE), validation "
+        f"stopped: {res.get('stopped', '-')}; accuracy drop in points (+- standard error, paired "
+        f"where per-example results are known), validation "
         f"{_drop_text(drops.get('validation'))} / confirmation "
         f"{_drop_text(drops.get('confirmation'))} / test {_drop_text(drops.get('test'))}"
     )

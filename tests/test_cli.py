@@ -247,9 +247,40 @@ def test_auto_summary_status_stop_reason_and_drops(
     assert status in out
     assert ("NOT feasible (no candidate met the bound)" in out) == (not feasible and not attempts)
     assert (
-        "stopped: time_budget; accuracy drop in points (+- SE), validation 0.50 +- 0.25 / "
+        "stopped: time_budget; accuracy drop in points (+- standard error, paired where "
+        "per-example results are known), validation 0.50 +- 0.25 / "
         "confirmation 0.75 +- 0.31 / test 1.00 +- 0.12"
     ) in out
+    assert seen["confidence"] == 0.0
+
+
+def test_auto_confidence_reaches_run_auto_and_paired_errors_are_printed(
+    capsys, tmp_path, monkeypatch, digits_auto_toml
+):
+    import jaxzip.pipeline
+
+    seen = {}
+
+    def fake_run_auto(cfg, out_dir, **kw):
+        seen.update(kw)
+        s = _fake_summary(feasible=True, attempts=[{"key": "a"}], confirmed="a")
+        s["drops"]["test"]["paired_se_pp"] = 0.0625
+        return s
+
+    monkeypatch.setattr(jaxzip.pipeline, "run_auto", fake_run_auto)
+    (tmp_path / "a.toml").write_text(digits_auto_toml)
+    argv = ["auto", str(tmp_path / "a.toml"), "--out", str(tmp_path / "o"), "--max-drop", "1"]
+    assert main([*argv, "--confidence", "1.645", "--no-progress"]) == 0
+    assert seen["confidence"] == 1.645
+    assert "/ test 1.00 +- 0.06" in capsys.readouterr().out  # the paired one where known
+
+
+@pytest.mark.parametrize("bad", ["-1", "x", "nan", "inf"])
+def test_auto_confidence_must_be_a_number_at_least_0(bad, capsys, tmp_path, one_error_line):
+    argv = ["auto", str(tmp_path / "missing.toml"), "--max-drop", "1", "--confidence", bad]
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert line == f"jaxzip: error: --confidence: expected a number >= 0, got {bad!r}"
 
 
 def test_auto_confirm_fraction_default_is_half(capsys, tmp_path, monkeypatch, digits_auto_toml):
@@ -350,10 +381,11 @@ def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path, digits_auto
     assert s["splits"]["confirmation"] == round(n_val * 0.3)
     d = s["drops"]
     text = capsys.readouterr().out
-    want = (
-        f"stopped: {s['result']['stopped']}; accuracy drop in points (+- SE), validation "
+    want = (  # the paired standard errors on confirmation and test
+        f"stopped: {s['result']['stopped']}; accuracy drop in points (+- standard error, paired "
+        f"where per-example results are known), validation "
         f"{d['validation']['drop_pp']:.2f} +- {d['validation']['se_pp']:.2f} / confirmation "
-        f"{d['confirmation']['drop_pp']:.2f} +- {d['confirmation']['se_pp']:.2f} / test "
-        f"{d['test']['drop_pp']:.2f} +- {d['test']['se_pp']:.2f}"
+        f"{d['confirmation']['drop_pp']:.2f} +- {d['confirmation']['paired_se_pp']:.2f} / test "
+        f"{d['test']['drop_pp']:.2f} +- {d['test']['paired_se_pp']:.2f}"
     )
     assert want in text and s["result"]["stopped"] == "max_trials"

@@ -19,12 +19,19 @@ Example:
 """
 
 from jaxzip.auto._confirm import (
-    SE_METHOD,
     BudgetTooSmall,
     NoisyBoundWarning,
     check_resolution,
-    drop_se,
     min_confirm_size,
+)
+from jaxzip.auto._drops import (
+    PAIRED_SE_METHOD,
+    SE_METHOD,
+    discordant,
+    drop_se,
+    drop_summary,
+    paired_drop_se,
+    result_drops,
 )
 from jaxzip.auto._families import CNNFamily, MLPFamily, ScaledCNN, scale_widths
 from jaxzip.auto._greedy import Greedy
@@ -47,6 +54,7 @@ __all__ = [
     "BEST_JSON",
     "JOURNAL_FILE",
     "LM_SE_METHOD",
+    "PAIRED_SE_METHOD",
     "SE_METHOD",
     "BudgetTooSmall",
     "CNNFamily",
@@ -66,12 +74,16 @@ __all__ = [
     "StudentSearchResult",
     "check_resolution",
     "config_hash",
+    "discordant",
     "drop_se",
+    "drop_summary",
     "min_confirm_size",
+    "paired_drop_se",
     "pareto_front",
     "plot_sensitivity",
     "plot_students",
     "probe",
+    "result_drops",
     "scale_widths",
     "search",
     "search_lm",

@@ -11,43 +11,21 @@ import numpy as np
 
 from jaxzip._errors import JaxzipError
 from jaxzip.auto._common import check_count, check_number, check_score
+from jaxzip.auto._drops import PAIRED_SE_METHOD, SE_METHOD, drop_se, paired_drop_se
 from jaxzip.auto._trials import Trials
 
 __all__ = [
-    "SE_METHOD",
     "BudgetTooSmall",
     "NoisyBoundWarning",
     "check_confirm_size",
     "check_resolution",
     "confirm",
-    "drop_se",
     "min_confirm_size",
 ]
-
-SE_METHOD = (
-    "unpaired binomial standard error of the accuracy difference on the same n examples, "
-    "sqrt(a0 (1 - a0) / n + a1 (1 - a1) / n) (a0: baseline, a1: candidate); conservative, "
-    "since both are measured on the same examples and their errors are positively correlated"
-)
 
 
 class BudgetTooSmall(JaxzipError, ValueError):
     """The time budget ended before the baseline was measured on the confirmation split."""
-
-
-def drop_se(baseline: float, accuracy: float, n: int) -> float:
-    """Standard error of ``baseline - accuracy``, both measured on the same ``n`` examples.
-
-    See :data:`SE_METHOD`.
-
-    Example:
-      >>> round(drop_se(0.99, 0.98, 10_000), 5)  # sqrt(.99 * .01 / 1e4 + .98 * .02 / 1e4)
-      0.00172
-    """
-    if n < 1:
-        raise ValueError(f"drop_se: n must be >= 1, got {n!r}")
-    var = baseline * (1 - baseline) / n + accuracy * (1 - accuracy) / n
-    return float(math.sqrt(max(var, 0.0)))
 
 
 class NoisyBoundWarning(UserWarning):
@@ -133,12 +111,17 @@ def confirm(
     max_confirmations: int,
     confirm_n: int | None,
     val_n: int | None,
+    confidence: float = 0.0,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Confirms ``ranked`` candidates (smallest first) until one passes; at most ``max_confirmations``.
 
-    A candidate passes iff its confirmation accuracy is at least the baseline's
-    confirmation accuracy minus ``trials.max_drop`` (the validation rule on the
-    other split). The first attempt goes to the first candidate. After a failure:
+    A candidate passes iff its confirmation drop (the baseline's confirmation
+    accuracy minus its own) plus ``confidence`` standard errors of that drop is
+    at most ``trials.max_drop``: with ``confidence = 0``, the validation rule on
+    the other split; with ``confidence = 1.645``, the bound holds at the one-sided
+    95% upper confidence limit of the drop. The standard error is the paired one
+    (:func:`paired_drop_se`) when ``confirm_fn`` gave each example's correctness,
+    else :func:`drop_se`. The first attempt goes to the first candidate. After a failure:
 
     - candidates no more accurate on validation than one that failed are skipped
       (they are no safer);
@@ -162,7 +145,7 @@ def confirm(
       >>> class Fake:  # what confirm() reads of a Trials
       ...     max_drop, baseline = 0.02, 0.96
       ...     confirm_baseline = lambda self: 0.96
-      ...     confirm = lambda self, rec: {"A": 0.90, "D": 0.95}[rec["key"]]
+      ...     confirm = lambda self, rec: {"accuracy": {"A": 0.90, "D": 0.95}[rec["key"]]}
       >>> ranked = [{"key": k, "bytes": b, "ratio": 1 / b, "accuracy": a}
       ...           for k, b, a in (("A", 1, 0.95), ("B", 2, 0.96), ("C", 3, 0.97), ("D", 4, 0.99))]
       >>> chosen, summary = confirm(Fake(), ranked, max_confirmations=3, confirm_n=None, val_n=None)
@@ -181,8 +164,13 @@ def confirm(
         clear = [(i, r) for i, r in safer if margin is None or r["accuracy"] >= margin - 1e-12]
         last, rec = (clear or safer)[0]
         remaining = [(i, r) for i, r in remaining if i > last]
-        acc = trials.confirm(rec)
-        passed = bool(acc >= base - trials.max_drop)
+        res = trials.confirm(rec)
+        acc, pair = res["accuracy"], res.get("discordant")
+        se = None
+        if confirm_n is not None:
+            se = drop_se(base, acc, confirm_n) if pair is None else paired_drop_se(*pair, confirm_n)
+        need = base - trials.max_drop + (confidence * se if confidence else 0.0)
+        passed = bool(acc >= need)
         attempt = {
             "key": rec["key"],
             "bytes": rec["bytes"],
@@ -195,13 +183,16 @@ def confirm(
         }
         if confirm_n is not None:
             attempt["drop_se"] = drop_se(base, acc, confirm_n)
+        if pair is not None:
+            attempt["discordant"] = list(pair)
+            attempt["paired_se"] = se
         if val_n is not None:
             attempt["val_drop_se"] = drop_se(trials.baseline, rec["accuracy"], val_n)
         attempts.append(attempt)
         if passed:
             chosen = rec
             break
-        shortfall = (base - trials.max_drop) - acc  # > 0: how far it missed the bound
+        shortfall = need - acc  # > 0: how far it missed the bound
         floor = rec["accuracy"] if floor is None else max(floor, rec["accuracy"])
         need = rec["accuracy"] + shortfall
         margin = need if margin is None else max(margin, need)
@@ -212,10 +203,12 @@ def confirm(
         "baseline": base,
         "max_drop": trials.max_drop,
         "max_confirmations": max_confirmations,
+        "confidence": confidence,
         "ranked": len(ranked),
         "skipped": skipped,
         "attempts": attempts,
         "confirmed": None if chosen is None else chosen["key"],
         "se_method": SE_METHOD,
+        "paired_se_method": PAIRED_SE_METHOD,
     }
     return chosen, summary

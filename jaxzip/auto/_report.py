@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxzip._io import atomic_write_bytes, atomic_write_text
+from jaxzip.auto._drops import PAIRED_SE_METHOD
 from jaxzip.auto._sensitivity import Sensitivity, plot_sensitivity, require_matplotlib
 from jaxzip.auto._space import SearchResult
 
@@ -97,18 +98,20 @@ def _drop_lines(drops: Mapping[str, Any]) -> list[str]:
         "## Accuracy drop on each split",
         "",
         f"Bound: {drops['bound_pp']:g} points. Standard error: {drops['se_method']}.",
+        f"Paired standard error (from each example's result, where known): {PAIRED_SE_METHOD}.",
         "",
-        "| split | examples | baseline | best | drop (points) | ± SE |",
-        "|---|---|---|---|---|---|",
+        "| split | examples | baseline | best | drop (points) | ± SE | ± paired SE |",
+        "|---|---|---|---|---|---|---|",
     ]
     for split in ("validation", "confirmation", "test"):
         d = drops.get(split)
         if d is None:
-            lines.append(f"| {split} | | | | not measured | |")
+            lines.append(f"| {split} | | | | not measured | | |")
             continue
+        paired = f"{d['paired_se_pp']:.3f}" if "paired_se_pp" in d else "–"
         lines.append(
             f"| {split} | {d['n']} | {d['baseline_accuracy']:.4f} | {d['accuracy']:.4f} "
-            f"| {d['drop_pp']:.3f} | {d['se_pp']:.3f} |"
+            f"| {d['drop_pp']:.3f} | {d['se_pp']:.3f} | {paired} |"
         )
     return lines
 

@@ -79,6 +79,7 @@ def search(
     confirm_n: int | None = None,
     val_n: int | None = None,
     max_confirmations: int = 3,
+    confidence: float = 0.0,
 ) -> SearchResult:
     """Searches per-layer sparsity and k-means bits for the smallest file within ``max_drop``.
 
@@ -117,7 +118,11 @@ def search(
     one by the points that one missed the bound by on confirmation is confirmed
     (if none is, the next that is more accurate at all; :func:`confirm`), up to
     ``max_confirmations`` attempts (each attempt re-uses the confirmation split,
-    so keep them few). The
+    so keep them few). With ``confidence = z > 0`` a candidate passes only if its
+    confirmation drop plus ``z`` standard errors is within ``max_drop`` (``1.645``: the
+    one-sided 95% upper limit), guarding against a candidate that met the bound on
+    validation by luck; the standard error is the paired one
+    (:func:`jaxzip.auto.paired_drop_se`) when ``confirm_fn`` returns each example's correctness. The
     baseline's confirmation is measured right after its validation, within the
     time budget; the candidates' confirmations (one evaluation each) are run
     after the search even when the budget is spent. All are journaled.
@@ -158,12 +163,17 @@ def search(
       time_budget_s: stop starting new trials after this many seconds (> 0).
       max_trials: at most this many candidate trials, journaled ones included (>= 1).
       progress: show a tqdm bar with the best so far on stderr.
-      confirm_fn: ``confirm_fn(params) -> float``, accuracy on the confirmation split.
+      confirm_fn: ``confirm_fn(params)``: accuracy on the confirmation split, or each of its
+        examples' correctness (a 1-D bool array of ``confirm_n``; e.g.
+        ``jaxzip.train.evaluate(..., per_example=True)["correct"]``), which gives the
+        confirmation drops their paired standard error.
       confirm_n: the confirmation split's size (required with ``confirm_fn``): it must
         resolve the bound, ``confirm_n * max_drop >= 1`` (one error there is at most
         ``max_drop``), and gives the drops' standard errors.
       val_n: ``eval_fn``'s split size, for the validation drop's standard error.
       max_confirmations: at most this many candidates are confirmed (>= 1).
+      confidence: standard errors of the confirmation drop that must fit within the
+        bound as well (>= 0; 0: the drop alone).
 
     Returns:
       A :class:`SearchResult`; ``feasible=False`` when no candidate met the bound
@@ -197,6 +207,9 @@ def search(
     max_trials = check_count("max_trials", max_trials)
     max_confirmations = check_count("max_confirmations", max_confirmations, optional=False)
     val_n = check_count("val_n", val_n)
+    confidence = check_number("confidence", confidence, positive=False)
+    if confidence and confirm_fn is None:
+        raise ValueError(f"confidence: {confidence:g} applies to a confirmation; give a confirm_fn")
     if confirm_fn is not None:
         if not callable(confirm_fn):
             raise TypeError(f"confirm_fn: expected a callable, got {confirm_fn!r}")
@@ -260,6 +273,7 @@ def search(
             max_trials=max_trials,
             bar=bar,
             confirm_fn=confirm_fn,
+            confirm_n=confirm_n,
         )
         if val_n is not None:
             check_resolution(trials.baseline, max_drop, val_n)
@@ -294,6 +308,7 @@ def search(
         max_confirmations=max_confirmations,
         confirm_n=confirm_n,
         val_n=val_n,
+        confidence=confidence,
     )
 
 
@@ -326,6 +341,7 @@ def _result(
     max_confirmations: int,
     confirm_n: int | None,
     val_n: int | None,
+    confidence: float,
 ) -> SearchResult:
     if not trials.candidates:  # the budget ran out before any candidate: try the mildest one
         mild = (
@@ -341,7 +357,12 @@ def _result(
     if trials.confirm_fn is not None:
         ranked = sorted((r for r in records if r["feasible"]), key=by_size)
         chosen, confirmation = confirm(
-            trials, ranked, max_confirmations=max_confirmations, confirm_n=confirm_n, val_n=val_n
+            trials,
+            ranked,
+            max_confirmations=max_confirmations,
+            confirm_n=confirm_n,
+            val_n=val_n,
+            confidence=confidence,
         )
         if chosen is not None:
             best = {**chosen, "confirmed": True}

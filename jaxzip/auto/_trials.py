@@ -17,6 +17,7 @@ from jaxzip._keys import named_key
 from jaxzip._types import Params
 from jaxzip.auto._build import Build, build_candidate, takes_distill
 from jaxzip.auto._common import EvalFn, check_score, decode, settings_key
+from jaxzip.auto._drops import confirm_score, discordant
 from jaxzip.auto._journal import Journal, SearchClock
 from jaxzip.auto._sensitivity import probe
 
@@ -72,9 +73,11 @@ class Trials:
         max_trials: int | None,
         bar: Any = None,
         confirm_fn: EvalFn | None = None,
+        confirm_n: int | None = None,
     ) -> None:
         self.params, self.eval_fn, self.build = params, eval_fn, build
-        self.confirm_fn = confirm_fn
+        self.confirm_fn, self.confirm_n = confirm_fn, confirm_n
+        self._hits: tuple[float, np.ndarray | None] | None = None  # see _baseline_score
         self.clock = SearchClock()  # search time, on the journal's clock while replaying
         self.layers, self.iters, self.key, self.max_drop = layers, build.iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
@@ -267,28 +270,43 @@ class Trials:
         return books
 
     # -- confirmation ------------------------------------------------------------------------
+    def _baseline_score(self) -> tuple[float, np.ndarray | None]:
+        """The input params' confirmation accuracy and, when ``confirm_fn`` gives it, each
+        example's correctness (computed once per process: a replayed record holds only the
+        accuracy)."""
+        if self._hits is None:
+            what = "confirm_fn (on the input params)"
+            self._hits = confirm_score(self.confirm_fn(self.params), self.confirm_n, what)
+        return self._hits
+
     def confirm_baseline(self) -> float:
         """``confirm_fn`` of the input params (journaled; within the time budget)."""
         assert self.confirm_fn is not None
-        fn = self.confirm_fn
         rec = self._record(
-            {"kind": "confirm_baseline"},
-            lambda: {"accuracy": check_score(fn(self.params), "confirm_fn (on the input params)")},
+            {"kind": "confirm_baseline"}, lambda: {"accuracy": self._baseline_score()[0]}
         )
         return float(rec["accuracy"])
 
-    def confirm(self, rec: Mapping[str, Any]) -> float:
-        """``confirm_fn`` of a candidate's decoded params (journaled; run even when the time budget is spent)."""
+    def confirm(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        """``confirm_fn`` of a candidate's decoded params (journaled; run even when the time
+        budget is spent): ``{"accuracy"}``, and ``"discordant"`` (``[b, c]``, see
+        :func:`jaxzip.auto.discordant`) when ``confirm_fn`` gives each example's correctness."""
         assert self.confirm_fn is not None
         fn, key = self.confirm_fn, rec["key"]
 
         def compute() -> dict[str, Any]:
-            acc = check_score(fn(decode(self.books_of(rec))), f"confirm_fn (on candidate {key})")
-            return {"accuracy": acc}
+            what = f"confirm_fn (on candidate {key})"
+            acc, hits = confirm_score(fn(decode(self.books_of(rec))), self.confirm_n, what)
+            if hits is None:
+                return {"accuracy": acc}
+            base = self._baseline_score()[1]
+            if base is None:
+                raise ValueError(
+                    f"{what}: gave each example's correctness, but an accuracy for the input params"
+                )
+            return {"accuracy": acc, "discordant": list(discordant(base, hits))}
 
-        return float(
-            self._record({"kind": "confirm", "candidate": key}, compute, timed=False)["accuracy"]
-        )
+        return self._record({"kind": "confirm", "candidate": key}, compute, timed=False)
 
     def _show(self) -> None:
         if self.bar is None:

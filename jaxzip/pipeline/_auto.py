@@ -13,7 +13,7 @@ with ``experiment.seed``): the *ranking* split, on which every candidate is
 judged, and the *confirmation* split (``confirm_fraction`` of it), on which
 only the chosen candidate is confirmed (:func:`jaxzip.auto.search`). The test
 split is evaluated once, at the end, and only reported. ``auto.json`` gives the
-drop on each of the three with its standard error (:data:`jaxzip.auto.SE_METHOD`).
+drop on each of the three (:func:`jaxzip.auto.drop_summary`).
 
 Settings read from the config: ``[prune] where`` (the layers searched; default
 ``".*/kernel"``), ``[prune] epochs_per_round`` and ``learning_rate`` (each
@@ -121,16 +121,6 @@ def _without_distill(hook: Callable[..., Params]) -> Callable[..., Params]:
     return lambda *args, **kwargs: hook(*args, **kwargs)
 
 
-def _drop(base: float, acc: float, n: int) -> dict[str, float]:
-    return {
-        "baseline_accuracy": base,
-        "accuracy": acc,
-        "drop_pp": 100 * (base - acc),
-        "se_pp": 100 * jz_auto.drop_se(base, acc, n),
-        "n": n,
-    }
-
-
 def run_auto(
     cfg: ExperimentConfig,
     out_dir: str | os.PathLike[str],
@@ -143,6 +133,7 @@ def run_auto(
     space: jz_auto.SearchSpace | None = None,
     progress: bool = True,
     confirm_fraction: float | None = 0.5,
+    confidence: float = 0.0,
 ) -> dict[str, Any]:
     """Runs the compression search for ``cfg`` and writes its results to ``out_dir``.
 
@@ -173,6 +164,10 @@ def run_auto(
       confirm_fraction: the share of the validation split held out as the
         confirmation split (None: no confirmation, every candidate judged on the
         whole validation split).
+      confidence: the confirmation's standard errors (>= 0): a candidate is confirmed
+        when its drop there plus ``confidence`` paired standard errors is within the bound
+        (1.645: the one-sided 95% upper limit; 0, the default: the drop alone). Not for
+        language models.
 
     Returns:
       What ``auto.json`` holds.
@@ -208,6 +203,7 @@ def run_auto(
             time_budget_s=time_budget_s,
             max_trials=max_trials,
             confirm_fraction=confirm_fraction,
+            confidence=confidence,
         )
     search_strategy = lookup("strategy", strategy, where="strategy")
     seed = cfg.experiment.seed if seed is None else seed
@@ -248,15 +244,20 @@ def run_auto(
         splits, apply_fn, dense = state.splits, state.apply_fn, state.params
         t = cfg.train
 
-        def accuracy_on(ds: Any) -> Any:
-            def acc(params: Params) -> float:
-                m = jz_train.evaluate(apply_fn, params, ds, batch_size=t.eval_batch_size)
-                return float(m["accuracy"])
+        def evaluate(params: Params, ds: Any) -> dict[str, Any]:
+            bs = t.eval_batch_size
+            return jz_train.evaluate(apply_fn, params, ds, batch_size=bs, per_example=True)
 
-            return acc
+        def eval_fn(params: Params) -> float:
+            return float(evaluate(params, rank)["accuracy"])
 
-        eval_fn = accuracy_on(rank)
-        confirm = {} if conf is None else {"confirm_fn": accuracy_on(conf), "confirm_n": len(conf)}
+        confirm = {}
+        if conf is not None:  # each example's correctness: paired standard errors
+            confirm = {
+                "confirm_fn": lambda params: evaluate(params, conf)["correct"],
+                "confirm_n": len(conf),
+                "confidence": confidence,
+            }
 
         steps = len(splits.train) // t.batch_size
         prune = cfg.prune if cfg.prune is not None else PruneConfig()
@@ -350,28 +351,20 @@ def run_auto(
             val_n=len(rank),
             **confirm,
         )
-        test = {}
-        for name, params in (("dense", dense), ("best", result.params)):
-            m = jz_train.evaluate(apply_fn, params, splits.test, batch_size=t.eval_batch_size)
-            test[f"{name}_test_accuracy"] = float(m["accuracy"])
-            test[f"{name}_test_error"] = float(m["error"])
-        best = result.best
-        drops: dict[str, Any] = {
-            "bound_pp": max_drop_pp,
-            "se_method": jz_auto.SE_METHOD,
-            "validation": _drop(result.baseline, best["accuracy"], len(rank)),
-            "confirmation": None,
-            "test": _drop(
-                test["dense_test_accuracy"], test["best_test_accuracy"], len(splits.test)
-            ),
+        on_test = [evaluate(params, splits.test) for params in (dense, result.params)]
+        test = {
+            f"{name}_test_{k}": float(m[k])
+            for name, m in zip(("dense", "best"), on_test, strict=True)
+            for k in ("accuracy", "error")
         }
-        c = result.confirmation
-        tried = [a for a in (c or {}).get("attempts", []) if a["key"] == best["key"]]
-        if c is not None and tried:
-            drops["confirmation"] = _drop(c["baseline"], tried[0]["accuracy"], int(c["n"]))
+        drops = {
+            "bound_pp": max_drop_pp,
+            **jz_auto.result_drops(result, val_n=len(rank), test=[m["correct"] for m in on_test]),
+        }
         summary = {
             "config_name": cfg.experiment.name,
             "max_drop_pp": max_drop_pp,
+            "confidence": confidence,
             "time_budget_s": time_budget_s,
             "max_trials": max_trials,
             "settings": settings,

@@ -34,6 +34,7 @@ def run_auto_lm(
     max_trials: int | None,
     progress: bool,
     confirm_fraction: float | None,
+    confidence: float = 0.0,
 ) -> dict[str, Any]:
     """``run_auto`` for a language model (text data): :func:`jaxzip.auto.search_lm` with the
     bound ``max_drop_pct`` read as a relative increase of bits per byte in percent."""
@@ -41,6 +42,11 @@ def run_auto_lm(
         raise ValueError(
             f"max_drop: for a language model, the allowed increase of bits per byte "
             f"in percent, > 0 (2 is +2%); got {max_drop_pct!r}"
+        )
+    if confidence:
+        raise ValueError(
+            f"confidence: {confidence:g} applies to the image search; a language model's "
+            "search confirms its result by the relative increase of bits per byte"
         )
     if confirm_fraction is None:
         raise ValueError(

@@ -20,7 +20,7 @@ from jaxzip.train._step import check_logits_fit
 @functools.partial(jax.jit, static_argnames="apply_fn")
 def _eval_batch(
     apply_fn: ApplyFn, params: Params, x: jax.Array, y: jax.Array, valid: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     logits = apply_fn(params, x, train=False, key=None)
     check_logits_fit("evaluate", logits, y)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
@@ -28,7 +28,7 @@ def _eval_batch(
     valid = jnp.broadcast_to(valid.reshape(valid.shape + (1,) * (y.ndim - 1)), y.shape)
     loss_sum = jnp.sum(jnp.where(valid, losses, 0.0))
     n_correct = jnp.sum(jnp.logical_and(valid, correct), dtype=jnp.int32)
-    return loss_sum, n_correct
+    return loss_sum, n_correct, correct
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -45,7 +45,12 @@ def _in_order(ds: Dataset | TokenWindows, size: int):
 
 
 def evaluate(
-    apply_fn: ApplyFn, params: Params, ds: Dataset | TokenWindows, *, batch_size: int = 1000
+    apply_fn: ApplyFn,
+    params: Params,
+    ds: Dataset | TokenWindows,
+    *,
+    batch_size: int = 1000,
+    per_example: bool = False,
 ) -> dict[str, Any]:
     """Mean loss and accuracy of the model on every example (or token) of ``ds``.
 
@@ -67,12 +72,15 @@ def evaluate(
       ds: the :class:`jaxzip.data.Dataset` or :class:`jaxzip.data.TokenWindows`
         to evaluate on (not empty).
       batch_size: the largest batch (of examples or windows) to run at once.
+      per_example: also return ``"correct"``, whether each prediction was right: a
+        NumPy bool array of ``ds.y``'s shape (for paired comparisons of two models on
+        the same examples, e.g. :func:`jaxzip.auto.paired_drop_se`).
 
     Returns:
       ``{"loss": mean cross-entropy (nats), "accuracy": fraction correct,
       "error": 1 - accuracy, "errors": number wrong, "count": examples (or
       tokens)}`` as plain Python floats and ints, plus ``"bits_per_token"`` and
-      ``"windows"`` for token windows.
+      ``"windows"`` for token windows, and ``"correct"`` with ``per_example``.
 
     Raises:
       TypeError: ``ds`` is not a Dataset or TokenWindows, or ``batch_size`` is
@@ -89,6 +97,8 @@ def evaluate(
       >>> r = evaluate(apply_fn, 10.0, ds, batch_size=2)
       >>> r["errors"], r["count"], round(r["accuracy"], 4)
       (1, 3, 0.6667)
+      >>> evaluate(apply_fn, 10.0, ds, batch_size=2, per_example=True)["correct"]
+      array([ True,  True, False])
 
       Uniform logits over 4 tokens cost 2 bits a token:
 
@@ -109,19 +119,24 @@ def evaluate(
         raise TypeError(f"evaluate: batch_size must be an int, got {batch_size!r}")
     if batch_size < 1:
         raise ValueError(f"evaluate: batch_size must be at least 1, got {batch_size}")
+    if not isinstance(per_example, bool):
+        raise TypeError(f"evaluate: per_example must be a bool, got {per_example!r}")
     if len(ds) == 0:
         raise ValueError(f"evaluate: dataset {ds.name!r} is empty")
     size = min(int(batch_size), len(ds))
     loss_sum = jnp.zeros((), jnp.float32)
     n_correct = jnp.zeros((), jnp.int32)
+    hits = []  # each batch's per-example correctness, with per_example
     for batch in _in_order(ds, size):
         n = len(batch["y"])
         valid = np.arange(size) < n
-        b_loss, b_correct = _eval_batch(
+        b_loss, b_correct, b_hits = _eval_batch(
             apply_fn, params, _pad(batch["x"], size), _pad(batch["y"], size), valid
         )
         loss_sum = loss_sum + b_loss
         n_correct = n_correct + b_correct
+        if per_example:
+            hits.append(b_hits[:n])
     count = int(ds.y.size)
     correct = int(n_correct)
     accuracy = correct / count
@@ -136,4 +151,6 @@ def evaluate(
     if isinstance(ds, TokenWindows):
         result["bits_per_token"] = loss / math.log(2)
         result["windows"] = len(ds)
+    if per_example:
+        result["correct"] = np.concatenate([np.asarray(h) for h in hits])
     return result

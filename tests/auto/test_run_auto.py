@@ -55,6 +55,12 @@ def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
         assert x["se_pp"] == pytest.approx(
             100 * jz_auto.drop_se(x["baseline_accuracy"], x["accuracy"], n)
         )
+    for split, n in (("confirmation", sp["confirmation"]), ("test", sp["test"])):
+        x = d[split]  # each example's result is known: the paired standard error too
+        b, c = x["discordant"]
+        assert x["drop_pp"] == pytest.approx(100 * (b - c) / n)
+        assert x["paired_se_pp"] == pytest.approx(100 * jz_auto.paired_drop_se(b, c, n))
+    assert "paired_se_pp" not in d["validation"] and s["confidence"] == 0.0
     assert d["validation"]["accuracy"] == res["best"]["accuracy"]
     assert res["best"]["confirmed"] is True and res["feasible"]
     assert d["confirmation"]["drop_pp"] <= 5.0 + 1e-9  # it passed its confirmation
@@ -65,8 +71,18 @@ def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
     ]
     assert kinds.count("confirm_baseline") == 1 and kinds.count("confirm") >= 1
     text = (out / "report.md").read_text()
-    assert "| confirmation | " in text and "| test | " in text
+    assert "| confirmation | " in text and "| test | " in text and "± paired SE" in text
     assert (out / "time.png").exists()
+    # rerun with a confidence: the same journal (no trial repeated), a stricter confirmation
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    z = run_auto(
+        cfg, out, max_drop_pp=5.0, max_trials=3, space=SPACE, progress=False, confidence=3.0
+    )
+    assert z["confidence"] == 3.0 and z["result"]["confirmation"]["confidence"] == 3.0
+    new = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()[len(lines) :]]
+    assert all(r["kind"] == "confirm" for r in new)  # at most more confirmations
+    for a in z["result"]["confirmation"]["attempts"]:
+        assert a["passed"] == (a["drop"] + 3.0 * a["paired_se"] <= 0.05)
 
 
 def test_confirmation_split_too_small_names_the_sizes(cfg, tmp_path):
@@ -173,3 +189,10 @@ def test_with_a_budget_the_search_may_train_distilling_or_on_the_labels(cfg, tmp
         trials[i]["sparsity"],
         trials[i].get("rounds"),
     )
+
+
+def test_confidence_is_for_image_searches(tmp_path):
+    lm = load_config("experiments/kjv_auto.toml")
+    with pytest.raises(ValueError, match="confidence: 1 applies to the image search"):
+        run_auto(lm, tmp_path / "o", max_drop_pp=2.0, confidence=1.0, progress=False)
+    assert not (tmp_path / "o").exists()

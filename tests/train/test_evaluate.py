@@ -50,6 +50,13 @@ def test_batch_size_does_not_change_the_result(batch_size):
     assert result["loss"] == pytest.approx(_reference_loss(ds, 2.0), rel=1e-5)
 
 
+@pytest.mark.parametrize("batch_size", [2, 5])
+def test_per_example_correctness_in_dataset_order(batch_size):
+    r = evaluate(identity_apply, jnp.float32(2.0), _five(), batch_size=batch_size, per_example=True)
+    assert r["correct"].dtype == bool and r["correct"].tolist() == [True, True, False, True, True]
+    assert r["errors"] == 1 and "correct" not in evaluate(identity_apply, 2.0, _five())
+
+
 def test_one_compile_for_all_batches_and_calls():
     traces = []
 
@@ -81,6 +88,8 @@ def test_bad_input():
         evaluate(identity_apply, 1.0, ds, batch_size=0)
     with pytest.raises(TypeError, match="batch_size must be an int"):
         evaluate(identity_apply, 1.0, ds, batch_size=2.0)
+    with pytest.raises(TypeError, match="per_example must be a bool"):
+        evaluate(identity_apply, 1.0, ds, per_example=1)
     empty = Dataset(
         x=np.zeros((0, 1, 1, 3), np.float32), y=np.zeros(0, np.int32), num_classes=3, name="empty"
     )
