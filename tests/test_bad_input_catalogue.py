@@ -606,9 +606,6 @@ CASES: list[Case] = [
         ("confidence-negative",
          "jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, key=key, confirm_fn=EV, "
          "confirm_n=10, confidence=-1.0)", VE, ("confidence", "finite number >= 0", "got -1.0")),
-        ("confidence-no-confirmation",
-         "jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, key=key, confidence=2.0)", VE,
-         ("confidence: 2 applies to a confirmation", "give a confirm_fn")),
         ("confirm-fn-correctness-length",
          "jz.auto.search(P, eval_fn=EV, max_drop=0.1, where=K, key=key, "
          "confirm_fn=lambda p: np.ones(9, bool), confirm_n=10)", VE,

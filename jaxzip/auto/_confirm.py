@@ -169,8 +169,8 @@ def confirm(
         se = None
         if confirm_n is not None:
             se = drop_se(base, acc, confirm_n) if pair is None else paired_drop_se(*pair, confirm_n)
-        need = base - trials.max_drop + (confidence * se if confidence else 0.0)
-        passed = bool(acc >= need)
+        threshold = base - trials.max_drop + (confidence * se if confidence else 0.0)
+        passed = bool(acc >= threshold)
         attempt = {
             "key": rec["key"],
             "bytes": rec["bytes"],
@@ -192,7 +192,7 @@ def confirm(
         if passed:
             chosen = rec
             break
-        shortfall = need - acc  # > 0: how far it missed the bound
+        shortfall = threshold - acc  # > 0: how far it missed the bound
         floor = rec["accuracy"] if floor is None else max(floor, rec["accuracy"])
         need = rec["accuracy"] + shortfall
         margin = need if margin is None else max(margin, need)

@@ -15,11 +15,11 @@ from jaxzip.auto._common import check_score
 __all__ = [
     "PAIRED_SE_METHOD",
     "SE_METHOD",
-    "confirm_score",
     "discordant",
     "drop_se",
     "drop_summary",
     "paired_drop_se",
+    "read_score",
     "result_drops",
 ]
 
@@ -93,10 +93,10 @@ def paired_drop_se(b: int, c: int, n: int) -> float:
     return float(math.sqrt(max(var, 0.0) / n))
 
 
-def confirm_score(value: Any, n: int | None, what: str) -> tuple[float, np.ndarray | None]:
-    """``(accuracy, correct)`` of what a ``confirm_fn`` returned: an accuracy (``correct``
-    None), or each example's correctness (a 1-D bool array of ``n`` values; its mean is the
-    accuracy).
+def read_score(value: Any, n: int | None, what: str) -> tuple[float, np.ndarray | None]:
+    """``(accuracy, correct)`` of what an ``eval_fn`` or ``confirm_fn`` returned: an accuracy
+    (``correct`` None), or each example's correctness (a 1-D bool array, of ``n`` values
+    when ``n`` is given; its mean is the accuracy).
 
     Raises:
       ValueError: neither (the message names ``what``), or a vector of another length.

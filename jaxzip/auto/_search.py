@@ -20,7 +20,7 @@ from jaxzip.auto._greedy import Greedy
 from jaxzip.auto._journal import Journal
 from jaxzip.auto._optuna import Optuna
 from jaxzip.auto._sensitivity import Sensitivity
-from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front
+from jaxzip.auto._space import SearchResult, SearchSpace, pareto_front, timeline
 from jaxzip.auto._trials import BudgetExhausted, Trials, by_size
 from jaxzip.paths import describe, leaves_with_paths
 
@@ -118,18 +118,27 @@ def search(
     one by the points that one missed the bound by on confirmation is confirmed
     (if none is, the next that is more accurate at all; :func:`confirm`), up to
     ``max_confirmations`` attempts (each attempt re-uses the confirmation split,
-    so keep them few). With ``confidence = z > 0`` a candidate passes only if its
-    confirmation drop plus ``z`` standard errors is within ``max_drop`` (``1.645``: the
-    one-sided 95% upper limit), guarding against a candidate that met the bound on
-    validation by luck; the standard error is the paired one
-    (:func:`jaxzip.auto.paired_drop_se`) when ``confirm_fn`` returns each example's correctness. The
+    so keep them few). The
+
     baseline's confirmation is measured right after its validation, within the
     time budget; the candidates' confirmations (one evaluation each) are run
     after the search even when the budget is spent. All are journaled.
 
+    A confidence margin (``confidence = z > 0``): a candidate is feasible on the ranking
+    split, and passes its confirmation, only if its drop there plus ``z`` standard errors
+    of that drop is within ``max_drop`` (``1.645``: the one-sided 95% upper limit), so the
+    search aims at candidates that hold the bound beyond noise, not at those that meet it
+    by luck. The standard error is the paired one (:func:`jaxzip.auto.paired_drop_se`)
+    where ``eval_fn`` / ``confirm_fn`` return each example's correctness (candidate
+    records then keep their ``discordant`` pairs), else the unpaired
+    :func:`jaxzip.auto.drop_se` on ``val_n`` / ``confirm_n`` examples (none without
+    ``val_n``). Like ``max_drop``, it is not part of the journal's key.
+
     Args:
       params: the trained params (the baseline).
-      eval_fn: ``eval_fn(params) -> float``, validation accuracy.
+      eval_fn: ``eval_fn(params)``: validation (ranking) accuracy, or each ranking
+        example's correctness (a 1-D bool array, of ``val_n`` values when given), which
+        gives the ranking drops their paired standard error.
       max_drop: allowed accuracy drop, in ``eval_fn``'s units (>= 0).
       where: the layers to compress (regex, predicate or sequence).
       key: the PRNG key of fine-tuning (each candidate's key is derived from it by
@@ -172,8 +181,8 @@ def search(
         ``max_drop``), and gives the drops' standard errors.
       val_n: ``eval_fn``'s split size, for the validation drop's standard error.
       max_confirmations: at most this many candidates are confirmed (>= 1).
-      confidence: standard errors of the confirmation drop that must fit within the
-        bound as well (>= 0; 0: the drop alone).
+      confidence: standard errors of a drop that must fit within the bound as well, on
+        the ranking and the confirmation split (>= 0; 0: the drop alone).
 
     Returns:
       A :class:`SearchResult`; ``feasible=False`` when no candidate met the bound
@@ -208,8 +217,6 @@ def search(
     max_confirmations = check_count("max_confirmations", max_confirmations, optional=False)
     val_n = check_count("val_n", val_n)
     confidence = check_number("confidence", confidence, positive=False)
-    if confidence and confirm_fn is None:
-        raise ValueError(f"confidence: {confidence:g} applies to a confirmation; give a confirm_fn")
     if confirm_fn is not None:
         if not callable(confirm_fn):
             raise TypeError(f"confirm_fn: expected a callable, got {confirm_fn!r}")
@@ -274,6 +281,8 @@ def search(
             bar=bar,
             confirm_fn=confirm_fn,
             confirm_n=confirm_n,
+            val_n=val_n,
+            confidence=confidence,
         )
         if val_n is not None:
             check_resolution(trials.baseline, max_drop, val_n)
@@ -310,24 +319,6 @@ def search(
         val_n=val_n,
         confidence=confidence,
     )
-
-
-def _timeline(records: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
-    """The best feasible ratio each time it improved, with the search time it took."""
-    out, best = [], None
-    for r in records:
-        if r["feasible"] and (best is None or r["bytes"] < best):
-            best = r["bytes"]
-            out.append(
-                {
-                    "elapsed_s": r.get("elapsed_s"),
-                    "ratio": r["ratio"],
-                    "bytes": r["bytes"],
-                    "key": r["key"],
-                    "index": r["index"],
-                }
-            )
-    return tuple(out)
 
 
 def _result(
@@ -392,5 +383,5 @@ def _result(
         stopped=stopped,
         computed=trials.computed,
         confirmation=confirmation,
-        timeline=_timeline(records),
+        timeline=timeline(records),
     )

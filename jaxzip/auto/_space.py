@@ -12,7 +12,7 @@ from jaxzip._types import Params
 from jaxzip.auto._common import check_bits_list, check_fraction_list
 from jaxzip.auto._sensitivity import Sensitivity
 
-__all__ = ["SearchResult", "SearchSpace", "pareto_front"]
+__all__ = ["SearchResult", "SearchSpace", "pareto_front", "timeline"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -199,3 +199,21 @@ class SearchResult:
             "confirmation": self.confirmation,
             "timeline": list(self.timeline),
         }
+
+
+def timeline(records: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    """The best feasible ratio each time it improved, with the search time it took."""
+    out, best = [], None
+    for r in records:
+        if r["feasible"] and (best is None or r["bytes"] < best):
+            best = r["bytes"]
+            out.append(
+                {
+                    "elapsed_s": r.get("elapsed_s"),
+                    "ratio": r["ratio"],
+                    "bytes": r["bytes"],
+                    "key": r["key"],
+                    "index": r["index"],
+                }
+            )
+    return tuple(out)

@@ -16,8 +16,8 @@ from jaxzip._io import atomic_write_bytes, atomic_write_json
 from jaxzip._keys import named_key
 from jaxzip._types import Params
 from jaxzip.auto._build import Build, build_candidate, takes_distill
-from jaxzip.auto._common import EvalFn, check_score, decode, settings_key
-from jaxzip.auto._drops import confirm_score, discordant
+from jaxzip.auto._common import EvalFn, decode, settings_key
+from jaxzip.auto._drops import discordant, drop_se, paired_drop_se, read_score
 from jaxzip.auto._journal import Journal, SearchClock
 from jaxzip.auto._sensitivity import probe
 
@@ -74,10 +74,14 @@ class Trials:
         bar: Any = None,
         confirm_fn: EvalFn | None = None,
         confirm_n: int | None = None,
+        val_n: int | None = None,
+        confidence: float = 0.0,
     ) -> None:
         self.params, self.eval_fn, self.build = params, eval_fn, build
         self.confirm_fn, self.confirm_n = confirm_fn, confirm_n
+        self.val_n, self.confidence = val_n, confidence
         self._hits: tuple[float, np.ndarray | None] | None = None  # see _baseline_score
+        self._val_hits: tuple[float, np.ndarray | None] | None = None  # see _baseline_eval
         self.clock = SearchClock()  # search time, on the journal's clock while replaying
         self.layers, self.iters, self.key, self.max_drop = layers, build.iters, key, max_drop
         self.journal, self.out_dir, self.bar = journal, out_dir, bar
@@ -146,14 +150,31 @@ class Trials:
         self.memo[key] = rec
         return rec
 
-    def _eval(self, params: Params, what: str) -> float:
-        return check_score(self.eval_fn(params), f"eval_fn (on {what})")
+    def _eval(self, params: Params, what: str) -> tuple[float, np.ndarray | None]:
+        return read_score(self.eval_fn(params), self.val_n, f"eval_fn (on {what})")
+
+    def _baseline_eval(self) -> tuple[float, np.ndarray | None]:
+        """The input params' ranking accuracy and, when ``eval_fn`` gives it, each example's
+        correctness (computed once per process: a replayed record holds only the accuracy)."""
+        if self._val_hits is None:
+            self._val_hits = self._eval(self.params, "the input params")
+        return self._val_hits
 
     def _eval_baseline(self) -> dict[str, Any]:
-        return {
-            "accuracy": self._eval(self.params, "the input params"),
-            "dense_bytes": self.dense_bytes,
-        }
+        return {"accuracy": self._baseline_eval()[0], "dense_bytes": self.dense_bytes}
+
+    def _paired(self, hits: np.ndarray | None, what: str) -> dict[str, Any]:
+        """``{"discordant": [b, c], "eval_n": n}`` against the baseline's ranking results
+        when ``eval_fn`` gave each example's correctness, else ``{}``."""
+        if hits is None:
+            return {}
+        base = self._baseline_eval()[1]
+        if base is None:
+            raise ValueError(
+                f"eval_fn (on {what}): gave each example's correctness, but an accuracy for "
+                "the input params"
+            )
+        return {"discordant": list(discordant(base, hits)), "eval_n": int(hits.size)}
 
     # -- probes ------------------------------------------------------------------------------
     def probe(self, path: str, *, sparsity: float = 0.0, bits: int | None = None) -> float:
@@ -164,7 +185,7 @@ class Trials:
 
         def compute() -> dict[str, Any]:
             p = probe(self.params, path, sparsity=sparsity, bits=bits, iters=self.iters)
-            return {"accuracy": self._eval(p, f"{path} at sparsity {sparsity}, bits {bits}")}
+            return {"accuracy": self._eval(p, f"{path} at sparsity {sparsity}, bits {bits}")[0]}
 
         return float(self._record(settings, compute)["accuracy"])
 
@@ -203,20 +224,21 @@ class Trials:
         books = self._build(settings, key)
         data = jz_codec.encode(books)
         report = jz_codec.size_report(data)
-        acc = self._eval(decode(books), f"candidate {key}")
+        acc, hits = self._eval(decode(books), f"candidate {key}")
         self.books[key] = books
         self.computed += 1
-        return {
+        rec = {
             "index": len(self.candidates),
             "accuracy": acc,
+            **self._paired(hits, f"candidate {key}"),
             "bytes": len(data),
             "dense_bytes": self.dense_bytes,
             "ratio": self.dense_bytes / len(data),
-            "feasible": bool(acc >= self.baseline - self.max_drop),
             "layer_bytes": {x.path: int(x.bytes) for x in report.leaves},
             "layer_bound_bits": {x.path: float(x.bound_bits) for x in report.leaves},
             "seconds": round(time.perf_counter() - t0, 3),
         }
+        return {**rec, "feasible": self.is_feasible(rec)}
 
     def _build(self, settings: Mapping[str, Any], key: str) -> Params:
         rng = named_key(self.key, key)  # the candidate's own key, named by its settings hash
@@ -230,9 +252,21 @@ class Trials:
             distill=settings.get("distill", True),
         )
 
+    def drop_se(self, rec: Mapping[str, Any]) -> float | None:
+        """The standard error of a candidate's ranking drop: paired from its discordant pairs
+        when journaled, else unpaired on ``val_n`` examples, else None."""
+        if "discordant" in rec:
+            return paired_drop_se(*rec["discordant"], rec["eval_n"])
+        if self.val_n is None:
+            return None
+        return drop_se(self.baseline, rec["accuracy"], self.val_n)
+
     def is_feasible(self, rec: Mapping[str, Any]) -> bool:
-        """``accuracy >= baseline - max_drop`` (recomputed: max_drop may differ from the run's)."""
-        return bool(rec["accuracy"] >= self.baseline - self.max_drop)
+        """``accuracy >= baseline - max_drop``, plus ``confidence`` standard errors of the drop
+        (:meth:`drop_se`) when one is known (recomputed: both may differ from the run's)."""
+        se = self.drop_se(rec) if self.confidence else None
+        margin = self.confidence * se if se is not None else 0.0
+        return bool(rec["accuracy"] >= self.baseline - self.max_drop + margin)
 
     def best(self) -> dict[str, Any] | None:
         """The best candidate so far (see :class:`SearchResult`)."""
@@ -276,7 +310,7 @@ class Trials:
         accuracy)."""
         if self._hits is None:
             what = "confirm_fn (on the input params)"
-            self._hits = confirm_score(self.confirm_fn(self.params), self.confirm_n, what)
+            self._hits = read_score(self.confirm_fn(self.params), self.confirm_n, what)
         return self._hits
 
     def confirm_baseline(self) -> float:
@@ -296,7 +330,7 @@ class Trials:
 
         def compute() -> dict[str, Any]:
             what = f"confirm_fn (on candidate {key})"
-            acc, hits = confirm_score(fn(decode(self.books_of(rec))), self.confirm_n, what)
+            acc, hits = read_score(fn(decode(self.books_of(rec))), self.confirm_n, what)
             if hits is None:
                 return {"accuracy": acc}
             base = self._baseline_score()[1]

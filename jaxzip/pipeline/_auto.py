@@ -164,10 +164,10 @@ def run_auto(
       confirm_fraction: the share of the validation split held out as the
         confirmation split (None: no confirmation, every candidate judged on the
         whole validation split).
-      confidence: the confirmation's standard errors (>= 0): a candidate is confirmed
-        when its drop there plus ``confidence`` paired standard errors is within the bound
-        (1.645: the one-sided 95% upper limit; 0, the default: the drop alone). Not for
-        language models.
+      confidence: standard errors of a drop that must fit within the bound too (>= 0): a
+        candidate is feasible on the ranking split, and confirmed, when its drop there plus
+        ``confidence`` paired standard errors is within the bound (1.645: the one-sided 95%
+        upper limit; 0, the default: the drop alone). Not for language models.
 
     Returns:
       What ``auto.json`` holds.
@@ -248,15 +248,14 @@ def run_auto(
             bs = t.eval_batch_size
             return jz_train.evaluate(apply_fn, params, ds, batch_size=bs, per_example=True)
 
-        def eval_fn(params: Params) -> float:
-            return float(evaluate(params, rank)["accuracy"])
+        def eval_fn(params: Params) -> Any:  # each example's correctness: paired errors
+            return evaluate(params, rank)["correct"]
 
         confirm = {}
-        if conf is not None:  # each example's correctness: paired standard errors
+        if conf is not None:
             confirm = {
                 "confirm_fn": lambda params: evaluate(params, conf)["correct"],
                 "confirm_n": len(conf),
-                "confidence": confidence,
             }
 
         steps = len(splits.train) // t.batch_size
@@ -349,6 +348,7 @@ def run_auto(
             max_trials=max_trials,
             progress=progress,
             val_n=len(rank),
+            confidence=confidence,
             **confirm,
         )
         on_test = [evaluate(params, splits.test) for params in (dense, result.params)]

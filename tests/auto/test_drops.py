@@ -125,8 +125,6 @@ def test_bad_confidence_and_per_example_input(mlp, make_eval, tmp_path):
     for bad in (-1.0, float("nan"), True, "1"):
         with pytest.raises(ValueError, match="confidence: expected"):
             search(mlp, eval_fn=make_eval(), confidence=bad, **kw)
-    with pytest.raises(ValueError, match="confidence: 1 applies to a confirmation"):
-        search(mlp, eval_fn=make_eval(), confidence=1.0, **kw)
     wrong_length = VectorConfirm(mlp)
     with pytest.raises(ValueError, match=r"confirm_fn \(on the input params\): expected an acc"):
         search(mlp, eval_fn=make_eval(), confirm_fn=wrong_length, confirm_n=150, **kw)
@@ -139,3 +137,68 @@ def test_bad_confidence_and_per_example_input(mlp, make_eval, tmp_path):
     with pytest.raises(ValueError, match="gave each example's correctness, but an accuracy"):
         mixed = VectorConfirm(mlp)
         _run(mlp, make_eval(), tmp_path, lambda p: 0.95 if p is mlp else mixed(p))
+
+
+class PerExampleEval:
+    """The conftest's eval on 256 fixed inputs, as each example's correctness (the labels are
+    the dense model's argmax with 20 flipped, so the baseline gets 236 right)."""
+
+    def __init__(self, base):
+        self.inner = base
+        self.labels = base.labels.copy()
+        self.labels[:20] = (self.labels[:20] + 1) % 6
+        self.calls = 0
+
+    def __call__(self, params):
+        from tests.auto.conftest import _forward
+
+        self.calls += 1
+        return _forward(params, self.inner.x).argmax(-1) == self.labels
+
+
+def test_ranking_with_per_example_results_and_a_confidence(mlp, make_eval, tmp_path):
+    kw = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE}
+    plain = search(mlp, eval_fn=PerExampleEval(make_eval()), out_dir=tmp_path / "a", **kw)
+    base = PerExampleEval(make_eval())(mlp)
+    assert plain.baseline == pytest.approx(base.mean()) and base.sum() == 236
+    for t in plain.trials:  # every candidate keeps its discordant pairs against the baseline
+        b, c = t["discordant"]
+        assert t["eval_n"] == 256 and t["accuracy"] == pytest.approx(plain.baseline - (b - c) / 256)
+        assert t["feasible"] == (t["accuracy"] >= plain.baseline - 0.1)
+    # confidence 2: feasible only with two paired standard errors within the bound
+    ev = PerExampleEval(make_eval())
+    z = search(mlp, eval_fn=ev, out_dir=tmp_path / "b", confidence=2.0, **kw)
+    for t in z.trials:
+        se = paired_drop_se(*t["discordant"], 256)
+        assert t["feasible"] == (t["accuracy"] >= z.baseline - 0.1 + 2.0 * se)
+    near = [t for t in plain.trials if t["feasible"]]
+    margin = [
+        t
+        for t in near
+        if t["accuracy"] < plain.baseline - 0.1 + 2 * paired_drop_se(*t["discordant"], 256)
+    ]
+    assert margin, "the test needs a candidate feasible without the margin and not with it"
+    assert z.best["bytes"] >= plain.best["bytes"]  # no smaller file under a stricter rule
+    # a rerun replays every trial: not even the baseline's per-example results are needed
+    again = PerExampleEval(make_eval())
+    r = search(mlp, eval_fn=again, out_dir=tmp_path / "b", confidence=2.0, **kw)
+    assert again.calls == 0 and r.best == z.best
+    # a rerun into the journal with another confidence re-decides from the journaled pairs
+    r0 = search(mlp, eval_fn=PerExampleEval(make_eval()), out_dir=tmp_path / "b", **kw)
+    for t in r0.trials:
+        assert t["feasible"] == (t["accuracy"] >= r0.baseline - 0.1)
+
+
+def test_per_example_eval_input_is_checked(mlp, make_eval):
+    kw = {"max_drop": 0.1, "where": KERNELS, "key": jax.random.key(0), "space": SPACE}
+    ev = PerExampleEval(make_eval())
+    with pytest.raises(
+        ValueError,
+        match=r"eval_fn \(on the input params\): expected an accuracy or a 1-D bool array of each of the 100",
+    ):
+        search(mlp, eval_fn=ev, val_n=100, **kw)
+    with pytest.raises(
+        ValueError,
+        match=r"eval_fn \(on candidate .*\): gave each example's correctness, but an accuracy",
+    ):
+        search(mlp, eval_fn=lambda p: 0.9 if p is mlp else ev(p), **kw)
