@@ -105,9 +105,10 @@ def read_score(value: Any, n: int | None, what: str) -> tuple[float, np.ndarray 
     if arr is None or arr.ndim == 0:
         return check_score(value, what), None
     if arr.ndim != 1 or arr.dtype != np.bool_ or (n is not None and arr.size != n):
+        count = "each example's" if n is None else f"each of the {n} examples'"
         raise ValueError(
-            f"{what}: expected an accuracy or a 1-D bool array of each of the {n} examples' "
-            f"correctness, got shape {arr.shape}, dtype {arr.dtype}"
+            f"{what}: expected an accuracy or a 1-D bool array of {count} correctness, got "
+            f"shape {arr.shape}, dtype {arr.dtype}"
         )
     return float(arr.mean()), arr
 
