@@ -128,13 +128,21 @@ def _confirmation_lines(c: Mapping[str, Any]) -> list[str]:
         f"on validation are skipped: {c.get('skipped', 0)}; baseline there "
         f"{c['baseline']:.4f}): {verdict}.",
         "",
-        "| candidate | bytes | ratio | validation acc | confirmation acc | drop | passed |",
-        "|---|---|---|---|---|---|---|",
+        "| candidate | bytes | ratio | validation acc | confirmation acc | drop | ± SE | passed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    if c.get("confidence"):
+        lines[4:4] = [
+            f"A pass needs the drop plus {c['confidence']:g} standard errors (paired where "
+            "shown as such) within the bound.",
+            "",
+        ]
     for a in c["attempts"]:
+        se = a.get("paired_se", a.get("drop_se"))
+        se_text = "–" if se is None else f"{se:.4f}" + (" paired" if "paired_se" in a else "")
         lines.append(
             f"| `{a['key']}` | {a['bytes']} | {a['ratio']:.2f}x | "
-            f"{a['val_accuracy']:.4f} | {a['accuracy']:.4f} | {a['drop']:.4f} | "
+            f"{a['val_accuracy']:.4f} | {a['accuracy']:.4f} | {a['drop']:.4f} | {se_text} | "
             f"{'yes' if a['passed'] else 'no'} |"
         )
     return lines

@@ -337,6 +337,7 @@ def run_auto(
             dense,
             eval_fn=eval_fn,
             max_drop=max_drop_pp / 100.0,
+            confidence=confidence,
             where=where,
             key=named_key(jax.random.key(seed), "auto"),
             **hooks,
@@ -348,7 +349,6 @@ def run_auto(
             max_trials=max_trials,
             progress=progress,
             val_n=len(rank),
-            confidence=confidence,
             **confirm,
         )
         on_test = [evaluate(params, splits.test) for params in (dense, result.params)]

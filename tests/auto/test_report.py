@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import pytest
 
 from jaxzip.auto import SearchSpace, write_report
@@ -64,3 +65,27 @@ def test_report_shows_drops_confirmation_and_time(mlp, make_eval, run_search, tm
     ):
         assert needle in text, needle
     assert (tmp_path / "time.png").read_bytes()[:4] == b"\x89PNG"
+    a = r.confirmation["attempts"][0]  # the confirmation's standard error, unpaired here
+    assert f"| {a['drop']:.4f} | {a['drop_se']:.4f} | yes |" in text
+    assert "standard errors (paired where" not in text  # no confidence margin
+
+
+def test_report_shows_the_confidence_and_paired_errors(mlp, make_eval, tmp_path):
+    from jaxzip.auto import search
+    from tests.auto.test_drops import KERNELS, SPACE, VectorConfirm
+
+    r = search(
+        mlp,
+        eval_fn=make_eval(),
+        max_drop=0.3,
+        where=KERNELS,
+        key=jax.random.key(0),
+        space=SPACE,
+        confirm_fn=VectorConfirm(mlp, [(50, 0)]),
+        confirm_n=200,
+        confidence=2.0,
+    )
+    text = write_report(r, tmp_path).read_text()
+    first = r.confirmation["attempts"][0]
+    assert "A pass needs the drop plus 2 standard errors (paired where shown" in text
+    assert f"| {first['drop']:.4f} | {first['paired_se']:.4f} paired | no |" in text
