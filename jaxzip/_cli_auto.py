@@ -51,9 +51,9 @@ def _add_auto_command(commands: argparse._SubParsersAction) -> None:
         "--confidence",
         metavar="Z",
         default="0",
-        help="confirm a candidate only if its confirmation drop plus Z paired standard errors "
-        "is within --max-drop, e.g. 1.645 for the one-sided 95%% upper limit (default 0: the "
-        "drop alone); image data only",
+        help="count a candidate as within --max-drop (on the ranking split and at its "
+        "confirmation) only if its drop plus Z paired standard errors is, e.g. 1.645 for the "
+        "one-sided 95%% upper limit (default 0: the drop alone); image data only",
     )
     auto.add_argument(
         "--out", metavar="DIR", help="output directory (default: runs/<experiment.name>_auto)"

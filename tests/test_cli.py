@@ -384,7 +384,7 @@ def test_auto_real_run_prints_what_auto_json_holds(capsys, tmp_path, digits_auto
     want = (  # the paired standard errors on confirmation and test
         f"stopped: {s['result']['stopped']}; accuracy drop in points (+- standard error, paired "
         f"where per-example results are known), validation "
-        f"{d['validation']['drop_pp']:.2f} +- {d['validation']['se_pp']:.2f} / confirmation "
+        f"{d['validation']['drop_pp']:.2f} +- {d['validation']['paired_se_pp']:.2f} / confirmation "
         f"{d['confirmation']['drop_pp']:.2f} +- {d['confirmation']['paired_se_pp']:.2f} / test "
         f"{d['test']['drop_pp']:.2f} +- {d['test']['paired_se_pp']:.2f}"
     )

@@ -114,11 +114,12 @@ def read_score(value: Any, n: int | None, what: str) -> tuple[float, np.ndarray 
 
 
 def drop_summary(
-    baseline: float, accuracy: float, n: int, discordant: Sequence[int] | None = None
+    baseline: float, accuracy: float, n: int, pairs: Sequence[int] | None = None
 ) -> dict[str, Any]:
     """A drop on ``n`` examples as ``jaxzip auto``'s ``auto.json`` reports it: in points, with
-    its standard error (:func:`jaxzip.auto.drop_se`) and, given the discordant pairs
-    ``(b, c)`` of each example's result, the paired one (:func:`paired_drop_se`).
+    its standard error (:func:`jaxzip.auto.drop_se`) and, given the discordant ``pairs``
+    ``(b, c)`` of each example's result (:func:`discordant`), the paired one
+    (:func:`paired_drop_se`).
 
     Example:
       >>> d = drop_summary(0.995, 0.9925, 2000, (7, 2))
@@ -132,9 +133,9 @@ def drop_summary(
         "se_pp": 100 * drop_se(baseline, accuracy, n),
         "n": n,
     }
-    if discordant is not None:
-        out["discordant"] = list(discordant)
-        out["paired_se_pp"] = 100 * paired_drop_se(*discordant, n)
+    if pairs is not None:
+        out["discordant"] = list(pairs)
+        out["paired_se_pp"] = 100 * paired_drop_se(*pairs, n)
     return out
 
 
@@ -144,14 +145,16 @@ def result_drops(result: Any, *, val_n: int, test: Sequence[Any]) -> dict[str, A
 
     Args:
       result: a :class:`jaxzip.auto.SearchResult`.
-      val_n: the ranking split's size (its drop gets the unpaired standard error).
+      val_n: the ranking split's size.
       test: each test example's correctness for the baseline and for the chosen candidate
         (two 1-D bool arrays, e.g. ``jaxzip.train.evaluate(..., per_example=True)["correct"]``).
 
     Returns:
       ``{"validation", "confirmation", "test", "se_method", "paired_se_method"}``;
       ``"confirmation"`` is None when the chosen candidate was not confirmed (no
-      ``confirm_fn``); with the candidates' discordant pairs journaled, it is paired.
+      ``confirm_fn``). The validation and confirmation drops have a paired standard
+      error where the search journaled the candidate's discordant pairs (its ``eval_fn``
+      / ``confirm_fn`` gave each example's result); the test drop always has one.
     """
     base_hits, best_hits = (np.asarray(h, bool) for h in test)
     best = result.best
@@ -165,7 +168,9 @@ def result_drops(result: Any, *, val_n: int, test: Sequence[Any]) -> dict[str, A
     return {
         "se_method": SE_METHOD,
         "paired_se_method": PAIRED_SE_METHOD,
-        "validation": drop_summary(result.baseline, best["accuracy"], val_n),
+        "validation": drop_summary(
+            result.baseline, best["accuracy"], val_n, best.get("discordant")
+        ),
         "confirmation": conf,
         "test": drop_summary(
             float(base_hits.mean()),

@@ -118,9 +118,8 @@ def search(
     one by the points that one missed the bound by on confirmation is confirmed
     (if none is, the next that is more accurate at all; :func:`confirm`), up to
     ``max_confirmations`` attempts (each attempt re-uses the confirmation split,
-    so keep them few). The
-
-    baseline's confirmation is measured right after its validation, within the
+    so keep them few). The baseline's confirmation is measured right after its
+    validation, within the
     time budget; the candidates' confirmations (one evaluation each) are run
     after the search even when the budget is spent. All are journaled.
 

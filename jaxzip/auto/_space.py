@@ -130,8 +130,9 @@ class SearchResult:
     """What :func:`jaxzip.auto.search` found.
 
     Attributes:
-      feasible: whether ``best`` meets ``accuracy >= baseline - max_drop`` (with a
-        confirmation split: on validation *and* on the confirmation split).
+      feasible: whether ``best`` meets ``accuracy >= baseline - max_drop`` (plus
+        ``confidence`` standard errors of its drop, see :func:`jaxzip.auto.search`; with
+        a confirmation split: on validation *and* on the confirmation split).
       best: the best trial record: the smallest feasible one (with a
         confirmation split: the first, by that ranking, that also passed its
         confirmation), or when none is feasible the most accurate one. Keys: ``key``, ``sparsity`` and

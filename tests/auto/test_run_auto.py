@@ -55,12 +55,16 @@ def test_drops_on_three_splits_with_standard_errors(cfg, tmp_path):
         assert x["se_pp"] == pytest.approx(
             100 * jz_auto.drop_se(x["baseline_accuracy"], x["accuracy"], n)
         )
-    for split, n in (("confirmation", sp["confirmation"]), ("test", sp["test"])):
+    for split, n in (
+        ("validation", sp["validation"]),
+        ("confirmation", sp["confirmation"]),
+        ("test", sp["test"]),
+    ):
         x = d[split]  # each example's result is known: the paired standard error too
         b, c = x["discordant"]
         assert x["drop_pp"] == pytest.approx(100 * (b - c) / n)
         assert x["paired_se_pp"] == pytest.approx(100 * jz_auto.paired_drop_se(b, c, n))
-    assert "paired_se_pp" not in d["validation"] and s["confidence"] == 0.0
+    assert s["confidence"] == 0.0
     assert d["validation"]["accuracy"] == res["best"]["accuracy"]
     assert res["best"]["confirmed"] is True and res["feasible"]
     assert d["confirmation"]["drop_pp"] <= 5.0 + 1e-9  # it passed its confirmation
