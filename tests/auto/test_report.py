@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import pytest
 
 from jaxzip.auto import SearchSpace, write_report
@@ -71,20 +70,9 @@ def test_report_shows_drops_confirmation_and_time(mlp, make_eval, run_search, tm
 
 
 def test_report_shows_the_confidence_and_paired_errors(mlp, make_eval, tmp_path):
-    from jaxzip.auto import search
-    from tests.auto.test_drops import KERNELS, SPACE, VectorConfirm
+    from tests.auto.test_drops import VectorConfirm, _run
 
-    r = search(
-        mlp,
-        eval_fn=make_eval(),
-        max_drop=0.3,
-        where=KERNELS,
-        key=jax.random.key(0),
-        space=SPACE,
-        confirm_fn=VectorConfirm(mlp, [(50, 0)]),
-        confirm_n=200,
-        confidence=2.0,
-    )
+    r = _run(mlp, make_eval(), tmp_path / "s", VectorConfirm(mlp, [(50, 0)]), confidence=2.0)
     text = write_report(r, tmp_path).read_text()
     first = r.confirmation["attempts"][0]
     assert "A pass needs the drop plus 2 standard errors (paired where shown" in text
