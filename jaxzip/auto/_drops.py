@@ -155,6 +155,18 @@ def result_drops(result: Any, *, val_n: int, test: Sequence[Any]) -> dict[str, A
       ``confirm_fn``). The validation and confirmation drops have a paired standard
       error where the search journaled the candidate's discordant pairs (its ``eval_fn``
       / ``confirm_fn`` gave each example's result); the test drop always has one.
+
+    Example:
+      On 4 test examples the baseline gets 3 right, the candidate 2 (one lost):
+
+      >>> from types import SimpleNamespace
+      >>> r = SimpleNamespace(baseline=0.9, confirmation=None,
+      ...                     best={"key": "k", "accuracy": 0.85})
+      >>> d = result_drops(r, val_n=100, test=[[1, 1, 1, 0], [1, 1, 0, 0]])
+      >>> round(d["test"]["drop_pp"], 6), d["test"]["discordant"], d["confirmation"]
+      (25.0, [1, 0], None)
+      >>> round(d["validation"]["drop_pp"], 6), "paired_se_pp" in d["validation"]
+      (5.0, False)
     """
     base_hits, best_hits = (np.asarray(h, bool) for h in test)
     best = result.best

@@ -163,16 +163,18 @@ class Trials:
     def _eval_baseline(self) -> dict[str, Any]:
         return {"accuracy": self._baseline_eval()[0], "dense_bytes": self.dense_bytes}
 
-    def _paired(self, hits: np.ndarray | None, what: str) -> dict[str, Any]:
-        """``{"discordant": [b, c], "eval_n": n}`` against the baseline's ranking results
-        when ``eval_fn`` gave each example's correctness, else ``{}``."""
+    @staticmethod
+    def _paired(
+        hits: np.ndarray | None, baseline: Callable[[], tuple[float, Any]], what: str
+    ) -> dict[str, Any]:
+        """``{"discordant": [b, c], "eval_n": n}`` of a candidate's per-example ``hits``
+        against the input params' (``baseline()``), or ``{}`` when ``hits`` is None."""
         if hits is None:
             return {}
-        base = self._baseline_eval()[1]
+        base = baseline()[1]
         if base is None:
             raise ValueError(
-                f"eval_fn (on {what}): gave each example's correctness, but an accuracy for "
-                "the input params"
+                f"{what}: gave each example's correctness, but an accuracy for the input params"
             )
         return {"discordant": list(discordant(base, hits)), "eval_n": int(hits.size)}
 
@@ -230,7 +232,7 @@ class Trials:
         rec = {
             "index": len(self.candidates),
             "accuracy": acc,
-            **self._paired(hits, f"candidate {key}"),
+            **self._paired(hits, self._baseline_eval, f"eval_fn (on candidate {key})"),
             "bytes": len(data),
             "dense_bytes": self.dense_bytes,
             "ratio": self.dense_bytes / len(data),
@@ -331,14 +333,8 @@ class Trials:
         def compute() -> dict[str, Any]:
             what = f"confirm_fn (on candidate {key})"
             acc, hits = read_score(fn(decode(self.books_of(rec))), self.confirm_n, what)
-            if hits is None:
-                return {"accuracy": acc}
-            base = self._baseline_score()[1]
-            if base is None:
-                raise ValueError(
-                    f"{what}: gave each example's correctness, but an accuracy for the input params"
-                )
-            return {"accuracy": acc, "discordant": list(discordant(base, hits))}
+            pairs = self._paired(hits, self._baseline_score, what)
+            return {"accuracy": acc, **({"discordant": pairs["discordant"]} if pairs else {})}
 
         return self._record({"kind": "confirm", "candidate": key}, compute, timed=False)
 

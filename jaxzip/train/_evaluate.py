@@ -136,7 +136,7 @@ def evaluate(
         loss_sum = loss_sum + b_loss
         n_correct = n_correct + b_correct
         if per_example:
-            hits.append(b_hits[:n])
+            hits.append((b_hits, n))  # on the device until the end: one transfer
     count = int(ds.y.size)
     correct = int(n_correct)
     accuracy = correct / count
@@ -152,5 +152,6 @@ def evaluate(
         result["bits_per_token"] = loss / math.log(2)
         result["windows"] = len(ds)
     if per_example:
-        result["correct"] = np.concatenate([np.asarray(h) for h in hits])
+        fetched = jax.device_get([h for h, _ in hits])
+        result["correct"] = np.concatenate([h[:n] for h, (_, n) in zip(fetched, hits, strict=True)])
     return result
